@@ -1,0 +1,123 @@
+-- events: Evo's event convention.
+--
+-- An object reports what happens as events. An event name is CAPITALISED;
+-- its handler is the object's method of the same name, called as
+-- object:NAME(NAME, payload) with payload a table. A class declares its
+-- events; each gets a default handler that does nothing unless debugging is
+-- on (evo --debug, EVO_DEBUG=1), when it prints "[Class] NAME {payload}".
+--
+--   local events = require("events")
+--   local Door = events.class("Door", {"DOOR_OPENED"})
+--   local door = Door()
+--   function door:DOOR_OPENED(event, payload) print(payload.by) end
+--   door:emit("DOOR_OPENED", {by = "me"})
+--
+-- Native objects (Timer, Signal, servers, sockets) deliver their events
+-- through the same handlers straight from their libuv callbacks.
+local core = require("evo.core")
+local pretty = require("pretty")
+
+local type, setmetatable, getmetatable, rawget, xpcall = type, setmetatable, getmetatable, rawget, xpcall
+local traceback = debug.traceback
+local isEventName, isDebug, reportError = core.isEventName, core.debug, core.reportError
+
+local events = {}
+
+local function className(object)
+  local mt = getmetatable(object)
+  return mt and rawget(mt, "__name") or "object"
+end
+
+-- The one default handler shared by every class: silent unless debugging.
+local function defaultHandler(self, event, payload)
+  if isDebug() then
+    io.stderr:write("[", className(self), "] ", event, " ", pretty.summary(payload), "\n")
+  end
+end
+events.defaultHandler = defaultHandler
+core.setDefaultHandler(defaultHandler)
+
+local function checkEventName(name, level)
+  if type(name) ~= "string" then
+    error(("bad argument #1 to 'emit' (string expected, got %s)"):format(type(name)), level + 1)
+  end
+  if not isEventName(name) then
+    error(("event name '%s' must be CAPITALISED (A-Z, 0-9, _)"):format(name), level + 1)
+  end
+end
+
+local Emitter = {__name = "Emitter", events = {}}
+Emitter.__index = Emitter
+
+-- Delivers an event to this object's handler. An error in the handler is
+-- reported with its traceback and does not propagate to the emitter.
+function Emitter:emit(event, payload)
+  checkEventName(event, 2)
+  if payload == nil then
+    payload = {}
+  elseif type(payload) ~= "table" then
+    error(("bad argument #2 to 'emit' (table expected, got %s)"):format(type(payload)), 2)
+  end
+  local handler = self[event] or defaultHandler
+  if handler == defaultHandler and not isDebug() then return end
+  local ok, err = xpcall(handler, traceback, self, event, payload)
+  if not ok then
+    reportError(("error in %s:%s handler: %s"):format(className(self), event, tostring(err)))
+  end
+end
+
+-- Is `object` an instance of `class` (or of a subclass)?
+function events.isInstance(object, class)
+  local mt = getmetatable(object)
+  while mt do
+    if mt == class then return true end
+    local parent = getmetatable(mt)
+    mt = parent and parent.__index
+  end
+  return false
+end
+
+-- Creates a class. `eventNames` lists the events its objects emit; `parent`
+-- (default Emitter) is inherited from. Calling the class makes an object and
+-- runs class.init(object, ...) when defined.
+function events.class(name, eventNames, parent)
+  if type(name) ~= "string" then
+    error(("bad argument #1 to 'class' (string expected, got %s)"):format(type(name)), 2)
+  end
+  eventNames = eventNames or {}
+  if type(eventNames) ~= "table" then
+    error(("bad argument #2 to 'class' (table expected, got %s)"):format(type(eventNames)), 2)
+  end
+  parent = parent or Emitter
+  local cls = {__name = name, events = {}}
+  cls.__index = cls
+  for _, ev in ipairs(parent.events or {}) do cls.events[#cls.events + 1] = ev end
+  for _, ev in ipairs(eventNames) do
+    checkEventName(ev, 2)
+    cls.events[#cls.events + 1] = ev
+    cls[ev] = defaultHandler
+  end
+  return setmetatable(cls, {
+    __index = parent,
+    __call = function(c, ...)
+      local object = setmetatable({}, c)
+      local init = c.init
+      if init then init(object, ...) end
+      return object
+    end,
+    __tostring = function() return "class " .. name end,
+  })
+end
+
+-- A subclass: Base:extend("Name", {"EVENTS"}).
+function Emitter.extend(parent, name, eventNames)
+  return events.class(name, eventNames, parent)
+end
+
+events.Emitter = Emitter
+
+-- Debugging switch, as set by --debug or EVO_DEBUG=1.
+function events.debug() return isDebug() end
+function events.setDebug(on) core.setDebug(on) end
+
+return events

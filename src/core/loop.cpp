@@ -1,0 +1,46 @@
+#include "core/loop.h"
+
+#include <cstdio>
+#include <cstdlib>
+
+namespace evo {
+
+Loop::Loop() {
+  int rc = uv_loop_init(&loop_);
+  if (rc != 0) {
+    std::fprintf(stderr, "evo: cannot create the event loop: %s\n", uv_strerror(rc));
+    std::abort();
+  }
+}
+
+namespace {
+int count_closing(uv_loop_t* loop) {
+  int n = 0;
+  uv_walk(
+      loop, [](uv_handle_t* h, void* arg) { *static_cast<int*>(arg) += uv_is_closing(h) ? 1 : 0; },
+      &n);
+  return n;
+}
+}  // namespace
+
+void Loop::drain_closing() {
+  // UV_RUN_NOWAIT processes pending close callbacks without blocking on I/O.
+  while (count_closing(&loop_) > 0) uv_run(&loop_, UV_RUN_NOWAIT);
+}
+
+Loop::~Loop() {
+  // By now the runtime has closed every handle it knows about. Anything still
+  // open here is a bug elsewhere; close it anyway so the loop can be freed.
+  uv_walk(
+      &loop_,
+      [](uv_handle_t* h, void*) {
+        if (!uv_is_closing(h)) uv_close(h, nullptr);
+      },
+      nullptr);
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  if (uv_loop_close(&loop_) != 0) {
+    std::fprintf(stderr, "evo: internal error: event loop still busy at exit\n");
+  }
+}
+
+}  // namespace evo

@@ -1,0 +1,220 @@
+#include "lua/cli.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "lua/errors.h"
+#include "lua/repl.h"
+#include "lua/runtime.h"
+#include "lua/version.h"
+
+namespace evo::cli {
+namespace {
+
+const char kUsage[] =
+    "usage: evo [options] [script [args...]]\n"
+    "       evo test [files or dirs...] [--filter text]\n"
+    "\n"
+    "Runs a Lua script on LuaJIT over an event loop. With no script, starts a\n"
+    "REPL when stdin is a terminal, and runs stdin otherwise.\n"
+    "\n"
+    "options:\n"
+    "  -e chunk        run the Lua chunk (before the script)\n"
+    "  -l name         require(name) into the global `name` (before the script)\n"
+    "  -i              start the REPL after running the script\n"
+    "  -               run the script read from stdin\n"
+    "  --              stop handling options\n"
+    "  --debug         default event handlers print each event (also EVO_DEBUG=1)\n"
+    "  -v, --version   print versions of Evo and its libraries\n"
+    "  -h, --help      print this help\n"
+    "\n"
+    "commands:\n"
+    "  test            run *.spec.lua files (see docs/testing.md)\n";
+
+struct Invocation {
+  std::vector<std::pair<char, std::string>> before;  // -e chunks and -l modules, in order
+  int script = -1;                                   // index in argv of the script ("-" = stdin)
+  bool interactive = false;
+  bool debug = false;
+  bool test = false;
+};
+
+bool env_flag(const char* name) {
+  const char* v = std::getenv(name);
+  return v != nullptr && *v != '\0' && std::strcmp(v, "0") != 0 && std::strcmp(v, "false") != 0;
+}
+
+void print_versions() {
+  auto list = versions();
+  std::printf("Evo %s\n", list.front().second.c_str());
+  for (size_t i = 1; i < list.size(); ++i) {
+    std::printf("  %-8s %s\n", list[i].first.c_str(), list[i].second.c_str());
+  }
+}
+
+[[noreturn]] void usage_error(const char* fmt, const char* what) {
+  std::fprintf(stderr, "evo: ");
+  std::fprintf(stderr, fmt, what);
+  std::fprintf(stderr, "\n%s", kUsage);
+  std::exit(2);
+}
+
+// Returns the parsed invocation, or exits for --help, --version and errors.
+Invocation parse(int argc, char** argv) {
+  Invocation inv;
+  inv.debug = env_flag("EVO_DEBUG");
+  int i = 1;
+  if (argc > 1 && std::strcmp(argv[1], "test") == 0) {
+    inv.test = true;
+    inv.script = 1;
+    // evo test takes its own arguments; --debug is still understood.
+    for (int j = 2; j < argc; ++j) {
+      if (std::strcmp(argv[j], "--debug") == 0) inv.debug = true;
+    }
+    return inv;
+  }
+  for (; i < argc; ++i) {
+    const char* a = argv[i];
+    if (a[0] != '-' || std::strcmp(a, "-") == 0) {
+      inv.script = i;
+      break;
+    }
+    if (std::strcmp(a, "--") == 0) {
+      if (i + 1 < argc) inv.script = i + 1;
+      break;
+    }
+    if (a[1] == 'e' || a[1] == 'l') {
+      const char* value = a[2] != '\0' ? a + 2 : (i + 1 < argc ? argv[++i] : nullptr);
+      if (value == nullptr) usage_error("'%s' needs an argument", a);
+      inv.before.emplace_back(a[1], value);
+    } else if (std::strcmp(a, "-i") == 0) {
+      inv.interactive = true;
+    } else if (std::strcmp(a, "--debug") == 0) {
+      inv.debug = true;
+    } else if (std::strcmp(a, "-v") == 0 || std::strcmp(a, "--version") == 0) {
+      print_versions();
+      std::exit(0);
+    } else if (std::strcmp(a, "-h") == 0 || std::strcmp(a, "--help") == 0) {
+      std::fputs(kUsage, stdout);
+      std::exit(0);
+    } else {
+      usage_error("unknown option '%s'", a);
+    }
+  }
+  return inv;
+}
+
+std::string dir_of(const std::string& path) {
+  size_t slash = path.find_last_of('/');
+  if (slash == std::string::npos) return ".";
+  if (slash == 0) return "/";
+  return path.substr(0, slash);
+}
+
+// The global `arg`, exactly as lua.c and luajit build it: arg[0] is the
+// script, negative indices the interpreter and its options, positive ones the
+// script's arguments. Without a script, arg[0] is absent and every word of
+// the command line has a negative index.
+void set_arg_table(lua_State* L, int argc, char** argv, int script) {
+  int base = script >= 0 ? script : argc;
+  lua_createtable(L, argc - base, base + 1);
+  for (int i = 0; i < argc; ++i) {
+    lua_pushstring(L, argv[i]);
+    lua_rawseti(L, -2, i - base);
+  }
+  lua_setglobal(L, "arg");
+}
+
+bool run_chunk(Runtime& rt, const std::string& chunk) {
+  lua_State* L = rt.L();
+  if (luaL_loadbuffer(L, chunk.data(), chunk.size(), "=(command line)") != 0) {
+    errors::report(lua_tostring(L, -1));
+    lua_pop(L, 1);
+    rt.set_exit_code(1);
+    return false;
+  }
+  return rt.start_main_task(0);
+}
+
+bool require_global(Runtime& rt, const std::string& name) {
+  lua_State* L = rt.L();
+  lua_getglobal(L, "require");
+  lua_pushstring(L, name.c_str());
+  if (!errors::call_and_report(L, 1, 1, nullptr)) {
+    rt.set_exit_code(1);
+    return false;
+  }
+  lua_setglobal(L, name.c_str());
+  return true;
+}
+
+bool run_script(Runtime& rt, int argc, char** argv, int script) {
+  lua_State* L = rt.L();
+  const char* name = argv[script];
+  bool from_stdin = std::strcmp(name, "-") == 0;
+  if (luaL_loadfile(L, from_stdin ? nullptr : name) != 0) {
+    errors::report(lua_tostring(L, -1));
+    lua_pop(L, 1);
+    rt.set_exit_code(1);
+    return false;
+  }
+  int nargs = argc - script - 1;
+  luaL_checkstack(L, nargs + 1, "too many arguments to script");
+  for (int i = script + 1; i < argc; ++i) lua_pushstring(L, argv[i]);
+  return rt.start_main_task(nargs);
+}
+
+bool run_test_command(Runtime& rt, int argc, char** argv) {
+  lua_State* L = rt.L();
+  const char kRunner[] = "return require('evo.test').main(...)";
+  luaL_loadbuffer(L, kRunner, sizeof(kRunner) - 1, "=[evo test]");
+  for (int i = 2; i < argc; ++i) lua_pushstring(L, argv[i]);
+  return rt.start_main_task(argc - 2);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Invocation inv = parse(argc, argv);
+  RuntimeOptions options;
+  options.debug = inv.debug;
+  bool have_file = inv.script >= 0 && !inv.test && std::strcmp(argv[inv.script], "-") != 0;
+  if (have_file) options.script_dir = dir_of(argv[inv.script]);
+
+  Runtime rt(options);
+  set_arg_table(rt.L(), argc, argv, inv.script);
+
+  bool ok = true;
+  for (const auto& [kind, value] : inv.before) {
+    ok = kind == 'e' ? run_chunk(rt, value) : require_global(rt, value);
+    if (!ok) break;
+  }
+  if (ok) {
+    if (inv.test) {
+      ok = run_test_command(rt, argc, argv);
+    } else if (inv.script >= 0) {
+      ok = run_script(rt, argc, argv, inv.script);
+    } else if (inv.before.empty() && !inv.interactive) {
+      if (isatty(STDIN_FILENO) != 0) {
+        inv.interactive = true;
+      } else {
+        char dash[] = "-";
+        char* stdin_argv[] = {argv[0], dash};
+        ok = run_script(rt, 2, stdin_argv, 1);
+      }
+    }
+  }
+  if (ok && inv.interactive) repl::start(rt);
+  if (ok) rt.run_loop();
+  int code = rt.exit_code();
+  rt.shutdown();
+  return code;
+}
+
+}  // namespace evo::cli

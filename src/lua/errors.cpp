@@ -1,0 +1,61 @@
+#include "lua/errors.h"
+
+#include <cstdio>
+
+namespace evo::errors {
+
+std::string describe(lua_State* L, int idx) {
+  idx = idx < 0 ? lua_gettop(L) + idx + 1 : idx;
+  if (luaL_callmeta(L, idx, "__tostring")) {
+    std::string s = lua_isstring(L, -1) ? lua_tostring(L, -1) : "(error object with bad __tostring)";
+    lua_pop(L, 1);
+    return s;
+  }
+  if (lua_type(L, idx) == LUA_TSTRING || lua_type(L, idx) == LUA_TNUMBER) return lua_tostring(L, idx);
+  if (lua_isnil(L, idx)) return "nil";
+  return std::string("(error object is a ") + luaL_typename(L, idx) + " value)";
+}
+
+int traceback_handler(lua_State* L) {
+  std::string msg = describe(L, 1);
+  luaL_traceback(L, L, msg.c_str(), 1);
+  return 1;
+}
+
+std::string describe_with_traceback(lua_State* L, lua_State* co, int idx) {
+  std::string msg = describe(co, idx);
+  luaL_traceback(L, co, msg.c_str(), 0);
+  std::string out = lua_tostring(L, -1);
+  lua_pop(L, 1);
+  return out;
+}
+
+void report(const std::string& text) {
+  std::fflush(stdout);  // keep the script's own output in order before the error
+  std::fprintf(stderr, "evo: %s\n", text.c_str());
+  std::fflush(stderr);
+}
+
+bool pcall_traceback(lua_State* L, int nargs, int nresults) {
+  int func = lua_gettop(L) - nargs;
+  lua_pushcfunction(L, traceback_handler);
+  lua_insert(L, func);
+  int rc = lua_pcall(L, nargs, nresults, func);
+  lua_remove(L, func);
+  if (rc != 0 && !lua_isstring(L, -1)) {  // e.g. out of memory inside the handler
+    std::string text = describe(L, -1);
+    lua_pop(L, 1);
+    lua_pushstring(L, text.c_str());
+  }
+  return rc == 0;
+}
+
+bool call_and_report(lua_State* L, int nargs, int nresults, const char* context) {
+  if (pcall_traceback(L, nargs, nresults)) return true;
+  std::string text = lua_tostring(L, -1);
+  lua_pop(L, 1);
+  report(context != nullptr ? std::string(context) + ": " + text : text);
+  return false;
+}
+
+}  // namespace evo::errors

@@ -1,0 +1,38 @@
+// Error reporting: one format for every uncaught error in Evo.
+//
+//   evo: script.lua:3: boom
+//   stack traceback:
+//           [C]: in function 'error'
+//           script.lua:3: in main chunk
+#pragma once
+
+#include <lua.hpp>
+
+#include <string>
+
+namespace evo::errors {
+
+// lua_pcall message handler: converts the error value to a string (honouring
+// __tostring) and appends a traceback of the failing stack.
+int traceback_handler(lua_State* L);
+
+// The error value at `idx` as text, without a traceback.
+std::string describe(lua_State* L, int idx);
+
+// The error value at `idx` of coroutine `co` with the traceback of `co`'s
+// stack (which stays intact after a failed resume).
+std::string describe_with_traceback(lua_State* L, lua_State* co, int idx);
+
+// Writes "evo: <text>" and a newline to stderr.
+void report(const std::string& text);
+
+// lua_pcall with traceback_handler. On error leaves the message (with the
+// traceback) on the stack and returns false.
+bool pcall_traceback(lua_State* L, int nargs, int nresults);
+
+// Calls the function below `nargs` arguments in protected mode with a
+// traceback. On error reports "evo: <context>: <message + traceback>"
+// (context may be null), pops it and returns false.
+bool call_and_report(lua_State* L, int nargs, int nresults, const char* context);
+
+}  // namespace evo::errors

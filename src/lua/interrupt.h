@@ -1,0 +1,28 @@
+// Ctrl-C and broken pipes, the way a command-line runtime should treat them.
+//
+// SIGPIPE is ignored: a write to a closed pipe or socket comes back as EPIPE.
+// SIGINT exits with status 130, unless the script watches SIGINT itself (a
+// Signal object or luv's uv.new_signal), in which case libuv takes the signal
+// over and the script decides. The exit is clean when the loop is responsive;
+// a second Ctrl-C while the first is still unhandled (a busy loop) exits at once.
+// In the REPL, Ctrl-C interrupts the running evaluation instead.
+#pragma once
+
+#include <functional>
+
+namespace evo {
+class Runtime;
+
+namespace interrupt {
+
+void install(Runtime& rt);
+void uninstall();
+
+// REPL mode: `on_idle` runs (from the loop) for a Ctrl-C at the prompt;
+// during an evaluation (between evaluating(true) and evaluating(false)) a
+// Ctrl-C raises the error "interrupted!" inside the running Lua code.
+void set_repl_mode(std::function<void()> on_idle);
+void evaluating(bool on);
+
+}  // namespace interrupt
+}  // namespace evo

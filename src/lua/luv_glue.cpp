@@ -1,0 +1,138 @@
+#include "lua/luv_glue.h"
+
+// luv's headers declare C functions without extern "C".
+extern "C" {
+#include <lhandle.h>
+#include <luv.h>
+}
+
+#include <mutex>
+#include <vector>
+
+#include "core/handle.h"
+#include "lua/errors.h"
+#include "lua/modules.h"
+#include "lua/runtime.h"
+
+namespace evo {
+namespace luv_glue {
+namespace {
+
+// luv calls this for every callback. luv's own version prints and exits with
+// -1 on error; Evo reports the error in its usual format (message and
+// traceback) and exits with 1, as an uncaught error anywhere else does.
+int callback_pcall(lua_State* L, int nargs, int nresults, int flags) {
+  int base = lua_gettop(L) - nargs - 1;
+  if (errors::pcall_traceback(L, nargs, nresults)) {
+    return nresults == LUA_MULTRET ? lua_gettop(L) - base : nresults;
+  }
+  if ((flags & LUVF_CALLBACK_NOEXIT) == 0) {
+    // The test runner installs a handler to fail the running test instead.
+    lua_getfield(L, LUA_REGISTRYINDEX, kUncaughtHandlerKey);
+    if (lua_isfunction(L, -1)) {
+      lua_insert(L, -2);
+      errors::call_and_report(L, 1, 0, "uncaught error handler");
+      return -LUA_ERRRUN;
+    }
+    lua_pop(L, 1);
+    errors::report(lua_tostring(L, -1));
+    Runtime::exit_now(1);
+  }
+  if ((flags & LUVF_CALLBACK_NOERRMSG) == 0) errors::report(lua_tostring(L, -1));
+  lua_pop(L, 1);
+  return -LUA_ERRRUN;
+}
+
+// States for uv.new_thread and uv.new_work: the standard libraries, Evo's
+// module loader (built-ins that need no runtime), and luv on its own loop,
+// loaded up front so handles passed as arguments find their metatables.
+lua_State* acquire_worker_vm() {
+  lua_State* L = luaL_newstate();
+  if (L == nullptr) return nullptr;
+  luaL_openlibs(L);
+  modules::install(L, "", /*worker=*/true);
+  lua_pushcfunction(L, open_uv);
+  lua_call(L, 0, 0);
+  return L;
+}
+
+void release_worker_vm(lua_State* L) { lua_close(L); }
+
+luv_handle_t* luv_data(uv_handle_t* h) { return static_cast<luv_handle_t*>(h->data); }
+
+// uv.walk as luv defines it, but over luv's handles only: Evo's own handles
+// share the loop and are not luv userdata. (Debian's luv 1.44 predates luv's
+// own skipping of foreign handles.)
+int walk(lua_State* L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  std::vector<int> refs;
+  uv_walk(
+      Runtime::from(L).loop(),
+      [](uv_handle_t* h, void* arg) {
+        if (NativeHandle::from(h) == nullptr && h->data != nullptr) {
+          static_cast<std::vector<int>*>(arg)->push_back(luv_data(h)->ref);
+        }
+      },
+      &refs);
+  for (int ref : refs) {
+    lua_pushvalue(L, 1);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+    lua_call(L, 1, 0);
+  }
+  return 0;
+}
+
+}  // namespace
+
+void setup(lua_State* L, uv_loop_t* loop) {
+  luv_set_loop(L, loop);
+  luv_set_callback(L, callback_pcall);
+  static std::once_flag once;
+  std::call_once(once, [] { luv_set_thread_cb(acquire_worker_vm, release_worker_vm); });
+}
+
+void close_handles(lua_State* L, uv_loop_t* loop) {
+  std::vector<int> refs;
+  uv_walk(
+      loop,
+      [](uv_handle_t* h, void* arg) {
+        if (NativeHandle::from(h) == nullptr && h->data != nullptr && !uv_is_closing(h)) {
+          static_cast<std::vector<int>*>(arg)->push_back(luv_data(h)->ref);
+        }
+      },
+      &refs);
+  for (int ref : refs) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ref);  // the luv handle userdata
+    lua_getfield(L, -1, "close");
+    lua_insert(L, -2);
+    errors::call_and_report(L, 1, 0, "closing a uv handle at exit");
+  }
+}
+
+}  // namespace luv_glue
+
+int open_uv(lua_State* L) {
+  // "uv" and "luv" are one module.
+  lua_getfield(L, LUA_REGISTRYINDEX, "_LOADED");
+  for (const char* alias : {"uv", "luv"}) {
+    lua_getfield(L, -1, alias);
+    if (lua_istable(L, -1)) return 1;
+    lua_pop(L, 1);
+  }
+  luaopen_luv(L);
+  if (!lua_istable(L, -1)) return 1;
+  lua_getfield(L, LUA_REGISTRYINDEX, "evo.runtime");
+  bool main_state = !lua_isnil(L, -1);
+  lua_pop(L, 1);
+  if (main_state) {
+    lua_pushcfunction(L, luv_glue::walk);
+    lua_setfield(L, -2, "walk");
+  }
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -3, "uv");
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -3, "luv");
+  return 1;
+}
+
+}  // namespace evo

@@ -1,0 +1,22 @@
+// luv on Evo's loop: the `uv` module is luv itself, sharing the runtime's loop.
+#pragma once
+
+#include <lua.hpp>
+#include <uv.h>
+
+namespace evo::luv_glue {
+
+// Registry field holding a function that receives the message of an error
+// raised in a luv callback, instead of the process exiting (evo test uses it).
+inline constexpr const char* kUncaughtHandlerKey = "evo.uncaught";
+
+// Before any require("uv"): points luv at `loop`, routes luv callback errors
+// through Evo's reporter, and makes luv threads and work queues create their
+// states with Evo's module loader.
+void setup(lua_State* L, uv_loop_t* loop);
+
+// Asks every open luv handle to close through luv itself (so luv frees its
+// bookkeeping and anchors); the loop must then run to finish the closes.
+void close_handles(lua_State* L, uv_loop_t* loop);
+
+}  // namespace evo::luv_glue

@@ -1,0 +1,147 @@
+#include "lua/modules.h"
+
+#include <algorithm>
+#include <cstring>
+#include <string_view>
+
+#include "lua/embedded.h"
+
+namespace evo::modules {
+namespace {
+
+struct NativeModule {
+  const char* name;
+  lua_CFunction open;
+  bool needs_runtime;  // unavailable in luv thread / work states
+};
+
+const NativeModule kNativeModules[] = {
+    {"evo.core", open_core, true},
+    {"evo.signal", open_signal, true},
+    {"evo.timer", open_timer, true},
+    {"luv", open_uv, false},
+    {"uv", open_uv, false},
+};
+
+const char kWorkerKey = 0;
+
+bool is_worker(lua_State* L) {
+  lua_pushlightuserdata(L, const_cast<char*>(&kWorkerKey));
+  lua_rawget(L, LUA_REGISTRYINDEX);
+  bool worker = lua_toboolean(L, -1) != 0;
+  lua_pop(L, 1);
+  return worker;
+}
+
+const embedded::LuaModule* find_lua(std::string_view name) {
+  const auto* begin = embedded::kLuaModules;
+  const auto* end = begin + embedded::kLuaModuleCount;
+  const auto* it = std::lower_bound(begin, end, name, [](const embedded::LuaModule& m, std::string_view n) {
+    return std::string_view(m.name) < n;
+  });
+  return (it != end && name == it->name) ? it : nullptr;
+}
+
+// package.loaders entry: returns the loader of a built-in module, or a
+// message saying there is none (require collects these messages).
+int builtin_searcher(lua_State* L) {
+  const char* name = luaL_checkstring(L, 1);
+  bool worker = is_worker(L);
+  for (const auto& m : kNativeModules) {
+    if (std::strcmp(m.name, name) == 0 && !(worker && m.needs_runtime)) {
+      lua_pushcfunction(L, m.open);
+      return 1;
+    }
+  }
+  if (const auto* m = find_lua(name)) {
+    // The chunk name recorded in the bytecode ("[evo]/events.lua") is kept.
+    if (luaL_loadbuffer(L, reinterpret_cast<const char*>(m->bytecode), m->size, name) != 0) {
+      return luaL_error(L, "error loading built-in module '%s': %s", name, lua_tostring(L, -1));
+    }
+    return 1;
+  }
+  lua_pushfstring(L, "\n\tno built-in module '%s'", name);
+  return 1;
+}
+
+void append_unique(std::vector<std::string>& list, const std::string& entry) {
+  if (!entry.empty() && std::find(list.begin(), list.end(), entry) == list.end()) list.push_back(entry);
+}
+
+std::vector<std::string> split(const std::string& s) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= s.size()) {
+    size_t end = s.find(';', start);
+    if (end == std::string::npos) end = s.size();
+    out.push_back(s.substr(start, end - start));
+    start = end + 1;
+  }
+  return out;
+}
+
+std::string join(const std::vector<std::string>& list) {
+  std::string out;
+  for (const auto& e : list) {
+    if (!out.empty()) out += ';';
+    out += e;
+  }
+  return out;
+}
+
+// Rebuilds package[field]: script dir, ./, what LuaJIT set (LUA_PATH or its
+// defaults), then Debian's directories if still missing.
+void set_path(lua_State* L, const char* field, const std::string& script_dir,
+              const std::vector<std::string>& local_patterns, const std::vector<std::string>& debian) {
+  lua_getfield(L, -1, field);
+  std::string current = lua_isstring(L, -1) ? lua_tostring(L, -1) : "";
+  lua_pop(L, 1);
+  std::vector<std::string> list;
+  if (!script_dir.empty() && script_dir != ".") {
+    for (const auto& p : local_patterns) append_unique(list, script_dir + "/" + p);
+  }
+  for (const auto& p : local_patterns) append_unique(list, "./" + p);
+  for (const auto& e : split(current)) append_unique(list, e);
+  for (const auto& e : debian) append_unique(list, e);
+  lua_pushstring(L, join(list).c_str());
+  lua_setfield(L, -2, field);
+}
+
+}  // namespace
+
+void install(lua_State* L, const std::string& script_dir, bool worker) {
+  lua_pushlightuserdata(L, const_cast<char*>(&kWorkerKey));
+  lua_pushboolean(L, worker ? 1 : 0);
+  lua_rawset(L, LUA_REGISTRYINDEX);
+
+  lua_getglobal(L, "package");
+  // Insert the built-in searcher right after package.preload's.
+  lua_getfield(L, -1, "loaders");
+  int n = static_cast<int>(lua_objlen(L, -1));
+  for (int i = n; i >= 2; --i) {
+    lua_rawgeti(L, -1, i);
+    lua_rawseti(L, -2, i + 1);
+  }
+  lua_pushcfunction(L, builtin_searcher);
+  lua_rawseti(L, -2, 2);
+  lua_pop(L, 1);
+
+  const std::string arch = EVO_MULTIARCH;
+  set_path(L, "path", script_dir, {"?.lua", "?/init.lua"},
+           {"/usr/local/share/lua/5.1/?.lua", "/usr/local/share/lua/5.1/?/init.lua",
+            "/usr/share/lua/5.1/?.lua", "/usr/share/lua/5.1/?/init.lua"});
+  set_path(L, "cpath", script_dir, {"?.so"},
+           {"/usr/local/lib/lua/5.1/?.so", "/usr/local/lib/" + arch + "/lua/5.1/?.so",
+            "/usr/lib/" + arch + "/lua/5.1/?.so", "/usr/lib/lua/5.1/?.so"});
+  lua_pop(L, 1);
+}
+
+std::vector<std::string> builtin_names() {
+  std::vector<std::string> names;
+  for (const auto& m : kNativeModules) names.emplace_back(m.name);
+  for (size_t i = 0; i < embedded::kLuaModuleCount; ++i) names.emplace_back(embedded::kLuaModules[i].name);
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+}  // namespace evo::modules

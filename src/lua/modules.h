@@ -1,0 +1,34 @@
+// Module loading: Evo's built-in modules and the search path for the rest.
+//
+// require(name) looks, in order, in package.preload, Evo's built-ins (native
+// modules such as "uv", and lib/*.lua embedded as bytecode), then the Lua and
+// C paths: the main script's directory, ./, LUA_PATH / LUA_CPATH (or LuaJIT's
+// defaults), and Debian's Lua 5.1 directories. Built-ins therefore win over
+// files of the same name. Nothing else of Lua's standard library is changed.
+#pragma once
+
+#include <lua.hpp>
+
+#include <string>
+#include <vector>
+
+namespace evo {
+
+// Native modules (each in src/modules/ or src/lua/).
+int open_core(lua_State* L);    // "evo.core": runtime internals for lib/
+int open_timer(lua_State* L);   // "evo.timer"
+int open_signal(lua_State* L);  // "evo.signal"
+int open_uv(lua_State* L);      // "uv" and "luv": luv on Evo's loop
+
+namespace modules {
+
+// Installs the built-in searcher and the search paths. `script_dir` may be
+// empty (-e, stdin, REPL). A worker state (luv threads and work queues) gets
+// only the built-ins that do not need the runtime.
+void install(lua_State* L, const std::string& script_dir, bool worker);
+
+// Every built-in module name, sorted.
+std::vector<std::string> builtin_names();
+
+}  // namespace modules
+}  // namespace evo

@@ -1,0 +1,18 @@
+// The interactive REPL: `evo` on a terminal, or `evo -i`.
+//
+// Input is read while the event loop runs, so timers and I/O started from the
+// prompt go on between lines. On a terminal, libedit gives line editing and
+// history (~/.evo_history); otherwise lines are read plainly. Each input is
+// evaluated by lib/evo/repl.lua: expressions print their values, incomplete
+// chunks continue on the next line, errors are printed and the REPL goes on.
+#pragma once
+
+namespace evo {
+class Runtime;
+
+namespace repl {
+
+void start(Runtime& rt);
+
+}  // namespace repl
+}  // namespace evo

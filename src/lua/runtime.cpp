@@ -1,0 +1,116 @@
+#include "lua/runtime.h"
+
+#include <cstdio>
+#include <cstdlib>
+
+#include "core/handle.h"
+#include "lua/errors.h"
+#include "lua/interrupt.h"
+#include "lua/luv_glue.h"
+#include "lua/modules.h"
+
+namespace evo {
+
+namespace {
+constexpr const char* kRuntimeKey = "evo.runtime";
+}
+
+Runtime::Runtime(RuntimeOptions options) : options_(std::move(options)) {
+  L_ = luaL_newstate();
+  if (L_ == nullptr) {
+    std::fprintf(stderr, "evo: cannot create the Lua state (out of memory)\n");
+    std::exit(1);
+  }
+  lua_pushlightuserdata(L_, this);
+  lua_setfield(L_, LUA_REGISTRYINDEX, kRuntimeKey);
+  luaL_openlibs(L_);
+  luv_glue::setup(L_, loop_.get());
+  modules::install(L_, options_.script_dir, /*worker=*/false);
+  interrupt::install(*this);
+}
+
+Runtime::~Runtime() { shutdown(); }
+
+Runtime& Runtime::from(lua_State* L) {
+  lua_getfield(L, LUA_REGISTRYINDEX, kRuntimeKey);
+  auto* rt = static_cast<Runtime*>(lua_touserdata(L, -1));
+  lua_pop(L, 1);
+  if (rt == nullptr) {
+    luaL_error(L, "this needs the main Evo runtime (not available in a thread or work state)");
+  }
+  return *rt;
+}
+
+bool Runtime::start_main_task(int nargs) {
+  // Stack: fn, args... -> co (fn and args moved onto the coroutine's stack).
+  lua_State* co = lua_newthread(L_);
+  lua_insert(L_, -(nargs + 2));
+  lua_xmove(L_, co, nargs + 1);
+  int status = lua_resume(co, nargs);
+  bool ok = status == 0 || status == LUA_YIELD;
+  if (!ok) {
+    errors::report(errors::describe_with_traceback(L_, co, -1));
+    exit_code_ = 1;
+  }
+  lua_pop(L_, 1);  // the coroutine; whoever resumes it next holds it
+  return ok;
+}
+
+void Runtime::run_loop() { loop_.run(UV_RUN_DEFAULT); }
+
+void Runtime::close_script_handles() {
+  luv_glue::close_handles(L_, loop_.get());
+  uv_walk(
+      loop_.get(),
+      [](uv_handle_t* h, void*) {
+        NativeHandle* owner = NativeHandle::from(h);
+        if (owner != nullptr && !owner->internal() && !owner->closing()) owner->close();
+      },
+      nullptr);
+}
+
+namespace {
+bool has_script_handles(uv_loop_t* loop) {
+  bool found = false;
+  uv_walk(
+      loop,
+      [](uv_handle_t* h, void* arg) {
+        NativeHandle* owner = NativeHandle::from(h);
+        if (owner == nullptr || !owner->internal()) *static_cast<bool*>(arg) = true;
+      },
+      &found);
+  return found;
+}
+}  // namespace
+
+void Runtime::shutdown() {
+  if (shut_down_) return;
+  shut_down_ = true;
+  // Close callbacks run Lua code (luv "onclose" callbacks) that may open new
+  // handles; a few rounds settle that. Running the loop also lets in-flight
+  // requests (fs, work) finish while the VM they call back into is alive.
+  for (int round = 0; round < 8 && has_script_handles(loop_.get()); ++round) {
+    close_script_handles();
+    loop_.run(UV_RUN_DEFAULT);
+  }
+  interrupt::uninstall();
+  // Evo's internal handles (the REPL's input...) go last, before the VM.
+  uv_walk(
+      loop_.get(),
+      [](uv_handle_t* h, void*) {
+        if (NativeHandle* owner = NativeHandle::from(h)) owner->close();
+      },
+      nullptr);
+  loop_.drain_closing();
+  lua_close(L_);
+  L_ = nullptr;
+  loop_.drain_closing();
+}
+
+void Runtime::exit_now(int code) {
+  std::fflush(stdout);
+  std::fflush(stderr);
+  std::exit(code);
+}
+
+}  // namespace evo

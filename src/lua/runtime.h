@@ -1,0 +1,68 @@
+// Runtime: one Lua VM on one libuv loop, and everything that ties them together.
+//
+// The runtime owns the loop and the lua_State. Native objects reach it from a
+// lua_State with Runtime::from(L). It runs the main chunk as a coroutine before
+// the loop starts, runs the loop until nothing referenced is left, then closes
+// every handle (luv's and Evo's) before closing the VM and the loop.
+#pragma once
+
+#include <lua.hpp>
+#include <uv.h>
+
+#include <string>
+#include <vector>
+
+#include "core/loop.h"
+
+namespace evo {
+
+struct RuntimeOptions {
+  bool debug = false;          // --debug or EVO_DEBUG=1: default event handlers print
+  std::string script_dir;      // directory of the main script, searched by require
+};
+
+class Runtime {
+ public:
+  explicit Runtime(RuntimeOptions options);
+  ~Runtime();
+  Runtime(const Runtime&) = delete;
+  Runtime& operator=(const Runtime&) = delete;
+
+  static Runtime& from(lua_State* L);
+
+  lua_State* L() const { return L_; }
+  uv_loop_t* loop() { return loop_.get(); }
+  bool debug() const { return options_.debug; }
+  void set_debug(bool on) { options_.debug = on; }
+
+  int exit_code() const { return exit_code_; }
+  void set_exit_code(int code) { exit_code_ = code; }
+
+  // Loads nothing; runs the function on top of L's stack with `nargs`
+  // arguments above it as the main task: a coroutine resumed once, now.
+  // Returns false (after reporting) when it raised an error.
+  bool start_main_task(int nargs);
+
+  // Runs the loop until no referenced handle is left.
+  void run_loop();
+
+  // Asks every handle a script opened (luv's and Evo's) to close.
+  void close_script_handles();
+
+  // Closes every handle, runs their close callbacks, closes the VM. Idempotent.
+  void shutdown();
+
+  // Leaves the process at once with `code` after flushing stdio. Used for an
+  // uncaught error inside a callback and for SIGINT, where unwinding is not
+  // possible. Memory stays reachable, so leak checkers stay quiet.
+  [[noreturn]] static void exit_now(int code);
+
+ private:
+  RuntimeOptions options_;
+  Loop loop_;  // declared before L_: destroyed after the VM is closed
+  lua_State* L_ = nullptr;
+  int exit_code_ = 0;
+  bool shut_down_ = false;
+};
+
+}  // namespace evo

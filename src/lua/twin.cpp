@@ -1,0 +1,45 @@
+#include "lua/twin.h"
+
+#include "lua/lua_util.h"
+
+namespace evo {
+
+TwinHandle::TwinHandle(lua_State* L, int twin_index, const void* class_key)
+    : L_(L), class_key_(class_key) {
+  twin_index = absindex(L, twin_index);
+  lua_pushvalue(L, twin_index);
+  twin_ref_ = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pushlightuserdata(L, this);
+  rawsetp(L, twin_index, class_key);
+}
+
+void TwinHandle::on_closed() {
+  // Mark the twin closed (false, not nil: its methods then say "is closed").
+  lua_rawgeti(L_, LUA_REGISTRYINDEX, twin_ref_);
+  lua_pushboolean(L_, 0);
+  rawsetp(L_, -2, class_key_);
+  lua_pop(L_, 1);
+  luaL_unref(L_, LUA_REGISTRYINDEX, twin_ref_);
+  twin_ref_ = LUA_NOREF;
+}
+
+TwinHandle* TwinHandle::check(lua_State* L, int idx, const void* class_key, const char* class_name,
+                              bool allow_closed) {
+  if (lua_type(L, idx) == LUA_TTABLE) {
+    rawgetp(L, idx, class_key);
+    void* p = lua_touserdata(L, -1);
+    bool closed = lua_type(L, -1) == LUA_TBOOLEAN;
+    lua_pop(L, 1);
+    auto* self = static_cast<TwinHandle*>(p);
+    if (closed || (self != nullptr && self->closing())) {
+      if (allow_closed) return nullptr;
+      luaL_error(L, "%s is closed", class_name);
+    }
+    if (self != nullptr) return self;
+  }
+  const char* msg = lua_pushfstring(L, "%s expected, got %s", class_name, luaL_typename(L, idx));
+  luaL_argerror(L, idx, msg);
+  return nullptr;
+}
+
+}  // namespace evo
