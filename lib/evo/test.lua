@@ -250,8 +250,11 @@ local function report(test, depth, err, ms)
   end
   stats.failed = stats.failed + 1
   local where = err.location or (test.file .. ":" .. test.line)
+  local message = err.message
+  -- error("...", level) already starts the message with file:line
+  if message:sub(1, #where + 2) == where .. ": " then message = message:sub(#where + 3) end
   write(pad, "\226\156\151 ", test.name, "\n")
-  write(pad, "    ", where, ": ", (err.message:gsub("\n", "\n" .. pad .. "    ")), "\n")
+  write(pad, "    ", where, ": ", (message:gsub("\n", "\n" .. pad .. "    ")), "\n")
   local frames = traceLines(err.traceback, test.file)
   if #frames > 1 then
     for _, f in ipairs(frames) do write(pad, "      ", f, "\n") end

@@ -1,0 +1,110 @@
+-- Helpers for the Lua specs: run the evo binary (or any program) as a child
+-- process and collect what it did, waiting as a coroutine on the loop.
+local uv = require("uv")
+
+local helpers = {}
+
+helpers.evo = os.getenv("EVO") or uv.exepath()
+helpers.root = uv.cwd()
+
+-- run(program, args, opts) -> {code, signal, stdout, stderr}
+-- opts.stdin: text written to the child's stdin (then closed)
+-- opts.env: table of variables added to (or, with value false, removed from) the environment
+-- opts.cwd: working directory; opts.timeout: seconds before the child is killed (default 10)
+-- opts.onStart(handle, pid): called once the child runs
+function helpers.spawn(program, args, opts)
+  opts = opts or {}
+  local co = coroutine.running()
+  assert(co, "helpers.spawn must run inside a test")
+  local stdin, stdout, stderr = uv.new_pipe(false), uv.new_pipe(false), uv.new_pipe(false)
+  local out, err = {}, {}
+  local result = {}
+  local pending = 3
+  local timer = uv.new_timer()
+  local function done()
+    pending = pending - 1
+    if pending == 0 then
+      timer:close()
+      result.stdout, result.stderr = table.concat(out), table.concat(err)
+      coroutine.resume(co)
+    end
+  end
+  local env
+  if opts.env then
+    local vars = uv.os_environ()
+    for k, v in pairs(opts.env) do vars[k] = v or nil end
+    env = {}
+    for k, v in pairs(vars) do env[#env + 1] = k .. "=" .. v end
+  end
+  local handle, pid
+  handle, pid = uv.spawn(program, {args = args, stdio = {stdin, stdout, stderr}, env = env, cwd = opts.cwd},
+    function(code, signal)
+      result.code, result.signal = code, signal
+      handle:close()
+      done()
+    end)
+  if not handle then error("cannot spawn " .. program .. ": " .. tostring(pid), 2) end
+  local function reader(pipe, sink)
+    pipe:read_start(function(e, data)
+      if data then
+        sink[#sink + 1] = data
+      else
+        pipe:close()
+        done()
+      end
+    end)
+  end
+  reader(stdout, out)
+  reader(stderr, err)
+  if opts.stdin then stdin:write(opts.stdin) end
+  stdin:shutdown(function() stdin:close() end)
+  timer:start(math.floor((opts.timeout or 10) * 1000), 0, function()
+    result.timedOut = true
+    uv.process_kill(handle, "sigkill")
+  end)
+  if opts.onStart then opts.onStart(handle, pid) end
+  coroutine.yield()
+  return result
+end
+
+-- runEvo({args...}, opts): runs the evo binary under test.
+function helpers.runEvo(args, opts)
+  return helpers.spawn(helpers.evo, args, opts)
+end
+
+-- Writes `text` to a new file in a fresh temporary directory; returns its path and directory.
+function helpers.tempFile(name, text)
+  local dir = assert(uv.fs_mkdtemp("/tmp/evo-spec-XXXXXX"))
+  local path = dir .. "/" .. name
+  local f = assert(io.open(path, "w"))
+  f:write(text)
+  f:close()
+  return path, dir
+end
+
+function helpers.writeFile(path, text)
+  local f = assert(io.open(path, "w"))
+  f:write(text)
+  f:close()
+  return path
+end
+
+-- sleep(seconds) inside a test: suspends only the test's coroutine.
+function helpers.sleep(seconds)
+  local co = coroutine.running()
+  local t = uv.new_timer()
+  t:start(math.floor(seconds * 1000), 0, function()
+    t:close()
+    coroutine.resume(co)
+  end)
+  coroutine.yield()
+end
+
+function helpers.lines(text)
+  local out = {}
+  for line in text:gmatch("([^\n]*)\n?") do out[#out + 1] = line end
+  if out[#out] == "" then out[#out] = nil end
+  return out
+end
+
+return helpers

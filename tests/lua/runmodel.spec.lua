@@ -1,0 +1,81 @@
+-- The run model: the main chunk is a coroutine started before the loop runs;
+-- then the loop runs until nothing referenced is left, and every handle is closed.
+local h = require("helpers")
+
+describe("run model", function()
+  it("runs the main chunk as a coroutine that may yield", function()
+    local r = h.runEvo({"-e", [[
+      print(type(coroutine.running()), coroutine.isyieldable())
+    ]]})
+    assert.equal(r.stdout, "thread\ttrue\n")
+  end)
+
+  it("lets the script call uv.run() itself, as luv examples do", function()
+    local r = h.runEvo({"-e", [[
+      local uv = require("uv")
+      local t = uv.new_timer()
+      t:start(10, 0, function() print("fired"); t:close() end)
+      uv.run()
+      print("after run")
+    ]]})
+    assert.equal(r.code, 0, r.stderr)
+    assert.equal(r.stdout, "fired\nafter run\n")
+  end)
+
+  it("runs the loop after the main chunk until no referenced handle is left", function()
+    local r = h.runEvo({"-e", [[
+      local uv = require("uv")
+      local n = 0
+      local t = uv.new_timer()
+      t:start(5, 5, function()
+        n = n + 1
+        if n == 3 then t:close(); print("done", n) end
+      end)
+      print("main chunk returned")
+    ]]})
+    assert.equal(r.stdout, "main chunk returned\ndone\t3\n")
+  end)
+
+  it("does not wait for unreferenced handles", function()
+    local r = h.runEvo({"-e", [[
+      local uv = require("uv")
+      local t = uv.new_timer()
+      t:start(60000, 0, function() print("never") end)
+      t:unref()
+      print("bye")
+    ]]}, {timeout = 5})
+    assert.falsy(r.timedOut)
+    assert.equal(r.code, 0)
+    assert.equal(r.stdout, "bye\n")
+  end)
+
+  it("resumes a Luvit-style yielded main chunk from a luv callback", function()
+    local r = h.runEvo({"-e", [[
+      local uv = require("uv")
+      local co = coroutine.running()
+      local t = uv.new_timer()
+      t:start(5, 0, function() t:close(); coroutine.resume(co, "woken") end)
+      print("got", coroutine.yield())
+    ]]})
+    assert.equal(r.stdout, "got\twoken\n")
+  end)
+
+  it("closes handles left open at exit, running their close callbacks", function()
+    local r = h.runEvo({"-e", [[
+      local uv = require("uv")
+      local idle = uv.new_timer()   -- never started: not keeping the loop alive
+      idle:close(function() print("close callback ran") end)
+      local tcp = uv.new_tcp()
+      tcp:bind("127.0.0.1", 0)     -- open, bound, inactive
+      print("exiting")
+    ]]})
+    assert.equal(r.code, 0, r.stderr)
+    assert.equal(r.stdout, "exiting\nclose callback ran\n")
+  end)
+
+  it("exits 0 when the main chunk finishes and nothing is pending", function()
+    local r = h.runEvo({"-e", "local x = 1"})
+    assert.equal(r.code, 0)
+    assert.equal(r.stderr, "")
+  end)
+end)
