@@ -29,7 +29,11 @@ local function run(fn)
   local co = coroutine.create(function() return pack(fn()) end)
   local ok, results = coroutine.resume(co)
   if not ok then
-    io.stderr:write(debug.traceback(co, tostring(results)), "\n")
+    local lines = {}
+    for line in debug.traceback(co, tostring(results)):gmatch("[^\n]+") do
+      if not line:find("[evo]/evo/repl.lua", 1, true) then lines[#lines + 1] = line end
+    end
+    io.stderr:write(table.concat(lines, "\n"), "\n")
   elseif coroutine.status(co) == "dead" then
     printValues(results.n, unpack(results, 1, results.n))
   end
@@ -38,8 +42,10 @@ end
 function repl.feed(line)
   local source = pending and (pending .. "\n" .. line) or line
   if not pending and source:match("^%s*$") then return "> " end
-  -- An expression first (to print it), then a statement.
-  local fn = loadstring("return " .. source, "=stdin")
+  -- An expression first (to print it), then a statement. The expression is
+  -- passed through a local identity function rather than returned directly,
+  -- so `error("x")` is not a tail call and still reports stdin:1.
+  local fn = loadstring("local function values(...) return ... end return values(" .. source .. "\n)", "=stdin")
   local err
   if not fn then fn, err = loadstring(source, "=stdin") end
   if not fn then

@@ -1,11 +1,14 @@
 #include "lua/twin.h"
 
 #include "lua/lua_util.h"
+#include "lua/runtime.h"
 
 namespace evo {
 
+// Events are delivered on the main state, never on the coroutine that
+// happened to create the object (it may be suspended or dead by then).
 TwinHandle::TwinHandle(lua_State* L, int twin_index, const void* class_key)
-    : L_(L), class_key_(class_key) {
+    : L_(Runtime::from(L).L()), class_key_(class_key) {
   twin_index = absindex(L, twin_index);
   lua_pushvalue(L, twin_index);
   twin_ref_ = luaL_ref(L, LUA_REGISTRYINDEX);

@@ -1,0 +1,55 @@
+-- The REPL: plain lines with -i (stdin not a terminal), and a real terminal
+-- through util-linux's `script`, which gives evo a pseudo-terminal.
+local h = require("helpers")
+local uv = require("uv")
+
+describe("REPL (plain input)", function()
+  it("prints expression values, continues incomplete chunks, survives errors", function()
+    local input = table.concat({
+      "1 + 2",
+      "x = 10",
+      "x * 2, 'two'",
+      "for i = 1, 2 do",
+      "  x = x + i",
+      "end",
+      "x",
+      "error('oops')",
+      "{a = 1, 2}",
+      "local y = = 1",
+      "_",
+      "",
+    }, "\n")
+    local r = h.runEvo({"-i"}, {stdin = input})
+    assert.equal(r.code, 0, r.stderr)
+    local out = r.stdout
+    assert.match(out, "> 3\n")
+    assert.match(out, "> 20\t\"two\"\n")
+    assert.match(out, ">> >> > 13\n", "a for loop continues over three lines")
+    assert.match(out, "> {2, a = 1}\n")
+    assert.match(out, "> {2, a = 1}\n> \n$", "_ holds the last value")
+    assert.match(r.stderr, "stdin:1: oops")
+    assert.match(r.stderr, "unexpected symbol near '='")
+  end)
+
+  it("runs the loop after the input, so timers started at the prompt fire", function()
+    local r = h.runEvo({"-i"}, {stdin = "require('uv').new_timer():start(10, 0, function() print('fired') end)\n"})
+    assert.match(r.stdout, "fired\n")
+  end)
+end)
+
+describe("REPL (terminal)", function()
+  it("starts on a terminal, edits lines with libedit, and exits on Ctrl-D", function()
+    assert.truthy(uv.fs_stat("/usr/bin/script"), "util-linux's script is needed (bsdutils)")
+    -- Feed keystrokes slowly, as a person would; \4 is Ctrl-D.
+    local r = h.spawn("/usr/bin/script", {"-qfec", h.evo, "/dev/null"}, {
+      env = {HOME = "/tmp", TERM = "dumb"},
+      stdin = "print('from ' .. 'tty')\n6 * 7\n\4",
+      timeout = 10,
+    })
+    assert.falsy(r.timedOut, r.stdout)
+    assert.equal(r.code, 0, r.stdout)
+    assert.match(r.stdout, "Evo %d+%.%d+%.%d+")
+    assert.match(r.stdout, "from tty")
+    assert.match(r.stdout, "42")
+  end)
+end)
