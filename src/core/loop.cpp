@@ -17,8 +17,7 @@ namespace {
 int count_closing(uv_loop_t* loop) {
   int n = 0;
   uv_walk(
-      loop, [](uv_handle_t* h, void* arg) { *static_cast<int*>(arg) += uv_is_closing(h) ? 1 : 0; },
-      &n);
+      loop, [](uv_handle_t* h, void* arg) { *static_cast<int*>(arg) += uv_is_closing(h) ? 1 : 0; }, &n);
   return n;
 }
 }  // namespace

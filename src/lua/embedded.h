@@ -6,7 +6,7 @@
 namespace evo::embedded {
 
 struct LuaModule {
-  const char* name;            // "events", "evo.test", ...
+  const char* name;  // "events", "evo.test", ...
   const unsigned char* bytecode;
   size_t size;
 };

@@ -37,7 +37,7 @@ bool valid_name(std::string_view name) {
 
 bool begin(lua_State* L, int object_ref, const char* event) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, object_ref);  // object
-  lua_getfield(L, -1, event);                      // its handler, through its class
+  lua_getfield(L, -1, event);                     // its handler, through its class
   if (lua_isnil(L, -1)) {
     // An event its class did not declare: the default handler still reports it.
     lua_pop(L, 1);

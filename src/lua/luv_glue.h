@@ -1,8 +1,8 @@
 // luv on Evo's loop: the `uv` module is luv itself, sharing the runtime's loop.
 #pragma once
 
-#include <lua.hpp>
 #include <uv.h>
+#include <lua.hpp>
 
 namespace evo::luv_glue {
 

@@ -16,10 +16,8 @@ struct NativeModule {
 };
 
 const NativeModule kNativeModules[] = {
-    {"evo.core", open_core, true},
-    {"evo.signal", open_signal, true},
-    {"evo.timer", open_timer, true},
-    {"luv", open_uv, false},
+    {"evo.core", open_core, true},   {"evo.signal", open_signal, true},
+    {"evo.timer", open_timer, true}, {"luv", open_uv, false},
     {"uv", open_uv, false},
 };
 

@@ -6,8 +6,8 @@
 // every handle (luv's and Evo's) before closing the VM and the loop.
 #pragma once
 
-#include <lua.hpp>
 #include <uv.h>
+#include <lua.hpp>
 
 #include <string>
 #include <vector>
@@ -17,8 +17,8 @@
 namespace evo {
 
 struct RuntimeOptions {
-  bool debug = false;          // --debug or EVO_DEBUG=1: default event handlers print
-  std::string script_dir;      // directory of the main script, searched by require
+  bool debug = false;      // --debug or EVO_DEBUG=1: default event handlers print
+  std::string script_dir;  // directory of the main script, searched by require
 };
 
 class Runtime {

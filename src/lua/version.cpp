@@ -13,12 +13,8 @@ std::vector<std::pair<std::string, std::string>> versions() {
                              std::to_string(LLHTTP_VERSION_MINOR) + "." +
                              std::to_string(LLHTTP_VERSION_PATCH);
   return {
-      {"evo", EVO_VERSION},
-      {"luajit", LUAJIT_VERSION},
-      {"libuv", uv_version_string()},
-      {"luv", EVO_LUV_VERSION},
-      {"llhttp", llhttp},
-      {"openssl", OpenSSL_version(OPENSSL_VERSION)},
+      {"evo", EVO_VERSION},     {"luajit", LUAJIT_VERSION}, {"libuv", uv_version_string()},
+      {"luv", EVO_LUV_VERSION}, {"llhttp", llhttp},         {"openssl", OpenSSL_version(OPENSSL_VERSION)},
       {"zlib", zlibVersion()},
   };
 }

@@ -21,11 +21,11 @@ struct SignalName {
 };
 
 const SignalName kSignals[] = {
-    {"SIGHUP", SIGHUP},     {"SIGINT", SIGINT},     {"SIGQUIT", SIGQUIT},   {"SIGABRT", SIGABRT},
-    {"SIGUSR1", SIGUSR1},   {"SIGUSR2", SIGUSR2},   {"SIGPIPE", SIGPIPE},   {"SIGALRM", SIGALRM},
-    {"SIGTERM", SIGTERM},   {"SIGCHLD", SIGCHLD},   {"SIGCONT", SIGCONT},   {"SIGTSTP", SIGTSTP},
-    {"SIGTTIN", SIGTTIN},   {"SIGTTOU", SIGTTOU},   {"SIGWINCH", SIGWINCH}, {"SIGPROF", SIGPROF},
-    {"SIGXCPU", SIGXCPU},   {"SIGXFSZ", SIGXFSZ},   {"SIGVTALRM", SIGVTALRM},
+    {"SIGHUP", SIGHUP},   {"SIGINT", SIGINT},   {"SIGQUIT", SIGQUIT},     {"SIGABRT", SIGABRT},
+    {"SIGUSR1", SIGUSR1}, {"SIGUSR2", SIGUSR2}, {"SIGPIPE", SIGPIPE},     {"SIGALRM", SIGALRM},
+    {"SIGTERM", SIGTERM}, {"SIGCHLD", SIGCHLD}, {"SIGCONT", SIGCONT},     {"SIGTSTP", SIGTSTP},
+    {"SIGTTIN", SIGTTIN}, {"SIGTTOU", SIGTTOU}, {"SIGWINCH", SIGWINCH},   {"SIGPROF", SIGPROF},
+    {"SIGXCPU", SIGXCPU}, {"SIGXFSZ", SIGXFSZ}, {"SIGVTALRM", SIGVTALRM},
 };
 
 const char* signal_name(int signum) {
@@ -113,7 +113,7 @@ int signal_name_of(lua_State* L) {
 
 int open_signal(lua_State* L) {
   const luaL_Reg functions[] = {
-      {"open", signal_open}, {"start", signal_start}, {"stop", signal_stop},
+      {"open", signal_open},   {"start", signal_start},  {"stop", signal_stop},
       {"close", signal_close}, {"name", signal_name_of}, {nullptr, nullptr},
   };
   lua_newtable(L);

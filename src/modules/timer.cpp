@@ -34,9 +34,8 @@ class Timer final : public TwinHandle {
   static void on_fire(uv_timer_t* t) {
     auto* self = static_cast<Timer*>(NativeHandle::from(reinterpret_cast<uv_handle_t*>(t)));
     ++self->count_;
-    self->emit("TIMER_FIRED", [self](lua_State* L) {
-      events::field(L, "count", static_cast<double>(self->count_));
-    });
+    self->emit("TIMER_FIRED",
+               [self](lua_State* L) { events::field(L, "count", static_cast<double>(self->count_)); });
   }
 
   uv_timer_t timer_{};
@@ -106,9 +105,9 @@ int timer_close(lua_State* L) {
 
 int open_timer(lua_State* L) {
   const luaL_Reg functions[] = {
-      {"open", timer_open},     {"start", timer_start}, {"stop", timer_stop},
-      {"again", timer_again},   {"isActive", timer_active}, {"ref", timer_ref},
-      {"unref", timer_unref},   {"close", timer_close}, {nullptr, nullptr},
+      {"open", timer_open},   {"start", timer_start},     {"stop", timer_stop},
+      {"again", timer_again}, {"isActive", timer_active}, {"ref", timer_ref},
+      {"unref", timer_unref}, {"close", timer_close},     {nullptr, nullptr},
   };
   lua_newtable(L);
   luaL_register(L, nullptr, functions);

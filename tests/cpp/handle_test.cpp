@@ -43,7 +43,8 @@ TEST(NativeHandle, FromTellsEvoHandlesFromForeignOnes) {
   Loop loop;
   int destroyed = 0;
   int closed = 0;
-  auto* ours = NativeHandle::release_to_loop(std::make_unique<CountingTimer>(loop.get(), &destroyed, &closed));
+  auto* ours =
+      NativeHandle::release_to_loop(std::make_unique<CountingTimer>(loop.get(), &destroyed, &closed));
   EXPECT_EQ(NativeHandle::from(ours->uv_handle()), ours);
 
   // A luv handle's data starts with a small registry reference.

@@ -49,7 +49,8 @@ TEST(Events, ValidNames) {
 int make_door(Runtime& rt, const char* handler_code) {
   run(rt, std::string("local events = require('events')\n"
                       "local Door = events.class('Door', {'DOOR_OPENED'})\n"
-                      "door = Door()\n") + handler_code);
+                      "door = Door()\n") +
+              handler_code);
   lua_getglobal(rt.L(), "door");
   return luaL_ref(rt.L(), LUA_REGISTRYINDEX);
 }

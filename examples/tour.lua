@@ -1,0 +1,80 @@
+-- A tour of Evo: `make run` runs this script. It shows the runtime end to end
+-- (events, native emitters, luv on the shared loop, worker threads, child
+-- processes) and exits when nothing is left to do.
+local uv = require("uv")
+local events = require("events")
+local Timer = require("Timer")
+local pretty = require("pretty")
+local core = require("evo.core")
+
+local function section(title) print(("\n== %s"):format(title)) end
+
+section("1. The runtime")
+local v = core.versions()
+print(("Evo %s on %s, libuv %s (luv %s), llhttp %s, %s"):format(
+  v.evo, v.luajit, v.libuv, v.luv, v.llhttp, v.openssl))
+print("the main chunk runs as a coroutine:", coroutine.running() ~= nil)
+
+section("2. Events: CAPITALISED names, handler methods, (event, payload)")
+local Kettle = events.class("Kettle", {"WATER_BOILED"})
+function Kettle:init(name) self.name = name end
+function Kettle:boil()
+  self:emit("WATER_BOILED", {kettle = self.name, celsius = 100})
+end
+local kettle = Kettle("blue kettle")
+function kettle:WATER_BOILED(event, payload)
+  print(event, pretty.format(payload))
+end
+kettle:boil()
+Kettle("silent kettle"):boil()   -- default handler: prints only with --debug
+
+section("3. A native emitter: Timer reports TIMER_FIRED from its libuv callback")
+local ticker = Timer()
+function ticker:TIMER_FIRED(event, payload)
+  print(event, "count = " .. payload.count)
+  if payload.count == 3 then self:close() end
+end
+ticker:start(0.01, 0.01)
+
+section("4. luv shares the loop: a TCP echo server and client in one script")
+local server = uv.new_tcp()
+server:bind("127.0.0.1", 0)
+server:listen(16, function()
+  local conn = uv.new_tcp()
+  server:accept(conn)
+  conn:read_start(function(_, chunk)
+    if chunk then conn:write(chunk:upper()) else conn:close(); server:close() end
+  end)
+end)
+local client = uv.new_tcp()
+client:connect("127.0.0.1", server:getsockname().port, function()
+  client:read_start(function(_, chunk)
+    if chunk then print("echo server replied:", chunk); client:close() end
+  end)
+  client:write("hello from evo")
+end)
+
+section("5. CPU work on another thread (uv.new_work), a child process (uv.spawn)")
+local work = uv.new_work(function(n)
+  local sum = 0
+  for i = 1, n do sum = sum + i end
+  return sum
+end, function(sum) print("sum of 1..1e6 computed on a worker thread:", sum) end)
+work:queue(1000000)
+
+local stdout = uv.new_pipe(false)
+local child
+child = uv.spawn("echo", {args = {"hello from a child process"}, stdio = {nil, stdout, nil}}, function(code)
+  print("child exited with", code)
+  child:close()
+end)
+stdout:read_start(function(_, data)
+  if data then io.write("child says: ", data) else stdout:close() end
+end)
+
+section("6. Luvit-style, the main chunk waits while all of the above runs on one loop")
+local co = coroutine.running()
+local wait = uv.new_timer()
+wait:start(50, 0, function() wait:close(); coroutine.resume(co) end)
+coroutine.yield()
+print("\nresumed after 50 ms; the loop exits once every handle is closed. Bye!")
