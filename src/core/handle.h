@@ -38,7 +38,7 @@ class NativeHandle {
   // Starts closing the handle; the object is destroyed once libuv is done.
   // Safe to call more than once.
   void close();
-  bool closing() const { return closing_; }
+  [[nodiscard]] bool closing() const { return closing_; }
 
   // The Evo object owning `h`, or nullptr when `h` belongs to someone else
   // (luv, or a foreign library sharing the loop).
@@ -46,7 +46,7 @@ class NativeHandle {
 
   // Internal handles (signal watchers, the REPL's stdin poll) are owned by the
   // runtime and are not closed by the exit-time sweep of script handles.
-  virtual bool internal() const { return false; }
+  [[nodiscard]] virtual bool internal() const { return false; }
 
   // Hands ownership to libuv. Call after the uv_*_init succeeded.
   template <class T>

@@ -1,5 +1,6 @@
 #include "lua/events.h"
 
+#include <algorithm>
 #include <string>
 
 #include "lua/errors.h"
@@ -28,11 +29,8 @@ void set_default_handler(lua_State* L, int idx) {
 }
 
 bool valid_name(std::string_view name) {
-  if (name.empty() || name[0] < 'A' || name[0] > 'Z') return false;
-  for (char c : name) {
-    if (!((c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_')) return false;
-  }
-  return true;
+  auto allowed = [](char c) { return (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_'; };
+  return !name.empty() && name[0] >= 'A' && name[0] <= 'Z' && std::ranges::all_of(name, allowed);
 }
 
 bool begin(lua_State* L, int object_ref, const char* event) {

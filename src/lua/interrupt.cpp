@@ -19,7 +19,7 @@ class InterruptWaker final : public NativeHandle {
     uv_unref(uv_handle());  // never keeps the loop alive
   }
   uv_handle_t* uv_handle() override { return reinterpret_cast<uv_handle_t*>(&async_); }
-  bool internal() const override { return true; }
+  [[nodiscard]] bool internal() const override { return true; }
   void wake() { uv_async_send(&async_); }
 
  private:

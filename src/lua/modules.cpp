@@ -96,7 +96,8 @@ void set_path(lua_State* L, const char* field, const std::string& script_dir,
   lua_pop(L, 1);
   std::vector<std::string> list;
   if (!script_dir.empty() && script_dir != ".") {
-    for (const auto& p : local_patterns) append_unique(list, script_dir + "/" + p);
+    const std::string prefix = script_dir + "/";
+    for (const auto& p : local_patterns) append_unique(list, prefix + p);
   }
   for (const auto& p : local_patterns) append_unique(list, "./" + p);
   for (const auto& e : split(current)) append_unique(list, e);

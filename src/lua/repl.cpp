@@ -50,7 +50,9 @@ class TerminalRepl final : public NativeHandle {
     uv_poll_init(rt.loop(), &poll_, STDIN_FILENO);
   }
   uv_handle_t* uv_handle() override { return reinterpret_cast<uv_handle_t*>(&poll_); }
-  bool internal() const override { return true; }  // hidden from uv.walk, but keeps the loop alive
+  [[nodiscard]] bool internal() const override {
+    return true;
+  }  // hidden from uv.walk, but keeps the loop alive
 
   void begin() {
     current = this;

@@ -30,12 +30,12 @@ class Runtime {
 
   static Runtime& from(lua_State* L);
 
-  lua_State* L() const { return L_; }
+  [[nodiscard]] lua_State* L() const { return L_; }
   uv_loop_t* loop() { return loop_.get(); }
-  bool debug() const { return options_.debug; }
+  [[nodiscard]] bool debug() const { return options_.debug; }
   void set_debug(bool on) { options_.debug = on; }
 
-  int exit_code() const { return exit_code_; }
+  [[nodiscard]] int exit_code() const { return exit_code_; }
   void set_exit_code(int code) { exit_code_ = code; }
 
   // Loads nothing; runs the function on top of L's stack with `nargs`

@@ -18,7 +18,7 @@ namespace evo {
 
 class TwinHandle : public NativeHandle {
  public:
-  lua_State* L() const { return L_; }
+  [[nodiscard]] lua_State* L() const { return L_; }
 
   // Finds the live native object of a class inside the twin at `idx`, or
   // raises "bad argument #idx to 'f' (Timer expected, got table)" /

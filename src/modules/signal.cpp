@@ -86,7 +86,7 @@ int signal_open(lua_State* L) {
 }
 
 int signal_start(lua_State* L) {
-  Signal* s = check_twin<Signal>(L, 1);
+  auto* s = check_twin<Signal>(L, 1);
   int rc = s->start(check_signal(L, 2));
   if (rc != 0) return luaL_error(L, "Signal:start: %s", uv_strerror(rc));
   lua_settop(L, 1);
@@ -100,7 +100,7 @@ int signal_stop(lua_State* L) {
 }
 
 int signal_close(lua_State* L) {
-  if (Signal* s = check_twin<Signal>(L, 1, /*allow_closed=*/true)) s->close();
+  if (auto* s = check_twin<Signal>(L, 1, /*allow_closed=*/true)) s->close();
   return 0;
 }
 

@@ -58,7 +58,7 @@ int timer_open(lua_State* L) {
 }
 
 int timer_start(lua_State* L) {
-  Timer* t = check_twin<Timer>(L, 1);
+  auto* t = check_twin<Timer>(L, 1);
   uint64_t timeout = check_ms(L, 2);
   uint64_t repeat = lua_isnoneornil(L, 3) ? 0 : check_ms(L, 3);
   t->start(timeout, repeat);
@@ -73,7 +73,7 @@ int timer_stop(lua_State* L) {
 }
 
 int timer_again(lua_State* L) {
-  Timer* t = check_twin<Timer>(L, 1);
+  auto* t = check_twin<Timer>(L, 1);
   if (t->again() != 0) return luaL_error(L, "Timer:again() needs a repeating timer that was started");
   lua_settop(L, 1);
   return 1;
@@ -97,7 +97,7 @@ int timer_unref(lua_State* L) {
 }
 
 int timer_close(lua_State* L) {
-  if (Timer* t = check_twin<Timer>(L, 1, /*allow_closed=*/true)) t->close();  // twice is harmless
+  if (auto* t = check_twin<Timer>(L, 1, /*allow_closed=*/true)) t->close();  // twice is harmless
   return 0;
 }
 
