@@ -124,7 +124,7 @@ end
 
 function M.throws(fn, pattern, msg)
   if type(fn) ~= "function" and not (getmetatable(fn) or {}).__call then
-    error(format("bad argument #1 to 'throws' (function expected, got %s)", type(fn)), 2)
+    require("evo.args").fail(1, "throws", "function", fn)
   end
   local ok, err = pcall(fn)
   if ok then fail(msg, "expected an error, but none was raised") end

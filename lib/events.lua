@@ -16,6 +16,7 @@
 -- through the same handlers straight from their libuv callbacks.
 local core = require("evo.core")
 local pretty = require("pretty")
+local args = require("evo.args")
 
 local type, setmetatable, getmetatable, rawget, xpcall = type, setmetatable, getmetatable, rawget, xpcall
 local traceback = debug.traceback
@@ -38,9 +39,7 @@ events.defaultHandler = defaultHandler
 core.setDefaultHandler(defaultHandler)
 
 local function checkEventName(name, level)
-  if type(name) ~= "string" then
-    error(("bad argument #1 to 'emit' (string expected, got %s)"):format(type(name)), level + 1)
-  end
+  args.check(1, "emit", name, "string", level + 1)
   if not isEventName(name) then
     error(("event name '%s' must be CAPITALISED (A-Z, 0-9, _)"):format(name), level + 1)
   end
@@ -55,8 +54,8 @@ function Emitter:emit(event, payload)
   checkEventName(event, 2)
   if payload == nil then
     payload = {}
-  elseif type(payload) ~= "table" then
-    error(("bad argument #2 to 'emit' (table expected, got %s)"):format(type(payload)), 2)
+  else
+    args.check(2, "emit", payload, "table")
   end
   local handler = self[event] or defaultHandler
   if handler == defaultHandler and not isDebug() then return end
@@ -81,13 +80,8 @@ end
 -- (default Emitter) is inherited from. Calling the class makes an object and
 -- runs class.init(object, ...) when defined.
 function events.class(name, eventNames, parent)
-  if type(name) ~= "string" then
-    error(("bad argument #1 to 'class' (string expected, got %s)"):format(type(name)), 2)
-  end
-  eventNames = eventNames or {}
-  if type(eventNames) ~= "table" then
-    error(("bad argument #2 to 'class' (table expected, got %s)"):format(type(eventNames)), 2)
-  end
+  args.check(1, "class", name, "string")
+  eventNames = args.check(2, "class", eventNames or {}, "table")
   parent = parent or Emitter
   local cls = {__name = name, events = {}}
   cls.__index = cls

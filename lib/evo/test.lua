@@ -11,6 +11,7 @@
 local uv = require("uv")
 local core = require("evo.core")
 local assertions = require("assert")
+local args = require("evo.args")
 
 local type, pairs, ipairs, tostring, setmetatable, setfenv = type, pairs, ipairs, tostring, setmetatable, setfenv
 local format, concat = string.format, table.concat
@@ -107,10 +108,8 @@ local function specEnvironment(root)
   local function addTest(name, a, b, skip)
     local fn, opts = a, b
     if type(a) == "table" or type(a) == "number" then fn, opts = b, a end
-    if type(name) ~= "string" then error(format("bad argument #1 to 'it' (string expected, got %s)", type(name)), 3) end
-    if type(fn) ~= "function" and not skip then
-      error(format("bad argument #2 to 'it' (function expected, got %s)", type(fn)), 3)
-    end
+    args.check(1, "it", name, "string", 3)
+    if not skip then args.check(2, "it", fn, "function", 3) end
     local timeout = type(opts) == "number" and opts or (type(opts) == "table" and opts.timeout) or nil
     current.children[#current.children + 1] = {
       kind = "test", name = name, fn = fn, suite = current, line = callerLine(3),
@@ -119,8 +118,8 @@ local function specEnvironment(root)
   end
 
   local function addSuite(name, fn, skip)
-    if type(name) ~= "string" then error(format("bad argument #1 to 'describe' (string expected, got %s)", type(name)), 3) end
-    if type(fn) ~= "function" then error(format("bad argument #2 to 'describe' (function expected, got %s)", type(fn)), 3) end
+    args.check(1, "describe", name, "string", 3)
+    args.check(2, "describe", fn, "function", 3)
     local suite = newSuite(name, current, root.file, skip)
     suite.kind = "suite"
     suite.line = callerLine(3)
@@ -134,7 +133,7 @@ local function specEnvironment(root)
 
   local function hook(kind)
     return function(fn)
-      if type(fn) ~= "function" then error(format("bad argument #1 to '%s' (function expected, got %s)", kind, type(fn)), 2) end
+      args.check(1, kind, fn, "function")
       local list = current[kind]
       list[#list + 1] = fn
     end
@@ -241,6 +240,13 @@ local function traceLines(tb, specFile)
   return out
 end
 
+-- error("...", level) already starts its message with file:line: drop it
+-- when it repeats the location printed in front.
+local function withoutLocation(message, where)
+  if message:sub(1, #where + 2) == where .. ": " then return message:sub(#where + 3) end
+  return message
+end
+
 local function report(test, depth, err, ms)
   local pad = indentOf(depth)
   if not err then
@@ -250,9 +256,7 @@ local function report(test, depth, err, ms)
   end
   stats.failed = stats.failed + 1
   local where = err.location or (test.file .. ":" .. test.line)
-  local message = err.message
-  -- error("...", level) already starts the message with file:line
-  if message:sub(1, #where + 2) == where .. ": " then message = message:sub(#where + 3) end
+  local message = withoutLocation(err.message, where)
   write(pad, "\226\156\151 ", test.name, "\n")
   write(pad, "    ", where, ": ", (message:gsub("\n", "\n" .. pad .. "    ")), "\n")
   local frames = traceLines(err.traceback, test.file)
@@ -377,7 +381,7 @@ local function runFile(file, filter, timeout)
     addSpecDirToPath(file)
     setfenv(chunk, specEnvironment(root))
     local ok, e = xpcall(chunk, captureError(file))
-    if not ok then err = (e.location and (e.location .. ": ") or "") .. e.message end
+    if not ok then err = e.location and (e.location .. ": " .. withoutLocation(e.message, e.location)) or e.message end
   end
   if err then
     write(file, "\n")
