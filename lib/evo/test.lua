@@ -10,6 +10,7 @@
 -- anything failed.
 local uv = require("uv")
 local core = require("evo.core")
+local Timer = require("Timer")
 local assertions = require("assert")
 local args = require("evo.args")
 
@@ -181,12 +182,22 @@ local function captureError(specFile)
   end
 end
 
+-- The runner's own timers are Evo Timers: hidden from uv.walk, so a test that
+-- closes "every handle" through luv cannot strand the runner.
+local function after(seconds, fn)
+  local t = Timer()
+  function t:TIMER_FIRED()
+    self:close()
+    fn()
+  end
+  t:start(seconds)
+  return t
+end
+
 -- Resumes the runner from a fresh loop callback, never from inside the
 -- coroutine that just finished (which would nest coroutines without bound).
 local function wakeLater(co)
-  local t = uv.new_timer()
-  t:start(0, 0, function()
-    t:close()
+  after(0, function()
     local ok, err = coroutine.resume(co)
     if not ok then
       core.reportError("test runner: " .. debug.traceback(co, tostring(err)))
@@ -215,12 +226,10 @@ local function runGuarded(fn, timeout, specFile)
   if not ok then finish({message = errorText(err), traceback = debug.traceback(co, "", 0)}) end
   if not state.done then
     state.waiting = true
-    local timer = uv.new_timer()
-    timer:start(math.floor(timeout * 1000 + 0.5), 0, function()
+    local timer = after(timeout, function()
       finish({message = format("timed out after %g s (neither finished nor failed)", timeout)})
     end)
     coroutine.yield()
-    timer:stop()
     timer:close()
   end
   running = nil
@@ -316,13 +325,19 @@ local function runTest(test, depth, file, timeout)
   report(test, depth, err, (uv.hrtime() - started) / 1e6)
 end
 
-local function failAll(suite, depth, file, message)
+-- A describe whose before hook failed: its tests fail without running
+-- (skipped ones stay skipped, filtered-out ones are not counted).
+local function failAll(suite, depth, file, message, filter)
   for _, child in ipairs(suite.children) do
-    if child.kind == "test" then
-      child.file = file
-      report(child, depth, {message = message, location = file .. ":" .. (suite.line or 0)}, 0)
-    else
-      failAll(child, depth + 1, file, message)
+    if matches(child, filter) then
+      if child.kind == "test" and child.skip then
+        stats.skipped = stats.skipped + 1
+      elseif child.kind == "test" then
+        child.file = file
+        report(child, depth, {message = message, location = file .. ":" .. (suite.line or 0)}, 0)
+      else
+        failAll(child, depth + 1, file, message, filter)
+      end
     end
   end
 end
@@ -339,7 +354,7 @@ local function runSuite(suite, depth, file, filter, timeout)
     for _, h in ipairs(suite.before) do
       local err = runGuarded(h, timeout, file)
       if err then
-        failAll(suite, inner, file, "before hook: " .. err.message)
+        failAll(suite, inner, file, "before hook: " .. err.message, filter)
         return
       end
     end
@@ -399,7 +414,9 @@ end
 -- instead of ending the run.
 local function onUncaught(message)
   if running and not running.done then
-    running.finish({message = "uncaught error in a callback: " .. tostring(message)})
+    -- The callback may have been left behind by an earlier test; all that is
+    -- known is that it raised while this one ran.
+    running.finish({message = "uncaught error in a callback while this test ran: " .. tostring(message)})
   else
     stats.failed = stats.failed + 1
     write("\226\156\151 uncaught error outside any test: ", tostring(message), "\n")
@@ -408,6 +425,8 @@ local function onUncaught(message)
 end
 
 function M.main(...)
+  -- A run that never reaches its summary (a test stopped the loop) fails.
+  core.setExitCode(1)
   local ok, paths, filter = pcall(parseArgs, ...)
   if not ok then
     io.stderr:write(paths, "\n")

@@ -4,10 +4,23 @@
 
 namespace evo::errors {
 
+namespace {
+// tostring() of the value at 1, through __tostring: runs protected, since a
+// __tostring may itself raise.
+int tostring_meta(lua_State* L) {
+  if (luaL_callmeta(L, 1, "__tostring") == 0) lua_pushnil(L);
+  return 1;
+}
+}  // namespace
+
 std::string describe(lua_State* L, int idx) {
   idx = idx < 0 ? lua_gettop(L) + idx + 1 : idx;
-  if (luaL_callmeta(L, idx, "__tostring")) {
-    std::string s = lua_isstring(L, -1) ? lua_tostring(L, -1) : "(error object with bad __tostring)";
+  if (luaL_getmetafield(L, idx, "__tostring") != 0) {
+    lua_pop(L, 1);
+    lua_pushcfunction(L, tostring_meta);
+    lua_pushvalue(L, idx);
+    std::string s = "(error object whose __tostring failed)";
+    if (lua_pcall(L, 1, 1, 0) == 0 && lua_isstring(L, -1)) s = lua_tostring(L, -1);
     lua_pop(L, 1);
     return s;
   }

@@ -33,9 +33,26 @@ bool valid_name(std::string_view name) {
   return !name.empty() && name[0] >= 'A' && name[0] <= 'Z' && std::ranges::all_of(name, allowed);
 }
 
+namespace {
+// Looks up object[event] (through its class) in protected mode: a class may
+// define __index functions, and an error there must be reported, not panic.
+int lookup_handler(lua_State* L) {
+  lua_gettable(L, 1);
+  return 1;
+}
+}  // namespace
+
 bool begin(lua_State* L, int object_ref, const char* event) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, object_ref);  // object
-  lua_getfield(L, -1, event);                     // its handler, through its class
+  lua_pushcfunction(L, lookup_handler);
+  lua_pushvalue(L, -2);
+  lua_pushstring(L, event);
+  if (!errors::pcall_traceback(L, 2, 1)) {
+    errors::report("error looking up the " + std::string(event) + " handler of " + class_name(L, -2) + ": " +
+                   lua_tostring(L, -1));
+    lua_pop(L, 2);
+    return false;
+  }
   if (lua_isnil(L, -1)) {
     // An event its class did not declare: the default handler still reports it.
     lua_pop(L, 1);

@@ -24,5 +24,8 @@ void uninstall();
 void set_repl_mode(std::function<void()> on_idle);
 void evaluating(bool on);
 
+// Ends the run from the REPL (a second Ctrl-C at the prompt).
+void exit_repl(int code);
+
 }  // namespace interrupt
 }  // namespace evo

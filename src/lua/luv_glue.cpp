@@ -18,6 +18,8 @@ namespace evo {
 namespace luv_glue {
 namespace {
 
+bool g_callback_errors_fatal = true;
+
 // luv calls this for every callback. luv's own version prints and exits with
 // -1 on error; Evo reports the error in its usual format (message and
 // traceback) and exits with 1, as an uncaught error anywhere else does.
@@ -36,7 +38,9 @@ int callback_pcall(lua_State* L, int nargs, int nresults, int flags) {
     }
     lua_pop(L, 1);
     errors::report(lua_tostring(L, -1));
-    Runtime::exit_now(1);
+    if (g_callback_errors_fatal) Runtime::exit_now(1);
+    lua_pop(L, 1);
+    return -LUA_ERRRUN;
   }
   if ((flags & LUVF_CALLBACK_NOERRMSG) == 0) errors::report(lua_tostring(L, -1));
   lua_pop(L, 1);
@@ -65,24 +69,32 @@ luv_handle_t* luv_data(uv_handle_t* h) { return static_cast<luv_handle_t*>(h->da
 // own skipping of foreign handles.)
 int walk(lua_State* L) {
   luaL_checktype(L, 1, LUA_TFUNCTION);
-  std::vector<int> refs;
+  // Collect the handles' userdata first: the callback may close handles and
+  // even run the loop, after which luv's registry references are gone.
+  lua_newtable(L);
   uv_walk(
       Runtime::from(L).loop(),
       [](uv_handle_t* h, void* arg) {
-        if (NativeHandle::from(h) == nullptr && h->data != nullptr) {
-          static_cast<std::vector<int>*>(arg)->push_back(luv_data(h)->ref);
-        }
+        if (NativeHandle::from(h) != nullptr || h->data == nullptr) return;
+        auto* Ls = static_cast<lua_State*>(arg);
+        lua_rawgeti(Ls, LUA_REGISTRYINDEX, luv_data(h)->ref);
+        lua_rawseti(Ls, -2, static_cast<int>(lua_objlen(Ls, -2)) + 1);
       },
-      &refs);
-  for (int ref : refs) {
+      L);
+  int n = static_cast<int>(lua_objlen(L, -1));
+  for (int i = 1; i <= n; ++i) {
     lua_pushvalue(L, 1);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+    lua_rawgeti(L, -2, i);
     lua_call(L, 1, 0);
   }
   return 0;
 }
 
 }  // namespace
+
+void set_callback_errors_fatal(bool fatal) { g_callback_errors_fatal = fatal; }
+
+bool inside_script_run(lua_State* L) { return luv_context(L)->mode != -1; }
 
 void setup(lua_State* L, uv_loop_t* loop) {
   luv_set_loop(L, loop);

@@ -15,6 +15,13 @@ inline constexpr const char* kUncaughtHandlerKey = "evo.uncaught";
 // states with Evo's module loader.
 void setup(lua_State* L, uv_loop_t* loop);
 
+// By default an error in a luv callback ends the process (status 1), as an
+// uncaught error does. The REPL turns that off: it reports and goes on.
+void set_callback_errors_fatal(bool fatal);
+
+// True while the script runs the loop itself (uv.run() called from Lua).
+bool inside_script_run(lua_State* L);
+
 // Asks every open luv handle to close through luv itself (so luv frees its
 // bookkeeping and anchors); the loop must then run to finish the closes.
 void close_handles(lua_State* L, uv_loop_t* loop);

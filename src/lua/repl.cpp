@@ -1,22 +1,26 @@
 #include "lua/repl.h"
 
 #include <editline/readline.h>
+#include <termios.h>
 #include <unistd.h>
 
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "core/handle.h"
 #include "lua/errors.h"
 #include "lua/interrupt.h"
+#include "lua/luv_glue.h"
 #include "lua/runtime.h"
 
 namespace evo::repl {
 namespace {
 
-// Calls require("evo.repl")[fn](arg) and returns its string result (the next prompt).
+// Calls require("evo.repl")[fn](arg) and returns its result: the next prompt.
 std::string call_repl(lua_State* L, const char* fn, const char* arg) {
   lua_getglobal(L, "require");
   lua_pushstring(L, "evo.repl");
@@ -42,111 +46,193 @@ std::string history_path() {
   return home != nullptr && *home != '\0' ? std::string(home) + "/.evo_history" : std::string();
 }
 
-// Terminal input through libedit's callback interface, driven by a poll on
-// stdin so the loop keeps running between keystrokes.
-class TerminalRepl final : public NativeHandle {
+// The terminal as it was before libedit changed it, restored at exit even
+// when the script leaves through os.exit while a line is being read.
+struct termios g_saved_termios {};
+bool g_termios_saved = false;
+void restore_terminal() {
+  if (g_termios_saved) tcsetattr(STDIN_FILENO, TCSANOW, &g_saved_termios);
+}
+
+// What the reader thread and the loop share. Held by both through a
+// shared_ptr, so that neither outlives it.
+struct Exchange {
+  std::mutex mutex;
+  std::condition_variable prompt_ready_cv;
+  std::string prompt = "> ";
+  bool prompt_ready = true;  // the reader may read the next line
+  bool line_ready = false;   // a line (or end of input) waits for the loop
+  bool eof = false;
+  std::string line;
+  bool abandoned = false;    // the loop side is gone: never touch the async again
+  uv_async_t* async = nullptr;
+};
+
+// Reads lines on its own thread (libedit's readline() on a terminal, plain
+// lines otherwise), so the event loop keeps running on the main thread while
+// the user types: timers and sockets started at the prompt go on working.
+// Each line is handed to the loop, evaluated there, and the reader waits for
+// the next prompt before reading again.
+class Repl final : public NativeHandle {
  public:
-  TerminalRepl(Runtime& rt) : rt_(rt), history_(history_path()) {
-    uv_poll_init(rt.loop(), &poll_, STDIN_FILENO);
+  Repl(Runtime& rt, bool tty) : rt_(rt), tty_(tty), exchange_(std::make_shared<Exchange>()) {
+    uv_async_init(rt.loop(), &async_, on_line);
+    exchange_->async = &async_;
   }
-  uv_handle_t* uv_handle() override { return reinterpret_cast<uv_handle_t*>(&poll_); }
-  [[nodiscard]] bool internal() const override {
-    return true;
-  }  // hidden from uv.walk, but keeps the loop alive
+  uv_handle_t* uv_handle() override { return reinterpret_cast<uv_handle_t*>(&async_); }
+  // Hidden from uv.walk and the exit sweep, yet referenced: the REPL keeps the
+  // process alive until the user leaves it.
+  [[nodiscard]] bool internal() const override { return true; }
 
   void begin() {
-    current = this;
-    using_history();
-    stifle_history(1000);
-    if (!history_.empty()) read_history(history_.c_str());
-    rl_callback_handler_install(prompt_.c_str(), on_line);
-    uv_poll_start(&poll_, UV_READABLE, on_readable);
     interrupt::set_repl_mode([this] { on_interrupt(); });
+    luv_glue::set_callback_errors_fatal(false);  // report and go on, like Node's REPL
+    auto* args = new_thread_args();
+    if (uv_thread_create(&thread_, reader_main, args) != 0) {
+      delete_thread_args(args);
+      std::fprintf(stderr, "evo: cannot start the REPL's reader thread\n");
+      close();
+      return;
+    }
+    thread_started_ = true;
   }
 
  private:
-  static void on_readable(uv_poll_t* /*p*/, int status, int /*events*/) {
-    if (status < 0) {
-      current->finish();
-      return;
-    }
-    rl_callback_read_char();
+  struct ThreadArgs {
+    std::shared_ptr<Exchange> exchange;
+    bool tty;
+  };
+  // The thread takes ownership of its arguments through a unique_ptr.
+  ThreadArgs* new_thread_args() { return std::make_unique<ThreadArgs>(ThreadArgs{exchange_, tty_}).release(); }
+  static void delete_thread_args(ThreadArgs* args) { std::unique_ptr<ThreadArgs> owned(args); }
+
+  static bool read_plain(const std::string& prompt, std::string& out) {
+    std::fputs(prompt.c_str(), stdout);
+    std::fflush(stdout);
+    out.clear();
+    int c = 0;
+    while ((c = std::fgetc(stdin)) != EOF && c != '\n') out.push_back(static_cast<char>(c));
+    return c != EOF || !out.empty();
   }
 
-  static void on_line(char* line) {
-    TerminalRepl* self = current;
-    if (line == nullptr) {  // Ctrl-D
+  static bool read_tty(const std::string& prompt, std::string& out, const std::string& history) {
+    char* raw = readline(prompt.c_str());
+    if (raw == nullptr) return false;
+    std::unique_ptr<char, decltype(&std::free)> owned(raw, &std::free);
+    out = raw;
+    if (!out.empty()) {
+      add_history(raw);
+      if (!history.empty()) write_history(history.c_str());
+    }
+    return true;
+  }
+
+  static void reader_main(void* arg) {
+    std::unique_ptr<ThreadArgs> args(static_cast<ThreadArgs*>(arg));
+    Exchange& ex = *args->exchange;
+    const std::string history = args->tty ? history_path() : std::string();
+    if (args->tty) {
+      using_history();
+      stifle_history(1000);
+      if (!history.empty()) read_history(history.c_str());
+    }
+    for (;;) {
+      std::string prompt;
+      {
+        std::unique_lock lock(ex.mutex);
+        ex.prompt_ready_cv.wait(lock, [&] { return ex.prompt_ready || ex.abandoned; });
+        if (ex.abandoned) return;
+        ex.prompt_ready = false;
+        prompt = ex.prompt;
+      }
+      std::string line;
+      bool got = args->tty ? read_tty(prompt, line, history) : read_plain(prompt, line);
+      std::lock_guard lock(ex.mutex);
+      if (ex.abandoned) return;
+      ex.line = std::move(line);
+      ex.eof = !got;
+      ex.line_ready = true;
+      uv_async_send(ex.async);
+      if (!got) return;
+    }
+  }
+
+  static void on_line(uv_async_t* a) {
+    auto* self = static_cast<Repl*>(NativeHandle::from(reinterpret_cast<uv_handle_t*>(a)));
+    std::string line;
+    bool eof = false;
+    {
+      std::lock_guard lock(self->exchange_->mutex);
+      if (!self->exchange_->line_ready) return;
+      self->exchange_->line_ready = false;
+      line = std::move(self->exchange_->line);
+      eof = self->exchange_->eof;
+    }
+    if (eof) {
       std::fputs("\n", stdout);
+      std::fflush(stdout);
       self->finish();
       return;
     }
-    std::unique_ptr<char, decltype(&std::free)> owned(line, &std::free);
-    if (*line != '\0') {
-      add_history(line);
-      if (!self->history_.empty()) write_history(self->history_.c_str());
-    }
-    self->prompt_ = call_repl(self->rt_.L(), "feed", line);
+    self->interrupts_ = 0;
+    std::string prompt = call_repl(self->rt_.L(), "feed", line.c_str());
     std::fflush(stdout);
-    rl_set_prompt(self->prompt_.c_str());
+    std::lock_guard lock(self->exchange_->mutex);
+    self->exchange_->prompt = prompt;
+    self->exchange_->prompt_ready = true;
+    self->exchange_->prompt_ready_cv.notify_one();
   }
 
+  // Ctrl-C at the prompt (the evaluation case raises "interrupted!" instead).
   void on_interrupt() {
-    // Ctrl-C at the prompt drops the pending input, like Node's REPL.
-    std::fputs("^C\n", stdout);
-    prompt_ = call_repl(rt_.L(), "reset", nullptr);
-    rl_callback_handler_remove();
-    rl_callback_handler_install(prompt_.c_str(), on_line);
+    if (++interrupts_ >= 2) {
+      interrupt::exit_repl(0);
+      return;
+    }
+    call_repl(rt_.L(), "reset", nullptr);
+    std::fputs("\n(To exit, press Ctrl+C again or Ctrl+D)\n", stdout);
     std::fflush(stdout);
   }
 
   void finish() {
-    if (closing()) return;
-    rl_callback_handler_remove();
-    current = nullptr;
+    if (thread_started_) {
+      uv_thread_join(&thread_);  // it has returned after sending end of input
+      thread_started_ = false;
+    }
     close();
   }
 
-  static TerminalRepl* current;
-  Runtime& rt_;
-  uv_poll_t poll_{};
-  std::string history_;
-  std::string prompt_ = "> ";
-};
-
-TerminalRepl* TerminalRepl::current = nullptr;
-
-// Not a terminal (evo -i < file): read lines plainly, in order, then let the
-// loop finish whatever they started.
-void run_plain(Runtime& rt) {
-  std::string prompt = "> ";
-  std::string line;
-  int c = 0;
-  std::fputs(prompt.c_str(), stdout);
-  std::fflush(stdout);
-  while ((c = std::fgetc(stdin)) != EOF) {
-    if (c != '\n') {
-      line.push_back(static_cast<char>(c));
-      continue;
-    }
-    prompt = call_repl(rt.L(), "feed", line.c_str());
-    line.clear();
-    std::fputs(prompt.c_str(), stdout);
-    std::fflush(stdout);
+  void on_closed() override {
+    std::lock_guard lock(exchange_->mutex);
+    exchange_->abandoned = true;
+    exchange_->async = nullptr;
+    exchange_->prompt_ready_cv.notify_one();
+    // A reader still blocked in readline() (the process is exiting) is left
+    // to the exit; it will see `abandoned` and touch nothing.
   }
-  if (!line.empty()) call_repl(rt.L(), "feed", line.c_str());
-  std::fputs("\n", stdout);
-}
+
+  Runtime& rt_;
+  bool tty_;
+  uv_async_t async_{};
+  uv_thread_t thread_{};
+  bool thread_started_ = false;
+  int interrupts_ = 0;
+  std::shared_ptr<Exchange> exchange_;
+};
 
 }  // namespace
 
 void start(Runtime& rt) {
-  if (isatty(STDIN_FILENO) == 0) {
-    run_plain(rt);
-    return;
+  bool tty = isatty(STDIN_FILENO) != 0;
+  if (tty) {
+    if (tcgetattr(STDIN_FILENO, &g_saved_termios) == 0 && !g_termios_saved) {
+      g_termios_saved = true;
+      std::atexit(restore_terminal);
+    }
+    std::printf("Evo %s (LuaJIT on libuv). Ctrl-D exits.\n", EVO_VERSION);
+    std::fflush(stdout);
   }
-  std::printf("Evo %s (LuaJIT on libuv). Ctrl-D exits.\n", EVO_VERSION);
-  auto repl = std::make_unique<TerminalRepl>(rt);
-  NativeHandle::release_to_loop(std::move(repl))->begin();
+  NativeHandle::release_to_loop(std::make_unique<Repl>(rt, tty))->begin();
 }
 
 }  // namespace evo::repl

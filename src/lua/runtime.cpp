@@ -58,6 +58,11 @@ bool Runtime::start_main_task(int nargs) {
 
 void Runtime::run_loop() { loop_.run(UV_RUN_DEFAULT); }
 
+void Runtime::request_exit(int code) {
+  exit_code_ = code;
+  uv_stop(loop_.get());
+}
+
 void Runtime::close_script_handles() {
   luv_glue::close_handles(L_, loop_.get());
   uv_walk(
@@ -69,39 +74,37 @@ void Runtime::close_script_handles() {
       nullptr);
 }
 
-namespace {
-bool has_script_handles(uv_loop_t* loop) {
-  bool found = false;
-  uv_walk(
-      loop,
-      [](uv_handle_t* h, void* arg) {
-        NativeHandle* owner = NativeHandle::from(h);
-        if (owner == nullptr || !owner->internal()) *static_cast<bool*>(arg) = true;
-      },
-      &found);
-  return found;
-}
-}  // namespace
-
 void Runtime::shutdown() {
   if (shut_down_) return;
   shut_down_ = true;
-  // Close callbacks run Lua code (luv "onclose" callbacks) that may open new
-  // handles; a few rounds settle that. Running the loop also lets in-flight
-  // requests (fs, work) finish while the VM they call back into is alive.
-  for (int round = 0; round < 8 && has_script_handles(loop_.get()); ++round) {
-    close_script_handles();
-    loop_.run(UV_RUN_DEFAULT);
-  }
   interrupt::uninstall();
-  // Evo's internal handles (the REPL's input...) go last, before the VM.
-  uv_walk(
-      loop_.get(),
-      [](uv_handle_t* h, void*) {
-        if (NativeHandle* owner = NativeHandle::from(h)) owner->close();
-      },
-      nullptr);
-  loop_.drain_closing();
+  // Close everything still open (luv's handles through luv, Evo's through
+  // their owners, the REPL too) and run the loop until no handle and no
+  // request is left: in-flight fs, dns and work requests call back into Lua,
+  // which must still be alive then. A callback may open new handles; each
+  // round closes those as well. UV_RUN_ONCE blocks only while work is pending.
+  constexpr int kMaxRounds = 10000;
+  bool settled = false;
+  for (int round = 0; round < kMaxRounds; ++round) {
+    close_script_handles();
+    uv_walk(
+        loop_.get(),
+        [](uv_handle_t* h, void*) {
+          if (NativeHandle* owner = NativeHandle::from(h)) owner->close();
+        },
+        nullptr);
+    if (uv_loop_alive(loop_.get()) == 0) {
+      settled = true;
+      break;
+    }
+    loop_.run(UV_RUN_ONCE);
+  }
+  if (!settled) {
+    // Callbacks keep starting new work. Closing the VM under them would crash;
+    // leaving it to the process exit is safe.
+    errors::report("pending callbacks kept starting new work at exit; leaving them");
+    return;
+  }
   lua_close(L_);
   L_ = nullptr;
   loop_.drain_closing();

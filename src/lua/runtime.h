@@ -49,8 +49,14 @@ class Runtime {
   // Asks every handle a script opened (luv's and Evo's) to close.
   void close_script_handles();
 
-  // Closes every handle, runs their close callbacks, closes the VM. Idempotent.
+  // Closes every handle, waits for pending requests, runs their callbacks,
+  // then closes the VM. Idempotent.
   void shutdown();
+
+  // Ends the run as soon as the current loop iteration is over: stops the
+  // loop; shutdown then closes everything as at a normal end. Only valid
+  // from Evo's own loop run (not inside a script's uv.run()).
+  void request_exit(int code);
 
   // Leaves the process at once with `code` after flushing stdio. Used for an
   // uncaught error inside a callback and for SIGINT, where unwinding is not

@@ -10,13 +10,23 @@ namespace evo {
 TwinHandle::TwinHandle(lua_State* L, int twin_index, const void* class_key)
     : L_(Runtime::from(L).L()), class_key_(class_key) {
   twin_index = absindex(L, twin_index);
+  rawgetp(L, twin_index, class_key);
+  bool bound = !lua_isnil(L, -1);
+  lua_pop(L, 1);
+  if (bound) luaL_error(L, "this object already has a native handle (init called twice?)");
   lua_pushvalue(L, twin_index);
   twin_ref_ = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pushlightuserdata(L, this);
   rawsetp(L, twin_index, class_key);
 }
 
-void TwinHandle::on_closed() {
+TwinHandle::~TwinHandle() {
+  if (twin_ref_ != LUA_NOREF) unbind();  // never handed to libuv (its init failed)
+}
+
+void TwinHandle::on_closed() { unbind(); }
+
+void TwinHandle::unbind() {
   // Mark the twin closed (false, not nil: its methods then say "is closed").
   lua_rawgeti(L_, LUA_REGISTRYINDEX, twin_ref_);
   lua_pushboolean(L_, 0);

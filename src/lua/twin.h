@@ -35,9 +35,12 @@ class TwinHandle : public NativeHandle {
     if (twin_ref_ != LUA_NOREF) events::emit(L_, twin_ref_, event, static_cast<Fill&&>(fill));
   }
 
+  ~TwinHandle() override;
   void on_closed() override;
 
  private:
+  void unbind();
+
   lua_State* L_;
   int twin_ref_ = LUA_NOREF;
   const void* class_key_;

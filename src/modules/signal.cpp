@@ -57,9 +57,9 @@ class Signal final : public TwinHandle {
   static const char kClassKey;
   static constexpr const char* kClassName = "Signal";
 
-  Signal(lua_State* L, int twin, uv_loop_t* loop) : TwinHandle(L, twin, &kClassKey) {
-    uv_signal_init(loop, &signal_);
-  }
+  Signal(lua_State* L, int twin, uv_loop_t* loop)
+      : TwinHandle(L, twin, &kClassKey), init_status_(uv_signal_init(loop, &signal_)) {}
+  [[nodiscard]] int init_status() const { return init_status_; }
   uv_handle_t* uv_handle() override { return reinterpret_cast<uv_handle_t*>(&signal_); }
 
   int start(int signum) { return uv_signal_start(&signal_, on_signal, signum); }
@@ -75,13 +75,19 @@ class Signal final : public TwinHandle {
   }
 
   uv_signal_t signal_{};
+  int init_status_;
 };
 
 const char Signal::kClassKey = 0;
 
 int signal_open(lua_State* L) {
   luaL_checktype(L, 1, LUA_TTABLE);
-  NativeHandle::release_to_loop(std::make_unique<Signal>(L, 1, Runtime::from(L).loop()));
+  auto signal = std::make_unique<Signal>(L, 1, Runtime::from(L).loop());
+  if (int rc = signal->init_status(); rc != 0) {
+    signal.reset();  // unbinds from the twin
+    return luaL_error(L, "Signal: %s", uv_strerror(rc));
+  }
+  NativeHandle::release_to_loop(std::move(signal));
   return 0;
 }
 

@@ -54,6 +54,12 @@ describe("evo script.lua", function()
     assert.match(r.stderr, "^evo: custom failure\n")
   end)
 
+  it("survives an error object whose __tostring itself fails", function()
+    local r = h.runEvo({"-e", "error(setmetatable({}, {__tostring = function() error('worse') end}))"})
+    assert.equal(r.code, 1)
+    assert.match(r.stderr, "^evo: %(error object whose __tostring failed%)\n")
+  end)
+
   it("names file:line of a syntax error and exits 1", function()
     local path = h.tempFile("syntax.lua", "local a = 1\nlocal = 2\n")
     local r = h.runEvo({path})
@@ -175,6 +181,40 @@ describe("signals", function()
     })
     assert.equal(r.code, 0, r.stderr)
     assert.equal(r.stdout, "ready\nhandled\tSIGINT\n")
+  end)
+
+  it("interrupts a busy interpreted loop at the first SIGINT", function()
+    local r = h.runEvo({"-e", "jit.off(); io.write('busy\\n'); io.stdout:flush(); local x = 0; while true do x = x + 1 end"}, {
+      onStart = function(handle)
+        h.sleep(0.3)
+        handle:kill("sigint")
+      end,
+    })
+    assert.equal(r.code, 130)
+    assert.equal(r.stdout, "busy\n")
+  end)
+
+  it("takes Ctrl-C back after the script stops watching SIGINT", function()
+    local script = [[
+      local Signal = require("Signal")
+      local s = Signal()
+      s:start("SIGINT")
+      s:close()
+      local uv = require("uv")
+      local l = uv.new_signal()
+      l:start("sigint", function() end)
+      l:close()
+      io.write("buffered output\n")
+      uv.new_timer():start(10000, 0, function() end)
+    ]]
+    local r = h.runEvo({"-e", script}, {
+      onStart = function(handle)
+        h.sleep(0.3)
+        handle:kill("sigint")
+      end,
+    })
+    assert.equal(r.code, 130)
+    assert.equal(r.stdout, "buffered output\n")
   end)
 
   it("ignores SIGPIPE: writing to a closed pipe is an error, not death", function()

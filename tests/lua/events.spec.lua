@@ -170,6 +170,31 @@ describe("Timer (native emitter)", function()
     assert.throws(function() t:start(1) end, "Timer is closed")
   end)
 
+  it("refuses a second init on the same object", function()
+    local Timer = require("Timer")
+    local t = Timer()
+    assert.throws(function() t:init() end, "already has a native handle")
+    t:close()
+  end)
+
+  it("reports an error raised while looking up a handler, and the loop goes on", function()
+    local r = h.runEvo({"-e", [[
+      local Timer = require("Timer")
+      local t = Timer()
+      setmetatable(t, {__index = function(_, key)
+        if key == "TIMER_FIRED" then error("no such handler") end
+        return Timer[key]
+      end})
+      t:start(0.001)
+      local uv = require("uv")
+      local u = uv.new_timer()
+      u:start(20, 0, function() u:close(); t:close(); print("loop went on") end)
+    ]]})
+    assert.equal(r.code, 0)
+    assert.equal(r.stdout, "loop went on\n")
+    assert.match(r.stderr, "error looking up the TIMER_FIRED handler of object: [^\n]*no such handler")
+  end)
+
   it("rejects bad arguments clearly", function()
     local Timer = require("Timer")
     local t = Timer()

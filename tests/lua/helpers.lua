@@ -8,7 +8,8 @@ helpers.evo = os.getenv("EVO") or uv.exepath()
 helpers.root = uv.cwd()
 
 -- run(program, args, opts) -> {code, signal, stdout, stderr}
--- opts.stdin: text written to the child's stdin (then closed)
+-- opts.stdin: text written to the child's stdin (then closed); a list of
+--   texts is typed slowly, one every opts.typingDelay seconds (default 0.2)
 -- opts.env: table of variables added to (or, with value false, removed from) the environment
 -- opts.cwd: working directory; opts.timeout: seconds before the child is killed (default 10)
 -- opts.onStart(handle, pid): called once the child runs
@@ -56,8 +57,23 @@ function helpers.spawn(program, args, opts)
   end
   reader(stdout, out)
   reader(stderr, err)
-  if opts.stdin then stdin:write(opts.stdin) end
-  stdin:shutdown(function() stdin:close() end)
+  if type(opts.stdin) == "table" then
+    local keys = uv.new_timer()
+    local i = 0
+    local delay = math.floor((opts.typingDelay or 0.2) * 1000)
+    keys:start(delay, delay, function()
+      i = i + 1
+      if opts.stdin[i] then
+        stdin:write(opts.stdin[i])
+      else
+        keys:close()
+        stdin:shutdown(function() stdin:close() end)
+      end
+    end)
+  else
+    if opts.stdin then stdin:write(opts.stdin) end
+    stdin:shutdown(function() stdin:close() end)
+  end
   timer:start(math.floor((opts.timeout or 10) * 1000), 0, function()
     result.timedOut = true
     uv.process_kill(handle, "sigkill")

@@ -62,6 +62,22 @@ describe("uv module", function()
     assert.equal(r.stdout, "timer\n")
   end)
 
+  it("hands uv.walk callbacks live handles even when the callback runs the loop", function()
+    local r = h.runEvo({"-e", [[
+      local uv = require("uv")
+      for _ = 1, 3 do uv.new_timer() end
+      local seen = {}
+      uv.walk(function(handle)
+        seen[#seen + 1] = type(handle) == "userdata" and handle:get_type() or tostring(handle)
+        if not handle:is_closing() then handle:close() end
+        uv.run("nowait")
+      end)
+      print(table.concat(seen, ","))
+    ]]})
+    assert.equal(r.code, 0, r.stderr)
+    assert.equal(r.stdout, "timer,timer,timer\n")
+  end)
+
   it("gives threads require('uv') as well as require('luv')", function()
     local r = h.runEvo({"-e", [[
       local uv = require("uv")

@@ -40,16 +40,31 @@ end)
 describe("REPL (terminal)", function()
   it("starts on a terminal, edits lines with libedit, and exits on Ctrl-D", function()
     assert.truthy(uv.fs_stat("/usr/bin/script"), "util-linux's script is needed (bsdutils)")
-    -- Feed keystrokes slowly, as a person would; \4 is Ctrl-D.
+    -- Type as a person would, a line at a time; \27[A is the up arrow
+    -- (history), \4 is Ctrl-D.
     local r = h.spawn("/usr/bin/script", {"-qfec", h.evo, "/dev/null"}, {
-      env = {HOME = "/tmp", TERM = "dumb"},
-      stdin = "print('from ' .. 'tty')\n6 * 7\n\4",
+      env = {HOME = "/tmp", TERM = "xterm"},
+      stdin = {"print('from ' .. 'tty')\n", "6 * 7\n", "for i = 1, 2 do\n", "print('loop', i)\n", "end\n",
+        "\27[A\27[A\27[A\27[A\n", "\4"},
       timeout = 10,
     })
     assert.falsy(r.timedOut, r.stdout)
     assert.equal(r.code, 0, r.stdout)
     assert.match(r.stdout, "Evo %d+%.%d+%.%d+")
     assert.match(r.stdout, "from tty")
-    assert.match(r.stdout, "42")
+    assert.match(r.stdout, "\n42\r?\n")
+    assert.match(r.stdout, ">> ", "a multi-line chunk continues on a >> prompt")
+    assert.match(r.stdout, "loop\t1\r?\nloop\t2")
+    local _, n = r.stdout:gsub("\n42\r?\n", "")
+    assert.equal(n, 2, "the up arrow recalled 6 * 7 from the history")
+  end, {timeout = 15})
+
+  it("reports an error raised in a callback and keeps the REPL running", function()
+    local r = h.runEvo({"-i"}, {
+      stdin = {"require('uv').new_timer():start(1, 0, function() error('cb failed') end)\n", "print('still here')\n"},
+    })
+    assert.equal(r.code, 0)
+    assert.match(r.stderr, "cb failed")
+    assert.match(r.stdout, "still here")
   end)
 end)
