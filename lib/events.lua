@@ -20,7 +20,7 @@ local args = require("evo.args")
 
 local type, setmetatable, getmetatable, rawget, xpcall = type, setmetatable, getmetatable, rawget, xpcall
 local traceback = debug.traceback
-local isEventName, isDebug, reportError = core.isEventName, core.debug, core.reportError
+local isEventName, isDebug, reportError = core.isEventName, core.debug, core.reportHandlerError
 
 local events = {}
 

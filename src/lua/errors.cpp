@@ -63,6 +63,21 @@ bool pcall_traceback(lua_State* L, int nargs, int nresults) {
   return rc == 0;
 }
 
+bool deliver_to_uncaught_handler(lua_State* L, const std::string& text) {
+  lua_getfield(L, LUA_REGISTRYINDEX, kUncaughtHandlerKey);
+  if (!lua_isfunction(L, -1)) {
+    lua_pop(L, 1);
+    return false;
+  }
+  lua_pushlstring(L, text.data(), text.size());
+  call_and_report(L, 1, 0, "uncaught error handler");
+  return true;
+}
+
+void report_uncaught(lua_State* L, const std::string& text) {
+  if (!deliver_to_uncaught_handler(L, text)) report(text);
+}
+
 bool call_and_report(lua_State* L, int nargs, int nresults, const char* context) {
   if (pcall_traceback(L, nargs, nresults)) return true;
   std::string text = lua_tostring(L, -1);

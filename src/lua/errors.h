@@ -30,6 +30,19 @@ void report(const std::string& text);
 // traceback) on the stack and returns false.
 bool pcall_traceback(lua_State* L, int nargs, int nresults);
 
+// Registry field holding a function that takes the message of an uncaught
+// error (in a luv callback or an event handler) instead of the usual
+// handling; `evo test` installs one to fail the running test.
+inline constexpr const char* kUncaughtHandlerKey = "evo.uncaught";
+
+// Gives `text` to the uncaught-error handler if one is installed and returns
+// true; returns false (having done nothing) otherwise.
+bool deliver_to_uncaught_handler(lua_State* L, const std::string& text);
+
+// An error nobody caught but that must not stop the loop (event handlers):
+// goes to the uncaught-error handler if installed, else is reported.
+void report_uncaught(lua_State* L, const std::string& text);
+
 // Calls the function below `nargs` arguments in protected mode with a
 // traceback. On error reports "evo: <context>: <message + traceback>"
 // (context may be null), pops it and returns false.

@@ -48,8 +48,8 @@ bool begin(lua_State* L, int object_ref, const char* event) {
   lua_pushvalue(L, -2);
   lua_pushstring(L, event);
   if (!errors::pcall_traceback(L, 2, 1)) {
-    errors::report("error looking up the " + std::string(event) + " handler of " + class_name(L, -2) + ": " +
-                   lua_tostring(L, -1));
+    errors::report_uncaught(L, "error looking up the " + std::string(event) + " handler of " +
+                                   class_name(L, -2) + ": " + lua_tostring(L, -1));
     lua_pop(L, 2);
     return false;
   }
@@ -78,7 +78,7 @@ void finish(lua_State* L, const char* event) {
   if (!errors::pcall_traceback(L, 3, 0)) {
     std::string text = lua_tostring(L, -1);
     std::string name = class_name(L, -2);
-    errors::report("error in " + name + ":" + event + " handler: " + text);
+    errors::report_uncaught(L, "error in " + name + ":" + event + " handler: " + text);
     lua_pop(L, 1);
   }
   lua_pop(L, 1);

@@ -7,6 +7,7 @@ extern "C" {
 }
 
 #include <mutex>
+#include <string>
 #include <vector>
 
 #include "core/handle.h"
@@ -30,16 +31,11 @@ int callback_pcall(lua_State* L, int nargs, int nresults, int flags) {
   }
   if ((flags & LUVF_CALLBACK_NOEXIT) == 0) {
     // The test runner installs a handler to fail the running test instead.
-    lua_getfield(L, LUA_REGISTRYINDEX, kUncaughtHandlerKey);
-    if (lua_isfunction(L, -1)) {
-      lua_insert(L, -2);
-      errors::call_and_report(L, 1, 0, "uncaught error handler");
-      return -LUA_ERRRUN;
-    }
+    std::string text = lua_tostring(L, -1);
     lua_pop(L, 1);
-    errors::report(lua_tostring(L, -1));
+    if (errors::deliver_to_uncaught_handler(L, text)) return -LUA_ERRRUN;
+    errors::report(text);
     if (g_callback_errors_fatal) Runtime::exit_now(1);
-    lua_pop(L, 1);
     return -LUA_ERRRUN;
   }
   if ((flags & LUVF_CALLBACK_NOERRMSG) == 0) errors::report(lua_tostring(L, -1));

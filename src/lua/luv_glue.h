@@ -6,9 +6,6 @@
 
 namespace evo::luv_glue {
 
-// Registry field holding a function that receives the message of an error
-// raised in a luv callback, instead of the process exiting (evo test uses it).
-inline constexpr const char* kUncaughtHandlerKey = "evo.uncaught";
 
 // Before any require("uv"): points luv at `loop`, routes luv callback errors
 // through Evo's reporter, and makes luv threads and work queues create their

@@ -4,7 +4,6 @@
 
 #include "lua/errors.h"
 #include "lua/events.h"
-#include "lua/luv_glue.h"
 #include "lua/modules.h"
 #include "lua/runtime.h"
 #include "lua/version.h"
@@ -30,6 +29,13 @@ int core_set_default_handler(lua_State* L) {
 
 int core_report_error(lua_State* L) {
   errors::report(errors::describe(L, 1));
+  return 0;
+}
+
+// An error in a Lua event handler: to the uncaught-error handler (evo test)
+// when one is installed, else reported.
+int core_report_handler_error(lua_State* L) {
+  errors::report_uncaught(L, errors::describe(L, 1));
   return 0;
 }
 
@@ -61,7 +67,7 @@ int core_close_handles(lua_State* L) {
 int core_set_uncaught_handler(lua_State* L) {
   if (!lua_isnoneornil(L, 1)) luaL_checktype(L, 1, LUA_TFUNCTION);
   lua_settop(L, 1);
-  lua_setfield(L, LUA_REGISTRYINDEX, luv_glue::kUncaughtHandlerKey);
+  lua_setfield(L, LUA_REGISTRYINDEX, errors::kUncaughtHandlerKey);
   return 0;
 }
 
@@ -96,6 +102,7 @@ int open_core(lua_State* L) {
       {"setDebug", core_set_debug},
       {"setDefaultHandler", core_set_default_handler},
       {"reportError", core_report_error},
+      {"reportHandlerError", core_report_handler_error},
       {"setExitCode", core_set_exit_code},
       {"exitCode", core_exit_code},
       {"isEventName", core_is_event_name},

@@ -147,6 +147,22 @@ describe("evo test options", function()
     assert.equal(lastLine(r.stdout), "0 passed, 1 failed, 1 skipped")
   end)
 
+  it("fails the running test when an event handler raises", function()
+    local path = h.tempFile("handler.spec.lua", [[
+      it('has a broken handler', function()
+        local Timer = require('Timer')
+        local t = Timer()
+        function t:TIMER_FIRED() self:close(); error('handler broke') end
+        t:start(0.005)
+        coroutine.yield()
+      end)
+    ]])
+    local r = h.runEvo({"test", path})
+    assert.equal(r.code, 1)
+    assert.match(r.stdout, "error in Timer:TIMER_FIRED handler: [^\n]*handler broke")
+    assert.equal(lastLine(r.stdout), "0 passed, 1 failed")
+  end)
+
   it("closes handles a test leaked so the run still ends", function()
     local path = h.tempFile("leak.spec.lua", [[
       it('leaks a repeating timer', function()
