@@ -49,9 +49,27 @@ void report(const std::string& text) {
   std::fflush(stderr);
 }
 
+namespace {
+const char kTracebackKey = 0;
+
+// The message handler, created once per VM and kept in the registry:
+// lua_pushcfunction would allocate a new closure on every call.
+void push_traceback_handler(lua_State* L) {
+  lua_pushlightuserdata(L, const_cast<char*>(&kTracebackKey));
+  lua_rawget(L, LUA_REGISTRYINDEX);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    lua_pushcfunction(L, traceback_handler);
+    lua_pushlightuserdata(L, const_cast<char*>(&kTracebackKey));
+    lua_pushvalue(L, -2);
+    lua_rawset(L, LUA_REGISTRYINDEX);
+  }
+}
+}  // namespace
+
 bool pcall_traceback(lua_State* L, int nargs, int nresults) {
   int func = lua_gettop(L) - nargs;
-  lua_pushcfunction(L, traceback_handler);
+  push_traceback_handler(L);
   lua_insert(L, func);
   int rc = lua_pcall(L, nargs, nresults, func);
   lua_remove(L, func);

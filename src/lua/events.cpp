@@ -4,13 +4,10 @@
 #include <string>
 
 #include "lua/errors.h"
-#include "lua/lua_util.h"
 #include "lua/runtime.h"
 
 namespace evo::events {
-
 namespace {
-const char kDefaultHandlerKey = 0;
 
 std::string class_name(lua_State* L, int obj) {
   std::string name = "object";
@@ -21,11 +18,56 @@ std::string class_name(lua_State* L, int obj) {
   }
   return name;
 }
+
+// object[key] for the object at `obj` with the key at `key`, walking the
+// class chain with raw lookups, which cannot raise. Returns false (stack
+// unchanged) when the chain has an __index function: then only a protected
+// lookup is safe.
+bool raw_lookup(lua_State* L, int obj, int key, int index_name_ref) {
+  lua_pushvalue(L, obj);
+  for (int depth = 0; depth < 32; ++depth) {  // the table to search is on top
+    lua_pushvalue(L, key);
+    lua_rawget(L, -2);
+    if (!lua_isnil(L, -1) || lua_getmetatable(L, -2) == 0) {
+      lua_remove(L, -2);  // the value found, or nil at the end of the chain
+      return true;
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, index_name_ref);
+    lua_rawget(L, -2);  // table, nil, metatable, metatable.__index
+    if (lua_istable(L, -1)) {
+      lua_replace(L, -4);
+      lua_pop(L, 2);
+      continue;
+    }
+    if (lua_isnil(L, -1)) {
+      lua_pop(L, 3);
+      lua_pushnil(L);
+      return true;
+    }
+    break;
+  }
+  lua_settop(L, key);
+  return false;
+}
+
+int protected_lookup(lua_State* L) {
+  lua_gettable(L, 1);
+  return 1;
+}
+
+// Reports an error of the handler of `event` of the object at `obj`; the
+// message is on top of the stack and is popped.
+void report_handler_error(lua_State* L, int obj, const char* event) {
+  std::string text = lua_isstring(L, -1) ? lua_tostring(L, -1) : errors::describe(L, -1);
+  lua_pop(L, 1);
+  errors::report_uncaught(L, "error in " + class_name(L, obj) + ":" + event + " handler: " + text);
+}
+
 }  // namespace
 
 void set_default_handler(lua_State* L, int idx) {
   lua_pushvalue(L, idx);
-  rawsetp(L, LUA_REGISTRYINDEX, &kDefaultHandlerKey);
+  Runtime::from(L).set_default_handler_ref(luaL_ref(L, LUA_REGISTRYINDEX));
 }
 
 bool valid_name(std::string_view name) {
@@ -33,55 +75,42 @@ bool valid_name(std::string_view name) {
   return !name.empty() && name[0] >= 'A' && name[0] <= 'Z' && std::ranges::all_of(name, allowed);
 }
 
-namespace {
-// Looks up object[event] (through its class) in protected mode: a class may
-// define __index functions, and an error there must be reported, not panic.
-int lookup_handler(lua_State* L) {
-  lua_gettable(L, 1);
-  return 1;
-}
-}  // namespace
-
-bool begin(lua_State* L, int object_ref, const char* event) {
-  lua_rawgeti(L, LUA_REGISTRYINDEX, object_ref);  // object
-  lua_pushcfunction(L, lookup_handler);
-  lua_pushvalue(L, -2);
-  lua_pushstring(L, event);
-  if (!errors::pcall_traceback(L, 2, 1)) {
-    errors::report_uncaught(L, "error looking up the " + std::string(event) + " handler of " +
-                                   class_name(L, -2) + ": " + lua_tostring(L, -1));
-    lua_pop(L, 2);
-    return false;
+void emit_raw(Runtime& rt, int object_ref, const char* event, FillFn fill, void* arg) {
+  lua_State* L = rt.L();
+  int base = lua_gettop(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt.traceback_ref());  // base+1: message handler
+  lua_rawgeti(L, LUA_REGISTRYINDEX, object_ref);          // base+2: object
+  lua_pushstring(L, event);                               // base+3: event name
+  const int obj = base + 2;
+  const int key = base + 3;
+  if (!raw_lookup(L, obj, key, rt.index_name_ref())) {
+    lua_pushcfunction(L, protected_lookup);
+    lua_pushvalue(L, obj);
+    lua_pushvalue(L, key);
+    if (lua_pcall(L, 2, 1, base + 1) != 0) {
+      report_handler_error(L, obj, event);
+      lua_settop(L, base);
+      return;
+    }
   }
-  if (lua_isnil(L, -1)) {
-    // An event its class did not declare: the default handler still reports it.
-    lua_pop(L, 1);
-    rawgetp(L, LUA_REGISTRYINDEX, &kDefaultHandlerKey);
-  }
-  rawgetp(L, LUA_REGISTRYINDEX, &kDefaultHandlerKey);
+  // base+4: handler. An event the class did not declare gets the default too.
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt.default_handler_ref());
+  if (lua_isnil(L, -2)) lua_replace(L, -2); else lua_pop(L, 1);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt.default_handler_ref());
   bool is_default = lua_rawequal(L, -1, -2) != 0;
   lua_pop(L, 1);
-  if ((is_default && !Runtime::from(L).debug()) || lua_isnil(L, -1)) {
-    lua_pop(L, 2);
-    return false;
+  if ((is_default && !rt.debug()) || lua_isnil(L, -1)) {
+    // Nobody listens: no payload, no call.
+    lua_settop(L, base);
+    return;
   }
-  lua_insert(L, -2);  // handler, object
-  lua_pushstring(L, event);
-  return true;
+  lua_pushvalue(L, obj);
+  lua_pushvalue(L, key);
+  lua_createtable(L, 0, 4);
+  fill(L, arg);
+  if (lua_pcall(L, 3, 0, base + 1) != 0) report_handler_error(L, obj, event);
+  lua_settop(L, base);
 }
 
-void finish(lua_State* L, const char* event) {
-  // Stack: handler, object, event, payload. Keep the object below them, to
-  // name its class only if the handler fails.
-  lua_pushvalue(L, -3);
-  lua_insert(L, -5);
-  if (!errors::pcall_traceback(L, 3, 0)) {
-    std::string text = lua_tostring(L, -1);
-    std::string name = class_name(L, -2);
-    errors::report_uncaught(L, "error in " + name + ":" + event + " handler: " + text);
-    lua_pop(L, 1);
-  }
-  lua_pop(L, 1);
-}
 
 }  // namespace evo::events

@@ -10,31 +10,35 @@
 
 #include <lua.hpp>
 
-#include <cstdint>
 #include <string_view>
+#include <type_traits>
 
-namespace evo::events {
+namespace evo {
+class Runtime;
+
+namespace events {
 
 // Remembers the shared default handler (lib/events.lua registers it).
 void set_default_handler(lua_State* L, int idx);
 
-// Pushes handler, object and event name for delivering `event` to the object
-// held at registry ref `object_ref`, and returns true. Returns false, with the
-// stack unchanged, when nothing would observe the event: the handler is the
-// silent default and debugging is off. Then the payload is never built.
-bool begin(lua_State* L, int object_ref, const char* event);
+// Fills the payload table on top of the stack.
+using FillFn = void (*)(lua_State* L, void* arg);
 
-// Calls the handler pushed by begin() with the payload table on top of the
-// stack. An error in the handler is reported once, with its traceback, and
-// does not propagate: one bad handler never stops the loop.
-void finish(lua_State* L, const char* event);
+// Delivers `event` to the object held at registry ref `object_ref`: looks up
+// its handler, and when the handler is the silent default and debugging is
+// off, returns without building the payload. Otherwise builds the payload with
+// fill(L, arg) and calls object:EVENT(EVENT, payload) in a protected call on
+// the main state. An error (in the handler, or in a class's __index function)
+// is reported once with its traceback and goes no further: one bad handler
+// never stops the loop. The lookup walks the class chain with raw accesses
+// (nothing can raise there), so an event nobody listens to costs no call.
+void emit_raw(Runtime& rt, int object_ref, const char* event, FillFn fill, void* arg);
 
 template <class Fill>
-void emit(lua_State* L, int object_ref, const char* event, Fill&& fill) {
-  if (!begin(L, object_ref, event)) return;
-  lua_createtable(L, 0, 4);
-  fill(L);
-  finish(L, event);
+void emit(Runtime& rt, int object_ref, const char* event, Fill&& fill) {
+  using F = std::remove_reference_t<Fill>;
+  emit_raw(rt, object_ref, event, [](lua_State* L, void* arg) { (*static_cast<F*>(arg))(L); },
+           const_cast<void*>(static_cast<const void*>(&fill)));
 }
 
 // Payload helpers: set a field of the table on top of the stack.
@@ -57,4 +61,5 @@ inline void field(lua_State* L, const char* key, bool value) {
 // True when `name` follows the convention: [A-Z][A-Z0-9_]*.
 bool valid_name(std::string_view name);
 
-}  // namespace evo::events
+}  // namespace events
+}  // namespace evo

@@ -129,10 +129,7 @@ int open_uv(lua_State* L) {
   }
   luaopen_luv(L);
   if (!lua_istable(L, -1)) return 1;
-  lua_getfield(L, LUA_REGISTRYINDEX, "evo.runtime");
-  bool main_state = !lua_isnil(L, -1);
-  lua_pop(L, 1);
-  if (main_state) {
+  if (Runtime::find(L) != nullptr) {  // the main state, not a thread's
     lua_pushcfunction(L, luv_glue::walk);
     lua_setfield(L, -2, "walk");
   }

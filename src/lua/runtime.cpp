@@ -12,7 +12,7 @@
 namespace evo {
 
 namespace {
-constexpr const char* kRuntimeKey = "evo.runtime";
+const char kRuntimeKey = 0;  // registry[&kRuntimeKey] = this runtime
 }
 
 Runtime::Runtime(RuntimeOptions options) : options_(std::move(options)) {
@@ -21,9 +21,14 @@ Runtime::Runtime(RuntimeOptions options) : options_(std::move(options)) {
     std::fprintf(stderr, "evo: cannot create the Lua state (out of memory)\n");
     std::exit(1);
   }
+  lua_pushlightuserdata(L_, const_cast<char*>(&kRuntimeKey));
   lua_pushlightuserdata(L_, this);
-  lua_setfield(L_, LUA_REGISTRYINDEX, kRuntimeKey);
+  lua_rawset(L_, LUA_REGISTRYINDEX);
   luaL_openlibs(L_);
+  lua_pushcfunction(L_, errors::traceback_handler);
+  traceback_ref_ = luaL_ref(L_, LUA_REGISTRYINDEX);
+  lua_pushliteral(L_, "__index");
+  index_name_ref_ = luaL_ref(L_, LUA_REGISTRYINDEX);
   luv_glue::setup(L_, loop_.get());
   modules::install(L_, options_.script_dir, /*worker=*/false);
   interrupt::install(*this);
@@ -31,10 +36,16 @@ Runtime::Runtime(RuntimeOptions options) : options_(std::move(options)) {
 
 Runtime::~Runtime() { shutdown(); }
 
-Runtime& Runtime::from(lua_State* L) {
-  lua_getfield(L, LUA_REGISTRYINDEX, kRuntimeKey);
+Runtime* Runtime::find(lua_State* L) {
+  lua_pushlightuserdata(L, const_cast<char*>(&kRuntimeKey));
+  lua_rawget(L, LUA_REGISTRYINDEX);
   auto* rt = static_cast<Runtime*>(lua_touserdata(L, -1));
   lua_pop(L, 1);
+  return rt;
+}
+
+Runtime& Runtime::from(lua_State* L) {
+  Runtime* rt = find(L);
   if (rt == nullptr) {
     luaL_error(L, "this needs the main Evo runtime (not available in a thread or work state)");
   }

@@ -28,12 +28,21 @@ class Runtime {
   Runtime(const Runtime&) = delete;
   Runtime& operator=(const Runtime&) = delete;
 
+  // The runtime of L's VM; raises a Lua error in a state without one (luv
+  // thread and work states). find() returns nullptr there instead.
   static Runtime& from(lua_State* L);
+  static Runtime* find(lua_State* L);
 
   [[nodiscard]] lua_State* L() const { return L_; }
   uv_loop_t* loop() { return loop_.get(); }
   [[nodiscard]] bool debug() const { return options_.debug; }
   void set_debug(bool on) { options_.debug = on; }
+
+  // Registry references of the functions on every event's path, made once.
+  [[nodiscard]] int traceback_ref() const { return traceback_ref_; }
+  [[nodiscard]] int index_name_ref() const { return index_name_ref_; }  // the string "__index"
+  [[nodiscard]] int default_handler_ref() const { return default_handler_ref_; }
+  void set_default_handler_ref(int ref) { default_handler_ref_ = ref; }
 
   [[nodiscard]] int exit_code() const { return exit_code_; }
   void set_exit_code(int code) { exit_code_ = code; }
@@ -68,6 +77,9 @@ class Runtime {
   Loop loop_;  // declared before L_: destroyed after the VM is closed
   lua_State* L_ = nullptr;
   int exit_code_ = 0;
+  int traceback_ref_ = LUA_NOREF;
+  int index_name_ref_ = LUA_NOREF;
+  int default_handler_ref_ = LUA_NOREF;
   bool shut_down_ = false;
 };
 

@@ -8,7 +8,7 @@ namespace evo {
 // Events are delivered on the main state, never on the coroutine that
 // happened to create the object (it may be suspended or dead by then).
 TwinHandle::TwinHandle(lua_State* L, int twin_index, const void* class_key)
-    : L_(Runtime::from(L).L()), class_key_(class_key) {
+    : rt_(&Runtime::from(L)), L_(rt_->L()), class_key_(class_key) {
   twin_index = absindex(L, twin_index);
   rawgetp(L, twin_index, class_key);
   bool bound = !lua_isnil(L, -1);

@@ -15,6 +15,7 @@
 #include "lua/events.h"
 
 namespace evo {
+class Runtime;
 
 class TwinHandle : public NativeHandle {
  public:
@@ -32,7 +33,7 @@ class TwinHandle : public NativeHandle {
 
   template <class Fill>
   void emit(const char* event, Fill&& fill) {
-    if (twin_ref_ != LUA_NOREF) events::emit(L_, twin_ref_, event, static_cast<Fill&&>(fill));
+    if (twin_ref_ != LUA_NOREF) events::emit(*rt_, twin_ref_, event, static_cast<Fill&&>(fill));
   }
 
   ~TwinHandle() override;
@@ -41,6 +42,7 @@ class TwinHandle : public NativeHandle {
  private:
   void unbind();
 
+  Runtime* rt_;
   lua_State* L_;
   int twin_ref_ = LUA_NOREF;
   const void* class_key_;

@@ -62,7 +62,7 @@ TEST(Events, EmitCallsTheHandlerMethodWithNameAndPayload) {
                       "  got_self = (self == door); got_event = event; got_by = payload.by\n"
                       "end\n");
   int top = lua_gettop(rt.L());
-  events::emit(rt.L(), ref, "DOOR_OPENED", [](lua_State* L) { events::field(L, "by", "alice"); });
+  events::emit(rt, ref, "DOOR_OPENED", [](lua_State* L) { events::field(L, "by", "alice"); });
   EXPECT_EQ(lua_gettop(rt.L()), top) << "emit must leave the stack balanced";
   EXPECT_TRUE(global_bool(rt, "got_self"));
   run(rt, "assert(got_event == 'DOOR_OPENED', got_event); assert(got_by == 'alice', got_by)");
@@ -72,10 +72,10 @@ TEST(Events, DefaultHandlerIsSkippedWithoutBuildingThePayloadUnlessDebugging) {
   Runtime rt({});
   int ref = make_door(rt, "");
   bool built = false;
-  events::emit(rt.L(), ref, "DOOR_OPENED", [&](lua_State*) { built = true; });
+  events::emit(rt, ref, "DOOR_OPENED", [&](lua_State*) { built = true; });
   EXPECT_FALSE(built);
   rt.set_debug(true);
-  events::emit(rt.L(), ref, "DOOR_OPENED", [&](lua_State*) { built = true; });
+  events::emit(rt, ref, "DOOR_OPENED", [&](lua_State*) { built = true; });
   EXPECT_TRUE(built) << "with debugging on the default handler prints the payload";
 }
 
@@ -85,8 +85,8 @@ TEST(Events, AnErrorInAHandlerIsReportedAndDoesNotPropagate) {
                       "calls = 0\n"
                       "function door:DOOR_OPENED() calls = calls + 1; error('boom') end\n");
   int top = lua_gettop(rt.L());
-  events::emit(rt.L(), ref, "DOOR_OPENED", [](lua_State*) {});
-  events::emit(rt.L(), ref, "DOOR_OPENED", [](lua_State*) {});
+  events::emit(rt, ref, "DOOR_OPENED", [](lua_State*) {});
+  events::emit(rt, ref, "DOOR_OPENED", [](lua_State*) {});
   EXPECT_EQ(lua_gettop(rt.L()), top);
   EXPECT_EQ(global_number(rt, "calls"), 2);
 }

@@ -192,7 +192,7 @@ describe("Timer (native emitter)", function()
     ]]})
     assert.equal(r.code, 0)
     assert.equal(r.stdout, "loop went on\n")
-    assert.match(r.stderr, "error looking up the TIMER_FIRED handler of object: [^\n]*no such handler")
+    assert.match(r.stderr, "error in object:TIMER_FIRED handler: [^\n]*no such handler")
   end)
 
   it("rejects bad arguments clearly", function()
