@@ -139,24 +139,15 @@ end)
 
 describe("signals", function()
   it("exits with status 130 on SIGINT", function()
-    local r = h.runEvo({"-e", "io.write('ready\\n'); io.stdout:flush(); require('uv').new_timer():start(10000, 0, function() end)"}, {
-      onStart = function(handle)
-        h.sleep(0.3)
-        handle:kill("sigint")
-      end,
-    })
+    local r = h.runEvo({"-e", "io.write('ready\\n'); io.stdout:flush(); require('uv').new_timer():start(10000, 0, function() end)"}, {onStart = h.killAfter("sigint", 0.3)})
     assert.equal(r.code, 130)
     assert.equal(r.stdout, "ready\n")
   end)
 
   it("exits with 130 on SIGINT even while Lua is busy", function()
     local r = h.runEvo({"-e", "io.write('busy\\n'); io.stdout:flush(); local x = 0; while true do x = x + math.sin(x) end"}, {
-      onStart = function(handle)
-        h.sleep(0.3)
-        handle:kill("sigint")
-        h.sleep(0.3)
-        handle:kill("sigint")  -- a JIT-compiled loop checks no hooks: the second one exits at once
-      end,
+      -- a JIT-compiled loop checks no hooks: the second SIGINT exits at once
+      onStart = h.killAfter("sigint", 0.3, 0.3),
     })
     assert.equal(r.code, 130)
   end)
@@ -173,23 +164,13 @@ describe("signals", function()
       print("ready")
       io.stdout:flush()
     ]]
-    local r = h.runEvo({"-e", script}, {
-      onStart = function(handle)
-        h.sleep(0.3)
-        handle:kill("sigint")
-      end,
-    })
+    local r = h.runEvo({"-e", script}, {onStart = h.killAfter("sigint", 0.3)})
     assert.equal(r.code, 0, r.stderr)
     assert.equal(r.stdout, "ready\nhandled\tSIGINT\n")
   end)
 
   it("interrupts a busy interpreted loop at the first SIGINT", function()
-    local r = h.runEvo({"-e", "jit.off(); io.write('busy\\n'); io.stdout:flush(); local x = 0; while true do x = x + 1 end"}, {
-      onStart = function(handle)
-        h.sleep(0.3)
-        handle:kill("sigint")
-      end,
-    })
+    local r = h.runEvo({"-e", "jit.off(); io.write('busy\\n'); io.stdout:flush(); local x = 0; while true do x = x + 1 end"}, {onStart = h.killAfter("sigint", 0.3)})
     assert.equal(r.code, 130)
     assert.equal(r.stdout, "busy\n")
   end)
@@ -207,12 +188,7 @@ describe("signals", function()
       io.write("buffered output\n")
       uv.new_timer():start(10000, 0, function() end)
     ]]
-    local r = h.runEvo({"-e", script}, {
-      onStart = function(handle)
-        h.sleep(0.3)
-        handle:kill("sigint")
-      end,
-    })
+    local r = h.runEvo({"-e", script}, {onStart = h.killAfter("sigint", 0.3)})
     assert.equal(r.code, 130)
     assert.equal(r.stdout, "buffered output\n")
   end)

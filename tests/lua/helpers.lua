@@ -116,6 +116,18 @@ function helpers.sleep(seconds)
   coroutine.yield()
 end
 
+-- An onStart for spawn: sends `signal` to the child after each delay in
+-- `delays` (seconds), e.g. killAfter("sigint", 0.3) or killAfter("sigint", 0.3, 0.3).
+function helpers.killAfter(signal, ...)
+  local delays = {...}
+  return function(handle)
+    for _, d in ipairs(delays) do
+      helpers.sleep(d)
+      handle:kill(signal)
+    end
+  end
+end
+
 function helpers.lines(text)
   local out = {}
   for line in text:gmatch("([^\n]*)\n?") do out[#out + 1] = line end
