@@ -31,6 +31,8 @@ const char kUsage[] =
     "  -               run the script read from stdin\n"
     "  --              stop handling options\n"
     "  --debug         default event handlers print each event (also EVO_DEBUG=1)\n"
+    "  --io=MODE       evented (default) or blocking: how blocking calls behave\n"
+    "                  (also EVO_IO=MODE; see docs/concurrency.md)\n"
     "  -v, --version   print versions of Evo and its libraries\n"
     "  -h, --help      print this help\n"
     "\n"
@@ -42,6 +44,7 @@ struct Invocation {
   int script = -1;                                   // index in argv of the script ("-" = stdin)
   bool interactive = false;
   bool debug = false;
+  bool blocking = false;
   bool test = false;
 };
 
@@ -69,18 +72,23 @@ void print_versions() {
 Invocation parse(int argc, char** argv) {
   Invocation inv;
   inv.debug = env_flag("EVO_DEBUG");
-  int i = 1;
-  if (argc > 1 && std::strcmp(argv[1], "test") == 0) {
-    inv.test = true;
-    inv.script = 1;
-    // evo test takes its own arguments; --debug is still understood.
-    for (int j = 2; j < argc; ++j) {
-      if (std::strcmp(argv[j], "--debug") == 0) inv.debug = true;
+  if (const char* io = std::getenv("EVO_IO"); io != nullptr && *io != '\0') {
+    if (std::strcmp(io, "blocking") != 0 && std::strcmp(io, "evented") != 0) {
+      usage_error("EVO_IO must be 'evented' or 'blocking', not '%s'", io);
     }
-    return inv;
+    inv.blocking = std::strcmp(io, "blocking") == 0;
   }
-  for (; i < argc; ++i) {
+  for (int i = 1; i < argc; ++i) {
     const char* a = argv[i];
+    if (std::strcmp(a, "test") == 0 && inv.before.empty() && !inv.interactive) {
+      // `evo [--debug] [--io=MODE] test ...`: the rest belongs to the runner.
+      inv.test = true;
+      inv.script = i;
+      for (int j = i + 1; j < argc; ++j) {
+        if (std::strcmp(argv[j], "--debug") == 0) inv.debug = true;
+      }
+      break;
+    }
     if (a[0] != '-' || std::strcmp(a, "-") == 0) {
       inv.script = i;
       break;
@@ -97,6 +105,11 @@ Invocation parse(int argc, char** argv) {
       inv.interactive = true;
     } else if (std::strcmp(a, "--debug") == 0) {
       inv.debug = true;
+    } else if (std::strncmp(a, "--io=", 5) == 0) {
+      if (std::strcmp(a + 5, "blocking") != 0 && std::strcmp(a + 5, "evented") != 0) {
+        usage_error("--io must be 'evented' or 'blocking', not '%s'", a + 5);
+      }
+      inv.blocking = std::strcmp(a + 5, "blocking") == 0;
     } else if (std::strcmp(a, "-v") == 0 || std::strcmp(a, "--version") == 0) {
       print_versions();
       std::exit(0);
@@ -170,12 +183,12 @@ bool run_script(Runtime& rt, int argc, char** argv, int script) {
   return rt.start_main_task(nargs);
 }
 
-bool run_test_command(Runtime& rt, int argc, char** argv) {
+bool run_test_command(Runtime& rt, int argc, char** argv, int test_index) {
   lua_State* L = rt.L();
   const char kRunner[] = "return require('evo.test').main(...)";
   luaL_loadbuffer(L, kRunner, sizeof(kRunner) - 1, "=[evo test]");
-  for (int i = 2; i < argc; ++i) lua_pushstring(L, argv[i]);
-  return rt.start_main_task(argc - 2);
+  for (int i = test_index + 1; i < argc; ++i) lua_pushstring(L, argv[i]);
+  return rt.start_main_task(argc - test_index - 1);
 }
 
 }  // namespace
@@ -184,6 +197,7 @@ int main(int argc, char** argv) {
   Invocation inv = parse(argc, argv);
   RuntimeOptions options;
   options.debug = inv.debug;
+  options.blocking = inv.blocking;
   bool have_file = inv.script >= 0 && !inv.test && std::strcmp(argv[inv.script], "-") != 0;
   if (have_file) options.script_dir = dir_of(argv[inv.script]);
 
@@ -197,7 +211,7 @@ int main(int argc, char** argv) {
   }
   if (ok) {
     if (inv.test) {
-      ok = run_test_command(rt, argc, argv);
+      ok = run_test_command(rt, argc, argv, inv.script);
     } else if (inv.script >= 0) {
       ok = run_script(rt, argc, argv, inv.script);
     } else if (inv.before.empty() && !inv.interactive) {

@@ -16,9 +16,14 @@ struct NativeModule {
 };
 
 const NativeModule kNativeModules[] = {
-    {"evo.core", open_core, true},   {"evo.signal", open_signal, true},
-    {"evo.timer", open_timer, true}, {"luv", open_uv, false},
-    {"uv", open_uv, false},
+    // clang-format off
+    {"evo.core",   open_core,   true},
+    {"evo.signal", open_signal, true},
+    {"evo.task",   open_task,   true},
+    {"evo.timer",  open_timer,  true},
+    {"luv",        open_uv,     false},
+    {"uv",         open_uv,     false},
+    // clang-format on
 };
 
 const char kWorkerKey = 0;

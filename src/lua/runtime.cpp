@@ -8,6 +8,7 @@
 #include "lua/interrupt.h"
 #include "lua/luv_glue.h"
 #include "lua/modules.h"
+#include "lua/tasks.h"
 
 namespace evo {
 
@@ -31,6 +32,7 @@ Runtime::Runtime(RuntimeOptions options) : options_(std::move(options)) {
   index_name_ref_ = luaL_ref(L_, LUA_REGISTRYINDEX);
   luv_glue::setup(L_, loop_.get());
   modules::install(L_, options_.script_dir, /*worker=*/false);
+  tasks_ = std::make_unique<TaskSystem>(*this, options_.blocking);
   interrupt::install(*this);
 }
 
@@ -53,18 +55,10 @@ Runtime& Runtime::from(lua_State* L) {
 }
 
 bool Runtime::start_main_task(int nargs) {
-  // Stack: fn, args... -> co (fn and args moved onto the coroutine's stack).
-  lua_State* co = lua_newthread(L_);
-  lua_insert(L_, -(nargs + 2));
-  lua_xmove(L_, co, nargs + 1);
-  int status = lua_resume(co, nargs);
-  bool ok = status == 0 || status == LUA_YIELD;
-  if (!ok) {
-    errors::report(errors::describe_with_traceback(L_, co, -1));
-    exit_code_ = 1;
-  }
-  lua_pop(L_, 1);  // the coroutine; whoever resumes it next holds it
-  return ok;
+  bool failed_now = false;
+  tasks_->run_main(nargs, failed_now);
+  if (failed_now) exit_code_ = 1;
+  return !failed_now;
 }
 
 void Runtime::run_loop() { loop_.run(UV_RUN_DEFAULT); }
@@ -89,6 +83,7 @@ void Runtime::shutdown() {
   if (shut_down_) return;
   shut_down_ = true;
   interrupt::uninstall();
+  tasks_->close();  // tasks still suspended are abandoned
   // Close everything still open (luv's handles through luv, Evo's through
   // their owners, the REPL too) and run the loop until no handle and no
   // request is left: in-flight fs, dns and work requests call back into Lua,

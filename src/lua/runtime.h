@@ -14,10 +14,15 @@
 
 #include "core/loop.h"
 
+#include <memory>
+
 namespace evo {
+
+class TaskSystem;
 
 struct RuntimeOptions {
   bool debug = false;      // --debug or EVO_DEBUG=1: default event handlers print
+  bool blocking = false;   // --io=blocking or EVO_IO=blocking: every call is a plain syscall
   std::string script_dir;  // directory of the main script, searched by require
 };
 
@@ -47,10 +52,12 @@ class Runtime {
   [[nodiscard]] int exit_code() const { return exit_code_; }
   void set_exit_code(int code) { exit_code_ = code; }
 
-  // Loads nothing; runs the function on top of L's stack with `nargs`
-  // arguments above it as the main task: a coroutine resumed once, now.
-  // Returns false (after reporting) when it raised an error.
+  // Runs the function on top of L's stack with `nargs` arguments above it as
+  // the main task: a task started now, before the loop runs. Returns false
+  // (after reporting) when it failed before suspending.
   bool start_main_task(int nargs);
+
+  TaskSystem& tasks() { return *tasks_; }
 
   // Runs the loop until no referenced handle is left.
   void run_loop();
@@ -76,6 +83,7 @@ class Runtime {
   RuntimeOptions options_;
   Loop loop_;  // declared before L_: destroyed after the VM is closed
   lua_State* L_ = nullptr;
+  std::unique_ptr<TaskSystem> tasks_;
   int exit_code_ = 0;
   int traceback_ref_ = LUA_NOREF;
   int index_name_ref_ = LUA_NOREF;

@@ -1,0 +1,154 @@
+#include "core/scheduler.h"
+
+#include <memory>
+
+#include "core/handle.h"
+
+namespace evo {
+
+// Keeps the loop's poll from blocking while tasks are ready. Referenced only
+// while active: ready tasks keep the process alive, nothing else does.
+class IdleHandle final : public NativeHandle {
+ public:
+  explicit IdleHandle(uv_loop_t* loop) { uv_idle_init(loop, &idle_); }
+  uv_handle_t* uv_handle() override { return reinterpret_cast<uv_handle_t*>(&idle_); }
+  [[nodiscard]] bool internal() const override { return true; }
+  void set_active(bool on) {
+    if (on && uv_is_active(uv_handle()) == 0) uv_idle_start(&idle_, [](uv_idle_t*) {});
+    if (!on && uv_is_active(uv_handle()) != 0) uv_idle_stop(&idle_);
+  }
+
+ private:
+  uv_idle_t idle_{};
+};
+
+// Drains the ready queue after each poll.
+class CheckHandle final : public NativeHandle {
+ public:
+  CheckHandle(uv_loop_t* loop, Scheduler* scheduler) : scheduler_(scheduler) {
+    uv_check_init(loop, &check_);
+    uv_check_start(&check_, on_check);
+    uv_unref(uv_handle());
+  }
+  uv_handle_t* uv_handle() override { return reinterpret_cast<uv_handle_t*>(&check_); }
+  [[nodiscard]] bool internal() const override { return true; }
+
+ private:
+  static void on_check(uv_check_t* c) {
+    static_cast<CheckHandle*>(NativeHandle::from(reinterpret_cast<uv_handle_t*>(c)))->scheduler_->drain();
+  }
+  uv_check_t check_{};
+  Scheduler* scheduler_;
+};
+
+void Scheduler::Queue::push(Schedulable* t) {
+  t->next_ready = nullptr;
+  if (tail != nullptr) {
+    tail->next_ready = t;
+  } else {
+    head = t;
+  }
+  tail = t;
+  ++size;
+}
+
+Schedulable* Scheduler::Queue::pop() {
+  Schedulable* t = head;
+  if (t == nullptr) return nullptr;
+  head = t->next_ready;
+  if (head == nullptr) tail = nullptr;
+  t->next_ready = nullptr;
+  --size;
+  return t;
+}
+
+void Scheduler::Queue::append(Queue& other) {
+  if (other.head == nullptr) return;
+  if (tail != nullptr) {
+    tail->next_ready = other.head;
+  } else {
+    head = other.head;
+  }
+  tail = other.tail;
+  size += other.size;
+  other = Queue{};
+}
+
+bool Scheduler::Queue::remove(Schedulable* t) {
+  Schedulable* prev = nullptr;
+  for (Schedulable* cur = head; cur != nullptr; prev = cur, cur = cur->next_ready) {
+    if (cur != t) continue;
+    if (prev != nullptr) {
+      prev->next_ready = cur->next_ready;
+    } else {
+      head = cur->next_ready;
+    }
+    if (tail == cur) tail = prev;
+    cur->next_ready = nullptr;
+    --size;
+    return true;
+  }
+  return false;
+}
+
+Scheduler::Scheduler(uv_loop_t* loop, ResumeFn resume, void* context) : resume_(resume), context_(context) {
+  idle_ = NativeHandle::release_to_loop(std::make_unique<IdleHandle>(loop));
+  check_ = NativeHandle::release_to_loop(std::make_unique<CheckHandle>(loop, this));
+}
+
+Scheduler::~Scheduler() { close(); }
+
+void Scheduler::close() {
+  if (idle_ != nullptr) idle_->close();
+  if (check_ != nullptr) check_->close();
+  idle_ = nullptr;
+  check_ = nullptr;
+  ready_ = Queue{};
+  deferred_ = Queue{};
+}
+
+void Scheduler::update_idle() {
+  if (idle_ != nullptr) idle_->set_active(ready_.size + deferred_.size > 0);
+}
+
+void Scheduler::make_ready(Schedulable* task) {
+  if (task->queued) return;  // already due to run: resumed once, not twice
+  task->queued = true;
+  ready_.push(task);
+  update_idle();
+}
+
+void Scheduler::defer(Schedulable* task) {
+  if (task->queued) return;
+  task->queued = true;
+  deferred_.push(task);
+  update_idle();
+}
+
+void Scheduler::forget(Schedulable* task) {
+  if (!task->queued) return;
+  if (!ready_.remove(task)) deferred_.remove(task);
+  task->queued = false;
+  update_idle();
+}
+
+void Scheduler::drain() {
+  // A task may run the loop itself (uv.run() in a script): the drain then
+  // nests, so other tasks keep running meanwhile. Bounded, to stay sane.
+  if (depth_ >= kMaxDepth) return;
+  ++depth_;
+  ready_.append(deferred_);  // what yielded last iteration runs now, after earlier arrivals
+  // Tasks deferred during this drain land in deferred_ and wait for the next
+  // iteration; tasks made ready during it run in it, after those before them.
+  for (size_t budget = kDrainBudget; budget > 0; --budget) {
+    Schedulable* t = ready_.pop();
+    if (t == nullptr) break;
+    t->queued = false;
+    update_idle();  // a task that runs the loop itself must not find it kept busy
+    resume_(t, context_);
+  }
+  --depth_;
+  update_idle();
+}
+
+}  // namespace evo

@@ -1,0 +1,729 @@
+#include "lua/tasks.h"
+
+#include <cmath>
+#include <cstring>
+#include <memory>
+#include <new>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/handle.h"
+#include "lua/errors.h"
+#include "lua/runtime.h"
+
+namespace evo {
+
+namespace {
+constexpr const char* kFutureMeta = "evo.Future";
+const char kSystemKey = 0;
+}  // namespace
+
+// A task and its Future: the userdata script code holds.
+struct Task : Schedulable {
+  enum class State : uint8_t { Ready, Running, Suspended, Done };
+  using CancelHook = void (*)(Task* t, void* arg);
+
+  TaskSystem* sys = nullptr;
+  lua_State* co = nullptr;      // nullptr for a future completed inline
+  int co_ref = LUA_NOREF;       // anchors the coroutine; after it ends its stack holds the results
+  int self_ref = LUA_NOREF;     // anchors this Future while the task is unfinished
+  int results_ref = LUA_NOREF;  // results packed in a table {n = k, ...} (inline or external finish)
+  int nresults = 0;             // otherwise: results are co's stack [1..nresults]
+  State state = State::Ready;
+  bool failed = false;
+  bool observed = false;
+  bool cancel_requested = false;
+  bool cancel_delivered = false;
+  int shield = 0;
+  uint32_t wait_id = 0;   // the current suspension; a wake must carry it
+  int resume_nargs = 0;   // values pushed onto co for the next resume
+  bool resume_true = false;  // resume with a single true (after yield())
+  // How to abandon the operation the task is suspended in, if cancelled.
+  CancelHook c_hook = nullptr;
+  void* c_hook_arg = nullptr;
+  int lua_hook_ref = LUA_NOREF;
+  int lua_hook_arg_ref = LUA_NOREF;
+  std::vector<std::pair<Task*, uint32_t>> waiters;  // tasks awaiting this one
+
+  [[nodiscard]] bool cancel_due() const { return cancel_requested && !cancel_delivered && shield == 0; }
+};
+
+namespace {
+
+Task* check_future(lua_State* L, int idx) {
+  return static_cast<Task*>(luaL_checkudata(L, idx, kFutureMeta));
+}
+
+void push_future(lua_State* L, Task* t) { lua_rawgeti(L, LUA_REGISTRYINDEX, t->self_ref); }
+
+void clear_hooks(lua_State* L, Task* t) {
+  t->c_hook = nullptr;
+  t->c_hook_arg = nullptr;
+  luaL_unref(L, LUA_REGISTRYINDEX, t->lua_hook_ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, t->lua_hook_arg_ref);
+  t->lua_hook_ref = LUA_NOREF;
+  t->lua_hook_arg_ref = LUA_NOREF;
+}
+
+// Resumes a suspended task with (true, values...): the values are on top of
+// L's stack (nvalues of them) and are moved onto the task's coroutine.
+bool wake_with(lua_State* L, Task* t, uint32_t id, int nvalues) {
+  if (t->state != Task::State::Suspended || t->wait_id != id || t->co == nullptr) {
+    lua_pop(L, nvalues);  // late, duplicate or foreign: dropped
+    return false;
+  }
+  ++t->wait_id;  // this suspension is over: later wakes for it are ignored
+  clear_hooks(L, t);
+  lua_checkstack(t->co, nvalues + 2);
+  lua_pushboolean(t->co, 1);
+  lua_xmove(L, t->co, nvalues);
+  t->resume_nargs = nvalues + 1;
+  t->state = Task::State::Ready;
+  t->sys->scheduler().make_ready(t);
+  return true;
+}
+
+// Marks the cancellation delivered and abandons the operation the task waits
+// in (its hook stops a timer, cancels a request...). A late completion of
+// that operation no longer matches the task's wait id and is dropped.
+void abandon_wait(lua_State* L, Task* t) {
+  t->cancel_delivered = true;
+  ++t->wait_id;
+  if (t->c_hook != nullptr) t->c_hook(t, t->c_hook_arg);
+  if (t->lua_hook_ref != LUA_NOREF) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, t->lua_hook_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, t->lua_hook_arg_ref);
+    push_future(L, t);
+    errors::call_and_report(L, 2, 0, "cancelling a pending operation");
+  }
+  clear_hooks(L, t);
+}
+
+// Delivers cancellation to a suspended task: abandons its operation and
+// resumes it with (false).
+void deliver_cancel(lua_State* L, Task* t) {
+  abandon_wait(L, t);
+  lua_checkstack(t->co, 2);
+  lua_pushboolean(t->co, 0);
+  t->resume_nargs = 1;
+  t->state = Task::State::Ready;
+  t->sys->scheduler().make_ready(t);
+}
+
+// The task that may suspend here, or nullptr: not in a task, blocking mode,
+// or inside a call that cannot yield (a metamethod, a table.sort comparator,
+// a module's top level under require). Whether the caller can yield is only
+// visible from Lua (coroutine.isyieldable() called from C always says no), so
+// the Lua side passes it in, as the argument at `yieldable_idx`.
+Task* suspendable(lua_State* L, TaskSystem& sys, int yieldable_idx) {
+  if (sys.blocking() || lua_toboolean(L, yieldable_idx) == 0) return nullptr;
+  Task* t = sys.task_of(L);
+  if (t == nullptr || t->state != Task::State::Running) return nullptr;
+  return t;
+}
+
+// Pushes the results of a finished task (copies: awaiting is idempotent).
+int push_results(lua_State* L, Task* t) {
+  if (t->results_ref != LUA_NOREF) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, t->results_ref);
+    lua_getfield(L, -1, "n");
+    int n = static_cast<int>(lua_tointeger(L, -1));
+    lua_pop(L, 1);
+    luaL_checkstack(L, n, "too many results");
+    for (int i = 1; i <= n; ++i) lua_rawgeti(L, -i, i);
+    lua_remove(L, -(n + 1));
+    return n;
+  }
+  int n = t->nresults;
+  luaL_checkstack(L, n, "too many results");
+  lua_checkstack(t->co, n);
+  for (int i = 1; i <= n; ++i) lua_pushvalue(t->co, i);
+  lua_xmove(t->co, L, n);
+  return n;
+}
+
+// Packs the values on top of L (n of them) into a results table.
+int pack_results(lua_State* L, int n) {
+  lua_createtable(L, n, 1);
+  lua_insert(L, -(n + 1));  // table, v1..vn
+  for (int i = n; i >= 1; --i) lua_rawseti(L, -(i + 1), i);
+  lua_pushinteger(L, n);
+  lua_setfield(L, -2, "n");
+  return luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+// ------------------------------------------------------------------ natives
+
+// The message handler of a task's xpcall: keeps the error value (so code
+// checks such as err.code still work) and records where it happened.
+// A traceback of L without the last two frames, which are always the task
+// body's xpcall and the body itself.
+void push_task_traceback(lua_State* L, const char* msg) {
+  luaL_traceback(L, L, msg, 1);
+  std::string tb = lua_tostring(L, -1);
+  lua_pop(L, 1);
+  for (int i = 0; i < 2; ++i) {
+    size_t nl = tb.rfind('\n');
+    if (nl == std::string::npos) break;
+    std::string last = tb.substr(nl + 1);
+    if (last.find("[evo task]") == std::string::npos && last.find("function 'xpcall'") == std::string::npos) break;
+    tb.erase(nl);
+  }
+  lua_pushlstring(L, tb.data(), tb.size());
+}
+
+int capture_error(lua_State* L) {
+  if (lua_istable(L, 1)) {
+    lua_getfield(L, 1, "traceback");
+    bool has = !lua_isnil(L, -1);
+    lua_pop(L, 1);
+    if (!has) {
+      push_task_traceback(L, nullptr);
+      lua_setfield(L, 1, "traceback");
+    }
+    lua_settop(L, 1);
+    return 1;
+  }
+  std::string msg = errors::describe(L, 1);
+  push_task_traceback(L, msg.c_str());
+  return 1;
+}
+
+// finish(ok, ...): the last call of every task body.
+int task_finish(lua_State* L) {
+  TaskSystem& sys = TaskSystem::from(L);
+  Task* t = sys.task_of(L);
+  bool ok = lua_toboolean(L, 1) != 0;
+  lua_remove(L, 1);
+  int n = lua_gettop(L);
+  if (t == nullptr) return n;
+  t->failed = !ok;
+  t->nresults = n;  // the values stay on this coroutine's stack as its results
+  if (sys.resuming != t) {
+    // Finished inside someone else's coroutine.resume (Luvit-style code): the
+    // values go to that resumer, so keep copies.
+    for (int i = 1; i <= n; ++i) lua_pushvalue(L, i);
+    t->results_ref = pack_results(L, n);
+  }
+  t->state = Task::State::Done;
+  sys.finished(t);
+  return n;
+}
+
+int task_spawn(lua_State* L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  TaskSystem::from(L).spawn(L, lua_gettop(L) - 1);
+  return 1;
+}
+
+// inline(fn, ...): runs fn now, here, and returns its finished Future (the
+// blocking Io mode's async, and what async may do anyway).
+int task_inline(lua_State* L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  TaskSystem& sys = TaskSystem::from(L);
+  int nargs = lua_gettop(L) - 1;
+  lua_pushcfunction(L, capture_error);
+  lua_insert(L, 1);
+  bool ok = lua_pcall(L, nargs, LUA_MULTRET, 1) == 0;
+  int n = lua_gettop(L) - 1;
+  auto* t = new (lua_newuserdata(L, sizeof(Task))) Task();
+  luaL_getmetatable(L, kFutureMeta);
+  lua_setmetatable(L, -2);
+  lua_insert(L, 2);  // handler, future, results...
+  t->sys = &sys;
+  t->failed = !ok;
+  t->state = Task::State::Done;
+  t->results_ref = pack_results(L, n);
+  return 1;
+}
+
+int task_current(lua_State* L) {
+  Task* t = TaskSystem::from(L).task_of(L);
+  if (t == nullptr) return 0;
+  push_future(L, t);
+  return 1;
+}
+
+// prepare(yieldable) -> future, id: the current task may suspend; start the operation
+// and pass `id` to wake(). -> nil: block instead. -> false: cancellation is
+// due (now delivered): raise Canceled without starting anything.
+int task_prepare(lua_State* L) {
+  TaskSystem& sys = TaskSystem::from(L);
+  Task* t = suspendable(L, sys, 1);
+  if (t == nullptr) return 0;
+  if (t->cancel_due()) {
+    t->cancel_delivered = true;
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  push_future(L, t);
+  lua_pushinteger(L, ++t->wait_id);
+  return 2;
+}
+
+// suspend([hook, hookArg]): yields the current task until wake() (returns
+// true, values...) or cancellation (runs hook(hookArg, future), returns false).
+int task_suspend(lua_State* L) {
+  TaskSystem& sys = TaskSystem::from(L);
+  Task* t = sys.task_of(L);
+  if (t == nullptr || t->state != Task::State::Running) return luaL_error(L, "suspend() outside a running task");
+  clear_hooks(L, t);
+  if (!lua_isnoneornil(L, 1)) {
+    lua_pushvalue(L, 1);
+    t->lua_hook_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pushvalue(L, 2);
+    t->lua_hook_arg_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  if (t->cancel_due()) {  // due already: do not wait at all
+    abandon_wait(L, t);
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  t->state = Task::State::Suspended;
+  lua_settop(L, 0);
+  return lua_yield(L, 0);
+}
+
+// wake(future, id, ...) -> accepted
+int task_wake(lua_State* L) {
+  Task* t = check_future(L, 1);
+  auto id = static_cast<uint32_t>(luaL_checkinteger(L, 2));
+  int n = lua_gettop(L) - 2;
+  lua_pushboolean(L, wake_with(L, t, id, n) ? 1 : 0);
+  return 1;
+}
+
+// yield(yieldable): lets every other ready task and the loop run once;
+// returns true, or false when cancellation is due.
+int task_yield(lua_State* L) {
+  TaskSystem& sys = TaskSystem::from(L);
+  Task* t = suspendable(L, sys, 1);
+  if (t == nullptr) {
+    lua_pushboolean(L, 1);  // nothing else can run: a no-op
+    return 1;
+  }
+  if (t->cancel_due()) {
+    t->cancel_delivered = true;
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  ++t->wait_id;
+  t->state = Task::State::Ready;
+  t->resume_true = true;  // yield() returns true when the task runs again
+  sys.scheduler().defer(t);
+  lua_settop(L, 0);
+  return lua_yield(L, 0);
+}
+
+}  // namespace
+
+// -------------------------------------------------------------- sleeping
+
+// A timer that wakes a sleeping task. Pooled: sleeping allocates nothing in
+// the steady state. Hidden from uv.walk, referenced while it runs.
+class SleepTimer final : public NativeHandle {
+ public:
+  explicit SleepTimer(uv_loop_t* loop) { uv_timer_init(loop, &timer_); }
+  uv_handle_t* uv_handle() override { return reinterpret_cast<uv_handle_t*>(&timer_); }
+  [[nodiscard]] bool internal() const override { return true; }
+  void start(Task* t, uint32_t id, uint64_t ms) {
+    task_ = t;
+    id_ = id;
+    uv_timer_start(&timer_, on_fire, ms, 0);
+  }
+  void stop() {
+    uv_timer_stop(&timer_);
+    task_ = nullptr;
+  }
+
+  static std::vector<SleepTimer*>* pool;  // idle timers of the current runtime
+
+ private:
+  static void on_fire(uv_timer_t* h) {
+    auto* self = static_cast<SleepTimer*>(NativeHandle::from(reinterpret_cast<uv_handle_t*>(h)));
+    Task* t = self->task_;
+    self->task_ = nullptr;
+    if (pool != nullptr) pool->push_back(self);
+    if (t != nullptr) wake_with(t->sys->runtime().L(), t, self->id_, 0);
+  }
+  uv_timer_t timer_{};
+  Task* task_ = nullptr;
+  uint32_t id_ = 0;
+};
+std::vector<SleepTimer*>* SleepTimer::pool = nullptr;
+
+namespace {
+
+void cancel_sleep(Task* /*t*/, void* arg) {
+  auto* timer = static_cast<SleepTimer*>(arg);
+  timer->stop();
+  if (SleepTimer::pool != nullptr) SleepTimer::pool->push_back(timer);
+}
+
+// sleep(seconds, yieldable) -> true, or false when cancelled (the caller raises).
+int task_sleep(lua_State* L) {
+  double seconds = luaL_checknumber(L, 1);
+  luaL_argcheck(L, seconds >= 0 && std::isfinite(seconds), 1, "seconds must be a finite number >= 0");
+  TaskSystem& sys = TaskSystem::from(L);
+  Task* t = suspendable(L, sys, 2);
+  if (t == nullptr) {
+    uv_sleep(static_cast<unsigned int>(std::llround(seconds * 1000.0)));
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  if (seconds == 0) {
+    lua_remove(L, 1);  // yield(yieldable)
+    return task_yield(L);
+  }
+  if (t->cancel_due()) {
+    t->cancel_delivered = true;
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  SleepTimer* timer = nullptr;
+  if (SleepTimer::pool != nullptr && !SleepTimer::pool->empty()) {
+    timer = SleepTimer::pool->back();
+    SleepTimer::pool->pop_back();
+  } else {
+    timer = NativeHandle::release_to_loop(std::make_unique<SleepTimer>(sys.runtime().loop()));
+  }
+  uint32_t id = ++t->wait_id;
+  timer->start(t, id, static_cast<uint64_t>(std::llround(seconds * 1000.0)));
+  clear_hooks(L, t);
+  t->c_hook = cancel_sleep;
+  t->c_hook_arg = timer;
+  t->state = Task::State::Suspended;
+  lua_settop(L, 0);
+  return lua_yield(L, 0);
+}
+
+// -------------------------------------------------------------- futures
+
+// notify(f, waiter, id): when f finishes, wake(waiter, id, f).
+int task_notify(lua_State* L) {
+  Task* f = check_future(L, 1);
+  Task* w = check_future(L, 2);
+  auto id = static_cast<uint32_t>(luaL_checkinteger(L, 3));
+  if (f->state == Task::State::Done) {
+    lua_pushvalue(L, 1);
+    wake_with(L, w, id, 1);
+  } else {
+    f->waiters.emplace_back(w, id);
+  }
+  return 0;
+}
+
+// unnotify(f, waiter): forgets waiter's registrations on f.
+int task_unnotify(lua_State* L) {
+  Task* f = check_future(L, 1);
+  Task* w = check_future(L, 2);
+  std::erase_if(f->waiters, [w](const auto& p) { return p.first == w; });
+  return 0;
+}
+
+int task_is_done(lua_State* L) {
+  lua_pushboolean(L, check_future(L, 1)->state == Task::State::Done ? 1 : 0);
+  return 1;
+}
+
+// results(f): f's results, or raises its error. Marks the outcome observed.
+int task_results(lua_State* L) {
+  Task* t = check_future(L, 1);
+  if (t->state != Task::State::Done) return luaL_error(L, "the task has not finished");
+  t->observed = true;
+  int n = push_results(L, t);
+  if (t->failed) {
+    lua_settop(L, lua_gettop(L) - n + 1);
+    return lua_error(L);
+  }
+  return n;
+}
+
+// outcome(f): true, results... or false, error (without raising).
+int task_outcome(lua_State* L) {
+  Task* t = check_future(L, 1);
+  if (t->state != Task::State::Done) return luaL_error(L, "the task has not finished");
+  t->observed = true;
+  lua_pushboolean(L, t->failed ? 0 : 1);
+  return push_results(L, t) + 1;
+}
+
+// requestCancel(f): asks f's task to stop; delivered now if it is suspended,
+// else at its next blocking call.
+int task_request_cancel(lua_State* L) {
+  Task* t = check_future(L, 1);
+  if (t->state == Task::State::Done || t->cancel_requested) return 0;
+  t->cancel_requested = true;
+  if (t->state == Task::State::Suspended && t->cancel_due()) deliver_cancel(L, t);
+  return 0;
+}
+
+// cancelDue(): for checkCancel(): true (and delivered) when the current task
+// has a cancellation to receive.
+int task_cancel_due(lua_State* L) {
+  Task* t = TaskSystem::from(L).task_of(L);
+  if (t != nullptr && t->cancel_due()) {
+    t->cancel_delivered = true;
+    lua_pushboolean(L, 1);
+  } else {
+    lua_pushboolean(L, 0);
+  }
+  return 1;
+}
+
+int task_shield_enter(lua_State* L) {
+  if (Task* t = TaskSystem::from(L).task_of(L)) ++t->shield;
+  return 0;
+}
+
+int task_shield_leave(lua_State* L) {
+  Task* t = TaskSystem::from(L).task_of(L);
+  if (t != nullptr && t->shield > 0) --t->shield;
+  return 0;
+}
+
+int task_mode(lua_State* L) {
+  lua_pushstring(L, TaskSystem::from(L).blocking() ? "blocking" : "evented");
+  return 1;
+}
+
+int task_is_canceled(lua_State* L) {
+  Task* t = check_future(L, 1);
+  lua_pushboolean(L, t->cancel_requested ? 1 : 0);
+  return 1;
+}
+
+// ----------------------------------------------------------- Future object
+
+int future_gc(lua_State* L) {
+  auto* t = static_cast<Task*>(lua_touserdata(L, 1));
+  if (t->state == Task::State::Done && t->failed && !t->observed) {
+    // A task failed and nobody awaited it: say so, once. A cancelled task
+    // that ended with Canceled is not news.
+    push_results(L, t);
+    bool canceled = false;
+    if (lua_istable(L, -1)) {
+      lua_getfield(L, -1, "code");
+      canceled = lua_isstring(L, -1) && std::strcmp(lua_tostring(L, -1), "Canceled") == 0;
+      lua_pop(L, 1);
+    }
+    if (!canceled) errors::report("error in a task nobody awaited: " + errors::describe(L, -1));
+    lua_pop(L, 1);
+  }
+  if (t->sys != nullptr) t->sys->forget(t);
+  luaL_unref(L, LUA_REGISTRYINDEX, t->co_ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, t->results_ref);
+  clear_hooks(L, t);
+  t->~Task();
+  return 0;
+}
+
+int future_tostring(lua_State* L) {
+  Task* t = check_future(L, 1);
+  const char* state = t->state == Task::State::Done ? (t->failed ? "failed" : "done") : "running";
+  lua_pushfstring(L, "Future (%s): %p", state, static_cast<void*>(t));
+  return 1;
+}
+
+void resume_cb(Schedulable* s, void* ctx) { static_cast<TaskSystem*>(ctx)->resume(static_cast<Task*>(s)); }
+
+// The Lua function every task runs: fn's results, or its error, go to finish().
+constexpr const char kBodySource[] =
+    "local xpcall, finish, capture = ...\n"
+    "return function(fn, ...) return finish(xpcall(fn, capture, ...)) end\n";
+
+}  // namespace
+
+// ---------------------------------------------------------------- TaskSystem
+
+TaskSystem::TaskSystem(Runtime& rt, bool blocking)
+    : rt_(rt), blocking_(blocking), scheduler_(rt.loop(), resume_cb, this) {
+  lua_State* L = rt.L();
+  lua_pushlightuserdata(L, const_cast<char*>(&kSystemKey));
+  lua_pushlightuserdata(L, this);
+  lua_rawset(L, LUA_REGISTRYINDEX);
+
+  luaL_newmetatable(L, kFutureMeta);
+  lua_pushcfunction(L, future_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, future_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_newtable(L);  // methods, filled in by lib/task.lua
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+
+  luaL_loadbuffer(L, kBodySource, sizeof(kBodySource) - 1, "=[evo task]");
+  lua_getglobal(L, "xpcall");
+  lua_pushcfunction(L, task_finish);
+  lua_pushcfunction(L, capture_error);
+  lua_call(L, 3, 1);
+  body_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+
+  SleepTimer::pool = new_pool();
+}
+
+std::vector<SleepTimer*>* TaskSystem::new_pool() {
+  sleep_pool_ = std::make_unique<std::vector<SleepTimer*>>();
+  return sleep_pool_.get();
+}
+
+TaskSystem::~TaskSystem() { close(); }
+
+void TaskSystem::close() {
+  scheduler_.close();
+  if (SleepTimer::pool == sleep_pool_.get()) SleepTimer::pool = nullptr;
+  sleep_pool_.reset();
+}
+
+TaskSystem& TaskSystem::from(lua_State* L) {
+  lua_pushlightuserdata(L, const_cast<char*>(&kSystemKey));
+  lua_rawget(L, LUA_REGISTRYINDEX);
+  auto* sys = static_cast<TaskSystem*>(lua_touserdata(L, -1));
+  lua_pop(L, 1);
+  if (sys == nullptr) luaL_error(L, "tasks need the main Evo runtime (not available in a thread or work state)");
+  return *sys;
+}
+
+Task* TaskSystem::task_of(lua_State* L) const {
+  auto it = by_thread_.find(L);
+  return it == by_thread_.end() ? nullptr : it->second;
+}
+
+Task* TaskSystem::spawn(lua_State* L, int nargs) {
+  // Stack: fn, args... -> future
+  auto* t = new (lua_newuserdata(L, sizeof(Task))) Task();
+  t->sys = this;
+  luaL_getmetatable(L, kFutureMeta);
+  lua_setmetatable(L, -2);
+  lua_pushvalue(L, -1);
+  t->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_insert(L, -(nargs + 2));  // future, fn, args...
+  t->co = lua_newthread(L);
+  t->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_rawgeti(t->co, LUA_REGISTRYINDEX, body_ref);
+  lua_xmove(L, t->co, nargs + 1);  // body, fn, args...
+  t->resume_nargs = nargs + 1;
+  by_thread_.emplace(t->co, t);
+  scheduler_.make_ready(t);
+  return t;
+}
+
+bool TaskSystem::run_main(int nargs, bool& failed_now) {
+  lua_State* L = rt_.L();
+  Task* t = spawn(L, nargs);
+  main_task = t;
+  lua_pushvalue(L, -1);
+  int keep = luaL_ref(L, LUA_REGISTRYINDEX);  // hold the future while we look at it
+  lua_pop(L, 1);
+  scheduler_.drain();
+  failed_now = t->state == Task::State::Done && t->failed;
+  luaL_unref(L, LUA_REGISTRYINDEX, keep);
+  return !failed_now;
+}
+
+void TaskSystem::resume(Task* t) {
+  if (t->state != Task::State::Ready || t->co == nullptr) return;
+  t->state = Task::State::Running;
+  Task* outer = resuming;
+  resuming = t;
+  int nargs = t->resume_nargs;
+  t->resume_nargs = 0;
+  if (t->resume_true) {
+    t->resume_true = false;
+    lua_pushboolean(t->co, 1);
+    nargs = 1;
+  }
+  int status = lua_resume(t->co, nargs);
+  resuming = outer;
+  if (status == LUA_YIELD) {
+    lua_settop(t->co, 0);  // whatever was yielded is not for the scheduler
+    // Yielded by Evo's primitives (state already Suspended/Ready), or by
+    // coroutine.yield in Luvit-style code, which resumes it itself.
+    if (t->state == Task::State::Running) t->state = Task::State::Suspended;
+    return;
+  }
+  if (status == 0) {
+    t->nresults = lua_gettop(t->co);
+    return;
+  }
+  // An error escaped the body's xpcall: only a failure of the error machinery.
+  errors::report("internal error in a task: " + errors::describe(t->co, -1));
+  if (t->state != Task::State::Done) {
+    t->failed = true;
+    t->nresults = 1;
+    lua_settop(t->co, 0);
+    lua_pushstring(t->co, "internal error in a task");
+    t->state = Task::State::Done;
+    finished(t);
+  }
+}
+
+void TaskSystem::finished(Task* t) {
+  lua_State* L = rt_.L();
+  by_thread_.erase(t->co);
+  clear_hooks(L, t);
+  auto waiters = std::move(t->waiters);
+  t->waiters.clear();
+  for (auto& [w, id] : waiters) {
+    push_future(L, t);
+    wake_with(L, w, id, 1);
+  }
+  if (t == main_task) {
+    main_task = nullptr;
+    if (t->failed) {
+      t->observed = true;
+      push_results(L, t);
+      std::string text = errors::describe(L, -1);
+      if (lua_istable(L, -1)) {
+        lua_getfield(L, -1, "traceback");
+        if (lua_isstring(L, -1)) text += std::string("\n") + lua_tostring(L, -1);
+        lua_pop(L, 1);
+      }
+      lua_pop(L, 1);
+      errors::report(text);
+      rt_.request_exit(1);
+    }
+  }
+  luaL_unref(L, LUA_REGISTRYINDEX, t->self_ref);  // now only script references keep it
+  t->self_ref = LUA_NOREF;
+}
+
+void TaskSystem::forget(Task* t) {
+  scheduler_.forget(t);
+  if (t->co != nullptr) by_thread_.erase(t->co);
+}
+
+int open_task(lua_State* L) {
+  const luaL_Reg functions[] = {
+      {"spawn", task_spawn},
+      {"inline", task_inline},
+      {"current", task_current},
+      {"prepare", task_prepare},
+      {"suspend", task_suspend},
+      {"wake", task_wake},
+      {"yield", task_yield},
+      {"sleep", task_sleep},
+      {"notify", task_notify},
+      {"unnotify", task_unnotify},
+      {"isDone", task_is_done},
+      {"results", task_results},
+      {"outcome", task_outcome},
+      {"requestCancel", task_request_cancel},
+      {"isCanceled", task_is_canceled},
+      {"cancelDue", task_cancel_due},
+      {"shieldEnter", task_shield_enter},
+      {"shieldLeave", task_shield_leave},
+      {"mode", task_mode},
+      {nullptr, nullptr},
+  };
+  lua_newtable(L);
+  luaL_register(L, nullptr, functions);
+  luaL_getmetatable(L, kFutureMeta);
+  lua_getfield(L, -1, "__index");
+  lua_setfield(L, -3, "Future");  // the methods table of futures
+  lua_pop(L, 1);
+  return 1;
+}
+
+}  // namespace evo

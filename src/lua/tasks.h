@@ -1,0 +1,77 @@
+// Tasks: Lua coroutines driven by the event loop's scheduler.
+//
+// A task runs a Lua function as a coroutine. Its Future (a userdata) is what
+// async()/concurrent() return: awaited for the function's results, or
+// cancelled. A task suspends only at Evo's blocking calls (sleep, I/O, await,
+// queue operations); each suspension has a wait id, and only a wake carrying
+// that id resumes it, so a late or duplicate completion can never resume a
+// task twice. Cancellation is delivered once, at the next blocking call, as a
+// `Canceled` error (as in Zig's std.Io).
+//
+// The primitives live here in C++; lib/task.lua builds the public API
+// (groups, select, queues, timeouts) on them.
+#pragma once
+
+#include <lua.hpp>
+
+#include <memory>
+#include <unordered_map>
+#include <vector>
+
+#include "core/scheduler.h"
+
+namespace evo {
+class Runtime;
+
+struct Task;
+class SleepTimer;
+
+class TaskSystem {
+ public:
+  TaskSystem(Runtime& rt, bool blocking);
+  ~TaskSystem();
+  TaskSystem(const TaskSystem&) = delete;
+  TaskSystem& operator=(const TaskSystem&) = delete;
+
+  static TaskSystem& from(lua_State* L);
+
+  [[nodiscard]] bool blocking() const { return blocking_; }
+  Scheduler& scheduler() { return scheduler_; }
+
+  // Starts the function on top of L's stack (nargs arguments above it) as a
+  // task; leaves its Future on the stack.
+  Task* spawn(lua_State* L, int nargs);
+
+  // Runs the main chunk (function + nargs on the stack of the main state) as a
+  // task and drains the ready queue once. Returns false if it failed at once.
+  bool run_main(int nargs, bool& failed_now);
+
+  // The task whose coroutine is L, or nullptr.
+  Task* task_of(lua_State* L) const;
+
+  void resume(Task* t);
+  void finished(Task* t);
+  void forget(Task* t);
+
+  // Closes the scheduler's handles at shutdown; tasks still suspended are
+  // abandoned.
+  void close();
+
+  Runtime& runtime() { return rt_; }
+  int body_ref = LUA_NOREF;        // the Lua wrapper every task runs
+  Task* resuming = nullptr;        // the task the scheduler is resuming now
+  Task* main_task = nullptr;
+
+ private:
+  std::vector<SleepTimer*>* new_pool();
+
+  Runtime& rt_;
+  bool blocking_;
+  Scheduler scheduler_;
+  std::unordered_map<lua_State*, Task*> by_thread_;
+  std::unique_ptr<std::vector<SleepTimer*>> sleep_pool_;
+};
+
+
+
+}  // namespace evo
