@@ -18,6 +18,7 @@ struct NativeModule {
 const NativeModule kNativeModules[] = {
     // clang-format off
     {"evo.core",   open_core,   true},
+    {"evo.fswatch", open_fswatch, true},
     {"evo.signal", open_signal, true},
     {"evo.task",   open_task,   true},
     {"evo.timer",  open_timer,  true},

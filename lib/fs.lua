@@ -1,0 +1,351 @@
+-- fs: files and directories, colourless.
+--
+-- Every function works the same from a task (it suspends only that task),
+-- from the main chunk, and in the blocking Io mode (a plain syscall).
+-- Operational failures return nil, err (err.code is libuv's name: ENOENT,
+-- EACCES, EEXIST...); bad arguments raise.
+--
+--   local fs = require("fs")
+--   assert(fs.writeFile("/tmp/a.txt", "hello\n"))
+--   print(assert(fs.readFile("/tmp/a.txt")))
+local uv = require("uv")
+local io = require("evo.io")
+local errors = require("evo.errors")
+local args = require("evo.args")
+local events = require("events")
+
+local call = io.call
+local type, pairs, ipairs, select, concat, tostring = type, pairs, ipairs, select, table.concat, tostring
+local check = args.check
+
+local fs = {}
+
+local READ_CHUNK = 65536
+
+local function checkPath(n, fname, path)
+  if type(path) ~= "string" then args.fail(n, fname, "string", path, 3) end
+  return path
+end
+
+-- Reads everything from fd, from offset 0.
+local function readAll(fd, sizeHint)
+  local parts, offset = {}, 0
+  local want = (sizeHint and sizeHint > 0) and sizeHint or READ_CHUNK
+  while true do
+    local data, err = call(uv.fs_read, fd, want, offset)
+    if not data then return nil, err end
+    if data == true or #data == 0 then break end
+    parts[#parts + 1] = data
+    offset = offset + #data
+    want = READ_CHUNK
+  end
+  return concat(parts)
+end
+
+local function closeQuietly(fd)
+  call(uv.fs_close, fd)
+end
+
+-- readFile(path) -> contents | nil, err
+function fs.readFile(path)
+  checkPath(1, "readFile", path)
+  local fd, err = call(uv.fs_open, path, "r", 438)
+  if not fd then return nil, err end
+  local st = call(uv.fs_fstat, fd)
+  local ok, data, rerr = pcall(readAll, fd, type(st) == "table" and st.size or nil)
+  closeQuietly(fd)
+  if not ok then error(data, 0) end  -- Canceled: the file is closed, re-raise
+  if not data then return nil, rerr end
+  return data
+end
+
+local function writeWith(fname, flags, path, data)
+  checkPath(1, fname, path)
+  if type(data) ~= "string" and type(data) ~= "table" then args.fail(2, fname, "string", data, 2) end
+  local fd, err = call(uv.fs_open, path, flags, 438)
+  if not fd then return nil, err end
+  local ok, written, werr = pcall(call, uv.fs_write, fd, data, -1)
+  closeQuietly(fd)
+  if not ok then error(written, 0) end
+  if not written then return nil, werr end
+  return true
+end
+
+-- writeFile(path, data) -> true | nil, err. data: a string or a list of strings.
+function fs.writeFile(path, data) return writeWith("writeFile", "w", path, data) end
+
+-- appendFile(path, data) -> true | nil, err
+function fs.appendFile(path, data) return writeWith("appendFile", "a", path, data) end
+
+function fs.stat(path) return call(uv.fs_stat, checkPath(1, "stat", path)) end
+function fs.lstat(path) return call(uv.fs_lstat, checkPath(1, "lstat", path)) end
+
+-- exists(path) -> boolean
+function fs.exists(path)
+  checkPath(1, "exists", path)
+  return (call(uv.fs_stat, path)) ~= nil
+end
+
+-- readdir(path [, {types = true}]) -> names (or {name, type} entries), sorted by name
+function fs.readdir(path, opts)
+  checkPath(1, "readdir", path)
+  local req, err = call(uv.fs_scandir, path)
+  if not req then return nil, err end
+  local entries = {}
+  while true do
+    local name, kind = uv.fs_scandir_next(req)
+    if not name then break end
+    entries[#entries + 1] = (opts and opts.types) and {name = name, type = kind} or name
+  end
+  if opts and opts.types then
+    table.sort(entries, function(a, b) return a.name < b.name end)
+  else
+    table.sort(entries)
+  end
+  return entries
+end
+
+local function dirname(path)
+  local d = path:match("^(.*)/[^/]*$")
+  if d == "" then return "/" end
+  return d
+end
+
+-- mkdir(path [, {recursive = true, mode = 0755}]) -> true | nil, err
+function fs.mkdir(path, opts)
+  checkPath(1, "mkdir", path)
+  local mode = (opts and opts.mode) or 493
+  local ok, err = call(uv.fs_mkdir, path, mode)
+  if ok or not (opts and opts.recursive) then return ok, err end
+  if err.code == "EEXIST" then
+    local st = call(uv.fs_stat, path)
+    if type(st) == "table" and st.type == "directory" then return true end
+    return nil, err
+  end
+  if err.code ~= "ENOENT" then return nil, err end
+  local parent = dirname(path)
+  if not parent or parent == path then return nil, err end
+  local pok, perr = fs.mkdir(parent, opts)
+  if not pok then return nil, perr end
+  ok, err = call(uv.fs_mkdir, path, mode)
+  if not ok and err.code == "EEXIST" then return true end
+  return ok, err
+end
+
+-- rm(path [, {recursive = true, force = true}]) -> true | nil, err
+function fs.rm(path, opts)
+  checkPath(1, "rm", path)
+  opts = opts or {}
+  local st, err = call(uv.fs_lstat, path)
+  if not st then
+    if opts.force and err.code == "ENOENT" then return true end
+    return nil, err
+  end
+  if st.type ~= "directory" then return call(uv.fs_unlink, path) end
+  if not opts.recursive then return call(uv.fs_rmdir, path) end
+  local names, lerr = fs.readdir(path)
+  if not names then return nil, lerr end
+  for _, name in ipairs(names) do
+    local ok, e = fs.rm(path .. "/" .. name, opts)
+    if not ok then return nil, e end
+  end
+  return call(uv.fs_rmdir, path)
+end
+
+function fs.rename(from, to)
+  return call(uv.fs_rename, checkPath(1, "rename", from), checkPath(2, "rename", to))
+end
+
+function fs.copyFile(from, to)
+  return call(uv.fs_copyfile, checkPath(1, "copyFile", from), checkPath(2, "copyFile", to))
+end
+
+function fs.symlink(target, path)
+  return call(uv.fs_symlink, checkPath(1, "symlink", target), checkPath(2, "symlink", path))
+end
+
+function fs.readlink(path) return call(uv.fs_readlink, checkPath(1, "readlink", path)) end
+function fs.realpath(path) return call(uv.fs_realpath, checkPath(1, "realpath", path)) end
+
+function fs.chmod(path, mode)
+  check(2, "chmod", mode, "number")
+  return call(uv.fs_chmod, checkPath(1, "chmod", path), mode)
+end
+
+-- utime(path, atime, mtime): seconds since the epoch
+function fs.utime(path, atime, mtime)
+  check(2, "utime", atime, "number")
+  check(3, "utime", mtime, "number")
+  return call(uv.fs_utime, checkPath(1, "utime", path), atime, mtime)
+end
+
+-- mkdtemp(prefix) -> the new directory's path (prefix .. 6 random characters)
+function fs.mkdtemp(prefix)
+  checkPath(1, "mkdtemp", prefix)
+  return call(uv.fs_mkdtemp, prefix .. "XXXXXX")
+end
+
+--------------------------------------------------------------------- File
+
+local File = {}
+File.__index = File
+File.__name = "File"
+
+-- open(path [, flags = "r" [, mode = 0644]]) -> File | nil, err
+function fs.open(path, flags, mode)
+  checkPath(1, "open", path)
+  flags = flags or "r"
+  check(2, "open", flags, "string")
+  local fd, err = call(uv.fs_open, path, flags, mode or 420)
+  if not fd then return nil, err end
+  local append = flags:find("a", 1, true) ~= nil
+  return setmetatable({fd = fd, path = path, pos = 0, buffer = "", append = append}, File)
+end
+
+local function checkOpen(self, fname)
+  if getmetatable(self) ~= File then args.fail(1, fname, "File", self, 3) end
+  if not self.fd then error(errors.new("Closed", "the file is closed"), 3) end
+end
+
+local function fill(self)
+  local data, err = call(uv.fs_read, self.fd, READ_CHUNK, self.pos)
+  if not data then return nil, err end
+  if data == true or #data == 0 then return false end
+  self.pos = self.pos + #data
+  self.buffer = self.buffer .. data
+  return true
+end
+
+-- read([n]) -> up to n bytes (all the rest without n); nil at end of file
+function File:read(n)
+  checkOpen(self, "read")
+  if n == nil or n == "a" or n == "*a" then
+    while true do
+      local more, err = fill(self)
+      if more == nil then return nil, err end
+      if not more then break end
+    end
+    local all = self.buffer
+    self.buffer = ""
+    return all
+  end
+  check(1, "read", n, "number")
+  while #self.buffer < n do
+    local more, err = fill(self)
+    if more == nil then return nil, err end
+    if not more then break end
+  end
+  if #self.buffer == 0 then return nil end
+  local out = self.buffer:sub(1, n)
+  self.buffer = self.buffer:sub(n + 1)
+  return out
+end
+
+-- readLine() -> the next line without its "\n"; nil at end of file
+function File:readLine()
+  checkOpen(self, "readLine")
+  while true do
+    local nl = self.buffer:find("\n", 1, true)
+    if nl then
+      local line = self.buffer:sub(1, nl - 1)
+      self.buffer = self.buffer:sub(nl + 1)
+      return line
+    end
+    local more, err = fill(self)
+    if more == nil then return nil, err end
+    if not more then
+      if #self.buffer == 0 then return nil end
+      local line = self.buffer
+      self.buffer = ""
+      return line
+    end
+  end
+end
+
+-- lines() -> an iterator over the remaining lines
+function File:lines()
+  checkOpen(self, "lines")
+  return function()
+    local line, err = self:readLine()
+    if err then error(err, 2) end
+    return line
+  end
+end
+
+-- write(...) -> true | nil, err: strings (or numbers) written in one call
+function File:write(...)
+  checkOpen(self, "write")
+  local parts = {...}
+  for i = 1, select("#", ...) do
+    local v = parts[i]
+    if type(v) == "number" then parts[i] = tostring(v)
+    elseif type(v) ~= "string" then args.fail(i, "write", "string", v, 2) end
+  end
+  -- writes go where the file position is (reads may have buffered ahead)
+  local offset = self.append and -1 or (self.pos - #self.buffer)
+  local n, err = call(uv.fs_write, self.fd, parts, offset)
+  if not n then return nil, err end
+  if not self.append then
+    self.pos = offset + n
+    self.buffer = ""
+  end
+  return true
+end
+
+-- seek([whence = "cur" [, offset = 0]]) -> the new position
+function File:seek(whence, offset)
+  checkOpen(self, "seek")
+  whence, offset = whence or "cur", offset or 0
+  local current = self.pos - #self.buffer
+  local base
+  if whence == "set" then base = 0
+  elseif whence == "cur" then base = current
+  elseif whence == "end" then
+    local st, err = call(uv.fs_fstat, self.fd)
+    if not st then return nil, err end
+    base = st.size
+  else
+    error(("bad argument #1 to 'seek' (invalid option '%s')"):format(tostring(whence)), 2)
+  end
+  self.pos = base + offset
+  self.buffer = ""
+  return self.pos
+end
+
+function File:sync()
+  checkOpen(self, "sync")
+  return call(uv.fs_fsync, self.fd)
+end
+
+function File:stat()
+  checkOpen(self, "stat")
+  return call(uv.fs_fstat, self.fd)
+end
+
+function File:close()
+  if getmetatable(self) ~= File then args.fail(1, "close", "File", self, 2) end
+  if not self.fd then return true end
+  local fd = self.fd
+  self.fd = nil
+  return call(uv.fs_close, fd)
+end
+
+fs.File = File
+
+--------------------------------------------------------------------- watch
+
+-- watch(path [, {recursive = true}]) -> a FileWatcher reporting
+-- FILE_CHANGED {path, filename, change = "change" | "rename"} events.
+function fs.watch(path, opts)
+  checkPath(1, "watch", path)
+  local FileWatcher = require("FileWatcher")
+  local w = FileWatcher()
+  local ok, err = w:start(path, opts)
+  if not ok then
+    w:close()
+    return nil, err
+  end
+  return w
+end
+
+return fs
