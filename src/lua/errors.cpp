@@ -1,5 +1,7 @@
 #include "lua/errors.h"
 
+#include <uv.h>
+
 #include <cstdio>
 
 namespace evo::errors {
@@ -94,6 +96,23 @@ bool deliver_to_uncaught_handler(lua_State* L, const std::string& text) {
 
 void report_uncaught(lua_State* L, const std::string& text) {
   if (!deliver_to_uncaught_handler(L, text)) report(text);
+}
+
+void push_error(lua_State* L, const char* code, const std::string& message) {
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "evo.errors");
+  lua_call(L, 1, 1);
+  lua_getfield(L, -1, "new");
+  lua_remove(L, -2);
+  lua_pushstring(L, code);
+  lua_pushlstring(L, message.data(), message.size());
+  lua_call(L, 2, 1);
+}
+
+void push_uv_error(lua_State* L, int status, const std::string& detail) {
+  std::string message = uv_strerror(status);
+  if (!detail.empty()) message += ": " + detail;
+  push_error(L, uv_err_name(status), message);
 }
 
 bool call_and_report(lua_State* L, int nargs, int nresults, const char* context) {

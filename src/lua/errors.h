@@ -43,6 +43,14 @@ bool deliver_to_uncaught_handler(lua_State* L, const std::string& text);
 // goes to the uncaught-error handler if installed, else is reported.
 void report_uncaught(lua_State* L, const std::string& text);
 
+// Pushes an Evo error object {code, message} (lib/evo/errors.lua), the value
+// operational failures return as `nil, err`.
+void push_error(lua_State* L, const char* code, const std::string& message);
+
+// push_error for a libuv status: code = uv_err_name, message = uv_strerror
+// (followed by `detail`, such as a path, when given).
+void push_uv_error(lua_State* L, int status, const std::string& detail = std::string());
+
 // Calls the function below `nargs` arguments in protected mode with a
 // traceback. On error reports "evo: <context>: <message + traceback>"
 // (context may be null), pops it and returns false.

@@ -694,6 +694,31 @@ void TaskSystem::forget(Task* t) {
   if (t->co != nullptr) by_thread_.erase(t->co);
 }
 
+Task* TaskSystem::waiter(lua_State* L, int yieldable_idx) { return suspendable(L, *this, yieldable_idx); }
+
+bool TaskSystem::take_cancel(Task* t) {
+  if (!t->cancel_due()) return false;
+  t->cancel_delivered = true;
+  return true;
+}
+
+uint32_t TaskSystem::begin_wait(Task* t, CancelHook hook, void* arg) {
+  clear_hooks(rt_.L(), t);
+  t->c_hook = hook;
+  t->c_hook_arg = arg;
+  return ++t->wait_id;
+}
+
+int TaskSystem::suspend(lua_State* L, Task* t) {
+  t->state = Task::State::Suspended;
+  lua_settop(L, 0);
+  return lua_yield(L, 0);
+}
+
+bool TaskSystem::wake(Task* t, uint32_t id, int nvalues) { return wake_with(rt_.L(), t, id, nvalues); }
+
+lua_State* TaskSystem::L() const { return rt_.L(); }
+
 int open_task(lua_State* L) {
   const luaL_Reg functions[] = {
       {"spawn", task_spawn},

@@ -57,6 +57,24 @@ class TaskSystem {
   // abandoned.
   void close();
 
+  // ---- Waiting, for native modules. A native blocking call follows this
+  // protocol, and returns (true, results...) or (false) to its Lua wrapper,
+  // which raises Canceled on false:
+  //   Task* t = sys.waiter(L, yieldable_idx);   // nullptr: do it blocking
+  //   if (t && sys.take_cancel(t)) { push false; return 1; }
+  //   start the operation; remember {t, sys.begin_wait(t, hook, arg)};
+  //   return sys.suspend(L, t);
+  // and when the operation completes: push the results on sys.L() and call
+  // sys.wake(t, id, n). A stale id (the task was cancelled, or already woken)
+  // drops the values: a task is resumed exactly once per wait.
+  using CancelHook = void (*)(Task* t, void* arg);
+  Task* waiter(lua_State* L, int yieldable_idx);
+  bool take_cancel(Task* t);
+  uint32_t begin_wait(Task* t, CancelHook hook, void* arg);
+  int suspend(lua_State* L, Task* t);
+  bool wake(Task* t, uint32_t id, int nvalues);
+  lua_State* L() const;
+
   Runtime& runtime() { return rt_; }
   int body_ref = LUA_NOREF;        // the Lua wrapper every task runs
   Task* resuming = nullptr;        // the task the scheduler is resuming now

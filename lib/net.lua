@@ -1,0 +1,192 @@
+-- net: TCP and Unix-socket streams and servers, and UDP, colourless.
+--
+--   local net = require("net")
+--   local server = assert(net.listen({host = "127.0.0.1", port = 0}, function(conn)
+--     local line = conn:readLine()          -- suspends only this connection's task
+--     conn:write("you said: ", line, "\n")
+--   end))
+--   local c = assert(net.connect({host = "127.0.0.1", port = server.port}))
+--   c:write("hello\n"); print(c:readLine()); c:close(); server:close()
+--
+-- A Stream has a buffered reader and writer in one object: read(n),
+-- readLine(), readUntil(delim), readAll(), write(...) (one vectored write;
+-- it suspends only while more than the high-water mark is queued), flush(),
+-- shutdown(), close(), settimeout(). Failures return nil, err (ECONNREFUSED,
+-- EOF mid-read, Timeout, Closed...). See docs/net.md.
+local native = require("evo.net")
+local tasknative = require("evo.task")
+local errors = require("evo.errors")
+local args = require("evo.args")
+local events = require("events")
+local core = require("evo.core")
+
+local isyieldable, type, error, select = coroutine.isyieldable, type, error, select
+local sn = native.stream
+local sread, swrite = sn.read, sn.write
+local canceled = errors.canceled
+
+local net = {}
+
+-- Every native blocking call answers (true, results...) or, resumed after a
+-- cancellation, (false): then Canceled is raised here, at the caller's line.
+local function finish(ok, ...)
+  if not ok then error(canceled(), 3) end
+  return ...
+end
+
+----------------------------------------------------------------- Stream
+
+local Stream = sn.methods
+
+-- read([n]) -> up to n bytes (any amount available without n, at least 1);
+-- nil at the end of the stream; nil, err on failure.
+function Stream:read(n)
+  if n == nil then return finish(sread(self, "chunk", nil, isyieldable())) end
+  args.check(1, "read", n, "number")
+  return finish(sread(self, "exactly", n, isyieldable()))
+end
+
+-- readLine() -> the next line without "\n" (or "\r\n"); the last line may
+-- lack its terminator; nil at the end.
+function Stream:readLine() return finish(sread(self, "line", nil, isyieldable())) end
+
+-- readUntil(delim) -> the data before the next delim (delim is consumed)
+function Stream:readUntil(delim)
+  args.check(1, "readUntil", delim, "string")
+  return finish(sread(self, "until", delim, isyieldable()))
+end
+
+-- readAll() -> everything until the peer closes its side
+function Stream:readAll() return finish(sread(self, "all", nil, isyieldable())) end
+
+-- write(...) -> true | nil, err: strings (or numbers) in one vectored write
+function Stream:write(...) return finish(swrite(self, isyieldable(), ...)) end
+
+-- flush() -> true | nil, err: waits until everything written has gone out
+function Stream:flush() return finish(sn.flush(self, isyieldable())) end
+
+-- shutdown() -> true | nil, err: no more writes (the peer reads EOF)
+function Stream:shutdown() return finish(sn.shutdown(self, isyieldable())) end
+
+-- settimeout(readSeconds [, writeSeconds]): 0 or nil for none. A read or
+-- write that waits longer returns nil, err with err.code == "Timeout".
+function Stream:settimeout(r, w) sn.settimeout(self, r, w) end
+
+Stream.close = sn.close
+Stream.isClosed = sn.isClosed
+Stream.fileno = sn.fileno
+Stream.setHighWater = sn.setHighWater
+
+-- remoteAddress() / localAddress() -> {address = "127.0.0.1", port = 1234} | nil
+function Stream:remoteAddress() return native.peerAddress(self) end
+function Stream:localAddress() return native.localAddress(self) end
+
+-- sendfile(path [, offset [, length]]) -> bytes sent | nil, err
+function Stream:sendfile(path, offset, length)
+  args.check(1, "sendfile", path, "string")
+  local fs = require("fs")
+  local f, err = fs.open(path, "r")
+  if not f then return nil, err end
+  offset = offset or 0
+  local sent = 0
+  local ok, res, rerr = pcall(function()
+    f:seek("set", offset)
+    while length == nil or sent < length do
+      local want = 65536
+      if length then want = math.min(want, length - sent) end
+      local chunk, e = f:read(want)
+      if not chunk then
+        if e then return nil, e end
+        break
+      end
+      local w, werr = self:write(chunk)
+      if not w then return nil, werr end
+      sent = sent + #chunk
+    end
+    return sent
+  end)
+  f:close()
+  if not ok then error(res, 0) end
+  return res, rerr
+end
+
+net.Stream = Stream
+
+----------------------------------------------------------------- connect
+
+-- connect{host, port [, timeout]} or connect{path} -> Stream | nil, err
+function net.connect(opts)
+  args.check(1, "connect", opts, "table")
+  local timeout = opts.timeout
+  if opts.path then
+    args.check(1, "connect", opts.path, "string")
+    return finish(native.connectPipe(opts.path, timeout, isyieldable()))
+  end
+  if type(opts.host) ~= "string" then error("bad argument #1 to 'connect' (host expected, got " .. type(opts.host) .. ")", 2) end
+  if type(opts.port) ~= "number" then error("bad argument #1 to 'connect' (port expected, got " .. type(opts.port) .. ")", 2) end
+  if timeout and tasknative.mode() == "evented" and isyieldable() and tasknative.current() then
+    local task = require("task")
+    local res = {task.timeout(timeout, function()
+      return finish(native.connectTcp(opts.host, opts.port, timeout, isyieldable()))
+    end)}
+    return unpack(res, 1, table.maxn(res))
+  end
+  return finish(native.connectTcp(opts.host, opts.port, timeout, isyieldable()))
+end
+
+----------------------------------------------------------------- Server
+
+local Server = events.class("Server", {"CONNECTION_ACCEPTED"})
+net.Server = Server
+
+-- accept() -> Stream | nil, err: waits for the next connection
+function Server:accept()
+  return finish(native.accept(self.listener, isyieldable()))
+end
+
+-- close(): stops accepting
+function Server:close()
+  if self.listener then native.closeListener(self.listener) end
+end
+
+-- settimeout(seconds): for accept()
+function Server:settimeout(seconds) native.setAcceptTimeout(self.listener, seconds) end
+
+-- Runs handler(stream) for one connection: its error is reported at once
+-- (one bad connection never takes the server down), and the stream is
+-- closed when the handler returns.
+local function connectionTask(handler)
+  local traceback = debug.traceback
+  return function(stream)
+    local ok, err = xpcall(handler, traceback, stream)
+    if not ok and not errors.is(err, "Canceled") then
+      core.reportHandlerError("error in a connection handler: " .. tostring(err))
+    end
+    stream:close()
+  end
+end
+
+-- listen{host = "127.0.0.1", port = 0 [, backlog]} or listen{path} -> Server | nil, err.
+-- With a handler, every connection runs handler(stream) as a task (which
+-- needs the evented Io mode); without, take connections with server:accept().
+-- Either way each accepted connection is reported as CONNECTION_ACCEPTED.
+function net.listen(opts, handler)
+  args.check(1, "listen", opts, "table")
+  if handler ~= nil then
+    args.check(2, "listen", handler, "function")
+    if tasknative.mode() == "blocking" then
+      error(errors.new("ConcurrencyUnavailable",
+        "a listen() handler serves connections concurrently; use server:accept() in the blocking mode"), 2)
+    end
+  end
+  local server = Server()
+  local ok, listener, port = native.listen(server, handler and connectionTask(handler), opts)
+  if not listener then return nil, port end
+  server.listener = listener
+  server.port = port
+  server.host = opts.host or (not opts.path and "127.0.0.1" or nil)
+  server.path = opts.path
+  return server
+end
+
+return net

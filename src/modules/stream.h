@@ -1,0 +1,151 @@
+// Stream: a buffered reader and writer in one object (Zig's buffer-in-the-
+// interface), over a TCP connection, a Unix socket, a pipe or a terminal.
+//
+// Every operation is colourless. With a libuv handle (the evented Io mode)
+// and a task that can suspend, reads wait for data and writes wait only under
+// backpressure, suspending just that task. Otherwise (the blocking Io mode,
+// or where Lua cannot yield) the same operation is a plain syscall on the
+// descriptor, with poll() for timeouts. Both paths share the buffer, so a
+// stream can be used from both kinds of context.
+#pragma once
+
+#include <lua.hpp>
+#include <uv.h>
+
+#include <cstddef>
+#include <memory>
+#include <string>
+
+#include "core/handle.h"
+#include "lua/tasks.h"
+
+namespace evo {
+
+class UvStreamHandle;
+class StreamTimer;
+
+struct ReadRequest {
+  enum class Kind : uint8_t { Chunk, Exactly, Line, Until, All };
+  Kind kind = Kind::Chunk;
+  size_t n = 0;
+  std::string delim;
+};
+
+class Stream {
+ public:
+  // A stream over an open libuv stream handle (takes ownership of it)...
+  explicit Stream(TaskSystem& sys, UvStreamHandle* handle);
+  // ...or over a plain descriptor (the blocking Io mode; closed with the stream).
+  Stream(TaskSystem& sys, int fd);
+  ~Stream();
+  Stream(const Stream&) = delete;
+  Stream& operator=(const Stream&) = delete;
+
+  // Each returns the count of values pushed ((true, results...)), or yields;
+  // the task is later resumed with (true, results...) or (false) when cancelled.
+  int read(lua_State* L, ReadRequest req, int yieldable_idx);
+  int write(lua_State* L, int first, int last, int yieldable_idx);
+  int flush(lua_State* L, int yieldable_idx);
+  int shutdown(lua_State* L, int yieldable_idx);
+  void close();
+
+  [[nodiscard]] bool closed() const { return closed_; }
+  [[nodiscard]] int fd() const { return fd_; }
+  [[nodiscard]] uv_stream_t* uv_stream() const;
+  void set_timeouts(double read_seconds, double write_seconds);
+  void set_high_water(size_t bytes) { high_water_ = bytes; }
+  [[nodiscard]] size_t buffered() const { return buf_.size() - pos_; }
+
+  // From the libuv handle's callbacks.
+  void on_read(ssize_t nread, const char* data);
+  void on_write_done(int status);
+  void on_shutdown_done(int status);
+  void on_timeout();
+  void on_handle_closed();
+
+  static constexpr size_t kMaxBuffered = 1 << 20;  // stop reading from the kernel beyond this
+  static constexpr size_t kMaxLine = 1 << 20;      // a line (or delimited record) longer than this is an error
+
+ private:
+  // Pushes the results of `req` from the buffer and returns their count, or
+  // returns 0 when more data is needed. Never yields.
+  int try_read(lua_State* L, const ReadRequest& req);
+  int read_blocking(lua_State* L, const ReadRequest& req);
+  int write_blocking(lua_State* L, int first, int last);
+  bool fill_blocking(lua_State* L, double timeout, int& pushed);
+  void consume(size_t n) {
+    pos_ += n;
+    if (pos_ == buf_.size()) {
+      buf_.clear();
+      pos_ = 0;
+    }
+  }
+  void want_data();
+  void arm_timer(double seconds);
+  void disarm_timer();
+  void wake_reader_if_ready();
+  void wake_writer_if_ready();
+  void fail_waiters(const char* code, const std::string& message);
+  static void cancel_read(Task* t, void* arg);
+  static void cancel_write(Task* t, void* arg);
+
+  TaskSystem& sys_;
+  UvStreamHandle* handle_ = nullptr;
+  StreamTimer* timer_ = nullptr;
+  int fd_ = -1;
+  bool owns_fd_ = false;
+  bool closed_ = false;
+  bool eof_ = false;
+  int read_error_ = 0;
+  int write_error_ = 0;
+  bool reading_ = false;
+  std::string buf_;
+  size_t pos_ = 0;
+  double read_timeout_ = 0;
+  double write_timeout_ = 0;
+  size_t high_water_ = 64 * 1024;
+  size_t pending_writes_ = 0;
+
+  Task* reader_ = nullptr;
+  uint32_t reader_id_ = 0;
+  ReadRequest read_req_;
+  Task* writer_ = nullptr;
+  uint32_t writer_id_ = 0;
+  enum class WriterWait : uint8_t { BelowHighWater, Flushed, ShutDown } writer_wait_ = WriterWait::BelowHighWater;
+};
+
+// The libuv handle under an evented Stream. Owned by libuv once opened; it
+// lives until its close callback, even if the Stream (a Lua userdata) is
+// collected first.
+class UvStreamHandle final : public NativeHandle {
+ public:
+  enum class Kind : uint8_t { Tcp, Pipe, Tty };
+  UvStreamHandle(uv_loop_t* loop, Kind kind, int* status, int fd_for_tty = -1, bool ipc = false);
+  uv_handle_t* uv_handle() override { return &h_.handle; }
+  [[nodiscard]] bool internal() const override { return true; }  // owned by its Stream, not by uv.walk users
+  uv_stream_t* stream() { return &h_.stream; }
+  uv_tcp_t* tcp() { return &h_.tcp; }
+  uv_pipe_t* pipe() { return &h_.pipe; }
+  [[nodiscard]] Kind kind() const { return kind_; }
+  Stream* owner = nullptr;
+
+ protected:
+  void on_closed() override;
+
+ private:
+  union {
+    uv_handle_t handle;
+    uv_stream_t stream;
+    uv_tcp_t tcp;
+    uv_pipe_t pipe;
+    uv_tty_t tty;
+  } h_{};
+  Kind kind_;
+};
+
+// Lua binding: a userdata "evo.Stream" holding a std::unique_ptr<Stream>.
+void push_stream(lua_State* L, std::unique_ptr<Stream> stream);
+Stream* check_stream(lua_State* L, int idx);
+int open_stream_natives(lua_State* L);
+
+}  // namespace evo
