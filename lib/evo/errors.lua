@@ -42,8 +42,9 @@ function errors.canceled() return errors.new("Canceled", canceledMessage) end
 -- a callback receives "ENOENT: no such file or directory: /x" alone.
 function errors.fromUv(message, name)
   message = tostring(message)
-  local code = name or message:match("^(E%u[%u%d_]*):") or message:match("^(%u[%u%d_]+):") or "EIO"
-  local text = message:gsub("^" .. code .. ":%s*", "")
+  local code = name or message:match("^(%u[%u%d_]+):") or message:match("^(%u[%u%d_]+)$") or "EIO"
+  local text = message:gsub("^" .. code .. ":?%s*", "")
+  if text == "" and code:match("^EAI_") then text = "name resolution failed" end
   return errors.new(code, text)
 end
 

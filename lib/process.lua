@@ -1,0 +1,108 @@
+-- process: this process, and child processes with streams, colourless.
+--
+--   local process = require("process")
+--   local out, err, code = process.exec("ls -1 /")
+--   local child = assert(process.spawn("cat", {}, {stdout = "pipe"}))
+--   child.stdin:write("hello"); child.stdin:close()
+--   print(child.stdout:readAll(), child:wait())
+--
+-- Signals arrive as Evo events: process.signal("SIGTERM") returns a
+-- started Signal object reporting SIGNAL_RECEIVED.
+local uv = require("uv")
+local native = require("evo.process")
+local tasknative = require("evo.task")
+local errors = require("evo.errors")
+local args = require("evo.args")
+local core = require("evo.core")
+require("net")  -- the Stream methods
+
+local isyieldable = coroutine.isyieldable
+
+local process = {}
+
+process.pid = uv.os_getpid()
+
+-- env: a snapshot of the environment at start, {NAME = value}
+process.env = uv.os_environ()
+
+function process.cwd() return uv.cwd() end
+
+function process.chdir(dir)
+  args.check(1, "chdir", dir, "string")
+  local ok, err, name = uv.chdir(dir)
+  if not ok then return nil, errors.fromUv(err, name) end
+  return true
+end
+
+-- exit([code = 0]): leaves now, flushing output (as os.exit does).
+function process.exit(code) os.exit(code or 0) end
+
+-- exitCode: the status the process ends with when it ends by itself.
+setmetatable(process, {
+  __index = function(_, k) if k == "exitCode" then return core.exitCode() end end,
+  __newindex = function(t, k, v)
+    if k == "exitCode" then core.setExitCode(args.check(1, "exitCode", v, "number")) else rawset(t, k, v) end
+  end,
+})
+
+-- signal(name) -> a started Signal reporting SIGNAL_RECEIVED {signal, signum}
+function process.signal(name)
+  local Signal = require("Signal")
+  local s = Signal()
+  s:start(name)
+  return s
+end
+
+local Child = {}
+Child.__index = Child
+Child.__name = "Child"
+
+-- wait() -> exit code, signal number (0 when it exited normally)
+function Child:wait()
+  local ok, code, signal = native.wait(self.native, isyieldable())
+  if not ok then error(errors.canceled(), 2) end
+  return code, signal
+end
+
+-- kill([signal = "SIGTERM"]) -> true | nil, err
+function Child:kill(signal) return native.kill(self.native, signal) end
+
+-- spawn(command, args, {cwd, env, stdin, stdout, stderr}) -> Child | nil, err.
+-- Each of stdin/stdout/stderr is "pipe" (the default: child.stdin etc. are
+-- Streams), "inherit" or "ignore". env replaces the environment.
+function process.spawn(command, argv, opts)
+  args.check(1, "spawn", command, "string")
+  if argv ~= nil then args.check(2, "spawn", argv, "table") end
+  if opts ~= nil then args.check(3, "spawn", opts, "table") end
+  local child, stdin, stdout, stderr = native.spawn(command, argv or {}, opts or {})
+  if not child then return nil, stdin end
+  return setmetatable({native = child, pid = native.pid(child), stdin = stdin, stdout = stdout, stderr = stderr}, Child)
+end
+
+-- exec(cmdline) -> stdout, stderr, exit code (the command runs under /bin/sh -c)
+function process.exec(cmdline)
+  args.check(1, "exec", cmdline, "string")
+  local child, err = process.spawn("/bin/sh", {"-c", cmdline}, {stdin = "ignore"})
+  if not child then return nil, err end
+  local out, errText
+  if tasknative.mode() == "evented" and isyieldable() and tasknative.current() then
+    -- read both pipes at once, so a child filling one cannot stall on the other
+    local task = require("task")
+    local errReader = task.async(function() return child.stderr:readAll() end)
+    out = child.stdout:readAll()
+    errText = errReader:await()
+  else
+    out, errText = native.drainBoth and native.drainBoth(child.stdout, child.stderr) or nil, nil
+    if out == nil then
+      out = child.stdout:readAll()
+      errText = child.stderr:readAll()
+    end
+  end
+  child.stdout:close()
+  child.stderr:close()
+  local code, signal = child:wait()
+  if signal ~= 0 and code == 0 then code = 128 + signal end
+  return out or "", errText or "", code
+end
+
+return process
