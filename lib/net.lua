@@ -189,4 +189,53 @@ function net.listen(opts, handler)
   return server
 end
 
+----------------------------------------------------------------- UDP
+
+local udpnative = require("evo.udp")
+local Udp = {}
+Udp.__index = Udp
+Udp.__name = "Udp"
+
+-- udp() -> a UDP socket: bind{host, port} to receive, send(data, host, port)
+function net.udp()
+  return setmetatable({native = udpnative.new()}, Udp)
+end
+
+-- bind{host = "127.0.0.1", port = 0} -> true | nil, err; self.port is the bound port
+function Udp:bind(opts)
+  opts = opts or {}
+  local ok, res, err = udpnative.bind(self.native, opts.host, opts.port)
+  if not res then return nil, err end
+  self.port = udpnative.port(self.native)
+  return true
+end
+
+-- send(data, host, port) -> true | nil, err
+function Udp:send(data, host, port)
+  args.check(1, "send", data, "string")
+  args.check(2, "send", host, "string")
+  args.check(3, "send", port, "number")
+  local ok, res, err = udpnative.send(self.native, data, host, port)
+  if not res then return nil, err end
+  return true
+end
+
+local function receive(self) return finish(udpnative.receive(self.native, isyieldable())) end
+
+-- receive() -> data, fromHost, fromPort | nil, err (Timeout after settimeout)
+function Udp:receive()
+  if self.timeout and self.timeout > 0 and tasknative.mode() == "evented" then
+    local task = require("task")
+    local res = {task.timeout(self.timeout, receive, self)}
+    return unpack(res, 1, table.maxn(res))
+  end
+  return receive(self)
+end
+
+function Udp:settimeout(seconds)
+  self.timeout = seconds
+  udpnative.settimeout(self.native, seconds)
+end
+function Udp:close() udpnative.close(self.native) end
+
 return net

@@ -21,6 +21,7 @@ const NativeModule kNativeModules[] = {
     {"evo.fswatch", open_fswatch, true},
     {"evo.net",    open_net,    true},
     {"evo.process", open_process, true},
+    {"evo.udp",    open_udp,    true},
     {"evo.signal", open_signal, true},
     {"evo.task",   open_task,   true},
     {"evo.timer",  open_timer,  true},

@@ -21,6 +21,7 @@ int open_signal(lua_State* L);  // "evo.signal"
 int open_fswatch(lua_State* L); // "evo.fswatch"
 int open_net(lua_State* L);     // "evo.net": connections, listeners, streams
 int open_process(lua_State* L); // "evo.process": child processes
+int open_udp(lua_State* L);     // "evo.udp": UDP sockets
 int open_uv(lua_State* L);      // "uv" and "luv": luv on Evo's loop
 int open_task(lua_State* L);    // "evo.task": tasks and futures (src/lua/tasks.cpp)
 
