@@ -332,5 +332,77 @@ function Queue:close()
   while wakeFirst(self.putters) do end
 end
 
+----------------------------------------------------------------- work
+
+local serial = require("evo.serial")
+local workers = {}   -- id -> {me, id}
+local nextWorkId = 0
+local workCtx
+
+-- Runs on a worker thread, in a Lua state of its own. luv sends functions
+-- there as bytecode without their upvalues, so this one uses none.
+local workerMain = assert(loadstring([==[
+  local id, code, payload = ...
+  local s = require("evo.serial")
+  local fn, lerr = loadstring(code, "=task.work")
+  if not fn then return id, false, s.encodeList(1, lerr) end
+  local args = s.decodeList(payload)
+  local res = {pcall(fn, unpack(args, 1, args.n))}
+  local ok = res[1]
+  local n = ok and (table.maxn(res) - 1) or 1
+  local encOk, encoded = pcall(s.encodeList, n, unpack(res, 2, n + 1))
+  if not encOk then return id, false, s.encodeList(1, "task.work: cannot return the results: " .. encoded) end
+  return id, ok, encoded
+]==], "=[evo task.work]"))
+
+local function workDone(id, ok, encoded)
+  local w = workers[id]
+  workers[id] = nil
+  if w then wake(w[1], w[2], ok, encoded) end
+end
+
+local function checkWorkFunction(fn)
+  checkFunction(1, "work", fn)
+  if type(fn) ~= "function" then args.fail(1, "work", "function", fn, 3) end
+  if debug.getupvalue(fn, 1) ~= nil then
+    error("bad argument #1 to 'work' (the function uses upvalues; it runs in another Lua state, " ..
+      "so pass what it needs as arguments)", 3)
+  end
+  local info = debug.getinfo(fn, "S")
+  if info.what == "C" then error("bad argument #1 to 'work' (a C function cannot be sent to another state)", 3) end
+end
+
+-- work(fn, ...) -> fn's results, computed in another Lua state on libuv's
+-- thread pool: parallelism for CPU-bound work. Arguments and results are
+-- copied (nil, booleans, numbers, strings, plain tables); fn must not use
+-- upvalues. An error in fn is raised here.
+function task.work(fn, ...)
+  checkWorkFunction(fn)
+  local n = select("#", ...)
+  local ok, payload = pcall(serial.encodeList, n, ...)
+  if not ok then error("bad argument to 'work': " .. payload, 2) end
+  local code = string.dump(fn)
+  local me, id = prepare(isyieldable())
+  if me == false then raiseCanceled(2) end
+  local okRun, encoded
+  if me == nil then
+    -- Blocking mode (or no task): the same copy semantics, on this thread.
+    local _, rok, renc = workerMain(0, code, payload)
+    okRun, encoded = rok, renc
+  else
+    if not workCtx then workCtx = require("uv").new_work(workerMain, workDone) end
+    nextWorkId = nextWorkId + 1
+    local wid = nextWorkId
+    workers[wid] = {me, id}
+    workCtx:queue(wid, code, payload)
+    local resumed
+    resumed, okRun, encoded = suspend(function(w) workers[w] = nil end, wid)
+    if not resumed then raiseCanceled(2) end
+  end
+  local res = serial.decodeList(encoded)
+  if not okRun then error(res[1], 2) end
+  return unpack(res, 1, res.n)
+end
+
 task.errors = errors
 return task
