@@ -10,6 +10,7 @@
 -- anything failed.
 local uv = require("uv")
 local core = require("evo.core")
+local tasknative = require("evo.task")
 local Timer = require("Timer")
 local assertions = require("assert")
 local args = require("evo.args")
@@ -217,17 +218,17 @@ local function runGuarded(fn, timeout, specFile)
     if state.waiting then wakeLater(runner) end
   end
   state.finish = finish
-  local co = coroutine.create(function()
+  -- The test runs as a task, so task.* and the colourless modules suspend it.
+  local future = tasknative.spawn(function()
     local ok, err = xpcall(fn, captureError(specFile))
     finish((not ok) and err or nil)
   end)
   running = state
-  local ok, err = coroutine.resume(co)
-  if not ok then finish({message = errorText(err), traceback = debug.traceback(co, "", 0)}) end
   if not state.done then
     state.waiting = true
     local timer = after(timeout, function()
       finish({message = format("timed out after %g s (neither finished nor failed)", timeout)})
+      tasknative.requestCancel(future)  -- stop it at its next blocking call
     end)
     coroutine.yield()
     timer:close()

@@ -119,8 +119,13 @@ void deliver_cancel(lua_State* L, Task* t) {
 Task* suspendable(lua_State* L, TaskSystem& sys, int yieldable_idx) {
   if (sys.blocking() || lua_toboolean(L, yieldable_idx) == 0) return nullptr;
   Task* t = sys.task_of(L);
-  if (t == nullptr || t->state != Task::State::Running) return nullptr;
-  return t;
+  if (t == nullptr) return nullptr;
+  // A task that yielded with coroutine.yield (Luvit-style code) and was
+  // resumed with coroutine.resume is running again: it is the caller.
+  if (t->state == Task::State::Suspended && t->lua_hook_ref == LUA_NOREF && t->c_hook == nullptr) {
+    t->state = Task::State::Running;
+  }
+  return t->state == Task::State::Running ? t : nullptr;
 }
 
 // Pushes the results of a finished task (copies: awaiting is idempotent).
