@@ -139,9 +139,18 @@ end
 local Server = events.class("Server", {"CONNECTION_ACCEPTED"})
 net.Server = Server
 
--- accept() -> Stream | nil, err: waits for the next connection
+local function accept(self) return finish(native.accept(self.listener, isyieldable())) end
+
+-- accept() -> Stream | nil, err: waits for the next connection (nil and a
+-- Timeout error after settimeout's limit)
 function Server:accept()
-  return finish(native.accept(self.listener, isyieldable()))
+  if self.timeout and self.timeout > 0 and tasknative.mode() == "evented" and isyieldable()
+      and tasknative.current() then
+    local task = require("task")
+    local res = {task.timeout(self.timeout, accept, self)}
+    return unpack(res, 1, table.maxn(res))
+  end
+  return accept(self)
 end
 
 -- close(): stops accepting
@@ -150,7 +159,10 @@ function Server:close()
 end
 
 -- settimeout(seconds): for accept()
-function Server:settimeout(seconds) native.setAcceptTimeout(self.listener, seconds) end
+function Server:settimeout(seconds)
+  self.timeout = seconds
+  native.setAcceptTimeout(self.listener, seconds)
+end
 
 -- Runs handler(stream) for one connection: its error is reported at once
 -- (one bad connection never takes the server down), and the stream is

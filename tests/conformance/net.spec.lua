@@ -1,0 +1,212 @@
+-- net: streams, servers, Unix sockets and UDP, in both Io modes. The peer
+-- is an echo server in a child evo process, so the same client code runs
+-- in either mode.
+local H = require("helpers")
+local net = require("net")
+local task = require("task")
+local fs = require("fs")
+
+describe("net client (" .. H.mode .. ")", function()
+  local port, server
+  before(function() port, server = H.startEchoServer() end)
+  after(function() H.stopEchoServer(server) end)
+
+  local function connect()
+    return assert(net.connect({host = "127.0.0.1", port = port}))
+  end
+
+  it("writes several strings as one and reads lines back", function()
+    local c = connect()
+    assert.truthy(c:write("one", "\n", "two\n", 3, "\n"))
+    assert.equal(c:readLine(), "one")
+    assert.equal(c:readLine(), "two")
+    assert.equal(c:readLine(), "3")
+    c:close()
+  end)
+
+  it("reads exact sizes, delimited records, and everything to the end", function()
+    local c = connect()
+    c:write("abc:def;ghi\n", "big 10\n", "bye\n")
+    assert.equal(c:read(3), "abc")
+    assert.equal(c:readUntil(";"), ":def")
+    assert.equal(c:readLine(), "ghi")
+    assert.equal(c:readAll(), "xxxxxxxxxx")
+    assert.isNil(c:read(1), "nil at the end")
+    assert.isNil(c:readLine())
+    c:close()
+  end)
+
+  it("reports EOF in the middle of a read as an error with the partial data", function()
+    local c = connect()
+    c:write("half\n")
+    local data, err = c:read(10)
+    assert.isNil(data)
+    assert.equal(err.code, "EOF")
+    assert.equal(err.partial, "abc")
+    c:close()
+  end)
+
+  it("times out a read with settimeout", function()
+    local c = connect()
+    c:settimeout(0.1)
+    c:write("slow\n")
+    local data, err = c:readLine()
+    assert.isNil(data)
+    assert.equal(err.code, "Timeout")
+    c:settimeout(2)
+    assert.equal(c:readLine(), "slow", "the data still arrives later")
+    c:close()
+  end)
+
+  it("moves a megabyte both ways", function()
+    local c = connect()
+    local line = string.rep("y", 1000)
+    local lines = {}
+    for i = 1, 1000 do lines[i] = line .. "\n" end
+    assert.truthy(c:write(unpack(lines)))
+    for i = 1, 1000 do assert.equal(c:readLine(), line) end
+    c:write("big 1048576\n")
+    assert.equal(#c:read(1048576), 1048576)
+    c:close()
+  end)
+
+  it("sends a file", function()
+    local dir = H.tempDir()
+    assert(fs.writeFile(dir .. "/payload.txt", "from a file\nsecond line\n"))
+    local c = connect()
+    assert.equal(c:sendfile(dir .. "/payload.txt"), 24)
+    assert.equal(c:readLine(), "from a file")
+    assert.equal(c:readLine(), "second line")
+    c:close()
+    fs.rm(dir, {recursive = true})
+  end)
+
+  it("knows both ends' addresses", function()
+    local c = connect()
+    assert.equal(c:remoteAddress(), {address = "127.0.0.1", port = port})
+    assert.equal(c:localAddress().address, "127.0.0.1")
+    c:close()
+    assert.truthy(c:isClosed())
+    H.raisesCode("Closed", function() assert(c:write("x")) end)
+  end)
+
+  it("returns ECONNREFUSED and name-resolution errors as values", function()
+    local s, err = net.connect({host = "127.0.0.1", port = 1})
+    assert.isNil(s)
+    assert.equal(err.code, "ECONNREFUSED")
+    local s2, err2 = net.connect({host = "no-such-host.invalid", port = 80})
+    assert.isNil(s2)
+    assert.match(err2.code, "^EAI_")
+  end)
+
+  it("checks its arguments", function()
+    assert.throws(function() net.connect() end, "bad argument #1 to 'connect' (table expected, got nil)")
+    assert.throws(function() net.connect({port = 1}) end, "host expected")
+  end)
+end)
+
+describe("net server (" .. H.mode .. ")", function()
+  it("accepts a connection from the same script only with concurrency (Zig's second example)", function()
+    local server = assert(net.listen({host = "127.0.0.1", port = 0}))
+    assert.truthy(server.port > 0)
+    local accepted = {}
+    function server:CONNECTION_ACCEPTED(event, p) accepted[#accepted + 1] = p.remoteAddress end
+    if H.evented then
+      local acceptor = task.concurrent(function()
+        local conn = assert(server:accept())
+        local line = conn:readLine()
+        conn:write("got ", line, "\n")
+        conn:close()
+      end)
+      local c = assert(net.connect({host = "127.0.0.1", port = server.port}))
+      c:write("ping\n")
+      assert.equal(c:readLine(), "got ping")
+      acceptor:await()
+      c:close()
+      assert.equal(accepted, {"127.0.0.1"})
+    else
+      H.raisesCode("ConcurrencyUnavailable", task.concurrent, function() return server:accept() end)
+    end
+    server:close()
+  end)
+
+  it("runs a handler task per connection", function()
+    if not H.evented then
+      H.raisesCode("ConcurrencyUnavailable", net.listen, {port = 0}, function() end)
+      return
+    end
+    local server = assert(net.listen({host = "127.0.0.1", port = 0}, function(conn)
+      conn:write("hello ", conn:readLine(), "\n")
+    end))
+    local clients = {}
+    for i = 1, 5 do
+      clients[i] = task.async(function()
+        local c = assert(net.connect({host = "127.0.0.1", port = server.port}))
+        c:write("client", i, "\n")
+        local answer = c:readLine()
+        c:close()
+        return answer
+      end)
+    end
+    for i = 1, 5 do assert.equal(clients[i]:await(), "hello client" .. i) end
+    server:close()
+  end)
+
+  it("accepts in a sequential server loop in both modes", function()
+    local server = assert(net.listen({host = "127.0.0.1", port = 0}))
+    server:settimeout(0.1)
+    local conn, err = server:accept()
+    assert.isNil(conn)
+    assert.equal(err.code, "Timeout")
+    server:close()
+  end)
+
+  it("reports a port in use", function()
+    local a = assert(net.listen({host = "127.0.0.1", port = 0}))
+    local b, err = net.listen({host = "127.0.0.1", port = a.port})
+    assert.isNil(b)
+    assert.equal(err.code, "EADDRINUSE")
+    a:close()
+  end)
+
+  it("serves and connects over a Unix socket", function()
+    local dir = H.tempDir()
+    local path = dir .. "/sock"
+    local server = assert(net.listen({path = path}))
+    if H.evented then
+      local acceptor = task.concurrent(function()
+        local conn = assert(server:accept())
+        conn:write("unix ", conn:readLine(), "\n")
+        conn:close()
+      end)
+      local c = assert(net.connect({path = path}))
+      c:write("hi\n")
+      assert.equal(c:readLine(), "unix hi")
+      acceptor:await()
+      c:close()
+    else
+      local c = assert(net.connect({path = path}))  -- connects: the kernel queues it
+      c:close()
+    end
+    server:close()
+    fs.rm(dir, {recursive = true})
+  end)
+end)
+
+describe("UDP (" .. H.mode .. ")", function()
+  it("sends and receives datagrams", function()
+    local a = net.udp()
+    assert.truthy(a:bind({host = "127.0.0.1", port = 0}))
+    local b = net.udp()
+    assert.truthy(b:bind({host = "127.0.0.1", port = 0}))
+    assert.truthy(b:send("datagram", "127.0.0.1", a.port))
+    local data, host, from = a:receive()
+    assert.equal({data, host, from}, {"datagram", "127.0.0.1", b.port})
+    a:settimeout(0.05)
+    local none, err = a:receive()
+    assert.isNil(none)
+    assert.equal(err.code, "Timeout")
+    a:close()
+    b:close()
+  end)
+end)
