@@ -8,7 +8,7 @@
 -- Each run of fn is a task (it may use blocking calls); an error in it is
 -- reported and does not stop the timer. Built on the native Timer emitter.
 local Timer = require("Timer")
-local task = require("task")
+local tasknative = require("evo.task")
 local args = require("evo.args")
 local core = require("evo.core")
 local errors = require("evo.errors")
@@ -50,7 +50,7 @@ local function start(fname, seconds, fn, repeating, ...)
   local t = Timer()
   function t:TIMER_FIRED()
     if not repeating then handle:stop() end
-    task.async(run)
+    tasknative.spawn(run)  -- a task in either Io mode (in the blocking one its calls just block)
   end
   t:start(seconds, repeating and seconds or 0)
   handle.native = t
