@@ -27,55 +27,41 @@ local function checkPath(n, fname, path)
   return path
 end
 
--- Reads everything from fd, from offset 0.
-local function readAll(fd, sizeHint)
-  local parts, offset = {}, 0
-  local want = (sizeHint and sizeHint > 0) and sizeHint or READ_CHUNK
-  while true do
-    local data, err = call(uv.fs_read, fd, want, offset)
-    if not data then return nil, err end
-    if data == true or #data == 0 then break end
-    parts[#parts + 1] = data
-    offset = offset + #data
-    want = READ_CHUNK
-  end
-  return concat(parts)
-end
+-- Whole-file operations run as one job on the thread pool (evo.fsfast):
+-- open, read or write, close, in a single trip.
+local fast = require("evo.fsfast")
+local isyieldable = coroutine.isyieldable
+local canceled = errors.canceled
 
-local function closeQuietly(fd)
-  call(uv.fs_close, fd)
+local function fastResult(ok, ...)
+  if not ok then error(canceled(), 3) end
+  return ...
 end
 
 -- readFile(path) -> contents | nil, err
 function fs.readFile(path)
   checkPath(1, "readFile", path)
-  local fd, err = call(uv.fs_open, path, "r", 438)
-  if not fd then return nil, err end
-  local st = call(uv.fs_fstat, fd)
-  local ok, data, rerr = pcall(readAll, fd, type(st) == "table" and st.size or nil)
-  closeQuietly(fd)
-  if not ok then error(data, 0) end  -- Canceled: the file is closed, re-raise
-  if not data then return nil, rerr end
-  return data
+  return fastResult(fast.readFile(path, nil, isyieldable()))
 end
 
-local function writeWith(fname, flags, path, data)
+local function writeWith(fname, op, path, data)
   checkPath(1, fname, path)
-  if type(data) ~= "string" and type(data) ~= "table" then args.fail(2, fname, "string", data, 2) end
-  local fd, err = call(uv.fs_open, path, flags, 438)
-  if not fd then return nil, err end
-  local ok, written, werr = pcall(call, uv.fs_write, fd, data, -1)
-  closeQuietly(fd)
-  if not ok then error(written, 0) end
-  if not written then return nil, werr end
-  return true
+  if type(data) == "table" then
+    for i = 1, #data do
+      if type(data[i]) ~= "string" then args.fail(2, fname, "string", data[i], 3) end
+    end
+    data = concat(data)
+  elseif type(data) ~= "string" then
+    args.fail(2, fname, "string", data, 3)
+  end
+  return fastResult(op(path, data, isyieldable()))
 end
 
 -- writeFile(path, data) -> true | nil, err. data: a string or a list of strings.
-function fs.writeFile(path, data) return writeWith("writeFile", "w", path, data) end
+function fs.writeFile(path, data) return writeWith("writeFile", fast.writeFile, path, data) end
 
 -- appendFile(path, data) -> true | nil, err
-function fs.appendFile(path, data) return writeWith("appendFile", "a", path, data) end
+function fs.appendFile(path, data) return writeWith("appendFile", fast.appendFile, path, data) end
 
 function fs.stat(path) return call(uv.fs_stat, checkPath(1, "stat", path)) end
 function fs.lstat(path) return call(uv.fs_lstat, checkPath(1, "lstat", path)) end

@@ -144,7 +144,8 @@ void Scheduler::drain() {
     Schedulable* t = ready_.pop();
     if (t == nullptr) break;
     t->queued = false;
-    update_idle();  // a task that runs the loop itself must not find it kept busy
+    // (A task that runs the loop itself, uv.run() in a script, may find the
+    // idle handle still on: the nested drain turns it off once nothing is ready.)
     resume_(t, context_);
   }
   --depth_;

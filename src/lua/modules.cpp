@@ -18,6 +18,7 @@ struct NativeModule {
 const NativeModule kNativeModules[] = {
     // clang-format off
     {"evo.core",   open_core,   true},
+    {"evo.fsfast", open_fsfast, true},
     {"evo.fswatch", open_fswatch, true},
     {"evo.net",    open_net,    true},
     {"evo.process", open_process, true},
