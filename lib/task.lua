@@ -42,7 +42,7 @@ end
 -- async(fn, ...) -> Future. fn may run concurrently with the caller, or
 -- inline (it always does in the blocking mode).
 function task.async(fn, ...)
-  checkFunction(1, "async", fn)
+  if type(fn) ~= "function" then checkFunction(1, "async", fn) end
   if blocking then return inline(fn, ...) end
   return spawn(fn, ...)
 end
@@ -60,16 +60,13 @@ end
 
 -- Suspends the current task until `future` finishes. Raises Canceled if the
 -- current task is cancelled meanwhile (the awaited task keeps running).
+local awaitNative = native.await
 local function waitFor(future)
-  if isDone(future) then return end
-  local me, id = prepare(isyieldable())
-  if me == false then raiseCanceled(3) end
-  if me == nil then
-    error("cannot wait for an unfinished task here: not inside a task, or inside a call that cannot " ..
-      "yield (a metamethod, a table.sort comparator, a module's top level)", 3)
-  end
-  notify(future, me, id)
-  if not suspend(unnotify, future) then raiseCanceled(3) end
+  local r = awaitNative(future, isyieldable())
+  if r then return end
+  if r == false then raiseCanceled(3) end
+  error("cannot wait for an unfinished task here: not inside a task, or inside a call that cannot " ..
+    "yield (a metamethod, a table.sort comparator, a module's top level)", 3)
 end
 
 local Future = native.Future

@@ -16,7 +16,9 @@ namespace evo {
 
 namespace {
 constexpr const char* kFutureMeta = "evo.Future";
-const char kSystemKey = 0;
+// The task system of the runtime on this thread. (luv's thread and work
+// states run on other threads, and cannot load the task natives anyway.)
+thread_local TaskSystem* g_system = nullptr;
 }  // namespace
 
 // A task and its Future: the userdata script code holds.
@@ -51,8 +53,23 @@ struct Task : Schedulable {
 
 namespace {
 
+// A Future argument, checked against the cached metatable (luaL_checkudata
+// would look the metatable up by name on every call).
 Task* check_future(lua_State* L, int idx) {
-  return static_cast<Task*>(luaL_checkudata(L, idx, kFutureMeta));
+  auto* t = static_cast<Task*>(lua_touserdata(L, idx));
+  if (t != nullptr && lua_getmetatable(L, idx) != 0) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, TaskSystem::from(L).future_meta_ref);
+    bool same = lua_rawequal(L, -1, -2) != 0;
+    lua_pop(L, 2);
+    if (same) return t;
+  }
+  luaL_typerror(L, idx, "Future");
+  return nullptr;
+}
+
+void set_future_metatable(lua_State* L, TaskSystem& sys) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, sys.future_meta_ref);
+  lua_setmetatable(L, -2);
 }
 
 void push_future(lua_State* L, Task* t) { lua_rawgeti(L, LUA_REGISTRYINDEX, t->self_ref); }
@@ -233,8 +250,7 @@ int task_inline(lua_State* L) {
   bool ok = lua_pcall(L, nargs, LUA_MULTRET, 1) == 0;
   int n = lua_gettop(L) - 1;
   auto* t = new (lua_newuserdata(L, sizeof(Task))) Task();
-  luaL_getmetatable(L, kFutureMeta);
-  lua_setmetatable(L, -2);
+  set_future_metatable(L, sys);
   lua_insert(L, 2);  // handler, future, results...
   t->sys = &sys;
   t->failed = !ok;
@@ -419,6 +435,32 @@ int task_notify(lua_State* L) {
   return 0;
 }
 
+void unnotify_hook(Task* t, void* arg) {
+  auto* f = static_cast<Task*>(arg);
+  std::erase_if(f->waiters, [t](const auto& p) { return p.first == t; });
+}
+
+// await(f, yieldable): true when f is done (now, or after suspending);
+// false when cancelled while waiting; nil when the caller cannot wait here.
+int task_await(lua_State* L) {
+  Task* f = check_future(L, 1);
+  if (f->state == Task::State::Done) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  TaskSystem& sys = TaskSystem::from(L);
+  Task* t = suspendable(L, sys, 2);
+  if (t == nullptr) return 0;
+  if (t->cancel_due()) {
+    t->cancel_delivered = true;
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  uint32_t id = sys.begin_wait(t, unnotify_hook, f);
+  f->waiters.emplace_back(t, id);
+  return sys.suspend(L, t);
+}
+
 // unnotify(f, waiter): forgets waiter's registrations on f.
 int task_unnotify(lua_State* L) {
   Task* f = check_future(L, 1);
@@ -545,9 +587,7 @@ constexpr const char kBodySource[] =
 TaskSystem::TaskSystem(Runtime& rt, bool blocking)
     : rt_(rt), blocking_(blocking), scheduler_(rt.loop(), resume_cb, this) {
   lua_State* L = rt.L();
-  lua_pushlightuserdata(L, const_cast<char*>(&kSystemKey));
-  lua_pushlightuserdata(L, this);
-  lua_rawset(L, LUA_REGISTRYINDEX);
+  g_system = this;
 
   luaL_newmetatable(L, kFutureMeta);
   lua_pushcfunction(L, future_gc);
@@ -556,7 +596,7 @@ TaskSystem::TaskSystem(Runtime& rt, bool blocking)
   lua_setfield(L, -2, "__tostring");
   lua_newtable(L);  // methods, filled in by lib/task.lua
   lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
+  future_meta_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 
   luaL_loadbuffer(L, kBodySource, sizeof(kBodySource) - 1, "=[evo task]");
   lua_getglobal(L, "xpcall");
@@ -573,7 +613,10 @@ std::vector<SleepTimer*>* TaskSystem::new_pool() {
   return sleep_pool_.get();
 }
 
-TaskSystem::~TaskSystem() { close(); }
+TaskSystem::~TaskSystem() {
+  close();
+  if (g_system == this) g_system = nullptr;
+}
 
 void TaskSystem::close() {
   scheduler_.close();
@@ -582,25 +625,19 @@ void TaskSystem::close() {
 }
 
 TaskSystem& TaskSystem::from(lua_State* L) {
-  lua_pushlightuserdata(L, const_cast<char*>(&kSystemKey));
-  lua_rawget(L, LUA_REGISTRYINDEX);
-  auto* sys = static_cast<TaskSystem*>(lua_touserdata(L, -1));
-  lua_pop(L, 1);
-  if (sys == nullptr) luaL_error(L, "tasks need the main Evo runtime (not available in a thread or work state)");
-  return *sys;
+  if (g_system == nullptr) luaL_error(L, "tasks need the main Evo runtime (not available in a thread or work state)");
+  return *g_system;
 }
 
 Task* TaskSystem::task_of(lua_State* L) const {
-  auto it = by_thread_.find(L);
-  return it == by_thread_.end() ? nullptr : it->second;
+  return by_thread_.find(L);
 }
 
 Task* TaskSystem::spawn(lua_State* L, int nargs) {
   // Stack: fn, args... -> future
   auto* t = new (lua_newuserdata(L, sizeof(Task))) Task();
   t->sys = this;
-  luaL_getmetatable(L, kFutureMeta);
-  lua_setmetatable(L, -2);
+  set_future_metatable(L, *this);
   lua_pushvalue(L, -1);
   t->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_insert(L, -(nargs + 2));  // future, fn, args...
@@ -609,7 +646,7 @@ Task* TaskSystem::spawn(lua_State* L, int nargs) {
   lua_rawgeti(t->co, LUA_REGISTRYINDEX, body_ref);
   lua_xmove(L, t->co, nargs + 1);  // body, fn, args...
   t->resume_nargs = nargs + 1;
-  by_thread_.emplace(t->co, t);
+  by_thread_.insert(t->co, t);
   scheduler_.make_ready(t);
   return t;
 }
@@ -734,6 +771,7 @@ int open_task(lua_State* L) {
       {"wake", task_wake},
       {"yield", task_yield},
       {"sleep", task_sleep},
+      {"await", task_await},
       {"notify", task_notify},
       {"unnotify", task_unnotify},
       {"isDone", task_is_done},
@@ -749,7 +787,7 @@ int open_task(lua_State* L) {
   };
   lua_newtable(L);
   luaL_register(L, nullptr, functions);
-  luaL_getmetatable(L, kFutureMeta);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, TaskSystem::from(L).future_meta_ref);
   lua_getfield(L, -1, "__index");
   lua_setfield(L, -3, "Future");  // the methods table of futures
   lua_pop(L, 1);

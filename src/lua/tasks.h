@@ -18,6 +18,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/ptrmap.h"
 #include "core/scheduler.h"
 
 namespace evo {
@@ -77,6 +78,7 @@ class TaskSystem {
 
   Runtime& runtime() { return rt_; }
   int body_ref = LUA_NOREF;        // the Lua wrapper every task runs
+  int future_meta_ref = LUA_NOREF; // the metatable of futures
   Task* resuming = nullptr;        // the task the scheduler is resuming now
   Task* main_task = nullptr;
 
@@ -86,7 +88,7 @@ class TaskSystem {
   Runtime& rt_;
   bool blocking_;
   Scheduler scheduler_;
-  std::unordered_map<lua_State*, Task*> by_thread_;
+  PtrMap<lua_State*, Task*> by_thread_;
   std::unique_ptr<std::vector<SleepTimer*>> sleep_pool_;
 };
 
