@@ -1,12 +1,18 @@
 -- evo.repl: evaluation for the REPL (src/lua/repl.cpp reads the lines).
 --
--- feed(line) evaluates one line and returns the next prompt: "> ", or ">> "
--- while a chunk is incomplete. An expression prints its values; `_` holds
--- the first value of the last expression.
+-- feed(line) takes one line. It returns the next prompt at once ("> ", or
+-- ">> " while a chunk is incomplete), or nil when it started evaluating: the
+-- input runs as a task (so it may await, sleep, read sockets) and the prompt
+-- comes back through replnative.ready() when it is done. An expression prints
+-- its values; `_` holds the first value of the last expression. Ctrl-C
+-- during an evaluation cancels it (interrupt()).
 local pretty = require("pretty")
+local tasknative = require("evo.task")
+local native = require("evo.replnative")
 
 local repl = {}
 local pending = nil   -- lines of an incomplete chunk
+local running = nil   -- the Future of the evaluation in progress
 
 local function isIncomplete(err)
   return err:find("<eof>", 1, true) ~= nil and err:sub(-7) == "'<eof>'"
@@ -24,19 +30,39 @@ end
 
 local function pack(...) return {n = select("#", ...), ...} end
 
-local function run(fn)
-  -- Each input runs as a coroutine, like the main chunk, so it may yield.
-  local co = coroutine.create(function() return pack(fn()) end)
-  local ok, results = coroutine.resume(co)
-  if not ok then
-    local lines = {}
-    for line in debug.traceback(co, tostring(results)):gmatch("[^\n]+") do
-      if not line:find("[evo]/evo/repl.lua", 1, true) then lines[#lines + 1] = line end
+local function report(message)
+  local lines = {}
+  for line in tostring(message):gmatch("[^\n]+") do
+    if not line:find("[evo]/evo/repl.lua", 1, true) and not line:find("[evo task]", 1, true)
+        and not line:find("in function 'xpcall'", 1, true) then
+      lines[#lines + 1] = line
     end
-    io.stderr:write(table.concat(lines, "\n"), "\n")
-  elseif coroutine.status(co) == "dead" then
-    printValues(results.n, unpack(results, 1, results.n))
   end
+  io.stderr:write(table.concat(lines, "\n"), "\n")
+end
+
+local function run(fn)
+  running = tasknative.spawn(function()
+    local ok, results = xpcall(function() return pack(fn()) end, debug.traceback)
+    if ok then
+      printValues(results.n, unpack(results, 1, results.n))
+    elseif type(results) == "table" and results.code == "Canceled" then
+      io.stderr:write("(canceled)\n")
+    else
+      report(results)
+    end
+    io.stdout:flush()
+    running = nil
+    native.ready("> ")
+  end)
+end
+
+-- Ctrl-C while an evaluation runs: cancel it (at its next blocking call;
+-- busy Lua code is interrupted by the signal hook). Returns true if one ran.
+function repl.interrupt()
+  if not running then return false end
+  tasknative.requestCancel(running)
+  return true
 end
 
 function repl.feed(line)
@@ -58,8 +84,11 @@ function repl.feed(line)
     return "> "
   end
   pending = nil
+  -- Interpreted, not JIT-compiled: LuaJIT's compiled loops check no hooks,
+  -- and the hook is how Ctrl-C stops a busy line.
+  if jit then jit.off(fn, true) end
   run(fn)
-  return "> "
+  return nil
 end
 
 function repl.reset()

@@ -5,6 +5,7 @@
 #include <string_view>
 
 #include "lua/embedded.h"
+#include "lua/repl.h"
 
 namespace evo::modules {
 namespace {
@@ -22,6 +23,7 @@ const NativeModule kNativeModules[] = {
     {"evo.fswatch", open_fswatch, true},
     {"evo.net",    open_net,    true},
     {"evo.process", open_process, true},
+    {"evo.replnative", repl::open_native, true},
     {"evo.udp",    open_udp,    true},
     {"evo.signal", open_signal, true},
     {"evo.task",   open_task,   true},

@@ -20,7 +20,8 @@
 namespace evo::repl {
 namespace {
 
-// Calls require("evo.repl")[fn](arg) and returns its result: the next prompt.
+// Calls require("evo.repl")[fn](arg). Returns its result, the next prompt, or
+// "" when it returned none (an evaluation is running and will call ready()).
 std::string call_repl(lua_State* L, const char* fn, const char* arg) {
   lua_getglobal(L, "require");
   lua_pushstring(L, "evo.repl");
@@ -32,11 +33,9 @@ std::string call_repl(lua_State* L, const char* fn, const char* arg) {
     lua_pushstring(L, arg);
     nargs = 1;
   }
-  interrupt::evaluating(true);
   bool ok = errors::call_and_report(L, nargs, 1, "repl");
-  interrupt::evaluating(false);
   if (!ok) return "> ";
-  std::string prompt = lua_isstring(L, -1) ? lua_tostring(L, -1) : "> ";
+  std::string prompt = lua_isstring(L, -1) ? lua_tostring(L, -1) : "";
   lua_pop(L, 1);
   return prompt;
 }
@@ -85,6 +84,7 @@ class Repl final : public NativeHandle {
   [[nodiscard]] bool internal() const override { return true; }
 
   void begin() {
+    active = this;
     interrupt::set_repl_mode([this] { on_interrupt(); });
     luv_glue::set_callback_errors_fatal(false);  // report and go on, like Node's REPL
     auto* args = new_thread_args();
@@ -177,14 +177,43 @@ class Repl final : public NativeHandle {
     self->interrupts_ = 0;
     std::string prompt = call_repl(self->rt_.L(), "feed", line.c_str());
     std::fflush(stdout);
-    std::lock_guard lock(self->exchange_->mutex);
-    self->exchange_->prompt = prompt;
-    self->exchange_->prompt_ready = true;
-    self->exchange_->prompt_ready_cv.notify_one();
+    if (prompt.empty()) {
+      self->evaluating_ = true;  // the evaluation task calls ready() when done
+      interrupt::evaluating(true);
+      return;
+    }
+    self->release(prompt);
   }
 
-  // Ctrl-C at the prompt (the evaluation case raises "interrupted!" instead).
+ public:
+  // The next line may be read, with this prompt.
+  void release(const std::string& prompt) {
+    evaluating_ = false;
+    interrupt::evaluating(false);
+    std::lock_guard lock(exchange_->mutex);
+    exchange_->prompt = prompt;
+    exchange_->prompt_ready = true;
+    exchange_->prompt_ready_cv.notify_one();
+  }
+
+  static Repl* active;
+
+ private:
+
+  // Ctrl-C at the prompt, or during an evaluation that waits (one running
+  // Lua code is stopped by the signal hook with "interrupted!").
   void on_interrupt() {
+    if (evaluating_) {
+      lua_State* L = rt_.L();
+      lua_getglobal(L, "require");
+      lua_pushliteral(L, "evo.repl");
+      if (errors::call_and_report(L, 1, 1, "repl")) {
+        lua_getfield(L, -1, "interrupt");
+        lua_remove(L, -2);
+        errors::call_and_report(L, 0, 0, "repl");
+      }
+      return;
+    }
     if (++interrupts_ >= 2) {
       interrupt::exit_repl(0);
       return;
@@ -195,6 +224,7 @@ class Repl final : public NativeHandle {
   }
 
   void finish() {
+    if (active == this) active = nullptr;
     if (thread_started_) {
       uv_thread_join(&thread_);  // it has returned after sending end of input
       thread_started_ = false;
@@ -217,10 +247,27 @@ class Repl final : public NativeHandle {
   uv_thread_t thread_{};
   bool thread_started_ = false;
   int interrupts_ = 0;
+  bool evaluating_ = false;
   std::shared_ptr<Exchange> exchange_;
 };
 
+Repl* Repl::active = nullptr;
+
+// replnative.ready(prompt): an evaluation finished; read the next line.
+int repl_ready(lua_State* L) {
+  const char* prompt = luaL_optstring(L, 1, "> ");
+  if (Repl::active != nullptr) Repl::active->release(prompt);
+  return 0;
+}
+
 }  // namespace
+
+int open_native(lua_State* L) {
+  const luaL_Reg functions[] = {{"ready", repl_ready}, {nullptr, nullptr}};
+  lua_newtable(L);
+  luaL_register(L, nullptr, functions);
+  return 1;
+}
 
 void start(Runtime& rt) {
   bool tty = isatty(STDIN_FILENO) != 0;

@@ -7,12 +7,17 @@
 // chunks continue on the next line, errors are printed and the REPL goes on.
 #pragma once
 
+#include <lua.hpp>
+
 namespace evo {
 class Runtime;
 
 namespace repl {
 
 void start(Runtime& rt);
+
+// "evo.replnative": lets lib/evo/repl.lua hand back the prompt.
+int open_native(lua_State* L);
 
 }  // namespace repl
 }  // namespace evo

@@ -31,6 +31,18 @@ describe("REPL (plain input)", function()
     assert.match(r.stderr, "unexpected symbol near '='")
   end)
 
+  it("evaluates each input as a task: it may sleep and await", function()
+    local r = h.runEvo({"-i"}, {stdin = table.concat({
+      "task = require('task')",
+      "f = task.async(function() task.sleep(0.05) return 'awaited' end)",
+      "f:await()",
+      "task.current() ~= nil",
+    }, "\n") .. "\n"})
+    assert.equal(r.code, 0, r.stderr)
+    assert.match(r.stdout, "\"awaited\"\n")
+    assert.match(r.stdout, "true\n")
+  end)
+
   it("runs the loop after the input, so timers started at the prompt fire", function()
     local r = h.runEvo({"-i"}, {stdin = "require('uv').new_timer():start(10, 0, function() print('fired') end)\n"})
     assert.match(r.stdout, "fired\n")
