@@ -1,0 +1,127 @@
+// The task system's wait protocol: a task is resumed exactly once per
+// completion; stale or duplicate wakes are dropped; cancellation wins over a
+// late completion.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "lua/errors.h"
+#include "lua/runtime.h"
+#include "lua/tasks.h"
+
+namespace evo {
+namespace {
+
+// Starts `code` as the main task (it suspends in native.suspend()), and
+// returns the task and the wait id it published in globals `me` and `id`.
+struct Suspended {
+  Task* task;
+  uint32_t id;
+};
+
+Suspended start(Runtime& rt, const std::string& code) {
+  lua_State* L = rt.L();
+  EXPECT_EQ(luaL_loadstring(L, code.c_str()), 0) << lua_tostring(L, -1);
+  EXPECT_TRUE(rt.start_main_task(0));
+  lua_getglobal(L, "me");
+  auto* t = static_cast<Task*>(lua_touserdata(L, -1));
+  lua_getglobal(L, "id");
+  auto id = static_cast<uint32_t>(lua_tointeger(L, -1));
+  lua_pop(L, 2);
+  return {t, id};
+}
+
+int global_int(Runtime& rt, const char* name) {
+  lua_getglobal(rt.L(), name);
+  int v = static_cast<int>(lua_tointeger(rt.L(), -1));
+  lua_pop(rt.L(), 1);
+  return v;
+}
+
+const char* kWaitOnce =
+    "local native = require('evo.task')\n"
+    "me, id = native.prepare(true)\n"
+    "resumes = 0\n"
+    "local ok, value = native.suspend()\n"
+    "resumes = resumes + 1\n"
+    "resumed_ok, resumed_value = ok, value\n";
+
+TEST(TaskWaits, ATaskIsResumedExactlyOncePerCompletion) {
+  Runtime rt({});
+  Suspended s = start(rt, kWaitOnce);
+  ASSERT_NE(s.task, nullptr);
+  TaskSystem& sys = rt.tasks();
+  lua_pushinteger(rt.L(), 7);
+  EXPECT_TRUE(sys.wake(s.task, s.id, 1));
+  lua_pushinteger(rt.L(), 8);
+  EXPECT_FALSE(sys.wake(s.task, s.id, 1)) << "a second wake for the same wait must be dropped";
+  int top = lua_gettop(rt.L());
+  rt.run_loop();
+  EXPECT_EQ(lua_gettop(rt.L()), top);
+  EXPECT_EQ(global_int(rt, "resumes"), 1);
+  EXPECT_EQ(global_int(rt, "resumed_value"), 7);
+}
+
+TEST(TaskWaits, AWakeWithAnotherWaitIdIsDropped) {
+  Runtime rt({});
+  Suspended s = start(rt, kWaitOnce);
+  lua_pushinteger(rt.L(), 1);
+  EXPECT_FALSE(rt.tasks().wake(s.task, s.id + 1, 1));
+  lua_pushinteger(rt.L(), 2);
+  EXPECT_TRUE(rt.tasks().wake(s.task, s.id, 1));
+  rt.run_loop();
+  EXPECT_EQ(global_int(rt, "resumes"), 1);
+  EXPECT_EQ(global_int(rt, "resumed_value"), 2);
+}
+
+TEST(TaskWaits, CancellationWinsOverALateCompletion) {
+  Runtime rt({});
+  Suspended s = start(rt, kWaitOnce);
+  lua_State* L = rt.L();
+  // cancel the task (as future:cancel() does), then let the operation complete late
+  ASSERT_EQ(luaL_loadstring(L, "require('evo.task').requestCancel(me)"), 0);
+  ASSERT_TRUE(errors::call_and_report(L, 0, 0, "cancel"));
+  lua_pushinteger(L, 99);
+  EXPECT_FALSE(rt.tasks().wake(s.task, s.id, 1)) << "the completion arrived after the cancellation";
+  rt.run_loop();
+  EXPECT_EQ(global_int(rt, "resumes"), 1);
+  lua_getglobal(L, "resumed_ok");
+  EXPECT_TRUE(lua_isboolean(L, -1) && lua_toboolean(L, -1) == 0) << "resumed with false: cancelled";
+  lua_pop(L, 1);
+}
+
+TEST(TaskWaits, ReadyTasksRunInTheOrderTheyWereWoken) {
+  Runtime rt({});
+  lua_State* L = rt.L();
+  const char* code =
+      "local native = require('evo.task')\n"
+      "order = {}\n"
+      "waits = {}\n"
+      "for i = 1, 3 do\n"
+      "  native.spawn(function()\n"
+      "    local me, id = native.prepare(true)\n"
+      "    waits[i] = {me, id}\n"
+      "    native.suspend()\n"
+      "    order[#order + 1] = i\n"
+      "  end)\n"
+      "end\n";
+  ASSERT_EQ(luaL_loadstring(L, code), 0);
+  ASSERT_TRUE(rt.start_main_task(0));
+  rt.tasks().scheduler().drain();  // the three tasks run up to their suspend
+  for (int i : {3, 1, 2}) {
+    ASSERT_EQ(luaL_loadstring(L, ("local w = waits[" + std::to_string(i) +
+                                  "] return require('evo.task').wake(w[1], w[2])")
+                                     .c_str()),
+              0);
+    ASSERT_TRUE(errors::call_and_report(L, 0, 1, "wake"));
+    EXPECT_TRUE(lua_toboolean(L, -1));
+    lua_pop(L, 1);
+  }
+  rt.run_loop();
+  ASSERT_EQ(luaL_loadstring(L, "return table.concat(order, ',')"), 0);
+  ASSERT_TRUE(errors::call_and_report(L, 0, 1, "order"));
+  EXPECT_STREQ(lua_tostring(L, -1), "3,1,2");
+}
+
+}  // namespace
+}  // namespace evo
