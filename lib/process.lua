@@ -92,11 +92,8 @@ function process.exec(cmdline)
     out = child.stdout:readAll()
     errText = errReader:await()
   else
-    out, errText = native.drainBoth and native.drainBoth(child.stdout, child.stderr) or nil, nil
-    if out == nil then
-      out = child.stdout:readAll()
-      errText = child.stderr:readAll()
-    end
+    -- read both pipes together (poll), so a child filling one cannot stall
+    out, errText = require("evo.net").stream.drainBoth(child.stdout, child.stderr)
   end
   child.stdout:close()
   child.stderr:close()

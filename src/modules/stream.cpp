@@ -358,6 +358,22 @@ bool Stream::fill_blocking(lua_State* L, double timeout, int& pushed) {
   }
 }
 
+bool Stream::read_available_blocking() {
+  if (at_end()) return false;
+  char chunk[64 * 1024];
+  ssize_t got = ::read(fd_, chunk, sizeof(chunk));
+  if (got > 0) {
+    buf_.append(chunk, static_cast<size_t>(got));
+    return true;
+  }
+  if (got == 0) {
+    eof_ = true;
+  } else if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK) {
+    read_error_ = uv_translate_sys_error(errno);
+  }
+  return !at_end();
+}
+
 // --------------------------------------------------------------- writing
 
 int Stream::write(lua_State* L, int first, int last, int yieldable_idx) {
@@ -674,6 +690,33 @@ int s_fileno(lua_State* L) {
   return 1;
 }
 
+// drainBoth(a, b) -> everything a and b carry until both end, read
+// together with poll() so a writer filling one pipe never stalls on the
+// other. Blocking; for process.exec in the blocking Io mode.
+int s_drain_both(lua_State* L) {
+  Stream* s[2] = {check_stream(L, 1), check_stream(L, 2)};
+  while (!s[0]->at_end() || !s[1]->at_end()) {
+    pollfd pfd[2];
+    nfds_t n = 0;
+    Stream* which[2];
+    for (Stream* x : s) {
+      if (!x->at_end()) {
+        pfd[n] = pollfd{x->fd(), POLLIN, 0};
+        which[n++] = x;
+      }
+    }
+    if (::poll(pfd, n, -1) < 0 && errno != EINTR) break;
+    for (nfds_t i = 0; i < n; ++i) {
+      if ((pfd[i].revents & (POLLIN | POLLHUP | POLLERR)) != 0) which[i]->read_available_blocking();
+    }
+  }
+  for (Stream* x : s) {
+    std::string all = x->take_buffer();
+    lua_pushlstring(L, all.data(), all.size());
+  }
+  return 2;
+}
+
 int s_buffered(lua_State* L) {
   lua_pushinteger(L, static_cast<lua_Integer>(check_stream(L, 1)->buffered()));
   return 1;
@@ -714,6 +757,7 @@ int open_stream_natives(lua_State* L) {
       {"isClosed", s_is_closed},
       {"fileno", s_fileno},
       {"buffered", s_buffered},
+      {"drainBoth", s_drain_both},
       {nullptr, nullptr},
   };
   lua_newtable(L);

@@ -56,6 +56,17 @@ class Stream {
   void set_high_water(size_t bytes) { high_water_ = bytes; }
   [[nodiscard]] size_t buffered() const { return buf_.size() - pos_; }
 
+  // For reading two pipes at once in the blocking way (process.exec): reads
+  // whatever is there now (at most one read); false once at EOF or failed.
+  bool read_available_blocking();
+  [[nodiscard]] bool at_end() const { return eof_ || read_error_ != 0 || fd_ < 0; }
+  std::string take_buffer() {
+    std::string out = buf_.substr(pos_);
+    buf_.clear();
+    pos_ = 0;
+    return out;
+  }
+
   // From the libuv handle's callbacks.
   void on_read(ssize_t nread, const char* data);
   void on_write_done(int status);

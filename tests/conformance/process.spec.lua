@@ -11,6 +11,11 @@ describe("process (" .. H.mode .. ")", function()
     assert.equal({out, err, code}, {"out\n", "err\n", 3})
   end)
 
+  it("reads stdout and stderr together, so a child filling stderr first does not stall", function()
+    local out, err, code = process.exec("head -c 300000 /dev/zero >&2; echo done")
+    assert.equal({out, #err, code}, {"done\n", 300000, 0})
+  end)
+
   it("spawns a child with pipes for its standard streams", function()
     local child = assert(process.spawn("cat", {}, {stderr = "ignore"}))
     assert.truthy(child.pid > 0)
