@@ -81,33 +81,28 @@ Stream.setHighWater = sn.setHighWater
 function Stream:remoteAddress() return native.peerAddress(self) end
 function Stream:localAddress() return native.localAddress(self) end
 
--- sendfile(path [, offset [, length]]) -> bytes sent | nil, err
+-- sendfile(path [, offset [, length]]) -> bytes sent | nil, err: the file's
+-- bytes go from the page cache to the socket with sendfile(2), no copy
+-- through Lua (after anything written before has gone out).
 function Stream:sendfile(path, offset, length)
   args.check(1, "sendfile", path, "string")
   local fs = require("fs")
+  offset = offset or 0
+  if length == nil then
+    local st, err = fs.stat(path)
+    if not st then return nil, err end
+    length = math.max(st.size - offset, 0)
+  end
   local f, err = fs.open(path, "r")
   if not f then return nil, err end
-  offset = offset or 0
-  local sent = 0
-  local ok, res, rerr = pcall(function()
-    f:seek("set", offset)
-    while length == nil or sent < length do
-      local want = 65536
-      if length then want = math.min(want, length - sent) end
-      local chunk, e = f:read(want)
-      if not chunk then
-        if e then return nil, e end
-        break
-      end
-      local w, werr = self:write(chunk)
-      if not w then return nil, werr end
-      sent = sent + #chunk
-    end
-    return sent
+  local ok, sent, serr = pcall(function()
+    local flushed, ferr = self:flush()
+    if not flushed then return nil, ferr end
+    return finish(sn.sendfile(self, f.fd, offset, length, isyieldable()))
   end)
   f:close()
-  if not ok then error(res, 0) end
-  return res, rerr
+  if not ok then error(sent, 0) end
+  return sent, serr
 end
 
 net.Stream = Stream

@@ -1,10 +1,12 @@
 #include "modules/stream.h"
 
 #include <poll.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
@@ -560,6 +562,101 @@ void Stream::on_shutdown_done(int status) {
   sys_.wake(t, writer_id_, n);
 }
 
+// --------------------------------------------------------------- sendfile
+
+namespace {
+
+// Sends with sendfile(2), waiting with poll() while the socket is full.
+// Returns bytes sent, or a negative libuv status. `stop` ends it early.
+int64_t send_file_blocking(int out_fd, int in_fd, int64_t offset, int64_t length, double timeout,
+                           const std::atomic<bool>* stop) {
+  int64_t sent = 0;
+  off_t off = static_cast<off_t>(offset);
+  while (sent < length) {
+    if (stop != nullptr && stop->load()) return sent;
+    ssize_t n = ::sendfile(out_fd, in_fd, &off, static_cast<size_t>(std::min<int64_t>(length - sent, 1 << 20)));
+    if (n > 0) {
+      sent += n;
+      continue;
+    }
+    if (n == 0) break;  // the file ended early
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) return uv_translate_sys_error(errno);
+    pollfd pfd{out_fd, POLLOUT, 0};
+    // Short polls when cancellable, so a cancelled job notices soon.
+    int ms = stop != nullptr ? 100 : (timeout > 0 ? static_cast<int>(to_ms(timeout)) : -1);
+    int r = ::poll(&pfd, 1, ms);
+    if (r == 0 && stop == nullptr) return UV_ETIMEDOUT;
+  }
+  return sent;
+}
+
+struct SendfileJob {
+  uv_work_t req{};
+  TaskSystem* sys = nullptr;
+  Task* task = nullptr;
+  uint32_t id = 0;
+  int out_fd = -1;
+  int in_fd = -1;
+  int64_t offset = 0;
+  int64_t length = 0;
+  int64_t result = 0;
+  std::atomic<bool> stop{false};
+
+  static void work(uv_work_t* req) {
+    auto* j = static_cast<SendfileJob*>(req->data);
+    j->result = send_file_blocking(j->out_fd, j->in_fd, j->offset, j->length, 0, &j->stop);
+  }
+  static void after(uv_work_t* req, int status) {
+    std::unique_ptr<SendfileJob> j(static_cast<SendfileJob*>(req->data));
+    if (j->stop.load() || status == UV_ECANCELED) return;
+    lua_State* L = j->sys->L();
+    if (j->result < 0) {
+      push_uv_error_result(L, static_cast<int>(j->result));
+      j->sys->wake(j->task, j->id, 2);
+    } else {
+      lua_pushinteger(L, static_cast<lua_Integer>(j->result));
+      j->sys->wake(j->task, j->id, 1);
+    }
+  }
+  static void cancel(Task* /*t*/, void* arg) {
+    auto* j = static_cast<SendfileJob*>(arg);
+    j->stop.store(true);
+    uv_cancel(reinterpret_cast<uv_req_t*>(&j->req));
+  }
+};
+
+}  // namespace
+
+int Stream::sendfile(lua_State* L, int in_fd, int64_t offset, int64_t length, int yieldable_idx) {
+  if (closed_ || fd_ < 0) return done_now(L, push_error_result(L, "Closed", "the stream is closed"));
+  Task* t = handle_ != nullptr ? sys_.waiter(L, yieldable_idx) : nullptr;
+  if (t == nullptr) {
+    int64_t r = send_file_blocking(fd_, in_fd, offset, length, write_timeout_, nullptr);
+    if (r == UV_ETIMEDOUT) return done_now(L, push_error_result(L, "Timeout", "could not write within the write timeout"));
+    if (r < 0) return done_now(L, push_uv_error_result(L, static_cast<int>(r)));
+    lua_pushinteger(L, static_cast<lua_Integer>(r));
+    return done_now(L, 1);
+  }
+  if (sys_.take_cancel(t)) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  auto job = std::make_unique<SendfileJob>();
+  job->sys = &sys_;
+  job->task = t;
+  job->out_fd = fd_;
+  job->in_fd = in_fd;
+  job->offset = offset;
+  job->length = length;
+  job->req.data = job.get();
+  int rc = uv_queue_work(handle_->uv_handle()->loop, &job->req, SendfileJob::work, SendfileJob::after);
+  if (rc != 0) return done_now(L, push_uv_error_result(L, rc));
+  SendfileJob* raw = job.release();  // after() takes it back
+  raw->id = sys_.begin_wait(t, SendfileJob::cancel, raw);
+  return sys_.suspend(L, t);
+}
+
 // --------------------------------------------------------------- timeouts
 
 void Stream::arm_timer(double seconds) {
@@ -717,6 +814,16 @@ int s_drain_both(lua_State* L) {
   return 2;
 }
 
+// sendfile(s, fd, offset, length, yieldable)
+int s_sendfile(lua_State* L) {
+  Stream* s = check_stream(L, 1);
+  int fd = static_cast<int>(luaL_checkinteger(L, 2));
+  lua_Integer offset = luaL_checkinteger(L, 3);
+  lua_Integer length = luaL_checkinteger(L, 4);
+  luaL_argcheck(L, offset >= 0 && length >= 0, 3, "offset and length must be >= 0");
+  return s->sendfile(L, fd, offset, length, 5);
+}
+
 int s_buffered(lua_State* L) {
   lua_pushinteger(L, static_cast<lua_Integer>(check_stream(L, 1)->buffered()));
   return 1;
@@ -758,6 +865,7 @@ int open_stream_natives(lua_State* L) {
       {"fileno", s_fileno},
       {"buffered", s_buffered},
       {"drainBoth", s_drain_both},
+      {"sendfile", s_sendfile},
       {nullptr, nullptr},
   };
   lua_newtable(L);

@@ -47,6 +47,10 @@ class Stream {
   int write(lua_State* L, int first, int last, int yieldable_idx);
   int flush(lua_State* L, int yieldable_idx);
   int shutdown(lua_State* L, int yieldable_idx);
+  // Sends `length` bytes of the open file `in_fd` from `offset` with
+  // sendfile(2): no copy through user space. Evented: on the thread pool,
+  // after earlier writes have gone out (the Lua side flushes first).
+  int sendfile(lua_State* L, int in_fd, int64_t offset, int64_t length, int yieldable_idx);
   void close();
 
   [[nodiscard]] bool closed() const { return closed_; }

@@ -81,6 +81,30 @@ describe("net client (" .. H.mode .. ")", function()
     fs.rm(dir, {recursive = true})
   end)
 
+  it("sends part of a file, and a large file while another task reads the echo", function()
+    local dir = H.tempDir()
+    assert(fs.writeFile(dir .. "/p.txt", "skip this|part one\nrest"))
+    local c = connect()
+    assert.equal(c:sendfile(dir .. "/p.txt", 10, 9), 9)
+    assert.equal(c:readLine(), "part one")
+    if H.evented then
+      local lines = {}
+      for i = 1, 100000 do lines[i] = ("line %06d\n"):format(i) end
+      assert(fs.writeFile(dir .. "/big.txt", table.concat(lines)))
+      local reader = task.concurrent(function()
+        for i = 1, 100000 do
+          local l = c:readLine()
+          if l ~= ("line %06d"):format(i) then return "mismatch at " .. i .. ": " .. tostring(l) end
+        end
+        return "all echoed"
+      end)
+      assert.equal(c:sendfile(dir .. "/big.txt"), 1200000)
+      assert.equal(reader:await(), "all echoed")
+    end
+    c:close()
+    fs.rm(dir, {recursive = true})
+  end)
+
   it("knows both ends' addresses", function()
     local c = connect()
     assert.equal(c:remoteAddress(), {address = "127.0.0.1", port = port})
