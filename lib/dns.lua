@@ -34,7 +34,14 @@ end
 -- reverse(ip) -> hostname | nil, err
 function dns.reverse(ip)
   args.check(1, "reverse", ip, "string")
-  local host, err = io.call(uv.getnameinfo, {ip = ip})
+  if not (ip:match("^%d+%.%d+%.%d+%.%d+$") or ip:find(":", 1, true)) then
+    return nil, require("evo.errors").new("EINVAL", "not an IP address: " .. ip)
+  end
+  local ok, host, err = pcall(io.call, uv.getnameinfo, {ip = ip})
+  if not ok then
+    if type(host) == "table" then error(host, 0) end  -- Canceled
+    return nil, require("evo.errors").new("EINVAL", "not an IP address: " .. ip)
+  end
   if not host then return nil, err end
   return host
 end

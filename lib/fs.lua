@@ -216,6 +216,7 @@ function File:read(n)
     return all
   end
   check(1, "read", n, "number")
+  if n <= 0 then return "" end
   while #self.buffer < n do
     local more, err = fill(self)
     if more == nil then return nil, err end

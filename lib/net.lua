@@ -53,6 +53,7 @@ function Stream:readLine() return finish(sread(self, "line", nil, isyieldable())
 -- readUntil(delim) -> the data before the next delim (delim is consumed)
 function Stream:readUntil(delim)
   args.check(1, "readUntil", delim, "string")
+  if delim == "" then error("bad argument #1 to 'readUntil' (delimiter must not be empty)", 2) end
   return finish(sread(self, "until", delim, isyieldable()))
 end
 
@@ -60,7 +61,14 @@ end
 function Stream:readAll() return finish(sread(self, "all", nil, isyieldable())) end
 
 -- write(...) -> true | nil, err: strings (or numbers) in one vectored write
-function Stream:write(...) return finish(swrite(self, isyieldable(), ...)) end
+function Stream:write(...)
+  for i = 1, select("#", ...) do
+    local v = select(i, ...)
+    local t = type(v)
+    if t ~= "string" and t ~= "number" then args.fail(i, "write", "string", v, 2) end
+  end
+  return finish(swrite(self, isyieldable(), ...))
+end
 
 -- flush() -> true | nil, err: waits until everything written has gone out
 function Stream:flush() return finish(sn.flush(self, isyieldable())) end
@@ -119,6 +127,9 @@ function net.connect(opts)
   end
   if type(opts.host) ~= "string" then error("bad argument #1 to 'connect' (host expected, got " .. type(opts.host) .. ")", 2) end
   if type(opts.port) ~= "number" then error("bad argument #1 to 'connect' (port expected, got " .. type(opts.port) .. ")", 2) end
+  if opts.port < 1 or opts.port > 65535 or opts.port % 1 ~= 0 then
+    error(("bad argument #1 to 'connect' (port must be 1-65535, got %s)"):format(opts.port), 2)
+  end
   if timeout and tasknative.mode() == "evented" and isyieldable() and tasknative.current() then
     local task = require("task")
     local res = {task.timeout(timeout, function()

@@ -64,8 +64,18 @@ function Child:wait()
   return code, signal
 end
 
--- kill([signal = "SIGTERM"]) -> true | nil, err
-function Child:kill(signal) return native.kill(self.native, signal) end
+local signals = {TERM = 15, KILL = 9, INT = 2, HUP = 1, QUIT = 3, USR1 = 10, USR2 = 12, STOP = 19, CONT = 18}
+
+-- kill([signal = "SIGTERM"]) -> true | nil, err; signal: "SIGTERM", "term", 15...
+function Child:kill(signal)
+  if signal ~= nil and type(signal) ~= "number" then
+    if type(signal) ~= "string" then args.fail(1, "kill", "string", signal, 2) end
+    local n = signals[signal:upper():gsub("^SIG", "")]
+    if not n then error(("bad argument #1 to 'kill' (unknown signal '%s')"):format(signal), 2) end
+    signal = n
+  end
+  return native.kill(self.native, signal)
+end
 
 -- spawn(command, args, {cwd, env, stdin, stdout, stderr}) -> Child | nil, err.
 -- Each of stdin/stdout/stderr is "pipe" (the default: child.stdin etc. are

@@ -66,7 +66,7 @@ local function waitFor(future)
   if r then return end
   if r == false then raiseCanceled(3) end
   error("cannot wait for an unfinished task here: not inside a task, or inside a call that cannot " ..
-    "yield (a metamethod, a table.sort comparator, a module's top level)", 3)
+    "yield (a __gc finalizer, a table.sort comparator, a string.gsub callback, a module's top level)", 3)
 end
 
 local Future = native.Future

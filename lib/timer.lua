@@ -52,7 +52,8 @@ local function start(fname, seconds, fn, repeating, ...)
     if not repeating then handle:stop() end
     tasknative.spawn(run)  -- a task in either Io mode (in the blocking one its calls just block)
   end
-  t:start(seconds, repeating and seconds or 0)
+  -- libuv cannot repeat every 0 ms: like Node's setInterval, at least 1 ms
+  t:start(seconds, repeating and math.max(seconds, 0.001) or 0)
   handle.native = t
   return handle
 end

@@ -5,7 +5,7 @@
 -- result when libuv calls back; if the task is cancelled meanwhile, the
 -- request is cancelled with uv.cancel (or its result discarded) and Canceled
 -- is raised. Anywhere else (blocking mode, outside a task, or where Lua
--- cannot yield: a metamethod, a table.sort comparator, a module's top level)
+-- cannot yield: a __gc finalizer, a table.sort comparator, a module's top level)
 -- it makes the same call synchronously: a plain syscall on this thread.
 -- Either way it returns the result, or nil and an error object.
 local uv = require("uv")

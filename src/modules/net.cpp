@@ -368,7 +368,8 @@ class UvListenerHandle final : public NativeHandle {
 class Listener {
  public:
   Listener(TaskSystem& sys, UvListenerHandle* h) : sys_(sys), handle_(h) { h->owner = this; }
-  Listener(TaskSystem& sys, int fd, bool pipe) : sys_(sys), fd_(fd), fd_is_pipe_(pipe) {}
+  Listener(TaskSystem& sys, int fd, bool pipe, std::string path = std::string())
+      : sys_(sys), fd_(fd), fd_is_pipe_(pipe), path_(std::move(path)) {}
   ~Listener() {
     close();
     if (twin_ref_ != LUA_NOREF) luaL_unref(sys_.L(), LUA_REGISTRYINDEX, twin_ref_);
@@ -423,6 +424,7 @@ class Listener {
     } else if (fd_ >= 0) {
       ::close(fd_);
       fd_ = -1;
+      if (!path_.empty()) ::unlink(path_.c_str());  // as libuv does for a bound pipe
     }
   }
 
@@ -527,6 +529,7 @@ class Listener {
   uint32_t waiter_id_ = 0;
   int twin_ref_ = LUA_NOREF;
   int handler_ref_ = LUA_NOREF;
+  std::string path_;  // a blocking-mode Unix socket's file, removed at close
 };
 
 struct ListenerBox {
@@ -618,7 +621,7 @@ int net_listen(lua_State* L) {
     if (status != 0) {
       return push_error_result(L, status, path != nullptr ? path : std::string(host) + ":" + std::to_string(port));
     }
-    listener = std::make_unique<Listener>(sys, fd, path != nullptr);
+    listener = std::make_unique<Listener>(sys, fd, path != nullptr, path != nullptr ? path : "");
   }
   listener->bind_twin(L, 1, 2);
   int fd = listener->local_fd();

@@ -173,12 +173,14 @@ void Stream::fail_waiters(const char* code, const std::string& message) {
   if (reader_ != nullptr) {
     Task* t = reader_;
     reader_ = nullptr;
+    clear_deadline(true);
     push_error_result(L, code, message);
     sys_.wake(t, reader_id_, 2);
   }
   if (writer_ != nullptr) {
     Task* t = writer_;
     writer_ = nullptr;
+    clear_deadline(false);
     push_error_result(L, code, message);
     sys_.wake(t, writer_id_, 2);
   }
@@ -268,13 +270,14 @@ int Stream::read(lua_State* L, ReadRequest req, int yieldable_idx) {
   read_req_ = std::move(req);
   reader_id_ = sys_.begin_wait(t, cancel_read, this);
   want_data();
-  if (read_timeout_ > 0) arm_timer(read_timeout_);
+  if (read_timeout_ > 0) set_deadline(true, read_timeout_);
   return sys_.suspend(L, t);
 }
 
 void Stream::cancel_read(Task* /*t*/, void* arg) {
   auto* s = static_cast<Stream*>(arg);
   s->reader_ = nullptr;
+  s->clear_deadline(true);
 }
 
 void Stream::want_data() {
@@ -318,6 +321,7 @@ void Stream::wake_reader_if_ready() {
   }
   Task* t = reader_;
   reader_ = nullptr;
+  clear_deadline(true);
   sys_.wake(t, reader_id_, n);
 }
 
@@ -427,11 +431,15 @@ int Stream::write(lua_State* L, int first, int last, int yieldable_idx) {
   writer_ = t;
   writer_wait_ = WriterWait::BelowHighWater;
   writer_id_ = sys_.begin_wait(t, cancel_write, this);
-  if (write_timeout_ > 0) arm_timer(write_timeout_);
+  if (write_timeout_ > 0) set_deadline(false, write_timeout_);
   return sys_.suspend(L, t);
 }
 
-void Stream::cancel_write(Task* /*t*/, void* arg) { static_cast<Stream*>(arg)->writer_ = nullptr; }
+void Stream::cancel_write(Task* /*t*/, void* arg) {
+  auto* s = static_cast<Stream*>(arg);
+  s->writer_ = nullptr;
+  s->clear_deadline(false);
+}
 
 void Stream::on_write_done(int status) {
   if (pending_writes_ > 0) --pending_writes_;
@@ -456,6 +464,7 @@ void Stream::wake_writer_if_ready() {
   if (!ready) return;
   Task* t = writer_;
   writer_ = nullptr;
+  clear_deadline(false);
   int n = 1;
   if (write_error_ != 0) {
     n = push_uv_error_result(L, write_error_);
@@ -520,7 +529,7 @@ int Stream::flush(lua_State* L, int yieldable_idx) {
   writer_ = t;
   writer_wait_ = WriterWait::Flushed;
   writer_id_ = sys_.begin_wait(t, cancel_write, this);
-  if (write_timeout_ > 0) arm_timer(write_timeout_);
+  if (write_timeout_ > 0) set_deadline(false, write_timeout_);
   return sys_.suspend(L, t);
 }
 
@@ -553,6 +562,7 @@ void Stream::on_shutdown_done(int status) {
   lua_State* L = sys_.L();
   Task* t = writer_;
   writer_ = nullptr;
+  clear_deadline(false);
   int n = 1;
   if (status < 0 && status != UV_ENOTCONN) {
     n = push_uv_error_result(L, status);
@@ -659,32 +669,54 @@ int Stream::sendfile(lua_State* L, int in_fd, int64_t offset, int64_t length, in
 
 // --------------------------------------------------------------- timeouts
 
-void Stream::arm_timer(double seconds) {
+// The reader and the writer each have their own deadline; one timer is
+// armed for the earlier of the two, and stopped when neither waits.
+void Stream::set_deadline(bool reader, double seconds) {
   if (handle_ == nullptr) return;
-  if (timer_ == nullptr) {
-    timer_ = NativeHandle::release_to_loop(std::make_unique<StreamTimer>(handle_->uv_handle()->loop, this));
-  }
-  timer_->start(to_ms(seconds));
+  uint64_t at = uv_now(handle_->uv_handle()->loop) + to_ms(seconds);
+  (reader ? reader_deadline_ : writer_deadline_) = at;
+  reschedule_timer();
 }
 
-void Stream::disarm_timer() {
-  if (timer_ != nullptr) timer_->stop();
+void Stream::clear_deadline(bool reader) {
+  (reader ? reader_deadline_ : writer_deadline_) = 0;
+  reschedule_timer();
+}
+
+void Stream::reschedule_timer() {
+  uint64_t next = 0;
+  for (uint64_t d : {reader_deadline_, writer_deadline_}) {
+    if (d != 0 && (next == 0 || d < next)) next = d;
+  }
+  if (next == 0) {
+    if (timer_ != nullptr) timer_->stop();
+    return;
+  }
+  if (handle_ == nullptr) return;
+  uv_loop_t* loop = handle_->uv_handle()->loop;
+  if (timer_ == nullptr) timer_ = NativeHandle::release_to_loop(std::make_unique<StreamTimer>(loop, this));
+  uint64_t now = uv_now(loop);
+  timer_->start(next > now ? next - now : 0);
 }
 
 void Stream::on_timeout() {
   lua_State* L = sys_.L();
-  if (reader_ != nullptr) {
+  uint64_t now = handle_ != nullptr ? uv_now(handle_->uv_handle()->loop) : 0;
+  if (reader_ != nullptr && reader_deadline_ != 0 && reader_deadline_ <= now) {
     Task* t = reader_;
     reader_ = nullptr;
+    reader_deadline_ = 0;
     push_error_result(L, "Timeout", "no data within the read timeout");
     sys_.wake(t, reader_id_, 2);
   }
-  if (writer_ != nullptr) {
+  if (writer_ != nullptr && writer_deadline_ != 0 && writer_deadline_ <= now) {
     Task* t = writer_;
     writer_ = nullptr;
+    writer_deadline_ = 0;
     push_error_result(L, "Timeout", "could not write within the write timeout");
     sys_.wake(t, writer_id_, 2);
   }
+  reschedule_timer();
 }
 
 // ------------------------------------------------------------ Lua binding

@@ -96,8 +96,9 @@ class Stream {
     }
   }
   void want_data();
-  void arm_timer(double seconds);
-  void disarm_timer();
+  void set_deadline(bool reader, double seconds);
+  void clear_deadline(bool reader);
+  void reschedule_timer();
   void wake_reader_if_ready();
   void wake_writer_if_ready();
   void fail_waiters(const char* code, const std::string& message);
@@ -117,6 +118,8 @@ class Stream {
   std::string buf_;
   size_t pos_ = 0;
   double read_timeout_ = 0;
+  uint64_t reader_deadline_ = 0;  // uv_now() milliseconds; 0: none
+  uint64_t writer_deadline_ = 0;
   double write_timeout_ = 0;
   size_t high_water_ = 64 * 1024;
   size_t pending_writes_ = 0;

@@ -64,6 +64,13 @@ int error_result(lua_State* L, int status, const std::string& detail = std::stri
 
 class Udp;
 
+int invalid_ip(lua_State* L, const char* host) {
+  lua_pushboolean(L, 1);
+  lua_pushnil(L);
+  errors::push_error(L, "EINVAL", std::string("not an IP address: ") + host);
+  return 3;
+}
+
 class UvUdpHandle final : public NativeHandle {
  public:
   explicit UvUdpHandle(uv_loop_t* loop) { uv_udp_init(loop, &udp); }
@@ -83,10 +90,10 @@ class Udp {
 
   int bind(lua_State* L, const char* host, int port) {
     sockaddr_storage addr{};
-    if (!parse_ip(host, port, &addr)) return luaL_error(L, "not an IP address: %s", host);
+    if (!parse_ip(host, port, &addr)) return invalid_ip(L, host);
     int rc = 0;
     if (handle_ != nullptr) {
-      rc = uv_udp_bind(&handle_->udp, reinterpret_cast<sockaddr*>(&addr), UV_UDP_REUSEADDR);
+      rc = uv_udp_bind(&handle_->udp, reinterpret_cast<sockaddr*>(&addr), 0);
     } else {
       if (ensure_fd(addr.ss_family) != 0) return error_result(L, uv_translate_sys_error(errno));
       rc = ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), length_of(addr)) == 0 ? 0 : uv_translate_sys_error(errno);
@@ -101,7 +108,7 @@ class Udp {
     size_t len = 0;
     const char* data = luaL_checklstring(L, data_idx, &len);
     sockaddr_storage addr{};
-    if (!parse_ip(host, port, &addr)) return luaL_error(L, "not an IP address: %s", host);
+    if (!parse_ip(host, port, &addr)) return invalid_ip(L, host);
     int rc = 0;
     if (handle_ != nullptr) {
       // uv_udp_try_send sends now or reports EAGAIN; datagrams are small, so
