@@ -353,6 +353,9 @@ class UvListenerHandle final : public NativeHandle {
   [[nodiscard]] bool is_pipe() const { return pipe_; }
   Listener* owner = nullptr;
 
+ protected:
+  void on_closed() override;
+
  private:
   union {
     uv_handle_t handle;
@@ -429,6 +432,12 @@ class Listener {
   }
 
   [[nodiscard]] int local_fd() const { return handle_ != nullptr ? handle_fd() : fd_; }
+
+  // The runtime's exit sweep closed the handle first.
+  void on_handle_closed() {
+    handle_ = nullptr;
+    closed_ = true;
+  }
 
   static void on_connection(uv_stream_t* server, int status) {
     auto* h = static_cast<UvListenerHandle*>(NativeHandle::from(reinterpret_cast<uv_handle_t*>(server)));
@@ -531,6 +540,10 @@ class Listener {
   int handler_ref_ = LUA_NOREF;
   std::string path_;  // a blocking-mode Unix socket's file, removed at close
 };
+
+void UvListenerHandle::on_closed() {
+  if (owner != nullptr) owner->on_handle_closed();
+}
 
 struct ListenerBox {
   std::unique_ptr<Listener> listener;

@@ -37,6 +37,9 @@ class ProcessHandle final : public NativeHandle {
   [[nodiscard]] bool internal() const override { return true; }
   uv_process_t process_{};
   Child* owner = nullptr;
+
+ protected:
+  void on_closed() override;
 };
 
 // A child process: its pid, its exit once known, and who waits for it.
@@ -53,6 +56,9 @@ class Child {
   }
 
   [[nodiscard]] int pid() const { return pid_; }
+
+  // Closed by its exit callback, or by the runtime's exit sweep.
+  void on_handle_closed() { handle_ = nullptr; }
 
   // wait(yieldable) -> (true, code, signal) | yields
   int wait(lua_State* L, int yieldable_idx) {
@@ -82,6 +88,7 @@ class Child {
   static void on_exit(uv_process_t* p, int64_t status, int term_signal) {
     auto* h = static_cast<ProcessHandle*>(NativeHandle::from(reinterpret_cast<uv_handle_t*>(p)));
     Child* self = h->owner;
+    h->owner = nullptr;
     h->close();
     if (self == nullptr) return;
     self->handle_ = nullptr;
@@ -134,6 +141,10 @@ class Child {
   Task* waiter_ = nullptr;
   uint32_t waiter_id_ = 0;
 };
+
+void ProcessHandle::on_closed() {
+  if (owner != nullptr) owner->on_handle_closed();
+}
 
 struct ChildBox {
   std::unique_ptr<Child> child;

@@ -29,6 +29,12 @@ class StreamTimer final : public NativeHandle {
   void stop() { uv_timer_stop(&timer_); }
   Stream* stream;
 
+ protected:
+  // Closed by the runtime's exit sweep before its stream: let the stream know.
+  void on_closed() override {
+    if (stream != nullptr) stream->on_timer_closed();
+  }
+
  private:
   static void on_fire(uv_timer_t* t) {
     auto* self = static_cast<StreamTimer*>(NativeHandle::from(reinterpret_cast<uv_handle_t*>(t)));
@@ -161,7 +167,12 @@ void Stream::close() {
   fd_ = -1;
 }
 
-void Stream::on_handle_closed() { handle_ = nullptr; }
+void Stream::on_handle_closed() {
+  handle_ = nullptr;
+  fd_ = -1;
+}
+
+void Stream::on_timer_closed() { timer_ = nullptr; }
 
 void Stream::set_timeouts(double read_seconds, double write_seconds) {
   read_timeout_ = read_seconds;

@@ -77,6 +77,7 @@ class Stream {
   void on_shutdown_done(int status);
   void on_timeout();
   void on_handle_closed();
+  void on_timer_closed();
 
   static constexpr size_t kMaxBuffered = 1 << 20;  // stop reading from the kernel beyond this
   static constexpr size_t kMaxLine = 1 << 20;      // a line (or delimited record) longer than this is an error

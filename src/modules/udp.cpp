@@ -78,6 +78,9 @@ class UvUdpHandle final : public NativeHandle {
   [[nodiscard]] bool internal() const override { return true; }
   uv_udp_t udp{};
   Udp* owner = nullptr;
+
+ protected:
+  void on_closed() override;
 };
 
 char g_slab[65536];
@@ -154,6 +157,12 @@ class Udp {
   }
 
   void set_timeout(double s) { timeout_ = s; }
+
+  // The runtime's exit sweep closed the handle first.
+  void on_handle_closed() {
+    handle_ = nullptr;
+    closed_ = true;
+  }
 
   int local_port() {
     sockaddr_storage sa{};
@@ -274,6 +283,10 @@ class Udp {
   Task* waiter_ = nullptr;
   uint32_t waiter_id_ = 0;
 };
+
+void UvUdpHandle::on_closed() {
+  if (owner != nullptr) owner->on_handle_closed();
+}
 
 struct UdpBox {
   std::unique_ptr<Udp> udp;
