@@ -262,6 +262,7 @@ end
 -- write(...) -> true | nil, err: strings (or numbers) written in one call
 function File:write(...)
   checkOpen(self, "write")
+  if select("#", ...) == 0 then return true end
   local parts = {...}
   for i = 1, select("#", ...) do
     local v = parts[i]

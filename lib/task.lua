@@ -192,7 +192,14 @@ function task.timeout(seconds, fn, ...)
   end
   local f = spawn(fn, ...)
   local sleeper = spawn(task.sleep, seconds)
-  if task.select(f, sleeper) == 1 then
+  local ok, which = pcall(task.select, f, sleeper)
+  if not ok then
+    -- Cancelled (or failed) while waiting: the inner tasks must not outlive us.
+    native.requestCancel(f)
+    native.requestCancel(sleeper)
+    error(which, 0)
+  end
+  if which == 1 then
     sleeper:cancel()
     return results(f)
   end
@@ -237,7 +244,12 @@ function Group:await()
   local pending, firstError = {}, nil
   for _, f in ipairs(self.futures) do pending[#pending + 1] = f end
   while #pending > 0 do
-    local i = task.select(unpackFutures(pending))
+    local ok, i = pcall(task.select, unpackFutures(pending))
+    if not ok then
+      -- Cancelled while waiting: the group's tasks go too (structured concurrency).
+      for _, other in ipairs(pending) do native.requestCancel(other) end
+      error(i, 0)
+    end
     local f = table.remove(pending, i)
     local ok, err = outcome(f)
     if not ok and firstError == nil and not errors.is(err, "Canceled") then

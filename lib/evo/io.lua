@@ -43,17 +43,19 @@ function io.call(fn, ...)
   if me == nil then return syncResult(fn(...)) end
   local n = select("#", ...)
   local function done(err, value) wake(me, id, err, value) end
-  local req
-  if n == 0 then req = fn(done)
-  elseif n == 1 then req = fn((...), done)
+  local req, failed, failedName
+  if n == 0 then req, failed, failedName = fn(done)
+  elseif n == 1 then req, failed, failedName = fn((...), done)
   else
     local a, b, c, d, e, f = ...
-    if n == 2 then req = fn(a, b, done)
-    elseif n == 3 then req = fn(a, b, c, done)
-    elseif n == 4 then req = fn(a, b, c, d, done)
-    elseif n == 5 then req = fn(a, b, c, d, e, done)
-    else req = fn(a, b, c, d, e, f, done) end
+    if n == 2 then req, failed, failedName = fn(a, b, done)
+    elseif n == 3 then req, failed, failedName = fn(a, b, c, done)
+    elseif n == 4 then req, failed, failedName = fn(a, b, c, d, done)
+    elseif n == 5 then req, failed, failedName = fn(a, b, c, d, e, done)
+    else req, failed, failedName = fn(a, b, c, d, e, f, done) end
   end
+  -- luv reports some failures at once, without ever calling back: no wait then.
+  if req == nil and failed ~= nil then return nil, fromUv(failed, failedName) end
   return asyncResult(suspend(cancelRequest, req))
 end
 

@@ -619,6 +619,7 @@ TaskSystem::~TaskSystem() {
 }
 
 void TaskSystem::close() {
+  closed_ = true;
   scheduler_.close();
   if (SleepTimer::pool == sleep_pool_.get()) SleepTimer::pool = nullptr;
   sleep_pool_.reset();
@@ -757,7 +758,13 @@ int TaskSystem::suspend(lua_State* L, Task* t) {
   return lua_yield(L, 0);
 }
 
-bool TaskSystem::wake(Task* t, uint32_t id, int nvalues) { return wake_with(rt_.L(), t, id, nvalues); }
+bool TaskSystem::wake(Task* t, uint32_t id, int nvalues) {
+  if (closed_) {  // shutting down: tasks are abandoned (and being collected)
+    lua_pop(rt_.L(), nvalues);
+    return false;
+  }
+  return wake_with(rt_.L(), t, id, nvalues);
+}
 
 lua_State* TaskSystem::L() const { return rt_.L(); }
 

@@ -75,6 +75,7 @@ class TaskSystem {
   int suspend(lua_State* L, Task* t);
   bool wake(Task* t, uint32_t id, int nvalues);
   lua_State* L() const;
+  [[nodiscard]] bool closed() const { return closed_; }
 
   Runtime& runtime() { return rt_; }
   int body_ref = LUA_NOREF;        // the Lua wrapper every task runs
@@ -87,6 +88,7 @@ class TaskSystem {
 
   Runtime& rt_;
   bool blocking_;
+  bool closed_ = false;
   Scheduler scheduler_;
   PtrMap<lua_State*, Task*> by_thread_;
   std::unique_ptr<std::vector<SleepTimer*>> sleep_pool_;

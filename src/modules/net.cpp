@@ -412,7 +412,7 @@ class Listener {
   void close() {
     if (closed_) return;
     closed_ = true;
-    if (waiter_ != nullptr) {
+    if (waiter_ != nullptr && !sys_.closed()) {
       Task* t = waiter_;
       waiter_ = nullptr;
       lua_State* L = sys_.L();
@@ -442,8 +442,18 @@ class Listener {
   static void on_connection(uv_stream_t* server, int status) {
     auto* h = static_cast<UvListenerHandle*>(NativeHandle::from(reinterpret_cast<uv_handle_t*>(server)));
     Listener* self = h->owner;
-    if (self == nullptr || status < 0) return;
+    if (self == nullptr) return;
     lua_State* L = self->sys_.L();
+    if (status < 0) {  // EMFILE and the like: tell a waiting accept()
+      if (self->waiter_ != nullptr) {
+        Task* t = self->waiter_;
+        self->waiter_ = nullptr;
+        lua_pushnil(L);
+        errors::push_uv_error(L, status);
+        self->sys_.wake(t, self->waiter_id_, 2);
+      }
+      return;
+    }
     if (self->handler_ref_ != LUA_NOREF) {
       int top = lua_gettop(L);
       if (self->accept_now(L) == 2) {  // (true, stream)

@@ -1,5 +1,6 @@
 #include "modules/stream.h"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
@@ -180,6 +181,11 @@ void Stream::set_timeouts(double read_seconds, double write_seconds) {
 }
 
 void Stream::fail_waiters(const char* code, const std::string& message) {
+  if (sys_.closed()) {  // at exit: the waiting tasks are being collected too
+    reader_ = nullptr;
+    writer_ = nullptr;
+    return;
+  }
   lua_State* L = sys_.L();
   if (reader_ != nullptr) {
     Task* t = reader_;
@@ -241,7 +247,7 @@ int Stream::try_read(lua_State* L, const ReadRequest& req) {
         return 1;
       }
       if (avail > kMaxLine) {
-        consume(avail);
+        consume(kMaxLine);  // the too-long prefix; the same amount whatever the chunking
         return push_error_result(L, "LineTooLong", "no delimiter within " + std::to_string(kMaxLine) + " bytes");
       }
       if (eof_ && avail > 0) {  // the last line, without its terminator
@@ -277,10 +283,14 @@ int Stream::read(lua_State* L, ReadRequest req, int yieldable_idx) {
     lua_pushboolean(L, 0);
     return 1;
   }
+  want_data();  // may fail at once (a write-only pipe): then answer now
+  if (read_error_ != 0 || eof_) {
+    int n = try_read(L, req);
+    if (n > 0) return done_now(L, n);
+  }
   reader_ = t;
   read_req_ = std::move(req);
   reader_id_ = sys_.begin_wait(t, cancel_read, this);
-  want_data();
   if (read_timeout_ > 0) set_deadline(true, read_timeout_);
   return sys_.suspend(L, t);
 }
@@ -296,7 +306,7 @@ void Stream::want_data() {
   int rc = uv_read_start(handle_->stream(), alloc_cb, read_cb);
   if (rc != 0) {
     read_error_ = rc;
-    wake_reader_if_ready();
+    if (reader_ != nullptr) wake_reader_if_ready();
     return;
   }
   reading_ = true;
@@ -338,6 +348,9 @@ void Stream::wake_reader_if_ready() {
 
 int Stream::read_blocking(lua_State* L, const ReadRequest& req) {
   if (fd_ < 0) return done_now(L, push_error_result(L, "Closed", "the stream is closed"));
+  if (int fl = ::fcntl(fd_, F_GETFL); fl >= 0 && (fl & O_ACCMODE) == O_WRONLY) {
+    read_error_ = UV_EBADF;  // a write-only pipe: poll() would wait forever
+  }
   if (reading_ && handle_ != nullptr) {  // read the descriptor directly for now
     uv_read_stop(handle_->stream());
     reading_ = false;
@@ -402,6 +415,11 @@ int Stream::write(lua_State* L, int first, int last, int yieldable_idx) {
     }
   }
   if (handle_ == nullptr) return write_blocking(L, first, last);
+  // A due cancellation comes before the data goes out, never after.
+  if (Task* now = sys_.waiter(L, yieldable_idx); now != nullptr && sys_.take_cancel(now)) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
 
   // One vectored write; the strings stay anchored until it completes.
   int count = last - first + 1;
@@ -546,8 +564,13 @@ int Stream::flush(lua_State* L, int yieldable_idx) {
 
 int Stream::shutdown(lua_State* L, int yieldable_idx) {
   if (closed_) return done_now(L, push_error_result(L, "Closed", "the stream is closed"));
+  if (Task* now = sys_.waiter(L, yieldable_idx); now != nullptr && sys_.take_cancel(now)) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
   if (handle_ == nullptr) {
-    if (::shutdown(fd_, SHUT_WR) != 0 && errno != ENOTSOCK) {
+    // The peer already gone (ENOTCONN) counts as shut down, as in the evented path.
+    if (::shutdown(fd_, SHUT_WR) != 0 && errno != ENOTSOCK && errno != ENOTCONN) {
       return done_now(L, push_uv_error_result(L, uv_translate_sys_error(errno)));
     }
     lua_pushboolean(L, 1);
@@ -555,6 +578,10 @@ int Stream::shutdown(lua_State* L, int yieldable_idx) {
   }
   auto req = std::make_unique<uv_shutdown_t>();
   int rc = uv_shutdown(req.get(), handle_->stream(), shutdown_cb);
+  if (rc == UV_ENOTCONN) {
+    lua_pushboolean(L, 1);
+    return done_now(L, 1);
+  }
   if (rc != 0) return done_now(L, push_uv_error_result(L, rc));
   req.release();  // shutdown_cb takes it back
   Task* t = sys_.waiter(L, yieldable_idx);

@@ -181,7 +181,7 @@ class Udp {
   void close() {
     if (closed_) return;
     closed_ = true;
-    if (waiter_ != nullptr) {
+    if (waiter_ != nullptr && !sys_.closed()) {
       Task* t = waiter_;
       waiter_ = nullptr;
       lua_State* L = sys_.L();
