@@ -95,7 +95,10 @@ void emit_raw(Runtime& rt, int object_ref, const char* event, FillFn fill, void*
   }
   // base+4: handler. An event the class did not declare gets the default too.
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt.default_handler_ref());
-  if (lua_isnil(L, -2)) lua_replace(L, -2); else lua_pop(L, 1);
+  if (lua_isnil(L, -2))
+    lua_replace(L, -2);
+  else
+    lua_pop(L, 1);
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt.default_handler_ref());
   bool is_default = lua_rawequal(L, -1, -2) != 0;
   lua_pop(L, 1);
@@ -111,6 +114,5 @@ void emit_raw(Runtime& rt, int object_ref, const char* event, FillFn fill, void*
   if (lua_pcall(L, 3, 0, base + 1) != 0) report_handler_error(L, obj, event);
   lua_settop(L, base);
 }
-
 
 }  // namespace evo::events

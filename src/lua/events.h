@@ -37,8 +37,9 @@ void emit_raw(Runtime& rt, int object_ref, const char* event, FillFn fill, void*
 template <class Fill>
 void emit(Runtime& rt, int object_ref, const char* event, Fill&& fill) {
   using F = std::remove_reference_t<Fill>;
-  emit_raw(rt, object_ref, event, [](lua_State* L, void* arg) { (*static_cast<F*>(arg))(L); },
-           const_cast<void*>(static_cast<const void*>(&fill)));
+  emit_raw(
+      rt, object_ref, event, [](lua_State* L, void* arg) { (*static_cast<F*>(arg))(L); },
+      const_cast<void*>(static_cast<const void*>(&fill)));
 }
 
 // Payload helpers: set a field of the table on top of the stack.

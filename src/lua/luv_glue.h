@@ -6,7 +6,6 @@
 
 namespace evo::luv_glue {
 
-
 // Before any require("uv"): points luv at `loop`, routes luv callback errors
 // through Evo's reporter, and makes luv threads and work queues create their
 // states with Evo's module loader.

@@ -15,16 +15,16 @@
 namespace evo {
 
 // Native modules (each in src/modules/ or src/lua/).
-int open_core(lua_State* L);    // "evo.core": runtime internals for lib/
-int open_timer(lua_State* L);   // "evo.timer"
-int open_signal(lua_State* L);  // "evo.signal"
-int open_fswatch(lua_State* L); // "evo.fswatch"
-int open_fsfast(lua_State* L);  // "evo.fsfast": whole-file reads and writes in one pool job
-int open_net(lua_State* L);     // "evo.net": connections, listeners, streams
-int open_process(lua_State* L); // "evo.process": child processes
-int open_udp(lua_State* L);     // "evo.udp": UDP sockets
-int open_uv(lua_State* L);      // "uv" and "luv": luv on Evo's loop
-int open_task(lua_State* L);    // "evo.task": tasks and futures (src/lua/tasks.cpp)
+int open_core(lua_State* L);     // "evo.core": runtime internals for lib/
+int open_timer(lua_State* L);    // "evo.timer"
+int open_signal(lua_State* L);   // "evo.signal"
+int open_fswatch(lua_State* L);  // "evo.fswatch"
+int open_fsfast(lua_State* L);   // "evo.fsfast": whole-file reads and writes in one pool job
+int open_net(lua_State* L);      // "evo.net": connections, listeners, streams
+int open_process(lua_State* L);  // "evo.process": child processes
+int open_udp(lua_State* L);      // "evo.udp": UDP sockets
+int open_uv(lua_State* L);       // "uv" and "luv": luv on Evo's loop
+int open_task(lua_State* L);     // "evo.task": tasks and futures (src/lua/tasks.cpp)
 
 namespace modules {
 

@@ -63,7 +63,7 @@ struct Exchange {
   bool line_ready = false;   // a line (or end of input) waits for the loop
   bool eof = false;
   std::string line;
-  bool abandoned = false;    // the loop side is gone: never touch the async again
+  bool abandoned = false;  // the loop side is gone: never touch the async again
   uv_async_t* async = nullptr;
 };
 
@@ -103,7 +103,9 @@ class Repl final : public NativeHandle {
     bool tty;
   };
   // The thread takes ownership of its arguments through a unique_ptr.
-  ThreadArgs* new_thread_args() { return std::make_unique<ThreadArgs>(ThreadArgs{exchange_, tty_}).release(); }
+  ThreadArgs* new_thread_args() {
+    return std::make_unique<ThreadArgs>(ThreadArgs{exchange_, tty_}).release();
+  }
   static void delete_thread_args(ThreadArgs* args) { std::unique_ptr<ThreadArgs> owned(args); }
 
   static bool read_plain(const std::string& prompt, std::string& out) {
@@ -199,7 +201,6 @@ class Repl final : public NativeHandle {
   static Repl* active;
 
  private:
-
   // Ctrl-C at the prompt, or during an evaluation that waits (one running
   // Lua code is stopped by the signal hook with "interrupted!").
   void on_interrupt() {

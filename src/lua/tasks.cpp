@@ -38,8 +38,8 @@ struct Task : Schedulable {
   bool cancel_requested = false;
   bool cancel_delivered = false;
   int shield = 0;
-  uint32_t wait_id = 0;   // the current suspension; a wake must carry it
-  int resume_nargs = 0;   // values pushed onto co for the next resume
+  uint32_t wait_id = 0;      // the current suspension; a wake must carry it
+  int resume_nargs = 0;      // values pushed onto co for the next resume
   bool resume_true = false;  // resume with a single true (after yield())
   // How to abandon the operation the task is suspended in, if cancelled.
   CancelHook c_hook = nullptr;
@@ -189,7 +189,8 @@ void push_task_traceback(lua_State* L, const char* msg) {
     size_t nl = tb.rfind('\n');
     if (nl == std::string::npos) break;
     std::string last = tb.substr(nl + 1);
-    if (last.find("[evo task]") == std::string::npos && last.find("function 'xpcall'") == std::string::npos) break;
+    if (last.find("[evo task]") == std::string::npos && last.find("function 'xpcall'") == std::string::npos)
+      break;
     tb.erase(nl);
   }
   lua_pushlstring(L, tb.data(), tb.size());
@@ -288,7 +289,8 @@ int task_prepare(lua_State* L) {
 int task_suspend(lua_State* L) {
   TaskSystem& sys = TaskSystem::from(L);
   Task* t = sys.task_of(L);
-  if (t == nullptr || t->state != Task::State::Running) return luaL_error(L, "suspend() outside a running task");
+  if (t == nullptr || t->state != Task::State::Running)
+    return luaL_error(L, "suspend() outside a running task");
   clear_hooks(L, t);
   if (!lua_isnoneornil(L, 1)) {
     lua_pushvalue(L, 1);
@@ -626,13 +628,12 @@ void TaskSystem::close() {
 }
 
 TaskSystem& TaskSystem::from(lua_State* L) {
-  if (g_system == nullptr) luaL_error(L, "tasks need the main Evo runtime (not available in a thread or work state)");
+  if (g_system == nullptr)
+    luaL_error(L, "tasks need the main Evo runtime (not available in a thread or work state)");
   return *g_system;
 }
 
-Task* TaskSystem::task_of(lua_State* L) const {
-  return by_thread_.find(L);
-}
+Task* TaskSystem::task_of(lua_State* L) const { return by_thread_.find(L); }
 
 Task* TaskSystem::spawn(lua_State* L, int nargs) {
   // Stack: fn, args... -> future
@@ -764,6 +765,14 @@ bool TaskSystem::wake(Task* t, uint32_t id, int nvalues) {
     return false;
   }
   return wake_with(rt_.L(), t, id, nvalues);
+}
+
+bool TaskSystem::wake_error(Task* t, uint32_t id, const char* code, const std::string& message) {
+  if (closed_) return false;
+  lua_State* L = rt_.L();
+  lua_pushnil(L);
+  errors::push_error(L, code, message);
+  return wake_with(L, t, id, 2);
 }
 
 lua_State* TaskSystem::L() const { return rt_.L(); }

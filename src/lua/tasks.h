@@ -15,6 +15,7 @@
 #include <lua.hpp>
 
 #include <memory>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
@@ -74,13 +75,15 @@ class TaskSystem {
   uint32_t begin_wait(Task* t, CancelHook hook, void* arg);
   int suspend(lua_State* L, Task* t);
   bool wake(Task* t, uint32_t id, int nvalues);
+  // wake() with (nil, error object {code, message}): a failed wait.
+  bool wake_error(Task* t, uint32_t id, const char* code, const std::string& message);
   lua_State* L() const;
   [[nodiscard]] bool closed() const { return closed_; }
 
   Runtime& runtime() { return rt_; }
-  int body_ref = LUA_NOREF;        // the Lua wrapper every task runs
-  int future_meta_ref = LUA_NOREF; // the metatable of futures
-  Task* resuming = nullptr;        // the task the scheduler is resuming now
+  int body_ref = LUA_NOREF;         // the Lua wrapper every task runs
+  int future_meta_ref = LUA_NOREF;  // the metatable of futures
+  Task* resuming = nullptr;         // the task the scheduler is resuming now
   Task* main_task = nullptr;
 
  private:
@@ -93,7 +96,5 @@ class TaskSystem {
   PtrMap<lua_State*, Task*> by_thread_;
   std::unique_ptr<std::vector<SleepTimer*>> sleep_pool_;
 };
-
-
 
 }  // namespace evo

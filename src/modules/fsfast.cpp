@@ -48,7 +48,7 @@ struct FileJob {
       return;
     }
     struct stat st {};
-    size_t want = 64 * 1024;
+    size_t want = size_t{64} * 1024;
     bool sized = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0;
     if (sized) want = static_cast<size_t>(st.st_size);
     data.clear();
@@ -67,7 +67,7 @@ struct FileJob {
       }
       data.resize(old + static_cast<size_t>(n));
       if (n == 0 || (sized && data.size() >= static_cast<size_t>(st.st_size))) break;
-      want = 64 * 1024;
+      want = size_t{64} * 1024;
     }
     ::close(fd);
   }
@@ -168,7 +168,10 @@ int fast_append(lua_State* L) { return file_op(L, FileJob::Kind::Append); }
 
 int open_fsfast(lua_State* L) {
   const luaL_Reg functions[] = {
-      {"readFile", fast_read}, {"writeFile", fast_write}, {"appendFile", fast_append}, {nullptr, nullptr},
+      {"readFile", fast_read},
+      {"writeFile", fast_write},
+      {"appendFile", fast_append},
+      {nullptr, nullptr},
   };
   lua_newtable(L);
   luaL_register(L, nullptr, functions);

@@ -88,7 +88,7 @@ int watcher_close(lua_State* L) {
 
 int open_fswatch(lua_State* L) {
   const luaL_Reg functions[] = {
-      {"open", watcher_open}, {"start", watcher_start}, {"stop", watcher_stop},
+      {"open", watcher_open},   {"start", watcher_start}, {"stop", watcher_stop},
       {"close", watcher_close}, {nullptr, nullptr},
   };
   lua_newtable(L);

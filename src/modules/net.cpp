@@ -251,7 +251,8 @@ int net_connect_tcp(lua_State* L) {
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
   op->gai.data = op.get();
-  int rc = uv_getaddrinfo(sys.runtime().loop(), &op->gai, ConnectOp::on_resolved, host, port_s.c_str(), &hints);
+  int rc =
+      uv_getaddrinfo(sys.runtime().loop(), &op->gai, ConnectOp::on_resolved, host, port_s.c_str(), &hints);
   if (rc != 0) return push_error_result(L, rc, host);
   op->resolving = true;
   ConnectOp* raw = op.release();  // its callbacks own it now
@@ -412,13 +413,10 @@ class Listener {
   void close() {
     if (closed_) return;
     closed_ = true;
-    if (waiter_ != nullptr && !sys_.closed()) {
+    if (waiter_ != nullptr) {
       Task* t = waiter_;
       waiter_ = nullptr;
-      lua_State* L = sys_.L();
-      lua_pushnil(L);
-      errors::push_error(L, "Closed", "the server was closed");
-      sys_.wake(t, waiter_id_, 2);
+      sys_.wake_error(t, waiter_id_, "Closed", "the server was closed");
     }
     if (handle_ != nullptr) {
       handle_->owner = nullptr;
@@ -518,11 +516,13 @@ class Listener {
   }
 
   int accept_blocking(lua_State* L, int fd) {
-    if (!wait_fd(fd, POLLIN, timeout_)) return push_error_result(L, "Timeout", "no connection within the timeout");
+    if (!wait_fd(fd, POLLIN, timeout_))
+      return push_error_result(L, "Timeout", "no connection within the timeout");
     for (;;) {
       int client = ::accept4(fd, nullptr, nullptr, SOCK_CLOEXEC);
       if (client < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) {
-        if (!wait_fd(fd, POLLIN, timeout_)) return push_error_result(L, "Timeout", "no connection within the timeout");
+        if (!wait_fd(fd, POLLIN, timeout_))
+          return push_error_result(L, "Timeout", "no connection within the timeout");
         continue;
       }
       if (client < 0) return push_error_result(L, sys_error());
@@ -624,7 +624,8 @@ int net_listen(lua_State* L) {
     if (status == 0) status = uv_listen(handle->stream(), backlog, Listener::on_connection);
     if (status != 0) {
       handle->close();
-      return push_error_result(L, status, path != nullptr ? path : std::string(host) + ":" + std::to_string(port));
+      return push_error_result(L, status,
+                               path != nullptr ? path : std::string(host) + ":" + std::to_string(port));
     }
     listener = std::make_unique<Listener>(sys, handle);
   } else {
@@ -637,12 +638,14 @@ int net_listen(lua_State* L) {
       status = listen_fd(reinterpret_cast<sockaddr*>(&addr), sizeof(addr), backlog, &fd);
     } else {
       sockaddr_storage addr{};
-      if (!parse_ip(host, port, &addr)) return push_error_result(L, "EINVAL", std::string("not an IP address: ") + host);
+      if (!parse_ip(host, port, &addr))
+        return push_error_result(L, "EINVAL", std::string("not an IP address: ") + host);
       socklen_t len = addr.ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
       status = listen_fd(reinterpret_cast<sockaddr*>(&addr), len, backlog, &fd);
     }
     if (status != 0) {
-      return push_error_result(L, status, path != nullptr ? path : std::string(host) + ":" + std::to_string(port));
+      return push_error_result(L, status,
+                               path != nullptr ? path : std::string(host) + ":" + std::to_string(port));
     }
     listener = std::make_unique<Listener>(sys, fd, path != nullptr, path != nullptr ? path : "");
   }

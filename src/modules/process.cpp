@@ -4,10 +4,10 @@
 // libuv's SIGCHLD handling; wait() suspends the task. Blocking Io mode:
 // posix_spawn, plain pipes, waitpid().
 #include <fcntl.h>
-#include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <csignal>
 
 #include <cerrno>
 #include <cstring>
@@ -66,8 +66,9 @@ class Child {
     if (handle_ == nullptr) return wait_blocking(L);
     Task* t = sys_.waiter(L, yieldable_idx);
     if (t == nullptr) {
-      return luaL_error(L, "wait() for a child needs a task that can yield in the evented mode "
-                           "(not a metamethod, a comparator or a module's top level)");
+      return luaL_error(L,
+                        "wait() for a child needs a task that can yield in the evented mode "
+                        "(not a metamethod, a comparator or a module's top level)");
     }
     if (waiter_ != nullptr) return luaL_error(L, "another task is already waiting for this child");
     if (sys_.take_cancel(t)) {
@@ -180,7 +181,8 @@ std::vector<std::string> string_list(lua_State* L, int idx) {
   int n = static_cast<int>(lua_objlen(L, idx));
   for (int i = 1; i <= n; ++i) {
     lua_rawgeti(L, idx, i);
-    if (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER) luaL_error(L, "args[%d] is not a string", i);
+    if (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER)
+      luaL_error(L, "args[%d] is not a string", i);
     out.emplace_back(lua_tostring(L, -1));
     lua_pop(L, 1);
   }
@@ -197,7 +199,8 @@ bool env_list(lua_State* L, int opts, std::vector<std::string>& out) {
   luaL_checktype(L, -1, LUA_TTABLE);
   lua_pushnil(L);
   while (lua_next(L, -2) != 0) {
-    if (lua_type(L, -2) == LUA_TSTRING && (lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER)) {
+    if (lua_type(L, -2) == LUA_TSTRING &&
+        (lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER)) {
       out.push_back(std::string(lua_tostring(L, -2)) + "=" + lua_tostring(L, -1));
     }
     lua_pop(L, 1);
@@ -231,7 +234,8 @@ int spawn_evented(lua_State* L, TaskSystem& sys, const char* file, std::vector<s
       int status = 0;
       auto h = std::make_unique<UvStreamHandle>(loop, UvStreamHandle::Kind::Pipe, &status);
       pipes[i] = NativeHandle::release_to_loop(std::move(h));
-      stdio[i].flags = static_cast<uv_stdio_flags>(UV_CREATE_PIPE | (i == 0 ? UV_READABLE_PIPE : UV_WRITABLE_PIPE));
+      stdio[i].flags =
+          static_cast<uv_stdio_flags>(UV_CREATE_PIPE | (i == 0 ? UV_READABLE_PIPE : UV_WRITABLE_PIPE));
       stdio[i].data.stream = pipes[i]->stream();
     } else if (modes[i] == Stdio::Inherit) {
       stdio[i].flags = UV_INHERIT_FD;
@@ -367,9 +371,9 @@ int p_kill(lua_State* L) {
     static const struct {
       const char* name;
       int num;
-    } kNames[] = {{"SIGTERM", SIGTERM}, {"SIGKILL", SIGKILL}, {"SIGINT", SIGINT},   {"SIGHUP", SIGHUP},
-                  {"SIGQUIT", SIGQUIT}, {"SIGUSR1", SIGUSR1}, {"SIGUSR2", SIGUSR2}, {"SIGSTOP", SIGSTOP},
-                  {"SIGCONT", SIGCONT}};
+    } kNames[] = {{"SIGTERM", SIGTERM}, {"SIGKILL", SIGKILL}, {"SIGINT", SIGINT},
+                  {"SIGHUP", SIGHUP},   {"SIGQUIT", SIGQUIT}, {"SIGUSR1", SIGUSR1},
+                  {"SIGUSR2", SIGUSR2}, {"SIGSTOP", SIGSTOP}, {"SIGCONT", SIGCONT}};
     signum = -1;
     for (const auto& n : kNames) {
       if (name == n.name) signum = n.num;

@@ -116,7 +116,8 @@ uint64_t to_ms(double seconds) { return static_cast<uint64_t>(std::llround(secon
 
 // ------------------------------------------------------------- UvStreamHandle
 
-UvStreamHandle::UvStreamHandle(uv_loop_t* loop, Kind kind, int* status, int fd_for_tty, bool ipc) : kind_(kind) {
+UvStreamHandle::UvStreamHandle(uv_loop_t* loop, Kind kind, int* status, int fd_for_tty, bool ipc)
+    : kind_(kind) {
   switch (kind) {
     case Kind::Tcp:
       *status = uv_tcp_init(loop, &h_.tcp);
@@ -186,20 +187,17 @@ void Stream::fail_waiters(const char* code, const std::string& message) {
     writer_ = nullptr;
     return;
   }
-  lua_State* L = sys_.L();
   if (reader_ != nullptr) {
     Task* t = reader_;
     reader_ = nullptr;
     clear_deadline(true);
-    push_error_result(L, code, message);
-    sys_.wake(t, reader_id_, 2);
+    sys_.wake_error(t, reader_id_, code, message);
   }
   if (writer_ != nullptr) {
     Task* t = writer_;
     writer_ = nullptr;
     clear_deadline(false);
-    push_error_result(L, code, message);
-    sys_.wake(t, writer_id_, 2);
+    sys_.wake_error(t, writer_id_, code, message);
   }
 }
 
@@ -226,8 +224,9 @@ int Stream::try_read(lua_State* L, const ReadRequest& req) {
       if (eof_ && avail > 0) {
         // EOF in the middle of the read: an error, with what did arrive.
         lua_pushnil(L);
-        errors::push_error(L, "EOF", "end of stream after " + std::to_string(avail) + " of " +
-                                         std::to_string(req.n) + " bytes");
+        errors::push_error(
+            L, "EOF",
+            "end of stream after " + std::to_string(avail) + " of " + std::to_string(req.n) + " bytes");
         lua_pushlstring(L, p, avail);
         lua_setfield(L, -2, "partial");
         consume(avail);
@@ -248,7 +247,8 @@ int Stream::try_read(lua_State* L, const ReadRequest& req) {
       }
       if (avail > kMaxLine) {
         consume(kMaxLine);  // the too-long prefix; the same amount whatever the chunking
-        return push_error_result(L, "LineTooLong", "no delimiter within " + std::to_string(kMaxLine) + " bytes");
+        return push_error_result(L, "LineTooLong",
+                                 "no delimiter within " + std::to_string(kMaxLine) + " bytes");
       }
       if (eof_ && avail > 0) {  // the last line, without its terminator
         lua_pushlstring(L, p, avail);
@@ -436,7 +436,8 @@ int Stream::write(lua_State* L, int first, int last, int yieldable_idx) {
   auto req = std::make_unique<WriteReq>();
   req->L = sys_.L();
   req->anchor = luaL_ref(L, LUA_REGISTRYINDEX);
-  int rc = uv_write(&req->req, handle_->stream(), bufs.data(), static_cast<unsigned int>(bufs.size()), write_cb);
+  int rc =
+      uv_write(&req->req, handle_->stream(), bufs.data(), static_cast<unsigned int>(bufs.size()), write_cb);
   if (rc != 0) {
     luaL_unref(L, LUA_REGISTRYINDEX, req->anchor);
     return done_now(L, push_uv_error_result(L, rc));
@@ -513,14 +514,16 @@ int Stream::write_blocking(lua_State* L, int first, int last) {
   }
   size_t idx = 0;
   while (idx < iov.size()) {
-    ssize_t n = ::writev(fd_, iov.data() + idx, static_cast<int>(std::min<size_t>(iov.size() - idx, IOV_MAX)));
+    ssize_t n =
+        ::writev(fd_, iov.data() + idx, static_cast<int>(std::min<size_t>(iov.size() - idx, IOV_MAX)));
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
         pollfd pfd{fd_, POLLOUT, 0};
         int ms = write_timeout_ > 0 ? static_cast<int>(to_ms(write_timeout_)) : -1;
         int ready = ::poll(&pfd, 1, ms);
-        if (ready == 0) return done_now(L, push_error_result(L, "Timeout", "could not write within the write timeout"));
+        if (ready == 0)
+          return done_now(L, push_error_result(L, "Timeout", "could not write within the write timeout"));
         continue;
       }
       write_error_ = uv_translate_sys_error(errno);
@@ -622,7 +625,8 @@ int64_t send_file_blocking(int out_fd, int in_fd, int64_t offset, int64_t length
   off_t off = static_cast<off_t>(offset);
   while (sent < length) {
     if (stop != nullptr && stop->load()) return sent;
-    ssize_t n = ::sendfile(out_fd, in_fd, &off, static_cast<size_t>(std::min<int64_t>(length - sent, 1 << 20)));
+    ssize_t n =
+        ::sendfile(out_fd, in_fd, &off, static_cast<size_t>(std::min<int64_t>(length - sent, 1 << 20)));
     if (n > 0) {
       sent += n;
       continue;
@@ -681,7 +685,8 @@ int Stream::sendfile(lua_State* L, int in_fd, int64_t offset, int64_t length, in
   Task* t = handle_ != nullptr ? sys_.waiter(L, yieldable_idx) : nullptr;
   if (t == nullptr) {
     int64_t r = send_file_blocking(fd_, in_fd, offset, length, write_timeout_, nullptr);
-    if (r == UV_ETIMEDOUT) return done_now(L, push_error_result(L, "Timeout", "could not write within the write timeout"));
+    if (r == UV_ETIMEDOUT)
+      return done_now(L, push_error_result(L, "Timeout", "could not write within the write timeout"));
     if (r < 0) return done_now(L, push_uv_error_result(L, static_cast<int>(r)));
     lua_pushinteger(L, static_cast<lua_Integer>(r));
     return done_now(L, 1);
@@ -738,21 +743,18 @@ void Stream::reschedule_timer() {
 }
 
 void Stream::on_timeout() {
-  lua_State* L = sys_.L();
   uint64_t now = handle_ != nullptr ? uv_now(handle_->uv_handle()->loop) : 0;
   if (reader_ != nullptr && reader_deadline_ != 0 && reader_deadline_ <= now) {
     Task* t = reader_;
     reader_ = nullptr;
     reader_deadline_ = 0;
-    push_error_result(L, "Timeout", "no data within the read timeout");
-    sys_.wake(t, reader_id_, 2);
+    sys_.wake_error(t, reader_id_, "Timeout", "no data within the read timeout");
   }
   if (writer_ != nullptr && writer_deadline_ != 0 && writer_deadline_ <= now) {
     Task* t = writer_;
     writer_ = nullptr;
     writer_deadline_ = 0;
-    push_error_result(L, "Timeout", "could not write within the write timeout");
-    sys_.wake(t, writer_id_, 2);
+    sys_.wake_error(t, writer_id_, "Timeout", "could not write within the write timeout");
   }
   reschedule_timer();
 }

@@ -9,8 +9,8 @@
 // stream can be used from both kinds of context.
 #pragma once
 
-#include <lua.hpp>
 #include <uv.h>
+#include <lua.hpp>
 
 #include <cstddef>
 #include <memory>
@@ -79,8 +79,9 @@ class Stream {
   void on_handle_closed();
   void on_timer_closed();
 
-  static constexpr size_t kMaxBuffered = 1 << 20;  // stop reading from the kernel beyond this
-  static constexpr size_t kMaxLine = 1 << 20;      // a line (or delimited record) longer than this is an error
+  static constexpr size_t kMaxBuffered = size_t{1} << 20;  // stop reading from the kernel beyond this
+  static constexpr size_t kMaxLine = size_t{1}
+                                     << 20;  // a line (or delimited record) longer than this is an error
 
  private:
   // Pushes the results of `req` from the buffer and returns their count, or
@@ -130,7 +131,11 @@ class Stream {
   ReadRequest read_req_;
   Task* writer_ = nullptr;
   uint32_t writer_id_ = 0;
-  enum class WriterWait : uint8_t { BelowHighWater, Flushed, ShutDown } writer_wait_ = WriterWait::BelowHighWater;
+  enum class WriterWait : uint8_t {
+    BelowHighWater,
+    Flushed,
+    ShutDown
+  } writer_wait_ = WriterWait::BelowHighWater;
 };
 
 // The libuv handle under an evented Stream. Owned by libuv once opened; it

@@ -99,7 +99,9 @@ class Udp {
       rc = uv_udp_bind(&handle_->udp, reinterpret_cast<sockaddr*>(&addr), 0);
     } else {
       if (ensure_fd(addr.ss_family) != 0) return error_result(L, uv_translate_sys_error(errno));
-      rc = ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), length_of(addr)) == 0 ? 0 : uv_translate_sys_error(errno);
+      rc = ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), length_of(addr)) == 0
+               ? 0
+               : uv_translate_sys_error(errno);
     }
     if (rc != 0) return error_result(L, rc, std::string(host) + ":" + std::to_string(port));
     lua_pushboolean(L, 1);
@@ -181,13 +183,10 @@ class Udp {
   void close() {
     if (closed_) return;
     closed_ = true;
-    if (waiter_ != nullptr && !sys_.closed()) {
+    if (waiter_ != nullptr) {
       Task* t = waiter_;
       waiter_ = nullptr;
-      lua_State* L = sys_.L();
-      lua_pushnil(L);
-      errors::push_error(L, "Closed", "the socket was closed");
-      sys_.wake(t, waiter_id_, 2);
+      sys_.wake_error(t, waiter_id_, "Closed", "the socket was closed");
     }
     if (handle_ != nullptr) {
       handle_->owner = nullptr;
@@ -253,7 +252,8 @@ class Udp {
     buf->len = sizeof(g_slab);
   }
 
-  static void recv_cb(uv_udp_t* u, ssize_t nread, const uv_buf_t* buf, const sockaddr* addr, unsigned /*flags*/) {
+  static void recv_cb(uv_udp_t* u, ssize_t nread, const uv_buf_t* buf, const sockaddr* addr,
+                      unsigned /*flags*/) {
     auto* h = static_cast<UvUdpHandle*>(NativeHandle::from(reinterpret_cast<uv_handle_t*>(u)));
     Udp* self = h->owner;
     if (self == nullptr || nread < 0 || addr == nullptr) return;
@@ -292,7 +292,9 @@ struct UdpBox {
   std::unique_ptr<Udp> udp;
 };
 
-Udp* check_udp(lua_State* L, int idx) { return static_cast<UdpBox*>(luaL_checkudata(L, idx, kUdpMeta))->udp.get(); }
+Udp* check_udp(lua_State* L, int idx) {
+  return static_cast<UdpBox*>(luaL_checkudata(L, idx, kUdpMeta))->udp.get();
+}
 
 int udp_gc(lua_State* L) {
   static_cast<UdpBox*>(lua_touserdata(L, 1))->~UdpBox();
@@ -305,7 +307,8 @@ int udp_new(lua_State* L) {
   if (sys.blocking()) {
     u = std::make_unique<Udp>(sys, -1);
   } else {
-    u = std::make_unique<Udp>(sys, NativeHandle::release_to_loop(std::make_unique<UvUdpHandle>(sys.runtime().loop())));
+    u = std::make_unique<Udp>(
+        sys, NativeHandle::release_to_loop(std::make_unique<UvUdpHandle>(sys.runtime().loop())));
   }
   new (lua_newuserdata(L, sizeof(UdpBox))) UdpBox{std::move(u)};
   luaL_getmetatable(L, kUdpMeta);
@@ -314,7 +317,8 @@ int udp_new(lua_State* L) {
 }
 
 int udp_bind(lua_State* L) {
-  return check_udp(L, 1)->bind(L, luaL_optstring(L, 2, "127.0.0.1"), static_cast<int>(luaL_optinteger(L, 3, 0)));
+  return check_udp(L, 1)->bind(L, luaL_optstring(L, 2, "127.0.0.1"),
+                               static_cast<int>(luaL_optinteger(L, 3, 0)));
 }
 int udp_send(lua_State* L) {
   return check_udp(L, 1)->send(L, 2, luaL_checkstring(L, 3), static_cast<int>(luaL_checkinteger(L, 4)));
@@ -342,8 +346,8 @@ int open_udp(lua_State* L) {
   }
   lua_pop(L, 1);
   const luaL_Reg functions[] = {
-      {"new", udp_new},         {"bind", udp_bind},           {"send", udp_send}, {"receive", udp_receive},
-      {"close", udp_close},     {"settimeout", udp_timeout}, {"port", udp_port}, {nullptr, nullptr},
+      {"new", udp_new},     {"bind", udp_bind},          {"send", udp_send}, {"receive", udp_receive},
+      {"close", udp_close}, {"settimeout", udp_timeout}, {"port", udp_port}, {nullptr, nullptr},
   };
   lua_newtable(L);
   luaL_register(L, nullptr, functions);
