@@ -72,7 +72,26 @@ stdout:read_start(function(_, data)
   if data then io.write("child says: ", data) else stdout:close() end
 end)
 
-section("6. Luvit-style, the main chunk waits while all of the above runs on one loop")
+section("6. Colourless concurrency: straight-line code, tasks, cancellation")
+local task, fs, net = require("task"), require("fs"), require("net")
+local dir = assert(fs.mkdtemp("/tmp/evo-tour-"))
+local a = task.async(fs.writeFile, dir .. "/a.txt", "file A")   -- may run concurrently
+local b = task.async(fs.writeFile, dir .. "/b.txt", "file B")
+a:await(); b:await()
+print("wrote and read back:", fs.readFile(dir .. "/a.txt"), fs.readFile(dir .. "/b.txt"))
+fs.rm(dir, {recursive = true})
+local echo = assert(net.listen({port = 0}, function(conn)         -- a task per connection
+  conn:write("echo: ", conn:readLine(), "\n")
+end))
+local conn = assert(net.connect({host = "127.0.0.1", port = echo.port}))
+conn:write("hi from a task\n")
+print(conn:readLine())
+conn:close(); echo:close()
+local sleeper = task.concurrent(function() task.sleep(60) end)
+print("cancelled a 60 s sleep:", select(2, sleeper:cancel()).code)
+print("computed on the thread pool:", task.work(function(n) local s = 0 for i = 1, n do s = s + i end return s end, 1000))
+
+section("7. Luvit-style, the main chunk waits while all of the above runs on one loop")
 local co = coroutine.running()
 local wait = uv.new_timer()
 wait:start(50, 0, function() wait:close(); coroutine.resume(co) end)
