@@ -1,0 +1,189 @@
+#include "modules/http_parser.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cstring>
+
+namespace evo::http {
+
+const std::string* Request::header(std::string_view name) const {
+  for (const auto& [k, v] : headers) {
+    if (k == name) return &v;
+  }
+  return nullptr;
+}
+
+RequestParser::RequestParser(Limits limits) : limits_(limits) {
+  llhttp_settings_init(&settings_);
+  settings_.on_message_begin = on_message_begin;
+  settings_.on_method = on_method;
+  settings_.on_url = on_url;
+  settings_.on_header_field = on_header_field;
+  settings_.on_header_value = on_header_value;
+  settings_.on_header_value_complete = on_header_value_complete;
+  settings_.on_headers_complete = on_headers_complete;
+  settings_.on_body = on_body;
+  settings_.on_message_complete = on_message_complete;
+  llhttp_init(&parser_, HTTP_REQUEST, &settings_);
+  parser_.data = this;
+}
+
+int RequestParser::fail(int status, std::string reason) {
+  error_status_ = status;
+  error_reason_ = std::move(reason);
+  return HPE_USER;
+}
+
+bool RequestParser::count_header_bytes(size_t len) {
+  header_bytes_ += len;
+  return header_bytes_ <= limits_.max_header_bytes;
+}
+
+int RequestParser::on_message_begin(llhttp_t* p) {
+  RequestParser* s = self(p);
+  s->req_ = Request();
+  s->header_bytes_ = 0;
+  s->in_value_ = false;
+  s->headers_done_ = false;
+  s->complete_ = false;
+  s->content_length_headers_ = 0;
+  s->saw_transfer_encoding_ = false;
+  return 0;
+}
+
+int RequestParser::on_method(llhttp_t* p, const char* at, size_t len) {
+  RequestParser* s = self(p);
+  if (!s->count_header_bytes(len)) return s->fail(431, "request header fields too large");
+  s->req_.method.append(at, len);
+  return 0;
+}
+
+int RequestParser::on_url(llhttp_t* p, const char* at, size_t len) {
+  RequestParser* s = self(p);
+  if (s->req_.target.size() + len > s->limits_.max_uri) return s->fail(414, "URI too long");
+  if (!s->count_header_bytes(len)) return s->fail(431, "request header fields too large");
+  s->req_.target.append(at, len);
+  return 0;
+}
+
+int RequestParser::on_header_field(llhttp_t* p, const char* at, size_t len) {
+  RequestParser* s = self(p);
+  if (!s->count_header_bytes(len)) return s->fail(431, "request header fields too large");
+  if (s->in_value_ || s->req_.headers.empty()) {
+    s->req_.headers.emplace_back();
+    s->in_value_ = false;
+  }
+  std::string& name = s->req_.headers.back().first;
+  for (size_t i = 0; i < len; ++i) name.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(at[i]))));
+  return 0;
+}
+
+int RequestParser::on_header_value(llhttp_t* p, const char* at, size_t len) {
+  RequestParser* s = self(p);
+  if (!s->count_header_bytes(len)) return s->fail(431, "request header fields too large");
+  // NUL, and CR or LF inside a value (obs-fold continuation, bare LF), are
+  // how smuggling attempts hide: refuse them whatever the parser allows.
+  for (size_t i = 0; i < len; ++i) {
+    unsigned char c = static_cast<unsigned char>(at[i]);
+    if (c == 0 || c == '\r' || c == '\n') return s->fail(400, "invalid character in a header value");
+  }
+  // The pieces of one value are contiguous in the stream (a piece ends where a
+  // read ended). A gap between two pieces means llhttp skipped a line break
+  // inside the value: an obs-fold continuation (RFC 9112 5.2), refused.
+  uint64_t start = s->feed_base_ + static_cast<uint64_t>(at - s->feed_ptr_);
+  if (s->in_value_ && start != s->value_end_) return s->fail(400, "obsolete line folding");
+  s->value_end_ = start + len;
+  s->in_value_ = true;
+  if (s->req_.headers.empty()) s->req_.headers.emplace_back();
+  s->req_.headers.back().second.append(at, len);
+  return 0;
+}
+
+int RequestParser::on_header_value_complete(llhttp_t* p) {
+  RequestParser* s = self(p);
+  if (s->req_.headers.empty()) return 0;
+  auto& [name, value] = s->req_.headers.back();
+  // Trailing whitespace is not part of a value (RFC 9110 5.5).
+  while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.pop_back();
+  if (name == "content-length") {
+    ++s->content_length_headers_;
+    if (s->content_length_headers_ > 1) return s->fail(400, "duplicate Content-Length");
+    if (value.empty() || !std::all_of(value.begin(), value.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+      return s->fail(400, "invalid Content-Length");
+    }
+  } else if (name == "transfer-encoding") {
+    s->saw_transfer_encoding_ = true;
+  }
+  if (s->content_length_headers_ > 0 && s->saw_transfer_encoding_) {
+    return s->fail(400, "Content-Length with Transfer-Encoding");
+  }
+  return 0;
+}
+
+int RequestParser::on_headers_complete(llhttp_t* p) {
+  RequestParser* s = self(p);
+  Request& r = s->req_;
+  r.version_major = p->http_major;
+  r.version_minor = p->http_minor;
+  r.keep_alive = llhttp_should_keep_alive(p) != 0;
+  r.upgrade = p->upgrade != 0;
+  r.chunked = (p->flags & F_CHUNKED) != 0;
+  if (const std::string* expect = r.header("expect")) {
+    std::string v = *expect;
+    std::transform(v.begin(), v.end(), v.begin(), [](unsigned char c) { return std::tolower(c); });
+    r.expect_continue = v == "100-continue";
+  }
+  if ((p->flags & F_CONTENT_LENGTH) != 0 && p->content_length > s->limits_.max_body) {
+    return s->fail(413, "request body too large");
+  }
+  s->headers_done_ = true;
+  return 0;
+}
+
+int RequestParser::on_body(llhttp_t* p, const char* at, size_t len) {
+  RequestParser* s = self(p);
+  if (s->req_.body.size() + len > s->limits_.max_body) return s->fail(413, "request body too large");
+  s->req_.body.append(at, len);
+  return 0;
+}
+
+int RequestParser::on_message_complete(llhttp_t* p) {
+  self(p)->complete_ = true;
+  return HPE_PAUSED;  // one request at a time: the caller resumes with next()
+}
+
+RequestParser::Result RequestParser::feed(std::string_view data, size_t* consumed) {
+  *consumed = 0;
+  if (error_status_ != 0) return Result::Error;
+  feed_ptr_ = data.data();
+  llhttp_errno_t err = llhttp_execute(&parser_, data.data(), data.size());
+  feed_base_ += data.size();
+  if (err == HPE_OK) {
+    *consumed = data.size();
+    return Result::NeedMore;
+  }
+  if (err == HPE_PAUSED && complete_) {
+    *consumed = static_cast<size_t>(llhttp_get_error_pos(&parser_) - data.data());
+    return Result::Complete;
+  }
+  if (err == HPE_PAUSED_UPGRADE) {
+    *consumed = static_cast<size_t>(llhttp_get_error_pos(&parser_) - data.data());
+    complete_ = true;
+    return Result::Complete;
+  }
+  if (error_status_ == 0) {
+    // llhttp's own refusals: all malformed requests.
+    error_status_ = 400;
+    error_reason_ = llhttp_errno_name(err);
+    const char* reason = llhttp_get_error_reason(&parser_);
+    if (reason != nullptr) error_reason_ += std::string(": ") + reason;
+  }
+  return Result::Error;
+}
+
+void RequestParser::next() {
+  complete_ = false;
+  llhttp_resume(&parser_);
+}
+
+}  // namespace evo::http

@@ -1,0 +1,102 @@
+// HttpRequestParser: HTTP/1.1 requests from bytes, on llhttp (Node's parser),
+// with the limits and the request-smuggling defences a server needs.
+//
+// Feed it what arrives on a connection; it stops after each complete
+// request (so pipelined requests are handled one at a time, in order) and
+// reports the first error as the status a server must answer with before
+// closing the connection: 400 malformed (including every smuggling attempt:
+// Content-Length with Transfer-Encoding, duplicate or invalid Content-Length,
+// bad chunk sizes, obs-fold, bare LF, NUL), 413 body too large, 414 URI too
+// long, 431 header block too large.
+#pragma once
+
+#include <llhttp.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace evo::http {
+
+struct Limits {
+  size_t max_header_bytes = 16 * 1024;  // request line and headers together
+  size_t max_uri = 8 * 1024;
+  size_t max_body = 8 * 1024 * 1024;
+};
+
+struct Request {
+  std::string method;
+  std::string target;  // as sent: path and query
+  int version_major = 1;
+  int version_minor = 1;
+  std::vector<std::pair<std::string, std::string>> headers;  // names lower-cased, in order
+  std::string body;
+  bool keep_alive = true;
+  bool upgrade = false;
+  bool chunked = false;
+  bool expect_continue = false;
+
+  // The value of the first header with this (lower-case) name, or nullptr.
+  [[nodiscard]] const std::string* header(std::string_view name) const;
+};
+
+class RequestParser {
+ public:
+  enum class Result { NeedMore, Complete, HeadersComplete, Error };
+
+  explicit RequestParser(Limits limits = Limits());
+  RequestParser(const RequestParser&) = delete;
+  RequestParser& operator=(const RequestParser&) = delete;
+
+  // Parses from `data`. Returns Complete when a whole request is ready
+  // (request()), with *consumed the bytes used: the rest belongs to the next
+  // request (pipelining). NeedMore: all consumed, feed more. Error: answer
+  // error_status() and close.
+  Result feed(std::string_view data, size_t* consumed);
+
+  // After a Complete request has been handled: start the next one.
+  void next();
+
+  [[nodiscard]] const Request& request() const { return req_; }
+  Request& request() { return req_; }
+  [[nodiscard]] int error_status() const { return error_status_; }
+  [[nodiscard]] const std::string& error_reason() const { return error_reason_; }
+  // True once the request's headers are complete (before its body).
+  [[nodiscard]] bool headers_done() const { return headers_done_; }
+
+ private:
+  static int on_message_begin(llhttp_t* p);
+  static int on_method(llhttp_t* p, const char* at, size_t len);
+  static int on_url(llhttp_t* p, const char* at, size_t len);
+  static int on_header_field(llhttp_t* p, const char* at, size_t len);
+  static int on_header_value(llhttp_t* p, const char* at, size_t len);
+  static int on_header_value_complete(llhttp_t* p);
+  static int on_headers_complete(llhttp_t* p);
+  static int on_body(llhttp_t* p, const char* at, size_t len);
+  static int on_message_complete(llhttp_t* p);
+
+  int fail(int status, std::string reason);
+  bool count_header_bytes(size_t len);
+  static RequestParser* self(llhttp_t* p) { return static_cast<RequestParser*>(p->data); }
+
+  Limits limits_;
+  llhttp_settings_t settings_{};
+  llhttp_t parser_{};
+  Request req_;
+  size_t header_bytes_ = 0;
+  bool in_value_ = false;
+  uint64_t feed_base_ = 0;          // stream offset of the data being parsed
+  const char* feed_ptr_ = nullptr;  // ... and its address
+  uint64_t value_end_ = 0;          // stream offset just after the value's last piece
+  bool headers_done_ = false;
+  bool complete_ = false;
+  int content_length_headers_ = 0;
+  bool saw_transfer_encoding_ = false;
+  int error_status_ = 0;
+  std::string error_reason_;
+};
+
+}  // namespace evo::http

@@ -1,0 +1,127 @@
+// The HTTP/1.1 request parser: requests, pipelining, limits, smuggling.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "modules/http_parser.h"
+
+namespace evo::http {
+namespace {
+
+// Parses one complete request (fed whole, or byte by byte); returns the
+// parser's result and leaves the parser for inspection.
+RequestParser::Result parse(RequestParser& p, const std::string& wire, bool bytewise = false) {
+  size_t used = 0;
+  if (!bytewise) return p.feed(wire, &used);
+  RequestParser::Result r = RequestParser::Result::NeedMore;
+  for (size_t i = 0; i < wire.size(); ++i) {
+    r = p.feed(std::string_view(wire).substr(i, 1), &used);
+    if (r != RequestParser::Result::NeedMore) return r;
+  }
+  return r;
+}
+
+int status_of(const std::string& wire, Limits limits = Limits()) {
+  RequestParser p(limits);
+  return parse(p, wire) == RequestParser::Result::Error ? p.error_status() : 0;
+}
+
+TEST(HttpParser, ParsesARequestWithHeadersAndBody) {
+  for (bool bytewise : {false, true}) {
+    RequestParser p;
+    auto r = parse(p,
+                   "POST /submit?x=1 HTTP/1.1\r\nHost: example\r\nX-Thing:  spaced  \r\n"
+                   "Content-Length: 5\r\n\r\nhello",
+                   bytewise);
+    ASSERT_EQ(r, RequestParser::Result::Complete) << p.error_reason();
+    const Request& req = p.request();
+    EXPECT_EQ(req.method, "POST");
+    EXPECT_EQ(req.target, "/submit?x=1");
+    EXPECT_EQ(req.body, "hello");
+    ASSERT_NE(req.header("x-thing"), nullptr);
+    EXPECT_EQ(*req.header("x-thing"), "spaced");
+    EXPECT_TRUE(req.keep_alive);
+  }
+}
+
+TEST(HttpParser, StopsAfterEachPipelinedRequest) {
+  RequestParser p;
+  std::string wire = "GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n";
+  size_t used = 0;
+  ASSERT_EQ(p.feed(wire, &used), RequestParser::Result::Complete);
+  EXPECT_EQ(p.request().target, "/a");
+  p.next();
+  size_t used2 = 0;
+  ASSERT_EQ(p.feed(std::string_view(wire).substr(used), &used2), RequestParser::Result::Complete);
+  EXPECT_EQ(p.request().target, "/b");
+  EXPECT_EQ(used + used2, wire.size());
+}
+
+TEST(HttpParser, DecodesChunkedBodiesAndIgnoresTrailers) {
+  RequestParser p;
+  auto r = parse(p,
+                 "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                 "5\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n");
+  ASSERT_EQ(r, RequestParser::Result::Complete) << p.error_reason();
+  EXPECT_EQ(p.request().body, "hello world");
+  EXPECT_TRUE(p.request().chunked);
+}
+
+TEST(HttpParser, KnowsHttp10AndConnectionClose) {
+  RequestParser p;
+  ASSERT_EQ(parse(p, "GET / HTTP/1.0\r\n\r\n"), RequestParser::Result::Complete);
+  EXPECT_FALSE(p.request().keep_alive);
+  RequestParser q;
+  ASSERT_EQ(parse(q, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"), RequestParser::Result::Complete);
+  EXPECT_FALSE(q.request().keep_alive);
+  RequestParser e;
+  ASSERT_EQ(parse(e, "PUT / HTTP/1.1\r\nHost: x\r\nExpect: 100-Continue\r\nContent-Length: 1\r\n\r\nx"),
+            RequestParser::Result::Complete);
+  EXPECT_TRUE(e.request().expect_continue);
+}
+
+TEST(HttpParser, AcceptsAValueSplitAcrossReadsButNotAFoldedOne) {
+  RequestParser p;
+  ASSERT_EQ(parse(p, "GET / HTTP/1.1\r\nX-Split: a b c\r\n\r\n", /*bytewise=*/true), RequestParser::Result::Complete)
+      << p.error_reason();
+  EXPECT_EQ(*p.request().header("x-split"), "a b c");
+  RequestParser q;
+  EXPECT_EQ(parse(q, "GET / HTTP/1.1\r\nX-Folded: a\r\n  b\r\n\r\n", /*bytewise=*/true), RequestParser::Result::Error);
+}
+
+TEST(HttpParser, EnforcesItsLimitsWithTheRightStatus) {
+  Limits small;
+  small.max_header_bytes = 200;
+  small.max_uri = 50;
+  small.max_body = 10;
+  EXPECT_EQ(status_of("GET /" + std::string(100, 'a') + " HTTP/1.1\r\n\r\n", small), 414);
+  EXPECT_EQ(status_of("GET / HTTP/1.1\r\nX-Big: " + std::string(300, 'b') + "\r\n\r\n", small), 431);
+  EXPECT_EQ(status_of("POST / HTTP/1.1\r\nContent-Length: 11\r\n\r\n", small), 413);
+  EXPECT_EQ(status_of("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nb\r\nhello world\r\n0\r\n\r\n", small),
+            413);
+}
+
+TEST(HttpParser, RefusesMalformedRequestsAndSmugglingAttempts) {
+  const char* cases[] = {
+      "GARBAGE\r\n\r\n",
+      "GET / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+      "GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
+      "POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello",
+      "POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+      "POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
+      "POST / HTTP/1.1\r\nContent-Length: 1x\r\n\r\n",
+      "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+      "GET / HTTP/1.1\r\nX-Folded: a\r\n  b\r\n\r\n",
+      "GET / HTTP/1.1\nHost: x\n\n",
+      "GET / HTTP/1.1\r\nHost: x\nX: y\r\n\r\n",
+  };
+  for (const char* c : cases) {
+    EXPECT_EQ(status_of(c), 400) << "accepted: " << c;
+  }
+  // A NUL written out explicitly (a C string would stop at it).
+  std::string nul = std::string("GET / HTTP/1.1\r\nX-Nul: a") + '\0' + "b\r\n\r\n";
+  EXPECT_EQ(status_of(nul), 400);
+}
+
+}  // namespace
+}  // namespace evo::http
