@@ -37,6 +37,22 @@ test-asan: $(ASAN_BUILD)/build.ninja
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 	@EVO_SANITIZED=1 scripts/run-tests $(ASAN_BUILD)
 
+FUZZ_BUILD   ?= build-fuzz
+FUZZ_SECONDS ?= 60
+
+$(FUZZ_BUILD)/build.ninja:
+	@scripts/install-deps fuzz
+	CC=clang CXX=clang++ cmake -S . -B $(FUZZ_BUILD) -G $(GENERATOR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEVO_FUZZ=ON -DEVO_TESTS=OFF
+
+# Runs every fuzz target for FUZZ_SECONDS from the corpus in tests/fuzz/corpus.
+test-fuzz: $(FUZZ_BUILD)/build.ninja
+	@scripts/install-deps fuzz
+	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target evo_fuzz_http_parser
+	@mkdir -p $(FUZZ_BUILD)/corpus/http_parser
+	./$(FUZZ_BUILD)/evo_fuzz_http_parser -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
+	  $(FUZZ_BUILD)/corpus/http_parser tests/fuzz/corpus/http_parser
+	@echo "fuzzing: no crash, no leak in $(FUZZ_SECONDS) s"
+
 bench: build
 	@scripts/install-deps bench
 	@for b in bench/*.sh; do [ -e "$$b" ] && bash "$$b" ./$(BUILD)/evo; done; true
@@ -48,4 +64,4 @@ tidy: $(BUILD)/build.ninja
 	clang-tidy -p $(BUILD) $$(git ls-files 'src/*.cpp')
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
