@@ -74,7 +74,8 @@ int RequestParser::on_header_field(llhttp_t* p, const char* at, size_t len) {
     s->in_value_ = false;
   }
   std::string& name = s->req_.headers.back().first;
-  for (size_t i = 0; i < len; ++i) name.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(at[i]))));
+  for (size_t i = 0; i < len; ++i)
+    name.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(at[i]))));
   return 0;
 }
 
@@ -108,7 +109,8 @@ int RequestParser::on_header_value_complete(llhttp_t* p) {
   if (name == "content-length") {
     ++s->content_length_headers_;
     if (s->content_length_headers_ > 1) return s->fail(400, "duplicate Content-Length");
-    if (value.empty() || !std::all_of(value.begin(), value.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    if (value.empty() ||
+        !std::all_of(value.begin(), value.end(), [](char c) { return c >= '0' && c <= '9'; })) {
       return s->fail(400, "invalid Content-Length");
     }
   } else if (name == "transfer-encoding") {

@@ -72,7 +72,8 @@ TEST(HttpParser, KnowsHttp10AndConnectionClose) {
   ASSERT_EQ(parse(p, "GET / HTTP/1.0\r\n\r\n"), RequestParser::Result::Complete);
   EXPECT_FALSE(p.request().keep_alive);
   RequestParser q;
-  ASSERT_EQ(parse(q, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"), RequestParser::Result::Complete);
+  ASSERT_EQ(parse(q, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+            RequestParser::Result::Complete);
   EXPECT_FALSE(q.request().keep_alive);
   RequestParser e;
   ASSERT_EQ(parse(e, "PUT / HTTP/1.1\r\nHost: x\r\nExpect: 100-Continue\r\nContent-Length: 1\r\n\r\nx"),
@@ -82,11 +83,13 @@ TEST(HttpParser, KnowsHttp10AndConnectionClose) {
 
 TEST(HttpParser, AcceptsAValueSplitAcrossReadsButNotAFoldedOne) {
   RequestParser p;
-  ASSERT_EQ(parse(p, "GET / HTTP/1.1\r\nX-Split: a b c\r\n\r\n", /*bytewise=*/true), RequestParser::Result::Complete)
+  ASSERT_EQ(parse(p, "GET / HTTP/1.1\r\nX-Split: a b c\r\n\r\n", /*bytewise=*/true),
+            RequestParser::Result::Complete)
       << p.error_reason();
   EXPECT_EQ(*p.request().header("x-split"), "a b c");
   RequestParser q;
-  EXPECT_EQ(parse(q, "GET / HTTP/1.1\r\nX-Folded: a\r\n  b\r\n\r\n", /*bytewise=*/true), RequestParser::Result::Error);
+  EXPECT_EQ(parse(q, "GET / HTTP/1.1\r\nX-Folded: a\r\n  b\r\n\r\n", /*bytewise=*/true),
+            RequestParser::Result::Error);
 }
 
 TEST(HttpParser, EnforcesItsLimitsWithTheRightStatus) {
@@ -97,8 +100,9 @@ TEST(HttpParser, EnforcesItsLimitsWithTheRightStatus) {
   EXPECT_EQ(status_of("GET /" + std::string(100, 'a') + " HTTP/1.1\r\n\r\n", small), 414);
   EXPECT_EQ(status_of("GET / HTTP/1.1\r\nX-Big: " + std::string(300, 'b') + "\r\n\r\n", small), 431);
   EXPECT_EQ(status_of("POST / HTTP/1.1\r\nContent-Length: 11\r\n\r\n", small), 413);
-  EXPECT_EQ(status_of("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nb\r\nhello world\r\n0\r\n\r\n", small),
-            413);
+  EXPECT_EQ(
+      status_of("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nb\r\nhello world\r\n0\r\n\r\n", small),
+      413);
 }
 
 TEST(HttpParser, RefusesMalformedRequestsAndSmugglingAttempts) {

@@ -1,0 +1,42 @@
+// Building HTTP/1.1 responses: status lines, header validation, the cached
+// Date header. Pure functions over strings, shared by the server's fast path
+// (res:send) and its streaming path (res:status/header/write).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace evo::http {
+
+// "OK", "Not Found"... for a status code; "Unknown" for codes without one.
+std::string_view reason_phrase(int status);
+
+// A header name is a token (RFC 9110 5.1): no spaces, controls or separators.
+bool valid_header_name(std::string_view name);
+
+// A header value set from Lua must not contain CR, LF or NUL: those are how a
+// response is split or smuggled. Other controls are refused too, except tab.
+bool valid_header_value(std::string_view value);
+
+// "HTTP/1.1 404 Not Found\r\n" appended to out.
+void append_status_line(std::string& out, int status, std::string_view reason = {});
+
+// "Name: value\r\n" appended to out (the caller has validated both).
+void append_header(std::string& out, std::string_view name, std::string_view value);
+
+// The value of a Date header for this second, e.g. "Sun, 22 Nov 2026 03:40:00 GMT".
+// Cached: formatted once per second whatever the request rate.
+class DateCache {
+ public:
+  const std::string& now();                  // for the current time
+  const std::string& at(int64_t unix_seconds);  // for a given second (tests)
+  [[nodiscard]] uint64_t formats() const { return formats_; }  // how often it formatted
+
+ private:
+  int64_t second_ = -1;
+  uint64_t formats_ = 0;
+  std::string value_;
+};
+
+}  // namespace evo::http

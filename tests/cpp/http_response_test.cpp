@@ -1,0 +1,52 @@
+// Response building: reasons, header validation (no response splitting), Date.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "modules/http_response.h"
+
+namespace evo::http {
+namespace {
+
+TEST(HttpResponse, WritesStatusLinesWithStandardReasons) {
+  std::string out;
+  append_status_line(out, 404);
+  append_status_line(out, 200, "Fine");
+  append_status_line(out, 299);
+  EXPECT_EQ(out, "HTTP/1.1 404 Not Found\r\nHTTP/1.1 200 Fine\r\nHTTP/1.1 299 Unknown\r\n");
+  EXPECT_EQ(reason_phrase(431), "Request Header Fields Too Large");
+  EXPECT_EQ(reason_phrase(413), "Content Too Large");
+}
+
+TEST(HttpResponse, RefusesHeaderValuesThatWouldSplitTheResponse) {
+  EXPECT_TRUE(valid_header_value("text/html; charset=utf-8"));
+  EXPECT_TRUE(valid_header_value("tab\tinside"));
+  EXPECT_TRUE(valid_header_value(""));
+  EXPECT_FALSE(valid_header_value("a\r\nSet-Cookie: evil=1"));
+  EXPECT_FALSE(valid_header_value("a\nb"));
+  EXPECT_FALSE(valid_header_value("a\rb"));
+  EXPECT_FALSE(valid_header_value(std::string("a\0b", 3)));
+  EXPECT_FALSE(valid_header_value("del\x7f"));
+}
+
+TEST(HttpResponse, AcceptsOnlyTokensAsHeaderNames) {
+  EXPECT_TRUE(valid_header_name("Content-Type"));
+  EXPECT_TRUE(valid_header_name("X-Custom_1"));
+  EXPECT_FALSE(valid_header_name(""));
+  EXPECT_FALSE(valid_header_name("Bad Name"));
+  EXPECT_FALSE(valid_header_name("Bad:Name"));
+  EXPECT_FALSE(valid_header_name("Bad\r\nName"));
+}
+
+TEST(HttpResponse, FormatsAndCachesTheDateHeader) {
+  DateCache cache;
+  EXPECT_EQ(cache.at(0), "Thu, 01 Jan 1970 00:00:00 GMT");
+  EXPECT_EQ(cache.at(1794000000), "Fri, 06 Nov 2026 21:20:00 GMT");  // as `date -u -d @1794000000`
+  uint64_t before = cache.formats();
+  EXPECT_EQ(cache.at(1794000000), "Fri, 06 Nov 2026 21:20:00 GMT");
+  EXPECT_EQ(cache.formats(), before) << "the same second is not formatted again";
+  EXPECT_EQ(cache.now().size(), 29U);
+}
+
+}  // namespace
+}  // namespace evo::http
