@@ -449,9 +449,16 @@ int Stream::write(lua_State* L, int first, int last, int yieldable_idx) {
     return done_now(L, 1);
   }
   // Backpressure: wait until the queue drains below the high-water mark.
+  return wait_as_writer(L, yieldable_idx, WriterWait::BelowHighWater);
+}
+
+// Waits as the stream's writer until `what` happens (wake_writer_if_ready
+// and on_shutdown_done answer). Where the caller cannot wait, or another
+// task already waits to write, answers true now: the bytes are queued anyway.
+int Stream::wait_as_writer(lua_State* L, int yieldable_idx, WriterWait what) {
   Task* t = sys_.waiter(L, yieldable_idx);
   if (t == nullptr || writer_ != nullptr) {
-    lua_pushboolean(L, 1);  // cannot wait here: the data is queued anyway
+    lua_pushboolean(L, 1);
     return done_now(L, 1);
   }
   if (sys_.take_cancel(t)) {
@@ -459,9 +466,9 @@ int Stream::write(lua_State* L, int first, int last, int yieldable_idx) {
     return 1;
   }
   writer_ = t;
-  writer_wait_ = WriterWait::BelowHighWater;
+  writer_wait_ = what;
   writer_id_ = sys_.begin_wait(t, cancel_write, this);
-  if (write_timeout_ > 0) set_deadline(false, write_timeout_);
+  if (what != WriterWait::ShutDown && write_timeout_ > 0) set_deadline(false, write_timeout_);
   return sys_.suspend(L, t);
 }
 
@@ -549,20 +556,7 @@ int Stream::flush(lua_State* L, int yieldable_idx) {
     lua_pushboolean(L, 1);
     return done_now(L, 1);
   }
-  Task* t = sys_.waiter(L, yieldable_idx);
-  if (t == nullptr || writer_ != nullptr) {
-    lua_pushboolean(L, 1);
-    return done_now(L, 1);
-  }
-  if (sys_.take_cancel(t)) {
-    lua_pushboolean(L, 0);
-    return 1;
-  }
-  writer_ = t;
-  writer_wait_ = WriterWait::Flushed;
-  writer_id_ = sys_.begin_wait(t, cancel_write, this);
-  if (write_timeout_ > 0) set_deadline(false, write_timeout_);
-  return sys_.suspend(L, t);
+  return wait_as_writer(L, yieldable_idx, WriterWait::Flushed);
 }
 
 int Stream::shutdown(lua_State* L, int yieldable_idx) {
@@ -587,15 +581,7 @@ int Stream::shutdown(lua_State* L, int yieldable_idx) {
   }
   if (rc != 0) return done_now(L, push_uv_error_result(L, rc));
   req.release();  // shutdown_cb takes it back
-  Task* t = sys_.waiter(L, yieldable_idx);
-  if (t == nullptr || writer_ != nullptr) {
-    lua_pushboolean(L, 1);
-    return done_now(L, 1);
-  }
-  writer_ = t;
-  writer_wait_ = WriterWait::ShutDown;
-  writer_id_ = sys_.begin_wait(t, cancel_write, this);
-  return sys_.suspend(L, t);
+  return wait_as_writer(L, yieldable_idx, WriterWait::ShutDown);
 }
 
 void Stream::on_shutdown_done(int status) {

@@ -98,6 +98,8 @@ class Stream {
     }
   }
   void want_data();
+  enum class WriterWait : uint8_t { BelowHighWater, Flushed, ShutDown };
+  int wait_as_writer(lua_State* L, int yieldable_idx, WriterWait what);
   void set_deadline(bool reader, double seconds);
   void clear_deadline(bool reader);
   void reschedule_timer();
@@ -131,11 +133,7 @@ class Stream {
   ReadRequest read_req_;
   Task* writer_ = nullptr;
   uint32_t writer_id_ = 0;
-  enum class WriterWait : uint8_t {
-    BelowHighWater,
-    Flushed,
-    ShutDown
-  } writer_wait_ = WriterWait::BelowHighWater;
+  WriterWait writer_wait_ = WriterWait::BelowHighWater;
 };
 
 // The libuv handle under an evented Stream. Owned by libuv once opened; it
