@@ -29,8 +29,8 @@ void append_header(std::string& out, std::string_view name, std::string_view val
 // Cached: formatted once per second whatever the request rate.
 class DateCache {
  public:
-  const std::string& now();                  // for the current time
-  const std::string& at(int64_t unix_seconds);  // for a given second (tests)
+  const std::string& now();                                    // for the current time
+  const std::string& at(int64_t unix_seconds);                 // for a given second (tests)
   [[nodiscard]] uint64_t formats() const { return formats_; }  // how often it formatted
 
  private:

@@ -23,6 +23,7 @@
 #include <string>
 
 #include "core/handle.h"
+#include "lua/boxed.h"
 #include "lua/errors.h"
 #include "lua/events.h"
 #include "lua/modules.h"
@@ -555,24 +556,7 @@ void UvListenerHandle::on_closed() {
   if (owner != nullptr) owner->on_handle_closed();
 }
 
-struct ListenerBox {
-  std::unique_ptr<Listener> listener;
-};
-
-Listener* check_listener(lua_State* L, int idx) {
-  return static_cast<ListenerBox*>(luaL_checkudata(L, idx, kListenerMeta))->listener.get();
-}
-
-int listener_gc(lua_State* L) {
-  static_cast<ListenerBox*>(lua_touserdata(L, 1))->~ListenerBox();
-  return 0;
-}
-
-void push_listener(lua_State* L, std::unique_ptr<Listener> l) {
-  new (lua_newuserdata(L, sizeof(ListenerBox))) ListenerBox{std::move(l)};
-  luaL_getmetatable(L, kListenerMeta);
-  lua_setmetatable(L, -2);
-}
+Listener* check_listener(lua_State* L, int idx) { return Boxed<Listener>::check(L, idx, kListenerMeta); }
 
 // Blocking-mode listening socket.
 int listen_fd(const sockaddr* addr, socklen_t len, int backlog, int* fd_out) {
@@ -652,7 +636,7 @@ int net_listen(lua_State* L) {
   listener->bind_twin(L, 1, 2);
   int fd = listener->local_fd();
   lua_pushboolean(L, 1);
-  push_listener(L, std::move(listener));
+  Boxed<Listener>::push(L, std::move(listener), kListenerMeta);
   sockaddr_storage bound{};
   socklen_t blen = sizeof(bound);
   int actual_port = 0;
@@ -695,7 +679,7 @@ int net_local(lua_State* L) { return net_address(L, false); }
 
 int open_net(lua_State* L) {
   if (luaL_newmetatable(L, kListenerMeta) != 0) {
-    lua_pushcfunction(L, listener_gc);
+    lua_pushcfunction(L, Boxed<Listener>::gc);
     lua_setfield(L, -2, "__gc");
   }
   lua_pop(L, 1);

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "core/handle.h"
+#include "lua/boxed.h"
 #include "lua/errors.h"
 #include "lua/modules.h"
 #include "lua/runtime.h"
@@ -147,18 +148,7 @@ void ProcessHandle::on_closed() {
   if (owner != nullptr) owner->on_handle_closed();
 }
 
-struct ChildBox {
-  std::unique_ptr<Child> child;
-};
-
-Child* check_child(lua_State* L, int idx) {
-  return static_cast<ChildBox*>(luaL_checkudata(L, idx, kChildMeta))->child.get();
-}
-
-int child_gc(lua_State* L) {
-  static_cast<ChildBox*>(lua_touserdata(L, 1))->~ChildBox();
-  return 0;
-}
+Child* check_child(lua_State* L, int idx) { return Boxed<Child>::check(L, idx, kChildMeta); }
 
 enum class Stdio : uint8_t { Pipe, Inherit, Ignore };
 
@@ -219,9 +209,7 @@ std::vector<char*> c_strings(std::vector<std::string>& v) {
 
 // Pushes the child and its three streams (or nil for each not piped).
 void push_child(lua_State* L, std::unique_ptr<Child> child) {
-  new (lua_newuserdata(L, sizeof(ChildBox))) ChildBox{std::move(child)};
-  luaL_getmetatable(L, kChildMeta);
-  lua_setmetatable(L, -2);
+  Boxed<Child>::push(L, std::move(child), kChildMeta);
 }
 
 int spawn_evented(lua_State* L, TaskSystem& sys, const char* file, std::vector<std::string>& argv,
@@ -401,7 +389,7 @@ int open_process(lua_State* L) {
   open_stream_natives(L);  // child streams need the Stream metatable
   lua_pop(L, 1);
   if (luaL_newmetatable(L, kChildMeta) != 0) {
-    lua_pushcfunction(L, child_gc);
+    lua_pushcfunction(L, Boxed<Child>::gc);
     lua_setfield(L, -2, "__gc");
   }
   lua_pop(L, 1);

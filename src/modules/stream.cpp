@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "core/handle.h"
+#include "lua/boxed.h"
 #include "lua/errors.h"
 #include "lua/runtime.h"
 
@@ -749,16 +750,6 @@ void Stream::on_timeout() {
 
 namespace {
 
-struct StreamBox {
-  std::unique_ptr<Stream> stream;
-};
-
-int stream_gc(lua_State* L) {
-  auto* box = static_cast<StreamBox*>(lua_touserdata(L, 1));
-  box->~StreamBox();
-  return 0;
-}
-
 ReadRequest::Kind kind_of(const char* s) {
   if (std::strcmp(s, "line") == 0) return ReadRequest::Kind::Line;
   if (std::strcmp(s, "until") == 0) return ReadRequest::Kind::Until;
@@ -890,20 +881,14 @@ int s_buffered(lua_State* L) {
 }  // namespace
 
 void push_stream(lua_State* L, std::unique_ptr<Stream> stream) {
-  auto* box = new (lua_newuserdata(L, sizeof(StreamBox))) StreamBox{std::move(stream)};
-  (void)box;
-  luaL_getmetatable(L, kStreamMeta);
-  lua_setmetatable(L, -2);
+  Boxed<Stream>::push(L, std::move(stream), kStreamMeta);
 }
 
-Stream* check_stream(lua_State* L, int idx) {
-  auto* box = static_cast<StreamBox*>(luaL_checkudata(L, idx, kStreamMeta));
-  return box->stream.get();
-}
+Stream* check_stream(lua_State* L, int idx) { return Boxed<Stream>::check(L, idx, kStreamMeta); }
 
 int open_stream_natives(lua_State* L) {
   if (luaL_newmetatable(L, kStreamMeta) != 0) {
-    lua_pushcfunction(L, stream_gc);
+    lua_pushcfunction(L, Boxed<Stream>::gc);
     lua_setfield(L, -2, "__gc");
     lua_newtable(L);  // methods, filled in by lib/net.lua
     lua_setfield(L, -2, "__index");

@@ -16,6 +16,7 @@
 #include <string>
 
 #include "core/handle.h"
+#include "lua/boxed.h"
 #include "lua/errors.h"
 #include "lua/modules.h"
 #include "lua/runtime.h"
@@ -288,18 +289,7 @@ void UvUdpHandle::on_closed() {
   if (owner != nullptr) owner->on_handle_closed();
 }
 
-struct UdpBox {
-  std::unique_ptr<Udp> udp;
-};
-
-Udp* check_udp(lua_State* L, int idx) {
-  return static_cast<UdpBox*>(luaL_checkudata(L, idx, kUdpMeta))->udp.get();
-}
-
-int udp_gc(lua_State* L) {
-  static_cast<UdpBox*>(lua_touserdata(L, 1))->~UdpBox();
-  return 0;
-}
+Udp* check_udp(lua_State* L, int idx) { return Boxed<Udp>::check(L, idx, kUdpMeta); }
 
 int udp_new(lua_State* L) {
   TaskSystem& sys = TaskSystem::from(L);
@@ -310,9 +300,7 @@ int udp_new(lua_State* L) {
     u = std::make_unique<Udp>(
         sys, NativeHandle::release_to_loop(std::make_unique<UvUdpHandle>(sys.runtime().loop())));
   }
-  new (lua_newuserdata(L, sizeof(UdpBox))) UdpBox{std::move(u)};
-  luaL_getmetatable(L, kUdpMeta);
-  lua_setmetatable(L, -2);
+  Boxed<Udp>::push(L, std::move(u), kUdpMeta);
   return 1;
 }
 
@@ -341,7 +329,7 @@ int udp_port(lua_State* L) {
 
 int open_udp(lua_State* L) {
   if (luaL_newmetatable(L, kUdpMeta) != 0) {
-    lua_pushcfunction(L, udp_gc);
+    lua_pushcfunction(L, Boxed<Udp>::gc);
     lua_setfield(L, -2, "__gc");
   }
   lua_pop(L, 1);
