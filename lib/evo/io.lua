@@ -21,7 +21,6 @@ local io = {}
 local function cancelRequest(req)
   if req then pcall(uv.cancel, req) end  -- EBUSY once running: the result is then discarded
 end
-io.cancelRequest = cancelRequest
 
 local function syncResult(value, message, name)
   if value == nil and message ~= nil then return nil, fromUv(message, name) end
@@ -57,13 +56,6 @@ function io.call(fn, ...)
   -- luv reports some failures at once, without ever calling back: no wait then.
   if req == nil and failed ~= nil then return nil, fromUv(failed, failedName) end
   return asyncResult(suspend(cancelRequest, req))
-end
-
--- Whether the current code may suspend (for callers with their own waits).
-function io.canSuspend()
-  local me = prepare(isyieldable())
-  if me == false then error(canceled(), 2) end
-  return me ~= nil
 end
 
 return io

@@ -537,12 +537,6 @@ int task_mode(lua_State* L) {
   return 1;
 }
 
-int task_is_canceled(lua_State* L) {
-  Task* t = check_future(L, 1);
-  lua_pushboolean(L, t->cancel_requested ? 1 : 0);
-  return 1;
-}
-
 // ----------------------------------------------------------- Future object
 
 int future_gc(lua_State* L) {
@@ -794,7 +788,6 @@ int open_task(lua_State* L) {
       {"results", task_results},
       {"outcome", task_outcome},
       {"requestCancel", task_request_cancel},
-      {"isCanceled", task_is_canceled},
       {"cancelDue", task_cancel_due},
       {"shieldEnter", task_shield_enter},
       {"shieldLeave", task_shield_leave},

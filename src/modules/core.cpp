@@ -78,16 +78,6 @@ int core_versions(lua_State* L) {
   return 1;
 }
 
-int core_builtin_modules(lua_State* L) {
-  auto names = modules::builtin_names();
-  lua_createtable(L, static_cast<int>(names.size()), 0);
-  for (size_t i = 0; i < names.size(); ++i) {
-    lua_pushstring(L, names[i].c_str());
-    lua_rawseti(L, -2, static_cast<int>(i + 1));
-  }
-  return 1;
-}
-
 // Monotonic time in seconds, sub-millisecond (uv_hrtime).
 int core_hrtime(lua_State* L) {
   lua_pushnumber(L, static_cast<double>(uv_hrtime()) / 1e9);
@@ -109,7 +99,6 @@ int open_core(lua_State* L) {
       {"closeHandles", core_close_handles},
       {"setUncaughtHandler", core_set_uncaught_handler},
       {"versions", core_versions},
-      {"builtinModules", core_builtin_modules},
       {"hrtime", core_hrtime},
       {nullptr, nullptr},
   };
