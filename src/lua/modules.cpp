@@ -21,6 +21,7 @@ const NativeModule kNativeModules[] = {
     {"evo.core",   open_core,   true},
     {"evo.fsfast", open_fsfast, true},
     {"evo.fswatch", open_fswatch, true},
+    {"evo.http",   http::open_http, true},
     {"evo.net",    open_net,    true},
     {"evo.process", open_process, true},
     {"evo.replnative", repl::open_native, true},

@@ -25,6 +25,9 @@ int open_process(lua_State* L);  // "evo.process": child processes
 int open_udp(lua_State* L);      // "evo.udp": UDP sockets
 int open_uv(lua_State* L);       // "uv" and "luv": luv on Evo's loop
 int open_task(lua_State* L);     // "evo.task": tasks and futures (src/lua/tasks.cpp)
+namespace http {
+int open_http(lua_State* L);  // "evo.http": the HTTP server engine (src/modules/http_lua.cpp)
+}
 
 namespace modules {
 

@@ -629,7 +629,7 @@ TaskSystem& TaskSystem::from(lua_State* L) {
 
 Task* TaskSystem::task_of(lua_State* L) const { return by_thread_.find(L); }
 
-Task* TaskSystem::spawn(lua_State* L, int nargs) {
+Task* TaskSystem::spawn(lua_State* L, int nargs, bool queue) {
   // Stack: fn, args... -> future
   auto* t = new (lua_newuserdata(L, sizeof(Task))) Task();
   t->sys = this;
@@ -643,9 +643,11 @@ Task* TaskSystem::spawn(lua_State* L, int nargs) {
   lua_xmove(L, t->co, nargs + 1);  // body, fn, args...
   t->resume_nargs = nargs + 1;
   by_thread_.insert(t->co, t);
-  scheduler_.make_ready(t);
+  if (queue) scheduler_.make_ready(t);
   return t;
 }
+
+void TaskSystem::run_now(Task* t) { resume(t); }
 
 bool TaskSystem::run_main(int nargs, bool& failed_now) {
   lua_State* L = rt_.L();

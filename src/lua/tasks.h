@@ -42,7 +42,11 @@ class TaskSystem {
 
   // Starts the function on top of L's stack (nargs arguments above it) as a
   // task; leaves its Future on the stack.
-  Task* spawn(lua_State* L, int nargs);
+  Task* spawn(lua_State* L, int nargs, bool queue = true);
+  // Runs a task spawned with queue = false now, up to its first suspension
+  // (a server running a request's handler straight from the read callback,
+  // so answers to pipelined requests go out in one write).
+  void run_now(Task* t);
 
   // Runs the main chunk (function + nargs on the stack of the main state) as a
   // task and drains the ready queue once. Returns false if it failed at once.

@@ -48,6 +48,7 @@ int RequestParser::on_message_begin(llhttp_t* p) {
   s->complete_ = false;
   s->content_length_headers_ = 0;
   s->saw_transfer_encoding_ = false;
+  s->body_bytes_ = 0;
   return 0;
 }
 
@@ -139,12 +140,17 @@ int RequestParser::on_headers_complete(llhttp_t* p) {
     return s->fail(413, "request body too large");
   }
   s->headers_done_ = true;
+  // A request with a body pauses here, so a server can start its handler
+  // and stream the body to it (and answer Expect: 100-continue) before the
+  // body has arrived. Requests without one pause at their end as usual.
+  if (!r.upgrade && (r.chunked || p->content_length > 0)) return HPE_PAUSED;
   return 0;
 }
 
 int RequestParser::on_body(llhttp_t* p, const char* at, size_t len) {
   RequestParser* s = self(p);
-  if (s->req_.body.size() + len > s->limits_.max_body) return s->fail(413, "request body too large");
+  s->body_bytes_ += len;
+  if (s->body_bytes_ > s->limits_.max_body) return s->fail(413, "request body too large");
   s->req_.body.append(at, len);
   return 0;
 }
@@ -168,6 +174,10 @@ RequestParser::Result RequestParser::feed(std::string_view data, size_t* consume
     *consumed = static_cast<size_t>(llhttp_get_error_pos(&parser_) - data.data());
     return Result::Complete;
   }
+  if (err == HPE_PAUSED && headers_done_) {
+    *consumed = static_cast<size_t>(llhttp_get_error_pos(&parser_) - data.data());
+    return Result::HeadersComplete;
+  }
   if (err == HPE_PAUSED_UPGRADE) {
     *consumed = static_cast<size_t>(llhttp_get_error_pos(&parser_) - data.data());
     complete_ = true;
@@ -187,5 +197,7 @@ void RequestParser::next() {
   complete_ = false;
   llhttp_resume(&parser_);
 }
+
+void RequestParser::resume_body() { llhttp_resume(&parser_); }
 
 }  // namespace evo::http

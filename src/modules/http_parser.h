@@ -53,12 +53,16 @@ class RequestParser {
 
   // Parses from `data`. Returns Complete when a whole request is ready
   // (request()), with *consumed the bytes used: the rest belongs to the next
-  // request (pipelining). NeedMore: all consumed, feed more. Error: answer
-  // error_status() and close.
+  // request (pipelining). HeadersComplete: the headers of a request with a
+  // body are ready; call resume_body() and go on feeding, the body arriving
+  // in request().body (the caller may take it out between feeds). NeedMore:
+  // all consumed, feed more. Error: answer error_status() and close.
   Result feed(std::string_view data, size_t* consumed);
 
   // After a Complete request has been handled: start the next one.
   void next();
+  // After HeadersComplete: go on with the body.
+  void resume_body();
 
   [[nodiscard]] const Request& request() const { return req_; }
   Request& request() { return req_; }
@@ -94,6 +98,7 @@ class RequestParser {
   bool headers_done_ = false;
   bool complete_ = false;
   int content_length_headers_ = 0;
+  uint64_t body_bytes_ = 0;
   bool saw_transfer_encoding_ = false;
   int error_status_ = 0;
   std::string error_reason_;

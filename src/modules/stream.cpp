@@ -602,10 +602,6 @@ void Stream::on_shutdown_done(int status) {
 
 // --------------------------------------------------------------- sendfile
 
-namespace {
-
-// Sends with sendfile(2), waiting with poll() while the socket is full.
-// Returns bytes sent, or a negative libuv status. `stop` ends it early.
 int64_t send_file_blocking(int out_fd, int in_fd, int64_t offset, int64_t length, double timeout,
                            const std::atomic<bool>* stop) {
   int64_t sent = 0;
@@ -629,6 +625,8 @@ int64_t send_file_blocking(int out_fd, int in_fd, int64_t offset, int64_t length
   }
   return sent;
 }
+
+namespace {
 
 struct SendfileJob {
   uv_work_t req{};

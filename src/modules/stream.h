@@ -12,7 +12,9 @@
 #include <uv.h>
 #include <lua.hpp>
 
+#include <atomic>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -164,6 +166,13 @@ class UvStreamHandle final : public NativeHandle {
   } h_{};
   Kind kind_;
 };
+
+// Sends `length` bytes of in_fd from `offset` to out_fd with sendfile(2),
+// waiting with poll() while the socket is full (for thread-pool jobs and the
+// blocking Io mode). Returns bytes sent, or a negative libuv status; `stop`
+// ends it early (checked between polls of at most 100 ms).
+int64_t send_file_blocking(int out_fd, int in_fd, int64_t offset, int64_t length, double timeout,
+                           const std::atomic<bool>* stop);
 
 // Lua binding: a userdata "evo.Stream" holding a std::unique_ptr<Stream>.
 void push_stream(lua_State* L, std::unique_ptr<Stream> stream);

@@ -30,6 +30,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       if (status != 400 && status != 413 && status != 414 && status != 431) __builtin_trap();
       break;
     }
+    if (result == evo::http::RequestParser::Result::HeadersComplete) {
+      parser.resume_body();
+      continue;
+    }
     if (result == evo::http::RequestParser::Result::Complete) {
       ++requests;
       if (parser.request().body.size() > limits.max_body) __builtin_trap();

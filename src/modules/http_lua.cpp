@@ -1,0 +1,641 @@
+// evo.http: the Lua side of the HTTP server engine (lib/http.lua and
+// lib/HttpServer.lua are the public modules).
+//
+// A task handler gets `req`, a table (method, path, query; headers built on
+// first use) and `res`, a userdata holding the request's Exchange. The event
+// style names exchanges by request id instead.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <memory>
+#include <new>
+#include <string>
+
+#include "lua/errors.h"
+#include "lua/modules.h"
+#include "lua/runtime.h"
+#include "lua/tasks.h"
+#include "modules/http_server.h"
+
+namespace evo::http {
+namespace {
+
+constexpr const char* kServerMeta = "evo.HttpServerCore";
+constexpr const char* kResMeta = "evo.HttpResponse";
+
+struct ServerBox {
+  std::shared_ptr<Server> server;
+};
+
+struct ResBox {
+  std::shared_ptr<Exchange> ex;
+};
+
+Server* check_server(lua_State* L, int idx) {
+  return static_cast<ServerBox*>(luaL_checkudata(L, idx, kServerMeta))->server.get();
+}
+
+Exchange& check_res(lua_State* L, int idx) {
+  return *static_cast<ResBox*>(luaL_checkudata(L, idx, kResMeta))->ex;
+}
+
+int push_closed(lua_State* L) {
+  lua_pushnil(L);
+  errors::push_error(L, "Closed", "the connection was closed");
+  return 2;
+}
+
+std::string_view arg_string(lua_State* L, int idx) {
+  size_t n = 0;
+  const char* s = luaL_checklstring(L, idx, &n);
+  return {s, n};
+}
+
+int check_status(lua_State* L, int idx) {
+  lua_Integer code = luaL_checkinteger(L, idx);
+  luaL_argcheck(L, code >= 100 && code <= 999, idx, "status must be 100..999");
+  return static_cast<int>(code);
+}
+
+// A response may be changed only before its head is sent.
+void check_head_open(lua_State* L, const Exchange& ex, const char* fn) {
+  if (ex.finished) luaL_error(L, "%s: the response was already sent", fn);
+  if (ex.headers_sent) luaL_error(L, "%s: the headers were already sent", fn);
+}
+
+void add_header_or_raise(lua_State* L, Exchange& ex, int name_idx, int value_idx) {
+  std::string_view name = arg_string(L, name_idx);
+  std::string error;
+  if (lua_type(L, value_idx) == LUA_TTABLE) {  // several values: one line each (set-cookie)
+    size_t n = lua_objlen(L, value_idx);
+    for (size_t i = 1; i <= n; ++i) {
+      lua_rawgeti(L, value_idx, static_cast<int>(i));
+      size_t len = 0;
+      const char* v = lua_tolstring(L, -1, &len);
+      if (v == nullptr) luaL_error(L, "header '%s': values must be strings", std::string(name).c_str());
+      if (!ex.add_header(name, std::string_view(v, len), &error)) luaL_error(L, "%s", error.c_str());
+      lua_pop(L, 1);
+    }
+    return;
+  }
+  size_t len = 0;
+  const char* v = lua_tolstring(L, value_idx, &len);
+  if (v == nullptr) luaL_typerror(L, value_idx, "string");
+  if (!ex.add_header(name, std::string_view(v, len), &error)) luaL_error(L, "%s", error.c_str());
+}
+
+// ------------------------------------------------------------ server
+
+double opt_number(lua_State* L, int idx, const char* key, double dflt) {
+  lua_getfield(L, idx, key);
+  double v = lua_isnil(L, -1) ? dflt : luaL_checknumber(L, -1);
+  lua_pop(L, 1);
+  return v;
+}
+
+// serve(object, opts, handler|nil, runner|nil) -> server | nil, err
+int l_serve(lua_State* L) {
+  luaL_checktype(L, 2, LUA_TTABLE);
+  ServerConfig cfg;
+  cfg.limits.max_header_bytes = static_cast<size_t>(opt_number(L, 2, "maxHeaderBytes", 16 * 1024));
+  cfg.limits.max_uri = static_cast<size_t>(opt_number(L, 2, "maxUriBytes", 8 * 1024));
+  cfg.limits.max_body = static_cast<size_t>(opt_number(L, 2, "maxBodyBytes", 8 * 1024 * 1024));
+  cfg.header_timeout = opt_number(L, 2, "headerTimeout", 10);
+  cfg.idle_timeout = opt_number(L, 2, "idleTimeout", 5);
+  cfg.events = lua_isnoneornil(L, 3);
+  lua_getfield(L, 2, "host");
+  std::string host = lua_isnil(L, -1) ? "127.0.0.1" : luaL_checkstring(L, -1);
+  lua_pop(L, 1);
+  int port = static_cast<int>(opt_number(L, 2, "port", 0));
+  int backlog = static_cast<int>(opt_number(L, 2, "backlog", 511));
+
+  Runtime& rt = Runtime::from(L);
+  auto server = std::make_shared<Server>(rt, cfg);
+  int rc = server->listen(host.c_str(), port, backlog);
+  if (rc != 0) {
+    lua_pushnil(L);
+    errors::push_uv_error(L, rc, host + ":" + std::to_string(port));
+    return 2;
+  }
+  lua_pushvalue(L, 1);
+  server->object_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  if (!cfg.events) {
+    lua_pushvalue(L, 3);
+    server->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pushvalue(L, 4);
+    server->runner_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  new (lua_newuserdata(L, sizeof(ServerBox))) ServerBox{std::move(server)};
+  luaL_getmetatable(L, kServerMeta);
+  lua_setmetatable(L, -2);
+  return 1;
+}
+
+int l_server_gc(lua_State* L) {
+  static_cast<ServerBox*>(lua_touserdata(L, 1))->~ServerBox();
+  return 0;
+}
+
+int l_port(lua_State* L) {
+  lua_pushinteger(L, check_server(L, 1)->port());
+  return 1;
+}
+
+int l_connections(lua_State* L) {
+  lua_pushinteger(L, static_cast<lua_Integer>(check_server(L, 1)->connection_count()));
+  return 1;
+}
+
+// close(server, yieldable) -> true, or yields until every connection is done
+int l_close(lua_State* L) {
+  Server* server = check_server(L, 1);
+  TaskSystem& sys = TaskSystem::from(L);
+  Task* t = sys.waiter(L, 2);
+  if (t == nullptr || server->connection_count() == 0) {
+    server->stop(nullptr);
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  if (sys.take_cancel(t)) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  uint32_t id = sys.begin_wait(t, nullptr, nullptr);
+  TaskSystem* psys = &sys;
+  server->stop([psys, t, id]() { psys->wake(t, id, 0); });
+  return sys.suspend(L, t);
+}
+
+// ------------------------------------------------------------ responses
+
+Connection* live(Exchange& ex) { return ex.finished ? nullptr : ex.conn; }
+
+// send(res, status, body, headers) -> true | nil, err
+int l_send(lua_State* L) {
+  Exchange& ex = check_res(L, 1);
+  check_head_open(L, ex, "send");
+  int status = check_status(L, 2);
+  size_t len = 0;
+  const char* body = lua_isnoneornil(L, 3) ? "" : luaL_checklstring(L, 3, &len);
+  if (!lua_isnoneornil(L, 4)) {
+    luaL_checktype(L, 4, LUA_TTABLE);
+    lua_pushnil(L);
+    while (lua_next(L, 4) != 0) {
+      if (lua_type(L, -2) != LUA_TSTRING) luaL_error(L, "send: header names must be strings");
+      add_header_or_raise(L, ex, lua_gettop(L) - 1, lua_gettop(L));
+      lua_pop(L, 1);
+    }
+  }
+  ex.status = status;
+  Connection* c = live(ex);
+  if (c == nullptr) return push_closed(L);
+  c->send_whole(ex, std::string_view(body, len));
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+// status(res, code [, reason])
+int l_status(lua_State* L) {
+  Exchange& ex = check_res(L, 1);
+  check_head_open(L, ex, "status");
+  ex.status = check_status(L, 2);
+  if (!lua_isnoneornil(L, 3)) {
+    std::string_view reason = arg_string(L, 3);
+    if (!valid_header_value(reason)) luaL_argerror(L, 3, "the reason must not contain CR, LF or NUL");
+    ex.reason = std::string(reason);
+  }
+  lua_settop(L, 1);
+  return 1;
+}
+
+// header(res, name, value | {values})
+int l_header(lua_State* L) {
+  Exchange& ex = check_res(L, 1);
+  check_head_open(L, ex, "header");
+  luaL_checkstring(L, 2);
+  if (lua_type(L, 3) != LUA_TTABLE) luaL_checkstring(L, 3);
+  add_header_or_raise(L, ex, 2, 3);
+  lua_settop(L, 1);
+  return 1;
+}
+
+// write(res, chunk, yieldable) -> (true, true) | (true, nil, err) | (false) | yields
+int l_write(lua_State* L) {
+  Exchange& ex = check_res(L, 1);
+  std::string_view chunk = arg_string(L, 2);
+  if (ex.finished) return luaL_error(L, "write: the response was already finished");
+  Connection* c = ex.conn;
+  lua_pushboolean(L, 1);
+  if (c == nullptr) return 1 + push_closed(L);
+  if (!ex.headers_sent) c->send_head(ex, true);
+  if (ex.has_length && !ex.head_request() && ex.written + chunk.size() > ex.length) {
+    return luaL_error(L, "write: more bytes than the Content-Length set (%d)", static_cast<int>(ex.length));
+  }
+  c->write_body(ex, chunk);
+  c->flush();
+  if (!c->congested()) {
+    lua_pushboolean(L, 1);
+    return 2;
+  }
+  TaskSystem& sys = TaskSystem::from(L);
+  Task* t = sys.waiter(L, 3);
+  if (t == nullptr) {  // cannot wait here: the data is queued anyway
+    lua_pushboolean(L, 1);
+    return 2;
+  }
+  if (sys.take_cancel(t)) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  lua_pop(L, 1);
+  uint32_t id = sys.begin_wait(t, [](Task*, void* arg) { static_cast<Connection*>(arg)->cancel_wait_writable(); },
+                               c);
+  c->wait_writable(t, id);
+  return sys.suspend(L, t);
+}
+
+// finish(res [, chunk]) -> true | nil, err
+int l_finish(lua_State* L) {
+  Exchange& ex = check_res(L, 1);
+  if (ex.finished) return luaL_error(L, "finish: the response was already finished");
+  Connection* c = ex.conn;
+  if (c == nullptr) return push_closed(L);
+  if (!lua_isnoneornil(L, 2)) {
+    std::string_view chunk = arg_string(L, 2);
+    if (!ex.headers_sent) {
+      if (!ex.has_length) {
+        ex.has_length = true;
+        ex.length = chunk.size();
+      }
+      c->send_head(ex, !chunk.empty());
+    }
+    c->write_body(ex, chunk);
+  }
+  c->finish(ex);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+// sendFile(res, path, offset, length|nil, yieldable) -> (true, true) | (true, nil, err) | yields
+int l_send_file(lua_State* L) {
+  Exchange& ex = check_res(L, 1);
+  const char* path = luaL_checkstring(L, 2);
+  auto offset = static_cast<int64_t>(luaL_optnumber(L, 3, 0));
+  check_head_open(L, ex, "sendFile");
+  lua_pushboolean(L, 1);
+  Connection* c = ex.conn;
+  if (c == nullptr) return 1 + push_closed(L);
+  int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  struct stat st {};
+  if (fd < 0 || ::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    int err = fd < 0 ? uv_translate_sys_error(errno) : UV_EISDIR;
+    if (fd >= 0) ::close(fd);
+    lua_pushnil(L);
+    errors::push_uv_error(L, err, path);
+    return 3;
+  }
+  int64_t size = static_cast<int64_t>(st.st_size);
+  if (offset < 0 || offset > size) offset = size;
+  int64_t length = lua_isnoneornil(L, 4) ? size - offset : static_cast<int64_t>(lua_tonumber(L, 4));
+  if (length < 0 || offset + length > size) length = size - offset;
+  ex.has_length = true;
+  ex.length = static_cast<uint64_t>(length);
+  c->send_head(ex, length > 0);
+  if (length == 0 || ex.head_request()) {
+    ::close(fd);
+    c->finish(ex);
+    lua_pushboolean(L, 1);
+    return 2;
+  }
+  TaskSystem& sys = TaskSystem::from(L);
+  Task* t = sys.waiter(L, 5);
+  if (t == nullptr) {
+    // No task to suspend: read and queue it (the blocking fallback).
+    std::string data(static_cast<size_t>(length), '\0');
+    ssize_t n = ::pread(fd, data.data(), data.size(), offset);
+    ::close(fd);
+    if (n != length) {
+      c->close_soon();
+      lua_pushnil(L);
+      errors::push_error(L, "EIO", std::string("could not read ") + path);
+      return 3;
+    }
+    c->write_body(ex, data);
+    c->finish(ex);
+    lua_pushboolean(L, 1);
+    return 2;
+  }
+  lua_pop(L, 1);
+  uint32_t id = sys.begin_wait(t, nullptr, nullptr);
+  std::shared_ptr<Exchange> keep = static_cast<ResBox*>(lua_touserdata(L, 1))->ex;
+  TaskSystem* psys = &sys;
+  c->send_file(fd, offset, length, [keep, psys, t, id](int status) {
+    lua_State* ML = psys->L();
+    if (status != 0) {
+      if (keep->conn != nullptr) keep->conn->close_soon();
+      lua_pushnil(ML);
+      errors::push_uv_error(ML, status);
+      psys->wake(t, id, 2);
+      return;
+    }
+    keep->written = keep->length;
+    if (keep->conn != nullptr) keep->conn->finish(*keep);
+    lua_pushboolean(ML, 1);
+    psys->wake(t, id, 1);
+  });
+  return sys.suspend(L, t);
+}
+
+// ------------------------------------------------------------ requests
+
+// read(res, yieldable) -> (true, chunk) | (true, nil) at the end | (true, nil, err) | yields
+int l_read(lua_State* L) {
+  Exchange& ex = check_res(L, 1);
+  lua_pushboolean(L, 1);
+  if (!ex.body.empty()) {
+    lua_pushlstring(L, ex.body.data(), ex.body.size());
+    ex.body.clear();
+    if (ex.conn != nullptr) ex.conn->body_consumed();
+    return 2;
+  }
+  if (ex.body_error_status != 0) {
+    lua_pushnil(L);
+    errors::push_error(L, ex.body_error_status == 413 ? "BodyTooLarge" : "BadRequest", ex.body_error);
+    lua_pushinteger(L, ex.body_error_status);
+    lua_setfield(L, -2, "status");
+    return 3;
+  }
+  if (ex.body_done) return 1;  // true, (nil): the end
+  if (ex.conn == nullptr) return 1 + push_closed(L);
+  TaskSystem& sys = TaskSystem::from(L);
+  Task* t = sys.waiter(L, 2);
+  if (t == nullptr) return luaL_error(L, "req:read() must wait for the body here, and cannot (not in a task)");
+  if (sys.take_cancel(t)) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  lua_pop(L, 1);
+  ex.conn->send_continue(ex);
+  ex.body_reader = t;
+  ex.body_reader_id = sys.begin_wait(
+      t, [](Task*, void* arg) { static_cast<Exchange*>(arg)->body_reader = nullptr; }, &ex);
+  return sys.suspend(L, t);
+}
+
+int l_headers(lua_State* L) {
+  push_headers(L, check_res(L, 1).req);
+  return 1;
+}
+
+// info(res) -> remoteAddress, remotePort, httpVersion, id
+int l_info(lua_State* L) {
+  Exchange& ex = check_res(L, 1);
+  lua_pushlstring(L, ex.remote_ip.data(), ex.remote_ip.size());
+  lua_pushinteger(L, ex.remote_port);
+  lua_pushfstring(L, "%d.%d", ex.req.version_major, ex.req.version_minor);
+  lua_pushinteger(L, ex.id);
+  return 4;
+}
+
+int l_state(lua_State* L) {
+  Exchange& ex = check_res(L, 1);
+  lua_pushboolean(L, ex.headers_sent ? 1 : 0);
+  lua_pushboolean(L, ex.finished ? 1 : 0);
+  return 2;
+}
+
+// done(res, ok, err): after the handler. A handler that raised gets a 500
+// (or the error's `status`, e.g. 413 from req:body()); one that returned
+// without answering has its response finished as it stands.
+int l_done(lua_State* L) {
+  Exchange& ex = check_res(L, 1);
+  bool ok = lua_toboolean(L, 2) != 0;
+  if (!ok) {
+    int status = 500;
+    if (lua_istable(L, 3)) {
+      lua_getfield(L, 3, "status");
+      if (lua_isnumber(L, -1)) status = static_cast<int>(lua_tointeger(L, -1));
+      lua_pop(L, 1);
+    }
+    if (status == 500) errors::report("http handler error: " + errors::describe(L, 3));
+    Connection* c = live(ex);
+    if (c == nullptr) return 0;
+    if (ex.headers_sent) {
+      ex.close_after = true;  // the response is cut short: the client sees the connection end
+      c->close_soon();
+      c->finish(ex);
+      return 0;
+    }
+    ex.head.clear();
+    ex.status = status < 400 || status > 599 ? 500 : status;
+    ex.reason.clear();
+    ex.close_after = ex.close_after || status != 500;
+    std::string body = std::to_string(ex.status) + " " + std::string(reason_phrase(ex.status)) + "\n";
+    ex.head = "Content-Type: text/plain; charset=utf-8\r\n";
+    c->send_whole(ex, body);
+    return 0;
+  }
+  Connection* c = live(ex);
+  if (c != nullptr && c->state() != Connection::State::Upgraded) c->finish(ex);
+  return 0;
+}
+
+int l_res_gc(lua_State* L) {
+  static_cast<ResBox*>(lua_touserdata(L, 1))->~ResBox();
+  return 0;
+}
+
+// ------------------------------------------------------------ event style
+
+Exchange* pending_exchange(lua_State* L, Server* server, int idx) {
+  auto id = static_cast<uint32_t>(luaL_checkinteger(L, idx));
+  auto it = server->pending.find(id);
+  return it == server->pending.end() ? nullptr : it->second.get();
+}
+
+// writeStatus(server, id, "404 Not Found" | 404) -> true | nil, err
+int l_ev_status(lua_State* L) {
+  Server* server = check_server(L, 1);
+  Exchange* ex = pending_exchange(L, server, 2);
+  if (ex == nullptr) return push_closed(L);
+  check_head_open(L, *ex, "WriteStatus");
+  if (lua_type(L, 3) == LUA_TNUMBER) {
+    ex->status = check_status(L, 3);
+  } else {
+    std::string_view line = arg_string(L, 3);
+    size_t sp = line.find(' ');
+    std::string code(line.substr(0, sp));
+    char* end = nullptr;
+    long n = std::strtol(code.c_str(), &end, 10);
+    if (code.empty() || *end != '\0' || n < 100 || n > 999) luaL_argerror(L, 3, "expected a status like \"404 Not Found\"");
+    ex->status = static_cast<int>(n);
+    std::string_view reason = sp == std::string_view::npos ? std::string_view() : line.substr(sp + 1);
+    if (!valid_header_value(reason)) luaL_argerror(L, 3, "the reason must not contain CR, LF or NUL");
+    ex->reason = std::string(reason);
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+int l_ev_header(lua_State* L) {
+  Server* server = check_server(L, 1);
+  Exchange* ex = pending_exchange(L, server, 2);
+  if (ex == nullptr) return push_closed(L);
+  check_head_open(L, *ex, "WriteHeader");
+  luaL_checkstring(L, 3);
+  if (lua_type(L, 4) != LUA_TTABLE) luaL_checkstring(L, 4);
+  add_header_or_raise(L, *ex, 3, 4);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+// writeResponse(server, id, chunk): streams (chunked unless a length was set)
+int l_ev_write(lua_State* L) {
+  Server* server = check_server(L, 1);
+  Exchange* ex = pending_exchange(L, server, 2);
+  std::string_view chunk = arg_string(L, 3);
+  if (ex == nullptr || ex->conn == nullptr) return push_closed(L);
+  if (!ex->headers_sent) ex->conn->send_head(*ex, true);
+  ex->conn->write_body(*ex, chunk);
+  ex->conn->flush();
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+// sendResponse(server, id, body): the whole body (or the last chunk) and the end
+int l_ev_send(lua_State* L) {
+  Server* server = check_server(L, 1);
+  Exchange* ex = pending_exchange(L, server, 2);
+  size_t len = 0;
+  const char* body = lua_isnoneornil(L, 3) ? "" : luaL_checklstring(L, 3, &len);
+  if (ex == nullptr || ex->conn == nullptr) return push_closed(L);
+  std::shared_ptr<Exchange> keep = server->pending[ex->id];  // finish() drops it from the table
+  if (!ex->headers_sent) {
+    ex->conn->send_whole(*ex, std::string_view(body, len));
+  } else {
+    ex->conn->write_body(*ex, std::string_view(body, len));
+    ex->conn->finish(*ex);
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+// setup(resMetatable): the metatable of res objects, registered under its name.
+int l_setup(lua_State* L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_pushcfunction(L, l_res_gc);
+  lua_setfield(L, 1, "__gc");
+  lua_pushvalue(L, 1);
+  lua_setfield(L, LUA_REGISTRYINDEX, kResMeta);
+  return 0;
+}
+
+}  // namespace
+
+void push_headers(lua_State* L, const Request& req) {
+  lua_createtable(L, 0, static_cast<int>(req.headers.size()));
+  for (const auto& [name, value] : req.headers) {
+    lua_pushlstring(L, name.data(), name.size());
+    lua_rawget(L, -2);
+    bool cookie_list = name == "set-cookie";
+    if (lua_isnil(L, -1)) {
+      lua_pop(L, 1);
+      lua_pushlstring(L, name.data(), name.size());
+      if (cookie_list) {
+        lua_createtable(L, 1, 0);
+        lua_pushlstring(L, value.data(), value.size());
+        lua_rawseti(L, -2, 1);
+      } else {
+        lua_pushlstring(L, value.data(), value.size());
+      }
+      lua_rawset(L, -3);
+      continue;
+    }
+    if (cookie_list) {
+      lua_pushlstring(L, value.data(), value.size());
+      lua_rawseti(L, -2, static_cast<int>(lua_objlen(L, -2)) + 1);
+      lua_pop(L, 1);
+      continue;
+    }
+    // Repeated: one value, joined as RFC 9110 5.3 allows (cookies with "; ").
+    lua_pushstring(L, name == "cookie" ? "; " : ", ");
+    lua_pushlstring(L, value.data(), value.size());
+    lua_concat(L, 3);
+    lua_pushlstring(L, name.data(), name.size());
+    lua_insert(L, -2);
+    lua_rawset(L, -3);
+  }
+}
+
+void push_request(lua_State* L, Server& server, const std::shared_ptr<Exchange>& ex) {
+  (void)server;
+  const Request& r = ex->req;
+  lua_createtable(L, 0, 6);
+  lua_pushlstring(L, r.method.data(), r.method.size());
+  lua_setfield(L, -2, "method");
+  std::string_view target(r.target);
+  // Absolute-form targets (proxies' style) are reduced to their path.
+  if (target.size() > 7 && (target.substr(0, 7) == "http://" || target.substr(0, 8) == "https://")) {
+    size_t slash = target.find('/', target.find("//") + 2);
+    target = slash == std::string_view::npos ? std::string_view("/") : target.substr(slash);
+  }
+  size_t q = target.find('?');
+  std::string_view path = target.substr(0, q);
+  lua_pushlstring(L, path.data(), path.size());
+  lua_setfield(L, -2, "path");
+  if (q == std::string_view::npos) {
+    lua_pushliteral(L, "");
+  } else {
+    std::string_view query = target.substr(q + 1);
+    lua_pushlstring(L, query.data(), query.size());
+  }
+  lua_setfield(L, -2, "query");
+  new (lua_newuserdata(L, sizeof(ResBox))) ResBox{ex};
+  lua_getfield(L, LUA_REGISTRYINDEX, kResMeta);
+  lua_setmetatable(L, -2);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -3, "res");
+  // The req metatable is the res metatable's `req` field (lib/http.lua).
+  lua_getfield(L, LUA_REGISTRYINDEX, kResMeta);
+  lua_getfield(L, -1, "req");
+  lua_setmetatable(L, -4);
+  lua_pop(L, 1);
+}
+
+int open_http(lua_State* L) {
+  luaL_newmetatable(L, kServerMeta);
+  lua_pushcfunction(L, l_server_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
+  const luaL_Reg functions[] = {
+      {"setup", l_setup},
+      {"serve", l_serve},
+      {"port", l_port},
+      {"connections", l_connections},
+      {"close", l_close},
+      {"send", l_send},
+      {"status", l_status},
+      {"header", l_header},
+      {"write", l_write},
+      {"finish", l_finish},
+      {"sendFile", l_send_file},
+      {"read", l_read},
+      {"headers", l_headers},
+      {"info", l_info},
+      {"state", l_state},
+      {"done", l_done},
+      {"writeStatus", l_ev_status},
+      {"writeHeader", l_ev_header},
+      {"writeResponse", l_ev_write},
+      {"sendResponse", l_ev_send},
+      {nullptr, nullptr},
+  };
+  lua_newtable(L);
+  luaL_register(L, nullptr, functions);
+  return 1;
+}
+
+}  // namespace evo::http

@@ -1,0 +1,952 @@
+// The HTTP/1.1 server engine (see http_server.h for the state machine).
+#include "modules/http_server.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <algorithm>
+#include <cmath>
+#include <atomic>
+#include <cstring>
+#include <unistd.h>
+
+#include "modules/stream.h"
+
+#include "lua/errors.h"
+#include "lua/events.h"
+#include "lua/runtime.h"
+#include "lua/tasks.h"
+
+namespace evo::http {
+
+namespace {
+
+uint64_t to_ms(double seconds) {
+  return seconds > 0 ? static_cast<uint64_t>(std::llround(seconds * 1000.0)) : 0;
+}
+
+// How much unparsed input a busy connection buffers before it stops reading:
+// enough for a deep pipeline of requests, bounded against a flood.
+constexpr size_t kMaxQueuedInput = 256 * 1024;
+
+}  // namespace
+
+// ------------------------------------------------------------ exchange
+
+bool Exchange::add_header(std::string_view name, std::string_view value, std::string* error) {
+  if (!valid_header_name(name)) {
+    *error = "invalid header name '" + std::string(name) + "'";
+    return false;
+  }
+  if (!valid_header_value(value)) {
+    *error = "invalid header value for '" + std::string(name) + "' (CR, LF or NUL)";
+    return false;
+  }
+  if (name.size() == 14 && strncasecmp(name.data(), "content-length", 14) == 0) {
+    uint64_t n = 0;
+    for (char c : value) {
+      if (c < '0' || c > '9') {
+        *error = "invalid Content-Length '" + std::string(value) + "'";
+        return false;
+      }
+      n = n * 10 + static_cast<uint64_t>(c - '0');
+    }
+    has_length = true;
+    length = n;
+    return true;  // written by send_head, from `length`
+  }
+  if (name.size() == 10 && strncasecmp(name.data(), "connection", 10) == 0) {
+    if (value.size() == 5 && strncasecmp(value.data(), "close", 5) == 0) close_after = true;
+    return true;  // written by send_head
+  }
+  if (name.size() == 17 && strncasecmp(name.data(), "transfer-encoding", 17) == 0) return true;  // ours
+  append_header(head, name, value);
+  return true;
+}
+
+// ------------------------------------------------------------ handles
+
+class Listener final : public NativeHandle {
+ public:
+  Listener(uv_loop_t* loop, std::shared_ptr<Server> server) : server_(std::move(server)) {
+    uv_tcp_init(loop, &tcp_);
+  }
+  uv_handle_t* uv_handle() override { return reinterpret_cast<uv_handle_t*>(&tcp_); }
+  [[nodiscard]] bool internal() const override { return true; }
+  uv_tcp_t* tcp() { return &tcp_; }
+  Server* server() { return server_.get(); }
+
+ protected:
+  void on_closed() override { server_->on_listener_closed(); }
+
+ private:
+  uv_tcp_t tcp_{};
+  std::shared_ptr<Server> server_;
+};
+
+class SweepTimer final : public NativeHandle {
+ public:
+  SweepTimer(uv_loop_t* loop, Server* server) : server_(server) { uv_timer_init(loop, &timer_); }
+  uv_handle_t* uv_handle() override { return reinterpret_cast<uv_handle_t*>(&timer_); }
+  [[nodiscard]] bool internal() const override { return true; }
+  void start(uint64_t every_ms) {
+    uv_timer_start(&timer_, on_tick, every_ms, every_ms);
+    uv_unref(uv_handle());  // the connections keep the loop alive, not the sweep
+  }
+
+ private:
+  static void on_tick(uv_timer_t* t) {
+    static_cast<SweepTimer*>(NativeHandle::from(reinterpret_cast<uv_handle_t*>(t)))->server_->sweep();
+  }
+  uv_timer_t timer_{};
+  Server* server_;
+};
+
+// ------------------------------------------------------------ server
+
+Server::Server(Runtime& rt, ServerConfig config)
+    : rt_(rt), config_(config), read_buffer_(std::make_unique<char[]>(kReadBufferSize)) {}
+
+Server::~Server() { release_lua(); }
+
+TaskSystem& Server::tasks() { return rt_.tasks(); }
+
+int Server::listen(const char* host, int port, int backlog) {
+  sockaddr_storage addr{};
+  if (uv_ip4_addr(host, port, reinterpret_cast<sockaddr_in*>(&addr)) != 0 &&
+      uv_ip6_addr(host, port, reinterpret_cast<sockaddr_in6*>(&addr)) != 0) {
+    return UV_EINVAL;
+  }
+  auto l = std::make_unique<Listener>(rt_.loop(), shared_from_this());
+  int rc = uv_tcp_bind(l->tcp(), reinterpret_cast<const sockaddr*>(&addr), 0);
+  if (rc == 0) rc = uv_listen(reinterpret_cast<uv_stream_t*>(l->tcp()), backlog, on_connection);
+  Listener* raw = NativeHandle::release_to_loop(std::move(l));
+  if (rc != 0) {
+    raw->close();
+    return rc;
+  }
+  sockaddr_storage bound{};
+  int len = sizeof(bound);
+  uv_tcp_getsockname(raw->tcp(), reinterpret_cast<sockaddr*>(&bound), &len);
+  port_ = ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
+                                            : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+  host_ = host;
+  listener_ = raw;
+
+  // One timer enforces every connection's deadlines, at a quarter of the
+  // shortest timeout (bounded to 50 ms..1 s): a connection costs no timer.
+  double shortest = 0;
+  for (double t : {config_.header_timeout, config_.idle_timeout}) {
+    if (t > 0 && (shortest == 0 || t < shortest)) shortest = t;
+  }
+  uint64_t every = shortest > 0 ? std::clamp<uint64_t>(to_ms(shortest) / 4, 50, 1000) : 1000;
+  sweep_ = NativeHandle::release_to_loop(std::make_unique<SweepTimer>(rt_.loop(), this));
+  sweep_->start(every);
+  return 0;
+}
+
+void Server::on_connection(uv_stream_t* listener, int status) {
+  auto* l = static_cast<Listener*>(NativeHandle::from(reinterpret_cast<uv_handle_t*>(listener)));
+  Server* self = l->server();
+  if (status < 0 || self->stopping_) return;
+  int rc = 0;
+  auto conn = std::make_unique<Connection>(self->shared_from_this(), &rc);
+  if (rc != 0) return;
+  Connection* c = NativeHandle::release_to_loop(std::move(conn));
+  if (uv_accept(listener, c->stream()) != 0) {
+    c->close();
+    return;
+  }
+  c->start();
+}
+
+void Server::attach(Connection* c) {
+  c->next = first_;
+  if (first_ != nullptr) first_->prev = c;
+  first_ = c;
+  ++connections_;
+}
+
+void Server::detach(Connection* c) {
+  if (c->prev != nullptr) c->prev->next = c->next;
+  if (c->next != nullptr) c->next->prev = c->prev;
+  if (first_ == c) first_ = c->next;
+  c->prev = c->next = nullptr;
+  --connections_;
+  maybe_done();
+}
+
+void Server::stop(std::function<void()> done) {
+  if (done) on_stopped_ = std::move(done);
+  if (stopping_) {
+    maybe_done();
+    return;
+  }
+  stopping_ = true;
+  if (listener_ != nullptr) {
+    listener_->close();
+    listener_ = nullptr;
+  }
+  // Idle connections go now; the others finish their current response and
+  // close after it (their "Connection: close" says so).
+  for (Connection* c = first_; c != nullptr;) {
+    Connection* next = c->next;
+    c->close_soon();
+    c = next;
+  }
+  maybe_done();
+}
+
+void Server::abort_all() {
+  stopping_ = true;
+  if (listener_ != nullptr) {
+    listener_->close();
+    listener_ = nullptr;
+  }
+  for (Connection* c = first_; c != nullptr; c = c->next) c->close();
+}
+
+void Server::on_listener_closed() {
+  if (object_ref != LUA_NOREF && config_.events) {
+    events::emit(rt_, object_ref, "SERVER_STOPPED_LISTENING", [this](lua_State* L) {
+      events::field(L, "port", static_cast<double>(port_));
+      events::field(L, "host", host_);
+    });
+  }
+  maybe_done();
+}
+
+void Server::maybe_done() {
+  if (!stopping_ || connections_ != 0) return;
+  if (sweep_ != nullptr) {
+    sweep_->close();
+    sweep_ = nullptr;
+  }
+  if (on_stopped_) {
+    auto done = std::move(on_stopped_);
+    on_stopped_ = nullptr;
+    done();
+  }
+  // Nothing will call into Lua any more: let the Lua objects go.
+  if (listener_ == nullptr) release_lua();
+}
+
+void Server::release_lua() {
+  lua_State* L = rt_.L();
+  if (L == nullptr) return;
+  for (int* ref : {&object_ref, &handler_ref, &runner_ref, &req_meta_ref, &res_meta_ref}) {
+    luaL_unref(L, LUA_REGISTRYINDEX, *ref);
+    *ref = LUA_NOREF;
+  }
+}
+
+void Server::sweep() {
+  uint64_t now = uv_now(rt_.loop());
+  for (Connection* c = first_; c != nullptr;) {
+    Connection* next = c->next;  // on_deadline may close c
+    if (c->deadline != 0 && c->deadline <= now) c->on_deadline();
+    c = next;
+  }
+}
+
+// ------------------------------------------------------------ connection
+
+// A file being sent with sendfile(2) on the thread pool.
+struct Connection::FileSend {
+  uv_work_t work{};
+  int file_fd = -1;
+  int socket_fd = -1;  // a dup: valid even if the connection closes meanwhile
+  int64_t offset = 0;
+  int64_t length = 0;
+  int64_t result = 0;
+  std::atomic<bool> stop{false};
+  std::function<void(int)> done;
+  Connection* conn = nullptr;
+  ~FileSend() {
+    if (file_fd >= 0) ::close(file_fd);
+    if (socket_fd >= 0) ::close(socket_fd);
+  }
+};
+
+
+Connection::Connection(std::shared_ptr<Server> server, int* status)
+    : server_(std::move(server)), parser_(server_->config().limits) {
+  *status = uv_tcp_init(server_->runtime().loop(), &tcp_);
+  if (*status == 0) server_->attach(this);
+}
+
+Connection::~Connection() {
+  if (prev != nullptr || next != nullptr || server_->first_ == this) server_->detach(this);
+}
+
+void Connection::start() {
+  uv_tcp_nodelay(&tcp_, 1);
+  sockaddr_storage peer{};
+  int len = sizeof(peer);
+  if (uv_tcp_getpeername(&tcp_, reinterpret_cast<sockaddr*>(&peer), &len) == 0) {
+    char ip[INET6_ADDRSTRLEN] = "";
+    if (peer.ss_family == AF_INET6) {
+      const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&peer);
+      uv_ip6_name(in6, ip, sizeof(ip));
+      remote_port_ = ntohs(in6->sin6_port);
+    } else {
+      const auto* in = reinterpret_cast<const sockaddr_in*>(&peer);
+      uv_ip4_name(in, ip, sizeof(ip));
+      remote_port_ = ntohs(in->sin_port);
+    }
+    remote_ip_ = ip;
+  }
+  set_reading(true);
+  update_deadline();
+}
+
+void Connection::on_closed() {
+  connection_lost();
+  if (server_->first_ == this || prev != nullptr || next != nullptr) server_->detach(this);
+}
+
+// The connection is gone (closed, reset): whoever still holds its exchange
+// learns it, and the event style reports the abort.
+void Connection::connection_lost() {
+  if (current_job_ != nullptr) {
+    current_job_->stop.store(true);
+    current_job_->conn = nullptr;
+    current_job_ = nullptr;
+  }
+  if (file_ != nullptr) {
+    auto job = std::move(file_);
+    job->done(UV_ECANCELED);
+  }
+  if (sink_ != nullptr) {
+    UpgradeSink* sink = sink_;
+    sink_ = nullptr;
+    sink->on_connection_closed();
+  }
+  if (writer_ != nullptr) {
+    Task* t = writer_;
+    writer_ = nullptr;
+    server_->tasks().wake_error(t, writer_id_, "Closed", "the connection was closed");
+  }
+  if (current_ == nullptr) return;
+  std::shared_ptr<Exchange> ex = std::move(current_);
+  ex->conn = nullptr;
+  if (ex->body_reader != nullptr) {
+    Task* t = ex->body_reader;
+    ex->body_reader = nullptr;
+    server_->tasks().wake_error(t, ex->body_reader_id, "Closed", "the connection was closed");
+  }
+  if (!ex->finished && server_->config().events) {
+    server_->pending.erase(ex->id);
+    if (server_->object_ref != LUA_NOREF) {
+      uint32_t id = ex->id;
+      events::emit(server_->runtime(), server_->object_ref, "HTTP_CONNECTION_ABORTED",
+                   [id](lua_State* L) { events::field(L, "requestID", static_cast<double>(id)); });
+    }
+  }
+}
+
+void Connection::on_alloc(uv_handle_t* h, size_t /*suggested*/, uv_buf_t* buf) {
+  auto* c = static_cast<Connection*>(NativeHandle::from(h));
+  // One buffer per server: what a read brings is parsed at once, and only a
+  // partial request is copied out, so idle connections hold no buffer.
+  buf->base = c->server_->read_buffer();
+  buf->len = Server::kReadBufferSize;
+}
+
+void Connection::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
+  auto* c = static_cast<Connection*>(NativeHandle::from(reinterpret_cast<uv_handle_t*>(s)));
+  if (nread > 0) {
+    c->received(buf->base, static_cast<size_t>(nread));
+    return;
+  }
+  if (nread == 0) return;
+  c->eof_ = true;
+  c->set_reading(false);
+  if (c->sink_ != nullptr) {
+    c->sink_->on_eof(nread == UV_EOF ? 0 : static_cast<int>(nread));
+    return;
+  }
+  if (nread != UV_EOF) {
+    c->close();  // reset or failed: nobody to answer
+    return;
+  }
+  switch (c->state_) {
+    case State::Closing:
+      if (c->shut_down_) c->close();  // else finish_closing sees eof_ after the flush
+      return;
+    case State::Body: {
+      // Half-closed mid-body: the handler learns it from req:read() and may
+      // still answer.
+      Exchange& ex = *c->current_;
+      ex.body_error_status = 400;
+      ex.body_error = "the connection ended before the request body did";
+      ex.close_after = true;
+      c->wake_body_reader(ex);
+      return;
+    }
+    case State::Responding:
+      // A half-close after a complete request still gets its response.
+      if (c->current_ != nullptr) c->current_->close_after = true;
+      return;
+    default:
+      c->close();  // between requests, or before a whole one: nothing to answer
+  }
+}
+
+void Connection::received(const char* data, size_t n) {
+  if (state_ == State::Closing) return;  // lingering: input is dropped
+  if (sink_ != nullptr) {
+    sink_->on_data(std::string_view(data, n));
+    return;
+  }
+  if (in_pos_ == in_.size()) {
+    in_.clear();
+    in_pos_ = 0;
+  }
+  in_.append(data, n);
+  advance();
+}
+
+// Parses and dispatches as far as possible: every request the input holds is
+// answered in order, those whose handler answers at once in this same call,
+// and the responses go out in one write at the end.
+void Connection::advance() {
+  if (in_advance_) return;
+  in_advance_ = true;
+  while (parse_step()) {
+  }
+  in_advance_ = false;
+  if (in_pos_ == in_.size()) {
+    in_.clear();
+    in_pos_ = 0;
+  }
+  flush();
+  if (state_ != State::Closing && state_ != State::Upgraded) {
+    // Read while there is room: a handler slow to take its body, or a client
+    // pipelining faster than we answer, stops the reading until we catch up.
+    bool room = in_.size() - in_pos_ < kMaxQueuedInput && !congested();
+    if (state_ == State::Body && current_ != nullptr && !server_->config().events) {
+      room = room && current_->body.size() < server_->config().high_water;
+    }
+    set_reading(room && !eof_);
+    update_deadline();
+  }
+}
+
+// One step of the state machine; true to go on.
+bool Connection::parse_step() {
+  if (state_ == State::Responding || state_ == State::Closing || state_ == State::Upgraded) return false;
+  if (in_pos_ == in_.size()) return false;
+  std::string_view input(in_.data() + in_pos_, in_.size() - in_pos_);
+  size_t used = 0;
+  RequestParser::Result r = parser_.feed(input, &used);
+  in_pos_ += used;
+  switch (r) {
+    case RequestParser::Result::NeedMore:
+      if (state_ == State::Body || state_ == State::Draining) feed_body();
+      return false;
+    case RequestParser::Result::Error:
+      if (state_ == State::Waiting) {
+        fail_request(parser_.error_status(), parser_.error_reason());
+      } else if (current_ != nullptr) {
+        // The body went wrong after the handler started: it learns from
+        // req:read(); the connection cannot be reused.
+        current_->body_error_status = parser_.error_status();
+        current_->body_error = parser_.error_reason();
+        current_->close_after = true;
+        wake_body_reader(*current_);
+        if (state_ == State::Draining || current_->finished) close_soon();
+      } else {
+        close_soon();
+      }
+      return false;
+    case RequestParser::Result::HeadersComplete:
+      parser_.resume_body();
+      dispatch(false);
+      return true;
+    case RequestParser::Result::Complete:
+      if (state_ == State::Waiting) {
+        dispatch(true);
+      } else {
+        feed_body();
+        request_completed();
+      }
+      return state_ == State::Waiting;
+  }
+  return false;
+}
+
+// Moves what the parser collected of the body into the exchange.
+void Connection::feed_body() {
+  std::string& got = parser_.request().body;
+  if (got.empty()) return;
+  if (state_ == State::Body && current_ != nullptr) {
+    if (current_->body.empty()) {
+      current_->body.swap(got);
+    } else {
+      current_->body.append(got);
+    }
+    wake_body_reader(*current_);
+  }
+  got.clear();  // Draining: the handler has answered; the rest is dropped
+}
+
+// The request's last byte has arrived.
+void Connection::request_completed() {
+  if (state_ == State::Draining) {
+    parser_.next();
+    state_ = State::Waiting;
+    return;
+  }
+  if (current_ == nullptr) return;
+  current_->body_done = true;
+  wake_body_reader(*current_);
+  if (server_->config().events) emit_finished(*current_);
+  if (current_ != nullptr && current_->finished) {
+    response_done(*current_);
+    return;
+  }
+  state_ = State::Responding;
+}
+
+void Connection::dispatch(bool complete) {
+  served_any_ = true;
+  auto ex = std::make_shared<Exchange>();
+  ex->req = std::move(parser_.request());
+  parser_.request().body.clear();
+  ex->id = server_->next_id();
+  ex->remote_ip = remote_ip_;
+  ex->remote_port = remote_port_;
+  ex->conn = this;
+  ex->body_done = complete;
+  if (!ex->req.keep_alive || server_->stopping_) ex->close_after = true;
+  current_ = ex;
+  state_ = complete ? State::Responding : State::Body;
+  deadline = 0;  // the handler's time is its own
+
+  if (server_->config().events) {
+    server_->pending[ex->id] = ex;
+    if (server_->object_ref != LUA_NOREF) {
+      Exchange* e = ex.get();
+      events::emit(server_->runtime(), server_->object_ref, "HTTP_REQUEST_STARTED", [e](lua_State* L) {
+        events::field(L, "requestID", static_cast<double>(e->id));
+        events::field(L, "method", e->req.method);
+        std::string_view target(e->req.target);
+        size_t q = target.find('?');
+        events::field(L, "path", target.substr(0, q));
+        events::field(L, "query", q == std::string_view::npos ? std::string_view() : target.substr(q + 1));
+      });
+    }
+    if (complete && current_ == ex) emit_finished(*ex);
+  } else {
+    run_task(ex);
+  }
+  // The handler may have answered already (the usual case): go on at once.
+  if (current_ == ex && ex->finished && (complete || state_ == State::Draining)) {
+    if (complete) response_done(*ex);
+  }
+}
+
+void Connection::response_done(Exchange& ex) {
+  // The exchange is over for the connection; Lua may still hold it.
+  ex.conn = nullptr;
+  bool close_now = ex.close_after;
+  current_ = nullptr;
+  if (close_now) {
+    close_soon();
+    return;
+  }
+  parser_.next();
+  state_ = State::Waiting;
+}
+
+// The engine's own answer to a request it could not parse; then close.
+void Connection::fail_request(int status, std::string_view reason) {
+  std::string& o = out_;
+  append_status_line(o, status);
+  append_header(o, "Date", server_->date().now());
+  append_header(o, "Content-Type", "text/plain; charset=utf-8");
+  std::string body = std::to_string(status) + " " + std::string(reason_phrase(status)) + "\n";
+  append_header(o, "Content-Length", std::to_string(body.size()));
+  append_header(o, "Connection", "close");
+  o += "\r\n";
+  o += body;
+  (void)reason;
+  close_soon();
+}
+
+void Connection::on_deadline() {
+  deadline = 0;
+  if (state_ == State::Closing) {
+    close();  // the linger after a last response is over
+    return;
+  }
+  if (state_ != State::Waiting) return;
+  if (deadline_is_idle) {
+    close();  // an idle keep-alive connection: nothing to say
+    return;
+  }
+  fail_request(408, "request timeout");  // headers too slow (slowloris)
+}
+
+void Connection::update_deadline() {
+  if (state_ != State::Waiting) return;
+  const ServerConfig& cfg = server_->config();
+  uint64_t now = uv_now(server_->runtime().loop());
+  bool mid_request = in_pos_ != in_.size() || !served_any_;
+  if (mid_request) {
+    if (deadline == 0 || deadline_is_idle) {
+      deadline = cfg.header_timeout > 0 ? now + to_ms(cfg.header_timeout) : 0;
+    }
+    deadline_is_idle = false;
+  } else if (!deadline_is_idle || deadline == 0) {
+    deadline = cfg.idle_timeout > 0 ? now + to_ms(cfg.idle_timeout) : 0;
+    deadline_is_idle = true;
+  }
+}
+
+void Connection::emit_finished(Exchange& ex) {
+  if (server_->object_ref == LUA_NOREF) return;
+  Exchange* e = &ex;
+  events::emit(server_->runtime(), server_->object_ref, "HTTP_REQUEST_FINISHED", [e](lua_State* L) {
+    events::field(L, "requestID", static_cast<double>(e->id));
+    events::field(L, "method", e->req.method);
+    std::string_view target(e->req.target);
+    size_t q = target.find('?');
+    events::field(L, "path", target.substr(0, q));
+    events::field(L, "query", q == std::string_view::npos ? std::string_view() : target.substr(q + 1));
+    push_headers(L, e->req);
+    lua_setfield(L, -2, "headers");
+    events::field(L, "body", e->body);
+    e->body.clear();
+  });
+}
+
+void Connection::wake_body_reader(Exchange& ex) {
+  if (ex.body_reader == nullptr) return;
+  bool ready = !ex.body.empty() || ex.body_done || ex.body_error_status != 0;
+  if (!ready) return;
+  Task* t = ex.body_reader;
+  ex.body_reader = nullptr;
+  TaskSystem& sys = server_->tasks();
+  lua_State* L = sys.L();
+  if (!ex.body.empty()) {
+    lua_pushlstring(L, ex.body.data(), ex.body.size());
+    ex.body.clear();
+    sys.wake(t, ex.body_reader_id, 1);
+    body_consumed();
+  } else if (ex.body_error_status != 0) {
+    lua_pushnil(L);
+    errors::push_error(L, ex.body_error_status == 413 ? "BodyTooLarge" : "BadRequest", ex.body_error);
+    lua_pushinteger(L, ex.body_error_status);
+    lua_setfield(L, -2, "status");
+    sys.wake(t, ex.body_reader_id, 2);
+  } else {
+    lua_pushnil(L);
+    sys.wake(t, ex.body_reader_id, 1);
+  }
+}
+
+void Connection::body_consumed() {
+  if (state_ == State::Body && !reading_ && !eof_ && !in_advance_) advance();
+}
+
+void Connection::send_continue(Exchange& ex) {
+  if (ex.continue_sent || !ex.req.expect_continue || ex.headers_sent) return;
+  ex.continue_sent = true;
+  out_ += "HTTP/1.1 100 Continue\r\n\r\n";
+  flush();
+}
+
+// ------------------------------------------------------------ responses
+
+void Connection::send_head(Exchange& ex, bool has_body_bytes) {
+  (void)has_body_bytes;
+  ex.headers_sent = true;
+  std::string& o = out_;
+  bool no_body_status = (ex.status >= 100 && ex.status < 200) || ex.status == 204 || ex.status == 304;
+  if (no_body_status) ex.has_length = false;
+  if (server_->stopping_) ex.close_after = true;
+  bool http10 = ex.req.version_major == 1 && ex.req.version_minor == 0;
+  if (!ex.has_length && !no_body_status) {
+    if (http10) {
+      ex.close_after = true;  // the end of the body is the end of the connection
+    } else {
+      ex.chunked = true;
+    }
+  }
+  // A body the handler did not read (or that never came, with 100-continue
+  // not sent) leaves the connection unusable for a next request unless the
+  // rest of the body can be drained; unsent 100-continue means it won't come.
+  if (!ex.body_done && ex.req.expect_continue && !ex.continue_sent) ex.close_after = true;
+
+  append_status_line(o, ex.status, ex.reason);
+  append_header(o, "Date", server_->date().now());
+  if (ex.has_length) {
+    o += "Content-Length: ";
+    o += std::to_string(ex.length);
+    o += "\r\n";
+  }
+  if (ex.chunked) o += "Transfer-Encoding: chunked\r\n";
+  if (ex.close_after) {
+    o += "Connection: close\r\n";
+  } else if (http10) {
+    o += "Connection: keep-alive\r\n";
+  }
+  o += ex.head;
+  o += "\r\n";
+  ex.head.clear();
+  ex.head.shrink_to_fit();
+}
+
+void Connection::write_body(Exchange& ex, std::string_view chunk) {
+  if (chunk.empty() || ex.head_request()) return;
+  if (ex.status == 204 || ex.status == 304) return;
+  ex.written += chunk.size();
+  if (ex.chunked) {
+    char size[24];
+    int n = std::snprintf(size, sizeof(size), "%zx\r\n", chunk.size());
+    out_.append(size, static_cast<size_t>(n));
+    out_.append(chunk);
+    out_ += "\r\n";
+  } else {
+    out_.append(chunk);
+  }
+}
+
+void Connection::finish(Exchange& ex) {
+  if (ex.finished) return;
+  if (!ex.headers_sent) {
+    if (!ex.has_length) {
+      ex.has_length = true;
+      ex.length = 0;
+    }
+    send_head(ex, false);
+  }
+  if (ex.chunked && !ex.head_request()) out_ += "0\r\n\r\n";
+  // A declared length that was not met leaves the framing broken: close.
+  if (ex.has_length && !ex.head_request() && ex.written != ex.length && ex.status != 204 &&
+      ex.status != 304) {
+    ex.close_after = true;
+  }
+  ex.finished = true;
+  if (server_->config().events) server_->pending.erase(ex.id);
+  if (current_.get() != &ex) return;
+  if (ex.body_done) {
+    response_done(ex);
+  } else if (ex.close_after) {
+    response_done(ex);
+  } else {
+    // The handler answered before the body ended: drop the rest of it.
+    state_ = State::Draining;
+    ex.conn = nullptr;
+    current_ = nullptr;
+  }
+  if (!in_advance_) advance();
+}
+
+void Connection::send_whole(Exchange& ex, std::string_view body) {
+  ex.has_length = true;
+  ex.length = body.size();
+  send_head(ex, !body.empty());
+  write_body(ex, body);
+  finish(ex);
+}
+
+bool Connection::congested() const { return pending_output() > server_->config().high_water; }
+
+void Connection::wait_writable(Task* t, uint32_t id) {
+  writer_ = t;
+  writer_id_ = id;
+  flush();
+}
+
+void Connection::flush() {
+  if (file_in_flight_) return;  // the file goes first; its completion flushes
+  if (write_in_flight_ || out_.empty()) {
+    if (!write_in_flight_ && out_.empty() && state_ == State::Closing) finish_closing();
+    return;
+  }
+  writing_.swap(out_);
+  out_.clear();
+  uv_buf_t buf = uv_buf_init(writing_.data(), static_cast<unsigned>(writing_.size()));
+  write_req_.data = this;
+  int rc = uv_write(&write_req_, stream(), &buf, 1, on_write);
+  if (rc != 0) {
+    writing_.clear();
+    abort();
+    return;
+  }
+  write_in_flight_ = true;
+}
+
+void Connection::on_write(uv_write_t* req, int status) {
+  auto* c = static_cast<Connection*>(req->data);
+  c->write_in_flight_ = false;
+  c->writing_.clear();
+  if (status != 0) {
+    c->abort();
+    return;
+  }
+  if (c->closing()) return;
+  if (c->writer_ != nullptr && !c->congested()) {
+    Task* t = c->writer_;
+    c->writer_ = nullptr;
+    lua_pushboolean(c->server_->tasks().L(), 1);
+    c->server_->tasks().wake(t, c->writer_id_, 1);
+  }
+  if (c->sink_ != nullptr && !c->congested()) c->sink_->on_writable();
+  if (c->file_ != nullptr && c->out_.empty()) {
+    c->start_file_send();
+    return;
+  }
+  if (!c->out_.empty()) {
+    c->flush();
+    return;
+  }
+  if (c->state_ == State::Closing) {
+    c->finish_closing();
+    return;
+  }
+  // Output drained: reading may resume (a pipelining client waits on us).
+  if (!c->reading_ && !c->eof_ && c->state_ != State::Upgraded && !c->in_advance_) c->advance();
+}
+
+void Connection::write_raw(std::string_view data) {
+  out_.append(data);
+  flush();
+}
+
+void Connection::close_soon() {
+  if (closing()) return;
+  if (state_ == State::Closing) return;
+  if (current_ != nullptr && !current_->finished) {
+    // A response is in progress: it ends the connection when done.
+    current_->close_after = true;
+    if (state_ == State::Upgraded) {
+      state_ = State::Closing;
+      flush();
+    }
+    return;
+  }
+  state_ = State::Closing;
+  deadline = 0;
+  flush();
+}
+
+// Everything is written: half-close, and give the peer a moment to read the
+// last response before the socket goes (closing with unread input would
+// reset the connection and could destroy the response in flight).
+void Connection::finish_closing() {
+  if (closing() || shut_down_) return;
+  shut_down_ = true;
+  shutdown_req_.data = this;
+  if (eof_ || uv_shutdown(&shutdown_req_, stream(), on_shutdown) != 0) {
+    close();
+    return;
+  }
+  set_reading(true);  // read (and drop) until the peer closes, or the linger ends
+  deadline = uv_now(server_->runtime().loop()) + 2000;
+}
+
+void Connection::on_shutdown(uv_shutdown_t* req, int status) {
+  auto* c = static_cast<Connection*>(req->data);
+  if (c->closing()) return;
+  if (status != 0 || c->eof_) c->close();
+}
+
+void Connection::abort() {
+  if (!closing()) close();
+}
+
+void Connection::set_reading(bool on) {
+  if (on == reading_ || closing()) return;
+  reading_ = on;
+  if (on) {
+    uv_read_start(stream(), on_alloc, on_read);
+  } else {
+    uv_read_stop(stream());
+  }
+}
+
+void Connection::upgrade(UpgradeSink* sink) {
+  sink_ = sink;
+  state_ = State::Upgraded;
+  deadline = 0;
+  current_ = nullptr;
+  std::string rest = in_.substr(in_pos_);
+  in_.clear();
+  in_pos_ = 0;
+  if (!rest.empty()) sink->on_data(rest);
+  if (!eof_) set_reading(true);
+}
+
+// ------------------------------------------------------------ sendfile
+
+
+void Connection::send_file(int fd, int64_t offset, int64_t length, std::function<void(int)> done) {
+  auto job = std::make_unique<FileSend>();
+  job->file_fd = fd;
+  job->offset = offset;
+  job->length = length;
+  job->done = std::move(done);
+  job->conn = this;
+  file_ = std::move(job);
+  if (out_.empty() && !write_in_flight_) {
+    start_file_send();
+  } else {
+    flush();  // on_write starts it once the head is out
+  }
+}
+
+void Connection::start_file_send() {
+  std::unique_ptr<FileSend> job = std::move(file_);
+  uv_os_fd_t sock = -1;
+  uv_fileno(uv_handle(), &sock);
+  job->socket_fd = ::dup(sock);
+  if (job->socket_fd < 0) {
+    job->done(uv_translate_sys_error(errno));
+    return;
+  }
+  job->work.data = job.get();
+  auto work = [](uv_work_t* req) {
+    auto* j = static_cast<FileSend*>(req->data);
+    j->result = send_file_blocking(j->socket_fd, j->file_fd, j->offset, j->length, 0, &j->stop);
+  };
+  auto after = [](uv_work_t* req, int status) {
+    std::unique_ptr<FileSend> j(static_cast<FileSend*>(req->data));
+    if (j->conn != nullptr) {
+      j->conn->file_in_flight_ = false;
+      if (j->conn->current_job_ == j.get()) j->conn->current_job_ = nullptr;
+    }
+    int rc = status != 0 ? status : (j->result < 0 ? static_cast<int>(j->result) : 0);
+    if (rc == 0 && j->result < j->length) rc = UV_EPIPE;
+    if (j->conn == nullptr && rc == 0) rc = UV_ECANCELED;
+    j->done(rc);
+  };
+  FileSend* raw = job.get();
+  if (uv_queue_work(server_->runtime().loop(), &raw->work, work, after) != 0) {
+    job->done(UV_EIO);
+    return;
+  }
+  job.release();  // after() takes it back
+  file_in_flight_ = true;
+  current_job_ = raw;
+}
+
+void Connection::run_task(const std::shared_ptr<Exchange>& ex) {
+  TaskSystem& sys = server_->tasks();
+  lua_State* L = sys.L();
+  lua_rawgeti(L, LUA_REGISTRYINDEX, server_->runner_ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, server_->handler_ref);
+  push_request(L, *server_, ex);  // req, res
+  // Straight from the read callback the handler runs at once, so those that
+  // answer without waiting answer before the next pipelined request is read;
+  // from inside another task it is queued like any new task.
+  bool now = sys.resuming == nullptr;
+  Task* t = sys.spawn(L, 3, !now);
+  lua_pop(L, 1);
+  if (now) sys.run_now(t);
+}
+
+}  // namespace evo::http

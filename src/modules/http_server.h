@@ -1,0 +1,283 @@
+// The HTTP/1.1 server engine: listener, connections, exchanges.
+//
+// One engine serves both of Evo's styles. In the task style (http.serve) each
+// request runs its handler as a task with a (req, res) pair; in the event
+// style (HttpServer) the server object receives HTTP_REQUEST_STARTED and
+// HTTP_REQUEST_FINISHED and answers by request id. Everything on the wire is
+// native: llhttp parses, responses are built into one output buffer per
+// connection, and pipelined requests answered without waiting are written
+// with one write.
+//
+// A connection handles one request at a time, in order (pipelining answers
+// in order by construction): while a response is being produced, the bytes of
+// the next requests wait in the connection's input buffer. Each connection is
+// in one of these states:
+//   Waiting     reading the next request's headers (header or idle deadline)
+//   Body        the handler runs while the request body still arrives
+//   Responding  the request is complete; the handler has not finished
+//   Draining    the response finished before the body did: the rest of the
+//               body is read and dropped, then the next request follows
+//   Upgraded    the connection belongs to a protocol after HTTP (WebSocket)
+//   Closing     a last response is being flushed; then shutdown and close
+#pragma once
+
+#include <uv.h>
+#include <lua.hpp>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include "core/handle.h"
+#include "modules/http_parser.h"
+#include "modules/http_response.h"
+
+namespace evo {
+class TaskSystem;
+struct Task;
+class Runtime;
+}  // namespace evo
+
+namespace evo::http {
+
+class Server;
+class Connection;
+
+struct ServerConfig {
+  Limits limits;
+  double header_timeout = 10;  // seconds to receive a request's headers → 408
+  double idle_timeout = 5;     // seconds a kept-alive connection may sit idle
+  size_t high_water = 64 * 1024;
+  bool events = false;  // the event style (HttpServer) instead of task handlers
+};
+
+// One request and its response. Shared between the connection (while the
+// exchange is current) and Lua (the `res` object, or the event style's table
+// of requests by id), so either may go first.
+class Exchange {
+ public:
+  Request req;
+  uint32_t id = 0;
+  std::string remote_ip;
+  int remote_port = 0;
+  Connection* conn = nullptr;  // nullptr once the exchange is over or the connection gone
+
+  // The request body as it arrives: bytes not yet read by the handler.
+  std::string body;
+  bool body_done = false;
+  int body_error_status = 0;  // 413/400 when the body failed mid-way
+  std::string body_error;
+  bool continue_sent = false;
+  Task* body_reader = nullptr;
+  uint32_t body_reader_id = 0;
+
+  // The response.
+  int status = 200;
+  std::string reason;  // empty: the standard phrase
+  std::string head;    // header lines set so far
+  bool has_length = false;
+  uint64_t length = 0;
+  bool headers_sent = false;
+  bool chunked = false;
+  bool finished = false;
+  uint64_t written = 0;
+  bool close_after = false;  // "Connection: close" was chosen or asked for
+
+  // Header validation and accumulation; false with *error on bad input.
+  bool add_header(std::string_view name, std::string_view value, std::string* error);
+  [[nodiscard]] bool head_request() const { return req.method == "HEAD"; }
+};
+
+// A listening server's shared state. Owned (shared_ptr) by its listener
+// handle, by every connection and by the Lua object, so a graceful close can
+// let connections finish after the listener is gone.
+class Server : public std::enable_shared_from_this<Server> {
+ public:
+  Server(Runtime& rt, ServerConfig config);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Binds and listens; 0 or a libuv error.
+  int listen(const char* host, int port, int backlog);
+  [[nodiscard]] int port() const { return port_; }
+  [[nodiscard]] const std::string& host() const { return host_; }
+  [[nodiscard]] bool listening() const { return listener_ != nullptr; }
+  [[nodiscard]] size_t connection_count() const { return connections_; }
+
+  // Stops accepting; idle connections close now, busy ones after their
+  // response. `done` runs once every connection is gone.
+  void stop(std::function<void()> done);
+  // Closes every connection at once (runtime shutdown).
+  void abort_all();
+
+  const ServerConfig& config() const { return config_; }
+  Runtime& runtime() { return rt_; }
+  TaskSystem& tasks();
+  DateCache& date() { return date_; }
+  char* read_buffer() { return read_buffer_.get(); }
+  static constexpr size_t kReadBufferSize = 64 * 1024;
+
+  // Lua side: the object events go to, the handler (task style), the
+  // per-request runner and the metatables of req and res.
+  int object_ref = LUA_NOREF;
+  int handler_ref = LUA_NOREF;
+  int runner_ref = LUA_NOREF;
+  int req_meta_ref = LUA_NOREF;
+  int res_meta_ref = LUA_NOREF;
+
+  // Event style: exchanges waiting for their response, by request id.
+  std::unordered_map<uint32_t, std::shared_ptr<Exchange>> pending;
+  uint32_t next_id() { return ++last_id_; }
+
+  // Connection bookkeeping (called by Connection).
+  void attach(Connection* c);
+  void detach(Connection* c);
+  void on_listener_closed();
+  void sweep();  // enforces header and idle deadlines
+
+ private:
+  friend class Connection;
+  static void on_connection(uv_stream_t* listener, int status);
+  void release_lua();
+  void maybe_done();
+
+  Runtime& rt_;
+  ServerConfig config_;
+  class Listener* listener_ = nullptr;
+  class SweepTimer* sweep_ = nullptr;
+  Connection* first_ = nullptr;  // intrusive list of connections
+  size_t connections_ = 0;
+  std::unique_ptr<char[]> read_buffer_;
+  DateCache date_;
+  std::string host_;
+  int port_ = 0;
+  uint32_t last_id_ = 0;
+  bool stopping_ = false;
+  std::function<void()> on_stopped_;
+};
+
+// Something that takes over a connection after a 101 response (WebSocket).
+class UpgradeSink {
+ public:
+  virtual ~UpgradeSink() = default;
+  virtual void on_data(std::string_view data) = 0;
+  virtual void on_eof(int status) = 0;      // peer closed (0) or failed
+  virtual void on_writable() = 0;           // output drained below the high-water mark
+  virtual void on_connection_closed() = 0;  // the connection is gone: forget it
+};
+
+class Connection final : public NativeHandle {
+ public:
+  enum class State : uint8_t { Waiting, Body, Responding, Draining, Upgraded, Closing };
+
+  Connection(std::shared_ptr<Server> server, int* status);
+  ~Connection() override;
+  uv_handle_t* uv_handle() override { return reinterpret_cast<uv_handle_t*>(&tcp_); }
+  [[nodiscard]] bool internal() const override { return true; }
+  uv_stream_t* stream() { return reinterpret_cast<uv_stream_t*>(&tcp_); }
+
+  void start();  // after accept: reading, header deadline
+
+  // Response side, called from Lua through the exchange.
+  void send_head(Exchange& ex, bool has_body_bytes);
+  void write_body(Exchange& ex, std::string_view chunk);
+  void finish(Exchange& ex);
+  void send_whole(Exchange& ex, std::string_view body);
+  // The 100 Continue interim response, before the handler's first body read.
+  void send_continue(Exchange& ex);
+  // True while more than the high-water mark waits to be written.
+  [[nodiscard]] bool congested() const;
+  // A task waiting for the output to drain below the high-water mark.
+  void wait_writable(Task* t, uint32_t id);
+  void cancel_wait_writable() { writer_ = nullptr; }
+  // Reading the body is slow to keep up: stop or restart reading.
+  void body_consumed();
+
+  // Takes the connection over after a 101 response: all later input goes to
+  // the sink; the bytes already read past the request are passed on at once.
+  void upgrade(UpgradeSink* sink);
+  void write_raw(std::string_view data);
+  void flush();  // hands the output to libuv (one write at a time)
+  // Sends length bytes of the open file fd (taken over) from offset with
+  // sendfile(2) on the thread pool once earlier output is written; then
+  // done(status) runs (0 or a libuv error).
+  void send_file(int fd, int64_t offset, int64_t length, std::function<void(int)> done);
+  void close_soon();  // flush, then close
+
+  [[nodiscard]] State state() const { return state_; }
+  [[nodiscard]] size_t pending_output() const { return out_.size() + writing_.size(); }
+
+  Connection* prev = nullptr;
+  Connection* next = nullptr;
+  uint64_t deadline = 0;  // uv_now ms; 0: none
+  bool deadline_is_idle = false;
+  void on_deadline();
+
+ protected:
+  void on_closed() override;
+
+ private:
+  static void on_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf);
+  static void on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
+  static void on_write(uv_write_t* req, int status);
+  static void on_shutdown(uv_shutdown_t* req, int status);
+
+  void received(const char* data, size_t n);
+  void advance();
+  bool parse_step();
+  void feed_body();
+  void dispatch(bool complete);
+  void request_completed();
+  void response_done(Exchange& ex);
+  void fail_request(int status, std::string_view reason);
+  void emit_finished(Exchange& ex);
+  void finish_closing();
+  void abort();
+  void set_reading(bool on);
+  void update_deadline();
+  void wake_body_reader(Exchange& ex);
+  void connection_lost();
+  void run_task(const std::shared_ptr<Exchange>& ex);
+
+  uv_tcp_t tcp_{};
+  uv_write_t write_req_{};
+  uv_shutdown_t shutdown_req_{};
+  std::shared_ptr<Server> server_;
+  RequestParser parser_;
+  State state_ = State::Waiting;
+  std::string in_;  // input not yet parsed (only when it could not be parsed at once)
+  size_t in_pos_ = 0;
+  std::string out_;      // output not yet handed to libuv
+  std::string writing_;  // output libuv is writing
+  bool write_in_flight_ = false;
+  bool reading_ = false;
+  bool eof_ = false;
+  bool in_advance_ = false;
+  bool shut_down_ = false;
+  bool served_any_ = false;
+  std::shared_ptr<Exchange> current_;
+  Task* writer_ = nullptr;
+  uint32_t writer_id_ = 0;
+  UpgradeSink* sink_ = nullptr;
+  struct FileSend;
+  std::unique_ptr<FileSend> file_;  // waiting for the output to drain
+  bool file_in_flight_ = false;
+  FileSend* current_job_ = nullptr;  // on the thread pool
+  void start_file_send();
+  std::string remote_ip_;
+  int remote_port_ = 0;
+};
+
+// Lua bindings (src/modules/http_lua.cpp).
+int open_http(lua_State* L);
+// Pushes the header table of a request: lower-case names, repeated headers
+// joined per RFC 9110 (", "; "; " for cookie), set-cookie as a list.
+void push_headers(lua_State* L, const Request& req);
+// Pushes req (a table) and res (a userdata) for a task handler.
+void push_request(lua_State* L, Server& server, const std::shared_ptr<Exchange>& ex);
+
+}  // namespace evo::http
