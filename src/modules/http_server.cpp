@@ -183,10 +183,7 @@ void Server::stop(std::function<void()> done) {
     return;
   }
   stopping_ = true;
-  if (listener_ != nullptr) {
-    listener_->close();
-    listener_ = nullptr;
-  }
+  if (listener_ != nullptr) listener_->close();  // on_listener_closed follows
   // Idle connections go now; the others finish their current response and
   // close after it (their "Connection: close" says so).
   for (Connection* c = first_; c != nullptr;) {
@@ -199,14 +196,12 @@ void Server::stop(std::function<void()> done) {
 
 void Server::abort_all() {
   stopping_ = true;
-  if (listener_ != nullptr) {
-    listener_->close();
-    listener_ = nullptr;
-  }
+  if (listener_ != nullptr) listener_->close();
   for (Connection* c = first_; c != nullptr; c = c->next) c->close();
 }
 
 void Server::on_listener_closed() {
+  listener_ = nullptr;
   if (object_ref != LUA_NOREF && config_.events) {
     events::emit(rt_, object_ref, "SERVER_STOPPED_LISTENING", [this](lua_State* L) {
       events::field(L, "port", static_cast<double>(port_));

@@ -105,7 +105,7 @@ class Server : public std::enable_shared_from_this<Server> {
   int listen(const char* host, int port, int backlog);
   [[nodiscard]] int port() const { return port_; }
   [[nodiscard]] const std::string& host() const { return host_; }
-  [[nodiscard]] bool listening() const { return listener_ != nullptr; }
+  [[nodiscard]] bool listening() const { return listener_ != nullptr && !stopping_; }
   [[nodiscard]] size_t connection_count() const { return connections_; }
 
   // Stops accepting; idle connections close now, busy ones after their
