@@ -416,4 +416,25 @@ function http.static(dir, opts)
   end
 end
 
+----------------------------------------------------------------- client
+
+-- http.request{method = "GET", url, headers, body, timeout, follow = 0,
+--   stream = false, decompress = true, ca, verify = true}
+--   -> res {status, reason, headers, body} | nil, err
+-- err.code: a DNS code (EAI_NONAME...), ECONNREFUSED, Timeout,
+-- TLSVerifyFailed, BadResponse... With stream = true read the body with
+-- res:read() (chunks, nil at the end) or res:readAll().
+function http.request(opts) return require("evo.httpclient").request(opts) end
+
+-- http.get(url [, opts]) -> res | nil, err
+function http.get(url, opts)
+  args.check(1, "get", url, "string")
+  local o = {url = url}
+  if opts then for k, v in pairs(opts) do o[k] = v end end
+  return require("evo.httpclient").request(o)
+end
+
+-- Closes the client's idle pooled connections.
+function http.closeIdle() return require("evo.httpclient").closeIdle() end
+
 return http

@@ -1,0 +1,363 @@
+-- evo.httpclient: the HTTP/1.1 client behind http.request and http.get.
+--
+-- Colourless like the rest of net: inside a task a request suspends only
+-- that task. Connections are kept alive and pooled per scheme, host and
+-- port; redirects are followed when asked (follow = n); gzip and deflate
+-- bodies are decoded; https goes through net.connect's TLS (verified against
+-- the system CA store, with SNI).
+local net = require("net")
+local errors = require("evo.errors")
+local args = require("evo.args")
+local zlib = require("evo.zlib")
+
+local type, tostring, tonumber, pairs, ipairs, setmetatable, error, pcall =
+  type, tostring, tonumber, pairs, ipairs, setmetatable, error, pcall
+local concat = table.concat
+local find, sub, lower, match, format, gsub, upper = string.find, string.sub, string.lower, string.match,
+  string.format, string.gsub, string.upper
+
+local client = {}
+
+local MAX_HEADER_LINES = 200
+local MAX_IDLE_PER_HOST = 16
+
+local function fail(code, message) return nil, errors.new(code, message) end
+
+-- "https://user@host:8443/p?q" -> {scheme, host, port, target, hostHeader}
+function client.parseUrl(url)
+  local scheme, rest = match(url, "^(%a[%w+.-]*)://(.*)$")
+  if not scheme then return nil end
+  scheme = lower(scheme)
+  if scheme ~= "http" and scheme ~= "https" then return nil end
+  local authority, target = match(rest, "^([^/?#]*)(.*)$")
+  target = gsub(target, "#.*$", "")
+  if target == "" then target = "/" end
+  if sub(target, 1, 1) == "?" then target = "/" .. target end
+  authority = gsub(authority, "^.*@", "")  -- userinfo is not sent
+  local host, port = match(authority, "^%[([^%]]+)%]:?(%d*)$")  -- [v6]:port
+  if not host then host, port = match(authority, "^([^:]+):?(%d*)$") end
+  if not host or host == "" then return nil end
+  local defaultPort = scheme == "https" and 443 or 80
+  port = port ~= "" and tonumber(port) or defaultPort
+  local hostHeader = find(host, ":", 1, true) and "[" .. host .. "]" or host
+  if port ~= defaultPort then hostHeader = hostHeader .. ":" .. port end
+  return {scheme = scheme, host = host, port = port, target = target, hostHeader = hostHeader}
+end
+
+-- Resolves a Location header against the URL it came from.
+local function resolve(base, location)
+  if match(location, "^%a[%w+.-]*://") then return location end
+  local origin = base.scheme .. "://" .. base.hostHeader
+  if sub(location, 1, 2) == "//" then return base.scheme .. ":" .. location end
+  if sub(location, 1, 1) == "/" then return origin .. location end
+  local dir = match(base.target, "^([^?]*/)") or "/"
+  return origin .. dir .. location
+end
+
+----------------------------------------------------------------- pool
+
+local pool = {}  -- key -> {stream, ...} idle connections
+
+local function poolKey(u) return u.scheme .. "://" .. u.host .. ":" .. u.port end
+
+local function takeIdle(key)
+  local list = pool[key]
+  while list and #list > 0 do
+    local s = list[#list]
+    list[#list] = nil
+    if not s:isClosed() then return s end
+  end
+  return nil
+end
+
+local function giveBack(key, stream)
+  local list = pool[key]
+  if not list then
+    list = {}
+    pool[key] = list
+  end
+  if #list >= MAX_IDLE_PER_HOST then
+    stream:close()
+  else
+    list[#list + 1] = stream
+  end
+end
+
+-- Closes every pooled connection (at the end of a script, or in tests).
+function client.closeIdle()
+  for key, list in pairs(pool) do
+    for _, s in ipairs(list) do s:close() end
+    pool[key] = nil
+  end
+end
+
+local function connect(u, opts)
+  local tls
+  if u.scheme == "https" then
+    tls = {servername = u.host, ca = opts.ca, verify = opts.verify ~= false}
+  end
+  return net.connect({host = u.host, port = u.port, timeout = opts.timeout, tls = tls})
+end
+
+----------------------------------------------------------------- wire
+
+local function validHeader(name, value)
+  return not find(name, "[%c%s:]") and name ~= "" and not find(value, "[\r\n%z]")
+end
+
+local function buildRequest(method, u, headers, body)
+  local lines = {method .. " " .. u.target .. " HTTP/1.1"}
+  local have = {}
+  for name, value in pairs(headers) do
+    value = tostring(value)
+    if not validHeader(name, value) then return nil, "invalid header '" .. tostring(name) .. "'" end
+    lines[#lines + 1] = name .. ": " .. value
+    have[lower(name)] = true
+  end
+  if not have.host then lines[#lines + 1] = "Host: " .. u.hostHeader end
+  if not have["user-agent"] then lines[#lines + 1] = "User-Agent: evo" end
+  if not have["accept-encoding"] then lines[#lines + 1] = "Accept-Encoding: gzip, deflate" end
+  if body then
+    if not have["content-length"] then lines[#lines + 1] = "Content-Length: " .. #body end
+  elseif method == "POST" or method == "PUT" or method == "PATCH" then
+    lines[#lines + 1] = "Content-Length: 0"
+  end
+  lines[#lines + 1] = ""
+  lines[#lines + 1] = ""
+  return concat(lines, "\r\n")
+end
+
+-- Reads the status line and headers. -> status, reason, headers, version | nil, err
+local function readHead(stream)
+  local line, err = stream:readLine()
+  if not line then return nil, err or errors.new("EOF", "the connection closed before a response") end
+  local version, status, reason = match(line, "^HTTP/(%d%.%d) (%d%d%d) ?(.*)$")
+  if not version then return nil, errors.new("BadResponse", "malformed status line: " .. line:sub(1, 80)) end
+  local headers = {}
+  for _ = 1, MAX_HEADER_LINES do
+    local h, herr = stream:readLine()
+    if not h then return nil, herr or errors.new("EOF", "the connection closed in the response headers") end
+    if h == "" then return tonumber(status), reason, headers, version end
+    local name, value = match(h, "^([^:%s]+):%s*(.-)%s*$")
+    if not name then return nil, errors.new("BadResponse", "malformed header line: " .. h:sub(1, 80)) end
+    name = lower(name)
+    local old = headers[name]
+    if name == "set-cookie" then
+      if old then old[#old + 1] = value else headers[name] = {value} end
+    elseif old then
+      headers[name] = old .. ", " .. value
+    else
+      headers[name] = value
+    end
+  end
+  return nil, errors.new("BadResponse", "too many response headers")
+end
+
+-- A body reader: returns the next chunk of the body, nil at its end, or
+-- nil, err. `reusable` tells whether the connection may serve another
+-- request afterwards.
+local function bodyReader(stream, method, status, headers, version)
+  if method == "HEAD" or status == 204 or status == 304 or (status >= 100 and status < 200) then
+    return function() return nil end, true
+  end
+  local te = headers["transfer-encoding"]
+  if te and find(lower(te), "chunked", 1, true) then
+    local done = false
+    return function()
+      if done then return nil end
+      local sizeLine, err = stream:readLine()
+      if not sizeLine then return nil, err or errors.new("EOF", "the body ended early") end
+      local size = tonumber(match(sizeLine, "^%s*(%x+)"), 16)
+      if not size then return nil, errors.new("BadResponse", "bad chunk size") end
+      if size == 0 then
+        repeat  -- trailers, ignored
+          local t, terr = stream:readLine()
+          if not t then return nil, terr end
+        until t == ""
+        done = true
+        return nil
+      end
+      local data, derr = stream:read(size)
+      if not data or #data < size then return nil, derr or errors.new("EOF", "the body ended early") end
+      stream:readLine()
+      return data
+    end, true
+  end
+  local cl = headers["content-length"]
+  if cl then
+    local remaining = tonumber(cl)
+    if not remaining or remaining < 0 then return nil, errors.new("BadResponse", "bad Content-Length") end
+    return function()
+      if remaining == 0 then return nil end
+      local data, err = stream:read()
+      if not data then return nil, err or errors.new("EOF", "the body ended early") end
+      if #data > remaining then data = sub(data, 1, remaining) end
+      remaining = remaining - #data
+      return data
+    end, true
+  end
+  -- Neither: the body runs until the server closes the connection.
+  return function() return stream:read() end, false
+end
+
+----------------------------------------------------------------- responses
+
+local Response = {}
+Response.__index = Response
+
+-- res:read() -> the next chunk of the (decoded) body, nil at its end, or nil, err
+function Response:read()
+  if self._done then return nil end
+  while true do
+    local chunk, err = self._next()
+    if chunk == nil then
+      if err then
+        self._done = true
+        self._stream:close()
+        return nil, err
+      end
+      self._done = true
+      if self._inflater then
+        local rest, zerr = self._inflater:finish()
+        if not rest then return nil, zerr end
+        self:_release()
+        if rest ~= "" then return rest end
+        return nil
+      end
+      self:_release()
+      return nil
+    end
+    if self._inflater then
+      local out, zerr = self._inflater:update(chunk)
+      if not out then
+        self._stream:close()
+        return nil, zerr
+      end
+      if out ~= "" then return out end
+    else
+      return chunk
+    end
+  end
+end
+
+function Response:_release()
+  local s = self._stream
+  if self._reusable and not s:isClosed() then giveBack(self._key, s) else s:close() end
+end
+
+-- res:readAll() -> the whole remaining body | nil, err
+function Response:readAll()
+  local parts = {}
+  while true do
+    local chunk, err = self:read()
+    if not chunk then
+      if err then return nil, err end
+      return concat(parts)
+    end
+    parts[#parts + 1] = chunk
+  end
+end
+
+-- One exchange on one connection; retries once on a fresh connection when
+-- a pooled one turns out to have been closed by the server meanwhile.
+local function exchange(u, method, headers, body, opts)
+  local key = poolKey(u)
+  local wire, werr = buildRequest(method, u, headers, body)
+  if not wire then error("bad argument #1 to 'request' (" .. werr .. ")", 4) end
+  for attempt = 1, 2 do
+    local reused = true
+    local stream = attempt == 1 and takeIdle(key) or nil
+    if not stream then
+      reused = false
+      local err
+      stream, err = connect(u, opts)
+      if not stream then return nil, err end
+    end
+    if opts.timeout then stream:settimeout(opts.timeout, opts.timeout) end
+    local ok, err = stream:write(wire, body or "")
+    local status, reason, rheaders, version
+    if ok then status, reason, rheaders, version = readHead(stream) end
+    while status and status >= 100 and status < 200 and status ~= 101 do
+      status, reason, rheaders, version = readHead(stream)  -- interim responses
+    end
+    if status then
+      local next, reusable = bodyReader(stream, method, status, rheaders, version)
+      if not next then
+        stream:close()
+        return nil, reusable
+      end
+      local conn = lower(rheaders.connection or "")
+      if find(conn, "close", 1, true) or (version == "1.0" and not find(conn, "keep-alive", 1, true)) then
+        reusable = false
+      end
+      local res = setmetatable({status = status, reason = reason, headers = rheaders, version = version,
+        _stream = stream, _next = next, _reusable = reusable, _key = key}, Response)
+      local enc = lower(rheaders["content-encoding"] or "")
+      if opts.decompress ~= false and (enc == "gzip" or enc == "x-gzip" or enc == "deflate") then
+        res._inflater = zlib.inflater("auto")
+      end
+      return res
+    end
+    err = status == nil and reason or err
+    stream:close()
+    if not (reused and errors.is(err, "EOF") or reused and errors.is(err, "ECONNRESET")
+        or reused and errors.is(err, "EPIPE")) then
+      return nil, err
+    end
+  end
+end
+
+local REDIRECTS = {[301] = true, [302] = true, [303] = true, [307] = true, [308] = true}
+
+-- request{method, url, headers, body, timeout, follow, stream, decompress, ca, verify}
+--   -> res {status, reason, headers, body} | nil, err
+-- With stream = true, res.body is absent: read it with res:read() / res:readAll().
+function client.request(opts)
+  if type(opts) == "string" then opts = {url = opts} end
+  args.check(1, "request", opts, "table")
+  if type(opts.url) ~= "string" then args.fail(1, "request", "url", opts.url) end
+  local method = upper(opts.method or "GET")
+  local headers = opts.headers or {}
+  local body = opts.body
+  if body ~= nil and type(body) ~= "string" then args.fail(1, "request", "string body", body) end
+  local u = client.parseUrl(opts.url)
+  if not u then return fail("BadUrl", "not an http(s) URL: " .. opts.url) end
+  local follow = opts.follow or 0
+  for _ = 0, follow do
+    local res, err = exchange(u, method, headers, body, opts)
+    if not res then return nil, err end
+    local location = res.headers.location
+    if REDIRECTS[res.status] and location and follow == 0 and (opts.follow or 0) > 0 then
+      res._stream:close()
+      return fail("TooManyRedirects", "more than " .. opts.follow .. " redirects")
+    end
+    if not (REDIRECTS[res.status] and location and follow > 0) then
+      if not opts.stream then
+        local all, berr = res:readAll()
+        if not all then return nil, berr end
+        res.body = all
+      end
+      res.url = u.scheme .. "://" .. u.hostHeader .. u.target
+      return res
+    end
+    follow = follow - 1
+    res:readAll()  -- drain, so the connection can be reused
+    local nextUrl = resolve(u, location)
+    local nu = client.parseUrl(nextUrl)
+    if not nu then return fail("BadUrl", "bad redirect location: " .. location) end
+    if res.status == 303 or ((res.status == 301 or res.status == 302) and method == "POST") then
+      method, body = method == "HEAD" and "HEAD" or "GET", nil
+    end
+    if nu.host ~= u.host then  -- credentials stay with their host
+      local h = {}
+      for k, v in pairs(headers) do
+        local lk = lower(k)
+        if lk ~= "authorization" and lk ~= "cookie" then h[k] = v end
+      end
+      headers = h
+    end
+    u = nu
+  end
+end
+
+return client
