@@ -158,6 +158,7 @@ int push_results(lua_State* L, Task* t) {
     return n;
   }
   int n = t->nresults;
+  if (n == 0) return 0;  // (a pooled task's coroutine has moved on)
   luaL_checkstack(L, n, "too many results");
   lua_checkstack(t->co, n);
   for (int i = 1; i <= n; ++i) lua_pushvalue(t->co, i);
@@ -576,6 +577,36 @@ constexpr const char kBodySource[] =
     "local xpcall, finish, capture = ...\n"
     "return function(fn, ...) return finish(xpcall(fn, capture, ...)) end\n";
 
+// The Lua function a pooled coroutine runs: job after job, each fn(a, b, c)
+// (which must not raise: the HTTP server's runner catches everything), then
+// recycle() parks the coroutine until the next job's values arrive.
+constexpr const char kWorkerSource[] =
+    "local recycle = ...\n"
+    "return function(fn, a, b, c)\n"
+    "  while fn do\n"
+    "    fn(a, b, c)\n"
+    "    fn, a, b, c = recycle()\n"
+    "  end\n"
+    "end\n";
+
+// recycle(): the job of a pooled task is over. Its Future completes (no
+// results), and its coroutine goes back to the pool and yields; or, with the
+// pool full, returns nothing so the worker ends as a plain finished task.
+int task_recycle(lua_State* L) {
+  TaskSystem& sys = TaskSystem::from(L);
+  Task* t = sys.task_of(L);
+  if (t == nullptr) return 0;
+  lua_settop(L, 0);
+  t->failed = false;
+  t->nresults = 0;
+  t->state = Task::State::Done;
+  sys.finished(t);
+  if (!sys.park_coroutine(L, t->co_ref)) return 0;
+  t->co = nullptr;
+  t->co_ref = LUA_NOREF;
+  return lua_yield(L, 0);
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------- TaskSystem
@@ -600,6 +631,11 @@ TaskSystem::TaskSystem(Runtime& rt, bool blocking)
   lua_pushcfunction(L, capture_error);
   lua_call(L, 3, 1);
   body_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+
+  luaL_loadbuffer(L, kWorkerSource, sizeof(kWorkerSource) - 1, "=[evo worker]");
+  lua_pushcfunction(L, task_recycle);
+  lua_call(L, 1, 1);
+  worker_ref_ = luaL_ref(L, LUA_REGISTRYINDEX);
 
   SleepTimer::pool = new_pool();
 }
@@ -649,6 +685,37 @@ Task* TaskSystem::spawn(lua_State* L, int nargs, bool queue) {
 
 void TaskSystem::run_now(Task* t) { resume(t); }
 
+Task* TaskSystem::spawn_pooled(lua_State* L, int nargs, bool queue) {
+  // Stack: fn, args... -> future
+  auto* t = new (lua_newuserdata(L, sizeof(Task))) Task();
+  t->sys = this;
+  set_future_metatable(L, *this);
+  lua_pushvalue(L, -1);
+  t->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_insert(L, -(nargs + 2));  // future, fn, args...
+  if (!idle_coroutines_.empty()) {
+    // A parked worker: the values become the results of its recycle().
+    t->co = idle_coroutines_.back().first;
+    t->co_ref = idle_coroutines_.back().second;
+    idle_coroutines_.pop_back();
+  } else {
+    t->co = lua_newthread(L);
+    t->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_rawgeti(t->co, LUA_REGISTRYINDEX, worker_ref_);
+  }
+  lua_xmove(L, t->co, nargs + 1);
+  t->resume_nargs = nargs + 1;
+  by_thread_.insert(t->co, t);
+  if (queue) scheduler_.make_ready(t);
+  return t;
+}
+
+bool TaskSystem::park_coroutine(lua_State* co, int co_ref) {
+  if (closed_ || idle_coroutines_.size() >= kMaxIdleCoroutines || co_ref == LUA_NOREF) return false;
+  idle_coroutines_.emplace_back(co, co_ref);
+  return true;
+}
+
 bool TaskSystem::run_main(int nargs, bool& failed_now) {
   lua_State* L = rt_.L();
   Task* t = spawn(L, nargs);
@@ -674,10 +741,12 @@ void TaskSystem::resume(Task* t) {
     lua_pushboolean(t->co, 1);
     nargs = 1;
   }
-  int status = lua_resume(t->co, nargs);
+  lua_State* co = t->co;
+  int status = lua_resume(co, nargs);
   resuming = outer;
   if (status == LUA_YIELD) {
-    lua_settop(t->co, 0);  // whatever was yielded is not for the scheduler
+    lua_settop(co, 0);  // whatever was yielded is not for the scheduler
+    if (t->co == nullptr) return;  // a pooled task whose coroutine was parked
     // Yielded by Evo's primitives (state already Suspended/Ready), or by
     // coroutine.yield in Luvit-style code, which resumes it itself.
     if (t->state == Task::State::Running) t->state = Task::State::Suspended;

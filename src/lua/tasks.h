@@ -47,6 +47,13 @@ class TaskSystem {
   // (a server running a request's handler straight from the read callback,
   // so answers to pipelined requests go out in one write).
   void run_now(Task* t);
+  // Like spawn with at most 3 arguments, but on a pooled coroutine: when fn
+  // returns the coroutine is parked for the next job instead of being thrown
+  // away (a server runs one task per request). fn must not raise; its
+  // Future completes with no results.
+  Task* spawn_pooled(lua_State* L, int nargs, bool queue = true);
+  bool park_coroutine(lua_State* co, int co_ref);
+  static constexpr size_t kMaxIdleCoroutines = 1024;
 
   // Runs the main chunk (function + nargs on the stack of the main state) as a
   // task and drains the ready queue once. Returns false if it failed at once.
@@ -99,6 +106,8 @@ class TaskSystem {
   Scheduler scheduler_;
   PtrMap<lua_State*, Task*> by_thread_;
   std::unique_ptr<std::vector<SleepTimer*>> sleep_pool_;
+  int worker_ref_ = LUA_NOREF;
+  std::vector<std::pair<lua_State*, int>> idle_coroutines_;  // parked workers and their anchors
 };
 
 }  // namespace evo

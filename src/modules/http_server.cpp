@@ -939,7 +939,7 @@ void Connection::run_task(const std::shared_ptr<Exchange>& ex) {
   // answer without waiting answer before the next pipelined request is read;
   // from inside another task it is queued like any new task.
   bool now = sys.resuming == nullptr;
-  Task* t = sys.spawn(L, 3, !now);
+  Task* t = sys.spawn_pooled(L, 3, !now);
   lua_pop(L, 1);
   if (now) sys.run_now(t);
 }
