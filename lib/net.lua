@@ -96,6 +96,24 @@ function Stream:sendfile(path, offset, length)
   args.check(1, "sendfile", path, "string")
   local fs = require("fs")
   offset = offset or 0
+  if sn.tlsInfo(self) then  -- the bytes must be encrypted: through Lua, in pieces
+    local f, err = fs.open(path, "r")
+    if not f then return nil, err end
+    if offset > 0 then f:seek("set", offset) end
+    local sent = 0
+    while length == nil or sent < length do
+      local want = 65536
+      if length then want = math.min(want, length - sent) end
+      local data, rerr = f:read(want)
+      if data == nil and rerr then f:close() return nil, rerr end
+      if data == nil or data == "" then break end
+      local ok, werr = self:write(data)
+      if not ok then f:close() return nil, werr end
+      sent = sent + #data
+    end
+    f:close()
+    return sent
+  end
   if length == nil then
     local st, err = fs.stat(path)
     if not st then return nil, err end
@@ -113,12 +131,66 @@ function Stream:sendfile(path, offset, length)
   return sent, serr
 end
 
+-- tlsInfo() -> {alpn, servername} for a TLS stream, else nil
+function Stream:tlsInfo() return sn.tlsInfo(self) end
+
 net.Stream = Stream
+
+----------------------------------------------------------------- TLS
+
+local tlsnative = require("evo.tls")
+local clientContexts = {}  -- one per (ca, verify, alpn): contexts are reusable
+
+local function clientContext(o)
+  local alpn = o.alpn and table.concat(o.alpn, ",") or ""
+  local key = tostring(o.ca) .. "|" .. tostring(o.verify ~= false) .. "|" .. alpn
+  local ctx = clientContexts[key]
+  if ctx then return ctx end
+  local err
+  ctx, err = tlsnative.clientContext({ca = o.ca, verify = o.verify ~= false, alpn = o.alpn})
+  if not ctx then return nil, err end
+  clientContexts[key] = ctx
+  return ctx
+end
+
+-- net.tlsServerContext{cert, key [, alpn]} -> context | nil, err (for listen's tls)
+function net.tlsServerContext(o)
+  args.check(1, "tlsServerContext", o, "table")
+  return tlsnative.serverContext(o)
+end
+
+-- Puts TLS on a connected stream and completes the handshake.
+local function secure(stream, ctx, servername)
+  local ok, err = sn.starttls(stream, ctx, servername)
+  if ok then ok, err = finish(sn.handshake(stream, isyieldable())) end
+  if not ok then
+    stream:close()
+    return nil, err
+  end
+  return stream
+end
 
 ----------------------------------------------------------------- connect
 
--- connect{host, port [, timeout]} or connect{path} -> Stream | nil, err
+-- connect{host, port [, timeout] [, tls]} or connect{path} -> Stream | nil, err
+-- tls = true or {servername = host, ca = nil (system store), verify = true,
+-- alpn = {...}}: the stream is returned once the TLS handshake is done; a
+-- certificate that fails verification gives err.code "TLSVerifyFailed".
+local connectPlain
 function net.connect(opts)
+  args.check(1, "connect", opts, "table")
+  local tls = opts.tls
+  if not tls then return connectPlain(opts) end
+  if tls == true then tls = {} end
+  if type(tls) ~= "table" then args.fail(1, "connect", "tls table", tls) end
+  local ctx, cerr = clientContext(tls)
+  if not ctx then return nil, cerr end
+  local stream, err = connectPlain(opts)
+  if not stream then return nil, err end
+  return secure(stream, ctx, tls.servername or opts.host)
+end
+
+function connectPlain(opts)
   args.check(1, "connect", opts, "table")
   local timeout = opts.timeout
   if opts.path then
@@ -145,7 +217,11 @@ end
 local Server = events.class("Server", {"CONNECTION_ACCEPTED"})
 net.Server = Server
 
-local function accept(self) return finish(native.accept(self.listener, isyieldable())) end
+local function accept(self)
+  local stream, err = finish(native.accept(self.listener, isyieldable()))
+  if stream and self.tlsContext then return secure(stream, self.tlsContext) end
+  return stream, err
+end
 
 -- accept() -> Stream | nil, err: waits for the next connection (nil and a
 -- Timeout error after settimeout's limit)
@@ -198,6 +274,20 @@ function net.listen(opts, handler)
     end
   end
   local server = Server()
+  local tlsContext
+  if opts.tls then
+    local err
+    tlsContext, err = opts.tls
+    if type(tlsContext) == "table" then tlsContext, err = tlsnative.serverContext(opts.tls) end
+    if not tlsContext then return nil, err end
+    server.tlsContext = tlsContext
+    if handler then
+      local plain = handler
+      handler = function(stream)
+        if secure(stream, tlsContext) then return plain(stream) end
+      end
+    end
+  end
   local ok, listener, port = native.listen(server, handler and connectionTask(handler), opts)
   if not listener then return nil, port end
   server.listener = listener

@@ -30,6 +30,7 @@ const NativeModule kNativeModules[] = {
     {"evo.signal", open_signal, true},
     {"evo.task",   open_task,   true},
     {"evo.timer",  open_timer,  true},
+    {"evo.tls",    open_tls,    true},
     {"luv",        open_uv,     false},
     {"uv",         open_uv,     false},
     // clang-format on

@@ -1,4 +1,5 @@
 #include "modules/stream.h"
+#include "modules/tls_lua.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -77,6 +78,7 @@ struct WriteReq {
   uv_write_t req{};
   lua_State* L = nullptr;
   int anchor = LUA_NOREF;
+  std::string owned;  // or bytes of its own (TLS records)
 };
 
 void write_cb(uv_write_t* req, int status) {
@@ -265,6 +267,17 @@ int Stream::try_read(lua_State* L, const ReadRequest& req) {
         return 1;
       }
       break;
+    case ReadRequest::Kind::Handshake:
+      if (tls_ != nullptr && tls_->handshake_done()) {
+        lua_pushboolean(L, 1);
+        return 1;
+      }
+      if (tls_ != nullptr && tls_->failed()) break;
+      if (eof_) return push_error_result(L, "EOF", "the connection closed during the TLS handshake");
+      break;
+  }
+  if (tls_ != nullptr && tls_->failed()) {
+    return push_error_result(L, tls_->verify_failed() ? "TLSVerifyFailed" : "TLSError", tls_->error());
   }
   if (read_error_ != 0) return push_uv_error_result(L, read_error_);
   if (eof_) {
@@ -315,7 +328,7 @@ void Stream::want_data() {
 
 void Stream::on_read(ssize_t nread, const char* data) {
   if (nread > 0) {
-    buf_.append(data, static_cast<size_t>(nread));
+    absorb(data, static_cast<size_t>(nread));
     bool reader_needs_more = reader_ != nullptr && read_req_.kind == ReadRequest::Kind::All;
     if (buffered() > kMaxBuffered && !reader_needs_more) {  // flow control: let the kernel buffer
       uv_read_stop(handle_->stream());
@@ -376,7 +389,7 @@ bool Stream::fill_blocking(lua_State* L, double timeout, int& pushed) {
     char chunk[64 * 1024];
     ssize_t got = ::read(fd_, chunk, sizeof(chunk));
     if (got > 0) {
-      buf_.append(chunk, static_cast<size_t>(got));
+      absorb(chunk, static_cast<size_t>(got));
       return true;
     }
     if (got == 0) {
@@ -394,7 +407,7 @@ bool Stream::read_available_blocking() {
   char chunk[64 * 1024];
   ssize_t got = ::read(fd_, chunk, sizeof(chunk));
   if (got > 0) {
-    buf_.append(chunk, static_cast<size_t>(got));
+    absorb(chunk, static_cast<size_t>(got));
     return true;
   }
   if (got == 0) {
@@ -420,6 +433,23 @@ int Stream::write(lua_State* L, int first, int last, int yieldable_idx) {
   if (Task* now = sys_.waiter(L, yieldable_idx); now != nullptr && sys_.take_cancel(now)) {
     lua_pushboolean(L, 0);
     return 1;
+  }
+
+  if (tls_ != nullptr) {
+    for (int i = first; i <= last; ++i) {
+      size_t len = 0;
+      const char* s = lua_tolstring(L, i, &len);
+      tls_->write(std::string_view(s, len));
+    }
+    std::string records;
+    tls_->take_output(&records);
+    if (tls_->failed()) return done_now(L, push_error_result(L, "TLSError", tls_->error()));
+    if (int rc = send_raw(std::move(records)); rc != 0) return done_now(L, push_uv_error_result(L, rc));
+    if (uv_stream_get_write_queue_size(handle_->stream()) <= high_water_) {
+      lua_pushboolean(L, 1);
+      return done_now(L, 1);
+    }
+    return wait_as_writer(L, yieldable_idx, WriterWait::BelowHighWater);
   }
 
   // One vectored write; the strings stay anchored until it completes.
@@ -514,6 +544,24 @@ void Stream::wake_writer_if_ready() {
 
 int Stream::write_blocking(lua_State* L, int first, int last) {
   if (fd_ < 0) return done_now(L, push_error_result(L, "Closed", "the stream is closed"));
+  if (tls_ != nullptr) {
+    for (int i = first; i <= last; ++i) {
+      size_t len = 0;
+      const char* s = lua_tolstring(L, i, &len);
+      tls_->write(std::string_view(s, len));
+    }
+    std::string records;
+    tls_->take_output(&records);
+    if (tls_->failed()) return done_now(L, push_error_result(L, "TLSError", tls_->error()));
+    if (!write_all_blocking(records.data(), records.size())) {
+      if (write_error_ == 0) {
+        return done_now(L, push_error_result(L, "Timeout", "could not write within the write timeout"));
+      }
+      return done_now(L, push_uv_error_result(L, write_error_));
+    }
+    lua_pushboolean(L, 1);
+    return done_now(L, 1);
+  }
   std::vector<iovec> iov;
   for (int i = first; i <= last; ++i) {
     size_t len = 0;
@@ -565,6 +613,16 @@ int Stream::shutdown(lua_State* L, int yieldable_idx) {
   if (Task* now = sys_.waiter(L, yieldable_idx); now != nullptr && sys_.take_cancel(now)) {
     lua_pushboolean(L, 0);
     return 1;
+  }
+  if (tls_ != nullptr) {  // close_notify goes before the TCP half-close
+    tls_->close();
+    if (handle_ != nullptr) {
+      send_tls_output();
+    } else {
+      std::string records;
+      tls_->take_output(&records);
+      write_all_blocking(records.data(), records.size());
+    }
   }
   if (handle_ == nullptr) {
     // The peer already gone (ENOTCONN) counts as shut down, as in the evented path.
@@ -744,6 +802,89 @@ void Stream::on_timeout() {
   reschedule_timer();
 }
 
+// -------------------------------------------------------------------- TLS
+
+void Stream::start_tls(std::unique_ptr<tls::Session> session) {
+  tls_ = std::move(session);
+  // Whatever arrived before TLS started is already ciphertext.
+  std::string early = take_buffer();
+  if (!early.empty()) absorb(early.data(), early.size());
+  if (handle_ != nullptr) {
+    send_tls_output();
+  } else {
+    std::string records;
+    tls_->take_output(&records);
+    write_all_blocking(records.data(), records.size());
+  }
+}
+
+void Stream::absorb(const char* data, size_t n) {
+  if (tls_ == nullptr) {
+    buf_.append(data, n);
+    return;
+  }
+  bool ok = tls_->feed(std::string_view(data, n));
+  tls_->read(&buf_);
+  if (tls_->peer_closed()) eof_ = true;
+  // Handshake replies, or the alert that ends a failed session.
+  if (handle_ != nullptr) {
+    send_tls_output();
+  } else {
+    std::string records;
+    tls_->take_output(&records);
+    write_all_blocking(records.data(), records.size());
+  }
+  if (!ok && read_error_ == 0) read_error_ = UV_EPROTO;
+}
+
+void Stream::send_tls_output() {
+  if (tls_ == nullptr || !tls_->has_output() || handle_ == nullptr) return;
+  std::string records;
+  tls_->take_output(&records);
+  send_raw(std::move(records));
+}
+
+int Stream::send_raw(std::string bytes) {
+  if (bytes.empty()) return 0;
+  auto req = std::make_unique<WriteReq>();
+  req->L = sys_.L();
+  req->owned = std::move(bytes);
+  uv_buf_t buf = uv_buf_init(req->owned.data(), static_cast<unsigned int>(req->owned.size()));
+  int rc = uv_write(&req->req, handle_->stream(), &buf, 1, write_cb);
+  if (rc != 0) return rc;
+  req.release();  // write_cb takes it back
+  ++pending_writes_;
+  return 0;
+}
+
+bool Stream::write_all_blocking(const char* data, size_t n) {
+  size_t done = 0;
+  while (done < n && fd_ >= 0) {
+    ssize_t w = ::write(fd_, data + done, n - done);
+    if (w > 0) {
+      done += static_cast<size_t>(w);
+      continue;
+    }
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      pollfd pfd{fd_, POLLOUT, 0};
+      int ms = write_timeout_ > 0 ? static_cast<int>(to_ms(write_timeout_)) : -1;
+      if (::poll(&pfd, 1, ms) == 0) return false;
+      continue;
+    }
+    write_error_ = uv_translate_sys_error(errno);
+    return false;
+  }
+  return done == n;
+}
+
+int Stream::handshake(lua_State* L, int yieldable_idx) {
+  if (tls_ == nullptr) return luaL_error(L, "handshake: the stream has no TLS session");
+  ReadRequest req;
+  req.kind = ReadRequest::Kind::Handshake;
+  return read(L, std::move(req), yieldable_idx);
+}
+
 // ------------------------------------------------------------ Lua binding
 
 namespace {
@@ -871,6 +1012,42 @@ int s_sendfile(lua_State* L) {
   return s->sendfile(L, fd, offset, length, 5);
 }
 
+// starttls(s, context, servername|nil): a client session when servername is
+// given (or the context is a client's), else a server session.
+int s_starttls(lua_State* L) {
+  Stream* s = check_stream(L, 1);
+  std::shared_ptr<tls::Context> ctx = check_tls_context(L, 2);
+  if (s->tls() != nullptr) return luaL_error(L, "starttls: the stream already has TLS");
+  std::unique_ptr<tls::Session> session = ctx->is_server()
+                                              ? tls::Session::accept(ctx)
+                                              : tls::Session::connect(ctx, luaL_optstring(L, 3, ""));
+  if (session->failed()) {
+    lua_pushnil(L);
+    errors::push_error(L, "TLSError", session->error());
+    return 2;
+  }
+  s->start_tls(std::move(session));
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+// handshake(s, yieldable) -> (true, true) | (true, nil, err) | (false) | yields
+int s_handshake(lua_State* L) { return check_stream(L, 1)->handshake(L, 2); }
+
+// tlsInfo(s) -> {alpn, servername} | nil
+int s_tls_info(lua_State* L) {
+  tls::Session* t = check_stream(L, 1)->tls();
+  if (t == nullptr) return 0;
+  lua_createtable(L, 0, 2);
+  std::string alpn = t->alpn_selected();
+  lua_pushlstring(L, alpn.data(), alpn.size());
+  lua_setfield(L, -2, "alpn");
+  std::string name = t->servername();
+  lua_pushlstring(L, name.data(), name.size());
+  lua_setfield(L, -2, "servername");
+  return 1;
+}
+
 int s_buffered(lua_State* L) {
   lua_pushinteger(L, static_cast<lua_Integer>(check_stream(L, 1)->buffered()));
   return 1;
@@ -907,6 +1084,9 @@ int open_stream_natives(lua_State* L) {
       {"buffered", s_buffered},
       {"drainBoth", s_drain_both},
       {"sendfile", s_sendfile},
+      {"starttls", s_starttls},
+      {"handshake", s_handshake},
+      {"tlsInfo", s_tls_info},
       {nullptr, nullptr},
   };
   lua_newtable(L);

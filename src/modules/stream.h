@@ -20,6 +20,7 @@
 
 #include "core/handle.h"
 #include "lua/tasks.h"
+#include "modules/tls.h"
 
 namespace evo {
 
@@ -27,7 +28,7 @@ class UvStreamHandle;
 class StreamTimer;
 
 struct ReadRequest {
-  enum class Kind : uint8_t { Chunk, Exactly, Line, Until, All };
+  enum class Kind : uint8_t { Chunk, Exactly, Line, Until, All, Handshake };
   Kind kind = Kind::Chunk;
   size_t n = 0;
   std::string delim;
@@ -54,6 +55,13 @@ class Stream {
   // after earlier writes have gone out (the Lua side flushes first).
   int sendfile(lua_State* L, int in_fd, int64_t offset, int64_t length, int yieldable_idx);
   void close();
+
+  // TLS: from now on the bytes on the wire are this session's records; reads
+  // see the plaintext, writes are encrypted. handshake() waits until the
+  // session is established (or answers its failure).
+  void start_tls(std::unique_ptr<tls::Session> session);
+  int handshake(lua_State* L, int yieldable_idx);
+  [[nodiscard]] tls::Session* tls() const { return tls_.get(); }
 
   [[nodiscard]] bool closed() const { return closed_; }
   [[nodiscard]] int fd() const { return fd_; }
@@ -100,6 +108,12 @@ class Stream {
     }
   }
   void want_data();
+  // Takes bytes from the wire into the read buffer (decrypting under TLS).
+  void absorb(const char* data, size_t n);
+  // Puts bytes on the wire as they are (TLS records), owned by the write.
+  int send_raw(std::string bytes);
+  void send_tls_output();
+  bool write_all_blocking(const char* data, size_t n);
   enum class WriterWait : uint8_t { BelowHighWater, Flushed, ShutDown };
   int wait_as_writer(lua_State* L, int yieldable_idx, WriterWait what);
   void set_deadline(bool reader, double seconds);
@@ -130,6 +144,7 @@ class Stream {
   size_t high_water_ = 64 * 1024;
   size_t pending_writes_ = 0;
 
+  std::unique_ptr<tls::Session> tls_;
   Task* reader_ = nullptr;
   uint32_t reader_id_ = 0;
   ReadRequest read_req_;

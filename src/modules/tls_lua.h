@@ -1,0 +1,17 @@
+// evo.tls: TLS contexts for Lua (certificates, trust, ALPN), used by net and
+// http to put src/modules/tls.h sessions under their connections.
+#pragma once
+
+#include <lua.hpp>
+
+#include <memory>
+
+#include "modules/tls.h"
+
+namespace evo {
+
+// The context in the userdata at idx (made by serverContext/clientContext).
+std::shared_ptr<tls::Context> check_tls_context(lua_State* L, int idx);
+int open_tls(lua_State* L);
+
+}  // namespace evo
