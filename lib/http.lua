@@ -191,11 +191,21 @@ end
 local function checkOptions(opts, fname)
   if opts == nil then return {} end
   args.check(1, fname, opts, "table", 3)
-  if opts.tls ~= nil then
-    error(errors.new("Unsupported", "TLS for http.serve is not available yet"), 3)
-  end
   return opts
 end
+
+-- opts.tls = {cert, key [, alpn]} (or a context from net.tlsServerContext)
+local function withTls(opts)
+  if not opts.tls then return opts end
+  local ctx, err = opts.tls
+  if type(ctx) == "table" then ctx, err = require("evo.tls").serverContext(opts.tls) end
+  if not ctx then return nil, err end
+  local o = {}
+  for k, v in pairs(opts) do o[k] = v end
+  o.tlsContext = ctx
+  return o
+end
+http.withTls = withTls
 
 -- http.serve(opts, handler) -> server | nil, err
 -- opts: host ("127.0.0.1"), port (0: any free one), backlog, maxHeaderBytes
@@ -209,11 +219,14 @@ function http.serve(opts, handler)
       "http.serve runs each request as a concurrent task; it needs the evented Io mode"), 2)
   end
   local server = setmetatable({}, Server)
-  local core, err = native.serve(server, opts, handler, runRequest)
+  local o, terr = withTls(opts)
+  if not o then return nil, terr end
+  local core, err = native.serve(server, o, handler, runRequest)
   if not core then return nil, err end
   server.native = core
   server.port = native.port(core)
   server.host = opts.host or "127.0.0.1"
+  server.secure = opts.tls ~= nil
   return server
 end
 

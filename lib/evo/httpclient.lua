@@ -58,7 +58,12 @@ end
 
 local pool = {}  -- key -> {stream, ...} idle connections
 
-local function poolKey(u) return u.scheme .. "://" .. u.host .. ":" .. u.port end
+-- Connections are shared only between requests with the same trust settings.
+local function poolKey(u, opts)
+  local key = u.scheme .. "://" .. u.host .. ":" .. u.port
+  if u.scheme == "https" then key = key .. "|" .. tostring(opts.ca) .. "|" .. tostring(opts.verify ~= false) end
+  return key
+end
 
 local function takeIdle(key)
   local list = pool[key]
@@ -261,7 +266,7 @@ end
 -- One exchange on one connection; retries once on a fresh connection when
 -- a pooled one turns out to have been closed by the server meanwhile.
 local function exchange(u, method, headers, body, opts)
-  local key = poolKey(u)
+  local key = poolKey(u, opts)
   local wire, werr = buildRequest(method, u, headers, body)
   if not wire then error("bad argument #1 to 'request' (" .. werr .. ")", 4) end
   for attempt = 1, 2 do

@@ -19,6 +19,7 @@
 #include "lua/runtime.h"
 #include "lua/tasks.h"
 #include "modules/http_server.h"
+#include "modules/tls_lua.h"
 
 namespace evo::http {
 namespace {
@@ -111,6 +112,9 @@ int l_serve(lua_State* L) {
   lua_pop(L, 1);
   int port = static_cast<int>(opt_number(L, 2, "port", 0));
   int backlog = static_cast<int>(opt_number(L, 2, "backlog", 511));
+  lua_getfield(L, 2, "tlsContext");
+  if (!lua_isnil(L, -1)) cfg.tls = check_tls_context(L, lua_gettop(L));
+  lua_pop(L, 1);
 
   Runtime& rt = Runtime::from(L);
   auto server = std::make_shared<Server>(rt, cfg);
@@ -311,9 +315,10 @@ int l_send_file(lua_State* L) {
     return 2;
   }
   TaskSystem& sys = TaskSystem::from(L);
-  Task* t = sys.waiter(L, 5);
+  Task* t = c->secure() ? nullptr : sys.waiter(L, 5);
   if (t == nullptr) {
-    // No task to suspend: read and queue it (the blocking fallback).
+    // No task to suspend, or TLS (the bytes must be encrypted): read and
+    // queue the file.
     std::string data(static_cast<size_t>(length), '\0');
     ssize_t n = ::pread(fd, data.data(), data.size(), offset);
     ::close(fd);

@@ -291,6 +291,7 @@ void Connection::start() {
     }
     remote_ip_ = ip;
   }
+  if (server_->config().tls != nullptr) tls_ = tls::Session::accept(server_->config().tls);
   set_reading(true);
   update_deadline();
 }
@@ -388,8 +389,41 @@ void Connection::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
   }
 }
 
+// TLS: the records in, the plaintext into the input buffer, handshake
+// replies out. False when the session failed (its alert is on its way).
+bool Connection::decrypt(const char* data, size_t n) {
+  bool ok = tls_->feed(std::string_view(data, n));
+  if (in_pos_ == in_.size()) {
+    in_.clear();
+    in_pos_ = 0;
+  }
+  tls_->read(&in_);
+  if (tls_->has_output() || !ok) flush();
+  if (!ok) {
+    state_ = State::Closing;
+    flush();
+    if (!write_in_flight_) close();
+    return false;
+  }
+  return true;
+}
+
 void Connection::received(const char* data, size_t n) {
   if (state_ == State::Closing) return;  // lingering: input is dropped
+  if (tls_ != nullptr) {
+    size_t before = in_.size() - in_pos_;
+    if (!decrypt(data, n)) return;
+    if (sink_ != nullptr) {
+      std::string plain = in_.substr(in_pos_);
+      in_.clear();
+      in_pos_ = 0;
+      if (!plain.empty()) sink_->on_data(plain);
+      return;
+    }
+    if (in_.size() - in_pos_ == before) return;  // handshake records only
+    advance();
+    return;
+  }
   if (sink_ != nullptr) {
     sink_->on_data(std::string_view(data, n));
     return;
@@ -758,12 +792,21 @@ void Connection::wait_writable(Task* t, uint32_t id) {
 
 void Connection::flush() {
   if (file_in_flight_) return;  // the file goes first; its completion flushes
-  if (write_in_flight_ || out_.empty()) {
+  bool tls_pending = tls_ != nullptr && tls_->has_output();
+  if (write_in_flight_ || (out_.empty() && !tls_pending)) {
     if (!write_in_flight_ && out_.empty() && state_ == State::Closing) finish_closing();
     return;
   }
-  writing_.swap(out_);
-  out_.clear();
+  if (tls_ != nullptr) {
+    if (!out_.empty()) tls_->write(out_);
+    out_.clear();
+    writing_.clear();
+    tls_->take_output(&writing_);
+    if (writing_.empty()) return;
+  } else {
+    writing_.swap(out_);
+    out_.clear();
+  }
   uv_buf_t buf = uv_buf_init(writing_.data(), static_cast<unsigned>(writing_.size()));
   write_req_.data = this;
   int rc = uv_write(&write_req_, stream(), &buf, 1, on_write);
@@ -795,7 +838,7 @@ void Connection::on_write(uv_write_t* req, int status) {
     c->start_file_send();
     return;
   }
-  if (!c->out_.empty()) {
+  if (!c->out_.empty() || (c->tls_ != nullptr && c->tls_->has_output())) {
     c->flush();
     return;
   }
@@ -834,6 +877,12 @@ void Connection::close_soon() {
 // reset the connection and could destroy the response in flight).
 void Connection::finish_closing() {
   if (closing() || shut_down_) return;
+  if (tls_ != nullptr && !tls_->failed() && !tls_close_sent_) {
+    tls_close_sent_ = true;  // close_notify, then the TCP half-close
+    tls_->close();
+    flush();
+    if (write_in_flight_) return;
+  }
   shut_down_ = true;
   shutdown_req_.data = this;
   if (eof_ || uv_shutdown(&shutdown_req_, stream(), on_shutdown) != 0) {

@@ -34,6 +34,7 @@
 #include "core/handle.h"
 #include "modules/http_parser.h"
 #include "modules/http_response.h"
+#include "modules/tls.h"
 
 namespace evo {
 class TaskSystem;
@@ -52,6 +53,7 @@ struct ServerConfig {
   double idle_timeout = 5;     // seconds a kept-alive connection may sit idle
   size_t high_water = 64 * 1024;
   bool events = false;  // the event style (HttpServer) instead of task handlers
+  std::shared_ptr<tls::Context> tls;  // https: every connection is a TLS session
 };
 
 // One request and its response. Shared between the connection (while the
@@ -210,6 +212,7 @@ class Connection final : public NativeHandle {
 
   [[nodiscard]] State state() const { return state_; }
   [[nodiscard]] size_t pending_output() const { return out_.size() + writing_.size(); }
+  [[nodiscard]] bool secure() const { return tls_ != nullptr; }
 
   Connection* prev = nullptr;
   Connection* next = nullptr;
@@ -243,7 +246,10 @@ class Connection final : public NativeHandle {
   void connection_lost();
   void run_task(const std::shared_ptr<Exchange>& ex);
 
+  bool decrypt(const char* data, size_t n);
+
   uv_tcp_t tcp_{};
+  std::unique_ptr<tls::Session> tls_;
   uv_write_t write_req_{};
   uv_shutdown_t shutdown_req_{};
   std::shared_ptr<Server> server_;
@@ -259,6 +265,7 @@ class Connection final : public NativeHandle {
   bool in_advance_ = false;
   bool shut_down_ = false;
   bool served_any_ = false;
+  bool tls_close_sent_ = false;
   std::shared_ptr<Exchange> current_;
   Task* writer_ = nullptr;
   uint32_t writer_id_ = 0;
