@@ -26,6 +26,7 @@ const NativeModule kNativeModules[] = {
     {"evo.process", open_process, true},
     {"evo.replnative", repl::open_native, true},
     {"evo.udp",    open_udp,    true},
+    {"evo.ws",     open_ws,     false},
     {"evo.zlib",   open_zlib,   false},
     {"evo.signal", open_signal, true},
     {"evo.task",   open_task,   true},

@@ -24,6 +24,7 @@ int open_net(lua_State* L);      // "evo.net": connections, listeners, streams
 int open_process(lua_State* L);  // "evo.process": child processes
 int open_udp(lua_State* L);      // "evo.udp": UDP sockets
 int open_tls(lua_State* L);      // "evo.tls": TLS contexts (src/modules/tls_lua.cpp)
+int open_ws(lua_State* L);       // "evo.ws": the WebSocket protocol engine (src/modules/ws_lua.cpp)
 int open_zlib(lua_State* L);     // "evo.zlib": streaming inflate/deflate
 int open_uv(lua_State* L);       // "uv" and "luv": luv on Evo's loop
 int open_task(lua_State* L);     // "evo.task": tasks and futures (src/lua/tasks.cpp)

@@ -19,6 +19,7 @@
 #include "lua/runtime.h"
 #include "lua/tasks.h"
 #include "modules/http_server.h"
+#include "modules/stream.h"
 #include "modules/tls_lua.h"
 
 namespace evo::http {
@@ -448,6 +449,39 @@ int l_done(lua_State* L) {
   return 0;
 }
 
+// upgrade(res, yieldable) -> (true, stream) | (true, nil, err) | yields until
+// earlier output is written. Takes the connection over (see detach_to_stream).
+int l_upgrade(lua_State* L) {
+  Exchange& ex = check_res(L, 1);
+  check_head_open(L, ex, "upgrade");
+  Connection* c = live(ex);
+  lua_pushboolean(L, 1);
+  if (c == nullptr) return 1 + push_closed(L);
+  if (!c->drained()) {
+    TaskSystem& sys = TaskSystem::from(L);
+    Task* t = sys.waiter(L, 2);
+    if (t == nullptr) return luaL_error(L, "upgrade: earlier responses are still being written");
+    if (sys.take_cancel(t)) {
+      lua_pushboolean(L, 0);
+      return 1;
+    }
+    lua_pop(L, 1);
+    uint32_t id = sys.begin_wait(t, [](Task*, void* arg) { static_cast<Connection*>(arg)->cancel_wait_writable(); },
+                                 c);
+    c->wait_drained(t, id);
+    return sys.suspend(L, t);
+  }
+  int error = 0;
+  std::unique_ptr<Stream> stream = c->detach_to_stream(ex, &error);
+  if (stream == nullptr) {
+    lua_pushnil(L);
+    errors::push_uv_error(L, error);
+    return 3;
+  }
+  push_stream(L, std::move(stream));
+  return 2;
+}
+
 int l_res_gc(lua_State* L) {
   static_cast<ResBox*>(lua_touserdata(L, 1))->~ResBox();
   return 0;
@@ -632,6 +666,7 @@ int open_http(lua_State* L) {
       {"info", l_info},
       {"state", l_state},
       {"done", l_done},
+      {"upgrade", l_upgrade},
       {"writeStatus", l_ev_status},
       {"writeHeader", l_ev_header},
       {"writeResponse", l_ev_write},

@@ -827,9 +827,10 @@ void Connection::on_write(uv_write_t* req, int status) {
     return;
   }
   if (c->closing()) return;
-  if (c->writer_ != nullptr && !c->congested()) {
+  if (c->writer_ != nullptr && (c->drain_all_ ? c->drained() : !c->congested())) {
     Task* t = c->writer_;
     c->writer_ = nullptr;
+    c->drain_all_ = false;
     lua_pushboolean(c->server_->tasks().L(), 1);
     c->server_->tasks().wake(t, c->writer_id_, 1);
   }
@@ -976,6 +977,37 @@ void Connection::start_file_send() {
   job.release();  // after() takes it back
   file_in_flight_ = true;
   current_job_ = raw;
+}
+
+std::unique_ptr<Stream> Connection::detach_to_stream(Exchange& ex, int* error) {
+  *error = 0;
+  uv_os_fd_t fd = -1;
+  if (uv_fileno(uv_handle(), &fd) != 0 || (fd = ::dup(fd)) < 0) {
+    *error = UV_EBADF;
+    return nullptr;
+  }
+  int status = 0;
+  auto h = std::make_unique<UvStreamHandle>(server_->runtime().loop(), UvStreamHandle::Kind::Tcp, &status);
+  if (status == 0) status = uv_tcp_open(h->tcp(), fd);
+  if (status != 0) {
+    ::close(fd);
+    *error = status;
+    return nullptr;
+  }
+  UvStreamHandle* handle = NativeHandle::release_to_loop(std::move(h));
+  auto stream = std::make_unique<Stream>(server_->tasks(), handle);
+  if (tls_ != nullptr) stream->adopt_tls(std::move(tls_));
+  if (in_pos_ < in_.size()) stream->preload(std::string_view(in_).substr(in_pos_));
+  in_.clear();
+  in_pos_ = 0;
+  // The exchange is over; the connection steps aside without a word.
+  ex.finished = true;
+  ex.conn = nullptr;
+  current_ = nullptr;
+  state_ = State::Upgraded;
+  set_reading(false);
+  close();
+  return stream;
 }
 
 void Connection::run_task(const std::shared_ptr<Exchange>& ex) {

@@ -37,6 +37,7 @@
 #include "modules/tls.h"
 
 namespace evo {
+class Stream;
 class TaskSystem;
 struct Task;
 class Runtime;
@@ -203,6 +204,16 @@ class Connection final : public NativeHandle {
   // the sink; the bytes already read past the request are passed on at once.
   void upgrade(UpgradeSink* sink);
   void write_raw(std::string_view data);
+  // Hands the socket to a net Stream after a 101 answer to an upgrade
+  // request (the WebSocket server): the Stream gets a duplicate descriptor,
+  // the input read past the request and the TLS session; this connection
+  // then closes. Needs the output written out first (drained()).
+  std::unique_ptr<Stream> detach_to_stream(Exchange& ex, int* error);
+  [[nodiscard]] bool drained() const { return pending_output() == 0 && !write_in_flight_ && !file_in_flight_; }
+  void wait_drained(Task* t, uint32_t id) {
+    drain_all_ = true;
+    wait_writable(t, id);
+  }
   void flush();  // hands the output to libuv (one write at a time)
   // Sends length bytes of the open file fd (taken over) from offset with
   // sendfile(2) on the thread pool once earlier output is written; then
@@ -266,6 +277,7 @@ class Connection final : public NativeHandle {
   bool shut_down_ = false;
   bool served_any_ = false;
   bool tls_close_sent_ = false;
+  bool drain_all_ = false;  // the writer waits for all output, not just below the mark
   std::shared_ptr<Exchange> current_;
   Task* writer_ = nullptr;
   uint32_t writer_id_ = 0;

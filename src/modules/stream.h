@@ -61,6 +61,10 @@ class Stream {
   // session is established (or answers its failure).
   void start_tls(std::unique_ptr<tls::Session> session);
   int handshake(lua_State* L, int yieldable_idx);
+  // For a socket taken over from the HTTP server (a WebSocket upgrade): its
+  // established TLS session, and the plaintext already read past the request.
+  void adopt_tls(std::unique_ptr<tls::Session> session) { tls_ = std::move(session); }
+  void preload(std::string_view plaintext) { buf_.append(plaintext); }
   [[nodiscard]] tls::Session* tls() const { return tls_.get(); }
 
   [[nodiscard]] bool closed() const { return closed_; }

@@ -1,0 +1,288 @@
+-- ws: WebSockets (RFC 6455, with permessage-deflate, RFC 7692), server and
+-- client, colourless like the rest of net.
+--
+--   local ws = require("ws")
+--   http.serve({port = 8080}, function(req, res)
+--     local conn = assert(ws.accept(req, res))
+--     while true do
+--       local data, kind = conn:receive()     -- kind: "text" or "binary"
+--       if not data then break end            -- closed: kind is the error (code, reason)
+--       conn:send(data, kind)
+--     end
+--   end)
+--   local c = assert(ws.connect("ws://127.0.0.1:8080/chat", {protocols = {"chat"}}))
+--
+-- The protocol engine is native (src/modules/ws_protocol.cpp); this module
+-- moves its bytes over a net Stream: the socket the HTTP server hands over
+-- after the 101 response, or a client connection (TCP or TLS).
+local native = require("evo.ws")
+local httpnative = require("evo.http")
+local net = require("net")
+local errors = require("evo.errors")
+local args = require("evo.args")
+
+local type, error, tostring, tonumber, setmetatable, pairs, ipairs =
+  type, error, tostring, tonumber, setmetatable, pairs, ipairs
+local find, lower, match, gmatch, sub, concat = string.find, string.lower, string.match, string.gmatch,
+  string.sub, table.concat
+local isyieldable = coroutine.isyieldable
+local feed, nextEvent, nsend = native.feed, native.next, native.send
+
+local ws = {}
+
+local function closedError(code, reason, message)
+  return errors.new("Closed", message or ("the WebSocket closed (" .. tostring(code) .. ")"),
+    {closeCode = code, reason = reason or ""})
+end
+
+----------------------------------------------------------------- connection
+
+local Conn = {}
+Conn.__index = Conn
+
+local function newConn(stream, role, deflate, opts, extra)
+  local c = setmetatable({
+    stream = stream,
+    session = native.session(role, {maxMessage = opts and opts.maxMessage, maxFrame = opts and opts.maxFrame},
+      deflate),
+    role = role,
+  }, Conn)
+  for k, v in pairs(extra or {}) do c[k] = v end
+  return c
+end
+
+-- Ends the connection: the TCP side closes after the closing handshake.
+local function finishClose(self, code, reason)
+  if not self.closedWith then self.closedWith = closedError(code, reason) end
+  self.stream:close()
+end
+
+-- conn:receive() -> data, "text" | "binary"; or nil, err once closed
+-- (err.code "Closed", err.closeCode, err.reason). Pings are answered by the
+-- engine and not returned; conn.onPong(data) sees pongs if set.
+function Conn:receive()
+  if self.closedWith then return nil, self.closedWith end
+  local session, stream = self.session, self.stream
+  while true do
+    local kind, data, extra = nextEvent(session)
+    if kind == "message" then
+      return data, extra and "binary" or "text"
+    elseif kind == "close" then
+      -- The engine's echo of the close went out with the bytes that carried
+      -- it (feed's output): the handshake is complete.
+      self.closedWith = closedError(extra, data)
+      finishClose(self, extra, data)
+      return nil, self.closedWith
+    elseif kind == "pong" then
+      if self.onPong then self.onPong(data) end
+    elseif kind == nil then
+      local bytes, err = stream:read()
+      if not bytes then
+        self.closedWith = err and closedError(1006, "", "the connection was lost: " .. tostring(err))
+          or closedError(1006, "", "the connection closed without a closing handshake")
+        stream:close()
+        return nil, self.closedWith
+      end
+      local ok, out = feed(session, bytes)
+      if out then stream:write(out) end
+      if not ok then
+        local _, _, _, code, reason = native.state(session)
+        self.closedWith = closedError(code, reason, "WebSocket protocol error (" .. code .. "): " .. reason)
+        stream:close()
+        return nil, self.closedWith
+      end
+    end
+    -- "ping": answered already
+  end
+end
+
+-- conn:send(data [, "text" | "binary"]) -> true | nil, err
+function Conn:send(data, kind)
+  if type(data) ~= "string" then args.fail(1, "send", "string", data) end
+  if kind ~= nil and kind ~= "text" and kind ~= "binary" then
+    error("bad argument #2 to 'send' (\"text\" or \"binary\" expected)", 2)
+  end
+  if self.closedWith then return nil, self.closedWith end
+  local frame = nsend(self.session, data, kind == "binary")
+  if not frame then return nil, closedError(1000, "", "the WebSocket is closing") end
+  return self.stream:write(frame)
+end
+
+-- conn:ping([data]) -> true | nil, err
+function Conn:ping(data)
+  if self.closedWith then return nil, self.closedWith end
+  local frame = native.ping(self.session, data or "")
+  if not frame then return nil, closedError(1000, "", "cannot ping (closing, or more than 125 bytes)") end
+  return self.stream:write(frame)
+end
+
+-- conn:close([code [, reason]]) -> true: starts the closing handshake and
+-- waits (up to 2 s) for the peer's close, then closes the connection.
+function Conn:close(code, reason)
+  if self.closedWith then return true end
+  local frame = native.close(self.session, code or 1000, reason or "")
+  if frame then self.stream:write(frame) end
+  self.stream:settimeout(2, 2)
+  while not self.closedWith do
+    local data, err = self:receive()
+    if not data and err then break end
+  end
+  self.stream:close()
+  return true
+end
+
+function Conn:isClosed() return self.closedWith ~= nil end
+
+----------------------------------------------------------------- server
+
+local function headerHas(value, token)
+  if not value then return false end
+  for part in gmatch(lower(value), "[^,]+") do
+    if match(part, "^%s*(.-)%s*$") == token then return true end
+  end
+  return false
+end
+
+local function reject(res, status, message)
+  res:send(status, message .. "\n", {["content-type"] = "text/plain; charset=utf-8",
+    ["sec-websocket-version"] = status == 426 and "13" or nil})
+  return nil, errors.new("BadHandshake", message)
+end
+
+-- ws.accept(req, res [, opts]) -> conn | nil, err
+-- Answers the upgrade (101) and takes the connection over; a request that is
+-- not a valid WebSocket handshake gets 400 (426 for a wrong version).
+-- opts: protocols = {...} (the first the client offers that we support is
+-- chosen: conn.protocol), deflate = true (permessage-deflate when offered),
+-- maxMessage (16 MiB).
+function ws.accept(req, res, opts)
+  opts = opts or {}
+  local h = req.headers
+  if req.method ~= "GET" then return reject(res, 400, "a WebSocket handshake must be a GET") end
+  if not headerHas(h.upgrade, "websocket") or not headerHas(h.connection, "upgrade") then
+    return reject(res, 400, "not a WebSocket upgrade request")
+  end
+  if h["sec-websocket-version"] ~= "13" then return reject(res, 426, "unsupported WebSocket version") end
+  local key = h["sec-websocket-key"]
+  if not key or not native.validKey(key) then return reject(res, 400, "invalid Sec-WebSocket-Key") end
+
+  local lines = {"HTTP/1.1 101 Switching Protocols", "Upgrade: websocket", "Connection: Upgrade",
+    "Sec-WebSocket-Accept: " .. native.acceptKey(key)}
+  local protocol
+  if opts.protocols and h["sec-websocket-protocol"] then
+    for offered in gmatch(h["sec-websocket-protocol"], "[^,%s]+") do
+      for _, p in ipairs(opts.protocols) do
+        if p == offered then protocol = p break end
+      end
+      if protocol then break end
+    end
+    if protocol then lines[#lines + 1] = "Sec-WebSocket-Protocol: " .. protocol end
+  end
+  local deflate
+  if opts.deflate ~= false and h["sec-websocket-extensions"] then
+    local answer, options = native.negotiateDeflate(h["sec-websocket-extensions"])
+    if answer then
+      deflate = options
+      lines[#lines + 1] = "Sec-WebSocket-Extensions: " .. answer
+    end
+  end
+  lines[#lines + 1] = ""
+  lines[#lines + 1] = ""
+
+  local stream, err
+  repeat  -- (waits while earlier pipelined responses are still being written)
+    local ok
+    ok, stream, err = httpnative.upgrade(res, isyieldable())
+    if not ok then error(errors.canceled(), 2) end
+  until stream or err
+  if not stream then return nil, err end
+  local ok, werr = stream:write(concat(lines, "\r\n"))
+  if not ok then
+    stream:close()
+    return nil, werr
+  end
+  return newConn(stream, "server", deflate, opts, {protocol = protocol, path = req.path, headers = h})
+end
+
+----------------------------------------------------------------- client
+
+-- ws.connect(url [, opts]) -> conn | nil, err
+-- url: ws:// or wss:// (TLS, verified like https). opts: protocols,
+-- headers, timeout (seconds, for the connection and handshake), deflate
+-- (true: offer permessage-deflate), ca, verify, maxMessage.
+function ws.connect(url, opts)
+  args.check(1, "connect", url, "string")
+  opts = opts or {}
+  local scheme, rest = match(url, "^(wss?)://(.+)$")
+  if not scheme then return nil, errors.new("BadUrl", "not a ws:// or wss:// URL: " .. url) end
+  local u = require("evo.httpclient").parseUrl((scheme == "wss" and "https://" or "http://") .. rest)
+  if not u then return nil, errors.new("BadUrl", "bad WebSocket URL: " .. url) end
+  local tls
+  if scheme == "wss" then tls = {servername = u.host, ca = opts.ca, verify = opts.verify ~= false} end
+  local stream, cerr = net.connect({host = u.host, port = u.port, timeout = opts.timeout, tls = tls})
+  if not stream then return nil, cerr end
+  if opts.timeout then stream:settimeout(opts.timeout, opts.timeout) end
+
+  local key = native.clientKey()
+  local lines = {"GET " .. u.target .. " HTTP/1.1", "Host: " .. u.hostHeader, "Upgrade: websocket",
+    "Connection: Upgrade", "Sec-WebSocket-Key: " .. key, "Sec-WebSocket-Version: 13"}
+  if opts.protocols then lines[#lines + 1] = "Sec-WebSocket-Protocol: " .. concat(opts.protocols, ", ") end
+  if opts.deflate then lines[#lines + 1] = "Sec-WebSocket-Extensions: " .. native.clientDeflateOffer() end
+  for name, value in pairs(opts.headers or {}) do
+    value = tostring(value)
+    if find(name, "[%c%s:]") or find(value, "[\r\n%z]") then
+      stream:close()
+      error("bad argument #2 to 'connect' (invalid header '" .. tostring(name) .. "')", 2)
+    end
+    lines[#lines + 1] = name .. ": " .. value
+  end
+  lines[#lines + 1] = ""
+  lines[#lines + 1] = ""
+  local ok, werr = stream:write(concat(lines, "\r\n"))
+  if not ok then
+    stream:close()
+    return nil, werr
+  end
+
+  local function fail(message)
+    stream:close()
+    return nil, errors.new("BadHandshake", message)
+  end
+  local status, serr = stream:readLine()
+  if not status then
+    stream:close()
+    return nil, serr or errors.new("EOF", "the server closed the connection during the handshake")
+  end
+  local code = tonumber(match(status, "^HTTP/1%.1 (%d%d%d)"))
+  local headers = {}
+  for _ = 1, 100 do
+    local line = stream:readLine()
+    if not line then return fail("the connection closed in the handshake response") end
+    if line == "" then break end
+    local name, value = match(line, "^([^:%s]+):%s*(.-)%s*$")
+    if name then headers[lower(name)] = value end
+  end
+  if code ~= 101 then return fail("the server answered " .. tostring(status) .. " instead of 101") end
+  if not headerHas(headers.upgrade, "websocket") or not headerHas(headers.connection, "upgrade") then
+    return fail("the 101 response lacks Upgrade: websocket")
+  end
+  if headers["sec-websocket-accept"] ~= native.acceptKey(key) then
+    return fail("wrong Sec-WebSocket-Accept")
+  end
+  local protocol = headers["sec-websocket-protocol"]
+  if protocol then
+    local offered = false
+    for _, p in ipairs(opts.protocols or {}) do if p == protocol then offered = true end end
+    if not offered then return fail("the server chose a subprotocol we did not offer: " .. protocol) end
+  end
+  local deflate
+  if headers["sec-websocket-extensions"] then
+    if not opts.deflate then return fail("the server chose an extension we did not offer") end
+    deflate = native.parseDeflateResponse(headers["sec-websocket-extensions"])
+    if not deflate then return fail("invalid permessage-deflate response") end
+  end
+  if opts.timeout then stream:settimeout(0, 0) end
+  return newConn(stream, "client", deflate, opts, {protocol = protocol, headers = headers})
+end
+
+return ws
