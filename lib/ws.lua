@@ -76,7 +76,9 @@ function Conn:receive()
     elseif kind == "pong" then
       if self.onPong then self.onPong(data) end
     elseif kind == nil then
+      self.receiving = true
       local bytes, err = stream:read()
+      self.receiving = false
       if not bytes then
         self.closedWith = err and closedError(1006, "", "the connection was lost: " .. tostring(err))
           or closedError(1006, "", "the connection closed without a closing handshake")
@@ -117,11 +119,14 @@ function Conn:ping(data)
 end
 
 -- conn:close([code [, reason]]) -> true: starts the closing handshake and
--- waits (up to 2 s) for the peer's close, then closes the connection.
+-- waits (up to 2 s) for the peer's close, then closes the connection. When
+-- another task is in conn:receive(), that receive completes the handshake
+-- (and returns nil, err) instead.
 function Conn:close(code, reason)
   if self.closedWith then return true end
   local frame = native.close(self.session, code or 1000, reason or "")
   if frame then self.stream:write(frame) end
+  if self.receiving then return true end
   self.stream:settimeout(2, 2)
   while not self.closedWith do
     local data, err = self:receive()
