@@ -313,11 +313,6 @@ void Connection::connection_lost() {
     auto job = std::move(file_);
     job->done(UV_ECANCELED);
   }
-  if (sink_ != nullptr) {
-    UpgradeSink* sink = sink_;
-    sink_ = nullptr;
-    sink->on_connection_closed();
-  }
   if (writer_ != nullptr) {
     Task* t = writer_;
     writer_ = nullptr;
@@ -358,10 +353,6 @@ void Connection::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
   if (nread == 0) return;
   c->eof_ = true;
   c->set_reading(false);
-  if (c->sink_ != nullptr) {
-    c->sink_->on_eof(nread == UV_EOF ? 0 : static_cast<int>(nread));
-    return;
-  }
   if (nread != UV_EOF) {
     c->close();  // reset or failed: nobody to answer
     return;
@@ -413,19 +404,8 @@ void Connection::received(const char* data, size_t n) {
   if (tls_ != nullptr) {
     size_t before = in_.size() - in_pos_;
     if (!decrypt(data, n)) return;
-    if (sink_ != nullptr) {
-      std::string plain = in_.substr(in_pos_);
-      in_.clear();
-      in_pos_ = 0;
-      if (!plain.empty()) sink_->on_data(plain);
-      return;
-    }
     if (in_.size() - in_pos_ == before) return;  // handshake records only
     advance();
-    return;
-  }
-  if (sink_ != nullptr) {
-    sink_->on_data(std::string_view(data, n));
     return;
   }
   if (in_pos_ == in_.size()) {
@@ -834,7 +814,6 @@ void Connection::on_write(uv_write_t* req, int status) {
     lua_pushboolean(c->server_->tasks().L(), 1);
     c->server_->tasks().wake(t, c->writer_id_, 1);
   }
-  if (c->sink_ != nullptr && !c->congested()) c->sink_->on_writable();
   if (c->file_ != nullptr && c->out_.empty()) {
     c->start_file_send();
     return;
@@ -914,17 +893,6 @@ void Connection::set_reading(bool on) {
   }
 }
 
-void Connection::upgrade(UpgradeSink* sink) {
-  sink_ = sink;
-  state_ = State::Upgraded;
-  deadline = 0;
-  current_ = nullptr;
-  std::string rest = in_.substr(in_pos_);
-  in_.clear();
-  in_pos_ = 0;
-  if (!rest.empty()) sink->on_data(rest);
-  if (!eof_) set_reading(true);
-}
 
 // ------------------------------------------------------------ sendfile
 

@@ -17,7 +17,7 @@
 //   Responding  the request is complete; the handler has not finished
 //   Draining    the response finished before the body did: the rest of the
 //               body is read and dropped, then the next request follows
-//   Upgraded    the connection belongs to a protocol after HTTP (WebSocket)
+//   Upgraded    the socket was handed to a net Stream (WebSocket) and this closes
 //   Closing     a last response is being flushed; then shutdown and close
 #pragma once
 
@@ -163,16 +163,6 @@ class Server : public std::enable_shared_from_this<Server> {
   std::function<void()> on_stopped_;
 };
 
-// Something that takes over a connection after a 101 response (WebSocket).
-class UpgradeSink {
- public:
-  virtual ~UpgradeSink() = default;
-  virtual void on_data(std::string_view data) = 0;
-  virtual void on_eof(int status) = 0;      // peer closed (0) or failed
-  virtual void on_writable() = 0;           // output drained below the high-water mark
-  virtual void on_connection_closed() = 0;  // the connection is gone: forget it
-};
-
 class Connection final : public NativeHandle {
  public:
   enum class State : uint8_t { Waiting, Body, Responding, Draining, Upgraded, Closing };
@@ -200,9 +190,6 @@ class Connection final : public NativeHandle {
   // Reading the body is slow to keep up: stop or restart reading.
   void body_consumed();
 
-  // Takes the connection over after a 101 response: all later input goes to
-  // the sink; the bytes already read past the request are passed on at once.
-  void upgrade(UpgradeSink* sink);
   void write_raw(std::string_view data);
   // Hands the socket to a net Stream after a 101 answer to an upgrade
   // request (the WebSocket server): the Stream gets a duplicate descriptor,
@@ -281,7 +268,6 @@ class Connection final : public NativeHandle {
   std::shared_ptr<Exchange> current_;
   Task* writer_ = nullptr;
   uint32_t writer_id_ = 0;
-  UpgradeSink* sink_ = nullptr;
   struct FileSend;
   std::unique_ptr<FileSend> file_;  // waiting for the output to drain
   bool file_in_flight_ = false;
