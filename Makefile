@@ -54,7 +54,7 @@ test-fuzz: $(FUZZ_BUILD)/build.ninja
 	./$(FUZZ_BUILD)/evo_fuzz_ws_protocol -max_total_time=$(FUZZ_SECONDS) -max_len=8192 \
 	  $(FUZZ_BUILD)/corpus/ws tests/fuzz/corpus/ws
 	ASAN_OPTIONS=detect_leaks=0:detect_stack_use_after_return=0 ./$(FUZZ_BUILD)/evo_fuzz_http_server \
-	  -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -timeout=20 \
+	  -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -timeout=20 -close_fd_mask=2 \
 	  $(FUZZ_BUILD)/corpus/http_server tests/fuzz/corpus/http_parser
 	@echo "fuzzing: no crash, no leak in $(FUZZ_SECONDS) s per target"
 
