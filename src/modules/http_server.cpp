@@ -787,7 +787,23 @@ void Connection::flush() {
     writing_.swap(out_);
     out_.clear();
   }
+  // Most answers fit the socket buffer: written now, with no write request,
+  // no callback and no poll change (libuv re-arms the poll after every
+  // queued write). Only what does not fit waits for the socket.
   uv_buf_t buf = uv_buf_init(writing_.data(), static_cast<unsigned>(writing_.size()));
+  int wrote = uv_try_write(stream(), &buf, 1);
+  if (wrote == static_cast<int>(writing_.size())) {
+    writing_.clear();
+    written_now();
+    return;
+  }
+  if (wrote < 0 && wrote != UV_EAGAIN) {
+    writing_.clear();
+    abort();
+    return;
+  }
+  size_t done = wrote > 0 ? static_cast<size_t>(wrote) : 0;
+  buf = uv_buf_init(writing_.data() + done, static_cast<unsigned>(writing_.size() - done));
   write_req_.data = this;
   int rc = uv_write(&write_req_, stream(), &buf, 1, on_write);
   if (rc != 0) {
@@ -796,6 +812,26 @@ void Connection::flush() {
     return;
   }
   write_in_flight_ = true;
+}
+
+// Everything handed over was written at once: what on_write would do next.
+void Connection::written_now() {
+  if (writer_ != nullptr && (drain_all_ ? drained() : !congested())) {
+    Task* t = writer_;
+    writer_ = nullptr;
+    drain_all_ = false;
+    lua_pushboolean(server_->tasks().L(), 1);
+    server_->tasks().wake(t, writer_id_, 1);
+  }
+  if (file_ != nullptr && out_.empty()) {
+    start_file_send();
+    return;
+  }
+  if (!out_.empty()) {
+    flush();
+  } else if (state_ == State::Closing) {
+    finish_closing();
+  }
 }
 
 void Connection::on_write(uv_write_t* req, int status) {

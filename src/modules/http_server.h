@@ -237,6 +237,7 @@ class Connection final : public NativeHandle {
   void fail_request(int status, std::string_view reason);
   void emit_finished(Exchange& ex);
   void finish_closing();
+  void written_now();
   void abort();
   void set_reading(bool on);
   void update_deadline();
