@@ -387,7 +387,8 @@ function http.static(dir, opts)
     local st = fs.stat(file)
     if st and st.type == "directory" then
       if not slash and rel ~= "" then
-        return res:send(301, "", {location = req.path .. "/"})
+        -- One leading slash only: "//host/x" would send the client off-site.
+        return res:send(301, "", {location = "/" .. gsub(req.path, "^[/\\]+", "") .. "/"})
       end
       if not index then return res:send(404, "404 Not Found\n", plain) end
       file = file .. "/" .. index

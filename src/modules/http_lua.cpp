@@ -430,9 +430,7 @@ int l_done(lua_State* L) {
     Connection* c = live(ex);
     if (c == nullptr) return 0;
     if (ex.headers_sent) {
-      ex.close_after = true;  // the response is cut short: the client sees the connection end
-      c->close_soon();
-      c->finish(ex);
+      c->cut(ex);  // no proper end: the client sees the response cut short
       return 0;
     }
     ex.head.clear();

@@ -6,6 +6,22 @@
 
 namespace evo::http {
 
+namespace {
+// tchar (RFC 9110 5.6.2): the characters a header name may have.
+bool is_token_char(unsigned char c) {
+  if (c >= 'a' && c <= 'z') return true;
+  if (c >= 'A' && c <= 'Z') return true;
+  if (c >= '0' && c <= '9') return true;
+  switch (c) {
+    case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+': case '-':
+    case '.': case '^': case '_': case '`': case '|': case '~':
+      return true;
+    default:
+      return false;
+  }
+}
+}  // namespace
+
 const std::string* Request::header(std::string_view name) const {
   for (const auto& [k, v] : headers) {
     if (k == name) return &v;
@@ -49,6 +65,7 @@ int RequestParser::on_message_begin(llhttp_t* p) {
   s->content_length_headers_ = 0;
   s->saw_transfer_encoding_ = false;
   s->body_bytes_ = 0;
+  s->host_headers_ = 0;
   return 0;
 }
 
@@ -75,8 +92,13 @@ int RequestParser::on_header_field(llhttp_t* p, const char* at, size_t len) {
     s->in_value_ = false;
   }
   std::string& name = s->req_.headers.back().first;
-  for (size_t i = 0; i < len; ++i)
-    name.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(at[i]))));
+  for (size_t i = 0; i < len; ++i) {
+    auto c = static_cast<unsigned char>(at[i]);
+    // A field name is a token (RFC 9110 5.1): whitespace before the colon
+    // is a smuggling vector (RFC 9112 5.1), refused like any other non-token.
+    if (!is_token_char(c)) return s->fail(400, "invalid character in a header name");
+    name.push_back(static_cast<char>(std::tolower(c)));
+  }
   return 0;
 }
 
@@ -105,6 +127,8 @@ int RequestParser::on_header_value_complete(llhttp_t* p) {
   RequestParser* s = self(p);
   if (s->req_.headers.empty()) return 0;
   auto& [name, value] = s->req_.headers.back();
+  if (name.empty()) return s->fail(400, "empty header name");
+  if (name == "host" && ++s->host_headers_ > 1) return s->fail(400, "more than one Host header");
   // Trailing whitespace is not part of a value (RFC 9110 5.5).
   while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.pop_back();
   if (name == "content-length") {
@@ -128,7 +152,14 @@ int RequestParser::on_headers_complete(llhttp_t* p) {
   Request& r = s->req_;
   r.version_major = p->http_major;
   r.version_minor = p->http_minor;
+  if (r.version_major == 0) return s->fail(400, "HTTP/0.9 requests are not served");
+  if (r.version_major != 1) return s->fail(505, "HTTP version not supported");
+  // RFC 9112 3.2: an HTTP/1.1 request names its host, exactly once.
+  if (r.version_minor >= 1 && s->host_headers_ == 0) return s->fail(400, "missing Host header");
   r.keep_alive = llhttp_should_keep_alive(p) != 0;
+  // RFC 9112 6.1: Transfer-Encoding in an HTTP/1.0 request is faulty
+  // framing: serve it, then close.
+  if (r.version_minor == 0 && s->saw_transfer_encoding_) r.keep_alive = false;
   r.upgrade = p->upgrade != 0;
   r.chunked = (p->flags & F_CHUNKED) != 0;
   if (const std::string* expect = r.header("expect")) {

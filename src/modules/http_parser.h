@@ -98,6 +98,7 @@ class RequestParser {
   bool headers_done_ = false;
   bool complete_ = false;
   int content_length_headers_ = 0;
+  int host_headers_ = 0;
   uint64_t body_bytes_ = 0;
   bool saw_transfer_encoding_ = false;
   int error_status_ = 0;

@@ -328,12 +328,18 @@ void Connection::connection_lost() {
   }
   if (!ex->finished && server_->config().events) {
     server_->pending.erase(ex->id);
-    if (server_->object_ref != LUA_NOREF) {
-      uint32_t id = ex->id;
-      events::emit(server_->runtime(), server_->object_ref, "HTTP_CONNECTION_ABORTED",
-                   [id](lua_State* L) { events::field(L, "requestID", static_cast<double>(id)); });
-    }
+    report_abort(*ex);
   }
+}
+
+// The event style hears once that a request's client went away.
+void Connection::report_abort(Exchange& ex) {
+  if (ex.abort_reported || ex.finished || !server_->config().events) return;
+  ex.abort_reported = true;
+  if (server_->object_ref == LUA_NOREF) return;
+  uint32_t id = ex.id;
+  events::emit(server_->runtime(), server_->object_ref, "HTTP_CONNECTION_ABORTED",
+               [id](lua_State* L) { events::field(L, "requestID", static_cast<double>(id)); });
 }
 
 void Connection::on_alloc(uv_handle_t* h, size_t /*suggested*/, uv_buf_t* buf) {
@@ -369,11 +375,17 @@ void Connection::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
       ex.body_error = "the connection ended before the request body did";
       ex.close_after = true;
       c->wake_body_reader(ex);
+      c->report_abort(ex);
       return;
     }
     case State::Responding:
-      // A half-close after a complete request still gets its response.
-      if (c->current_ != nullptr) c->current_->close_after = true;
+      // The client closed its side before the answer. It may still read it
+      // (a half-close), so the answer is written if it comes; the event
+      // style learns now that the client is gone.
+      if (c->current_ != nullptr) {
+        c->current_->close_after = true;
+        c->report_abort(*c->current_);
+      }
       return;
     default:
       c->close();  // between requests, or before a whole one: nothing to answer
@@ -508,14 +520,12 @@ void Connection::request_completed() {
     return;
   }
   if (current_ == nullptr) return;
-  current_->body_done = true;
-  wake_body_reader(*current_);
-  if (server_->config().events) emit_finished(*current_);
-  if (current_ != nullptr && current_->finished) {
-    response_done(*current_);
-    return;
-  }
+  std::shared_ptr<Exchange> ex = current_;
+  ex->body_done = true;
   state_ = State::Responding;
+  wake_body_reader(*ex);
+  if (server_->config().events) emit_finished(*ex);  // may answer at once (finish() moves on)
+  if (current_ == ex && ex->finished) response_done(*ex);
 }
 
 void Connection::dispatch(bool complete) {
@@ -661,7 +671,8 @@ void Connection::body_consumed() {
 }
 
 void Connection::send_continue(Exchange& ex) {
-  if (ex.continue_sent || !ex.req.expect_continue || ex.headers_sent) return;
+  // Never a 1xx to an HTTP/1.0 client (RFC 9110 15.2).
+  if (ex.continue_sent || !ex.req.expect_continue || ex.headers_sent || ex.req.version_minor == 0) return;
   ex.continue_sent = true;
   out_ += "HTTP/1.1 100 Continue\r\n\r\n";
   flush();
@@ -883,6 +894,16 @@ void Connection::close_soon() {
     }
     return;
   }
+  state_ = State::Closing;
+  deadline = 0;
+  flush();
+}
+
+void Connection::cut(Exchange& ex) {
+  ex.finished = true;
+  ex.conn = nullptr;
+  if (server_->config().events) server_->pending.erase(ex.id);
+  if (current_.get() == &ex) current_ = nullptr;
   state_ = State::Closing;
   deadline = 0;
   flush();

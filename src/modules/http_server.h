@@ -88,6 +88,7 @@ class Exchange {
   bool finished = false;
   uint64_t written = 0;
   bool close_after = false;  // "Connection: close" was chosen or asked for
+  bool abort_reported = false;
 
   // Header validation and accumulation; false with *error on bad input.
   bool add_header(std::string_view name, std::string_view value, std::string* error);
@@ -207,6 +208,10 @@ class Connection final : public NativeHandle {
   // done(status) runs (0 or a libuv error).
   void send_file(int fd, int64_t offset, int64_t length, std::function<void(int)> done);
   void close_soon();  // flush, then close
+  // Ends a response that cannot be completed (its handler failed after the
+  // head went out): what was written goes out, then the connection closes,
+  // without the end of the body, so the client knows it is incomplete.
+  void cut(Exchange& ex);
 
   [[nodiscard]] State state() const { return state_; }
   [[nodiscard]] size_t pending_output() const { return out_.size() + writing_.size(); }
@@ -243,6 +248,7 @@ class Connection final : public NativeHandle {
   void update_deadline();
   void wake_body_reader(Exchange& ex);
   void connection_lost();
+  void report_abort(Exchange& ex);
   void run_task(const std::shared_ptr<Exchange>& ex);
 
   bool decrypt(const char* data, size_t n);

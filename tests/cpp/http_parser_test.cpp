@@ -86,13 +86,27 @@ TEST(HttpParser, CountsAStreamedBodyAgainstTheLimit) {
   small.max_body = 8;
   RequestParser p(small);
   size_t used = 0;
-  std::string head = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+  std::string head = "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
   ASSERT_EQ(p.feed(head, &used), RequestParser::Result::HeadersComplete);
   p.resume_body();
   ASSERT_EQ(p.feed("5\r\nhello\r\n", &used), RequestParser::Result::NeedMore);
   p.request().body.clear();  // taken out: the limit still counts it
   ASSERT_EQ(p.feed("5\r\nworld\r\n", &used), RequestParser::Result::Error);
   EXPECT_EQ(p.error_status(), 413);
+}
+
+TEST(HttpParser, RefusesWhatRfc9112Forbids) {
+  EXPECT_EQ(status_of("GET / HTTP/1.1\r\nX-A: 1\r\n\r\n"), 400);                  // no Host
+  EXPECT_EQ(status_of("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"), 400);     // two
+  EXPECT_EQ(status_of("GET / HTTP/1.1\r\nHost : x\r\n\r\n"), 400);                // space before colon
+  EXPECT_EQ(status_of("GET / HTTP/1.1\r\nHost: x\r\n: v\r\n\r\n"), 400);        // empty name
+  EXPECT_EQ(status_of("GET /\r\n\r\n"), 400);                                    // HTTP/0.9
+  EXPECT_EQ(status_of("GET / HTTP/1.0\r\n\r\n"), 0);                             // 1.0 needs no Host
+  RequestParser p;
+  ASSERT_EQ(parse(p, "POST / HTTP/1.0\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     "1\r\na\r\n0\r\n\r\n"),
+            RequestParser::Result::Complete);
+  EXPECT_FALSE(p.request().keep_alive);  // faulty framing in 1.0: close after it (RFC 9112 6.1)
 }
 
 TEST(HttpParser, DecodesChunkedBodiesAndIgnoresTrailers) {
@@ -121,12 +135,12 @@ TEST(HttpParser, KnowsHttp10AndConnectionClose) {
 
 TEST(HttpParser, AcceptsAValueSplitAcrossReadsButNotAFoldedOne) {
   RequestParser p;
-  ASSERT_EQ(parse(p, "GET / HTTP/1.1\r\nX-Split: a b c\r\n\r\n", /*bytewise=*/true),
+  ASSERT_EQ(parse(p, "GET / HTTP/1.1\r\nHost: x\r\nX-Split: a b c\r\n\r\n", /*bytewise=*/true),
             RequestParser::Result::Complete)
       << p.error_reason();
   EXPECT_EQ(*p.request().header("x-split"), "a b c");
   RequestParser q;
-  EXPECT_EQ(parse(q, "GET / HTTP/1.1\r\nX-Folded: a\r\n  b\r\n\r\n", /*bytewise=*/true),
+  EXPECT_EQ(parse(q, "GET / HTTP/1.1\r\nHost: x\r\nX-Folded: a\r\n  b\r\n\r\n", /*bytewise=*/true),
             RequestParser::Result::Error);
 }
 
@@ -135,25 +149,25 @@ TEST(HttpParser, EnforcesItsLimitsWithTheRightStatus) {
   small.max_header_bytes = 200;
   small.max_uri = 50;
   small.max_body = 10;
-  EXPECT_EQ(status_of("GET /" + std::string(100, 'a') + " HTTP/1.1\r\n\r\n", small), 414);
-  EXPECT_EQ(status_of("GET / HTTP/1.1\r\nX-Big: " + std::string(300, 'b') + "\r\n\r\n", small), 431);
-  EXPECT_EQ(status_of("POST / HTTP/1.1\r\nContent-Length: 11\r\n\r\n", small), 413);
+  EXPECT_EQ(status_of("GET /" + std::string(100, 'a') + " HTTP/1.1\r\nHost: x\r\n\r\n", small), 414);
+  EXPECT_EQ(status_of("GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(300, 'b') + "\r\n\r\n", small), 431);
+  EXPECT_EQ(status_of("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\n", small), 413);
   EXPECT_EQ(
-      status_of("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nb\r\nhello world\r\n0\r\n\r\n", small),
+      status_of("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nb\r\nhello world\r\n0\r\n\r\n", small),
       413);
 }
 
 TEST(HttpParser, RefusesMalformedRequestsAndSmugglingAttempts) {
   const char* cases[] = {
       "GARBAGE\r\n\r\n",
-      "GET / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
-      "GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
-      "POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello",
-      "POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
-      "POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
-      "POST / HTTP/1.1\r\nContent-Length: 1x\r\n\r\n",
-      "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
-      "GET / HTTP/1.1\r\nX-Folded: a\r\n  b\r\n\r\n",
+      "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+      "GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
+      "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello",
+      "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+      "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
+      "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1x\r\n\r\n",
+      "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+      "GET / HTTP/1.1\r\nHost: x\r\nX-Folded: a\r\n  b\r\n\r\n",
       "GET / HTTP/1.1\nHost: x\n\n",
       "GET / HTTP/1.1\r\nHost: x\nX: y\r\n\r\n",
   };
@@ -161,7 +175,7 @@ TEST(HttpParser, RefusesMalformedRequestsAndSmugglingAttempts) {
     EXPECT_EQ(status_of(c), 400) << "accepted: " << c;
   }
   // A NUL written out explicitly (a C string would stop at it).
-  std::string nul = std::string("GET / HTTP/1.1\r\nX-Nul: a") + '\0' + "b\r\n\r\n";
+  std::string nul = std::string("GET / HTTP/1.1\r\nHost: x\r\nX-Nul: a") + '\0' + "b\r\n\r\n";
   EXPECT_EQ(status_of(nul), 400);
 }
 
