@@ -142,15 +142,13 @@ function Response:sendFile(path, offset, length)
   return finish(native.sendFile(self, path, offset, length, isyieldable()))
 end
 
--- res.headersSent, res.finished
-local function responseIndex(res, key)
-  local m = Response[key]
-  if m then return m end
-  if key == "headersSent" then return (native.state(res)) end
-  if key == "finished" then return (select(2, native.state(res))) end
-end
+-- res:headersSent() / res:isFinished(): whether the head (or the whole
+-- response) has been sent.
+function Response:headersSent() return (native.state(self)) end
+function Response:isFinished() return (select(2, native.state(self))) end
 
-native.setup({__index = responseIndex, req = {__index = requestIndex}})
+-- Methods are found in a table: no function call per lookup of res:send.
+native.setup({__index = Response}, {__index = requestIndex})
 
 ----------------------------------------------------------------- server
 

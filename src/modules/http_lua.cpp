@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <new>
@@ -28,6 +29,11 @@ namespace {
 constexpr const char* kServerMeta = "evo.HttpServerCore";
 constexpr const char* kResMeta = "evo.HttpResponse";
 
+// The metatables of res and req (lib/http.lua sets them up once per VM;
+// one VM per runtime thread).
+thread_local int g_res_meta_ref = LUA_NOREF;
+thread_local int g_req_meta_ref = LUA_NOREF;
+
 struct ServerBox {
   std::shared_ptr<Server> server;
 };
@@ -40,8 +46,18 @@ Server* check_server(lua_State* L, int idx) {
   return static_cast<ServerBox*>(luaL_checkudata(L, idx, kServerMeta))->server.get();
 }
 
+// A res argument, checked against the cached metatable (luaL_checkudata
+// would look it up by name on every call).
 Exchange& check_res(lua_State* L, int idx) {
-  return *static_cast<ResBox*>(luaL_checkudata(L, idx, kResMeta))->ex;
+  auto* box = static_cast<ResBox*>(lua_touserdata(L, idx));
+  if (box != nullptr && lua_getmetatable(L, idx) != 0) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, g_res_meta_ref);
+    bool same = lua_rawequal(L, -1, -2) != 0;
+    lua_pop(L, 2);
+    if (same) return *box->ex;
+  }
+  luaL_typerror(L, idx, "HttpResponse");
+  std::abort();  // not reached: luaL_typerror raises
 }
 
 int push_closed(lua_State* L) {
@@ -560,13 +576,18 @@ int l_ev_send(lua_State* L) {
   return 1;
 }
 
-// setup(resMetatable): the metatable of res objects, registered under its name.
+// setup(resMetatable, reqMetatable): the metatables of res and req objects.
 int l_setup(lua_State* L) {
   luaL_checktype(L, 1, LUA_TTABLE);
+  luaL_checktype(L, 2, LUA_TTABLE);
   lua_pushcfunction(L, l_res_gc);
   lua_setfield(L, 1, "__gc");
   lua_pushvalue(L, 1);
   lua_setfield(L, LUA_REGISTRYINDEX, kResMeta);
+  lua_pushvalue(L, 1);
+  g_res_meta_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pushvalue(L, 2);
+  g_req_meta_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   return 0;
 }
 
@@ -631,15 +652,12 @@ void push_request(lua_State* L, Server& server, const std::shared_ptr<Exchange>&
   }
   lua_setfield(L, -2, "query");
   new (lua_newuserdata(L, sizeof(ResBox))) ResBox{ex};
-  lua_getfield(L, LUA_REGISTRYINDEX, kResMeta);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, g_res_meta_ref);
   lua_setmetatable(L, -2);
   lua_pushvalue(L, -1);
   lua_setfield(L, -3, "res");
-  // The req metatable is the res metatable's `req` field (lib/http.lua).
-  lua_getfield(L, LUA_REGISTRYINDEX, kResMeta);
-  lua_getfield(L, -1, "req");
-  lua_setmetatable(L, -4);
-  lua_pop(L, 1);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, g_req_meta_ref);
+  lua_setmetatable(L, -3);
 }
 
 int open_http(lua_State* L) {

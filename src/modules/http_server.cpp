@@ -229,7 +229,7 @@ void Server::maybe_done() {
 void Server::release_lua() {
   lua_State* L = rt_.L();
   if (L == nullptr) return;
-  for (int* ref : {&object_ref, &handler_ref, &runner_ref, &req_meta_ref, &res_meta_ref}) {
+  for (int* ref : {&object_ref, &handler_ref, &runner_ref}) {
     luaL_unref(L, LUA_REGISTRYINDEX, *ref);
     *ref = LUA_NOREF;
   }

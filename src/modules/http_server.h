@@ -125,13 +125,11 @@ class Server : public std::enable_shared_from_this<Server> {
   char* read_buffer() { return read_buffer_.get(); }
   static constexpr size_t kReadBufferSize = 64 * 1024;
 
-  // Lua side: the object events go to, the handler (task style), the
-  // per-request runner and the metatables of req and res.
+  // Lua side: the object events go to, the handler (task style) and the
+  // per-request runner.
   int object_ref = LUA_NOREF;
   int handler_ref = LUA_NOREF;
   int runner_ref = LUA_NOREF;
-  int req_meta_ref = LUA_NOREF;
-  int res_meta_ref = LUA_NOREF;
 
   // Event style: exchanges waiting for their response, by request id.
   std::unordered_map<uint32_t, std::shared_ptr<Exchange>> pending;
