@@ -148,19 +148,25 @@ function Response:headersSent() return (native.state(self)) end
 function Response:isFinished() return (select(2, native.state(self))) end
 
 -- Methods are found in a table: no function call per lookup of res:send.
-native.setup({__index = Response}, {__index = requestIndex})
+native.setup({__index = Response})
+local requestMeta = {__index = requestIndex}
 
 ----------------------------------------------------------------- server
 
 -- A handler's errors keep their traceback; an error object with a status
 -- (413 from req:body()) is passed through for the engine to answer with it.
 local function handlerError(err)
-  if type(err) == "table" and err.status then return err end
+  if type(err) == "table" then
+    if err.status then return err end
+    local mt = getmetatable(err)
+    if not (mt and mt.__tostring) then err = require("pretty").summary(err) end
+  end
   return traceback(tostring(err), 2)
 end
 
 local done = native.done
-local function runRequest(handler, req, res)
+local function runRequest(handler, res, method, path, query)
+  local req = setmetatable({method = method, path = path, query = query, res = res}, requestMeta)
   local ok, err = xpcall(handler, handlerError, req, res)
   done(res, ok, err)
 end
@@ -283,6 +289,7 @@ function Router:__call(req, res)
       end
       allowed = allowed or {}
       allowed[#allowed + 1] = r.method
+      if r.method == "GET" then allowed[#allowed + 1] = "HEAD" end
     end
   end
   if allowed then
@@ -386,7 +393,9 @@ function http.static(dir, opts)
     if st and st.type == "directory" then
       if not slash and rel ~= "" then
         -- One leading slash only: "//host/x" would send the client off-site.
-        return res:send(301, "", {location = "/" .. gsub(req.path, "^[/\\]+", "") .. "/"})
+        local location = "/" .. gsub(req.path, "^[/\\]+", "") .. "/"
+        if req.query ~= "" then location = location .. "?" .. req.query end
+        return res:send(301, "", {location = location})
       end
       if not index then return res:send(404, "404 Not Found\n", plain) end
       file = file .. "/" .. index

@@ -44,9 +44,13 @@ class NativeHandle {
   // (luv, or a foreign library sharing the loop).
   static NativeHandle* from(const uv_handle_t* h);
 
-  // Internal handles (signal watchers, the REPL's stdin poll) are owned by the
-  // runtime and are not closed by the exit-time sweep of script handles.
+  // Internal handles (signal watchers, the REPL's stdin poll, the scheduler's
+  // handles) are owned by the runtime and are not closed by the sweep of
+  // script handles (at exit, and between tests).
   [[nodiscard]] virtual bool internal() const { return false; }
+  // How that sweep closes this handle: the way its owner would, so tasks
+  // waiting on it learn it is gone (a stream fails its reader and writer).
+  virtual void release() { close(); }
 
   // Hands ownership to libuv. Call after the uv_*_init succeeded.
   template <class T>

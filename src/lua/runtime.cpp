@@ -74,7 +74,7 @@ void Runtime::close_script_handles() {
       loop_.get(),
       [](uv_handle_t* h, void*) {
         NativeHandle* owner = NativeHandle::from(h);
-        if (owner != nullptr && !owner->internal() && !owner->closing()) owner->close();
+        if (owner != nullptr && !owner->internal() && !owner->closing()) owner->release();
       },
       nullptr);
 }

@@ -29,10 +29,9 @@ namespace {
 constexpr const char* kServerMeta = "evo.HttpServerCore";
 constexpr const char* kResMeta = "evo.HttpResponse";
 
-// The metatables of res and req (lib/http.lua sets them up once per VM;
-// one VM per runtime thread).
+// The metatable of res (lib/http.lua sets it up once per VM; one VM per
+// runtime thread).
 thread_local int g_res_meta_ref = LUA_NOREF;
-thread_local int g_req_meta_ref = LUA_NOREF;
 
 struct ServerBox {
   std::shared_ptr<Server> server;
@@ -576,18 +575,15 @@ int l_ev_send(lua_State* L) {
   return 1;
 }
 
-// setup(resMetatable, reqMetatable): the metatables of res and req objects.
+// setup(resMetatable): the metatable of res objects.
 int l_setup(lua_State* L) {
   luaL_checktype(L, 1, LUA_TTABLE);
-  luaL_checktype(L, 2, LUA_TTABLE);
   lua_pushcfunction(L, l_res_gc);
   lua_setfield(L, 1, "__gc");
   lua_pushvalue(L, 1);
   lua_setfield(L, LUA_REGISTRYINDEX, kResMeta);
   lua_pushvalue(L, 1);
   g_res_meta_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_pushvalue(L, 2);
-  g_req_meta_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   return 0;
 }
 
@@ -628,12 +624,12 @@ void push_headers(lua_State* L, const Request& req) {
   }
 }
 
-void push_request(lua_State* L, Server& server, const std::shared_ptr<Exchange>& ex) {
-  (void)server;
+void push_request(lua_State* L, const std::shared_ptr<Exchange>& ex) {
   const Request& r = ex->req;
-  lua_createtable(L, 0, 6);
+  new (lua_newuserdata(L, sizeof(ResBox))) ResBox{ex};
+  lua_rawgeti(L, LUA_REGISTRYINDEX, g_res_meta_ref);
+  lua_setmetatable(L, -2);
   lua_pushlstring(L, r.method.data(), r.method.size());
-  lua_setfield(L, -2, "method");
   std::string_view target(r.target);
   // Absolute-form targets (proxies' style) are reduced to their path.
   if (target.size() > 7 && (target.substr(0, 7) == "http://" || target.substr(0, 8) == "https://")) {
@@ -643,21 +639,12 @@ void push_request(lua_State* L, Server& server, const std::shared_ptr<Exchange>&
   size_t q = target.find('?');
   std::string_view path = target.substr(0, q);
   lua_pushlstring(L, path.data(), path.size());
-  lua_setfield(L, -2, "path");
   if (q == std::string_view::npos) {
     lua_pushliteral(L, "");
   } else {
     std::string_view query = target.substr(q + 1);
     lua_pushlstring(L, query.data(), query.size());
   }
-  lua_setfield(L, -2, "query");
-  new (lua_newuserdata(L, sizeof(ResBox))) ResBox{ex};
-  lua_rawgeti(L, LUA_REGISTRYINDEX, g_res_meta_ref);
-  lua_setmetatable(L, -2);
-  lua_pushvalue(L, -1);
-  lua_setfield(L, -3, "res");
-  lua_rawgeti(L, LUA_REGISTRYINDEX, g_req_meta_ref);
-  lua_setmetatable(L, -3);
 }
 
 int open_http(lua_State* L) {

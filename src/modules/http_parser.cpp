@@ -1,4 +1,5 @@
 #include "modules/http_parser.h"
+#include "modules/http_response.h"
 
 #include <algorithm>
 #include <cctype>
@@ -6,21 +7,6 @@
 
 namespace evo::http {
 
-namespace {
-// tchar (RFC 9110 5.6.2): the characters a header name may have.
-bool is_token_char(unsigned char c) {
-  if (c >= 'a' && c <= 'z') return true;
-  if (c >= 'A' && c <= 'Z') return true;
-  if (c >= '0' && c <= '9') return true;
-  switch (c) {
-    case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+': case '-':
-    case '.': case '^': case '_': case '`': case '|': case '~':
-      return true;
-    default:
-      return false;
-  }
-}
-}  // namespace
 
 const std::string* Request::header(std::string_view name) const {
   for (const auto& [k, v] : headers) {
@@ -140,6 +126,11 @@ int RequestParser::on_header_value_complete(llhttp_t* p) {
     }
   } else if (name == "transfer-encoding") {
     s->saw_transfer_encoding_ = true;
+    // Only chunked is served: another coding ("gzip, chunked") would hand
+    // the handler bytes it cannot read (RFC 9112 6.1: 501).
+    std::string v = value;
+    std::transform(v.begin(), v.end(), v.begin(), [](unsigned char c) { return std::tolower(c); });
+    if (v != "chunked") return s->fail(501, "unsupported transfer coding");
   }
   if (s->content_length_headers_ > 0 && s->saw_transfer_encoding_) {
     return s->fail(400, "Content-Length with Transfer-Encoding");

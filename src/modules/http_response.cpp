@@ -88,11 +88,7 @@ std::string_view reason_phrase(int status) {
 bool valid_header_name(std::string_view name) {
   if (name.empty()) return false;
   for (char ch : name) {
-    auto c = static_cast<unsigned char>(ch);
-    bool alnum = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-    bool tchar = alnum || c == '!' || c == '#' || c == '$' || c == '%' || c == '&' || c == '\'' || c == '*' ||
-                 c == '+' || c == '-' || c == '.' || c == '^' || c == '_' || c == '`' || c == '|' || c == '~';
-    if (!tchar) return false;
+    if (!is_token_char(static_cast<unsigned char>(ch))) return false;
   }
   return true;
 }

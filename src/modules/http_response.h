@@ -3,6 +3,7 @@
 // (res:send) and its streaming path (res:status/header/write).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -11,6 +12,18 @@ namespace evo::http {
 
 // "OK", "Not Found"... for a status code; "Unknown" for codes without one.
 std::string_view reason_phrase(int status);
+
+// tchar (RFC 9110 5.6.2), the characters of a token such as a header name,
+// as a table: one load per character on the hot path.
+inline constexpr std::array<bool, 256> kTokenChars = [] {
+  std::array<bool, 256> t{};
+  for (int c = '0'; c <= '9'; ++c) t[c] = true;
+  for (int c = 'a'; c <= 'z'; ++c) t[c] = true;
+  for (int c = 'A'; c <= 'Z'; ++c) t[c] = true;
+  for (char c : std::string_view("!#$%&'*+-.^_`|~")) t[static_cast<unsigned char>(c)] = true;
+  return t;
+}();
+inline bool is_token_char(unsigned char c) { return kTokenChars[c]; }
 
 // A header name is a token (RFC 9110 5.1): no spaces, controls or separators.
 bool valid_header_name(std::string_view name);

@@ -169,7 +169,6 @@ class Connection final : public NativeHandle {
   Connection(std::shared_ptr<Server> server, int* status);
   ~Connection() override;
   uv_handle_t* uv_handle() override { return reinterpret_cast<uv_handle_t*>(&tcp_); }
-  [[nodiscard]] bool internal() const override { return true; }
   uv_stream_t* stream() { return reinterpret_cast<uv_stream_t*>(&tcp_); }
 
   void start();  // after accept: reading, header deadline
@@ -287,7 +286,8 @@ int open_http(lua_State* L);
 // Pushes the header table of a request: lower-case names, repeated headers
 // joined per RFC 9110 (", "; "; " for cookie), set-cookie as a list.
 void push_headers(lua_State* L, const Request& req);
-// Pushes req (a table) and res (a userdata) for a task handler.
-void push_request(lua_State* L, Server& server, const std::shared_ptr<Exchange>& ex);
+// Pushes res (a userdata), then the request's method, path and query, for
+// the task runner of lib/http.lua (which makes req from them).
+void push_request(lua_State* L, const std::shared_ptr<Exchange>& ex);
 
 }  // namespace evo::http

@@ -348,7 +348,7 @@ class UvListenerHandle final : public NativeHandle {
     *status = pipe ? uv_pipe_init(loop, &h_.pipe, 0) : uv_tcp_init(loop, &h_.tcp);
   }
   uv_handle_t* uv_handle() override { return &h_.handle; }
-  [[nodiscard]] bool internal() const override { return true; }
+  void release() override;  // through its Listener
   uv_stream_t* stream() { return &h_.stream; }
   uv_tcp_t* tcp() { return &h_.tcp; }
   uv_pipe_t* pipe() { return &h_.pipe; }
@@ -551,6 +551,14 @@ class Listener {
   int handler_ref_ = LUA_NOREF;
   std::string path_;  // a blocking-mode Unix socket's file, removed at close
 };
+
+void UvListenerHandle::release() {
+  if (owner != nullptr) {
+    owner->close();
+  } else {
+    close();
+  }
+}
 
 void UvListenerHandle::on_closed() {
   if (owner != nullptr) owner->on_handle_closed();

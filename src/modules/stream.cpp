@@ -134,6 +134,14 @@ UvStreamHandle::UvStreamHandle(uv_loop_t* loop, Kind kind, int* status, int fd_f
   }
 }
 
+void UvStreamHandle::release() {
+  if (owner != nullptr) {
+    owner->close();
+  } else {
+    close();
+  }
+}
+
 void UvStreamHandle::on_closed() {
   if (owner != nullptr) owner->on_handle_closed();
 }

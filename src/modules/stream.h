@@ -165,7 +165,7 @@ class UvStreamHandle final : public NativeHandle {
   enum class Kind : uint8_t { Tcp, Pipe, Tty };
   UvStreamHandle(uv_loop_t* loop, Kind kind, int* status, int fd_for_tty = -1, bool ipc = false);
   uv_handle_t* uv_handle() override { return &h_.handle; }
-  [[nodiscard]] bool internal() const override { return true; }  // owned by its Stream, not by uv.walk users
+  void release() override;  // through its Stream, which fails its waiters
   uv_stream_t* stream() { return &h_.stream; }
   uv_tcp_t* tcp() { return &h_.tcp; }
   uv_pipe_t* pipe() { return &h_.pipe; }

@@ -76,7 +76,7 @@ class UvUdpHandle final : public NativeHandle {
  public:
   explicit UvUdpHandle(uv_loop_t* loop) { uv_udp_init(loop, &udp); }
   uv_handle_t* uv_handle() override { return reinterpret_cast<uv_handle_t*>(&udp); }
-  [[nodiscard]] bool internal() const override { return true; }
+  void release() override;  // through its Udp
   uv_udp_t udp{};
   Udp* owner = nullptr;
 
@@ -284,6 +284,14 @@ class Udp {
   Task* waiter_ = nullptr;
   uint32_t waiter_id_ = 0;
 };
+
+void UvUdpHandle::release() {
+  if (owner != nullptr) {
+    owner->close();
+  } else {
+    close();
+  }
+}
 
 void UvUdpHandle::on_closed() {
   if (owner != nullptr) owner->on_handle_closed();

@@ -102,6 +102,8 @@ TEST(HttpParser, RefusesWhatRfc9112Forbids) {
   EXPECT_EQ(status_of("GET / HTTP/1.1\r\nHost: x\r\n: v\r\n\r\n"), 400);        // empty name
   EXPECT_EQ(status_of("GET /\r\n\r\n"), 400);                                    // HTTP/0.9
   EXPECT_EQ(status_of("GET / HTTP/1.0\r\n\r\n"), 0);                             // 1.0 needs no Host
+  EXPECT_EQ(status_of("GET / HTTP/2.0\r\nHost: x\r\n\r\n"), 505);
+  EXPECT_EQ(status_of("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"), 501);
   RequestParser p;
   ASSERT_EQ(parse(p, "POST / HTTP/1.0\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n"
                      "1\r\na\r\n0\r\n\r\n"),
