@@ -37,6 +37,7 @@ struct Task : Schedulable {
   bool observed = false;
   bool cancel_requested = false;
   bool cancel_delivered = false;
+  bool exposed = false;  // its Future reached Lua (a pooled task is reused only if not)
   int shield = 0;
   uint32_t wait_id = 0;      // the current suspension; a wake must carry it
   int resume_nargs = 0;      // values pushed onto co for the next resume
@@ -72,7 +73,10 @@ void set_future_metatable(lua_State* L, TaskSystem& sys) {
   lua_setmetatable(L, -2);
 }
 
-void push_future(lua_State* L, Task* t) { lua_rawgeti(L, LUA_REGISTRYINDEX, t->self_ref); }
+void push_future(lua_State* L, Task* t) {
+  t->exposed = true;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, t->self_ref);
+}
 
 void clear_hooks(lua_State* L, Task* t) {
   t->c_hook = nullptr;
@@ -601,10 +605,23 @@ int task_recycle(lua_State* L) {
   t->failed = false;
   t->nresults = 0;
   t->state = Task::State::Done;
-  sys.finished(t);
-  if (!sys.park_coroutine(L, t->co_ref)) return 0;
-  t->co = nullptr;
-  t->co_ref = LUA_NOREF;
+  // A Future nobody ever saw can serve the next job too: no new userdata,
+  // no finalizer, less garbage per request.
+  bool keep = !t->exposed && t->waiters.empty() && t->results_ref == LUA_NOREF && t != sys.main_task;
+  if (keep) {
+    sys.forget(t);
+    clear_hooks(L, t);
+  } else {
+    sys.finished(t);
+  }
+  if (!sys.park_worker(L, t->co_ref, keep ? t : nullptr)) {
+    if (keep) sys.finished(t);
+    return 0;
+  }
+  if (!keep) {
+    t->co = nullptr;
+    t->co_ref = LUA_NOREF;
+  }
   return lua_yield(L, 0);
 }
 
@@ -686,20 +703,38 @@ Task* TaskSystem::spawn(lua_State* L, int nargs, bool queue) {
 
 void TaskSystem::run_now(Task* t) { resume(t); }
 
-Task* TaskSystem::spawn_pooled(lua_State* L, int nargs, bool queue) {
-  // Stack: fn, args... -> future
+// A new Task userdata, anchored by its self_ref (nothing left on the stack).
+Task* TaskSystem::new_task_object(lua_State* L) {
   auto* t = new (lua_newuserdata(L, sizeof(Task))) Task();
   t->sys = this;
   set_future_metatable(L, *this);
-  lua_pushvalue(L, -1);
   t->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_insert(L, -(nargs + 2));  // future, fn, args...
-  if (!idle_coroutines_.empty()) {
+  return t;
+}
+
+Task* TaskSystem::spawn_pooled(lua_State* L, int nargs, bool queue) {
+  // Stack: fn, args... (moved to the task's coroutine)
+  Task* t = nullptr;
+  if (!idle_workers_.empty()) {
     // A parked worker: the values become the results of its recycle().
-    t->co = idle_coroutines_.back().first;
-    t->co_ref = idle_coroutines_.back().second;
-    idle_coroutines_.pop_back();
+    IdleWorker w = idle_workers_.back();
+    idle_workers_.pop_back();
+    if (w.task != nullptr) {
+      t = w.task;
+      int self_ref = t->self_ref;
+      uint32_t wait_id = t->wait_id;
+      t->~Task();
+      new (t) Task();
+      t->sys = this;
+      t->self_ref = self_ref;
+      t->wait_id = wait_id + 1;  // a stale wake for the last job can never match
+    } else {
+      t = new_task_object(L);
+    }
+    t->co = w.co;
+    t->co_ref = w.co_ref;
   } else {
+    t = new_task_object(L);
     t->co = lua_newthread(L);
     t->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_rawgeti(t->co, LUA_REGISTRYINDEX, worker_ref_);
@@ -711,9 +746,9 @@ Task* TaskSystem::spawn_pooled(lua_State* L, int nargs, bool queue) {
   return t;
 }
 
-bool TaskSystem::park_coroutine(lua_State* co, int co_ref) {
-  if (closed_ || idle_coroutines_.size() >= kMaxIdleCoroutines || co_ref == LUA_NOREF) return false;
-  idle_coroutines_.emplace_back(co, co_ref);
+bool TaskSystem::park_worker(lua_State* co, int co_ref, Task* task) {
+  if (closed_ || idle_workers_.size() >= kMaxIdleCoroutines || co_ref == LUA_NOREF) return false;
+  idle_workers_.push_back(IdleWorker{co, co_ref, task});
   return true;
 }
 

@@ -51,8 +51,10 @@ class TaskSystem {
   // returns the coroutine is parked for the next job instead of being thrown
   // away (a server runs one task per request). fn must not raise; its
   // Future completes with no results.
+  // The task's Future is not pushed: when nobody asks for it (task.current()),
+  // the Task itself is reused by the next job as well.
   Task* spawn_pooled(lua_State* L, int nargs, bool queue = true);
-  bool park_coroutine(lua_State* co, int co_ref);
+  bool park_worker(lua_State* co, int co_ref, Task* task);
   static constexpr size_t kMaxIdleCoroutines = 1024;
 
   // Runs the main chunk (function + nargs on the stack of the main state) as a
@@ -107,7 +109,14 @@ class TaskSystem {
   PtrMap<lua_State*, Task*> by_thread_;
   std::unique_ptr<std::vector<SleepTimer*>> sleep_pool_;
   int worker_ref_ = LUA_NOREF;
-  std::vector<std::pair<lua_State*, int>> idle_coroutines_;  // parked workers and their anchors
+  Task* new_task_object(lua_State* L);
+  // Parked workers: the coroutine, its anchor, and its Task when reusable.
+  struct IdleWorker {
+    lua_State* co;
+    int co_ref;
+    Task* task;
+  };
+  std::vector<IdleWorker> idle_workers_;
 };
 
 }  // namespace evo

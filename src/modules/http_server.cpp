@@ -1048,7 +1048,6 @@ void Connection::run_task(const std::shared_ptr<Exchange>& ex) {
   // from inside another task it is queued like any new task.
   bool now = sys.resuming == nullptr;
   Task* t = sys.spawn_pooled(L, 5, !now);
-  lua_pop(L, 1);
   if (now) sys.run_now(t);
 }
 
