@@ -165,8 +165,13 @@ local function handlerError(err)
 end
 
 local done = native.done
+local newTable = require("table.new")
 local function runRequest(handler, res, method, path, query)
-  local req = setmetatable({method = method, path = path, query = query, res = res}, requestMeta)
+  -- Sized for its four fields up front (a constructor grows it key by key
+  -- once the JIT compiles it).
+  local req = newTable(0, 4)
+  req.method, req.path, req.query, req.res = method, path, query, res
+  setmetatable(req, requestMeta)
   local ok, err = xpcall(handler, handlerError, req, res)
   done(res, ok, err)
 end
