@@ -38,6 +38,8 @@ struct ServerBox {
 };
 
 struct ResBox {
+  static constexpr uint64_t kMagic = 0x5345525f6f7665ULL;  // "evo_RES"
+  uint64_t magic = kMagic;
   std::shared_ptr<Exchange> ex;
 };
 
@@ -45,15 +47,13 @@ Server* check_server(lua_State* L, int idx) {
   return static_cast<ServerBox*>(luaL_checkudata(L, idx, kServerMeta))->server.get();
 }
 
-// A res argument, checked against the cached metatable (luaL_checkudata
-// would look it up by name on every call).
+// A res argument: a full userdata of ResBox's size carrying its magic number
+// (what luaL_checkudata establishes, without looking a metatable up by name
+// on every call of the hot path).
 Exchange& check_res(lua_State* L, int idx) {
-  auto* box = static_cast<ResBox*>(lua_touserdata(L, idx));
-  if (box != nullptr && lua_getmetatable(L, idx) != 0) {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, g_res_meta_ref);
-    bool same = lua_rawequal(L, -1, -2) != 0;
-    lua_pop(L, 2);
-    if (same) return *box->ex;
+  if (lua_type(L, idx) == LUA_TUSERDATA && lua_objlen(L, idx) == sizeof(ResBox)) {
+    auto* box = static_cast<ResBox*>(lua_touserdata(L, idx));
+    if (box->magic == ResBox::kMagic) return *box->ex;
   }
   luaL_typerror(L, idx, "HttpResponse");
   std::abort();  // not reached: luaL_typerror raises
@@ -626,7 +626,7 @@ void push_headers(lua_State* L, const Request& req) {
 
 void push_request(lua_State* L, const std::shared_ptr<Exchange>& ex) {
   const Request& r = ex->req;
-  new (lua_newuserdata(L, sizeof(ResBox))) ResBox{ex};
+  new (lua_newuserdata(L, sizeof(ResBox))) ResBox{ResBox::kMagic, ex};
   lua_rawgeti(L, LUA_REGISTRYINDEX, g_res_meta_ref);
   lua_setmetatable(L, -2);
   lua_pushlstring(L, r.method.data(), r.method.size());

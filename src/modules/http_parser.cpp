@@ -78,12 +78,14 @@ int RequestParser::on_header_field(llhttp_t* p, const char* at, size_t len) {
     s->in_value_ = false;
   }
   std::string& name = s->req_.headers.back().first;
-  for (size_t i = 0; i < len; ++i) {
-    auto c = static_cast<unsigned char>(at[i]);
+  size_t from = name.size();
+  name.append(at, len);
+  for (size_t i = from; i < name.size(); ++i) {
+    auto c = static_cast<unsigned char>(name[i]);
     // A field name is a token (RFC 9110 5.1): whitespace before the colon
     // is a smuggling vector (RFC 9112 5.1), refused like any other non-token.
     if (!is_token_char(c)) return s->fail(400, "invalid character in a header name");
-    name.push_back(static_cast<char>(std::tolower(c)));
+    if (c >= 'A' && c <= 'Z') name[i] = static_cast<char>(c + ('a' - 'A'));
   }
   return 0;
 }

@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <atomic>
 #include <cstring>
@@ -537,6 +538,7 @@ void Connection::dispatch(bool complete) {
   ex->remote_ip = remote_ip_;
   ex->remote_port = remote_port_;
   ex->conn = this;
+  ex->head.swap(head_spare_);
   ex->body_done = complete;
   if (!ex->req.keep_alive || server_->stopping_) ex->close_after = true;
   current_ = ex;
@@ -700,11 +702,17 @@ void Connection::send_head(Exchange& ex, bool has_body_bytes) {
   // rest of the body can be drained; unsent 100-continue means it won't come.
   if (!ex.body_done && ex.req.expect_continue && !ex.continue_sent) ex.close_after = true;
 
-  append_status_line(o, ex.status, ex.reason);
+  if (ex.status == 200 && ex.reason.empty()) {
+    o += "HTTP/1.1 200 OK\r\n";
+  } else {
+    append_status_line(o, ex.status, ex.reason);
+  }
   append_header(o, "Date", server_->date().now());
   if (ex.has_length) {
+    char digits[24];
+    auto [end, ec] = std::to_chars(digits, digits + sizeof(digits), ex.length);
     o += "Content-Length: ";
-    o += std::to_string(ex.length);
+    o.append(digits, end);
     o += "\r\n";
   }
   if (ex.chunked) o += "Transfer-Encoding: chunked\r\n";
@@ -715,8 +723,10 @@ void Connection::send_head(Exchange& ex, bool has_body_bytes) {
   }
   o += ex.head;
   o += "\r\n";
+  // The head buffer goes back to the connection, its capacity kept for the
+  // next exchange (no allocation per response).
   ex.head.clear();
-  ex.head.shrink_to_fit();
+  if (head_spare_.capacity() < ex.head.capacity()) head_spare_.swap(ex.head);
 }
 
 void Connection::write_body(Exchange& ex, std::string_view chunk) {

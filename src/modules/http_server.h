@@ -261,6 +261,7 @@ class Connection final : public NativeHandle {
   size_t in_pos_ = 0;
   std::string out_;      // output not yet handed to libuv
   std::string writing_;  // output libuv is writing
+  std::string head_spare_;  // a header buffer handed to each exchange in turn
   bool write_in_flight_ = false;
   bool reading_ = false;
   bool eof_ = false;
