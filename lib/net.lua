@@ -131,6 +131,10 @@ function Stream:sendfile(path, offset, length)
   return sent, serr
 end
 
+-- ref(on): whether this connection keeps the process alive (default true).
+-- An idle pooled connection (the HTTP client's) is unref'd, as in Node.
+function Stream:ref(on) sn.setRef(self, on ~= false) end
+
 -- tlsInfo() -> {alpn, servername} for a TLS stream, else nil
 function Stream:tlsInfo() return sn.tlsInfo(self) end
 

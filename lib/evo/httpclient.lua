@@ -70,7 +70,10 @@ local function takeIdle(key)
   while list and #list > 0 do
     local s = list[#list]
     list[#list] = nil
-    if not s:isClosed() then return s end
+    if not s:isClosed() then
+      s:ref(true)
+      return s
+    end
   end
   return nil
 end
@@ -84,6 +87,7 @@ local function giveBack(key, stream)
   if #list >= MAX_IDLE_PER_HOST then
     stream:close()
   else
+    stream:ref(false)  -- an idle pooled connection does not keep the process alive
     list[#list + 1] = stream
   end
 end

@@ -1056,6 +1056,20 @@ int s_tls_info(lua_State* L) {
   return 1;
 }
 
+// setRef(s, on): whether the stream keeps the process alive (an idle pooled
+// client connection must not; libuv's handle ref).
+int s_set_ref(lua_State* L) {
+  Stream* s = check_stream(L, 1);
+  if (uv_stream_t* h = s->uv_stream(); h != nullptr) {
+    if (lua_toboolean(L, 2) != 0) {
+      uv_ref(reinterpret_cast<uv_handle_t*>(h));
+    } else {
+      uv_unref(reinterpret_cast<uv_handle_t*>(h));
+    }
+  }
+  return 0;
+}
+
 int s_buffered(lua_State* L) {
   lua_pushinteger(L, static_cast<lua_Integer>(check_stream(L, 1)->buffered()));
   return 1;
@@ -1095,6 +1109,7 @@ int open_stream_natives(lua_State* L) {
       {"starttls", s_starttls},
       {"handshake", s_handshake},
       {"tlsInfo", s_tls_info},
+      {"setRef", s_set_ref},
       {nullptr, nullptr},
   };
   lua_newtable(L);

@@ -1,0 +1,148 @@
+-- The HTTP client (http.request / http.get) against Evo's server and against
+-- servers misbehaving on purpose: pooling, redirects, bodies, errors.
+local K = require("httpkit")
+local http = require("http")
+local net = require("net")
+local task = require("task")
+local zlib = require("evo.zlib")
+
+local function gzip(s)
+  local d = zlib.deflater("gzip")
+  return d:update(s) .. d:finish()
+end
+
+describe("http client", function()
+  afterEach(function()
+    http.closeIdle()
+    K.cleanup()
+  end)
+
+  it("reuses a pooled keep-alive connection for the next request to the same host", function()
+    local ports = {}
+    local server, url = K.serve({}, function(req, res)
+      ports[#ports + 1] = req.remotePort
+      res:send(200, "n" .. #ports)
+    end)
+    for i = 1, 5 do assert.equal(assert(http.get(url .. "/")).body, "n" .. i) end
+    for i = 2, 5 do assert.equal(ports[i], ports[1], "request " .. i .. " used the first connection") end
+  end, 15)
+
+  it("sends method, headers and body, and reads status, reason and headers", function()
+    local seen
+    local server, url = K.serve({}, function(req, res)
+      seen = {method = req.method, path = req.path, query = req.query, body = req:body(),
+        ua = req.headers["user-agent"], custom = req.headers["x-custom"], host = req.headers.host}
+      res:status(201, "Made It")
+      res:header("set-cookie", {"a=1", "b=2"})
+      res:header("x-reply", "yes")
+      res:finish("created")
+    end)
+    local r = assert(http.request({method = "put", url = url .. "/things?id=7", body = "payload",
+      headers = {["X-Custom"] = "42"}}))
+    assert.equal(seen, {method = "PUT", path = "/things", query = "id=7", body = "payload", ua = "evo",
+      custom = "42", host = "127.0.0.1:" .. server.port})
+    assert.equal(r.status, 201)
+    assert.equal(r.reason, "Made It")
+    assert.equal(r.body, "created")
+    assert.equal(r.headers["x-reply"], "yes")
+    assert.equal(r.headers["set-cookie"], {"a=1", "b=2"})
+  end, 15)
+
+  it("follows redirects only when asked, up to follow = n", function()
+    local server, url = K.serve({}, function(req, res)
+      local n = tonumber(req.path:match("^/hop/(%d+)$"))
+      if n and n > 0 then return res:send(302, "", {location = "/hop/" .. (n - 1)}) end
+      if req.path == "/see-other" then return res:send(303, "", {location = "/landed"}) end
+      res:send(200, req.method .. " " .. req.path .. " " .. req:body())
+    end)
+    local r = assert(http.get(url .. "/hop/2"))
+    assert.equal(r.status, 302, "no redirect followed by default")
+    r = assert(http.get(url .. "/hop/2", {follow = 2}))
+    assert.equal(r.status, 200)
+    assert.equal(r.body, "GET /hop/0 ")
+    local nothing, err = http.get(url .. "/hop/3", {follow = 2})
+    assert.isNil(nothing)
+    assert.equal(err.code, "TooManyRedirects")
+    r = assert(http.request({method = "POST", url = url .. "/see-other", body = "x", follow = 1}))
+    assert.equal(r.body, "GET /landed ", "303 turns a POST into a GET without its body")
+  end, 15)
+
+  it("decodes gzip bodies and reads chunked ones", function()
+    local text = string.rep("compressible text ", 500)
+    local server, url = K.serve({}, function(req, res)
+      if req.path == "/gz" then
+        return res:send(200, gzip(text), {["content-encoding"] = "gzip"})
+      end
+      res:write("one,")
+      res:write("two,")
+      res:finish("three")
+    end)
+    local r = assert(http.get(url .. "/gz"))
+    assert.equal(r.body, text)
+    r = assert(http.get(url .. "/gz", {decompress = false}))
+    assert.equal(r.body, gzip(text))
+    r = assert(http.get(url .. "/chunked"))
+    assert.equal(r.headers["transfer-encoding"], "chunked")
+    assert.equal(r.body, "one,two,three")
+  end, 15)
+
+  it("streams a body with res:read() when stream = true", function()
+    local server, url = K.serve({}, function(req, res)
+      for i = 1, 3 do
+        res:write("part" .. i .. ";")
+        task.sleep(0.02)
+      end
+      res:finish()
+    end)
+    local r = assert(http.request({url = url .. "/", stream = true}))
+    assert.isNil(r.body)
+    local parts = {}
+    while true do
+      local chunk, err = r:read()
+      assert.isNil(err)
+      if not chunk then break end
+      parts[#parts + 1] = chunk
+    end
+    assert.truthy(#parts >= 2, "more than one chunk arrived")
+    assert.equal(table.concat(parts), "part1;part2;part3;")
+  end, 15)
+
+  it("answers nil, err with a code for refused, unknown and silent hosts", function()
+    local closed = assert(net.listen({port = 0}))
+    local port = closed.port
+    closed:close()
+    local r, err = http.get("http://127.0.0.1:" .. port .. "/")
+    assert.isNil(r)
+    assert.equal(err.code, "ECONNREFUSED")
+    r, err = http.get("http://no-such-host.invalid/")
+    assert.isNil(r)
+    assert.truthy(err.code:match("^EAI_"), "a DNS error code: " .. tostring(err.code))
+    local silent = assert(net.listen({port = 0}, function(s) task.sleep(1) end))
+    local started = task.now()
+    r, err = http.get("http://127.0.0.1:" .. silent.port .. "/", {timeout = 0.3})
+    assert.isNil(r)
+    assert.equal(err.code, "Timeout")
+    assert.truthy(task.now() - started < 0.9, "gave up at the timeout")
+    silent:close()
+    r, err = http.get("ftp://example.com/")
+    assert.isNil(r)
+    assert.equal(err.code, "BadUrl")
+  end, 15)
+
+  it("retries once on a fresh connection when a pooled one was closed by the server", function()
+    local server, url = K.serve({idleTimeout = 0.2}, function(req, res) res:send(200, "ok") end)
+    assert.equal(assert(http.get(url .. "/")).body, "ok")
+    task.sleep(0.5)  -- the server closes the idle connection meanwhile
+    assert.equal(assert(http.get(url .. "/")).body, "ok")
+  end, 15)
+
+  it("does not keep the process alive with idle pooled connections", function()
+    local evo = os.getenv("EVO") or "build/evo"
+    local server, url = K.serve({idleTimeout = 30}, function(req, res) res:send(200, "ok") end)
+    local r = K.run(evo, {"-e", "local http = require('http'); print(assert(http.get('" .. url .. "/')).body)"},
+      {timeout = 10})
+    assert.falsy(r.timedOut, "the child exited on its own")
+    assert.equal(r.code, 0, r.err)
+    assert.equal(r.out, "ok\n")
+  end, 15)
+end)
