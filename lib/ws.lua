@@ -54,6 +54,7 @@ end
 -- Ends the connection: the TCP side closes after the closing handshake.
 local function finishClose(self, code, reason)
   if not self.closedWith then self.closedWith = closedError(code, reason) end
+  self.stream:flush()  -- the close frame goes out before the connection does
   self.stream:close()
 end
 
