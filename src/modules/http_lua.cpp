@@ -250,7 +250,7 @@ int l_write(lua_State* L) {
   Connection* c = ex.conn;
   lua_pushboolean(L, 1);
   if (c == nullptr) return 1 + push_closed(L);
-  if (!ex.headers_sent) c->send_head(ex, true);
+  if (!ex.headers_sent) c->send_head(ex);
   if (ex.has_length && !ex.head_request() && ex.written + chunk.size() > ex.length) {
     return luaL_error(L, "write: more bytes than the Content-Length set (%d)", static_cast<int>(ex.length));
   }
@@ -290,7 +290,7 @@ int l_finish(lua_State* L) {
         ex.has_length = true;
         ex.length = chunk.size();
       }
-      c->send_head(ex, !chunk.empty());
+      c->send_head(ex);
     }
     c->write_body(ex, chunk);
   }
@@ -323,7 +323,7 @@ int l_send_file(lua_State* L) {
   if (length < 0 || offset + length > size) length = size - offset;
   ex.has_length = true;
   ex.length = static_cast<uint64_t>(length);
-  c->send_head(ex, length > 0);
+  c->send_head(ex);
   if (length == 0 || ex.head_request()) {
     ::close(fd);
     c->finish(ex);
@@ -550,7 +550,7 @@ int l_ev_write(lua_State* L) {
   Exchange* ex = pending_exchange(L, server, 2);
   std::string_view chunk = arg_string(L, 3);
   if (ex == nullptr || ex->conn == nullptr) return push_closed(L);
-  if (!ex->headers_sent) ex->conn->send_head(*ex, true);
+  if (!ex->headers_sent) ex->conn->send_head(*ex);
   ex->conn->write_body(*ex, chunk);
   ex->conn->flush();
   lua_pushboolean(L, 1);

@@ -469,7 +469,7 @@ bool Connection::parse_step() {
       return false;
     case RequestParser::Result::Error:
       if (state_ == State::Waiting) {
-        fail_request(parser_.error_status(), parser_.error_reason());
+        fail_request(parser_.error_status());
       } else if (current_ != nullptr) {
         // The body went wrong after the handler started: it learns from
         // req:read(); the connection cannot be reused.
@@ -582,7 +582,8 @@ void Connection::response_done(Exchange& ex) {
 }
 
 // The engine's own answer to a request it could not parse; then close.
-void Connection::fail_request(int status, std::string_view reason) {
+// (The parser's reason stays out of the answer: nothing to tell an attacker.)
+void Connection::fail_request(int status) {
   std::string& o = out_;
   append_status_line(o, status);
   append_header(o, "Date", server_->date().now());
@@ -592,7 +593,6 @@ void Connection::fail_request(int status, std::string_view reason) {
   append_header(o, "Connection", "close");
   o += "\r\n";
   o += body;
-  (void)reason;
   close_soon();
 }
 
@@ -607,7 +607,7 @@ void Connection::on_deadline() {
     close();  // an idle keep-alive connection: nothing to say
     return;
   }
-  fail_request(408, "request timeout");  // headers too slow (slowloris)
+  fail_request(408);  // headers too slow (slowloris)
 }
 
 void Connection::update_deadline() {
@@ -682,8 +682,7 @@ void Connection::send_continue(Exchange& ex) {
 
 // ------------------------------------------------------------ responses
 
-void Connection::send_head(Exchange& ex, bool has_body_bytes) {
-  (void)has_body_bytes;
+void Connection::send_head(Exchange& ex) {
   ex.headers_sent = true;
   std::string& o = out_;
   bool no_body_status = (ex.status >= 100 && ex.status < 200) || ex.status == 204 || ex.status == 304;
@@ -751,7 +750,7 @@ void Connection::finish(Exchange& ex) {
       ex.has_length = true;
       ex.length = 0;
     }
-    send_head(ex, false);
+    send_head(ex);
   }
   if (ex.chunked && !ex.head_request()) out_ += "0\r\n\r\n";
   // A declared length that was not met leaves the framing broken: close.
@@ -778,7 +777,7 @@ void Connection::finish(Exchange& ex) {
 void Connection::send_whole(Exchange& ex, std::string_view body) {
   ex.has_length = true;
   ex.length = body.size();
-  send_head(ex, !body.empty());
+  send_head(ex);
   write_body(ex, body);
   finish(ex);
 }

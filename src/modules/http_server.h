@@ -174,7 +174,7 @@ class Connection final : public NativeHandle {
   void start();  // after accept: reading, header deadline
 
   // Response side, called from Lua through the exchange.
-  void send_head(Exchange& ex, bool has_body_bytes);
+  void send_head(Exchange& ex);
   void write_body(Exchange& ex, std::string_view chunk);
   void finish(Exchange& ex);
   void send_whole(Exchange& ex, std::string_view body);
@@ -236,7 +236,7 @@ class Connection final : public NativeHandle {
   void dispatch(bool complete);
   void request_completed();
   void response_done(Exchange& ex);
-  void fail_request(int status, std::string_view reason);
+  void fail_request(int status);
   void emit_finished(Exchange& ex);
   void finish_closing();
   void written_now();
