@@ -781,7 +781,7 @@ void TaskSystem::resume(Task* t) {
   int status = lua_resume(co, nargs);
   resuming = outer;
   if (status == LUA_YIELD) {
-    lua_settop(co, 0);  // whatever was yielded is not for the scheduler
+    lua_settop(co, 0);             // whatever was yielded is not for the scheduler
     if (t->co == nullptr) return;  // a pooled task whose coroutine was parked
     // Yielded by Evo's primitives (state already Suspended/Ready), or by
     // coroutine.yield in Luvit-style code, which resumes it itself.

@@ -271,8 +271,8 @@ int l_write(lua_State* L) {
     return 1;
   }
   lua_pop(L, 1);
-  uint32_t id = sys.begin_wait(t, [](Task*, void* arg) { static_cast<Connection*>(arg)->cancel_wait_writable(); },
-                               c);
+  uint32_t id = sys.begin_wait(
+      t, [](Task*, void* arg) { static_cast<Connection*>(arg)->cancel_wait_writable(); }, c);
   c->wait_writable(t, id);
   return sys.suspend(L, t);
 }
@@ -393,7 +393,8 @@ int l_read(lua_State* L) {
   if (ex.conn == nullptr) return 1 + push_closed(L);
   TaskSystem& sys = TaskSystem::from(L);
   Task* t = sys.waiter(L, 2);
-  if (t == nullptr) return luaL_error(L, "req:read() must wait for the body here, and cannot (not in a task)");
+  if (t == nullptr)
+    return luaL_error(L, "req:read() must wait for the body here, and cannot (not in a task)");
   if (sys.take_cancel(t)) {
     lua_pushboolean(L, 0);
     return 1;
@@ -479,8 +480,8 @@ int l_upgrade(lua_State* L) {
       return 1;
     }
     lua_pop(L, 1);
-    uint32_t id = sys.begin_wait(t, [](Task*, void* arg) { static_cast<Connection*>(arg)->cancel_wait_writable(); },
-                                 c);
+    uint32_t id = sys.begin_wait(
+        t, [](Task*, void* arg) { static_cast<Connection*>(arg)->cancel_wait_writable(); }, c);
     c->wait_drained(t, id);
     return sys.suspend(L, t);
   }
@@ -522,7 +523,8 @@ int l_ev_status(lua_State* L) {
     std::string code(line.substr(0, sp));
     char* end = nullptr;
     long n = std::strtol(code.c_str(), &end, 10);
-    if (code.empty() || *end != '\0' || n < 100 || n > 999) luaL_argerror(L, 3, "expected a status like \"404 Not Found\"");
+    if (code.empty() || *end != '\0' || n < 100 || n > 999)
+      luaL_argerror(L, 3, "expected a status like \"404 Not Found\"");
     ex->status = static_cast<int>(n);
     std::string_view reason = sp == std::string_view::npos ? std::string_view() : line.substr(sp + 1);
     if (!valid_header_value(reason)) luaL_argerror(L, 3, "the reason must not contain CR, LF or NUL");

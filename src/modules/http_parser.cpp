@@ -7,7 +7,6 @@
 
 namespace evo::http {
 
-
 const std::string* Request::header(std::string_view name) const {
   for (const auto& [k, v] : headers) {
     if (k == name) return &v;

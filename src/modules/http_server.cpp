@@ -4,12 +4,12 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
+#include <unistd.h>
 #include <algorithm>
+#include <atomic>
 #include <charconv>
 #include <cmath>
-#include <atomic>
 #include <cstring>
-#include <unistd.h>
 
 #include "modules/stream.h"
 
@@ -263,7 +263,6 @@ struct Connection::FileSend {
     if (socket_fd >= 0) ::close(socket_fd);
   }
 };
-
 
 Connection::Connection(std::shared_ptr<Server> server, int* status)
     : server_(std::move(server)), parser_(server_->config().limits) {
@@ -959,9 +958,7 @@ void Connection::set_reading(bool on) {
   }
 }
 
-
 // ------------------------------------------------------------ sendfile
-
 
 void Connection::send_file(int fd, int64_t offset, int64_t length, std::function<void(int)> done) {
   auto job = std::make_unique<FileSend>();

@@ -53,7 +53,7 @@ struct ServerConfig {
   double header_timeout = 10;  // seconds to receive a request's headers → 408
   double idle_timeout = 5;     // seconds a kept-alive connection may sit idle
   size_t high_water = 64 * 1024;
-  bool events = false;  // the event style (HttpServer) instead of task handlers
+  bool events = false;                // the event style (HttpServer) instead of task handlers
   std::shared_ptr<tls::Context> tls;  // https: every connection is a TLS session
 };
 
@@ -194,7 +194,9 @@ class Connection final : public NativeHandle {
   // the input read past the request and the TLS session; this connection
   // then closes. Needs the output written out first (drained()).
   std::unique_ptr<Stream> detach_to_stream(Exchange& ex, int* error);
-  [[nodiscard]] bool drained() const { return pending_output() == 0 && !write_in_flight_ && !file_in_flight_; }
+  [[nodiscard]] bool drained() const {
+    return pending_output() == 0 && !write_in_flight_ && !file_in_flight_;
+  }
   void wait_drained(Task* t, uint32_t id) {
     drain_all_ = true;
     wait_writable(t, id);
@@ -259,8 +261,8 @@ class Connection final : public NativeHandle {
   State state_ = State::Waiting;
   std::string in_;  // input not yet parsed (only when it could not be parsed at once)
   size_t in_pos_ = 0;
-  std::string out_;      // output not yet handed to libuv
-  std::string writing_;  // output libuv is writing
+  std::string out_;         // output not yet handed to libuv
+  std::string writing_;     // output libuv is writing
   std::string head_spare_;  // a header buffer handed to each exchange in turn
   bool write_in_flight_ = false;
   bool reading_ = false;

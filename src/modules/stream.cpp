@@ -1026,9 +1026,8 @@ int s_starttls(lua_State* L) {
   Stream* s = check_stream(L, 1);
   std::shared_ptr<tls::Context> ctx = check_tls_context(L, 2);
   if (s->tls() != nullptr) return luaL_error(L, "starttls: the stream already has TLS");
-  std::unique_ptr<tls::Session> session = ctx->is_server()
-                                              ? tls::Session::accept(ctx)
-                                              : tls::Session::connect(ctx, luaL_optstring(L, 3, ""));
+  std::unique_ptr<tls::Session> session =
+      ctx->is_server() ? tls::Session::accept(ctx) : tls::Session::connect(ctx, luaL_optstring(L, 3, ""));
   if (session->failed()) {
     lua_pushnil(L);
     errors::push_error(L, "TLSError", session->error());

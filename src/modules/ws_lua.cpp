@@ -69,11 +69,10 @@ int l_session(lua_State* L) {
   }
   ws::DeflateOptions deflate;
   bool with_deflate = read_deflate(L, 3, &deflate);
-  Boxed<WsSession>::push(
-      L,
-      std::make_unique<WsSession>(role == "client" ? ws::Role::Client : ws::Role::Server, limits,
-                                  with_deflate ? &deflate : nullptr),
-      kSessionMeta);
+  Boxed<WsSession>::push(L,
+                         std::make_unique<WsSession>(role == "client" ? ws::Role::Client : ws::Role::Server,
+                                                     limits, with_deflate ? &deflate : nullptr),
+                         kSessionMeta);
   return 1;
 }
 

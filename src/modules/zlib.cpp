@@ -33,10 +33,9 @@ int window_bits(lua_State* L, int idx, bool inflate) {
 
 class Codec {
  public:
-  Codec(bool inflate, int bits, int level, size_t max_output)
-      : inflate_(inflate), max_output_(max_output) {
-    ok_ = (inflate ? inflateInit2(&z_, bits) : deflateInit2(&z_, level, Z_DEFLATED, bits, 8, Z_DEFAULT_STRATEGY)) ==
-          Z_OK;
+  Codec(bool inflate, int bits, int level, size_t max_output) : inflate_(inflate), max_output_(max_output) {
+    ok_ = (inflate ? inflateInit2(&z_, bits)
+                   : deflateInit2(&z_, level, Z_DEFLATED, bits, 8, Z_DEFAULT_STRATEGY)) == Z_OK;
   }
   ~Codec() {
     if (!ok_) return;

@@ -96,17 +96,18 @@ TEST(HttpParser, CountsAStreamedBodyAgainstTheLimit) {
 }
 
 TEST(HttpParser, RefusesWhatRfc9112Forbids) {
-  EXPECT_EQ(status_of("GET / HTTP/1.1\r\nX-A: 1\r\n\r\n"), 400);                  // no Host
-  EXPECT_EQ(status_of("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"), 400);     // two
-  EXPECT_EQ(status_of("GET / HTTP/1.1\r\nHost : x\r\n\r\n"), 400);                // space before colon
-  EXPECT_EQ(status_of("GET / HTTP/1.1\r\nHost: x\r\n: v\r\n\r\n"), 400);        // empty name
-  EXPECT_EQ(status_of("GET /\r\n\r\n"), 400);                                    // HTTP/0.9
-  EXPECT_EQ(status_of("GET / HTTP/1.0\r\n\r\n"), 0);                             // 1.0 needs no Host
+  EXPECT_EQ(status_of("GET / HTTP/1.1\r\nX-A: 1\r\n\r\n"), 400);              // no Host
+  EXPECT_EQ(status_of("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"), 400);  // two
+  EXPECT_EQ(status_of("GET / HTTP/1.1\r\nHost : x\r\n\r\n"), 400);            // space before colon
+  EXPECT_EQ(status_of("GET / HTTP/1.1\r\nHost: x\r\n: v\r\n\r\n"), 400);      // empty name
+  EXPECT_EQ(status_of("GET /\r\n\r\n"), 400);                                 // HTTP/0.9
+  EXPECT_EQ(status_of("GET / HTTP/1.0\r\n\r\n"), 0);                          // 1.0 needs no Host
   EXPECT_EQ(status_of("GET / HTTP/2.0\r\nHost: x\r\n\r\n"), 505);
   EXPECT_EQ(status_of("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"), 501);
   RequestParser p;
-  ASSERT_EQ(parse(p, "POST / HTTP/1.0\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n"
-                     "1\r\na\r\n0\r\n\r\n"),
+  ASSERT_EQ(parse(p,
+                  "POST / HTTP/1.0\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n"
+                  "1\r\na\r\n0\r\n\r\n"),
             RequestParser::Result::Complete);
   EXPECT_FALSE(p.request().keep_alive);  // faulty framing in 1.0: close after it (RFC 9112 6.1)
 }
@@ -152,10 +153,13 @@ TEST(HttpParser, EnforcesItsLimitsWithTheRightStatus) {
   small.max_uri = 50;
   small.max_body = 10;
   EXPECT_EQ(status_of("GET /" + std::string(100, 'a') + " HTTP/1.1\r\nHost: x\r\n\r\n", small), 414);
-  EXPECT_EQ(status_of("GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(300, 'b') + "\r\n\r\n", small), 431);
+  EXPECT_EQ(status_of("GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(300, 'b') + "\r\n\r\n", small),
+            431);
   EXPECT_EQ(status_of("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\n", small), 413);
   EXPECT_EQ(
-      status_of("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nb\r\nhello world\r\n0\r\n\r\n", small),
+      status_of(
+          "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nb\r\nhello world\r\n0\r\n\r\n",
+          small),
       413);
 }
 

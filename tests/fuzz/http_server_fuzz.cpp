@@ -122,7 +122,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       continue;
     }
     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) break;  // closed (or reset)
-    if (std::chrono::steady_clock::now() > deadline) __builtin_trap();         // the server hung
+    if (std::chrono::steady_clock::now() > deadline) __builtin_trap();        // the server hung
     ::usleep(100);
   }
   ::close(fd);
