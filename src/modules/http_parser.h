@@ -22,9 +22,9 @@
 namespace evo::http {
 
 struct Limits {
-  size_t max_header_bytes = 16 * 1024;  // request line and headers together
-  size_t max_uri = 8 * 1024;
-  size_t max_body = 8 * 1024 * 1024;
+  size_t max_header_bytes = size_t{16} * 1024;  // request line and headers together
+  size_t max_uri = size_t{8} * 1024;
+  size_t max_body = size_t{8} * 1024 * 1024;
 };
 
 struct Request {

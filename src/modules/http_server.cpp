@@ -28,7 +28,7 @@ uint64_t to_ms(double seconds) {
 
 // How much unparsed input a busy connection buffers before it stops reading:
 // enough for a deep pipeline of requests, bounded against a flood.
-constexpr size_t kMaxQueuedInput = 256 * 1024;
+constexpr size_t kMaxQueuedInput = size_t{256} * 1024;
 
 }  // namespace
 
@@ -106,7 +106,7 @@ class SweepTimer final : public NativeHandle {
 // ------------------------------------------------------------ server
 
 Server::Server(Runtime& rt, ServerConfig config)
-    : rt_(rt), config_(config), read_buffer_(std::make_unique<char[]>(kReadBufferSize)) {}
+    : rt_(rt), config_(std::move(config)), read_buffer_(std::make_unique<char[]>(kReadBufferSize)) {}
 
 Server::~Server() { release_lua(); }
 
@@ -760,9 +760,7 @@ void Connection::finish(Exchange& ex) {
   ex.finished = true;
   if (server_->config().events) server_->pending.erase(ex.id);
   if (current_.get() != &ex) return;
-  if (ex.body_done) {
-    response_done(ex);
-  } else if (ex.close_after) {
+  if (ex.body_done || ex.close_after) {  // (closing: the unread rest of the body does not matter)
     response_done(ex);
   } else {
     // The handler answered before the body ended: drop the rest of it.
@@ -1005,7 +1003,7 @@ void Connection::start_file_send() {
     job->done(UV_EIO);
     return;
   }
-  job.release();  // after() takes it back
+  (void)job.release();  // after() takes it back
   file_in_flight_ = true;
   current_job_ = raw;
 }

@@ -52,7 +52,7 @@ struct ServerConfig {
   Limits limits;
   double header_timeout = 10;  // seconds to receive a request's headers → 408
   double idle_timeout = 5;     // seconds a kept-alive connection may sit idle
-  size_t high_water = 64 * 1024;
+  size_t high_water = size_t{64} * 1024;
   bool events = false;                // the event style (HttpServer) instead of task handlers
   std::shared_ptr<tls::Context> tls;  // https: every connection is a TLS session
 };
@@ -123,7 +123,7 @@ class Server : public std::enable_shared_from_this<Server> {
   TaskSystem& tasks();
   DateCache& date() { return date_; }
   char* read_buffer() { return read_buffer_.get(); }
-  static constexpr size_t kReadBufferSize = 64 * 1024;
+  static constexpr size_t kReadBufferSize = size_t{64} * 1024;
 
   // Lua side: the object events go to, the handler (task style) and the
   // per-request runner.
@@ -284,8 +284,7 @@ class Connection final : public NativeHandle {
   int remote_port_ = 0;
 };
 
-// Lua bindings (src/modules/http_lua.cpp).
-int open_http(lua_State* L);
+// Lua bindings (src/modules/http_lua.cpp; open_http is declared in lua/modules.h).
 // Pushes the header table of a request: lower-case names, repeated headers
 // joined per RFC 9110 (", "; "; " for cookie), set-cookie as a list.
 void push_headers(lua_State* L, const Request& req);

@@ -11,6 +11,7 @@
 
 #include "lua/boxed.h"
 #include "lua/errors.h"
+#include "lua/modules.h"
 
 namespace evo {
 namespace {

@@ -12,6 +12,6 @@ namespace evo {
 
 // The context in the userdata at idx (made by serverContext/clientContext).
 std::shared_ptr<tls::Context> check_tls_context(lua_State* L, int idx);
-int open_tls(lua_State* L);
+// (open_tls, the module itself, is declared in lua/modules.h.)
 
 }  // namespace evo
