@@ -189,7 +189,11 @@ void Server::stop(std::function<void()> done) {
   // close after it (their "Connection: close" says so).
   for (Connection* c = first_; c != nullptr;) {
     Connection* next = c->next;
-    c->close_soon();
+    if (c->idle()) {
+      c->close();  // nothing in flight either way: no linger
+    } else {
+      c->close_soon();
+    }
     c = next;
   }
   maybe_done();

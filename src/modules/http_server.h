@@ -215,6 +215,10 @@ class Connection final : public NativeHandle {
   [[nodiscard]] State state() const { return state_; }
   [[nodiscard]] size_t pending_output() const { return out_.size() + writing_.size(); }
   [[nodiscard]] bool secure() const { return tls_ != nullptr; }
+  // Between requests with nothing read or to write: closing loses nothing.
+  [[nodiscard]] bool idle() const {
+    return state_ == State::Waiting && in_pos_ == in_.size() && pending_output() == 0 && !write_in_flight_;
+  }
 
   Connection* prev = nullptr;
   Connection* next = nullptr;
