@@ -19,6 +19,7 @@ local events = require("events")
 local http = require("http")
 local ws = require("ws")
 local args = require("evo.args")
+local errors = require("evo.errors")
 
 local WebSocketServer = events.class("WebSocketServer", {
   "SERVER_STARTED_LISTENING", "WEBSOCKET_CONNECTION_ESTABLISHED", "WEBSOCKET_MESSAGE_RECEIVED",
@@ -90,16 +91,20 @@ function WebSocketServer:StopListening()
 end
 
 -- Send(id, data [, "text" | "binary"]) -> true | nil, err
+local function noConnection(id)
+  return nil, errors.new("Closed", "no open connection " .. tostring(id))
+end
+
 function WebSocketServer:Send(id, data, kind)
   local conn = self.connections[id]
-  if not conn then return nil, "no open connection " .. tostring(id) end
+  if not conn then return noConnection(id) end
   return conn:send(data, kind)
 end
 
 -- Close(id [, code, reason]) -> true | nil, err
 function WebSocketServer:Close(id, code, reason)
   local conn = self.connections[id]
-  if not conn then return nil, "no open connection " .. tostring(id) end
+  if not conn then return noConnection(id) end
   return conn:close(code, reason)
 end
 

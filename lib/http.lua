@@ -173,6 +173,9 @@ local function runRequest(handler, res, method, path, query)
   req.method, req.path, req.query, req.res = method, path, query, res
   setmetatable(req, requestMeta)
   local ok, err = xpcall(handler, handlerError, req, res)
+  -- A WebSocket the handler accepted ends with it, as a net.listen stream does.
+  local websocket = rawget(req, "_websocket")
+  if websocket and not websocket:isClosed() then pcall(websocket.close, websocket, 1000, "") end
   done(res, ok, err)
 end
 
@@ -207,7 +210,12 @@ end
 local function withTls(opts)
   if not opts.tls then return opts end
   local ctx, err = opts.tls
-  if type(ctx) == "table" then ctx, err = require("evo.tls").serverContext(opts.tls) end
+  if type(ctx) == "table" then
+    if type(ctx.cert) ~= "string" or type(ctx.key) ~= "string" then
+      error("bad argument #1 to 'serve' (tls needs cert and key: PEM file paths)", 3)
+    end
+    ctx, err = require("evo.tls").serverContext(opts.tls)
+  end
   if not ctx then return nil, err end
   local o = {}
   for k, v in pairs(opts) do o[k] = v end

@@ -163,10 +163,15 @@ function net.tlsServerContext(o)
   return tlsnative.serverContext(o)
 end
 
--- Puts TLS on a connected stream and completes the handshake.
-local function secure(stream, ctx, servername)
+-- Puts TLS on a connected stream and completes the handshake (within
+-- `timeout` seconds when given).
+local function secure(stream, ctx, servername, timeout)
   local ok, err = sn.starttls(stream, ctx, servername)
-  if ok then ok, err = finish(sn.handshake(stream, isyieldable())) end
+  if ok then
+    if timeout then sn.settimeout(stream, timeout, timeout) end
+    ok, err = finish(sn.handshake(stream, isyieldable()))
+    if timeout then sn.settimeout(stream, 0, 0) end
+  end
   if not ok then
     stream:close()
     return nil, err
@@ -191,7 +196,7 @@ function net.connect(opts)
   if not ctx then return nil, cerr end
   local stream, err = connectPlain(opts)
   if not stream then return nil, err end
-  return secure(stream, ctx, tls.servername or opts.host)
+  return secure(stream, ctx, tls.servername or opts.host, opts.timeout)
 end
 
 function connectPlain(opts)
@@ -223,7 +228,7 @@ net.Server = Server
 
 local function accept(self)
   local stream, err = finish(native.accept(self.listener, isyieldable()))
-  if stream and self.tlsContext then return secure(stream, self.tlsContext) end
+  if stream and self.tlsContext then return secure(stream, self.tlsContext, nil, self.handshakeTimeout) end
   return stream, err
 end
 
@@ -285,10 +290,12 @@ function net.listen(opts, handler)
     if type(tlsContext) == "table" then tlsContext, err = tlsnative.serverContext(opts.tls) end
     if not tlsContext then return nil, err end
     server.tlsContext = tlsContext
+    -- A client that never completes its handshake is dropped after this.
+    server.handshakeTimeout = opts.handshakeTimeout or 10
     if handler then
       local plain = handler
       handler = function(stream)
-        if secure(stream, tlsContext) then return plain(stream) end
+        if secure(stream, tlsContext, nil, server.handshakeTimeout) then return plain(stream) end
       end
     end
   end

@@ -123,11 +123,33 @@ end
 -- waits (up to 2 s) for the peer's close, then closes the connection. When
 -- another task is in conn:receive(), that receive completes the handshake
 -- (and returns nil, err) instead.
+local function validCloseCode(code)
+  return code == 1000 or code == 1001 or code == 1002 or code == 1003 or (code >= 1007 and code <= 1014)
+    or (code >= 3000 and code <= 4999)
+end
+
 function Conn:close(code, reason)
+  code = code or 1000
+  if type(code) ~= "number" or not validCloseCode(code) then
+    error("bad argument #1 to 'close' (a close code 1000-1003, 1007-1014 or 3000-4999 expected, got "
+      .. tostring(code) .. ")", 2)
+  end
+  if reason ~= nil and type(reason) ~= "string" then args.fail(2, "close", "string", reason) end
   if self.closedWith then return true end
-  local frame = native.close(self.session, code or 1000, reason or "")
+  local frame = native.close(self.session, code, reason or "")
   if frame then self.stream:write(frame) end
-  if self.receiving then return true end
+  if self.receiving then
+    -- The task in receive() completes the handshake; a peer that never
+    -- answers is cut off after 2 s all the same.
+    if not self.closeTimer then
+      local stream = self.stream
+      self.closeTimer = require("task").async(function()
+        require("task").sleep(2)
+        if not self.closedWith then stream:close() end
+      end)
+    end
+    return true
+  end
   self.stream:settimeout(2, 2)
   while not self.closedWith do
     local data, err = self:receive()
@@ -207,7 +229,9 @@ function ws.accept(req, res, opts)
     stream:close()
     return nil, werr
   end
-  return newConn(stream, "server", deflate, opts, {protocol = protocol, path = req.path, headers = h})
+  local conn = newConn(stream, "server", deflate, opts, {protocol = protocol, path = req.path, headers = h})
+  rawset(req, "_websocket", conn)  -- closed when the handler returns (lib/http.lua)
+  return conn
 end
 
 ----------------------------------------------------------------- client

@@ -177,7 +177,8 @@ int l_close(lua_State* L) {
   if (t == nullptr || server->connection_count() == 0) {
     server->stop(nullptr);
     lua_pushboolean(L, 1);
-    return 1;
+    lua_pushboolean(L, 1);
+    return 2;  // (true, true): done now, and the result
   }
   if (sys.take_cancel(t)) {
     lua_pushboolean(L, 0);
@@ -185,7 +186,10 @@ int l_close(lua_State* L) {
   }
   uint32_t id = sys.begin_wait(t, nullptr, nullptr);
   TaskSystem* psys = &sys;
-  server->stop([psys, t, id]() { psys->wake(t, id, 0); });
+  server->stop([psys, t, id]() {
+    lua_pushboolean(psys->L(), 1);
+    psys->wake(t, id, 1);
+  });
   return sys.suspend(L, t);
 }
 

@@ -369,7 +369,9 @@ void Connection::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
   }
   switch (c->state_) {
     case State::Closing:
-      if (c->shut_down_) c->close();  // else finish_closing sees eof_ after the flush
+      // Else finish_closing sees eof_ after the flush; but a TLS session
+      // that never completed its handshake has nothing it could flush.
+      if (c->shut_down_ || (c->tls_ != nullptr && !c->tls_->handshake_done())) c->close();
       return;
     case State::Body: {
       // Half-closed mid-body: the handler learns it from req:read() and may
@@ -606,8 +608,10 @@ void Connection::on_deadline() {
     return;
   }
   if (state_ != State::Waiting) return;
-  if (deadline_is_idle) {
-    close();  // an idle keep-alive connection: nothing to say
+  if (deadline_is_idle || (tls_ != nullptr && !tls_->handshake_done())) {
+    // An idle keep-alive connection: nothing to say. A TLS client that did
+    // not even finish its handshake cannot be told anything either.
+    close();
     return;
   }
   fail_request(408);  // headers too slow (slowloris)
