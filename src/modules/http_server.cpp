@@ -85,6 +85,8 @@ class Listener final : public NativeHandle {
   std::shared_ptr<Server> server_;
 };
 
+// The server and its timer each may go first (the runtime's exit sweep
+// closes the timer directly): each forgets the other when it goes.
 class SweepTimer final : public NativeHandle {
  public:
   SweepTimer(uv_loop_t* loop, Server* server) : server_(server) { uv_timer_init(loop, &timer_); }
@@ -94,10 +96,17 @@ class SweepTimer final : public NativeHandle {
     uv_timer_start(&timer_, on_tick, every_ms, every_ms);
     uv_unref(uv_handle());  // the connections keep the loop alive, not the sweep
   }
+  void forget_server() { server_ = nullptr; }
+
+ protected:
+  void on_closed() override {
+    if (server_ != nullptr) server_->sweep_ = nullptr;
+  }
 
  private:
   static void on_tick(uv_timer_t* t) {
-    static_cast<SweepTimer*>(NativeHandle::from(reinterpret_cast<uv_handle_t*>(t)))->server_->sweep();
+    auto* self = static_cast<SweepTimer*>(NativeHandle::from(reinterpret_cast<uv_handle_t*>(t)));
+    if (self->server_ != nullptr) self->server_->sweep();
   }
   uv_timer_t timer_{};
   Server* server_;
@@ -108,7 +117,13 @@ class SweepTimer final : public NativeHandle {
 Server::Server(Runtime& rt, ServerConfig config)
     : rt_(rt), config_(std::move(config)), read_buffer_(std::make_unique<char[]>(kReadBufferSize)) {}
 
-Server::~Server() { release_lua(); }
+Server::~Server() {
+  if (sweep_ != nullptr) {
+    sweep_->forget_server();
+    sweep_->close();
+  }
+  release_lua();
+}
 
 TaskSystem& Server::tasks() { return rt_.tasks(); }
 
@@ -219,6 +234,7 @@ void Server::on_listener_closed() {
 void Server::maybe_done() {
   if (!stopping_ || connections_ != 0) return;
   if (sweep_ != nullptr) {
+    sweep_->forget_server();
     sweep_->close();
     sweep_ = nullptr;
   }

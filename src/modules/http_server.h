@@ -143,6 +143,7 @@ class Server : public std::enable_shared_from_this<Server> {
 
  private:
   friend class Connection;
+  friend class SweepTimer;
   static void on_connection(uv_stream_t* listener, int status);
   void release_lua();
   void maybe_done();
