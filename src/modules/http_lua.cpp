@@ -246,6 +246,25 @@ int l_header(lua_State* L) {
   return 1;
 }
 
+// Suspends t (whose call pushed `true` last) until the connection's output
+// is below the high-water mark, or all written (drain_all); or answers
+// (false) when a cancellation is due.
+int wait_for_output(lua_State* L, TaskSystem& sys, Task* t, Connection* c, bool drain_all) {
+  if (sys.take_cancel(t)) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  lua_pop(L, 1);
+  uint32_t id = sys.begin_wait(
+      t, [](Task*, void* arg) { static_cast<Connection*>(arg)->cancel_wait_writable(); }, c);
+  if (drain_all) {
+    c->wait_drained(t, id);
+  } else {
+    c->wait_writable(t, id);
+  }
+  return sys.suspend(L, t);
+}
+
 // write(res, chunk, yieldable) -> (true, true) | (true, nil, err) | (false) | yields
 int l_write(lua_State* L) {
   Exchange& ex = check_res(L, 1);
@@ -270,15 +289,7 @@ int l_write(lua_State* L) {
     lua_pushboolean(L, 1);
     return 2;
   }
-  if (sys.take_cancel(t)) {
-    lua_pushboolean(L, 0);
-    return 1;
-  }
-  lua_pop(L, 1);
-  uint32_t id = sys.begin_wait(
-      t, [](Task*, void* arg) { static_cast<Connection*>(arg)->cancel_wait_writable(); }, c);
-  c->wait_writable(t, id);
-  return sys.suspend(L, t);
+  return wait_for_output(L, sys, t, c, false);
 }
 
 // finish(res [, chunk]) -> true | nil, err
@@ -479,15 +490,7 @@ int l_upgrade(lua_State* L) {
     TaskSystem& sys = TaskSystem::from(L);
     Task* t = sys.waiter(L, 2);
     if (t == nullptr) return luaL_error(L, "upgrade: earlier responses are still being written");
-    if (sys.take_cancel(t)) {
-      lua_pushboolean(L, 0);
-      return 1;
-    }
-    lua_pop(L, 1);
-    uint32_t id = sys.begin_wait(
-        t, [](Task*, void* arg) { static_cast<Connection*>(arg)->cancel_wait_writable(); }, c);
-    c->wait_drained(t, id);
-    return sys.suspend(L, t);
+    return wait_for_output(L, sys, t, c, true);
   }
   int error = 0;
   std::unique_ptr<Stream> stream = c->detach_to_stream(ex, &error);

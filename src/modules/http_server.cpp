@@ -30,6 +30,16 @@ uint64_t to_ms(double seconds) {
 // enough for a deep pipeline of requests, bounded against a flood.
 constexpr size_t kMaxQueuedInput = size_t{256} * 1024;
 
+// The payload fields every request event carries: requestID, method, path, query.
+void request_fields(lua_State* L, const Exchange& e) {
+  events::field(L, "requestID", static_cast<double>(e.id));
+  events::field(L, "method", e.req.method);
+  std::string_view target(e.req.target);
+  size_t q = target.find('?');
+  events::field(L, "path", target.substr(0, q));
+  events::field(L, "query", q == std::string_view::npos ? std::string_view() : target.substr(q + 1));
+}
+
 }  // namespace
 
 // ------------------------------------------------------------ exchange
@@ -570,14 +580,8 @@ void Connection::dispatch(bool complete) {
     server_->pending[ex->id] = ex;
     if (server_->object_ref != LUA_NOREF) {
       Exchange* e = ex.get();
-      events::emit(server_->runtime(), server_->object_ref, "HTTP_REQUEST_STARTED", [e](lua_State* L) {
-        events::field(L, "requestID", static_cast<double>(e->id));
-        events::field(L, "method", e->req.method);
-        std::string_view target(e->req.target);
-        size_t q = target.find('?');
-        events::field(L, "path", target.substr(0, q));
-        events::field(L, "query", q == std::string_view::npos ? std::string_view() : target.substr(q + 1));
-      });
+      events::emit(server_->runtime(), server_->object_ref, "HTTP_REQUEST_STARTED",
+                   [e](lua_State* L) { request_fields(L, *e); });
     }
     if (complete && current_ == ex) emit_finished(*ex);
   } else {
@@ -653,12 +657,7 @@ void Connection::emit_finished(Exchange& ex) {
   if (server_->object_ref == LUA_NOREF) return;
   Exchange* e = &ex;
   events::emit(server_->runtime(), server_->object_ref, "HTTP_REQUEST_FINISHED", [e](lua_State* L) {
-    events::field(L, "requestID", static_cast<double>(e->id));
-    events::field(L, "method", e->req.method);
-    std::string_view target(e->req.target);
-    size_t q = target.find('?');
-    events::field(L, "path", target.substr(0, q));
-    events::field(L, "query", q == std::string_view::npos ? std::string_view() : target.substr(q + 1));
+    request_fields(L, *e);
     push_headers(L, e->req);
     lua_setfield(L, -2, "headers");
     events::field(L, "body", e->body);
@@ -855,15 +854,20 @@ void Connection::flush() {
   write_in_flight_ = true;
 }
 
+// A task waiting in res:write (or for all output, before an upgrade) goes on
+// once the output has drained far enough.
+void Connection::wake_writer_if_ready() {
+  if (writer_ == nullptr || !(drain_all_ ? drained() : !congested())) return;
+  Task* t = writer_;
+  writer_ = nullptr;
+  drain_all_ = false;
+  lua_pushboolean(server_->tasks().L(), 1);
+  server_->tasks().wake(t, writer_id_, 1);
+}
+
 // Everything handed over was written at once: what on_write would do next.
 void Connection::written_now() {
-  if (writer_ != nullptr && (drain_all_ ? drained() : !congested())) {
-    Task* t = writer_;
-    writer_ = nullptr;
-    drain_all_ = false;
-    lua_pushboolean(server_->tasks().L(), 1);
-    server_->tasks().wake(t, writer_id_, 1);
-  }
+  wake_writer_if_ready();
   if (file_ != nullptr && out_.empty()) {
     start_file_send();
     return;
@@ -884,13 +888,7 @@ void Connection::on_write(uv_write_t* req, int status) {
     return;
   }
   if (c->closing()) return;
-  if (c->writer_ != nullptr && (c->drain_all_ ? c->drained() : !c->congested())) {
-    Task* t = c->writer_;
-    c->writer_ = nullptr;
-    c->drain_all_ = false;
-    lua_pushboolean(c->server_->tasks().L(), 1);
-    c->server_->tasks().wake(t, c->writer_id_, 1);
-  }
+  c->wake_writer_if_ready();
   if (c->file_ != nullptr && c->out_.empty()) {
     c->start_file_send();
     return;

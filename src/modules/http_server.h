@@ -247,6 +247,7 @@ class Connection final : public NativeHandle {
   void emit_finished(Exchange& ex);
   void finish_closing();
   void written_now();
+  void wake_writer_if_ready();
   void abort();
   void set_reading(bool on);
   void update_deadline();

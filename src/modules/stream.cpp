@@ -444,13 +444,7 @@ int Stream::write(lua_State* L, int first, int last, int yieldable_idx) {
   }
 
   if (tls_ != nullptr) {
-    for (int i = first; i <= last; ++i) {
-      size_t len = 0;
-      const char* s = lua_tolstring(L, i, &len);
-      tls_->write(std::string_view(s, len));
-    }
-    std::string records;
-    tls_->take_output(&records);
+    std::string records = encrypt_args(L, first, last);
     if (tls_->failed()) return done_now(L, push_error_result(L, "TLSError", tls_->error()));
     if (int rc = send_raw(std::move(records)); rc != 0) return done_now(L, push_uv_error_result(L, rc));
     if (uv_stream_get_write_queue_size(handle_->stream()) <= high_water_) {
@@ -553,13 +547,7 @@ void Stream::wake_writer_if_ready() {
 int Stream::write_blocking(lua_State* L, int first, int last) {
   if (fd_ < 0) return done_now(L, push_error_result(L, "Closed", "the stream is closed"));
   if (tls_ != nullptr) {
-    for (int i = first; i <= last; ++i) {
-      size_t len = 0;
-      const char* s = lua_tolstring(L, i, &len);
-      tls_->write(std::string_view(s, len));
-    }
-    std::string records;
-    tls_->take_output(&records);
+    std::string records = encrypt_args(L, first, last);
     if (tls_->failed()) return done_now(L, push_error_result(L, "TLSError", tls_->error()));
     if (!write_all_blocking(records.data(), records.size())) {
       if (write_error_ == 0) {
@@ -884,6 +872,18 @@ bool Stream::write_all_blocking(const char* data, size_t n) {
     return false;
   }
   return done == n;
+}
+
+// The strings at first..last, encrypted: the TLS records to send.
+std::string Stream::encrypt_args(lua_State* L, int first, int last) {
+  for (int i = first; i <= last; ++i) {
+    size_t len = 0;
+    const char* s = lua_tolstring(L, i, &len);
+    tls_->write(std::string_view(s, len));
+  }
+  std::string records;
+  tls_->take_output(&records);
+  return records;
 }
 
 int Stream::handshake(lua_State* L, int yieldable_idx) {

@@ -118,6 +118,7 @@ class Stream {
   int send_raw(std::string bytes);
   void send_tls_output();
   bool write_all_blocking(const char* data, size_t n);
+  std::string encrypt_args(lua_State* L, int first, int last);
   enum class WriterWait : uint8_t { BelowHighWater, Flushed, ShutDown };
   int wait_as_writer(lua_State* L, int yieldable_idx, WriterWait what);
   void set_deadline(bool reader, double seconds);
