@@ -453,7 +453,7 @@ end
 ----------------------------------------------------------------- client
 
 -- http.request{method = "GET", url, headers, body, timeout, follow = 0,
---   stream = false, decompress = true, ca, verify = true}
+--   stream = false, decompress = true, ca, verify = true, maxBodyBytes = 64 MiB}
 --   -> res {status, reason, headers, body} | nil, err
 -- err.code: a DNS code (EAI_NONAME...), ECONNREFUSED, Timeout,
 -- TLSVerifyFailed, BadResponse... With stream = true read the body with

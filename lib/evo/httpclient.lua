@@ -19,6 +19,7 @@ local find, sub, lower, match, format, gsub, upper = string.find, string.sub, st
 local client = {}
 
 local MAX_HEADER_LINES = 200
+local DEFAULT_MAX_BODY = 64 * 1024 * 1024  -- for bodies read whole (not with stream = true)
 local MAX_IDLE_PER_HOST = 16
 
 local function fail(code, message) return nil, errors.new(code, message) end
@@ -254,14 +255,21 @@ function Response:_release()
   if self._reusable and not s:isClosed() then giveBack(self._key, s) else s:close() end
 end
 
--- res:readAll() -> the whole remaining body | nil, err
-function Response:readAll()
-  local parts = {}
+-- res:readAll([maxBytes]) -> the whole remaining body | nil, err (err.code
+-- "BodyTooLarge" past maxBytes; the connection is closed then)
+function Response:readAll(maxBytes)
+  local parts, size = {}, 0
   while true do
     local chunk, err = self:read()
     if not chunk then
       if err then return nil, err end
       return concat(parts)
+    end
+    size = size + #chunk
+    if maxBytes and size > maxBytes then
+      self._done = true
+      self._stream:close()
+      return nil, errors.new("BodyTooLarge", "the response body is larger than " .. maxBytes .. " bytes")
     end
     parts[#parts + 1] = chunk
   end
@@ -318,7 +326,8 @@ end
 
 local REDIRECTS = {[301] = true, [302] = true, [303] = true, [307] = true, [308] = true}
 
--- request{method, url, headers, body, timeout, follow, stream, decompress, ca, verify}
+-- request{method, url, headers, body, timeout, follow, stream, decompress, ca, verify,
+--   maxBodyBytes (64 MiB: the largest body read whole)}
 --   -> res {status, reason, headers, body} | nil, err
 -- With stream = true, res.body is absent: read it with res:read() / res:readAll().
 function client.request(opts)
@@ -342,7 +351,7 @@ function client.request(opts)
     end
     if not (REDIRECTS[res.status] and location and follow > 0) then
       if not opts.stream then
-        local all, berr = res:readAll()
+        local all, berr = res:readAll(opts.maxBodyBytes or DEFAULT_MAX_BODY)
         if not all then return nil, berr end
         res.body = all
       end
