@@ -14,6 +14,7 @@ namespace evo {
 
 template <class K, class V>
 class PtrMap {
+  // NOLINTNEXTLINE(bugprone-sizeof-expression): K and V are pointer types, compared with void*
   static_assert(sizeof(K) == sizeof(void*) && sizeof(V) == sizeof(void*), "pointer keys and values");
 
  public:

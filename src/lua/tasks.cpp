@@ -255,7 +255,8 @@ int task_inline(lua_State* L) {
   lua_insert(L, 1);
   bool ok = lua_pcall(L, nargs, LUA_MULTRET, 1) == 0;
   int n = lua_gettop(L) - 1;
-  auto* t = new (lua_newuserdata(L, sizeof(Task))) Task();
+  // Placement new into Lua-owned memory: the userdata's __gc destroys it.
+  auto* t = new (lua_newuserdata(L, sizeof(Task))) Task();  // NOLINT(cppcoreguidelines-owning-memory)
   set_future_metatable(L, sys);
   lua_insert(L, 2);  // handler, future, results...
   t->sys = &sys;
@@ -685,7 +686,8 @@ Task* TaskSystem::task_of(lua_State* L) const { return by_thread_.find(L); }
 
 Task* TaskSystem::spawn(lua_State* L, int nargs, bool queue) {
   // Stack: fn, args... -> future
-  auto* t = new (lua_newuserdata(L, sizeof(Task))) Task();
+  // Placement new into Lua-owned memory: the userdata's __gc destroys it.
+  auto* t = new (lua_newuserdata(L, sizeof(Task))) Task();  // NOLINT(cppcoreguidelines-owning-memory)
   t->sys = this;
   set_future_metatable(L, *this);
   lua_pushvalue(L, -1);
@@ -705,7 +707,8 @@ void TaskSystem::run_now(Task* t) { resume(t); }
 
 // A new Task userdata, anchored by its self_ref (nothing left on the stack).
 Task* TaskSystem::new_task_object(lua_State* L) {
-  auto* t = new (lua_newuserdata(L, sizeof(Task))) Task();
+  // Placement new into Lua-owned memory: the userdata's __gc destroys it.
+  auto* t = new (lua_newuserdata(L, sizeof(Task))) Task();  // NOLINT(cppcoreguidelines-owning-memory)
   t->sys = this;
   set_future_metatable(L, *this);
   t->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -841,7 +844,8 @@ void TaskSystem::forget(Task* t) {
 
 Task* TaskSystem::waiter(lua_State* L, int yieldable_idx) { return suspendable(L, *this, yieldable_idx); }
 
-bool TaskSystem::take_cancel(Task* t) {
+// (Members, not statics: the wait protocol is a TaskSystem's, used as sys.x(...).)
+bool TaskSystem::take_cancel(Task* t) {  // NOLINT(readability-convert-member-functions-to-static)
   if (!t->cancel_due()) return false;
   t->cancel_delivered = true;
   return true;
@@ -854,7 +858,7 @@ uint32_t TaskSystem::begin_wait(Task* t, CancelHook hook, void* arg) {
   return ++t->wait_id;
 }
 
-int TaskSystem::suspend(lua_State* L, Task* t) {
+int TaskSystem::suspend(lua_State* L, Task* t) {  // NOLINT(readability-convert-member-functions-to-static)
   t->state = Task::State::Suspended;
   lua_settop(L, 0);
   return lua_yield(L, 0);

@@ -90,7 +90,7 @@ class TaskSystem {
   bool wake(Task* t, uint32_t id, int nvalues);
   // wake() with (nil, error object {code, message}): a failed wait.
   bool wake_error(Task* t, uint32_t id, const char* code, const std::string& message);
-  lua_State* L() const;
+  [[nodiscard]] lua_State* L() const;
   [[nodiscard]] bool closed() const { return closed_; }
 
   Runtime& runtime() { return rt_; }

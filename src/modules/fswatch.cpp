@@ -60,7 +60,7 @@ int watcher_open(lua_State* L) {
 
 // start(self, path, recursive) -> true | nil, code, message
 int watcher_start(lua_State* L) {
-  FileWatcher* w = check_twin<FileWatcher>(L, 1);
+  auto* w = check_twin<FileWatcher>(L, 1);
   const char* path = luaL_checkstring(L, 2);
   int rc = w->start(path, lua_toboolean(L, 3) != 0);
   if (rc != 0) {
@@ -80,7 +80,7 @@ int watcher_stop(lua_State* L) {
 }
 
 int watcher_close(lua_State* L) {
-  if (FileWatcher* w = check_twin<FileWatcher>(L, 1, /*allow_closed=*/true)) w->close();
+  if (auto* w = check_twin<FileWatcher>(L, 1, /*allow_closed=*/true)) w->close();
   return 0;
 }
 

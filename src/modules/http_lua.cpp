@@ -332,7 +332,7 @@ int l_send_file(lua_State* L) {
     errors::push_uv_error(L, err, path);
     return 3;
   }
-  int64_t size = static_cast<int64_t>(st.st_size);
+  auto size = static_cast<int64_t>(st.st_size);
   if (offset < 0 || offset > size) offset = size;
   int64_t length = lua_isnoneornil(L, 4) ? size - offset : static_cast<int64_t>(lua_tonumber(L, 4));
   if (length < 0 || offset + length > size) length = size - offset;

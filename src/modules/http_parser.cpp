@@ -95,7 +95,7 @@ int RequestParser::on_header_value(llhttp_t* p, const char* at, size_t len) {
   // NUL, and CR or LF inside a value (obs-fold continuation, bare LF), are
   // how smuggling attempts hide: refuse them whatever the parser allows.
   for (size_t i = 0; i < len; ++i) {
-    unsigned char c = static_cast<unsigned char>(at[i]);
+    auto c = static_cast<unsigned char>(at[i]);
     if (c == 0 || c == '\r' || c == '\n') return s->fail(400, "invalid character in a header value");
   }
   // The pieces of one value are contiguous in the stream (a piece ends where a

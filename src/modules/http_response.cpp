@@ -1,5 +1,7 @@
 #include "modules/http_response.h"
 
+#include <algorithm>
+
 #include <ctime>
 
 namespace evo::http {
@@ -86,19 +88,15 @@ std::string_view reason_phrase(int status) {
 }
 
 bool valid_header_name(std::string_view name) {
-  if (name.empty()) return false;
-  for (char ch : name) {
-    if (!is_token_char(static_cast<unsigned char>(ch))) return false;
-  }
-  return true;
+  return !name.empty() &&
+         std::ranges::all_of(name, [](char ch) { return is_token_char(static_cast<unsigned char>(ch)); });
 }
 
 bool valid_header_value(std::string_view value) {
-  for (char ch : value) {
+  return std::ranges::all_of(value, [](char ch) {
     auto c = static_cast<unsigned char>(ch);
-    if ((c < 0x20 && c != '\t') || c == 0x7f) return false;
-  }
-  return true;
+    return (c >= 0x20 || c == '\t') && c != 0x7f;
+  });
 }
 
 void append_status_line(std::string& out, int status, std::string_view reason) {

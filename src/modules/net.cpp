@@ -114,7 +114,7 @@ struct ConnectOp {
     if (op->handle != nullptr) op->handle->close();  // the connect callback sees ECANCELED
   }
 
-  void fail(int status) {
+  void fail(int status) const {
     lua_State* L = sys->L();
     lua_pushnil(L);
     errors::push_uv_error(L, status, where);

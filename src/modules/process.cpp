@@ -23,8 +23,6 @@
 #include "lua/tasks.h"
 #include "modules/stream.h"
 
-extern char** environ;
-
 namespace evo {
 namespace {
 
@@ -110,7 +108,7 @@ class Child {
  private:
   static void cancel_wait(Task* /*t*/, void* arg) { static_cast<Child*>(arg)->waiter_ = nullptr; }
 
-  int push_exit(lua_State* L) {
+  int push_exit(lua_State* L) const {
     lua_pushboolean(L, 1);
     lua_pushinteger(L, code_);
     lua_pushinteger(L, signal_);
@@ -160,7 +158,7 @@ Stdio stdio_option(lua_State* L, int opts, const char* name, Stdio fallback) {
   if (std::strcmp(v, "pipe") == 0) return Stdio::Pipe;
   if (std::strcmp(v, "inherit") == 0) return Stdio::Inherit;
   if (std::strcmp(v, "ignore") == 0) return Stdio::Ignore;
-  luaL_error(L, "bad %s option '%s' (expected \"pipe\", \"inherit\" or \"ignore\")", name, v);
+  luaL_error(L, R"(bad %s option '%s' (expected "pipe", "inherit" or "ignore"))", name, v);
   return fallback;
 }
 

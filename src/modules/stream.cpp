@@ -475,7 +475,7 @@ int Stream::write(lua_State* L, int first, int last, int yieldable_idx) {
     luaL_unref(L, LUA_REGISTRYINDEX, req->anchor);
     return done_now(L, push_uv_error_result(L, rc));
   }
-  req.release();  // write_cb takes it back
+  static_cast<void>(req.release());  // write_cb takes it back
   ++pending_writes_;
   if (uv_stream_get_write_queue_size(handle_->stream()) <= high_water_) {
     lua_pushboolean(L, 1);
@@ -635,7 +635,7 @@ int Stream::shutdown(lua_State* L, int yieldable_idx) {
     return done_now(L, 1);
   }
   if (rc != 0) return done_now(L, push_uv_error_result(L, rc));
-  req.release();  // shutdown_cb takes it back
+  static_cast<void>(req.release());  // shutdown_cb takes it back
   return wait_as_writer(L, yieldable_idx, WriterWait::ShutDown);
 }
 
@@ -659,7 +659,7 @@ void Stream::on_shutdown_done(int status) {
 int64_t send_file_blocking(int out_fd, int in_fd, int64_t offset, int64_t length, double timeout,
                            const std::atomic<bool>* stop) {
   int64_t sent = 0;
-  off_t off = static_cast<off_t>(offset);
+  auto off = static_cast<off_t>(offset);
   while (sent < length) {
     if (stop != nullptr && stop->load()) return sent;
     ssize_t n =
@@ -848,7 +848,7 @@ int Stream::send_raw(std::string bytes) {
   uv_buf_t buf = uv_buf_init(req->owned.data(), static_cast<unsigned int>(req->owned.size()));
   int rc = uv_write(&req->req, handle_->stream(), &buf, 1, write_cb);
   if (rc != 0) return rc;
-  req.release();  // write_cb takes it back
+  static_cast<void>(req.release());  // write_cb takes it back
   ++pending_writes_;
   return 0;
 }

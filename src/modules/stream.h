@@ -146,7 +146,7 @@ class Stream {
   uint64_t reader_deadline_ = 0;  // uv_now() milliseconds; 0: none
   uint64_t writer_deadline_ = 0;
   double write_timeout_ = 0;
-  size_t high_water_ = 64 * 1024;
+  size_t high_water_ = size_t{64} * 1024;
   size_t pending_writes_ = 0;
 
   std::unique_ptr<tls::Session> tls_;

@@ -205,7 +205,7 @@ class Udp {
     return fd_ >= 0 ? 0 : -1;
   }
 
-  int closed_result(lua_State* L) {
+  static int closed_result(lua_State* L) {
     lua_pushboolean(L, 1);
     lua_pushnil(L);
     errors::push_error(L, "Closed", "the socket is closed");

@@ -236,7 +236,7 @@ int parse_window_bits(std::string_view value) {
 // False on an unknown or repeated parameter, or a malformed value: the offer
 // (or the response) is then unacceptable as a whole (RFC 7692 7.1).
 bool read_deflate_params(const Extension& ext, DeflateParams* out) {
-  for (const ExtensionParam& p : ext.params) {
+  for (const ExtensionParam& p : ext.params) {  // NOLINT(readability-use-anyofallof): it fills *out too
     if (equals_ignoring_case(p.name, "server_no_context_takeover")) {
       if (p.has_value || out->server_no_context_takeover) return false;
       out->server_no_context_takeover = true;
@@ -400,7 +400,7 @@ namespace {
 constexpr size_t kMaxZlibSlice = size_t{1} << 30;
 
 // The most output offered to one inflate call.
-constexpr size_t kMaxInflateChunk = 256 * 1024;
+constexpr size_t kMaxInflateChunk = size_t{256} * 1024;
 
 // zlib refuses a raw deflate window of 8 bits. 9 is safe in its place: zlib
 // never reaches back further than the window minus 262 bytes, so with 9 bits
@@ -693,7 +693,7 @@ bool Session::check_frame_length() {
 }
 
 bool Session::take_payload(const char* data, size_t size) {
-  size_t phase = static_cast<size_t>(frame_.received & 3);
+  auto phase = static_cast<size_t>(frame_.received & 3);
   frame_.received += size;
   if (is_control(frame_.opcode)) {
     size_t at = control_.size();

@@ -114,8 +114,8 @@ class ZStream;  // an owned zlib stream (ws_protocol.cpp), keeping zlib.h out of
 class Compressor {
  public:
   Compressor(int window_bits, bool no_context_takeover);
-  Compressor(Compressor&&) noexcept;
-  Compressor& operator=(Compressor&&) noexcept;
+  Compressor(Compressor&& other) noexcept;
+  Compressor& operator=(Compressor&& other) noexcept;
   ~Compressor();
   // Appends the compressed form of `data`, the next part of a message, to
   // *out, flushed to a byte boundary. With `last` the message ends: the
@@ -133,8 +133,8 @@ class Decompressor {
  public:
   enum class Status : uint8_t { Ok, TooBig, Corrupt };
   Decompressor(int window_bits, bool no_context_takeover);
-  Decompressor(Decompressor&&) noexcept;
-  Decompressor& operator=(Decompressor&&) noexcept;
+  Decompressor(Decompressor&& other) noexcept;
+  Decompressor& operator=(Decompressor&& other) noexcept;
   ~Decompressor();
   // Inflates the next part of a compressed message, appending to *out, which
   // may not grow beyond `limit` (TooBig): a small frame cannot make it
@@ -158,8 +158,8 @@ class Decompressor {
 // ------------------------------------------------------------------ session
 
 struct Limits {
-  size_t max_message = 16 * 1024 * 1024;  // a whole message, after reassembly and decompression
-  size_t max_frame = 16 * 1024 * 1024;    // one frame's payload as sent (compressed)
+  size_t max_message = size_t{16} * 1024 * 1024;  // a whole message, after reassembly and decompression
+  size_t max_frame = size_t{16} * 1024 * 1024;    // one frame's payload as sent (compressed)
 };
 
 // What the peer sent, as the engine reports it.

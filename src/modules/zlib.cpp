@@ -27,7 +27,7 @@ int window_bits(lua_State* L, int idx, bool inflate) {
   if (f == "zlib") return 15;
   if (f == "raw") return -15;
   if (f == "auto" && inflate) return 15 + 32;  // gzip or zlib, by the header
-  luaL_argerror(L, idx, "format must be \"gzip\", \"zlib\", \"raw\" or \"auto\"");
+  luaL_argerror(L, idx, R"(format must be "gzip", "zlib", "raw" or "auto")");
   return 0;
 }
 
