@@ -124,4 +124,72 @@ TEST(TaskWaits, ReadyTasksRunInTheOrderTheyWereWoken) {
 }
 
 }  // namespace
+// Pooled tasks (the HTTP server's request tasks): a job's coroutine is
+// parked and serves the next job; so is its Task, unless its Future reached
+// Lua (task.current()), which then stays that job's, done.
+void spawn_job(Runtime& rt, const char* fn_global) {
+  lua_State* L = rt.L();
+  lua_getglobal(L, fn_global);
+  Task* t = rt.tasks().spawn_pooled(L, 0, /*queue=*/false);
+  rt.tasks().run_now(t);
+}
+
+TEST(TaskPool, ReusesCoroutineAndTaskOfJobsNobodyWatched) {
+  Runtime rt({});
+  lua_State* L = rt.L();
+  ASSERT_EQ(luaL_dostring(L,
+                          "seen = {}\n"
+                          "function job() seen[#seen + 1] = tostring(coroutine.running()) end\n"
+                          "function watched() taken = require('evo.task').current(); job() end\n"),
+            0);
+  spawn_job(rt, "job");
+  spawn_job(rt, "job");
+  ASSERT_EQ(luaL_dostring(L, "return seen[1] == seen[2], #seen"), 0);
+  EXPECT_TRUE(lua_toboolean(L, -2)) << "the second job ran on the parked coroutine";
+  EXPECT_EQ(lua_tointeger(L, -1), 2);
+  lua_pop(L, 2);
+
+  // A job whose Future was taken: the Future stays done, the next job gets
+  // another Task (its coroutine is still reused).
+  spawn_job(rt, "watched");
+  ASSERT_EQ(luaL_dostring(L, "first = taken; return require('evo.task').isDone(taken)"), 0);
+  EXPECT_TRUE(lua_toboolean(L, -1));
+  lua_pop(L, 1);
+  spawn_job(rt, "watched");
+  ASSERT_EQ(
+      luaL_dostring(
+          L,
+          "local native = require('evo.task')\n"
+          "return rawequal(first, taken), native.isDone(first), native.isDone(taken), seen[3] == seen[4]"),
+      0);
+  EXPECT_FALSE(lua_toboolean(L, -4)) << "a watched job's Task is not reused";
+  EXPECT_TRUE(lua_toboolean(L, -3));
+  EXPECT_TRUE(lua_toboolean(L, -2));
+  EXPECT_TRUE(lua_toboolean(L, -1)) << "its coroutine is";
+  lua_pop(L, 4);
+}
+
+TEST(TaskPool, AJobThatSuspendsKeepsItsCoroutineUntilDone) {
+  Runtime rt({});
+  lua_State* L = rt.L();
+  ASSERT_EQ(
+      luaL_dostring(L,
+                    "order = {}\n"
+                    "function slow()\n"
+                    "  slowco = coroutine.running(); order[#order + 1] = 'slow starts'\n"
+                    "  require('task').sleep(0.01)\n"
+                    "  order[#order + 1] = 'slow ends on its own coroutine: ' .. "
+                    "tostring(coroutine.running() == slowco)\n"
+                    "end\n"
+                    "function quick() quickco = coroutine.running(); order[#order + 1] = 'quick' end\n"),
+      0);
+  spawn_job(rt, "slow");   // suspends in sleep
+  spawn_job(rt, "quick");  // must not take the sleeping job's coroutine
+  rt.run_loop();
+  ASSERT_EQ(luaL_dostring(L, "return table.concat(order, ', '), quickco ~= slowco"), 0);
+  EXPECT_STREQ(lua_tostring(L, -2), "slow starts, quick, slow ends on its own coroutine: true");
+  EXPECT_TRUE(lua_toboolean(L, -1)) << "the quick job ran on another coroutine";
+  lua_pop(L, 2);
+}
+
 }  // namespace evo
