@@ -216,7 +216,12 @@ local Response = {}
 Response.__index = Response
 
 -- res:read() -> the next chunk of the (decoded) body, nil at its end, or nil, err
+-- (Without stream = true the body was read already: read() returns it once.)
 function Response:read()
+  if self.body ~= nil and not self._bodyRead then
+    self._bodyRead = true
+    if self.body ~= "" then return self.body end
+  end
   if self._done then return nil end
   while true do
     local chunk, err = self._next()

@@ -94,6 +94,9 @@ describe("http client", function()
       end
       res:finish()
     end)
+    local whole = assert(http.get(url .. "/"))
+    assert.equal(whole:read(), "part1;part2;part3;", "read() gives a body read whole once")
+    assert.isNil(whole:read())
     local r = assert(http.request({url = url .. "/", stream = true}))
     assert.isNil(r.body)
     local parts = {}
