@@ -16,7 +16,7 @@ local args = require("evo.args")
 
 local type, error, pairs, ipairs, tostring, tonumber, select, setmetatable, getmetatable, rawset, xpcall =
   type, error, pairs, ipairs, tostring, tonumber, select, setmetatable, getmetatable, rawset, xpcall
-local concat, insert = table.concat, table.insert
+local concat = table.concat
 local byte, char, find, format, gsub, lower, sub, match, gmatch =
   string.byte, string.char, string.find, string.format, string.gsub, string.lower, string.sub,
   string.match, string.gmatch

@@ -23,8 +23,8 @@ local args = require("evo.args")
 
 local type, error, tostring, tonumber, setmetatable, pairs, ipairs =
   type, error, tostring, tonumber, setmetatable, pairs, ipairs
-local find, lower, match, gmatch, sub, concat = string.find, string.lower, string.match, string.gmatch,
-  string.sub, table.concat
+local find, lower, match, gmatch, concat = string.find, string.lower, string.match, string.gmatch,
+  table.concat
 local isyieldable = coroutine.isyieldable
 local feed, nextEvent, nsend = native.feed, native.next, native.send
 

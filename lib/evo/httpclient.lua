@@ -10,11 +10,11 @@ local errors = require("evo.errors")
 local args = require("evo.args")
 local zlib = require("evo.zlib")
 
-local type, tostring, tonumber, pairs, ipairs, setmetatable, error, pcall =
-  type, tostring, tonumber, pairs, ipairs, setmetatable, error, pcall
+local type, tostring, tonumber, pairs, ipairs, setmetatable, error =
+  type, tostring, tonumber, pairs, ipairs, setmetatable, error
 local concat = table.concat
-local find, sub, lower, match, format, gsub, upper = string.find, string.sub, string.lower, string.match,
-  string.format, string.gsub, string.upper
+local find, sub, lower, match, gsub, upper = string.find, string.sub, string.lower, string.match,
+  string.gsub, string.upper
 
 local client = {}
 

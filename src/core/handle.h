@@ -52,6 +52,19 @@ class NativeHandle {
   // waiting on it learn it is gone (a stream fails its reader and writer).
   virtual void release() { close(); }
 
+ protected:
+  // release() for a handle owned by an object with close() (a Stream, a
+  // Listener, a Udp socket), or by nobody any more.
+  template <class Owner>
+  void release_through(Owner* owner) {
+    if (owner != nullptr) {
+      owner->close();
+    } else {
+      close();
+    }
+  }
+
+ public:
   // Hands ownership to libuv. Call after the uv_*_init succeeded.
   template <class T>
   static T* release_to_loop(std::unique_ptr<T> object) {

@@ -6,7 +6,6 @@
 
 #include <unistd.h>
 #include <algorithm>
-#include <atomic>
 #include <charconv>
 #include <cmath>
 #include <cstring>
@@ -277,23 +276,6 @@ void Server::sweep() {
 
 // ------------------------------------------------------------ connection
 
-// A file being sent with sendfile(2) on the thread pool.
-struct Connection::FileSend {
-  uv_work_t work{};
-  int file_fd = -1;
-  int socket_fd = -1;  // a dup: valid even if the connection closes meanwhile
-  int64_t offset = 0;
-  int64_t length = 0;
-  int64_t result = 0;
-  std::atomic<bool> stop{false};
-  std::function<void(int)> done;
-  Connection* conn = nullptr;
-  ~FileSend() {
-    if (file_fd >= 0) ::close(file_fd);
-    if (socket_fd >= 0) ::close(socket_fd);
-  }
-};
-
 Connection::Connection(std::shared_ptr<Server> server, int* status)
     : server_(std::move(server)), parser_(server_->config().limits) {
   *status = uv_tcp_init(server_->runtime().loop(), &tcp_);
@@ -334,14 +316,16 @@ void Connection::on_closed() {
 // The connection is gone (closed, reset): whoever still holds its exchange
 // learns it, and the event style reports the abort.
 void Connection::connection_lost() {
-  if (current_job_ != nullptr) {
-    current_job_->stop.store(true);
-    current_job_->conn = nullptr;
-    current_job_ = nullptr;
+  if (file_job_ != nullptr) {
+    *file_job_owner_ = nullptr;  // its completion no longer reaches this connection
+    file_job_->stop();
+    file_job_ = nullptr;
   }
-  if (file_ != nullptr) {
-    auto job = std::move(file_);
-    job->done(UV_ECANCELED);
+  if (file_) {
+    ::close(file_->fd);
+    auto done = std::move(file_->done);
+    file_.reset();
+    done(UV_ECANCELED);
   }
   if (writer_ != nullptr) {
     Task* t = writer_;
@@ -868,7 +852,7 @@ void Connection::wake_writer_if_ready() {
 // Everything handed over was written at once: what on_write would do next.
 void Connection::written_now() {
   wake_writer_if_ready();
-  if (file_ != nullptr && out_.empty()) {
+  if (file_ && out_.empty()) {
     start_file_send();
     return;
   }
@@ -889,7 +873,7 @@ void Connection::on_write(uv_write_t* req, int status) {
   }
   if (c->closing()) return;
   c->wake_writer_if_ready();
-  if (c->file_ != nullptr && c->out_.empty()) {
+  if (c->file_ && c->out_.empty()) {
     c->start_file_send();
     return;
   }
@@ -903,11 +887,6 @@ void Connection::on_write(uv_write_t* req, int status) {
   }
   // Output drained: reading may resume (a pipelining client waits on us).
   if (!c->reading_ && !c->eof_ && c->state_ != State::Upgraded && !c->in_advance_) c->advance();
-}
-
-void Connection::write_raw(std::string_view data) {
-  out_.append(data);
-  flush();
 }
 
 void Connection::close_soon() {
@@ -981,13 +960,7 @@ void Connection::set_reading(bool on) {
 // ------------------------------------------------------------ sendfile
 
 void Connection::send_file(int fd, int64_t offset, int64_t length, std::function<void(int)> done) {
-  auto job = std::make_unique<FileSend>();
-  job->file_fd = fd;
-  job->offset = offset;
-  job->length = length;
-  job->done = std::move(done);
-  job->conn = this;
-  file_ = std::move(job);
+  file_ = PendingFile{fd, offset, length, std::move(done)};
   if (out_.empty() && !write_in_flight_) {
     start_file_send();
   } else {
@@ -996,38 +969,32 @@ void Connection::send_file(int fd, int64_t offset, int64_t length, std::function
 }
 
 void Connection::start_file_send() {
-  std::unique_ptr<FileSend> job = std::move(file_);
+  PendingFile f = std::move(*file_);
+  file_.reset();
   uv_os_fd_t sock = -1;
   uv_fileno(uv_handle(), &sock);
-  job->socket_fd = ::dup(sock);
-  if (job->socket_fd < 0) {
-    job->done(uv_translate_sys_error(errno));
+  auto owner = std::make_shared<Connection*>(this);
+  int error = 0;
+  SendfileJob* job = SendfileJob::start(
+      server_->runtime().loop(), sock, f.fd, f.offset, f.length, /*owns_in_fd=*/true,
+      [owner, length = f.length, done = f.done](int64_t result) {
+        Connection* c = *owner;
+        if (c != nullptr) {
+          c->file_in_flight_ = false;
+          c->file_job_ = nullptr;
+        }
+        int rc = result < 0 ? static_cast<int>(result) : (result < length ? UV_EPIPE : 0);
+        if (c == nullptr && rc == 0) rc = UV_ECANCELED;
+        done(rc);
+      },
+      &error);
+  if (job == nullptr) {
+    f.done(error);
     return;
   }
-  job->work.data = job.get();
-  auto work = [](uv_work_t* req) {
-    auto* j = static_cast<FileSend*>(req->data);
-    j->result = send_file_blocking(j->socket_fd, j->file_fd, j->offset, j->length, 0, &j->stop);
-  };
-  auto after = [](uv_work_t* req, int status) {
-    std::unique_ptr<FileSend> j(static_cast<FileSend*>(req->data));
-    if (j->conn != nullptr) {
-      j->conn->file_in_flight_ = false;
-      if (j->conn->current_job_ == j.get()) j->conn->current_job_ = nullptr;
-    }
-    int rc = status != 0 ? status : (j->result < 0 ? static_cast<int>(j->result) : 0);
-    if (rc == 0 && j->result < j->length) rc = UV_EPIPE;
-    if (j->conn == nullptr && rc == 0) rc = UV_ECANCELED;
-    j->done(rc);
-  };
-  FileSend* raw = job.get();
-  if (uv_queue_work(server_->runtime().loop(), &raw->work, work, after) != 0) {
-    job->done(UV_EIO);
-    return;
-  }
-  (void)job.release();  // after() takes it back
   file_in_flight_ = true;
-  current_job_ = raw;
+  file_job_ = job;
+  file_job_owner_ = std::move(owner);
 }
 
 std::unique_ptr<Stream> Connection::detach_to_stream(Exchange& ex, int* error) {

@@ -27,6 +27,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -37,6 +38,7 @@
 #include "modules/tls.h"
 
 namespace evo {
+class SendfileJob;
 class Stream;
 class TaskSystem;
 struct Task;
@@ -108,8 +110,6 @@ class Server : public std::enable_shared_from_this<Server> {
   // Binds and listens; 0 or a libuv error.
   int listen(const char* host, int port, int backlog);
   [[nodiscard]] int port() const { return port_; }
-  [[nodiscard]] const std::string& host() const { return host_; }
-  [[nodiscard]] bool listening() const { return listener_ != nullptr && !stopping_; }
   [[nodiscard]] size_t connection_count() const { return connections_; }
 
   // Stops accepting; idle connections close now, busy ones after their
@@ -189,7 +189,6 @@ class Connection final : public NativeHandle {
   // Reading the body is slow to keep up: stop or restart reading.
   void body_consumed();
 
-  void write_raw(std::string_view data);
   // Hands the socket to a net Stream after a 101 answer to an upgrade
   // request (the WebSocket server): the Stream gets a duplicate descriptor,
   // the input read past the request and the TLS session; this connection
@@ -281,10 +280,19 @@ class Connection final : public NativeHandle {
   std::shared_ptr<Exchange> current_;
   Task* writer_ = nullptr;
   uint32_t writer_id_ = 0;
-  struct FileSend;
-  std::unique_ptr<FileSend> file_;  // waiting for the output to drain
+  // A file to send once the output before it has drained, then its job on
+  // the thread pool; the job's completion finds this connection through
+  // file_job_owner_, cleared if the connection goes first.
+  struct PendingFile {
+    int fd;
+    int64_t offset;
+    int64_t length;
+    std::function<void(int)> done;
+  };
+  std::optional<PendingFile> file_;
   bool file_in_flight_ = false;
-  FileSend* current_job_ = nullptr;  // on the thread pool
+  SendfileJob* file_job_ = nullptr;
+  std::shared_ptr<Connection*> file_job_owner_;
   void start_file_send();
   std::string remote_ip_;
   int remote_port_ = 0;

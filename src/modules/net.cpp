@@ -552,13 +552,7 @@ class Listener {
   std::string path_;  // a blocking-mode Unix socket's file, removed at close
 };
 
-void UvListenerHandle::release() {
-  if (owner != nullptr) {
-    owner->close();
-  } else {
-    close();
-  }
-}
+void UvListenerHandle::release() { release_through(owner); }
 
 void UvListenerHandle::on_closed() {
   if (owner != nullptr) owner->on_handle_closed();

@@ -134,13 +134,7 @@ UvStreamHandle::UvStreamHandle(uv_loop_t* loop, Kind kind, int* status, int fd_f
   }
 }
 
-void UvStreamHandle::release() {
-  if (owner != nullptr) {
-    owner->close();
-  } else {
-    close();
-  }
-}
+void UvStreamHandle::release() { release_through(owner); }
 
 void UvStreamHandle::on_closed() {
   if (owner != nullptr) owner->on_handle_closed();
@@ -394,35 +388,30 @@ bool Stream::fill_blocking(lua_State* L, double timeout, int& pushed) {
       pushed = push_error_result(L, "Timeout", "no data within the read timeout");
       return false;
     }
-    char chunk[64 * 1024];
-    ssize_t got = ::read(fd_, chunk, sizeof(chunk));
-    if (got > 0) {
-      absorb(chunk, static_cast<size_t>(got));
-      return true;
-    }
-    if (got == 0) {
-      eof_ = true;
-      return true;
-    }
-    if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) continue;
-    read_error_ = uv_translate_sys_error(errno);
-    return true;
+    if (read_once()) return true;
   }
 }
 
-bool Stream::read_available_blocking() {
-  if (at_end()) return false;
+// One read(2) into the buffer: true when it brought data, the end or an
+// error (recorded); false when there was nothing yet (EINTR, EAGAIN).
+bool Stream::read_once() {
   char chunk[64 * 1024];
   ssize_t got = ::read(fd_, chunk, sizeof(chunk));
   if (got > 0) {
     absorb(chunk, static_cast<size_t>(got));
-    return true;
-  }
-  if (got == 0) {
+  } else if (got == 0) {
     eof_ = true;
-  } else if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK) {
+  } else if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) {
+    return false;
+  } else {
     read_error_ = uv_translate_sys_error(errno);
   }
+  return true;
+}
+
+bool Stream::read_available_blocking() {
+  if (at_end()) return false;
+  read_once();
   return !at_end();
 }
 
@@ -680,44 +669,45 @@ int64_t send_file_blocking(int out_fd, int in_fd, int64_t offset, int64_t length
   return sent;
 }
 
-namespace {
-
-struct SendfileJob {
-  uv_work_t req{};
-  TaskSystem* sys = nullptr;
-  Task* task = nullptr;
-  uint32_t id = 0;
-  int out_fd = -1;
-  int in_fd = -1;
-  int64_t offset = 0;
-  int64_t length = 0;
-  int64_t result = 0;
-  std::atomic<bool> stop{false};
-
-  static void work(uv_work_t* req) {
-    auto* j = static_cast<SendfileJob*>(req->data);
-    j->result = send_file_blocking(j->out_fd, j->in_fd, j->offset, j->length, 0, &j->stop);
+SendfileJob* SendfileJob::start(uv_loop_t* loop, int out_fd, int in_fd, int64_t offset, int64_t length,
+                                bool owns_in_fd, Done done, int* error) {
+  std::unique_ptr<SendfileJob> job(
+      new SendfileJob());  // NOLINT(cppcoreguidelines-owning-memory): private constructor
+  job->in_fd_ = in_fd;
+  job->owns_in_fd_ = owns_in_fd;
+  job->out_fd_ = ::dup(out_fd);
+  if (job->out_fd_ < 0) {
+    *error = uv_translate_sys_error(errno);
+    return nullptr;
   }
-  static void after(uv_work_t* req, int status) {
-    std::unique_ptr<SendfileJob> j(static_cast<SendfileJob*>(req->data));
-    if (j->stop.load() || status == UV_ECANCELED) return;
-    lua_State* L = j->sys->L();
-    if (j->result < 0) {
-      push_uv_error_result(L, static_cast<int>(j->result));
-      j->sys->wake(j->task, j->id, 2);
-    } else {
-      lua_pushinteger(L, static_cast<lua_Integer>(j->result));
-      j->sys->wake(j->task, j->id, 1);
-    }
-  }
-  static void cancel(Task* /*t*/, void* arg) {
-    auto* j = static_cast<SendfileJob*>(arg);
-    j->stop.store(true);
-    uv_cancel(reinterpret_cast<uv_req_t*>(&j->req));
-  }
-};
+  job->offset_ = offset;
+  job->length_ = length;
+  job->done_ = std::move(done);
+  job->req_.data = job.get();
+  *error = uv_queue_work(loop, &job->req_, work, after);
+  if (*error != 0) return nullptr;
+  return job.release();  // after() takes it back
+}
 
-}  // namespace
+SendfileJob::~SendfileJob() {
+  if (out_fd_ >= 0) ::close(out_fd_);
+  if (owns_in_fd_ && in_fd_ >= 0) ::close(in_fd_);
+}
+
+void SendfileJob::stop() {
+  stop_.store(true);
+  uv_cancel(reinterpret_cast<uv_req_t*>(&req_));
+}
+
+void SendfileJob::work(uv_work_t* req) {
+  auto* j = static_cast<SendfileJob*>(req->data);
+  j->result_ = send_file_blocking(j->out_fd_, j->in_fd_, j->offset_, j->length_, 0, &j->stop_);
+}
+
+void SendfileJob::after(uv_work_t* req, int status) {
+  std::unique_ptr<SendfileJob> j(static_cast<SendfileJob*>(req->data));
+  j->done_(status != 0 ? status : j->result_);
+}
 
 int Stream::sendfile(lua_State* L, int in_fd, int64_t offset, int64_t length, int yieldable_idx) {
   if (closed_ || fd_ < 0) return done_now(L, push_error_result(L, "Closed", "the stream is closed"));
@@ -734,18 +724,25 @@ int Stream::sendfile(lua_State* L, int in_fd, int64_t offset, int64_t length, in
     lua_pushboolean(L, 0);
     return 1;
   }
-  auto job = std::make_unique<SendfileJob>();
-  job->sys = &sys_;
-  job->task = t;
-  job->out_fd = fd_;
-  job->in_fd = in_fd;
-  job->offset = offset;
-  job->length = length;
-  job->req.data = job.get();
-  int rc = uv_queue_work(handle_->uv_handle()->loop, &job->req, SendfileJob::work, SendfileJob::after);
-  if (rc != 0) return done_now(L, push_uv_error_result(L, rc));
-  SendfileJob* raw = job.release();  // after() takes it back
-  raw->id = sys_.begin_wait(t, SendfileJob::cancel, raw);
+  // A late result (after a cancellation) carries a stale wait id: dropped.
+  auto wait = std::make_shared<uint32_t>(0);
+  TaskSystem* sys = &sys_;
+  int error = 0;
+  SendfileJob* job = SendfileJob::start(
+      handle_->uv_handle()->loop, fd_, in_fd, offset, length, /*owns_in_fd=*/false,
+      [sys, t, wait](int64_t result) {
+        lua_State* ML = sys->L();
+        if (result < 0) {
+          sys->wake(t, *wait, push_uv_error_result(ML, static_cast<int>(result)));
+        } else {
+          lua_pushinteger(ML, static_cast<lua_Integer>(result));
+          sys->wake(t, *wait, 1);
+        }
+      },
+      &error);
+  if (job == nullptr) return done_now(L, push_uv_error_result(L, error));
+  *wait = sys_.begin_wait(
+      t, [](Task*, void* arg) { static_cast<SendfileJob*>(arg)->stop(); }, job);
   return sys_.suspend(L, t);
 }
 

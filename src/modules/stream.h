@@ -15,6 +15,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -104,6 +105,7 @@ class Stream {
   int read_blocking(lua_State* L, const ReadRequest& req);
   int write_blocking(lua_State* L, int first, int last);
   bool fill_blocking(lua_State* L, double timeout, int& pushed);
+  bool read_once();
   void consume(size_t n) {
     pos_ += n;
     if (pos_ == buf_.size()) {
@@ -193,6 +195,40 @@ class UvStreamHandle final : public NativeHandle {
 // ends it early (checked between polls of at most 100 ms).
 int64_t send_file_blocking(int out_fd, int in_fd, int64_t offset, int64_t length, double timeout,
                            const std::atomic<bool>* stop);
+
+// sendfile(2) on the thread pool, for evented streams and HTTP connections:
+// `length` bytes of in_fd from `offset` to a duplicate of out_fd, so the
+// socket stays valid for the job even when its owner closes it meanwhile.
+// done(result) runs on the loop thread: the bytes sent, or a negative libuv
+// status. stop() ends the job early (within 100 ms); done still runs.
+class SendfileJob {
+ public:
+  using Done = std::function<void(int64_t result)>;
+  // The running job, or nullptr with *error (done is not called then). With
+  // owns_in_fd the job closes in_fd when it ends (or fails to start).
+  static SendfileJob* start(uv_loop_t* loop, int out_fd, int in_fd, int64_t offset, int64_t length,
+                            bool owns_in_fd, Done done, int* error);
+  void stop();
+
+  SendfileJob(const SendfileJob&) = delete;
+  SendfileJob& operator=(const SendfileJob&) = delete;
+  ~SendfileJob();
+
+ private:
+  SendfileJob() = default;
+  static void work(uv_work_t* req);
+  static void after(uv_work_t* req, int status);
+
+  uv_work_t req_{};
+  int out_fd_ = -1;  // our duplicate
+  int in_fd_ = -1;
+  bool owns_in_fd_ = false;
+  int64_t offset_ = 0;
+  int64_t length_ = 0;
+  int64_t result_ = 0;
+  std::atomic<bool> stop_{false};
+  Done done_;
+};
 
 // Lua binding: a userdata "evo.Stream" holding a std::unique_ptr<Stream>.
 void push_stream(lua_State* L, std::unique_ptr<Stream> stream);

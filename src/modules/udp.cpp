@@ -285,13 +285,7 @@ class Udp {
   uint32_t waiter_id_ = 0;
 };
 
-void UvUdpHandle::release() {
-  if (owner != nullptr) {
-    owner->close();
-  } else {
-    close();
-  }
-}
+void UvUdpHandle::release() { release_through(owner); }
 
 void UvUdpHandle::on_closed() {
   if (owner != nullptr) owner->on_handle_closed();
