@@ -137,19 +137,6 @@ int l_send(lua_State* L) {
   return 1;
 }
 
-// fragment(s, data, binary, first, fin) -> bytes | nil
-int l_fragment(lua_State* L) {
-  WsSession* s = check(L);
-  size_t n = 0;
-  const char* data = luaL_checklstring(L, 2, &n);
-  if (!s->session.send_fragment(std::string_view(data, n), lua_toboolean(L, 3) != 0, lua_toboolean(L, 4) != 0,
-                                lua_toboolean(L, 5) != 0)) {
-    return 0;
-  }
-  push_output(L, s);
-  return 1;
-}
-
 int l_ping(lua_State* L) {
   WsSession* s = check(L);
   size_t n = 0;
@@ -231,13 +218,6 @@ int l_parse_response(lua_State* L) {
   return 1;
 }
 
-int l_valid_utf8(lua_State* L) {
-  size_t n = 0;
-  const char* s = luaL_checklstring(L, 1, &n);
-  lua_pushboolean(L, ws::valid_utf8(std::string_view(s, n)) ? 1 : 0);
-  return 1;
-}
-
 }  // namespace
 
 int open_ws(lua_State* L) {
@@ -250,7 +230,6 @@ int open_ws(lua_State* L) {
       {"feed", l_feed},
       {"next", l_next},
       {"send", l_send},
-      {"fragment", l_fragment},
       {"ping", l_ping},
       {"close", l_close},
       {"state", l_state},
@@ -260,7 +239,6 @@ int open_ws(lua_State* L) {
       {"negotiateDeflate", l_negotiate},
       {"clientDeflateOffer", l_client_offer},
       {"parseDeflateResponse", l_parse_response},
-      {"validUtf8", l_valid_utf8},
       {nullptr, nullptr},
   };
   lua_newtable(L);
