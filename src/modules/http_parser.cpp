@@ -153,6 +153,9 @@ int RequestParser::on_headers_complete(llhttp_t* p) {
   // framing: serve it, then close.
   if (r.version_minor == 0 && s->saw_transfer_encoding_) r.keep_alive = false;
   r.upgrade = p->upgrade != 0;
+  // What follows a CONNECT is tunnel data: unless a handler takes the
+  // connection over, it closes after the answer.
+  if (p->method == HTTP_CONNECT) r.keep_alive = false;
   r.chunked = (p->flags & F_CHUNKED) != 0;
   if (const std::string* expect = r.header("expect")) {
     std::string v = *expect;
@@ -188,6 +191,16 @@ RequestParser::Result RequestParser::feed(std::string_view data, size_t* consume
   if (error_status_ != 0) return Result::Error;
   feed_ptr_ = data.data();
   llhttp_errno_t err = llhttp_execute(&parser_, data.data(), data.size());
+  if (err == HPE_PAUSED_UPGRADE) {
+    // llhttp stops here once an Upgrade or CONNECT request has been served
+    // (next() resumed it). A server that switched protocols took the
+    // connection away and never feeds this parser again, so whoever feeds it
+    // now answered without switching: what follows is the next request (a
+    // CONNECT's connection closes after its answer: see keep_alive).
+    const char* at = llhttp_get_error_pos(&parser_);
+    llhttp_resume_after_upgrade(&parser_);
+    err = llhttp_execute(&parser_, at, data.size() - static_cast<size_t>(at - data.data()));
+  }
   feed_base_ += data.size();
   if (err == HPE_OK) {
     *consumed = data.size();
@@ -200,11 +213,6 @@ RequestParser::Result RequestParser::feed(std::string_view data, size_t* consume
   if (err == HPE_PAUSED && headers_done_) {
     *consumed = static_cast<size_t>(llhttp_get_error_pos(&parser_) - data.data());
     return Result::HeadersComplete;
-  }
-  if (err == HPE_PAUSED_UPGRADE) {
-    *consumed = static_cast<size_t>(llhttp_get_error_pos(&parser_) - data.data());
-    complete_ = true;
-    return Result::Complete;
   }
   if (error_status_ == 0) {
     // llhttp's own refusals: all malformed requests.

@@ -185,5 +185,31 @@ TEST(HttpParser, RefusesMalformedRequestsAndSmugglingAttempts) {
   EXPECT_EQ(status_of(nul), 400);
 }
 
+// Issue 8 item 31: an Upgrade request served without switching protocols
+// must not be reported again; what follows it is the next request.
+TEST(HttpParser, AnUpgradeNotTakenIsFollowedByTheNextRequest) {
+  RequestParser p;
+  std::string wire =
+      "GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: foo\r\n\r\n"
+      "GET /next HTTP/1.1\r\nHost: x\r\n\r\n";
+  size_t used = 0;
+  ASSERT_EQ(p.feed(wire, &used), RequestParser::Result::Complete);
+  EXPECT_TRUE(p.request().upgrade);
+  EXPECT_EQ(p.request().target, "/");
+  std::string_view rest = std::string_view(wire).substr(used);
+  p.next();
+  ASSERT_EQ(p.feed(rest, &used), RequestParser::Result::Complete);
+  EXPECT_EQ(p.request().target, "/next");
+  EXPECT_FALSE(p.request().upgrade);
+  EXPECT_EQ(used, rest.size());
+}
+
+TEST(HttpParser, AConnectRequestIsNotKeptAlive) {
+  RequestParser p;
+  ASSERT_EQ(parse(p, "CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\n\r\n"), RequestParser::Result::Complete);
+  EXPECT_TRUE(p.request().upgrade);
+  EXPECT_FALSE(p.request().keep_alive);
+}
+
 }  // namespace
 }  // namespace evo::http

@@ -98,8 +98,8 @@ end
 -- raw(port, steps [, timeout]) -> report (see peers/raw.py). Steps are
 -- {"send", bytes}, {"drip", seconds, bytes}, {"sleep", seconds}, {"shut"},
 -- {"reset"} (an RST, then the report at once);
--- a plain string is one "send".
-function K.raw(port, steps, timeout)
+-- a plain string is one "send". tls: speak TLS (certificate not checked).
+function K.raw(port, steps, timeout, tls)
   if type(steps) == "string" then steps = {{"send", steps}} end
   local lines = {}
   for i, s in ipairs(steps) do
@@ -114,7 +114,7 @@ function K.raw(port, steps, timeout)
     end
   end
   timeout = timeout or 5
-  local r = K.run(K.python, {K.peers .. "/raw.py", tostring(port), tostring(timeout)},
+  local r = K.run(K.python, {K.peers .. "/raw.py", tostring(port), tostring(timeout), tls and "tls" or nil},
     {input = table.concat(lines, "\n") .. "\n", timeout = timeout + 10})
   return loadReport(r, "raw.py")
 end

@@ -2,7 +2,8 @@
 127.0.0.1:PORT and reports, as a Lua table, every byte received and how the
 connection ended.
 
-    raw.py PORT [TIMEOUT]      steps on stdin, one per line:
+    raw.py PORT [TIMEOUT [tls]]  steps on stdin, one per line (tls: over TLS,
+                               the server's certificate not checked):
       send HEX                 send these bytes (hex-encoded)
       drip SECONDS HEX         send them one byte at a time, SECONDS apart,
                                stopping early if the server closes
@@ -18,6 +19,7 @@ arrived, sendError = text when a send failed, marks = {bytes received when
 each step began}}."""
 import select
 import socket
+import ssl
 import struct
 import sys
 import time
@@ -35,6 +37,15 @@ def main():
 
     sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if len(sys.argv) > 3 and sys.argv[3] == "tls":
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        sock = ctx.wrap_socket(sock, server_hostname="localhost")
+
+    def pending():
+        """Decrypted bytes TLS holds already (select cannot see them)."""
+        return isinstance(sock, ssl.SSLSocket) and sock.pending() > 0
 
     def now():
         return time.monotonic() - start
@@ -46,12 +57,14 @@ def main():
             left = deadline - time.monotonic()
             if left < 0:
                 left = 0
-            r, _, _ = select.select([sock], [], [], left)
+            r = pending() or select.select([sock], [], [], left)[0]
             if not r:
                 return True
             try:
                 chunk = sock.recv(65536)
-            except ConnectionResetError:
+            except ssl.SSLWantReadError:
+                continue
+            except (ConnectionResetError, ssl.SSLError):
                 report["ending"] = "reset"
                 return False
             if not chunk:
@@ -69,6 +82,7 @@ def main():
         view = memoryview(payload)
         while view:
             r, w, _ = select.select([sock], [sock], [], timeout)
+            r = r or pending()
             if r:
                 try:
                     chunk = sock.recv(65536)
