@@ -154,10 +154,11 @@ local requestMeta = {__index = requestIndex}
 ----------------------------------------------------------------- server
 
 -- A handler's errors keep their traceback; an error object with a status
--- (413 from req:body()) is passed through for the engine to answer with it.
+-- (413 from req:body()) is passed through for the engine to answer with it,
+-- and so is Canceled (its client left: nothing to report).
 local function handlerError(err)
   if type(err) == "table" then
-    if err.status then return err end
+    if err.status or err.code == "Canceled" then return err end
     local mt = getmetatable(err)
     if not (mt and mt.__tostring) then err = require("pretty").summary(err) end
   end

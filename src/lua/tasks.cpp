@@ -48,6 +48,7 @@ struct Task : Schedulable {
   int lua_hook_ref = LUA_NOREF;
   int lua_hook_arg_ref = LUA_NOREF;
   std::vector<std::pair<Task*, uint32_t>> waiters;  // tasks awaiting this one
+  std::shared_ptr<Waker> waker;                      // the far end of the current wait, if shared
 
   [[nodiscard]] bool cancel_due() const { return cancel_requested && !cancel_delivered && shield == 0; }
 };
@@ -78,7 +79,18 @@ void push_future(lua_State* L, Task* t) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, t->self_ref);
 }
 
+}  // namespace
+
+void forget_waker(Task* t) {
+  if (t->waker == nullptr) return;
+  t->waker->task_ = nullptr;
+  t->waker.reset();
+}
+
+namespace {
+
 void clear_hooks(lua_State* L, Task* t) {
+  forget_waker(t);
   t->c_hook = nullptr;
   t->c_hook_arg = nullptr;
   luaL_unref(L, LUA_REGISTRYINDEX, t->lua_hook_ref);
@@ -507,10 +519,7 @@ int task_outcome(lua_State* L) {
 // requestCancel(f): asks f's task to stop; delivered now if it is suspended,
 // else at its next blocking call.
 int task_request_cancel(lua_State* L) {
-  Task* t = check_future(L, 1);
-  if (t->state == Task::State::Done || t->cancel_requested) return 0;
-  t->cancel_requested = true;
-  if (t->state == Task::State::Suspended && t->cancel_due()) deliver_cancel(L, t);
+  TaskSystem::from(L).cancel(check_future(L, 1));
   return 0;
 }
 
@@ -849,6 +858,33 @@ bool TaskSystem::take_cancel(Task* t) {  // NOLINT(readability-convert-member-fu
   if (!t->cancel_due()) return false;
   t->cancel_delivered = true;
   return true;
+}
+
+void TaskSystem::cancel(Task* t) {
+  if (t->state == Task::State::Done || t->cancel_requested) return;
+  t->cancel_requested = true;
+  if (t->state == Task::State::Suspended && t->cancel_due()) deliver_cancel(rt_.L(), t);
+}
+
+std::shared_ptr<Waker> TaskSystem::begin_shared_wait(Task* t, CancelHook hook, void* arg) {
+  auto w = std::make_shared<Waker>(*this);
+  w->id_ = begin_wait(t, hook, arg);
+  w->task_ = t;
+  t->waker = w;
+  return w;
+}
+
+bool Waker::wake(int nvalues) {
+  if (task_ == nullptr) {
+    lua_pop(sys_.L(), nvalues);
+    return false;
+  }
+  return sys_.wake(task_, id_, nvalues);  // clears task_ (clear_hooks)
+}
+
+bool Waker::wake_error(const char* code, const std::string& message) {
+  if (task_ == nullptr) return false;
+  return sys_.wake_error(task_, id_, code, message);
 }
 
 uint32_t TaskSystem::begin_wait(Task* t, CancelHook hook, void* arg) {

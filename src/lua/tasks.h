@@ -84,6 +84,13 @@ class TaskSystem {
   // drops the values: a task is resumed exactly once per wait.
   using CancelHook = void (*)(Task* t, void* arg);
   Task* waiter(lua_State* L, int yieldable_idx);
+  // begin_wait for an operation that completes later through a Waker (a
+  // thread-pool job, a server's close, a callback): the completion holds
+  // the Waker, never the Task*, so it can outlive a cancelled task safely.
+  std::shared_ptr<class Waker> begin_shared_wait(Task* t, CancelHook hook = nullptr, void* arg = nullptr);
+  // Asks t to stop (task.cancel): delivered now if it is suspended, else at
+  // its next blocking call.
+  void cancel(Task* t);
   bool take_cancel(Task* t);
   uint32_t begin_wait(Task* t, CancelHook hook, void* arg);
   int suspend(lua_State* L, Task* t);
@@ -117,6 +124,25 @@ class TaskSystem {
     Task* task;
   };
   std::vector<IdleWorker> idle_workers_;
+};
+
+// The far end of a wait (see begin_shared_wait). It wakes its task at most
+// once; once the task was woken otherwise, cancelled or finished, it does
+// nothing (and drops the values pushed for it).
+class Waker {
+ public:
+  explicit Waker(TaskSystem& sys) : sys_(sys) {}
+  bool wake(int nvalues);  // the values are on top of sys.L()
+  bool wake_error(const char* code, const std::string& message);
+  [[nodiscard]] bool waiting() const { return task_ != nullptr; }
+  [[nodiscard]] TaskSystem& system() const { return sys_; }
+
+ private:
+  friend class TaskSystem;
+  friend void forget_waker(Task* t);
+  TaskSystem& sys_;
+  Task* task_ = nullptr;
+  uint32_t id_ = 0;
 };
 
 }  // namespace evo

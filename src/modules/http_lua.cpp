@@ -122,6 +122,8 @@ int l_serve(lua_State* L) {
   cfg.limits.max_body = static_cast<size_t>(opt_number(L, 2, "maxBodyBytes", 8 * 1024 * 1024));
   cfg.header_timeout = opt_number(L, 2, "headerTimeout", 10);
   cfg.idle_timeout = opt_number(L, 2, "idleTimeout", 5);
+  cfg.body_timeout = opt_number(L, 2, "bodyTimeout", 60);
+  cfg.send_timeout = opt_number(L, 2, "sendTimeout", 60);
   cfg.events = lua_isnoneornil(L, 3);
   lua_getfield(L, 2, "host");
   std::string host = lua_isnil(L, -1) ? "127.0.0.1" : luaL_checkstring(L, -1);
@@ -184,11 +186,10 @@ int l_close(lua_State* L) {
     lua_pushboolean(L, 0);
     return 1;
   }
-  uint32_t id = sys.begin_wait(t, nullptr, nullptr);
-  TaskSystem* psys = &sys;
-  server->stop([psys, t, id]() {
-    lua_pushboolean(psys->L(), 1);
-    psys->wake(t, id, 1);
+  std::shared_ptr<Waker> waker = sys.begin_shared_wait(t);
+  server->stop([waker]() {
+    lua_pushboolean(waker->system().L(), 1);
+    waker->wake(1);
   });
   return sys.suspend(L, t);
 }
@@ -365,22 +366,23 @@ int l_send_file(lua_State* L) {
     return 2;
   }
   lua_pop(L, 1);
-  uint32_t id = sys.begin_wait(t, nullptr, nullptr);
+  // Cancelled, the handler goes on (to its end) while the file is sent; the
+  // completion then finds the Waker stale.
+  std::shared_ptr<Waker> waker = sys.begin_shared_wait(t);
   std::shared_ptr<Exchange> keep = static_cast<ResBox*>(lua_touserdata(L, 1))->ex;
-  TaskSystem* psys = &sys;
-  c->send_file(fd, offset, length, [keep, psys, t, id](int status) {
-    lua_State* ML = psys->L();
+  c->send_file(fd, offset, length, [keep, waker](int status) {
+    lua_State* ML = waker->system().L();
     if (status != 0) {
       if (keep->conn != nullptr) keep->conn->close_soon();
       lua_pushnil(ML);
       errors::push_uv_error(ML, status);
-      psys->wake(t, id, 2);
+      waker->wake(2);
       return;
     }
     keep->written = keep->length;
     if (keep->conn != nullptr) keep->conn->finish(*keep);
     lua_pushboolean(ML, 1);
-    psys->wake(t, id, 1);
+    waker->wake(1);
   });
   return sys.suspend(L, t);
 }
@@ -399,7 +401,7 @@ int l_read(lua_State* L) {
   }
   if (ex.body_error_status != 0) {
     lua_pushnil(L);
-    errors::push_error(L, ex.body_error_status == 413 ? "BodyTooLarge" : "BadRequest", ex.body_error);
+    errors::push_error(L, body_error_code(ex.body_error_status), ex.body_error);
     lua_pushinteger(L, ex.body_error_status);
     lua_setfield(L, -2, "status");
     return 3;
@@ -447,9 +449,20 @@ int l_state(lua_State* L) {
 // done(res, ok, err): after the handler. A handler that raised gets a 500
 // (or the error's `status`, e.g. 413 from req:body()); one that returned
 // without answering has its response finished as it stands.
+// True when the value at idx is the Canceled error.
+bool is_canceled(lua_State* L, int idx) {
+  if (!lua_istable(L, idx)) return false;
+  lua_getfield(L, idx, "code");
+  bool yes = lua_isstring(L, -1) && std::strcmp(lua_tostring(L, -1), "Canceled") == 0;
+  lua_pop(L, 1);
+  return yes;
+}
+
 int l_done(lua_State* L) {
   Exchange& ex = check_res(L, 1);
+  ex.handler = nullptr;  // its task goes back to the pool
   bool ok = lua_toboolean(L, 2) != 0;
+  if (!ok && is_canceled(L, 3) && (live(ex) == nullptr || live(ex)->closing())) return 0;  // its client left
   if (!ok) {
     int status = 500;
     if (lua_istable(L, 3)) {

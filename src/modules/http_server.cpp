@@ -161,7 +161,7 @@ int Server::listen(const char* host, int port, int backlog) {
   // One timer enforces every connection's deadlines, at a quarter of the
   // shortest timeout (bounded to 50 ms..1 s): a connection costs no timer.
   double shortest = 0;
-  for (double t : {config_.header_timeout, config_.idle_timeout}) {
+  for (double t : {config_.header_timeout, config_.idle_timeout, config_.body_timeout, config_.send_timeout}) {
     if (t > 0 && (shortest == 0 || t < shortest)) shortest = t;
   }
   uint64_t every = shortest > 0 ? std::clamp<uint64_t>(to_ms(shortest) / 4, 50, 1000) : 1000;
@@ -268,8 +268,9 @@ void Server::release_lua() {
 void Server::sweep() {
   uint64_t now = uv_now(rt_.loop());
   for (Connection* c = first_; c != nullptr;) {
-    Connection* next = c->next;  // on_deadline may close c
-    if (c->deadline != 0 && c->deadline <= now) c->on_deadline();
+    Connection* next = c->next;  // the deadlines may close c
+    if (c->send_deadline != 0 && c->send_deadline <= now) c->on_send_deadline();
+    if (!c->closing() && c->deadline != 0 && c->deadline <= now) c->on_deadline();
     c = next;
   }
 }
@@ -335,6 +336,7 @@ void Connection::connection_lost() {
   if (current_ == nullptr) return;
   std::shared_ptr<Exchange> ex = std::move(current_);
   ex->conn = nullptr;
+  cancel_handler(*ex);
   if (ex->body_reader != nullptr) {
     Task* t = ex->body_reader;
     ex->body_reader = nullptr;
@@ -374,7 +376,7 @@ void Connection::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
   c->eof_ = true;
   c->set_reading(false);
   if (nread != UV_EOF) {
-    c->close();  // reset or failed: nobody to answer
+    c->client_left();  // reset or failed: nobody to answer
     return;
   }
   switch (c->state_) {
@@ -395,17 +397,36 @@ void Connection::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
       return;
     }
     case State::Responding:
-      // The client closed its side before the answer. It may still read it
-      // (a half-close), so the answer is written if it comes; the event
-      // style learns now that the client is gone.
-      if (c->current_ != nullptr) {
-        c->current_->close_after = true;
-        c->report_abort(*c->current_);
-      }
+      // The client left while its handler runs (as Node's server does by
+      // default): the handler is cancelled and the connection closes, so a
+      // flood of clients that ask and leave holds no descriptors.
+      c->client_left();
+      return;
+    case State::Draining:
+      c->close_soon();  // the rest of a body nobody wants will not come
       return;
     default:
-      c->close();  // between requests, or before a whole one: nothing to answer
+      // Between requests: what was asked in full before the end is still
+      // answered, and what is owed is written (advance closes after it).
+      c->advance();
   }
+}
+
+// The client is gone (reset, or left while its handler ran): its handler
+// sees Canceled at its next blocking call, the socket closes now.
+void Connection::client_left() {
+  if (current_ != nullptr) {
+    report_abort(*current_);
+    cancel_handler(*current_);
+  }
+  close();
+}
+
+void Connection::cancel_handler(Exchange& ex) {
+  if (ex.handler == nullptr || server_->tasks().closed()) return;
+  Task* t = ex.handler;
+  ex.handler = nullptr;
+  server_->tasks().cancel(t);
 }
 
 // TLS: the records in, the plaintext into the input buffer, handshake
@@ -429,6 +450,7 @@ bool Connection::decrypt(const char* data, size_t n) {
 
 void Connection::received(const char* data, size_t n) {
   if (state_ == State::Closing) return;  // lingering: input is dropped
+  if (state_ == State::Body || state_ == State::Draining) update_deadline();  // the body moves
   if (tls_ != nullptr) {
     size_t before = in_.size() - in_pos_;
     if (!decrypt(data, n)) return;
@@ -450,14 +472,23 @@ void Connection::received(const char* data, size_t n) {
 void Connection::advance() {
   if (in_advance_) return;
   in_advance_ = true;
-  while (parse_step()) {
-  }
+  do {
+    stopped_for_output_ = false;
+    while (parse_step()) {
+    }
+    flush();  // answers written at once drain the output: parsing may go on
+  } while (stopped_for_output_ && !congested() && state_ == State::Waiting);
   in_advance_ = false;
   if (in_pos_ == in_.size()) {
     in_.clear();
     in_pos_ = 0;
   }
-  flush();
+  // After the client's end, once every request it sent in full is answered
+  // (what is left cannot become a request), the connection closes.
+  if (eof_ && state_ == State::Waiting && !stopped_for_output_ && current_ == nullptr) {
+    close_soon();
+    return;
+  }
   if (state_ != State::Closing && state_ != State::Upgraded) {
     // Read while there is room: a handler slow to take its body, or a client
     // pipelining faster than we answer, stops the reading until we catch up.
@@ -474,6 +505,13 @@ void Connection::advance() {
 bool Connection::parse_step() {
   if (state_ == State::Responding || state_ == State::Closing || state_ == State::Upgraded) return false;
   if (in_pos_ == in_.size()) return false;
+  // Answers not yet taken by the client bound what is read and dispatched:
+  // a deep pipeline waits in the input (bounded too) instead of piling
+  // responses up in memory.
+  if (state_ == State::Waiting && congested()) {
+    stopped_for_output_ = true;
+    return false;
+  }
   std::string_view input(in_.data() + in_pos_, in_.size() - in_pos_);
   size_t used = 0;
   RequestParser::Result r = parser_.feed(input, &used);
@@ -558,7 +596,8 @@ void Connection::dispatch(bool complete) {
   if (!ex->req.keep_alive || server_->stopping_) ex->close_after = true;
   current_ = ex;
   state_ = complete ? State::Responding : State::Body;
-  deadline = 0;  // the handler's time is its own
+  deadline = 0;  // the handler's time is its own (a body's pieces have their deadline)
+  if (!complete) update_deadline();
 
   if (server_->config().events) {
     server_->pending[ex->id] = ex;
@@ -607,34 +646,117 @@ void Connection::fail_request(int status) {
 
 void Connection::on_deadline() {
   deadline = 0;
-  if (state_ == State::Closing) {
-    close();  // the linger after a last response is over
-    return;
+  switch (waiting_for) {
+    case Wait::Linger:
+      close();  // the linger after a last response is over
+      return;
+    case Wait::Body:
+      body_timed_out();
+      return;
+    case Wait::Idle:
+      close();  // an idle keep-alive connection: nothing to say
+      return;
+    case Wait::Header:
+      if (state_ != State::Waiting) return;
+      // A TLS client that did not even finish its handshake cannot be told
+      // anything; others hear they were too slow (slowloris).
+      if (tls_ != nullptr && !tls_->handshake_done()) {
+        close();
+      } else {
+        fail_request(408);
+      }
+      return;
   }
-  if (state_ != State::Waiting) return;
-  if (deadline_is_idle || (tls_ != nullptr && !tls_->handshake_done())) {
-    // An idle keep-alive connection: nothing to say. A TLS client that did
-    // not even finish its handshake cannot be told anything either.
-    close();
-    return;
-  }
-  fail_request(408);  // headers too slow (slowloris)
 }
 
+// No piece of the request body for body_timeout: the handler's read fails
+// with 408 (it may still answer); one that is not reading is cancelled and
+// the engine answers 408 itself if nothing went out yet. Then the connection
+// closes: the rest of the body will not be read.
+void Connection::body_timed_out() {
+  if (state_ == State::Draining || current_ == nullptr) {
+    close_soon();
+    return;
+  }
+  std::shared_ptr<Exchange> ex = current_;
+  ex->body_error_status = 408;
+  ex->body_error = "no request body within bodyTimeout";
+  ex->close_after = true;
+  if (ex->body_reader != nullptr) {
+    wake_body_reader(*ex);
+    return;
+  }
+  cancel_handler(*ex);
+  if (server_->config().events) {
+    server_->pending.erase(ex->id);
+    report_abort(*ex);
+  }
+  if (ex->headers_sent) {
+    cut(*ex);
+    return;
+  }
+  ex->head.clear();
+  ex->status = 408;
+  ex->reason.clear();
+  ex->head = "Content-Type: text/plain; charset=utf-8\r\n";
+  ex->body_done = true;
+  send_whole(*ex, "408 Request Timeout\n");
+}
+
+// The header or idle deadline of a connection between requests. While
+// output is still being written neither applies: the send deadline does.
 void Connection::update_deadline() {
-  if (state_ != State::Waiting) return;
   const ServerConfig& cfg = server_->config();
   uint64_t now = uv_now(server_->runtime().loop());
+  if (state_ == State::Body || state_ == State::Draining) {
+    deadline = cfg.body_timeout > 0 ? now + to_ms(cfg.body_timeout) : 0;
+    waiting_for = Wait::Body;
+    return;
+  }
+  if (state_ != State::Waiting) return;
   bool mid_request = in_pos_ != in_.size() || !served_any_;
+  if (output_pending() && !mid_request) {
+    deadline = 0;
+    return;
+  }
   if (mid_request) {
-    if (deadline == 0 || deadline_is_idle) {
+    if (deadline == 0 || waiting_for != Wait::Header) {
       deadline = cfg.header_timeout > 0 ? now + to_ms(cfg.header_timeout) : 0;
     }
-    deadline_is_idle = false;
-  } else if (!deadline_is_idle || deadline == 0) {
+    waiting_for = Wait::Header;
+  } else if (waiting_for != Wait::Idle || deadline == 0) {
     deadline = cfg.idle_timeout > 0 ? now + to_ms(cfg.idle_timeout) : 0;
-    deadline_is_idle = true;
+    waiting_for = Wait::Idle;
   }
+}
+
+// Bytes handed over but not yet taken by the peer's socket.
+size_t Connection::unsent() const {
+  size_t queued = write_in_flight_ ? uv_stream_get_write_queue_size(
+                                         reinterpret_cast<const uv_stream_t*>(&tcp_))
+                                   : 0;
+  return out_.size() + queued;
+}
+
+void Connection::arm_send_deadline() {
+  double t = server_->config().send_timeout;
+  if (send_deadline != 0 || t <= 0) return;
+  send_deadline = uv_now(server_->runtime().loop()) + to_ms(t);
+  send_mark_ = unsent();
+}
+
+// sendTimeout passed: a peer that took some of the output meanwhile gets
+// another period; one that took nothing is cut off (nginx's send_timeout).
+void Connection::on_send_deadline() {
+  send_deadline = 0;
+  if (!output_pending()) return;
+  size_t left = unsent();
+  if (file_in_flight_ || left < send_mark_) {
+    arm_send_deadline();
+    send_mark_ = left;
+    return;
+  }
+  client_left();
 }
 
 void Connection::emit_finished(Exchange& ex) {
@@ -664,7 +786,7 @@ void Connection::wake_body_reader(Exchange& ex) {
     body_consumed();
   } else if (ex.body_error_status != 0) {
     lua_pushnil(L);
-    errors::push_error(L, ex.body_error_status == 413 ? "BodyTooLarge" : "BadRequest", ex.body_error);
+    errors::push_error(L, body_error_code(ex.body_error_status), ex.body_error);
     lua_pushinteger(L, ex.body_error_status);
     lua_setfield(L, -2, "status");
     sys.wake(t, ex.body_reader_id, 2);
@@ -836,6 +958,7 @@ void Connection::flush() {
     return;
   }
   write_in_flight_ = true;
+  arm_send_deadline();
 }
 
 // A task waiting in res:write (or for all output, before an upgrade) goes on
@@ -851,6 +974,7 @@ void Connection::wake_writer_if_ready() {
 
 // Everything handed over was written at once: what on_write would do next.
 void Connection::written_now() {
+  if (!write_in_flight_) send_deadline = 0;
   wake_writer_if_ready();
   if (file_ && out_.empty()) {
     start_file_send();
@@ -881,12 +1005,14 @@ void Connection::on_write(uv_write_t* req, int status) {
     c->flush();
     return;
   }
+  c->send_deadline = 0;  // all taken: nothing to time out
   if (c->state_ == State::Closing) {
     c->finish_closing();
     return;
   }
-  // Output drained: reading may resume (a pipelining client waits on us).
-  if (!c->reading_ && !c->eof_ && c->state_ != State::Upgraded && !c->in_advance_) c->advance();
+  // Output drained: parsing and reading go on (a pipelining client waits
+  // on us), and the connection's own deadline applies again.
+  if (c->state_ != State::Upgraded && !c->in_advance_) c->advance();
 }
 
 void Connection::close_soon() {
@@ -935,6 +1061,7 @@ void Connection::finish_closing() {
   }
   set_reading(true);  // read (and drop) until the peer closes, or the linger ends
   deadline = uv_now(server_->runtime().loop()) + 2000;
+  waiting_for = Wait::Linger;
 }
 
 void Connection::on_shutdown(uv_shutdown_t* req, int status) {
@@ -993,6 +1120,7 @@ void Connection::start_file_send() {
     return;
   }
   file_in_flight_ = true;
+  arm_send_deadline();
   file_job_ = job;
   file_job_owner_ = std::move(owner);
 }
@@ -1041,6 +1169,7 @@ void Connection::run_task(const std::shared_ptr<Exchange>& ex) {
   // from inside another task it is queued like any new task.
   bool now = sys.resuming == nullptr;
   Task* t = sys.spawn_pooled(L, 5, !now);
+  ex->handler = t;  // until the runner's done(): a client that leaves cancels it
   if (now) sys.run_now(t);
 }
 

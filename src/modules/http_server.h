@@ -54,6 +54,8 @@ struct ServerConfig {
   Limits limits;
   double header_timeout = 10;  // seconds to receive a request's headers → 408
   double idle_timeout = 5;     // seconds a kept-alive connection may sit idle
+  double body_timeout = 60;    // seconds between two pieces of a request body → 408
+  double send_timeout = 60;    // seconds the peer may take none of our output → close
   size_t high_water = size_t{64} * 1024;
   bool events = false;                // the event style (HttpServer) instead of task handlers
   std::shared_ptr<tls::Context> tls;  // https: every connection is a TLS session
@@ -69,6 +71,7 @@ class Exchange {
   std::string remote_ip;
   int remote_port = 0;
   Connection* conn = nullptr;  // nullptr once the exchange is over or the connection gone
+  Task* handler = nullptr;     // the handler's task (task style) until it returns
 
   // The request body as it arrives: bytes not yet read by the handler.
   std::string body;
@@ -139,7 +142,7 @@ class Server : public std::enable_shared_from_this<Server> {
   void attach(Connection* c);
   void detach(Connection* c);
   void on_listener_closed();
-  void sweep();  // enforces header and idle deadlines
+  void sweep();  // enforces every connection's deadlines
 
  private:
   friend class Connection;
@@ -222,9 +225,16 @@ class Connection final : public NativeHandle {
 
   Connection* prev = nullptr;
   Connection* next = nullptr;
-  uint64_t deadline = 0;  // uv_now ms; 0: none
-  bool deadline_is_idle = false;
+  // The deadline of what the connection waits for (uv_now ms; 0: none):
+  // the next request's headers, an idle keep-alive, the next piece of a
+  // request body, or the linger after a last response. Output that the peer
+  // does not take has its own deadline (send_deadline), whatever the state.
+  enum class Wait : uint8_t { Header, Idle, Body, Linger };
+  uint64_t deadline = 0;
+  Wait waiting_for = Wait::Header;
+  uint64_t send_deadline = 0;
   void on_deadline();
+  void on_send_deadline();
 
  protected:
   void on_closed() override;
@@ -250,6 +260,14 @@ class Connection final : public NativeHandle {
   void abort();
   void set_reading(bool on);
   void update_deadline();
+  void arm_send_deadline();
+  [[nodiscard]] size_t unsent() const;
+  [[nodiscard]] bool output_pending() const {
+    return pending_output() != 0 || write_in_flight_ || file_in_flight_ || file_.has_value();
+  }
+  void client_left();
+  void cancel_handler(Exchange& ex);
+  void body_timed_out();
   void wake_body_reader(Exchange& ex);
   void connection_lost();
   void report_abort(Exchange& ex);
@@ -277,6 +295,8 @@ class Connection final : public NativeHandle {
   bool served_any_ = false;
   bool tls_close_sent_ = false;
   bool drain_all_ = false;  // the writer waits for all output, not just below the mark
+  bool stopped_for_output_ = false;  // parsing waits for the output to drain below the mark
+  size_t send_mark_ = 0;              // unsent bytes when the send deadline was armed
   std::shared_ptr<Exchange> current_;
   Task* writer_ = nullptr;
   uint32_t writer_id_ = 0;
@@ -297,6 +317,11 @@ class Connection final : public NativeHandle {
   std::string remote_ip_;
   int remote_port_ = 0;
 };
+
+// The error code a handler's body read fails with, by the status to answer.
+inline const char* body_error_code(int status) {
+  return status == 413 ? "BodyTooLarge" : status == 408 ? "Timeout" : "BadRequest";
+}
 
 // Lua bindings (src/modules/http_lua.cpp; open_http is declared in lua/modules.h).
 // Pushes the header table of a request: lower-case names, repeated headers

@@ -216,16 +216,19 @@ describe("res", function()
     assert.equal(list[3].body, "ignored body", "nothing of the 204/304 bodies leaked into the stream")
   end, 15)
 
-  it("returns nil, Closed from res:write once the client has gone", function()
+  it("cancels a writing handler once its client has gone (res:write says Closed, or Canceled arrives)", function()
     local result
     local server, url = K.serve({}, function(req, res)
       local chunk = string.rep("x", 65536)
-      for i = 1, 10000 do
-        local ok, err = res:write(chunk)
-        if not ok then result = {i, err and err.code}; return end
-        task.sleep(0.005)
-      end
-      result = {"never failed"}
+      local ok, err = pcall(function()
+        for i = 1, 10000 do
+          local ok, err = res:write(chunk)
+          if not ok then result = {i, err and err.code}; return end
+          task.sleep(0.005)
+        end
+        result = {"never failed"}
+      end)
+      if not ok then result = {0, type(err) == "table" and err.code or tostring(err)} end
     end)
     local _, _, code = K.curl("--max-time", "0.3", url .. "/endless")
     assert.equal(code, 28, "curl gave up")
@@ -233,7 +236,7 @@ describe("res", function()
     server:close()
     assert.type(result, "table")
     assert.type(result[1], "number")
-    assert.equal(result[2], "Closed")
+    assert.truthy(result[2] == "Closed" or result[2] == "Canceled", tostring(result[2]))
   end, 15)
 
   it("reports a missing file from res:sendFile, and the handler can still answer", function()

@@ -42,6 +42,7 @@ def main():
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
         sock = ctx.wrap_socket(sock, server_hostname="localhost")
+        sock.setblocking(False)  # select() sees records, not whole ones: never block in recv
 
     def pending():
         """Decrypted bytes TLS holds already (select cannot see them)."""
@@ -86,9 +87,12 @@ def main():
             if r:
                 try:
                     chunk = sock.recv(65536)
-                except ConnectionResetError:
+                except ssl.SSLWantReadError:
+                    chunk = None
+                except (ConnectionResetError, ssl.SSLError):
                     report["ending"] = "reset"
                     return False
+            if r and chunk is not None:
                 if not chunk:
                     report["ending"] = "eof"
                     return False
@@ -98,6 +102,8 @@ def main():
             if w:
                 try:
                     n = sock.send(view[:65536])
+                except (ssl.SSLWantWriteError, ssl.SSLWantReadError):
+                    n = 0
                 except OSError as e:
                     report["sendError"] = "%s" % e
                     return False

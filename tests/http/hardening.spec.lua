@@ -1,0 +1,136 @@
+-- The HTTP server under hostile and slow clients (issue 8): bounded output
+-- for deep pipelines (item 32), nothing lost at an EOF between requests
+-- (item 8), no idle/header timeout while a response is being written
+-- (item 33), send and body timeouts (item 6), a client that resets or leaves
+-- ends its connection and cancels its handler (item 34). Servers run in a
+-- child process: a failure here is memory, a spin or a leak.
+local K = require("httpkit")
+local process = require("process")
+local task = require("task")
+local fs = require("fs")
+
+local function startServer(...)
+  local child = assert(process.spawn(K.evo, {K.fixtures .. "/hard_server.lua", ...}, {stdin = "ignore", stderr = "inherit"}))
+  local line = assert(child.stdout:readLine(), "the fixture did not start")
+  local port, pid = line:match("^(%d+) (%d+)$")
+  local s = {port = tonumber(port), pid = tonumber(pid)}
+  function s.stop()
+    child:kill("KILL")
+    child:wait()
+    child.stdout:close()
+  end
+  K.onCleanup(s.stop)
+  return s
+end
+
+local function rssMiB(pid)
+  local status = assert(fs.readFile("/proc/" .. pid .. "/status"))
+  return tonumber(status:match("VmRSS:%s*(%d+)")) / 1024
+end
+
+local function stats(port)
+  local rep = K.raw(port, K.req("GET", "/stats", {"Connection: close"}), 3)
+  local list = K.parse(rep.data)
+  assert.equal(#list, 1, "stats answered: " .. rep.data:sub(1, 200))
+  local t = {}
+  for k, v in list[1].body:gmatch("(%w+)=(%d+)") do t[k] = tonumber(v) end
+  return t
+end
+
+-- Polls until cond(stats) holds or `seconds` pass; returns the last stats.
+local function waitStats(port, seconds, cond)
+  local deadline = task.now() + seconds
+  local s
+  repeat
+    s = stats(port)
+    if cond(s) then return s end
+    task.sleep(0.05)
+  until task.now() > deadline
+  return s
+end
+
+describe("HTTP server hardening", function()
+  afterEach(K.cleanup)
+
+  it("keeps its memory bounded when clients pipeline faster than they read (item 32)", function()
+    local s = startServer()
+    local base = rssMiB(s.pid)
+    local peer = assert(process.spawn(K.python, {K.peers .. "/flood.py", tostring(s.port), "2", tostring(32 * 1024), "2"},
+      {stdin = "ignore", stderr = "inherit"}))
+    assert.equal(peer.stdout:readLine(), "sent")
+    task.sleep(1)
+    local peak = rssMiB(s.pid)
+    local report = assert(load("return " .. peer.stdout:readAll()))()
+    peer:wait()
+    peer.stdout:close()
+    -- Unbounded, 2 x ~1,100 answers of 100 KB would be ~220 MB.
+    assert.truthy(peak - base < 48, string.format("server RSS grew by %.1f MiB", peak - base))
+    for i, c in ipairs(report.connections) do
+      assert.equal(c.responses, report.requests, "connection " .. i .. ": every request answered")
+      assert.equal(c.ending, "eof")
+    end
+  end, 60)
+
+  it("answers every pipelined request when the client half-closes at once (item 8)", function()
+    local s = startServer()
+    local reqs = string.rep(K.req("GET", "/big"), 20)
+    local rep = K.raw(s.port, {{"send", reqs}, {"shut"}}, 10)
+    local list = K.parse(rep.data)
+    assert.equal(#list, 20, "20 answers, got " .. #list)
+    for _, r in ipairs(list) do assert.equal(#r.body, 100 * 1024) end
+    assert.equal(rep.ending, "eof")
+  end, 30)
+
+  for _, path in ipairs({"/60k", "/huge"}) do
+    it("writes all of " .. path .. " to a client that half-closes right after asking and reads late (item 8)", function()
+      local s = startServer()
+      local r = K.run(K.python, {K.peers .. "/slowread.py", tostring(s.port), path, tostring(1e9), "0.5", "shut"}, {timeout = 30})
+      local rep = assert(load("return " .. r.out), r.err)()
+      assert.equal(rep.ending, "complete")
+    end, 30)
+  end
+
+  it("lets a slow but steady reader have all of a 20 MB response despite short idle/header timeouts (item 33)", function()
+    local s = startServer("0.3", "0.3")
+    local r = K.run(K.python, {K.peers .. "/slowread.py", tostring(s.port), "/huge", tostring(10 * 1024 * 1024)}, {timeout = 30})
+    local rep = assert(load("return " .. r.out), r.err)()
+    assert.equal(rep.bytes, 20 * 1024 * 1024)
+    assert.equal(rep.ending, "complete")
+  end, 40)
+
+  it("cuts a response whose client takes nothing for sendTimeout (item 6)", function()
+    local s = startServer("5", "10", "0.5")
+    local peer = task.async(K.run, K.python, {K.peers .. "/slowread.py", tostring(s.port), "/huge", tostring(1e9), "2.5"}, {timeout = 30})
+    -- The server gives up on the connection while the client sleeps.
+    local st = waitStats(s.port, 2.2, function(x) return x.connections == 1 end)
+    assert.equal(st.connections, 1, "only the stats connection is left")
+    local rep = assert(load("return " .. peer:await().out))()
+    assert.truthy(rep.bytes < 20 * 1024 * 1024, "the response was cut: " .. rep.bytes)
+  end, 30)
+
+  it("answers 408 when a request body stops arriving for bodyTimeout (item 6)", function()
+    local s = startServer("5", "10", "60", "0.5")
+    local t0 = task.now()
+    local rep = K.raw(s.port, {{"send", K.req("POST", "/body", {"Content-Length: 10"}) .. "abc"}}, 5)
+    local list = K.parse(rep.data)
+    assert.equal(#list, 1, rep.data:sub(1, 200))
+    assert.equal(list[1].status, 408)
+    assert.equal(rep.ending, "eof")
+    assert.truthy(task.now() - t0 < 3, "answered at the body timeout")
+  end, 20)
+
+  for _, how in ipairs({"reset", "shut"}) do
+    it("closes the connection and cancels the handler of a client that leaves (" .. how .. ", item 34)", function()
+      local s = startServer()
+      local clients = {}
+      for i = 1, 20 do
+        clients[i] = task.async(K.raw, s.port, {{"send", K.req("GET", "/slow")}, {"sleep", 0.2}, {how}}, 2)
+      end
+      for _, c in ipairs(clients) do c:await() end
+      local st = waitStats(s.port, 1.5, function(x) return x.connections == 1 and x.canceled == 20 end)
+      assert.equal(st.started, 20)
+      assert.equal(st.canceled, 20, "every handler saw Canceled")
+      assert.equal(st.connections, 1, "only the stats connection is left")
+    end, 30)
+  end
+end)
