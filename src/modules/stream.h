@@ -106,13 +106,19 @@ class Stream {
   int write_blocking(lua_State* L, int first, int last);
   bool fill_blocking(lua_State* L, double timeout, int& pushed);
   bool read_once();
+  // Drops n read bytes. The buffer compacts once the read part is most of
+  // it, so a long read loop keeps only what it has not read yet.
   void consume(size_t n) {
     pos_ += n;
     if (pos_ == buf_.size()) {
       buf_.clear();
       pos_ = 0;
+    } else if (pos_ >= kCompactAt && pos_ >= buf_.size() / 2) {
+      buf_.erase(0, pos_);
+      pos_ = 0;
     }
   }
+  static constexpr size_t kCompactAt = size_t{16} * 1024;
   void want_data();
   // Takes bytes from the wire into the read buffer (decrypting under TLS).
   void absorb(const char* data, size_t n);
