@@ -222,7 +222,7 @@ function ws.accept(req, res, opts)
     local ok
     ok, stream, err = httpnative.upgrade(res, isyieldable())
     if not ok then error(errors.canceled(), 2) end
-  until stream or err
+  until (stream and stream ~= true) or err  -- true: the output drained, ask again
   if not stream then return nil, err end
   local ok, werr = stream:write(concat(lines, "\r\n"))
   if not ok then

@@ -48,7 +48,8 @@ struct Task : Schedulable {
   int lua_hook_ref = LUA_NOREF;
   int lua_hook_arg_ref = LUA_NOREF;
   std::vector<std::pair<Task*, uint32_t>> waiters;  // tasks awaiting this one
-  std::shared_ptr<Waker> waker;                      // the far end of the current wait, if shared
+  std::shared_ptr<Waker> waker;                     // the far end of the current wait, if shared
+  int early_ref = LUA_NOREF;  // a wake that came before the task suspended: {n = k, ...}
 
   [[nodiscard]] bool cancel_due() const { return cancel_requested && !cancel_delivered && shield == 0; }
 };
@@ -89,6 +90,11 @@ void forget_waker(Task* t) {
 
 namespace {
 
+void drop_early_wake(lua_State* L, Task* t) {
+  luaL_unref(L, LUA_REGISTRYINDEX, t->early_ref);
+  t->early_ref = LUA_NOREF;
+}
+
 void clear_hooks(lua_State* L, Task* t) {
   forget_waker(t);
   t->c_hook = nullptr;
@@ -99,9 +105,43 @@ void clear_hooks(lua_State* L, Task* t) {
   t->lua_hook_arg_ref = LUA_NOREF;
 }
 
+// A wake for the wait a running task is about to suspend in (the operation
+// completed before the task got to suspend()): kept, and suspend() returns
+// the values at once instead of yielding.
+bool keep_early_wake(lua_State* L, Task* t, int nvalues) {
+  ++t->wait_id;
+  clear_hooks(L, t);
+  lua_createtable(L, nvalues, 1);
+  lua_insert(L, -(nvalues + 1));
+  for (int i = nvalues; i >= 1; --i) lua_rawseti(L, -(i + 1), i);
+  lua_pushinteger(L, nvalues);
+  lua_setfield(L, -2, "n");
+  luaL_unref(L, LUA_REGISTRYINDEX, t->early_ref);
+  t->early_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  return true;
+}
+
+// suspend() after an early wake: pushes (true, values...) and returns their count.
+int take_early_wake(lua_State* L, Task* t) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, t->early_ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, t->early_ref);
+  t->early_ref = LUA_NOREF;
+  lua_getfield(L, -1, "n");
+  int n = static_cast<int>(lua_tointeger(L, -1));
+  lua_pop(L, 1);
+  lua_checkstack(L, n + 2);
+  lua_pushboolean(L, 1);
+  for (int i = 1; i <= n; ++i) lua_rawgeti(L, -(i + 1), i);
+  lua_remove(L, -(n + 2));  // the table
+  return n + 1;
+}
+
 // Resumes a suspended task with (true, values...): the values are on top of
 // L's stack (nvalues of them) and are moved onto the task's coroutine.
 bool wake_with(lua_State* L, Task* t, uint32_t id, int nvalues) {
+  if (t->state == Task::State::Running && t->wait_id == id && t->co != nullptr) {
+    return keep_early_wake(L, t, nvalues);
+  }
   if (t->state != Task::State::Suspended || t->wait_id != id || t->co == nullptr) {
     lua_pop(L, nvalues);  // late, duplicate or foreign: dropped
     return false;
@@ -297,6 +337,7 @@ int task_prepare(lua_State* L) {
     lua_pushboolean(L, 0);
     return 1;
   }
+  drop_early_wake(L, t);
   push_future(L, t);
   lua_pushinteger(L, ++t->wait_id);
   return 2;
@@ -321,6 +362,7 @@ int task_suspend(lua_State* L) {
     lua_pushboolean(L, 0);
     return 1;
   }
+  if (t->early_ref != LUA_NOREF) return take_early_wake(L, t);
   t->state = Task::State::Suspended;
   lua_settop(L, 0);
   return lua_yield(L, 0);
@@ -573,6 +615,7 @@ int future_gc(lua_State* L) {
   luaL_unref(L, LUA_REGISTRYINDEX, t->co_ref);
   luaL_unref(L, LUA_REGISTRYINDEX, t->results_ref);
   clear_hooks(L, t);
+  drop_early_wake(L, t);
   t->~Task();
   return 0;
 }
@@ -889,12 +932,14 @@ bool Waker::wake_error(const char* code, const std::string& message) {
 
 uint32_t TaskSystem::begin_wait(Task* t, CancelHook hook, void* arg) {
   clear_hooks(rt_.L(), t);
+  drop_early_wake(rt_.L(), t);  // one left by a wait that never suspended
   t->c_hook = hook;
   t->c_hook_arg = arg;
   return ++t->wait_id;
 }
 
 int TaskSystem::suspend(lua_State* L, Task* t) {  // NOLINT(readability-convert-member-functions-to-static)
+  if (t->early_ref != LUA_NOREF) return take_early_wake(L, t);  // the wake came first
   t->state = Task::State::Suspended;
   lua_settop(L, 0);
   return lua_yield(L, 0);

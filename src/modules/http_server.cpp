@@ -161,7 +161,8 @@ int Server::listen(const char* host, int port, int backlog) {
   // One timer enforces every connection's deadlines, at a quarter of the
   // shortest timeout (bounded to 50 ms..1 s): a connection costs no timer.
   double shortest = 0;
-  for (double t : {config_.header_timeout, config_.idle_timeout, config_.body_timeout, config_.send_timeout}) {
+  for (double t :
+       {config_.header_timeout, config_.idle_timeout, config_.body_timeout, config_.send_timeout}) {
     if (t > 0 && (shortest == 0 || t < shortest)) shortest = t;
   }
   uint64_t every = shortest > 0 ? std::clamp<uint64_t>(to_ms(shortest) / 4, 50, 1000) : 1000;
@@ -449,7 +450,7 @@ bool Connection::decrypt(const char* data, size_t n) {
 }
 
 void Connection::received(const char* data, size_t n) {
-  if (state_ == State::Closing) return;  // lingering: input is dropped
+  if (state_ == State::Closing) return;                                       // lingering: input is dropped
   if (state_ == State::Body || state_ == State::Draining) update_deadline();  // the body moves
   if (tls_ != nullptr) {
     size_t before = in_.size() - in_pos_;
@@ -732,9 +733,8 @@ void Connection::update_deadline() {
 
 // Bytes handed over but not yet taken by the peer's socket.
 size_t Connection::unsent() const {
-  size_t queued = write_in_flight_ ? uv_stream_get_write_queue_size(
-                                         reinterpret_cast<const uv_stream_t*>(&tcp_))
-                                   : 0;
+  size_t queued =
+      write_in_flight_ ? uv_stream_get_write_queue_size(reinterpret_cast<const uv_stream_t*>(&tcp_)) : 0;
   return out_.size() + queued;
 }
 

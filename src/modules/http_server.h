@@ -294,9 +294,9 @@ class Connection final : public NativeHandle {
   bool shut_down_ = false;
   bool served_any_ = false;
   bool tls_close_sent_ = false;
-  bool drain_all_ = false;  // the writer waits for all output, not just below the mark
+  bool drain_all_ = false;           // the writer waits for all output, not just below the mark
   bool stopped_for_output_ = false;  // parsing waits for the output to drain below the mark
-  size_t send_mark_ = 0;              // unsent bytes when the send deadline was armed
+  size_t send_mark_ = 0;             // unsent bytes when the send deadline was armed
   std::shared_ptr<Exchange> current_;
   Task* writer_ = nullptr;
   uint32_t writer_id_ = 0;

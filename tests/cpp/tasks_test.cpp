@@ -123,6 +123,78 @@ TEST(TaskWaits, ReadyTasksRunInTheOrderTheyWereWoken) {
   EXPECT_STREQ(lua_tostring(L, -1), "3,1,2");
 }
 
+// The wait contract (issue 8): a completion that arrives before the task
+// suspends (the operation finished at once, on the way to suspend()) is kept,
+// and suspend() returns its values without yielding.
+int wake_then_suspend(lua_State* L) {
+  TaskSystem& sys = TaskSystem::from(L);
+  Task* t = sys.waiter(L, 1);
+  if (t == nullptr) return luaL_error(L, "not in a task");
+  uint32_t id = sys.begin_wait(t, nullptr, nullptr);
+  lua_pushinteger(sys.L(), 42);
+  lua_pushliteral(sys.L(), "early");
+  if (!sys.wake(t, id, 2)) return luaL_error(L, "the early wake was refused");
+  return sys.suspend(L, t);
+}
+
+TEST(TaskWaits, AWakeBeforeSuspendIsKept) {
+  Runtime rt({});
+  lua_register(rt.L(), "wake_then_suspend", wake_then_suspend);
+  lua_State* L = rt.L();
+  ASSERT_EQ(luaL_loadstring(L,
+                            "local ok, a, b = wake_then_suspend(true)\n"
+                            "result = tostring(ok) .. ' ' .. tostring(a) .. ' ' .. tostring(b)\n"
+                            "local ok2, c = wake_then_suspend(true)\n"
+                            "second = c\n"),
+            0);
+  ASSERT_TRUE(rt.start_main_task(0));
+  rt.run_loop();
+  lua_getglobal(L, "result");
+  EXPECT_STREQ(lua_tostring(L, -1), "true 42 early");
+  lua_getglobal(L, "second");
+  EXPECT_EQ(lua_tointeger(L, -1), 42) << "a second wait works the same";
+  lua_pop(L, 2);
+}
+
+std::shared_ptr<Waker> g_held_waker;
+
+int shared_wait(lua_State* L) {
+  TaskSystem& sys = TaskSystem::from(L);
+  Task* t = sys.waiter(L, 1);
+  if (t == nullptr) return luaL_error(L, "not in a task");
+  g_held_waker = sys.begin_shared_wait(t);
+  return sys.suspend(L, t);
+}
+
+// A completion that holds a Waker may come after its task was cancelled and
+// collected: it wakes nothing and touches nothing.
+TEST(TaskWaits, AWakerOutlivesItsCancelledAndCollectedTask) {
+  Runtime rt({});
+  lua_State* L = rt.L();
+  lua_register(L, "shared_wait", shared_wait);
+  ASSERT_EQ(luaL_loadstring(L,
+                            "local task = require('task')\n"
+                            "local f = task.async(function() return shared_wait(true) end)\n"
+                            "task.yield()\n"
+                            "f:cancel()\n"
+                            "outcome = tostring(f:await())  -- (false): cancelled in the wait\n"),
+            0);
+  ASSERT_TRUE(rt.start_main_task(0));
+  rt.run_loop();
+  lua_getglobal(L, "outcome");
+  EXPECT_STREQ(lua_tostring(L, -1), "false");
+  lua_pop(L, 1);
+  lua_gc(L, LUA_GCCOLLECT, 0);
+  lua_gc(L, LUA_GCCOLLECT, 0);
+  ASSERT_NE(g_held_waker, nullptr);
+  EXPECT_FALSE(g_held_waker->waiting());
+  int top = lua_gettop(L);
+  lua_pushinteger(L, 1);
+  EXPECT_FALSE(g_held_waker->wake(1));
+  EXPECT_EQ(lua_gettop(L), top) << "the value was dropped";
+  g_held_waker.reset();
+}
+
 }  // namespace
 // Pooled tasks (the HTTP server's request tasks): a job's coroutine is
 // parked and serves the next job; so is its Task, unless its Future reached

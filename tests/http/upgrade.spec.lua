@@ -77,3 +77,23 @@ describe("an Upgrade nobody takes, followed by more bytes", function()
     stillServing(ports.serve)
   end, 15)
 end)
+
+describe("a WebSocket upgrade pipelined behind a plain request", function()
+  afterEach(K.cleanup)
+  it("answers both: the 200, then the 101 (issue 8 item 1: no lost wake-up)", function()
+    local ws = require("ws")
+    local server = K.serve({}, function(req, res)
+      if req.path ~= "/ws" then return res:send(200, "plain") end
+      local conn = assert(ws.accept(req, res))
+      conn:send("hello")
+      conn:close()
+    end)
+    local upgrade = "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n" ..
+      "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    local rep = K.raw(server.port, {{"send", K.req("GET", "/a") .. upgrade}, {"sleep", 0.5}}, 2)
+    assert.match(rep.data, "^HTTP/1%.1 200 OK\r\n")
+    local second = rep.data:find("HTTP/1.1 101 Switching Protocols\r\n", 1, true)
+    assert.truthy(second, "the 101 came: " .. rep.data:sub(1, 400))
+    assert.truthy(rep.data:find("hello", second, true), "and the WebSocket's first message")
+  end, 15)
+end)
