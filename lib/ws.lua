@@ -17,12 +17,13 @@
 -- after the 101 response, or a client connection (TCP or TLS).
 local native = require("evo.ws")
 local httpnative = require("evo.http")
+local parser = require("evo.httpresponse")
 local net = require("net")
 local errors = require("evo.errors")
 local args = require("evo.args")
 
-local type, error, tostring, tonumber, setmetatable, pairs, ipairs =
-  type, error, tostring, tonumber, setmetatable, pairs, ipairs
+local type, error, tostring, setmetatable, pairs, ipairs =
+  type, error, tostring, setmetatable, pairs, ipairs
 local find, lower, match, gmatch, concat = string.find, string.lower, string.match, string.gmatch,
   table.concat
 local isyieldable = coroutine.isyieldable
@@ -274,25 +275,40 @@ function ws.connect(url, opts)
     return nil, werr
   end
 
+  local after  -- the bytes after the 101
   local function fail(message)
     stream:close()
     return nil, errors.new("BadHandshake", message)
   end
-  local status, serr = stream:readLine()
-  if not status then
-    stream:close()
-    return nil, serr or errors.new("EOF", "the server closed the connection during the handshake")
+  -- The response head, parsed by llhttp (src/modules/http_response_parser.cpp);
+  -- the bytes after a 101 are the server's first frames.
+  local p, head = parser.parser(false)
+  while true do
+    local kind, a, b = parser.next(p)
+    if kind == "head" then
+      head = a
+      if head.status ~= 101 then
+        return fail("the server answered " .. head.status .. " " .. head.reason .. " instead of 101")
+      end
+    elseif kind == "done" then
+      after = a
+      break
+    elseif kind == "error" then
+      if b then return fail("the connection closed in the handshake response") end
+      return fail("malformed handshake response: " .. a)
+    elseif not kind then
+      local data, rerr = stream:read()
+      if data then
+        parser.feed(p, data)
+      elseif rerr then
+        stream:close()
+        return nil, rerr
+      else
+        parser.finish(p)
+      end
+    end
   end
-  local code = tonumber(match(status, "^HTTP/1%.1 (%d%d%d)"))
-  local headers = {}
-  for _ = 1, 100 do
-    local line = stream:readLine()
-    if not line then return fail("the connection closed in the handshake response") end
-    if line == "" then break end
-    local name, value = match(line, "^([^:%s]+):%s*(.-)%s*$")
-    if name then headers[lower(name)] = value end
-  end
-  if code ~= 101 then return fail("the server answered " .. tostring(status) .. " instead of 101") end
+  local headers = head.headers
   if not headerHas(headers.upgrade, "websocket") or not headerHas(headers.connection, "upgrade") then
     return fail("the 101 response lacks Upgrade: websocket")
   end
@@ -312,7 +328,17 @@ function ws.connect(url, opts)
     if not deflate then return fail("invalid permessage-deflate response") end
   end
   if opts.timeout then stream:settimeout(0, 0) end
-  return newConn(stream, "client", deflate, opts, {protocol = protocol, headers = headers})
+  local conn = newConn(stream, "client", deflate, opts, {protocol = protocol, headers = headers})
+  if after ~= "" then  -- frames sent right behind the 101
+    local ok, out = feed(conn.session, after)
+    if out then stream:write(out) end
+    if not ok then
+      local _, _, _, code, reason = native.state(conn.session)
+      conn.closedWith = closedError(code, reason, "WebSocket protocol error (" .. code .. "): " .. reason)
+      stream:close()
+    end
+  end
+  return conn
 end
 
 return ws

@@ -9,6 +9,7 @@ local net = require("net")
 local errors = require("evo.errors")
 local args = require("evo.args")
 local zlib = require("evo.zlib")
+local parser = require("evo.httpresponse")
 
 local type, tostring, tonumber, pairs, ipairs, setmetatable, error =
   type, tostring, tonumber, pairs, ipairs, setmetatable, error
@@ -16,9 +17,10 @@ local concat = table.concat
 local find, sub, lower, match, gsub, upper = string.find, string.sub, string.lower, string.match,
   string.gsub, string.upper
 
+local newParser, pfeed, pfinish, pnext = parser.parser, parser.feed, parser.finish, parser.next
+
 local client = {}
 
-local MAX_HEADER_LINES = 200
 local DEFAULT_MAX_BODY = 64 * 1024 * 1024  -- for bodies read whole (not with stream = true)
 local MAX_IDLE_PER_HOST = 16
 
@@ -137,77 +139,46 @@ local function buildRequest(method, u, headers, body)
   return concat(lines, "\r\n")
 end
 
--- Reads the status line and headers. -> status, reason, headers, version | nil, err
-local function readHead(stream)
-  local line, err = stream:readLine()
-  if not line then return nil, err or errors.new("EOF", "the connection closed before a response") end
-  local version, status, reason = match(line, "^HTTP/(%d%.%d) (%d%d%d) ?(.*)$")
-  if not version then return nil, errors.new("BadResponse", "malformed status line: " .. line:sub(1, 80)) end
-  local headers = {}
-  for _ = 1, MAX_HEADER_LINES do
-    local h, herr = stream:readLine()
-    if not h then return nil, herr or errors.new("EOF", "the connection closed in the response headers") end
-    if h == "" then return tonumber(status), reason, headers, version end
-    local name, value = match(h, "^([^:%s]+):%s*(.-)%s*$")
-    if not name then return nil, errors.new("BadResponse", "malformed header line: " .. h:sub(1, 80)) end
-    name = lower(name)
-    local old = headers[name]
-    if name == "set-cookie" then
-      if old then old[#old + 1] = value else headers[name] = {value} end
-    elseif old then
-      headers[name] = old .. ", " .. value
+-- The response is parsed by llhttp (src/modules/http_response_parser.cpp):
+-- pull() feeds it what the stream reads until it has an event for us.
+local function pull(stream, p)
+  while true do
+    local kind, a, b = pnext(p)
+    if kind then return kind, a, b end
+    local data, err = stream:read()
+    if data then
+      pfeed(p, data)
+    elseif err then
+      return "ioerror", err
     else
-      headers[name] = value
+      pfinish(p)  -- the connection ended: the parser says whether that was the end
     end
   end
-  return nil, errors.new("BadResponse", "too many response headers")
 end
 
--- A body reader: returns the next chunk of the body, nil at its end, or
--- nil, err. `reusable` tells whether the connection may serve another
--- request afterwards.
-local function bodyReader(stream, method, status, headers, version)
-  if method == "HEAD" or status == 204 or status == 304 or (status >= 100 and status < 200) then
-    return function() return nil end, true
+local function parseError(message, eof)
+  return errors.new(eof and "EOF" or "BadResponse", message)
+end
+
+-- Reads the status line and headers (interim responses skipped).
+-- -> head {status, reason, version, headers, keepAlive, framing} | nil, err
+local function readHead(stream, p)
+  local kind, a, b = pull(stream, p)
+  if kind == "head" then return a end
+  if kind == "error" then return nil, parseError(a, b) end
+  return nil, a
+end
+
+-- A body reader: returns the next piece of the body, nil at its end (and the
+-- bytes that followed the response), or nil, err.
+local function bodyReader(stream, p)
+  return function()
+    local kind, a, b = pull(stream, p)
+    if kind == "body" then return a end
+    if kind == "done" then return nil, nil, a end
+    if kind == "error" then return nil, parseError(a, b) end
+    return nil, a
   end
-  local te = headers["transfer-encoding"]
-  if te and find(lower(te), "chunked", 1, true) then
-    local done = false
-    return function()
-      if done then return nil end
-      local sizeLine, err = stream:readLine()
-      if not sizeLine then return nil, err or errors.new("EOF", "the body ended early") end
-      local size = tonumber(match(sizeLine, "^%s*(%x+)"), 16)
-      if not size then return nil, errors.new("BadResponse", "bad chunk size") end
-      if size == 0 then
-        repeat  -- trailers, ignored
-          local t, terr = stream:readLine()
-          if not t then return nil, terr end
-        until t == ""
-        done = true
-        return nil
-      end
-      local data, derr = stream:read(size)
-      if not data or #data < size then return nil, derr or errors.new("EOF", "the body ended early") end
-      stream:readLine()
-      return data
-    end, true
-  end
-  local cl = headers["content-length"]
-  if cl then
-    local remaining = tonumber(cl)
-    if not remaining or remaining < 0 then return nil, errors.new("BadResponse", "bad Content-Length") end
-    return function()
-      if remaining == 0 then return nil end
-      local data, err = stream:read()
-      if not data then return nil, err or errors.new("EOF", "the body ended early") end
-      if #data > remaining then data = sub(data, 1, remaining) end
-      remaining = remaining - #data
-      return data
-    end, true
-  end
-  -- Neither: the body runs until the server closes the connection.
-  return function() return stream:read() end, false
 end
 
 ----------------------------------------------------------------- responses
@@ -224,8 +195,9 @@ function Response:read()
   end
   if self._done then return nil end
   while true do
-    local chunk, err = self._next()
+    local chunk, err, rest = self._next()
     if chunk == nil then
+      if rest and rest ~= "" then self._reusable = false end  -- the server sent more than asked
       if err then
         self._done = true
         self._stream:close()
@@ -296,31 +268,21 @@ local function exchange(u, method, headers, body, opts)
       if not stream then return nil, err end
     end
     if opts.timeout then stream:settimeout(opts.timeout, opts.timeout) end
+    local p = newParser(method == "HEAD")
     local ok, err = stream:write(wire, body or "")
-    local status, reason, rheaders, version
-    if ok then status, reason, rheaders, version = readHead(stream) end
-    while status and status >= 100 and status < 200 and status ~= 101 do
-      status, reason, rheaders, version = readHead(stream)  -- interim responses
-    end
-    if status then
-      local next, reusable = bodyReader(stream, method, status, rheaders, version)
-      if not next then
-        stream:close()
-        return nil, reusable
-      end
-      local conn = lower(rheaders.connection or "")
-      if find(conn, "close", 1, true) or (version == "1.0" and not find(conn, "keep-alive", 1, true)) then
-        reusable = false
-      end
-      local res = setmetatable({status = status, reason = reason, headers = rheaders, version = version,
-        _stream = stream, _next = next, _reusable = reusable, _key = key}, Response)
+    local head
+    if ok then head, err = readHead(stream, p) end
+    if head then
+      local rheaders = head.headers
+      local res = setmetatable({status = head.status, reason = head.reason, headers = rheaders,
+        version = head.version, _stream = stream, _next = bodyReader(stream, p), _reusable = head.keepAlive,
+        _key = key}, Response)
       local enc = lower(rheaders["content-encoding"] or "")
       if opts.decompress ~= false and (enc == "gzip" or enc == "x-gzip" or enc == "deflate") then
         res._inflater = zlib.inflater("auto")
       end
       return res
     end
-    err = status == nil and reason or err
     stream:close()
     if not (reused and errors.is(err, "EOF") or reused and errors.is(err, "ECONNRESET")
         or reused and errors.is(err, "EPIPE")) then

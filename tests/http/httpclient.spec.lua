@@ -11,6 +11,28 @@ local function gzip(s)
   return d:update(s) .. d:finish()
 end
 
+
+-- A raw server: each connection's request head is recorded in `heads`, then
+-- `reply` (bytes, or a function(stream)) answers it. Closed after the test.
+local function rawServer(reply)
+  local heads, conns = {}, {count = 0}
+  local server = assert(net.listen({port = 0}, function(s)
+    conns.count = conns.count + 1
+    local head = s:readUntil("\r\n\r\n")
+    heads[#heads + 1] = head
+    if type(reply) == "function" then
+      reply(s, head)
+    else
+      s:write(reply)
+      s:flush()
+      task.sleep(1.5)  -- the connection stays open: a client must not wait for its end
+    end
+    s:close()
+  end))
+  K.onCleanup(function() server:close() end)
+  return "http://127.0.0.1:" .. server.port, heads, conns
+end
+
 describe("http client", function()
   afterEach(function()
     http.closeIdle()
@@ -152,6 +174,30 @@ describe("http client", function()
     assert.equal(assert(http.get(url .. "/")).body, "ok")
     task.sleep(0.5)  -- the server closes the idle connection meanwhile
     assert.equal(assert(http.get(url .. "/")).body, "ok")
+  end, 15)
+
+
+  it("reads interim responses, HEAD answers, until-EOF bodies and bodies after the head in one read", function()
+    local url = rawServer(function(s, head)
+      if head:match("^HEAD") then
+        s:write("HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+        s:flush()
+        s:readUntil("\r\n\r\n")  -- the connection is reused for the next request
+        s:write("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n" ..
+          "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Final: yes\r\n\r\nhello")
+        s:flush()
+        s:readUntil("\r\n\r\n")
+        s:write("HTTP/1.0 200 OK\r\n\r\nuntil the end")
+      end
+    end)
+    local r = assert(http.request({method = "HEAD", url = url .. "/"}))
+    assert.equal(r.status, 200)
+    assert.equal(r.body, "")
+    assert.equal(r.headers["content-length"], "1000")
+    r = assert(http.get(url .. "/"))
+    assert.equal({r.status, r.reason, r.body, r.headers["x-final"], r.headers.link}, {200, "OK", "hello", "yes", nil})
+    r = assert(http.get(url .. "/"))
+    assert.equal({r.status, r.version, r.body}, {200, "1.0", "until the end"})
   end, 15)
 
   it("does not keep the process alive with idle pooled connections", function()

@@ -447,6 +447,43 @@ describe("Evo ws.connect -> Python websockets.serve", function()
   end, 20)
 end)
 
+describe("ws.connect against a raw server", function()
+  -- serve(answer) -> url; answer(key) -> the bytes the server sends after the request head
+  local servers = {}
+  after(function() for _, s in ipairs(servers) do s:close() end end)
+  local function serve(answer)
+    local server = assert(net.listen({host = "127.0.0.1", port = 0}, function(s)
+      local head = s:readUntil("\r\n\r\n")
+      local key = head and head:match("\r\n[Ss]ec%-[Ww]eb[Ss]ocket%-[Kk]ey: ([^\r]+)")
+      s:write(answer(key))
+      s:flush()
+      task.sleep(0.5)
+      s:close()
+    end))
+    servers[#servers + 1] = server
+    return "ws://127.0.0.1:" .. server.port .. "/"
+  end
+
+  it("receives frames the server sent right behind the 101, in the same packet", function()
+    local url = serve(function(key)
+      return "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" ..
+        "Sec-WebSocket-Accept: " .. require("evo.ws").acceptKey(key) .. "\r\n\r\n\129\5hello\130\2hi"
+    end)
+    local c = assert(ws.connect(url, {timeout = 5}))
+    assert.equal({c:receive()}, {"hello", "text"})
+    assert.equal({c:receive()}, {"hi", "binary"})
+  end, 20)
+
+  it("fails with BadHandshake on a malformed or cut-short response", function()
+    for _, answer in ipairs({"HTTP/1.1 101 Switching\r\nUpgrade: websocket\rX: y\r\n\r\n",
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: webs", "NOT HTTP\r\n\r\n"}) do
+      local c, err = ws.connect(serve(function() return answer end), {timeout = 5})
+      assert.isNil(c)
+      assert.equal(err.code, "BadHandshake", answer)
+    end
+  end, 20)
+end)
+
 describe("WebSocketServer", function()
   local function newServer(opts)
     local server = WebSocketServer(opts)
