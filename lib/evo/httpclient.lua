@@ -276,7 +276,7 @@ local function exchange(u, method, headers, body, opts)
       local rheaders = head.headers
       local res = setmetatable({status = head.status, reason = head.reason, headers = rheaders,
         version = head.version, _stream = stream, _next = bodyReader(stream, p), _reusable = head.keepAlive,
-        _key = key}, Response)
+        _key = key, _length = head.contentLength}, Response)
       local enc = lower(rheaders["content-encoding"] or "")
       if opts.decompress ~= false and (enc == "gzip" or enc == "x-gzip" or enc == "deflate") then
         res._inflater = zlib.inflater("auto")
@@ -318,7 +318,12 @@ function client.request(opts)
     end
     if not (REDIRECTS[res.status] and location and follow > 0) then
       if not opts.stream then
-        local all, berr = res:readAll(opts.maxBodyBytes or DEFAULT_MAX_BODY)
+        local max = opts.maxBodyBytes or DEFAULT_MAX_BODY
+        if res._length and res._length > max and not res._inflater then  -- no need to wait for it
+          res._stream:close()
+          return fail("BodyTooLarge", "the response body is larger than " .. max .. " bytes")
+        end
+        local all, berr = res:readAll(max)
         if not all then return nil, berr end
         res.body = all
       end

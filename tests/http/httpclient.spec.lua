@@ -177,6 +177,70 @@ describe("http client", function()
   end, 15)
 
 
+  -- issue 8 item 39: responses parsed strictly (llhttp), limits enforced as bytes arrive
+  it("answers BadResponse for a chunk size that overflows (2^72)", function()
+    local url = rawServer("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1000000000000000000\r\nabc")
+    local ok, r, err = pcall(http.get, url .. "/", {timeout = 3})
+    assert.truthy(ok, "http.get did not raise: " .. tostring(r))
+    assert.isNil(r)
+    assert.equal(err.code, "BadResponse")
+  end, 15)
+
+  it("enforces maxBodyBytes while a huge advertised chunk arrives", function()
+    local sent = 0
+    local url = rawServer(function(s)
+      s:write("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n40000000\r\n")
+      local piece = string.rep("x", 64 * 1024)
+      for _ = 1, 64 do  -- 4 MiB of a 1 GiB chunk, then silence
+        if not s:write(piece) then return end
+        sent = sent + #piece
+      end
+      task.sleep(5)
+    end)
+    local started = task.now()
+    local r, err = http.get(url .. "/", {maxBodyBytes = 1024 * 1024, timeout = 3})
+    assert.isNil(r)
+    assert.equal(err and err.code, "BodyTooLarge")
+    assert.truthy(task.now() - started < 2, "refused as the bytes arrived, not at the chunk's end")
+    url = rawServer("HTTP/1.1 200 OK\r\nContent-Length: 2147483648\r\n\r\nfirst bytes")
+    started = task.now()
+    r, err = http.get(url .. "/", {maxBodyBytes = 1024 * 1024, timeout = 3})
+    assert.isNil(r)
+    assert.equal(err and err.code, "BodyTooLarge")
+    assert.truthy(task.now() - started < 1, "a Content-Length over the limit is refused at once")
+  end, 15)
+
+  it("answers BadResponse for a Content-Length that is not decimal digits", function()
+    for _, cl in ipairs({"0x3", "2.5", "-1", "3 3", "+3"}) do
+      local url = rawServer("HTTP/1.1 200 OK\r\nContent-Length: " .. cl .. "\r\n\r\nabc")
+      local started = task.now()
+      local r, err = http.get(url .. "/", {timeout = 3})
+      assert.isNil(r, "Content-Length: " .. cl .. " accepted")
+      assert.equal(err.code, "BadResponse", "Content-Length: " .. cl)
+      assert.truthy(task.now() - started < 1, "Content-Length: " .. cl .. ": refused at once")
+    end
+  end, 30)
+
+  it("answers BadResponse for a bare CR, a NUL or a folded line in a header value", function()
+    for _, h in ipairs({"X-A: a\rb", "X-A: a\0b", "X-A: a\r\n b", "X A: b", "X-A: a\nX-B: b"}) do
+      local url = rawServer("HTTP/1.1 200 OK\r\n" .. h .. "\r\nContent-Length: 2\r\n\r\nok")
+      local r, err = http.get(url .. "/", {timeout = 3})
+      assert.isNil(r, string.format("%q accepted", h))
+      assert.equal(err.code, "BadResponse", string.format("%q", h))
+    end
+  end, 30)
+
+  it("answers BadResponse for a malformed status line and for too large a header block", function()
+    local url = rawServer("HTTP/1.1 2000 OK\r\nContent-Length: 0\r\n\r\n")
+    local r, err = http.get(url .. "/", {timeout = 3})
+    assert.isNil(r)
+    assert.equal(err.code, "BadResponse")
+    url = rawServer("HTTP/1.1 200 OK\r\nX-Big: " .. string.rep("b", 200 * 1024) .. "\r\nContent-Length: 0\r\n\r\n")
+    r, err = http.get(url .. "/", {timeout = 3})
+    assert.isNil(r)
+    assert.equal(err.code, "BadResponse")
+  end, 15)
+
   it("reads interim responses, HEAD answers, until-EOF bodies and bodies after the head in one read", function()
     local url = rawServer(function(s, head)
       if head:match("^HEAD") then
