@@ -24,8 +24,7 @@ local args = require("evo.args")
 
 local type, error, tostring, setmetatable, pairs, ipairs =
   type, error, tostring, setmetatable, pairs, ipairs
-local find, lower, match, gmatch, concat = string.find, string.lower, string.match, string.gmatch,
-  table.concat
+local lower, match, gmatch, concat = string.lower, string.match, string.gmatch, table.concat
 local isyieldable = coroutine.isyieldable
 local feed, nextEvent, nsend = native.feed, native.next, native.send
 
@@ -246,8 +245,18 @@ function ws.connect(url, opts)
   opts = opts or {}
   local scheme, rest = match(url, "^(wss?)://(.+)$")
   if not scheme then return nil, errors.new("BadUrl", "not a ws:// or wss:// URL: " .. url) end
-  local u = require("evo.httpclient").parseUrl((scheme == "wss" and "https://" or "http://") .. rest)
-  if not u then return nil, errors.new("BadUrl", "bad WebSocket URL: " .. url) end
+  local httpclient = require("evo.httpclient")
+  local u, why = httpclient.parseUrl((scheme == "wss" and "https://" or "http://") .. rest)
+  if not u then return nil, errors.new("BadUrl", "bad WebSocket URL (" .. why .. ")") end
+  -- Header lines are checked before connecting: nothing may split the request head.
+  local extra = {}
+  if opts.protocols then extra[#extra + 1] = {"Sec-WebSocket-Protocol", concat(opts.protocols, ", ")} end
+  for name, value in pairs(opts.headers or {}) do extra[#extra + 1] = {name, tostring(value)} end
+  for _, h in ipairs(extra) do
+    if not httpclient.validHeader(h[1], h[2]) then
+      return nil, errors.new("BadHeader", "invalid header '" .. tostring(h[1]):gsub("%c", "?") .. "'")
+    end
+  end
   local tls
   if scheme == "wss" then tls = {servername = u.host, ca = opts.ca, verify = opts.verify ~= false} end
   local stream, cerr = net.connect({host = u.host, port = u.port, timeout = opts.timeout, tls = tls})
@@ -257,16 +266,8 @@ function ws.connect(url, opts)
   local key = native.clientKey()
   local lines = {"GET " .. u.target .. " HTTP/1.1", "Host: " .. u.hostHeader, "Upgrade: websocket",
     "Connection: Upgrade", "Sec-WebSocket-Key: " .. key, "Sec-WebSocket-Version: 13"}
-  if opts.protocols then lines[#lines + 1] = "Sec-WebSocket-Protocol: " .. concat(opts.protocols, ", ") end
   if opts.deflate then lines[#lines + 1] = "Sec-WebSocket-Extensions: " .. native.clientDeflateOffer() end
-  for name, value in pairs(opts.headers or {}) do
-    value = tostring(value)
-    if find(name, "[%c%s:]") or find(value, "[\r\n%z]") then
-      stream:close()
-      error("bad argument #2 to 'connect' (invalid header '" .. tostring(name) .. "')", 2)
-    end
-    lines[#lines + 1] = name .. ": " .. value
-  end
+  for _, h in ipairs(extra) do lines[#lines + 1] = h[1] .. ": " .. h[2] end
   lines[#lines + 1] = ""
   lines[#lines + 1] = ""
   local ok, werr = stream:write(concat(lines, "\r\n"))
@@ -294,7 +295,10 @@ function ws.connect(url, opts)
       after = a
       break
     elseif kind == "error" then
-      if b then return fail("the connection closed in the handshake response") end
+      if b then
+        stream:close()
+        return nil, errors.new("EOF", "the server closed the connection during the handshake")
+      end
       return fail("malformed handshake response: " .. a)
     elseif not kind then
       local data, rerr = stream:read()

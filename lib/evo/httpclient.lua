@@ -26,22 +26,32 @@ local MAX_IDLE_PER_HOST = 16
 
 local function fail(code, message) return nil, errors.new(code, message) end
 
+-- For error messages: controls shown as \13, \10...
+local function printable(s) return (gsub(s, "%c", function(c) return "\\" .. c:byte() end)) end
+
+-- A space or a byte past ASCII in a path or query is sent percent-encoded.
+local function encodeByte(c) return string.format("%%%02X", c:byte()) end
+
 -- "https://user@host:8443/p?q" -> {scheme, host, port, target, hostHeader}
+-- | nil, why. Controls (CR, LF, NUL...) are refused anywhere: nothing in a
+-- URL may break the request line or the Host header.
 function client.parseUrl(url)
+  if find(url, "%c") then return nil, "control characters in the URL" end
   local scheme, rest = match(url, "^(%a[%w+.-]*)://(.*)$")
-  if not scheme then return nil end
+  if not scheme then return nil, "not an http(s) URL" end
   scheme = lower(scheme)
-  if scheme ~= "http" and scheme ~= "https" then return nil end
+  if scheme ~= "http" and scheme ~= "https" then return nil, "not an http(s) URL" end
   local authority, target = match(rest, "^([^/?#]*)(.*)$")
-  target = gsub(target, "#.*$", "")
+  target = gsub(gsub(target, "#.*$", ""), "[ \128-\255]", encodeByte)
   if target == "" then target = "/" end
   if sub(target, 1, 1) == "?" then target = "/" .. target end
   authority = gsub(authority, "^.*@", "")  -- userinfo is not sent
-  local host, port = match(authority, "^%[([^%]]+)%]:?(%d*)$")  -- [v6]:port
-  if not host then host, port = match(authority, "^([^:]+):?(%d*)$") end
-  if not host or host == "" then return nil end
+  local host, port = match(authority, "^%[([%x:.]+)%]:?(%d*)$")  -- [v6]:port
+  if not host then host, port = match(authority, "^([%w%-._~!$&'()*+,;=%%]+):?(%d*)$") end
+  if not host then return nil, "bad host or port" end
   local defaultPort = scheme == "https" and 443 or 80
   port = port ~= "" and tonumber(port) or defaultPort
+  if port < 1 or port > 65535 then return nil, "port out of range" end
   local hostHeader = find(host, ":", 1, true) and "[" .. host .. "]" or host
   if port ~= defaultPort then hostHeader = hostHeader .. ":" .. port end
   return {scheme = scheme, host = host, port = port, target = target, hostHeader = hostHeader}
@@ -113,16 +123,23 @@ end
 
 ----------------------------------------------------------------- wire
 
+-- A method or a header name is a token (RFC 9110 5.6.2); a header value has
+-- no controls but tab (CR, LF and NUL would end or split the request head).
+local TOKEN = "^[%w!#$%%&'*+%-.^_`|~]+$"
+local function validToken(s) return type(s) == "string" and find(s, TOKEN) ~= nil end
 local function validHeader(name, value)
-  return not find(name, "[%c%s:]") and name ~= "" and not find(value, "[\r\n%z]")
+  return validToken(name) and not find(value, "[%z\1-\8\10-\31\127]")
 end
+client.validHeader = validHeader
 
 local function buildRequest(method, u, headers, body)
   local lines = {method .. " " .. u.target .. " HTTP/1.1"}
   local have = {}
   for name, value in pairs(headers) do
     value = tostring(value)
-    if not validHeader(name, value) then return nil, "invalid header '" .. tostring(name) .. "'" end
+    if not validHeader(name, value) then
+      return nil, errors.new("BadHeader", "invalid header '" .. printable(tostring(name)) .. "'")
+    end
     lines[#lines + 1] = name .. ": " .. value
     have[lower(name)] = true
   end
@@ -257,7 +274,7 @@ end
 local function exchange(u, method, headers, body, opts)
   local key = poolKey(u, opts)
   local wire, werr = buildRequest(method, u, headers, body)
-  if not wire then error("bad argument #1 to 'request' (" .. werr .. ")", 4) end
+  if not wire then return nil, werr end
   for attempt = 1, 2 do
     local reused = true
     local stream = attempt == 1 and takeIdle(key) or nil
@@ -301,12 +318,14 @@ function client.request(opts)
   if type(opts) == "string" then opts = {url = opts} end
   args.check(1, "request", opts, "table")
   if type(opts.url) ~= "string" then args.fail(1, "request", "url", opts.url) end
+  if opts.method ~= nil and type(opts.method) ~= "string" then args.fail(1, "request", "string method", opts.method) end
   local method = upper(opts.method or "GET")
   local headers = opts.headers or {}
   local body = opts.body
   if body ~= nil and type(body) ~= "string" then args.fail(1, "request", "string body", body) end
-  local u = client.parseUrl(opts.url)
-  if not u then return fail("BadUrl", "not an http(s) URL: " .. opts.url) end
+  if not validToken(method) then return fail("BadMethod", "invalid method '" .. printable(method) .. "'") end
+  local u, why = client.parseUrl(opts.url)
+  if not u then return fail("BadUrl", why .. ": " .. printable(opts.url)) end
   local follow = opts.follow or 0
   for _ = 0, follow do
     local res, err = exchange(u, method, headers, body, opts)
@@ -333,8 +352,8 @@ function client.request(opts)
     follow = follow - 1
     res:readAll()  -- drain, so the connection can be reused
     local nextUrl = resolve(u, location)
-    local nu = client.parseUrl(nextUrl)
-    if not nu then return fail("BadUrl", "bad redirect location: " .. location) end
+    local nu, why = client.parseUrl(nextUrl)
+    if not nu then return fail("BadUrl", "bad redirect location (" .. why .. "): " .. printable(location)) end
     if res.status == 303 or ((res.status == 301 or res.status == 302) and method == "POST") then
       method, body = method == "HEAD" and "HEAD" or "GET", nil
     end

@@ -264,6 +264,38 @@ describe("http client", function()
     assert.equal({r.status, r.version, r.body}, {200, "1.0", "until the end"})
   end, 15)
 
+  -- issue 8 item 9: nothing the caller passes can inject into the request head
+  it("refuses URLs, methods and headers that would inject into the request head", function()
+    local url, heads, conns = rawServer("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    local bad = {
+      {{url = url .. "/x HTTP/1.1\r\nX-Injected: 1\r\n\r\nGET /y"}, "BadUrl"},
+      {{url = url .. "/x\ny"}, "BadUrl"},
+      {{url = url .. "/x\0y"}, "BadUrl"},
+      {{url = "http://127.0.0.1\r\nX-Injected: 1/"}, "BadUrl"},
+      {{url = "http://exa mple.com/"}, "BadUrl"},
+      {{url = "http://127.0.0.1:99999/"}, "BadUrl"},
+      {{url = "http://127.0.0.1:0/"}, "BadUrl"},
+      {{url = url .. "/", method = "GET / HTTP/1.1\r\nX-Injected: 1\r\n\r\nGET"}, "BadMethod"},
+      {{url = url .. "/", method = "G ET"}, "BadMethod"},
+      {{url = url .. "/", method = ""}, "BadMethod"},
+      {{url = url .. "/", headers = {["X-A"] = "v\r\nX-Injected: 1"}}, "BadHeader"},
+      {{url = url .. "/", headers = {["X-A\r\nX-Injected"] = "1"}}, "BadHeader"},
+      {{url = url .. "/", headers = {["X-A"] = "v\0"}}, "BadHeader"},
+      {{url = url .. "/", headers = {["X A"] = "v"}}, "BadHeader"},
+    }
+    for i, case in ipairs(bad) do
+      local ok, r, err = pcall(http.request, case[1])
+      assert.truthy(ok, "case " .. i .. " raised: " .. tostring(r))
+      assert.isNil(r, "case " .. i .. " was sent")
+      assert.equal(err.code, case[2], "case " .. i)
+    end
+    task.sleep(0.05)
+    assert.equal(conns.count, 0, "nothing reached the server")
+    local r = assert(http.get(url .. "/a b?q=x y"))
+    assert.equal(r.body, "ok")
+    assert.equal(heads[1]:match("^[^\r\n]*"), "GET /a%20b?q=x%20y HTTP/1.1", "spaces are percent-encoded")
+  end, 15)
+
   it("does not keep the process alive with idle pooled connections", function()
     local evo = os.getenv("EVO") or "build/evo"
     local server, url = K.serve({idleTimeout = 30}, function(req, res) res:send(200, "ok") end)
