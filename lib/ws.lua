@@ -301,7 +301,11 @@ function ws.connect(url, opts)
       end
       return fail("malformed handshake response: " .. a)
     elseif not kind then
-      local data, rerr = stream:read()
+      local okr, data, rerr = pcall(stream.read, stream)
+      if not okr then  -- cancelled: the half-open handshake is closed at once
+        stream:close()
+        error(data, 0)
+      end
       if data then
         parser.feed(p, data)
       elseif rerr then

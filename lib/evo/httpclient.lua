@@ -198,6 +198,23 @@ local function bodyReader(stream, p)
   end
 end
 
+-- A request cancelled (or failing) while it waits closes its connection at
+-- once: it is in an unknown state, and must neither be pooled nor linger
+-- until garbage collection.
+local function closeOnRaise(stream, ok, ...)
+  if not ok then
+    stream:close()
+    error((...), 0)
+  end
+  return ...
+end
+
+local function sendAndReadHead(stream, p, wire, body)
+  local ok, err = stream:write(wire, body or "")
+  if not ok then return nil, err end
+  return readHead(stream, p)
+end
+
 ----------------------------------------------------------------- responses
 
 local Response = {}
@@ -212,7 +229,7 @@ function Response:read()
   end
   if self._done then return nil end
   while true do
-    local chunk, err, rest = self._next()
+    local chunk, err, rest = closeOnRaise(self._stream, pcall(self._next))
     if chunk == nil then
       if rest and rest ~= "" then self._reusable = false end  -- the server sent more than asked
       if err then
@@ -286,9 +303,7 @@ local function exchange(u, method, headers, body, opts)
     end
     if opts.timeout then stream:settimeout(opts.timeout, opts.timeout) end
     local p = newParser(method == "HEAD")
-    local ok, err = stream:write(wire, body or "")
-    local head
-    if ok then head, err = readHead(stream, p) end
+    local head, err = closeOnRaise(stream, pcall(sendAndReadHead, stream, p, wire, body))
     if head then
       local rheaders = head.headers
       local res = setmetatable({status = head.status, reason = head.reason, headers = rheaders,

@@ -33,6 +33,15 @@ local function rawServer(reply)
   return "http://127.0.0.1:" .. server.port, heads, conns
 end
 
+-- The number of open descriptors of this process.
+local function openFds()
+  local uv = require("uv")
+  local dir = assert(uv.fs_scandir("/proc/self/fd"))
+  local n = 0
+  while uv.fs_scandir_next(dir) do n = n + 1 end
+  return n
+end
+
 describe("http client", function()
   afterEach(function()
     http.closeIdle()
@@ -294,6 +303,42 @@ describe("http client", function()
     local r = assert(http.get(url .. "/a b?q=x y"))
     assert.equal(r.body, "ok")
     assert.equal(heads[1]:match("^[^\r\n]*"), "GET /a%20b?q=x%20y HTTP/1.1", "spaces are percent-encoded")
+  end, 15)
+
+  -- issue 8 item 10: a cancelled request closes its connection at once
+  it("closes the connection of a cancelled request at once", function()
+    local server, url = K.serve({}, function(req, res)
+      task.sleep(0.3)
+      res:send(200, "late")
+    end)
+    local before = openFds()
+    for _ = 1, 10 do
+      local r, err = task.timeout(0.05, http.get, url .. "/")
+      assert.isNil(r)
+      assert.equal(err.code, "Timeout")
+    end
+    task.sleep(0.4)  -- the last handlers finish; the server closes its side then
+    local after = openFds()  -- (fewer when descriptors of earlier tests closed meanwhile)
+    assert.truthy(after <= before, ("no descriptor left open by the cancelled requests: %d before, %d after")
+      :format(before, after))
+    local url2 = rawServer(function(s)  -- a streamed body that stalls
+      s:write("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nfirst")
+      s:read()  -- until the client closes
+    end)
+    local res = assert(http.request({url = url2 .. "/", stream = true}))
+    assert.equal(res:read(), "first")
+    local r, err = task.timeout(0.05, res.read, res)
+    assert.equal(err.code, "Timeout")
+    task.sleep(0.05)
+    assert.truthy(openFds() <= before, "a cancelled res:read() closes the connection too")
+    local f = task.concurrent(http.get, url .. "/")
+    task.sleep(0.05)
+    f:cancel()
+    task.sleep(0.4)  -- the handlers have answered meanwhile
+    local started = task.now()
+    server:close()
+    assert.truthy(task.now() - started < 0.2, "server:close() did not wait for the cancelled clients")
+    assert.truthy(openFds() <= before - 1, "the server's listener is closed too, and nothing else is open")
   end, 15)
 
   it("does not keep the process alive with idle pooled connections", function()
