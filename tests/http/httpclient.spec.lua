@@ -341,6 +341,16 @@ describe("http client", function()
     assert.truthy(openFds() <= before - 1, "the server's listener is closed too, and nothing else is open")
   end, 15)
 
+  -- issue 8 item 42
+  it("exposes only what docs/http.md documents in the http module", function()
+    local f = assert(io.open(K.dir .. "/../../docs/http.md"))
+    local doc = f:read("*a")
+    f:close()
+    for name in pairs(http) do
+      assert.truthy(doc:find("http." .. name, 1, true), "http." .. name .. " is not documented")
+    end
+  end)
+
   it("does not keep the process alive with idle pooled connections", function()
     local evo = os.getenv("EVO") or "build/evo"
     local server, url = K.serve({idleTimeout = 30}, function(req, res) res:send(200, "ok") end)
