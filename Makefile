@@ -47,10 +47,14 @@ $(FUZZ_BUILD)/build.ninja:
 # Runs every fuzz target for FUZZ_SECONDS from the corpus in tests/fuzz/corpus.
 test-fuzz: $(FUZZ_BUILD)/build.ninja
 	@scripts/install-deps fuzz
-	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target evo_fuzz_http_parser evo_fuzz_ws_protocol evo_fuzz_http_server
-	@mkdir -p $(FUZZ_BUILD)/corpus/http_parser $(FUZZ_BUILD)/corpus/ws $(FUZZ_BUILD)/corpus/http_server
+	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target evo_fuzz_http_parser evo_fuzz_http_response_parser \
+	  evo_fuzz_ws_protocol evo_fuzz_http_server
+	@mkdir -p $(FUZZ_BUILD)/corpus/http_parser $(FUZZ_BUILD)/corpus/http_response $(FUZZ_BUILD)/corpus/ws \
+	  $(FUZZ_BUILD)/corpus/http_server
 	./$(FUZZ_BUILD)/evo_fuzz_http_parser -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
 	  $(FUZZ_BUILD)/corpus/http_parser tests/fuzz/corpus/http_parser
+	./$(FUZZ_BUILD)/evo_fuzz_http_response_parser -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
+	  $(FUZZ_BUILD)/corpus/http_response tests/fuzz/corpus/http_response
 	./$(FUZZ_BUILD)/evo_fuzz_ws_protocol -max_total_time=$(FUZZ_SECONDS) -max_len=8192 \
 	  $(FUZZ_BUILD)/corpus/ws tests/fuzz/corpus/ws
 	ASAN_OPTIONS=detect_leaks=0:detect_stack_use_after_return=0 ./$(FUZZ_BUILD)/evo_fuzz_http_server \

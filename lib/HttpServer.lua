@@ -44,7 +44,7 @@ function HttpServer:StartListening(port, host)
   for k, v in pairs(self.options) do opts[k] = v end
   opts.port, opts.host = port, host or "127.0.0.1"
   local terr
-  opts, terr = require("http").withTls(opts)
+  opts, terr = require("evo.httptls")(opts)
   if not opts then return nil, terr end
   local core, err = native.serve(self, opts)
   if not core then return nil, err end

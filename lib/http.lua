@@ -207,23 +207,8 @@ local function checkOptions(opts, fname)
   return opts
 end
 
--- opts.tls = {cert, key [, alpn]} (or a context from net.tlsServerContext)
-local function withTls(opts)
-  if not opts.tls then return opts end
-  local ctx, err = opts.tls
-  if type(ctx) == "table" then
-    if type(ctx.cert) ~= "string" or type(ctx.key) ~= "string" then
-      error("bad argument #1 to 'serve' (tls needs cert and key: PEM file paths)", 3)
-    end
-    ctx, err = require("evo.tls").serverContext(opts.tls)
-  end
-  if not ctx then return nil, err end
-  local o = {}
-  for k, v in pairs(opts) do o[k] = v end
-  o.tlsContext = ctx
-  return o
-end
-http.withTls = withTls
+-- opts.tls -> opts.tlsContext (lib/evo/httptls.lua; HttpServer uses it too)
+local withTls = require("evo.httptls")
 
 -- http.serve(opts, handler) -> server | nil, err
 -- opts: host ("127.0.0.1"), port (0: any free one), backlog, maxHeaderBytes

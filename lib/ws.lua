@@ -17,14 +17,14 @@
 -- after the 101 response, or a client connection (TCP or TLS).
 local native = require("evo.ws")
 local httpnative = require("evo.http")
+local parser = require("evo.httpresponse")
 local net = require("net")
 local errors = require("evo.errors")
 local args = require("evo.args")
 
-local type, error, tostring, tonumber, setmetatable, pairs, ipairs =
-  type, error, tostring, tonumber, setmetatable, pairs, ipairs
-local find, lower, match, gmatch, concat = string.find, string.lower, string.match, string.gmatch,
-  table.concat
+local type, error, tostring, setmetatable, pairs, ipairs =
+  type, error, tostring, setmetatable, pairs, ipairs
+local lower, match, gmatch, concat = string.lower, string.match, string.gmatch, table.concat
 local isyieldable = coroutine.isyieldable
 local feed, nextEvent, nsend = native.feed, native.next, native.send
 
@@ -245,8 +245,18 @@ function ws.connect(url, opts)
   opts = opts or {}
   local scheme, rest = match(url, "^(wss?)://(.+)$")
   if not scheme then return nil, errors.new("BadUrl", "not a ws:// or wss:// URL: " .. url) end
-  local u = require("evo.httpclient").parseUrl((scheme == "wss" and "https://" or "http://") .. rest)
-  if not u then return nil, errors.new("BadUrl", "bad WebSocket URL: " .. url) end
+  local httpclient = require("evo.httpclient")
+  local u, why = httpclient.parseUrl((scheme == "wss" and "https://" or "http://") .. rest)
+  if not u then return nil, errors.new("BadUrl", "bad WebSocket URL (" .. why .. ")") end
+  -- Header lines are checked before connecting: nothing may split the request head.
+  local extra = {}
+  if opts.protocols then extra[#extra + 1] = {"Sec-WebSocket-Protocol", concat(opts.protocols, ", ")} end
+  for name, value in pairs(opts.headers or {}) do extra[#extra + 1] = {name, tostring(value)} end
+  for _, h in ipairs(extra) do
+    if not httpclient.validHeader(h[1], h[2]) then
+      return nil, errors.new("BadHeader", "invalid header '" .. tostring(h[1]):gsub("%c", "?") .. "'")
+    end
+  end
   local tls
   if scheme == "wss" then tls = {servername = u.host, ca = opts.ca, verify = opts.verify ~= false} end
   local stream, cerr = net.connect({host = u.host, port = u.port, timeout = opts.timeout, tls = tls})
@@ -256,16 +266,8 @@ function ws.connect(url, opts)
   local key = native.clientKey()
   local lines = {"GET " .. u.target .. " HTTP/1.1", "Host: " .. u.hostHeader, "Upgrade: websocket",
     "Connection: Upgrade", "Sec-WebSocket-Key: " .. key, "Sec-WebSocket-Version: 13"}
-  if opts.protocols then lines[#lines + 1] = "Sec-WebSocket-Protocol: " .. concat(opts.protocols, ", ") end
   if opts.deflate then lines[#lines + 1] = "Sec-WebSocket-Extensions: " .. native.clientDeflateOffer() end
-  for name, value in pairs(opts.headers or {}) do
-    value = tostring(value)
-    if find(name, "[%c%s:]") or find(value, "[\r\n%z]") then
-      stream:close()
-      error("bad argument #2 to 'connect' (invalid header '" .. tostring(name) .. "')", 2)
-    end
-    lines[#lines + 1] = name .. ": " .. value
-  end
+  for _, h in ipairs(extra) do lines[#lines + 1] = h[1] .. ": " .. h[2] end
   lines[#lines + 1] = ""
   lines[#lines + 1] = ""
   local ok, werr = stream:write(concat(lines, "\r\n"))
@@ -274,25 +276,47 @@ function ws.connect(url, opts)
     return nil, werr
   end
 
+  local after  -- the bytes after the 101
   local function fail(message)
     stream:close()
     return nil, errors.new("BadHandshake", message)
   end
-  local status, serr = stream:readLine()
-  if not status then
-    stream:close()
-    return nil, serr or errors.new("EOF", "the server closed the connection during the handshake")
+  -- The response head, parsed by llhttp (src/modules/http_response_parser.cpp);
+  -- the bytes after a 101 are the server's first frames.
+  local p, head = parser.parser(false)
+  while true do
+    local kind, a, b = parser.next(p)
+    if kind == "head" then
+      head = a
+      if head.status ~= 101 then
+        return fail("the server answered " .. head.status .. " " .. head.reason .. " instead of 101")
+      end
+    elseif kind == "done" then
+      after = a
+      break
+    elseif kind == "error" then
+      if b then
+        stream:close()
+        return nil, errors.new("EOF", "the server closed the connection during the handshake")
+      end
+      return fail("malformed handshake response: " .. a)
+    elseif not kind then
+      local okr, data, rerr = pcall(stream.read, stream)
+      if not okr then  -- cancelled: the half-open handshake is closed at once
+        stream:close()
+        error(data, 0)
+      end
+      if data then
+        parser.feed(p, data)
+      elseif rerr then
+        stream:close()
+        return nil, rerr
+      else
+        parser.finish(p)
+      end
+    end
   end
-  local code = tonumber(match(status, "^HTTP/1%.1 (%d%d%d)"))
-  local headers = {}
-  for _ = 1, 100 do
-    local line = stream:readLine()
-    if not line then return fail("the connection closed in the handshake response") end
-    if line == "" then break end
-    local name, value = match(line, "^([^:%s]+):%s*(.-)%s*$")
-    if name then headers[lower(name)] = value end
-  end
-  if code ~= 101 then return fail("the server answered " .. tostring(status) .. " instead of 101") end
+  local headers = head.headers
   if not headerHas(headers.upgrade, "websocket") or not headerHas(headers.connection, "upgrade") then
     return fail("the 101 response lacks Upgrade: websocket")
   end
@@ -312,7 +336,17 @@ function ws.connect(url, opts)
     if not deflate then return fail("invalid permessage-deflate response") end
   end
   if opts.timeout then stream:settimeout(0, 0) end
-  return newConn(stream, "client", deflate, opts, {protocol = protocol, headers = headers})
+  local conn = newConn(stream, "client", deflate, opts, {protocol = protocol, headers = headers})
+  if after ~= "" then  -- frames sent right behind the 101
+    local ok, out = feed(conn.session, after)
+    if out then stream:write(out) end
+    if not ok then
+      local _, _, _, code, reason = native.state(conn.session)
+      conn.closedWith = closedError(code, reason, "WebSocket protocol error (" .. code .. "): " .. reason)
+      stream:close()
+    end
+  end
+  return conn
 end
 
 return ws

@@ -9,6 +9,7 @@ local net = require("net")
 local errors = require("evo.errors")
 local args = require("evo.args")
 local zlib = require("evo.zlib")
+local parser = require("evo.httpresponse")
 
 local type, tostring, tonumber, pairs, ipairs, setmetatable, error =
   type, tostring, tonumber, pairs, ipairs, setmetatable, error
@@ -16,30 +17,41 @@ local concat = table.concat
 local find, sub, lower, match, gsub, upper = string.find, string.sub, string.lower, string.match,
   string.gsub, string.upper
 
+local newParser, pfeed, pfinish, pnext = parser.parser, parser.feed, parser.finish, parser.next
+
 local client = {}
 
-local MAX_HEADER_LINES = 200
 local DEFAULT_MAX_BODY = 64 * 1024 * 1024  -- for bodies read whole (not with stream = true)
 local MAX_IDLE_PER_HOST = 16
 
 local function fail(code, message) return nil, errors.new(code, message) end
 
+-- For error messages: controls shown as \13, \10...
+local function printable(s) return (gsub(s, "%c", function(c) return "\\" .. c:byte() end)) end
+
+-- A space or a byte past ASCII in a path or query is sent percent-encoded.
+local function encodeByte(c) return string.format("%%%02X", c:byte()) end
+
 -- "https://user@host:8443/p?q" -> {scheme, host, port, target, hostHeader}
+-- | nil, why. Controls (CR, LF, NUL...) are refused anywhere: nothing in a
+-- URL may break the request line or the Host header.
 function client.parseUrl(url)
+  if find(url, "%c") then return nil, "control characters in the URL" end
   local scheme, rest = match(url, "^(%a[%w+.-]*)://(.*)$")
-  if not scheme then return nil end
+  if not scheme then return nil, "not an http(s) URL" end
   scheme = lower(scheme)
-  if scheme ~= "http" and scheme ~= "https" then return nil end
+  if scheme ~= "http" and scheme ~= "https" then return nil, "not an http(s) URL" end
   local authority, target = match(rest, "^([^/?#]*)(.*)$")
-  target = gsub(target, "#.*$", "")
+  target = gsub(gsub(target, "#.*$", ""), "[ \128-\255]", encodeByte)
   if target == "" then target = "/" end
   if sub(target, 1, 1) == "?" then target = "/" .. target end
   authority = gsub(authority, "^.*@", "")  -- userinfo is not sent
-  local host, port = match(authority, "^%[([^%]]+)%]:?(%d*)$")  -- [v6]:port
-  if not host then host, port = match(authority, "^([^:]+):?(%d*)$") end
-  if not host or host == "" then return nil end
+  local host, port = match(authority, "^%[([%x:.]+)%]:?(%d*)$")  -- [v6]:port
+  if not host then host, port = match(authority, "^([%w%-._~!$&'()*+,;=%%]+):?(%d*)$") end
+  if not host then return nil, "bad host or port" end
   local defaultPort = scheme == "https" and 443 or 80
   port = port ~= "" and tonumber(port) or defaultPort
+  if port < 1 or port > 65535 then return nil, "port out of range" end
   local hostHeader = find(host, ":", 1, true) and "[" .. host .. "]" or host
   if port ~= defaultPort then hostHeader = hostHeader .. ":" .. port end
   return {scheme = scheme, host = host, port = port, target = target, hostHeader = hostHeader}
@@ -111,16 +123,23 @@ end
 
 ----------------------------------------------------------------- wire
 
+-- A method or a header name is a token (RFC 9110 5.6.2); a header value has
+-- no controls but tab (CR, LF and NUL would end or split the request head).
+local TOKEN = "^[%w!#$%%&'*+%-.^_`|~]+$"
+local function validToken(s) return type(s) == "string" and find(s, TOKEN) ~= nil end
 local function validHeader(name, value)
-  return not find(name, "[%c%s:]") and name ~= "" and not find(value, "[\r\n%z]")
+  return validToken(name) and not find(value, "[%z\1-\8\10-\31\127]")
 end
+client.validHeader = validHeader
 
 local function buildRequest(method, u, headers, body)
   local lines = {method .. " " .. u.target .. " HTTP/1.1"}
   local have = {}
   for name, value in pairs(headers) do
     value = tostring(value)
-    if not validHeader(name, value) then return nil, "invalid header '" .. tostring(name) .. "'" end
+    if not validHeader(name, value) then
+      return nil, errors.new("BadHeader", "invalid header '" .. printable(tostring(name)) .. "'")
+    end
     lines[#lines + 1] = name .. ": " .. value
     have[lower(name)] = true
   end
@@ -137,77 +156,63 @@ local function buildRequest(method, u, headers, body)
   return concat(lines, "\r\n")
 end
 
--- Reads the status line and headers. -> status, reason, headers, version | nil, err
-local function readHead(stream)
-  local line, err = stream:readLine()
-  if not line then return nil, err or errors.new("EOF", "the connection closed before a response") end
-  local version, status, reason = match(line, "^HTTP/(%d%.%d) (%d%d%d) ?(.*)$")
-  if not version then return nil, errors.new("BadResponse", "malformed status line: " .. line:sub(1, 80)) end
-  local headers = {}
-  for _ = 1, MAX_HEADER_LINES do
-    local h, herr = stream:readLine()
-    if not h then return nil, herr or errors.new("EOF", "the connection closed in the response headers") end
-    if h == "" then return tonumber(status), reason, headers, version end
-    local name, value = match(h, "^([^:%s]+):%s*(.-)%s*$")
-    if not name then return nil, errors.new("BadResponse", "malformed header line: " .. h:sub(1, 80)) end
-    name = lower(name)
-    local old = headers[name]
-    if name == "set-cookie" then
-      if old then old[#old + 1] = value else headers[name] = {value} end
-    elseif old then
-      headers[name] = old .. ", " .. value
+-- The response is parsed by llhttp (src/modules/http_response_parser.cpp):
+-- pull() feeds it what the stream reads until it has an event for us.
+local function pull(stream, p)
+  while true do
+    local kind, a, b = pnext(p)
+    if kind then return kind, a, b end
+    local data, err = stream:read()
+    if data then
+      pfeed(p, data)
+    elseif err then
+      return "ioerror", err
     else
-      headers[name] = value
+      pfinish(p)  -- the connection ended: the parser says whether that was the end
     end
   end
-  return nil, errors.new("BadResponse", "too many response headers")
 end
 
--- A body reader: returns the next chunk of the body, nil at its end, or
--- nil, err. `reusable` tells whether the connection may serve another
--- request afterwards.
-local function bodyReader(stream, method, status, headers, version)
-  if method == "HEAD" or status == 204 or status == 304 or (status >= 100 and status < 200) then
-    return function() return nil end, true
+local function parseError(message, eof)
+  return errors.new(eof and "EOF" or "BadResponse", message)
+end
+
+-- Reads the status line and headers (interim responses skipped).
+-- -> head {status, reason, version, headers, keepAlive, framing} | nil, err
+local function readHead(stream, p)
+  local kind, a, b = pull(stream, p)
+  if kind == "head" then return a end
+  if kind == "error" then return nil, parseError(a, b) end
+  return nil, a
+end
+
+-- A body reader: returns the next piece of the body, nil at its end (and the
+-- bytes that followed the response), or nil, err.
+local function bodyReader(stream, p)
+  return function()
+    local kind, a, b = pull(stream, p)
+    if kind == "body" then return a end
+    if kind == "done" then return nil, nil, a end
+    if kind == "error" then return nil, parseError(a, b) end
+    return nil, a
   end
-  local te = headers["transfer-encoding"]
-  if te and find(lower(te), "chunked", 1, true) then
-    local done = false
-    return function()
-      if done then return nil end
-      local sizeLine, err = stream:readLine()
-      if not sizeLine then return nil, err or errors.new("EOF", "the body ended early") end
-      local size = tonumber(match(sizeLine, "^%s*(%x+)"), 16)
-      if not size then return nil, errors.new("BadResponse", "bad chunk size") end
-      if size == 0 then
-        repeat  -- trailers, ignored
-          local t, terr = stream:readLine()
-          if not t then return nil, terr end
-        until t == ""
-        done = true
-        return nil
-      end
-      local data, derr = stream:read(size)
-      if not data or #data < size then return nil, derr or errors.new("EOF", "the body ended early") end
-      stream:readLine()
-      return data
-    end, true
+end
+
+-- A request cancelled (or failing) while it waits closes its connection at
+-- once: it is in an unknown state, and must neither be pooled nor linger
+-- until garbage collection.
+local function closeOnRaise(stream, ok, ...)
+  if not ok then
+    stream:close()
+    error((...), 0)
   end
-  local cl = headers["content-length"]
-  if cl then
-    local remaining = tonumber(cl)
-    if not remaining or remaining < 0 then return nil, errors.new("BadResponse", "bad Content-Length") end
-    return function()
-      if remaining == 0 then return nil end
-      local data, err = stream:read()
-      if not data then return nil, err or errors.new("EOF", "the body ended early") end
-      if #data > remaining then data = sub(data, 1, remaining) end
-      remaining = remaining - #data
-      return data
-    end, true
-  end
-  -- Neither: the body runs until the server closes the connection.
-  return function() return stream:read() end, false
+  return ...
+end
+
+local function sendAndReadHead(stream, p, wire, body)
+  local ok, err = stream:write(wire, body or "")
+  if not ok then return nil, err end
+  return readHead(stream, p)
 end
 
 ----------------------------------------------------------------- responses
@@ -224,8 +229,9 @@ function Response:read()
   end
   if self._done then return nil end
   while true do
-    local chunk, err = self._next()
+    local chunk, err, rest = closeOnRaise(self._stream, pcall(self._next))
     if chunk == nil then
+      if rest and rest ~= "" then self._reusable = false end  -- the server sent more than asked
       if err then
         self._done = true
         self._stream:close()
@@ -285,7 +291,7 @@ end
 local function exchange(u, method, headers, body, opts)
   local key = poolKey(u, opts)
   local wire, werr = buildRequest(method, u, headers, body)
-  if not wire then error("bad argument #1 to 'request' (" .. werr .. ")", 4) end
+  if not wire then return nil, werr end
   for attempt = 1, 2 do
     local reused = true
     local stream = attempt == 1 and takeIdle(key) or nil
@@ -296,31 +302,19 @@ local function exchange(u, method, headers, body, opts)
       if not stream then return nil, err end
     end
     if opts.timeout then stream:settimeout(opts.timeout, opts.timeout) end
-    local ok, err = stream:write(wire, body or "")
-    local status, reason, rheaders, version
-    if ok then status, reason, rheaders, version = readHead(stream) end
-    while status and status >= 100 and status < 200 and status ~= 101 do
-      status, reason, rheaders, version = readHead(stream)  -- interim responses
-    end
-    if status then
-      local next, reusable = bodyReader(stream, method, status, rheaders, version)
-      if not next then
-        stream:close()
-        return nil, reusable
-      end
-      local conn = lower(rheaders.connection or "")
-      if find(conn, "close", 1, true) or (version == "1.0" and not find(conn, "keep-alive", 1, true)) then
-        reusable = false
-      end
-      local res = setmetatable({status = status, reason = reason, headers = rheaders, version = version,
-        _stream = stream, _next = next, _reusable = reusable, _key = key}, Response)
+    local p = newParser(method == "HEAD")
+    local head, err = closeOnRaise(stream, pcall(sendAndReadHead, stream, p, wire, body))
+    if head then
+      local rheaders = head.headers
+      local res = setmetatable({status = head.status, reason = head.reason, headers = rheaders,
+        version = head.version, _stream = stream, _next = bodyReader(stream, p), _reusable = head.keepAlive,
+        _key = key, _length = head.contentLength}, Response)
       local enc = lower(rheaders["content-encoding"] or "")
       if opts.decompress ~= false and (enc == "gzip" or enc == "x-gzip" or enc == "deflate") then
         res._inflater = zlib.inflater("auto")
       end
       return res
     end
-    err = status == nil and reason or err
     stream:close()
     if not (reused and errors.is(err, "EOF") or reused and errors.is(err, "ECONNRESET")
         or reused and errors.is(err, "EPIPE")) then
@@ -339,12 +333,14 @@ function client.request(opts)
   if type(opts) == "string" then opts = {url = opts} end
   args.check(1, "request", opts, "table")
   if type(opts.url) ~= "string" then args.fail(1, "request", "url", opts.url) end
+  if opts.method ~= nil and type(opts.method) ~= "string" then args.fail(1, "request", "string method", opts.method) end
   local method = upper(opts.method or "GET")
   local headers = opts.headers or {}
   local body = opts.body
   if body ~= nil and type(body) ~= "string" then args.fail(1, "request", "string body", body) end
-  local u = client.parseUrl(opts.url)
-  if not u then return fail("BadUrl", "not an http(s) URL: " .. opts.url) end
+  if not validToken(method) then return fail("BadMethod", "invalid method '" .. printable(method) .. "'") end
+  local u, why = client.parseUrl(opts.url)
+  if not u then return fail("BadUrl", why .. ": " .. printable(opts.url)) end
   local follow = opts.follow or 0
   for _ = 0, follow do
     local res, err = exchange(u, method, headers, body, opts)
@@ -356,7 +352,12 @@ function client.request(opts)
     end
     if not (REDIRECTS[res.status] and location and follow > 0) then
       if not opts.stream then
-        local all, berr = res:readAll(opts.maxBodyBytes or DEFAULT_MAX_BODY)
+        local max = opts.maxBodyBytes or DEFAULT_MAX_BODY
+        if res._length and res._length > max and not res._inflater then  -- no need to wait for it
+          res._stream:close()
+          return fail("BodyTooLarge", "the response body is larger than " .. max .. " bytes")
+        end
+        local all, berr = res:readAll(max)
         if not all then return nil, berr end
         res.body = all
       end
@@ -366,8 +367,8 @@ function client.request(opts)
     follow = follow - 1
     res:readAll()  -- drain, so the connection can be reused
     local nextUrl = resolve(u, location)
-    local nu = client.parseUrl(nextUrl)
-    if not nu then return fail("BadUrl", "bad redirect location: " .. location) end
+    local nu, why = client.parseUrl(nextUrl)
+    if not nu then return fail("BadUrl", "bad redirect location (" .. why .. "): " .. printable(location)) end
     if res.status == 303 or ((res.status == 301 or res.status == 302) and method == "POST") then
       method, body = method == "HEAD" and "HEAD" or "GET", nil
     end

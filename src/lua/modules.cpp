@@ -22,6 +22,7 @@ const NativeModule kNativeModules[] = {
     {"evo.fsfast", open_fsfast, true},
     {"evo.fswatch", open_fswatch, true},
     {"evo.http",   http::open_http, true},
+    {"evo.httpresponse", open_httpresponse, false},
     {"evo.net",    open_net,    true},
     {"evo.process", open_process, true},
     {"evo.replnative", repl::open_native, true},

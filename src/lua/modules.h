@@ -28,6 +28,8 @@ int open_ws(lua_State* L);       // "evo.ws": the WebSocket protocol engine (src
 int open_zlib(lua_State* L);     // "evo.zlib": streaming inflate/deflate
 int open_uv(lua_State* L);       // "uv" and "luv": luv on Evo's loop
 int open_task(lua_State* L);     // "evo.task": tasks and futures (src/lua/tasks.cpp)
+// "evo.httpresponse": the HTTP client's response parser (src/modules/http_client_lua.cpp)
+int open_httpresponse(lua_State* L);
 namespace http {
 int open_http(lua_State* L);  // "evo.http": the HTTP server engine (src/modules/http_lua.cpp)
 }

@@ -447,6 +447,70 @@ describe("Evo ws.connect -> Python websockets.serve", function()
   end, 20)
 end)
 
+describe("ws.connect against a raw server", function()
+  -- serve(answer) -> url; answer(key) -> the bytes the server sends after the request head
+  local servers = {}
+  after(function() for _, s in ipairs(servers) do s:close() end end)
+  local function serve(answer)
+    local server = assert(net.listen({host = "127.0.0.1", port = 0}, function(s)
+      local head = s:readUntil("\r\n\r\n")
+      local key = head and head:match("\r\n[Ss]ec%-[Ww]eb[Ss]ocket%-[Kk]ey: ([^\r]+)")
+      s:write(answer(key))
+      s:flush()
+      task.sleep(0.5)
+      s:close()
+    end))
+    servers[#servers + 1] = server
+    return "ws://127.0.0.1:" .. server.port .. "/"
+  end
+
+  it("receives frames the server sent right behind the 101, in the same packet", function()
+    local url = serve(function(key)
+      return "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" ..
+        "Sec-WebSocket-Accept: " .. require("evo.ws").acceptKey(key) .. "\r\n\r\n\129\5hello\130\2hi"
+    end)
+    local c = assert(ws.connect(url, {timeout = 5}))
+    assert.equal({c:receive()}, {"hello", "text"})
+    assert.equal({c:receive()}, {"hi", "binary"})
+  end, 20)
+
+  it("fails with BadHandshake on a malformed response, EOF on a cut-short one", function()
+    for _, case in ipairs({{"HTTP/1.1 101 Switching\r\nUpgrade: websocket\rX: y\r\n\r\n", "BadHandshake"},
+        {"NOT HTTP\r\n\r\n", "BadHandshake"}, {"HTTP/1.1 101 Switching Protocols\r\nUpgrade: webs", "EOF"}}) do
+      local c, err = ws.connect(serve(function() return case[1] end), {timeout = 5})
+      assert.isNil(c)
+      assert.equal(err.code, case[2], case[1])
+    end
+  end, 20)
+
+  it("refuses URLs and headers that would inject into the handshake, before connecting", function()
+    local reached = 0
+    local server = assert(net.listen({host = "127.0.0.1", port = 0}, function(s)
+      reached = reached + 1
+      s:close()
+    end))
+    servers[#servers + 1] = server
+    local base = "ws://127.0.0.1:" .. server.port
+    local bad = {
+      {base .. "/x HTTP/1.1\r\nX-Injected: 1\r\n\r\nGET /y", nil, "BadUrl"},
+      {base .. "/x\ny", nil, "BadUrl"},
+      {"ws://127.0.0.1\r\nX-Injected: 1/", nil, "BadUrl"},
+      {"ws://127.0.0.1:99999/", nil, "BadUrl"},
+      {base .. "/", {headers = {["X-A"] = "v\r\nX-Injected: 1"}}, "BadHeader"},
+      {base .. "/", {headers = {["X-A\r\nX-Injected"] = "1"}}, "BadHeader"},
+      {base .. "/", {protocols = {"chat\r\nX-Injected: 1"}}, "BadHeader"},
+    }
+    for i, case in ipairs(bad) do
+      local ok, c, err = pcall(ws.connect, case[1], case[2])
+      assert.truthy(ok, "case " .. i .. " raised: " .. tostring(c))
+      assert.isNil(c, "case " .. i .. " connected")
+      assert.equal(err.code, case[3], "case " .. i)
+    end
+    task.sleep(0.05)
+    assert.equal(reached, 0, "nothing reached the server")
+  end, 20)
+end)
+
 describe("WebSocketServer", function()
   local function newServer(opts)
     local server = WebSocketServer(opts)

@@ -1,0 +1,229 @@
+#include "modules/http_response_parser.h"
+
+#include <algorithm>
+
+#include "modules/http_response.h"
+
+namespace evo::http {
+
+const std::string* Response::header(std::string_view name) const {
+  for (const auto& [k, v] : headers) {
+    if (k == name) return &v;
+  }
+  return nullptr;
+}
+
+ResponseParser::ResponseParser(ResponseLimits limits) : limits_(limits) {
+  llhttp_settings_init(&settings_);
+  settings_.on_message_begin = on_message_begin;
+  settings_.on_status = on_status;
+  settings_.on_header_field = on_header_field;
+  settings_.on_header_value = on_header_value;
+  settings_.on_header_value_complete = on_header_value_complete;
+  settings_.on_headers_complete = on_headers_complete;
+  settings_.on_body = on_body;
+  settings_.on_message_complete = on_message_complete;
+  reset(false);
+}
+
+void ResponseParser::reset(bool head_request) {
+  llhttp_init(&parser_, HTTP_RESPONSE, &settings_);
+  parser_.data = this;
+  // An interim response to an HTTP/1.0 exchange must not end the parse: the
+  // final response follows on the same connection. (The parse stops after the
+  // final response anyway; keep-alive is decided from its headers.)
+  llhttp_set_lenient_keep_alive(&parser_, 1);
+  res_ = Response();
+  body_.clear();
+  head_request_ = head_request;
+  header_bytes_ = 0;
+  in_value_ = false;
+  feed_base_ = 0;
+  feed_ptr_ = nullptr;
+  value_end_ = 0;
+  headers_done_ = false;
+  complete_ = false;
+  interim_ = false;
+  started_ = false;
+  interim_count_ = 0;
+  body_bytes_ = 0;
+  error_.clear();
+  eof_ = false;
+}
+
+int ResponseParser::fail(std::string reason) {
+  error_ = std::move(reason);
+  return HPE_USER;
+}
+
+bool ResponseParser::count_header_bytes(size_t len) {
+  header_bytes_ += len;
+  return header_bytes_ <= limits_.max_header_bytes;
+}
+
+int ResponseParser::on_message_begin(llhttp_t* p) {
+  ResponseParser* s = self(p);
+  s->res_ = Response();
+  s->header_bytes_ = 0;
+  s->in_value_ = false;
+  s->interim_ = false;
+  return 0;
+}
+
+int ResponseParser::on_status(llhttp_t* p, const char* at, size_t len) {
+  ResponseParser* s = self(p);
+  if (!s->count_header_bytes(len)) return s->fail("response header block too large");
+  s->res_.reason.append(at, len);
+  return 0;
+}
+
+int ResponseParser::on_header_field(llhttp_t* p, const char* at, size_t len) {
+  ResponseParser* s = self(p);
+  if (!s->count_header_bytes(len)) return s->fail("response header block too large");
+  auto& headers = s->res_.headers;
+  if (s->in_value_ || headers.empty()) {
+    if (headers.size() >= s->limits_.max_headers) return s->fail("too many response headers");
+    headers.emplace_back();
+    s->in_value_ = false;
+  }
+  std::string& name = headers.back().first;
+  size_t from = name.size();
+  name.append(at, len);
+  for (size_t i = from; i < name.size(); ++i) {
+    auto c = static_cast<unsigned char>(name[i]);
+    if (!is_token_char(c)) return s->fail("invalid character in a header name");
+    if (c >= 'A' && c <= 'Z') name[i] = static_cast<char>(c + ('a' - 'A'));
+  }
+  return 0;
+}
+
+int ResponseParser::on_header_value(llhttp_t* p, const char* at, size_t len) {
+  ResponseParser* s = self(p);
+  if (!s->count_header_bytes(len)) return s->fail("response header block too large");
+  for (size_t i = 0; i < len; ++i) {
+    auto c = static_cast<unsigned char>(at[i]);
+    if (c == 0 || c == '\r' || c == '\n') return s->fail("invalid character in a header value");
+  }
+  // The pieces of one value are contiguous in the stream; a gap means llhttp
+  // skipped a line break inside the value: obs-fold (RFC 9112 5.2), refused.
+  uint64_t start = s->feed_base_ + static_cast<uint64_t>(at - s->feed_ptr_);
+  if (s->in_value_ && start != s->value_end_) return s->fail("obsolete line folding");
+  s->value_end_ = start + len;
+  s->in_value_ = true;
+  if (s->res_.headers.empty()) s->res_.headers.emplace_back();
+  s->res_.headers.back().second.append(at, len);
+  return 0;
+}
+
+int ResponseParser::on_header_value_complete(llhttp_t* p) {
+  ResponseParser* s = self(p);
+  if (s->res_.headers.empty()) return 0;
+  auto& [name, value] = s->res_.headers.back();
+  if (name.empty()) return s->fail("empty header name");
+  while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.pop_back();
+  if (name == "content-length" && (value.empty() || !std::all_of(value.begin(), value.end(), [](char c) {
+                                     return c >= '0' && c <= '9';
+                                   }))) {
+    return s->fail("invalid Content-Length");
+  }
+  // An empty value leaves in_value_ unset: the next field starts a header.
+  s->in_value_ = true;
+  return 0;
+}
+
+int ResponseParser::on_headers_complete(llhttp_t* p) {
+  ResponseParser* s = self(p);
+  Response& r = s->res_;
+  r.status = p->status_code;
+  r.version_major = p->http_major;
+  r.version_minor = p->http_minor;
+  if (r.version_major != 1) return s->fail("unsupported HTTP version");
+  if (r.status < 100 || r.status > 999) return s->fail("invalid status code");
+  if (r.status < 200 && r.status != 101) {
+    // 100 Continue, 103 Early Hints...: skipped, with any body they claim.
+    s->interim_ = true;
+    return 1;
+  }
+  bool persistent =
+      r.version_minor >= 1 ? (p->flags & F_CONNECTION_CLOSE) == 0 : (p->flags & F_CONNECTION_KEEP_ALIVE) != 0;
+  s->headers_done_ = true;
+  if (s->head_request_ || r.status == 101 || r.status == 204 || r.status == 304) {
+    r.framing = Framing::None;
+    r.upgrade = r.status == 101 && p->upgrade != 0;
+    r.keep_alive = persistent && r.status != 101;
+    return 1;  // no body, whatever the headers say
+  }
+  if ((p->flags & F_CHUNKED) != 0) {
+    r.framing = Framing::Chunked;
+  } else if ((p->flags & F_TRANSFER_ENCODING) != 0) {
+    r.framing = Framing::UntilEof;  // a coding other than chunked last (RFC 9112 6.3)
+  } else if ((p->flags & F_CONTENT_LENGTH) != 0) {
+    r.content_length = p->content_length;
+    r.framing = p->content_length == 0 ? Framing::None : Framing::Length;
+  } else {
+    r.framing = Framing::UntilEof;
+  }
+  r.keep_alive = persistent && r.framing != Framing::UntilEof;
+  return 0;
+}
+
+int ResponseParser::on_body(llhttp_t* p, const char* at, size_t len) {
+  ResponseParser* s = self(p);
+  s->body_bytes_ += len;
+  s->body_.append(at, len);
+  return 0;
+}
+
+int ResponseParser::on_message_complete(llhttp_t* p) {
+  ResponseParser* s = self(p);
+  if (s->interim_) {
+    if (++s->interim_count_ > s->limits_.max_interim) return s->fail("too many interim responses");
+    return 0;  // the final response follows
+  }
+  s->complete_ = true;
+  return HPE_PAUSED;  // nothing after it is parsed
+}
+
+ResponseParser::Result ResponseParser::feed(std::string_view data, size_t* consumed) {
+  *consumed = 0;
+  if (!error_.empty()) return Result::Error;
+  if (complete_) return Result::Complete;
+  if (!data.empty()) started_ = true;
+  feed_ptr_ = data.data();
+  llhttp_errno_t err = llhttp_execute(&parser_, data.data(), data.size());
+  feed_base_ += data.size();
+  if (err == HPE_OK) {
+    *consumed = data.size();
+    return Result::NeedMore;
+  }
+  if (complete_ && (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE)) {
+    *consumed = static_cast<size_t>(llhttp_get_error_pos(&parser_) - data.data());
+    return Result::Complete;
+  }
+  if (error_.empty()) {
+    error_ = llhttp_errno_name(err);
+    const char* reason = llhttp_get_error_reason(&parser_);
+    if (reason != nullptr) error_ += std::string(": ") + reason;
+  }
+  return Result::Error;
+}
+
+ResponseParser::Result ResponseParser::finish() {
+  if (!error_.empty()) return Result::Error;
+  if (complete_) return Result::Complete;
+  // A body that runs until the end completes here (llhttp calls
+  // on_message_complete); anything else was cut short.
+  llhttp_finish(&parser_);
+  if (complete_) return Result::Complete;
+  eof_ = true;
+  if (headers_done_) {
+    error_ = "the connection closed in the response body";
+  } else if (started_) {
+    error_ = "the connection closed in the response head";
+  } else {
+    error_ = "the connection closed before a response";
+  }
+  return Result::Error;
+}
+
+}  // namespace evo::http
