@@ -194,9 +194,12 @@ function task.timeout(seconds, fn, ...)
   local sleeper = spawn(task.sleep, seconds)
   local ok, which = pcall(task.select, f, sleeper)
   if not ok then
-    -- Cancelled (or failed) while waiting: the inner tasks must not outlive us.
+    -- Cancelled while waiting: the inner task must not outlive us. Canceled
+    -- was delivered to us once, so this wait for its end proceeds.
     native.requestCancel(f)
     native.requestCancel(sleeper)
+    waitFor(f)
+    outcome(f)
     error(which, 0)
   end
   if which == 1 then
@@ -215,56 +218,81 @@ end
 
 ----------------------------------------------------------------- groups
 
-local function unpackFutures(list) return unpack(list, 1, #list) end
+local join = native.join
 
 local Group = {}
 Group.__index = Group
 Group.__name = "Group"
 
--- group() -> a set of tasks awaited or cancelled together.
+-- group() -> a set of tasks awaited or cancelled together. Each task is
+-- joined to the group's done list, which receives it when it ends: await
+-- waits for any number of tasks in one suspension, in the order they end.
 function task.group()
-  return setmetatable({futures = {}}, Group)
+  return setmetatable({futures = {}, done = {}, seen = 0}, Group)
 end
 
-function Group:async(fn, ...)
-  local f = task.async(fn, ...)
+local function add(self, f)
   self.futures[#self.futures + 1] = f
+  join(f, self.done)
   return f
 end
 
-function Group:concurrent(fn, ...)
-  local f = task.concurrent(fn, ...)
-  self.futures[#self.futures + 1] = f
-  return f
+function Group:async(fn, ...) return add(self, task.async(fn, ...)) end
+function Group:concurrent(fn, ...) return add(self, task.concurrent(fn, ...)) end
+
+local function cancelAll(self)
+  for _, f in ipairs(self.futures) do
+    if not isDone(f) then native.requestCancel(f) end
+  end
 end
 
--- await(): waits for every task. The first error (in order of failure) is
--- re-raised once the others have finished or been cancelled.
+-- Suspends until the group's done list grows. Returns false when the
+-- awaiting task was cancelled meanwhile.
+local function waitDone(self, level)
+  local me, id = prepare(isyieldable())
+  if me == false then return false end
+  if me == nil then
+    error("cannot wait for unfinished tasks here: not inside a task, or inside a call that cannot " ..
+      "yield (a __gc finalizer, a table.sort comparator, a string.gsub callback, a module's top level)", level + 1)
+  end
+  local done = self.done
+  done.waiter, done.id = me, id
+  local ok = suspend(function(d) d.waiter, d.id = nil, nil end, done)
+  return ok
+end
+
+-- await(): waits for every task. On the first failure (in order of
+-- failure) the others are cancelled, awaited, and that error is re-raised.
+-- If the awaiting task is cancelled, the group's tasks are cancelled and
+-- awaited too, and Canceled is raised: no task outlives its group.
 function Group:await()
-  local pending, firstError = {}, nil
-  for _, f in ipairs(self.futures) do pending[#pending + 1] = f end
-  while #pending > 0 do
-    local ok, i = pcall(task.select, unpackFutures(pending))
-    if not ok then
-      -- Cancelled while waiting: the group's tasks go too (structured concurrency).
-      for _, other in ipairs(pending) do native.requestCancel(other) end
-      error(i, 0)
+  local done, firstError, canceled = self.done, nil, false
+  while true do
+    while self.seen < #done do
+      self.seen = self.seen + 1
+      local f = done[self.seen]
+      local ok, err = outcome(f)
+      if not ok and firstError == nil and not errors.is(err, "Canceled") then
+        firstError = err
+        cancelAll(self)
+      end
     end
-    local f = table.remove(pending, i)
-    local ok, err = outcome(f)
-    if not ok and firstError == nil and not errors.is(err, "Canceled") then
-      firstError = err
-      for _, other in ipairs(pending) do native.requestCancel(other) end
+    if self.seen >= #self.futures then break end
+    if not waitDone(self, 2) then
+      canceled = true
+      cancelAll(self)
     end
   end
-  self.futures = {}
+  self.futures, self.done, self.seen = {}, {}, 0
+  if canceled then raiseCanceled(2) end
   if firstError ~= nil then error(firstError, 0) end
 end
 
+-- cancel(): cancels every task and waits for them.
 function Group:cancel()
-  for _, f in ipairs(self.futures) do native.requestCancel(f) end
+  cancelAll(self)
   for _, f in ipairs(self.futures) do waitFor(f); outcome(f) end
-  self.futures = {}
+  self.futures, self.done, self.seen = {}, {}, 0
 end
 
 ----------------------------------------------------------------- queues

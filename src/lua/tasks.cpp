@@ -48,6 +48,7 @@ struct Task : Schedulable {
   int lua_hook_ref = LUA_NOREF;
   int lua_hook_arg_ref = LUA_NOREF;
   std::vector<std::pair<Task*, uint32_t>> waiters;  // tasks awaiting this one
+  int group_ref = LUA_NOREF;  // a group's done list: {waiter = Future, id = n, f1, f2...} (see join)
 
   [[nodiscard]] bool cancel_due() const { return cancel_requested && !cancel_delivered && shield == 0; }
 };
@@ -477,6 +478,46 @@ int task_unnotify(lua_State* L) {
   return 0;
 }
 
+// Appends the finished task's Future (on top of L's stack) to the done list
+// just below it, pops both, and wakes the list's waiter, if one is suspended
+// on it. Raw accesses only: this runs inside finished(), where nothing may
+// raise.
+void append_done(lua_State* L) {
+  int list = lua_gettop(L) - 1;
+  lua_rawseti(L, list, static_cast<int>(lua_objlen(L, list)) + 1);
+  lua_pushliteral(L, "waiter");
+  lua_rawget(L, list);
+  lua_pushliteral(L, "id");
+  lua_rawget(L, list);
+  Task* w = lua_isuserdata(L, -2) != 0 ? static_cast<Task*>(lua_touserdata(L, -2)) : nullptr;
+  auto id = static_cast<uint32_t>(lua_tointeger(L, -1));
+  lua_pop(L, 2);
+  if (w != nullptr) {
+    lua_pushliteral(L, "waiter");
+    lua_pushnil(L);
+    lua_rawset(L, list);
+    wake_with(L, w, id, 0);
+  }
+  lua_settop(L, list - 1);
+}
+
+// join(f, list): when f finishes (now, if it has), it is appended to the
+// list table, and list.waiter (a Future, with list.id) is woken: a group
+// waits for any number of tasks in one suspension, in the order they end.
+int task_join(lua_State* L) {
+  Task* f = check_future(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lua_settop(L, 2);
+  if (f->state == Task::State::Done) {  // (an inline Future has no self_ref: use the argument)
+    lua_pushvalue(L, 1);
+    append_done(L);
+    return 0;
+  }
+  luaL_unref(L, LUA_REGISTRYINDEX, f->group_ref);
+  f->group_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  return 0;
+}
+
 int task_is_done(lua_State* L) {
   lua_pushboolean(L, check_future(L, 1)->state == Task::State::Done ? 1 : 0);
   return 1;
@@ -563,6 +604,7 @@ int future_gc(lua_State* L) {
   if (t->sys != nullptr) t->sys->forget(t);
   luaL_unref(L, LUA_REGISTRYINDEX, t->co_ref);
   luaL_unref(L, LUA_REGISTRYINDEX, t->results_ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, t->group_ref);
   clear_hooks(L, t);
   t->~Task();
   return 0;
@@ -817,6 +859,14 @@ void TaskSystem::finished(Task* t) {
     push_future(L, t);
     wake_with(L, w, id, 1);
   }
+  if (t->group_ref != LUA_NOREF) {
+    int ref = t->group_ref;
+    t->group_ref = LUA_NOREF;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, ref);
+    push_future(L, t);
+    append_done(L);
+  }
   if (t == main_task) {
     main_task = nullptr;
     if (t->failed) {
@@ -895,6 +945,7 @@ int open_task(lua_State* L) {
       {"await", task_await},
       {"notify", task_notify},
       {"unnotify", task_unnotify},
+      {"join", task_join},
       {"isDone", task_is_done},
       {"results", task_results},
       {"outcome", task_outcome},

@@ -199,6 +199,60 @@ describe("select, timeout, group (" .. H.mode .. ")", function()
     if not H.evented then assert.equal(finished, {"a"}) end
   end)
 
+  it("a failing task makes await cancel the others and wait for them before re-raising", function()
+    local g = task.group()
+    local other = {}
+    g:async(function()
+      local ok, err = pcall(task.sleep, 0.5)
+      other.code = not ok and err.code or "slept"
+      task.sleep(0.02)  -- cleanup that blocks: the group still waits for it
+      other.finished = true
+    end)
+    g:async(function() error("b failed") end)
+    local ok, err = pcall(g.await, g)
+    assert.falsy(ok)
+    assert.match(err, "b failed")
+    assert.truthy(other.finished, "await returned before the other task had ended")
+    assert.equal(other.code, H.evented and "Canceled" or "slept")
+  end)
+
+  it("a group of any size can be awaited", function()
+    local g = task.group()
+    local n = 0
+    for i = 1, 10000 do g:async(function() if i % 2 == 0 then task.yield() end n = n + 1 end) end
+    g:await()
+    assert.equal(n, 10000)
+    local failing = task.group()
+    for i = 1, 9000 do failing:async(function() task.yield() if i == 5000 then error("number 5000") end end) end
+    assert.throws(function() failing:await() end, "number 5000")
+  end)
+
+  it("a cancelled timeout or group waits for its tasks to end", function()
+    H.needsConcurrency(function()
+      local log = {}
+      local function child(name)
+        return function()
+          local ok = pcall(task.sleep, 5)
+          task.sleep(0.02)  -- cleanup after Canceled
+          log[#log + 1] = name .. (ok and " slept" or " cancelled")
+        end
+      end
+      local outer = task.concurrent(function() return task.timeout(5, child("timeout")) end)
+      task.sleep(0.02)
+      assert.isNil(outer:cancel())
+      assert.equal(log, {"timeout cancelled"}, "the inner task outlived the cancelled timeout")
+      local g = task.group()
+      g:concurrent(child("g1"))
+      g:concurrent(child("g2"))
+      local waiter = task.concurrent(function() g:await() end)
+      task.sleep(0.02)
+      assert.isNil(waiter:cancel())
+      table.sort(log)
+      assert.equal(log, {"g1 cancelled", "g2 cancelled", "timeout cancelled"},
+        "the group's tasks outlived the cancelled await")
+    end)
+  end)
+
   it("a group can be cancelled", function()
     H.needsConcurrency(function()
       local g = task.group()
