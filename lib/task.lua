@@ -381,14 +381,21 @@ local workCtx
 local workerMain = assert(loadstring([==[
   local id, code, payload = ...
   local s = require("evo.serial")
-  local fn, lerr = loadstring(code, "=task.work")
-  if not fn then return id, false, s.encodeList(1, lerr) end
-  local args = s.decodeList(payload)
-  local res = {pcall(fn, unpack(args, 1, args.n))}
-  local ok = res[1]
-  local n = ok and (table.maxn(res) - 1) or 1
-  local encOk, encoded = pcall(s.encodeList, n, unpack(res, 2, n + 1))
-  if not encOk then return id, false, s.encodeList(1, "task.work: cannot return the results: " .. encoded) end
+  local function run()
+    local fn, lerr = loadstring(code, "=task.work")
+    if not fn then return false, s.encodeList(1, lerr) end
+    local dok, args = pcall(s.decodeList, payload)
+    if not dok then return false, s.encodeList(1, "task.work: cannot copy the arguments: " .. tostring(args)) end
+    local res = {pcall(fn, unpack(args, 1, args.n))}
+    local ok = res[1]
+    local n = ok and (table.maxn(res) - 1) or 1
+    local encOk, encoded = pcall(s.encodeList, n, unpack(res, 2, n + 1))
+    if not encOk then return false, s.encodeList(1, "task.work: cannot return the results: " .. encoded) end
+    return ok, encoded
+  end
+  -- Nothing may escape: an error here would never reach the waiting task.
+  local rok, ok, encoded = pcall(run)
+  if not rok then return id, false, ("return {n=1,%q}"):format("task.work: " .. tostring(ok)) end
   return id, ok, encoded
 ]==], "=[evo task.work]"))
 
@@ -401,12 +408,13 @@ end
 local function checkWorkFunction(fn)
   checkFunction(1, "work", fn)
   if type(fn) ~= "function" then args.fail(1, "work", "function", fn, 3) end
+  if debug.getinfo(fn, "S").what == "C" then
+    error("bad argument #1 to 'work' (cannot copy a C function to another Lua state; wrap it in a Lua function)", 3)
+  end
   if debug.getupvalue(fn, 1) ~= nil then
     error("bad argument #1 to 'work' (the function uses upvalues; it runs in another Lua state, " ..
       "so pass what it needs as arguments)", 3)
   end
-  local info = debug.getinfo(fn, "S")
-  if info.what == "C" then error("bad argument #1 to 'work' (a C function cannot be sent to another state)", 3) end
 end
 
 -- work(fn, ...) -> fn's results, computed in another Lua state on libuv's
@@ -436,7 +444,8 @@ function task.work(fn, ...)
     resumed, okRun, encoded = suspend(function(w) workers[w] = nil end, wid)
     if not resumed then raiseCanceled(2) end
   end
-  local res = serial.decodeList(encoded)
+  local dok, res = pcall(serial.decodeList, encoded)
+  if not dok then error("task.work: cannot copy the results: " .. tostring(res), 2) end
   if not okRun then error(res[1], 2) end
   return unpack(res, 1, res.n)
 end

@@ -344,6 +344,40 @@ describe("task.work (" .. H.mode .. ")", function()
     assert.throws(function() task.work(function(x) return x end, setmetatable({}, {})) end, "metatable")
   end)
 
+  it("refuses a C function, saying so", function()
+    assert.throws(function() task.work(print) end, "cannot copy a C function")
+  end)
+
+  it("keeps the sign of -0.0 both ways", function()
+    assert.equal(1 / task.work(function(x) return x end, -0.0), -math.huge)
+    assert.equal(1 / task.work(function() return -0.0 end), -math.huge)
+    assert.equal(1 / task.work(function(t) return t end, {-0.0})[1], -math.huge)
+  end)
+
+  it("a value nested too deeply to copy is a catchable error of the call", function()
+    local function deep(levels)
+      local t = {}
+      local cur = t
+      for _ = 1, levels do cur[1] = {}; cur = cur[1] end
+      return t
+    end
+    local ok, err = pcall(task.work, function() return 1 end, deep(197))
+    assert.falsy(ok)
+    assert.match(tostring(err), "nested")
+    ok, err = pcall(task.work, function(n)
+      local t = {}
+      local cur = t
+      for _ = 1, n do cur[1] = {}; cur = cur[1] end
+      return t
+    end, 300)
+    assert.falsy(ok)
+    assert.match(tostring(err), "nested")
+    local t = task.work(function(x) return x end, deep(60))
+    local depth = 0
+    while t[1] do t = t[1]; depth = depth + 1 end
+    assert.equal(depth, 60, "a moderately deep table is copied")
+  end)
+
   it("spreads CPU work over the thread pool when awaited concurrently", function()
     local work = function(n)
       local x = 0
