@@ -234,11 +234,17 @@ local function locked(self, fname, op, ...)
   return unlockWith(self, pcall(op, self, ...))
 end
 
+-- the flags libuv (luv) understands
+local OPEN_FLAGS = {}
+for _, f in ipairs({"r", "rs", "sr", "r+", "rs+", "sr+", "w", "wx", "xw", "w+", "wx+", "xw+",
+                    "a", "ax", "xa", "a+", "ax+", "xa+"}) do OPEN_FLAGS[f] = true end
+
 -- open(path [, flags = "r" [, mode = 0644]]) -> File | nil, err
 function fs.open(path, flags, mode)
   checkPath(1, "open", path)
   flags = flags or "r"
   check(2, "open", flags, "string")
+  if not OPEN_FLAGS[flags] then error(("bad argument #2 to 'open' (invalid mode '%s')"):format(flags), 2) end
   local fd, err = call(uv.fs_open, path, flags, mode or 420)
   if not fd then return nil, err end
   local append = flags:find("a", 1, true) ~= nil
@@ -288,7 +294,8 @@ function File:read(n)
   if n == "a" or n == "*a" then n = nil end
   if n ~= nil then
     check(1, "read", n, "number")
-    if n <= 0 then return "" end
+    if n < 0 or n ~= n then error("bad argument #1 to 'read' (size must be 0 or more)", 2) end
+    if n == 0 then return "" end
   end
   return locked(self, "read", readOp, n)
 end

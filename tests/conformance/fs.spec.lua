@@ -122,6 +122,17 @@ describe("fs (" .. H.mode .. ")", function()
     assert.equal(err.code, "ENOENT")
   end)
 
+  it("refuses an invalid open mode and a negative read size as bad arguments", function()
+    local p = dir .. "/m.txt"
+    assert(fs.writeFile(p, "data"))
+    assert.throws(function() fs.open(p, "zz") end, "bad argument #2 to 'open' (invalid mode 'zz')")
+    local f = assert(fs.open(p))
+    assert.throws(function() f:read(-1) end, "bad argument #1 to 'read'")
+    assert.equal(f:read(0), "", "read(0) is still the empty string")
+    assert.equal(f:read(), "data")
+    assert(f:close())
+  end)
+
   it("serialises the operations of one File shared by tasks: no lost writes, no line read twice", function()
     local p = dir .. "/shared.txt"
     local f = assert(fs.open(p, "w"))
