@@ -372,6 +372,7 @@ end
 ----------------------------------------------------------------- work
 
 local serial = require("evo.serial")
+local workctl = require("evo.workctl")
 local workers = {}   -- id -> {me, id}
 local nextWorkId = 0
 local workCtx
@@ -379,14 +380,15 @@ local workCtx
 -- Runs on a worker thread, in a Lua state of its own. luv sends functions
 -- there as bytecode without their upvalues, so this one uses none.
 local workerMain = assert(loadstring([==[
-  local id, code, payload = ...
+  local id, code, payload, slot = ...
   local s = require("evo.serial")
+  local ctl = require("evo.workctl")
   local function run()
     local fn, lerr = loadstring(code, "=task.work")
     if not fn then return false, s.encodeList(1, lerr) end
     local dok, args = pcall(s.decodeList, payload)
     if not dok then return false, s.encodeList(1, "task.work: cannot copy the arguments: " .. tostring(args)) end
-    local res = {pcall(fn, unpack(args, 1, args.n))}
+    local res = {ctl.run(slot or 0, fn, unpack(args, 1, args.n))}  -- pcall, cancellable
     local ok = res[1]
     local n = ok and (table.maxn(res) - 1) or 1
     local encOk, encoded = pcall(s.encodeList, n, unpack(res, 2, n + 1))
@@ -439,9 +441,14 @@ function task.work(fn, ...)
     nextWorkId = nextWorkId + 1
     local wid = nextWorkId
     workers[wid] = {me, id}
-    workCtx:queue(wid, code, payload)
+    local slot = workctl.new()
+    workCtx:queue(wid, code, payload, slot)
     local resumed
-    resumed, okRun, encoded = suspend(function(w) workers[w] = nil end, wid)
+    -- Cancelled: the job's Lua code is stopped (evo.workctl) and its result dropped.
+    resumed, okRun, encoded = suspend(function(w)
+      workers[w[1]] = nil
+      workctl.cancel(w[2])
+    end, {wid, slot})
     if not resumed then raiseCanceled(2) end
   end
   local dok, res = pcall(serial.decodeList, encoded)

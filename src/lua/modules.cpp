@@ -6,6 +6,7 @@
 
 #include "lua/embedded.h"
 #include "lua/repl.h"
+#include "lua/workctl.h"
 
 namespace evo::modules {
 namespace {
@@ -28,6 +29,7 @@ const NativeModule kNativeModules[] = {
     {"evo.udp",    open_udp,    true},
     {"evo.ws",     open_ws,     false},
     {"evo.zlib",   open_zlib,   false},
+    {"evo.workctl", open_workctl, false},
     {"evo.signal", open_signal, true},
     {"evo.task",   open_task,   true},
     {"evo.timer",  open_timer,  true},

@@ -1,6 +1,10 @@
 #include "lua/tasks.h"
 
+#include <unistd.h>
+
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <new>
@@ -11,6 +15,7 @@
 #include "core/handle.h"
 #include "lua/errors.h"
 #include "lua/runtime.h"
+#include "lua/workctl.h"
 
 namespace evo {
 
@@ -617,6 +622,33 @@ int future_tostring(lua_State* L) {
   return 1;
 }
 
+// os.exit, wrapped: task.work jobs still running Lua on the thread pool are
+// stopped first (their threads would otherwise run on while exit() tears the
+// process down, and libuv's exit handler joins them: a crash or a hang). A job
+// stuck in one C call cannot be stopped; then the process leaves with
+// _exit, after flushing stdout and stderr.
+int os_exit(lua_State* L) {
+  if (workctl::stop_all() > 0) {
+    constexpr int kPolls = 200;  // up to 1 s
+    for (int i = 0; i < kPolls && workctl::running() > 0; ++i) uv_sleep(5);
+    if (workctl::running() > 0) {
+      int code = EXIT_SUCCESS;
+      if (lua_isboolean(L, 1)) {
+        code = lua_toboolean(L, 1) != 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+      } else if (!lua_isnoneornil(L, 1)) {
+        code = static_cast<int>(luaL_checkinteger(L, 1));
+      }
+      std::fflush(stdout);
+      std::fflush(stderr);
+      _exit(code);
+    }
+  }
+  lua_pushvalue(L, lua_upvalueindex(1));  // LuaJIT's os.exit
+  lua_insert(L, 1);
+  lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+  return lua_gettop(L);
+}
+
 void resume_cb(Schedulable* s, void* ctx) { static_cast<TaskSystem*>(ctx)->resume(static_cast<Task*>(s)); }
 
 // The Lua function every task runs: fn's results, or its error, go to finish().
@@ -699,6 +731,14 @@ TaskSystem::TaskSystem(Runtime& rt, bool blocking)
   worker_ref_ = luaL_ref(L, LUA_REGISTRYINDEX);
 
   SleepTimer::pool = new_pool();
+
+  lua_getglobal(L, "os");
+  if (lua_istable(L, -1)) {
+    lua_getfield(L, -1, "exit");
+    lua_pushcclosure(L, os_exit, 1);
+    lua_setfield(L, -2, "exit");
+  }
+  lua_pop(L, 1);
 }
 
 std::vector<SleepTimer*>* TaskSystem::new_pool() {
