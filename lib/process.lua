@@ -111,6 +111,7 @@ end
 -- waits for it, then raises Canceled.
 function process.exec(cmdline)
   args.check(1, "exec", cmdline, "string")
+  if cmdline:find("\0", 1, true) then error("bad argument #1 to 'exec' (contains a NUL byte)", 2) end
   local child, err = process.spawn("/bin/sh", {"-c", cmdline}, {stdin = "ignore"})
   if not child then return nil, err end
   local errReader
