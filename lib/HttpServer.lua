@@ -78,9 +78,30 @@ end
 function HttpServer:WriteResponse(id, chunk)
   return native.writeResponse(core(self, "WriteResponse"), id, chunk)
 end
--- SendResponse(id [, body]) -> true | nil, err: the body (or its last part) and the end
+-- SendResponse(id [, body]) -> true | nil, err: the body (or its last part)
+-- and the end. err.code: "AlreadySent" (this request was answered; the
+-- last 4096 answered ids are remembered), "Closed" (the client left, or no
+-- such request).
+local errors = require("evo.errors")
+local MAX_REMEMBERED = 4096  -- answered ids remembered, to tell AlreadySent from Closed
+
 function HttpServer:SendResponse(id, body)
-  return native.sendResponse(core(self, "SendResponse"), id, body)
+  local c = core(self, "SendResponse")
+  local sent = self.sentIDs
+  if sent and sent[id] then
+    return nil, errors.new("AlreadySent", ("the response to request %s was already sent"):format(tostring(id)))
+  end
+  local ok, err = native.sendResponse(c, id, body)
+  if ok then
+    if not sent or self.sentCount >= MAX_REMEMBERED then
+      sent = {}
+      self.sentIDs, self.sentCount = sent, 0
+    end
+    sent[id] = true
+    self.sentCount = self.sentCount + 1
+    return ok
+  end
+  return nil, err
 end
 
 return HttpServer

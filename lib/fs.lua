@@ -177,15 +177,79 @@ local File = {}
 File.__index = File
 File.__name = "File"
 
+-- One operation at a time per File. Tasks sharing a File (evented mode) take
+-- turns: each operation runs whole, from the position the previous one left,
+-- so writes are not lost and a line is read once, as in the blocking mode.
+local tasknative = require("evo.task")
+local prepare, suspend, wake = tasknative.prepare, tasknative.suspend, tasknative.wake
+
+local function removeWaiter(list, entry)
+  for k = #list, 1, -1 do
+    if list[k] == entry then table.remove(list, k) end
+  end
+end
+
+local function lock(self, fname)
+  if not self.busy then
+    self.busy = true
+    return
+  end
+  local me, id = prepare(isyieldable())
+  if me == false then error(canceled(), 3) end
+  if me == nil then
+    error(("%s: the file is in use by another task's operation, and this call cannot wait for it " ..
+      "(not in a task, or where Lua cannot yield)"):format(fname), 3)
+  end
+  local entry = {me, id}
+  local waiters = self.waiters
+  waiters[#waiters + 1] = entry
+  local ok = suspend(function(list) removeWaiter(list, entry) end, waiters)
+  if not ok then error(canceled(), 3) end
+  -- woken by unlock(): the lock was handed over (busy stays true)
+end
+
+local function unlock(self)
+  local waiters = self.waiters
+  while #waiters > 0 do
+    local w = table.remove(waiters, 1)
+    if wake(w[1], w[2]) then return end
+  end
+  self.busy = false
+end
+
+local function unlockWith(self, ok, ...)
+  unlock(self)
+  if not ok then error((...), 0) end
+  return ...
+end
+
+-- locked(self, fname, op, ...): op(self, ...) holding the File's lock.
+local function locked(self, fname, op, ...)
+  lock(self, fname)
+  if not self.fd then  -- another task closed it while this one waited its turn
+    unlock(self)
+    if fname == "close" then return true end
+    error(errors.new("Closed", "the file is closed"), 3)
+  end
+  return unlockWith(self, pcall(op, self, ...))
+end
+
+-- the flags libuv (luv) understands
+local OPEN_FLAGS = {}
+for _, f in ipairs({"r", "rs", "sr", "r+", "rs+", "sr+", "w", "wx", "xw", "w+", "wx+", "xw+",
+                    "a", "ax", "xa", "a+", "ax+", "xa+"}) do OPEN_FLAGS[f] = true end
+
 -- open(path [, flags = "r" [, mode = 0644]]) -> File | nil, err
 function fs.open(path, flags, mode)
   checkPath(1, "open", path)
   flags = flags or "r"
   check(2, "open", flags, "string")
+  if not OPEN_FLAGS[flags] then error(("bad argument #2 to 'open' (invalid mode '%s')"):format(flags), 2) end
   local fd, err = call(uv.fs_open, path, flags, mode or 420)
   if not fd then return nil, err end
   local append = flags:find("a", 1, true) ~= nil
-  return setmetatable({fd = fd, path = path, pos = 0, buffer = "", append = append}, File)
+  return setmetatable({fd = fd, path = path, pos = 0, buffer = "", append = append, busy = false, waiters = {}},
+    File)
 end
 
 local function checkOpen(self, fname)
@@ -202,10 +266,8 @@ local function fill(self)
   return true
 end
 
--- read([n]) -> up to n bytes (all the rest without n); nil at end of file
-function File:read(n)
-  checkOpen(self, "read")
-  if n == nil or n == "a" or n == "*a" then
+local function readOp(self, n)
+  if n == nil then
     while true do
       local more, err = fill(self)
       if more == nil then return nil, err end
@@ -215,8 +277,6 @@ function File:read(n)
     self.buffer = ""
     return all
   end
-  check(1, "read", n, "number")
-  if n <= 0 then return "" end
   while #self.buffer < n do
     local more, err = fill(self)
     if more == nil then return nil, err end
@@ -228,9 +288,19 @@ function File:read(n)
   return out
 end
 
--- readLine() -> the next line without its "\n"; nil at end of file
-function File:readLine()
-  checkOpen(self, "readLine")
+-- read([n]) -> up to n bytes (all the rest without n); nil at end of file
+function File:read(n)
+  checkOpen(self, "read")
+  if n == "a" or n == "*a" then n = nil end
+  if n ~= nil then
+    check(1, "read", n, "number")
+    if n < 0 or n ~= n then error("bad argument #1 to 'read' (size must be 0 or more)", 2) end
+    if n == 0 then return "" end
+  end
+  return locked(self, "read", readOp, n)
+end
+
+local function readLineOp(self)
   while true do
     local nl = self.buffer:find("\n", 1, true)
     if nl then
@@ -249,6 +319,12 @@ function File:readLine()
   end
 end
 
+-- readLine() -> the next line without its "\n"; nil at end of file
+function File:readLine()
+  checkOpen(self, "readLine")
+  return locked(self, "readLine", readLineOp)
+end
+
 -- lines() -> an iterator over the remaining lines
 function File:lines()
   checkOpen(self, "lines")
@@ -257,6 +333,18 @@ function File:lines()
     if err then error(err, 2) end
     return line
   end
+end
+
+local function writeOp(self, parts)
+  -- writes go where the file position is (reads may have buffered ahead)
+  local offset = self.append and -1 or (self.pos - #self.buffer)
+  local n, err = call(uv.fs_write, self.fd, parts, offset)
+  if not n then return nil, err end
+  if not self.append then
+    self.pos = offset + n
+    self.buffer = ""
+  end
+  return true
 end
 
 -- write(...) -> true | nil, err: strings (or numbers) written in one call
@@ -269,21 +357,10 @@ function File:write(...)
     if type(v) == "number" then parts[i] = tostring(v)
     elseif type(v) ~= "string" then args.fail(i, "write", "string", v, 2) end
   end
-  -- writes go where the file position is (reads may have buffered ahead)
-  local offset = self.append and -1 or (self.pos - #self.buffer)
-  local n, err = call(uv.fs_write, self.fd, parts, offset)
-  if not n then return nil, err end
-  if not self.append then
-    self.pos = offset + n
-    self.buffer = ""
-  end
-  return true
+  return locked(self, "write", writeOp, parts)
 end
 
--- seek([whence = "cur" [, offset = 0]]) -> the new position
-function File:seek(whence, offset)
-  checkOpen(self, "seek")
-  whence, offset = whence or "cur", offset or 0
+local function seekOp(self, whence, offset)
   local current = self.pos - #self.buffer
   local base
   if whence == "set" then base = 0
@@ -292,30 +369,46 @@ function File:seek(whence, offset)
     local st, err = call(uv.fs_fstat, self.fd)
     if not st then return nil, err end
     base = st.size
-  else
-    error(("bad argument #1 to 'seek' (invalid option '%s')"):format(tostring(whence)), 2)
   end
   self.pos = base + offset
   self.buffer = ""
   return self.pos
 end
 
+-- seek([whence = "cur" [, offset = 0]]) -> the new position
+function File:seek(whence, offset)
+  checkOpen(self, "seek")
+  whence, offset = whence or "cur", offset or 0
+  if whence ~= "set" and whence ~= "cur" and whence ~= "end" then
+    error(("bad argument #1 to 'seek' (invalid option '%s')"):format(tostring(whence)), 2)
+  end
+  return locked(self, "seek", seekOp, whence, offset)
+end
+
+local function syncOp(self) return call(uv.fs_fsync, self.fd) end
+local function statOp(self) return call(uv.fs_fstat, self.fd) end
+
 function File:sync()
   checkOpen(self, "sync")
-  return call(uv.fs_fsync, self.fd)
+  return locked(self, "sync", syncOp)
 end
 
 function File:stat()
   checkOpen(self, "stat")
-  return call(uv.fs_fstat, self.fd)
+  return locked(self, "stat", statOp)
 end
 
-function File:close()
-  if getmetatable(self) ~= File then args.fail(1, "close", "File", self, 2) end
-  if not self.fd then return true end
+local function closeOp(self)
   local fd = self.fd
   self.fd = nil
   return call(uv.fs_close, fd)
+end
+
+-- close(): waits for the operations other tasks have started on the File.
+function File:close()
+  if getmetatable(self) ~= File then args.fail(1, "close", "File", self, 2) end
+  if not self.fd then return true end
+  return locked(self, "close", closeOp)
 end
 
 fs.File = File

@@ -89,25 +89,58 @@ function process.spawn(command, argv, opts)
   return setmetatable({native = child, pid = native.pid(child), stdin = stdin, stdout = stdout, stderr = stderr}, Child)
 end
 
+-- After a cancellation: SIGTERM, then SIGKILL if the child has not ended
+-- within the grace period; waits for it either way (so it is reaped).
+local KILL_GRACE = 2
+
+local function terminate(child)
+  child:kill("SIGTERM")
+  local task = require("task")
+  local ok, _, err = pcall(task.timeout, KILL_GRACE, child.wait, child)
+  if ok and err ~= nil and errors.is(err, "Timeout") then
+    child:kill("SIGKILL")
+    pcall(child.wait, child)
+  elseif not ok then  -- cancelled again while waiting: do not leave it behind
+    child:kill("SIGKILL")
+    pcall(child.wait, child)
+  end
+end
+
 -- exec(cmdline) -> stdout, stderr, exit code (the command runs under /bin/sh -c)
+-- A task cancelled in exec kills the child (SIGTERM, SIGKILL after 2 s),
+-- waits for it, then raises Canceled.
 function process.exec(cmdline)
   args.check(1, "exec", cmdline, "string")
+  if cmdline:find("\0", 1, true) then error("bad argument #1 to 'exec' (contains a NUL byte)", 2) end
   local child, err = process.spawn("/bin/sh", {"-c", cmdline}, {stdin = "ignore"})
   if not child then return nil, err end
-  local out, errText
-  if tasknative.mode() == "evented" and isyieldable() and tasknative.current() then
-    -- read both pipes at once, so a child filling one cannot stall on the other
-    local task = require("task")
-    local errReader = task.async(function() return child.stderr:readAll() end)
-    out = child.stdout:readAll()
-    errText = errReader:await()
-  else
-    -- read both pipes together (poll), so a child filling one cannot stall
-    out, errText = require("evo.net").stream.drainBoth(child.stdout, child.stderr)
+  local errReader
+  local function collect()
+    local out, errText
+    if tasknative.mode() == "evented" and isyieldable() and tasknative.current() then
+      -- read both pipes at once, so a child filling one cannot stall on the other
+      local task = require("task")
+      errReader = task.async(function() return child.stderr:readAll() end)
+      out = child.stdout:readAll()
+      errText = errReader:await()
+    else
+      -- read both pipes together (poll), so a child filling one cannot stall
+      out, errText = require("evo.net").stream.drainBoth(child.stdout, child.stderr)
+    end
+    local code, signal = child:wait()
+    return out, errText, code, signal
+  end
+  local ok, out, errText, code, signal = pcall(collect)
+  if not ok then
+    -- Cancelled (or failed): the child must not outlive the call.
+    terminate(child)
+    if errReader then pcall(errReader.cancel, errReader) end
+    child.stdout:close()
+    child.stderr:close()
+    error(out, 0)
   end
   child.stdout:close()
   child.stderr:close()
-  local code, signal = child:wait()
   if signal ~= 0 and code == 0 then code = 128 + signal end
   return out or "", errText or "", code
 end

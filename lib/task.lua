@@ -194,9 +194,12 @@ function task.timeout(seconds, fn, ...)
   local sleeper = spawn(task.sleep, seconds)
   local ok, which = pcall(task.select, f, sleeper)
   if not ok then
-    -- Cancelled (or failed) while waiting: the inner tasks must not outlive us.
+    -- Cancelled while waiting: the inner task must not outlive us. Canceled
+    -- was delivered to us once, so this wait for its end proceeds.
     native.requestCancel(f)
     native.requestCancel(sleeper)
+    waitFor(f)
+    outcome(f)
     error(which, 0)
   end
   if which == 1 then
@@ -215,56 +218,81 @@ end
 
 ----------------------------------------------------------------- groups
 
-local function unpackFutures(list) return unpack(list, 1, #list) end
+local join = native.join
 
 local Group = {}
 Group.__index = Group
 Group.__name = "Group"
 
--- group() -> a set of tasks awaited or cancelled together.
+-- group() -> a set of tasks awaited or cancelled together. Each task is
+-- joined to the group's done list, which receives it when it ends: await
+-- waits for any number of tasks in one suspension, in the order they end.
 function task.group()
-  return setmetatable({futures = {}}, Group)
+  return setmetatable({futures = {}, done = {}, seen = 0}, Group)
 end
 
-function Group:async(fn, ...)
-  local f = task.async(fn, ...)
+local function add(self, f)
   self.futures[#self.futures + 1] = f
+  join(f, self.done)
   return f
 end
 
-function Group:concurrent(fn, ...)
-  local f = task.concurrent(fn, ...)
-  self.futures[#self.futures + 1] = f
-  return f
+function Group:async(fn, ...) return add(self, task.async(fn, ...)) end
+function Group:concurrent(fn, ...) return add(self, task.concurrent(fn, ...)) end
+
+local function cancelAll(self)
+  for _, f in ipairs(self.futures) do
+    if not isDone(f) then native.requestCancel(f) end
+  end
 end
 
--- await(): waits for every task. The first error (in order of failure) is
--- re-raised once the others have finished or been cancelled.
+-- Suspends until the group's done list grows. Returns false when the
+-- awaiting task was cancelled meanwhile.
+local function waitDone(self, level)
+  local me, id = prepare(isyieldable())
+  if me == false then return false end
+  if me == nil then
+    error("cannot wait for unfinished tasks here: not inside a task, or inside a call that cannot " ..
+      "yield (a __gc finalizer, a table.sort comparator, a string.gsub callback, a module's top level)", level + 1)
+  end
+  local done = self.done
+  done.waiter, done.id = me, id
+  local ok = suspend(function(d) d.waiter, d.id = nil, nil end, done)
+  return ok
+end
+
+-- await(): waits for every task. On the first failure (in order of
+-- failure) the others are cancelled, awaited, and that error is re-raised.
+-- If the awaiting task is cancelled, the group's tasks are cancelled and
+-- awaited too, and Canceled is raised: no task outlives its group.
 function Group:await()
-  local pending, firstError = {}, nil
-  for _, f in ipairs(self.futures) do pending[#pending + 1] = f end
-  while #pending > 0 do
-    local ok, i = pcall(task.select, unpackFutures(pending))
-    if not ok then
-      -- Cancelled while waiting: the group's tasks go too (structured concurrency).
-      for _, other in ipairs(pending) do native.requestCancel(other) end
-      error(i, 0)
+  local done, firstError, canceled = self.done, nil, false
+  while true do
+    while self.seen < #done do
+      self.seen = self.seen + 1
+      local f = done[self.seen]
+      local ok, err = outcome(f)
+      if not ok and firstError == nil and not errors.is(err, "Canceled") then
+        firstError = err
+        cancelAll(self)
+      end
     end
-    local f = table.remove(pending, i)
-    local ok, err = outcome(f)
-    if not ok and firstError == nil and not errors.is(err, "Canceled") then
-      firstError = err
-      for _, other in ipairs(pending) do native.requestCancel(other) end
+    if self.seen >= #self.futures then break end
+    if not waitDone(self, 2) then
+      canceled = true
+      cancelAll(self)
     end
   end
-  self.futures = {}
+  self.futures, self.done, self.seen = {}, {}, 0
+  if canceled then raiseCanceled(2) end
   if firstError ~= nil then error(firstError, 0) end
 end
 
+-- cancel(): cancels every task and waits for them.
 function Group:cancel()
-  for _, f in ipairs(self.futures) do native.requestCancel(f) end
+  cancelAll(self)
   for _, f in ipairs(self.futures) do waitFor(f); outcome(f) end
-  self.futures = {}
+  self.futures, self.done, self.seen = {}, {}, 0
 end
 
 ----------------------------------------------------------------- queues
@@ -344,6 +372,7 @@ end
 ----------------------------------------------------------------- work
 
 local serial = require("evo.serial")
+local workctl = require("evo.workctl")
 local workers = {}   -- id -> {me, id}
 local nextWorkId = 0
 local workCtx
@@ -351,16 +380,24 @@ local workCtx
 -- Runs on a worker thread, in a Lua state of its own. luv sends functions
 -- there as bytecode without their upvalues, so this one uses none.
 local workerMain = assert(loadstring([==[
-  local id, code, payload = ...
+  local id, code, payload, slot = ...
   local s = require("evo.serial")
-  local fn, lerr = loadstring(code, "=task.work")
-  if not fn then return id, false, s.encodeList(1, lerr) end
-  local args = s.decodeList(payload)
-  local res = {pcall(fn, unpack(args, 1, args.n))}
-  local ok = res[1]
-  local n = ok and (table.maxn(res) - 1) or 1
-  local encOk, encoded = pcall(s.encodeList, n, unpack(res, 2, n + 1))
-  if not encOk then return id, false, s.encodeList(1, "task.work: cannot return the results: " .. encoded) end
+  local ctl = require("evo.workctl")
+  local function run()
+    local fn, lerr = loadstring(code, "=task.work")
+    if not fn then return false, s.encodeList(1, lerr) end
+    local dok, args = pcall(s.decodeList, payload)
+    if not dok then return false, s.encodeList(1, "task.work: cannot copy the arguments: " .. tostring(args)) end
+    local res = {ctl.run(slot or 0, fn, unpack(args, 1, args.n))}  -- pcall, cancellable
+    local ok = res[1]
+    local n = ok and (table.maxn(res) - 1) or 1
+    local encOk, encoded = pcall(s.encodeList, n, unpack(res, 2, n + 1))
+    if not encOk then return false, s.encodeList(1, "task.work: cannot return the results: " .. encoded) end
+    return ok, encoded
+  end
+  -- Nothing may escape: an error here would never reach the waiting task.
+  local rok, ok, encoded = pcall(run)
+  if not rok then return id, false, ("return {n=1,%q}"):format("task.work: " .. tostring(ok)) end
   return id, ok, encoded
 ]==], "=[evo task.work]"))
 
@@ -373,12 +410,13 @@ end
 local function checkWorkFunction(fn)
   checkFunction(1, "work", fn)
   if type(fn) ~= "function" then args.fail(1, "work", "function", fn, 3) end
+  if debug.getinfo(fn, "S").what == "C" then
+    error("bad argument #1 to 'work' (cannot copy a C function to another Lua state; wrap it in a Lua function)", 3)
+  end
   if debug.getupvalue(fn, 1) ~= nil then
     error("bad argument #1 to 'work' (the function uses upvalues; it runs in another Lua state, " ..
       "so pass what it needs as arguments)", 3)
   end
-  local info = debug.getinfo(fn, "S")
-  if info.what == "C" then error("bad argument #1 to 'work' (a C function cannot be sent to another state)", 3) end
 end
 
 -- work(fn, ...) -> fn's results, computed in another Lua state on libuv's
@@ -403,12 +441,18 @@ function task.work(fn, ...)
     nextWorkId = nextWorkId + 1
     local wid = nextWorkId
     workers[wid] = {me, id}
-    workCtx:queue(wid, code, payload)
+    local slot = workctl.new()
+    workCtx:queue(wid, code, payload, slot)
     local resumed
-    resumed, okRun, encoded = suspend(function(w) workers[w] = nil end, wid)
+    -- Cancelled: the job's Lua code is stopped (evo.workctl) and its result dropped.
+    resumed, okRun, encoded = suspend(function(w)
+      workers[w[1]] = nil
+      workctl.cancel(w[2])
+    end, {wid, slot})
     if not resumed then raiseCanceled(2) end
   end
-  local res = serial.decodeList(encoded)
+  local dok, res = pcall(serial.decodeList, encoded)
+  if not dok then error("task.work: cannot copy the results: " .. tostring(res), 2) end
   if not okRun then error(res[1], 2) end
   return unpack(res, 1, res.n)
 end

@@ -6,6 +6,7 @@
 
 #include "lua/embedded.h"
 #include "lua/repl.h"
+#include "lua/workctl.h"
 
 namespace evo::modules {
 namespace {
@@ -29,6 +30,7 @@ const NativeModule kNativeModules[] = {
     {"evo.udp",    open_udp,    true},
     {"evo.ws",     open_ws,     false},
     {"evo.zlib",   open_zlib,   false},
+    {"evo.workctl", open_workctl, false},
     {"evo.signal", open_signal, true},
     {"evo.task",   open_task,   true},
     {"evo.timer",  open_timer,  true},
@@ -57,13 +59,40 @@ const embedded::LuaModule* find_lua(std::string_view name) {
   return (it != end && name == it->name) ? it : nullptr;
 }
 
+// In a worker state (task.work, uv.new_thread) a built-in module that needs
+// Evo's runtime cannot load. require says so in one line, naming the module
+// the script asked for, instead of a search list for an inner dependency.
+constexpr const char kNotInWorker[] = "is not available in a worker";
+
+int not_in_worker(lua_State* L, const char* name) {
+  lua_pushfstring(L,
+                  "module '%s' %s (task.work, uv.new_thread): it needs Evo's event loop; a worker has "
+                  "Lua's standard libraries and uv, pretty, assert, evo.serial, evo.ws, evo.zlib",
+                  name, kNotInWorker);
+  return lua_error(L);
+}
+
+// The loader of a built-in Lua module in a worker: runs the chunk, and turns
+// a failure to load a runtime module below it into not_in_worker(name).
+int worker_loader(lua_State* L) {
+  int nargs = lua_gettop(L);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  if (lua_pcall(L, nargs, LUA_MULTRET, 0) == 0) return lua_gettop(L);
+  const char* msg = lua_tostring(L, -1);
+  if (msg != nullptr && std::strstr(msg, kNotInWorker) != nullptr)
+    return not_in_worker(L, lua_tostring(L, lua_upvalueindex(2)));
+  return lua_error(L);
+}
+
 // package.loaders entry: returns the loader of a built-in module, or a
 // message saying there is none (require collects these messages).
 int builtin_searcher(lua_State* L) {
   const char* name = luaL_checkstring(L, 1);
   bool worker = is_worker(L);
   for (const auto& m : kNativeModules) {
-    if (std::strcmp(m.name, name) == 0 && !(worker && m.needs_runtime)) {
+    if (std::strcmp(m.name, name) == 0) {
+      if (worker && m.needs_runtime) return not_in_worker(L, name);
       lua_pushcfunction(L, m.open);
       return 1;
     }
@@ -72,6 +101,10 @@ int builtin_searcher(lua_State* L) {
     // The chunk name recorded in the bytecode ("[evo]/events.lua") is kept.
     if (luaL_loadbuffer(L, reinterpret_cast<const char*>(m->bytecode), m->size, name) != 0) {
       return luaL_error(L, "error loading built-in module '%s': %s", name, lua_tostring(L, -1));
+    }
+    if (worker) {
+      lua_pushstring(L, name);
+      lua_pushcclosure(L, worker_loader, 2);
     }
     return 1;
   }

@@ -1,6 +1,10 @@
 #include "lua/tasks.h"
 
+#include <unistd.h>
+
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <new>
@@ -11,6 +15,7 @@
 #include "core/handle.h"
 #include "lua/errors.h"
 #include "lua/runtime.h"
+#include "lua/workctl.h"
 
 namespace evo {
 
@@ -50,6 +55,7 @@ struct Task : Schedulable {
   std::vector<std::pair<Task*, uint32_t>> waiters;  // tasks awaiting this one
   std::shared_ptr<Waker> waker;                     // the far end of the current wait, if shared
   int early_ref = LUA_NOREF;  // a wake that came before the task suspended: {n = k, ...}
+  int group_ref = LUA_NOREF;  // a group's done list: {waiter = Future, id = n, f1, f2...} (see join)
 
   [[nodiscard]] bool cancel_due() const { return cancel_requested && !cancel_delivered && shield == 0; }
 };
@@ -531,6 +537,46 @@ int task_unnotify(lua_State* L) {
   return 0;
 }
 
+// Appends the finished task's Future (on top of L's stack) to the done list
+// just below it, pops both, and wakes the list's waiter, if one is suspended
+// on it. Raw accesses only: this runs inside finished(), where nothing may
+// raise.
+void append_done(lua_State* L) {
+  int list = lua_gettop(L) - 1;
+  lua_rawseti(L, list, static_cast<int>(lua_objlen(L, list)) + 1);
+  lua_pushliteral(L, "waiter");
+  lua_rawget(L, list);
+  lua_pushliteral(L, "id");
+  lua_rawget(L, list);
+  Task* w = lua_isuserdata(L, -2) != 0 ? static_cast<Task*>(lua_touserdata(L, -2)) : nullptr;
+  auto id = static_cast<uint32_t>(lua_tointeger(L, -1));
+  lua_pop(L, 2);
+  if (w != nullptr) {
+    lua_pushliteral(L, "waiter");
+    lua_pushnil(L);
+    lua_rawset(L, list);
+    wake_with(L, w, id, 0);
+  }
+  lua_settop(L, list - 1);
+}
+
+// join(f, list): when f finishes (now, if it has), it is appended to the
+// list table, and list.waiter (a Future, with list.id) is woken: a group
+// waits for any number of tasks in one suspension, in the order they end.
+int task_join(lua_State* L) {
+  Task* f = check_future(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lua_settop(L, 2);
+  if (f->state == Task::State::Done) {  // (an inline Future has no self_ref: use the argument)
+    lua_pushvalue(L, 1);
+    append_done(L);
+    return 0;
+  }
+  luaL_unref(L, LUA_REGISTRYINDEX, f->group_ref);
+  f->group_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  return 0;
+}
+
 int task_is_done(lua_State* L) {
   lua_pushboolean(L, check_future(L, 1)->state == Task::State::Done ? 1 : 0);
   return 1;
@@ -614,6 +660,7 @@ int future_gc(lua_State* L) {
   if (t->sys != nullptr) t->sys->forget(t);
   luaL_unref(L, LUA_REGISTRYINDEX, t->co_ref);
   luaL_unref(L, LUA_REGISTRYINDEX, t->results_ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, t->group_ref);
   clear_hooks(L, t);
   drop_early_wake(L, t);
   t->~Task();
@@ -625,6 +672,33 @@ int future_tostring(lua_State* L) {
   const char* state = t->state == Task::State::Done ? (t->failed ? "failed" : "done") : "running";
   lua_pushfstring(L, "Future (%s): %p", state, static_cast<void*>(t));
   return 1;
+}
+
+// os.exit, wrapped: task.work jobs still running Lua on the thread pool are
+// stopped first (their threads would otherwise run on while exit() tears the
+// process down, and libuv's exit handler joins them: a crash or a hang). A job
+// stuck in one C call cannot be stopped; then the process leaves with
+// _exit, after flushing stdout and stderr.
+int os_exit(lua_State* L) {
+  if (workctl::stop_all() > 0) {
+    constexpr int kPolls = 200;  // up to 1 s
+    for (int i = 0; i < kPolls && workctl::running() > 0; ++i) uv_sleep(5);
+    if (workctl::running() > 0) {
+      int code = EXIT_SUCCESS;
+      if (lua_isboolean(L, 1)) {
+        code = lua_toboolean(L, 1) != 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+      } else if (!lua_isnoneornil(L, 1)) {
+        code = static_cast<int>(luaL_checkinteger(L, 1));
+      }
+      std::fflush(stdout);
+      std::fflush(stderr);
+      _exit(code);
+    }
+  }
+  lua_pushvalue(L, lua_upvalueindex(1));  // LuaJIT's os.exit
+  lua_insert(L, 1);
+  lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+  return lua_gettop(L);
 }
 
 void resume_cb(Schedulable* s, void* ctx) { static_cast<TaskSystem*>(ctx)->resume(static_cast<Task*>(s)); }
@@ -709,6 +783,14 @@ TaskSystem::TaskSystem(Runtime& rt, bool blocking)
   worker_ref_ = luaL_ref(L, LUA_REGISTRYINDEX);
 
   SleepTimer::pool = new_pool();
+
+  lua_getglobal(L, "os");
+  if (lua_istable(L, -1)) {
+    lua_getfield(L, -1, "exit");
+    lua_pushcclosure(L, os_exit, 1);
+    lua_setfield(L, -2, "exit");
+  }
+  lua_pop(L, 1);
 }
 
 std::vector<SleepTimer*>* TaskSystem::new_pool() {
@@ -869,6 +951,14 @@ void TaskSystem::finished(Task* t) {
     push_future(L, t);
     wake_with(L, w, id, 1);
   }
+  if (t->group_ref != LUA_NOREF) {
+    int ref = t->group_ref;
+    t->group_ref = LUA_NOREF;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, ref);
+    push_future(L, t);
+    append_done(L);
+  }
   if (t == main_task) {
     main_task = nullptr;
     if (t->failed) {
@@ -976,6 +1066,7 @@ int open_task(lua_State* L) {
       {"await", task_await},
       {"notify", task_notify},
       {"unnotify", task_unnotify},
+      {"join", task_join},
       {"isDone", task_is_done},
       {"results", task_results},
       {"outcome", task_outcome},

@@ -162,6 +162,14 @@ Stdio stdio_option(lua_State* L, int opts, const char* name, Stdio fallback) {
   return fallback;
 }
 
+// A string argument without NUL bytes (the OS would cut it there).
+std::string c_string(lua_State* L, int idx, int arg, const char* what) {
+  size_t len = 0;
+  const char* s = lua_tolstring(L, idx, &len);
+  if (std::strlen(s) != len) luaL_argerror(L, arg, lua_pushfstring(L, "%s contains a NUL byte", what));
+  return {s, len};
+}
+
 std::vector<std::string> string_list(lua_State* L, int idx) {
   std::vector<std::string> out;
   if (lua_isnoneornil(L, idx)) return out;
@@ -171,8 +179,10 @@ std::vector<std::string> string_list(lua_State* L, int idx) {
     lua_rawgeti(L, idx, i);
     if (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER)
       luaL_error(L, "args[%d] is not a string", i);
-    out.emplace_back(lua_tostring(L, -1));
-    lua_pop(L, 1);
+    int item = lua_gettop(L);
+    const char* what = lua_pushfstring(L, "args[%d]", i);
+    out.push_back(c_string(L, item, idx, what));
+    lua_pop(L, 2);
   }
   return out;
 }
@@ -189,7 +199,16 @@ bool env_list(lua_State* L, int opts, std::vector<std::string>& out) {
   while (lua_next(L, -2) != 0) {
     if (lua_type(L, -2) == LUA_TSTRING &&
         (lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER)) {
-      out.push_back(std::string(lua_tostring(L, -2)) + "=" + lua_tostring(L, -1));
+      std::string name = c_string(L, -2, 3, "an env name");
+      if (name.empty() || name.find('=') != std::string::npos)
+        luaL_argerror(L, 3,
+                      lua_pushfstring(L, "invalid env name '%s' (empty, or contains '=')", name.c_str()));
+      lua_pushvalue(L, -1);  // (a number value: convert a copy, not the key lua_next needs)
+      int copy = lua_gettop(L);
+      const char* what = lua_pushfstring(L, "env value of '%s'", name.c_str());
+      std::string value = c_string(L, copy, 3, what);
+      lua_pop(L, 2);
+      out.push_back(name + "=" + value);
     }
     lua_pop(L, 1);
   }
@@ -325,7 +344,9 @@ int spawn_blocking(lua_State* L, TaskSystem& sys, const char* file, std::vector<
 
 // spawn(file, args, opts) -> child, stdin, stdout, stderr | nil, err
 int p_spawn(lua_State* L) {
-  const char* file = luaL_checkstring(L, 1);
+  luaL_checkstring(L, 1);
+  const std::string file_str = c_string(L, 1, 1, "the command");
+  const char* file = file_str.c_str();
   std::vector<std::string> argv;
   argv.emplace_back(file);
   for (auto& a : string_list(L, 2)) argv.push_back(std::move(a));
@@ -335,10 +356,18 @@ int p_spawn(lua_State* L) {
                           stdio_option(L, 3, "stderr", Stdio::Pipe)};
   lua_getfield(L, 3, "cwd");
   const char* cwd = lua_tostring(L, -1);
+  if (cwd != nullptr) c_string(L, -1, 3, "cwd");
   lua_pop(L, 1);  // the string stays alive in opts
   std::vector<std::string> env;
   bool has_env = env_list(L, 3, env);
   TaskSystem& sys = TaskSystem::from(L);
+  if (cwd != nullptr && ::access(cwd, X_OK) != 0) {
+    // Reported against the directory, not the command (which exists).
+    int err = uv_translate_sys_error(errno);
+    lua_pushnil(L);
+    errors::push_uv_error(L, err, (std::string("cwd ") + cwd).c_str());
+    return 2;
+  }
   if (sys.blocking()) return spawn_blocking(L, sys, file, argv, has_env ? &env : nullptr, cwd, modes);
   return spawn_evented(L, sys, file, argv, has_env ? &env : nullptr, cwd, modes);
 }

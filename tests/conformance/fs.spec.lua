@@ -122,6 +122,53 @@ describe("fs (" .. H.mode .. ")", function()
     assert.equal(err.code, "ENOENT")
   end)
 
+  it("refuses an invalid open mode and a negative read size as bad arguments", function()
+    local p = dir .. "/m.txt"
+    assert(fs.writeFile(p, "data"))
+    assert.throws(function() fs.open(p, "zz") end, "bad argument #2 to 'open' (invalid mode 'zz')")
+    local f = assert(fs.open(p))
+    assert.throws(function() f:read(-1) end, "bad argument #1 to 'read'")
+    assert.equal(f:read(0), "", "read(0) is still the empty string")
+    assert.equal(f:read(), "data")
+    assert(f:close())
+  end)
+
+  it("serialises the operations of one File shared by tasks: no lost writes, no line read twice", function()
+    local p = dir .. "/shared.txt"
+    local f = assert(fs.open(p, "w"))
+    local g = task.group()
+    for _, who in ipairs({"a", "b"}) do
+      g:async(function()
+        for _ = 1, 9 do assert(f:write(who)) end
+      end)
+    end
+    g:await()
+    assert(f:close())
+    local data = assert(fs.readFile(p))
+    assert.equal(#data, 18, "writes were lost: " .. data)
+    assert.equal(select(2, data:gsub("a", "")), 9)
+
+    local lines = {}
+    for i = 1, 20 do lines[i] = "line " .. i end
+    assert(fs.writeFile(p, table.concat(lines, "\n") .. "\n"))
+    f = assert(fs.open(p))
+    local got = {}
+    g = task.group()
+    for _ = 1, 2 do
+      g:async(function()
+        while true do
+          local line = f:readLine()
+          if not line then break end
+          got[#got + 1] = line
+        end
+      end)
+    end
+    g:await()
+    assert(f:close())
+    table.sort(got, function(x, y) return tonumber(x:match("%d+")) < tonumber(y:match("%d+")) end)
+    assert.equal(got, lines, "each line is read exactly once")
+  end)
+
   it("works the same from concurrent tasks", function()
     local futures = {}
     for i = 1, 8 do

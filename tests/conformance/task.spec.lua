@@ -199,6 +199,60 @@ describe("select, timeout, group (" .. H.mode .. ")", function()
     if not H.evented then assert.equal(finished, {"a"}) end
   end)
 
+  it("a failing task makes await cancel the others and wait for them before re-raising", function()
+    local g = task.group()
+    local other = {}
+    g:async(function()
+      local ok, err = pcall(task.sleep, 0.5)
+      other.code = not ok and err.code or "slept"
+      task.sleep(0.02)  -- cleanup that blocks: the group still waits for it
+      other.finished = true
+    end)
+    g:async(function() error("b failed") end)
+    local ok, err = pcall(g.await, g)
+    assert.falsy(ok)
+    assert.match(err, "b failed")
+    assert.truthy(other.finished, "await returned before the other task had ended")
+    assert.equal(other.code, H.evented and "Canceled" or "slept")
+  end)
+
+  it("a group of any size can be awaited", function()
+    local g = task.group()
+    local n = 0
+    for i = 1, 10000 do g:async(function() if i % 2 == 0 then task.yield() end n = n + 1 end) end
+    g:await()
+    assert.equal(n, 10000)
+    local failing = task.group()
+    for i = 1, 9000 do failing:async(function() task.yield() if i == 5000 then error("number 5000") end end) end
+    assert.throws(function() failing:await() end, "number 5000")
+  end)
+
+  it("a cancelled timeout or group waits for its tasks to end", function()
+    H.needsConcurrency(function()
+      local log = {}
+      local function child(name)
+        return function()
+          local ok = pcall(task.sleep, 5)
+          task.sleep(0.02)  -- cleanup after Canceled
+          log[#log + 1] = name .. (ok and " slept" or " cancelled")
+        end
+      end
+      local outer = task.concurrent(function() return task.timeout(5, child("timeout")) end)
+      task.sleep(0.02)
+      assert.isNil(outer:cancel())
+      assert.equal(log, {"timeout cancelled"}, "the inner task outlived the cancelled timeout")
+      local g = task.group()
+      g:concurrent(child("g1"))
+      g:concurrent(child("g2"))
+      local waiter = task.concurrent(function() g:await() end)
+      task.sleep(0.02)
+      assert.isNil(waiter:cancel())
+      table.sort(log)
+      assert.equal(log, {"g1 cancelled", "g2 cancelled", "timeout cancelled"},
+        "the group's tasks outlived the cancelled await")
+    end)
+  end)
+
   it("a group can be cancelled", function()
     H.needsConcurrency(function()
       local g = task.group()
@@ -288,6 +342,54 @@ describe("task.work (" .. H.mode .. ")", function()
     assert.throws(function() task.work(function(x) return x end, coroutine.create(print)) end,
       "only nil, booleans, numbers, strings and plain tables")
     assert.throws(function() task.work(function(x) return x end, setmetatable({}, {})) end, "metatable")
+  end)
+
+  it("says briefly which modules a worker has when a require fails there", function()
+    if not H.evented then return end  -- the blocking mode runs fn in the main state
+    local ok, err = pcall(task.work, function() return require("fs") end)
+    assert.falsy(ok)
+    assert.match(err, "module 'fs' is not available in a worker")
+    assert.match(err, "uv, pretty, assert")
+    local _, nl = tostring(err):gsub("\n", "")
+    assert.truthy(nl <= 2, "a short error, not a search list: " .. tostring(err))
+    ok, err = pcall(task.work, function() return require("no.such.module") end)
+    assert.falsy(ok)
+    assert.match(err, "module 'no.such.module' not found")
+    assert.equal(task.work(function() return type(require("pretty")) end), "table")
+  end)
+
+  it("refuses a C function, saying so", function()
+    assert.throws(function() task.work(print) end, "cannot copy a C function")
+  end)
+
+  it("keeps the sign of -0.0 both ways", function()
+    assert.equal(1 / task.work(function(x) return x end, -0.0), -math.huge)
+    assert.equal(1 / task.work(function() return -0.0 end), -math.huge)
+    assert.equal(1 / task.work(function(t) return t end, {-0.0})[1], -math.huge)
+  end)
+
+  it("a value nested too deeply to copy is a catchable error of the call", function()
+    local function deep(levels)
+      local t = {}
+      local cur = t
+      for _ = 1, levels do cur[1] = {}; cur = cur[1] end
+      return t
+    end
+    local ok, err = pcall(task.work, function() return 1 end, deep(197))
+    assert.falsy(ok)
+    assert.match(tostring(err), "nested")
+    ok, err = pcall(task.work, function(n)
+      local t = {}
+      local cur = t
+      for _ = 1, n do cur[1] = {}; cur = cur[1] end
+      return t
+    end, 300)
+    assert.falsy(ok)
+    assert.match(tostring(err), "nested")
+    local t = task.work(function(x) return x end, deep(60))
+    local depth = 0
+    while t[1] do t = t[1]; depth = depth + 1 end
+    assert.equal(depth, 60, "a moderately deep table is copied")
   end)
 
   it("spreads CPU work over the thread pool when awaited concurrently", function()

@@ -112,6 +112,25 @@ describe("HttpServer", function()
     stop(s)
   end, 15)
 
+  it("answers a second SendResponse for one request with nil and AlreadySent", function()
+    local s = start()
+    local results = {}
+    s.on.HTTP_REQUEST_FINISHED = function(self, p)
+      results.first = {self:SendResponse(p.requestID, "once")}
+      results.second = {self:SendResponse(p.requestID, "twice")}
+      results.unknown = {self:SendResponse(p.requestID + 1000, "nobody")}
+    end
+    local url = listen(s)
+    local out = K.curl("-s", url .. "/")
+    assert.equal(out, "once")
+    assert.equal(results.first, {true})
+    assert.isNil(results.second[1])
+    assert.equal(results.second[2].code, "AlreadySent")
+    assert.isNil(results.unknown[1])
+    assert.equal(results.unknown[2].code, "Closed", "an id never seen is not AlreadySent")
+    stop(s)
+  end, 15)
+
   it("streams a response with WriteResponse, chunked, ended by SendResponse", function()
     local s = start()
     s.on.HTTP_REQUEST_FINISHED = function(self, p)

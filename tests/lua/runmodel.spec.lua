@@ -118,3 +118,42 @@ describe("run model", function()
     assert.equal(r.stderr, "")
   end)
 end)
+
+describe("task.work jobs and the end of the process", function()
+  it("os.exit and process.exit while a job runs exit with the code, without crashing", function()
+    for _, exit in ipairs({"os.exit(3)", "require('process').exit(3)"}) do
+      local r = h.runEvo({"-e", [[
+        local task = require("task")
+        local f = task.async(task.work, function() while true do end end)
+        local g = task.async(task.work, function() local t = os.clock() while os.clock() - t < 30 do end end)
+        task.sleep(0.05)
+        io.write("exiting\n")
+        ]] .. exit}, {timeout = 10})
+      assert.falsy(r.timedOut, exit .. " hung")
+      assert.equal(r.code, 3, exit .. ": " .. r.stderr)
+      assert.equal(r.stdout, "exiting\n")
+    end
+  end, 30)
+
+  it("a cancelled job stops: the pool is free again and the process exits", function()
+    local r = h.runEvo({"-e", [[
+      local task = require("task")
+      local fs = require("fs")
+      local jobs = {}
+      for i = 1, 4 do
+        jobs[i] = task.async(task.work, function()
+          local t, i = {}, 0  -- allocates: leaves compiled code for GC steps, where the hook is checked
+          while true do i = i + 1; t[i % 100 + 1] = {i} end
+        end)
+      end
+      task.sleep(0.1)
+      for i = 1, 4 do assert(jobs[i]:cancel() == nil) end
+      local t0 = task.now()
+      local data, err = task.timeout(2, fs.readFile, "/etc/hostname")
+      print(data ~= nil, task.now() - t0 < 1)
+    ]]}, {timeout = 10})
+    assert.falsy(r.timedOut, "the process did not exit: " .. r.stderr)
+    assert.equal(r.code, 0, r.stderr)
+    assert.equal(r.stdout, "true\ttrue\n")
+  end, 20)
+end)
