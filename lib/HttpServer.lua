@@ -37,7 +37,7 @@ end
 
 -- StartListening(port [, host]) -> self | nil, err
 function HttpServer:StartListening(port, host)
-  args.check(1, "StartListening", port, "number")
+  args.port(1, "StartListening", port, 0)
   if host ~= nil then args.check(2, "StartListening", host, "string") end
   if self.native then error("StartListening: the server is already listening", 2) end
   local opts = {}

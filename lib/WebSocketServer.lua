@@ -55,7 +55,7 @@ end
 
 -- StartListening(port [, host]) -> self | nil, err
 function WebSocketServer:StartListening(port, host)
-  args.check(1, "StartListening", port, "number")
+  args.port(1, "StartListening", port, 0)
   if self.server then error("StartListening: the server is already listening", 2) end
   local o = self.options
   local static = o.static and http.static(o.static)

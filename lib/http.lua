@@ -230,6 +230,7 @@ http.withTls = withTls
 -- idleTimeout (5 s).
 function http.serve(opts, handler)
   opts = checkOptions(opts, "serve")
+  if opts.port ~= nil then args.port(1, "serve", opts.port, 0) end
   handler = asHandler(handler, "serve")
   if tasknative.mode() == "blocking" then
     error(errors.new("ConcurrencyUnavailable",

@@ -188,6 +188,12 @@ end
 local connectPlain
 function net.connect(opts)
   args.check(1, "connect", opts, "table")
+  if opts.path ~= nil then
+    if type(opts.path) ~= "string" then args.error(1, "connect", "path must be a string") end
+  else
+    if type(opts.host) ~= "string" then args.error(1, "connect", "host must be a string") end
+    args.port(1, "connect", opts.port, 1)
+  end
   local tls = opts.tls
   if not tls then return connectPlain(opts) end
   if tls == true then tls = {} end
@@ -199,18 +205,10 @@ function net.connect(opts)
   return secure(stream, ctx, tls.servername or opts.host, opts.timeout)
 end
 
+-- connectPlain(opts): opts checked by net.connect
 function connectPlain(opts)
-  args.check(1, "connect", opts, "table")
   local timeout = opts.timeout
-  if opts.path then
-    args.check(1, "connect", opts.path, "string")
-    return finish(native.connectPipe(opts.path, timeout, isyieldable()))
-  end
-  if type(opts.host) ~= "string" then error("bad argument #1 to 'connect' (host expected, got " .. type(opts.host) .. ")", 2) end
-  if type(opts.port) ~= "number" then error("bad argument #1 to 'connect' (port expected, got " .. type(opts.port) .. ")", 2) end
-  if opts.port < 1 or opts.port > 65535 or opts.port % 1 ~= 0 then
-    error(("bad argument #1 to 'connect' (port must be 1-65535, got %s)"):format(opts.port), 2)
-  end
+  if opts.path then return finish(native.connectPipe(opts.path, timeout, isyieldable())) end
   if timeout and tasknative.mode() == "evented" and isyieldable() and tasknative.current() then
     local task = require("task")
     local res = {task.timeout(timeout, function()
@@ -275,6 +273,7 @@ end
 -- Either way each accepted connection is reported as CONNECTION_ACCEPTED.
 function net.listen(opts, handler)
   args.check(1, "listen", opts, "table")
+  if opts.path == nil and opts.port ~= nil then args.port(1, "listen", opts.port, 0) end
   if handler ~= nil then
     args.check(2, "listen", handler, "function")
     if tasknative.mode() == "blocking" then
@@ -323,6 +322,7 @@ end
 -- bind{host = "127.0.0.1", port = 0} -> true | nil, err; self.port is the bound port
 function Udp:bind(opts)
   opts = opts or {}
+  if opts.port ~= nil then args.port(1, "bind", opts.port, 0) end
   local ok, res, err = udpnative.bind(self.native, opts.host, opts.port)
   if not res then return nil, err end
   self.port = udpnative.port(self.native)
@@ -333,7 +333,7 @@ end
 function Udp:send(data, host, port)
   args.check(1, "send", data, "string")
   args.check(2, "send", host, "string")
-  args.check(3, "send", port, "number")
+  args.port(3, "send", port, 1)
   local ok, res, err = udpnative.send(self.native, data, host, port)
   if not res then return nil, err end
   return true
