@@ -181,6 +181,15 @@ end
 
 ----------------------------------------------------------------- connect
 
+-- A Unix socket address holds at most 107 bytes of path (sun_path, 108
+-- bytes with its NUL): a longer one would be cut, silently, by the system.
+local maxUnixPath = 107
+local function unixPathTooLong(path)
+  if #path <= maxUnixPath then return nil end
+  return errors.new("ENAMETOOLONG", ("a Unix socket path holds at most %d bytes, this one has %d: %s")
+    :format(maxUnixPath, #path, path))
+end
+
 -- connect{host, port [, timeout] [, tls]} or connect{path} -> Stream | nil, err
 -- tls = true or {servername = host, ca = nil (system store), verify = true,
 -- alpn = {...}}: the stream is returned once the TLS handshake is done; a
@@ -190,6 +199,8 @@ function net.connect(opts)
   args.check(1, "connect", opts, "table")
   if opts.path ~= nil then
     if type(opts.path) ~= "string" then args.error(1, "connect", "path must be a string") end
+    local long = unixPathTooLong(opts.path)
+    if long then return nil, long end
   else
     if type(opts.host) ~= "string" then args.error(1, "connect", "host must be a string") end
     args.port(1, "connect", opts.port, 1)
@@ -273,7 +284,13 @@ end
 -- Either way each accepted connection is reported as CONNECTION_ACCEPTED.
 function net.listen(opts, handler)
   args.check(1, "listen", opts, "table")
-  if opts.path == nil and opts.port ~= nil then args.port(1, "listen", opts.port, 0) end
+  if opts.path ~= nil then
+    if type(opts.path) ~= "string" then args.error(1, "listen", "path must be a string") end
+    local long = unixPathTooLong(opts.path)
+    if long then return nil, long end
+  elseif opts.port ~= nil then
+    args.port(1, "listen", opts.port, 0)
+  end
   if handler ~= nil then
     args.check(2, "listen", handler, "function")
     if tasknative.mode() == "blocking" then
