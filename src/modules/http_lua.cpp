@@ -14,6 +14,10 @@
 #include <memory>
 #include <new>
 #include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
 
 #include "lua/errors.h"
 #include "lua/modules.h"
@@ -599,37 +603,38 @@ int l_setup(lua_State* L) {
 }  // namespace
 
 void push_headers(lua_State* L, const Request& req) {
-  lua_createtable(L, 0, static_cast<int>(req.headers.size()));
+  // A repeated header becomes one value, joined as RFC 9110 5.3 allows
+  // (cookies with "; "), each value appended once; set-cookie is a list.
+  std::vector<std::pair<std::string_view, std::string>> fields;
+  std::unordered_map<std::string_view, size_t> index;
+  std::vector<std::string_view> set_cookies;
   for (const auto& [name, value] : req.headers) {
+    if (name == "set-cookie") {
+      set_cookies.emplace_back(value);
+      continue;
+    }
+    auto [it, fresh] = index.emplace(name, fields.size());
+    if (fresh) {
+      fields.emplace_back(name, value);
+    } else {
+      std::string& joined = fields[it->second].second;
+      joined += name == "cookie" ? "; " : ", ";
+      joined += value;
+    }
+  }
+  lua_createtable(L, 0, static_cast<int>(fields.size() + (set_cookies.empty() ? 0 : 1)));
+  for (const auto& [name, value] : fields) {
     lua_pushlstring(L, name.data(), name.size());
-    lua_rawget(L, -2);
-    bool cookie_list = name == "set-cookie";
-    if (lua_isnil(L, -1)) {
-      lua_pop(L, 1);
-      lua_pushlstring(L, name.data(), name.size());
-      if (cookie_list) {
-        lua_createtable(L, 1, 0);
-        lua_pushlstring(L, value.data(), value.size());
-        lua_rawseti(L, -2, 1);
-      } else {
-        lua_pushlstring(L, value.data(), value.size());
-      }
-      lua_rawset(L, -3);
-      continue;
-    }
-    if (cookie_list) {
-      lua_pushlstring(L, value.data(), value.size());
-      lua_rawseti(L, -2, static_cast<int>(lua_objlen(L, -2)) + 1);
-      lua_pop(L, 1);
-      continue;
-    }
-    // Repeated: one value, joined as RFC 9110 5.3 allows (cookies with "; ").
-    lua_pushstring(L, name == "cookie" ? "; " : ", ");
     lua_pushlstring(L, value.data(), value.size());
-    lua_concat(L, 3);
-    lua_pushlstring(L, name.data(), name.size());
-    lua_insert(L, -2);
     lua_rawset(L, -3);
+  }
+  if (!set_cookies.empty()) {
+    lua_createtable(L, static_cast<int>(set_cookies.size()), 0);
+    for (size_t i = 0; i < set_cookies.size(); ++i) {
+      lua_pushlstring(L, set_cookies[i].data(), set_cookies[i].size());
+      lua_rawseti(L, -2, static_cast<int>(i + 1));
+    }
+    lua_setfield(L, -2, "set-cookie");
   }
 }
 

@@ -83,14 +83,21 @@ class RequestParser {
   static int on_message_complete(llhttp_t* p);
 
   int fail(int status, std::string reason);
-  bool count_header_bytes(size_t len);
+  // Every byte from the request line's first (or the trailers' first) to
+  // `end`, line ends, colons and whitespace included, counts against
+  // max_header_bytes; `at` starts the count when none is running.
+  bool within_header_limit(const char* at, const char* end);
+  [[nodiscard]] uint64_t offset_of(const char* at) const {
+    return feed_base_ + static_cast<uint64_t>(at - feed_ptr_);
+  }
   static RequestParser* self(llhttp_t* p) { return static_cast<RequestParser*>(p->data); }
 
   Limits limits_;
   llhttp_settings_t settings_{};
   llhttp_t parser_{};
   Request req_;
-  size_t header_bytes_ = 0;
+  bool in_head_ = false;     // in a request line and headers (or trailers), counting
+  uint64_t head_start_ = 0;  // the stream offset of their first byte
   bool in_value_ = false;
   uint64_t feed_base_ = 0;          // stream offset of the data being parsed
   const char* feed_ptr_ = nullptr;  // ... and its address
