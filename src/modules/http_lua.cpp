@@ -5,10 +5,12 @@
 // first use) and `res`, a userdata holding the request's Exchange. The event
 // style names exchanges by request id instead.
 #include <fcntl.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -87,25 +89,76 @@ void check_head_open(lua_State* L, const Exchange& ex, const char* fn) {
   if (ex.headers_sent) luaL_error(L, "%s: the headers were already sent", fn);
 }
 
-void add_header_or_raise(lua_State* L, Exchange& ex, int name_idx, int value_idx) {
-  std::string_view name = arg_string(L, name_idx);
-  std::string error;
-  if (lua_type(L, value_idx) == LUA_TTABLE) {  // several values: one line each (set-cookie)
-    size_t n = lua_objlen(L, value_idx);
-    for (size_t i = 1; i <= n; ++i) {
-      lua_rawgeti(L, value_idx, static_cast<int>(i));
-      size_t len = 0;
-      const char* v = lua_tolstring(L, -1, &len);
-      if (v == nullptr) luaL_error(L, "header '%s': values must be strings", std::string(name).c_str());
-      if (!ex.add_header(name, std::string_view(v, len), &error)) luaL_error(L, "%s", error.c_str());
-      lua_pop(L, 1);
+// Why Exchange::add_header would refuse this line, or "" when it takes it;
+// Content-Length must be digits that fit 64 bits (RFC 9110 8.6).
+std::string header_error(std::string_view name, std::string_view value) {
+  if (!valid_header_name(name)) return "invalid header name '" + std::string(name) + "'";
+  if (!valid_header_value(value))
+    return "invalid header value for '" + std::string(name) + "' (CR, LF or NUL)";
+  if (name.size() == 14 && strncasecmp(name.data(), "content-length", 14) == 0) {
+    bool ok = !value.empty();
+    uint64_t n = 0;
+    for (char c : value) {
+      if (!ok) break;
+      auto d = static_cast<uint64_t>(c - '0');
+      ok = c >= '0' && c <= '9' && n <= (UINT64_MAX - d) / 10;
+      n = n * 10 + d;
     }
+    if (!ok) return "invalid Content-Length '" + std::string(value) + "'";
+  }
+  return {};
+}
+
+// The value at value_idx: a string, or a list of strings (one line each,
+// as set-cookie needs). Raises unless every line is valid.
+void check_header_or_raise(lua_State* L, int name_idx, int value_idx) {
+  std::string_view name = arg_string(L, name_idx);
+  auto check = [&](int idx) {
+    size_t len = 0;
+    const char* v = lua_type(L, idx) == LUA_TSTRING || lua_type(L, idx) == LUA_TNUMBER
+                        ? lua_tolstring(L, idx, &len)
+                        : nullptr;
+    if (v == nullptr) luaL_error(L, "header '%s': values must be strings", std::string(name).c_str());
+    std::string error = header_error(name, std::string_view(v, len));
+    if (!error.empty()) luaL_error(L, "%s", error.c_str());
+  };
+  if (lua_type(L, value_idx) != LUA_TTABLE) {
+    check(value_idx);
     return;
   }
-  size_t len = 0;
-  const char* v = lua_tolstring(L, value_idx, &len);
-  if (v == nullptr) luaL_typerror(L, value_idx, "string");
-  if (!ex.add_header(name, std::string_view(v, len), &error)) luaL_error(L, "%s", error.c_str());
+  size_t n = lua_objlen(L, value_idx);
+  for (size_t i = 1; i <= n; ++i) {
+    lua_rawgeti(L, value_idx, static_cast<int>(i));
+    check(lua_gettop(L));
+    lua_pop(L, 1);
+  }
+}
+
+// Adds the header line(s) checked by check_header_or_raise.
+void add_checked_header(lua_State* L, Exchange& ex, int name_idx, int value_idx) {
+  std::string_view name = arg_string(L, name_idx);
+  std::string error;
+  auto add = [&](int idx) {
+    size_t len = 0;
+    const char* v = lua_tolstring(L, idx, &len);
+    if (!ex.add_header(name, std::string_view(v, len), &error)) luaL_error(L, "%s", error.c_str());
+  };
+  if (lua_type(L, value_idx) != LUA_TTABLE) {
+    add(value_idx);
+    return;
+  }
+  size_t n = lua_objlen(L, value_idx);
+  for (size_t i = 1; i <= n; ++i) {
+    lua_rawgeti(L, value_idx, static_cast<int>(i));
+    add(lua_gettop(L));
+    lua_pop(L, 1);
+  }
+}
+
+// Every line is checked before any is added: a refused call adds nothing.
+void add_header_or_raise(lua_State* L, Exchange& ex, int name_idx, int value_idx) {
+  check_header_or_raise(L, name_idx, value_idx);
+  add_checked_header(L, ex, name_idx, value_idx);
 }
 
 // ------------------------------------------------------------ server
@@ -211,9 +264,14 @@ int l_send(lua_State* L) {
   if (!lua_isnoneornil(L, 4)) {
     luaL_checktype(L, 4, LUA_TTABLE);
     lua_pushnil(L);
-    while (lua_next(L, 4) != 0) {
+    while (lua_next(L, 4) != 0) {  // all checked first: a refused table adds nothing
       if (lua_type(L, -2) != LUA_TSTRING) luaL_error(L, "send: header names must be strings");
-      add_header_or_raise(L, ex, lua_gettop(L) - 1, lua_gettop(L));
+      check_header_or_raise(L, lua_gettop(L) - 1, lua_gettop(L));
+      lua_pop(L, 1);
+    }
+    lua_pushnil(L);
+    while (lua_next(L, 4) != 0) {
+      add_checked_header(L, ex, lua_gettop(L) - 1, lua_gettop(L));
       lua_pop(L, 1);
     }
   }
