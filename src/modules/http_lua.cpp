@@ -703,11 +703,7 @@ void push_request(lua_State* L, const std::shared_ptr<Exchange>& ex) {
   lua_setmetatable(L, -2);
   lua_pushlstring(L, r.method.data(), r.method.size());
   std::string_view target(r.target);
-  // Absolute-form targets (proxies' style) are reduced to their path.
-  if (target.size() > 7 && (target.substr(0, 7) == "http://" || target.substr(0, 8) == "https://")) {
-    size_t slash = target.find('/', target.find("//") + 2);
-    target = slash == std::string_view::npos ? std::string_view("/") : target.substr(slash);
-  }
+  // (An absolute-form target was reduced to its path by the parser.)
   size_t q = target.find('?');
   std::string_view path = target.substr(0, q);
   lua_pushlstring(L, path.data(), path.size());

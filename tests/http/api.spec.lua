@@ -56,6 +56,28 @@ describe("req", function()
     assert.equal(r, {"/abs/path", "x=1"})
   end, 15)
 
+  it("takes the host of an absolute-form target over the Host header (RFC 9112 3.2.2) (issue 8 item 41)", function()
+    local got = {}
+    local server = K.serve({}, function(req, res)
+      got[#got + 1] = {req.path, req.query, req.headers.host}
+      res:send(200)
+    end)
+    local rep = K.raw(server.port,
+      "GET http://uri.test:8080/p HTTP/1.1\r\nHost: header.test\r\n\r\n" ..
+      "GET HTTPS://User@Uri.Test?q=1 HTTP/1.1\r\nHost: header.test\r\n\r\n" ..
+      "GET http://only.test/x/y HTTP/1.0\r\nConnection: keep-alive\r\n\r\n" ..
+      "GET http:///empty HTTP/1.1\r\nHost: header.test\r\n\r\n")
+    server:close()
+    local list = K.parse(rep.data)
+    assert.equal(got, {
+      {"/p", "", "uri.test:8080"},
+      {"/", "q=1", "Uri.Test"},
+      {"/x/y", "", "only.test"},
+    })
+    assert.equal(#list, 4, rep.data)
+    assert.equal(list[4].status, 400, "an http URI with an empty host is invalid (RFC 9110 4.2.1)")
+  end, 15)
+
   it("returns the whole body from req:body(), the same on a second call", function()
     local first, second
     local server, url = K.serve({}, function(req, res)

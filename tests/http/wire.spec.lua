@@ -275,6 +275,13 @@ describe("malformed requests", function()
     rejected("GET /a b HTTP/1.1\r\nHost: x\r\n\r\n", 400, "space in target")
   end, 20)
 
+  it("400 for more than one space around the request target (RFC 9112 3: single SP) (issue 8 item 41)", function()
+    local before = #seen
+    rejected("GET  /x HTTP/1.1\r\nHost: x\r\n\r\n", 400, "two spaces before the target")
+    rejected("GET /x  HTTP/1.1\r\nHost: x\r\n\r\n", 400, "two spaces after the target")
+    assert.equal(#seen, before, "no handler ran")
+  end, 20)
+
   it("400 for Content-Length together with Transfer-Encoding", function()
     rejected("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400, "CL then TE")
     rejected("POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n", 400, "TE then CL")
@@ -293,6 +300,12 @@ describe("malformed requests", function()
 
   it("400 for a bad chunk size", function()
     rejected("POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n", 400, "zz")
+    local function chunk(line) return "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" .. line .. "\r\nabc\r\n0\r\n\r\n" end
+    rejected(chunk("3;"), 400, "an extension without a name")
+    rejected(chunk("3;a=1=2"), 400, "two equals signs")
+    rejected(chunk("3;a=\"open"), 400, "an unterminated quoted value")
+    rejected(chunk("3;a b"), 400, "a space inside the extensions")
+    rejected(chunk("3;a=1\nX"), 400, "a bare LF in the extensions")
   end, 20)
 
   it("400 for obs-fold (a header line continued with a space)", function()
@@ -341,6 +354,9 @@ describe("malformed requests", function()
   it("accepts what the grammar allows: chunk extensions, trailers, a leading empty line, HTAB and obs-text", function()
     local ok = {
       {"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3;name=value\r\nabc\r\n0\r\n\r\n", "abc"},
+      -- several extensions, token and quoted values, BWS (RFC 9112 7.1.1) (issue 8 item 41)
+      {"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5;a=1;b=\"x\"\r\nhello\r\n" ..
+        "3;a=1;b=2;c\r\nabc\r\n2 ; n = v ;m=\"q\\\"s;t\"\r\nde\r\n0;last=1;x\r\n\r\n", "helloabcde"},
       {"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nX-Trailer: t\r\n\r\n", "abc"},
       {"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 003\r\n\r\nabc", "abc"},
       {"\r\nGET /lead HTTP/1.1\r\nHost: x\r\n\r\n", "GET /lead"},
