@@ -382,6 +382,29 @@ local function parseRange(header, size)
   return first, last - first + 1
 end
 
+-- noneMatch(header, etag) -> whether If-None-Match's value matches etag:
+-- "*", or a list of entity-tags compared weakly (RFC 9110 13.1.2: W/"x"
+-- matches "x"), each tag whole (a quoted tag may hold a comma).
+local function noneMatch(header, etag)
+  if match(header, "^[ \t]*%*[ \t]*$") then return true end
+  local want = gsub(etag, "^W/", "")
+  local pos, n = 1, #header
+  while pos <= n do
+    local s = match(header, "^[ \t,]*()", pos)
+    if s > n then break end
+    if sub(header, s, s + 1) == "W/" then s = s + 2 end
+    if sub(header, s, s) ~= '"' then return false end  -- not a list of tags
+    local close = find(header, '"', s + 1, true)
+    if not close then return false end
+    if sub(header, s, close) == want then return true end
+    pos = close + 1
+    local after = match(header, "^[ \t]*()", pos)
+    if after <= n and sub(header, after, after) ~= "," then return false end
+    pos = after
+  end
+  return false
+end
+
 -- http.static(dir [, opts]) -> handler serving dir's files: GET and HEAD,
 -- Content-Type by extension, ETag and Last-Modified with If-None-Match /
 -- If-Modified-Since (304), single byte ranges (206/416), index.html for
@@ -404,6 +427,8 @@ function http.static(dir, opts)
     if rel == nil then return res:send(404, "404 Not Found\n", plain) end
     local file = rel == "" and root or root .. "/" .. rel
     local st = fs.stat(file)
+    -- "/file.txt/" names a directory, and there is none
+    if slash and st and st.type ~= "directory" then return res:send(404, "404 Not Found\n", plain) end
     if st and st.type == "directory" then
       if not slash and rel ~= "" then
         -- One leading slash only: "//host/x" would send the client off-site.
@@ -416,6 +441,7 @@ function http.static(dir, opts)
       st = fs.stat(file)
     end
     if not st or st.type ~= "file" then return res:send(404, "404 Not Found\n", plain) end
+
     -- Symbolic links may point anywhere: the real path must stay inside.
     local realRoot, realFile = fs.realpath(root), fs.realpath(file)
     if not realRoot or not realFile or sub(realFile, 1, #realRoot + 1) ~= realRoot .. "/" then
@@ -427,7 +453,7 @@ function http.static(dir, opts)
     local lastModified = httpDate(mtime)
     local h = req.headers
     local inm = h["if-none-match"]
-    if (inm and (inm == etag or inm == "*" or find(inm, etag, 1, true)))
+    if (inm and noneMatch(inm, etag))
       or (not inm and h["if-modified-since"] == lastModified) then
       return res:send(304, nil, {etag = etag, ["last-modified"] = lastModified})
     end
