@@ -68,19 +68,27 @@ local function core(self, fname)
   return c
 end
 
+-- The methods check self and their arguments first (evo.args.method).
+local function isServer(s) return events.isInstance(s, HttpServer) end
+local function method(name, fn, ...) return args.method(name, fn, isServer, "HttpServer", ...) end
+
 -- WriteStatus(id, "404 Not Found" | 404) -> true | nil, err (the connection is gone)
-function HttpServer:WriteStatus(id, status) return native.writeStatus(core(self, "WriteStatus"), id, status) end
+HttpServer.WriteStatus = method("WriteStatus", function(self, id, status)
+  return native.writeStatus(core(self, "WriteStatus"), id, status)
+end, "number", "number|string")
 -- WriteHeader(id, name, value) -> true | nil, err
-function HttpServer:WriteHeader(id, name, value)
+HttpServer.WriteHeader = method("WriteHeader", function(self, id, name, value)
   return native.writeHeader(core(self, "WriteHeader"), id, name, value)
-end
+end, "number", "string", "string|number|table")
 -- WriteResponse(id, chunk) -> true | nil, err: streams a part of the body
-function HttpServer:WriteResponse(id, chunk)
+HttpServer.WriteResponse = method("WriteResponse", function(self, id, chunk)
   return native.writeResponse(core(self, "WriteResponse"), id, chunk)
-end
+end, "number", "string|number")
 -- SendResponse(id [, body]) -> true | nil, err: the body (or its last part) and the end
-function HttpServer:SendResponse(id, body)
+HttpServer.SendResponse = method("SendResponse", function(self, id, body)
   return native.sendResponse(core(self, "SendResponse"), id, body)
-end
+end, "number", "string|number?")
+HttpServer.StartListening = method("StartListening", HttpServer.StartListening)
+HttpServer.StopListening = method("StopListening", HttpServer.StopListening)
 
 return HttpServer

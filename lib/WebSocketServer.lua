@@ -117,4 +117,17 @@ function WebSocketServer:Broadcast(data, kind)
   return n
 end
 
+-- The methods check self and their arguments first (evo.args.method).
+do
+  local function isServer(s) return events.isInstance(s, WebSocketServer) end
+  local function method(name, ...)
+    WebSocketServer[name] = args.method(name, WebSocketServer[name], isServer, "WebSocketServer", ...)
+  end
+  method("Send", "number", "string", "string?")
+  method("Close", "number", "number?", "string?")
+  method("Broadcast", "string", "string?")
+  method("StartListening")
+  method("StopListening")
+end
+
 return WebSocketServer

@@ -120,12 +120,21 @@ end
 
 ----------------------------------------------------------------- responses
 
-local Response = {
-  send = native.send,      -- res:send(status, body, headers): the whole response at once
-  status = native.status,  -- res:status(code [, reason])
-  header = native.header,  -- res:header(name, value | {values})
-  finish = native.finish,  -- res:finish([lastChunk])
-}
+local Response = {}
+local function isResponse(r)
+  local mt = getmetatable(r)
+  return type(r) == "userdata" and type(mt) == "table" and mt.__index == Response
+end
+local function resMethod(name, fn, ...) return args.method(name, fn, isResponse, "Response", ...) end
+
+-- res:send(status, body, headers): the whole response at once
+Response.send = resMethod("send", native.send, "number", "string|number?", "table?")
+-- res:status(code [, reason])
+Response.status = resMethod("status", native.status, "number", "string?")
+-- res:header(name, value | {values})
+Response.header = resMethod("header", native.header, "string", "string|number|table")
+-- res:finish([lastChunk])
+Response.finish = resMethod("finish", native.finish, "string|number?")
 
 -- res:write(chunk): streams the body (chunked unless a Content-Length was
 -- set); suspends while more than 64 KiB waits to be written.
@@ -139,6 +148,8 @@ end
 -- res:sendFile(path [, offset, length]): the file as the body, with sendfile(2).
 function Response:sendFile(path, offset, length)
   args.check(1, "sendFile", path, "string")
+  if offset ~= nil then args.check(2, "sendFile", offset, "number") end
+  if length ~= nil then args.check(3, "sendFile", length, "number") end
   return finish(native.sendFile(self, path, offset, length, isyieldable()))
 end
 
@@ -150,6 +161,15 @@ function Response:isFinished() return (select(2, native.state(self))) end
 -- Methods are found in a table: no function call per lookup of res:send.
 native.setup({__index = Response})
 local requestMeta = {__index = requestIndex}
+
+-- Every method of req and res checks its self (evo.args.method).
+local function isRequest(r) return getmetatable(r) == requestMeta end
+for _, name in ipairs({"read", "body", "queryParams"}) do
+  Request[name] = args.method(name, Request[name], isRequest, "Request")
+end
+for _, name in ipairs({"write", "sendFile", "headersSent", "isFinished"}) do
+  Response[name] = resMethod(name, Response[name])
+end
 
 ----------------------------------------------------------------- server
 

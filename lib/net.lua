@@ -138,6 +138,26 @@ function Stream:ref(on) sn.setRef(self, on ~= false) end
 -- tlsInfo() -> {alpn, servername} for a TLS stream, else nil
 function Stream:tlsInfo() return sn.tlsInfo(self) end
 
+-- Every method checks its self and its arguments first (evo.args.method),
+-- so misuse names the method as called, never a native behind it.
+local streamArgs = {
+  read = {"number?"}, readUntil = {"any"}, settimeout = {"number?", "number?"}, setHighWater = {"number"},
+  sendfile = {"string", "number?", "number?"},
+}
+local function isStream(s)
+  local mt = getmetatable(s)
+  return type(s) == "userdata" and type(mt) == "table" and mt.__index == Stream
+end
+do
+  local names = {}
+  for name, fn in pairs(Stream) do
+    if type(fn) == "function" then names[#names + 1] = name end
+  end
+  for _, name in ipairs(names) do
+    Stream[name] = args.method(name, Stream[name], isStream, "Stream", unpack(streamArgs[name] or {}))
+  end
+end
+
 net.Stream = Stream
 
 ----------------------------------------------------------------- TLS
@@ -260,6 +280,7 @@ end
 
 -- settimeout(seconds): for accept()
 function Server:settimeout(seconds)
+  if seconds ~= nil then args.check(1, "settimeout", seconds, "number") end
   self.timeout = seconds
   native.setAcceptTimeout(self.listener, seconds)
 end
@@ -339,6 +360,8 @@ end
 -- bind{host = "127.0.0.1", port = 0} -> true | nil, err; self.port is the bound port
 function Udp:bind(opts)
   opts = opts or {}
+  args.check(1, "bind", opts, "table")
+  if opts.host ~= nil and type(opts.host) ~= "string" then args.error(1, "bind", "host must be a string") end
   if opts.port ~= nil then args.port(1, "bind", opts.port, 0) end
   local ok, res, err = udpnative.bind(self.native, opts.host, opts.port)
   if not res then return nil, err end
@@ -369,6 +392,7 @@ function Udp:receive()
 end
 
 function Udp:settimeout(seconds)
+  if seconds ~= nil then args.check(1, "settimeout", seconds, "number") end
   self.timeout = seconds
   udpnative.settimeout(self.native, seconds)
 end

@@ -77,9 +77,22 @@ std::string_view arg_string(lua_State* L, int idx) {
   return {s, n};
 }
 
-int check_status(lua_State* L, int idx) {
+// Raises "bad argument #n to 'fname' (msg)" with the public method's name
+// and its argument's number as the user counts it: luaL_argerror cannot name
+// a method called through pcall or a Lua wrapper ('?'), and counts self.
+// (The types are checked in lib/, with evo.args, before the natives run.)
+[[noreturn]] void arg_error(lua_State* L, int n, const char* fname, const char* msg) {
+  luaL_where(L, 2);
+  lua_pushfstring(L, "bad argument #%d to '%s' (%s)", n, fname, msg);
+  lua_concat(L, 2);
+  lua_error(L);
+  std::abort();  // not reached: lua_error raises
+}
+
+// The status at idx, which the user passed as argument #n of fname.
+int check_status(lua_State* L, int idx, int n, const char* fname) {
   lua_Integer code = luaL_checkinteger(L, idx);
-  luaL_argcheck(L, code >= 100 && code <= 999, idx, "status must be 100..999");
+  if (code < 100 || code > 999) arg_error(L, n, fname, "status must be 100..999");
   return static_cast<int>(code);
 }
 
@@ -258,7 +271,7 @@ Connection* live(Exchange& ex) { return ex.finished ? nullptr : ex.conn; }
 int l_send(lua_State* L) {
   Exchange& ex = check_res(L, 1);
   check_head_open(L, ex, "send");
-  int status = check_status(L, 2);
+  int status = check_status(L, 2, 1, "send");
   size_t len = 0;
   const char* body = lua_isnoneornil(L, 3) ? "" : luaL_checklstring(L, 3, &len);
   if (!lua_isnoneornil(L, 4)) {
@@ -287,10 +300,10 @@ int l_send(lua_State* L) {
 int l_status(lua_State* L) {
   Exchange& ex = check_res(L, 1);
   check_head_open(L, ex, "status");
-  ex.status = check_status(L, 2);
+  ex.status = check_status(L, 2, 1, "status");
   if (!lua_isnoneornil(L, 3)) {
     std::string_view reason = arg_string(L, 3);
-    if (!valid_header_value(reason)) luaL_argerror(L, 3, "the reason must not contain CR, LF or NUL");
+    if (!valid_header_value(reason)) arg_error(L, 2, "status", "the reason must not contain CR, LF or NUL");
     ex.reason = std::string(reason);
   }
   lua_settop(L, 1);
@@ -585,7 +598,7 @@ int l_ev_status(lua_State* L) {
   if (ex == nullptr) return push_closed(L);
   check_head_open(L, *ex, "WriteStatus");
   if (lua_type(L, 3) == LUA_TNUMBER) {
-    ex->status = check_status(L, 3);
+    ex->status = check_status(L, 3, 2, "WriteStatus");
   } else {
     std::string_view line = arg_string(L, 3);
     size_t sp = line.find(' ');
@@ -593,10 +606,11 @@ int l_ev_status(lua_State* L) {
     char* end = nullptr;
     long n = std::strtol(code.c_str(), &end, 10);
     if (code.empty() || *end != '\0' || n < 100 || n > 999)
-      luaL_argerror(L, 3, "expected a status like \"404 Not Found\"");
+      arg_error(L, 2, "WriteStatus", "expected a status like \"404 Not Found\"");
     ex->status = static_cast<int>(n);
     std::string_view reason = sp == std::string_view::npos ? std::string_view() : line.substr(sp + 1);
-    if (!valid_header_value(reason)) luaL_argerror(L, 3, "the reason must not contain CR, LF or NUL");
+    if (!valid_header_value(reason))
+      arg_error(L, 2, "WriteStatus", "the reason must not contain CR, LF or NUL");
     ex->reason = std::string(reason);
   }
   lua_pushboolean(L, 1);
