@@ -8,19 +8,25 @@
 local events = require("events")
 local errors = require("evo.errors")
 local native = require("evo.fswatch")
+local args = require("evo.args")
 
 local FileWatcher = events.class("FileWatcher", {"FILE_CHANGED"})
 
 function FileWatcher:init() native.open(self) end
 
 -- start(path [, {recursive = true}]) -> true | nil, err
+local function isWatcher(w) return events.isInstance(w, FileWatcher) end
+
 function FileWatcher:start(path, opts)
+  if not isWatcher(self) then args.badSelf("start", "FileWatcher", self) end
+  args.check(1, "start", path, "string")
+  if opts ~= nil then args.check(2, "start", opts, "table") end
   local ok, code, message = native.start(self, path, opts and opts.recursive)
   if not ok then return nil, errors.new(code, message) end
   return true
 end
 
-FileWatcher.stop = native.stop
-FileWatcher.close = native.close
+FileWatcher.stop = args.method("stop", native.stop, isWatcher, "FileWatcher")
+FileWatcher.close = args.method("close", native.close, isWatcher, "FileWatcher")
 
 return FileWatcher

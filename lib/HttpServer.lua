@@ -37,7 +37,7 @@ end
 
 -- StartListening(port [, host]) -> self | nil, err
 function HttpServer:StartListening(port, host)
-  args.check(1, "StartListening", port, "number")
+  args.port(1, "StartListening", port, 0)
   if host ~= nil then args.check(2, "StartListening", host, "string") end
   if self.native then error("StartListening: the server is already listening", 2) end
   local opts = {}
@@ -68,16 +68,22 @@ local function core(self, fname)
   return c
 end
 
+-- The methods check self and their arguments first (evo.args.method).
+local function isServer(s) return events.isInstance(s, HttpServer) end
+local function method(name, fn, ...) return args.method(name, fn, isServer, "HttpServer", ...) end
+
 -- WriteStatus(id, "404 Not Found" | 404) -> true | nil, err (the connection is gone)
-function HttpServer:WriteStatus(id, status) return native.writeStatus(core(self, "WriteStatus"), id, status) end
+HttpServer.WriteStatus = method("WriteStatus", function(self, id, status)
+  return native.writeStatus(core(self, "WriteStatus"), id, status)
+end, "number", "number|string")
 -- WriteHeader(id, name, value) -> true | nil, err
-function HttpServer:WriteHeader(id, name, value)
+HttpServer.WriteHeader = method("WriteHeader", function(self, id, name, value)
   return native.writeHeader(core(self, "WriteHeader"), id, name, value)
-end
+end, "number", "string", "string|number|table")
 -- WriteResponse(id, chunk) -> true | nil, err: streams a part of the body
-function HttpServer:WriteResponse(id, chunk)
+HttpServer.WriteResponse = method("WriteResponse", function(self, id, chunk)
   return native.writeResponse(core(self, "WriteResponse"), id, chunk)
-end
+end, "number", "string|number")
 -- SendResponse(id [, body]) -> true | nil, err: the body (or its last part)
 -- and the end. err.code: "AlreadySent" (this request was answered; the
 -- last 4096 answered ids are remembered), "Closed" (the client left, or no
@@ -85,7 +91,7 @@ end
 local errors = require("evo.errors")
 local MAX_REMEMBERED = 4096  -- answered ids remembered, to tell AlreadySent from Closed
 
-function HttpServer:SendResponse(id, body)
+HttpServer.SendResponse = method("SendResponse", function(self, id, body)
   local c = core(self, "SendResponse")
   local sent = self.sentIDs
   if sent and sent[id] then
@@ -102,6 +108,8 @@ function HttpServer:SendResponse(id, body)
     return ok
   end
   return nil, err
-end
+end, "number", "string|number?")
+HttpServer.StartListening = method("StartListening", HttpServer.StartListening)
+HttpServer.StopListening = method("StopListening", HttpServer.StopListening)
 
 return HttpServer

@@ -55,7 +55,7 @@ end
 
 -- StartListening(port [, host]) -> self | nil, err
 function WebSocketServer:StartListening(port, host)
-  args.check(1, "StartListening", port, "number")
+  args.port(1, "StartListening", port, 0)
   if self.server then error("StartListening: the server is already listening", 2) end
   local o = self.options
   local static = o.static and http.static(o.static)
@@ -115,6 +115,19 @@ function WebSocketServer:Broadcast(data, kind)
     if conn:send(data, kind) then n = n + 1 end
   end
   return n
+end
+
+-- The methods check self and their arguments first (evo.args.method).
+do
+  local function isServer(s) return events.isInstance(s, WebSocketServer) end
+  local function method(name, ...)
+    WebSocketServer[name] = args.method(name, WebSocketServer[name], isServer, "WebSocketServer", ...)
+  end
+  method("Send", "number", "string", "string?")
+  method("Close", "number", "number?", "string?")
+  method("Broadcast", "string", "string?")
+  method("StartListening")
+  method("StopListening")
 end
 
 return WebSocketServer

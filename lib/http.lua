@@ -120,12 +120,21 @@ end
 
 ----------------------------------------------------------------- responses
 
-local Response = {
-  send = native.send,      -- res:send(status, body, headers): the whole response at once
-  status = native.status,  -- res:status(code [, reason])
-  header = native.header,  -- res:header(name, value | {values})
-  finish = native.finish,  -- res:finish([lastChunk])
-}
+local Response = {}
+local function isResponse(r)
+  local mt = getmetatable(r)
+  return type(r) == "userdata" and type(mt) == "table" and mt.__index == Response
+end
+local function resMethod(name, fn, ...) return args.method(name, fn, isResponse, "Response", ...) end
+
+-- res:send(status, body, headers): the whole response at once
+Response.send = resMethod("send", native.send, "number", "string|number?", "table?")
+-- res:status(code [, reason])
+Response.status = resMethod("status", native.status, "number", "string?")
+-- res:header(name, value | {values})
+Response.header = resMethod("header", native.header, "string", "string|number|table")
+-- res:finish([lastChunk])
+Response.finish = resMethod("finish", native.finish, "string|number?")
 
 -- res:write(chunk): streams the body (chunked unless a Content-Length was
 -- set); suspends while more than 64 KiB waits to be written.
@@ -139,6 +148,8 @@ end
 -- res:sendFile(path [, offset, length]): the file as the body, with sendfile(2).
 function Response:sendFile(path, offset, length)
   args.check(1, "sendFile", path, "string")
+  if offset ~= nil then args.check(2, "sendFile", offset, "number") end
+  if length ~= nil then args.check(3, "sendFile", length, "number") end
   return finish(native.sendFile(self, path, offset, length, isyieldable()))
 end
 
@@ -150,6 +161,15 @@ function Response:isFinished() return (select(2, native.state(self))) end
 -- Methods are found in a table: no function call per lookup of res:send.
 native.setup({__index = Response})
 local requestMeta = {__index = requestIndex}
+
+-- Every method of req and res checks its self (evo.args.method).
+local function isRequest(r) return getmetatable(r) == requestMeta end
+for _, name in ipairs({"read", "body", "queryParams"}) do
+  Request[name] = args.method(name, Request[name], isRequest, "Request")
+end
+for _, name in ipairs({"write", "sendFile", "headersSent", "isFinished"}) do
+  Response[name] = resMethod(name, Response[name])
+end
 
 ----------------------------------------------------------------- server
 
@@ -216,6 +236,7 @@ local withTls = require("evo.httptls")
 -- idleTimeout (5 s).
 function http.serve(opts, handler)
   opts = checkOptions(opts, "serve")
+  if opts.port ~= nil then args.port(1, "serve", opts.port, 0) end
   handler = asHandler(handler, "serve")
   if tasknative.mode() == "blocking" then
     error(errors.new("ConcurrencyUnavailable",
@@ -367,6 +388,29 @@ local function parseRange(header, size)
   return first, last - first + 1
 end
 
+-- noneMatch(header, etag) -> whether If-None-Match's value matches etag:
+-- "*", or a list of entity-tags compared weakly (RFC 9110 13.1.2: W/"x"
+-- matches "x"), each tag whole (a quoted tag may hold a comma).
+local function noneMatch(header, etag)
+  if match(header, "^[ \t]*%*[ \t]*$") then return true end
+  local want = gsub(etag, "^W/", "")
+  local pos, n = 1, #header
+  while pos <= n do
+    local s = match(header, "^[ \t,]*()", pos)
+    if s > n then break end
+    if sub(header, s, s + 1) == "W/" then s = s + 2 end
+    if sub(header, s, s) ~= '"' then return false end  -- not a list of tags
+    local close = find(header, '"', s + 1, true)
+    if not close then return false end
+    if sub(header, s, close) == want then return true end
+    pos = close + 1
+    local after = match(header, "^[ \t]*()", pos)
+    if after <= n and sub(header, after, after) ~= "," then return false end
+    pos = after
+  end
+  return false
+end
+
 -- http.static(dir [, opts]) -> handler serving dir's files: GET and HEAD,
 -- Content-Type by extension, ETag and Last-Modified with If-None-Match /
 -- If-Modified-Since (304), single byte ranges (206/416), index.html for
@@ -389,6 +433,8 @@ function http.static(dir, opts)
     if rel == nil then return res:send(404, "404 Not Found\n", plain) end
     local file = rel == "" and root or root .. "/" .. rel
     local st = fs.stat(file)
+    -- "/file.txt/" names a directory, and there is none
+    if slash and st and st.type ~= "directory" then return res:send(404, "404 Not Found\n", plain) end
     if st and st.type == "directory" then
       if not slash and rel ~= "" then
         -- One leading slash only: "//host/x" would send the client off-site.
@@ -401,6 +447,7 @@ function http.static(dir, opts)
       st = fs.stat(file)
     end
     if not st or st.type ~= "file" then return res:send(404, "404 Not Found\n", plain) end
+
     -- Symbolic links may point anywhere: the real path must stay inside.
     local realRoot, realFile = fs.realpath(root), fs.realpath(file)
     if not realRoot or not realFile or sub(realFile, 1, #realRoot + 1) ~= realRoot .. "/" then
@@ -412,7 +459,7 @@ function http.static(dir, opts)
     local lastModified = httpDate(mtime)
     local h = req.headers
     local inm = h["if-none-match"]
-    if (inm and (inm == etag or inm == "*" or find(inm, etag, 1, true)))
+    if (inm and noneMatch(inm, etag))
       or (not inm and h["if-modified-since"] == lastModified) then
       return res:send(304, nil, {etag = etag, ["last-modified"] = lastModified})
     end

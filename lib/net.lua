@@ -138,6 +138,26 @@ function Stream:ref(on) sn.setRef(self, on ~= false) end
 -- tlsInfo() -> {alpn, servername} for a TLS stream, else nil
 function Stream:tlsInfo() return sn.tlsInfo(self) end
 
+-- Every method checks its self and its arguments first (evo.args.method),
+-- so misuse names the method as called, never a native behind it.
+local streamArgs = {
+  read = {"number?"}, readUntil = {"any"}, settimeout = {"number?", "number?"}, setHighWater = {"number"},
+  sendfile = {"string", "number?", "number?"},
+}
+local function isStream(s)
+  local mt = getmetatable(s)
+  return type(s) == "userdata" and type(mt) == "table" and mt.__index == Stream
+end
+do
+  local names = {}
+  for name, fn in pairs(Stream) do
+    if type(fn) == "function" then names[#names + 1] = name end
+  end
+  for _, name in ipairs(names) do
+    Stream[name] = args.method(name, Stream[name], isStream, "Stream", unpack(streamArgs[name] or {}))
+  end
+end
+
 net.Stream = Stream
 
 ----------------------------------------------------------------- TLS
@@ -181,6 +201,15 @@ end
 
 ----------------------------------------------------------------- connect
 
+-- A Unix socket address holds at most 107 bytes of path (sun_path, 108
+-- bytes with its NUL): a longer one would be cut, silently, by the system.
+local maxUnixPath = 107
+local function unixPathTooLong(path)
+  if #path <= maxUnixPath then return nil end
+  return errors.new("ENAMETOOLONG", ("a Unix socket path holds at most %d bytes, this one has %d: %s")
+    :format(maxUnixPath, #path, path))
+end
+
 -- connect{host, port [, timeout] [, tls]} or connect{path} -> Stream | nil, err
 -- tls = true or {servername = host, ca = nil (system store), verify = true,
 -- alpn = {...}}: the stream is returned once the TLS handshake is done; a
@@ -188,6 +217,14 @@ end
 local connectPlain
 function net.connect(opts)
   args.check(1, "connect", opts, "table")
+  if opts.path ~= nil then
+    if type(opts.path) ~= "string" then args.error(1, "connect", "path must be a string") end
+    local long = unixPathTooLong(opts.path)
+    if long then return nil, long end
+  else
+    if type(opts.host) ~= "string" then args.error(1, "connect", "host must be a string") end
+    args.port(1, "connect", opts.port, 1)
+  end
   local tls = opts.tls
   if not tls then return connectPlain(opts) end
   if tls == true then tls = {} end
@@ -199,18 +236,10 @@ function net.connect(opts)
   return secure(stream, ctx, tls.servername or opts.host, opts.timeout)
 end
 
+-- connectPlain(opts): opts checked by net.connect
 function connectPlain(opts)
-  args.check(1, "connect", opts, "table")
   local timeout = opts.timeout
-  if opts.path then
-    args.check(1, "connect", opts.path, "string")
-    return finish(native.connectPipe(opts.path, timeout, isyieldable()))
-  end
-  if type(opts.host) ~= "string" then error("bad argument #1 to 'connect' (host expected, got " .. type(opts.host) .. ")", 2) end
-  if type(opts.port) ~= "number" then error("bad argument #1 to 'connect' (port expected, got " .. type(opts.port) .. ")", 2) end
-  if opts.port < 1 or opts.port > 65535 or opts.port % 1 ~= 0 then
-    error(("bad argument #1 to 'connect' (port must be 1-65535, got %s)"):format(opts.port), 2)
-  end
+  if opts.path then return finish(native.connectPipe(opts.path, timeout, isyieldable())) end
   if timeout and tasknative.mode() == "evented" and isyieldable() and tasknative.current() then
     local task = require("task")
     local res = {task.timeout(timeout, function()
@@ -251,6 +280,7 @@ end
 
 -- settimeout(seconds): for accept()
 function Server:settimeout(seconds)
+  if seconds ~= nil then args.check(1, "settimeout", seconds, "number") end
   self.timeout = seconds
   native.setAcceptTimeout(self.listener, seconds)
 end
@@ -275,6 +305,13 @@ end
 -- Either way each accepted connection is reported as CONNECTION_ACCEPTED.
 function net.listen(opts, handler)
   args.check(1, "listen", opts, "table")
+  if opts.path ~= nil then
+    if type(opts.path) ~= "string" then args.error(1, "listen", "path must be a string") end
+    local long = unixPathTooLong(opts.path)
+    if long then return nil, long end
+  elseif opts.port ~= nil then
+    args.port(1, "listen", opts.port, 0)
+  end
   if handler ~= nil then
     args.check(2, "listen", handler, "function")
     if tasknative.mode() == "blocking" then
@@ -323,6 +360,9 @@ end
 -- bind{host = "127.0.0.1", port = 0} -> true | nil, err; self.port is the bound port
 function Udp:bind(opts)
   opts = opts or {}
+  args.check(1, "bind", opts, "table")
+  if opts.host ~= nil and type(opts.host) ~= "string" then args.error(1, "bind", "host must be a string") end
+  if opts.port ~= nil then args.port(1, "bind", opts.port, 0) end
   local ok, res, err = udpnative.bind(self.native, opts.host, opts.port)
   if not res then return nil, err end
   self.port = udpnative.port(self.native)
@@ -333,7 +373,7 @@ end
 function Udp:send(data, host, port)
   args.check(1, "send", data, "string")
   args.check(2, "send", host, "string")
-  args.check(3, "send", port, "number")
+  args.port(3, "send", port, 1)
   local ok, res, err = udpnative.send(self.native, data, host, port)
   if not res then return nil, err end
   return true
@@ -352,6 +392,7 @@ function Udp:receive()
 end
 
 function Udp:settimeout(seconds)
+  if seconds ~= nil then args.check(1, "settimeout", seconds, "number") end
   self.timeout = seconds
   udpnative.settimeout(self.native, seconds)
 end

@@ -5,15 +5,21 @@
 // first use) and `res`, a userdata holding the request's Exchange. The event
 // style names exchanges by request id instead.
 #include <fcntl.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <new>
 #include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
 
 #include "lua/errors.h"
 #include "lua/modules.h"
@@ -71,9 +77,22 @@ std::string_view arg_string(lua_State* L, int idx) {
   return {s, n};
 }
 
-int check_status(lua_State* L, int idx) {
+// Raises "bad argument #n to 'fname' (msg)" with the public method's name
+// and its argument's number as the user counts it: luaL_argerror cannot name
+// a method called through pcall or a Lua wrapper ('?'), and counts self.
+// (The types are checked in lib/, with evo.args, before the natives run.)
+[[noreturn]] void arg_error(lua_State* L, int n, const char* fname, const char* msg) {
+  luaL_where(L, 2);
+  lua_pushfstring(L, "bad argument #%d to '%s' (%s)", n, fname, msg);
+  lua_concat(L, 2);
+  lua_error(L);
+  std::abort();  // not reached: lua_error raises
+}
+
+// The status at idx, which the user passed as argument #n of fname.
+int check_status(lua_State* L, int idx, int n, const char* fname) {
   lua_Integer code = luaL_checkinteger(L, idx);
-  luaL_argcheck(L, code >= 100 && code <= 999, idx, "status must be 100..999");
+  if (code < 100 || code > 999) arg_error(L, n, fname, "status must be 100..999");
   return static_cast<int>(code);
 }
 
@@ -83,25 +102,76 @@ void check_head_open(lua_State* L, const Exchange& ex, const char* fn) {
   if (ex.headers_sent) luaL_error(L, "%s: the headers were already sent", fn);
 }
 
-void add_header_or_raise(lua_State* L, Exchange& ex, int name_idx, int value_idx) {
-  std::string_view name = arg_string(L, name_idx);
-  std::string error;
-  if (lua_type(L, value_idx) == LUA_TTABLE) {  // several values: one line each (set-cookie)
-    size_t n = lua_objlen(L, value_idx);
-    for (size_t i = 1; i <= n; ++i) {
-      lua_rawgeti(L, value_idx, static_cast<int>(i));
-      size_t len = 0;
-      const char* v = lua_tolstring(L, -1, &len);
-      if (v == nullptr) luaL_error(L, "header '%s': values must be strings", std::string(name).c_str());
-      if (!ex.add_header(name, std::string_view(v, len), &error)) luaL_error(L, "%s", error.c_str());
-      lua_pop(L, 1);
+// Why Exchange::add_header would refuse this line, or "" when it takes it;
+// Content-Length must be digits that fit 64 bits (RFC 9110 8.6).
+std::string header_error(std::string_view name, std::string_view value) {
+  if (!valid_header_name(name)) return "invalid header name '" + std::string(name) + "'";
+  if (!valid_header_value(value))
+    return "invalid header value for '" + std::string(name) + "' (CR, LF or NUL)";
+  if (name.size() == 14 && strncasecmp(name.data(), "content-length", 14) == 0) {
+    bool ok = !value.empty();
+    uint64_t n = 0;
+    for (char c : value) {
+      if (!ok) break;
+      auto d = static_cast<uint64_t>(c - '0');
+      ok = c >= '0' && c <= '9' && n <= (UINT64_MAX - d) / 10;
+      n = n * 10 + d;
     }
+    if (!ok) return "invalid Content-Length '" + std::string(value) + "'";
+  }
+  return {};
+}
+
+// The value at value_idx: a string, or a list of strings (one line each,
+// as set-cookie needs). Raises unless every line is valid.
+void check_header_or_raise(lua_State* L, int name_idx, int value_idx) {
+  std::string_view name = arg_string(L, name_idx);
+  auto check = [&](int idx) {
+    size_t len = 0;
+    const char* v = lua_type(L, idx) == LUA_TSTRING || lua_type(L, idx) == LUA_TNUMBER
+                        ? lua_tolstring(L, idx, &len)
+                        : nullptr;
+    if (v == nullptr) luaL_error(L, "header '%s': values must be strings", std::string(name).c_str());
+    std::string error = header_error(name, std::string_view(v, len));
+    if (!error.empty()) luaL_error(L, "%s", error.c_str());
+  };
+  if (lua_type(L, value_idx) != LUA_TTABLE) {
+    check(value_idx);
     return;
   }
-  size_t len = 0;
-  const char* v = lua_tolstring(L, value_idx, &len);
-  if (v == nullptr) luaL_typerror(L, value_idx, "string");
-  if (!ex.add_header(name, std::string_view(v, len), &error)) luaL_error(L, "%s", error.c_str());
+  size_t n = lua_objlen(L, value_idx);
+  for (size_t i = 1; i <= n; ++i) {
+    lua_rawgeti(L, value_idx, static_cast<int>(i));
+    check(lua_gettop(L));
+    lua_pop(L, 1);
+  }
+}
+
+// Adds the header line(s) checked by check_header_or_raise.
+void add_checked_header(lua_State* L, Exchange& ex, int name_idx, int value_idx) {
+  std::string_view name = arg_string(L, name_idx);
+  std::string error;
+  auto add = [&](int idx) {
+    size_t len = 0;
+    const char* v = lua_tolstring(L, idx, &len);
+    if (!ex.add_header(name, std::string_view(v, len), &error)) luaL_error(L, "%s", error.c_str());
+  };
+  if (lua_type(L, value_idx) != LUA_TTABLE) {
+    add(value_idx);
+    return;
+  }
+  size_t n = lua_objlen(L, value_idx);
+  for (size_t i = 1; i <= n; ++i) {
+    lua_rawgeti(L, value_idx, static_cast<int>(i));
+    add(lua_gettop(L));
+    lua_pop(L, 1);
+  }
+}
+
+// Every line is checked before any is added: a refused call adds nothing.
+void add_header_or_raise(lua_State* L, Exchange& ex, int name_idx, int value_idx) {
+  check_header_or_raise(L, name_idx, value_idx);
+  add_checked_header(L, ex, name_idx, value_idx);
 }
 
 // ------------------------------------------------------------ server
@@ -202,15 +272,20 @@ Connection* live(Exchange& ex) { return ex.finished ? nullptr : ex.conn; }
 int l_send(lua_State* L) {
   Exchange& ex = check_res(L, 1);
   check_head_open(L, ex, "send");
-  int status = check_status(L, 2);
+  int status = check_status(L, 2, 1, "send");
   size_t len = 0;
   const char* body = lua_isnoneornil(L, 3) ? "" : luaL_checklstring(L, 3, &len);
   if (!lua_isnoneornil(L, 4)) {
     luaL_checktype(L, 4, LUA_TTABLE);
     lua_pushnil(L);
-    while (lua_next(L, 4) != 0) {
+    while (lua_next(L, 4) != 0) {  // all checked first: a refused table adds nothing
       if (lua_type(L, -2) != LUA_TSTRING) luaL_error(L, "send: header names must be strings");
-      add_header_or_raise(L, ex, lua_gettop(L) - 1, lua_gettop(L));
+      check_header_or_raise(L, lua_gettop(L) - 1, lua_gettop(L));
+      lua_pop(L, 1);
+    }
+    lua_pushnil(L);
+    while (lua_next(L, 4) != 0) {
+      add_checked_header(L, ex, lua_gettop(L) - 1, lua_gettop(L));
       lua_pop(L, 1);
     }
   }
@@ -226,10 +301,10 @@ int l_send(lua_State* L) {
 int l_status(lua_State* L) {
   Exchange& ex = check_res(L, 1);
   check_head_open(L, ex, "status");
-  ex.status = check_status(L, 2);
+  ex.status = check_status(L, 2, 1, "status");
   if (!lua_isnoneornil(L, 3)) {
     std::string_view reason = arg_string(L, 3);
-    if (!valid_header_value(reason)) luaL_argerror(L, 3, "the reason must not contain CR, LF or NUL");
+    if (!valid_header_value(reason)) arg_error(L, 2, "status", "the reason must not contain CR, LF or NUL");
     ex.reason = std::string(reason);
   }
   lua_settop(L, 1);
@@ -536,7 +611,7 @@ int l_ev_status(lua_State* L) {
   if (ex == nullptr) return push_closed(L);
   check_head_open(L, *ex, "WriteStatus");
   if (lua_type(L, 3) == LUA_TNUMBER) {
-    ex->status = check_status(L, 3);
+    ex->status = check_status(L, 3, 2, "WriteStatus");
   } else {
     std::string_view line = arg_string(L, 3);
     size_t sp = line.find(' ');
@@ -544,10 +619,11 @@ int l_ev_status(lua_State* L) {
     char* end = nullptr;
     long n = std::strtol(code.c_str(), &end, 10);
     if (code.empty() || *end != '\0' || n < 100 || n > 999)
-      luaL_argerror(L, 3, "expected a status like \"404 Not Found\"");
+      arg_error(L, 2, "WriteStatus", "expected a status like \"404 Not Found\"");
     ex->status = static_cast<int>(n);
     std::string_view reason = sp == std::string_view::npos ? std::string_view() : line.substr(sp + 1);
-    if (!valid_header_value(reason)) luaL_argerror(L, 3, "the reason must not contain CR, LF or NUL");
+    if (!valid_header_value(reason))
+      arg_error(L, 2, "WriteStatus", "the reason must not contain CR, LF or NUL");
     ex->reason = std::string(reason);
   }
   lua_pushboolean(L, 1);
@@ -612,37 +688,38 @@ int l_setup(lua_State* L) {
 }  // namespace
 
 void push_headers(lua_State* L, const Request& req) {
-  lua_createtable(L, 0, static_cast<int>(req.headers.size()));
+  // A repeated header becomes one value, joined as RFC 9110 5.3 allows
+  // (cookies with "; "), each value appended once; set-cookie is a list.
+  std::vector<std::pair<std::string_view, std::string>> fields;
+  std::unordered_map<std::string_view, size_t> index;
+  std::vector<std::string_view> set_cookies;
   for (const auto& [name, value] : req.headers) {
+    if (name == "set-cookie") {
+      set_cookies.emplace_back(value);
+      continue;
+    }
+    auto [it, fresh] = index.emplace(name, fields.size());
+    if (fresh) {
+      fields.emplace_back(name, value);
+    } else {
+      std::string& joined = fields[it->second].second;
+      joined += name == "cookie" ? "; " : ", ";
+      joined += value;
+    }
+  }
+  lua_createtable(L, 0, static_cast<int>(fields.size() + (set_cookies.empty() ? 0 : 1)));
+  for (const auto& [name, value] : fields) {
     lua_pushlstring(L, name.data(), name.size());
-    lua_rawget(L, -2);
-    bool cookie_list = name == "set-cookie";
-    if (lua_isnil(L, -1)) {
-      lua_pop(L, 1);
-      lua_pushlstring(L, name.data(), name.size());
-      if (cookie_list) {
-        lua_createtable(L, 1, 0);
-        lua_pushlstring(L, value.data(), value.size());
-        lua_rawseti(L, -2, 1);
-      } else {
-        lua_pushlstring(L, value.data(), value.size());
-      }
-      lua_rawset(L, -3);
-      continue;
-    }
-    if (cookie_list) {
-      lua_pushlstring(L, value.data(), value.size());
-      lua_rawseti(L, -2, static_cast<int>(lua_objlen(L, -2)) + 1);
-      lua_pop(L, 1);
-      continue;
-    }
-    // Repeated: one value, joined as RFC 9110 5.3 allows (cookies with "; ").
-    lua_pushstring(L, name == "cookie" ? "; " : ", ");
     lua_pushlstring(L, value.data(), value.size());
-    lua_concat(L, 3);
-    lua_pushlstring(L, name.data(), name.size());
-    lua_insert(L, -2);
     lua_rawset(L, -3);
+  }
+  if (!set_cookies.empty()) {
+    lua_createtable(L, static_cast<int>(set_cookies.size()), 0);
+    for (size_t i = 0; i < set_cookies.size(); ++i) {
+      lua_pushlstring(L, set_cookies[i].data(), set_cookies[i].size());
+      lua_rawseti(L, -2, static_cast<int>(i + 1));
+    }
+    lua_setfield(L, -2, "set-cookie");
   }
 }
 
@@ -653,11 +730,7 @@ void push_request(lua_State* L, const std::shared_ptr<Exchange>& ex) {
   lua_setmetatable(L, -2);
   lua_pushlstring(L, r.method.data(), r.method.size());
   std::string_view target(r.target);
-  // Absolute-form targets (proxies' style) are reduced to their path.
-  if (target.size() > 7 && (target.substr(0, 7) == "http://" || target.substr(0, 8) == "https://")) {
-    size_t slash = target.find('/', target.find("//") + 2);
-    target = slash == std::string_view::npos ? std::string_view("/") : target.substr(slash);
-  }
+  // (An absolute-form target was reduced to its path by the parser.)
   size_t q = target.find('?');
   std::string_view path = target.substr(0, q);
   lua_pushlstring(L, path.data(), path.size());

@@ -19,6 +19,9 @@ RequestParser::RequestParser(Limits limits) : limits_(limits) {
   settings_.on_message_begin = on_message_begin;
   settings_.on_method = on_method;
   settings_.on_url = on_url;
+  settings_.on_version = on_version;
+  settings_.on_chunk_header = on_chunk_header;
+  settings_.on_chunk_complete = on_chunk_complete;
   settings_.on_header_field = on_header_field;
   settings_.on_header_value = on_header_value;
   settings_.on_header_value_complete = on_header_value_complete;
@@ -35,16 +38,22 @@ int RequestParser::fail(int status, std::string reason) {
   return HPE_USER;
 }
 
-bool RequestParser::count_header_bytes(size_t len) {
-  header_bytes_ += len;
-  return header_bytes_ <= limits_.max_header_bytes;
+bool RequestParser::within_header_limit(const char* at, const char* end) {
+  if (!in_head_) {
+    in_head_ = true;
+    head_start_ = offset_of(at);
+  }
+  return offset_of(end) - head_start_ <= limits_.max_header_bytes;
 }
 
 int RequestParser::on_message_begin(llhttp_t* p) {
   RequestParser* s = self(p);
   s->req_ = Request();
-  s->header_bytes_ = 0;
+  s->in_head_ = false;
   s->in_value_ = false;
+  s->version_seen_ = false;
+  s->chunk_line_ = ChunkLine::None;
+  s->last_chunk_ = false;
   s->headers_done_ = false;
   s->complete_ = false;
   s->content_length_headers_ = 0;
@@ -56,22 +65,52 @@ int RequestParser::on_message_begin(llhttp_t* p) {
 
 int RequestParser::on_method(llhttp_t* p, const char* at, size_t len) {
   RequestParser* s = self(p);
-  if (!s->count_header_bytes(len)) return s->fail(431, "request header fields too large");
+  if (!s->within_header_limit(at, at + len)) return s->fail(431, "request header fields too large");
   s->req_.method.append(at, len);
+  s->method_end_ = s->offset_of(at + len);
   return 0;
 }
 
 int RequestParser::on_url(llhttp_t* p, const char* at, size_t len) {
   RequestParser* s = self(p);
   if (s->req_.target.size() + len > s->limits_.max_uri) return s->fail(414, "URI too long");
-  if (!s->count_header_bytes(len)) return s->fail(431, "request header fields too large");
+  // RFC 9112 3: method SP request-target SP version, one space each (llhttp
+  // skips several).
+  if (s->req_.target.empty() && s->offset_of(at) != s->method_end_ + 1) {
+    return s->fail(400, "more than one space before the request target");
+  }
+  s->url_end_ = s->offset_of(at + len);
+  if (!s->within_header_limit(at, at + len)) return s->fail(431, "request header fields too large");
   s->req_.target.append(at, len);
   return 0;
 }
 
+int RequestParser::on_version(llhttp_t* p, const char* at, size_t len) {
+  RequestParser* s = self(p);
+  if (!s->within_header_limit(at, at + len)) return s->fail(431, "request header fields too large");
+  // The version's digits come after "HTTP/", which follows the single space.
+  if (!s->version_seen_ && s->offset_of(at) != s->url_end_ + 6) {
+    return s->fail(400, "more than one space after the request target");
+  }
+  s->version_seen_ = true;
+  return 0;
+}
+
+int RequestParser::on_chunk_header(llhttp_t* p) {
+  if (p->content_length == 0) self(p)->last_chunk_ = true;
+  return 0;
+}
+
+int RequestParser::on_chunk_complete(llhttp_t* p) {
+  RequestParser* s = self(p);
+  if (s->last_chunk_) return 0;
+  s->chunk_paused_ = true;  // feed() goes on, watching the next size line
+  return HPE_PAUSED;
+}
+
 int RequestParser::on_header_field(llhttp_t* p, const char* at, size_t len) {
   RequestParser* s = self(p);
-  if (!s->count_header_bytes(len)) return s->fail(431, "request header fields too large");
+  if (!s->within_header_limit(at, at + len)) return s->fail(431, "request header fields too large");
   if (s->in_value_ || s->req_.headers.empty()) {
     s->req_.headers.emplace_back();
     s->in_value_ = false;
@@ -91,7 +130,7 @@ int RequestParser::on_header_field(llhttp_t* p, const char* at, size_t len) {
 
 int RequestParser::on_header_value(llhttp_t* p, const char* at, size_t len) {
   RequestParser* s = self(p);
-  if (!s->count_header_bytes(len)) return s->fail(431, "request header fields too large");
+  if (!s->within_header_limit(at, at + len)) return s->fail(431, "request header fields too large");
   // NUL, and CR or LF inside a value (obs-fold continuation, bare LF), are
   // how smuggling attempts hide: refuse them whatever the parser allows.
   for (size_t i = 0; i < len; ++i) {
@@ -141,6 +180,7 @@ int RequestParser::on_header_value_complete(llhttp_t* p) {
 
 int RequestParser::on_headers_complete(llhttp_t* p) {
   RequestParser* s = self(p);
+  s->in_head_ = false;
   Request& r = s->req_;
   r.version_major = p->http_major;
   r.version_minor = p->http_minor;
@@ -157,6 +197,8 @@ int RequestParser::on_headers_complete(llhttp_t* p) {
   // connection over, it closes after the answer.
   if (p->method == HTTP_CONNECT) r.keep_alive = false;
   r.chunked = (p->flags & F_CHUNKED) != 0;
+  if (r.chunked) s->chunk_line_ = ChunkLine::Size;
+  if (!s->absolute_form()) return s->fail(400, "an http URI with an empty host");
   if (const std::string* expect = r.header("expect")) {
     std::string v = *expect;
     std::transform(v.begin(), v.end(), v.begin(), [](unsigned char c) { return std::tolower(c); });
@@ -173,6 +215,146 @@ int RequestParser::on_headers_complete(llhttp_t* p) {
   return 0;
 }
 
+// A target in absolute form ("http://host/p?q", RFC 9112 3.2.2) becomes its
+// path and query, and its authority replaces the Host header. False for an
+// http(s) URI without a host (RFC 9110 4.2.1: invalid).
+bool RequestParser::absolute_form() {
+  std::string& t = req_.target;
+  if (t.empty() || t[0] == '/') return true;
+  size_t sep = t.find("://");
+  if (sep == std::string::npos) return true;  // "*", or CONNECT's authority form
+  std::string scheme = t.substr(0, sep);
+  std::transform(scheme.begin(), scheme.end(), scheme.begin(),
+                 [](unsigned char c) { return std::tolower(c); });
+  if (scheme != "http" && scheme != "https") return true;
+  size_t start = sep + 3;
+  size_t end = t.find_first_of("/?", start);
+  std::string authority = t.substr(start, end == std::string::npos ? std::string::npos : end - start);
+  size_t at = authority.rfind('@');  // userinfo is not part of the host
+  if (at != std::string::npos) authority.erase(0, at + 1);
+  if (authority.empty()) return false;
+  std::string rest = end == std::string::npos ? std::string("/") : t.substr(end);
+  if (rest[0] == '?') rest.insert(0, "/");
+  t = std::move(rest);
+  for (auto& [name, value] : req_.headers) {
+    if (name == "host") {
+      value = authority;
+      return true;
+    }
+  }
+  req_.headers.emplace_back("host", std::move(authority));
+  return true;
+}
+
+namespace {
+
+bool is_bws(unsigned char c) { return c == ' ' || c == '\t'; }
+
+// chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )
+// chunk-ext-val = token / quoted-string (RFC 9112 7.1.1)
+bool valid_chunk_extensions(std::string_view s) {
+  size_t i = 0;
+  size_t n = s.size();
+  auto skip_bws = [&] {
+    while (i < n && is_bws(static_cast<unsigned char>(s[i]))) ++i;
+  };
+  auto token = [&] {
+    size_t from = i;
+    while (i < n && is_token_char(static_cast<unsigned char>(s[i]))) ++i;
+    return i > from;
+  };
+  auto quoted = [&] {
+    if (i >= n || s[i] != '"') return false;
+    for (++i; i < n; ++i) {
+      auto c = static_cast<unsigned char>(s[i]);
+      if (c == '"') {
+        ++i;
+        return true;
+      }
+      if (c == '\\') {
+        if (++i >= n) return false;
+        c = static_cast<unsigned char>(s[i]);
+        if (!(c == '\t' || (c >= 0x20 && c != 0x7f))) return false;
+      } else if (!(c == '\t' || (c >= 0x20 && c != 0x7f))) {
+        return false;
+      }
+    }
+    return false;
+  };
+  while (i < n) {
+    skip_bws();
+    if (i >= n || s[i] != ';') return false;
+    ++i;
+    skip_bws();
+    if (!token()) return false;
+    size_t after_name = i;
+    skip_bws();
+    if (i < n && s[i] == '=') {
+      ++i;
+      skip_bws();
+      if (!(token() || quoted())) return false;
+    } else {
+      i = after_name;  // whitespace only before ';', never at the end
+    }
+  }
+  return true;
+}
+
+constexpr size_t kMaxChunkExtensions = 4096;
+
+bool is_hex(unsigned char c) { return std::isxdigit(c) != 0; }
+
+}  // namespace
+
+// Runs llhttp over [data, data + len), keeping chunk extensions out of its
+// way (see chunk_line_). Returns llhttp's result, or HPE_USER (fail()).
+llhttp_errno_t RequestParser::execute(const char* data, size_t len) {
+  const char* p = data;
+  const char* end = data + len;
+  while (p < end) {
+    const char* upto = end;  // what llhttp parses next
+    if (chunk_line_ == ChunkLine::Size) {
+      const char* q = p;
+      while (q < end && is_hex(static_cast<unsigned char>(*q))) ++q;
+      if (q < end) {
+        if (*q == ';' || is_bws(static_cast<unsigned char>(*q))) {
+          chunk_line_ = ChunkLine::Ext;
+          chunk_ext_.clear();
+        } else {
+          chunk_line_ = ChunkLine::None;  // the CR, or what llhttp refuses
+        }
+        upto = chunk_line_ == ChunkLine::Ext ? q : end;
+      }
+    } else if (chunk_line_ == ChunkLine::Ext) {
+      const char* cr = static_cast<const char*>(std::memchr(p, '\r', static_cast<size_t>(end - p)));
+      const char* stop = cr != nullptr ? cr : end;
+      chunk_ext_.append(p, static_cast<size_t>(stop - p));
+      if (chunk_ext_.size() > kMaxChunkExtensions)
+        return static_cast<llhttp_errno_t>(fail(400, "chunk extensions too long"));
+      if (cr == nullptr) return HPE_OK;  // all taken: the rest comes in the next read
+      if (!valid_chunk_extensions(chunk_ext_))
+        return static_cast<llhttp_errno_t>(fail(400, "invalid chunk extension"));
+      chunk_line_ = ChunkLine::None;
+      p = cr;
+      continue;
+    }
+    if (upto > p) {
+      llhttp_errno_t err = llhttp_execute(&parser_, p, static_cast<size_t>(upto - p));
+      if (err == HPE_PAUSED && chunk_paused_) {
+        chunk_paused_ = false;
+        const char* at = llhttp_get_error_pos(&parser_);
+        llhttp_resume(&parser_);
+        chunk_line_ = ChunkLine::Size;
+        p = at;
+        continue;
+      }
+      if (err != HPE_OK) return err;
+    }
+    p = upto;
+  }
+  return HPE_OK;
+}
+
 int RequestParser::on_body(llhttp_t* p, const char* at, size_t len) {
   RequestParser* s = self(p);
   s->body_bytes_ += len;
@@ -183,6 +365,7 @@ int RequestParser::on_body(llhttp_t* p, const char* at, size_t len) {
 
 int RequestParser::on_message_complete(llhttp_t* p) {
   self(p)->complete_ = true;
+  self(p)->in_head_ = false;
   return HPE_PAUSED;  // one request at a time: the caller resumes with next()
 }
 
@@ -190,7 +373,7 @@ RequestParser::Result RequestParser::feed(std::string_view data, size_t* consume
   *consumed = 0;
   if (error_status_ != 0) return Result::Error;
   feed_ptr_ = data.data();
-  llhttp_errno_t err = llhttp_execute(&parser_, data.data(), data.size());
+  llhttp_errno_t err = execute(data.data(), data.size());
   if (err == HPE_PAUSED_UPGRADE) {
     // llhttp stops here once an Upgrade or CONNECT request has been served
     // (next() resumed it). A server that switched protocols took the
@@ -199,19 +382,29 @@ RequestParser::Result RequestParser::feed(std::string_view data, size_t* consume
     // CONNECT's connection closes after its answer: see keep_alive).
     const char* at = llhttp_get_error_pos(&parser_);
     llhttp_resume_after_upgrade(&parser_);
-    err = llhttp_execute(&parser_, at, data.size() - static_cast<size_t>(at - data.data()));
+    err = execute(at, data.size() - static_cast<size_t>(at - data.data()));
   }
-  feed_base_ += data.size();
+  // feed_base_ moves by what was consumed: the caller feeds the rest again.
+  if (err == HPE_OK) feed_base_ += data.size();
+  if (err == HPE_OK && in_head_ && feed_base_ - head_start_ > limits_.max_header_bytes) {
+    // All of it went into a head not finished yet (whitespace the callbacks
+    // do not report, a name or value still growing): past the limit already.
+    error_status_ = 431;
+    error_reason_ = "request header fields too large";
+    return Result::Error;
+  }
   if (err == HPE_OK) {
     *consumed = data.size();
     return Result::NeedMore;
   }
   if (err == HPE_PAUSED && complete_) {
     *consumed = static_cast<size_t>(llhttp_get_error_pos(&parser_) - data.data());
+    feed_base_ += *consumed;
     return Result::Complete;
   }
   if (err == HPE_PAUSED && headers_done_) {
     *consumed = static_cast<size_t>(llhttp_get_error_pos(&parser_) - data.data());
+    feed_base_ += *consumed;
     return Result::HeadersComplete;
   }
   if (error_status_ == 0) {

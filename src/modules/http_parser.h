@@ -75,6 +75,9 @@ class RequestParser {
   static int on_message_begin(llhttp_t* p);
   static int on_method(llhttp_t* p, const char* at, size_t len);
   static int on_url(llhttp_t* p, const char* at, size_t len);
+  static int on_version(llhttp_t* p, const char* at, size_t len);
+  static int on_chunk_header(llhttp_t* p);
+  static int on_chunk_complete(llhttp_t* p);
   static int on_header_field(llhttp_t* p, const char* at, size_t len);
   static int on_header_value(llhttp_t* p, const char* at, size_t len);
   static int on_header_value_complete(llhttp_t* p);
@@ -83,16 +86,37 @@ class RequestParser {
   static int on_message_complete(llhttp_t* p);
 
   int fail(int status, std::string reason);
-  bool count_header_bytes(size_t len);
+  bool absolute_form();
+  llhttp_errno_t execute(const char* data, size_t len);
+  // Every byte from the request line's first (or the trailers' first) to
+  // `end`, line ends, colons and whitespace included, counts against
+  // max_header_bytes; `at` starts the count when none is running.
+  bool within_header_limit(const char* at, const char* end);
+  [[nodiscard]] uint64_t offset_of(const char* at) const {
+    return feed_base_ + static_cast<uint64_t>(at - feed_ptr_);
+  }
   static RequestParser* self(llhttp_t* p) { return static_cast<RequestParser*>(p->data); }
 
   Limits limits_;
   llhttp_settings_t settings_{};
   llhttp_t parser_{};
   Request req_;
-  size_t header_bytes_ = 0;
+  bool in_head_ = false;     // in a request line and headers (or trailers), counting
+  uint64_t head_start_ = 0;  // the stream offset of their first byte
+  uint64_t method_end_ = 0;  // stream offsets: after the method, after the target
+  uint64_t url_end_ = 0;
+  bool version_seen_ = false;
+  // Chunk extensions are checked here and never reach llhttp, whose 8.x
+  // refuses valid ones (";a=1;b=2"): at a chunk-size line, the size's hex
+  // digits go to llhttp, the extensions (from BWS or ';' to the CR) are
+  // collected in chunk_ext_ and checked at the CR, which goes on to llhttp.
+  enum class ChunkLine { None, Size, Ext };
+  ChunkLine chunk_line_ = ChunkLine::None;
+  bool chunk_paused_ = false;  // llhttp paused after a chunk: a size line is next
+  bool last_chunk_ = false;
+  std::string chunk_ext_;
   bool in_value_ = false;
-  uint64_t feed_base_ = 0;          // stream offset of the data being parsed
+  uint64_t feed_base_ = 0;          // stream offset of the data being parsed (bytes consumed before)
   const char* feed_ptr_ = nullptr;  // ... and its address
   uint64_t value_end_ = 0;          // stream offset just after the value's last piece
   bool headers_done_ = false;

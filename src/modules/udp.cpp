@@ -93,6 +93,7 @@ class Udp {
   ~Udp() { close(); }
 
   int bind(lua_State* L, const char* host, int port) {
+    if (closed_) return closed_result(L);
     sockaddr_storage addr{};
     if (!parse_ip(host, port, &addr)) return invalid_ip(L, host);
     int rc = 0;
@@ -113,6 +114,7 @@ class Udp {
   int send(lua_State* L, int data_idx, const char* host, int port) {
     size_t len = 0;
     const char* data = luaL_checklstring(L, data_idx, &len);
+    if (closed_) return closed_result(L);
     sockaddr_storage addr{};
     if (!parse_ip(host, port, &addr)) return invalid_ip(L, host);
     int rc = 0;

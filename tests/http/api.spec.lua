@@ -56,6 +56,28 @@ describe("req", function()
     assert.equal(r, {"/abs/path", "x=1"})
   end, 15)
 
+  it("takes the host of an absolute-form target over the Host header (RFC 9112 3.2.2) (issue 8 item 41)", function()
+    local got = {}
+    local server = K.serve({}, function(req, res)
+      got[#got + 1] = {req.path, req.query, req.headers.host}
+      res:send(200)
+    end)
+    local rep = K.raw(server.port,
+      "GET http://uri.test:8080/p HTTP/1.1\r\nHost: header.test\r\n\r\n" ..
+      "GET HTTPS://User@Uri.Test?q=1 HTTP/1.1\r\nHost: header.test\r\n\r\n" ..
+      "GET http://only.test/x/y HTTP/1.0\r\nConnection: keep-alive\r\n\r\n" ..
+      "GET http:///empty HTTP/1.1\r\nHost: header.test\r\n\r\n")
+    server:close()
+    local list = K.parse(rep.data)
+    assert.equal(got, {
+      {"/p", "", "uri.test:8080"},
+      {"/", "q=1", "Uri.Test"},
+      {"/x/y", "", "only.test"},
+    })
+    assert.equal(#list, 4, rep.data)
+    assert.equal(list[4].status, 400, "an http URI with an empty host is invalid (RFC 9110 4.2.1)")
+  end, 15)
+
   it("returns the whole body from req:body(), the same on a second call", function()
     local first, second
     local server, url = K.serve({}, function(req, res)
@@ -171,6 +193,54 @@ describe("res", function()
     assert.isNil(r.headers["x-late"])
     assert.equal(r.body, "part one; part two")
     assert.equal(states, {{false, false}, {false, false}, {true, false}, {true, true}})
+  end, 15)
+
+  it("adds nothing from a header list or a send headers table with an invalid value (issue 8 item 41)", function()
+    local errs = {}
+    local server = K.serve({}, function(req, res)
+      if req.path == "/header" then
+        local ok, err = pcall(res.header, res, "x", {"ok", "b\r\nx-evil: 1"})
+        errs[1] = {ok, tostring(err)}
+        return res:send(200, "h")
+      end
+      local ok, err = pcall(res.send, res, 200, "s", {["x-a"] = "ok", ["x-b"] = {"fine", "bad\n"}, ["x-c"] = "ok"})
+      errs[2] = {ok, tostring(err)}
+      res:send(201, "s")
+    end)
+    local rep = K.raw(server.port, K.req("GET", "/header") .. K.req("GET", "/send", {"Connection: close"}))
+    local list = K.parse(rep.data)
+    assert.equal(#list, 2, rep.data)
+    assert.equal(list[1].status, 200)
+    assert.isNil(list[1].headers.x, "no x: ok line: " .. list[1].raw)
+    assert.isNil(list[1].headers["x-evil"])
+    assert.equal(list[2].status, 201)
+    for _, name in ipairs({"x-a", "x-b", "x-c"}) do assert.isNil(list[2].headers[name], list[2].raw) end
+    assert.equal(errs[1][1], false)
+    assert.match(errs[1][2], "invalid header value for 'x'")
+    assert.equal(errs[2][1], false)
+    assert.match(errs[2][2], "invalid header value for 'x%-b'")
+  end, 15)
+
+  it("refuses a Content-Length of '' or beyond 2^64 - 1 (issue 8 item 41)", function()
+    local errs = {}
+    local server = K.serve({}, function(req, res)
+      for _, v in ipairs({"", "18446744073709551616", "99999999999999999999999", " 5", "5 "}) do
+        local ok, err = pcall(res.header, res, "Content-Length", v)
+        errs[#errs + 1] = {v, ok, tostring(err)}
+      end
+      res:header("Content-Length", "2")  -- the largest values that fit are fine; this one frames the body
+      res:finish("ok")
+    end)
+    local rep = K.raw(server.port, K.req("GET", "/", {"Connection: close"}))
+    local r = K.parse1(rep.data)
+    assert.equal(r.status, 200)
+    assert.equal(r.headers["content-length"], "2")
+    assert.equal(r.body, "ok")
+    assert.equal(#errs, 5)
+    for _, e in ipairs(errs) do
+      assert.equal(e[2], false, "Content-Length '" .. e[1] .. "' was accepted")
+      assert.match(e[3], "invalid Content%-Length")
+    end
   end, 15)
 
   it("raises on a second res:send", function()

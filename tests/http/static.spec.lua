@@ -98,6 +98,20 @@ describe("http.static", function()
     assert.equal(get("/style.css", "-H", "If-None-Match: " .. etag).status, 200, "another file's ETag")
   end, 20)
 
+  it("compares If-None-Match weakly, through a list of tags (RFC 9110 13.1.2) (issue 8 item 41)", function()
+    local etag = get("/notes.txt").headers.etag
+    local opaque = etag:gsub("^W/", "")
+    assert.equal(get("/notes.txt", "-H", "If-None-Match: " .. opaque).status, 304, "the strong form of the weak tag")
+    assert.equal(get("/notes.txt", "-H", "If-None-Match: W/\"a,b\", " .. opaque .. " ,W/\"z\"").status, 304,
+      "in a list, after a tag with a comma inside")
+    assert.equal(get("/notes.txt", "-H", "If-None-Match: \"x\",\t" .. etag).status, 304, "a tab after the comma")
+    local inner = opaque:sub(2, -2)
+    -- no substring matches: only a whole tag counts
+    assert.equal(get("/notes.txt", "-H", "If-None-Match: \"" .. inner .. "0\"").status, 200, "a longer tag")
+    assert.equal(get("/notes.txt", "-H", "If-None-Match: \"x" .. inner .. "\"").status, 200, "a tag ending like ours")
+    assert.equal(get("/notes.txt", "-H", "If-None-Match: " .. inner).status, 200, "an unquoted tag is no tag")
+  end, 20)
+
   it("changes the ETag when the file changes", function()
     K.writeFile(root .. "/changing.txt", "version one")
     local before = get("/changing.txt").headers.etag
@@ -203,6 +217,14 @@ describe("http.static", function()
     local r = get("/missing.txt")
     assert.equal(r.status, 404)
     assert.equal(get("/sub/missing/").status, 404)
+  end, 15)
+
+  it("answers 404 for a file named with a trailing slash, as if it were a directory (issue 8 item 41)", function()
+    assert.equal(get("/notes.txt").status, 200)
+    local r = get("/notes.txt/")
+    assert.equal(r.status, 404)
+    assert.falsy(r.body:find("0123456789", 1, true))
+    assert.equal(get("/sub/page.html/").status, 404)
   end, 15)
 
   it("serves nothing outside dir through .. and encoded dots (404)", function()

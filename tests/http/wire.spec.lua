@@ -176,6 +176,30 @@ describe("100-continue on the wire", function()
   end, 20)
 end)
 
+describe("repeated request headers", function()
+  afterEach(K.cleanup)
+
+  it("joins many repeated headers once, in linear time (issue 8 item 40)", function()
+    local got, cpu
+    local server = K.serve({maxHeaderBytes = 1024 * 1024}, function(req, res)
+      local t0 = os.clock()
+      local h = req.headers
+      cpu = os.clock() - t0
+      got = h.a
+      res:send(200, "ok")
+    end)
+    local lines = {}
+    for i = 1, 80000 do lines[i] = "a: " .. (i % 10) end
+    lines[#lines + 1] = "Connection: close"
+    local rep = K.raw(server.port, K.req("GET", "/", lines), 20)
+    assert.equal(K.parse1(rep.data).status, 200)
+    assert.equal(#got, 80000 + 2 * 79999)
+    assert.equal(got:sub(1, 10), "1, 2, 3, 4")
+    assert.equal(got:sub(-4), "9, 0")
+    assert.truthy(cpu < 0.15, ("joining 80,000 values took %.3f s of CPU"):format(cpu))
+  end, 30)
+end)
+
 describe("malformed requests", function()
   afterEach(K.cleanup)
   local server, seen
@@ -201,6 +225,18 @@ describe("malformed requests", function()
     rejected(K.req("GET", "/", many), 431, "many headers")
     assert.equal(#seen, 0, "no handler ran")
   end, 15)
+
+  it("431 counting every byte of the header block: line ends, colons, spaces (issue 8 item 40)", function()
+    local empty = {}
+    for i = 1, 16000 do empty[i] = "a:" end  -- 64 KB on the wire, 16,000 bytes of names
+    rejected(K.req("GET", "/", empty), 431, "16,000 empty headers")
+    local short = {}
+    for i = 1, 3000 do short[i] = "ab: c" end  -- 21 KB on the wire, 9,000 bytes of names and values
+    rejected(K.req("GET", "/", short), 431, "3,000 short headers")
+    -- whitespace around a value is not stored, but it is counted
+    rejected("GET / HTTP/1.1\r\nHost: x\r\nX-A:" .. string.rep(" ", 17 * 1024) .. "v\r\n\r\n", 431, "a padded value")
+    assert.equal(#seen, 0, "no handler ran")
+  end, 20)
 
   it("accepts a header block just under the limit", function()
     local rep = K.raw(server.port, K.req("GET", "/ok", {"X-Big: " .. string.rep("a", 15 * 1024), "Connection: close"}))
@@ -239,6 +275,13 @@ describe("malformed requests", function()
     rejected("GET /a b HTTP/1.1\r\nHost: x\r\n\r\n", 400, "space in target")
   end, 20)
 
+  it("400 for more than one space around the request target (RFC 9112 3: single SP) (issue 8 item 41)", function()
+    local before = #seen
+    rejected("GET  /x HTTP/1.1\r\nHost: x\r\n\r\n", 400, "two spaces before the target")
+    rejected("GET /x  HTTP/1.1\r\nHost: x\r\n\r\n", 400, "two spaces after the target")
+    assert.equal(#seen, before, "no handler ran")
+  end, 20)
+
   it("400 for Content-Length together with Transfer-Encoding", function()
     rejected("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400, "CL then TE")
     rejected("POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n", 400, "TE then CL")
@@ -257,6 +300,12 @@ describe("malformed requests", function()
 
   it("400 for a bad chunk size", function()
     rejected("POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n", 400, "zz")
+    local function chunk(line) return "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" .. line .. "\r\nabc\r\n0\r\n\r\n" end
+    rejected(chunk("3;"), 400, "an extension without a name")
+    rejected(chunk("3;a=1=2"), 400, "two equals signs")
+    rejected(chunk("3;a=\"open"), 400, "an unterminated quoted value")
+    rejected(chunk("3;a b"), 400, "a space inside the extensions")
+    rejected(chunk("3;a=1\nX"), 400, "a bare LF in the extensions")
   end, 20)
 
   it("400 for obs-fold (a header line continued with a space)", function()
@@ -305,6 +354,9 @@ describe("malformed requests", function()
   it("accepts what the grammar allows: chunk extensions, trailers, a leading empty line, HTAB and obs-text", function()
     local ok = {
       {"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3;name=value\r\nabc\r\n0\r\n\r\n", "abc"},
+      -- several extensions, token and quoted values, BWS (RFC 9112 7.1.1) (issue 8 item 41)
+      {"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5;a=1;b=\"x\"\r\nhello\r\n" ..
+        "3;a=1;b=2;c\r\nabc\r\n2 ; n = v ;m=\"q\\\"s;t\"\r\nde\r\n0;last=1;x\r\n\r\n", "helloabcde"},
       {"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nX-Trailer: t\r\n\r\n", "abc"},
       {"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 003\r\n\r\nabc", "abc"},
       {"\r\nGET /lead HTTP/1.1\r\nHost: x\r\n\r\n", "GET /lead"},

@@ -42,11 +42,24 @@ def main():
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
         sock = ctx.wrap_socket(sock, server_hostname="localhost")
-        sock.setblocking(False)  # select() sees records, not whole ones: never block in recv
 
     def pending():
         """Decrypted bytes TLS holds already (select cannot see them)."""
         return isinstance(sock, ssl.SSLSocket) and sock.pending() > 0
+
+    def recv():
+        """What arrived, never blocking on TLS: a readable TLS socket may
+        hold only a record without data (a session ticket), where a blocking
+        recv would wait for data the server is not going to send: None."""
+        if not isinstance(sock, ssl.SSLSocket):
+            return sock.recv(65536)
+        sock.settimeout(0)
+        try:
+            return sock.recv(65536)
+        except ssl.SSLWantReadError:
+            return None
+        finally:
+            sock.settimeout(timeout)
 
     def now():
         return time.monotonic() - start
@@ -62,12 +75,14 @@ def main():
             if not r:
                 return True
             try:
-                chunk = sock.recv(65536)
+                chunk = recv()
             except ssl.SSLWantReadError:
                 continue
             except (ConnectionResetError, ssl.SSLError):
                 report["ending"] = "reset"
                 return False
+            if chunk is None:  # a TLS record without data
+                continue
             if not chunk:
                 report["ending"] = "eof"
                 return False
@@ -86,19 +101,17 @@ def main():
             r = r or pending()
             if r:
                 try:
-                    chunk = sock.recv(65536)
-                except ssl.SSLWantReadError:
-                    chunk = None
+                    chunk = recv()
                 except (ConnectionResetError, ssl.SSLError):
                     report["ending"] = "reset"
                     return False
-            if r and chunk is not None:
-                if not chunk:
-                    report["ending"] = "eof"
-                    return False
-                if report["firstByte"] is None:
-                    report["firstByte"] = now()
-                data.extend(chunk)
+                if chunk is not None:  # None: a TLS record without data
+                    if not chunk:
+                        report["ending"] = "eof"
+                        return False
+                    if report["firstByte"] is None:
+                        report["firstByte"] = now()
+                    data.extend(chunk)
             if w:
                 try:
                     n = sock.send(view[:65536])
