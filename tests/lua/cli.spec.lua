@@ -117,6 +117,32 @@ describe("evo -e / - / -l", function()
   end)
 end)
 
+describe("closed standard streams", function()
+  -- A shell runs evo with the stream closed; evo must not abort (libuv would
+  -- otherwise take fds 0-2 for its own and assert when closing them).
+  local function withClosed(redirect, chunk)
+    return h.spawn("/bin/sh", {"-c", '"$0" -e "$1" ' .. redirect .. '; echo "status=$?" >&2', h.evo, chunk})
+  end
+
+  it("runs with stdin closed", function()
+    local r = withClosed("<&-", "print(1); print(io.read())")
+    assert.equal(r.stdout, "1\nnil\n")
+    assert.match(r.stderr, "status=0\n$")
+  end)
+
+  it("runs with stdout closed", function()
+    local r = withClosed(">&-", "io.stderr:write('to stderr\\n'); print(1)")
+    assert.equal(r.stdout, "")
+    assert.match(r.stderr, "^to stderr\nstatus=0\n$")
+  end)
+
+  it("runs with stderr closed", function()
+    local r = withClosed("2>&-", "print(1); io.stderr:write('lost')")
+    assert.equal(r.stdout, "1\n")
+    assert.equal(r.stderr, "status=0\n")
+  end)
+end)
+
 describe("evo --version / --help", function()
   it("prints the versions of Evo, LuaJIT, libuv, luv, llhttp and OpenSSL", function()
     local r = h.runEvo({"--version"})
