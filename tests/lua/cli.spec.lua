@@ -60,6 +60,25 @@ describe("evo script.lua", function()
     assert.match(r.stderr, "^evo: %(error object whose __tostring failed%)\n")
   end)
 
+  it("concatenates Evo's error objects on either side of ..", function()
+    local r = h.runEvo({"-e", [[
+      local err = require("evo.errors").new("ENOENT", "no such file")
+      print("failed: " .. err)
+      print(err .. " (while opening)")
+      print(err .. err)
+    ]]})
+    assert.equal(r.code, 0, r.stderr)
+    assert.equal(r.stdout, "failed: ENOENT: no such file\nENOENT: no such file (while opening)\n" ..
+      "ENOENT: no such fileENOENT: no such file\n")
+  end)
+
+  it("prints a table raised at top level with pretty", function()
+    local r = h.runEvo({"-e", "error({code = 42, why = 'bad input', list = {1, 2}})"})
+    assert.equal(r.code, 1)
+    assert.equal(r.stderr:match("^[^\n]*"), 'evo: {code = 42, list = {1, 2}, why = "bad input"}')
+    assert.match(r.stderr, "\nstack traceback:\n")
+  end)
+
   it("names file:line of a syntax error and exits 1", function()
     local path = h.tempFile("syntax.lua", "local a = 1\nlocal = 2\n")
     local r = h.runEvo({path})
