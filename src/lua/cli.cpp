@@ -226,6 +226,7 @@ int main(int argc, char** argv) {
   }
   if (ok && inv.interactive) repl::start(rt);
   if (ok) rt.run_loop();
+  if (ok && !inv.interactive) rt.check_main_finished();
   int code = rt.exit_code();
   rt.shutdown();
   return code;

@@ -63,8 +63,17 @@ bool Runtime::start_main_task(int nargs) {
 
 void Runtime::run_loop() { loop_.run(UV_RUN_DEFAULT); }
 
+void Runtime::check_main_finished() {
+  if (exit_requested_ || uv_loop_alive(loop_.get()) != 0) return;  // it failed, or was stopped
+  std::string text = tasks_->unfinished_main();
+  if (text.empty()) return;
+  errors::report(text);
+  if (exit_code_ == 0) exit_code_ = 13;  // (the test runner has already set 1)
+}
+
 void Runtime::request_exit(int code) {
   exit_code_ = code;
+  exit_requested_ = true;
   uv_stop(loop_.get());
 }
 

@@ -62,6 +62,11 @@ class Runtime {
   // Runs the loop until no referenced handle is left.
   void run_loop();
 
+  // After run_loop: when the loop ran out of work (not stopped) with a main
+  // chunk still suspended, nothing can ever resume it: says where it waits and
+  // sets the exit status to 13 (as Node does for an unsettled top-level await).
+  void check_main_finished();
+
   // Asks every handle a script opened (luv's and Evo's) to close.
   void close_script_handles();
 
@@ -89,6 +94,7 @@ class Runtime {
   int index_name_ref_ = LUA_NOREF;
   int default_handler_ref_ = LUA_NOREF;
   bool shut_down_ = false;
+  bool exit_requested_ = false;  // request_exit: the loop was stopped on purpose
 };
 
 }  // namespace evo
