@@ -227,8 +227,10 @@ int main(int argc, char** argv) {
   if (ok && inv.interactive) repl::start(rt);
   if (ok) rt.run_loop();
   if (ok && !inv.interactive) rt.check_main_finished();
+  rt.shutdown();  // collects the last Futures: a failure nobody awaited is reported now
   int code = rt.exit_code();
-  rt.shutdown();
+  // Like Node's unhandled rejections (the REPL reports them and goes on).
+  if (code == 0 && rt.unhandled_task_errors() > 0 && !inv.interactive) code = 1;
   return code;
 }
 

@@ -50,6 +50,10 @@ class Runtime {
   void set_default_handler_ref(int ref) { default_handler_ref_ = ref; }
 
   [[nodiscard]] int exit_code() const { return exit_code_; }
+  // A task failed and nobody awaited it (reported when its Future is
+  // collected, at the latest by shutdown()): the run's status becomes 1.
+  void note_unhandled_task_error() { ++unhandled_task_errors_; }
+  [[nodiscard]] int unhandled_task_errors() const { return unhandled_task_errors_; }
   void set_exit_code(int code) { exit_code_ = code; }
 
   // Runs the function on top of L's stack with `nargs` arguments above it as
@@ -94,7 +98,8 @@ class Runtime {
   int index_name_ref_ = LUA_NOREF;
   int default_handler_ref_ = LUA_NOREF;
   bool shut_down_ = false;
-  bool exit_requested_ = false;  // request_exit: the loop was stopped on purpose
+  bool exit_requested_ = false;
+  int unhandled_task_errors_ = 0;  // request_exit: the loop was stopped on purpose
 };
 
 }  // namespace evo

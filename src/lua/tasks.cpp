@@ -582,7 +582,10 @@ int future_gc(lua_State* L) {
       canceled = lua_isstring(L, -1) && std::strcmp(lua_tostring(L, -1), "Canceled") == 0;
       lua_pop(L, 1);
     }
-    if (!canceled) errors::report("error in a task nobody awaited: " + errors::describe(L, -1));
+    if (!canceled) {
+      errors::report("error in a task nobody awaited: " + errors::describe(L, -1));
+      if (t->sys != nullptr) t->sys->runtime().note_unhandled_task_error();
+    }
     lua_pop(L, 1);
   }
   if (t->sys != nullptr) t->sys->forget(t);

@@ -168,6 +168,45 @@ describe("run model", function()
   end)
 end)
 
+describe("errors in tasks nobody awaited", function()
+  it("are reported and make the exit status 1", function()
+    local r = h.runEvo({"-e", [[
+      local task = require("task")
+      task.async(function() error("lost failure") end)
+      print("main done")
+    ]]})
+    assert.equal(r.code, 1)
+    assert.equal(r.stdout, "main done\n")
+    assert.match(r.stderr, "^evo: error in a task nobody awaited: [^\n]*lost failure")
+  end)
+
+  it("count even when the Future is still referenced at exit", function()
+    local r = h.runEvo({"-e", [[
+      local task = require("task")
+      kept = task.async(function() error("kept but never awaited") end)
+    ]]})
+    assert.equal(r.code, 1)
+    assert.match(r.stderr, "kept but never awaited")
+  end)
+
+  it("leave the status 0 when the script awaited, cancelled or grouped the task", function()
+    local r = h.runEvo({"-e", [[
+      local task = require("task")
+      local f = task.async(function() error("awaited") end)
+      print(pcall(f.await, f))
+      local c = task.async(function() task.sleep(10) end)
+      print(c:cancel())
+      local g = task.group()
+      g:async(function() error("in a group") end)
+      print(pcall(g.await, g))
+      local failsLater = task.async(function() task.sleep(0.01) error("after cancel") end)
+      print(pcall(failsLater.cancel, failsLater))
+    ]]})
+    assert.equal(r.code, 0, r.stderr)
+    assert.equal(r.stderr, "")
+  end)
+end)
+
 describe("the main chunk as luajit runs it", function()
   local idiom = "if pcall(debug.getlocal, 4, 1) then print('required') else print('main') end\n"
 
