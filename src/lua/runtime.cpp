@@ -25,6 +25,10 @@ Runtime::Runtime(RuntimeOptions options) : options_(std::move(options)) {
   lua_pushlightuserdata(L_, const_cast<char*>(&kRuntimeKey));
   lua_pushlightuserdata(L_, this);
   lua_rawset(L_, LUA_REGISTRYINDEX);
+  if (options_.no_env) {  // read by LuaJIT's package library as it opens
+    lua_pushboolean(L_, 1);
+    lua_setfield(L_, LUA_REGISTRYINDEX, "LUA_NOENV");
+  }
   luaL_openlibs(L_);
   lua_pushcfunction(L_, errors::traceback_handler);
   traceback_ref_ = luaL_ref(L_, LUA_REGISTRYINDEX);

@@ -24,6 +24,7 @@ struct RuntimeOptions {
   bool debug = false;      // --debug or EVO_DEBUG=1: default event handlers print
   bool blocking = false;   // --io=blocking or EVO_IO=blocking: every call is a plain syscall
   std::string script_dir;  // directory of the main script, searched by require
+  bool no_env = false;     // -E: package.path and cpath ignore LUA_PATH and LUA_CPATH
 };
 
 class Runtime {

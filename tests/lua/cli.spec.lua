@@ -136,6 +136,93 @@ describe("evo -e / - / -l", function()
   end)
 end)
 
+describe("luajit's options and LUA_INIT", function()
+  local luajit = "/usr/bin/luajit"
+  local function both(args, opts)
+    return h.runEvo(args, opts), h.spawn(luajit, args, opts)
+  end
+
+  it("runs LUA_INIT before -e chunks and the script, as luajit", function()
+    local r, lj = both({"-e", "print('chunk', x)"}, {env = {LUA_INIT = "x = 42; print('init')"}})
+    assert.equal(r.stdout, "init\nchunk\t42\n", r.stderr)
+    assert.equal(r.stdout, lj.stdout)
+  end)
+
+  it("runs the file named by LUA_INIT=@file", function()
+    local path = h.tempFile("init.lua", "print('init file')")
+    local r, lj = both({"-e", "print('chunk')"}, {env = {LUA_INIT = "@" .. path}})
+    assert.equal(r.stdout, "init file\nchunk\n", r.stderr)
+    assert.equal(r.stdout, lj.stdout)
+  end)
+
+  it("stops with status 1 when LUA_INIT fails", function()
+    local r = h.runEvo({"-e", "print('chunk')"}, {env = {LUA_INIT = "error('bad init')"}})
+    assert.equal(r.code, 1)
+    assert.equal(r.stdout, "")
+    assert.match(r.stderr, "^evo: LUA_INIT:1: bad init")
+  end)
+
+  it("ignores LUA_INIT (and LUA_PATH) with -E", function()
+    local r, lj = both({"-E", "-e", "print('chunk', package.path:find('/nowhere/', 1, true))"},
+      {env = {LUA_INIT = "print('init')", LUA_PATH = "/nowhere/?.lua"}})
+    assert.equal(r.stdout, "chunk\tnil\n", r.stderr)
+    assert.equal(r.stdout, lj.stdout)
+  end)
+
+  it("prints the version with -v and goes on to run the script", function()
+    local path = h.tempFile("v.lua", "print('script ran')")
+    local r = h.runEvo({"-v", path})
+    assert.equal(r.code, 0, r.stderr)
+    assert.match(r.stdout, "^Evo %d+%.%d+%.%d+\n")
+    assert.match(r.stdout, "\nscript ran\n$")
+    local lj = h.spawn(luajit, {"-v", path})
+    assert.match(lj.stdout, "\nscript ran\n$")
+  end)
+
+  it("applies -j commands and -O flags in order, as luajit", function()
+    for _, args in ipairs({
+      {"-joff", "-e", "print(jit.status())"},
+      {"-j", "off", "-e", "print(jit.status())"},
+      {"-O-fold,-cse", "-e", "print(jit.status())"},
+      {"-O1", "-e", "print(jit.status())"},
+      {"-e", "print(jit.status())", "-joff", "-e", "print(jit.status())"},
+    }) do
+      local r, lj = both(args)
+      assert.equal(r.code, 0, r.stderr)
+      assert.equal(r.stdout, lj.stdout, table.concat(args, " "))
+    end
+  end)
+
+  it("loads a jit.* module for -jNAME=args (here jit.v writing to a file)", function()
+    local _, dir = h.tempFile("x", "")
+    local r = h.runEvo({"-jv=" .. dir .. "/v.txt", "-e", "local x = 0 for i = 1, 1000 do x = x + i end"})
+    assert.equal(r.code, 0, r.stderr)
+    local f = assert(io.open(dir .. "/v.txt"))
+    assert.match(f:read("*a"), "%[TRACE +1 %(command line%):1 loop%]")
+    f:close()
+  end)
+
+  it("refuses an unknown -j command with status 1 and runs nothing", function()
+    local r, lj = both({"-jbogus", "-e", "print(1)"})
+    assert.equal(r.code, 1)
+    assert.equal(lj.code, 1)
+    assert.equal(r.stdout, "")
+    assert.match(r.stderr, "^evo: unknown luaJIT command or jit%.%* modules not installed")
+  end)
+
+  it("saves and lists bytecode with -b, as luajit", function()
+    local src, dir = h.tempFile("b.lua", "local x = 1 for i = 1, 10 do x = x + i end print(x)\n")
+    local r, lj = both({"-bl", src})
+    assert.equal(r.code, 0, r.stderr)
+    assert.equal(r.stdout, lj.stdout)
+    assert.match(r.stdout, "%-%- BYTECODE %-%-")
+    r = h.runEvo({"-b", src, dir .. "/b.out"})
+    assert.equal(r.code, 0, r.stderr)
+    lj = h.spawn(luajit, {dir .. "/b.out"})
+    assert.equal(lj.stdout, "56\n", "luajit runs the bytecode evo saved")
+  end)
+end)
+
 describe("closed standard streams", function()
   -- A shell runs evo with the stream closed; evo must not abort (libuv would
   -- otherwise take fds 0-2 for its own and assert when closing them).
