@@ -325,6 +325,41 @@ describe("signals", function()
     assert.equal(r.stdout, "buffered output\n")
   end)
 
+  -- bash reports the status of evo, first in the pipeline, as PIPESTATUS[0].
+  local function pipedToHead(program, chunk)
+    return h.spawn("/bin/bash", {"-c", 'timeout -s KILL 4 "$0" -e "$1" | head -1; echo "status=${PIPESTATUS[0]}" >&2',
+      program, chunk}, {timeout = 8})
+  end
+
+  for _, chunk in ipairs({'while true do print("y") end', 'while true do io.write("y\\n") end',
+    'while true do io.stdout:write("y\\n") end', 'while true do io.write("y\\n"); io.flush() end'}) do
+    it("ends like luajit when stdout is a pipe nobody reads any more: " .. chunk, function()
+      local r = pipedToHead(h.evo, chunk)
+      assert.falsy(r.timedOut)
+      assert.falsy(r.stderr == "status=137\n", "evo went on writing forever")
+      assert.equal(r.stdout, "y\n")
+      local lj = pipedToHead("/usr/bin/luajit", chunk)
+      assert.equal(lj.stderr, "status=141\n")
+      assert.equal(r.stderr, lj.stderr, "killed by SIGPIPE, silently")
+    end, {timeout = 20})
+  end
+
+  it("starts children of io.popen and os.execute with SIGPIPE at its default, as luajit", function()
+    local chunk = [[
+      local p = io.popen("grep SigIgn /proc/self/status")
+      io.write(p:read("*a"))
+      p:close()
+      io.stdout:flush()
+      os.execute("grep SigIgn /proc/self/status; yes | head -1 >/dev/null")
+    ]]
+    local r = h.runEvo({"-e", chunk})
+    local lj = h.spawn("/usr/bin/luajit", {"-e", chunk})
+    assert.equal(r.code, 0, r.stderr)
+    assert.match(r.stdout, "^SigIgn:")
+    assert.equal(r.stdout, lj.stdout)
+    assert.equal(r.stderr, "", "yes dies of SIGPIPE quietly instead of saying 'Broken pipe'")
+  end)
+
   it("ignores SIGPIPE: writing to a closed pipe is an error, not death", function()
     local script = [[
       local uv = require("uv")
