@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 
 #include "lua/cli.h"
 
@@ -25,5 +26,8 @@ void reserve_standard_fds() {
 
 int main(int argc, char** argv) {
   reserve_standard_fds();
+  // As C programs do (and glibc by default): a line at a time to a terminal,
+  // so output shows up as it is written; fully buffered to pipes and files.
+  if (isatty(STDOUT_FILENO) != 0) std::setvbuf(stdout, nullptr, _IOLBF, BUFSIZ);
   return evo::cli::main(argc, argv);
 }

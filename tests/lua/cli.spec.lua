@@ -325,6 +325,53 @@ describe("signals", function()
     assert.equal(r.stdout, "buffered output\n")
   end)
 
+  it("exits 143 on SIGTERM, flushing buffered output", function()
+    local r = h.runEvo({"-e", "io.write('buffered\\n'); require('uv').new_timer():start(10000, 0, function() end)"},
+      {onStart = h.killAfter("sigterm", 0.3)})
+    assert.equal(r.code, 143)
+    assert.equal(r.stdout, "buffered\n")
+  end)
+
+  it("exits 143 on SIGTERM while Lua is busy, flushing buffered output", function()
+    local r = h.runEvo({"-e", "jit.off(); io.write('busy\\n'); local x = 0; while true do x = x + 1 end"},
+      {onStart = h.killAfter("sigterm", 0.3)})
+    assert.equal(r.code, 143)
+    assert.equal(r.stdout, "busy\n")
+  end)
+
+  it("exits 143 on one SIGTERM even inside a JIT-compiled loop", function()
+    local started = require("uv").hrtime()
+    local r = h.runEvo({"-e", "io.write('jit\\n'); local x = 0; while true do x = x + math.sin(x) end"},
+      {onStart = h.killAfter("sigterm", 0.3), timeout = 8})
+    assert.falsy(r.timedOut)
+    assert.equal(r.code, 143)
+    assert.equal(r.stdout, "jit\n")
+    assert.truthy((require("uv").hrtime() - started) / 1e9 < 4, "within a few seconds")
+  end, {timeout = 10})
+
+  it("leaves SIGTERM to the script when it watches it", function()
+    local script = [[
+      local Signal = require("Signal")
+      local s = Signal()
+      function s:SIGNAL_RECEIVED(event, payload)
+        print("handled", payload.signal)
+        self:close()
+      end
+      s:start("SIGTERM")
+      io.write("ready\n")
+    ]]
+    local r = h.runEvo({"-e", script}, {onStart = h.killAfter("sigterm", 0.3)})
+    assert.equal(r.code, 0, r.stderr)
+    assert.equal(r.stdout, "ready\nhandled\tSIGTERM\n")
+  end)
+
+  it("line-buffers stdout on a terminal, as C does", function()
+    -- The line shows although evo is killed (SIGKILL: no flush) while busy.
+    local r = h.spawn("/bin/sh", {"-c", 'timeout -s KILL 1 /usr/bin/script -qfec "$0 -e \'io.write(1, 2, 3, string.char(10)); while true do end\'" /dev/null', h.evo},
+      {timeout = 5})
+    assert.match(r.stdout, "123\r?\n")
+  end)
+
   -- bash reports the status of evo, first in the pipeline, as PIPESTATUS[0].
   local function pipedToHead(program, chunk)
     return h.spawn("/bin/bash", {"-c", 'timeout -s KILL 4 "$0" -e "$1" | head -1; echo "status=${PIPESTATUS[0]}" >&2',
