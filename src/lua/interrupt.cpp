@@ -2,7 +2,6 @@
 
 #include <pthread.h>
 #include <semaphore.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -218,70 +217,9 @@ void wrap_libuv_handler(int signum, void (*handler)(int), struct sigaction* save
 // rather than kill the process, so SIGPIPE is caught by a handler that does
 // nothing. A caught signal, unlike an ignored one, is reset to the default by
 // exec: children of io.popen, os.execute and uv.spawn start as they would
-// from a shell (`yes | head -1` ends quietly).
+// from a shell (`yes | head -1` ends quietly). (Writes to stdout through C's
+// stdio die of SIGPIPE, as under luajit: see src/main.cpp.)
 void on_sigpipe(int /*signum*/) {}
-
-// Lua's own writes to stdout behave as under luajit, where SIGPIPE kills: once
-// a write to stdout fails with EPIPE (the reader of the pipe is gone),
-// the process dies of SIGPIPE, silently, with the status a shell expects.
-[[noreturn]] void die_of_sigpipe() {
-  std::fflush(stderr);
-  struct sigaction dfl {};
-  dfl.sa_handler = SIG_DFL;
-  sigemptyset(&dfl.sa_mask);
-  sigaction(SIGPIPE, &dfl, nullptr);
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGPIPE);
-  pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
-  raise(SIGPIPE);
-  _exit(128 + SIGPIPE);
-}
-
-// A wrapper of print, io.write, io.flush, file:write, file:flush (upvalue 1):
-// calls it, then dies of SIGPIPE if stdout's error flag came on with EPIPE.
-int stdout_guard(lua_State* L) {
-  bool clean = std::ferror(stdout) == 0;
-  int n = lua_gettop(L);
-  lua_pushvalue(L, lua_upvalueindex(1));
-  lua_insert(L, 1);
-  errno = 0;
-  lua_call(L, n, LUA_MULTRET);
-  if (clean && std::ferror(stdout) != 0 && errno == EPIPE) die_of_sigpipe();
-  return lua_gettop(L);
-}
-
-void guard_field(lua_State* L, int table, const char* name) {
-  lua_getfield(L, table, name);
-  if (lua_isfunction(L, -1)) {
-    lua_pushcclosure(L, stdout_guard, 1);
-    lua_setfield(L, table, name);
-  } else {
-    lua_pop(L, 1);
-  }
-}
-
-// Only a pipe or a socket can fail with EPIPE: with stdout on a terminal or a
-// file, print and io.write stay LuaJIT's own (which the JIT compiles inline).
-void guard_stdout_writes(lua_State* L) {
-  struct stat st {};
-  if (fstat(STDOUT_FILENO, &st) != 0 || !(S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode))) return;
-  guard_field(L, LUA_GLOBALSINDEX, "print");
-  lua_getglobal(L, "io");
-  if (lua_istable(L, -1)) {
-    int io = lua_gettop(L);
-    guard_field(L, io, "write");
-    guard_field(L, io, "flush");
-  }
-  lua_pop(L, 1);
-  luaL_getmetatable(L, "FILE*");  // LuaJIT's file methods
-  if (lua_istable(L, -1)) {
-    int methods = lua_gettop(L);
-    guard_field(L, methods, "write");
-    guard_field(L, methods, "flush");
-  }
-  lua_pop(L, 1);
-}
 
 }  // namespace
 
@@ -291,7 +229,6 @@ void install(Runtime& rt) {
   pipe_action.sa_flags = SA_RESTART;
   sigemptyset(&pipe_action.sa_mask);
   sigaction(SIGPIPE, &pipe_action, nullptr);
-  guard_stdout_writes(rt.L());
   g_L = rt.L();
   g_runtime = &rt;
   g_watcher = NativeHandle::release_to_loop(std::make_unique<InterruptWatcher>(rt.loop()));

@@ -1,8 +1,7 @@
 // Ctrl-C and broken pipes, the way a command-line runtime should treat them.
 //
 // SIGPIPE is caught and dropped: a write to a closed pipe or socket comes back
-// as EPIPE, and children (which exec) start with the default disposition. Lua's
-// print / io.write to a stdout whose reader is gone die of SIGPIPE, as luajit.
+// as EPIPE, and children (which exec) start with the default disposition.
 // SIGINT exits with status 130, unless the script watches SIGINT itself (a
 // Signal object or luv's uv.new_signal), in which case libuv takes the signal
 // over and the script decides. The exit is clean when the loop is responsive;
