@@ -14,7 +14,23 @@ namespace evo {
 
 namespace {
 const char kRuntimeKey = 0;  // registry[&kRuntimeKey] = this runtime
+
+// lua_close runs every finalizer, in no order a C module can count on; one is
+// the package library's, which unloads the modules' shared objects (dlclose).
+// Finalizers that run after it may need a module's code: its own __gc
+// functions, or the wrapper it installed with LUAJIT_MODE_WRAPCFUNC, through
+// which LuaJIT then calls every C function, finalizers included. So the
+// libraries stay loaded until the process exits (Lua 5.4 unloads them after
+// every other finalizer; nothing promises that order here).
+void keep_c_modules_loaded(lua_State* L) {
+  lua_getfield(L, LUA_REGISTRYINDEX, "_LOADLIB");  // the metatable of library handles
+  if (lua_istable(L, -1)) {
+    lua_pushnil(L);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_pop(L, 1);
 }
+}  // namespace
 
 Runtime::Runtime(RuntimeOptions options) : options_(std::move(options)) {
   L_ = luaL_newstate();
@@ -124,6 +140,7 @@ void Runtime::shutdown() {
     errors::report("pending callbacks kept starting new work at exit; leaving them");
     return;
   }
+  keep_c_modules_loaded(L_);
   lua_close(L_);
   L_ = nullptr;
   loop_.drain_closing();
