@@ -1,4 +1,90 @@
 // evo: an asynchronous runtime for Lua. See README.md and docs/.
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+
 #include "lua/cli.h"
 
-int main(int argc, char** argv) { return evo::cli::main(argc, argv); }
+namespace {
+// A standard stream the parent closed (`evo <&-`) would let the next open()
+// take its number: libuv's loop would then own fd 0, 1 or 2 and abort when it
+// closes it, and a script's file could receive what print() writes. Open
+// /dev/null onto each closed one first, as setuid programs do.
+void reserve_standard_fds() {
+  for (int fd = 0; fd <= 2; ++fd) {
+    if (fcntl(fd, F_GETFD) != -1 || errno != EBADF) continue;
+    int got = open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);  // the lowest free number: fd
+    if (got != -1 && got != fd) {
+      dup2(got, fd);
+      close(got);
+    }
+  }
+}
+
+// Writes to stdout through C's stdio (print, io.write, printf) end the process
+// the way they end luajit, by SIGPIPE, once the reader of a stdout pipe is
+// gone: `evo -e 'while true do print(1) end' | head -1` stops. Evo catches
+// SIGPIPE for its own writes (interrupt.cpp), so a write only returns EPIPE;
+// on a pipe or socket, stdout is therefore a stream whose write function
+// dies of SIGPIPE on EPIPE. (It also waits out EAGAIN, should something make
+// fd 1 non-blocking, where a plain stdout would drop the output.)
+[[noreturn]] void die_of_sigpipe() {
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  sigemptyset(&dfl.sa_mask);
+  sigaction(SIGPIPE, &dfl, nullptr);
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGPIPE);
+  pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
+  raise(SIGPIPE);
+  _exit(128 + SIGPIPE);
+}
+
+ssize_t write_stdout(void* /*cookie*/, const char* data, size_t size) {
+  size_t done = 0;
+  while (done < size) {
+    ssize_t n = write(STDOUT_FILENO, data + done, size - done);
+    if (n >= 0) {
+      done += static_cast<size_t>(n);
+    } else if (errno == EPIPE) {
+      die_of_sigpipe();
+    } else if (errno == EAGAIN) {
+      pollfd p{STDOUT_FILENO, POLLOUT, 0};
+      poll(&p, 1, -1);
+    } else if (errno != EINTR) {
+      return done > 0 ? static_cast<ssize_t>(done) : -1;
+    }
+  }
+  return static_cast<ssize_t>(done);
+}
+
+int seek_stdout(void* /*cookie*/, off64_t* /*pos*/, int /*whence*/) {
+  errno = ESPIPE;  // a pipe or a socket: "Illegal seek", as a plain stdout says
+  return -1;
+}
+
+void route_stdout() {
+  struct stat st {};
+  if (fstat(STDOUT_FILENO, &st) != 0 || !(S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode))) return;
+  cookie_io_functions_t io{nullptr, write_stdout, seek_stdout, nullptr};
+  FILE* f = fopencookie(nullptr, "w", io);
+  if (f == nullptr) return;
+  std::setvbuf(f, nullptr, _IOFBF, BUFSIZ);
+  stdout = f;  // before the VM opens its io library, which keeps this FILE*
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  reserve_standard_fds();
+  // As C programs do (and glibc by default): a line at a time to a terminal,
+  // so output shows up as it is written; fully buffered to pipes and files.
+  if (isatty(STDOUT_FILENO) != 0) std::setvbuf(stdout, nullptr, _IOLBF, BUFSIZ);
+  route_stdout();
+  return evo::cli::main(argc, argv);
+}

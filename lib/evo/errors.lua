@@ -17,6 +17,8 @@ Error.__tostring = function(e)
   if e.message and e.message ~= "" then return e.code .. ": " .. e.message end
   return e.code
 end
+-- "failed: " .. err and err .. " (context)" work like string concatenation.
+Error.__concat = function(a, b) return tostring(a) .. tostring(b) end
 errors.Error = Error
 
 -- new(code, message [, fields]) -> error object

@@ -27,21 +27,32 @@ const char kUsage[] =
     "options:\n"
     "  -e chunk        run the Lua chunk (before the script)\n"
     "  -l name         require(name) into the global `name` (before the script)\n"
+    "  -j cmd          LuaJIT control command: -joff, -jon, -jflush, -jv[=file]...\n"
+    "  -O[opt]         LuaJIT optimizations: -O3, -O-fold, -Ohotloop=10...\n"
+    "  -b ...          save or list bytecode (luajit -b; the rest goes to jit.bcsave)\n"
     "  -i              start the REPL after running the script\n"
+    "  -E              ignore LUA_INIT, LUA_PATH and LUA_CPATH\n"
     "  -               run the script read from stdin\n"
     "  --              stop handling options\n"
     "  --debug         default event handlers print each event (also EVO_DEBUG=1)\n"
     "  --io=MODE       evented (default) or blocking: how blocking calls behave\n"
     "                  (also EVO_IO=MODE; see docs/concurrency.md)\n"
-    "  -v, --version   print versions of Evo and its libraries\n"
+    "  -v, --version   print versions of Evo and its libraries (then run the rest)\n"
     "  -h, --help      print this help\n"
     "\n"
     "commands:\n"
-    "  test            run *.spec.lua files (see docs/testing.md)\n";
+    "  test            run *.spec.lua files (see docs/testing.md)\n"
+    "\n"
+    "LUA_INIT (code, or @file) runs first, as under luajit.\n";
 
 struct Invocation {
-  std::vector<std::pair<char, std::string>> before;  // -e chunks and -l modules, in order
-  int script = -1;                                   // index in argv of the script ("-" = stdin)
+  // -e chunks, -l modules, -j commands and -O flags, in order
+  std::vector<std::pair<char, std::string>> before;
+  int script = -1;    // index in argv of the script ("-" = stdin)
+  int bytecode = -1;  // index in argv of -b...: the rest is jit.bcsave's
+  bool exec = false;  // an -e chunk was given (then neither stdin nor the REPL runs by default)
+  bool version = false;
+  bool no_env = false;  // -E
   bool interactive = false;
   bool debug = false;
   bool blocking = false;
@@ -97,10 +108,19 @@ Invocation parse(int argc, char** argv) {
       if (i + 1 < argc) inv.script = i + 1;
       break;
     }
-    if (a[1] == 'e' || a[1] == 'l') {
+    if (a[1] == 'e' || a[1] == 'l' || a[1] == 'j') {
       const char* value = a[2] != '\0' ? a + 2 : (i + 1 < argc ? argv[++i] : nullptr);
       if (value == nullptr) usage_error("'%s' needs an argument", a);
       inv.before.emplace_back(a[1], value);
+      if (a[1] == 'e') inv.exec = true;
+    } else if (a[1] == 'O') {
+      inv.before.emplace_back('O', a + 2);
+    } else if (a[1] == 'b') {
+      if (inv.interactive) usage_error("'%s' cannot be combined with -i", a);
+      inv.bytecode = i;
+      break;
+    } else if (std::strcmp(a, "-E") == 0) {
+      inv.no_env = true;
     } else if (std::strcmp(a, "-i") == 0) {
       inv.interactive = true;
     } else if (std::strcmp(a, "--debug") == 0) {
@@ -111,8 +131,7 @@ Invocation parse(int argc, char** argv) {
       }
       inv.blocking = std::strcmp(a + 5, "blocking") == 0;
     } else if (std::strcmp(a, "-v") == 0 || std::strcmp(a, "--version") == 0) {
-      print_versions();
-      std::exit(0);
+      inv.version = true;  // printed before anything runs; then the rest runs, as luajit does
     } else if (std::strcmp(a, "-h") == 0 || std::strcmp(a, "--help") == 0) {
       std::fputs(kUsage, stdout);
       std::exit(0);
@@ -147,6 +166,63 @@ void set_arg_table(lua_State* L, int argc, char** argv, int script) {
 bool run_chunk(Runtime& rt, const std::string& chunk) {
   lua_State* L = rt.L();
   if (luaL_loadbuffer(L, chunk.data(), chunk.size(), "=(command line)") != 0) {
+    errors::report(lua_tostring(L, -1));
+    lua_pop(L, 1);
+    rt.set_exit_code(1);
+    return false;
+  }
+  return rt.start_main_task(0);
+}
+
+// -j, -O and -b, as luajit handles them: -jNAME[=a,b] calls jit.NAME(a, b)
+// (on, off, flush...) or else require("jit.NAME").start(a, b); -O[a,b] calls
+// jit.opt.start(a, b); -b[x] calls require("jit.bcsave").start("-x", rest...).
+const char kJitOptions[] = R"lua(
+local kind, text = ...
+local function words(s)
+  local out, n = {}, 0
+  if s and s ~= "" then
+    for w in (s .. ","):gmatch("([^,]*),") do
+      n = n + 1
+      if w ~= "" then out[n] = w end
+    end
+  end
+  return unpack(out, 1, n)
+end
+local function starter(name)
+  local ok, m = pcall(require, "jit." .. name)
+  if not ok and not tostring(m):find("^module ") then error("JIT library error: " .. tostring(m), 0) end
+  if not ok or type(m) ~= "table" or type(m.start) ~= "function" then
+    error("unknown luaJIT command or jit.* modules not installed", 0)
+  end
+  return m.start
+end
+if kind == "O" then return require("jit.opt").start(words(text)) end
+if kind == "b" then return starter("bcsave")(select(2, ...)) end
+local name, eq, rest = text:match("^([^=]*)(=?)(.*)$")
+local f = jit[name]
+if type(f) ~= "function" then f = starter(name) end
+return f(words(eq ~= "" and rest or nil))
+)lua";
+
+bool run_jit_option(Runtime& rt, char kind, const std::vector<std::string>& values) {
+  lua_State* L = rt.L();
+  luaL_loadbuffer(L, kJitOptions, sizeof(kJitOptions) - 1, "=[evo options]");
+  char k[2] = {kind, '\0'};
+  lua_pushstring(L, k);
+  luaL_checkstack(L, static_cast<int>(values.size()), "too many arguments");
+  for (const auto& v : values) lua_pushstring(L, v.c_str());
+  return rt.start_main_task(static_cast<int>(values.size()) + 1);
+}
+
+// LUA_INIT, as luajit runs it: "@file" runs the file, anything else is a chunk.
+bool run_lua_init(Runtime& rt) {
+  const char* init = std::getenv("LUA_INIT");
+  if (init == nullptr) return true;
+  lua_State* L = rt.L();
+  int rc =
+      init[0] == '@' ? luaL_loadfile(L, init + 1) : luaL_loadbuffer(L, init, std::strlen(init), "=LUA_INIT");
+  if (rc != 0) {
     errors::report(lua_tostring(L, -1));
     lua_pop(L, 1);
     rt.set_exit_code(1);
@@ -195,9 +271,15 @@ bool run_test_command(Runtime& rt, int argc, char** argv, int test_index) {
 
 int main(int argc, char** argv) {
   Invocation inv = parse(argc, argv);
+  if (inv.version) {
+    print_versions();
+    std::fflush(stdout);
+    if (inv.script < 0 && inv.before.empty() && inv.bytecode < 0 && !inv.interactive) return 0;
+  }
   RuntimeOptions options;
   options.debug = inv.debug;
   options.blocking = inv.blocking;
+  options.no_env = inv.no_env;
   bool have_file = inv.script >= 0 && !inv.test && std::strcmp(argv[inv.script], "-") != 0;
   if (have_file) options.script_dir = dir_of(argv[inv.script]);
 
@@ -205,16 +287,28 @@ int main(int argc, char** argv) {
   set_arg_table(rt.L(), argc, argv, inv.script);
 
   bool ok = true;
+  if (!inv.test && !inv.no_env) ok = run_lua_init(rt);
   for (const auto& [kind, value] : inv.before) {
-    ok = kind == 'e' ? run_chunk(rt, value) : require_global(rt, value);
     if (!ok) break;
+    if (kind == 'e') {
+      ok = run_chunk(rt, value);
+    } else if (kind == 'l') {
+      ok = require_global(rt, value);
+    } else {
+      ok = run_jit_option(rt, kind, {value});
+    }
   }
   if (ok) {
-    if (inv.test) {
+    if (inv.bytecode >= 0) {
+      std::vector<std::string> values;
+      if (argv[inv.bytecode][2] != '\0') values.push_back(std::string("-") + (argv[inv.bytecode] + 2));
+      for (int i = inv.bytecode + 1; i < argc; ++i) values.emplace_back(argv[i]);
+      ok = run_jit_option(rt, 'b', values);
+    } else if (inv.test) {
       ok = run_test_command(rt, argc, argv, inv.script);
     } else if (inv.script >= 0) {
       ok = run_script(rt, argc, argv, inv.script);
-    } else if (inv.before.empty() && !inv.interactive) {
+    } else if (!inv.exec && !inv.interactive && !inv.version) {
       if (isatty(STDIN_FILENO) != 0) {
         inv.interactive = true;
       } else {
@@ -226,8 +320,11 @@ int main(int argc, char** argv) {
   }
   if (ok && inv.interactive) repl::start(rt);
   if (ok) rt.run_loop();
+  if (ok && !inv.interactive) rt.check_main_finished();
+  rt.shutdown();  // collects the last Futures: a failure nobody awaited is reported now
   int code = rt.exit_code();
-  rt.shutdown();
+  // Like Node's unhandled rejections (the REPL reports them and goes on).
+  if (code == 0 && rt.unhandled_task_errors() > 0 && !inv.interactive) code = 1;
   return code;
 }
 

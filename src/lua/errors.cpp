@@ -3,6 +3,7 @@
 #include <uv.h>
 
 #include <cstdio>
+#include <cstring>
 
 namespace evo::errors {
 
@@ -11,6 +12,37 @@ namespace {
 // __tostring may itself raise.
 int tostring_meta(lua_State* L) {
   if (luaL_callmeta(L, 1, "__tostring") == 0) lua_pushnil(L);
+  return 1;
+}
+
+// pretty.format(value at 1): a table error value without __tostring. The
+// traceback a task records in a table it fails with (tasks.cpp) is left out:
+// it is printed below the message anyway.
+int pretty_format(lua_State* L) {
+  lua_getfield(L, 1, "traceback");
+  const char* tb = lua_tostring(L, -1);
+  if (tb != nullptr && std::strncmp(tb, "stack traceback:", 16) == 0) {
+    lua_newtable(L);  // a shallow copy without it
+    lua_pushnil(L);
+    while (lua_next(L, 1) != 0) {
+      lua_pushvalue(L, -2);
+      lua_insert(L, -2);
+      lua_rawset(L, -4);
+    }
+    lua_pushnil(L);
+    lua_setfield(L, -2, "traceback");
+    lua_replace(L, 1);
+  }
+  lua_settop(L, 1);
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "pretty");
+  lua_call(L, 1, 1);
+  lua_getfield(L, -1, "format");
+  lua_pushvalue(L, 1);
+  lua_createtable(L, 0, 1);
+  lua_pushinteger(L, 4);
+  lua_setfield(L, -2, "depth");
+  lua_call(L, 2, 1);
   return 1;
 }
 }  // namespace
@@ -28,6 +60,14 @@ std::string describe(lua_State* L, int idx) {
   }
   if (lua_type(L, idx) == LUA_TSTRING || lua_type(L, idx) == LUA_TNUMBER) return lua_tostring(L, idx);
   if (lua_isnil(L, idx)) return "nil";
+  if (lua_istable(L, idx)) {  // raised as error({code = ..., ...}): show what it holds
+    lua_pushcfunction(L, pretty_format);
+    lua_pushvalue(L, idx);
+    std::string s;
+    if (lua_pcall(L, 1, 1, 0) == 0 && lua_isstring(L, -1)) s = lua_tostring(L, -1);
+    lua_pop(L, 1);
+    if (!s.empty()) return s;
+  }
   return std::string("(error object is a ") + luaL_typename(L, idx) + " value)";
 }
 

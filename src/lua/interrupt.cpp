@@ -1,8 +1,13 @@
 #include "lua/interrupt.h"
 
+#include <pthread.h>
+#include <semaphore.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <cerrno>
 #include <csignal>
+#include <cstdio>
 #include <memory>
 
 #include "core/handle.h"
@@ -22,13 +27,19 @@ namespace {
 // instruction (a hook; hooks are VM-wide in LuaJIT), and exits at once on a
 // second Ctrl-C while the first is still unhandled (JIT-compiled loops check
 // no hooks).
+//
+// SIGTERM is handled the same way (a watcher, the hook) and exits with status
+// 143 after the same clean shutdown, so buffered output is flushed. Since a
+// process manager sends it once, a watchdog thread ends the process itself
+// (flushing stdout if it can) when neither the loop nor the hook has taken
+// the signal within a second: Lua is in a JIT-compiled loop or a blocking call.
 class InterruptWatcher final : public NativeHandle {
  public:
   explicit InterruptWatcher(uv_loop_t* loop) { uv_signal_init(loop, &signal_); }
   uv_handle_t* uv_handle() override { return reinterpret_cast<uv_handle_t*>(&signal_); }
   [[nodiscard]] bool internal() const override { return true; }
-  int start() {
-    int rc = uv_signal_start(&signal_, on_signal, SIGINT);
+  int start(int signum) {
+    int rc = uv_signal_start(&signal_, on_signal, signum);
     uv_unref(uv_handle());  // never keeps the loop alive
     return rc;
   }
@@ -40,28 +51,43 @@ class InterruptWatcher final : public NativeHandle {
 
 volatile std::sig_atomic_t g_pending = 0;
 volatile std::sig_atomic_t g_evaluating = 0;
+volatile std::sig_atomic_t g_term_pending = 0;
+// SIGTERMs received, and taken by the main thread (lock-free: signal-safe).
+std::atomic<unsigned> g_term_count{0};
+std::atomic<unsigned> g_term_taken{0};
+sem_t g_term_sem;
+bool g_watchdog_started = false;
 InterruptWatcher* g_watcher = nullptr;
+InterruptWatcher* g_term_watcher = nullptr;
 Runtime* g_runtime = nullptr;
 lua_State* g_L = nullptr;
 struct sigaction g_libuv_action {};
+struct sigaction g_libuv_term_action {};
 std::unique_ptr<std::function<void()>> g_repl_idle;
 
 void clear_hook() {
   if (g_L != nullptr) lua_sethook(g_L, nullptr, 0, 0);
 }
 
-// Does the script watch SIGINT itself (an Evo Signal or a luv signal handle)?
-bool script_watches_sigint() {
-  bool found = false;
+// Does the script watch `signum` itself (an Evo Signal or a luv signal handle)?
+bool script_watches(int signum) {
+  struct Query {
+    int signum;
+    bool found;
+  } q{signum, false};
   uv_walk(
       g_watcher->uv_handle()->loop,
       [](uv_handle_t* h, void* arg) {
-        if (h->type != UV_SIGNAL || uv_is_active(h) == 0 || h == g_watcher->uv_handle()) return;
-        if (reinterpret_cast<uv_signal_t*>(h)->signum == SIGINT) *static_cast<bool*>(arg) = true;
+        auto* q = static_cast<Query*>(arg);
+        if (h->type != UV_SIGNAL || uv_is_active(h) == 0 || h == g_watcher->uv_handle() ||
+            (g_term_watcher != nullptr && h == g_term_watcher->uv_handle()))
+          return;
+        if (reinterpret_cast<uv_signal_t*>(h)->signum == q->signum) q->found = true;
       },
-      &found);
-  return found;
+      &q);
+  return q.found;
 }
+bool script_watches_sigint() { return script_watches(SIGINT); }
 
 // Leaves with `code`: through the normal shutdown when this is Evo's own
 // loop run, at once when the script is inside its own uv.run().
@@ -82,13 +108,30 @@ void handle_interrupt() {
   leave(130);
 }
 
-void InterruptWatcher::on_signal(uv_signal_t* /*s*/, int /*signum*/) {
+// SIGTERM, handled in the loop's context (from its watcher).
+void handle_terminate() {
+  g_term_pending = 0;
+  g_term_taken.store(g_term_count.load());
+  if (g_pending == 0) clear_hook();
+  if (script_watches(SIGTERM)) return;  // the script's own watcher gets it
+  leave(128 + SIGTERM);
+}
+
+void InterruptWatcher::on_signal(uv_signal_t* /*s*/, int signum) {
+  if (signum == SIGTERM) {
+    handle_terminate();
+    return;
+  }
   if (g_pending != 0) handle_interrupt();
 }
 
-// Runs at the next interpreted Lua instruction after a Ctrl-C.
+// Runs at the next interpreted Lua instruction after a Ctrl-C or a SIGTERM.
 void on_hook(lua_State* L, lua_Debug* /*ar*/) {
   lua_sethook(L, nullptr, 0, 0);
+  if (g_term_pending != 0) {
+    g_term_taken.store(g_term_count.load());  // the watchdog may stand down
+    if (!script_watches(SIGTERM)) Runtime::exit_now(128 + SIGTERM);
+  }
   if (g_pending == 0) return;
   if (g_repl_idle && g_evaluating != 0) {
     g_pending = 0;
@@ -108,31 +151,107 @@ void on_sigint(int signum) {
   if (g_L != nullptr) lua_sethook(g_L, on_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
 }
 
+void on_sigterm(int signum) {
+  if (g_libuv_term_action.sa_handler != nullptr && g_libuv_term_action.sa_handler != SIG_DFL &&
+      g_libuv_term_action.sa_handler != SIG_IGN) {
+    g_libuv_term_action.sa_handler(signum);  // wakes the loop through libuv's pipe
+  }
+  if (g_term_pending != 0 && g_term_taken.load() != g_term_count.load())
+    _exit(128 + SIGTERM);  // a second one
+  g_term_pending = 1;
+  g_term_count.fetch_add(1);
+  if (g_watchdog_started) sem_post(&g_term_sem);
+  if (g_L != nullptr) lua_sethook(g_L, on_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+}
+
+// Ends the process when a SIGTERM stays untaken for a second (see above).
+void* term_watchdog(void* /*arg*/) {
+  for (;;) {
+    while (sem_wait(&g_term_sem) != 0) {
+    }
+    unsigned seen = g_term_count.load();
+    struct timespec left {
+      1, 0
+    };
+    while (nanosleep(&left, &left) != 0) {
+    }
+    if (static_cast<int>(g_term_taken.load() - seen) >= 0) continue;
+    if (ftrylockfile(stdout) == 0) {  // not in the middle of a write: flush what is buffered
+      fflush_unlocked(stdout);
+      funlockfile(stdout);
+    }
+    _exit(128 + SIGTERM);
+  }
+  return nullptr;
+}
+
+void start_term_watchdog() {
+  if (g_watchdog_started || sem_init(&g_term_sem, 0, 0) != 0) return;
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  pthread_attr_setstacksize(&attr, 64 * 1024);
+  sigset_t all;
+  sigset_t old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);  // signals go to the other threads
+  pthread_t thread;
+  g_watchdog_started = pthread_create(&thread, &attr, term_watchdog, nullptr) == 0;
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  pthread_attr_destroy(&attr);
+}
+
+// Puts `handler` in front of the one libuv installed for `signum`.
+void wrap_libuv_handler(int signum, void (*handler)(int), struct sigaction* saved) {
+  struct sigaction ours {};
+  sigaction(signum, nullptr, saved);
+  ours = *saved;
+  ours.sa_flags &= ~SA_SIGINFO;
+  ours.sa_handler = handler;
+  sigaction(signum, &ours, nullptr);
+}
+
+// ---- SIGPIPE
+//
+// Evo's own writes (libuv streams, sendfile jobs, uv.fs_write) must get EPIPE
+// rather than kill the process, so SIGPIPE is caught by a handler that does
+// nothing. A caught signal, unlike an ignored one, is reset to the default by
+// exec: children of io.popen, os.execute and uv.spawn start as they would
+// from a shell (`yes | head -1` ends quietly). (Writes to stdout through C's
+// stdio die of SIGPIPE, as under luajit: see src/main.cpp.)
+void on_sigpipe(int /*signum*/) {}
+
 }  // namespace
 
 void install(Runtime& rt) {
-  std::signal(SIGPIPE, SIG_IGN);
+  struct sigaction pipe_action {};
+  pipe_action.sa_handler = on_sigpipe;
+  pipe_action.sa_flags = SA_RESTART;
+  sigemptyset(&pipe_action.sa_mask);
+  sigaction(SIGPIPE, &pipe_action, nullptr);
   g_L = rt.L();
   g_runtime = &rt;
   g_watcher = NativeHandle::release_to_loop(std::make_unique<InterruptWatcher>(rt.loop()));
-  if (g_watcher->start() != 0) return;  // no Ctrl-C handling beyond the default
-  // libuv installed its handler when the watcher started; put ours in front.
-  struct sigaction ours {};
-  sigaction(SIGINT, nullptr, &g_libuv_action);
-  ours = g_libuv_action;
-  ours.sa_flags &= ~SA_SIGINFO;
-  ours.sa_handler = on_sigint;
-  sigaction(SIGINT, &ours, nullptr);
+  // libuv installs its handler when a watcher starts; ours goes in front.
+  if (g_watcher->start(SIGINT) == 0) wrap_libuv_handler(SIGINT, on_sigint, &g_libuv_action);
+  g_term_watcher = NativeHandle::release_to_loop(std::make_unique<InterruptWatcher>(rt.loop()));
+  if (g_term_watcher->start(SIGTERM) == 0) {
+    wrap_libuv_handler(SIGTERM, on_sigterm, &g_libuv_term_action);
+    start_term_watchdog();
+  }
 }
 
 void uninstall() {
   if (g_watcher == nullptr) return;
-  // Hand the disposition back to libuv before its watcher goes.
-  sigaction(SIGINT, &g_libuv_action, nullptr);
+  // Hand the dispositions back to libuv before its watchers go.
+  if (g_libuv_action.sa_handler != nullptr) sigaction(SIGINT, &g_libuv_action, nullptr);
+  if (g_libuv_term_action.sa_handler != nullptr) sigaction(SIGTERM, &g_libuv_term_action, nullptr);
   clear_hook();
   g_L = nullptr;
   g_watcher->close();
   g_watcher = nullptr;
+  g_term_watcher->close();
+  g_term_watcher = nullptr;
   g_repl_idle.reset();
 }
 

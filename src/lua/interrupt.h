@@ -1,11 +1,14 @@
 // Ctrl-C and broken pipes, the way a command-line runtime should treat them.
 //
-// SIGPIPE is ignored: a write to a closed pipe or socket comes back as EPIPE.
+// SIGPIPE is caught and dropped: a write to a closed pipe or socket comes back
+// as EPIPE, and children (which exec) start with the default disposition.
 // SIGINT exits with status 130, unless the script watches SIGINT itself (a
 // Signal object or luv's uv.new_signal), in which case libuv takes the signal
 // over and the script decides. The exit is clean when the loop is responsive;
 // a second Ctrl-C while the first is still unhandled (a busy loop) exits at once.
 // In the REPL, Ctrl-C interrupts the running evaluation instead.
+// SIGTERM exits with status 143 the same way (unless the script watches it); a
+// watchdog thread ends the process when Lua cannot take it within a second.
 #pragma once
 
 #include <functional>

@@ -10,6 +10,8 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "core/handle.h"
 #include "lua/errors.h"
@@ -62,6 +64,7 @@ struct Exchange {
   bool prompt_ready = true;  // the reader may read the next line
   bool line_ready = false;   // a line (or end of input) waits for the loop
   bool eof = false;
+  bool quit = false;  // the loop is done with the reader: return
   std::string line;
   bool abandoned = false;  // the loop side is gone: never touch the async again
   uv_async_t* async = nullptr;
@@ -142,8 +145,8 @@ class Repl final : public NativeHandle {
       std::string prompt;
       {
         std::unique_lock lock(ex.mutex);
-        ex.prompt_ready_cv.wait(lock, [&] { return ex.prompt_ready || ex.abandoned; });
-        if (ex.abandoned) return;
+        ex.prompt_ready_cv.wait(lock, [&] { return ex.prompt_ready || ex.abandoned || ex.quit; });
+        if (ex.abandoned || ex.quit) return;
         ex.prompt_ready = false;
         prompt = ex.prompt;
       }
@@ -155,7 +158,9 @@ class Repl final : public NativeHandle {
       ex.eof = !got;
       ex.line_ready = true;
       uv_async_send(ex.async);
-      if (!got) return;
+      // On a terminal, Ctrl-D ends only this read: the loop decides whether
+      // the REPL ends (it may have work left and ask for a second Ctrl-D).
+      if (!got && !args->tty) return;
     }
   }
 
@@ -172,10 +177,23 @@ class Repl final : public NativeHandle {
     }
     if (eof) {
       std::fputs("\n", stdout);
+      std::string work = self->tty_ ? self->pending_work() : std::string();
+      if (!work.empty() && self->eofs_ == 0) {
+        // A server or a timer would otherwise go on without a prompt and
+        // without a word; say so, and leave on a second Ctrl-D in a row.
+        self->eofs_ = 1;
+        std::printf("(the event loop still has work: %s; press Ctrl-D again to exit)\n", work.c_str());
+        std::fflush(stdout);
+        self->release(call_repl(self->rt_.L(), "reset", nullptr));
+        return;
+      }
       std::fflush(stdout);
+      bool stop_loop = !work.empty();
       self->finish();
+      if (stop_loop) interrupt::exit_repl(0);
       return;
     }
+    self->eofs_ = 0;
     self->interrupts_ = 0;
     std::string prompt = call_repl(self->rt_.L(), "feed", line.c_str());
     std::fflush(stdout);
@@ -224,8 +242,45 @@ class Repl final : public NativeHandle {
     std::fflush(stdout);
   }
 
+  // What keeps the loop alive besides the REPL: "1 tcp handle, 2 timer
+  // handles, 1 request", or "" when nothing does.
+  std::string pending_work() {
+    struct Count {
+      uv_handle_t* self;
+      std::vector<std::pair<std::string, int>> types;
+    } count{uv_handle(), {}};
+    uv_walk(
+        rt_.loop(),
+        [](uv_handle_t* h, void* arg) {
+          auto* c = static_cast<Count*>(arg);
+          if (h == c->self || uv_is_active(h) == 0 || uv_has_ref(h) == 0 || uv_is_closing(h) != 0) return;
+          std::string type = uv_handle_type_name(h->type);
+          for (auto& [name, n] : c->types) {
+            if (name == type) {
+              ++n;
+              return;
+            }
+          }
+          c->types.emplace_back(type, 1);
+        },
+        &count);
+    std::string out;
+    auto add = [&out](int n, const std::string& what) {
+      if (!out.empty()) out += ", ";
+      out += std::to_string(n) + " " + what + (n == 1 ? "" : "s");
+    };
+    for (const auto& [name, n] : count.types) add(n, name + " handle");
+    if (unsigned reqs = rt_.loop()->active_reqs.count; reqs > 0) add(static_cast<int>(reqs), "request");
+    return out;
+  }
+
   void finish() {
     if (active == this) active = nullptr;
+    {
+      std::lock_guard lock(exchange_->mutex);
+      exchange_->quit = true;
+      exchange_->prompt_ready_cv.notify_one();
+    }
     if (thread_started_) {
       uv_thread_join(&thread_);  // it has returned after sending end of input
       thread_started_ = false;
@@ -248,6 +303,7 @@ class Repl final : public NativeHandle {
   uv_thread_t thread_{};
   bool thread_started_ = false;
   int interrupts_ = 0;
+  int eofs_ = 0;  // Ctrl-D in a row while the loop had other work
   bool evaluating_ = false;
   std::shared_ptr<Exchange> exchange_;
 };

@@ -14,7 +14,23 @@ namespace evo {
 
 namespace {
 const char kRuntimeKey = 0;  // registry[&kRuntimeKey] = this runtime
+
+// lua_close runs every finalizer, in no order a C module can count on; one is
+// the package library's, which unloads the modules' shared objects (dlclose).
+// Finalizers that run after it may need a module's code: its own __gc
+// functions, or the wrapper it installed with LUAJIT_MODE_WRAPCFUNC, through
+// which LuaJIT then calls every C function, finalizers included. So the
+// libraries stay loaded until the process exits (Lua 5.4 unloads them after
+// every other finalizer; nothing promises that order here).
+void keep_c_modules_loaded(lua_State* L) {
+  lua_getfield(L, LUA_REGISTRYINDEX, "_LOADLIB");  // the metatable of library handles
+  if (lua_istable(L, -1)) {
+    lua_pushnil(L);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_pop(L, 1);
 }
+}  // namespace
 
 Runtime::Runtime(RuntimeOptions options) : options_(std::move(options)) {
   L_ = luaL_newstate();
@@ -25,6 +41,10 @@ Runtime::Runtime(RuntimeOptions options) : options_(std::move(options)) {
   lua_pushlightuserdata(L_, const_cast<char*>(&kRuntimeKey));
   lua_pushlightuserdata(L_, this);
   lua_rawset(L_, LUA_REGISTRYINDEX);
+  if (options_.no_env) {  // read by LuaJIT's package library as it opens
+    lua_pushboolean(L_, 1);
+    lua_setfield(L_, LUA_REGISTRYINDEX, "LUA_NOENV");
+  }
   luaL_openlibs(L_);
   lua_pushcfunction(L_, errors::traceback_handler);
   traceback_ref_ = luaL_ref(L_, LUA_REGISTRYINDEX);
@@ -63,8 +83,17 @@ bool Runtime::start_main_task(int nargs) {
 
 void Runtime::run_loop() { loop_.run(UV_RUN_DEFAULT); }
 
+void Runtime::check_main_finished() {
+  if (exit_requested_ || uv_loop_alive(loop_.get()) != 0) return;  // it failed, or was stopped
+  std::string text = tasks_->unfinished_main();
+  if (text.empty()) return;
+  errors::report(text);
+  if (exit_code_ == 0) exit_code_ = 13;  // (the test runner has already set 1)
+}
+
 void Runtime::request_exit(int code) {
   exit_code_ = code;
+  exit_requested_ = true;
   uv_stop(loop_.get());
 }
 
@@ -111,6 +140,7 @@ void Runtime::shutdown() {
     errors::report("pending callbacks kept starting new work at exit; leaving them");
     return;
   }
+  keep_c_modules_loaded(L_);
   lua_close(L_);
   L_ = nullptr;
   loop_.drain_closing();

@@ -24,6 +24,7 @@ struct RuntimeOptions {
   bool debug = false;      // --debug or EVO_DEBUG=1: default event handlers print
   bool blocking = false;   // --io=blocking or EVO_IO=blocking: every call is a plain syscall
   std::string script_dir;  // directory of the main script, searched by require
+  bool no_env = false;     // -E: package.path and cpath ignore LUA_PATH and LUA_CPATH
 };
 
 class Runtime {
@@ -50,6 +51,10 @@ class Runtime {
   void set_default_handler_ref(int ref) { default_handler_ref_ = ref; }
 
   [[nodiscard]] int exit_code() const { return exit_code_; }
+  // A task failed and nobody awaited it (reported when its Future is
+  // collected, at the latest by shutdown()): the run's status becomes 1.
+  void note_unhandled_task_error() { ++unhandled_task_errors_; }
+  [[nodiscard]] int unhandled_task_errors() const { return unhandled_task_errors_; }
   void set_exit_code(int code) { exit_code_ = code; }
 
   // Runs the function on top of L's stack with `nargs` arguments above it as
@@ -61,6 +66,11 @@ class Runtime {
 
   // Runs the loop until no referenced handle is left.
   void run_loop();
+
+  // After run_loop: when the loop ran out of work (not stopped) with a main
+  // chunk still suspended, nothing can ever resume it: says where it waits and
+  // sets the exit status to 13 (as Node does for an unsettled top-level await).
+  void check_main_finished();
 
   // Asks every handle a script opened (luv's and Evo's) to close.
   void close_script_handles();
@@ -89,6 +99,8 @@ class Runtime {
   int index_name_ref_ = LUA_NOREF;
   int default_handler_ref_ = LUA_NOREF;
   bool shut_down_ = false;
+  bool exit_requested_ = false;
+  int unhandled_task_errors_ = 0;  // request_exit: the loop was stopped on purpose
 };
 
 }  // namespace evo

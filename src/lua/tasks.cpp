@@ -43,6 +43,7 @@ struct Task : Schedulable {
   bool cancel_requested = false;
   bool cancel_delivered = false;
   bool exposed = false;  // its Future reached Lua (a pooled task is reused only if not)
+  bool is_main = false;  // a main chunk (-e chunk, script, test runner): run_main
   int shield = 0;
   uint32_t wait_id = 0;      // the current suspension; a wake must carry it
   int resume_nargs = 0;      // values pushed onto co for the next resume
@@ -252,7 +253,8 @@ void push_task_traceback(lua_State* L, const char* msg) {
     size_t nl = tb.rfind('\n');
     if (nl == std::string::npos) break;
     std::string last = tb.substr(nl + 1);
-    if (last.find("[evo task]") == std::string::npos && last.find("function 'xpcall'") == std::string::npos)
+    if (last.find("[evo task]") == std::string::npos && last.find("function 'xpcall'") == std::string::npos &&
+        last.find("[builtin#") == std::string::npos)  // xpcall at the base of a main task
       break;
     tb.erase(nl);
   }
@@ -273,6 +275,29 @@ int capture_error(lua_State* L) {
   }
   std::string msg = errors::describe(L, 1);
   push_task_traceback(L, msg.c_str());
+  return 1;
+}
+
+// The message handler of a main task, whose coroutine runs xpcall(fn,
+// capture_main_error, ...) itself (run_main). error(nil) stays nil: like luajit,
+// Evo then prints nothing.
+int capture_main_error(lua_State* L) {
+  if (lua_isnil(L, 1)) {
+    lua_settop(L, 1);
+  } else {
+    capture_error(L);
+  }
+  TaskSystem& sys = TaskSystem::from(L);
+  Task* t = sys.task_of(L);
+  if (t != nullptr && t->is_main && sys.resuming != t && t->state != Task::State::Done) {
+    // It fails inside someone else's coroutine.resume (Luvit-style code), who
+    // will not report it: finish it here.
+    lua_pushvalue(L, -1);
+    t->results_ref = pack_results(L, 1);
+    t->failed = true;
+    t->state = Task::State::Done;
+    sys.finished(t);
+  }
   return 1;
 }
 
@@ -654,7 +679,10 @@ int future_gc(lua_State* L) {
       canceled = lua_isstring(L, -1) && std::strcmp(lua_tostring(L, -1), "Canceled") == 0;
       lua_pop(L, 1);
     }
-    if (!canceled) errors::report("error in a task nobody awaited: " + errors::describe(L, -1));
+    if (!canceled) {
+      errors::report("error in a task nobody awaited: " + errors::describe(L, -1));
+      if (t->sys != nullptr) t->sys->runtime().note_unhandled_task_error();
+    }
     lua_pop(L, 1);
   }
   if (t->sys != nullptr) t->sys->forget(t);
@@ -776,6 +804,8 @@ TaskSystem::TaskSystem(Runtime& rt, bool blocking)
   lua_pushcfunction(L, capture_error);
   lua_call(L, 3, 1);
   body_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_getglobal(L, "xpcall");
+  xpcall_ref_ = luaL_ref(L, LUA_REGISTRYINDEX);
 
   luaL_loadbuffer(L, kWorkerSource, sizeof(kWorkerSource) - 1, "=[evo worker]");
   lua_pushcfunction(L, task_recycle);
@@ -891,7 +921,27 @@ bool TaskSystem::park_worker(lua_State* co, int co_ref, Task* task) {
 
 bool TaskSystem::run_main(int nargs, bool& failed_now) {
   lua_State* L = rt_.L();
-  Task* t = spawn(L, nargs);
+  // Stack: fn, args... The coroutine runs xpcall(fn, capture_main_error, args...)
+  // with no Lua frame below fn, as luajit runs a main chunk from C: the idiom
+  // `if pcall(debug.getlocal, 4, 1) then (required) else (main) end` works.
+  // Placement new into Lua-owned memory: the userdata's __gc destroys it.
+  auto* t = new (lua_newuserdata(L, sizeof(Task))) Task();  // NOLINT(cppcoreguidelines-owning-memory)
+  t->sys = this;
+  t->is_main = true;
+  set_future_metatable(L, *this);
+  lua_pushvalue(L, -1);
+  t->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_insert(L, -(nargs + 2));  // future, fn, args...
+  t->co = lua_newthread(L);
+  t->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_rawgeti(t->co, LUA_REGISTRYINDEX, xpcall_ref_);
+  lua_xmove(L, t->co, nargs + 1);  // xpcall, fn, args...
+  lua_pushcfunction(t->co, capture_main_error);
+  lua_insert(t->co, 3);  // xpcall, fn, handler, args...
+  t->resume_nargs = nargs + 2;
+  by_thread_.insert(t->co, t);
+  main_tasks_.push_back(t);
+  scheduler_.make_ready(t);
   main_task = t;
   lua_pushvalue(L, -1);
   int keep = luaL_ref(L, LUA_REGISTRYINDEX);  // hold the future while we look at it
@@ -926,6 +976,14 @@ void TaskSystem::resume(Task* t) {
     return;
   }
   if (status == 0) {
+    if (t->is_main && t->state != Task::State::Done) {  // xpcall returned: ok, results... / false, err
+      t->failed = lua_toboolean(co, 1) == 0;
+      lua_remove(co, 1);
+      t->nresults = lua_gettop(co);
+      t->state = Task::State::Done;
+      finished(t);
+      return;
+    }
     t->nresults = lua_gettop(t->co);
     return;
   }
@@ -959,11 +1017,13 @@ void TaskSystem::finished(Task* t) {
     push_future(L, t);
     append_done(L);
   }
-  if (t == main_task) {
-    main_task = nullptr;
+  std::erase(main_tasks_, t);
+  if (t == main_task) main_task = nullptr;
+  if (t->is_main) {
     if (t->failed) {
       t->observed = true;
       push_results(L, t);
+      bool silent = lua_isnil(L, -1);  // error(nil): luajit prints nothing either
       std::string text = errors::describe(L, -1);
       if (lua_istable(L, -1)) {
         lua_getfield(L, -1, "traceback");
@@ -971,7 +1031,7 @@ void TaskSystem::finished(Task* t) {
         lua_pop(L, 1);
       }
       lua_pop(L, 1);
-      errors::report(text);
+      if (!silent) errors::report(text);
       rt_.request_exit(1);
     }
   }
@@ -980,8 +1040,66 @@ void TaskSystem::finished(Task* t) {
 }
 
 void TaskSystem::forget(Task* t) {
+  std::erase(main_tasks_, t);
   scheduler_.forget(t);
   if (t->co != nullptr) by_thread_.erase(t->co);
+}
+
+namespace {
+bool is_evo_source(const char* source) {
+  return std::strncmp(source, "@[evo]", 6) == 0 || std::strncmp(source, "=[evo", 5) == 0;
+}
+}  // namespace
+
+std::string TaskSystem::unfinished_main() {
+  lua_State* L = rt_.L();
+  for (Task* t : main_tasks_) {
+    lua_State* co = t->co;
+    lua_Debug ar{};
+    if (t->state == Task::State::Done || co == nullptr) continue;
+    // Returned through someone else's coroutine.resume (Luvit-style code).
+    if (lua_status(co) == 0 && lua_getstack(co, 0, &ar) == 0) continue;
+    // What it waits in: coroutine.yield itself, or the call the script made
+    // (the frame above its innermost own frame, skipping Evo's library).
+    bool yielded = false;
+    if (lua_getstack(co, 0, &ar) != 0 && lua_getinfo(co, "f", &ar) != 0) {
+      lua_xmove(co, L, 1);
+      lua_getglobal(L, "coroutine");
+      if (lua_istable(L, -1)) {
+        lua_getfield(L, -1, "yield");
+        yielded = lua_rawequal(L, -1, -3) != 0;
+        lua_pop(L, 1);
+      }
+      lua_pop(L, 2);
+    }
+    std::string callee;
+    std::string where;
+    for (int level = 0; lua_getstack(co, level, &ar) != 0; ++level) {
+      lua_getinfo(co, "Sl", &ar);
+      if (std::strcmp(ar.what, "C") == 0) continue;
+      std::string here = std::string(ar.short_src) + ":" + std::to_string(ar.currentline);
+      if (where.empty()) where = here;  // the innermost Lua frame, if the script has none
+      if (is_evo_source(ar.source)) continue;
+      where = here;
+      lua_Debug called{};
+      if (level > 0 && lua_getstack(co, level - 1, &called) != 0 && lua_getinfo(co, "n", &called) != 0 &&
+          called.name != nullptr) {
+        callee = std::string(called.name) + "()";
+      }
+      break;
+    }
+    std::string what = yielded ? "coroutine.yield()" : callee.empty() ? "a wait" : callee;
+    std::string text = "the main task never finished: it waits in " + what;
+    if (!where.empty()) text += " at " + where;
+    text += " (nothing left that could wake it)";
+    luaL_traceback(L, co, text.c_str(), 0);
+    text = lua_tostring(L, -1);
+    lua_pop(L, 1);
+    size_t nl = text.rfind('\n');
+    if (nl != std::string::npos && text.find("[builtin#", nl) != std::string::npos) text.erase(nl);
+    return text;
+  }
+  return {};
 }
 
 Task* TaskSystem::waiter(lua_State* L, int yieldable_idx) { return suspendable(L, *this, yieldable_idx); }

@@ -61,6 +61,10 @@ class TaskSystem {
   // task and drains the ready queue once. Returns false if it failed at once.
   bool run_main(int nargs, bool& failed_now);
 
+  // When the loop has run out of work: "the main task never finished: it waits
+  // in ..." (with a traceback) if a main chunk is still suspended; "" if none is.
+  std::string unfinished_main();
+
   // The task whose coroutine is L, or nullptr.
   Task* task_of(lua_State* L) const;
 
@@ -116,6 +120,8 @@ class TaskSystem {
   PtrMap<lua_State*, Task*> by_thread_;
   std::unique_ptr<std::vector<SleepTimer*>> sleep_pool_;
   int worker_ref_ = LUA_NOREF;
+  int xpcall_ref_ = LUA_NOREF;
+  std::vector<Task*> main_tasks_;  // unfinished main chunks (run_main)
   Task* new_task_object(lua_State* L);
   // Parked workers: the coroutine, its anchor, and its Task when reusable.
   struct IdleWorker {

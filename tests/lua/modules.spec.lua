@@ -74,3 +74,43 @@ describe("require", function()
     assert.equal(h.lines(r.stdout)[2], "true\ttrue", "print and require are LuaJIT's own")
   end)
 end)
+
+describe("C modules", function()
+  -- A module that wraps every C function call (LUAJIT_MODE_WRAPCFUNC, as C++
+  -- bindings do to turn exceptions into errors) and owns a userdata whose
+  -- finalizer is its own code: both must still be there when lua_close runs
+  -- the finalizers at exit.
+  local source = [[
+#include <stdio.h>
+#include <lua.h>
+#include <lauxlib.h>
+#include <luajit.h>
+static int wrap(lua_State *L, lua_CFunction f) { return f(L); }
+static int finalize(lua_State *L) { (void)L; printf("finalized\n"); fflush(stdout); return 0; }
+int luaopen_wrapmod(lua_State *L) {
+  lua_pushlightuserdata(L, (void *)wrap);
+  luaJIT_setmode(L, -1, LUAJIT_MODE_WRAPCFUNC | LUAJIT_MODE_ON);
+  lua_pop(L, 1);
+  lua_newuserdata(L, 1);
+  lua_newtable(L);
+  lua_pushcfunction(L, finalize);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  return 1;
+}
+]]
+
+  it("survives a module that turns on LUAJIT_MODE_WRAPCFUNC (no crash at exit)", function()
+    assert.truthy(require("uv").fs_stat("/usr/bin/cc"), "a C compiler is needed")
+    local src, dir = h.tempFile("wrapmod.c", source)
+    local cc = h.spawn("/usr/bin/cc", {"-shared", "-fPIC", "-I/usr/include/luajit-2.1", "-o", dir .. "/wrapmod.so", src})
+    assert.equal(cc.code, 0, cc.stderr)
+    local chunk = "package.cpath = '" .. dir .. "/?.so;' .. package.cpath; held = require('wrapmod'); print('loaded')"
+    local r = h.runEvo({"-e", chunk})
+    assert.equal(r.signal, 0, "evo crashed: signal " .. tostring(r.signal))
+    assert.equal(r.code, 0, r.stderr)
+    local lj = h.spawn("/usr/bin/luajit", {"-e", chunk})
+    assert.equal(lj.stdout, "loaded\nfinalized\n")
+    assert.equal(r.stdout, lj.stdout)
+  end)
+end)

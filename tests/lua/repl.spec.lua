@@ -71,6 +71,21 @@ describe("REPL (terminal)", function()
     assert.equal(n, 2, "the up arrow recalled 6 * 7 from the history")
   end, {timeout = 15})
 
+  it("says the loop still has work at Ctrl-D, keeps reading, and exits on a second Ctrl-D", function()
+    assert.truthy(uv.fs_stat("/usr/bin/script"), "util-linux's script is needed (bsdutils)")
+    local r = h.spawn("/usr/bin/script", {"-qfec", h.evo, "/dev/null"}, {
+      env = {HOME = "/tmp", TERM = "xterm"},
+      stdin = {"server = require('uv').new_tcp(); server:bind('127.0.0.1', 0); server:listen(8, function() end)\n",
+        "\4", "print('still ' .. 'evaluating')\n", "\4", "\4"},
+      timeout = 10,
+    })
+    assert.falsy(r.timedOut, r.stdout)
+    assert.equal(r.code, 0, r.stdout)
+    local _, n = r.stdout:gsub("%(the event loop still has work: 1 tcp handle; press Ctrl%-D again to exit%)", "")
+    assert.equal(n, 2, r.stdout)
+    assert.match(r.stdout, "still evaluating")
+  end, {timeout = 15})
+
   it("reports an error raised in a callback and keeps the REPL running", function()
     local r = h.runEvo({"-i"}, {
       stdin = {"require('uv').new_timer():start(1, 0, function() error('cb failed') end)\n", "print('still here')\n"},
