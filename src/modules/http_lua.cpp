@@ -422,44 +422,58 @@ int l_send_file(lua_State* L) {
     return 2;
   }
   TaskSystem& sys = TaskSystem::from(L);
-  Task* t = c->secure() ? nullptr : sys.waiter(L, 5);
-  if (t == nullptr) {
-    // No task to suspend, or TLS (the bytes must be encrypted): read and
-    // queue the file.
-    std::string data(static_cast<size_t>(length), '\0');
-    ssize_t n = ::pread(fd, data.data(), data.size(), offset);
+  Task* t = sys.waiter(L, 5);
+  if (t != nullptr && sys.take_cancel(t)) {
     ::close(fd);
-    if (n != length) {
-      c->close_soon();
-      lua_pushnil(L);
-      errors::push_error(L, "EIO", std::string("could not read ") + path);
-      return 3;
-    }
-    c->write_body(ex, data);
-    c->finish(ex);
-    lua_pushboolean(L, 1);
-    return 2;
+    lua_pushboolean(L, 0);
+    return 1;
   }
-  lua_pop(L, 1);
-  // Cancelled, the handler goes on (to its end) while the file is sent; the
-  // completion then finds the Waker stale.
-  std::shared_ptr<Waker> waker = sys.begin_shared_wait(t);
+  // The file goes out behind the head (sendfile(2) in chunks as the socket
+  // takes them; read and encrypted under TLS). Where the caller cannot wait,
+  // it is queued and the response finishes when it is out.
   std::shared_ptr<Exchange> keep = static_cast<ResBox*>(lua_touserdata(L, 1))->ex;
-  c->send_file(fd, offset, length, [keep, waker](int status) {
-    lua_State* ML = waker->system().L();
+  auto waiting = std::make_shared<std::shared_ptr<Waker>>();  // set once the send is pending
+  auto done = [keep, waiting](int status) {
     if (status != 0) {
       if (keep->conn != nullptr) keep->conn->close_soon();
+    } else {
+      keep->written = keep->length;
+      if (keep->conn != nullptr) keep->conn->finish(*keep);
+    }
+    std::shared_ptr<Waker> waker = *waiting;
+    if (waker == nullptr) return;
+    lua_State* ML = waker->system().L();
+    if (status != 0) {
       lua_pushnil(ML);
       errors::push_uv_error(ML, status);
       waker->wake(2);
-      return;
+    } else {
+      lua_pushboolean(ML, 1);
+      waker->wake(1);
     }
-    keep->written = keep->length;
-    if (keep->conn != nullptr) keep->conn->finish(*keep);
-    lua_pushboolean(ML, 1);
-    waker->wake(1);
-  });
-  return sys.suspend(L, t);
+  };
+  int64_t r = c->send_file(fd, offset, length, done);
+  if (r == Transport::kPending) {
+    if (t == nullptr) {
+      lua_pushboolean(L, 1);
+      return 2;
+    }
+    // Cancelled, the rest of the file stays unsent (and the response cut).
+    *waiting = sys.begin_shared_wait(
+        t, [](Task*, void* arg) { static_cast<Connection*>(arg)->cancel_file(); }, c);
+    return sys.suspend(L, t);
+  }
+  auto status = static_cast<int>(r);
+  if (status != 0) {
+    c->close_soon();
+    lua_pushnil(L);
+    errors::push_uv_error(L, status);
+    return 3;
+  }
+  ex.written = ex.length;
+  c->finish(ex);
+  lua_pushboolean(L, 1);
+  return 2;
 }
 
 // ------------------------------------------------------------ requests
@@ -537,7 +551,7 @@ int l_done(lua_State* L) {
   Exchange& ex = check_res(L, 1);
   ex.handler = nullptr;  // its task goes back to the pool
   bool ok = lua_toboolean(L, 2) != 0;
-  if (!ok && is_canceled(L, 3) && (live(ex) == nullptr || live(ex)->closing())) return 0;  // its client left
+  if (!ok && is_canceled(L, 3) && (live(ex) == nullptr || live(ex)->closed())) return 0;  // its client left
   if (!ok) {
     int status = 500;
     if (lua_istable(L, 3)) {
@@ -580,14 +594,7 @@ int l_upgrade(lua_State* L) {
     if (t == nullptr) return luaL_error(L, "upgrade: earlier responses are still being written");
     return wait_for_output(L, sys, t, c, true);
   }
-  int error = 0;
-  std::unique_ptr<Stream> stream = c->detach_to_stream(ex, &error);
-  if (stream == nullptr) {
-    lua_pushnil(L);
-    errors::push_uv_error(L, error);
-    return 3;
-  }
-  push_stream(L, std::move(stream));
+  push_stream(L, c->detach_to_stream(ex));
   return 2;
 }
 

@@ -106,6 +106,7 @@ class SweepTimer final : public NativeHandle {
     uv_unref(uv_handle());  // the connections keep the loop alive, not the sweep
   }
   void forget_server() { server_ = nullptr; }
+  void kick() { uv_timer_start(&timer_, on_tick, 0, uv_timer_get_repeat(&timer_)); }
 
  protected:
   void on_closed() override {
@@ -123,8 +124,7 @@ class SweepTimer final : public NativeHandle {
 
 // ------------------------------------------------------------ server
 
-Server::Server(Runtime& rt, ServerConfig config)
-    : rt_(rt), config_(std::move(config)), read_buffer_(std::make_unique<char[]>(kReadBufferSize)) {}
+Server::Server(Runtime& rt, ServerConfig config) : rt_(rt), config_(std::move(config)) {}
 
 Server::~Server() {
   if (sweep_ != nullptr) {
@@ -176,29 +176,30 @@ void Server::on_connection(uv_stream_t* listener, int status) {
   Server* self = l->server();
   if (status < 0 || self->stopping_) return;
   int rc = 0;
-  auto conn = std::make_unique<Connection>(self->shared_from_this(), &rc);
+  auto h = std::make_unique<UvStreamHandle>(self->rt_.loop(), UvStreamHandle::Kind::Tcp, &rc);
   if (rc != 0) return;
-  Connection* c = NativeHandle::release_to_loop(std::move(conn));
-  if (uv_accept(listener, c->stream()) != 0) {
-    c->close();
+  UvStreamHandle* handle = NativeHandle::release_to_loop(std::move(h));
+  if (uv_accept(listener, handle->stream()) != 0) {
+    handle->close();
     return;
   }
-  c->start();
+  auto& list = self->connections_;
+  list.push_front(
+      std::make_unique<Connection>(self->shared_from_this(), std::make_unique<Transport>(handle)));
+  list.front()->self = list.begin();
+  list.front()->start();
 }
 
-void Server::attach(Connection* c) {
-  c->next = first_;
-  if (first_ != nullptr) first_->prev = c;
-  first_ = c;
-  ++connections_;
+void Server::reap_soon() {
+  reap_ = true;
+  if (sweep_ != nullptr) sweep_->kick();
 }
 
-void Server::detach(Connection* c) {
-  if (c->prev != nullptr) c->prev->next = c->next;
-  if (c->next != nullptr) c->next->prev = c->prev;
-  if (first_ == c) first_ = c->next;
-  c->prev = c->next = nullptr;
-  --connections_;
+// The connection is over (its socket closed): it goes now. The caller
+// touches it no more.
+void Server::remove(Connection* c) {
+  auto keep = shared_from_this();  // the connection may hold the last reference
+  connections_.erase(c->self);
   maybe_done();
 }
 
@@ -212,14 +213,14 @@ void Server::stop(std::function<void()> done) {
   if (listener_ != nullptr) listener_->close();  // on_listener_closed follows
   // Idle connections go now; the others finish their current response and
   // close after it (their "Connection: close" says so).
-  for (Connection* c = first_; c != nullptr;) {
-    Connection* next = c->next;
-    if (c->idle()) {
+  for (auto& c : connections_) {
+    if (c->state() == Connection::State::Upgraded) {
+      reap_soon();  // its transport went on; it goes at the next sweep
+    } else if (c->idle()) {
       c->close();  // nothing in flight either way: no linger
     } else {
       c->close_soon();
     }
-    c = next;
   }
   maybe_done();
 }
@@ -227,7 +228,9 @@ void Server::stop(std::function<void()> done) {
 void Server::abort_all() {
   stopping_ = true;
   if (listener_ != nullptr) listener_->close();
-  for (Connection* c = first_; c != nullptr; c = c->next) c->close();
+  for (auto& c : connections_) {
+    if (c->state() != Connection::State::Upgraded) c->close();
+  }
 }
 
 void Server::on_listener_closed() {
@@ -242,7 +245,7 @@ void Server::on_listener_closed() {
 }
 
 void Server::maybe_done() {
-  if (!stopping_ || connections_ != 0) return;
+  if (!stopping_ || !connections_.empty()) return;
   if (sweep_ != nullptr) {
     sweep_->forget_server();
     sweep_->close();
@@ -268,31 +271,38 @@ void Server::release_lua() {
 
 void Server::sweep() {
   uint64_t now = uv_now(rt_.loop());
-  for (Connection* c = first_; c != nullptr;) {
-    Connection* next = c->next;  // the deadlines may close c
+  // Connections whose transport an upgrade took go now.
+  if (reap_) {
+    reap_ = false;
+    connections_.remove_if(
+        [](const std::unique_ptr<Connection>& c) { return c->state() == Connection::State::Upgraded; });
+    maybe_done();
+  }
+  // (A connection closed here stays in the list until its handle has closed.)
+  for (auto& c : connections_) {
+    if (c->state() == Connection::State::Upgraded) continue;
     if (c->send_deadline != 0 && c->send_deadline <= now) c->on_send_deadline();
-    if (!c->closing() && c->deadline != 0 && c->deadline <= now) c->on_deadline();
-    c = next;
+    if (!c->closed() && c->deadline != 0 && c->deadline <= now) c->on_deadline();
   }
 }
 
 // ------------------------------------------------------------ connection
 
-Connection::Connection(std::shared_ptr<Server> server, int* status)
-    : server_(std::move(server)), parser_(server_->config().limits) {
-  *status = uv_tcp_init(server_->runtime().loop(), &tcp_);
-  if (*status == 0) server_->attach(this);
+Connection::Connection(std::shared_ptr<Server> server, std::unique_ptr<Transport> transport)
+    : server_(std::move(server)), t_(std::move(transport)), parser_(server_->config().limits) {
+  t_->set_user(this);
 }
 
 Connection::~Connection() {
-  if (prev != nullptr || next != nullptr || server_->first_ == this) server_->detach(this);
+  if (t_ != nullptr) t_->set_user(nullptr);
 }
 
 void Connection::start() {
-  uv_tcp_nodelay(&tcp_, 1);
+  auto* tcp = reinterpret_cast<uv_tcp_t*>(t_->uv_stream());
+  uv_tcp_nodelay(tcp, 1);
   sockaddr_storage peer{};
   int len = sizeof(peer);
-  if (uv_tcp_getpeername(&tcp_, reinterpret_cast<sockaddr*>(&peer), &len) == 0) {
+  if (uv_tcp_getpeername(tcp, reinterpret_cast<sockaddr*>(&peer), &len) == 0) {
     char ip[INET6_ADDRSTRLEN] = "";
     if (peer.ss_family == AF_INET6) {
       const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&peer);
@@ -305,30 +315,33 @@ void Connection::start() {
     }
     remote_ip_ = ip;
   }
-  if (server_->config().tls != nullptr) tls_ = tls::Session::accept(server_->config().tls);
+  if (server_->config().tls != nullptr) t_->adopt_tls(tls::Session::accept(server_->config().tls));
   set_reading(true);
   update_deadline();
 }
 
-void Connection::on_closed() {
+void Connection::close() {
+  if (closed_) return;
+  closed_ = true;
+  deadline = 0;
+  send_deadline = 0;
+  t_->close();  // on_transport_closed follows, from libuv
+}
+
+void Connection::abort() { close(); }
+
+// The socket is gone: whoever still holds the exchange learns it, then the
+// connection ends.
+void Connection::on_transport_closed() {
+  closed_ = true;
   connection_lost();
-  if (server_->first_ == this || prev != nullptr || next != nullptr) server_->detach(this);
+  std::shared_ptr<Server> server = server_;
+  server->remove(this);  // last: this connection is gone after it
 }
 
 // The connection is gone (closed, reset): whoever still holds its exchange
 // learns it, and the event style reports the abort.
 void Connection::connection_lost() {
-  if (file_job_ != nullptr) {
-    *file_job_owner_ = nullptr;  // its completion no longer reaches this connection
-    file_job_->stop();
-    file_job_ = nullptr;
-  }
-  if (file_) {
-    ::close(file_->fd);
-    auto done = std::move(file_->done);
-    file_.reset();
-    done(UV_ECANCELED);
-  }
   if (writer_ != nullptr) {
     Task* t = writer_;
     writer_ = nullptr;
@@ -359,57 +372,62 @@ void Connection::report_abort(Exchange& ex) {
                [id](lua_State* L) { events::field(L, "requestID", static_cast<double>(id)); });
 }
 
-void Connection::on_alloc(uv_handle_t* h, size_t /*suggested*/, uv_buf_t* buf) {
-  auto* c = static_cast<Connection*>(NativeHandle::from(h));
-  // One buffer per server: what a read brings is parsed at once, and only a
-  // partial request is copied out, so idle connections hold no buffer.
-  buf->base = c->server_->read_buffer();
-  buf->len = Server::kReadBufferSize;
+void Connection::on_input() {
+  if (closed_) return;
+  tls::Session* tls = t_->tls();
+  if (t_->read_error() != 0) {
+    if (tls != nullptr && tls->failed()) {
+      // A TLS failure: its alert goes out, then the connection closes.
+      state_ = State::Closing;
+      deadline = 0;
+      flush();
+      if (t_->drained()) close();
+      return;
+    }
+    client_left();  // reset or failed: nobody to answer
+    return;
+  }
+  if (t_->buffered() > 0) received();
+  if (state_ == State::Upgraded) return;  // a handler took the transport over
+  if (t_->eof() && !eof_seen_ && !closed_) {
+    eof_seen_ = true;
+    on_end_of_input();
+  }
 }
 
-void Connection::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
-  auto* c = static_cast<Connection*>(NativeHandle::from(reinterpret_cast<uv_handle_t*>(s)));
-  if (nread > 0) {
-    c->received(buf->base, static_cast<size_t>(nread));
-    return;
-  }
-  if (nread == 0) return;
-  c->eof_ = true;
-  c->set_reading(false);
-  if (nread != UV_EOF) {
-    c->client_left();  // reset or failed: nobody to answer
-    return;
-  }
-  switch (c->state_) {
+// The client's end of the stream (FIN, or TLS close_notify).
+void Connection::on_end_of_input() {
+  set_reading(false);
+  switch (state_) {
     case State::Closing:
-      // Else finish_closing sees eof_ after the flush; but a TLS session
+      // Else finish_closing sees the end after the flush; but a TLS session
       // that never completed its handshake has nothing it could flush.
-      if (c->shut_down_ || (c->tls_ != nullptr && !c->tls_->handshake_done())) c->close();
+      if (shut_down_ || (t_->tls() != nullptr && !t_->tls()->handshake_done())) close();
       return;
     case State::Body: {
       // Half-closed mid-body: the handler learns it from req:read() and may
       // still answer.
-      Exchange& ex = *c->current_;
+      Exchange& ex = *current_;
       ex.body_error_status = 400;
       ex.body_error = "the connection ended before the request body did";
       ex.close_after = true;
-      c->wake_body_reader(ex);
-      c->report_abort(ex);
+      wake_body_reader(ex);
+      report_abort(ex);
       return;
     }
     case State::Responding:
       // The client left while its handler runs (as Node's server does by
       // default): the handler is cancelled and the connection closes, so a
       // flood of clients that ask and leave holds no descriptors.
-      c->client_left();
+      client_left();
       return;
     case State::Draining:
-      c->close_soon();  // the rest of a body nobody wants will not come
+      close_soon();  // the rest of a body nobody wants will not come
       return;
     default:
       // Between requests: what was asked in full before the end is still
       // answered, and what is owed is written (advance closes after it).
-      c->advance();
+      advance();
   }
 }
 
@@ -430,40 +448,12 @@ void Connection::cancel_handler(Exchange& ex) {
   server_->tasks().cancel(t);
 }
 
-// TLS: the records in, the plaintext into the input buffer, handshake
-// replies out. False when the session failed (its alert is on its way).
-bool Connection::decrypt(const char* data, size_t n) {
-  bool ok = tls_->feed(std::string_view(data, n));
-  if (in_pos_ == in_.size()) {
-    in_.clear();
-    in_pos_ = 0;
-  }
-  tls_->read(&in_);
-  if (tls_->has_output() || !ok) flush();
-  if (!ok) {
-    state_ = State::Closing;
-    flush();
-    if (!write_in_flight_) close();
-    return false;
-  }
-  return true;
-}
-
-void Connection::received(const char* data, size_t n) {
-  if (state_ == State::Closing) return;                                       // lingering: input is dropped
-  if (state_ == State::Body || state_ == State::Draining) update_deadline();  // the body moves
-  if (tls_ != nullptr) {
-    size_t before = in_.size() - in_pos_;
-    if (!decrypt(data, n)) return;
-    if (in_.size() - in_pos_ == before) return;  // handshake records only
-    advance();
+void Connection::received() {
+  if (state_ == State::Closing) {  // lingering: input is dropped
+    t_->consume(t_->buffered());
     return;
   }
-  if (in_pos_ == in_.size()) {
-    in_.clear();
-    in_pos_ = 0;
-  }
-  in_.append(data, n);
+  if (state_ == State::Body || state_ == State::Draining) update_deadline();  // the body moves
   advance();
 }
 
@@ -471,33 +461,34 @@ void Connection::received(const char* data, size_t n) {
 // answered in order, those whose handler answers at once in this same call,
 // and the responses go out in one write at the end.
 void Connection::advance() {
-  if (in_advance_) return;
+  if (in_advance_ || closed_ || state_ == State::Upgraded) return;
   in_advance_ = true;
   do {
     stopped_for_output_ = false;
     while (parse_step()) {
     }
+    if (state_ == State::Upgraded) {  // a handler took the transport over
+      in_advance_ = false;
+      return;
+    }
     flush();  // answers written at once drain the output: parsing may go on
-  } while (stopped_for_output_ && !congested() && state_ == State::Waiting);
+  } while (stopped_for_output_ && !congested() && state_ == State::Waiting && !closed_);
   in_advance_ = false;
-  if (in_pos_ == in_.size()) {
-    in_.clear();
-    in_pos_ = 0;
-  }
+  if (closed_) return;
   // After the client's end, once every request it sent in full is answered
   // (what is left cannot become a request), the connection closes.
-  if (eof_ && state_ == State::Waiting && !stopped_for_output_ && current_ == nullptr) {
+  if (t_->eof() && state_ == State::Waiting && !stopped_for_output_ && current_ == nullptr) {
     close_soon();
     return;
   }
-  if (state_ != State::Closing && state_ != State::Upgraded) {
+  if (state_ != State::Closing) {
     // Read while there is room: a handler slow to take its body, or a client
     // pipelining faster than we answer, stops the reading until we catch up.
-    bool room = in_.size() - in_pos_ < kMaxQueuedInput && !congested();
+    bool room = t_->buffered() < kMaxQueuedInput && !congested();
     if (state_ == State::Body && current_ != nullptr && !server_->config().events) {
       room = room && current_->body.size() < server_->config().high_water;
     }
-    set_reading(room && !eof_);
+    set_reading(room && !t_->eof());
     update_deadline();
   }
 }
@@ -505,7 +496,7 @@ void Connection::advance() {
 // One step of the state machine; true to go on.
 bool Connection::parse_step() {
   if (state_ == State::Responding || state_ == State::Closing || state_ == State::Upgraded) return false;
-  if (in_pos_ == in_.size()) return false;
+  if (t_->buffered() == 0) return false;
   // Answers not yet taken by the client bound what is read and dispatched:
   // a deep pipeline waits in the input (bounded too) instead of piling
   // responses up in memory.
@@ -513,10 +504,9 @@ bool Connection::parse_step() {
     stopped_for_output_ = true;
     return false;
   }
-  std::string_view input(in_.data() + in_pos_, in_.size() - in_pos_);
   size_t used = 0;
-  RequestParser::Result r = parser_.feed(input, &used);
-  in_pos_ += used;
+  RequestParser::Result r = parser_.feed(t_->input(), &used);
+  t_->consume(used);
   switch (r) {
     case RequestParser::Result::NeedMore:
       if (state_ == State::Body || state_ == State::Draining) feed_body();
@@ -633,7 +623,7 @@ void Connection::response_done(Exchange& ex) {
 // The engine's own answer to a request it could not parse; then close.
 // (The parser's reason stays out of the answer: nothing to tell an attacker.)
 void Connection::fail_request(int status) {
-  std::string& o = out_;
+  std::string& o = t_->output();
   append_status_line(o, status);
   append_header(o, "Date", server_->date().now());
   append_header(o, "Content-Type", "text/plain; charset=utf-8");
@@ -661,7 +651,7 @@ void Connection::on_deadline() {
       if (state_ != State::Waiting) return;
       // A TLS client that did not even finish its handshake cannot be told
       // anything; others hear they were too slow (slowloris).
-      if (tls_ != nullptr && !tls_->handshake_done()) {
+      if (t_->tls() != nullptr && !t_->tls()->handshake_done()) {
         close();
       } else {
         fail_request(408);
@@ -715,7 +705,7 @@ void Connection::update_deadline() {
     return;
   }
   if (state_ != State::Waiting) return;
-  bool mid_request = in_pos_ != in_.size() || !served_any_;
+  bool mid_request = t_->buffered() != 0 || !served_any_;
   if (output_pending() && !mid_request) {
     deadline = 0;
     return;
@@ -731,29 +721,21 @@ void Connection::update_deadline() {
   }
 }
 
-// Bytes handed over but not yet taken by the peer's socket.
-size_t Connection::unsent() const {
-  size_t queued =
-      write_in_flight_ ? uv_stream_get_write_queue_size(reinterpret_cast<const uv_stream_t*>(&tcp_)) : 0;
-  return out_.size() + queued;
-}
-
 void Connection::arm_send_deadline() {
   double t = server_->config().send_timeout;
-  if (send_deadline != 0 || t <= 0) return;
+  if (send_deadline != 0 || t <= 0 || closed_) return;
   send_deadline = uv_now(server_->runtime().loop()) + to_ms(t);
-  send_mark_ = unsent();
+  send_mark_ = t_->pending();
+  sent_mark_ = t_->sent();
 }
 
 // sendTimeout passed: a peer that took some of the output meanwhile gets
 // another period; one that took nothing is cut off (nginx's send_timeout).
 void Connection::on_send_deadline() {
   send_deadline = 0;
-  if (!output_pending()) return;
-  size_t left = unsent();
-  if (file_in_flight_ || left < send_mark_) {
+  if (closed_ || state_ == State::Upgraded || !output_pending()) return;
+  if (t_->pending() < send_mark_ || t_->sent() > sent_mark_) {
     arm_send_deadline();
-    send_mark_ = left;
     return;
   }
   client_left();
@@ -797,14 +779,14 @@ void Connection::wake_body_reader(Exchange& ex) {
 }
 
 void Connection::body_consumed() {
-  if (state_ == State::Body && !reading_ && !eof_ && !in_advance_) advance();
+  if (state_ == State::Body && !t_->reading() && !t_->eof() && !in_advance_) advance();
 }
 
 void Connection::send_continue(Exchange& ex) {
   // Never a 1xx to an HTTP/1.0 client (RFC 9110 15.2).
   if (ex.continue_sent || !ex.req.expect_continue || ex.headers_sent || ex.req.version_minor == 0) return;
   ex.continue_sent = true;
-  out_ += "HTTP/1.1 100 Continue\r\n\r\n";
+  t_->output() += "HTTP/1.1 100 Continue\r\n\r\n";
   flush();
 }
 
@@ -812,7 +794,7 @@ void Connection::send_continue(Exchange& ex) {
 
 void Connection::send_head(Exchange& ex) {
   ex.headers_sent = true;
-  std::string& o = out_;
+  std::string& o = t_->output();
   bool no_body_status = (ex.status >= 100 && ex.status < 200) || ex.status == 204 || ex.status == 304;
   if (no_body_status) ex.has_length = false;
   if (server_->stopping_) ex.close_after = true;
@@ -860,14 +842,15 @@ void Connection::write_body(Exchange& ex, std::string_view chunk) {
   if (chunk.empty() || ex.head_request()) return;
   if (ex.status == 204 || ex.status == 304) return;
   ex.written += chunk.size();
+  std::string& o = t_->output();
   if (ex.chunked) {
     char size[24];
     int n = std::snprintf(size, sizeof(size), "%zx\r\n", chunk.size());
-    out_.append(size, static_cast<size_t>(n));
-    out_.append(chunk);
-    out_ += "\r\n";
+    o.append(size, static_cast<size_t>(n));
+    o.append(chunk);
+    o += "\r\n";
   } else {
-    out_.append(chunk);
+    o.append(chunk);
   }
 }
 
@@ -880,7 +863,7 @@ void Connection::finish(Exchange& ex) {
     }
     send_head(ex);
   }
-  if (ex.chunked && !ex.head_request()) out_ += "0\r\n\r\n";
+  if (ex.chunked && !ex.head_request()) t_->output() += "0\r\n\r\n";
   // A declared length that was not met leaves the framing broken: close.
   if (ex.has_length && !ex.head_request() && ex.written != ex.length && ex.status != 204 &&
       ex.status != 304) {
@@ -917,48 +900,14 @@ void Connection::wait_writable(Task* t, uint32_t id) {
 }
 
 void Connection::flush() {
-  if (file_in_flight_) return;  // the file goes first; its completion flushes
-  bool tls_pending = tls_ != nullptr && tls_->has_output();
-  if (write_in_flight_ || (out_.empty() && !tls_pending)) {
-    if (!write_in_flight_ && out_.empty() && state_ == State::Closing) finish_closing();
-    return;
-  }
-  if (tls_ != nullptr) {
-    if (!out_.empty()) tls_->write(out_);
-    out_.clear();
-    writing_.clear();
-    tls_->take_output(&writing_);
-    if (writing_.empty()) return;
-  } else {
-    writing_.swap(out_);
-    out_.clear();
-  }
-  // Most answers fit the socket buffer: written now, with no write request,
-  // no callback and no poll change (libuv re-arms the poll after every
-  // queued write). Only what does not fit waits for the socket.
-  uv_buf_t buf = uv_buf_init(writing_.data(), static_cast<unsigned>(writing_.size()));
-  int wrote = uv_try_write(stream(), &buf, 1);
-  if (wrote == static_cast<int>(writing_.size())) {
-    writing_.clear();
-    written_now();
-    return;
-  }
-  if (wrote < 0 && wrote != UV_EAGAIN) {
-    writing_.clear();
+  if (closed_ || state_ == State::Upgraded) return;
+  t_->flush();
+  if (t_->write_error() != 0) {
     abort();
     return;
   }
-  size_t done = wrote > 0 ? static_cast<size_t>(wrote) : 0;
-  buf = uv_buf_init(writing_.data() + done, static_cast<unsigned>(writing_.size() - done));
-  write_req_.data = this;
-  int rc = uv_write(&write_req_, stream(), &buf, 1, on_write);
-  if (rc != 0) {
-    writing_.clear();
-    abort();
-    return;
-  }
-  write_in_flight_ = true;
-  arm_send_deadline();
+  if (t_->write_in_flight()) arm_send_deadline();
+  after_output();
 }
 
 // A task waiting in res:write (or for all output, before an upgrade) goes on
@@ -972,51 +921,34 @@ void Connection::wake_writer_if_ready() {
   server_->tasks().wake(t, writer_id_, 1);
 }
 
-// Everything handed over was written at once: what on_write would do next.
-void Connection::written_now() {
-  if (!write_in_flight_) send_deadline = 0;
+// What may go on once output has moved: a waiting writer, the end of a
+// closing connection.
+void Connection::after_output() {
   wake_writer_if_ready();
-  if (file_ && out_.empty()) {
-    start_file_send();
-    return;
-  }
-  if (!out_.empty()) {
-    flush();
-  } else if (state_ == State::Closing) {
-    finish_closing();
-  }
+  if (state_ == State::Closing && t_->drained()) finish_closing();
 }
 
-void Connection::on_write(uv_write_t* req, int status) {
-  auto* c = static_cast<Connection*>(req->data);
-  c->write_in_flight_ = false;
-  c->writing_.clear();
-  if (status != 0) {
-    c->abort();
+// A write completed (from the transport).
+void Connection::on_output() {
+  if (closed_) return;
+  if (t_->write_error() != 0) {
+    abort();
     return;
   }
-  if (c->closing()) return;
-  c->wake_writer_if_ready();
-  if (c->file_ && c->out_.empty()) {
-    c->start_file_send();
-    return;
+  if (t_->write_in_flight()) {
+    arm_send_deadline();
+  } else {
+    send_deadline = 0;  // all taken: nothing to time out
   }
-  if (!c->out_.empty() || (c->tls_ != nullptr && c->tls_->has_output())) {
-    c->flush();
-    return;
-  }
-  c->send_deadline = 0;  // all taken: nothing to time out
-  if (c->state_ == State::Closing) {
-    c->finish_closing();
-    return;
-  }
-  // Output drained: parsing and reading go on (a pipelining client waits
-  // on us), and the connection's own deadline applies again.
-  if (c->state_ != State::Upgraded && !c->in_advance_) c->advance();
+  after_output();
+  if (closed_ || state_ == State::Closing || state_ == State::Upgraded) return;
+  // Output drained below the mark: parsing and reading go on (a pipelining
+  // client waits on us), and the connection's own deadline applies again.
+  if (!congested() && !in_advance_) advance();
 }
 
 void Connection::close_soon() {
-  if (closing()) return;
+  if (closed_) return;
   if (state_ == State::Closing) return;
   if (current_ != nullptr && !current_->finished) {
     // A response is in progress: it ends the connection when done.
@@ -1046,16 +978,16 @@ void Connection::cut(Exchange& ex) {
 // last response before the socket goes (closing with unread input would
 // reset the connection and could destroy the response in flight).
 void Connection::finish_closing() {
-  if (closing() || shut_down_) return;
-  if (tls_ != nullptr && !tls_->failed() && !tls_close_sent_) {
+  if (closed_ || shut_down_) return;
+  tls::Session* tls = t_->tls();
+  if (tls != nullptr && !tls->failed() && !tls_close_sent_) {
     tls_close_sent_ = true;  // close_notify, then the TCP half-close
-    tls_->close();
-    flush();
-    if (write_in_flight_) return;
+    tls->close();
+    t_->flush();
+    if (!t_->drained()) return;  // on_output comes back here
   }
   shut_down_ = true;
-  shutdown_req_.data = this;
-  if (eof_ || uv_shutdown(&shutdown_req_, stream(), on_shutdown) != 0) {
+  if (t_->eof() || t_->shutdown() != 0) {
     close();
     return;
   }
@@ -1064,95 +996,31 @@ void Connection::finish_closing() {
   waiting_for = Wait::Linger;
 }
 
-void Connection::on_shutdown(uv_shutdown_t* req, int status) {
-  auto* c = static_cast<Connection*>(req->data);
-  if (c->closing()) return;
-  if (status != 0 || c->eof_) c->close();
+// ------------------------------------------------------------ files and upgrades
+
+int64_t Connection::send_file(int fd, int64_t offset, int64_t length, std::function<void(int)> done) {
+  auto finish = [length](int64_t result) {
+    return result < 0 ? static_cast<int>(result) : (result < length ? UV_EPIPE : 0);
+  };
+  int64_t r = t_->send_file(fd, offset, length, /*owns_fd=*/true,
+                            [done = std::move(done), finish](int64_t result) { done(finish(result)); });
+  if (t_->file_in_flight()) arm_send_deadline();
+  if (r == Transport::kPending) return r;
+  return finish(r);
 }
 
-void Connection::abort() {
-  if (!closing()) close();
-}
-
-void Connection::set_reading(bool on) {
-  if (on == reading_ || closing()) return;
-  reading_ = on;
-  if (on) {
-    uv_read_start(stream(), on_alloc, on_read);
-  } else {
-    uv_read_stop(stream());
-  }
-}
-
-// ------------------------------------------------------------ sendfile
-
-void Connection::send_file(int fd, int64_t offset, int64_t length, std::function<void(int)> done) {
-  file_ = PendingFile{fd, offset, length, std::move(done)};
-  if (out_.empty() && !write_in_flight_) {
-    start_file_send();
-  } else {
-    flush();  // on_write starts it once the head is out
-  }
-}
-
-void Connection::start_file_send() {
-  PendingFile f = std::move(*file_);
-  file_.reset();
-  uv_os_fd_t sock = -1;
-  uv_fileno(uv_handle(), &sock);
-  auto owner = std::make_shared<Connection*>(this);
-  int error = 0;
-  SendfileJob* job = SendfileJob::start(
-      server_->runtime().loop(), sock, f.fd, f.offset, f.length, /*owns_in_fd=*/true,
-      [owner, length = f.length, done = f.done](int64_t result) {
-        Connection* c = *owner;
-        if (c != nullptr) {
-          c->file_in_flight_ = false;
-          c->file_job_ = nullptr;
-        }
-        int rc = result < 0 ? static_cast<int>(result) : (result < length ? UV_EPIPE : 0);
-        if (c == nullptr && rc == 0) rc = UV_ECANCELED;
-        done(rc);
-      },
-      &error);
-  if (job == nullptr) {
-    f.done(error);
-    return;
-  }
-  file_in_flight_ = true;
-  arm_send_deadline();
-  file_job_ = job;
-  file_job_owner_ = std::move(owner);
-}
-
-std::unique_ptr<Stream> Connection::detach_to_stream(Exchange& ex, int* error) {
-  *error = 0;
-  uv_os_fd_t fd = -1;
-  if (uv_fileno(uv_handle(), &fd) != 0 || (fd = ::dup(fd)) < 0) {
-    *error = UV_EBADF;
-    return nullptr;
-  }
-  int status = 0;
-  auto h = std::make_unique<UvStreamHandle>(server_->runtime().loop(), UvStreamHandle::Kind::Tcp, &status);
-  if (status == 0) status = uv_tcp_open(h->tcp(), fd);
-  if (status != 0) {
-    ::close(fd);
-    *error = status;
-    return nullptr;
-  }
-  UvStreamHandle* handle = NativeHandle::release_to_loop(std::move(h));
-  auto stream = std::make_unique<Stream>(server_->tasks(), handle);
-  if (tls_ != nullptr) stream->adopt_tls(std::move(tls_));
-  if (in_pos_ < in_.size()) stream->preload(std::string_view(in_).substr(in_pos_));
-  in_.clear();
-  in_pos_ = 0;
+std::unique_ptr<Stream> Connection::detach_to_stream(Exchange& ex) {
   // The exchange is over; the connection steps aside without a word.
   ex.finished = true;
   ex.conn = nullptr;
   current_ = nullptr;
   state_ = State::Upgraded;
+  deadline = 0;
+  send_deadline = 0;
   set_reading(false);
-  close();
+  t_->set_user(nullptr);
+  auto stream = std::make_unique<Stream>(server_->tasks(), std::move(t_));
+  server_->reap_soon();  // this connection ends once off the stack
   return stream;
 }
 

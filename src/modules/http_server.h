@@ -17,7 +17,7 @@
 //   Responding  the request is complete; the handler has not finished
 //   Draining    the response finished before the body did: the rest of the
 //               body is read and dropped, then the next request follows
-//   Upgraded    the socket was handed to a net Stream (WebSocket) and this closes
+//   Upgraded    the transport was handed to a net Stream (WebSocket); this ends
 //   Closing     a last response is being flushed; then shutdown and close
 #pragma once
 
@@ -26,6 +26,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <list>
 #include <memory>
 #include <optional>
 #include <string>
@@ -33,12 +34,12 @@
 #include <unordered_map>
 
 #include "core/handle.h"
+#include "io/transport.h"
 #include "modules/http_parser.h"
 #include "modules/http_response.h"
 #include "modules/tls.h"
 
 namespace evo {
-class SendfileJob;
 class Stream;
 class TaskSystem;
 struct Task;
@@ -113,7 +114,7 @@ class Server : public std::enable_shared_from_this<Server> {
   // Binds and listens; 0 or a libuv error.
   int listen(const char* host, int port, int backlog);
   [[nodiscard]] int port() const { return port_; }
-  [[nodiscard]] size_t connection_count() const { return connections_; }
+  [[nodiscard]] size_t connection_count() const { return connections_.size(); }
 
   // Stops accepting; idle connections close now, busy ones after their
   // response. `done` runs once every connection is gone.
@@ -125,8 +126,6 @@ class Server : public std::enable_shared_from_this<Server> {
   Runtime& runtime() { return rt_; }
   TaskSystem& tasks();
   DateCache& date() { return date_; }
-  char* read_buffer() { return read_buffer_.get(); }
-  static constexpr size_t kReadBufferSize = size_t{64} * 1024;
 
   // Lua side: the object events go to, the handler (task style) and the
   // per-request runner.
@@ -138,9 +137,10 @@ class Server : public std::enable_shared_from_this<Server> {
   std::unordered_map<uint32_t, std::shared_ptr<Exchange>> pending;
   uint32_t next_id() { return ++last_id_; }
 
-  // Connection bookkeeping (called by Connection).
-  void attach(Connection* c);
-  void detach(Connection* c);
+  // Connection bookkeeping: a connection ends through remove(), or, once an
+  // upgrade took its transport, at the next sweep (reap_soon()).
+  void remove(Connection* c);
+  void reap_soon();
   void on_listener_closed();
   void sweep();  // enforces every connection's deadlines
 
@@ -155,9 +155,8 @@ class Server : public std::enable_shared_from_this<Server> {
   ServerConfig config_;
   class Listener* listener_ = nullptr;
   class SweepTimer* sweep_ = nullptr;
-  Connection* first_ = nullptr;  // intrusive list of connections
-  size_t connections_ = 0;
-  std::unique_ptr<char[]> read_buffer_;
+  std::list<std::unique_ptr<Connection>> connections_;
+  bool reap_ = false;
   DateCache date_;
   std::string host_;
   int port_ = 0;
@@ -166,14 +165,17 @@ class Server : public std::enable_shared_from_this<Server> {
   std::function<void()> on_stopped_;
 };
 
-class Connection final : public NativeHandle {
+// One client connection: the HTTP/1.1 engine on a Transport (the socket, TLS,
+// the buffers, files). Owned by its server; it ends when its transport's
+// handle has closed, or when an upgrade hands the transport to a Stream.
+class Connection final : public TransportUser {
  public:
   enum class State : uint8_t { Waiting, Body, Responding, Draining, Upgraded, Closing };
 
-  Connection(std::shared_ptr<Server> server, int* status);
-  ~Connection() override;
-  uv_handle_t* uv_handle() override { return reinterpret_cast<uv_handle_t*>(&tcp_); }
-  uv_stream_t* stream() { return reinterpret_cast<uv_stream_t*>(&tcp_); }
+  Connection(std::shared_ptr<Server> server, std::unique_ptr<Transport> transport);
+  ~Connection();
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
 
   void start();  // after accept: reading, header deadline
 
@@ -192,39 +194,42 @@ class Connection final : public NativeHandle {
   // Reading the body is slow to keep up: stop or restart reading.
   void body_consumed();
 
-  // Hands the socket to a net Stream after a 101 answer to an upgrade
-  // request (the WebSocket server): the Stream gets a duplicate descriptor,
-  // the input read past the request and the TLS session; this connection
-  // then closes. Needs the output written out first (drained()).
-  std::unique_ptr<Stream> detach_to_stream(Exchange& ex, int* error);
-  [[nodiscard]] bool drained() const {
-    return pending_output() == 0 && !write_in_flight_ && !file_in_flight_;
-  }
+  // Hands the transport (socket, TLS session, the input read past the
+  // request) to a net Stream after a 101 answer to an upgrade request (the
+  // WebSocket server); this connection then ends. Needs the output written
+  // out first (drained()). Nothing is duplicated: the same handle goes on.
+  std::unique_ptr<Stream> detach_to_stream(Exchange& ex);
+  [[nodiscard]] bool drained() const { return t_->drained(); }
   void wait_drained(Task* t, uint32_t id) {
     drain_all_ = true;
     wait_writable(t, id);
   }
-  void flush();  // hands the output to libuv (one write at a time)
-  // Sends length bytes of the open file fd (taken over) from offset with
-  // sendfile(2) on the thread pool once earlier output is written; then
-  // done(status) runs (0 or a libuv error).
-  void send_file(int fd, int64_t offset, int64_t length, std::function<void(int)> done);
+  void flush();  // hands the output to the transport
+  // Sends length bytes of the open file fd (taken over) from offset after
+  // the output before it. Returns the bytes sent when that is done now, or
+  // Transport::kPending: done(status) follows (0 or a libuv error).
+  int64_t send_file(int fd, int64_t offset, int64_t length, std::function<void(int)> done);
+  void cancel_file() { t_->cancel_file(); }
   void close_soon();  // flush, then close
+  void close();       // now
+  [[nodiscard]] bool closed() const { return closed_; }
   // Ends a response that cannot be completed (its handler failed after the
   // head went out): what was written goes out, then the connection closes,
   // without the end of the body, so the client knows it is incomplete.
   void cut(Exchange& ex);
 
   [[nodiscard]] State state() const { return state_; }
-  [[nodiscard]] size_t pending_output() const { return out_.size() + writing_.size(); }
-  [[nodiscard]] bool secure() const { return tls_ != nullptr; }
+  [[nodiscard]] size_t pending_output() const { return t_->pending(); }
+  [[nodiscard]] bool secure() const { return t_->tls() != nullptr; }
   // Between requests with nothing read or to write: closing loses nothing.
-  [[nodiscard]] bool idle() const {
-    return state_ == State::Waiting && in_pos_ == in_.size() && pending_output() == 0 && !write_in_flight_;
-  }
+  [[nodiscard]] bool idle() const { return state_ == State::Waiting && t_->buffered() == 0 && t_->drained(); }
 
-  Connection* prev = nullptr;
-  Connection* next = nullptr;
+  // TransportUser
+  void on_input() override;
+  void on_output() override;
+  void on_transport_closed() override;
+  void release_transport() override { close(); }
+
   // The deadline of what the connection waits for (uv_now ms; 0: none):
   // the next request's headers, an idle keep-alive, the next piece of a
   // request body, or the linger after a last response. Output that the peer
@@ -235,17 +240,11 @@ class Connection final : public NativeHandle {
   uint64_t send_deadline = 0;
   void on_deadline();
   void on_send_deadline();
-
- protected:
-  void on_closed() override;
+  std::list<std::unique_ptr<Connection>>::iterator self;  // in the server's list
 
  private:
-  static void on_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf);
-  static void on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
-  static void on_write(uv_write_t* req, int status);
-  static void on_shutdown(uv_shutdown_t* req, int status);
-
-  void received(const char* data, size_t n);
+  void received();
+  void on_end_of_input();
   void advance();
   bool parse_step();
   void feed_body();
@@ -255,16 +254,13 @@ class Connection final : public NativeHandle {
   void fail_request(int status);
   void emit_finished(Exchange& ex);
   void finish_closing();
-  void written_now();
+  void after_output();
   void wake_writer_if_ready();
   void abort();
-  void set_reading(bool on);
+  void set_reading(bool on) { t_->set_reading(on); }
   void update_deadline();
   void arm_send_deadline();
-  [[nodiscard]] size_t unsent() const;
-  [[nodiscard]] bool output_pending() const {
-    return pending_output() != 0 || write_in_flight_ || file_in_flight_ || file_.has_value();
-  }
+  [[nodiscard]] bool output_pending() const { return !t_->drained(); }
   void client_left();
   void cancel_handler(Exchange& ex);
   void body_timed_out();
@@ -272,48 +268,26 @@ class Connection final : public NativeHandle {
   void connection_lost();
   void report_abort(Exchange& ex);
   void run_task(const std::shared_ptr<Exchange>& ex);
+  void shutdown_done();
 
-  bool decrypt(const char* data, size_t n);
-
-  uv_tcp_t tcp_{};
-  std::unique_ptr<tls::Session> tls_;
-  uv_write_t write_req_{};
-  uv_shutdown_t shutdown_req_{};
   std::shared_ptr<Server> server_;
+  std::unique_ptr<Transport> t_;
   RequestParser parser_;
   State state_ = State::Waiting;
-  std::string in_;  // input not yet parsed (only when it could not be parsed at once)
-  size_t in_pos_ = 0;
-  std::string out_;         // output not yet handed to libuv
-  std::string writing_;     // output libuv is writing
   std::string head_spare_;  // a header buffer handed to each exchange in turn
-  bool write_in_flight_ = false;
-  bool reading_ = false;
-  bool eof_ = false;
+  bool closed_ = false;
+  bool eof_seen_ = false;
   bool in_advance_ = false;
   bool shut_down_ = false;
   bool served_any_ = false;
   bool tls_close_sent_ = false;
   bool drain_all_ = false;           // the writer waits for all output, not just below the mark
   bool stopped_for_output_ = false;  // parsing waits for the output to drain below the mark
-  size_t send_mark_ = 0;             // unsent bytes when the send deadline was armed
+  size_t send_mark_ = 0;             // pending bytes when the send deadline was armed
+  uint64_t sent_mark_ = 0;           // bytes sent then
   std::shared_ptr<Exchange> current_;
   Task* writer_ = nullptr;
   uint32_t writer_id_ = 0;
-  // A file to send once the output before it has drained, then its job on
-  // the thread pool; the job's completion finds this connection through
-  // file_job_owner_, cleared if the connection goes first.
-  struct PendingFile {
-    int fd;
-    int64_t offset;
-    int64_t length;
-    std::function<void(int)> done;
-  };
-  std::optional<PendingFile> file_;
-  bool file_in_flight_ = false;
-  SendfileJob* file_job_ = nullptr;
-  std::shared_ptr<Connection*> file_job_owner_;
-  void start_file_send();
   std::string remote_ip_;
   int remote_port_ = 0;
 };

@@ -1,0 +1,558 @@
+// The transport (see transport.h): socket, TLS, buffers, files.
+#include "io/transport.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+
+namespace evo {
+
+namespace {
+
+// libuv reads into this and Transport::on_read copies out at once, so one
+// slab serves every transport (the loop is single-threaded).
+char g_read_slab[64 * 1024];
+
+void alloc_cb(uv_handle_t* /*h*/, size_t /*suggested*/, uv_buf_t* buf) {
+  buf->base = g_read_slab;
+  buf->len = sizeof(g_read_slab);
+}
+
+UvStreamHandle* handle_of(uv_stream_t* s) {
+  return static_cast<UvStreamHandle*>(NativeHandle::from(reinterpret_cast<uv_handle_t*>(s)));
+}
+
+void read_cb(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
+  UvStreamHandle* h = handle_of(s);
+  if (h != nullptr && h->owner != nullptr) {
+    h->owner->on_read(nread, buf->base);
+  } else {
+    uv_read_stop(s);
+  }
+}
+
+void write_cb(uv_write_t* req, int status) {
+  auto* h = static_cast<UvStreamHandle*>(req->data);
+  if (h->owner != nullptr) {
+    h->owner->on_write_done(status);
+  } else {
+    h->writing.clear();
+  }
+}
+
+void shutdown_cb(uv_shutdown_t* req, int status) {
+  auto* h = static_cast<UvStreamHandle*>(req->data);
+  if (h->owner != nullptr) h->owner->on_shutdown(status);
+}
+
+int ms_of(double seconds) { return seconds > 0 ? static_cast<int>(std::llround(seconds * 1000.0)) : -1; }
+
+}  // namespace
+
+// ------------------------------------------------------------- UvStreamHandle
+
+UvStreamHandle::UvStreamHandle(uv_loop_t* loop, Kind kind, int* status, int fd_for_tty, bool ipc)
+    : kind_(kind) {
+  switch (kind) {
+    case Kind::Tcp:
+      *status = uv_tcp_init(loop, &h_.tcp);
+      break;
+    case Kind::Pipe:
+      *status = uv_pipe_init(loop, &h_.pipe, ipc ? 1 : 0);
+      break;
+    case Kind::Tty:
+      *status = uv_tty_init(loop, &h_.tty, fd_for_tty, 0);
+      break;
+  }
+}
+
+void UvStreamHandle::release() {
+  if (owner != nullptr) {
+    owner->release();
+  } else {
+    close();
+  }
+}
+
+void UvStreamHandle::on_closed() {
+  if (owner != nullptr) owner->on_handle_closed();
+}
+
+// ------------------------------------------------------------------ Transport
+
+Transport::Transport(UvStreamHandle* handle) : handle_(handle) {
+  handle_->owner = this;
+  uv_os_fd_t fd = -1;
+  if (uv_fileno(handle_->uv_handle(), &fd) == 0) fd_ = fd;
+}
+
+Transport::Transport(int fd) : fd_(fd), owns_fd_(true) {}
+
+Transport::~Transport() {
+  user_ = nullptr;  // being destroyed: nobody to tell
+  close();
+  if (handle_ != nullptr) handle_->owner = nullptr;
+}
+
+uv_loop_t* Transport::loop() const { return handle_ != nullptr ? handle_->uv_handle()->loop : nullptr; }
+
+void Transport::close() {
+  if (closed_) return;
+  closed_ = true;
+  reading_ = false;
+  if (file_) finish_file(UV_ECANCELED, true);
+  if (handle_ != nullptr) {
+    handle_->close();  // a write in flight completes with UV_ECANCELED first
+  } else if (owns_fd_ && fd_ >= 0) {
+    ::close(fd_);
+  }
+  fd_ = -1;
+}
+
+void Transport::on_handle_closed() {
+  handle_ = nullptr;
+  fd_ = -1;
+  closed_ = true;
+  if (user_ != nullptr) user_->on_transport_closed();  // last: the user may let go of this transport
+}
+
+void Transport::release() {
+  if (user_ != nullptr) {
+    user_->release_transport();
+  } else {
+    close();
+  }
+}
+
+// --------------------------------------------------------------------- input
+
+void Transport::consume(size_t n) {
+  in_pos_ += n;
+  if (in_pos_ == in_.size()) {
+    in_.clear();
+    in_pos_ = 0;
+  } else if (in_pos_ >= kCompactAt && in_pos_ >= in_.size() / 2) {
+    in_.erase(0, in_pos_);
+    in_pos_ = 0;
+  }
+}
+
+std::string Transport::take_input() {
+  std::string rest = in_.substr(in_pos_);
+  in_.clear();
+  in_pos_ = 0;
+  return rest;
+}
+
+void Transport::trim() {
+  if (in_pos_ == in_.size() && in_.capacity() > kCompactAt) std::string().swap(in_);
+  if (out_.empty() && out_.capacity() > kCompactAt) std::string().swap(out_);
+  if (handle_ != nullptr && !write_in_flight_ && handle_->writing.capacity() > kCompactAt) {
+    std::string().swap(handle_->writing);
+  }
+  in_pos_ = in_.empty() ? 0 : in_pos_;
+}
+
+void Transport::set_reading(bool on) {
+  if (handle_ == nullptr || closed_ || on == reading_) return;
+  if (!on) {
+    uv_read_stop(handle_->stream());
+    reading_ = false;
+    return;
+  }
+  if (eof_ || read_error_ != 0) return;
+  int rc = uv_read_start(handle_->stream(), alloc_cb, read_cb);
+  if (rc != 0) {
+    read_error_ = rc;  // a write-only pipe, say: the caller sees it at once
+    return;
+  }
+  reading_ = true;
+}
+
+void Transport::on_read(ssize_t nread, const char* data) {
+  if (closed_) return;
+  if (nread > 0) {
+    absorb(data, static_cast<size_t>(nread));
+  } else if (nread < 0) {
+    if (nread == UV_EOF) {
+      eof_ = true;
+    } else {
+      read_error_ = static_cast<int>(nread);
+    }
+    uv_read_stop(handle_->stream());
+    reading_ = false;
+  } else {
+    return;
+  }
+  if (user_ != nullptr) user_->on_input();
+}
+
+// Bytes from the wire into the input (decrypted under TLS; handshake
+// replies and alerts go straight out).
+void Transport::absorb(const char* data, size_t n) {
+  if (in_pos_ == in_.size()) {
+    in_.clear();
+    in_pos_ = 0;
+  }
+  if (tls_ == nullptr) {
+    in_.append(data, n);
+    return;
+  }
+  bool ok = tls_->feed(std::string_view(data, n));
+  tls_->read(&in_);
+  if (tls_->peer_closed()) eof_ = true;
+  if (tls_->has_output()) {
+    if (handle_ != nullptr) {
+      flush();
+    } else {
+      std::string records;
+      tls_->take_output(&records);
+      write_all_now(records.data(), records.size(), 0);
+    }
+  }
+  if (!ok && read_error_ == 0) read_error_ = UV_EPROTO;
+}
+
+bool Transport::read_now() {
+  if (fd_ < 0) return true;
+  char chunk[64 * 1024];
+  ssize_t got = ::read(fd_, chunk, sizeof(chunk));
+  if (got > 0) {
+    absorb(chunk, static_cast<size_t>(got));
+  } else if (got == 0) {
+    eof_ = true;
+  } else if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) {
+    return false;
+  } else {
+    read_error_ = uv_translate_sys_error(errno);
+  }
+  return true;
+}
+
+bool Transport::wait_fd(bool writable, double timeout) const {
+  for (;;) {
+    pollfd pfd{fd_, static_cast<short>(writable ? POLLOUT : POLLIN), 0};
+    int r = ::poll(&pfd, 1, ms_of(timeout));
+    if (r < 0 && errno == EINTR) continue;
+    return r != 0;
+  }
+}
+
+// -------------------------------------------------------------------- output
+
+size_t Transport::pending() const {
+  size_t queued =
+      write_in_flight_ && handle_ != nullptr ? uv_stream_get_write_queue_size(handle_->stream()) : 0;
+  return out_.size() + queued;
+}
+
+void Transport::flush() {
+  if (handle_ == nullptr || closed_ || write_in_flight_) return;
+  if (file_) return;  // the bytes before the file went out when it was queued; later ones follow it
+  if (!out_.empty() || (tls_ != nullptr && tls_->has_output())) start_write();
+}
+
+// Hands the output (encrypted under TLS) to the socket: what it takes now,
+// then the rest with one libuv write. Most answers fit the socket buffer:
+// written with no write request, no callback and no poll change.
+void Transport::start_write() {
+  std::string& w = handle_->writing;
+  w.clear();
+  if (tls_ != nullptr) {
+    if (!out_.empty()) tls_->write(out_);
+    out_.clear();
+    tls_->take_output(&w);
+  } else {
+    w.swap(out_);  // the two buffers trade places: each keeps its capacity
+    out_.clear();
+  }
+  if (w.empty()) return;
+  uv_buf_t buf = uv_buf_init(w.data(), static_cast<unsigned>(w.size()));
+  int wrote = uv_try_write(handle_->stream(), &buf, 1);
+  if (wrote == static_cast<int>(w.size())) {
+    sent_ += w.size();
+    w.clear();
+    return;
+  }
+  if (wrote < 0 && wrote != UV_EAGAIN) {
+    if (write_error_ == 0) write_error_ = wrote;
+    w.clear();
+    return;
+  }
+  size_t done = wrote > 0 ? static_cast<size_t>(wrote) : 0;
+  sent_ += done;
+  buf = uv_buf_init(w.data() + done, static_cast<unsigned>(w.size() - done));
+  handle_->write_req.data = handle_;
+  int rc = uv_write(&handle_->write_req, handle_->stream(), &buf, 1, write_cb);
+  if (rc != 0) {
+    if (write_error_ == 0) write_error_ = rc;
+    w.clear();
+    return;
+  }
+  write_in_flight_ = true;
+  in_flight_ = w.size() - done;
+}
+
+void Transport::on_write_done(int status) {
+  write_in_flight_ = false;
+  handle_->writing.clear();
+  if (closed_) return;
+  if (status < 0) {
+    if (status != UV_ECANCELED && write_error_ == 0) write_error_ = status;
+    if (file_) finish_file(write_error_ != 0 ? write_error_ : status, true);
+  } else {
+    sent_ += in_flight_;
+    if (file_) {
+      int64_t result = 0;
+      if (pump_file(&result)) finish_file(result, true);
+    }
+    if (!write_in_flight_ && !file_ && !closed_) {
+      if (!out_.empty() || (tls_ != nullptr && tls_->has_output())) start_write();
+      if (shutting_down_ && !write_in_flight_ && out_.empty()) {
+        shutting_down_ = false;
+        handle_->shutdown_req.data = handle_;
+        int rc = uv_shutdown(&handle_->shutdown_req, handle_->stream(), shutdown_cb);
+        if (rc != 0 && user_ != nullptr) user_->on_shutdown_done(rc);
+      }
+    }
+  }
+  if (user_ != nullptr && !closed_) user_->on_output();
+}
+
+bool Transport::write_all_now(const char* data, size_t n, double timeout) {
+  size_t done = 0;
+  while (done < n && fd_ >= 0) {
+    ssize_t w = ::send(fd_, data + done, n - done, MSG_NOSIGNAL);
+    if (w < 0 && errno == ENOTSOCK) w = ::write(fd_, data + done, n - done);
+    if (w > 0) {
+      done += static_cast<size_t>(w);
+      sent_ += static_cast<uint64_t>(w);
+      continue;
+    }
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      if (!wait_fd(true, timeout)) return false;
+      continue;
+    }
+    write_error_ = uv_translate_sys_error(errno);
+    return false;
+  }
+  return done == n;
+}
+
+bool Transport::flush_blocking(double timeout) {
+  if (fd_ < 0) return false;
+  if (tls_ != nullptr) {
+    if (!out_.empty()) tls_->write(out_);
+    out_.clear();
+    std::string records;
+    tls_->take_output(&records);
+    return write_all_now(records.data(), records.size(), timeout);
+  }
+  bool ok = write_all_now(out_.data(), out_.size(), timeout);
+  out_.clear();
+  return ok;
+}
+
+// --------------------------------------------------------------------- files
+
+int64_t Transport::send_file(int fd, int64_t offset, int64_t length, bool owns_fd, FileDone done) {
+  file_ = FileSend{fd, offset, length, 0, owns_fd, std::move(done)};
+  if (handle_ == nullptr) {
+    // Blocking: all of it now.
+    int64_t result = 0;
+    if (!flush_blocking(write_timeout)) {
+      result = write_error_ != 0 ? write_error_ : UV_ETIMEDOUT;
+    } else {
+      while (file_->left > 0 && result == 0) {
+        if (tls_ == nullptr) {
+          auto off = static_cast<off_t>(file_->offset);
+          ssize_t n = ::sendfile(fd_, fd, &off, static_cast<size_t>(std::min<int64_t>(file_->left, 1 << 20)));
+          if (n > 0) {
+            file_->offset += n;
+            file_->left -= n;
+            file_->sent += n;
+            sent_ += static_cast<uint64_t>(n);
+            continue;
+          }
+          if (n == 0) break;
+          if (errno == EINTR) continue;
+          if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            if (!wait_fd(true, write_timeout)) result = UV_ETIMEDOUT;
+            continue;
+          }
+          result = uv_translate_sys_error(errno);
+        } else {
+          std::string chunk(static_cast<size_t>(std::min<int64_t>(file_->left, kFileChunk)), '\0');
+          ssize_t n = ::pread(fd, chunk.data(), chunk.size(), file_->offset);
+          if (n <= 0) {
+            if (n < 0) result = uv_translate_sys_error(errno);
+            break;
+          }
+          chunk.resize(static_cast<size_t>(n));
+          file_->offset += n;
+          file_->left -= n;
+          file_->sent += n;
+          out_ = std::move(chunk);
+          if (!flush_blocking(write_timeout)) result = write_error_ != 0 ? write_error_ : UV_ETIMEDOUT;
+        }
+      }
+      if (result == 0) result = file_->sent;
+    }
+    finish_file(result, false);
+    return result;
+  }
+  // Evented: the output before the file goes first.
+  if (!write_in_flight_ && (!out_.empty() || (tls_ != nullptr && tls_->has_output()))) start_write();
+  if (write_in_flight_) return kPending;  // on_write_done goes on with the file
+  int64_t result = 0;
+  if (pump_file(&result)) {
+    finish_file(result, false);
+    return result;
+  }
+  return kPending;
+}
+
+// Sends the file on: sendfile(2) while the socket takes it (at most a burst
+// per turn of the loop), else one chunk read and written through libuv,
+// whose completion is the next turn. True when the file is done (or failed):
+// *result is the bytes sent or the error.
+bool Transport::pump_file(int64_t* result) {
+  FileSend& f = *file_;
+  if (write_error_ != 0) {
+    *result = write_error_;
+    return true;
+  }
+  bool yield = false;  // the burst is used up: continue from a write's completion
+  if (tls_ == nullptr) {
+    int64_t budget = kSendfileBurst;
+    while (f.left > 0 && budget > 0) {
+      auto off = static_cast<off_t>(f.offset);
+      ssize_t n = ::sendfile(fd_, f.fd, &off, static_cast<size_t>(std::min(f.left, budget)));
+      if (n > 0) {
+        f.offset += n;
+        f.left -= n;
+        f.sent += n;
+        budget -= n;
+        sent_ += static_cast<uint64_t>(n);
+        continue;
+      }
+      if (n == 0) {  // the file ended early
+        *result = f.sent;
+        return true;
+      }
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+      *result = uv_translate_sys_error(errno);
+      return true;
+    }
+    if (f.left == 0) {
+      *result = f.sent;
+      return true;
+    }
+    yield = budget <= 0;
+  } else if (f.left == 0) {
+    *result = f.sent;
+    return true;
+  }
+  // A chunk through libuv: it writes what the socket takes and calls back
+  // when all is written (the writability a full socket waits for).
+  std::string& w = handle_->writing;
+  w.assign(static_cast<size_t>(std::min<int64_t>(f.left, kFileChunk)), '\0');
+  ssize_t n = ::pread(f.fd, w.data(), w.size(), f.offset);
+  if (n <= 0) {
+    w.clear();
+    *result = n < 0 ? uv_translate_sys_error(errno) : f.sent;
+    return true;
+  }
+  w.resize(static_cast<size_t>(n));
+  f.offset += n;
+  f.left -= n;
+  f.sent += n;
+  if (tls_ != nullptr) {
+    tls_->write(w);
+    w.clear();
+    tls_->take_output(&w);
+  }
+  uv_buf_t buf = uv_buf_init(w.data(), static_cast<unsigned>(w.size()));
+  size_t done = 0;
+  if (!yield) {
+    int wrote = uv_try_write(handle_->stream(), &buf, 1);
+    if (wrote < 0 && wrote != UV_EAGAIN) {
+      w.clear();
+      *result = wrote;
+      return true;
+    }
+    done = wrote > 0 ? static_cast<size_t>(wrote) : 0;
+    sent_ += done;
+  }
+  buf = uv_buf_init(w.data() + done, static_cast<unsigned>(w.size() - done));
+  handle_->write_req.data = handle_;
+  // (A write of nothing left still calls back: the next turn of the file.)
+  int rc = uv_write(&handle_->write_req, handle_->stream(), &buf, 1, write_cb);
+  if (rc != 0) {
+    w.clear();
+    *result = rc;
+    return true;
+  }
+  write_in_flight_ = true;
+  in_flight_ = w.size() - done;
+  return false;
+}
+
+void Transport::finish_file(int64_t result, bool notify) {
+  FileSend f = std::move(*file_);
+  file_.reset();
+  if (f.owns_fd && f.fd >= 0) ::close(f.fd);
+  if (notify && f.done) f.done(result);
+}
+
+void Transport::cancel_file() {
+  if (file_) finish_file(UV_ECANCELED, true);
+}
+
+// ------------------------------------------------------------------ shutdown
+
+int Transport::shutdown() {
+  if (tls_ != nullptr) tls_->close();  // close_notify goes before the TCP half-close
+  if (handle_ == nullptr) {
+    if (tls_ != nullptr) flush_blocking(write_timeout);
+    if (fd_ >= 0 && ::shutdown(fd_, SHUT_WR) != 0 && errno != ENOTSOCK && errno != ENOTCONN) {
+      return uv_translate_sys_error(errno);
+    }
+    return 0;
+  }
+  flush();
+  if (write_in_flight_ || file_ || !out_.empty()) {
+    shutting_down_ = true;  // after the output (on_write_done)
+    return 0;
+  }
+  handle_->shutdown_req.data = handle_;
+  return uv_shutdown(&handle_->shutdown_req, handle_->stream(), shutdown_cb);
+}
+
+void Transport::on_shutdown(int status) {
+  if (user_ != nullptr && !closed_) user_->on_shutdown_done(status);
+}
+
+// ----------------------------------------------------------------------- TLS
+
+void Transport::start_tls(std::unique_ptr<tls::Session> session) {
+  tls_ = std::move(session);
+  // Whatever arrived before TLS started is already ciphertext.
+  std::string early = take_input();
+  if (!early.empty()) absorb(early.data(), early.size());
+  if (handle_ != nullptr) {
+    flush();
+  } else {
+    flush_blocking(write_timeout);
+  }
+}
+
+}  // namespace evo

@@ -1,0 +1,218 @@
+// Transport: the one connection object under every byte stream in Evo — net
+// streams (TCP, Unix sockets), process pipes, HTTP connections, WebSockets
+// after an upgrade (nginx's ngx_connection_t, Redis's connection).
+//
+// A transport is a socket (a libuv stream handle in the evented Io mode, a
+// plain descriptor in the blocking one) with an optional TLS session, one
+// input buffer that compacts, one corked output buffer (written with
+// uv_try_write first, then one libuv write at a time), and one path for
+// files (sendfile(2) in bounded chunks driven by writability; pread + TLS
+// under a session). Its user — an HTTP connection, a Lua Stream — decides
+// what the bytes mean: it is told when input arrives and when output moves
+// (TransportUser), and reads and writes the buffers itself. An upgrade moves
+// the transport to another user: no dup(), no second handle.
+//
+// The transport never calls its user back from a call the user made: only
+// from libuv's callbacks. A user checks drained()/pending() after flush().
+#pragma once
+
+#include <uv.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "core/handle.h"
+#include "modules/tls.h"
+
+namespace evo {
+
+class Transport;
+
+// The libuv handle under an evented transport, and what libuv refers to
+// while a write or shutdown is in flight (the request and the bytes), so
+// all of it lives until the close callback, even when the transport (a Lua
+// userdata, a connection) is gone first.
+class UvStreamHandle final : public NativeHandle {
+ public:
+  enum class Kind : uint8_t { Tcp, Pipe, Tty };
+  UvStreamHandle(uv_loop_t* loop, Kind kind, int* status, int fd_for_tty = -1, bool ipc = false);
+  uv_handle_t* uv_handle() override { return &h_.handle; }
+  void release() override;  // through its transport's user
+  uv_stream_t* stream() { return &h_.stream; }
+  uv_tcp_t* tcp() { return &h_.tcp; }
+  uv_pipe_t* pipe() { return &h_.pipe; }
+  [[nodiscard]] Kind kind() const { return kind_; }
+  Transport* owner = nullptr;
+  uv_write_t write_req{};
+  uv_shutdown_t shutdown_req{};
+  std::string writing;  // the bytes of the write in flight
+
+ protected:
+  void on_closed() override;
+
+ private:
+  union {
+    uv_handle_t handle;
+    uv_stream_t stream;
+    uv_tcp_t tcp;
+    uv_pipe_t pipe;
+    uv_tty_t tty;
+  } h_{};
+  Kind kind_;
+};
+
+// Who uses a transport. Called only from libuv callbacks.
+class TransportUser {
+ public:
+  virtual void on_input() = 0;  // input grew, or the end or an error came
+  virtual void on_output() {}   // a write completed: pending() fell
+  virtual void on_shutdown_done(int /*status*/) {}
+  virtual void on_transport_closed() {}  // the handle is gone
+  virtual void release_transport() = 0;  // the runtime's exit sweep: close as the owner would
+
+ protected:
+  ~TransportUser() = default;
+};
+
+class Transport {
+ public:
+  // Over an open libuv stream handle (the evented Io mode; taken over).
+  explicit Transport(UvStreamHandle* handle);
+  // Over a plain descriptor (the blocking Io mode; closed with the transport).
+  explicit Transport(int fd);
+  ~Transport();
+  Transport(const Transport&) = delete;
+  Transport& operator=(const Transport&) = delete;
+
+  void set_user(TransportUser* user) { user_ = user; }
+  [[nodiscard]] bool evented() const { return handle_ != nullptr; }
+  [[nodiscard]] bool closed() const { return closed_; }
+  [[nodiscard]] int fd() const { return fd_; }
+  [[nodiscard]] uv_stream_t* uv_stream() const { return handle_ != nullptr ? handle_->stream() : nullptr; }
+  [[nodiscard]] uv_loop_t* loop() const;
+  // Closes the socket (a write in flight is abandoned; a file send ends
+  // with UV_ECANCELED).
+  void close();
+
+  // ---- input: plaintext not yet consumed by the user
+  [[nodiscard]] std::string_view input() const { return std::string_view(in_).substr(in_pos_); }
+  [[nodiscard]] size_t buffered() const { return in_.size() - in_pos_; }
+  // Drops n bytes; the buffer compacts once what was read is most of it.
+  void consume(size_t n);
+  std::string take_input();
+  // Plaintext read past an upgrade request, for the next user.
+  void preload(std::string_view plaintext) { in_.append(plaintext); }
+  [[nodiscard]] bool eof() const { return eof_; }
+  [[nodiscard]] int read_error() const { return read_error_; }
+  [[nodiscard]] bool at_end() const { return eof_ || read_error_ != 0 || fd_ < 0; }
+  // Evented: reads are delivered (on_input) while on. Off: the kernel buffers.
+  void set_reading(bool on);
+  [[nodiscard]] bool reading() const { return reading_; }
+  // One read(2) straight from the descriptor (the blocking mode, or an
+  // evented transport where the caller cannot wait): true when it brought
+  // data, the end or an error; false when nothing was there.
+  bool read_now();
+  // Waits up to timeout seconds (<= 0: for ever) for the descriptor to be
+  // readable (or writable); false on timeout.
+  bool wait_fd(bool writable, double timeout) const;
+  // Releases the input buffer's memory when it is empty and large (an idle
+  // connection keeps no peak-sized buffer).
+  void trim();
+
+  // ---- output: a corked buffer; flush() sends it
+  std::string& output() { return out_; }
+  void write(std::string_view bytes) { out_.append(bytes); }
+  // Evented: writes what it can now (uv_try_write), the rest with one libuv
+  // write; then a file queued behind the output. Never calls the user.
+  void flush();
+  // Blocking: writes all of the output and any queued TLS records; false on
+  // a failure (write_error()) or a timeout (write_error() 0).
+  bool flush_blocking(double timeout);
+  // Bytes handed over and not yet taken by the socket.
+  [[nodiscard]] size_t pending() const;
+  [[nodiscard]] bool write_in_flight() const { return write_in_flight_; }
+  [[nodiscard]] bool drained() const { return pending() == 0 && !write_in_flight_ && !file_.has_value(); }
+  [[nodiscard]] int write_error() const { return write_error_; }
+  // Bytes the socket has taken so far: a send timeout looks for progress.
+  [[nodiscard]] uint64_t sent() const { return sent_; }
+  // Seconds a blocking write may wait for the socket (<= 0: for ever).
+  double write_timeout = 0;
+
+  // ---- files
+  using FileDone = std::function<void(int64_t result)>;  // bytes sent, or a negative libuv status
+  static constexpr int64_t kPending = -1000000;
+  // Sends length bytes of fd from offset after the output before them
+  // (owns_fd: closed when done). Returns the bytes sent when that finished
+  // now (done is not called then), or kPending: done(result) follows from a
+  // libuv callback, or from close(). Plain sockets use sendfile(2), a chunk
+  // at a time while the socket takes it; under TLS the file is read and
+  // encrypted a chunk at a time, below the high-water mark.
+  int64_t send_file(int fd, int64_t offset, int64_t length, bool owns_fd, FileDone done);
+  [[nodiscard]] bool file_in_flight() const { return file_.has_value(); }
+  // Drops a file send (done(UV_ECANCELED) runs).
+  void cancel_file();
+
+  // ---- shutdown: once the output is written, a half-close (close_notify
+  // first under TLS). Evented: on_shutdown_done(status) follows; returns 0
+  // or a libuv error now. Blocking: done when it returns.
+  int shutdown();
+
+  // ---- TLS: from now on the bytes on the wire are this session's records.
+  void start_tls(std::unique_ptr<tls::Session> session);
+  void adopt_tls(std::unique_ptr<tls::Session> session) { tls_ = std::move(session); }
+  std::unique_ptr<tls::Session> take_tls() { return std::move(tls_); }
+  [[nodiscard]] tls::Session* tls() const { return tls_.get(); }
+
+  // ---- from the handle's callbacks
+  void on_read(ssize_t nread, const char* data);
+  void on_write_done(int status);
+  void on_shutdown(int status);
+  void on_handle_closed();
+  void release();
+
+  static constexpr size_t kCompactAt = size_t{16} * 1024;
+  static constexpr size_t kFileChunk = size_t{64} * 1024;    // read for TLS or a full socket
+  static constexpr size_t kSendfileBurst = size_t{1} << 20;  // per turn of the loop (sendfile_max_chunk)
+
+ private:
+  struct FileSend {
+    int fd;
+    int64_t offset;
+    int64_t left;
+    int64_t sent;
+    bool owns_fd;
+    FileDone done;
+  };
+  void absorb(const char* data, size_t n);
+  bool write_all_now(const char* data, size_t n, double timeout);
+  // Continues the file send; true when it finished (or failed) now.
+  bool pump_file(int64_t* result);
+  void finish_file(int64_t result, bool notify);
+  void start_write();
+
+  UvStreamHandle* handle_ = nullptr;
+  TransportUser* user_ = nullptr;
+  int fd_ = -1;
+  bool owns_fd_ = false;
+  bool closed_ = false;
+  bool eof_ = false;
+  bool reading_ = false;
+  bool write_in_flight_ = false;
+  bool shutting_down_ = false;
+  int read_error_ = 0;
+  int write_error_ = 0;
+  uint64_t sent_ = 0;
+  size_t in_flight_ = 0;  // bytes of the libuv write in flight (not yet in sent_)
+  std::string in_;
+  size_t in_pos_ = 0;
+  std::string out_;
+  std::unique_ptr<tls::Session> tls_;
+  std::optional<FileSend> file_;
+};
+
+}  // namespace evo
