@@ -22,8 +22,8 @@ local net = require("net")
 local errors = require("evo.errors")
 local args = require("evo.args")
 
-local type, error, tostring, setmetatable, pairs, ipairs =
-  type, error, tostring, setmetatable, pairs, ipairs
+local type, error, tostring, setmetatable, getmetatable, pairs, ipairs =
+  type, error, tostring, setmetatable, getmetatable, pairs, ipairs
 local lower, match, gmatch, concat = string.lower, string.match, string.gmatch, table.concat
 local isyieldable = coroutine.isyieldable
 local feed, nextEvent, nsend = native.feed, native.next, native.send
@@ -169,6 +169,20 @@ function Conn:close(code, reason)
 end
 
 function Conn:isClosed() return self.closedWith ~= nil end
+
+-- The methods check self and their arguments first (evo.args.method), so
+-- misuse names the method as the user called it.
+do
+  local function isConn(c) return getmetatable(c) == Conn end
+  local function method(name, ...)
+    Conn[name] = args.method(name, Conn[name], isConn, "WebSocket", ...)
+  end
+  method("receive")
+  method("send", "string", "string?")
+  method("ping", "string|number?")
+  method("close", "number?", "string?")
+  method("isClosed")
+end
 
 ----------------------------------------------------------------- server
 
