@@ -382,6 +382,7 @@ function File:seek(whence, offset)
   if whence ~= "set" and whence ~= "cur" and whence ~= "end" then
     error(("bad argument #1 to 'seek' (invalid option '%s')"):format(tostring(whence)), 2)
   end
+  check(2, "seek", offset, "number")
   return locked(self, "seek", seekOp, whence, offset)
 end
 

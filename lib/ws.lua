@@ -22,8 +22,8 @@ local net = require("net")
 local errors = require("evo.errors")
 local args = require("evo.args")
 
-local type, error, tostring, setmetatable, pairs, ipairs =
-  type, error, tostring, setmetatable, pairs, ipairs
+local type, error, tostring, setmetatable, getmetatable, pairs, ipairs =
+  type, error, tostring, setmetatable, getmetatable, pairs, ipairs
 local lower, match, gmatch, concat = string.lower, string.match, string.gmatch, table.concat
 local isyieldable = coroutine.isyieldable
 local feed, nextEvent, nsend = native.feed, native.next, native.send
@@ -58,6 +58,16 @@ local function finishClose(self, code, reason)
   self.stream:close()
 end
 
+-- A protocol violation in what the peer sent: the engine's Close (with the
+-- violation's code) is on its way and the connection closes, but the
+-- messages that came before the violation, maybe in the same read, are still
+-- to be received; receive() returns the error after them.
+local function protocolFailure(self)
+  local _, _, _, code, reason = native.state(self.session)
+  self.failedWith = closedError(code, reason, "WebSocket protocol error (" .. code .. "): " .. reason)
+  self.stream:close()
+end
+
 -- conn:receive() -> data, "text" | "binary"; or nil, err once closed
 -- (err.code "Closed", err.closeCode, err.reason). Pings are answered by the
 -- engine and not returned; conn.onPong(data) sees pongs if set.
@@ -77,6 +87,10 @@ function Conn:receive()
     elseif kind == "pong" then
       if self.onPong then self.onPong(data) end
     elseif kind == nil then
+      if self.failedWith then  -- every message before the violation is delivered: now the error
+        self.closedWith = self.failedWith
+        return nil, self.closedWith
+      end
       self.receiving = true
       local bytes, err = stream:read()
       self.receiving = false
@@ -88,12 +102,7 @@ function Conn:receive()
       end
       local ok, out = feed(session, bytes)
       if out then stream:write(out) end
-      if not ok then
-        local _, _, _, code, reason = native.state(session)
-        self.closedWith = closedError(code, reason, "WebSocket protocol error (" .. code .. "): " .. reason)
-        stream:close()
-        return nil, self.closedWith
-      end
+      if not ok then protocolFailure(self) end
     end
     -- "ping": answered already
   end
@@ -105,7 +114,7 @@ function Conn:send(data, kind)
   if kind ~= nil and kind ~= "text" and kind ~= "binary" then
     error("bad argument #2 to 'send' (\"text\" or \"binary\" expected)", 2)
   end
-  if self.closedWith then return nil, self.closedWith end
+  if self.closedWith or self.failedWith then return nil, self.closedWith or self.failedWith end
   local frame = nsend(self.session, data, kind == "binary")
   if not frame then return nil, closedError(1000, "", "the WebSocket is closing") end
   return self.stream:write(frame)
@@ -113,7 +122,7 @@ end
 
 -- conn:ping([data]) -> true | nil, err
 function Conn:ping(data)
-  if self.closedWith then return nil, self.closedWith end
+  if self.closedWith or self.failedWith then return nil, self.closedWith or self.failedWith end
   local frame = native.ping(self.session, data or "")
   if not frame then return nil, closedError(1000, "", "cannot ping (closing, or more than 125 bytes)") end
   return self.stream:write(frame)
@@ -135,7 +144,7 @@ function Conn:close(code, reason)
       .. tostring(code) .. ")", 2)
   end
   if reason ~= nil and type(reason) ~= "string" then args.fail(2, "close", "string", reason) end
-  if self.closedWith then return true end
+  if self.closedWith or self.failedWith then return true end
   local frame = native.close(self.session, code, reason or "")
   if frame then self.stream:write(frame) end
   if self.receiving then
@@ -160,6 +169,20 @@ function Conn:close(code, reason)
 end
 
 function Conn:isClosed() return self.closedWith ~= nil end
+
+-- The methods check self and their arguments first (evo.args.method), so
+-- misuse names the method as the user called it.
+do
+  local function isConn(c) return getmetatable(c) == Conn end
+  local function method(name, ...)
+    Conn[name] = args.method(name, Conn[name], isConn, "WebSocket", ...)
+  end
+  method("receive")
+  method("send", "string", "string?")
+  method("ping", "string|number?")
+  method("close", "number?", "string?")
+  method("isClosed")
+end
 
 ----------------------------------------------------------------- server
 
@@ -340,11 +363,7 @@ function ws.connect(url, opts)
   if after ~= "" then  -- frames sent right behind the 101
     local ok, out = feed(conn.session, after)
     if out then stream:write(out) end
-    if not ok then
-      local _, _, _, code, reason = native.state(conn.session)
-      conn.closedWith = closedError(code, reason, "WebSocket protocol error (" .. code .. "): " .. reason)
-      stream:close()
-    end
+    if not ok then protocolFailure(conn) end
   end
   return conn
 end

@@ -5,6 +5,7 @@
 
 #include "core/handle.h"
 #include "lua/errors.h"
+#include "lua/finalizers.h"
 #include "lua/interrupt.h"
 #include "lua/luv_glue.h"
 #include "lua/modules.h"
@@ -50,6 +51,7 @@ Runtime::Runtime(RuntimeOptions options) : options_(std::move(options)) {
   traceback_ref_ = luaL_ref(L_, LUA_REGISTRYINDEX);
   lua_pushliteral(L_, "__index");
   index_name_ref_ = luaL_ref(L_, LUA_REGISTRYINDEX);
+  finalizers::install(L_);
   luv_glue::setup(L_, loop_.get());
   modules::install(L_, options_.script_dir, /*worker=*/false);
   tasks_ = std::make_unique<TaskSystem>(*this, options_.blocking);

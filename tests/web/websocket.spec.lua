@@ -267,6 +267,29 @@ describe("Python websockets client -> Evo ws.accept", function()
     assert.equal({last.opcode, last.code}, {8, 1002})
   end, 20)
 
+  -- Two messages and a violation in one TCP send: both messages reach the
+  -- handler before the close with the violation's code.
+  for _, case in ipairs({
+    {"a reserved opcode", {opcode = 3, text = "what"}, 1002},
+    {"invalid UTF-8", {opcode = 1, hex = "48c328ff"}, 1007},
+    {"a message over maxMessage", {opcode = 1, text = string.rep("x", 2000)}, 1009},
+  }) do
+    it("delivers the messages read with " .. case[1] .. " before closing with " .. case[3], function()
+      local r = W.wsRaw(S.port, {
+        {"frames", {{opcode = 1, text = "one"}, {opcode = 2, hex = "0102"}, case[2]}},
+        {"until_close"},
+      }, {path = "/small"})
+      assert.equal(r.status, 101)
+      local last = r.frames[#r.frames]
+      assert.equal({last.opcode, last.code}, {8, case[3]})
+      assert.equal(W.get(S.events)[1], "open")
+      assert.equal(W.get(S.events), {"message", "one", "text"})
+      assert.equal(W.get(S.events), {"message", "\1\2", "binary"})
+      local e = W.get(S.events)
+      assert.equal({e[1], e[2], e[3]}, {"closed", "Closed", case[3]})
+    end, 20)
+  end
+
   it("reassembles a fragmented message with a ping in between", function()
     local _, r = violation({
       {"frame", {opcode = 1, fin = false, text = "Hel"}},
@@ -551,6 +574,26 @@ describe("WebSocketServer", function()
     local ok, err = server:Send(id, "gone")
     assert.isNil(ok)
     assert.truthy(err)
+    server:StopListening()
+  end, 20)
+
+  it("reports the messages read with a protocol violation before closing with 1002", function()
+    local server, q = newServer()
+    local r = W.wsRaw(server.port, {
+      {"frames", {{opcode = 1, text = "first"}, {opcode = 1, text = "second"}, {opcode = 3, text = "bad"}}},
+      {"until_close"},
+    })
+    assert.equal(r.status, 101)
+    local last = r.frames[#r.frames]
+    assert.equal({last.opcode, last.code}, {8, 1002})
+    local e = W.get(q)
+    assert.equal(e[1], "WEBSOCKET_CONNECTION_ESTABLISHED")
+    local id = e[2].connectionID
+    assert.equal(W.get(q), {"WEBSOCKET_MESSAGE_RECEIVED", {connectionID = id, data = "first", binary = false}})
+    assert.equal(W.get(q), {"WEBSOCKET_MESSAGE_RECEIVED", {connectionID = id, data = "second", binary = false}})
+    e = W.get(q)
+    assert.equal(e[1], "WEBSOCKET_CONNECTION_CLOSED")
+    assert.equal({e[2].connectionID, e[2].code}, {id, 1002})
     server:StopListening()
   end, 20)
 

@@ -7,6 +7,7 @@ status, headers and body, and the steps do not run.
 Steps: ["frame", {"opcode", "fin" (true), "rsv" (0..7), "mask" (true),
 "text" | "hex", "code" (a close code put before the payload), "deflate"
 (compress the payload and set RSV1)}],
+["frames", [spec, ...]] (several frames in one send, so the server reads them together),
 ["read"] (one frame), ["until_close"] (frames until a close frame or EOF),
 ["sleep", s].
 Report: {status, headers, body, frames = {{opcode, fin, rsv, masked, data,
@@ -130,6 +131,8 @@ def main(config):
             op = step[0]
             if op == "frame":
                 sock.sendall(build(step[1]))
+            elif op == "frames":
+                sock.sendall(b"".join(build(spec) for spec in step[1]))
             elif op == "read":
                 frames.append(conn.frame())
             elif op == "until_close":
