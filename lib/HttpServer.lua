@@ -84,8 +84,8 @@ local function call(self, handler, event, payload)
   end)
   local id, c = payload.requestID, rawget(self, "native")
   if id and c and event ~= "HTTP_CONNECTION_ABORTED" then
-    local answered = pcall(native.fail, c, id)
-    if answered then pcall(markSent, self, id) end
+    local okFail, answered = pcall(native.fail, c, id)
+    if okFail and answered then pcall(markSent, self, id) end
   end
 end
 
