@@ -10,18 +10,30 @@
 --   end
 --   server:StartListening(8080, "127.0.0.1")
 --
--- Events, straight from the engine's callbacks:
---   SERVER_STARTED_LISTENING {port, host}
+-- Events:
+--   SERVER_STARTED_LISTENING {port, host}     (from StartListening, in its caller)
 --   HTTP_REQUEST_STARTED     {requestID, method, path, query}        headers in
 --   HTTP_REQUEST_FINISHED    {requestID, method, path, query, headers, body}
 --   HTTP_CONNECTION_ABORTED  {requestID}   the client left before the response ended
 --   SERVER_STOPPED_LISTENING {port, host}
+-- The engine's events run their handlers in tasks of their own (pooled), as
+-- http.serve runs its handler: a handler may sleep, read files or make
+-- requests, suspending only itself. The STARTED and FINISHED handlers of one
+-- request run one after the other, in that order. An error in either answers
+-- 500 (or cuts a response already under way) and is reported.
 -- A response may be written at any time after HTTP_REQUEST_STARTED, from any
 -- handler or task: WriteStatus, WriteHeader, then WriteResponse (streamed,
--- chunked) and/or SendResponse (the body, or its last part, and the end).
+-- chunked; in a task it waits while the client is slow to read) and/or
+-- SendResponse (the body, or its last part, and the end).
 local events = require("events")
 local native = require("evo.http")
 local args = require("evo.args")
+local errors = require("evo.errors")
+local reportError = require("evo.core").reportHandlerError
+local summary = require("pretty").summary
+local xpcall, pcall, traceback, tostring, type = xpcall, pcall, debug.traceback, tostring, type
+local getmetatable, rawget, setmetatable = getmetatable, rawget, setmetatable
+local isyieldable = coroutine.isyieldable
 
 local HttpServer = events.class("HttpServer", {
   "SERVER_STARTED_LISTENING", "HTTP_REQUEST_STARTED", "HTTP_REQUEST_FINISHED",
@@ -35,6 +47,84 @@ function HttpServer:init(opts)
   self.options = opts or {}
 end
 
+local MAX_REMEMBERED = 4096  -- answered ids remembered, to tell AlreadySent from Closed
+
+local function markSent(self, id)
+  local sent = self.sentIDs
+  if not sent or self.sentCount >= MAX_REMEMBERED then
+    sent = {}
+    self.sentIDs, self.sentCount = sent, 0
+  end
+  sent[id] = true
+  self.sentCount = self.sentCount + 1
+end
+
+------------------------------------------------- handlers run as tasks
+
+local function className(object)
+  local mt = getmetatable(object)
+  return mt and rawget(mt, "__name") or "object"
+end
+
+local function describe(err)
+  if type(err) == "table" then
+    local mt = getmetatable(err)
+    if not (mt and mt.__tostring) then return summary(err) end
+  end
+  return tostring(err)
+end
+
+-- Calls one handler; its error is reported like any event handler's and,
+-- for a request's STARTED or FINISHED, answers 500 (or cuts the response).
+local function call(self, handler, event, payload)
+  local ok, err = xpcall(handler, traceback, self, event, payload)
+  if ok then return end
+  pcall(function()
+    reportError(("error in %s:%s handler: %s"):format(className(self), event, describe(err)))
+  end)
+  local id, c = payload.requestID, rawget(self, "native")
+  if id and c and event ~= "HTTP_CONNECTION_ABORTED" then
+    local okFail, answered = pcall(native.fail, c, id)
+    if okFail and answered then pcall(markSent, self, id) end
+  end
+end
+
+-- Requests whose STARTED or FINISHED handler runs, by server, then id: the
+-- list of the handlers waiting for it.
+local running = setmetatable({}, {__mode = "k"})
+
+-- The engine runs every handler of its events as runEvent(self, handler,
+-- EVENT, payload) in a pooled task (events::emit_task), which must not
+-- raise. A request's FINISHED handler waits for its STARTED handler to end
+-- (it runs in the same task, right after); one whose request was answered or
+-- whose client left meanwhile is dropped. HTTP_CONNECTION_ABORTED does not
+-- wait: a handler still running learns at once that its client is gone.
+local function runEvent(self, handler, event, payload)
+  local id = payload.requestID
+  if id == nil or event == "HTTP_CONNECTION_ABORTED" then return call(self, handler, event, payload) end
+  local byID = running[self]
+  if not byID then
+    byID = {}
+    running[self] = byID
+  end
+  local queue = byID[id]
+  if queue then
+    queue[#queue + 1] = {handler, event, payload}
+    return
+  end
+  queue = {}
+  byID[id] = queue
+  call(self, handler, event, payload)
+  local i = 0
+  while i < #queue do
+    i = i + 1
+    local job = queue[i]
+    local c = rawget(self, "native")
+    if c and native.pending(c, id) then call(self, job[1], job[2], job[3]) end
+  end
+  byID[id] = nil
+end
+
 -- StartListening(port [, host]) -> self | nil, err
 function HttpServer:StartListening(port, host)
   args.port(1, "StartListening", port, 0)
@@ -46,7 +136,7 @@ function HttpServer:StartListening(port, host)
   local terr
   opts, terr = require("evo.httptls")(opts)
   if not opts then return nil, terr end
-  local core, err = native.serve(self, opts)
+  local core, err = native.serve(self, opts, nil, runEvent)
   if not core then return nil, err end
   self.native = core
   self.port = native.port(core)
@@ -80,17 +170,35 @@ end, "number", "number|string")
 HttpServer.WriteHeader = method("WriteHeader", function(self, id, name, value)
   return native.writeHeader(core(self, "WriteHeader"), id, name, value)
 end, "number", "string", "string|number|table")
--- WriteResponse(id, chunk) -> true | nil, err: streams a part of the body
+-- WriteResponse(id, chunk) -> true | nil, err: streams a part of the body.
+-- In a task it suspends while more than 64 KiB waits to be written to the
+-- client (as res:write); elsewhere it queues the chunk and returns.
+local writing = setmetatable({}, {__mode = "k"})  -- server -> {id = true} while a task waits
 HttpServer.WriteResponse = method("WriteResponse", function(self, id, chunk)
-  return native.writeResponse(core(self, "WriteResponse"), id, chunk)
+  local c = core(self, "WriteResponse")
+  if type(chunk) == "number" then chunk = tostring(chunk) end
+  -- The connection has one slot for a waiting writer: a second task writing
+  -- the same response meanwhile queues without waiting.
+  local waiting = writing[self]
+  local wait = isyieldable() and not (waiting and waiting[id])
+  if not wait then
+    local _, a, b = native.writeResponse(c, id, chunk, false)
+    return a, b
+  end
+  if not waiting then
+    waiting = {}
+    writing[self] = waiting
+  end
+  waiting[id] = true
+  local ok, a, b = native.writeResponse(c, id, chunk, true)
+  waiting[id] = nil
+  if not ok then error(errors.canceled(), 2) end
+  return a, b
 end, "number", "string|number")
 -- SendResponse(id [, body]) -> true | nil, err: the body (or its last part)
 -- and the end. err.code: "AlreadySent" (this request was answered; the
 -- last 4096 answered ids are remembered), "Closed" (the client left, or no
 -- such request).
-local errors = require("evo.errors")
-local MAX_REMEMBERED = 4096  -- answered ids remembered, to tell AlreadySent from Closed
-
 HttpServer.SendResponse = method("SendResponse", function(self, id, body)
   local c = core(self, "SendResponse")
   local sent = self.sentIDs
@@ -99,12 +207,7 @@ HttpServer.SendResponse = method("SendResponse", function(self, id, body)
   end
   local ok, err = native.sendResponse(c, id, body)
   if ok then
-    if not sent or self.sentCount >= MAX_REMEMBERED then
-      sent = {}
-      self.sentIDs, self.sentCount = sent, 0
-    end
-    sent[id] = true
-    self.sentCount = self.sentCount + 1
+    markSent(self, id)
     return ok
   end
   return nil, err

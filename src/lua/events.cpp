@@ -5,6 +5,7 @@
 
 #include "lua/errors.h"
 #include "lua/runtime.h"
+#include "lua/tasks.h"
 
 namespace evo::events {
 namespace {
@@ -75,9 +76,14 @@ bool valid_name(std::string_view name) {
   return !name.empty() && name[0] >= 'A' && name[0] <= 'Z' && std::ranges::all_of(name, allowed);
 }
 
-void emit_raw(Runtime& rt, int object_ref, const char* event, FillFn fill, void* arg) {
+namespace {
+
+// Pushes the message handler, the object, the event name and its handler
+// (base+1..base+4) and returns true; or, when nobody listens (the silent
+// default with debugging off) or the lookup failed (reported), restores the
+// stack to base and returns false.
+bool find_handler(Runtime& rt, int object_ref, const char* event, int base) {
   lua_State* L = rt.L();
-  int base = lua_gettop(L);
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt.traceback_ref());  // base+1: message handler
   lua_rawgeti(L, LUA_REGISTRYINDEX, object_ref);          // base+2: object
   lua_pushstring(L, event);                               // base+3: event name
@@ -90,7 +96,7 @@ void emit_raw(Runtime& rt, int object_ref, const char* event, FillFn fill, void*
     if (lua_pcall(L, 2, 1, base + 1) != 0) {
       report_handler_error(L, obj, event);
       lua_settop(L, base);
-      return;
+      return false;
     }
   }
   // base+4: handler. An event the class did not declare gets the default too.
@@ -105,14 +111,48 @@ void emit_raw(Runtime& rt, int object_ref, const char* event, FillFn fill, void*
   if ((is_default && !rt.debug()) || lua_isnil(L, -1)) {
     // Nobody listens: no payload, no call.
     lua_settop(L, base);
-    return;
+    return false;
   }
+  return true;
+}
+
+}  // namespace
+
+void emit_raw(Runtime& rt, int object_ref, const char* event, FillFn fill, void* arg) {
+  lua_State* L = rt.L();
+  int base = lua_gettop(L);
+  if (!find_handler(rt, object_ref, event, base)) return;
+  const int obj = base + 2;
   lua_pushvalue(L, obj);
-  lua_pushvalue(L, key);
+  lua_pushvalue(L, base + 3);
   lua_createtable(L, 0, 4);
   fill(L, arg);
   if (lua_pcall(L, 3, 0, base + 1) != 0) report_handler_error(L, obj, event);
   lua_settop(L, base);
+}
+
+void emit_task_raw(Runtime& rt, int object_ref, const char* event, int runner_ref, FillFn fill, void* arg) {
+  TaskSystem& sys = rt.tasks();
+  if (runner_ref == LUA_NOREF || sys.blocking() || sys.closed()) {
+    emit_raw(rt, object_ref, event, fill, arg);
+    return;
+  }
+  lua_State* L = rt.L();
+  int base = lua_gettop(L);
+  if (!find_handler(rt, object_ref, event, base)) return;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, runner_ref);
+  lua_pushvalue(L, base + 2);  // object
+  lua_pushvalue(L, base + 4);  // handler
+  lua_pushvalue(L, base + 3);  // event name
+  lua_createtable(L, 0, 4);
+  fill(L, arg);
+  // From a libuv callback the handler runs at once, up to its first
+  // suspension (an answer given at once goes out with the others of this
+  // read); from inside a task it is queued like any new task.
+  bool now = sys.resuming == nullptr;
+  Task* t = sys.spawn_pooled(L, 4, !now);
+  lua_settop(L, base);
+  if (now) sys.run_now(t);
 }
 
 }  // namespace evo::events

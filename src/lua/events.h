@@ -42,6 +42,25 @@ void emit(Runtime& rt, int object_ref, const char* event, Fill&& fill) {
       const_cast<void*>(static_cast<const void*>(&fill)));
 }
 
+// Like emit, but the handler runs in a task of its own (a pooled one:
+// TaskSystem::spawn_pooled), so it may suspend (sleep, I/O, await) without
+// holding up the loop: runner(object, handler, EVENT, payload) is called in
+// the task and must not raise (it calls the handler in a protected call and
+// reports its error). The lookup is emit's: an event nobody listens to
+// spawns no task and builds no payload. From a libuv callback the task runs
+// at once, up to its first suspension; from inside a task it is queued.
+// Without a runner (LUA_NOREF), in the blocking Io mode or once the tasks
+// are closed, it is emit.
+void emit_task_raw(Runtime& rt, int object_ref, const char* event, int runner_ref, FillFn fill, void* arg);
+
+template <class Fill>
+void emit_task(Runtime& rt, int object_ref, const char* event, int runner_ref, Fill&& fill) {
+  using F = std::remove_reference_t<Fill>;
+  emit_task_raw(
+      rt, object_ref, event, runner_ref, [](lua_State* L, void* arg) { (*static_cast<F*>(arg))(L); },
+      const_cast<void*>(static_cast<const void*>(&fill)));
+}
+
 // Payload helpers: set a field of the table on top of the stack.
 inline void field(lua_State* L, const char* key, double value) {
   lua_pushnumber(L, value);

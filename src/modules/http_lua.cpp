@@ -184,6 +184,11 @@ double opt_number(lua_State* L, int idx, const char* key, double dflt) {
 }
 
 // serve(object, opts, handler|nil, runner|nil) -> server | nil, err
+// Task style: runner(handler, res, method, path, query) runs each request's
+// handler in a pooled task. Event style (no handler): runner(object,
+// handler, EVENT, payload) runs each event handler in a pooled task
+// (events::emit_task); without a runner the handlers are called straight
+// from the engine's callbacks.
 int l_serve(lua_State* L) {
   luaL_checktype(L, 2, LUA_TTABLE);
   ServerConfig cfg;
@@ -217,6 +222,8 @@ int l_serve(lua_State* L) {
   if (!cfg.events) {
     lua_pushvalue(L, 3);
     server->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  if (lua_isfunction(L, 4)) {  // the event style's runner: its handlers run as tasks
     lua_pushvalue(L, 4);
     server->runner_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   }
@@ -649,15 +656,62 @@ int l_ev_header(lua_State* L) {
   return 1;
 }
 
-// writeResponse(server, id, chunk): streams (chunked unless a length was set)
+// writeResponse(server, id, chunk, yieldable) -> (true, true) | (true, nil, err)
+// | (false) | yields: streams (chunked unless a length was set). In a task it
+// suspends while the connection's output is over the high-water mark, as
+// res:write does; elsewhere the chunk is queued and it returns at once.
 int l_ev_write(lua_State* L) {
   Server* server = check_server(L, 1);
   Exchange* ex = pending_exchange(L, server, 2);
   std::string_view chunk = arg_string(L, 3);
-  if (ex == nullptr || ex->conn == nullptr) return push_closed(L);
-  if (!ex->headers_sent) ex->conn->send_head(*ex);
-  ex->conn->write_body(*ex, chunk);
-  ex->conn->flush();
+  lua_pushboolean(L, 1);
+  if (ex == nullptr || ex->conn == nullptr) return 1 + push_closed(L);
+  Connection* c = ex->conn;
+  if (!ex->headers_sent) c->send_head(*ex);
+  c->write_body(*ex, chunk);
+  c->flush();
+  if (!c->congested()) {
+    lua_pushboolean(L, 1);
+    return 2;
+  }
+  TaskSystem& sys = TaskSystem::from(L);
+  Task* t = sys.waiter(L, 4);
+  if (t == nullptr) {  // cannot wait here: the data is queued anyway
+    lua_pushboolean(L, 1);
+    return 2;
+  }
+  return wait_for_output(L, sys, t, c, false);
+}
+
+// pending(server, id) -> whether the request waits for its response (not
+// answered, its client not gone).
+int l_ev_pending(lua_State* L) {
+  Server* server = check_server(L, 1);
+  Exchange* ex = pending_exchange(L, server, 2);
+  lua_pushboolean(L, ex != nullptr && live(*ex) != nullptr ? 1 : 0);
+  return 1;
+}
+
+// fail(server, id) -> true when it answered: an event handler of the
+// request raised. 500 if the head was not sent yet (the connection is kept),
+// else the response is cut (the client sees it incomplete), as the task
+// style's done() does.
+int l_ev_fail(lua_State* L) {
+  Server* server = check_server(L, 1);
+  Exchange* ex = pending_exchange(L, server, 2);
+  Connection* c = ex == nullptr ? nullptr : live(*ex);
+  if (c == nullptr || c->state() == Connection::State::Upgraded) return 0;
+  std::shared_ptr<Exchange> keep = server->pending[ex->id];  // finish() drops it from the table
+  if (ex->headers_sent) {
+    c->cut(*ex);
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  ex->head.clear();
+  ex->status = 500;
+  ex->reason.clear();
+  ex->head = "Content-Type: text/plain; charset=utf-8\r\n";
+  c->send_whole(*ex, "500 Internal Server Error\n");
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -776,6 +830,8 @@ int open_http(lua_State* L) {
       {"writeHeader", l_ev_header},
       {"writeResponse", l_ev_write},
       {"sendResponse", l_ev_send},
+      {"pending", l_ev_pending},
+      {"fail", l_ev_fail},
       {nullptr, nullptr},
   };
   lua_newtable(L);

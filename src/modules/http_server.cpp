@@ -236,7 +236,7 @@ void Server::abort_all() {
 void Server::on_listener_closed() {
   listener_ = nullptr;
   if (object_ref != LUA_NOREF && config_.events) {
-    events::emit(rt_, object_ref, "SERVER_STOPPED_LISTENING", [this](lua_State* L) {
+    events::emit_task(rt_, object_ref, "SERVER_STOPPED_LISTENING", runner_ref, [this](lua_State* L) {
       events::field(L, "port", static_cast<double>(port_));
       events::field(L, "host", host_);
     });
@@ -368,8 +368,8 @@ void Connection::report_abort(Exchange& ex) {
   ex.abort_reported = true;
   if (server_->object_ref == LUA_NOREF) return;
   uint32_t id = ex.id;
-  events::emit(server_->runtime(), server_->object_ref, "HTTP_CONNECTION_ABORTED",
-               [id](lua_State* L) { events::field(L, "requestID", static_cast<double>(id)); });
+  events::emit_task(server_->runtime(), server_->object_ref, "HTTP_CONNECTION_ABORTED", server_->runner_ref,
+                    [id](lua_State* L) { events::field(L, "requestID", static_cast<double>(id)); });
 }
 
 void Connection::on_input() {
@@ -594,8 +594,8 @@ void Connection::dispatch(bool complete) {
     server_->pending[ex->id] = ex;
     if (server_->object_ref != LUA_NOREF) {
       Exchange* e = ex.get();
-      events::emit(server_->runtime(), server_->object_ref, "HTTP_REQUEST_STARTED",
-                   [e](lua_State* L) { request_fields(L, *e); });
+      events::emit_task(server_->runtime(), server_->object_ref, "HTTP_REQUEST_STARTED", server_->runner_ref,
+                        [e](lua_State* L) { request_fields(L, *e); });
     }
     if (complete && current_ == ex) emit_finished(*ex);
   } else {
@@ -744,13 +744,14 @@ void Connection::on_send_deadline() {
 void Connection::emit_finished(Exchange& ex) {
   if (server_->object_ref == LUA_NOREF) return;
   Exchange* e = &ex;
-  events::emit(server_->runtime(), server_->object_ref, "HTTP_REQUEST_FINISHED", [e](lua_State* L) {
-    request_fields(L, *e);
-    push_headers(L, e->req);
-    lua_setfield(L, -2, "headers");
-    events::field(L, "body", e->body);
-    e->body.clear();
-  });
+  events::emit_task(server_->runtime(), server_->object_ref, "HTTP_REQUEST_FINISHED", server_->runner_ref,
+                    [e](lua_State* L) {
+                      request_fields(L, *e);
+                      push_headers(L, e->req);
+                      lua_setfield(L, -2, "headers");
+                      events::field(L, "body", e->body);
+                      e->body.clear();
+                    });
 }
 
 void Connection::wake_body_reader(Exchange& ex) {

@@ -91,6 +91,51 @@ TEST(Events, AnErrorInAHandlerIsReportedAndDoesNotPropagate) {
   EXPECT_EQ(global_number(rt, "calls"), 2);
 }
 
+int global_ref(Runtime& rt, const char* name) {
+  lua_getglobal(rt.L(), name);
+  return luaL_ref(rt.L(), LUA_REGISTRYINDEX);
+}
+
+// issue 8 item 12: servers run their event handlers in pooled tasks.
+TEST(Events, EmitTaskRunsTheHandlerInATaskThatMaySuspend) {
+  Runtime rt({});
+  int ref = make_door(rt,
+                      "local task = require('task')\n"
+                      "function door:DOOR_OPENED(event, payload)\n"
+                      "  in_task = task.current() ~= nil; got_by = payload.by == 'bob'\n"
+                      "  task.sleep(0.01)\n"
+                      "  after_sleep = true\n"
+                      "end\n"
+                      "runner = function(obj, handler, event, payload)\n"
+                      "  runner_args = obj == door and event == 'DOOR_OPENED'\n"
+                      "  handler(obj, event, payload)\n"
+                      "end\n");
+  int runner = global_ref(rt, "runner");
+  int top = lua_gettop(rt.L());
+  events::emit_task(rt, ref, "DOOR_OPENED", runner, [](lua_State* L) { events::field(L, "by", "bob"); });
+  EXPECT_EQ(lua_gettop(rt.L()), top) << "emit_task must leave the stack balanced";
+  EXPECT_TRUE(global_bool(rt, "runner_args"));
+  EXPECT_TRUE(global_bool(rt, "in_task")) << "the handler runs at once, in a task";
+  EXPECT_TRUE(global_bool(rt, "got_by"));
+  EXPECT_FALSE(global_bool(rt, "after_sleep")) << "the handler suspended; emit_task returned";
+  rt.run_loop();
+  EXPECT_TRUE(global_bool(rt, "after_sleep"));
+}
+
+TEST(Events, EmitTaskStartsNoTaskWhenNobodyListens) {
+  Runtime rt({});
+  int ref = make_door(rt, "runs = 0\nrunner = function() runs = runs + 1 end\n");
+  int runner = global_ref(rt, "runner");
+  bool built = false;
+  events::emit_task(rt, ref, "DOOR_OPENED", runner, [&](lua_State*) { built = true; });
+  EXPECT_FALSE(built);
+  EXPECT_EQ(global_number(rt, "runs"), 0);
+  rt.set_debug(true);
+  events::emit_task(rt, ref, "DOOR_OPENED", runner, [&](lua_State*) { built = true; });
+  EXPECT_TRUE(built) << "with debugging on the default handler runs (and prints)";
+  EXPECT_EQ(global_number(rt, "runs"), 1);
+}
+
 TEST(Modules, UvAndLuvAreOneModuleOnTheRuntimesLoop) {
   Runtime rt({});
   run(rt,
