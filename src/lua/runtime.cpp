@@ -1,5 +1,7 @@
 #include "lua/runtime.h"
 
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstdlib>
 
@@ -151,7 +153,7 @@ void Runtime::shutdown() {
 void Runtime::exit_now(int code) {
   std::fflush(stdout);
   std::fflush(stderr);
-  std::exit(code);
+  _exit(code);  // no atexit work: the VM is mid-call and cannot be closed
 }
 
 }  // namespace evo

@@ -84,9 +84,10 @@ class Runtime {
   // from Evo's own loop run (not inside a script's uv.run()).
   void request_exit(int code);
 
-  // Leaves the process at once with `code` after flushing stdio. Used for an
-  // uncaught error inside a callback and for SIGINT, where unwinding is not
-  // possible. Memory stays reachable, so leak checkers stay quiet.
+  // Leaves the process at once with `code` after flushing stdio (_exit: no
+  // atexit handlers, no leak check of a VM that cannot be closed). Used for
+  // an uncaught error inside a callback and for SIGINT/SIGTERM inside Lua
+  // code, where unwinding is not possible.
   [[noreturn]] static void exit_now(int code);
 
  private:

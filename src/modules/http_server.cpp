@@ -29,6 +29,9 @@ uint64_t to_ms(double seconds) {
 // enough for a deep pipeline of requests, bounded against a flood.
 constexpr size_t kMaxQueuedInput = size_t{256} * 1024;
 
+// A response head buffer larger than this is not kept for the next one.
+constexpr size_t kKeepHeadBytes = size_t{4} * 1024;
+
 // The payload fields every request event carries: requestID, method, path, query.
 void request_fields(lua_State* L, const Exchange& e) {
   events::field(L, "requestID", static_cast<double>(e.id));
@@ -718,6 +721,11 @@ void Connection::update_deadline() {
   } else if (waiting_for != Wait::Idle || deadline == 0) {
     deadline = cfg.idle_timeout > 0 ? now + to_ms(cfg.idle_timeout) : 0;
     waiting_for = Wait::Idle;
+    // Idle between requests: buffers grown for a large request or response
+    // are released, so an idle connection costs the same after a 1 MB
+    // answer as before it.
+    t_->trim();
+    if (head_spare_.capacity() > kKeepHeadBytes) std::string().swap(head_spare_);
   }
 }
 

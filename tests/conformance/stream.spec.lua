@@ -28,6 +28,9 @@ describe("stream buffers (" .. H.mode .. ")", function()
     child:wait()
     assert.equal(bad, 0)
     assert.truthy(n > 1270000, "every line read: " .. n)
-    assert.truthy(peak - before < 5, string.format("RSS grew by %.1f MiB while reading", peak - before))
+    -- (Under sanitizers freed memory sits in quarantine: no figure to check.)
+    if os.getenv("EVO_SANITIZED") ~= "1" then
+      assert.truthy(peak - before < 5, string.format("RSS grew by %.1f MiB while reading", peak - before))
+    end
   end, 60)
 end)

@@ -23,10 +23,7 @@ local function startServer(...)
   return s
 end
 
-local function rssMiB(pid)
-  local status = assert(fs.readFile("/proc/" .. pid .. "/status"))
-  return tonumber(status:match("VmRSS:%s*(%d+)")) / 1024
-end
+local rssMiB = K.rssMiB
 
 local function stats(port)
   local rep = K.raw(port, K.req("GET", "/stats", {"Connection: close"}), 3)
@@ -64,7 +61,7 @@ describe("HTTP server hardening", function()
     peer:wait()
     peer.stdout:close()
     -- Unbounded, 2 x ~1,100 answers of 100 KB would be ~220 MB.
-    assert.truthy(peak - base < 48, string.format("server RSS grew by %.1f MiB", peak - base))
+    K.assertGrowth(peak - base, 48, "server RSS (MiB)")
     for i, c in ipairs(report.connections) do
       assert.equal(c.responses, report.requests, "connection " .. i .. ": every request answered")
       assert.equal(c.ending, "eof")
@@ -118,6 +115,71 @@ describe("HTTP server hardening", function()
     assert.equal(rep.ending, "eof")
     assert.truthy(task.now() - t0 < 3, "answered at the body timeout")
   end, 20)
+
+  it("keeps no thread-pool thread for a slow download: fs work goes on (item 4)", function()
+    local dir = assert(fs.mkdtemp("/tmp/evo-hard-"))
+    local file = dir .. "/big.bin"
+    assert(fs.writeFile(file, string.rep("f", 64 * 1024 * 1024)))
+    K.onCleanup(function() fs.rm(dir, {recursive = true}) end)
+    local s = startServer("5", "10", "60", "60", file)
+    -- Six downloads whose clients read nothing for 3 s: more than the pool's threads.
+    local slow = {}
+    for i = 1, 6 do
+      slow[i] = task.async(K.run, K.python, {K.peers .. "/slowread.py", tostring(s.port), "/file", tostring(1e9), "3"}, {timeout = 30})
+    end
+    task.sleep(0.5)
+    local rep = K.raw(s.port, K.req("GET", "/probe", {"Connection: close"}), 5)
+    local list = K.parse(rep.data)
+    assert.equal(#list, 1, rep.data:sub(1, 200))
+    assert.truthy(tonumber(list[1].body) < 0.5, "fs.readFile took " .. list[1].body .. " s")
+    for _, f in ipairs(slow) do
+      local r = assert(load("return " .. f:await().out))()
+      assert.equal(r.ending, "complete", "every download completes")
+      assert.equal(r.bytes, 64 * 1024 * 1024)
+    end
+  end, 60)
+
+  it("streams a file over TLS in pieces: memory stays bounded for a slow reader (item 5)", function()
+    local W = dofile(K.dir .. "/../web/webkit.lua")
+    local cert = W.makeCert()
+    K.onCleanup(function() W.rmTree(cert.dir) end)
+    local file = cert.dir .. "/big.bin"
+    assert(fs.writeFile(file, string.rep("t", 48 * 1024 * 1024)))
+    local s = startServer("5", "10", "60", "60", file, cert.cert, cert.key)
+    local base = rssMiB(s.pid)
+    local peer = task.async(K.run, K.python, {K.peers .. "/slowread.py", tostring(s.port), "/file", tostring(24 * 1024 * 1024), "0", "tls"}, {timeout = 30})
+    local peak = base
+    while not peer:done() do
+      peak = math.max(peak, rssMiB(s.pid))
+      task.sleep(0.05)
+    end
+    local r = assert(load("return " .. peer:await().out))()
+    assert.equal(r.ending, "complete")
+    assert.equal(r.bytes, 48 * 1024 * 1024)
+    K.assertGrowth(peak - base, 16, "server RSS (MiB)")
+  end, 60)
+
+  it("releases a connection's buffers when it goes idle after a 1 MB answer (item 7)", function()
+    local net = require("net")
+    local s = startServer("60")
+    local conns = {}
+    local base = rssMiB(s.pid)
+    for i = 1, 200 do
+      local c = assert(net.connect({host = "127.0.0.1", port = s.port}))
+      c:write(K.req("GET", "/1m"))
+      local len
+      repeat
+        local line = c:readLine()
+        len = len or tonumber(line:match("^[Cc]ontent%-[Ll]ength: (%d+)"))
+      until line == ""
+      assert.equal(#c:read(len), 1024 * 1024)
+      conns[i] = c
+    end
+    task.sleep(0.3)
+    local grown = (rssMiB(s.pid) - base) * 1024 / #conns
+    for _, c in ipairs(conns) do c:close() end
+    K.assertGrowth(grown, 24, "server RSS per idle connection (KiB)")
+  end, 60)
 
   for _, how in ipairs({"reset", "shut"}) do
     it("closes the connection and cancels the handler of a client that leaves (" .. how .. ", item 34)", function()

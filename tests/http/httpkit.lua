@@ -83,6 +83,23 @@ function K.curl(...)
   return r.out, r.err, r.code
 end
 
+-- rssMiB(pid): a process's resident memory, in MiB.
+function K.rssMiB(pid)
+  local status = assert(fs.readFile("/proc/" .. pid .. "/status"))
+  return tonumber(status:match("VmRSS:%s*(%d+)")) / 1024
+end
+
+-- Under sanitizers (make test-asan) memory figures mean nothing: freed
+-- memory sits in ASan's quarantine. The bound is checked elsewhere.
+K.sanitized = os.getenv("EVO_SANITIZED") == "1"
+
+-- assertGrowth(grown, limit, what): grown (MiB, or KiB per connection) is
+-- under limit, except in a sanitized build.
+function K.assertGrowth(grown, limit, what)
+  if K.sanitized then return end
+  assert(grown < limit, string.format("%s grew by %.1f (limit %s)", what, grown, limit))
+end
+
 function K.hex(s)
   return (s:gsub(".", function(c) return string.format("%02x", c:byte()) end))
 end

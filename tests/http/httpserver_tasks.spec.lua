@@ -53,10 +53,7 @@ local function startChild()
   return s
 end
 
-local function rssMiB(pid)
-  local status = assert(fs.readFile("/proc/" .. pid .. "/status"))
-  return tonumber(status:match("VmRSS:%s*(%d+)")) / 1024
-end
+local rssMiB = K.rssMiB
 
 describe("HttpServer handlers as tasks (issue 8 item 12)", function()
   afterEach(K.cleanup)
@@ -153,7 +150,7 @@ describe("HttpServer handlers as tasks (issue 8 item 12)", function()
     assert.equal(rep.ending, "complete")
     assert.equal(rep.bytes, 20 * 1024 * 1024)
     -- Queued without waiting, the 20 MB would all sit in the server's memory.
-    assert.truthy(peak - base < 10, ("server RSS grew by %.1f MiB while the client did not read"):format(peak - base))
+    K.assertGrowth(peak - base, 10, "server RSS while the client did not read (MiB)")
     local st = K.parse(K.raw(s.port, K.req("GET", "/stats", {"Connection: close"}), 3).data)[1]
     assert.match(st.body, "^writes=20 ")
   end, 40)

@@ -1,10 +1,11 @@
 """A client that reads slowly, for the HTTP hardening specs.
 
-    slowread.py PORT PATH RATE [PAUSE [shut]]
+    slowread.py PORT PATH RATE [PAUSE [shut|tls]]
 Sends `GET PATH` on a keep-alive connection with a small receive buffer,
 waits PAUSE seconds (default 0) before reading anything, then reads at about
 RATE bytes per second until the response is complete (by its Content-Length)
-or the server closes (shut: half-close right after the request). Report (a Lua table): bytes of body received, how it
+or the server closes (shut: half-close right after the request; tls: over
+TLS, the certificate not checked). Report (a Lua table): bytes of body received, how it
 ended ("complete", "eof", "reset", "timeout"), seconds taken."""
 import socket
 import sys
@@ -20,6 +21,12 @@ def main():
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
     s.settimeout(30)
     s.connect(("127.0.0.1", port))
+    if len(sys.argv) > 5 and sys.argv[5] == "tls":
+        import ssl
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        s = ctx.wrap_socket(s, server_hostname="localhost")
     start = time.monotonic()
     s.sendall(("GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path).encode())
     if len(sys.argv) > 5 and sys.argv[5] == "shut":
