@@ -263,6 +263,15 @@ int l_close(lua_State* L) {
     lua_pushboolean(L, 0);
     return 1;
   }
+  if (server->runs_handler(t)) {
+    // Called from one of its own handlers: waiting for every request to be
+    // answered would wait for this one. Stop accepting and return; this
+    // request is answered, then its connection closes.
+    server->stop(nullptr);
+    lua_pushboolean(L, 1);
+    lua_pushboolean(L, 1);
+    return 2;
+  }
   std::shared_ptr<Waker> waker = sys.begin_shared_wait(t);
   server->stop([waker]() {
     lua_pushboolean(waker->system().L(), 1);
@@ -442,7 +451,8 @@ int l_send_file(lua_State* L) {
   auto waiting = std::make_shared<std::shared_ptr<Waker>>();  // set once the send is pending
   auto done = [keep, waiting](int status) {
     if (status != 0) {
-      if (keep->conn != nullptr) keep->conn->close_soon();
+      // The body is cut short: what is still queued cannot make it whole.
+      if (keep->conn != nullptr) keep->conn->close();
     } else {
       keep->written = keep->length;
       if (keep->conn != nullptr) keep->conn->finish(*keep);

@@ -193,6 +193,12 @@ void Server::on_connection(uv_stream_t* listener, int status) {
   list.front()->start();
 }
 
+bool Server::runs_handler(const Task* t) const {
+  return std::any_of(connections_.begin(), connections_.end(), [t](const std::unique_ptr<Connection>& c) {
+    return c->current() != nullptr && c->current()->handler == t;
+  });
+}
+
 void Server::reap_soon() {
   reap_ = true;
   if (sweep_ != nullptr) sweep_->kick();

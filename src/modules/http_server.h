@@ -141,6 +141,8 @@ class Server : public std::enable_shared_from_this<Server> {
   // upgrade took its transport, at the next sweep (reap_soon()).
   void remove(Connection* c);
   void reap_soon();
+  // True when t is the handler task of one of this server's requests.
+  [[nodiscard]] bool runs_handler(const Task* t) const;
   void on_listener_closed();
   void sweep();  // enforces every connection's deadlines
 
@@ -219,6 +221,7 @@ class Connection final : public TransportUser {
   void cut(Exchange& ex);
 
   [[nodiscard]] State state() const { return state_; }
+  [[nodiscard]] const Exchange* current() const { return current_.get(); }
   [[nodiscard]] size_t pending_output() const { return t_->pending(); }
   [[nodiscard]] bool secure() const { return t_->tls() != nullptr; }
   // Between requests with nothing read or to write: closing loses nothing.

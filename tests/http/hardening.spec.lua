@@ -196,3 +196,43 @@ describe("HTTP server hardening", function()
     end, 30)
   end
 end)
+
+describe("server:close() and file sends", function()
+  afterEach(K.cleanup)
+
+  it("returns when called inside one of the server's own handlers, and the request is answered (item 11)", function()
+    local returned
+    local server, url
+    server, url = K.serve({}, function(req, res)
+      returned = server:close()
+      res:send(200, "bye")
+    end)
+    local out, err, code = K.curl("--max-time", "3", url .. "/")
+    assert.equal(code, 0, err)
+    assert.equal(out, "bye")
+    assert.equal(returned, true)
+    local again = K.run("curl", {"-sS", "--max-time", "2", url .. "/"})
+    assert.truthy(again.code ~= 0, "no new connections after close")
+  end, 15)
+
+  it("lets server:close() return after a handler's sendFile was cancelled mid-file (item 2)", function()
+    local dir = assert(fs.mkdtemp("/tmp/evo-hard-"))
+    K.onCleanup(function() fs.rm(dir, {recursive = true}) end)
+    local file = dir .. "/big.bin"
+    assert(fs.writeFile(file, string.rep("c", 32 * 1024 * 1024)))
+    local outcome
+    local server = K.serve({}, function(req, res)
+      local done, err = task.timeout(0.3, res.sendFile, res, file)
+      outcome = done and "sent" or err.code
+    end)
+    -- A client that asks and then reads nothing for a while.
+    local peer = task.async(K.run, K.python, {K.peers .. "/slowread.py", tostring(server.port), "/", tostring(1e9), "4"}, {timeout = 30})
+    K.waitFor(function() return outcome end, 5)
+    assert.equal(outcome, "Timeout")
+    local t0 = task.now()
+    local closed = task.timeout(5, function() return server:close() end)
+    assert.equal(closed, true)
+    assert.truthy(task.now() - t0 < 3, "server:close() returned")
+    peer:await()
+  end, 30)
+end)
