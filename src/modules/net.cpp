@@ -184,6 +184,25 @@ struct ConnectOp {
   }
 };
 
+// A stream over a descriptor connected or accepted with plain syscalls
+// (where the caller could not wait). In the evented Io mode it is still a
+// libuv stream: the Io mode belongs to each call, not to the object, so a
+// later read in a task suspends that task.
+std::unique_ptr<Stream> adopt_stream(TaskSystem& sys, int fd, UvStreamHandle::Kind kind) {
+  if (sys.blocking()) return std::make_unique<Stream>(sys, fd);
+  int status = 0;
+  auto h = std::make_unique<UvStreamHandle>(sys.runtime().loop(), kind, &status);
+  if (status != 0) return std::make_unique<Stream>(sys, fd);  // no handle: a plain descriptor then
+  UvStreamHandle* handle = NativeHandle::release_to_loop(std::move(h));
+  status =
+      kind == UvStreamHandle::Kind::Tcp ? uv_tcp_open(handle->tcp(), fd) : uv_pipe_open(handle->pipe(), fd);
+  if (status != 0) {
+    handle->close();
+    return std::make_unique<Stream>(sys, fd);
+  }
+  return std::make_unique<Stream>(sys, handle);
+}
+
 // A plain blocking connect to host:port, with a timeout (0: none).
 int connect_blocking(lua_State* L, TaskSystem& sys, const char* host, const char* port, double timeout) {
   addrinfo hints{};
@@ -220,7 +239,7 @@ int connect_blocking(lua_State* L, TaskSystem& sys, const char* host, const char
       int one = 1;
       setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
       lua_pushboolean(L, 1);
-      push_stream(L, std::make_unique<Stream>(sys, fd));
+      push_stream(L, adopt_stream(sys, fd, UvStreamHandle::Kind::Tcp));
       return 2;
     }
     last = sys_error();
@@ -313,7 +332,7 @@ int net_connect_pipe(lua_State* L) {
       return push_error_result(L, err, path);
     }
     lua_pushboolean(L, 1);
-    push_stream(L, std::make_unique<Stream>(sys, fd));
+    push_stream(L, adopt_stream(sys, fd, UvStreamHandle::Kind::Pipe));
     return 2;
   }
   if (sys.take_cancel(t)) {
@@ -532,7 +551,8 @@ class Listener {
         setsockopt(client, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
       }
       lua_pushboolean(L, 1);
-      push_stream(L, std::make_unique<Stream>(sys_, client));
+      push_stream(L, adopt_stream(sys_, client,
+                                  fd_is_pipe_ ? UvStreamHandle::Kind::Pipe : UvStreamHandle::Kind::Tcp));
       emit_accepted(L, lua_gettop(L));
       return 2;
     }

@@ -1,0 +1,50 @@
+-- Streams made where Lua cannot yield (evented Io mode): the Io mode is
+-- the call's, not the object's (issue 8 design). A stream connected or
+-- accepted outside a task is still a libuv stream, so a later read in a
+-- task suspends that task instead of blocking the loop.
+local net = require("net")
+local task = require("task")
+
+describe("streams made where Lua cannot yield", function()
+  it("a stream connected in a non-yieldable context later suspends its reader", function()
+    local server = assert(net.listen({port = 0}, function(conn)
+      task.sleep(0.1)  -- the answer comes from this same loop, later
+      conn:write("hi\n")
+      conn:readAll()
+    end))
+    local c
+    -- A table.sort comparator cannot yield: connect blocks there.
+    table.sort({2, 1}, function(a, b)
+      c = c or assert(net.connect({host = "127.0.0.1", port = server.port}))
+      return a < b
+    end)
+    c:settimeout(2)  -- a read that blocked the loop would end here, not hang
+    local line, err = c:readLine()
+    assert.equal(line, "hi", tostring(err))
+    c:close()
+    server:close()
+  end, 10)
+
+  it("a stream accepted in a non-yieldable context later suspends its reader", function()
+    local server = assert(net.listen({port = 0}))
+    local client = task.async(function()
+      local c = assert(net.connect({host = "127.0.0.1", port = server.port}))
+      task.sleep(0.1)
+      c:write("hello\n")
+      c:readAll()
+      c:close()
+    end)
+    task.sleep(0.05)  -- the client has connected: accept finds it waiting
+    local conn
+    table.sort({2, 1}, function(a, b)
+      conn = conn or assert(server:accept())
+      return a < b
+    end)
+    conn:settimeout(2)
+    local line, err = conn:readLine()
+    assert.equal(line, "hello", tostring(err))
+    conn:close()
+    client:await()
+    server:close()
+  end, 10)
+end)
