@@ -848,8 +848,9 @@ TaskSystem& TaskSystem::from(lua_State* L) {
 
 Task* TaskSystem::task_of(lua_State* L) const { return by_thread_.find(L); }
 
-Task* TaskSystem::spawn(lua_State* L, int nargs, bool queue) {
-  // Stack: fn, args... -> future
+// A Task and its coroutine for fn (stack: fn, args... -> future, the values
+// moved onto the coroutine behind the function at runner_ref).
+Task* TaskSystem::new_task(lua_State* L, int nargs, int runner_ref) {
   // Placement new into Lua-owned memory: the userdata's __gc destroys it.
   auto* t = new (lua_newuserdata(L, sizeof(Task))) Task();  // NOLINT(cppcoreguidelines-owning-memory)
   t->sys = this;
@@ -859,8 +860,14 @@ Task* TaskSystem::spawn(lua_State* L, int nargs, bool queue) {
   lua_insert(L, -(nargs + 2));  // future, fn, args...
   t->co = lua_newthread(L);
   t->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_rawgeti(t->co, LUA_REGISTRYINDEX, body_ref);
-  lua_xmove(L, t->co, nargs + 1);  // body, fn, args...
+  lua_rawgeti(t->co, LUA_REGISTRYINDEX, runner_ref);
+  lua_xmove(L, t->co, nargs + 1);  // runner, fn, args...
+  return t;
+}
+
+Task* TaskSystem::spawn(lua_State* L, int nargs, bool queue) {
+  // Stack: fn, args... -> future
+  Task* t = new_task(L, nargs, body_ref);
   t->resume_nargs = nargs + 1;
   by_thread_.insert(t->co, t);
   if (queue) scheduler_.make_ready(t);
@@ -924,18 +931,8 @@ bool TaskSystem::run_main(int nargs, bool& failed_now) {
   // Stack: fn, args... The coroutine runs xpcall(fn, capture_main_error, args...)
   // with no Lua frame below fn, as luajit runs a main chunk from C: the idiom
   // `if pcall(debug.getlocal, 4, 1) then (required) else (main) end` works.
-  // Placement new into Lua-owned memory: the userdata's __gc destroys it.
-  auto* t = new (lua_newuserdata(L, sizeof(Task))) Task();  // NOLINT(cppcoreguidelines-owning-memory)
-  t->sys = this;
+  Task* t = new_task(L, nargs, xpcall_ref_);  // xpcall, fn, args...
   t->is_main = true;
-  set_future_metatable(L, *this);
-  lua_pushvalue(L, -1);
-  t->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_insert(L, -(nargs + 2));  // future, fn, args...
-  t->co = lua_newthread(L);
-  t->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_rawgeti(t->co, LUA_REGISTRYINDEX, xpcall_ref_);
-  lua_xmove(L, t->co, nargs + 1);  // xpcall, fn, args...
   lua_pushcfunction(t->co, capture_main_error);
   lua_insert(t->co, 3);  // xpcall, fn, handler, args...
   t->resume_nargs = nargs + 2;

@@ -123,6 +123,7 @@ class TaskSystem {
   int xpcall_ref_ = LUA_NOREF;
   std::vector<Task*> main_tasks_;  // unfinished main chunks (run_main)
   Task* new_task_object(lua_State* L);
+  Task* new_task(lua_State* L, int nargs, int runner_ref);
   // Parked workers: the coroutine, its anchor, and its Task when reusable.
   struct IdleWorker {
     lua_State* co;

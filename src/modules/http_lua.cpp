@@ -357,6 +357,24 @@ int wait_for_output(lua_State* L, TaskSystem& sys, Task* t, Connection* c, bool 
   return sys.suspend(L, t);
 }
 
+// Writes a piece of the body (after `true` was pushed) and answers (true,
+// true) at once, or waits in a task while the output is over the mark.
+int write_and_wait(lua_State* L, Connection* c, Exchange& ex, std::string_view chunk, int yieldable_idx) {
+  c->write_body(ex, chunk);
+  c->flush();
+  if (!c->congested()) {
+    lua_pushboolean(L, 1);
+    return 2;
+  }
+  TaskSystem& sys = TaskSystem::from(L);
+  Task* t = sys.waiter(L, yieldable_idx);
+  if (t == nullptr) {  // cannot wait here: the data is queued anyway
+    lua_pushboolean(L, 1);
+    return 2;
+  }
+  return wait_for_output(L, sys, t, c, false);
+}
+
 // write(res, chunk, yieldable) -> (true, true) | (true, nil, err) | (false) | yields
 int l_write(lua_State* L) {
   Exchange& ex = check_res(L, 1);
@@ -369,19 +387,7 @@ int l_write(lua_State* L) {
   if (ex.has_length && !ex.head_request() && ex.written + chunk.size() > ex.length) {
     return luaL_error(L, "write: more bytes than the Content-Length set (%d)", static_cast<int>(ex.length));
   }
-  c->write_body(ex, chunk);
-  c->flush();
-  if (!c->congested()) {
-    lua_pushboolean(L, 1);
-    return 2;
-  }
-  TaskSystem& sys = TaskSystem::from(L);
-  Task* t = sys.waiter(L, 3);
-  if (t == nullptr) {  // cannot wait here: the data is queued anyway
-    lua_pushboolean(L, 1);
-    return 2;
-  }
-  return wait_for_output(L, sys, t, c, false);
+  return write_and_wait(L, c, ex, chunk, 3);
 }
 
 // finish(res [, chunk]) -> true | nil, err
@@ -678,19 +684,7 @@ int l_ev_write(lua_State* L) {
   if (ex == nullptr || ex->conn == nullptr) return 1 + push_closed(L);
   Connection* c = ex->conn;
   if (!ex->headers_sent) c->send_head(*ex);
-  c->write_body(*ex, chunk);
-  c->flush();
-  if (!c->congested()) {
-    lua_pushboolean(L, 1);
-    return 2;
-  }
-  TaskSystem& sys = TaskSystem::from(L);
-  Task* t = sys.waiter(L, 4);
-  if (t == nullptr) {  // cannot wait here: the data is queued anyway
-    lua_pushboolean(L, 1);
-    return 2;
-  }
-  return wait_for_output(L, sys, t, c, false);
+  return write_and_wait(L, c, *ex, chunk, 4);
 }
 
 // pending(server, id) -> whether the request waits for its response (not
