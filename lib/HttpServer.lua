@@ -34,6 +34,7 @@ local summary = require("pretty").summary
 local xpcall, pcall, traceback, tostring, type = xpcall, pcall, debug.traceback, tostring, type
 local getmetatable, rawget, setmetatable = getmetatable, rawget, setmetatable
 local isyieldable = coroutine.isyieldable
+local finish = require("evo.wait").finish
 
 local HttpServer = events.class("HttpServer", {
   "SERVER_STARTED_LISTENING", "HTTP_REQUEST_STARTED", "HTTP_REQUEST_FINISHED",
@@ -192,8 +193,7 @@ HttpServer.WriteResponse = method("WriteResponse", function(self, id, chunk)
   waiting[id] = true
   local ok, a, b = native.writeResponse(c, id, chunk, true)
   waiting[id] = nil
-  if not ok then error(errors.canceled(), 2) end
-  return a, b
+  return finish(ok, a, b)
 end, "number", "string|number")
 -- SendResponse(id [, body]) -> true | nil, err: the body (or its last part)
 -- and the end. err.code: "AlreadySent" (this request was answered; the

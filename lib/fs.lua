@@ -31,17 +31,13 @@ end
 -- open, read or write, close, in a single trip.
 local fast = require("evo.fsfast")
 local isyieldable = coroutine.isyieldable
-local canceled = errors.canceled
-
-local function fastResult(ok, ...)
-  if not ok then error(canceled(), 3) end
-  return ...
-end
+local wait = require("evo.wait")
+local finish, raiseCanceled = wait.finish, wait.raiseCanceled
 
 -- readFile(path) -> contents | nil, err
 function fs.readFile(path)
   checkPath(1, "readFile", path)
-  return fastResult(fast.readFile(path, nil, isyieldable()))
+  return finish(fast.readFile(path, nil, isyieldable()))
 end
 
 local function writeWith(fname, op, path, data)
@@ -54,7 +50,7 @@ local function writeWith(fname, op, path, data)
   elseif type(data) ~= "string" then
     args.fail(2, fname, "string", data, 3)
   end
-  return fastResult(op(path, data, isyieldable()))
+  return finish(op(path, data, isyieldable()))
 end
 
 -- writeFile(path, data) -> true | nil, err. data: a string or a list of strings.
@@ -195,7 +191,7 @@ local function lock(self, fname)
     return
   end
   local me, id = prepare(isyieldable())
-  if me == false then error(canceled(), 3) end
+  if me == false then raiseCanceled(3) end
   if me == nil then
     error(("%s: the file is in use by another task's operation, and this call cannot wait for it " ..
       "(not in a task, or where Lua cannot yield)"):format(fname), 3)
@@ -204,7 +200,7 @@ local function lock(self, fname)
   local waiters = self.waiters
   waiters[#waiters + 1] = entry
   local ok = suspend(function(list) removeWaiter(list, entry) end, waiters)
-  if not ok then error(canceled(), 3) end
+  if not ok then raiseCanceled(3) end
   -- woken by unlock(): the lock was handed over (busy stays true)
 end
 

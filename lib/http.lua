@@ -22,14 +22,9 @@ local byte, char, find, format, gsub, lower, sub, match, gmatch =
   string.match, string.gmatch
 local isyieldable = coroutine.isyieldable
 local traceback = debug.traceback
-local canceled = errors.canceled
+local finish = require("evo.wait").finish  -- (true, results...) | (false): Canceled
 
 local http = {}
-
-local function finish(ok, ...)
-  if not ok then error(canceled(), 3) end
-  return ...
-end
 
 ----------------------------------------------------------------- requests
 

@@ -23,16 +23,12 @@ local core = require("evo.core")
 local isyieldable, type, error, select = coroutine.isyieldable, type, error, select
 local sn = native.stream
 local sread, swrite = sn.read, sn.write
-local canceled = errors.canceled
 
 local net = {}
 
 -- Every native blocking call answers (true, results...) or, resumed after a
--- cancellation, (false): then Canceled is raised here, at the caller's line.
-local function finish(ok, ...)
-  if not ok then error(canceled(), 3) end
-  return ...
-end
+-- cancellation, (false): finish returns the results or raises Canceled.
+local finish = require("evo.wait").finish
 
 ----------------------------------------------------------------- Stream
 

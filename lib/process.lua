@@ -17,6 +17,7 @@ local core = require("evo.core")
 require("net")  -- the Stream methods
 
 local isyieldable = coroutine.isyieldable
+local finish = require("evo.wait").finish
 
 local process = {}
 
@@ -59,8 +60,7 @@ Child.__name = "Child"
 
 -- wait() -> exit code, signal number (0 when it exited normally)
 function Child:wait()
-  local ok, code, signal = native.wait(self.native, isyieldable())
-  if not ok then error(errors.canceled(), 2) end
+  local code, signal = finish(native.wait(self.native, isyieldable()))
   return code, signal
 end
 

@@ -29,9 +29,7 @@ local isyieldable = coroutine.isyieldable
 local task = {}
 local blocking = native.mode() == "blocking"
 
-local function raiseCanceled(level)
-  error(errors.canceled(), (level or 1) + 1)
-end
+local raiseCanceled = require("evo.wait").raiseCanceled
 
 local function checkFunction(n, fname, fn)
   if type(fn) ~= "function" and not (type(fn) == "table" and (getmetatable(fn) or {}).__call) then

@@ -26,6 +26,7 @@ local type, error, tostring, setmetatable, getmetatable, pairs, ipairs =
   type, error, tostring, setmetatable, getmetatable, pairs, ipairs
 local lower, match, gmatch, concat = string.lower, string.match, string.gmatch, table.concat
 local isyieldable = coroutine.isyieldable
+local finish = require("evo.wait").finish
 local feed, nextEvent, nsend = native.feed, native.next, native.send
 
 local ws = {}
@@ -242,9 +243,7 @@ function ws.accept(req, res, opts)
 
   local stream, err
   repeat  -- (waits while earlier pipelined responses are still being written)
-    local ok
-    ok, stream, err = httpnative.upgrade(res, isyieldable())
-    if not ok then error(errors.canceled(), 2) end
+    stream, err = finish(httpnative.upgrade(res, isyieldable()))
   until (stream and stream ~= true) or err  -- true: the output drained, ask again
   if not stream then return nil, err end
   local ok, werr = stream:write(concat(lines, "\r\n"))

@@ -13,8 +13,9 @@ local native = require("evo.task")
 local errors = require("evo.errors")
 
 local prepare, suspend, wake = native.prepare, native.suspend, native.wake
-local isyieldable, select, error = coroutine.isyieldable, select, error
-local fromUv, canceled = errors.fromUv, errors.canceled
+local isyieldable, select = coroutine.isyieldable, select
+local fromUv = errors.fromUv
+local raiseCanceled = require("evo.wait").raiseCanceled
 
 local io = {}
 
@@ -29,7 +30,7 @@ local function syncResult(value, message, name)
 end
 
 local function asyncResult(ok, err, value)
-  if not ok then error(canceled(), 3) end
+  if not ok then raiseCanceled(3) end
   if err then return nil, fromUv(err) end
   if value == nil then return true end
   return value
@@ -38,7 +39,7 @@ end
 -- call(fn, a, b, ...): up to 6 arguments before the callback.
 function io.call(fn, ...)
   local me, id = prepare(isyieldable())
-  if me == false then error(canceled(), 2) end
+  if me == false then raiseCanceled(2) end
   if me == nil then return syncResult(fn(...)) end
   local n = select("#", ...)
   local function done(err, value) wake(me, id, err, value) end
