@@ -187,13 +187,18 @@ class Transport {
     int64_t sent;
     bool owns_fd;
     FileDone done;
+    // Bytes at the front of the output that were written before the file
+    // but were still corked behind a write in flight when it was queued:
+    // they go out before it (the rest of the output goes after it).
+    size_t head = 0;
   };
   void absorb(const char* data, size_t n);
   bool write_all_now(const char* data, size_t n, double timeout);
   // Continues the file send; true when it finished (or failed) now.
   bool pump_file(int64_t* result);
   void finish_file(int64_t result, bool notify);
-  void start_write();
+  // Writes up to limit bytes from the front of the output.
+  void start_write(size_t limit = SIZE_MAX);
 
   UvStreamHandle* handle_ = nullptr;
   TransportUser* user_ = nullptr;
