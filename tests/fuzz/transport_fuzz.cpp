@@ -29,6 +29,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -400,10 +401,20 @@ void set_bufsize(int fd, int opt, int size) {
 }
 
 // A connected pair: [0] for the transport, [1] for the peer.
-bool make_pair(bool tcp, int fds[2]) {
-  if (!tcp) return ::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) == 0;
+// The peer's buffer sizes are set before connect(): a TCP receive buffer
+// shrunk on an open connection makes the kernel drop data it advertised room
+// for, and stall on retransmission timeouts.
+bool make_pair(bool tcp, int fds[2], int peer_rcvbuf, int peer_sndbuf) {
+  if (!tcp) {
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) return false;
+    set_bufsize(fds[1], SO_RCVBUF, peer_rcvbuf);
+    set_bufsize(fds[1], SO_SNDBUF, peer_sndbuf);
+    return true;
+  }
   for (int attempt = 0; attempt < 100; ++attempt) {
     int c = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    set_bufsize(c, SO_RCVBUF, peer_rcvbuf);
+    set_bufsize(c, SO_SNDBUF, peer_sndbuf);
     if (::connect(c, reinterpret_cast<sockaddr*>(&g_listen_addr), sizeof(g_listen_addr)) == 0) {
       int s = ::accept4(g_listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
       if (s < 0) std::abort();
@@ -462,10 +473,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   h.tcp = (config & 1) != 0;
   h.reentrant = in.u8();
   int fds[2];
-  if (!make_pair(h.tcp, fds)) std::abort();
+  if (!make_pair(h.tcp, fds, kBufSizes[(config >> 3) & 3], kBufSizes[(config >> 5) & 3])) std::abort();
   set_bufsize(fds[0], SO_SNDBUF, kBufSizes[(config >> 1) & 3]);
-  set_bufsize(fds[1], SO_RCVBUF, kBufSizes[(config >> 3) & 3]);
-  set_bufsize(fds[1], SO_SNDBUF, kBufSizes[(config >> 5) & 3]);
   ::fcntl(fds[1], F_SETFL, O_NONBLOCK);
   h.peer = fds[1];
 
@@ -657,25 +666,39 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // The end: with the transport open and the peer reading everything, all
   // that was handed over arrives.
   if (h.usable() && h.t->write_error() == 0 && h.peer >= 0 && !h.peer_eof) {
-    if (!h.shutdown_called) {
-      ++h.in_call;
-      h.t->flush();  // corked bytes
-      --h.in_call;
-    }
+    // Corked bytes go out (after a shutdown that happened: EPIPE, and the
+    // checks below are skipped).
+    ++h.in_call;
+    h.t->flush();
+    --h.in_call;
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    int quiet = 0;
+    // Done when all the socket took has arrived (a loopback TCP sender may
+    // hold bytes until the window opens), and after a shutdown at the end.
     while (h.usable() && h.peer >= 0 && !h.peer_eof) {
       uv_run(&g_loop, UV_RUN_NOWAIT);
       size_t got = 0;
       while (size_t n = h.peer_read(256 * 1024)) got += n;
       if (!h.t || h.t->write_error() != 0) break;
-      bool done = h.t->drained() && !h.t->write_in_flight();
-      if (done && got == 0 && !h.shutdown_called) {
-        if (++quiet >= 3) break;
-      } else {
-        quiet = 0;
+      if (h.t->drained() && !h.t->write_in_flight() && h.peer_received == h.t->sent() && !h.shutdown_called)
+        break;
+      if (got == 0) {
+        pollfd pfd{h.peer, POLLIN, 0};
+        ::poll(&pfd, 1, 1);
       }
-      CHECK(std::chrono::steady_clock::now() < deadline);  // stalled
+      if (std::chrono::steady_clock::now() > deadline) {
+        std::fprintf(stderr,
+                     "stalled: drained %d in flight %d pending %zu file %d sent %llu peer got %llu "
+                     "error %d shutdown %d\n",
+                     h.t->drained(), h.t->write_in_flight(), h.t->pending(), h.t->file_in_flight(),
+                     static_cast<unsigned long long>(h.t->sent()),
+                     static_cast<unsigned long long>(h.peer_received), h.t->write_error(), h.shutdown_called);
+        for (const Segment& sg : h.segs) {
+          std::fprintf(stderr, "  %s %d start %lld limit %lld got %lld%s\n", sg.file ? "file" : "out", sg.id,
+                       static_cast<long long>(sg.start), static_cast<long long>(sg.limit),
+                       static_cast<long long>(sg.got), sg.flexible ? " flexible" : "");
+        }
+        violated("the transport stalled", __LINE__);
+      }
     }
     if (h.usable() && h.t->write_error() == 0 && h.peer >= 0) {
       CHECK(h.t->drained());
