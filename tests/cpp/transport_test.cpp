@@ -257,5 +257,26 @@ TEST_F(TransportTest, DestroyingWithAFileInFlightEndsTheFileOnce) {
   EXPECT_EQ(user_.outputs, 0);
 }
 
+// Connection::send_file does not check closed(): a file handed to a transport
+// closed with a write in flight must still end (done, or a result now), and
+// a descriptor handed over must be closed.
+TEST_F(TransportTest, AFileSentAfterCloseWithAWriteInFlightStillEnds) {
+  std::string data = pattern(300000, 8);
+  t_->write(data);
+  t_->flush();
+  ASSERT_TRUE(t_->write_in_flight());
+  t_->close();
+  std::string content = pattern(10000, 6);
+  int fd = temp_file(content);
+  int dup_fd = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  int done_calls = 0;
+  int64_t r = t_->send_file(dup_fd, 0, 10000, /*owns_fd=*/true, [&](int64_t /*res*/) { ++done_calls; });
+  loop_.run();
+  EXPECT_TRUE(r != Transport::kPending || done_calls == 1) << "the file never ended";
+  EXPECT_LT(r, 0);
+  EXPECT_FALSE(t_->file_in_flight());
+  EXPECT_EQ(::fcntl(dup_fd, F_GETFD), -1) << "the descriptor handed over was not closed";
+}
+
 }  // namespace
 }  // namespace evo
