@@ -374,6 +374,12 @@ bool Transport::flush_blocking(double timeout) {
 // --------------------------------------------------------------------- files
 
 int64_t Transport::send_file(int fd, int64_t offset, int64_t length, bool owns_fd, FileDone done) {
+  if (closed_) {
+    // Nothing goes out any more, and nothing would end the send (a write
+    // still in flight completes without looking at files once closed).
+    if (owns_fd && fd >= 0) ::close(fd);
+    return UV_ECANCELED;
+  }
   file_ = FileSend{fd, offset, length, 0, owns_fd, std::move(done)};
   if (handle_ == nullptr) {
     // Blocking: all of it now.

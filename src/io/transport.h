@@ -151,7 +151,8 @@ class Transport {
   // now (done is not called then), or kPending: done(result) follows from a
   // libuv callback, or from close(). Plain sockets use sendfile(2), a chunk
   // at a time while the socket takes it; under TLS the file is read and
-  // encrypted a chunk at a time, below the high-water mark.
+  // encrypted a chunk at a time, below the high-water mark. On a closed
+  // transport: UV_ECANCELED now.
   int64_t send_file(int fd, int64_t offset, int64_t length, bool owns_fd, FileDone done);
   [[nodiscard]] bool file_in_flight() const { return file_.has_value(); }
   // Drops a file send (done(UV_ECANCELED) runs).

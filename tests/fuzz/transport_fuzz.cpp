@@ -565,8 +565,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         bool owns = (b & 2) != 0;
         int64_t offset = static_cast<int64_t>(in.u16()) * 5;
         int64_t length = static_cast<int64_t>(in.size()) + ((b & 4) != 0 ? kFileSize[id] / 2 : 0);
-        // The callers' contract (Stream::sendfile): open, and one file at a time.
-        if (!h.usable() || h.t->fd() < 0 || h.t->file_in_flight()) break;
+        // The callers' contract: one file at a time (Connection::send_file
+        // may hand one to a closed transport).
+        if (!h.t || h.t->file_in_flight()) break;
         if (!h.segs.empty() && h.segs.back().file) id = 1 - h.segs.back().id;  // neighbours differ
         int fd = g_file_fd[id];
         int dup_fd = -1;
@@ -577,7 +578,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         FileOp f{dup_fd};
         f.clipped = std::max<int64_t>(0, std::min(length, kFileSize[id] - offset));
         f.seg = SIZE_MAX;
-        if (f.clipped > 0) {
+        if (f.clipped > 0 && h.usable()) {
           f.seg = h.segs.size();
           h.segs.push_back(Segment{true, id, offset, f.clipped, false, 0});
         }
