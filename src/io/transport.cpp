@@ -261,16 +261,20 @@ void Transport::flush() {
 // Hands the output (encrypted under TLS) to the socket: what it takes now,
 // then the rest with one libuv write. Most answers fit the socket buffer:
 // written with no write request, no callback and no poll change.
-void Transport::start_write() {
+void Transport::start_write(size_t limit) {
   std::string& w = handle_->writing;
   w.clear();
+  size_t n = std::min(limit, out_.size());
   if (tls_ != nullptr) {
-    if (!out_.empty()) tls_->write(out_);
-    out_.clear();
+    if (n > 0) tls_->write(std::string_view(out_).substr(0, n));
+    out_.erase(0, n);
     tls_->take_output(&w);
-  } else {
+  } else if (n == out_.size()) {
     w.swap(out_);  // the two buffers trade places: each keeps its capacity
     out_.clear();
+  } else {
+    w.assign(out_, 0, n);
+    out_.erase(0, n);
   }
   if (w.empty()) return;
   uv_buf_t buf = uv_buf_init(w.data(), static_cast<unsigned>(w.size()));
@@ -308,7 +312,14 @@ void Transport::on_write_done(int status) {
     if (file_) finish_file(write_error_ != 0 ? write_error_ : status, true);
   } else {
     sent_ += in_flight_;
-    if (file_) {
+    if (file_ && file_->head > 0) {
+      // The output written before the file, corked behind the write that
+      // just completed: it goes first.
+      size_t head = file_->head;
+      file_->head = 0;
+      start_write(head);
+    }
+    if (file_ && !write_in_flight_) {
       int64_t result = 0;
       if (pump_file(&result)) finish_file(result, true);
     }
@@ -363,6 +374,12 @@ bool Transport::flush_blocking(double timeout) {
 // --------------------------------------------------------------------- files
 
 int64_t Transport::send_file(int fd, int64_t offset, int64_t length, bool owns_fd, FileDone done) {
+  if (closed_) {
+    // Nothing goes out any more, and nothing would end the send (a write
+    // still in flight completes without looking at files once closed).
+    if (owns_fd && fd >= 0) ::close(fd);
+    return UV_ECANCELED;
+  }
   file_ = FileSend{fd, offset, length, 0, owns_fd, std::move(done)};
   if (handle_ == nullptr) {
     // Blocking: all of it now.
@@ -410,7 +427,12 @@ int64_t Transport::send_file(int fd, int64_t offset, int64_t length, bool owns_f
   }
   // Evented: the output before the file goes first.
   if (!write_in_flight_ && (!out_.empty() || (tls_ != nullptr && tls_->has_output()))) start_write();
-  if (write_in_flight_) return kPending;  // on_write_done goes on with the file
+  if (write_in_flight_) {
+    // on_write_done goes on with the file, after the output corked behind
+    // that write (the output written from now on goes after the file).
+    file_->head = out_.size();
+    return kPending;
+  }
   int64_t result = 0;
   if (pump_file(&result)) {
     finish_file(result, false);

@@ -151,7 +151,8 @@ class Transport {
   // now (done is not called then), or kPending: done(result) follows from a
   // libuv callback, or from close(). Plain sockets use sendfile(2), a chunk
   // at a time while the socket takes it; under TLS the file is read and
-  // encrypted a chunk at a time, below the high-water mark.
+  // encrypted a chunk at a time, below the high-water mark. On a closed
+  // transport: UV_ECANCELED now.
   int64_t send_file(int fd, int64_t offset, int64_t length, bool owns_fd, FileDone done);
   [[nodiscard]] bool file_in_flight() const { return file_.has_value(); }
   // Drops a file send (done(UV_ECANCELED) runs).
@@ -187,13 +188,18 @@ class Transport {
     int64_t sent;
     bool owns_fd;
     FileDone done;
+    // Bytes at the front of the output that were written before the file
+    // but were still corked behind a write in flight when it was queued:
+    // they go out before it (the rest of the output goes after it).
+    size_t head = 0;
   };
   void absorb(const char* data, size_t n);
   bool write_all_now(const char* data, size_t n, double timeout);
   // Continues the file send; true when it finished (or failed) now.
   bool pump_file(int64_t* result);
   void finish_file(int64_t result, bool notify);
-  void start_write();
+  // Writes up to limit bytes from the front of the output.
+  void start_write(size_t limit = SIZE_MAX);
 
   UvStreamHandle* handle_ = nullptr;
   TransportUser* user_ = nullptr;
