@@ -425,7 +425,15 @@ int64_t Transport::send_file(int fd, int64_t offset, int64_t length, bool owns_f
     finish_file(result, false);
     return result;
   }
-  // Evented: the output before the file goes first.
+  // Evented: the output before the file goes first. On a plain socket it
+  // goes with MSG_MORE: the head and the file leave in the same segments.
+  if (tls_ == nullptr && !write_in_flight_ && !out_.empty()) {
+    ssize_t n = ::send(fd_, out_.data(), out_.size(), MSG_MORE | MSG_NOSIGNAL);
+    if (n > 0) {
+      sent_ += static_cast<uint64_t>(n);
+      out_.erase(0, static_cast<size_t>(n));
+    }
+  }
   if (!write_in_flight_ && (!out_.empty() || (tls_ != nullptr && tls_->has_output()))) start_write();
   if (write_in_flight_) {
     // on_write_done goes on with the file, after the output corked behind
