@@ -1,7 +1,7 @@
 -- evo.args: argument checks with Lua's own message template, so every public
 -- function of Evo's library fails the same way:
 --   bad argument #1 to 'class' (string expected, got nil)
-local type, error, format, select, sub = type, error, string.format, select, string.sub
+local type, error, format, select, sub, setmetatable = type, error, string.format, select, string.sub, setmetatable
 
 local args = {}
 
@@ -23,39 +23,46 @@ function args.badSelf(fname, expected, value, level)
   args.fail(1, fname, expected, value, (level or 2) + 1)
 end
 
--- Whether value has the type `want`: "number", "string?" (nil allowed),
--- "number|string", "any".
-local function accepts(want, value)
-  if want == "any" then return true end
-  local t = type(value)
-  if sub(want, -1) == "?" then
-    if value == nil then return true end
-    want = sub(want, 1, -2)
-  end
-  if t == want then return true end
-  for alt in want:gmatch("[^|]+") do
-    if t == alt then return true end
-  end
-  return false
-end
-
 -- args.method(fname, fn, isSelf, selfName, types...) -> function(self, ...):
 -- the public method `fname` in front of a native one. It checks self with
--- isSelf (when given) and each argument against types[i] (see accepts),
+-- isSelf (when given) and each argument against types[i] ("number",
+-- "string?" (nil allowed), "number|string", "any"; at most three),
 -- raising the standard messages numbered as the caller counts (self is not
 -- counted) at the caller's line, then calls fn(self, ...). A native's own
 -- checks cannot name the method when it is called through pcall or a tail
 -- call ('?'), and count self: this is the one place that does it for them.
+--
+-- The checks run on every call (res:send is on a server's hot path): each
+-- type is compiled once into a set of accepted type names, so a call costs
+-- a table lookup per argument and no string work.
+local function typeSet(want)
+  local set = {}
+  if want == "any" then return setmetatable(set, {__index = function() return true end}) end
+  if sub(want, -1) == "?" then
+    set["nil"] = true
+    want = sub(want, 1, -2)
+  end
+  for alt in want:gmatch("[^|]+") do set[alt] = true end
+  return set
+end
+
 function args.method(fname, fn, isSelf, selfName, ...)
-  local types = {...}
   local n = select("#", ...)
+  local sets, names = {}, {}
+  for i = 1, n do
+    local want = select(i, ...)
+    sets[i], names[i] = typeSet(want), want:match("^[^|?]+")  -- named as Lua does: the first type
+  end
+  assert(n <= 3, "args.method checks at most 3 arguments")
+  local s1, s2, s3 = sets[1], sets[2], sets[3]
+  local function bad(i, v) args.fail(i, fname, names[i], v, 3) end
   return function(self, ...)
     if isSelf and not isSelf(self) then args.badSelf(fname, selfName, self, 2) end
-    for i = 1, n do
-      local v = select(i, ...)
-      if not accepts(types[i], v) then  -- named as Lua does: the first type accepted
-        args.fail(i, fname, types[i]:match("^[^|?]+"), v, 2)
-      end
+    if n > 0 then
+      local a, b, c = ...
+      if not s1[type(a)] then bad(1, a) end
+      if n > 1 and not s2[type(b)] then bad(2, b) end
+      if n > 2 and not s3[type(c)] then bad(3, c) end
     end
     return fn(self, ...)
   end

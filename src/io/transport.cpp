@@ -151,12 +151,14 @@ std::string Transport::take_input() {
 }
 
 void Transport::trim() {
-  if (in_pos_ == in_.size() && in_.capacity() > kCompactAt) std::string().swap(in_);
+  if (in_pos_ == in_.size() && in_.capacity() > kCompactAt) {
+    std::string().swap(in_);
+    in_pos_ = 0;
+  }
   if (out_.empty() && out_.capacity() > kCompactAt) std::string().swap(out_);
   if (handle_ != nullptr && !write_in_flight_ && handle_->writing.capacity() > kCompactAt) {
     std::string().swap(handle_->writing);
   }
-  in_pos_ = in_.empty() ? 0 : in_pos_;
 }
 
 void Transport::set_reading(bool on) {
