@@ -104,24 +104,6 @@ void check_head_open(lua_State* L, const Exchange& ex, const char* fn) {
 
 // Why Exchange::add_header would refuse this line, or "" when it takes it;
 // Content-Length must be digits that fit 64 bits (RFC 9110 8.6).
-std::string header_error(std::string_view name, std::string_view value) {
-  if (!valid_header_name(name)) return "invalid header name '" + std::string(name) + "'";
-  if (!valid_header_value(value))
-    return "invalid header value for '" + std::string(name) + "' (CR, LF or NUL)";
-  if (name.size() == 14 && strncasecmp(name.data(), "content-length", 14) == 0) {
-    bool ok = !value.empty();
-    uint64_t n = 0;
-    for (char c : value) {
-      if (!ok) break;
-      auto d = static_cast<uint64_t>(c - '0');
-      ok = c >= '0' && c <= '9' && n <= (UINT64_MAX - d) / 10;
-      n = n * 10 + d;
-    }
-    if (!ok) return "invalid Content-Length '" + std::string(value) + "'";
-  }
-  return {};
-}
-
 // The value at value_idx: a string, or a list of strings (one line each,
 // as set-cookie needs). Raises unless every line is valid.
 void check_header_or_raise(lua_State* L, int name_idx, int value_idx) {
@@ -132,7 +114,7 @@ void check_header_or_raise(lua_State* L, int name_idx, int value_idx) {
                         ? lua_tolstring(L, idx, &len)
                         : nullptr;
     if (v == nullptr) luaL_error(L, "header '%s': values must be strings", std::string(name).c_str());
-    std::string error = header_error(name, std::string_view(v, len));
+    std::string error = Exchange::header_error(name, std::string_view(v, len));
     if (!error.empty()) luaL_error(L, "%s", error.c_str());
   };
   if (lua_type(L, value_idx) != LUA_TTABLE) {
@@ -150,11 +132,10 @@ void check_header_or_raise(lua_State* L, int name_idx, int value_idx) {
 // Adds the header line(s) checked by check_header_or_raise.
 void add_checked_header(lua_State* L, Exchange& ex, int name_idx, int value_idx) {
   std::string_view name = arg_string(L, name_idx);
-  std::string error;
   auto add = [&](int idx) {
     size_t len = 0;
     const char* v = lua_tolstring(L, idx, &len);
-    if (!ex.add_header(name, std::string_view(v, len), &error)) luaL_error(L, "%s", error.c_str());
+    ex.add_valid_header(name, std::string_view(v, len));
   };
   if (lua_type(L, value_idx) != LUA_TTABLE) {
     add(value_idx);

@@ -46,35 +46,38 @@ void request_fields(lua_State* L, const Exchange& e) {
 
 // ------------------------------------------------------------ exchange
 
-bool Exchange::add_header(std::string_view name, std::string_view value, std::string* error) {
-  if (!valid_header_name(name)) {
-    *error = "invalid header name '" + std::string(name) + "'";
-    return false;
-  }
-  if (!valid_header_value(value)) {
-    *error = "invalid header value for '" + std::string(name) + "' (CR, LF or NUL)";
-    return false;
-  }
+std::string Exchange::header_error(std::string_view name, std::string_view value) {
+  if (!valid_header_name(name)) return "invalid header name '" + std::string(name) + "'";
+  if (!valid_header_value(value))
+    return "invalid header value for '" + std::string(name) + "' (CR, LF or NUL)";
   if (name.size() == 14 && strncasecmp(name.data(), "content-length", 14) == 0) {
+    bool ok = !value.empty();
     uint64_t n = 0;
     for (char c : value) {
-      if (c < '0' || c > '9') {
-        *error = "invalid Content-Length '" + std::string(value) + "'";
-        return false;
-      }
-      n = n * 10 + static_cast<uint64_t>(c - '0');
+      if (!ok) break;
+      auto d = static_cast<uint64_t>(c - '0');
+      ok = c >= '0' && c <= '9' && n <= (UINT64_MAX - d) / 10;  // no wrap past 2^64 - 1
+      n = n * 10 + d;
     }
+    if (!ok) return "invalid Content-Length '" + std::string(value) + "'";
+  }
+  return {};
+}
+
+void Exchange::add_valid_header(std::string_view name, std::string_view value) {
+  if (name.size() == 14 && strncasecmp(name.data(), "content-length", 14) == 0) {
+    uint64_t n = 0;
+    for (char c : value) n = n * 10 + static_cast<uint64_t>(c - '0');
     has_length = true;
     length = n;
-    return true;  // written by send_head, from `length`
+    return;  // written by send_head, from `length`
   }
   if (name.size() == 10 && strncasecmp(name.data(), "connection", 10) == 0) {
     if (value.size() == 5 && strncasecmp(value.data(), "close", 5) == 0) close_after = true;
-    return true;  // written by send_head
+    return;  // written by send_head
   }
-  if (name.size() == 17 && strncasecmp(name.data(), "transfer-encoding", 17) == 0) return true;  // ours
+  if (name.size() == 17 && strncasecmp(name.data(), "transfer-encoding", 17) == 0) return;  // ours
   append_header(head, name, value);
-  return true;
 }
 
 // ------------------------------------------------------------ handles

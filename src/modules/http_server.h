@@ -96,8 +96,10 @@ class Exchange {
   bool close_after = false;  // "Connection: close" was chosen or asked for
   bool abort_reported = false;
 
-  // Header validation and accumulation; false with *error on bad input.
-  bool add_header(std::string_view name, std::string_view value, std::string* error);
+  // Header lines set by the handler: what is wrong with one ("" if
+  // nothing), and adding one that header_error accepted.
+  static std::string header_error(std::string_view name, std::string_view value);
+  void add_valid_header(std::string_view name, std::string_view value);
   [[nodiscard]] bool head_request() const { return req.method == "HEAD"; }
 };
 
