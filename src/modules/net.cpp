@@ -539,7 +539,9 @@ class Listener {
     if (!wait_fd(fd, POLLIN, timeout_))
       return push_error_result(L, "Timeout", "no connection within the timeout");
     for (;;) {
-      int client = ::accept4(fd, nullptr, nullptr, SOCK_CLOEXEC);
+      // Non-blocking, as a connected socket is: its reads and writes wait in
+      // poll(), where their timeouts apply, never inside the kernel.
+      int client = ::accept4(fd, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
       if (client < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) {
         if (!wait_fd(fd, POLLIN, timeout_))
           return push_error_result(L, "Timeout", "no connection within the timeout");

@@ -34,3 +34,25 @@ describe("stream buffers (" .. H.mode .. ")", function()
     end
   end, 60)
 end)
+
+describe("stream write timeouts (" .. H.mode .. ")", function()
+  it("a write to a peer that reads nothing times out, on an accepted stream too", function()
+    local net = require("net")
+    local task = require("task")
+    local server = assert(net.listen({port = 0}))
+    local client = assert(net.connect({host = "127.0.0.1", port = server.port}))
+    local conn = assert(server:accept())
+    for _, s in ipairs({conn, client}) do
+      s:settimeout(0, 0.2)
+      local t0 = task.now()
+      local ok, err = s:write(string.rep("x", 64 * 1024 * 1024))
+      if ok then ok, err = s:flush() end
+      assert.isNil(ok)
+      assert.equal(err.code, "Timeout")
+      assert.truthy(task.now() - t0 < 3, "it took " .. (task.now() - t0) .. " s")
+    end
+    conn:close()
+    client:close()
+    server:close()
+  end, 20)
+end)
