@@ -8,7 +8,8 @@
 // a second Ctrl-C while the first is still unhandled (a busy loop) exits at once.
 // In the REPL, Ctrl-C interrupts the running evaluation instead.
 // SIGTERM exits with status 143 the same way (unless the script watches it); a
-// watchdog thread ends the process when Lua cannot take it within a second.
+// SIGALRM armed by the SIGTERM handler ends the process when Lua cannot take
+// it within a second.
 #pragma once
 
 #include <functional>
