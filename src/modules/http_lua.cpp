@@ -102,39 +102,40 @@ void check_head_open(lua_State* L, const Exchange& ex, const char* fn) {
   if (ex.headers_sent) luaL_error(L, "%s: the headers were already sent", fn);
 }
 
-// Why Exchange::add_header would refuse this line, or "" when it takes it;
-// Content-Length must be digits that fit 64 bits (RFC 9110 8.6).
-// The value at value_idx: a string, or a list of strings (one line each,
-// as set-cookie needs). Raises unless every line is valid.
-void check_header_or_raise(lua_State* L, int name_idx, int value_idx) {
+// What a refused header call must leave as it found: the head so far and
+// the fields header lines set.
+struct HeadMark {
+  size_t head_len;
+  bool has_length;
+  uint64_t length;
+  bool close_after;
+  explicit HeadMark(const Exchange& ex)
+      : head_len(ex.head.size()), has_length(ex.has_length), length(ex.length), close_after(ex.close_after) {}
+  void restore(Exchange& ex) const {
+    ex.head.resize(head_len);
+    ex.has_length = has_length;
+    ex.length = length;
+    ex.close_after = close_after;
+  }
+};
+
+// Adds the header at name_idx with the value at value_idx: a string, or a
+// list of strings (one line each, as set-cookie needs). Each line is checked
+// as it is added; a refused one puts the exchange back to `mark` and raises,
+// so a refused call adds nothing.
+void add_header_lines(lua_State* L, Exchange& ex, int name_idx, int value_idx, const HeadMark& mark) {
   std::string_view name = arg_string(L, name_idx);
-  auto check = [&](int idx) {
+  auto add = [&](int idx) {
     size_t len = 0;
     const char* v = lua_type(L, idx) == LUA_TSTRING || lua_type(L, idx) == LUA_TNUMBER
                         ? lua_tolstring(L, idx, &len)
                         : nullptr;
-    if (v == nullptr) luaL_error(L, "header '%s': values must be strings", std::string(name).c_str());
-    std::string error = Exchange::header_error(name, std::string_view(v, len));
-    if (!error.empty()) luaL_error(L, "%s", error.c_str());
-  };
-  if (lua_type(L, value_idx) != LUA_TTABLE) {
-    check(value_idx);
-    return;
-  }
-  size_t n = lua_objlen(L, value_idx);
-  for (size_t i = 1; i <= n; ++i) {
-    lua_rawgeti(L, value_idx, static_cast<int>(i));
-    check(lua_gettop(L));
-    lua_pop(L, 1);
-  }
-}
-
-// Adds the header line(s) checked by check_header_or_raise.
-void add_checked_header(lua_State* L, Exchange& ex, int name_idx, int value_idx) {
-  std::string_view name = arg_string(L, name_idx);
-  auto add = [&](int idx) {
-    size_t len = 0;
-    const char* v = lua_tolstring(L, idx, &len);
+    std::string error = v == nullptr ? "header '" + std::string(name) + "': values must be strings"
+                                     : Exchange::header_error(name, std::string_view(v, len));
+    if (!error.empty()) {
+      mark.restore(ex);
+      luaL_error(L, "%s", error.c_str());
+    }
     ex.add_valid_header(name, std::string_view(v, len));
   };
   if (lua_type(L, value_idx) != LUA_TTABLE) {
@@ -149,10 +150,8 @@ void add_checked_header(lua_State* L, Exchange& ex, int name_idx, int value_idx)
   }
 }
 
-// Every line is checked before any is added: a refused call adds nothing.
 void add_header_or_raise(lua_State* L, Exchange& ex, int name_idx, int value_idx) {
-  check_header_or_raise(L, name_idx, value_idx);
-  add_checked_header(L, ex, name_idx, value_idx);
+  add_header_lines(L, ex, name_idx, value_idx, HeadMark(ex));
 }
 
 // ------------------------------------------------------------ server
@@ -274,15 +273,14 @@ int l_send(lua_State* L) {
   const char* body = lua_isnoneornil(L, 3) ? "" : luaL_checklstring(L, 3, &len);
   if (!lua_isnoneornil(L, 4)) {
     luaL_checktype(L, 4, LUA_TTABLE);
-    lua_pushnil(L);
-    while (lua_next(L, 4) != 0) {  // all checked first: a refused table adds nothing
-      if (lua_type(L, -2) != LUA_TSTRING) luaL_error(L, "send: header names must be strings");
-      check_header_or_raise(L, lua_gettop(L) - 1, lua_gettop(L));
-      lua_pop(L, 1);
-    }
+    HeadMark mark(ex);  // a refused table adds nothing
     lua_pushnil(L);
     while (lua_next(L, 4) != 0) {
-      add_checked_header(L, ex, lua_gettop(L) - 1, lua_gettop(L));
+      if (lua_type(L, -2) != LUA_TSTRING) {
+        mark.restore(ex);
+        luaL_error(L, "send: header names must be strings");
+      }
+      add_header_lines(L, ex, lua_gettop(L) - 1, lua_gettop(L), mark);
       lua_pop(L, 1);
     }
   }
