@@ -7,13 +7,6 @@
 
 namespace evo::http {
 
-const std::string* Request::header(std::string_view name) const {
-  for (const auto& [k, v] : headers) {
-    if (k == name) return &v;
-  }
-  return nullptr;
-}
-
 RequestParser::RequestParser(Limits limits) : limits_(limits) {
   llhttp_settings_init(&settings_);
   settings_.on_message_begin = on_message_begin;
@@ -50,7 +43,7 @@ int RequestParser::on_message_begin(llhttp_t* p) {
   RequestParser* s = self(p);
   s->req_ = Request();
   s->in_head_ = false;
-  s->in_value_ = false;
+  s->headers_.reset();
   s->version_seen_ = false;
   s->chunk_line_ = ChunkLine::None;
   s->last_chunk_ = false;
@@ -111,46 +104,24 @@ int RequestParser::on_chunk_complete(llhttp_t* p) {
 int RequestParser::on_header_field(llhttp_t* p, const char* at, size_t len) {
   RequestParser* s = self(p);
   if (!s->within_header_limit(at, at + len)) return s->fail(431, "request header fields too large");
-  if (s->in_value_ || s->req_.headers.empty()) {
-    s->req_.headers.emplace_back();
-    s->in_value_ = false;
-  }
-  std::string& name = s->req_.headers.back().first;
-  size_t from = name.size();
-  name.append(at, len);
-  for (size_t i = from; i < name.size(); ++i) {
-    auto c = static_cast<unsigned char>(name[i]);
-    // A field name is a token (RFC 9110 5.1): whitespace before the colon
-    // is a smuggling vector (RFC 9112 5.1), refused like any other non-token.
-    if (!is_token_char(c)) return s->fail(400, "invalid character in a header name");
-    if (c >= 'A' && c <= 'Z') name[i] = static_cast<char>(c + ('a' - 'A'));
-  }
+  if (const char* why = s->headers_.name_piece(s->req_.headers, at, len)) return s->fail(400, why);
   return 0;
 }
 
 int RequestParser::on_header_value(llhttp_t* p, const char* at, size_t len) {
   RequestParser* s = self(p);
   if (!s->within_header_limit(at, at + len)) return s->fail(431, "request header fields too large");
-  // NUL, and CR or LF inside a value (obs-fold continuation, bare LF), are
-  // how smuggling attempts hide: refuse them whatever the parser allows.
-  for (size_t i = 0; i < len; ++i) {
-    auto c = static_cast<unsigned char>(at[i]);
-    if (c == 0 || c == '\r' || c == '\n') return s->fail(400, "invalid character in a header value");
+  // NUL, CR or LF inside a value, and obs-fold, are how smuggling attempts
+  // hide: refused whatever the parser allows (see http_headers.h).
+  if (const char* why = s->headers_.value_piece(s->req_.headers, s->offset_of(at), at, len)) {
+    return s->fail(400, why);
   }
-  // The pieces of one value are contiguous in the stream (a piece ends where a
-  // read ended). A gap between two pieces means llhttp skipped a line break
-  // inside the value: an obs-fold continuation (RFC 9112 5.2), refused.
-  uint64_t start = s->feed_base_ + static_cast<uint64_t>(at - s->feed_ptr_);
-  if (s->in_value_ && start != s->value_end_) return s->fail(400, "obsolete line folding");
-  s->value_end_ = start + len;
-  s->in_value_ = true;
-  if (s->req_.headers.empty()) s->req_.headers.emplace_back();
-  s->req_.headers.back().second.append(at, len);
   return 0;
 }
 
 int RequestParser::on_header_value_complete(llhttp_t* p) {
   RequestParser* s = self(p);
+  s->headers_.value_done();  // (an empty value has no piece: the next name starts a header)
   if (s->req_.headers.empty()) return 0;
   auto& [name, value] = s->req_.headers.back();
   if (name.empty()) return s->fail(400, "empty header name");

@@ -12,6 +12,8 @@
 
 #include <llhttp.h>
 
+#include "modules/http_headers.h"
+
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -32,7 +34,7 @@ struct Request {
   std::string target;  // as sent: path and query
   int version_major = 1;
   int version_minor = 1;
-  std::vector<std::pair<std::string, std::string>> headers;  // names lower-cased, in order
+  HeaderList headers;  // names lower-cased, in order
   std::string body;
   bool keep_alive = true;
   bool upgrade = false;
@@ -40,7 +42,7 @@ struct Request {
   bool expect_continue = false;
 
   // The value of the first header with this (lower-case) name, or nullptr.
-  [[nodiscard]] const std::string* header(std::string_view name) const;
+  [[nodiscard]] const std::string* header(std::string_view name) const { return find_header(headers, name); }
 };
 
 class RequestParser {
@@ -115,10 +117,9 @@ class RequestParser {
   bool chunk_paused_ = false;  // llhttp paused after a chunk: a size line is next
   bool last_chunk_ = false;
   std::string chunk_ext_;
-  bool in_value_ = false;
+  HeaderCollector headers_;
   uint64_t feed_base_ = 0;          // stream offset of the data being parsed (bytes consumed before)
   const char* feed_ptr_ = nullptr;  // ... and its address
-  uint64_t value_end_ = 0;          // stream offset just after the value's last piece
   bool headers_done_ = false;
   bool complete_ = false;
   int content_length_headers_ = 0;

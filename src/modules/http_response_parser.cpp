@@ -1,17 +1,11 @@
 #include "modules/http_response_parser.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include "modules/http_response.h"
 
 namespace evo::http {
-
-const std::string* Response::header(std::string_view name) const {
-  for (const auto& [k, v] : headers) {
-    if (k == name) return &v;
-  }
-  return nullptr;
-}
 
 ResponseParser::ResponseParser(ResponseLimits limits) : limits_(limits) {
   llhttp_settings_init(&settings_);
@@ -37,10 +31,9 @@ void ResponseParser::reset(bool head_request) {
   body_.clear();
   head_request_ = head_request;
   header_bytes_ = 0;
-  in_value_ = false;
+  headers_.reset();
   feed_base_ = 0;
   feed_ptr_ = nullptr;
-  value_end_ = 0;
   headers_done_ = false;
   complete_ = false;
   interim_ = false;
@@ -65,7 +58,7 @@ int ResponseParser::on_message_begin(llhttp_t* p) {
   ResponseParser* s = self(p);
   s->res_ = Response();
   s->header_bytes_ = 0;
-  s->in_value_ = false;
+  s->headers_.reset();
   s->interim_ = false;
   return 0;
 }
@@ -80,39 +73,18 @@ int ResponseParser::on_status(llhttp_t* p, const char* at, size_t len) {
 int ResponseParser::on_header_field(llhttp_t* p, const char* at, size_t len) {
   ResponseParser* s = self(p);
   if (!s->count_header_bytes(len)) return s->fail("response header block too large");
-  auto& headers = s->res_.headers;
-  if (s->in_value_ || headers.empty()) {
-    if (headers.size() >= s->limits_.max_headers) return s->fail("too many response headers");
-    headers.emplace_back();
-    s->in_value_ = false;
-  }
-  std::string& name = headers.back().first;
-  size_t from = name.size();
-  name.append(at, len);
-  for (size_t i = from; i < name.size(); ++i) {
-    auto c = static_cast<unsigned char>(name[i]);
-    if (!is_token_char(c)) return s->fail("invalid character in a header name");
-    if (c >= 'A' && c <= 'Z') name[i] = static_cast<char>(c + ('a' - 'A'));
-  }
-  return 0;
+  const char* why = s->headers_.name_piece(s->res_.headers, at, len, s->limits_.max_headers);
+  return why == nullptr
+             ? 0
+             : s->fail(std::strcmp(why, "too many headers") == 0 ? "too many response headers" : why);
 }
 
 int ResponseParser::on_header_value(llhttp_t* p, const char* at, size_t len) {
   ResponseParser* s = self(p);
   if (!s->count_header_bytes(len)) return s->fail("response header block too large");
-  for (size_t i = 0; i < len; ++i) {
-    auto c = static_cast<unsigned char>(at[i]);
-    if (c == 0 || c == '\r' || c == '\n') return s->fail("invalid character in a header value");
-  }
-  // The pieces of one value are contiguous in the stream; a gap means llhttp
-  // skipped a line break inside the value: obs-fold (RFC 9112 5.2), refused.
-  uint64_t start = s->feed_base_ + static_cast<uint64_t>(at - s->feed_ptr_);
-  if (s->in_value_ && start != s->value_end_) return s->fail("obsolete line folding");
-  s->value_end_ = start + len;
-  s->in_value_ = true;
-  if (s->res_.headers.empty()) s->res_.headers.emplace_back();
-  s->res_.headers.back().second.append(at, len);
-  return 0;
+  uint64_t offset = s->feed_base_ + static_cast<uint64_t>(at - s->feed_ptr_);
+  const char* why = s->headers_.value_piece(s->res_.headers, offset, at, len);
+  return why == nullptr ? 0 : s->fail(why);
 }
 
 int ResponseParser::on_header_value_complete(llhttp_t* p) {
@@ -126,8 +98,7 @@ int ResponseParser::on_header_value_complete(llhttp_t* p) {
                                    }))) {
     return s->fail("invalid Content-Length");
   }
-  // An empty value leaves in_value_ unset: the next field starts a header.
-  s->in_value_ = true;
+  s->headers_.value_done();  // (an empty value has no piece: the next name starts a header)
   return 0;
 }
 

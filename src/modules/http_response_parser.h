@@ -16,6 +16,8 @@
 
 #include <llhttp.h>
 
+#include "modules/http_headers.h"
+
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -44,14 +46,14 @@ struct Response {
   std::string reason;
   int version_major = 1;
   int version_minor = 1;
-  std::vector<std::pair<std::string, std::string>> headers;  // names lower-cased, in order
+  HeaderList headers;       // names lower-cased, in order
   bool keep_alive = false;  // the connection may carry another request afterwards
   bool upgrade = false;     // 101 with Upgrade: what follows is another protocol
   Framing framing = Framing::None;
   uint64_t content_length = 0;  // with Framing::Length
 
   // The value of the first header with this (lower-case) name, or nullptr.
-  [[nodiscard]] const std::string* header(std::string_view name) const;
+  [[nodiscard]] const std::string* header(std::string_view name) const { return find_header(headers, name); }
 };
 
 class ResponseParser {
@@ -108,10 +110,9 @@ class ResponseParser {
   std::string body_;
   bool head_request_ = false;
   size_t header_bytes_ = 0;
-  bool in_value_ = false;
+  HeaderCollector headers_;
   uint64_t feed_base_ = 0;          // stream offset of the data being parsed
   const char* feed_ptr_ = nullptr;  // ... and its address
-  uint64_t value_end_ = 0;          // stream offset just after the value's last piece
   bool headers_done_ = false;
   bool complete_ = false;
   bool interim_ = false;  // the message being parsed is a 1xx other than 101
