@@ -352,7 +352,7 @@ int Stream::wait_as_writer(lua_State* L, int yieldable_idx, WriterWait what) {
   writer_ = t;
   writer_wait_ = what;
   writer_id_ = sys_.begin_wait(t, cancel_write, this);
-  if (what != WriterWait::ShutDown && write_timeout_ > 0) set_deadline(false, write_timeout_);
+  arm_write_deadline();
   return sys_.suspend(L, t);
 }
 
@@ -486,11 +486,21 @@ int Stream::sendfile(lua_State* L, int in_fd, int64_t offset, int64_t length, in
   writer_ = t;
   writer_wait_ = WriterWait::File;
   writer_id_ = sys_.begin_wait(t, cancel_write, this);
-  if (write_timeout_ > 0) set_deadline(false, write_timeout_);
+  arm_write_deadline();
   return sys_.suspend(L, t);
 }
 
 // --------------------------------------------------------------- timeouts
+
+// The writer's deadline measures the peer's progress (as nginx's
+// send_timeout): it passes only when the peer took nothing for the whole
+// write timeout, however long the write as a whole takes.
+void Stream::arm_write_deadline() {
+  if (write_timeout_ <= 0) return;
+  writer_sent_mark_ = t_->sent();
+  writer_pending_mark_ = t_->pending();
+  set_deadline(false, write_timeout_);
+}
 
 // The reader and the writer each have their own deadline; one timer is
 // armed for the earlier of the two, and stopped when neither waits.
@@ -530,7 +540,10 @@ void Stream::on_timeout() {
     reader_deadline_ = 0;
     sys_.wake_error(t, reader_id_, "Timeout", "no data within the read timeout");
   }
-  if (writer_ != nullptr && writer_deadline_ != 0 && writer_deadline_ <= now) {
+  if (writer_ != nullptr && writer_deadline_ != 0 && writer_deadline_ <= now &&
+      (t_->sent() > writer_sent_mark_ || t_->pending() < writer_pending_mark_)) {
+    arm_write_deadline();  // the peer took some meanwhile: another period
+  } else if (writer_ != nullptr && writer_deadline_ != 0 && writer_deadline_ <= now) {
     Task* t = writer_;
     bool file = writer_wait_ == WriterWait::File;
     writer_ = nullptr;

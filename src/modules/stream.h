@@ -107,6 +107,7 @@ class Stream final : public TransportUser {
   enum class WriterWait : uint8_t { BelowHighWater, Flushed, ShutDown, File };
   int wait_as_writer(lua_State* L, int yieldable_idx, WriterWait what);
   void set_deadline(bool reader, double seconds);
+  void arm_write_deadline();
   void clear_deadline(bool reader);
   void reschedule_timer();
   void wake_reader_if_ready();
@@ -131,6 +132,8 @@ class Stream final : public TransportUser {
   Task* writer_ = nullptr;
   uint32_t writer_id_ = 0;
   WriterWait writer_wait_ = WriterWait::BelowHighWater;
+  uint64_t writer_sent_mark_ = 0;   // the transport's sent() and pending() when the
+  size_t writer_pending_mark_ = 0;  // writer's deadline was armed: progress since?
 };
 
 // Lua binding: a userdata "evo.Stream" holding a std::unique_ptr<Stream>.

@@ -48,3 +48,40 @@ describe("streams made where Lua cannot yield", function()
     server:close()
   end, 10)
 end)
+
+describe("stream write timeouts", function()
+  it("measure the peer's progress: a slow but steady reader never times a long write out", function()
+    local got = 0
+    local server = assert(net.listen({port = 0}, function(conn)
+      while true do
+        local chunk = conn:read(64 * 1024)
+        if not chunk then break end
+        got = got + #chunk
+        task.sleep(0.005)  -- about 12 MB/s: the whole write takes over a second
+      end
+    end))
+    local c = assert(net.connect({host = "127.0.0.1", port = server.port}))
+    c:settimeout(0, 0.3)
+    local t0 = task.now()
+    local ok, err = c:write(string.rep("w", 16 * 1024 * 1024))
+    if ok then ok, err = c:flush() end
+    assert.truthy(ok, "no Timeout while the peer keeps reading: " .. tostring(err))
+    assert.truthy(task.now() - t0 > 0.3, "the write did outlast the timeout")
+    c:close()
+    server:close()
+  end, 20)
+
+  it("apply to shutdown too", function()
+    local server = assert(net.listen({port = 0}))
+    local c = assert(net.connect({host = "127.0.0.1", port = server.port}))
+    local peer = assert(server:accept())
+    c:settimeout(0, 0.3)
+    c:write(string.rep("s", 16 * 1024 * 1024))  -- queued: nobody reads
+    local t0 = task.now()
+    local ok, err = c:shutdown()
+    assert.isNil(ok)
+    assert.equal(err.code, "Timeout")
+    assert.truthy(task.now() - t0 < 2)
+    c:close(); peer:close(); server:close()
+  end, 20)
+end)
