@@ -27,7 +27,7 @@
 #include <string_view>
 
 #include "core/handle.h"
-#include "modules/tls.h"
+#include "proto/tls.h"
 
 namespace evo {
 

@@ -17,7 +17,7 @@
 #include <string>
 
 #include "lua/boxed.h"
-#include "modules/http_response_parser.h"
+#include "proto/http_response_parser.h"
 
 namespace evo {
 namespace {

@@ -35,9 +35,9 @@
 
 #include "core/handle.h"
 #include "io/transport.h"
-#include "modules/http_parser.h"
-#include "modules/http_response.h"
-#include "modules/tls.h"
+#include "proto/http_parser.h"
+#include "proto/http_response.h"
+#include "proto/tls.h"
 
 namespace evo {
 class Stream;

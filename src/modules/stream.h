@@ -24,7 +24,7 @@
 #include "core/handle.h"
 #include "io/transport.h"
 #include "lua/tasks.h"
-#include "modules/tls.h"
+#include "proto/tls.h"
 
 namespace evo {
 

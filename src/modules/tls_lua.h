@@ -6,7 +6,7 @@
 
 #include <memory>
 
-#include "modules/tls.h"
+#include "proto/tls.h"
 
 namespace evo {
 

@@ -13,7 +13,7 @@
 
 #include "lua/boxed.h"
 #include "lua/errors.h"
-#include "modules/ws_protocol.h"
+#include "proto/ws_protocol.h"
 
 namespace evo {
 namespace {

@@ -3,7 +3,7 @@
 
 #include <string>
 
-#include "modules/http_parser.h"
+#include "proto/http_parser.h"
 
 namespace evo::http {
 namespace {

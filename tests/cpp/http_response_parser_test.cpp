@@ -4,7 +4,7 @@
 
 #include <string>
 
-#include "modules/http_response_parser.h"
+#include "proto/http_response_parser.h"
 
 namespace evo::http {
 namespace {

@@ -3,7 +3,7 @@
 
 #include <string>
 
-#include "modules/http_response.h"
+#include "proto/http_response.h"
 
 namespace evo::http {
 namespace {

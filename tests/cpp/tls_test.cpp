@@ -20,7 +20,7 @@
 #include <utility>
 #include <vector>
 
-#include "modules/tls.h"
+#include "proto/tls.h"
 
 namespace evo::tls {
 namespace {

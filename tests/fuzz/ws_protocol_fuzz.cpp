@@ -19,7 +19,7 @@
 #include <string_view>
 #include <vector>
 
-#include "modules/ws_protocol.h"
+#include "proto/ws_protocol.h"
 
 namespace {
 

@@ -1,5 +1,5 @@
-#include "modules/http_parser.h"
-#include "modules/http_response.h"
+#include "proto/http_parser.h"
+#include "proto/http_response.h"
 
 #include <algorithm>
 #include <cctype>

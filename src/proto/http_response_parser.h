@@ -16,7 +16,7 @@
 
 #include <llhttp.h>
 
-#include "modules/http_headers.h"
+#include "proto/http_headers.h"
 
 #include <cstddef>
 #include <cstdint>

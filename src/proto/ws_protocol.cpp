@@ -1,4 +1,4 @@
-#include "modules/ws_protocol.h"
+#include "proto/ws_protocol.h"
 
 #include <openssl/evp.h>
 #include <openssl/rand.h>
@@ -11,7 +11,7 @@
 #include <new>
 #include <random>
 
-#include "modules/http_response.h"
+#include "proto/http_response.h"
 
 namespace evo::ws {
 

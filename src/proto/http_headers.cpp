@@ -1,6 +1,6 @@
-#include "modules/http_headers.h"
+#include "proto/http_headers.h"
 
-#include "modules/http_response.h"
+#include "proto/http_response.h"
 
 namespace evo::http {
 

@@ -1,4 +1,4 @@
-#include "modules/tls.h"
+#include "proto/tls.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>

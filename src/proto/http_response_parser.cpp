@@ -1,9 +1,9 @@
-#include "modules/http_response_parser.h"
+#include "proto/http_response_parser.h"
 
 #include <algorithm>
 #include <cstring>
 
-#include "modules/http_response.h"
+#include "proto/http_response.h"
 
 namespace evo::http {
 

@@ -1,4 +1,4 @@
-#include "modules/http_response.h"
+#include "proto/http_response.h"
 
 #include <algorithm>
 
