@@ -279,30 +279,40 @@ void Transport::start_write(size_t limit) {
     out_.erase(0, n);
   }
   if (w.empty()) return;
-  uv_buf_t buf = uv_buf_init(w.data(), static_cast<unsigned>(w.size()));
-  int wrote = uv_try_write(handle_->stream(), &buf, 1);
-  if (wrote == static_cast<int>(w.size())) {
-    sent_ += w.size();
-    w.clear();
-    return;
+  int rc = write_out(/*try_now=*/true, /*call_back=*/false);
+  if (rc != 0 && write_error_ == 0) write_error_ = rc;
+}
+
+// Writes handle_->writing: what the socket takes now (try_now), the rest with
+// one libuv write — always one when call_back, even for nothing left, so its
+// completion comes back. 0, or a libuv error (the bytes are dropped).
+int Transport::write_out(bool try_now, bool call_back) {
+  std::string& w = handle_->writing;
+  size_t done = 0;
+  if (try_now) {
+    uv_buf_t buf = uv_buf_init(w.data(), static_cast<unsigned>(w.size()));
+    int wrote = uv_try_write(handle_->stream(), &buf, 1);
+    if (wrote < 0 && wrote != UV_EAGAIN) {
+      w.clear();
+      return wrote;
+    }
+    done = wrote > 0 ? static_cast<size_t>(wrote) : 0;
+    sent_ += done;
+    if (done == w.size() && !call_back) {
+      w.clear();
+      return 0;
+    }
   }
-  if (wrote < 0 && wrote != UV_EAGAIN) {
-    if (write_error_ == 0) write_error_ = wrote;
-    w.clear();
-    return;
-  }
-  size_t done = wrote > 0 ? static_cast<size_t>(wrote) : 0;
-  sent_ += done;
-  buf = uv_buf_init(w.data() + done, static_cast<unsigned>(w.size() - done));
+  uv_buf_t buf = uv_buf_init(w.data() + done, static_cast<unsigned>(w.size() - done));
   handle_->write_req.data = handle_;
   int rc = uv_write(&handle_->write_req, handle_->stream(), &buf, 1, write_cb);
   if (rc != 0) {
-    if (write_error_ == 0) write_error_ = rc;
     w.clear();
-    return;
+    return rc;
   }
   write_in_flight_ = true;
   in_flight_ = w.size() - done;
+  return 0;
 }
 
 void Transport::on_write_done(int status) {
@@ -512,29 +522,12 @@ bool Transport::pump_file(int64_t* result) {
     w.clear();
     tls_->take_output(&w);
   }
-  uv_buf_t buf = uv_buf_init(w.data(), static_cast<unsigned>(w.size()));
-  size_t done = 0;
-  if (!yield) {
-    int wrote = uv_try_write(handle_->stream(), &buf, 1);
-    if (wrote < 0 && wrote != UV_EAGAIN) {
-      w.clear();
-      *result = wrote;
-      return true;
-    }
-    done = wrote > 0 ? static_cast<size_t>(wrote) : 0;
-    sent_ += done;
-  }
-  buf = uv_buf_init(w.data() + done, static_cast<unsigned>(w.size() - done));
-  handle_->write_req.data = handle_;
-  // (A write of nothing left still calls back: the next turn of the file.)
-  int rc = uv_write(&handle_->write_req, handle_->stream(), &buf, 1, write_cb);
-  if (rc != 0) {
-    w.clear();
+  // Its completion is the next turn of the file (a yielding burst skips the
+  // try: the loop gets its turn first).
+  if (int rc = write_out(/*try_now=*/!yield, /*call_back=*/true); rc != 0) {
     *result = rc;
     return true;
   }
-  write_in_flight_ = true;
-  in_flight_ = w.size() - done;
   return false;
 }
 

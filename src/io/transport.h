@@ -105,8 +105,6 @@ class Transport {
   // Drops n bytes; the buffer compacts once what was read is most of it.
   void consume(size_t n);
   std::string take_input();
-  // Plaintext read past an upgrade request, for the next user.
-  void preload(std::string_view plaintext) { in_.append(plaintext); }
   [[nodiscard]] bool eof() const { return eof_; }
   [[nodiscard]] int read_error() const { return read_error_; }
   [[nodiscard]] bool at_end() const { return eof_ || read_error_ != 0 || fd_ < 0; }
@@ -166,7 +164,6 @@ class Transport {
   // ---- TLS: from now on the bytes on the wire are this session's records.
   void start_tls(std::unique_ptr<tls::Session> session);
   void adopt_tls(std::unique_ptr<tls::Session> session) { tls_ = std::move(session); }
-  std::unique_ptr<tls::Session> take_tls() { return std::move(tls_); }
   [[nodiscard]] tls::Session* tls() const { return tls_.get(); }
 
   // ---- from the handle's callbacks
@@ -200,6 +197,7 @@ class Transport {
   void finish_file(int64_t result, bool notify);
   // Writes up to limit bytes from the front of the output.
   void start_write(size_t limit = SIZE_MAX);
+  int write_out(bool try_now, bool call_back);
 
   UvStreamHandle* handle_ = nullptr;
   TransportUser* user_ = nullptr;

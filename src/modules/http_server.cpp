@@ -340,8 +340,6 @@ void Connection::close() {
   t_->close();  // on_transport_closed follows, from libuv
 }
 
-void Connection::abort() { close(); }
-
 // The socket is gone: whoever still holds the exchange learns it, then the
 // connection ends.
 void Connection::on_transport_closed() {
@@ -921,7 +919,7 @@ void Connection::flush() {
   if (closed_ || state_ == State::Upgraded) return;
   t_->flush();
   if (t_->write_error() != 0) {
-    abort();
+    close();
     return;
   }
   if (t_->write_in_flight()) arm_send_deadline();
@@ -950,7 +948,7 @@ void Connection::after_output() {
 void Connection::on_output() {
   if (closed_) return;
   if (t_->write_error() != 0) {
-    abort();
+    close();
     return;
   }
   if (t_->write_in_flight()) {

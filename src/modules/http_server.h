@@ -261,7 +261,6 @@ class Connection final : public TransportUser {
   void finish_closing();
   void after_output();
   void wake_writer_if_ready();
-  void abort();
   void set_reading(bool on) { t_->set_reading(on); }
   void update_deadline();
   void arm_send_deadline();

@@ -64,6 +64,23 @@ def main():
     def now():
         return time.monotonic() - start
 
+    def take():
+        """Adds what arrived to data; False once the peer closed or reset."""
+        try:
+            chunk = recv()
+        except (ConnectionResetError, ssl.SSLError):
+            report["ending"] = "reset"
+            return False
+        if chunk is None:  # a TLS record without data
+            return True
+        if not chunk:
+            report["ending"] = "eof"
+            return False
+        if report["firstByte"] is None:
+            report["firstByte"] = now()
+        data.extend(chunk)
+        return True
+
     def pump(wait):
         """Collects what arrives within `wait` seconds; False once the peer closed."""
         deadline = time.monotonic() + wait
@@ -74,21 +91,8 @@ def main():
             r = pending() or select.select([sock], [], [], left)[0]
             if not r:
                 return True
-            try:
-                chunk = recv()
-            except ssl.SSLWantReadError:
-                continue
-            except (ConnectionResetError, ssl.SSLError):
-                report["ending"] = "reset"
+            if not take():
                 return False
-            if chunk is None:  # a TLS record without data
-                continue
-            if not chunk:
-                report["ending"] = "eof"
-                return False
-            if report["firstByte"] is None:
-                report["firstByte"] = now()
-            data.extend(chunk)
             if left == 0:
                 return True
 
@@ -99,19 +103,8 @@ def main():
         while view:
             r, w, _ = select.select([sock], [sock], [], timeout)
             r = r or pending()
-            if r:
-                try:
-                    chunk = recv()
-                except (ConnectionResetError, ssl.SSLError):
-                    report["ending"] = "reset"
-                    return False
-                if chunk is not None:  # None: a TLS record without data
-                    if not chunk:
-                        report["ending"] = "eof"
-                        return False
-                    if report["firstByte"] is None:
-                        report["firstByte"] = now()
-                    data.extend(chunk)
+            if r and not take():
+                return False
             if w:
                 try:
                     n = sock.send(view[:65536])
