@@ -255,7 +255,10 @@ struct Harness {
       o.resize(o.size() - n);  // (and not kept: they would shift the stream)
       return;
     }
-    if (!segs.empty() && !segs.back().file &&
+    // Bytes written after the shutdown start a segment of their own: those
+    // before it must all arrive, these need not.
+    bool after_shutdown_edge = shutdown_called && segs.size() == segs_at_shutdown;
+    if (!segs.empty() && !segs.back().file && !after_shutdown_edge &&
         segs.back().start + segs.back().limit == static_cast<int64_t>(out_pos)) {
       segs.back().limit += static_cast<int64_t>(n);
     } else {
