@@ -19,6 +19,8 @@ struct NativeModule {
 const NativeModule kNativeModules[] = {
     // clang-format off
     {"evo.core",   open_core,   true},
+    {"evo.crypto", open_crypto, false},
+    {"evo.encoding", open_encoding, false},
     {"evo.fsfast", open_fsfast, true},
     {"evo.fswatch", open_fswatch, true},
     {"evo.http",   http::open_http, true},
