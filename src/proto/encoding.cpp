@@ -116,13 +116,13 @@ std::string DecodeError::message(const char* what) const {
       return "no error";
     case Kind::BadChar: {
       auto c = static_cast<unsigned char>(ch);
-      char shown[16];
+      char shown[32];
       if (c >= 0x20 && c < 0x7f) {
-        std::snprintf(shown, sizeof(shown), "'%c'", c);
+        std::snprintf(shown, sizeof(shown), "character '%c'", c);
       } else {
         std::snprintf(shown, sizeof(shown), "byte 0x%02x", c);
       }
-      m = std::string("invalid ") + what + " character " + shown;
+      m = std::string("invalid ") + what + " " + shown;
       break;
     }
     case Kind::BadLength:
