@@ -72,7 +72,8 @@ void hex_checks(std::string_view text) {
   std::string again;
   evo::encoding::hex_encode(out, &again);
   check(again.size() == text.size());
-  for (size_t i = 0; i < text.size(); ++i) check(again[i] == std::tolower(static_cast<unsigned char>(text[i])));
+  for (size_t i = 0; i < text.size(); ++i)
+    check(again[i] == std::tolower(static_cast<unsigned char>(text[i])));
 }
 
 void uuid_checks(std::string_view text) {
