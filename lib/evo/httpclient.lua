@@ -8,7 +8,7 @@
 local net = require("net")
 local errors = require("evo.errors")
 local args = require("evo.args")
-local zlib = require("evo.zlib")
+local zlib = require("zlib")
 local parser = require("evo.httpresponse")
 
 local type, tostring, tonumber, pairs, ipairs, setmetatable, error =
@@ -145,7 +145,7 @@ local function buildRequest(method, u, headers, body)
   end
   if not have.host then lines[#lines + 1] = "Host: " .. u.hostHeader end
   if not have["user-agent"] then lines[#lines + 1] = "User-Agent: evo" end
-  if not have["accept-encoding"] then lines[#lines + 1] = "Accept-Encoding: gzip, deflate" end
+  if not have["accept-encoding"] then lines[#lines + 1] = "Accept-Encoding: gzip, deflate, br" end
   if body then
     if not have["content-length"] then lines[#lines + 1] = "Content-Length: " .. #body end
   elseif method == "POST" or method == "PUT" or method == "PATCH" then
@@ -249,9 +249,12 @@ function Response:read()
       return nil
     end
     if self._inflater then
-      local out, zerr = self._inflater:update(chunk)
+      local out, zerr = self._inflater:write(chunk)
       if not out then
         self._stream:close()
+        if zerr.code == "TooLarge" then
+          return fail("BodyTooLarge", "the decoded body is larger than " .. self._inflater.maxOutput .. " bytes")
+        end
         return nil, zerr
       end
       if out ~= "" then return out end
@@ -310,8 +313,10 @@ local function exchange(u, method, headers, body, opts)
         version = head.version, _stream = stream, _next = bodyReader(stream, p), _reusable = head.keepAlive,
         _key = key, _length = head.contentLength}, Response)
       local enc = lower(rheaders["content-encoding"] or "")
-      if opts.decompress ~= false and (enc == "gzip" or enc == "x-gzip" or enc == "deflate") then
-        res._inflater = zlib.inflater("auto")
+      if opts.decompress ~= false and (enc == "gzip" or enc == "x-gzip" or enc == "deflate" or enc == "br") then
+        -- "deflate" is zlib's format, or raw DEFLATE from some servers: "auto" takes both
+        res._inflater = zlib.decompressor({format = enc == "br" and "br" or "auto",
+          maxOutput = opts.maxBodyBytes or DEFAULT_MAX_BODY})
       end
       return res
     end
