@@ -142,11 +142,20 @@ local function encode(self, chunk, mode, fname)
 end
 
 -- c:write(chunk) -> the compressed bytes ready so far (often "")
-function Compressor:write(chunk) return encode(self, chunk, FLUSH_NONE, "write") end
+function Compressor:write(chunk)
+  local out = encode(self, chunk, FLUSH_NONE, "write")  -- not a tail call: errors blame the caller
+  return out
+end
 -- c:flush([chunk]) -> everything written so far, decodable now (zlib's sync flush, Brotli's flush)
-function Compressor:flush(chunk) return encode(self, chunk, FLUSH_SYNC, "flush") end
+function Compressor:flush(chunk)
+  local out = encode(self, chunk, FLUSH_SYNC, "flush")  -- not a tail call: errors blame the caller
+  return out
+end
 -- c:finish([chunk]) -> the rest of the stream
-function Compressor:finish(chunk) return encode(self, chunk, FLUSH_FINISH, "finish") end
+function Compressor:finish(chunk)
+  local out = encode(self, chunk, FLUSH_FINISH, "finish")  -- not a tail call: errors blame the caller
+  return out
+end
 
 -- compressor{format = "gzip"|"deflate"|"raw"|"br", level, lgwin}
 -- level: zlib 0-9 (default 6); Brotli's quality 0-11 (default 11).
