@@ -75,7 +75,8 @@ int l_compress(lua_State* L) {
   auto enc = cz::make_encoder(f, encoder_options(L, 3, 4));
   if (!enc) return luaL_error(L, "invalid compression options");
   std::string out;
-  if (!enc->write(data, cz::Flush::Finish, out)) return push_status_error(L, cz::Status::BadData, enc->error());
+  if (!enc->write(data, cz::Flush::Finish, out))
+    return push_status_error(L, cz::Status::BadData, enc->error());
   return push_string(L, out);
 }
 
@@ -163,8 +164,10 @@ void register_class(lua_State* L, const char* meta, const luaL_Reg* methods, lua
 
 int open_zlib(lua_State* L) {
   const luaL_Reg encoder_methods[] = {{"write", l_encoder_write}, {nullptr, nullptr}};
-  const luaL_Reg decoder_methods[] = {
-      {"write", l_decoder_write}, {"finish", l_decoder_finish}, {"totalOut", l_decoder_total}, {nullptr, nullptr}};
+  const luaL_Reg decoder_methods[] = {{"write", l_decoder_write},
+                                      {"finish", l_decoder_finish},
+                                      {"totalOut", l_decoder_total},
+                                      {nullptr, nullptr}};
   register_class(L, kEncoderMeta, encoder_methods, Boxed<cz::Encoder>::gc);
   register_class(L, kDecoderMeta, decoder_methods, Boxed<cz::Decoder>::gc);
   const luaL_Reg functions[] = {

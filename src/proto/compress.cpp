@@ -20,10 +20,14 @@ Bytef* bytes(const char* p) { return reinterpret_cast<Bytef*>(const_cast<char*>(
 
 int zlib_bits(Format f) {
   switch (f) {
-    case Format::Gzip: return 15 + 16;
-    case Format::Zlib: return 15;
-    case Format::Raw: return -15;
-    default: return 15 + 32;  // Auto: gzip or zlib by the header (raw is tried on failure)
+    case Format::Gzip:
+      return 15 + 16;
+    case Format::Zlib:
+      return 15;
+    case Format::Raw:
+      return -15;
+    default:
+      return 15 + 32;  // Auto: gzip or zlib by the header (raw is tried on failure)
   }
 }
 
@@ -52,16 +56,22 @@ class ZlibDecoder final : public Decoder {
     int rc = inflate(&z_, Z_NO_FLUSH);
     size_t used = given - z_.avail_in;
     *produced = room - z_.avail_out;
-    if (rc == Z_DATA_ERROR && !decided_ && z_.total_out == 0 && z_.total_in <= 2) return as_raw(in, dst, room, produced);
+    if (rc == Z_DATA_ERROR && !decided_ && z_.total_out == 0 && z_.total_in <= 2)
+      return as_raw(in, dst, room, produced);
     remember_head(*in, used);
     in->remove_prefix(used);
     switch (rc) {
       case Z_OK:
-      case Z_BUF_ERROR: return Status::Ok;  // BUF_ERROR: no progress possible without more input
-      case Z_STREAM_END: return Status::End;
-      case Z_NEED_DICT: return fail("the stream needs a preset dictionary");
-      case Z_MEM_ERROR: return fail("out of memory");
-      default: return fail(z_.msg != nullptr ? z_.msg : "corrupt compressed data");
+      case Z_BUF_ERROR:
+        return Status::Ok;  // BUF_ERROR: no progress possible without more input
+      case Z_STREAM_END:
+        return Status::End;
+      case Z_NEED_DICT:
+        return fail("the stream needs a preset dictionary");
+      case Z_MEM_ERROR:
+        return fail("out of memory");
+      default:
+        return fail(z_.msg != nullptr ? z_.msg : "corrupt compressed data");
     }
   }
 
@@ -126,15 +136,18 @@ class BrotliDecoder final : public Decoder {
     const auto* next_in = reinterpret_cast<const uint8_t*>(in->data());
     size_t avail_out = room;
     auto* next_out = reinterpret_cast<uint8_t*>(dst);
-    BrotliDecoderResult r = BrotliDecoderDecompressStream(st_, &avail_in, &next_in, &avail_out, &next_out, nullptr);
+    BrotliDecoderResult r =
+        BrotliDecoderDecompressStream(st_, &avail_in, &next_in, &avail_out, &next_out, nullptr);
     in->remove_prefix(in->size() - avail_in);
     *produced = room - avail_out;
     switch (r) {
-      case BROTLI_DECODER_RESULT_SUCCESS: return Status::End;
+      case BROTLI_DECODER_RESULT_SUCCESS:
+        return Status::End;
       case BROTLI_DECODER_RESULT_ERROR:
-        return fail(std::string("corrupt brotli data (") + BrotliDecoderErrorString(BrotliDecoderGetErrorCode(st_)) +
-                    ")");
-      default: return Status::Ok;  // needs more input, or more room
+        return fail(std::string("corrupt brotli data (") +
+                    BrotliDecoderErrorString(BrotliDecoderGetErrorCode(st_)) + ")");
+      default:
+        return Status::Ok;  // needs more input, or more room
     }
   }
 
@@ -173,7 +186,8 @@ class ZlibEncoder final : public Encoder {
     z_.next_in = bytes(in.data());
     z_.avail_in = static_cast<uInt>(in.size());
     // A one-shot compression gets room for all of its output at once.
-    size_t room = mode == Z_FINISH ? std::max<size_t>(kStep, deflateBound(&z_, static_cast<uLong>(in.size()))) : kStep;
+    size_t room =
+        mode == Z_FINISH ? std::max<size_t>(kStep, deflateBound(&z_, static_cast<uLong>(in.size()))) : kStep;
     for (;;) {
       size_t old = out.size();
       out.resize(old + room);
@@ -229,7 +243,8 @@ class BrotliEncoder final : public Encoder {
     const auto* next_in = reinterpret_cast<const uint8_t*>(in.data());
     for (;;) {
       size_t avail_out = 0;  // the encoder's own buffer, taken below
-      if (BrotliEncoderCompressStream(st_, op, &avail_in, &next_in, &avail_out, nullptr, nullptr) == BROTLI_FALSE) {
+      if (BrotliEncoderCompressStream(st_, op, &avail_in, &next_in, &avail_out, nullptr, nullptr) ==
+          BROTLI_FALSE) {
         error_ = "brotli failed";
         return false;
       }
@@ -274,9 +289,12 @@ bool parse_format(std::string_view name, Format* out) {
 
 const char* status_code(Status s) {
   switch (s) {
-    case Status::TooLarge: return "TooLarge";
-    case Status::BadData: return "BadData";
-    default: return "Ok";
+    case Status::TooLarge:
+      return "TooLarge";
+    case Status::BadData:
+      return "BadData";
+    default:
+      return "Ok";
   }
 }
 
@@ -341,7 +359,8 @@ std::unique_ptr<Encoder> make_encoder(Format format, const EncoderOptions& optio
   if (format == Format::Brotli) {
     int quality = options.level < 0 ? BROTLI_MAX_QUALITY : options.level;
     if (quality > BROTLI_MAX_QUALITY) return nullptr;
-    if (options.window != 0 && (options.window < BROTLI_MIN_WINDOW_BITS || options.window > BROTLI_MAX_WINDOW_BITS))
+    if (options.window != 0 &&
+        (options.window < BROTLI_MIN_WINDOW_BITS || options.window > BROTLI_MAX_WINDOW_BITS))
       return nullptr;
     auto e = std::make_unique<BrotliEncoder>(quality, options.window);
     return e->ok() ? std::move(e) : nullptr;

@@ -44,8 +44,8 @@ enum class Flush {
 };
 
 struct EncoderOptions {
-  int level = -1;   // zlib: -1 (default, 6) or 0-9; Brotli: quality 0-11, -1 is 11
-  int window = 0;   // Brotli: lgwin 10-24, 0 for its default (22); zlib: unused
+  int level = -1;  // zlib: -1 (default, 6) or 0-9; Brotli: quality 0-11, -1 is 11
+  int window = 0;  // Brotli: lgwin 10-24, 0 for its default (22); zlib: unused
 };
 
 class Encoder {
