@@ -1,6 +1,6 @@
 // compress: streaming compression and decompression engines (zlib's gzip,
 // zlib and raw DEFLATE; Brotli), sans I/O: bytes in, bytes appended to a
-// std::string out. The Lua binding (src/modules/zlib.cpp), the fuzz target
+// std::string out. The Lua binding (src/bind/zlib.cpp), the fuzz target
 // and any C++ user share them.
 //
 // A decoder's output is bounded (max_output): it never holds more than
