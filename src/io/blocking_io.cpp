@@ -16,6 +16,7 @@
 #include <cstring>
 
 #include "io/io.h"
+#include "io/process.h"
 #include "io/transport.h"
 #include "io/udp.h"
 
@@ -213,6 +214,7 @@ class BlockingIo final : public Io {
   }
 
   std::unique_ptr<IoUdp> udp() override { return make_blocking_udp(); }
+  Spawned spawn(const SpawnSpec& spec) override { return spawn_blocking(spec); }
 };
 
 }  // namespace

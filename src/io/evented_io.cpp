@@ -12,6 +12,7 @@
 #include "core/handle.h"
 #include "io/blocking_io.h"
 #include "io/io.h"
+#include "io/process.h"
 #include "io/transport.h"
 #include "io/udp.h"
 
@@ -330,6 +331,7 @@ class EventedIo final : public Io {
   }
 
   std::unique_ptr<IoUdp> udp() override { return make_evented_udp(loop_); }
+  Spawned spawn(const SpawnSpec& spec) override { return spawn_evented(loop_, spec); }
 
  private:
   uv_loop_t* loop_;
