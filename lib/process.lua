@@ -104,16 +104,19 @@ function process.exit(code) os.exit(code or 0) end
 -- stdin, stdout, stderr: Streams over fd 0, 1 and 2, made on first use
 -- (src/bind/stdio.cpp), so a script that never touches them leaves the
 -- descriptors, the loop and the terminal as they were.
-local stdio = {stdin = 0, stdout = 1, stderr = 2}
+local stdio, streams = {stdin = 0, stdout = 1, stderr = 2}, {}
 
 -- exitCode: the status the process ends with when it ends by itself.
 setmetatable(process, {
-  __index = function(t, k)
+  __index = function(_, k)
     if k == "exitCode" then return core.exitCode() end
     local fd = stdio[k]
-    if fd then
-      local s = require("evo.stdio").open(fd)
-      rawset(t, k, s)
+    if fd then  -- kept out of the table, so that assigning raises
+      local s = streams[k]
+      if s == nil then
+        s = require("evo.stdio").open(fd)
+        streams[k] = s
+      end
       return s
     end
   end,
