@@ -169,6 +169,12 @@ function process.spawn(command, argv, opts)
   args.check(1, "spawn", command, "string")
   if argv ~= nil then args.check(2, "spawn", argv, "table") end
   if opts ~= nil then args.check(3, "spawn", opts, "table") end
+  if opts and rawequal(opts.env, process.env) then  -- the live environment: what children get anyway
+    local copy = {}
+    for k, v in pairs(opts) do copy[k] = v end
+    copy.env = nil
+    opts = copy
+  end
   local child, stdin, stdout, stderr = native.spawn(command, argv or {}, opts or {})
   if not child then return nil, stdin end
   return setmetatable({native = child, pid = native.pid(child), stdin = stdin, stdout = stdout, stderr = stderr}, Child)

@@ -105,6 +105,26 @@ describe("process.stdin", function()
       assert.equal(runPeer("alive", "--io=" .. mode, s), "exited fast 'untouched\\n' 0")
     end)
 
+    it("reads a socket, and puts its flags back at exit (" .. mode .. ")", function()
+      local s = script("socket.lua", [[
+        local process = require("process")
+        local task = require("task")
+        local ticks = 0
+        local ticker = task.mode() == "evented" and task.async(function()
+          while true do task.sleep(0.01); ticks = ticks + 1 end
+        end)
+        local t = {}
+        for line in process.stdin:lines() do t[#t + 1] = line end
+        if ticker then ticker:cancel() end
+        print(table.concat(t, ","), ticks > 3)
+      ]])
+      -- evented: the shared description is non-blocking while evo runs (a
+      -- socket cannot be reopened), and blocking again after
+      local evented = mode == "evented"
+      assert.equal(runPeer("socket", "--io=" .. mode, s), ("'one,two,three\\t%s\\n' 0 nonblock-during %s nonblock-after False")
+        :format(tostring(evented), evented and "True" or "False"))
+    end)
+
     it("leaves the pipes it shares with its parent blocking (" .. mode .. ")", function()
       local s = script("flags.lua", [[
         local p = require("process")
