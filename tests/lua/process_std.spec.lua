@@ -239,6 +239,15 @@ describe("process.stdout and process.stderr", function()
       assert.equal(r.stdout, "EPIPE\n")
     end)
 
+    it("leave fd 0 and 1 open when closed (" .. mode .. ")", function()
+      local r = sh([[echo still-open | "$0" --io=$1 -e '
+        local p = require("process")
+        p.stdout:write("a\n"); p.stdout:close()
+        print(p.stdout:write("x")); print("after close")
+        p.stdin:close(); print(io.read("l"))' | cat]], mode)
+      assert.equal(r.stdout, "a\nnil\tClosed: the stream is closed\nafter close\nstill-open\n", r.stderr)
+    end)
+
     it("write to a file and to /dev/null, in order with print (" .. mode .. ")", function()
       local s = script("tofile.lua", [[
         local process = require("process")
