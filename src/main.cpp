@@ -9,7 +9,7 @@
 #include <cstdio>
 
 #include "bind/stdio.h"
-#include "lua/cli.h"
+#include "cli/cli.h"
 
 namespace {
 // A standard stream the parent closed (`evo <&-`) would let the next open()

@@ -34,10 +34,11 @@
 #include <cstdlib>
 #include <memory>
 
+#include "io/stream.h"
 #include "io/transport.h"
+#include "lua/modules.h"
 #include "lua/runtime.h"
 #include "lua/tasks.h"
-#include "modules/stream.h"
 
 namespace evo {
 namespace {

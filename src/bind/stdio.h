@@ -2,13 +2,11 @@
 // process.stdout, process.stderr in lib/process.lua). See src/bind/stdio.cpp.
 #pragma once
 
-#include <lua.hpp>
-
 #include <cstddef>
 
 namespace evo {
 
-int open_stdio(lua_State* L);  // "evo.stdio"
+// open_stdio ("evo.stdio") is declared with the other modules in lua/modules.h.
 
 namespace stdio {
 

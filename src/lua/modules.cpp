@@ -4,9 +4,7 @@
 #include <cstring>
 #include <string_view>
 
-#include "bind/stdio.h"
 #include "lua/embedded.h"
-#include "lua/repl.h"
 #include "lua/workctl.h"
 
 namespace evo::modules {
