@@ -87,12 +87,11 @@ end
 -- memoryUsage() -> {rss, heapUsed, maxRss} in bytes: the resident set now,
 -- what Lua's collector counts, the peak resident set
 function process.memoryUsage()
-  local usage = uv.getrusage()
-  return {
-    rss = uv.resident_set_memory(),
-    heapUsed = math.floor(collectgarbage("count") * 1024),
-    maxRss = usage and usage.maxrss * 1024 or nil,
-  }
+  local usage, rss = uv.getrusage(), uv.resident_set_memory()
+  -- The kernel updates the peak (ru_maxrss, KiB) lazily: it can lag the
+  -- resident set read now, which is a peak too.
+  local peak = usage and usage.maxrss * 1024 or rss
+  return {rss = rss, heapUsed = math.floor(collectgarbage("count") * 1024), maxRss = math.max(peak, rss)}
 end
 
 -- uptime() -> seconds since the process started
