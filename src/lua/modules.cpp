@@ -33,6 +33,7 @@ const NativeModule kNativeModules[] = {
     {"evo.zlib",   open_zlib,   false},
     {"evo.workctl", open_workctl, false},
     {"evo.signal", open_signal, true},
+    {"evo.stdio",  open_stdio,  true},
     {"evo.task",   open_task,   true},
     {"evo.timer",  open_timer,  true},
     {"evo.tls",    open_tls,    true},
