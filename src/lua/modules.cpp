@@ -23,6 +23,7 @@ const NativeModule kNativeModules[] = {
     {"evo.fsfast", open_fsfast, true},
     {"evo.fswatch", open_fswatch, true},
     {"evo.http",   http::open_http, true},
+    {"evo.json",   open_json,   false},
     {"evo.httpresponse", open_httpresponse, false},
     {"evo.net",    open_net,    true},
     {"evo.process", open_process, true},
@@ -67,7 +68,7 @@ constexpr const char kNotInWorker[] = "is not available in a worker";
 int not_in_worker(lua_State* L, const char* name) {
   lua_pushfstring(L,
                   "module '%s' %s (task.work, uv.new_thread): it needs Evo's event loop; a worker has "
-                  "Lua's standard libraries and uv, pretty, assert, evo.serial, evo.ws, evo.zlib",
+                  "Lua's standard libraries and uv, pretty, assert, json, evo.serial, evo.ws, evo.zlib",
                   name, kNotInWorker);
   return lua_error(L);
 }
