@@ -129,13 +129,21 @@ class Decoder {
  public:
   Decoder(lua_State* L, const DecodeOptions& o) : L_(L), opts_(o) {}
 
+  // True when the document nests deeper than opts.max_depth: the value
+  // pushed is then incomplete and the caller reports the error instead.
+  [[nodiscard]] bool too_deep() const { return too_deep_; }
+
   void push(simdjson::dom::element e) {
     using simdjson::dom::element_type;
     switch (e.type()) {
       case element_type::ARRAY:
-        return push_array(e.get_array().value_unsafe());
+        if (enter()) push_array(e.get_array().value_unsafe());
+        --depth_;
+        return;
       case element_type::OBJECT:
-        return push_object(e.get_object().value_unsafe());
+        if (enter()) push_object(e.get_object().value_unsafe());
+        --depth_;
+        return;
       case element_type::STRING: {
         std::string_view s = e.get_string().value_unsafe();
         return lua_pushlstring(L_, s.data(), s.size());
@@ -164,6 +172,7 @@ class Decoder {
     for (simdjson::dom::element item : a) {
       push(item);
       lua_rawseti(L_, -2, ++i);
+      if (too_deep_) return;
     }
   }
 
@@ -176,6 +185,7 @@ class Decoder {
       lua_pushlstring(L_, kv.key.data(), kv.key.size());
       push(kv.value);
       lua_rawset(L_, -3);  // a repeated key: the last one wins
+      if (too_deep_) return;
     }
   }
 
@@ -208,8 +218,20 @@ class Decoder {
     }
   }
 
+  // simdjson's own depth limit counts unevenly (a non-empty array one
+  // level deeper than an object), so it is set a little higher and the
+  // exact limit is kept here.
+  bool enter() {
+    if (++depth_ <= opts_.max_depth) return true;
+    too_deep_ = true;
+    lua_pushnil(L_);
+    return false;
+  }
+
   lua_State* L_;
   DecodeOptions opts_;
+  int depth_ = 0;
+  bool too_deep_ = false;
 };
 
 bool read_decode_options(lua_State* L, DecodeOptions* o) {
@@ -254,20 +276,38 @@ int push_syntax_error(lua_State* L, std::string_view text, simdjson::error_code 
   return 2;
 }
 
+int push_document(lua_State* L, simdjson::dom::element root, std::string_view text, const DecodeOptions& opts) {
+  int top = lua_gettop(L);
+  Decoder d(L, opts);
+  d.push(root);
+  if (!d.too_deep()) return 1;
+  lua_settop(L, top);
+  return push_syntax_error(L, text, simdjson::DEPTH_ERROR, opts.max_depth);
+}
+
 // Parses text with tp's parser and pushes the value (1) or nil, err (2).
 int parse_and_push(lua_State* L, ThreadParser& tp, std::string_view text, const DecodeOptions& opts) {
-  // simdjson's depth limit counts the document itself: max_depth + 1 lets
-  // exactly max_depth levels of arrays and objects through.
-  auto depth = static_cast<size_t>(opts.max_depth) + 1;
+  // Documents nested up to max_depth always pass simdjson's limit at
+  // max_depth + 2; the Decoder applies the exact one.
+  auto depth = static_cast<size_t>(opts.max_depth) + 2;
   if (tp.parser.max_depth() != depth || tp.parser.capacity() < text.size()) {
     if (tp.parser.allocate(std::max(text.size(), tp.parser.capacity()), depth) != simdjson::SUCCESS) {
       return luaL_error(L, "json.decode: out of memory");
     }
   }
   auto doc = tp.parser.parse(tp.pad(text.data(), text.size()), text.size(), false);
+  if (doc.error() == simdjson::SUCCESS) return push_document(L, doc.value_unsafe(), text, opts);
+  // simdjson refuses integers beyond 64 bits; JavaScript (and so many
+  // producers) writes doubles such as 1e20 that way. When they are the only
+  // fault, parse a copy with ".0" after each: they become doubles.
+  std::vector<size_t> big;
+  if (json::find_syntax_error(text, static_cast<size_t>(opts.max_depth), &big) || big.empty()) {
+    return push_syntax_error(L, text, doc.error(), opts.max_depth);
+  }
+  std::string fixed = json::insert_fractions(text, big);
+  doc = tp.parser.parse(tp.pad(fixed.data(), fixed.size()), fixed.size(), false);
   if (doc.error() != simdjson::SUCCESS) return push_syntax_error(L, text, doc.error(), opts.max_depth);
-  Decoder(L, opts).push(doc.value_unsafe());
-  return 1;
+  return push_document(L, doc.value_unsafe(), text, opts);
 }
 
 // Returns the number of results, or -1 with an error message on the stack.

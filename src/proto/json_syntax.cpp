@@ -47,7 +47,8 @@ std::string describe(std::string_view s, size_t i) {
 
 class Scanner {
  public:
-  Scanner(std::string_view s, size_t max_depth) : s_(s), max_depth_(max_depth) {}
+  Scanner(std::string_view s, size_t max_depth, std::vector<size_t>* big_ints)
+      : s_(s), max_depth_(max_depth), big_ints_(big_ints) {}
 
   std::optional<SyntaxError> run() {
     bool want_value = true;  // else: a value just ended
@@ -258,6 +259,10 @@ class Scanner {
       std::string_view mag = s_.substr(start + (negative ? 1 : 0), int_end - start - (negative ? 1 : 0));
       std::string_view limit = negative ? "9223372036854775808" : "18446744073709551615";
       if (mag.size() > limit.size() || (mag.size() == limit.size() && mag > limit)) {
+        if (big_ints_ != nullptr) {
+          big_ints_->push_back(i_);
+          return true;
+        }
         return fail(start, "number out of range: " + std::string(text) + " does not fit in 64 bits");
       }
       return true;
@@ -290,6 +295,7 @@ class Scanner {
 
   std::string_view s_;
   size_t max_depth_;
+  std::vector<size_t>* big_ints_;
   size_t i_ = 0;
   bool pending_value_ = false;
   std::vector<char> stack_;
@@ -300,8 +306,22 @@ bool is_char_start(unsigned char c) { return (c & 0xC0) != 0x80; }
 
 }  // namespace
 
-std::optional<SyntaxError> find_syntax_error(std::string_view text, size_t max_depth) {
-  return Scanner(text, max_depth).run();
+std::optional<SyntaxError> find_syntax_error(std::string_view text, size_t max_depth,
+                                             std::vector<size_t>* big_integer_ends) {
+  return Scanner(text, max_depth, big_integer_ends).run();
+}
+
+std::string insert_fractions(std::string_view text, const std::vector<size_t>& offsets) {
+  std::string out;
+  out.reserve(text.size() + 2 * offsets.size());
+  size_t from = 0;
+  for (size_t at : offsets) {
+    out.append(text.substr(from, at - from));
+    out.append(".0");
+    from = at;
+  }
+  out.append(text.substr(from));
+  return out;
 }
 
 Position position_of(std::string_view text, size_t offset) {

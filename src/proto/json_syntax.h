@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace evo::json {
 
@@ -22,7 +23,15 @@ struct SyntaxError {
 // The first error in `text`, or nullopt when it is one valid JSON value
 // surrounded by whitespace. Containers nested deeper than max_depth are an
 // error at the bracket that goes one level too deep.
-std::optional<SyntaxError> find_syntax_error(std::string_view text, size_t max_depth);
+// With big_integer_ends, integers beyond 64 bits are not an error: the
+// offset just past each one is appended there instead (the decoder then
+// reads them as doubles, as JavaScript does, by re-parsing a copy with ".0"
+// after each).
+std::optional<SyntaxError> find_syntax_error(std::string_view text, size_t max_depth,
+                                             std::vector<size_t>* big_integer_ends = nullptr);
+
+// text with ".0" inserted at each of the offsets (ascending).
+std::string insert_fractions(std::string_view text, const std::vector<size_t>& offsets);
 
 struct Position {
   size_t line;    // 1-based

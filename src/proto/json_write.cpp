@@ -4,6 +4,8 @@
 #include <cmath>
 #include <new>
 
+#include <simdjson.h>
+
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
@@ -117,7 +119,8 @@ bool Writer::string(std::string_view s) {
   }
   *out++ = '"';
   size_ += static_cast<size_t>(out - start);
-  return high == 0 || valid_utf8(s);
+  // Non-ASCII text is checked in one SIMD pass (simdjson's validator).
+  return high == 0 || simdjson::validate_utf8(s.data(), s.size());
 }
 
 void Writer::integer(int64_t v) {
@@ -143,7 +146,13 @@ void Writer::number(double v) {
     return;
   }
   reserve(32);
-  auto r = std::to_chars(data_.get() + size_, data_.get() + size_ + 32, v);
+  char* begin = data_.get() + size_;
+  auto r = std::to_chars(begin, begin + 32, v);
+  if (std::memchr(begin, '.', r.ptr - begin) == nullptr && std::memchr(begin, 'e', r.ptr - begin) == nullptr) {
+    // A large integral double came out as digits alone ("1234...0000"):
+    // write it with an exponent so no reader takes it for a 64-bit integer.
+    r = std::to_chars(begin, begin + 32, v, std::chars_format::scientific);
+  }
   size_ = static_cast<size_t>(r.ptr - data_.get());
 }
 
