@@ -54,7 +54,8 @@ void push_arg_error(lua_State* L, int n, const char* fname, const std::string& r
 }
 
 std::string type_error(lua_State* L, int idx, const char* expected) {
-  return std::string(expected) + " expected, got " + luaL_typename(L, idx);
+  // "nil" for a missing argument too, as evo.args says it.
+  return std::string(expected) + " expected, got " + (lua_isnone(L, idx) ? "nil" : luaL_typename(L, idx));
 }
 
 // opts.maxDepth: an integer 1..kMaxMaxDepth.
@@ -276,7 +277,8 @@ int push_syntax_error(lua_State* L, std::string_view text, simdjson::error_code 
   return 2;
 }
 
-int push_document(lua_State* L, simdjson::dom::element root, std::string_view text, const DecodeOptions& opts) {
+int push_document(lua_State* L, simdjson::dom::element root, std::string_view text,
+                  const DecodeOptions& opts) {
   int top = lua_gettop(L);
   Decoder d(L, opts);
   d.push(root);

@@ -148,7 +148,8 @@ void Writer::number(double v) {
   reserve(32);
   char* begin = data_.get() + size_;
   auto r = std::to_chars(begin, begin + 32, v);
-  if (std::memchr(begin, '.', r.ptr - begin) == nullptr && std::memchr(begin, 'e', r.ptr - begin) == nullptr) {
+  if (std::memchr(begin, '.', r.ptr - begin) == nullptr &&
+      std::memchr(begin, 'e', r.ptr - begin) == nullptr) {
     // A large integral double came out as digits alone ("1234...0000"):
     // write it with an exponent so no reader takes it for a 64-bit integer.
     r = std::to_chars(begin, begin + 32, v, std::chars_format::scientific);
