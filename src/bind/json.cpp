@@ -126,68 +126,103 @@ struct ThreadParser {
 };
 thread_local ThreadParser t_parser;
 
+// Walks simdjson's tape (its documented DOM layout: one 64-bit word per
+// value, the type in the top byte; see simdjson's doc/tape.md) straight
+// into Lua values. Reading the words directly skips the element API's
+// per-value type checks; arrays and objects carry their element count, so
+// each table is created at its final size.
 class Decoder {
  public:
-  Decoder(lua_State* L, const DecodeOptions& o) : L_(L), opts_(o) {}
+  Decoder(lua_State* L, const simdjson::dom::document& doc, const DecodeOptions& o)
+      : L_(L), tape_(doc.tape.get()), strings_(doc.string_buf.get()), opts_(o) {}
+
+  // Pushes the document's root value.
+  void push_root() { push(1); }  // tape[0] is the root word
 
   // True when the document nests deeper than opts.max_depth: the value
   // pushed is then incomplete and the caller reports the error instead.
   [[nodiscard]] bool too_deep() const { return too_deep_; }
 
-  void push(simdjson::dom::element e) {
-    using simdjson::dom::element_type;
-    switch (e.type()) {
-      case element_type::ARRAY:
-        if (enter()) push_array(e.get_array().value_unsafe());
-        --depth_;
-        return;
-      case element_type::OBJECT:
-        if (enter()) push_object(e.get_object().value_unsafe());
-        --depth_;
-        return;
-      case element_type::STRING: {
-        std::string_view s = e.get_string().value_unsafe();
-        return lua_pushlstring(L_, s.data(), s.size());
+ private:
+  static constexpr uint64_t kPayload = 0x00FFFFFFFFFFFFFFULL;
+
+  // Pushes the value at tape index i; returns the index after it.
+  size_t push(size_t i) {
+    uint64_t word = tape_[i];
+    uint64_t payload = word & kPayload;
+    switch (static_cast<char>(word >> 56)) {
+      case '"': {
+        uint32_t len = 0;
+        std::memcpy(&len, strings_ + payload, sizeof len);
+        lua_pushlstring(L_, reinterpret_cast<const char*>(strings_ + payload + sizeof len), len);
+        return i + 1;
       }
-      case element_type::INT64:
-        return push_int64(e.get_int64().value_unsafe());
-      case element_type::UINT64:
-        return push_uint64(e.get_uint64().value_unsafe());
-      case element_type::DOUBLE:
-        return lua_pushnumber(L_, e.get_double().value_unsafe());
-      case element_type::BOOL:
-        return lua_pushboolean(L_, e.get_bool().value_unsafe() ? 1 : 0);
-      case element_type::NULL_VALUE:
-        return push_null();
+      case 'l':
+        push_int64(static_cast<int64_t>(tape_[i + 1]));
+        return i + 2;
+      case 'u':
+        push_uint64(tape_[i + 1]);
+        return i + 2;
+      case 'd': {
+        double d = 0;
+        std::memcpy(&d, &tape_[i + 1], sizeof d);
+        lua_pushnumber(L_, d);
+        return i + 2;
+      }
+      case 't':
+        lua_pushboolean(L_, 1);
+        return i + 1;
+      case 'f':
+        lua_pushboolean(L_, 0);
+        return i + 1;
+      case 'n':
+        push_null();
+        return i + 1;
+      case '[':
+        return push_array(i, payload);
+      case '{':
+        return push_object(i, payload);
+      default:
+        luaL_error(L_, "json.decode: unexpected word on simdjson's tape");
+        return i + 1;
     }
   }
 
- private:
-  void push_array(simdjson::dom::array a) {
+  // The payload of '[' and '{': the index past the matching close in the
+  // low 32 bits, the element count (saturating at 2^24 - 1) above.
+  static size_t end_of(uint64_t payload) { return static_cast<uint32_t>(payload); }
+  static int count_of(uint64_t payload) { return static_cast<int>((payload >> 32) & 0xFFFFFF); }
+
+  size_t push_array(size_t i, uint64_t payload) {
+    size_t end = end_of(payload);
+    if (!enter()) return end;
     if (lua_checkstack(L_, 3) == 0) luaL_error(L_, "json.decode: the Lua stack is full");
-    size_t n = a.size();  // saturates at 0xFFFFFF: only a hint
-    lua_createtable(L_, static_cast<int>(n), 0);
+    lua_createtable(L_, count_of(payload), 0);
     lua_pushvalue(L_, up(kArrayMeta));
     lua_setmetatable(L_, -2);
-    int i = 0;
-    for (simdjson::dom::element item : a) {
-      push(item);
-      lua_rawseti(L_, -2, ++i);
-      if (too_deep_) return;
+    int n = 0;
+    for (size_t j = i + 1; j < end - 1 && !too_deep_;) {
+      j = push(j);
+      lua_rawseti(L_, -2, ++n);
     }
+    --depth_;
+    return end;
   }
 
-  void push_object(simdjson::dom::object o) {
+  size_t push_object(size_t i, uint64_t payload) {
+    size_t end = end_of(payload);
+    if (!enter()) return end;
     if (lua_checkstack(L_, 4) == 0) luaL_error(L_, "json.decode: the Lua stack is full");
-    lua_createtable(L_, 0, static_cast<int>(o.size()));
+    lua_createtable(L_, 0, count_of(payload));
     lua_pushvalue(L_, up(kObjectMeta));
     lua_setmetatable(L_, -2);
-    for (simdjson::dom::key_value_pair kv : o) {
-      lua_pushlstring(L_, kv.key.data(), kv.key.size());
-      push(kv.value);
+    for (size_t j = i + 1; j < end - 1 && !too_deep_;) {
+      j = push(j);  // the key, a string
+      j = push(j);
       lua_rawset(L_, -3);  // a repeated key: the last one wins
-      if (too_deep_) return;
     }
+    --depth_;
+    return end;
   }
 
   void push_int64(int64_t v) {
@@ -224,12 +259,15 @@ class Decoder {
   // exact limit is kept here.
   bool enter() {
     if (++depth_ <= opts_.max_depth) return true;
+    --depth_;
     too_deep_ = true;
     lua_pushnil(L_);
     return false;
   }
 
   lua_State* L_;
+  const uint64_t* tape_;
+  const uint8_t* strings_;
   DecodeOptions opts_;
   int depth_ = 0;
   bool too_deep_ = false;
@@ -277,11 +315,11 @@ int push_syntax_error(lua_State* L, std::string_view text, simdjson::error_code 
   return 2;
 }
 
-int push_document(lua_State* L, simdjson::dom::element root, std::string_view text,
+int push_document(lua_State* L, const simdjson::dom::parser& parser, std::string_view text,
                   const DecodeOptions& opts) {
   int top = lua_gettop(L);
-  Decoder d(L, opts);
-  d.push(root);
+  Decoder d(L, parser.doc, opts);
+  d.push_root();
   if (!d.too_deep()) return 1;
   lua_settop(L, top);
   return push_syntax_error(L, text, simdjson::DEPTH_ERROR, opts.max_depth);
@@ -298,7 +336,7 @@ int parse_and_push(lua_State* L, ThreadParser& tp, std::string_view text, const 
     }
   }
   auto doc = tp.parser.parse(tp.pad(text.data(), text.size()), text.size(), false);
-  if (doc.error() == simdjson::SUCCESS) return push_document(L, doc.value_unsafe(), text, opts);
+  if (doc.error() == simdjson::SUCCESS) return push_document(L, tp.parser, text, opts);
   // simdjson refuses integers beyond 64 bits; JavaScript (and so many
   // producers) writes doubles such as 1e20 that way. When they are the only
   // fault, parse a copy with ".0" after each: they become doubles.
@@ -309,7 +347,7 @@ int parse_and_push(lua_State* L, ThreadParser& tp, std::string_view text, const 
   std::string fixed = json::insert_fractions(text, big);
   doc = tp.parser.parse(tp.pad(fixed.data(), fixed.size()), fixed.size(), false);
   if (doc.error() != simdjson::SUCCESS) return push_syntax_error(L, text, doc.error(), opts.max_depth);
-  return push_document(L, doc.value_unsafe(), text, opts);
+  return push_document(L, tp.parser, text, opts);
 }
 
 // Returns the number of results, or -1 with an error message on the stack.
