@@ -24,6 +24,7 @@ const NativeModule kNativeModules[] = {
     {"evo.fsfast", open_fsfast, true},
     {"evo.fswatch", open_fswatch, true},
     {"evo.http",   http::open_http, true},
+    {"evo.json",   open_json,   false},
     {"evo.httpresponse", open_httpresponse, false},
     {"evo.net",    open_net,    true},
     {"evo.process", open_process, true},
@@ -70,7 +71,7 @@ int not_in_worker(lua_State* L, const char* name) {
   lua_pushfstring(L,
                   "module '%s' %s (task.work, uv.new_thread): it needs Evo's event loop; a worker has "
                   "Lua's standard libraries and uv, pretty, assert, crypto, base64, hex, uuid, "
-                  "path, url, zlib, evo.serial, evo.ws",
+                  "path, url, zlib, json, evo.serial, evo.ws",
                   name, kNotInWorker);
   return lua_error(L);
 }
