@@ -136,6 +136,15 @@ struct Spawned {
   std::unique_ptr<Transport> pipes[3];
 };
 
+// A whole-file operation: read it, or write or append data to it.
+enum class FileOp : uint8_t { Read, Write, Append };
+struct FileResult {
+  std::string data;  // what was read
+  int status = 0;    // a libuv status
+  std::string path;
+  [[nodiscard]] bool ok() const { return status == 0; }
+};
+
 struct ListenSpec {
   const sockaddr* addr = nullptr;  // TCP: the address to bind
   socklen_t addr_len = 0;
@@ -163,6 +172,12 @@ class Io {
   virtual std::unique_ptr<IoUdp> udp() = 0;
 
   virtual Spawned spawn(const SpawnSpec& spec) = 0;
+
+  // open, read or write, close: one job (the evented Io runs it on libuv's
+  // thread pool, one trip instead of four; inline for a caller that cannot
+  // wait).
+  virtual IoOp* file(FileOp op, std::string path, std::string data, bool wait,
+                     std::function<void(FileResult)> done) = 0;
 };
 
 class TaskSystem;
