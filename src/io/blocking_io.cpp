@@ -18,6 +18,7 @@
 #include "io/files.h"
 #include "io/io.h"
 #include "io/process.h"
+#include "io/stdio.h"
 #include "io/transport.h"
 #include "io/udp.h"
 
@@ -190,6 +191,10 @@ class BlockingIo final : public Io {
 
   std::unique_ptr<Transport> adopt(int fd, SocketKind /*kind*/) override {
     return std::make_unique<Transport>(fd);
+  }
+  std::unique_ptr<Transport> adopt_stdio(int fd, int* shared_flags) override {
+    *shared_flags = -1;
+    return stdio_plain(fd);
   }
 
   IoOp* connect_tcp(const std::string& host, int port, double timeout, bool /*wait*/, IoDone done) override {

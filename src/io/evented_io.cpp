@@ -14,6 +14,7 @@
 #include "io/files.h"
 #include "io/io.h"
 #include "io/process.h"
+#include "io/stdio.h"
 #include "io/transport.h"
 #include "io/udp.h"
 
@@ -294,6 +295,9 @@ class EventedIo final : public Io {
   [[nodiscard]] const char* name() const override { return "evented"; }
 
   std::unique_ptr<Transport> adopt(int fd, SocketKind kind) override { return adopt_on(loop_, fd, kind); }
+  std::unique_ptr<Transport> adopt_stdio(int fd, int* shared_flags) override {
+    return stdio_evented(loop_, fd, shared_flags);
+  }
 
   IoOp* connect_tcp(const std::string& host, int port, double timeout, bool wait, IoDone done) override {
     std::string where = host + ":" + std::to_string(port);

@@ -161,6 +161,15 @@ class Io {
   // a libuv stream, so a later call in a task can suspend on it.
   virtual std::unique_ptr<Transport> adopt(int fd, SocketKind kind) = 0;
 
+  // A transport over the process's standard stream fd (0, 1 or 2), which it
+  // never closes. Evented: a libuv stream on a description of its own of the
+  // same pipe (or terminal or socket, for stdin), so O_NONBLOCK never reaches
+  // C's stdio, children or the shell; otherwise — a file, /dev/null, output
+  // to a terminal, the blocking Io — the descriptor itself. *shared_flags:
+  // the descriptor's flags to put back at the end when a socket could not be
+  // reopened and its description is shared, else -1.
+  virtual std::unique_ptr<Transport> adopt_stdio(int fd, int* shared_flags) = 0;
+
   // Resolves host and connects to the first address that answers;
   // `timeout` seconds (<= 0: none) bound a blocking connect.
   virtual IoOp* connect_tcp(const std::string& host, int port, double timeout, bool wait, IoDone done) = 0;
