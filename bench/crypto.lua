@@ -3,7 +3,7 @@
 --   evo bench/crypto.lua INPUT SECONDS
 -- Prints "name value unit" lines.
 local crypto = require("crypto")
-local zlib = require("evo.zlib")
+local zlib = require("zlib")
 local uv = require("uv")
 
 local path, seconds = arg[1], tonumber(arg[2] or "1")
@@ -27,14 +27,10 @@ local MB = 1024 * 1024
 local small = data:sub(1, 64)
 print(("sha256-1MiB %.1f MB/s"):format(rate(function() crypto.hash("sha256", data, "raw") end) * #data / MB))
 print(("sha256-64B %.0f ops/s"):format(rate(function() crypto.hash("sha256", small) end)))
-local function gzip(s)
-  local d = zlib.deflater("gzip", 6)
-  return d:update(s) .. d:finish()
-end
+local function gzip(s) return zlib.gzip(s, {level = 6}) end
 local packed = gzip(data)
 print(("gzip %.1f MB/s"):format(rate(function() gzip(data) end) * #data / MB))
 print(("gunzip %.1f MB/s"):format(rate(function()
-  local i = zlib.inflater("gzip")
-  local _ = i:update(packed) .. i:finish()
+  local _ = zlib.gunzip(packed)
 end) * #data / MB))
 print(("ratio %.2f x"):format(#data / #packed))
