@@ -399,6 +399,8 @@ local workerMain = assert(loadstring([==[
   return id, ok, encoded
 ]==], "=[evo task.work]"))
 
+local workerMainCode  -- workerMain as bytecode, for workctl.inline
+
 local function workDone(id, ok, encoded)
   local w = workers[id]
   workers[id] = nil
@@ -431,9 +433,10 @@ function task.work(fn, ...)
   if me == false then raiseCanceled(2) end
   local okRun, encoded
   if me == nil then
-    -- Blocking mode (or no task): the same copy semantics, on this thread.
-    local _, rok, renc = workerMain(0, code, payload)
-    okRun, encoded = rok, renc
+    -- Blocking mode (or no task): on this thread, in a worker state of its
+    -- own, so the job sees what it would on the pool (same script, same results).
+    if not workerMainCode then workerMainCode = string.dump(workerMain) end
+    okRun, encoded = workctl.inline(workerMainCode, code, payload)
   else
     if not workCtx then workCtx = require("uv").new_work(workerMain, workDone) end
     nextWorkId = nextWorkId + 1

@@ -58,6 +58,11 @@ lua_State* acquire_worker_vm() {
 
 void release_worker_vm(lua_State* L) { lua_close(L); }
 
+// The blocking mode's task.work runs its jobs on the calling thread, but in
+// a worker state of their own, so a job sees exactly what it would on the
+// thread pool (same script, same results): one state, made at first use.
+lua_State* g_inline_vm = nullptr;
+
 luv_handle_t* luv_data(uv_handle_t* h) { return static_cast<luv_handle_t*>(h->data); }
 
 // uv.walk as luv defines it, but over luv's handles only: Evo's own handles
@@ -115,6 +120,16 @@ void close_handles(lua_State* L, uv_loop_t* loop) {
     lua_insert(L, -2);
     errors::call_and_report(L, 1, 0, "closing a uv handle at exit");
   }
+}
+
+lua_State* inline_worker_vm() {
+  if (g_inline_vm == nullptr) g_inline_vm = acquire_worker_vm();
+  return g_inline_vm;
+}
+
+void close_inline_worker_vm() {
+  if (g_inline_vm != nullptr) release_worker_vm(g_inline_vm);
+  g_inline_vm = nullptr;
 }
 
 }  // namespace luv_glue

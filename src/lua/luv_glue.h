@@ -22,4 +22,9 @@ bool inside_script_run(lua_State* L);
 // bookkeeping and anchors); the loop must then run to finish the closes.
 void close_handles(lua_State* L, uv_loop_t* loop);
 
+// A worker state (as uv.new_work's) on this thread, for jobs run inline;
+// made at first use, closed by close_inline_worker_vm() at shutdown.
+lua_State* inline_worker_vm();
+void close_inline_worker_vm();
+
 }  // namespace evo::luv_glue

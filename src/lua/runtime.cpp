@@ -116,6 +116,7 @@ void Runtime::shutdown() {
   if (shut_down_) return;
   shut_down_ = true;
   interrupt::uninstall();
+  luv_glue::close_inline_worker_vm();
   tasks_->close();  // tasks still suspended are abandoned
   // Close everything still open (luv's handles through luv, Evo's through
   // their owners, the REPL too) and run the loop until no handle and no

@@ -15,9 +15,12 @@
 
 #include <atomic>
 #include <mutex>
+#include <string>
 #include <unordered_map>
 
 #include "lua/workctl.h"
+
+#include "lua/luv_glue.h"
 
 namespace evo {
 namespace {
@@ -122,6 +125,39 @@ int w_run(lua_State* L) {
   return lua_gettop(L);
 }
 
+// inline(main, code, payload) -> ok, encoded: runs task.work's worker main
+// (bytecode) with (0, code, payload) in the inline worker state, on this
+// thread (the blocking mode, or a caller that cannot wait).
+int w_inline(lua_State* L) {
+  size_t mlen = 0;
+  size_t clen = 0;
+  size_t plen = 0;
+  const char* main = luaL_checklstring(L, 1, &mlen);
+  const char* code = luaL_checklstring(L, 2, &clen);
+  const char* payload = luaL_checklstring(L, 3, &plen);
+  lua_State* W = luv_glue::inline_worker_vm();
+  if (W == nullptr) return luaL_error(L, "task.work: not enough memory for a worker state");
+  int top = lua_gettop(W);
+  int status = luaL_loadbuffer(W, main, mlen, "=[evo task.work]");
+  if (status == 0) {
+    lua_pushinteger(W, 0);
+    lua_pushlstring(W, code, clen);
+    lua_pushlstring(W, payload, plen);
+    status = lua_pcall(W, 3, 3, 0);
+  }
+  if (status != 0) {  // the worker main catches everything; this is out of memory
+    std::string msg = lua_isstring(W, -1) != 0 ? lua_tostring(W, -1) : "error in the worker state";
+    lua_settop(W, top);
+    return luaL_error(L, "task.work: %s", msg.c_str());
+  }
+  lua_pushboolean(L, lua_toboolean(W, top + 2));
+  size_t elen = 0;
+  const char* encoded = lua_tolstring(W, top + 3, &elen);
+  lua_pushlstring(L, encoded != nullptr ? encoded : "", elen);
+  lua_settop(W, top);
+  return 2;
+}
+
 }  // namespace
 
 namespace workctl {
@@ -139,7 +175,8 @@ int running() { return g_running.load(); }
 
 int open_workctl(lua_State* L) {
   const luaL_Reg functions[] = {
-      {"new", w_new}, {"cancel", w_cancel}, {"forget", w_forget}, {"run", w_run}, {nullptr, nullptr},
+      {"new", w_new},   {"cancel", w_cancel}, {"forget", w_forget},
+      {"run", w_run},   {"inline", w_inline}, {nullptr, nullptr},
   };
   lua_newtable(L);
   luaL_register(L, nullptr, functions);

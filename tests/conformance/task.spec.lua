@@ -345,7 +345,8 @@ describe("task.work (" .. H.mode .. ")", function()
   end)
 
   it("says briefly which modules a worker has when a require fails there", function()
-    if not H.evented then return end  -- the blocking mode runs fn in the main state
+    -- The same in both modes: the blocking mode runs the job inline, but in a
+    -- worker state of its own (issue 8 item 24).
     local ok, err = pcall(task.work, function() return require("fs") end)
     assert.falsy(ok)
     assert.match(err, "module 'fs' is not available in a worker")
@@ -356,6 +357,15 @@ describe("task.work (" .. H.mode .. ")", function()
     assert.falsy(ok)
     assert.match(err, "module 'no.such.module' not found")
     assert.equal(task.work(function() return type(require("pretty")) end), "table")
+  end)
+
+  it("runs the job in a state of its own in both modes: the script's globals are not there", function()
+    rawset(_G, "evoWorkProbe", 42)
+    local seen = task.work(function() return rawget(_G, "evoWorkProbe") end)
+    rawset(_G, "evoWorkProbe", nil)
+    assert.equal(seen, nil)
+    -- and the worker state stays usable for the next job
+    assert.equal(task.work(function(a, b) return a + b end, 2, 3), 5)
   end)
 
   it("refuses a C function, saying so", function()
