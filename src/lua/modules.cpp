@@ -24,6 +24,7 @@ const NativeModule kNativeModules[] = {
     {"evo.fswatch", open_fswatch, true},
     {"evo.http",   http::open_http, true},
     {"evo.httpresponse", open_httpresponse, false},
+    {"evo.httpkit", open_httpkit, false},
     {"evo.net",    open_net,    true},
     {"evo.process", open_process, true},
     {"evo.replnative", repl::open_native, true},

@@ -26,6 +26,7 @@ int open_udp(lua_State* L);      // "evo.udp": UDP sockets
 int open_tls(lua_State* L);      // "evo.tls": TLS contexts (src/modules/tls_lua.cpp)
 int open_ws(lua_State* L);       // "evo.ws": the WebSocket protocol engine (src/modules/ws_lua.cpp)
 int open_zlib(lua_State* L);     // "evo.zlib": streaming inflate/deflate
+int open_httpkit(lua_State* L);  // "evo.httpkit": cookies and multipart for lib/http.lua (src/bind/httpkit.cpp)
 int open_uv(lua_State* L);       // "uv" and "luv": luv on Evo's loop
 int open_task(lua_State* L);     // "evo.task": tasks and futures (src/lua/tasks.cpp)
 // "evo.httpresponse": the HTTP client's response parser (src/modules/http_client_lua.cpp)
