@@ -8,7 +8,7 @@
 #include <csignal>
 #include <cstdio>
 
-#include "lua/cli.h"
+#include "cli/cli.h"
 
 namespace {
 // A standard stream the parent closed (`evo <&-`) would let the next open()

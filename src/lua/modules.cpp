@@ -5,7 +5,6 @@
 #include <string_view>
 
 #include "lua/embedded.h"
-#include "lua/repl.h"
 #include "lua/workctl.h"
 
 namespace evo::modules {

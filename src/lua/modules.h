@@ -14,7 +14,7 @@
 
 namespace evo {
 
-// Native modules (each in src/modules/ or src/lua/).
+// Native modules (each in src/bind/ or src/lua/).
 int open_core(lua_State* L);     // "evo.core": runtime internals for lib/
 int open_timer(lua_State* L);    // "evo.timer"
 int open_signal(lua_State* L);   // "evo.signal"
@@ -23,16 +23,19 @@ int open_fsfast(lua_State* L);   // "evo.fsfast": whole-file reads and writes in
 int open_net(lua_State* L);      // "evo.net": connections, listeners, streams
 int open_process(lua_State* L);  // "evo.process": child processes
 int open_udp(lua_State* L);      // "evo.udp": UDP sockets
-int open_tls(lua_State* L);      // "evo.tls": TLS contexts (src/modules/tls_lua.cpp)
-int open_ws(lua_State* L);       // "evo.ws": the WebSocket protocol engine (src/modules/ws_lua.cpp)
+int open_tls(lua_State* L);      // "evo.tls": TLS contexts (src/bind/tls.cpp)
+int open_ws(lua_State* L);       // "evo.ws": the WebSocket protocol engine (src/bind/ws.cpp)
 int open_zlib(lua_State* L);     // "evo.zlib": streaming inflate/deflate
 int open_httpkit(lua_State* L);  // "evo.httpkit": cookies and multipart for lib/http.lua (src/bind/httpkit.cpp)
 int open_uv(lua_State* L);       // "uv" and "luv": luv on Evo's loop
 int open_task(lua_State* L);     // "evo.task": tasks and futures (src/lua/tasks.cpp)
-// "evo.httpresponse": the HTTP client's response parser (src/modules/http_client_lua.cpp)
+// "evo.httpresponse": the HTTP client's response parser (src/bind/http_client.cpp)
 int open_httpresponse(lua_State* L);
 namespace http {
-int open_http(lua_State* L);  // "evo.http": the HTTP server engine (src/modules/http_lua.cpp)
+int open_http(lua_State* L);  // "evo.http": the HTTP server engine (src/bind/http.cpp)
+}
+namespace repl {
+int open_native(lua_State* L);  // "evo.replnative" (src/cli/repl.cpp)
 }
 
 namespace modules {

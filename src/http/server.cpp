@@ -1,5 +1,5 @@
-// The HTTP/1.1 server engine (see http_server.h for the state machine).
-#include "modules/http_server.h"
+// The HTTP/1.1 server engine (see server.h for the state machine).
+#include "http/server.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -10,7 +10,7 @@
 #include <cmath>
 #include <cstring>
 
-#include "modules/stream.h"
+#include "io/stream.h"
 
 #include "lua/errors.h"
 #include "lua/events.h"

@@ -301,7 +301,7 @@ inline const char* body_error_code(int status) {
   return status == 413 ? "BodyTooLarge" : status == 408 ? "Timeout" : "BadRequest";
 }
 
-// Lua bindings (src/modules/http_lua.cpp; open_http is declared in lua/modules.h).
+// Lua bindings (src/bind/http.cpp; open_http is declared in lua/modules.h).
 // Pushes the header table of a request: lower-case names, repeated headers
 // joined per RFC 9110 (", "; "; " for cookie), set-cookie as a list.
 void push_headers(lua_State* L, const Request& req);

@@ -4,7 +4,7 @@
 //   local ctx, err = native.clientContext{ca = nil (system store), verify = true, alpn = {...}}
 // Sessions are made by the connections that use a context (net streams, the
 // HTTP server), never from Lua directly.
-#include "modules/tls_lua.h"
+#include "bind/tls.h"
 
 #include <string>
 #include <vector>

@@ -1,4 +1,4 @@
-#include "lua/repl.h"
+#include "cli/repl.h"
 
 #include <editline/readline.h>
 #include <termios.h>

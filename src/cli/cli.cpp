@@ -1,4 +1,4 @@
-#include "lua/cli.h"
+#include "cli/cli.h"
 
 #include <unistd.h>
 
@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "lua/errors.h"
-#include "lua/repl.h"
+#include "cli/repl.h"
 #include "lua/runtime.h"
 #include "lua/version.h"
 

@@ -1,4 +1,4 @@
-// evo.httpresponse: the HTTP/1 response parser (src/modules/http_response_parser.h)
+// evo.httpresponse: the HTTP/1 response parser (src/proto/http_response_parser.h)
 // for Lua. lib/evo/httpclient.lua and ws.connect (lib/ws.lua) feed it what
 // they read from a net Stream and pull events:
 //

@@ -21,7 +21,7 @@
 #include "lua/modules.h"
 #include "lua/runtime.h"
 #include "lua/tasks.h"
-#include "modules/stream.h"
+#include "io/stream.h"
 
 namespace evo {
 namespace {

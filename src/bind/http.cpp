@@ -25,9 +25,9 @@
 #include "lua/modules.h"
 #include "lua/runtime.h"
 #include "lua/tasks.h"
-#include "modules/http_server.h"
-#include "modules/stream.h"
-#include "modules/tls_lua.h"
+#include "http/server.h"
+#include "io/stream.h"
+#include "bind/tls.h"
 
 namespace evo::http {
 namespace {

@@ -3,7 +3,7 @@
 //
 // Evented Io mode: libuv handles; a task waiting in connect/accept/receive
 // suspends. Blocking Io mode (or a caller that cannot yield): plain sockets
-// and syscalls, with poll() for timeouts. See src/modules/stream.h for the
+// and syscalls, with poll() for timeouts. See src/io/stream.h for the
 // connection streams themselves.
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -29,7 +29,7 @@
 #include "lua/modules.h"
 #include "lua/runtime.h"
 #include "lua/tasks.h"
-#include "modules/stream.h"
+#include "io/stream.h"
 
 namespace evo {
 namespace {

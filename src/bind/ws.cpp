@@ -1,4 +1,4 @@
-// evo.ws: the WebSocket protocol engine (src/modules/ws_protocol.h) for Lua.
+// evo.ws: the WebSocket protocol engine (src/proto/ws_protocol.h) for Lua.
 // lib/ws.lua moves the bytes between a session and a net Stream, so the same
 // code serves both Io modes, the server (after an HTTP upgrade) and the
 // client, over TCP or TLS.

@@ -1,5 +1,5 @@
 // evo.tls: TLS contexts for Lua (certificates, trust, ALPN), used by net and
-// http to put src/modules/tls.h sessions under their connections.
+// http to put src/proto/tls.h sessions under their connections.
 #pragma once
 
 #include <lua.hpp>
