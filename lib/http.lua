@@ -96,9 +96,18 @@ function Request:queryParams()
   return q
 end
 
+-- Fields computed when first read (req.cookies...): name -> fn(req).
+local lazyFields = {}
+
 local function requestIndex(req, key)
   local method = Request[key]
   if method then return method end
+  local lazy = lazyFields[key]
+  if lazy then
+    local v = lazy(req)
+    rawset(req, key, v)
+    return v
+  end
   if key == "headers" then
     local h = native.headers(req.res)
     rawset(req, "headers", h)
@@ -154,12 +163,29 @@ function Response:headersSent() return (native.state(self)) end
 function Response:isFinished() return (select(2, native.state(self))) end
 
 -- Methods are found in a table: no function call per lookup of res:send.
-native.setup({__index = Response})
+local responseMeta = {__index = Response}
+native.setup(responseMeta)
 local requestMeta = {__index = requestIndex}
+
+-- The web-app kit (lib/evo/webkit.lua): cookies, JSON, forms.
+local kit = require("evo.webkit")
+kit.registerResponse(responseMeta)
+lazyFields.cookies = kit.cookies
+lazyFields.signedCookies = kit.signedCookies
+-- req:cookie(name [, {signed = true}]), req:json([opts]), req:form([opts])
+Request.cookie = kit.requestCookie
+Request.json = kit.requestJson
+function Request:form(opts) return kit.requestForm(self, opts, http.parseQuery) end
+-- res:cookie(name, value [, opts]), res:clearCookie(name [, opts]),
+-- res:json(status, value [, headers]): they check their self themselves
+-- (res may be a wrapper, see http.compress).
+Response.cookie = kit.setCookie
+Response.clearCookie = kit.clearCookie
+Response.json = kit.sendJson
 
 -- Every method of req and res checks its self (evo.args.method).
 local function isRequest(r) return getmetatable(r) == requestMeta end
-for _, name in ipairs({"read", "body", "queryParams"}) do
+for _, name in ipairs({"read", "body", "queryParams", "cookie", "json", "form"}) do
   Request[name] = args.method(name, Request[name], isRequest, "Request")
 end
 for _, name in ipairs({"write", "sendFile", "headersSent", "isFinished"}) do
@@ -193,6 +219,36 @@ local function runRequest(handler, res, method, path, query)
   local websocket = rawget(req, "_websocket")
   if websocket and not websocket:isClosed() then pcall(websocket.close, websocket, 1000, "") end
   done(res, ok, err)
+  -- Uploads req:form() saved and the handler did not move away.
+  local uploads = rawget(req, "_uploadDir")
+  if uploads then pcall(kit.cleanup, uploads) end
+  return req
+end
+
+-- accessLog: after each request, an entry {time, remoteAddress, method,
+-- path, query, httpVersion, status, bytes, duration, userAgent, referer}
+-- to a function, or (true) a line in the common log format on stderr.
+local function commonLog(e)
+  local target = e.query ~= "" and e.path .. "?" .. e.query or e.path
+  io.stderr:write(format('%s - - [%s] "%s %s HTTP/%s" %d %s\n', e.remoteAddress or "-",
+    os.date("%d/%b/%Y:%H:%M:%S %z", e.time), e.method, target, e.httpVersion or "1.1", e.status,
+    e.bytes > 0 and format("%d", e.bytes) or "-"))
+end
+
+local function withAccessLog(log)
+  local hrtime = require("uv").hrtime
+  if log == true then log = commonLog end
+  return function(handler, res, method, path, query)
+    local start = hrtime()
+    local req = runRequest(handler, res, method, path, query)
+    local _, _, status, bytes = native.state(res)
+    local h = req.headers
+    local entry = {time = os.time(), remoteAddress = req.remoteAddress, method = method, path = path,
+      query = query, httpVersion = req.httpVersion, status = status, bytes = bytes,
+      duration = (hrtime() - start) / 1e9, userAgent = h["user-agent"], referer = h.referer}
+    local ok, err = pcall(log, entry)
+    if not ok then require("evo.core").reportHandlerError("accessLog: " .. tostring(err)) end
+  end
 end
 
 local Server = {}
@@ -237,10 +293,25 @@ function http.serve(opts, handler)
     error(errors.new("ConcurrencyUnavailable",
       "http.serve runs each request as a concurrent task; it needs the evented Io mode"), 2)
   end
+  if opts.cookieSecret ~= nil then
+    local secret, inner = opts.cookieSecret, handler
+    if type(secret) ~= "string" or secret == "" then args.error(1, "serve", "cookieSecret must be a non-empty string") end
+    handler = function(req, res)
+      kit.setSecret(req, secret)
+      return inner(req, res)
+    end
+  end
+  local run = runRequest
+  if opts.accessLog then
+    if opts.accessLog ~= true and type(opts.accessLog) ~= "function" then
+      args.error(1, "serve", "accessLog must be true or a function")
+    end
+    run = withAccessLog(opts.accessLog)
+  end
   local server = setmetatable({}, Server)
   local o, terr = withTls(opts)
   if not o then return nil, terr end
-  local core, err = native.serve(server, o, handler, runRequest)
+  local core, err = native.serve(server, o, handler, run)
   if not core then return nil, err end
   server.native = core
   server.port = native.port(core)
@@ -511,12 +582,16 @@ function http.router(opts)
   if opts.cookieSecret ~= nil then
     local secret = args.check(1, "router", opts.cookieSecret, "string")
     self:use(function(req, res, nxt)
-      req._cookieSecret = secret
+      kit.setSecret(req, secret)
       return nxt()
     end)
   end
   return self
 end
+
+-- http.cors{origins, methods, headers, exposeHeaders, credentials, maxAge}
+-- -> middleware answering preflights and adding CORS headers (evo.webkit).
+http.cors = kit.cors
 
 ----------------------------------------------------------------- static files
 
