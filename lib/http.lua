@@ -400,17 +400,19 @@ local function isRouter(v) return getmetatable(v) == Router end
 -- not "/apix"); inside it req.path is the rest ("/x") and req.baseUrl the
 -- prefix. A router given as fn is mounted there as a sub-router.
 function Router:use(prefix, ...)
-  local first = 2
-  if type(prefix) ~= "string" then
-    return self:use("/", prefix, ...)
-  end
-  if byte(prefix, 1) ~= 47 then args.error(1, "use", "a prefix must start with '/'") end
+  local fns, first = {...}, 2
   local n = select("#", ...)
+  if type(prefix) ~= "string" then
+    table.insert(fns, 1, prefix)
+    n, first, prefix = n + 1, 1, "/"
+  elseif byte(prefix, 1) ~= 47 then
+    args.error(1, "use", "a prefix must start with '/'")
+  end
   if n == 0 then args.fail(first, "use", "function", nil) end
   prefix = trimSlash(prefix)
   if prefix == "/" then prefix = nil end
   for i = 1, n do
-    local fn = select(i, ...)
+    local fn = fns[i]
     local callable = type(fn) == "function" or (type(fn) == "table" and getmetatable(fn) and getmetatable(fn).__call)
     if not callable then args.fail(first + i - 1, "use", "function", fn) end
     local stack = self.stack
@@ -688,35 +690,41 @@ function http.static(dir, opts)
   local index = opts.index == nil and "index.html" or opts.index
   local root = dir
   local plain = {["content-type"] = "text/plain; charset=utf-8"}
+  local function notFound(res, nxt)
+    if nxt then return nxt() end
+    return res:send(404, "404 Not Found\n", plain)
+  end
 
-  return function(req, res)
+  -- As a middleware (given next), a miss passes the request on.
+  return function(req, res, nxt)
     if req.method ~= "GET" and req.method ~= "HEAD" then
+      if nxt then return nxt() end
       return res:send(405, "405 Method Not Allowed\n",
         {["content-type"] = "text/plain; charset=utf-8", allow = "GET, HEAD"})
     end
     local rel, slash = safeRelative(req.path)
-    if rel == nil then return res:send(404, "404 Not Found\n", plain) end
+    if rel == nil then return notFound(res, nxt) end
     local file = rel == "" and root or root .. "/" .. rel
     local st = fs.stat(file)
     -- "/file.txt/" names a directory, and there is none
-    if slash and st and st.type ~= "directory" then return res:send(404, "404 Not Found\n", plain) end
+    if slash and st and st.type ~= "directory" then return notFound(res, nxt) end
     if st and st.type == "directory" then
       if not slash and rel ~= "" then
         -- One leading slash only: "//host/x" would send the client off-site.
-        local location = "/" .. gsub(req.path, "^[/\\]+", "") .. "/"
+        local location = (rawget(req, "baseUrl") or "") .. "/" .. gsub(req.path, "^[/\\]+", "") .. "/"
         if req.query ~= "" then location = location .. "?" .. req.query end
         return res:send(301, "", {location = location})
       end
-      if not index then return res:send(404, "404 Not Found\n", plain) end
+      if not index then return notFound(res, nxt) end
       file = file .. "/" .. index
       st = fs.stat(file)
     end
-    if not st or st.type ~= "file" then return res:send(404, "404 Not Found\n", plain) end
+    if not st or st.type ~= "file" then return notFound(res, nxt) end
 
     -- Symbolic links may point anywhere: the real path must stay inside.
     local realRoot, realFile = fs.realpath(root), fs.realpath(file)
     if not realRoot or not realFile or sub(realFile, 1, #realRoot + 1) ~= realRoot .. "/" then
-      return res:send(404, "404 Not Found\n", plain)
+      return notFound(res, nxt)
     end
 
     local size, mtime = st.size, st.mtime.sec
