@@ -17,9 +17,8 @@ local args = require("evo.args")
 local type, error, pairs, ipairs, tostring, tonumber, select, setmetatable, getmetatable, rawset, xpcall =
   type, error, pairs, ipairs, tostring, tonumber, select, setmetatable, getmetatable, rawset, xpcall
 local concat = table.concat
-local byte, char, find, format, gsub, lower, sub, match, gmatch =
-  string.byte, string.char, string.find, string.format, string.gsub, string.lower, string.sub,
-  string.match, string.gmatch
+local find, format, gsub, lower, sub, match, gmatch =
+  string.find, string.format, string.gsub, string.lower, string.sub, string.match, string.gmatch
 local isyieldable = coroutine.isyieldable
 local traceback = debug.traceback
 local finish = require("evo.wait").finish  -- (true, results...) | (false): Canceled
@@ -28,37 +27,14 @@ local http = {}
 
 ----------------------------------------------------------------- requests
 
--- Percent-decoding; "+" is a space in query strings (form encoding).
-local function hexchar(h) return char(tonumber(h, 16)) end
-local function decode(s, plus)
-  if plus then s = gsub(s, "+", " ") end
-  return (gsub(s, "%%(%x%x)", hexchar))
-end
+-- Percent-encoding and query strings: one implementation, in lib/url.lua.
+-- http.decode is lenient (a bad escape stays as it is), as it always was.
+local url = require("url")
+local decode = url.unescape
 http.decode = decode
-
-function http.encode(s)
-  return (gsub(s, "[^%w%-%._~]", function(c) return format("%%%02X", byte(c)) end))
-end
-
+http.encode = url.encode
 -- "a=1&b=x%20y&a=2" -> {a = {"1", "2"}, b = "x y"}: a repeated name gives a list.
-function http.parseQuery(query)
-  local params = {}
-  if query == nil or query == "" then return params end
-  for pair in gmatch(query, "[^&;]+") do
-    local eq = find(pair, "=", 1, true)
-    local k = decode(eq and sub(pair, 1, eq - 1) or pair, true)
-    local v = eq and decode(sub(pair, eq + 1), true) or ""
-    local old = params[k]
-    if old == nil then
-      params[k] = v
-    elseif type(old) == "table" then
-      old[#old + 1] = v
-    else
-      params[k] = {old, v}
-    end
-  end
-  return params
-end
+http.parseQuery = url.parseQuery
 
 local Request = {}
 

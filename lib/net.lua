@@ -379,7 +379,9 @@ local function receive(self) return finish(udpnative.receive(self.native, isyiel
 
 -- receive() -> data, fromHost, fromPort | nil, err (Timeout after settimeout)
 function Udp:receive()
-  if self.timeout and self.timeout > 0 and tasknative.mode() == "evented" then
+  -- A task that can yield suspends (task.timeout bounds it); any other
+  -- caller blocks in the Io, which applies the timeout itself.
+  if self.timeout and self.timeout > 0 and tasknative.mode() == "evented" and isyieldable() then
     local task = require("task")
     local res = {task.timeout(self.timeout, receive, self)}
     return unpack(res, 1, table.maxn(res))

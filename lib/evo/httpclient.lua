@@ -8,7 +8,8 @@
 local net = require("net")
 local errors = require("evo.errors")
 local args = require("evo.args")
-local zlib = require("evo.zlib")
+local zlib = require("zlib")
+local url = require("url")
 local parser = require("evo.httpresponse")
 
 local type, tostring, tonumber, pairs, ipairs, setmetatable, error =
@@ -29,42 +30,29 @@ local function fail(code, message) return nil, errors.new(code, message) end
 -- For error messages: controls shown as \13, \10...
 local function printable(s) return (gsub(s, "%c", function(c) return "\\" .. c:byte() end)) end
 
--- A space or a byte past ASCII in a path or query is sent percent-encoded.
-local function encodeByte(c) return string.format("%%%02X", c:byte()) end
-
 -- "https://user@host:8443/p?q" -> {scheme, host, port, target, hostHeader}
--- | nil, why. Controls (CR, LF, NUL...) are refused anywhere: nothing in a
--- URL may break the request line or the Host header.
-function client.parseUrl(url)
-  if find(url, "%c") then return nil, "control characters in the URL" end
-  local scheme, rest = match(url, "^(%a[%w+.-]*)://(.*)$")
-  if not scheme then return nil, "not an http(s) URL" end
-  scheme = lower(scheme)
-  if scheme ~= "http" and scheme ~= "https" then return nil, "not an http(s) URL" end
-  local authority, target = match(rest, "^([^/?#]*)(.*)$")
-  target = gsub(gsub(target, "#.*$", ""), "[ \128-\255]", encodeByte)
-  if target == "" then target = "/" end
-  if sub(target, 1, 1) == "?" then target = "/" .. target end
-  authority = gsub(authority, "^.*@", "")  -- userinfo is not sent
-  local host, port = match(authority, "^%[([%x:.]+)%]:?(%d*)$")  -- [v6]:port
-  if not host then host, port = match(authority, "^([%w%-._~!$&'()*+,;=%%]+):?(%d*)$") end
-  if not host then return nil, "bad host or port" end
-  local defaultPort = scheme == "https" and 443 or 80
-  port = port ~= "" and tonumber(port) or defaultPort
-  if port < 1 or port > 65535 then return nil, "port out of range" end
-  local hostHeader = find(host, ":", 1, true) and "[" .. host .. "]" or host
-  if port ~= defaultPort then hostHeader = hostHeader .. ":" .. port end
-  return {scheme = scheme, host = host, port = port, target = target, hostHeader = hostHeader}
+-- | nil, why. The URL is parsed by url.parse (WHATWG: a space or a byte past
+-- ASCII in the path or query is percent-encoded, dot segments removed, the
+-- host lower-cased). Controls (CR, LF, NUL...) are refused anywhere rather
+-- than dropped as WHATWG would: nothing in a URL may break the request line
+-- or the Host header. Userinfo is not sent.
+function client.parseUrl(s)
+  if find(s, "%c") then return nil, "control characters in the URL" end
+  local u, err = url.parse(s)
+  if not u then return nil, err.message end
+  if u.scheme ~= "http" and u.scheme ~= "https" then return nil, "not an http(s) URL" end
+  local port = u.port or url.defaultPorts[u.scheme]
+  if port < 1 then return nil, "port out of range" end
+  local target = u.path .. (u.query and "?" .. u.query or "")
+  local hostHeader = u.host .. (u.port and ":" .. u.port or "")
+  local host = match(u.host, "^%[(.*)%]$") or u.host  -- an IPv6 address connects without its brackets
+  return {scheme = u.scheme, host = host, port = port, target = target, hostHeader = hostHeader}
 end
 
--- Resolves a Location header against the URL it came from.
+-- Resolves a Location header against the URL it came from (WHATWG, as
+-- browsers do).
 local function resolve(base, location)
-  if match(location, "^%a[%w+.-]*://") then return location end
-  local origin = base.scheme .. "://" .. base.hostHeader
-  if sub(location, 1, 2) == "//" then return base.scheme .. ":" .. location end
-  if sub(location, 1, 1) == "/" then return origin .. location end
-  local dir = match(base.target, "^([^?]*/)") or "/"
-  return origin .. dir .. location
+  return url.resolve(base.scheme .. "://" .. base.hostHeader .. base.target, location) or location
 end
 
 ----------------------------------------------------------------- pool
@@ -147,7 +135,7 @@ local function buildRequest(method, u, headers, body, streamed)
   end
   if not have.host then lines[#lines + 1] = "Host: " .. u.hostHeader end
   if not have["user-agent"] then lines[#lines + 1] = "User-Agent: evo" end
-  if not have["accept-encoding"] then lines[#lines + 1] = "Accept-Encoding: gzip, deflate" end
+  if not have["accept-encoding"] then lines[#lines + 1] = "Accept-Encoding: gzip, deflate, br" end
   if streamed then
     if not have["content-length"] then lines[#lines + 1] = "Transfer-Encoding: chunked" end
   elseif body then
@@ -282,9 +270,12 @@ function Response:read()
       return nil
     end
     if self._inflater then
-      local out, zerr = self._inflater:update(chunk)
+      local out, zerr = self._inflater:write(chunk)
       if not out then
         self._stream:close()
+        if zerr.code == "TooLarge" then
+          return fail("BodyTooLarge", "the decoded body is larger than " .. self._inflater.maxOutput .. " bytes")
+        end
         return nil, zerr
       end
       if out ~= "" then return out end
@@ -365,8 +356,10 @@ local function exchange(u, method, headers, body, opts, reader)
         version = head.version, _stream = stream, _next = bodyReader(stream, p), _reusable = head.keepAlive,
         _key = key, _length = head.contentLength}, Response)
       local enc = lower(rheaders["content-encoding"] or "")
-      if opts.decompress ~= false and (enc == "gzip" or enc == "x-gzip" or enc == "deflate") then
-        res._inflater = zlib.inflater("auto")
+      if opts.decompress ~= false and (enc == "gzip" or enc == "x-gzip" or enc == "deflate" or enc == "br") then
+        -- "deflate" is zlib's format, or raw DEFLATE from some servers: "auto" takes both
+        res._inflater = zlib.decompressor({format = enc == "br" and "br" or "auto",
+          maxOutput = opts.maxBodyBytes or DEFAULT_MAX_BODY})
       end
       return res
     end

@@ -52,6 +52,7 @@ int s_read(lua_State* L) {
       break;
     }
     case ReadRequest::Kind::All:
+    case ReadRequest::Kind::Handshake:
       break;
   }
   return s->read(L, std::move(req), 4);

@@ -1,159 +1,178 @@
-// evo.zlib: streaming inflate and deflate with zlib, for the HTTP client's
-// Content-Encoding (gzip, deflate) and for scripts (require("zlib")).
+// evo.zlib: the native half of lib/zlib.lua (gzip, zlib, raw DEFLATE and
+// Brotli, one-shot and streaming) over the engines of src/proto/compress.
+// Argument checks with the user's function names live in lib/zlib.lua;
+// these natives trust their arguments' types.
 //
-//   local z = native.inflater("gzip")      -- "gzip", "zlib", "raw" or "auto"
-//   local out, err = z:update(chunk)       -- as much as decodes so far
-//   local rest = z:finish()                -- "" and checks the stream ended
-// Output is bounded (maxOutput, 64 MiB by default) so a small compressed body
-// cannot expand without limit.
-#include <zlib.h>
-
+//   native.compress(format, data, level, window)       -> string | nil, err
+//   native.decompress(format, data, maxOutput)         -> string | nil, err
+//   native.encoder(format, level, window)              -> enc | nil
+//   enc:write(data, flush)  (flush 0 none, 1 sync, 2 finish) -> string | nil, err
+//   native.decoder(format, maxOutput)                  -> dec
+//   dec:write(data) / dec:finish()                     -> string | nil, err
+//   native.crc32(data [, crc])                         -> number
+// err is an Evo error: code "BadData" or "TooLarge".
+#include <cstdint>
 #include <memory>
 #include <string>
 
 #include "lua/boxed.h"
 #include "lua/errors.h"
 #include "lua/modules.h"
+#include "proto/compress.h"
 
 namespace evo {
 namespace {
 
-constexpr const char* kCodecMeta = "evo.ZlibCodec";
+namespace cz = proto::compress;
 
-int window_bits(lua_State* L, int idx, bool inflate) {
-  const char* format = luaL_optstring(L, idx, inflate ? "auto" : "gzip");
-  std::string f(format);
-  if (f == "gzip") return 15 + 16;
-  if (f == "zlib") return 15;
-  if (f == "raw") return -15;
-  if (f == "auto" && inflate) return 15 + 32;  // gzip or zlib, by the header
-  luaL_argerror(L, idx, R"(format must be "gzip", "zlib", "raw" or "auto")");
-  return 0;
+constexpr const char* kEncoderMeta = "evo.ZlibEncoder";
+constexpr const char* kDecoderMeta = "evo.ZlibDecoder";
+
+cz::Format check_format(lua_State* L, int idx) {
+  size_t len = 0;
+  const char* name = luaL_checklstring(L, idx, &len);
+  cz::Format f{};
+  if (!cz::parse_format(std::string_view(name, len), &f)) luaL_argerror(L, idx, "unknown format");
+  return f;
 }
 
-class Codec {
- public:
-  Codec(bool inflate, int bits, int level, size_t max_output) : inflate_(inflate), max_output_(max_output) {
-    ok_ = (inflate ? inflateInit2(&z_, bits)
-                   : deflateInit2(&z_, level, Z_DEFLATED, bits, 8, Z_DEFAULT_STRATEGY)) == Z_OK;
-  }
-  ~Codec() {
-    if (!ok_) return;
-    if (inflate_) {
-      inflateEnd(&z_);
-    } else {
-      deflateEnd(&z_);
-    }
-  }
-  Codec(const Codec&) = delete;
-  Codec& operator=(const Codec&) = delete;
+// A bound given as a Lua number: math.huge (or anything past SIZE_MAX) is none.
+size_t check_bound(lua_State* L, int idx) {
+  lua_Number n = luaL_checknumber(L, idx);
+  if (n < 0) luaL_argerror(L, idx, "maxOutput must not be negative");
+  if (n >= static_cast<lua_Number>(SIZE_MAX)) return SIZE_MAX;
+  return static_cast<size_t>(n);
+}
 
-  // Runs the codec over input; false with error() on corrupt data or when
-  // the output would pass the bound.
-  bool run(const char* data, size_t len, int flush, std::string* out) {
-    if (!ok_) return fail("zlib could not start");
-    if (ended_) return len == 0 || fail("data after the end of the compressed stream");
-    z_.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data));
-    z_.avail_in = static_cast<uInt>(len);
-    char buf[16384];
-    for (;;) {
-      z_.next_out = reinterpret_cast<Bytef*>(buf);
-      z_.avail_out = sizeof(buf);
-      int rc = inflate_ ? ::inflate(&z_, flush) : ::deflate(&z_, flush);
-      size_t produced = sizeof(buf) - z_.avail_out;
-      total_ += produced;
-      if (total_ > max_output_) return fail("the decompressed data is larger than the limit");
-      out->append(buf, produced);
-      if (rc == Z_STREAM_END) {
-        ended_ = true;
-        return true;
-      }
-      if (rc == Z_BUF_ERROR) return true;  // needs more input (or output is flushed)
-      if (rc != Z_OK) return fail(z_.msg != nullptr ? z_.msg : "corrupt compressed data");
-      if (z_.avail_out != 0 && z_.avail_in == 0) return true;
-    }
-  }
-  [[nodiscard]] bool ended() const { return ended_; }
-  [[nodiscard]] const std::string& error() const { return error_; }
+std::string_view check_view(lua_State* L, int idx) {
+  size_t len = 0;
+  const char* data = luaL_checklstring(L, idx, &len);
+  return {data, len};
+}
 
- private:
-  bool fail(const std::string& why) {
-    error_ = why;
-    return false;
-  }
-  z_stream z_{};
-  bool inflate_;
-  bool ok_ = false;
-  bool ended_ = false;
-  size_t max_output_;
-  size_t total_ = 0;
-  std::string error_;
-};
-
-int push_fail(lua_State* L, const std::string& why) {
+int push_status_error(lua_State* L, cz::Status s, const std::string& why) {
   lua_pushnil(L);
-  errors::push_error(L, "ZlibError", why);
+  errors::push_error(L, cz::status_code(s), why);
   return 2;
 }
 
-// inflater([format [, maxOutput]]) -> object
-int l_inflater(lua_State* L) {
-  int bits = window_bits(L, 1, true);
-  auto max = static_cast<size_t>(luaL_optnumber(L, 2, 64.0 * 1024 * 1024));
-  Boxed<Codec>::push(L, std::make_unique<Codec>(true, bits, 0, max), kCodecMeta);
+int push_string(lua_State* L, const std::string& s) {
+  lua_pushlstring(L, s.data(), s.size());
   return 1;
 }
 
-// deflater([format [, level]]) -> object
-int l_deflater(lua_State* L) {
-  int bits = window_bits(L, 1, false);
-  int level = static_cast<int>(luaL_optinteger(L, 2, Z_DEFAULT_COMPRESSION));
-  Boxed<Codec>::push(L, std::make_unique<Codec>(false, bits, level, SIZE_MAX), kCodecMeta);
-  return 1;
+cz::EncoderOptions encoder_options(lua_State* L, int level_idx, int window_idx) {
+  cz::EncoderOptions o;
+  o.level = static_cast<int>(luaL_optinteger(L, level_idx, -1));
+  o.window = static_cast<int>(luaL_optinteger(L, window_idx, 0));
+  return o;
 }
 
-Codec* check_codec(lua_State* L) { return Boxed<Codec>::check(L, 1, kCodecMeta); }
-
-// codec:update(data) -> output | nil, err
-int l_update(lua_State* L) {
-  Codec* c = check_codec(L);
-  size_t len = 0;
-  const char* data = luaL_checklstring(L, 2, &len);
+// compress(format, data, level, window)
+int l_compress(lua_State* L) {
+  cz::Format f = check_format(L, 1);
+  std::string_view data = check_view(L, 2);
+  auto enc = cz::make_encoder(f, encoder_options(L, 3, 4));
+  if (!enc) return luaL_error(L, "invalid compression options");
   std::string out;
-  if (!c->run(data, len, Z_NO_FLUSH, &out)) return push_fail(L, c->error());
-  lua_pushlstring(L, out.data(), out.size());
+  if (!enc->write(data, cz::Flush::Finish, out))
+    return push_status_error(L, cz::Status::BadData, enc->error());
+  return push_string(L, out);
+}
+
+// decompress(format, data, maxOutput)
+int l_decompress(lua_State* L) {
+  cz::Format f = check_format(L, 1);
+  std::string_view data = check_view(L, 2);
+  auto dec = cz::make_decoder(f, check_bound(L, 3));
+  std::string out;
+  cz::Status s = dec->write(data, out);
+  if (s == cz::Status::Ok || s == cz::Status::End) s = dec->finish(out);
+  if (s != cz::Status::End) return push_status_error(L, s, dec->error());
+  return push_string(L, out);
+}
+
+int l_encoder(lua_State* L) {
+  cz::Format f = check_format(L, 1);
+  auto enc = cz::make_encoder(f, encoder_options(L, 2, 3));
+  if (!enc) return 0;
+  Boxed<cz::Encoder>::push(L, std::move(enc), kEncoderMeta);
   return 1;
 }
 
-// codec:finish() -> the rest | nil, err (an inflater whose stream did not end)
-int l_finish(lua_State* L) {
-  Codec* c = check_codec(L);
-  std::string out;
-  if (!c->run("", 0, Z_FINISH, &out)) return push_fail(L, c->error());
-  if (!c->ended()) return push_fail(L, "the compressed data ended early");
-  lua_pushlstring(L, out.data(), out.size());
+int l_decoder(lua_State* L) {
+  cz::Format f = check_format(L, 1);
+  Boxed<cz::Decoder>::push(L, cz::make_decoder(f, check_bound(L, 2)), kDecoderMeta);
   return 1;
+}
+
+// enc:write(data, flush)
+int l_encoder_write(lua_State* L) {
+  auto* enc = Boxed<cz::Encoder>::check(L, 1, kEncoderMeta);
+  std::string_view data = check_view(L, 2);
+  lua_Integer mode = luaL_optinteger(L, 3, 0);
+  cz::Flush flush = mode == 2 ? cz::Flush::Finish : mode == 1 ? cz::Flush::Sync : cz::Flush::None;
+  std::string out;
+  if (!enc->write(data, flush, out)) return push_status_error(L, cz::Status::BadData, enc->error());
+  return push_string(L, out);
+}
+
+// dec:write(data)
+int l_decoder_write(lua_State* L) {
+  auto* dec = Boxed<cz::Decoder>::check(L, 1, kDecoderMeta);
+  std::string_view data = check_view(L, 2);
+  std::string out;
+  cz::Status s = dec->write(data, out);
+  if (s != cz::Status::Ok && s != cz::Status::End) return push_status_error(L, s, dec->error());
+  return push_string(L, out);
+}
+
+// dec:finish(): the rest, or an error when the stream did not end.
+int l_decoder_finish(lua_State* L) {
+  auto* dec = Boxed<cz::Decoder>::check(L, 1, kDecoderMeta);
+  std::string out;
+  cz::Status s = dec->finish(out);
+  if (s != cz::Status::End) return push_status_error(L, s, dec->error());
+  return push_string(L, out);
+}
+
+// dec:totalOut() -> bytes decompressed so far
+int l_decoder_total(lua_State* L) {
+  auto* dec = Boxed<cz::Decoder>::check(L, 1, kDecoderMeta);
+  lua_pushnumber(L, static_cast<lua_Number>(dec->total_out()));
+  return 1;
+}
+
+int l_crc32(lua_State* L) {
+  std::string_view data = check_view(L, 1);
+  auto crc = static_cast<uint32_t>(luaL_optnumber(L, 2, 0));
+  lua_pushnumber(L, cz::crc32(crc, data));
+  return 1;
+}
+
+void register_class(lua_State* L, const char* meta, const luaL_Reg* methods, lua_CFunction gc) {
+  luaL_newmetatable(L, meta);
+  lua_pushcfunction(L, gc);
+  lua_setfield(L, -2, "__gc");
+  lua_newtable(L);
+  luaL_register(L, nullptr, methods);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
 }
 
 }  // namespace
 
 int open_zlib(lua_State* L) {
-  {
-    luaL_newmetatable(L, kCodecMeta);
-    lua_pushcfunction(L, Boxed<Codec>::gc);
-    lua_setfield(L, -2, "__gc");
-    lua_newtable(L);
-    lua_pushcfunction(L, l_update);
-    lua_setfield(L, -2, "update");
-    lua_pushcfunction(L, l_finish);
-    lua_setfield(L, -2, "finish");
-    lua_setfield(L, -2, "__index");
-    lua_pop(L, 1);
-  }
+  const luaL_Reg encoder_methods[] = {{"write", l_encoder_write}, {nullptr, nullptr}};
+  const luaL_Reg decoder_methods[] = {{"write", l_decoder_write},
+                                      {"finish", l_decoder_finish},
+                                      {"totalOut", l_decoder_total},
+                                      {nullptr, nullptr}};
+  register_class(L, kEncoderMeta, encoder_methods, Boxed<cz::Encoder>::gc);
+  register_class(L, kDecoderMeta, decoder_methods, Boxed<cz::Decoder>::gc);
   const luaL_Reg functions[] = {
-      {"inflater", l_inflater},
-      {"deflater", l_deflater},
-      {nullptr, nullptr},
+      {"compress", l_compress}, {"decompress", l_decompress}, {"encoder", l_encoder},
+      {"decoder", l_decoder},   {"crc32", l_crc32},           {nullptr, nullptr},
   };
   lua_newtable(L);
   luaL_register(L, nullptr, functions);

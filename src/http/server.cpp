@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "io/io.h"
 #include "io/stream.h"
 
 #include "lua/errors.h"
@@ -82,24 +83,6 @@ void Exchange::add_valid_header(std::string_view name, std::string_view value) {
 
 // ------------------------------------------------------------ handles
 
-class Listener final : public NativeHandle {
- public:
-  Listener(uv_loop_t* loop, std::shared_ptr<Server> server) : server_(std::move(server)) {
-    uv_tcp_init(loop, &tcp_);
-  }
-  uv_handle_t* uv_handle() override { return reinterpret_cast<uv_handle_t*>(&tcp_); }
-  void release() override { server_->abort_all(); }  // the server and its connections
-  uv_tcp_t* tcp() { return &tcp_; }
-  Server* server() { return server_.get(); }
-
- protected:
-  void on_closed() override { server_->on_listener_closed(); }
-
- private:
-  uv_tcp_t tcp_{};
-  std::shared_ptr<Server> server_;
-};
-
 // The server and its timer each may go first (the runtime's exit sweep
 // closes the timer directly): each forgets the other when it goes.
 class SweepTimer final : public NativeHandle {
@@ -148,21 +131,24 @@ int Server::listen(const char* host, int port, int backlog) {
       uv_ip6_addr(host, port, reinterpret_cast<sockaddr_in6*>(&addr)) != 0) {
     return UV_EINVAL;
   }
-  auto l = std::make_unique<Listener>(rt_.loop(), shared_from_this());
-  int rc = uv_tcp_bind(l->tcp(), reinterpret_cast<const sockaddr*>(&addr), 0);
-  if (rc == 0) rc = uv_listen(reinterpret_cast<uv_stream_t*>(l->tcp()), backlog, on_connection);
-  Listener* raw = NativeHandle::release_to_loop(std::move(l));
-  if (rc != 0) {
-    raw->close();
-    return rc;
-  }
+  ListenSpec spec;
+  spec.addr = reinterpret_cast<const sockaddr*>(&addr);
+  spec.addr_len = addr.ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
+  spec.backlog = backlog;
+  int rc = 0;
+  // The evented Io's listener in every mode: the engine runs on the loop's
+  // callbacks (handlers are tasks or events), never on a blocked caller.
+  listener_ = listen_on_loop(rt_.loop(), spec, &rc);
+  if (listener_ == nullptr) return rc;
+  listener_->accept_each([this](IoResult r) { on_connection(std::move(r)); });
+  listener_->on_release([this] { abort_all(); });  // the exit sweep: the server and its connections
+  listening_ = shared_from_this();  // a listening server lives on without its Lua object, as in Node
   sockaddr_storage bound{};
-  int len = sizeof(bound);
-  uv_tcp_getsockname(raw->tcp(), reinterpret_cast<sockaddr*>(&bound), &len);
+  socklen_t len = sizeof(bound);
+  getsockname(listener_->fd(), reinterpret_cast<sockaddr*>(&bound), &len);
   port_ = ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
                                             : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
   host_ = host;
-  listener_ = raw;
 
   // One timer enforces every connection's deadlines, at a quarter of the
   // shortest timeout (bounded to 50 ms..1 s): a connection costs no timer.
@@ -177,23 +163,11 @@ int Server::listen(const char* host, int port, int backlog) {
   return 0;
 }
 
-void Server::on_connection(uv_stream_t* listener, int status) {
-  auto* l = static_cast<Listener*>(NativeHandle::from(reinterpret_cast<uv_handle_t*>(listener)));
-  Server* self = l->server();
-  if (status < 0 || self->stopping_) return;
-  int rc = 0;
-  auto h = std::make_unique<UvStreamHandle>(self->rt_.loop(), UvStreamHandle::Kind::Tcp, &rc);
-  if (rc != 0) return;
-  UvStreamHandle* handle = NativeHandle::release_to_loop(std::move(h));
-  if (uv_accept(listener, handle->stream()) != 0) {
-    handle->close();
-    return;
-  }
-  auto& list = self->connections_;
-  list.push_front(
-      std::make_unique<Connection>(self->shared_from_this(), std::make_unique<Transport>(handle)));
-  list.front()->self = list.begin();
-  list.front()->start();
+void Server::on_connection(IoResult r) {
+  if (!r.ok() || stopping_) return;  // EMFILE and the like: the next one may succeed
+  connections_.push_front(std::make_unique<Connection>(shared_from_this(), std::move(r.transport)));
+  connections_.front()->self = connections_.begin();
+  connections_.front()->start();
 }
 
 bool Server::runs_handler(const Task* t) const {
@@ -216,13 +190,14 @@ void Server::remove(Connection* c) {
 }
 
 void Server::stop(std::function<void()> done) {
+  auto keep = shared_from_this();  // closing the listener may drop the last reference
   if (done) on_stopped_ = std::move(done);
   if (stopping_) {
     maybe_done();
     return;
   }
   stopping_ = true;
-  if (listener_ != nullptr) listener_->close();  // on_listener_closed follows
+  close_listener();
   // Idle connections go now; the others finish their current response and
   // close after it (their "Connection: close" says so).
   for (auto& c : connections_) {
@@ -238,15 +213,23 @@ void Server::stop(std::function<void()> done) {
 }
 
 void Server::abort_all() {
+  auto keep = shared_from_this();  // closing the listener may drop the last reference
   stopping_ = true;
-  if (listener_ != nullptr) listener_->close();
+  close_listener();
   for (auto& c : connections_) {
     if (c->state() != Connection::State::Upgraded) c->close();
   }
 }
 
-void Server::on_listener_closed() {
+void Server::close_listener() {
+  if (listener_ == nullptr) return;
+  listener_->close();
   listener_ = nullptr;
+  listening_ = nullptr;  // the callers keep a reference of their own
+  on_listener_closed();
+}
+
+void Server::on_listener_closed() {
   if (object_ref != LUA_NOREF && config_.events) {
     events::emit_task(rt_, object_ref, "SERVER_STOPPED_LISTENING", runner_ref, [this](lua_State* L) {
       events::field(L, "port", static_cast<double>(port_));

@@ -34,6 +34,7 @@
 #include <unordered_map>
 
 #include "core/handle.h"
+#include "io/io.h"
 #include "io/transport.h"
 #include "proto/http_parser.h"
 #include "proto/http_response.h"
@@ -151,13 +152,15 @@ class Server : public std::enable_shared_from_this<Server> {
  private:
   friend class Connection;
   friend class SweepTimer;
-  static void on_connection(uv_stream_t* listener, int status);
+  void on_connection(IoResult r);
+  void close_listener();
   void release_lua();
   void maybe_done();
 
   Runtime& rt_;
   ServerConfig config_;
-  class Listener* listener_ = nullptr;
+  std::unique_ptr<IoListener> listener_;
+  std::shared_ptr<Server> listening_;  // itself, while it listens
   class SweepTimer* sweep_ = nullptr;
   std::list<std::unique_ptr<Connection>> connections_;
   bool reap_ = false;

@@ -42,7 +42,6 @@ class StreamTimer final : public NativeHandle {
 
 namespace {
 
-
 int push_error_result(lua_State* L, const char* code, const std::string& message) {
   lua_pushnil(L);
   errors::push_error(L, code, message);

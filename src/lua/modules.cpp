@@ -19,6 +19,8 @@ struct NativeModule {
 const NativeModule kNativeModules[] = {
     // clang-format off
     {"evo.core",   open_core,   true},
+    {"evo.crypto", open_crypto, false},
+    {"evo.encoding", open_encoding, false},
     {"evo.fsfast", open_fsfast, true},
     {"evo.fswatch", open_fswatch, true},
     {"evo.http",   http::open_http, true},
@@ -67,7 +69,8 @@ constexpr const char kNotInWorker[] = "is not available in a worker";
 int not_in_worker(lua_State* L, const char* name) {
   lua_pushfstring(L,
                   "module '%s' %s (task.work, uv.new_thread): it needs Evo's event loop; a worker has "
-                  "Lua's standard libraries and uv, pretty, assert, evo.serial, evo.ws, evo.zlib",
+                  "Lua's standard libraries and uv, pretty, assert, crypto, base64, hex, uuid, "
+                  "path, url, zlib, evo.serial, evo.ws",
                   name, kNotInWorker);
   return lua_error(L);
 }

@@ -19,6 +19,7 @@
 namespace evo {
 
 class TaskSystem;
+class Io;  // src/io/io.h: made by io_of() at its first use
 
 struct RuntimeOptions {
   bool debug = false;      // --debug or EVO_DEBUG=1: default event handlers print
@@ -63,6 +64,8 @@ class Runtime {
   bool start_main_task(int nargs);
 
   TaskSystem& tasks() { return *tasks_; }
+  [[nodiscard]] Io* io() const { return io_.get(); }
+  void set_io(std::shared_ptr<Io> io) { io_ = std::move(io); }
 
   // Runs the loop until no referenced handle is left.
   void run_loop();
@@ -95,6 +98,7 @@ class Runtime {
   Loop loop_;  // declared before L_: destroyed after the VM is closed
   lua_State* L_ = nullptr;
   std::unique_ptr<TaskSystem> tasks_;
+  std::shared_ptr<Io> io_;  // shared_ptr: destroyed here without knowing the type
   int exit_code_ = 0;
   int traceback_ref_ = LUA_NOREF;
   int index_name_ref_ = LUA_NOREF;

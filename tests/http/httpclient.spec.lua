@@ -4,12 +4,9 @@ local K = require("httpkit")
 local http = require("http")
 local net = require("net")
 local task = require("task")
-local zlib = require("evo.zlib")
+local zlib = require("zlib")
 
-local function gzip(s)
-  local d = zlib.deflater("gzip")
-  return d:update(s) .. d:finish()
-end
+local gzip = zlib.gzip
 
 
 -- A raw server: each connection's request head is recorded in `heads`, then

@@ -85,3 +85,26 @@ describe("stream write timeouts", function()
     c:close(); peer:close(); server:close()
   end, 20)
 end)
+
+describe("datagrams where Lua cannot yield", function()
+  it("a UDP receive where Lua cannot yield blocks, with its timeout, in the evented mode too", function()
+    local a = net.udp()
+    assert(a:bind({host = "127.0.0.1", port = 0}))
+    local b = net.udp()
+    assert(b:send("ping", "127.0.0.1", a.port))
+    a:settimeout(0.2)
+    local got, none, err
+    table.sort({2, 1}, function(x, y)
+      if not got then
+        got = {a:receive()}
+        none, err = a:receive()  -- nothing more: the timeout ends it
+      end
+      return x < y
+    end)
+    assert.equal(got[1], "ping")
+    assert.equal(got[2], "127.0.0.1")
+    assert.equal(none, nil)
+    assert.equal(err.code, "Timeout")
+    a:close(); b:close()
+  end, 10)
+end)

@@ -1,0 +1,29 @@
+#include "io/io.h"
+
+#include "io/transport.h"
+#include "lua/runtime.h"
+#include "lua/tasks.h"
+
+namespace evo {
+
+IoResult IoResult::failed(int status, std::string detail) {
+  IoResult r;
+  r.status = status;
+  r.message = std::move(detail);
+  return r;
+}
+
+IoResult IoResult::failed(const char* code, std::string message) {
+  IoResult r;
+  r.code = code;
+  r.message = std::move(message);
+  return r;
+}
+
+Io& io_of(TaskSystem& sys) {
+  Runtime& rt = sys.runtime();
+  if (rt.io() == nullptr) rt.set_io(sys.blocking() ? make_blocking_io() : make_evented_io(rt.loop()));
+  return *rt.io();
+}
+
+}  // namespace evo

@@ -1,0 +1,144 @@
+// Io: how Evo's operations meet the operating system — one interface, with
+// the implementations behind it (Zig's std.Io):
+//
+//   evented   libuv: an operation starts, its task suspends, a libuv
+//             callback finishes it (src/io/evented_io.cpp)
+//   blocking  plain system calls, poll() for deadlines (src/io/blocking_io.cpp)
+//   io_uring  later (issue 14): one more implementation of this interface
+//
+// Each call says whether its caller can wait (`wait`): a task that can yield
+// can; the main chunk outside a task, a finalizer or a callback cannot. An Io
+// that cannot suspend this call performs it blocking — the evented Io hands
+// such a call to the blocking one and adopts the result into libuv — so the
+// same script gives the same results in every mode, and the modules above
+// (src/bind) never ask which implementation runs.
+//
+// An operation reports through `done` exactly once: at once, inside the call
+// (the call returns nullptr then), or later from the loop (the call returns
+// the operation in flight). cancel() on an operation in flight means done
+// is never called; the operation frees itself.
+#pragma once
+
+#include <sys/socket.h>
+#include <uv.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+namespace evo {
+
+class Transport;
+
+enum class SocketKind : uint8_t { Tcp, Pipe };
+
+// What an operation gives back: a connected transport, or an error — a libuv
+// status (`status` < 0), or an Evo error code such as "Timeout" or "Closed".
+struct IoResult {
+  std::unique_ptr<Transport> transport;
+  int status = 0;
+  const char* code = nullptr;
+  std::string message;  // the error's detail: the address, the path
+
+  [[nodiscard]] bool ok() const { return status == 0 && code == nullptr; }
+  static IoResult failed(int status, std::string detail);
+  static IoResult failed(const char* code, std::string message);
+};
+
+using IoDone = std::function<void(IoResult)>;
+
+class IoOp {
+ public:
+  virtual void cancel() = 0;
+
+ protected:
+  ~IoOp() = default;
+};
+
+// A listening socket.
+class IoListener {
+ public:
+  virtual ~IoListener() = default;
+  // Takes one connection; `timeout` seconds (<= 0: for ever) when it blocks.
+  virtual IoOp* accept(bool wait, double timeout, IoDone done) = 0;
+  // From now on every connection is accepted as it arrives and handed to
+  // `each` (from the loop; the evented Io only). accept() is not used then.
+  virtual void accept_each(std::function<void(IoResult)> each) = 0;
+  [[nodiscard]] virtual int fd() const = 0;
+  // Closes the socket; an accept in flight finishes with "Closed".
+  virtual void close() = 0;
+  // What the runtime's exit sweep does instead of close(): an owner that
+  // must end more than the socket (a server and its connections).
+  virtual void on_release(std::function<void()> release) = 0;
+};
+
+// A datagram received, or why none was.
+struct Datagram {
+  std::string data;
+  std::string ip;
+  int port = 0;
+  int status = 0;  // an error instead, as in IoResult
+  const char* code = nullptr;
+  std::string message;
+  [[nodiscard]] bool ok() const { return status == 0 && code == nullptr; }
+};
+
+using DatagramDone = std::function<void(Datagram)>;
+
+// A UDP socket. The socket itself is made at the first bind or send (its
+// address family is known then).
+class IoUdp {
+ public:
+  virtual ~IoUdp() = default;
+  virtual int bind(const sockaddr* addr) = 0;  // 0 or a libuv status
+  // Sends now; a full socket buffer drops the datagram, as UDP may.
+  virtual int send(const char* data, size_t len, const sockaddr* addr) = 0;
+  // The next datagram; `timeout` seconds (<= 0: for ever) when it blocks.
+  // "NotBound" when there is no socket to receive on yet.
+  virtual IoOp* receive(bool wait, double timeout, DatagramDone done) = 0;
+  [[nodiscard]] virtual int local_port() const = 0;
+  // Closes the socket; a receive in flight finishes with "Closed".
+  virtual void close() = 0;
+};
+
+struct ListenSpec {
+  const sockaddr* addr = nullptr;  // TCP: the address to bind
+  socklen_t addr_len = 0;
+  const char* path = nullptr;  // a Unix socket's path instead
+  int backlog = 511;
+};
+
+class Io {
+ public:
+  virtual ~Io() = default;
+  [[nodiscard]] virtual const char* name() const = 0;  // "evented", "blocking"
+
+  // A transport over a connected descriptor (taken over): in the evented Io
+  // a libuv stream, so a later call in a task can suspend on it.
+  virtual std::unique_ptr<Transport> adopt(int fd, SocketKind kind) = 0;
+
+  // Resolves host and connects to the first address that answers;
+  // `timeout` seconds (<= 0: none) bound a blocking connect.
+  virtual IoOp* connect_tcp(const std::string& host, int port, double timeout, bool wait, IoDone done) = 0;
+  virtual IoOp* connect_pipe(const std::string& path, bool wait, IoDone done) = 0;
+
+  // A listening socket, or nullptr with *status set (a libuv error).
+  virtual std::unique_ptr<IoListener> listen(const ListenSpec& spec, int* status) = 0;
+
+  virtual std::unique_ptr<IoUdp> udp() = 0;
+};
+
+class TaskSystem;
+
+// The Io of this run: made at its first use, the evented or the blocking
+// one as the run's Io mode (--io) says, and kept by the Runtime.
+Io& io_of(TaskSystem& sys);
+
+std::unique_ptr<Io> make_evented_io(uv_loop_t* loop);
+// The evented Io's listener, for an engine driven by the loop's callbacks in
+// every Io mode (the HTTP server: its handlers are tasks or events).
+std::unique_ptr<IoListener> listen_on_loop(uv_loop_t* loop, const ListenSpec& spec, int* status);
+std::unique_ptr<Io> make_blocking_io();
+
+}  // namespace evo
