@@ -19,6 +19,7 @@ local type, error, pairs, ipairs, tostring, tonumber, select, setmetatable, getm
 local concat = table.concat
 local find, format, gsub, lower, sub, match, gmatch =
   string.find, string.format, string.gsub, string.lower, string.sub, string.match, string.gmatch
+local byte, rawget, pcall = string.byte, rawget, pcall
 local isyieldable = coroutine.isyieldable
 local traceback = debug.traceback
 local finish = require("evo.wait").finish  -- (true, results...) | (false): Canceled
@@ -567,6 +568,14 @@ function http.router(opts)
   return self
 end
 
+-- http.compress([opts]) -> middleware compressing responses (gzip, br) on
+-- the fly: opts threshold (1024), types, level, brotliQuality (4), brotli
+-- (lib/evo/compress.lua).
+function http.compress(opts)
+  local middleware = require("evo.compress").middleware(opts)
+  return middleware
+end
+
 -- http.cors{origins, methods, headers, exposeHeaders, credentials, maxAge}
 -- -> middleware answering preflights and adding CORS headers (evo.webkit).
 http.cors = kit.cors
@@ -658,11 +667,20 @@ end
 -- Content-Type by extension, ETag and Last-Modified with If-None-Match /
 -- If-Modified-Since (304), single byte ranges (206/416), index.html for
 -- directories, nothing outside dir (404), with sendfile(2).
--- opts: index ("index.html"), maxAge (seconds for Cache-Control).
+-- opts: index ("index.html"), maxAge (seconds for Cache-Control),
+-- precompressed (true: serve file.br / file.gz when the client accepts
+-- them), compress (false; true or http.compress's options: compress on the
+-- fly).
+local SIBLINGS = {{"br", ".br"}, {"gzip", ".gz"}}
 function http.static(dir, opts)
   args.check(1, "static", dir, "string")
+  if opts ~= nil then args.check(2, "static", opts, "table") end
   opts = opts or {}
   local fs = require("fs")
+  local compress = require("evo.compress")
+  local precompressed = opts.precompressed ~= false
+  local copts = opts.compress and compress.options(opts.compress, "static", 2)
+  local compressible = compress.options().test
   local index = opts.index == nil and "index.html" or opts.index
   local root = dir
   local plain = {["content-type"] = "text/plain; charset=utf-8"}
@@ -703,16 +721,42 @@ function http.static(dir, opts)
       return notFound(res, nxt)
     end
 
-    local size, mtime = st.size, st.mtime.sec
-    local etag = format('W/"%x-%x"', size, mtime)
-    local lastModified = httpDate(mtime)
     local h = req.headers
+    local ctype = http.mimeType(file)
+    -- A precompressed sibling (file.br, file.gz) the client accepts is sent
+    -- instead, whole (a range gets the plain file); with compress, the
+    -- plain file is compressed on the fly.
+    local coding, vary
+    if precompressed and compressible(ctype) then
+      local accepted = compress.accepted(h["accept-encoding"])
+      for _, c in ipairs(SIBLINGS) do
+        local sib = fs.stat(file .. c[2])
+        if sib and sib.type == "file" then
+          vary = true
+          local realSib = fs.realpath(file .. c[2])
+          local inside = realSib and sub(realSib, 1, #realRoot + 1) == realRoot .. "/"
+          if not coding and accepted[c[1]] and not h.range and inside then
+            coding, file, st = c[1], file .. c[2], sib
+          end
+        end
+      end
+    end
+    if copts and not coding then
+      res = compress.wrap(req, res, copts)
+      vary = false  -- the wrapper says it
+    end
+
+    local size, mtime = st.size, st.mtime.sec
+    local etag = format(coding and 'W/"%x-%x-%s"' or 'W/"%x-%x"', size, mtime, coding)
+    local lastModified = httpDate(mtime)
+    if vary then res:header("vary", "Accept-Encoding") end
     local inm = h["if-none-match"]
     if (inm and noneMatch(inm, etag))
       or (not inm and h["if-modified-since"] == lastModified) then
       return res:send(304, nil, {etag = etag, ["last-modified"] = lastModified})
     end
-    res:header("content-type", http.mimeType(file))
+    res:header("content-type", ctype)
+    if coding then res:header("content-encoding", coding) end
     res:header("etag", etag)
     res:header("last-modified", lastModified)
     res:header("accept-ranges", "bytes")

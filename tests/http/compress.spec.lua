@@ -1,0 +1,252 @@
+-- Response compression: http.compress (gzip and br by Accept-Encoding
+-- q-values, Vary, threshold, types; never for HEAD, ranges, 204/206/304,
+-- encoded bodies or no-transform; streamed responses on the fly) and
+-- http.static (precompressed .br/.gz siblings, compress = true). Peers: curl
+-- --compressed (gzip and brotli) and Python's gzip.
+local K = require("httpkit")
+local http = require("http")
+local task = require("task")
+local zlib = require("zlib")
+
+local TEXT = ("The quick brown fox jumps over the lazy dog. 0123456789\n"):rep(400)  -- 22 KB
+local JSON = '{"items":[' .. ("{\"id\":1,\"name\":\"x\"},"):rep(300) .. '{"id":0}]}'
+
+-- curl(url, args...) -> status, headers (lower-case names), body as curl
+-- gives it (decoded with --compressed; chunked framing always removed)
+local function curl(url, ...)
+  local dir = os.tmpname()
+  local argv = {"-D", dir .. ".h", "-o", dir .. ".b", ...}
+  if url then argv[#argv + 1] = url end
+  local _, err, code = K.curl(unpack(argv))
+  assert.equal(code, 0, err)
+  local head = assert(io.open(dir .. ".h", "rb")):read("*a")
+  local f = io.open(dir .. ".b", "rb")
+  local body = f and f:read("*a") or ""
+  if f then f:close() end
+  os.remove(dir)
+  os.remove(dir .. ".h")
+  os.remove(dir .. ".b")
+  local r = K.parse(head, {head = true})
+  return r[#r].status, r[#r].headers, body
+end
+
+local function gunzipPython(data)
+  local path = os.tmpname()
+  local f = assert(io.open(path, "wb"))
+  f:write(data)
+  f:close()
+  local r = K.run(K.python, {"-c", "import gzip,sys; sys.stdout.buffer.write(gzip.decompress(open(sys.argv[1],'rb').read()))", path})
+  os.remove(path)
+  assert.equal(r.code, 0, r.err)
+  return r.out
+end
+
+describe("http.compress", function()
+  local server, url
+  before(function()
+    local app = http.router()
+    app:use(http.compress())
+    app:get("/text", function(req, res) res:send(200, TEXT, {["content-type"] = "text/plain; charset=utf-8"}) end)
+    app:get("/json", function(req, res) res:send(200, JSON, {["Content-Type"] = "application/json"}) end)
+    app:get("/small", function(req, res) res:send(200, "tiny", {["content-type"] = "text/plain"}) end)
+    app:get("/png", function(req, res) res:send(200, TEXT, {["content-type"] = "image/png"}) end)
+    app:get("/encoded", function(req, res)
+      res:send(200, zlib.gzip(TEXT), {["content-type"] = "text/plain", ["content-encoding"] = "gzip"})
+    end)
+    app:get("/notransform", function(req, res)
+      res:send(200, TEXT, {["content-type"] = "text/plain", ["cache-control"] = "no-transform"})
+    end)
+    app:get("/partial", function(req, res)
+      res:status(206):header("content-type", "text/plain"):header("content-range", "bytes 0-99/1000")
+      res:finish(TEXT:sub(1, 100))
+    end)
+    app:get("/nocontent", function(req, res) res:send(204) end)
+    app:get("/stream", function(req, res)
+      res:header("content-type", "text/plain")
+      res:header("etag", '"v1"')
+      for i = 1, 200 do res:write(("line %d of a streamed response\n"):format(i)) end
+      res:finish("end\n")
+    end)
+    app:get("/unfinished", function(req, res)
+      res:header("content-type", "text/plain")
+      for i = 1, 100 do res:write("left open " .. i .. "\n") end
+    end)
+    app:get("/length", function(req, res)
+      res:header("content-type", "text/plain"):header("content-length", #TEXT)
+      res:write(TEXT)
+    end)
+    app:get("/file", function(req, res)
+      res:header("content-type", "text/plain")
+      assert(res:sendFile(req:queryParams().path))
+    end)
+    app:get("/cookie", function(req, res)
+      res:cookie("c", "1")
+      res:json(200, {text = TEXT})
+    end)
+    server, url = K.serveShared({}, app)
+  end)
+  after(function()
+    http.closeIdle()
+    server:close()
+  end)
+  afterEach(K.cleanup)
+
+  it("gzips a large body for a client that asks, with Vary and the compressed length", function()
+    local s, h, b = curl(url .. "/text", "-H", "Accept-Encoding: gzip")
+    assert.equal({s, h["content-encoding"], h.vary}, {200, "gzip", "Accept-Encoding"})
+    assert.equal(tonumber(h["content-length"]), #b)
+    assert.truthy(#b < #TEXT / 10, "compressed: " .. #b)
+    assert.truthy(gunzipPython(b) == TEXT, "Python's gzip gives the text back")
+  end)
+
+  it("prefers br when curl --compressed offers it, and curl decodes both", function()
+    local s, h, b = curl(url .. "/json", "--compressed")
+    assert.equal({s, h["content-encoding"]}, {200, "br"})
+    assert.equal(b, JSON)
+    s, h, b = curl(url .. "/text", "--compressed", "-H", "Accept-Encoding: gzip")
+    assert.equal({h["content-encoding"], b == TEXT}, {"gzip", true})
+  end)
+
+  it("follows q-values and *", function()
+    local cases = {
+      {"gzip;q=1.0, br;q=0.5", "gzip"}, {"br;q=0, gzip", "gzip"}, {"gzip;q=0, br;q=0.1", "br"},
+      {"*", "br"}, {"*;q=0", nil}, {"identity", nil}, {"deflate", nil}, {"x-gzip", "gzip"},
+      {"br;q=0.5, *;q=0.9", "gzip"}, {"GZIP", "gzip"}, {"", nil},
+    }
+    for _, c in ipairs(cases) do
+      local _, h = curl(url .. "/text", "-H", "Accept-Encoding: " .. c[1])
+      assert.equal(h["content-encoding"], c[2], c[1])
+      assert.equal(h.vary, "Accept-Encoding", c[1])
+    end
+  end)
+
+  it("sends small bodies and other types as they are", function()
+    local _, h, b = curl(url .. "/small", "-H", "Accept-Encoding: gzip, br")
+    assert.equal({h["content-encoding"], h.vary, b}, {nil, "Accept-Encoding", "tiny"})
+    _, h = curl(url .. "/png", "-H", "Accept-Encoding: gzip, br")
+    assert.equal({h["content-encoding"], h.vary}, {nil, nil})
+  end)
+
+  it("never compresses HEAD, ranges, 204, encoded bodies or no-transform", function()
+    local ae = {"-H", "Accept-Encoding: gzip, br"}
+    local s, h = curl(url .. "/text", "-I", unpack(ae))
+    assert.equal({s, h["content-encoding"], h["content-length"]}, {200, nil, tostring(#TEXT)})
+    local _, h2, b2 = curl(url .. "/encoded", unpack(ae))
+    assert.equal({h2["content-encoding"], gunzipPython(b2) == TEXT}, {"gzip", true})
+    local _, h3, b3 = curl(url .. "/notransform", unpack(ae))
+    assert.equal({h3["content-encoding"], #b3}, {nil, #TEXT})
+    local s4, h4, b4 = curl(url .. "/partial", unpack(ae))
+    assert.equal({s4, h4["content-encoding"], b4}, {206, nil, TEXT:sub(1, 100)})
+    local s5, h5 = curl(url .. "/nocontent", unpack(ae))
+    assert.equal({s5, h5["content-encoding"]}, {204, nil})
+  end)
+
+  it("compresses streamed responses on the fly, chunked, with a weak ETag", function()
+    local s, h, raw = curl(url .. "/stream", "-H", "Accept-Encoding: gzip")
+    assert.equal({s, h["content-encoding"], h["transfer-encoding"], h["content-length"], h.etag},
+      {200, "gzip", "chunked", nil, 'W/"v1"'})
+    local expect = {}
+    for i = 1, 200 do expect[i] = ("line %d of a streamed response\n"):format(i) end
+    expect = table.concat(expect) .. "end\n"
+    assert.equal(gunzipPython(raw), expect)
+    local _, hb, body = curl(url .. "/stream", "--compressed")
+    assert.equal({hb["content-encoding"], body}, {"br", expect})
+  end)
+
+  it("ends a compressed stream the handler left open", function()
+    local _, h, body = curl(url .. "/unfinished", "--compressed")
+    assert.equal(h["content-encoding"], "br")
+    assert.match(body, "^left open 1\n")
+    assert.match(body, "left open 100\n$")
+  end)
+
+  it("drops a declared Content-Length when it compresses, keeps it when not", function()
+    local _, h, b = curl(url .. "/length", "-H", "Accept-Encoding: gzip")
+    assert.equal({h["content-encoding"], h["content-length"]}, {"gzip", nil})
+    assert.equal(gunzipPython(b), TEXT)
+    _, h, b = curl(url .. "/length")
+    assert.equal({h["content-length"], b == TEXT}, {tostring(#TEXT), true})
+  end)
+
+  it("compresses sendFile's file, and res:json with a cookie", function()
+    local dir = K.tempDir()
+    K.writeFile(dir .. "/a.txt", TEXT)
+    local _, h, b = curl(url .. "/file?path=" .. dir .. "/a.txt", "-H", "Accept-Encoding: gzip")
+    assert.equal(h["content-encoding"], "gzip")
+    assert.equal(gunzipPython(b), TEXT)
+    local _, h2, b2 = curl(url .. "/cookie", "--compressed")
+    assert.equal({h2["content-encoding"], h2["set-cookie"], h2["content-type"]}, {"br", "c=1; Path=/", "application/json"})
+    assert.equal(b2, '{"text":' .. string.format("%q", TEXT):gsub("\\\n", "\\n") .. "}")
+  end)
+
+  it("lets flush() send what a stream has so far", function()
+    local gate = task.queue()
+    local app = http.router()
+    app:use(http.compress({threshold = 0}))
+    app:get("/events", function(req, res)
+      res:header("content-type", "text/event-stream")
+      res:write("data: first\n\n")
+      res:flush()
+      gate:get()
+      res:write("data: second\n\n")
+    end)
+    local _, base = K.serve({}, app)
+    local r = assert(http.request({url = base .. "/events", stream = true, headers = {["accept-encoding"] = "gzip"}}))
+    assert.equal(r.headers["content-encoding"], "gzip")
+    local first = task.timeout(5, function() return r:read() end)
+    assert.equal(first, "data: first\n\n", "the flushed piece arrived before the end")
+    gate:put(true)
+    assert.equal(r:readAll(), "data: second\n\n")
+  end)
+
+  it("raises bad argument for bad options", function()
+    assert.throws(function() http.compress(5) end, "bad argument #1 to 'compress' %(table expected, got number%)")
+    assert.throws(function() http.compress({threshold = -1}) end, "bad argument #1 to 'compress' %(threshold must be")
+    assert.throws(function() http.compress({types = "text"}) end, "bad argument #1 to 'compress' %(types must be")
+  end)
+end)
+
+describe("http.static compression", function()
+  afterEach(function()
+    http.closeIdle()
+    K.cleanup()
+  end)
+
+  it("serves precompressed .br and .gz siblings to clients that take them", function()
+    local dir = K.tempDir()
+    K.writeFile(dir .. "/app.js", TEXT)
+    K.writeFile(dir .. "/app.js.gz", zlib.gzip(TEXT))
+    K.writeFile(dir .. "/app.js.br", zlib.brotliCompress(TEXT))
+    K.writeFile(dir .. "/only.css", TEXT)
+    K.writeFile(dir .. "/only.css.gz", zlib.gzip(TEXT))
+    local _, url = K.serve({}, http.static(dir))
+    local s, h, b = curl(url .. "/app.js", "--compressed")
+    assert.equal({s, h["content-encoding"], h["content-type"], h.vary}, {200, "br", "text/javascript; charset=utf-8", "Accept-Encoding"})
+    assert.equal(b, TEXT)
+    assert.match(h.etag, '%-br"$')
+    local _, hg, bg = curl(url .. "/app.js", "-H", "Accept-Encoding: gzip")
+    assert.equal({hg["content-encoding"], tonumber(hg["content-length"])}, {"gzip", #zlib.gzip(TEXT)})
+    assert.equal(gunzipPython(bg), TEXT)
+    local _, hc = curl(url .. "/only.css", "--compressed")
+    assert.equal(hc["content-encoding"], "gzip", "br accepted, but only .gz exists")
+    local _, hi, bi = curl(url .. "/app.js")
+    assert.equal({hi["content-encoding"], hi.vary, bi == TEXT}, {nil, "Accept-Encoding", true})
+    local sr, hr, br = curl(url .. "/app.js", "--compressed", "-r", "0-9")
+    assert.equal({sr, hr["content-encoding"], br}, {206, nil, TEXT:sub(1, 10)})
+    local s304 = curl(url .. "/app.js", "--compressed", "-H", "If-None-Match: " .. h.etag)
+    assert.equal(s304, 304)
+  end)
+
+  it("compresses on the fly with compress = true, and not ranges", function()
+    local dir = K.tempDir()
+    K.writeFile(dir .. "/style.css", TEXT)
+    K.writeFile(dir .. "/pic.png", TEXT)
+    local _, url = K.serve({}, http.static(dir, {compress = true}))
+    local _, h, b = curl(url .. "/style.css", "--compressed")
+    assert.equal({h["content-encoding"], h.vary, b == TEXT}, {"br", "Accept-Encoding", true})
+    local _, hp = curl(url .. "/pic.png", "--compressed")
+    assert.equal(hp["content-encoding"], nil)
+    local sr, hr, br = curl(url .. "/style.css", "--compressed", "-r", "5-14")
+    assert.equal({sr, hr["content-encoding"], br}, {206, nil, TEXT:sub(6, 15)})
+  end)
+end)
