@@ -112,19 +112,45 @@ kit.httpDate = httpDate
 local SAMESITE = {strict = "Strict", lax = "Lax", none = "None"}
 
 -- An attribute value must not end the attribute or the header.
-local function checkAttr(fname, key, v)
-  if type(v) ~= "string" then args.error(3, fname, key .. " must be a string") end
-  if find(v, "[%c;]") then args.error(3, fname, key .. " must not contain ';' or control characters") end
-  return v
+local function badAttr(key, v)
+  if type(v) ~= "string" then return key .. " must be a string" end
+  if find(v, "[%c;]") then return key .. " must not contain ';' or control characters" end
+  return nil
 end
 
-local function cookieLine(fname, name, value, opts, secret)
+local INVALID_NAME = " (a token: no spaces, separators or controls)"
+local INVALID_VALUE = "invalid cookie value (no CR, LF, ';', ',', spaces, quotes, backslashes or controls; "
+  .. "encode it first, e.g. with http.encode)"
+
+-- cookieLine(name, value, opts, secret) -> the Set-Cookie value, or nil,
+-- the number of the bad argument (1 name, 2 value, 3 opts), why. The
+-- public methods raise with the numbers their callers count.
+local function cookieLine(name, value, opts, secret)
+  if type(name) ~= "string" then return nil, 1, "string expected, got " .. type(name) end
+  if type(value) == "number" then value = tostring(value) end
+  if type(value) ~= "string" then return nil, 2, "string expected, got " .. type(value) end
+  if opts ~= nil and type(opts) ~= "table" then return nil, 3, "table expected, got " .. type(opts) end
+  opts = opts or {}
+  if not validName(name) then return nil, 1, "invalid cookie name " .. format("%q", name) .. INVALID_NAME end
+  if not validValue(value) then return nil, 2, INVALID_VALUE end
+  if opts.signed then
+    if not secret then return nil, 0, "signed cookies need a cookieSecret" end
+    value = sign(value, secret)
+  end
   local parts = {name .. "=" .. value}
   local path = opts.path == nil and "/" or opts.path
-  if path then parts[#parts + 1] = "Path=" .. checkAttr(fname, "path", path) end
-  if opts.domain then parts[#parts + 1] = "Domain=" .. checkAttr(fname, "domain", opts.domain) end
+  if path then
+    local why = badAttr("path", path)
+    if why then return nil, 3, why end
+    parts[#parts + 1] = "Path=" .. path
+  end
+  if opts.domain then
+    local why = badAttr("domain", opts.domain)
+    if why then return nil, 3, why end
+    parts[#parts + 1] = "Domain=" .. opts.domain
+  end
   if opts.maxAge ~= nil then
-    if type(opts.maxAge) ~= "number" or opts.maxAge ~= opts.maxAge then args.error(3, fname, "maxAge must be a number of seconds") end
+    if type(opts.maxAge) ~= "number" or opts.maxAge ~= opts.maxAge then return nil, 3, "maxAge must be a number of seconds" end
     local age = floor(opts.maxAge)
     parts[#parts + 1] = "Max-Age=" .. format("%d", age)
     if opts.expires == nil then parts[#parts + 1] = "Expires=" .. httpDate(os.time() + (age > 0 and age or -1e6)) end
@@ -132,17 +158,43 @@ local function cookieLine(fname, name, value, opts, secret)
   if opts.expires ~= nil then
     local e = opts.expires
     if type(e) == "number" then e = httpDate(e) end
-    parts[#parts + 1] = "Expires=" .. checkAttr(fname, "expires", e)
+    local why = badAttr("expires", e)
+    if why then return nil, 3, why end
+    parts[#parts + 1] = "Expires=" .. e
   end
   if opts.httpOnly then parts[#parts + 1] = "HttpOnly" end
   if opts.secure then parts[#parts + 1] = "Secure" end
   if opts.sameSite ~= nil and opts.sameSite ~= false then
-    local s = opts.sameSite == true and "Strict" or (type(opts.sameSite) == "string" and SAMESITE[lower(opts.sameSite)])
-    if not s then args.error(3, fname, 'sameSite must be "Strict", "Lax" or "None"') end
-    parts[#parts + 1] = "SameSite=" .. s
+    local site = opts.sameSite == true and "Strict" or (type(opts.sameSite) == "string" and SAMESITE[lower(opts.sameSite)])
+    if not site then return nil, 3, 'sameSite must be "Strict", "Lax" or "None"' end
+    parts[#parts + 1] = "SameSite=" .. site
   end
   if opts.partitioned then parts[#parts + 1] = "Partitioned" end
   return concat(parts, "; ")
+end
+
+-- The options of a cookie that tells the browser to drop it.
+local function clearing(opts)
+  local o = {}
+  if type(opts) == "table" then
+    for k, v in pairs(opts) do o[k] = v end
+  end
+  o.maxAge, o.expires, o.signed = nil, 0, nil
+  return o
+end
+
+-- kit.cookieHeader(fname, shift, level, name, value, opts, secret) -> the
+-- Set-Cookie value, raising bad argument #(n + shift) to fname otherwise.
+function kit.cookieHeader(fname, shift, level, name, value, opts, secret)
+  local line, n, why = cookieLine(name, value, opts, secret)
+  if line then return line end
+  if n == 0 then error(fname .. ": " .. why .. " (http.serve, http.router or HttpServer option)", level + 1) end
+  args.error(n + shift, fname, why, level + 1)
+end
+
+function kit.clearCookieHeader(fname, shift, level, name, opts)
+  if opts ~= nil and type(opts) ~= "table" then args.error(2 + shift, fname, "table expected, got " .. type(opts), level + 1) end
+  return kit.cookieHeader(fname, shift, level + 1, name, "", clearing(opts))
 end
 
 -- res:cookie(name, value [, opts]): a Set-Cookie header. opts: maxAge
@@ -154,24 +206,7 @@ end
 -- encode others first, e.g. with http.encode); anything else raises.
 function kit.setCookie(res, name, value, opts)
   if not isResponse(res) then args.badSelf("cookie", "Response", res) end
-  if type(name) ~= "string" then args.fail(1, "cookie", "string", name) end
-  if type(value) == "number" then value = tostring(value) end
-  if type(value) ~= "string" then args.fail(2, "cookie", "string", value) end
-  if opts ~= nil and type(opts) ~= "table" then args.fail(3, "cookie", "table", opts) end
-  opts = opts or {}
-  if not validName(name) then
-    args.error(1, "cookie", "invalid cookie name " .. format("%q", name) .. " (a token: no spaces, separators or controls)")
-  end
-  if not validValue(value) then
-    args.error(2, "cookie", "invalid cookie value (no CR, LF, ';', ',', spaces, quotes, backslashes or controls; "
-      .. "encode it first, e.g. with http.encode)")
-  end
-  if opts.signed then
-    local secret = secrets[realResponse(res)]
-    if not secret then error("res:cookie: signed cookies need a cookieSecret (http.serve or http.router option)", 2) end
-    value = sign(value, secret)
-  end
-  res:header("set-cookie", cookieLine("cookie", name, value, opts))
+  res:header("set-cookie", kit.cookieHeader("cookie", 0, 2, name, value, opts, secrets[realResponse(res)]))
   return res
 end
 
@@ -179,13 +214,7 @@ end
 -- (same path and domain as it was set with; path "/" by default).
 function kit.clearCookie(res, name, opts)
   if not isResponse(res) then args.badSelf("clearCookie", "Response", res) end
-  if type(name) ~= "string" then args.fail(1, "clearCookie", "string", name) end
-  if opts ~= nil and type(opts) ~= "table" then args.fail(2, "clearCookie", "table", opts) end
-  if not validName(name) then args.error(1, "clearCookie", "invalid cookie name " .. format("%q", name)) end
-  local o = {}
-  for k, v in pairs(opts or {}) do o[k] = v end
-  o.maxAge, o.expires, o.signed = nil, 0, nil
-  res:header("set-cookie", cookieLine("clearCookie", name, "", o))
+  res:header("set-cookie", kit.clearCookieHeader("clearCookie", 0, 2, name, opts))
   return res
 end
 
@@ -447,6 +476,47 @@ function kit.requestForm(req, opts, parseQuery)
   end
   req._form = form
   return form
+end
+
+-- kit.parseForm(contentType, body [, opts]) -> {fields, files = {name =
+-- {filename, contentType, size, data, headers}}} | nil, err: a form whose
+-- body is already in memory (HttpServer's HTTP_REQUEST_FINISHED). err has
+-- code and status as req:form's errors.
+function kit.parseForm(contentType, body, opts, parseQuery)
+  local l = limits(opts or {})
+  local mtype, params = mediaType(contentType)
+  local fake = {}
+  local sent = false
+  function fake:body() return body end
+  function fake:read()
+    if sent then return nil end
+    sent = true
+    return body
+  end
+  local ok, form = pcall(function()
+    if mtype == "application/x-www-form-urlencoded" then return urlencoded(fake, l, parseQuery) end
+    if mtype ~= "multipart/form-data" then
+      error(statusError("UnsupportedMediaType", 415, "not a form (Content-Type: " .. tostring(contentType) .. ")"), 0)
+    end
+    local saved = {}
+    local function keep(part)
+      local chunks = {}
+      while true do
+        local c = part.read()
+        if not c then break end
+        chunks[#chunks + 1] = c
+      end
+      local data = concat(chunks)
+      add(saved, part.name, {filename = part.filename, contentType = part.contentType, size = #data, data = data,
+        headers = part.headers, name = part.name})
+    end
+    local f = multipart(fake, {onFile = keep}, l, params.boundary)
+    f.files = saved
+    return f
+  end)
+  if ok then return form end
+  if errors.is(form) then return nil, form end
+  error(form, 0)
 end
 
 ------------------------------------------------------------------ CORS

@@ -238,3 +238,78 @@ describe("router:use", function()
     assert.throws(function() http.router(5) end, "bad argument #1 to 'router'")
   end)
 end)
+
+describe("http.serve accessLog", function()
+  afterEach(function()
+    http.closeIdle()
+    K.cleanup()
+  end)
+
+  it("gives each request's entry to a function, once its response is done", function()
+    local entries = {}
+    local app = http.router()
+    app:get("/hello", function(req, res) res:send(200, "hello world") end)
+    app:get("/boom", function() error("boom") end)
+    app:get("/stream", function(req, res)
+      res:write("abc")
+      res:write("defg")
+    end)
+    local _, url = K.serve({accessLog = function(e) entries[#entries + 1] = e end}, app)
+    get(url .. "/hello?x=1")
+    local r = assert(http.request({url = url .. "/stream", headers = {["user-agent"] = "spec/1", referer = "http://r/"}}))
+    assert.equal(r.body, "abcdefg")
+    get(url .. "/boom")
+    get(url .. "/missing", "POST", "body")
+    assert.truthy(K.waitFor(function() return #entries == 4 end))
+    local e = entries[1]
+    assert.equal({e.method, e.path, e.query, e.status, e.bytes, e.remoteAddress, e.httpVersion},
+      {"GET", "/hello", "x=1", 200, 11, "127.0.0.1", "1.1"})
+    assert.type(e.duration, "number")
+    assert.truthy(e.duration >= 0 and e.duration < 5)
+    assert.near(e.time, os.time(), 5)
+    assert.equal({entries[2].status, entries[2].bytes, entries[2].userAgent, entries[2].referer},
+      {200, 7, "spec/1", "http://r/"})
+    assert.equal({entries[3].path, entries[3].status}, {"/boom", 500})
+    assert.equal({entries[4].method, entries[4].status}, {"POST", 404})
+  end)
+
+  it("writes the common log format on stderr with accessLog = true", function()
+    local script = [[
+      local http = require("http")
+      local server = assert(http.serve({port = 0, accessLog = true}, function(req, res)
+        if req.path == "/empty" then return res:send(204) end
+        res:send(200, "twelve bytes")
+      end))
+      local base = "http://127.0.0.1:" .. server.port
+      assert(http.get(base .. "/a/b?q=1"))
+      assert(http.get(base .. "/empty"))
+      http.closeIdle()
+      server:close()
+    ]]
+    local r = K.run(K.evo, {"-e", script})
+    assert.equal(r.code, 0, r.err)
+    local lines = {}
+    for line in r.err:gmatch("[^\n]+") do lines[#lines + 1] = line end
+    assert.equal(#lines, 2, r.err)
+    local date = "%[%d%d/%a%a%a/%d%d%d%d:%d%d:%d%d:%d%d [+-]%d%d%d%d%]"
+    assert.match(lines[1], '^127%.0%.0%.1 %- %- ' .. date .. ' "GET /a/b%?q=1 HTTP/1%.1" 200 12$')
+    assert.match(lines[2], '^127%.0%.0%.1 %- %- ' .. date .. ' "GET /empty HTTP/1%.1" 204 %-$')
+  end, 15)
+
+  it("reports a failing log function and goes on serving", function()
+    local script = [[
+      local http = require("http")
+      local server = assert(http.serve({port = 0, accessLog = function() error("log broke") end},
+        function(req, res) res:send(200, "fine") end))
+      local r = assert(http.get("http://127.0.0.1:" .. server.port .. "/"))
+      io.write(r.body)
+      http.closeIdle()
+      server:close()
+    ]]
+    local r = K.run(K.evo, {"-e", script})
+    assert.equal(r.out, "fine")
+    assert.match(r.err, "accessLog: .*log broke")
+    assert.throws(function() http.serve({port = 0, accessLog = "yes"}, function() end) end,
+      "bad argument #1 to 'serve' %(accessLog must be true or a function%)")
+  end, 15)
+end)
