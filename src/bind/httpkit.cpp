@@ -113,7 +113,9 @@ int l_multipart(lua_State* L) {
   return 1;
 }
 
-multipart::Parser* check_parser(lua_State* L) { return Boxed<multipart::Parser>::check(L, 1, kMultipartMeta); }
+multipart::Parser* check_parser(lua_State* L) {
+  return Boxed<multipart::Parser>::check(L, 1, kMultipartMeta);
+}
 
 // parser:feed(chunk) -> events | nil, err
 int l_feed(lua_State* L) {

@@ -67,7 +67,7 @@ std::string param_value(std::string_view s, size_t& i) {
       if (s[i] == '\\' && i + 1 < s.size() && (s[i + 1] == '"' || s[i + 1] == '\\')) ++i;
       out.push_back(s[i++]);
     }
-    if (i < s.size()) ++i;  // the closing quote
+    if (i < s.size()) ++i;                    // the closing quote
     while (i < s.size() && s[i] != ';') ++i;  // junk after it
     return out;
   }

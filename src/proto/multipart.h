@@ -15,10 +15,10 @@ namespace evo::multipart {
 
 // What a part's headers say.
 struct Part {
-  std::string name;          // Content-Disposition's name
-  std::string filename;      // its filename (filename* preferred) when has_filename
+  std::string name;      // Content-Disposition's name
+  std::string filename;  // its filename (filename* preferred) when has_filename
   bool has_filename = false;
-  std::string content_type;  // the part's Content-Type; "" when absent
+  std::string content_type;                                  // the part's Content-Type; "" when absent
   std::vector<std::pair<std::string, std::string>> headers;  // lower-case names, in order
 };
 

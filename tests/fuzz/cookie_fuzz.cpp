@@ -45,7 +45,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view value = header.substr(size / 2);
   if (evo::cookie::valid_name(name) && evo::cookie::valid_value(value)) {
     std::string expect(value);
-    if (expect.size() >= 2 && expect.front() == '"' && expect.back() == '"') expect = expect.substr(1, expect.size() - 2);
+    if (expect.size() >= 2 && expect.front() == '"' && expect.back() == '"')
+      expect = expect.substr(1, expect.size() - 2);
     Pairs one = parse(std::string(name) + "=" + std::string(value));
     if (one.size() != 1 || one[0].first != name || one[0].second != expect) std::abort();
     Pairs mixed = parse("a=1; " + std::string(name) + "=" + std::string(value) + "; z=2");

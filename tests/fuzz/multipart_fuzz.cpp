@@ -83,8 +83,10 @@ void round_trip(std::string_view data, size_t piece) {
   bool clean = true;
   for (size_t i = 0; i < contents.size(); ++i) {
     if (contents[i].find("\r\n--" + std::string(kBoundary)) != std::string::npos) clean = false;
-    body += "--" + std::string(kBoundary) + "\r\nContent-Disposition: form-data; name=\"f" + std::to_string(i) + "\"";
-    if (i % 2 == 1) body += "; filename=\"a\\\"b" + std::to_string(i) + ".bin\"\r\nContent-Type: application/x-test";
+    body += "--" + std::string(kBoundary) + "\r\nContent-Disposition: form-data; name=\"f" +
+            std::to_string(i) + "\"";
+    if (i % 2 == 1)
+      body += "; filename=\"a\\\"b" + std::to_string(i) + ".bin\"\r\nContent-Type: application/x-test";
     body += "\r\n\r\n" + contents[i] + "\r\n";
   }
   body += "--" + std::string(kBoundary) + "--\r\n";
