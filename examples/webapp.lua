@@ -138,7 +138,8 @@ local function call(method, path, opts)
   local res = assert(http.request(opts))
   local set = res.headers["set-cookie"]
   if set then cookie = set[1]:match("^([^;]*)") end
-  io.write(method, " ", path, " -> ", res.status, "  ", res.body, res.body:sub(-1) == "\n" and "" or "\n")
+  local shown = #res.body > 100 and res.body:sub(1, 97) .. "..." or res.body
+  io.write(method, " ", path, " -> ", res.status, "  ", shown, shown:sub(-1) == "\n" and "" or "\n")
   return res
 end
 

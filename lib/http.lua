@@ -39,9 +39,17 @@ http.parseQuery = url.parseQuery
 
 local Request = {}
 
+-- The engine's response of a request: req.res, or what a wrapper put there
+-- (http.compress) wraps.
+local function engineRes(req)
+  local r = req.res
+  if type(r) ~= "userdata" then r = r._real end
+  return r
+end
+
 -- req:read() -> the next chunk of the body, nil at its end, or nil, err.
 -- The first read answers "Expect: 100-continue".
-function Request:read() return finish(native.read(self.res, isyieldable())) end
+function Request:read() return finish(native.read(engineRes(self), isyieldable())) end
 
 -- req:body() -> the whole body (a string; "" when there is none). Raises on a
 -- failed body (e.g. err.status 413 beyond maxBodyBytes): the server answers
@@ -51,7 +59,7 @@ function Request:body()
   if cached then return cached end
   local parts, n = {}, 0
   while true do
-    local chunk, err = finish(native.read(self.res, isyieldable()))
+    local chunk, err = finish(native.read(engineRes(self), isyieldable()))
     if chunk == nil then
       if err then error(err, 2) end
       break
@@ -86,11 +94,11 @@ local function requestIndex(req, key)
     return v
   end
   if key == "headers" then
-    local h = native.headers(req.res)
+    local h = native.headers(engineRes(req))
     rawset(req, "headers", h)
     return h
   elseif key == "remoteAddress" or key == "remotePort" or key == "httpVersion" or key == "id" then
-    local ip, port, version, id = native.info(req.res)
+    local ip, port, version, id = native.info(engineRes(req))
     rawset(req, "remoteAddress", ip)
     rawset(req, "remotePort", port)
     rawset(req, "httpVersion", version)
