@@ -207,6 +207,7 @@ size_t Parser::after_delimiter(std::string_view in, size_t pos) {
   if (in.size() - j < 2) return pos;
   if (in[j] != '\r' || in[j + 1] != '\n') return fail("a boundary line does not end with CRLF");
   state_ = State::Headers;
+  header_scanned_ = 0;
   progressed_ = true;
   return j + 2;
 }
@@ -219,8 +220,11 @@ size_t Parser::headers(std::string_view in, size_t pos, Sink& sink) {
     end = pos;
     next = pos + 2;
   } else {
-    size_t at = find(in, "\r\n\r\n", pos);
+    // Bytes already searched are not searched again: a header block that
+    // trickles in byte by byte costs linear time, not quadratic.
+    size_t at = find(in, "\r\n\r\n", pos + header_scanned_);
     if (at == std::string_view::npos) {
+      header_scanned_ = in.size() - pos >= 3 ? in.size() - pos - 3 : 0;
       // Its end may be the last three bytes, split from the fourth.
       if (in.size() - pos > limits_.max_header_bytes + 1) return fail("a part's headers are too large");
       return pos;

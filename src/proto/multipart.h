@@ -70,7 +70,8 @@ class Parser {
   Limits limits_;
   Part part_;
   std::string error_;
-  bool progressed_ = false;  // run() moved to another state (loop again)
+  bool progressed_ = false;    // run() moved to another state (loop again)
+  size_t header_scanned_ = 0;  // bytes of the current header block searched for its end
 };
 
 // Content-Disposition's parameters into part (name, filename, filename*,
