@@ -46,6 +46,16 @@ end
 -- lack its terminator; nil at the end.
 function Stream:readLine() return finish(sread(self, "line", nil, isyieldable())) end
 
+-- lines() -> an iterator over the lines left (as readLine gives them), for
+-- `for line in stream:lines() do ... end`; a failure raises, as io.lines does.
+function Stream:lines()
+  return function()
+    local line, err = finish(sread(self, "line", nil, isyieldable()))
+    if line == nil and err ~= nil then error(err, 2) end
+    return line
+  end
+end
+
 -- readUntil(delim) -> the data before the next delim (delim is consumed)
 function Stream:readUntil(delim)
   args.check(1, "readUntil", delim, "string")

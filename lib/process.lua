@@ -22,9 +22,58 @@ local finish = require("evo.wait").finish
 local process = {}
 
 process.pid = uv.os_getpid()
+process.ppid = uv.os_getppid()
+process.platform = jit.os:lower()   -- "linux", as Node's process.platform
+process.arch = jit.arch              -- "x64", "arm64"...
+process.execPath = uv.exepath()
 
--- env: a snapshot of the environment at start, {NAME = value}
-process.env = uv.os_environ()
+-- argv: as Node's process.argv, {execPath, script, arg1, arg2, ...}; the
+-- script's arguments are the global arg's: argv[i + 2] == arg[i], and
+-- argv[2] == arg[0]. Without a script (-e, the REPL) there is no argv[2].
+do
+  local argv = {process.execPath}
+  local a = rawget(_G, "arg")
+  if type(a) == "table" then
+    if a[0] ~= nil then argv[2] = a[0] end
+    for i = 1, #a do argv[#argv + 1] = a[i] end
+  end
+  process.argv = argv
+end
+
+-- env: the live environment. Reading calls getenv, assigning a string (or a
+-- number) calls setenv, assigning nil unsetenv; pairs() walks a snapshot of
+-- environ taken when the loop starts. Children started by spawn (without
+-- their own env) and exec see every change.
+local getenv, setenv, unsetenv, environ = os.getenv, uv.os_setenv, uv.os_unsetenv, uv.os_environ
+local function checkName(k)
+  if type(k) ~= "string" then args.fail(1, "process.env", "string", k, 3) end
+  if k == "" or k:find("=", 1, true) or k:find("\0", 1, true) then
+    args.error(1, "process.env", ("invalid environment variable name '%s'"):format(k), 3)
+  end
+end
+process.env = setmetatable({}, {
+  __index = function(_, k)
+    if type(k) ~= "string" then return nil end
+    return getenv(k)
+  end,
+  __newindex = function(_, k, v)
+    checkName(k)
+    if v == nil then
+      local ok, err, name = unsetenv(k)
+      if not ok then error(errors.fromUv(err, name), 2) end
+      return
+    end
+    local t = type(v)
+    if t == "number" then v = tostring(v) elseif t ~= "string" then args.fail(2, "process.env", "string", v, 2) end
+    if v:find("\0", 1, true) then args.error(2, "process.env", "value contains a NUL byte", 2) end
+    local ok, err, name = setenv(k, v)
+    if not ok then error(errors.fromUv(err, name), 2) end
+  end,
+  __pairs = function() return next, environ(), nil end,
+  -- process.env() -> a copy of the whole environment, {NAME = value}
+  __call = function() return environ() end,
+  __tostring = function() return "process.env" end,
+})
 
 function process.cwd() return uv.cwd() end
 
@@ -35,14 +84,49 @@ function process.chdir(dir)
   return true
 end
 
+-- memoryUsage() -> {rss, heapUsed, maxRss} in bytes: the resident set now,
+-- what Lua's collector counts, the peak resident set
+function process.memoryUsage()
+  local usage, rss = uv.getrusage(), uv.resident_set_memory()
+  -- The kernel updates the peak (ru_maxrss, KiB) lazily: it can lag the
+  -- resident set read now, which is a peak too.
+  local peak = usage and usage.maxrss * 1024 or rss
+  return {rss = rss, heapUsed = math.floor(collectgarbage("count") * 1024), maxRss = math.max(peak, rss)}
+end
+
+-- uptime() -> seconds since the process started
+function process.uptime() return require("evo.stdio").uptime() end
+
 -- exit([code = 0]): leaves now, flushing output (as os.exit does).
 function process.exit(code) os.exit(code or 0) end
 
+-- stdin, stdout, stderr: Streams over fd 0, 1 and 2, made on first use
+-- (src/bind/stdio.cpp), so a script that never touches them leaves the
+-- descriptors, the loop and the terminal as they were.
+local stdio, streams = {stdin = 0, stdout = 1, stderr = 2}, {}
+
 -- exitCode: the status the process ends with when it ends by itself.
 setmetatable(process, {
-  __index = function(_, k) if k == "exitCode" then return core.exitCode() end end,
+  __index = function(_, k)
+    if k == "exitCode" then return core.exitCode() end
+    local fd = stdio[k]
+    if fd then  -- kept out of the table, so that assigning raises
+      local s = streams[k]
+      if s == nil then
+        s = require("evo.stdio").open(fd)
+        streams[k] = s
+      end
+      return s
+    end
+  end,
   __newindex = function(t, k, v)
-    if k == "exitCode" then core.setExitCode(args.check(1, "exitCode", v, "number")) else rawset(t, k, v) end
+    if k == "exitCode" then
+      core.setExitCode(args.check(1, "exitCode", v, "number"))
+    elseif stdio[k] then
+      error(("process.%s cannot be replaced"):format(k), 2)
+    else
+      rawset(t, k, v)
+    end
   end,
 })
 
@@ -84,6 +168,12 @@ function process.spawn(command, argv, opts)
   args.check(1, "spawn", command, "string")
   if argv ~= nil then args.check(2, "spawn", argv, "table") end
   if opts ~= nil then args.check(3, "spawn", opts, "table") end
+  if opts and rawequal(opts.env, process.env) then  -- the live environment: what children get anyway
+    local copy = {}
+    for k, v in pairs(opts) do copy[k] = v end
+    copy.env = nil
+    opts = copy
+  end
   local child, stdin, stdout, stderr = native.spawn(command, argv or {}, opts or {})
   if not child then return nil, stdin end
   return setmetatable({native = child, pid = native.pid(child), stdin = stdin, stdout = stdout, stderr = stderr}, Child)

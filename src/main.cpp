@@ -5,9 +5,10 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <csignal>
+#include <cstdint>
 #include <cstdio>
 
+#include "bind/stdio.h"
 #include "cli/cli.h"
 
 namespace {
@@ -33,29 +34,23 @@ void reserve_standard_fds() {
 // on a pipe or socket, stdout is therefore a stream whose write function
 // dies of SIGPIPE on EPIPE. (It also waits out EAGAIN, should something make
 // fd 1 non-blocking, where a plain stdout would drop the output.)
-[[noreturn]] void die_of_sigpipe() {
-  struct sigaction dfl {};
-  dfl.sa_handler = SIG_DFL;
-  sigemptyset(&dfl.sa_mask);
-  sigaction(SIGPIPE, &dfl, nullptr);
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGPIPE);
-  pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
-  raise(SIGPIPE);
-  _exit(128 + SIGPIPE);
-}
-
-ssize_t write_stdout(void* /*cookie*/, const char* data, size_t size) {
+//
+// The same write function keeps print() in order with process.stdout:write
+// (src/bind/stdio.cpp): while that stream has output queued, what C's stdio
+// writes joins the queue. stderr on a pipe goes through it too (unbuffered,
+// and an EPIPE is returned, not fatal, as before).
+ssize_t write_std(void* cookie, const char* data, size_t size) {
+  const int fd = static_cast<int>(reinterpret_cast<intptr_t>(cookie));
+  if (evo::stdio::divert(fd, data, size)) return static_cast<ssize_t>(size);
   size_t done = 0;
   while (done < size) {
-    ssize_t n = write(STDOUT_FILENO, data + done, size - done);
+    ssize_t n = write(fd, data + done, size - done);
     if (n >= 0) {
       done += static_cast<size_t>(n);
-    } else if (errno == EPIPE) {
-      die_of_sigpipe();
+    } else if (errno == EPIPE && fd == STDOUT_FILENO) {
+      evo::stdio::die_of_sigpipe();
     } else if (errno == EAGAIN) {
-      pollfd p{STDOUT_FILENO, POLLOUT, 0};
+      pollfd p{fd, POLLOUT, 0};
       poll(&p, 1, -1);
     } else if (errno != EINTR) {
       return done > 0 ? static_cast<ssize_t>(done) : -1;
@@ -64,19 +59,28 @@ ssize_t write_stdout(void* /*cookie*/, const char* data, size_t size) {
   return static_cast<ssize_t>(done);
 }
 
-int seek_stdout(void* /*cookie*/, off64_t* /*pos*/, int /*whence*/) {
+int seek_std(void* /*cookie*/, off64_t* /*pos*/, int /*whence*/) {
   errno = ESPIPE;  // a pipe or a socket: "Illegal seek", as a plain stdout says
   return -1;
 }
 
-void route_stdout() {
-  struct stat st {};
-  if (fstat(STDOUT_FILENO, &st) != 0 || !(S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode))) return;
-  cookie_io_functions_t io{nullptr, write_stdout, seek_stdout, nullptr};
-  FILE* f = fopencookie(nullptr, "w", io);
+// Replaces `stream` (stdout or stderr) by a stream over write_std, before the
+// VM opens its io library, which keeps the FILE*.
+void route(int fd, FILE*& stream, int buffering) {
+  cookie_io_functions_t io{nullptr, write_std, seek_std, nullptr};
+  FILE* f = fopencookie(reinterpret_cast<void*>(static_cast<intptr_t>(fd)), "w", io);
   if (f == nullptr) return;
-  std::setvbuf(f, nullptr, _IOFBF, BUFSIZ);
-  stdout = f;  // before the VM opens its io library, which keeps this FILE*
+  std::setvbuf(f, nullptr, buffering, buffering == _IONBF ? 0 : BUFSIZ);
+  stream = f;
+}
+
+void route_std_streams() {
+  struct stat st {};
+  if (fstat(STDOUT_FILENO, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode))) {
+    route(STDOUT_FILENO, stdout, _IOFBF);
+  }
+  // stderr needs it only where process.stderr can be evented: a pipe.
+  if (fstat(STDERR_FILENO, &st) == 0 && S_ISFIFO(st.st_mode)) route(STDERR_FILENO, stderr, _IONBF);
 }
 }  // namespace
 
@@ -85,6 +89,6 @@ int main(int argc, char** argv) {
   // As C programs do (and glibc by default): a line at a time to a terminal,
   // so output shows up as it is written; fully buffered to pipes and files.
   if (isatty(STDOUT_FILENO) != 0) std::setvbuf(stdout, nullptr, _IOLBF, BUFSIZ);
-  route_stdout();
+  route_std_streams();
   return evo::cli::main(argc, argv);
 }

@@ -1,154 +1,55 @@
-// evo.process: child processes with streams, colourless (lib/process.lua).
-//
-// Evented Io mode: uv_spawn, pipes as Streams on libuv, the exit reported by
-// libuv's SIGCHLD handling; wait() suspends the task. Blocking Io mode:
-// posix_spawn, plain pipes, waitpid().
-#include <fcntl.h>
-#include <spawn.h>
-#include <sys/wait.h>
+// evo.process: child processes with streams, colourless (lib/process.lua),
+// on the Io's spawn (src/io/process.cpp): wait() suspends a task that can
+// yield and blocks everywhere else.
 #include <unistd.h>
-#include <csignal>
 
-#include <cerrno>
+#include <cctype>
+#include <csignal>
 #include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
 
-#include "core/handle.h"
+#include "bind/io_call.h"
+#include "io/io.h"
+#include "io/stream.h"
+#include "io/transport.h"
 #include "lua/boxed.h"
 #include "lua/errors.h"
 #include "lua/modules.h"
-#include "lua/runtime.h"
 #include "lua/tasks.h"
-#include "io/stream.h"
 
 namespace evo {
 namespace {
 
 constexpr const char* kChildMeta = "evo.Child";
 
-class Child;
-
-class ProcessHandle final : public NativeHandle {
- public:
-  uv_handle_t* uv_handle() override { return reinterpret_cast<uv_handle_t*>(&process_); }
-  [[nodiscard]] bool internal() const override { return true; }
-  uv_process_t process_{};
-  Child* owner = nullptr;
-
- protected:
-  void on_closed() override;
-};
-
-// A child process: its pid, its exit once known, and who waits for it.
+// A child process for Lua.
 class Child {
  public:
-  Child(TaskSystem& sys, int pid, ProcessHandle* h) : sys_(sys), pid_(pid), handle_(h) {
-    if (h != nullptr) h->owner = this;
-  }
-  ~Child() {
-    if (handle_ != nullptr) {
-      handle_->owner = nullptr;
-      if (!exited_) uv_unref(handle_->uv_handle());  // forgotten: it no longer keeps the loop alive
-    }
-  }
-
-  [[nodiscard]] int pid() const { return pid_; }
-
-  // Closed by its exit callback, or by the runtime's exit sweep.
-  void on_handle_closed() { handle_ = nullptr; }
+  explicit Child(std::unique_ptr<IoChild> io) : io_(std::move(io)) {}
+  [[nodiscard]] int pid() const { return io_->pid(); }
+  int kill(int signum) { return io_->kill(signum); }
 
   // wait(yieldable) -> (true, code, signal) | yields
   int wait(lua_State* L, int yieldable_idx) {
-    if (exited_) return push_exit(L);
-    if (handle_ == nullptr) return wait_blocking(L);
-    Task* t = sys_.waiter(L, yieldable_idx);
-    if (t == nullptr) {
-      return luaL_error(L,
-                        "wait() for a child needs a task that can yield in the evented mode "
-                        "(not a metamethod, a comparator or a module's top level)");
-    }
-    if (waiter_ != nullptr) return luaL_error(L, "another task is already waiting for this child");
-    if (sys_.take_cancel(t)) {
-      lua_pushboolean(L, 0);
-      return 1;
-    }
-    waiter_ = t;
-    waiter_id_ = sys_.begin_wait(t, cancel_wait, this);
-    return sys_.suspend(L, t);
-  }
-
-  int kill(int signum) {
-    if (exited_) return UV_ESRCH;
-    if (handle_ != nullptr) return uv_process_kill(&handle_->process_, signum);
-    return ::kill(pid_, signum) == 0 ? 0 : uv_translate_sys_error(errno);
-  }
-
-  static void on_exit(uv_process_t* p, int64_t status, int term_signal) {
-    auto* h = static_cast<ProcessHandle*>(NativeHandle::from(reinterpret_cast<uv_handle_t*>(p)));
-    Child* self = h->owner;
-    h->owner = nullptr;
-    h->close();
-    if (self == nullptr) return;
-    self->handle_ = nullptr;
-    self->exited_ = true;
-    self->code_ = static_cast<int>(status);
-    self->signal_ = term_signal;
-    if (self->waiter_ != nullptr) {
-      Task* t = self->waiter_;
-      self->waiter_ = nullptr;
-      lua_State* L = self->sys_.L();
-      lua_pushinteger(L, self->code_);
-      lua_pushinteger(L, self->signal_);
-      self->sys_.wake(t, self->waiter_id_, 2);
-    }
+    return io_call<ChildExit>(
+        L, yieldable_idx,
+        [this](bool wait, std::function<void(ChildExit)> done) { return io_->wait(wait, std::move(done)); },
+        [](lua_State* Ls, ChildExit e) {
+          lua_pushinteger(Ls, e.code);
+          lua_pushinteger(Ls, e.signal);
+          return 2;
+        });
   }
 
  private:
-  static void cancel_wait(Task* /*t*/, void* arg) { static_cast<Child*>(arg)->waiter_ = nullptr; }
-
-  int push_exit(lua_State* L) const {
-    lua_pushboolean(L, 1);
-    lua_pushinteger(L, code_);
-    lua_pushinteger(L, signal_);
-    return 3;
-  }
-
-  int wait_blocking(lua_State* L) {
-    int status = 0;
-    pid_t r = -1;
-    do {
-      r = ::waitpid(pid_, &status, 0);
-    } while (r < 0 && errno == EINTR);
-    exited_ = true;
-    if (r < 0) {
-      code_ = -1;
-    } else if (WIFEXITED(status)) {
-      code_ = WEXITSTATUS(status);
-    } else if (WIFSIGNALED(status)) {
-      signal_ = WTERMSIG(status);
-    }
-    return push_exit(L);
-  }
-
-  TaskSystem& sys_;
-  int pid_;
-  ProcessHandle* handle_;
-  bool exited_ = false;
-  int code_ = 0;
-  int signal_ = 0;
-  Task* waiter_ = nullptr;
-  uint32_t waiter_id_ = 0;
+  std::unique_ptr<IoChild> io_;
 };
-
-void ProcessHandle::on_closed() {
-  if (owner != nullptr) owner->on_handle_closed();
-}
 
 Child* check_child(lua_State* L, int idx) { return Boxed<Child>::check(L, idx, kChildMeta); }
 
-enum class Stdio : uint8_t { Pipe, Inherit, Ignore };
+using Stdio = StdioMode;
 
 Stdio stdio_option(lua_State* L, int opts, const char* name, Stdio fallback) {
   lua_getfield(L, opts, name);
@@ -224,124 +125,6 @@ std::vector<char*> c_strings(std::vector<std::string>& v) {
   return out;
 }
 
-// Pushes the child and its three streams (or nil for each not piped).
-void push_child(lua_State* L, std::unique_ptr<Child> child) {
-  Boxed<Child>::push(L, std::move(child), kChildMeta);
-}
-
-int spawn_evented(lua_State* L, TaskSystem& sys, const char* file, std::vector<std::string>& argv,
-                  std::vector<std::string>* env, const char* cwd, const Stdio (&modes)[3]) {
-  uv_loop_t* loop = sys.runtime().loop();
-  UvStreamHandle* pipes[3] = {nullptr, nullptr, nullptr};
-  uv_stdio_container_t stdio[3];
-  for (int i = 0; i < 3; ++i) {
-    if (modes[i] == Stdio::Pipe) {
-      int status = 0;
-      auto h = std::make_unique<UvStreamHandle>(loop, UvStreamHandle::Kind::Pipe, &status);
-      pipes[i] = NativeHandle::release_to_loop(std::move(h));
-      stdio[i].flags =
-          static_cast<uv_stdio_flags>(UV_CREATE_PIPE | (i == 0 ? UV_READABLE_PIPE : UV_WRITABLE_PIPE));
-      stdio[i].data.stream = pipes[i]->stream();
-    } else if (modes[i] == Stdio::Inherit) {
-      stdio[i].flags = UV_INHERIT_FD;
-      stdio[i].data.fd = i;
-    } else {
-      stdio[i].flags = UV_IGNORE;
-    }
-  }
-  auto args = c_strings(argv);
-  std::vector<char*> envp;
-  if (env != nullptr) envp = c_strings(*env);
-  uv_process_options_t options{};
-  options.file = file;
-  options.args = args.data();
-  options.env = env != nullptr ? envp.data() : nullptr;
-  options.cwd = cwd;
-  options.exit_cb = Child::on_exit;
-  options.stdio = stdio;
-  options.stdio_count = 3;
-  auto ph = std::make_unique<ProcessHandle>();
-  int rc = uv_spawn(loop, &ph->process_, &options);
-  if (rc != 0) {
-    // uv_spawn leaves the handle initialised even on failure: close it.
-    ProcessHandle::release_to_loop(std::move(ph))->close();
-    for (auto* p : pipes) {
-      if (p != nullptr) p->close();
-    }
-    lua_pushnil(L);
-    errors::push_uv_error(L, rc, file);
-    return 2;
-  }
-  ProcessHandle* handle = NativeHandle::release_to_loop(std::move(ph));
-  push_child(L, std::make_unique<Child>(sys, handle->process_.pid, handle));
-  for (auto* p : pipes) {
-    if (p != nullptr) {
-      push_stream(L, std::make_unique<Stream>(sys, p));
-    } else {
-      lua_pushnil(L);
-    }
-  }
-  return 4;
-}
-
-int spawn_blocking(lua_State* L, TaskSystem& sys, const char* file, std::vector<std::string>& argv,
-                   std::vector<std::string>* env, const char* cwd, const Stdio (&modes)[3]) {
-  int fds[3][2] = {{-1, -1}, {-1, -1}, {-1, -1}};
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  auto cleanup = [&] {
-    posix_spawn_file_actions_destroy(&actions);
-    for (auto& p : fds) {
-      for (int fd : p) {
-        if (fd >= 0) ::close(fd);
-      }
-    }
-  };
-  for (int i = 0; i < 3; ++i) {
-    if (modes[i] == Stdio::Pipe) {
-      if (::pipe2(fds[i], O_CLOEXEC) != 0) {
-        int err = uv_translate_sys_error(errno);
-        cleanup();
-        lua_pushnil(L);
-        errors::push_uv_error(L, err);
-        return 2;
-      }
-      int child_end = i == 0 ? fds[i][0] : fds[i][1];
-      posix_spawn_file_actions_adddup2(&actions, child_end, i);
-    } else if (modes[i] == Stdio::Ignore) {
-      posix_spawn_file_actions_addopen(&actions, i, "/dev/null", i == 0 ? O_RDONLY : O_WRONLY, 0);
-    }
-  }
-  if (cwd != nullptr) {
-#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 29))
-    posix_spawn_file_actions_addchdir_np(&actions, cwd);
-#endif
-  }
-  auto args = c_strings(argv);
-  std::vector<char*> envp;
-  if (env != nullptr) envp = c_strings(*env);
-  pid_t pid = -1;
-  int rc = ::posix_spawnp(&pid, file, &actions, nullptr, args.data(), env != nullptr ? envp.data() : environ);
-  if (rc != 0) {
-    cleanup();
-    lua_pushnil(L);
-    errors::push_uv_error(L, uv_translate_sys_error(rc), file);
-    return 2;
-  }
-  posix_spawn_file_actions_destroy(&actions);
-  push_child(L, std::make_unique<Child>(sys, pid, nullptr));
-  for (int i = 0; i < 3; ++i) {
-    if (modes[i] != Stdio::Pipe) {
-      lua_pushnil(L);
-      continue;
-    }
-    int ours = i == 0 ? fds[i][1] : fds[i][0];
-    ::close(i == 0 ? fds[i][0] : fds[i][1]);
-    push_stream(L, std::make_unique<Stream>(sys, ours));
-  }
-  return 4;
-}
-
 // spawn(file, args, opts) -> child, stdin, stdout, stderr | nil, err
 int p_spawn(lua_State* L) {
   luaL_checkstring(L, 1);
@@ -368,8 +151,31 @@ int p_spawn(lua_State* L) {
     errors::push_uv_error(L, err, (std::string("cwd ") + cwd).c_str());
     return 2;
   }
-  if (sys.blocking()) return spawn_blocking(L, sys, file, argv, has_env ? &env : nullptr, cwd, modes);
-  return spawn_evented(L, sys, file, argv, has_env ? &env : nullptr, cwd, modes);
+  auto args = c_strings(argv);
+  std::vector<char*> envp;
+  if (has_env) envp = c_strings(env);
+  SpawnSpec spec;
+  spec.file = file;
+  spec.argv = args.data();
+  spec.env = has_env ? envp.data() : nullptr;
+  spec.cwd = cwd;
+  for (int i = 0; i < 3; ++i) spec.stdio[i] = modes[i];
+  Spawned child = io_of(sys).spawn(spec);
+  if (child.status != 0) {
+    lua_pushnil(L);
+    errors::push_uv_error(L, child.status, file);
+    return 2;
+  }
+  // The child and its three streams (nil for each not piped).
+  Boxed<Child>::push(L, std::make_unique<Child>(std::move(child.child)), kChildMeta);
+  for (auto& pipe : child.pipes) {
+    if (pipe != nullptr) {
+      push_stream(L, std::make_unique<Stream>(sys, std::move(pipe)));
+    } else {
+      lua_pushnil(L);
+    }
+  }
+  return 4;
 }
 
 int p_wait(lua_State* L) { return check_child(L, 1)->wait(L, 2); }

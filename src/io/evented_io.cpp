@@ -11,7 +11,9 @@
 
 #include "core/handle.h"
 #include "io/blocking_io.h"
+#include "io/files.h"
 #include "io/io.h"
+#include "io/process.h"
 #include "io/transport.h"
 #include "io/udp.h"
 
@@ -330,6 +332,16 @@ class EventedIo final : public Io {
   }
 
   std::unique_ptr<IoUdp> udp() override { return make_evented_udp(loop_); }
+  Spawned spawn(const SpawnSpec& spec) override { return spawn_evented(loop_, spec); }
+
+  IoOp* file(FileOp op, std::string path, std::string data, bool wait,
+             std::function<void(FileResult)> done) override {
+    if (!wait) {
+      file_now(op, std::move(path), std::move(data), done);
+      return nullptr;
+    }
+    return file_on_pool(loop_, op, std::move(path), std::move(data), std::move(done));
+  }
 
  private:
   uv_loop_t* loop_;

@@ -102,6 +102,49 @@ class IoUdp {
   virtual void close() = 0;
 };
 
+// A child process's end: its exit status, or the signal that ended it.
+struct ChildExit {
+  int code = 0;
+  int signal = 0;
+};
+
+// A child process started by Io::spawn.
+class IoChild {
+ public:
+  virtual ~IoChild() = default;
+  [[nodiscard]] virtual int pid() const = 0;
+  virtual int kill(int signum) = 0;  // 0 or a libuv status (ESRCH once it has ended)
+  // Its end; a caller that cannot wait blocks until it comes.
+  virtual IoOp* wait(bool wait, std::function<void(ChildExit)> done) = 0;
+};
+
+enum class StdioMode : uint8_t { Pipe, Inherit, Ignore };
+
+struct SpawnSpec {
+  const char* file = nullptr;  // searched in PATH
+  char** argv = nullptr;       // argv[0] first, nullptr last
+  char** env = nullptr;        // nullptr: this process's environment
+  const char* cwd = nullptr;
+  StdioMode stdio[3] = {StdioMode::Pipe, StdioMode::Pipe, StdioMode::Pipe};
+};
+
+// A started child and our ends of its pipes (nullptr where not piped), or
+// the libuv status of a failed start.
+struct Spawned {
+  int status = 0;
+  std::unique_ptr<IoChild> child;
+  std::unique_ptr<Transport> pipes[3];
+};
+
+// A whole-file operation: read it, or write or append data to it.
+enum class FileOp : uint8_t { Read, Write, Append };
+struct FileResult {
+  std::string data;  // what was read
+  int status = 0;    // a libuv status
+  std::string path;
+  [[nodiscard]] bool ok() const { return status == 0; }
+};
+
 struct ListenSpec {
   const sockaddr* addr = nullptr;  // TCP: the address to bind
   socklen_t addr_len = 0;
@@ -127,6 +170,14 @@ class Io {
   virtual std::unique_ptr<IoListener> listen(const ListenSpec& spec, int* status) = 0;
 
   virtual std::unique_ptr<IoUdp> udp() = 0;
+
+  virtual Spawned spawn(const SpawnSpec& spec) = 0;
+
+  // open, read or write, close: one job (the evented Io runs it on libuv's
+  // thread pool, one trip instead of four; inline for a caller that cannot
+  // wait).
+  virtual IoOp* file(FileOp op, std::string path, std::string data, bool wait,
+                     std::function<void(FileResult)> done) = 0;
 };
 
 class TaskSystem;

@@ -93,7 +93,34 @@ void Stream::close() {
     timer_->close();
     timer_ = nullptr;
   }
+  if (stdio_) t_->finish_writes_now();  // standard output is never dropped
   t_->close();
+  if (on_close_) {
+    auto done = std::move(on_close_);
+    on_close_ = nullptr;
+    done();
+  }
+}
+
+void Stream::set_stdio(FILE* file, void (*on_epipe)(), std::function<void()> on_close) {
+  stdio_ = true;
+  stdio_file_ = file;
+  on_epipe_ = on_epipe;
+  on_close_ = std::move(on_close);
+}
+
+bool Stream::queue_if_busy(std::string_view bytes) {
+  if (closed_ || !t_->evented() || t_->drained()) return false;
+  t_->write(bytes);
+  t_->flush();
+  return true;
+}
+
+// A write's failure for Lua: (nil, err). A standard stream whose reader is
+// gone may end the process here instead (on_epipe).
+int Stream::push_write_error(lua_State* L, int status) {
+  if (status == UV_EPIPE && on_epipe_ != nullptr) on_epipe_();
+  return push_uv_error_result(L, status);
 }
 
 void Stream::on_timer_closed() { timer_ = nullptr; }
@@ -236,6 +263,7 @@ void Stream::cancel_read(Task* /*t*/, void* arg) {
   auto* s = static_cast<Stream*>(arg);
   s->reader_ = nullptr;
   s->clear_deadline(true);
+  if (s->read_on_demand_) s->t_->set_reading(false);
 }
 
 void Stream::want_data() { t_->set_reading(true); }
@@ -246,6 +274,7 @@ void Stream::on_input() {
   bool reader_needs_more = reader_ != nullptr && read_req_.kind == ReadRequest::Kind::All;
   if (t_->buffered() > kMaxBuffered && !reader_needs_more) t_->set_reading(false);
   wake_reader_if_ready();
+  if (read_on_demand_ && reader_ == nullptr) t_->set_reading(false);
 }
 
 void Stream::wake_reader_if_ready() {
@@ -287,7 +316,8 @@ bool Stream::read_available_blocking() {
 
 int Stream::write(lua_State* L, int first, int last, int yieldable_idx) {
   if (closed_) return done_now(L, push_error_result(L, "Closed", "the stream is closed"));
-  if (t_->write_error() != 0) return done_now(L, push_uv_error_result(L, t_->write_error()));
+  if (t_->write_error() != 0) return done_now(L, push_write_error(L, t_->write_error()));
+  if (stdio_file_ != nullptr) std::fflush(stdio_file_);  // what print() holds goes first
   for (int i = first; i <= last; ++i) {
     if (lua_type(L, i) != LUA_TSTRING && lua_type(L, i) != LUA_TNUMBER) {
       luaL_argerror(L, i - first + 1, lua_pushfstring(L, "string expected, got %s", luaL_typename(L, i)));
@@ -308,7 +338,7 @@ int Stream::write(lua_State* L, int first, int last, int yieldable_idx) {
   }
   if (!t_->evented()) return write_blocking(L);
   t_->flush();
-  if (t_->write_error() != 0) return done_now(L, push_uv_error_result(L, t_->write_error()));
+  if (t_->write_error() != 0) return done_now(L, push_write_error(L, t_->write_error()));
   if (t_->tls() != nullptr && t_->tls()->failed()) {
     return done_now(L, push_error_result(L, "TLSError", t_->tls()->error()));
   }
@@ -324,7 +354,7 @@ int Stream::write_blocking(lua_State* L) {
   if (t_->fd() < 0) return done_now(L, push_error_result(L, "Closed", "the stream is closed"));
   if (!t_->flush_blocking(write_timeout_)) {
     if (t_->write_error() == 0) return done_now(L, push_timeout(L));
-    return done_now(L, push_uv_error_result(L, t_->write_error()));
+    return done_now(L, push_write_error(L, t_->write_error()));
   }
   if (t_->tls() != nullptr && t_->tls()->failed()) {
     return done_now(L, push_error_result(L, "TLSError", t_->tls()->error()));
@@ -384,7 +414,7 @@ void Stream::wake_writer_if_ready() {
   clear_deadline(false);
   int n = 1;
   if (error != 0) {
-    n = push_uv_error_result(L, error);
+    n = push_write_error(L, error);
   } else {
     lua_pushboolean(L, 1);
   }
@@ -396,10 +426,11 @@ int Stream::flush(lua_State* L, int yieldable_idx) {
     lua_pushboolean(L, 1);
     return done_now(L, 1);
   }
+  if (stdio_file_ != nullptr) std::fflush(stdio_file_);
   if (!t_->evented()) return write_blocking(L);
   t_->flush();
   if (t_->drained() || t_->write_error() != 0) {
-    if (t_->write_error() != 0) return done_now(L, push_uv_error_result(L, t_->write_error()));
+    if (t_->write_error() != 0) return done_now(L, push_write_error(L, t_->write_error()));
     lua_pushboolean(L, 1);
     return done_now(L, 1);
   }
@@ -535,6 +566,7 @@ void Stream::on_timeout() {
     Task* t = reader_;
     reader_ = nullptr;
     reader_deadline_ = 0;
+    if (read_on_demand_) t_->set_reading(false);
     sys_.wake_error(t, reader_id_, "Timeout", "no data within the read timeout");
   }
   if (writer_ != nullptr && writer_deadline_ != 0 && writer_deadline_ <= now &&

@@ -17,9 +17,11 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "core/handle.h"
 #include "io/transport.h"
@@ -77,6 +79,23 @@ class Stream final : public TransportUser {
   void set_high_water(size_t bytes) { high_water_ = bytes; }
   [[nodiscard]] size_t buffered() const { return t_->buffered(); }
 
+  // A standard stream (process.stdout/stderr, src/bind/stdio.cpp). `file`:
+  // C's FILE on the same descriptor (print, io.write), flushed before each
+  // write so that what it holds goes first. `on_epipe`: called when a write
+  // finds the reader gone (stdout ends the process, as print does). On
+  // close, what is still queued is written first, blocking: never lost.
+  // `on_close` runs once, when the stream closes.
+  void set_stdio(FILE* file, void (*on_epipe)(), std::function<void()> on_close);
+  // Reads only while a reader waits (process.stdin): idle, it neither keeps
+  // the loop alive nor takes input meant for a child or a later reader.
+  void set_read_on_demand(bool on) { read_on_demand_ = on; }
+  // With a write in flight or output queued (evented): appends `bytes`
+  // behind them and returns true. Else false: the caller writes them itself.
+  // C's stdio (main.cpp) calls it so that print() after a write keeps its place.
+  bool queue_if_busy(std::string_view bytes);
+  // Writes what is still queued now, blocking (the process is ending).
+  bool finish_writes() { return closed_ || t_->finish_writes_now(); }
+
   // For reading two pipes at once in the blocking way (process.exec): reads
   // whatever is there now (at most one read); false once at EOF or failed.
   bool read_available_blocking();
@@ -113,6 +132,7 @@ class Stream final : public TransportUser {
   void wake_reader_if_ready();
   void wake_writer_if_ready();
   void fail_waiters(const char* code, const std::string& message);
+  int push_write_error(lua_State* L, int status);
   static void cancel_read(Task* t, void* arg);
   static void cancel_write(Task* t, void* arg);
 
@@ -134,6 +154,12 @@ class Stream final : public TransportUser {
   WriterWait writer_wait_ = WriterWait::BelowHighWater;
   uint64_t writer_sent_mark_ = 0;   // the transport's sent() and pending() when the
   size_t writer_pending_mark_ = 0;  // writer's deadline was armed: progress since?
+
+  bool read_on_demand_ = false;
+  bool stdio_ = false;
+  FILE* stdio_file_ = nullptr;
+  void (*on_epipe_)() = nullptr;
+  std::function<void()> on_close_;
 };
 
 // Lua binding: a userdata "evo.Stream" holding a std::unique_ptr<Stream>.

@@ -383,6 +383,19 @@ bool Transport::flush_blocking(double timeout) {
   return ok;
 }
 
+bool Transport::finish_writes_now() {
+  if (closed_ || fd_ < 0) return false;
+  if (handle_ != nullptr && write_in_flight_) {
+    // libuv counts down the bytes of a write it has not yet written: they
+    // are the tail of the bytes in flight.
+    const std::string& w = handle_->writing;
+    size_t left = std::min(uv_stream_get_write_queue_size(handle_->stream()), w.size());
+    if (!write_all_now(w.data() + (w.size() - left), left, 0)) return false;
+  }
+  if (out_.empty() && (tls_ == nullptr || !tls_->has_output())) return true;
+  return flush_blocking(0);
+}
+
 // --------------------------------------------------------------------- files
 
 int64_t Transport::send_file(int fd, int64_t offset, int64_t length, bool owns_fd, FileDone done) {

@@ -90,6 +90,9 @@ class Transport {
   Transport& operator=(const Transport&) = delete;
 
   void set_user(TransportUser* user) { user_ = user; }
+  // A descriptor the transport must leave open when it closes (fd 0, 1, 2:
+  // process.stdin/stdout/stderr over the process's own standard streams).
+  void set_owns_fd(bool owns) { owns_fd_ = owns; }
   [[nodiscard]] bool evented() const { return handle_ != nullptr; }
   [[nodiscard]] bool closed() const { return closed_; }
   [[nodiscard]] int fd() const { return fd_; }
@@ -131,6 +134,11 @@ class Transport {
   // Blocking: writes all of the output and any queued TLS records; false on
   // a failure (write_error()) or a timeout (write_error() 0).
   bool flush_blocking(double timeout);
+  // Writes, with blocking writes, everything still queued: the rest of a
+  // libuv write in flight, then the output. For a process that is ending
+  // (nothing will run the loop again), just before close(): libuv would
+  // otherwise write the in-flight rest itself. False on a failure.
+  bool finish_writes_now();
   // Bytes handed over and not yet taken by the socket.
   [[nodiscard]] size_t pending() const;
   [[nodiscard]] bool write_in_flight() const { return write_in_flight_; }

@@ -24,6 +24,7 @@ const NativeModule kNativeModules[] = {
     {"evo.fsfast", open_fsfast, true},
     {"evo.fswatch", open_fswatch, true},
     {"evo.http",   http::open_http, true},
+    {"evo.json",   open_json,   false},
     {"evo.httpresponse", open_httpresponse, false},
     {"evo.httpkit", open_httpkit, false},
     {"evo.net",    open_net,    true},
@@ -34,6 +35,7 @@ const NativeModule kNativeModules[] = {
     {"evo.zlib",   open_zlib,   false},
     {"evo.workctl", open_workctl, false},
     {"evo.signal", open_signal, true},
+    {"evo.stdio",  open_stdio,  true},
     {"evo.task",   open_task,   true},
     {"evo.timer",  open_timer,  true},
     {"evo.tls",    open_tls,    true},
@@ -70,7 +72,7 @@ int not_in_worker(lua_State* L, const char* name) {
   lua_pushfstring(L,
                   "module '%s' %s (task.work, uv.new_thread): it needs Evo's event loop; a worker has "
                   "Lua's standard libraries and uv, pretty, assert, crypto, base64, hex, uuid, "
-                  "path, url, zlib, evo.serial, evo.ws",
+                  "path, url, zlib, json, evo.serial, evo.ws",
                   name, kNotInWorker);
   return lua_error(L);
 }

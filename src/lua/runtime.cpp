@@ -151,6 +151,7 @@ void Runtime::shutdown() {
 }
 
 void Runtime::exit_now(int code) {
+  if (before_exit_now != nullptr) before_exit_now();
   std::fflush(stdout);
   std::fflush(stderr);
   _exit(code);  // no atexit work: the VM is mid-call and cannot be closed

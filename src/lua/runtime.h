@@ -92,6 +92,9 @@ class Runtime {
   // an uncaught error inside a callback and for SIGINT/SIGTERM inside Lua
   // code, where unwinding is not possible.
   [[noreturn]] static void exit_now(int code);
+  // Called by exit_now before it flushes stdio (process.stdout's queued
+  // output goes out: src/bind/stdio.cpp).
+  static inline void (*before_exit_now)() = nullptr;
 
  private:
   RuntimeOptions options_;

@@ -192,6 +192,38 @@ TEST_P(IoTest, ClosingAUdpSocketEndsTheReceiveInFlight) {
   EXPECT_STREQ(got->code, "Closed");
 }
 
+TEST_P(IoTest, ReadsWritesAndAppendsWholeFiles) {
+  std::string path = ::testing::TempDir() + "/io_test_file_" + std::to_string(::getpid());
+  auto run = [&](FileOp op, std::string data) {
+    std::optional<FileResult> got;
+    IoOp* op_in_flight =
+        io_->file(op, path, std::move(data), GetParam(), [&](FileResult r) { got = std::move(r); });
+    if (!GetParam()) EXPECT_EQ(op_in_flight, nullptr);
+    for (int i = 0; i < 2000 && !got.has_value(); ++i) uv_run(loop_.get(), UV_RUN_ONCE);
+    EXPECT_TRUE(got.has_value());
+    return got.value_or(FileResult{});
+  };
+  EXPECT_TRUE(run(FileOp::Write, "hello ").ok());
+  EXPECT_TRUE(run(FileOp::Append, "world").ok());
+  FileResult r = run(FileOp::Read, "");
+  EXPECT_TRUE(r.ok());
+  EXPECT_EQ(r.data, "hello world");
+  ::unlink(path.c_str());
+  FileResult missing = run(FileOp::Read, "");
+  EXPECT_EQ(missing.status, UV_ENOENT);
+  EXPECT_EQ(missing.path, path);
+}
+
+TEST_P(IoTest, ACancelledFileJobNeverReports) {
+  if (!GetParam()) GTEST_SKIP() << "a blocking file job is never in flight";
+  bool called = false;
+  IoOp* op = io_->file(FileOp::Read, "/etc/hostname", "", true, [&](FileResult) { called = true; });
+  ASSERT_NE(op, nullptr);
+  op->cancel();
+  for (int i = 0; i < 200 && uv_loop_alive(loop_.get()) != 0; ++i) uv_run(loop_.get(), UV_RUN_ONCE);
+  EXPECT_FALSE(called);
+}
+
 INSTANTIATE_TEST_SUITE_P(BothImplementations, IoTest, ::testing::Values(true, false),
                          [](const ::testing::TestParamInfo<bool>& info) {
                            return std::string(info.param ? "Evented" : "Blocking");

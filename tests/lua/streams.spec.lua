@@ -107,4 +107,25 @@ describe("datagrams where Lua cannot yield", function()
     assert.equal(err.code, "Timeout")
     a:close(); b:close()
   end, 10)
+
+  it("child:wait() where Lua cannot yield blocks until the child ends, in the evented mode too", function()
+    local process = require("process")
+    local child = assert(process.spawn("sh", {"-c", "sleep 0.2; exit 7"}, {stdin = "ignore"}))
+    local other = task.async(function() return child:wait() end)  -- a second waiter, suspended
+    local code, signal
+    table.sort({2, 1}, function(x, y)
+      if not code then code, signal = child:wait() end
+      return x < y
+    end)
+    assert.equal(code, 7)
+    assert.equal(signal, 0)
+    assert.equal(other:await(), 7)
+    local killed = assert(process.spawn("sleep", {"5"}, {stdin = "ignore"}))
+    assert(killed:kill("KILL"))
+    table.sort({2, 1}, function(x, y)
+      if not signal or signal == 0 then code, signal = killed:wait() end
+      return x < y
+    end)
+    assert.equal(signal, 9)
+  end, 10)
 end)

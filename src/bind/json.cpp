@@ -1,0 +1,938 @@
+// evo.json: the native half of require("json").
+//
+// Decoding parses with simdjson's DOM parser (one parser per thread, reused)
+// and walks its tape into Lua tables sized in advance; only when simdjson
+// refuses the text does proto/json_syntax scan it again to say where.
+// Encoding walks Lua tables with the C API into one growing buffer
+// (proto/json_write). Nothing here touches Evo's runtime, so the module loads
+// in worker states (task.work, uv.new_thread).
+//
+// Every function is a closure sharing these upvalues:
+#include <simdjson.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "lua/errors.h"
+#include "lua/modules.h"
+#include "proto/json_syntax.h"
+#include "proto/json_write.h"
+
+namespace evo {
+namespace {
+
+enum Upvalue {
+  kArrayMeta = 1,  // metatable marking a table as a JSON array
+  kObjectMeta,     // ... as a JSON object
+  kMarks,          // weak-keyed {table = "array"|"object"} for tables with metatables of their own
+  kInt64,          // ffi.typeof("int64_t")
+  kUint64,         // ffi.typeof("uint64_t")
+  kIsType,         // ffi.istype
+  kUpvalueCount = kIsType,
+};
+
+int up(int n) { return lua_upvalueindex(n); }
+
+constexpr int kDefaultMaxDepth = 1000;
+// Each nesting level holds up to two Lua stack slots and a C function may
+// use at most LUAI_MAXCSTACK (8000) of them.
+constexpr int kMaxMaxDepth = 3000;
+constexpr double kExact = 9007199254740992.0;  // 2^53: integers up to here are exact doubles
+constexpr size_t kKeepBuffer = 16 * 1024 * 1024;
+constexpr int kLuaTypeCdata = 10;  // LuaJIT's type tag for FFI cdata
+
+// Misuse: "bad argument #n to 'json.encode' (...)" at the caller's line,
+// left on the stack for the caller to raise once no C++ object is alive.
+void push_arg_error(lua_State* L, int n, const char* fname, const std::string& reason) {
+  luaL_where(L, 1);
+  lua_pushfstring(L, "bad argument #%d to '%s' (%s)", n, fname, reason.c_str());
+  lua_concat(L, 2);
+}
+
+std::string type_error(lua_State* L, int idx, const char* expected) {
+  // "nil" for a missing argument too, as evo.args says it.
+  return std::string(expected) + " expected, got " + (lua_isnone(L, idx) ? "nil" : luaL_typename(L, idx));
+}
+
+// opts.maxDepth: an integer 1..kMaxMaxDepth.
+bool read_max_depth(lua_State* L, int opts, int n, const char* fname, int* out) {
+  lua_getfield(L, opts, "maxDepth");
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    return true;
+  }
+  double d = lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) : -1;
+  lua_pop(L, 1);
+  if (d < 1 || d > kMaxMaxDepth || d != std::floor(d)) {
+    push_arg_error(L, n, fname, "maxDepth must be an integer from 1 to " + std::to_string(kMaxMaxDepth));
+    return false;
+  }
+  *out = static_cast<int>(d);
+  return true;
+}
+
+// Unknown option names are refused, so a typo is not silently ignored.
+bool check_option_names(lua_State* L, int opts, int n, const char* fname,
+                        std::initializer_list<std::string_view> known) {
+  lua_pushnil(L);
+  while (lua_next(L, opts) != 0) {
+    lua_pop(L, 1);
+    size_t len = 0;
+    const char* k = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : nullptr;
+    if (k == nullptr || std::find(known.begin(), known.end(), std::string_view(k, len)) == known.end()) {
+      std::string name = k != nullptr ? std::string(k, len) : std::string(luaL_typename(L, -1));
+      lua_pop(L, 1);
+      push_arg_error(L, n, fname, "unknown option '" + name + "'");
+      return false;
+    }
+  }
+  return true;
+}
+
+// ------------------------------------------------------------------ decode
+
+struct DecodeOptions {
+  int max_depth = kDefaultMaxDepth;
+  int null_index = 0;  // stack index of opts.nullValue, 0 for json.null
+};
+
+// One parser per thread: its buffers are reused from call to call, and
+// worker threads decode in parallel without sharing anything.
+struct ThreadParser {
+  simdjson::dom::parser parser;
+  std::unique_ptr<char[]> padded;  // simdjson reads up to SIMDJSON_PADDING bytes past the end
+  size_t padded_size = 0;
+  bool busy = false;  // a decode is running on this thread (pushing a cdata calls Lua)
+
+  const char* pad(const char* text, size_t len) {
+    if (padded_size < len + simdjson::SIMDJSON_PADDING) {
+      padded_size = len + simdjson::SIMDJSON_PADDING + len / 4;
+      padded = std::make_unique<char[]>(padded_size);
+    }
+    std::memcpy(padded.get(), text, len);
+    std::memset(padded.get() + len, 0, simdjson::SIMDJSON_PADDING);
+    return padded.get();
+  }
+  void release_if_huge(size_t len) {
+    if (len < kKeepBuffer) return;
+    parser = simdjson::dom::parser();
+    padded.reset();
+    padded_size = 0;
+  }
+};
+thread_local ThreadParser t_parser;
+
+// Walks simdjson's tape (its documented DOM layout: one 64-bit word per
+// value, the type in the top byte; see simdjson's doc/tape.md) straight
+// into Lua values. Reading the words directly skips the element API's
+// per-value type checks; arrays and objects carry their element count, so
+// each table is created at its final size.
+class Decoder {
+ public:
+  Decoder(lua_State* L, const simdjson::dom::document& doc, const DecodeOptions& o)
+      : L_(L), tape_(doc.tape.get()), strings_(doc.string_buf.get()), opts_(o) {}
+
+  // Pushes the document's root value.
+  void push_root() { push(1); }  // tape[0] is the root word
+
+  // True when the document nests deeper than opts.max_depth: the value
+  // pushed is then incomplete and the caller reports the error instead.
+  [[nodiscard]] bool too_deep() const { return too_deep_; }
+
+ private:
+  static constexpr uint64_t kPayload = 0x00FFFFFFFFFFFFFFULL;
+
+  // Pushes the value at tape index i; returns the index after it.
+  size_t push(size_t i) {
+    uint64_t word = tape_[i];
+    uint64_t payload = word & kPayload;
+    switch (static_cast<char>(word >> 56)) {
+      case '"': {
+        uint32_t len = 0;
+        std::memcpy(&len, strings_ + payload, sizeof len);
+        lua_pushlstring(L_, reinterpret_cast<const char*>(strings_ + payload + sizeof len), len);
+        return i + 1;
+      }
+      case 'l':
+        push_int64(static_cast<int64_t>(tape_[i + 1]));
+        return i + 2;
+      case 'u':
+        push_uint64(tape_[i + 1]);
+        return i + 2;
+      case 'd': {
+        double d = 0;
+        std::memcpy(&d, &tape_[i + 1], sizeof d);
+        lua_pushnumber(L_, d);
+        return i + 2;
+      }
+      case 't':
+        lua_pushboolean(L_, 1);
+        return i + 1;
+      case 'f':
+        lua_pushboolean(L_, 0);
+        return i + 1;
+      case 'n':
+        push_null();
+        return i + 1;
+      case '[':
+        return push_array(i, payload);
+      case '{':
+        return push_object(i, payload);
+      default:
+        luaL_error(L_, "json.decode: unexpected word on simdjson's tape");
+        return i + 1;
+    }
+  }
+
+  // The payload of '[' and '{': the index past the matching close in the
+  // low 32 bits, the element count (saturating at 2^24 - 1) above.
+  static size_t end_of(uint64_t payload) { return static_cast<uint32_t>(payload); }
+  static int count_of(uint64_t payload) { return static_cast<int>((payload >> 32) & 0xFFFFFF); }
+
+  size_t push_array(size_t i, uint64_t payload) {
+    size_t end = end_of(payload);
+    if (!enter()) return end;
+    if (lua_checkstack(L_, 3) == 0) luaL_error(L_, "json.decode: the Lua stack is full");
+    lua_createtable(L_, count_of(payload), 0);
+    lua_pushvalue(L_, up(kArrayMeta));
+    lua_setmetatable(L_, -2);
+    int n = 0;
+    for (size_t j = i + 1; j < end - 1 && !too_deep_;) {
+      j = push(j);
+      lua_rawseti(L_, -2, ++n);
+    }
+    --depth_;
+    return end;
+  }
+
+  size_t push_object(size_t i, uint64_t payload) {
+    size_t end = end_of(payload);
+    if (!enter()) return end;
+    if (lua_checkstack(L_, 4) == 0) luaL_error(L_, "json.decode: the Lua stack is full");
+    lua_createtable(L_, 0, count_of(payload));
+    lua_pushvalue(L_, up(kObjectMeta));
+    lua_setmetatable(L_, -2);
+    for (size_t j = i + 1; j < end - 1 && !too_deep_;) {
+      j = push(j);  // the key, a string
+      j = push(j);
+      lua_rawset(L_, -3);  // a repeated key: the last one wins
+    }
+    --depth_;
+    return end;
+  }
+
+  void push_int64(int64_t v) {
+    if (v >= -static_cast<int64_t>(kExact) && v <= static_cast<int64_t>(kExact)) {
+      return lua_pushnumber(L_, static_cast<double>(v));
+    }
+    push_boxed(kInt64, &v, sizeof v);
+  }
+
+  void push_uint64(uint64_t v) {
+    if (v <= static_cast<uint64_t>(kExact)) return lua_pushnumber(L_, static_cast<double>(v));
+    push_boxed(kUint64, &v, sizeof v);
+  }
+
+  // Beyond 2^53 a double would round: the integer becomes an int64_t or
+  // uint64_t cdata (LuaJIT's boxed 64-bit integers), made by calling the
+  // ctype and filled through its data pointer.
+  void push_boxed(int ctype, const void* v, size_t size) {
+    lua_pushvalue(L_, up(ctype));
+    lua_call(L_, 0, 1);
+    std::memcpy(const_cast<void*>(lua_topointer(L_, -1)), v, size);
+  }
+
+  void push_null() {
+    if (opts_.null_index != 0) {
+      lua_pushvalue(L_, opts_.null_index);
+    } else {
+      lua_pushlightuserdata(L_, nullptr);
+    }
+  }
+
+  // simdjson's own depth limit counts unevenly (a non-empty array one
+  // level deeper than an object), so it is set a little higher and the
+  // exact limit is kept here.
+  bool enter() {
+    if (++depth_ <= opts_.max_depth) return true;
+    --depth_;
+    too_deep_ = true;
+    lua_pushnil(L_);
+    return false;
+  }
+
+  lua_State* L_;
+  const uint64_t* tape_;
+  const uint8_t* strings_;
+  DecodeOptions opts_;
+  int depth_ = 0;
+  bool too_deep_ = false;
+};
+
+bool read_decode_options(lua_State* L, DecodeOptions* o) {
+  if (lua_isnoneornil(L, 2)) return true;
+  if (!lua_istable(L, 2)) {
+    push_arg_error(L, 2, "json.decode", type_error(L, 2, "table"));
+    return false;
+  }
+  if (!check_option_names(L, 2, 2, "json.decode", {"maxDepth", "nullValue"})) return false;
+  if (!read_max_depth(L, 2, 2, "json.decode", &o->max_depth)) return false;
+  lua_getfield(L, 2, "nullValue");
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+  } else {
+    o->null_index = lua_gettop(L);  // stays on the stack while decoding
+  }
+  return true;
+}
+
+// nil, err for text simdjson refused: err.code "JsonSyntax", err.line,
+// err.column (characters), err.offset (1-based byte), and a message with
+// the offending line and a caret under the spot.
+int push_syntax_error(lua_State* L, std::string_view text, simdjson::error_code code, int max_depth) {
+  auto found = json::find_syntax_error(text, static_cast<size_t>(max_depth));
+  if (!found) {
+    // The scanner and simdjson agree on every input the fuzz target has
+    // tried; should they not, simdjson's word is still an error.
+    found =
+        json::SyntaxError{text.size(), std::string("invalid JSON (") + simdjson::error_message(code) + ")"};
+  }
+  json::Position pos = json::position_of(text, found->offset);
+  std::string message = found->message + " at line " + std::to_string(pos.line) + ", column " +
+                        std::to_string(pos.column) + "\n" + json::excerpt(text, found->offset);
+  lua_pushnil(L);
+  errors::push_error(L, "JsonSyntax", message);
+  lua_pushinteger(L, static_cast<lua_Integer>(pos.line));
+  lua_setfield(L, -2, "line");
+  lua_pushinteger(L, static_cast<lua_Integer>(pos.column));
+  lua_setfield(L, -2, "column");
+  lua_pushinteger(L, static_cast<lua_Integer>(found->offset + 1));
+  lua_setfield(L, -2, "offset");
+  return 2;
+}
+
+int push_document(lua_State* L, const simdjson::dom::parser& parser, std::string_view text,
+                  const DecodeOptions& opts) {
+  int top = lua_gettop(L);
+  Decoder d(L, parser.doc, opts);
+  d.push_root();
+  if (!d.too_deep()) return 1;
+  lua_settop(L, top);
+  return push_syntax_error(L, text, simdjson::DEPTH_ERROR, opts.max_depth);
+}
+
+// Parses text with tp's parser and pushes the value (1) or nil, err (2).
+int parse_and_push(lua_State* L, ThreadParser& tp, std::string_view text, const DecodeOptions& opts) {
+  // Documents nested up to max_depth always pass simdjson's limit at
+  // max_depth + 2; the Decoder applies the exact one.
+  auto depth = static_cast<size_t>(opts.max_depth) + 2;
+  if (tp.parser.max_depth() != depth || tp.parser.capacity() < text.size()) {
+    if (tp.parser.allocate(std::max(text.size(), tp.parser.capacity()), depth) != simdjson::SUCCESS) {
+      return luaL_error(L, "json.decode: out of memory");
+    }
+  }
+  auto doc = tp.parser.parse(tp.pad(text.data(), text.size()), text.size(), false);
+  if (doc.error() == simdjson::SUCCESS) return push_document(L, tp.parser, text, opts);
+  // simdjson refuses integers beyond 64 bits; JavaScript (and so many
+  // producers) writes doubles such as 1e20 that way. When they are the only
+  // fault, parse a copy with ".0" after each: they become doubles.
+  std::vector<size_t> big;
+  if (json::find_syntax_error(text, static_cast<size_t>(opts.max_depth), &big) || big.empty()) {
+    return push_syntax_error(L, text, doc.error(), opts.max_depth);
+  }
+  std::string fixed = json::insert_fractions(text, big);
+  doc = tp.parser.parse(tp.pad(fixed.data(), fixed.size()), fixed.size(), false);
+  if (doc.error() != simdjson::SUCCESS) return push_syntax_error(L, text, doc.error(), opts.max_depth);
+  return push_document(L, tp.parser, text, opts);
+}
+
+// Returns the number of results, or -1 with an error message on the stack.
+int decode(lua_State* L) {
+  if (lua_type(L, 1) != LUA_TSTRING) {
+    push_arg_error(L, 1, "json.decode", type_error(L, 1, "string"));
+    return -1;
+  }
+  DecodeOptions opts;
+  if (!read_decode_options(L, &opts)) return -1;
+  size_t len = 0;
+  const char* text = lua_tolstring(L, 1, &len);
+  ThreadParser& tp = t_parser;
+  if (tp.busy) {
+    // Re-entered (a __gc finalizer run by an allocation while the tape is
+    // walked decodes too): a parser of its own for this call.
+    ThreadParser nested;
+    return parse_and_push(L, nested, {text, len}, opts);
+  }
+  struct Busy {
+    ThreadParser& tp;
+    size_t len;
+    Busy(ThreadParser& t, size_t n) : tp(t), len(n) { tp.busy = true; }
+    Busy(const Busy&) = delete;
+    Busy& operator=(const Busy&) = delete;
+    ~Busy() {
+      tp.busy = false;
+      tp.release_if_huge(len);
+    }
+  } busy(tp, len);
+  return parse_and_push(L, tp, {text, len}, opts);
+}
+
+// json.decode(text [, opts]) -> value | nil, err
+int l_decode(lua_State* L) {
+  int n = decode(L);
+  if (n < 0) return lua_error(L);
+  return n;
+}
+
+// ------------------------------------------------------------------ encode
+
+enum class Kind { kPlain, kArray, kObject };
+
+struct EncodeOptions {
+  std::string indent;  // empty: compact
+  bool sort_keys = false;
+  int max_depth = kDefaultMaxDepth;
+};
+
+// A key of a table being encoded the slow way.
+struct Key {
+  std::string_view text;  // the key as written (a string key, or a number's text)
+  double number = 0;      // the key when it is a number
+  bool is_number = false;
+};
+
+class Encoder {
+ public:
+  Encoder(lua_State* L, json::Writer& out, const EncodeOptions& o) : L_(L), out_(out), opts_(o) {}
+
+  // Writes the value at absolute index idx.
+  bool value(int idx, int depth) {
+    switch (lua_type(L_, idx)) {
+      case LUA_TNIL:
+        out_.append("null");
+        return true;
+      case LUA_TBOOLEAN:
+        out_.append(lua_toboolean(L_, idx) != 0 ? std::string_view("true") : std::string_view("false"));
+        return true;
+      case LUA_TNUMBER:
+        return number(lua_tonumber(L_, idx));
+      case LUA_TSTRING: {
+        size_t len = 0;
+        const char* s = lua_tolstring(L_, idx, &len);
+        return out_.string({s, len}) || fail("the string is not valid UTF-8 (encode binary data as base64)");
+      }
+      case LUA_TLIGHTUSERDATA:
+        if (lua_touserdata(L_, idx) == nullptr) {  // json.null (and cjson.null)
+          out_.append("null");
+          return true;
+        }
+        return fail("a light userdata cannot be encoded");
+      case LUA_TTABLE:
+        return table(idx, depth);
+      case kLuaTypeCdata:
+        return cdata(idx);
+      default:
+        return fail(std::string("a ") + luaL_typename(L_, idx) + " cannot be encoded");
+    }
+  }
+
+  // "bad value at .users[3].name: why", or just "why" at the top level.
+  [[nodiscard]] std::string error() const {
+    if (path_.empty()) return why_;
+    std::string path;
+    for (auto it = path_.rbegin(); it != path_.rend(); ++it) path += *it;
+    return "bad value at " + path + ": " + why_;
+  }
+
+ private:
+  bool number(double d) {
+    if (std::isfinite(d)) {
+      out_.number(d);
+      return true;
+    }
+    return fail(std::isnan(d) ? "NaN cannot be encoded"
+                              : (d > 0 ? "inf cannot be encoded" : "-inf cannot be encoded"));
+  }
+
+  // int64_t and uint64_t cdata are written as integers; other cdata fail.
+  bool cdata(int idx) {
+    for (int ctype : {kInt64, kUint64}) {
+      lua_pushvalue(L_, up(kIsType));
+      lua_pushvalue(L_, up(ctype));
+      lua_pushvalue(L_, idx);
+      lua_call(L_, 2, 1);
+      bool is = lua_toboolean(L_, -1) != 0;
+      lua_pop(L_, 1);
+      if (!is) continue;
+      const void* p = lua_topointer(L_, idx);
+      if (ctype == kInt64) {
+        int64_t v = 0;
+        std::memcpy(&v, p, sizeof v);
+        out_.integer(v);
+      } else {
+        uint64_t v = 0;
+        std::memcpy(&v, p, sizeof v);
+        out_.unsigned_integer(v);
+      }
+      return true;
+    }
+    return fail("a cdata other than int64_t/uint64_t cannot be encoded");
+  }
+
+  Kind kind_of(int idx) {
+    if (lua_getmetatable(L_, idx) == 0) return Kind::kPlain;
+    Kind k = Kind::kPlain;
+    if (lua_rawequal(L_, -1, up(kArrayMeta)) != 0) {
+      k = Kind::kArray;
+    } else if (lua_rawequal(L_, -1, up(kObjectMeta)) != 0) {
+      k = Kind::kObject;
+    } else {
+      lua_pushvalue(L_, idx);
+      lua_rawget(L_, up(kMarks));
+      if (lua_type(L_, -1) == LUA_TSTRING) k = lua_tostring(L_, -1)[0] == 'a' ? Kind::kArray : Kind::kObject;
+      lua_pop(L_, 1);
+    }
+    lua_pop(L_, 1);
+    return k;
+  }
+
+  bool table(int idx, int depth) {
+    const void* self = lua_topointer(L_, idx);
+    if (std::find(active_.begin(), active_.end(), self) != active_.end()) {
+      return fail("circular reference (the table contains itself)");
+    }
+    if (depth >= opts_.max_depth) {
+      return fail("nested more than " + std::to_string(opts_.max_depth) + " levels deep");
+    }
+    if (lua_checkstack(L_, 6) == 0) return fail("nested too deep for the Lua stack");
+    active_.push_back(self);
+    Kind kind = kind_of(idx);
+    size_t mark = out_.size();
+    Result r = fast(idx, depth, kind);
+    if (r == Result::kFallback) {
+      out_.truncate(mark);
+      r = slow(idx, depth, kind) ? Result::kOk : Result::kFail;
+    }
+    active_.pop_back();
+    return r == Result::kOk;
+  }
+
+  enum class Result { kOk, kFail, kFallback };
+
+  // One pass with lua_next, for the common shapes: a sequence stored in
+  // order (1, 2, ... n) or a table of string keys. Anything else (holes,
+  // mixed keys, sortKeys) falls back to slow(), which classifies every key.
+  Result fast(int idx, int depth, Kind kind) {
+    lua_pushnil(L_);
+    if (lua_next(L_, idx) == 0) {
+      out_.append(kind == Kind::kArray ? "[]" : "{}");
+      return Result::kOk;
+    }
+    if (kind != Kind::kObject && lua_type(L_, -2) == LUA_TNUMBER && lua_tonumber(L_, -2) == 1.0) {
+      return fast_array(idx, depth);
+    }
+    if (kind != Kind::kArray && !opts_.sort_keys && lua_type(L_, -2) == LUA_TSTRING) {
+      return fast_object(idx, depth);
+    }
+    lua_pop(L_, 2);
+    return Result::kFallback;
+  }
+
+  Result fast_array(int idx, int depth) {
+    out_.put('[');
+    double expect = 1;
+    for (;;) {
+      if (expect > 1) out_.put(',');
+      if (!opts_.indent.empty()) out_.newline(opts_.indent, depth + 1);
+      if (!value(lua_gettop(L_), depth + 1)) {
+        lua_pop(L_, 2);
+        return failed_at_index(expect);
+      }
+      lua_pop(L_, 1);
+      if (lua_next(L_, idx) == 0) break;
+      expect += 1;
+      if (lua_type(L_, -2) != LUA_TNUMBER || lua_tonumber(L_, -2) != expect) {
+        lua_pop(L_, 2);
+        return Result::kFallback;
+      }
+    }
+    close(']', depth);
+    return Result::kOk;
+  }
+
+  Result fast_object(int idx, int depth) {
+    out_.put('{');
+    bool first = true;
+    do {
+      if (lua_type(L_, -2) != LUA_TSTRING) {
+        lua_pop(L_, 2);
+        return Result::kFallback;
+      }
+      if (!first) out_.put(',');
+      first = false;
+      size_t len = 0;
+      const char* k = lua_tolstring(L_, -2, &len);
+      if (!key_and_value({k, len}, lua_gettop(L_), depth)) {
+        lua_pop(L_, 2);
+        return Result::kFail;
+      }
+      lua_pop(L_, 1);
+    } while (lua_next(L_, idx) != 0);
+    close('}', depth);
+    return Result::kOk;
+  }
+
+  bool key_and_value(std::string_view key, int value_idx, int depth) {
+    if (!opts_.indent.empty()) out_.newline(opts_.indent, depth + 1);
+    if (!out_.string(key)) {
+      fail("the key is not valid UTF-8");
+      return failed_at_key(key);
+    }
+    if (opts_.indent.empty()) {
+      out_.put(':');
+    } else {
+      out_.append(": ");
+    }
+    return value(value_idx, depth + 1) || failed_at_key(key);
+  }
+
+  void close(char bracket, int depth) {
+    if (!opts_.indent.empty()) out_.newline(opts_.indent, depth);
+    out_.put(bracket);
+  }
+
+  // Classifies every key, then writes the table as the one thing it can be.
+  bool slow(int idx, int depth, Kind kind) {
+    std::vector<Key> keys;
+    std::vector<std::string> number_texts;  // texts of number keys (marked objects)
+    size_t strings = 0;
+    size_t indices = 0;  // positive integer keys
+    double max_index = 0;
+    lua_pushnil(L_);
+    while (lua_next(L_, idx) != 0) {
+      lua_pop(L_, 1);
+      int t = lua_type(L_, -1);
+      if (t == LUA_TSTRING) {
+        size_t len = 0;
+        const char* s = lua_tolstring(L_, -1, &len);
+        keys.push_back({{s, len}, 0, false});
+        ++strings;
+      } else if (t == LUA_TNUMBER) {
+        double d = lua_tonumber(L_, -1);
+        if (d >= 1 && d == std::floor(d) && d <= kExact) {
+          ++indices;
+          max_index = std::max(max_index, d);
+        } else if (kind != Kind::kObject) {
+          lua_pop(L_, 1);
+          return bad_key_number(d, kind);
+        }
+        keys.push_back({{}, d, true});
+      } else {
+        std::string why = std::string("a table key of type ") + luaL_typename(L_, -1) + " cannot be encoded";
+        lua_pop(L_, 1);
+        return fail(why);
+      }
+    }
+    if (kind == Kind::kObject) return write_object(idx, depth, keys, number_texts);
+    if (kind == Kind::kArray) {
+      if (strings > 0)
+        return fail("a json.array table has a string key '" + std::string(first_string(keys)) + "'");
+      // Holes are written as null, but not without bound.
+      if (max_index > 2.0 * static_cast<double>(indices) + 1000) {
+        return fail("sparse array: index " + std::to_string(static_cast<int64_t>(max_index)) + " with only " +
+                    std::to_string(indices) + " values");
+      }
+      return write_array(idx, depth, static_cast<int64_t>(max_index));
+    }
+    if (strings > 0 && indices > 0) {
+      return fail("the table has both integer keys and string keys ('" + std::string(first_string(keys)) +
+                  "'); JSON has no such value (use json.object(t) to write the integer keys as strings)");
+    }
+    if (strings > 0) return write_object(idx, depth, keys, number_texts);
+    if (max_index != static_cast<double>(indices)) {
+      return fail("sparse array: integer keys up to " + std::to_string(static_cast<int64_t>(max_index)) +
+                  " with holes (use json.null for missing values, or json.object(t))");
+    }
+    return write_array(idx, depth, static_cast<int64_t>(max_index));
+  }
+
+  static std::string_view first_string(const std::vector<Key>& keys) {
+    for (const auto& k : keys) {
+      if (!k.is_number) return k.text;
+    }
+    return {};
+  }
+
+  bool bad_key_number(double d, Kind kind) {
+    json::Writer w;
+    if (std::isfinite(d)) {
+      w.number(d);
+    } else {
+      w.append(std::isnan(d) ? "nan" : "inf");
+    }
+    std::string text(w.data(), w.size());
+    if (kind == Kind::kArray) return fail("a json.array table has key " + text + ", not an index 1..n");
+    return fail("the number key " + text +
+                " is not an array index 1..n (use json.object(t) to write it as a string)");
+  }
+
+  bool write_array(int idx, int depth, int64_t n) {
+    out_.put('[');
+    for (int64_t i = 1; i <= n; ++i) {
+      if (i > 1) out_.put(',');
+      if (!opts_.indent.empty()) out_.newline(opts_.indent, depth + 1);
+      lua_rawgeti(L_, idx, static_cast<int>(i));
+      bool ok = value(lua_gettop(L_), depth + 1);
+      lua_pop(L_, 1);
+      if (!ok) return failed_at_index(static_cast<double>(i)) == Result::kOk;
+    }
+    close(']', depth);
+    return true;
+  }
+
+  bool write_object(int idx, int depth, std::vector<Key>& keys, std::vector<std::string>& texts) {
+    // Number keys (json.object tables only) are written as their JSON text.
+    texts.reserve(keys.size());
+    for (auto& k : keys) {
+      if (!k.is_number) continue;
+      if (!std::isfinite(k.number)) return fail("a number key that is not finite cannot be encoded");
+      json::Writer w;
+      w.number(k.number);
+      texts.emplace_back(w.data(), w.size());
+      k.text = texts.back();
+    }
+    if (opts_.sort_keys) {
+      std::sort(keys.begin(), keys.end(), [](const Key& a, const Key& b) { return a.text < b.text; });
+    }
+    out_.put('{');
+    bool first = true;
+    for (const auto& k : keys) {
+      if (!first) out_.put(',');
+      first = false;
+      if (k.is_number) {
+        lua_pushnumber(L_, k.number);
+      } else {
+        lua_pushlstring(L_, k.text.data(), k.text.size());
+      }
+      lua_rawget(L_, idx);
+      bool ok = key_and_value(k.text, lua_gettop(L_), depth);
+      lua_pop(L_, 1);
+      if (!ok) return false;
+    }
+    close('}', depth);
+    return true;
+  }
+
+  Result failed_at_index(double i) {
+    path_.push_back("[" + std::to_string(static_cast<int64_t>(i)) + "]");
+    return Result::kFail;
+  }
+
+  bool failed_at_key(std::string_view key) {
+    bool ident = !key.empty() && !(key[0] >= '0' && key[0] <= '9');
+    for (char c : key) {
+      ident =
+          ident && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_');
+    }
+    if (ident) {
+      path_.push_back("." + std::string(key));
+    } else {
+      json::Writer w;
+      bool utf8 = w.string(key);
+      path_.push_back("[" + (utf8 ? std::string(w.data(), w.size()) : std::string("<invalid UTF-8>")) + "]");
+    }
+    return false;
+  }
+
+  bool fail(std::string why) {
+    why_ = std::move(why);
+    return false;
+  }
+
+  lua_State* L_;
+  json::Writer& out_;
+  const EncodeOptions& opts_;
+  std::vector<const void*> active_;  // tables being written, outermost first: cycles
+  std::vector<std::string> path_;    // innermost segment first, filled while unwinding
+  std::string why_;
+};
+
+bool read_encode_options(lua_State* L, EncodeOptions* o) {
+  if (lua_isnoneornil(L, 2)) return true;
+  if (!lua_istable(L, 2)) {
+    push_arg_error(L, 2, "json.encode", type_error(L, 2, "table"));
+    return false;
+  }
+  if (!check_option_names(L, 2, 2, "json.encode", {"pretty", "sortKeys", "maxDepth"})) return false;
+  if (!read_max_depth(L, 2, 2, "json.encode", &o->max_depth)) return false;
+  lua_getfield(L, 2, "sortKeys");
+  o->sort_keys = lua_toboolean(L, -1) != 0;
+  lua_getfield(L, 2, "pretty");
+  int t = lua_type(L, -1);
+  bool ok = true;
+  if (t == LUA_TBOOLEAN) {
+    if (lua_toboolean(L, -1) != 0) o->indent = "  ";
+  } else if (t == LUA_TNUMBER) {
+    double n = lua_tonumber(L, -1);
+    ok = n >= 0 && n <= 16 && n == std::floor(n);
+    if (ok) o->indent.assign(static_cast<size_t>(n), ' ');
+  } else if (t == LUA_TSTRING) {
+    o->indent = lua_tostring(L, -1);
+    ok = o->indent.size() <= 16 && o->indent.find_first_not_of(" \t") == std::string::npos;
+  } else {
+    ok = t == LUA_TNIL;
+  }
+  lua_pop(L, 2);
+  if (!ok) {
+    push_arg_error(L, 2, "json.encode",
+                   "pretty must be true, a number of spaces (0-16) or a string of spaces and tabs");
+  }
+  return ok;
+}
+
+// One buffer per thread, kept between calls; a nested call (json.encode
+// from Lua code the encoder runs) gets a buffer of its own.
+thread_local json::Writer t_writer;
+thread_local bool t_writer_busy = false;
+
+// Leaves the text (1) or an error message (-1) on the stack; every C++
+// object is gone before the caller raises.
+int encode(lua_State* L) {
+  if (lua_gettop(L) == 0) {
+    push_arg_error(L, 1, "json.encode", "value expected");
+    return -1;
+  }
+  EncodeOptions opts;
+  if (!read_encode_options(L, &opts)) return -1;
+  json::Writer local;
+  bool nested = t_writer_busy;
+  json::Writer& out = nested ? local : t_writer;
+  out.clear();
+  t_writer_busy = true;
+  struct Release {
+    bool nested;
+    json::Writer& out;
+    ~Release() {
+      if (nested) return;
+      t_writer_busy = false;
+      out.trim(kKeepBuffer);
+    }
+  } release{nested, out};
+  Encoder enc(L, out, opts);
+  if (!enc.value(1, 0)) {
+    push_arg_error(L, 1, "json.encode", enc.error());
+    return -1;
+  }
+  lua_pushlstring(L, out.data(), out.size());
+  return 1;
+}
+
+// json.encode(value [, opts]) -> text
+int l_encode(lua_State* L) {
+  if (encode(L) < 0) return lua_error(L);
+  return 1;
+}
+
+// ------------------------------------------------------------------ marks
+
+// json.array([t]) / json.object([t]) -> t, marked. A table with a metatable
+// of its own keeps it and is marked in the weak set instead.
+int mark(lua_State* L, int meta, const char* fname, const char* kind) {
+  if (lua_isnoneornil(L, 1)) {
+    lua_settop(L, 0);
+    lua_newtable(L);
+  } else if (!lua_istable(L, 1)) {
+    push_arg_error(L, 1, fname, type_error(L, 1, "table"));
+    return lua_error(L);
+  }
+  lua_settop(L, 1);
+  if (lua_getmetatable(L, 1) == 0 || lua_rawequal(L, -1, up(kArrayMeta)) != 0 ||
+      lua_rawequal(L, -1, up(kObjectMeta)) != 0) {
+    lua_settop(L, 1);
+    lua_pushvalue(L, up(meta));
+    lua_setmetatable(L, 1);
+    return 1;
+  }
+  lua_settop(L, 1);
+  lua_pushvalue(L, 1);
+  lua_pushstring(L, kind);
+  lua_rawset(L, up(kMarks));
+  return 1;
+}
+
+int l_array(lua_State* L) { return mark(L, kArrayMeta, "json.array", "array"); }
+int l_object(lua_State* L) { return mark(L, kObjectMeta, "json.object", "object"); }
+
+// kind(v) -> "array" | "object" | nil: how a table is marked.
+int l_kind(lua_State* L) {
+  if (!lua_istable(L, 1)) return 0;
+  if (lua_getmetatable(L, 1) != 0) {
+    if (lua_rawequal(L, -1, up(kArrayMeta)) != 0) {
+      lua_pushliteral(L, "array");
+      return 1;
+    }
+    if (lua_rawequal(L, -1, up(kObjectMeta)) != 0) {
+      lua_pushliteral(L, "object");
+      return 1;
+    }
+  }
+  lua_pushvalue(L, 1);
+  lua_rawget(L, up(kMarks));
+  return 1;
+}
+
+void push_marker_meta(lua_State* L, const char* name) {
+  lua_createtable(L, 0, 1);
+  lua_pushstring(L, name);
+  lua_setfield(L, -2, "__name");
+}
+
+}  // namespace
+
+int open_json(lua_State* L) {
+  lua_createtable(L, 0, 8);
+  const int module = lua_gettop(L);
+  push_marker_meta(L, "json.array");
+  push_marker_meta(L, "json.object");
+  lua_createtable(L, 0, 0);  // marks, weak keys
+  lua_createtable(L, 0, 1);
+  lua_pushliteral(L, "k");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "ffi");
+  lua_call(L, 1, 1);
+  for (const char* ct : {"int64_t", "uint64_t"}) {
+    lua_getfield(L, -1, "typeof");
+    lua_pushstring(L, ct);
+    lua_call(L, 1, 1);
+    lua_insert(L, -2);  // keep the upvalues in order below the ffi table
+  }
+  lua_getfield(L, -1, "istype");
+  lua_remove(L, -2);  // ffi
+  // Stack: module, array meta, object meta, marks, int64, uint64, istype.
+  const struct {
+    const char* name;
+    lua_CFunction fn;
+  } funcs[] = {
+      {"encode", l_encode}, {"decode", l_decode}, {"array", l_array}, {"object", l_object}, {"kind", l_kind}};
+  for (const auto& f : funcs) {
+    for (int i = 1; i <= kUpvalueCount; ++i) lua_pushvalue(L, module + i);
+    lua_pushcclosure(L, f.fn, kUpvalueCount);
+    lua_setfield(L, module, f.name);
+  }
+  lua_pushvalue(L, module + kArrayMeta);
+  lua_setfield(L, module, "arrayMeta");
+  lua_pushvalue(L, module + kObjectMeta);
+  lua_setfield(L, module, "objectMeta");
+  lua_pushlightuserdata(L, nullptr);
+  lua_setfield(L, module, "null");
+  lua_settop(L, module);
+  return 1;
+}
+
+}  // namespace evo
