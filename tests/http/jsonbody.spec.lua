@@ -43,7 +43,7 @@ describe("req:json and res:json", function()
   it("decodes the body, once", function()
     local s, b, h = post(url .. "/echo", '{"a": [1, 2.5, "x\\u00e9"], "b": null, "c": {}}')
     assert.equal({s, h["content-type"]}, {200, "application/json"})
-    assert.equal(b, '{"got":{"a":[1,2.5,"x\195\169"],"b":null,"c":{}}}')
+    assert.equal(json.encode(json.decode(b), {sortKeys = true}), '{"got":{"a":[1,2.5,"x\195\169"],"b":null,"c":{}}}')
     assert.truthy(seen.again, "a second req:json() gives the same value")
   end)
 
