@@ -212,6 +212,69 @@ HttpServer.SendResponse = method("SendResponse", function(self, id, body)
   end
   return nil, err
 end, "number", "string|number?")
+------------------------------------------------- the web-app kit
+
+local kit = require("evo.webkit")
+
+-- ReadCookies(payload) -> {name = value}: the request's Cookie header,
+-- parsed as req.cookies is.
+HttpServer.ReadCookies = method("ReadCookies", function(self, payload)
+  return kit.cookies({headers = payload.headers or {}})
+end, "table")
+
+-- ReadSignedCookies(payload) -> the signed cookies whose signature holds
+-- (HttpServer{cookieSecret = ...}; empty without one).
+HttpServer.ReadSignedCookies = method("ReadSignedCookies", function(self, payload)
+  local req = {headers = payload.headers or {}, _cookieSecret = self.options.cookieSecret}
+  req.cookies = kit.cookies(req)
+  return kit.signedCookies(req)
+end, "table")
+
+-- ReadJSON(payload) -> the body decoded | nil, err (err.code JsonSyntax).
+HttpServer.ReadJSON = method("ReadJSON", function(self, payload)
+  local body = payload.body
+  if body == nil or body == "" then return nil, errors.new("JsonSyntax", "the request body is empty") end
+  return require("json").decode(body)
+end, "table")
+
+-- ReadForm(payload [, opts]) -> {fields, files} | nil, err: a urlencoded
+-- or multipart body (files come with their data: the body is in memory).
+HttpServer.ReadForm = method("ReadForm", function(self, payload, opts)
+  local h = payload.headers or {}
+  return kit.parseForm(h["content-type"], payload.body or "", opts, require("http").parseQuery)
+end, "table", "table?")
+
+-- WriteCookie(id, name, value [, opts]) -> true | nil, err: a Set-Cookie
+-- header, with res:cookie's options (signed with the cookieSecret option).
+HttpServer.WriteCookie = method("WriteCookie", function(self, id, name, value, opts)
+  local line = kit.cookieHeader("WriteCookie", 1, 3, name, value, opts, self.options.cookieSecret)
+  return native.writeHeader(core(self, "WriteCookie"), id, "set-cookie", line)
+end, "number")
+
+-- ClearCookie(id, name [, opts]) -> true | nil, err
+HttpServer.ClearCookie = method("ClearCookie", function(self, id, name, opts)
+  local line = kit.clearCookieHeader("ClearCookie", 1, 3, name, opts)
+  return native.writeHeader(core(self, "ClearCookie"), id, "set-cookie", line)
+end, "number")
+
+-- SendJSON(id, status, value [, headers]) -> true | nil, err: the value
+-- encoded as the whole response, as application/json.
+HttpServer.SendJSON = method("SendJSON", function(self, id, status, value, headers)
+  if headers ~= nil and type(headers) ~= "table" then args.fail(4, "SendJSON", "table", headers) end
+  local body = require("json").encode(value)
+  local c = core(self, "SendJSON")
+  local ok, err = native.writeStatus(c, id, status)
+  if not ok then return nil, err end
+  local typed = false
+  for name, v in pairs(headers or {}) do
+    if type(name) == "string" and name:lower() == "content-type" then typed = true end
+    ok, err = native.writeHeader(c, id, name, v)
+    if not ok then return nil, err end
+  end
+  if not typed then native.writeHeader(c, id, "content-type", "application/json") end
+  return self:SendResponse(id, body)
+end, "number", "number", "any")
+
 HttpServer.StartListening = method("StartListening", HttpServer.StartListening)
 HttpServer.StopListening = method("StopListening", HttpServer.StopListening)
 

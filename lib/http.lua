@@ -19,6 +19,7 @@ local type, error, pairs, ipairs, tostring, tonumber, select, setmetatable, getm
 local concat = table.concat
 local find, format, gsub, lower, sub, match, gmatch =
   string.find, string.format, string.gsub, string.lower, string.sub, string.match, string.gmatch
+local byte, rawget, pcall = string.byte, rawget, pcall
 local isyieldable = coroutine.isyieldable
 local traceback = debug.traceback
 local finish = require("evo.wait").finish  -- (true, results...) | (false): Canceled
@@ -38,9 +39,17 @@ http.parseQuery = url.parseQuery
 
 local Request = {}
 
+-- The engine's response of a request: req.res, or what a wrapper put there
+-- (http.compress) wraps.
+local function engineRes(req)
+  local r = req.res
+  if type(r) ~= "userdata" then r = r._real end
+  return r
+end
+
 -- req:read() -> the next chunk of the body, nil at its end, or nil, err.
 -- The first read answers "Expect: 100-continue".
-function Request:read() return finish(native.read(self.res, isyieldable())) end
+function Request:read() return finish(native.read(engineRes(self), isyieldable())) end
 
 -- req:body() -> the whole body (a string; "" when there is none). Raises on a
 -- failed body (e.g. err.status 413 beyond maxBodyBytes): the server answers
@@ -50,7 +59,7 @@ function Request:body()
   if cached then return cached end
   local parts, n = {}, 0
   while true do
-    local chunk, err = finish(native.read(self.res, isyieldable()))
+    local chunk, err = finish(native.read(engineRes(self), isyieldable()))
     if chunk == nil then
       if err then error(err, 2) end
       break
@@ -72,15 +81,24 @@ function Request:queryParams()
   return q
 end
 
+-- Fields computed when first read (req.cookies...): name -> fn(req).
+local lazyFields = {}
+
 local function requestIndex(req, key)
   local method = Request[key]
   if method then return method end
+  local lazy = lazyFields[key]
+  if lazy then
+    local v = lazy(req)
+    rawset(req, key, v)
+    return v
+  end
   if key == "headers" then
-    local h = native.headers(req.res)
+    local h = native.headers(engineRes(req))
     rawset(req, "headers", h)
     return h
   elseif key == "remoteAddress" or key == "remotePort" or key == "httpVersion" or key == "id" then
-    local ip, port, version, id = native.info(req.res)
+    local ip, port, version, id = native.info(engineRes(req))
     rawset(req, "remoteAddress", ip)
     rawset(req, "remotePort", port)
     rawset(req, "httpVersion", version)
@@ -130,12 +148,29 @@ function Response:headersSent() return (native.state(self)) end
 function Response:isFinished() return (select(2, native.state(self))) end
 
 -- Methods are found in a table: no function call per lookup of res:send.
-native.setup({__index = Response})
+local responseMeta = {__index = Response}
+native.setup(responseMeta)
 local requestMeta = {__index = requestIndex}
+
+-- The web-app kit (lib/evo/webkit.lua): cookies, JSON, forms.
+local kit = require("evo.webkit")
+kit.registerResponse(responseMeta)
+lazyFields.cookies = kit.cookies
+lazyFields.signedCookies = kit.signedCookies
+-- req:cookie(name [, {signed = true}]), req:json([opts]), req:form([opts])
+Request.cookie = kit.requestCookie
+Request.json = kit.requestJson
+function Request:form(opts) return kit.requestForm(self, opts, http.parseQuery) end
+-- res:cookie(name, value [, opts]), res:clearCookie(name [, opts]),
+-- res:json(status, value [, headers]): they check their self themselves
+-- (res may be a wrapper, see http.compress).
+Response.cookie = kit.setCookie
+Response.clearCookie = kit.clearCookie
+Response.json = kit.sendJson
 
 -- Every method of req and res checks its self (evo.args.method).
 local function isRequest(r) return getmetatable(r) == requestMeta end
-for _, name in ipairs({"read", "body", "queryParams"}) do
+for _, name in ipairs({"read", "body", "queryParams", "cookie", "json", "form"}) do
   Request[name] = args.method(name, Request[name], isRequest, "Request")
 end
 for _, name in ipairs({"write", "sendFile", "headersSent", "isFinished"}) do
@@ -169,6 +204,36 @@ local function runRequest(handler, res, method, path, query)
   local websocket = rawget(req, "_websocket")
   if websocket and not websocket:isClosed() then pcall(websocket.close, websocket, 1000, "") end
   done(res, ok, err)
+  -- Uploads req:form() saved and the handler did not move away.
+  local uploads = rawget(req, "_uploadDir")
+  if uploads then pcall(kit.cleanup, uploads) end
+  return req
+end
+
+-- accessLog: after each request, an entry {time, remoteAddress, method,
+-- path, query, httpVersion, status, bytes, duration, userAgent, referer}
+-- to a function, or (true) a line in the common log format on stderr.
+local function commonLog(e)
+  local target = e.query ~= "" and e.path .. "?" .. e.query or e.path
+  io.stderr:write(format('%s - - [%s] "%s %s HTTP/%s" %d %s\n', e.remoteAddress or "-",
+    os.date("%d/%b/%Y:%H:%M:%S %z", e.time), e.method, target, e.httpVersion or "1.1", e.status,
+    e.bytes > 0 and format("%d", e.bytes) or "-"))
+end
+
+local function withAccessLog(log)
+  local hrtime = require("uv").hrtime
+  if log == true then log = commonLog end
+  return function(handler, res, method, path, query)
+    local start = hrtime()
+    local req = runRequest(handler, res, method, path, query)
+    local _, _, status, bytes = native.state(res)
+    local h = req.headers
+    local entry = {time = os.time(), remoteAddress = req.remoteAddress, method = method, path = path,
+      query = query, httpVersion = req.httpVersion, status = status, bytes = bytes,
+      duration = (hrtime() - start) / 1e9, userAgent = h["user-agent"], referer = h.referer}
+    local ok, err = pcall(log, entry)
+    if not ok then require("evo.core").reportHandlerError("accessLog: " .. tostring(err)) end
+  end
 end
 
 local Server = {}
@@ -213,10 +278,25 @@ function http.serve(opts, handler)
     error(errors.new("ConcurrencyUnavailable",
       "http.serve runs each request as a concurrent task; it needs the evented Io mode"), 2)
   end
+  if opts.cookieSecret ~= nil then
+    local secret, inner = opts.cookieSecret, handler
+    if type(secret) ~= "string" or secret == "" then args.error(1, "serve", "cookieSecret must be a non-empty string") end
+    handler = function(req, res)
+      kit.setSecret(req, secret)
+      return inner(req, res)
+    end
+  end
+  local run = runRequest
+  if opts.accessLog then
+    if opts.accessLog ~= true and type(opts.accessLog) ~= "function" then
+      args.error(1, "serve", "accessLog must be true or a function")
+    end
+    run = withAccessLog(opts.accessLog)
+  end
   local server = setmetatable({}, Server)
   local o, terr = withTls(opts)
   if not o then return nil, terr end
-  local core, err = native.serve(server, o, handler, runRequest)
+  local core, err = native.serve(server, o, handler, run)
   if not core then return nil, err end
   server.native = core
   server.port = native.port(core)
@@ -227,10 +307,24 @@ end
 
 ----------------------------------------------------------------- router
 
+-- A router is a list of layers tried in the order they were added: routes
+-- (a method and a pattern) and middleware (router:use, on every path or
+-- under a prefix). A layer runs as fn(req, res, next): next() runs the
+-- layers after it and returns when they are done (so a middleware can act
+-- before and after the rest, as in Koa), next(err) raises err. The layers
+-- get req.res as their res, so a middleware may put a wrapper there
+-- (http.compress does).
 local Router = {}
 Router.__index = Router
 
-local function compile(pattern)
+-- Without strictSlash a trailing slash does not count: "/a/" is "/a".
+local function trimSlash(path)
+  if #path > 1 and byte(path, -1) == 47 then return (gsub(path, "/+$", "")) end
+  return path
+end
+
+local function compile(pattern, strict)
+  if not strict then pattern = trimSlash(pattern) end
   local names = {}
   local lua = gsub(pattern, "[%^%$%(%)%%%.%[%]%+%-%?]", "%%%0")
   lua = gsub(lua, "/:([%w_]+)", function(name)
@@ -244,19 +338,73 @@ local function compile(pattern)
   return "^" .. lua .. "$", names
 end
 
-local function route(self, method, pattern, handler)
-  args.check(1, lower(method), pattern, "string", 3)
-  args.check(2, lower(method), handler, "function", 3)
-  local lua, names = compile(pattern)
-  self.routes[#self.routes + 1] = {method = method, pattern = lua, names = names, handler = handler}
+-- Several handlers for one route run one after the other, each passing on
+-- with next() (e.g. an authorization check before the handler).
+local function chain(fname, first, ...)
+  local list = {first, ...}
+  for i = 1, #list do
+    local h = list[i]
+    if type(h) ~= "function" and not (type(h) == "table" and getmetatable(h) and getmetatable(h).__call) then
+      args.fail(i + 1, fname, "function", h, 4)
+    end
+  end
+  if #list == 1 then return first end
+  return function(req, res, done)
+    local i = 0
+    local function step(err)
+      if err ~= nil then error(err, 0) end
+      i = i + 1
+      local h = list[i]
+      if h == nil then return done() end
+      return h(req, req.res or res, step)
+    end
+    return step()
+  end
+end
+
+local function route(self, method, pattern, ...)
+  local fname = method == "*" and "all" or lower(method)
+  args.check(1, fname, pattern, "string", 3)
+  local handler = chain(fname, ...)
+  local lua, names = compile(pattern, self.strictSlash)
+  local stack = self.stack
+  stack[#stack + 1] = {method = method, pattern = lua, names = names, handler = handler}
   return self
 end
 
 for _, m in ipairs({"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"}) do
-  Router[lower(m)] = function(self, pattern, handler) return route(self, m, pattern, handler) end
+  Router[lower(m)] = function(self, pattern, ...) return route(self, m, pattern, ...) end
 end
 -- router:all(pattern, handler): any method
-function Router:all(pattern, handler) return route(self, "*", pattern, handler) end
+function Router:all(pattern, ...) return route(self, "*", pattern, ...) end
+
+local function isRouter(v) return getmetatable(v) == Router end
+
+-- router:use([prefix,] fn, ...): middleware fn(req, res, next) for every
+-- request, or for those under prefix ("/api" takes "/api" and "/api/x",
+-- not "/apix"); inside it req.path is the rest ("/x") and req.baseUrl the
+-- prefix. A router given as fn is mounted there as a sub-router.
+function Router:use(prefix, ...)
+  local fns, first = {...}, 2
+  local n = select("#", ...)
+  if type(prefix) ~= "string" then
+    table.insert(fns, 1, prefix)
+    n, first, prefix = n + 1, 1, "/"
+  elseif byte(prefix, 1) ~= 47 then
+    args.error(1, "use", "a prefix must start with '/'")
+  end
+  if n == 0 then args.fail(first, "use", "function", nil) end
+  prefix = trimSlash(prefix)
+  if prefix == "/" then prefix = nil end
+  for i = 1, n do
+    local fn = fns[i]
+    local callable = type(fn) == "function" or (type(fn) == "table" and getmetatable(fn) and getmetatable(fn).__call)
+    if not callable then args.fail(first + i - 1, "use", "function", fn) end
+    local stack = self.stack
+    stack[#stack + 1] = {prefix = prefix, fn = fn, router = isRouter(fn) and fn or nil}
+  end
+  return self
+end
 
 local function captures(r, path)
   local caps = {match(path, r.pattern)}
@@ -266,38 +414,179 @@ local function captures(r, path)
   return params
 end
 
--- Finds the route for req; 404 when no pattern matches the path, 405 (with
--- Allow) when some do but not for this method. HEAD falls back to GET.
-function Router:__call(req, res)
-  local path, method = req.path, req.method
-  local allowed
-  for _, r in ipairs(self.routes) do
-    local params = captures(r, path)
-    if params then
-      if r.method == method or r.method == "*" or (method == "HEAD" and r.method == "GET") then
-        req.params = params
-        return r.handler(req, res)
-      end
-      allowed = allowed or {}
-      allowed[#allowed + 1] = r.method
-      if r.method == "GET" then allowed[#allowed + 1] = "HEAD" end
-    end
-  end
-  if allowed then
-    return res:send(405, "405 Method Not Allowed\n",
-      {["content-type"] = "text/plain; charset=utf-8", allow = concat(allowed, ", ")})
-  end
-  if self.fallback then return self.fallback(req, res) end
-  return res:send(404, "404 Not Found\n", {["content-type"] = "text/plain; charset=utf-8"})
+local function under(prefix, path)
+  return path == prefix or (sub(path, 1, #prefix) == prefix and byte(path, #prefix + 1) == 47)
 end
 
--- router:otherwise(handler): what runs instead of the 404 (e.g. http.static(dir))
+local function addAllowed(req, method)
+  local allow = rawget(req, "_allow")
+  if not allow then
+    allow = {}
+    req._allow = allow
+  end
+  if not allow[method] then
+    allow[method] = true
+    allow[#allow + 1] = method
+  end
+end
+
+local plainText = {["content-type"] = "text/plain; charset=utf-8"}
+
+-- The end of the line: 405 (or, for OPTIONS, 204) with Allow when routes
+-- matched the path for other methods, else the notFound handler or 404.
+local function finalize(self, req, res)
+  local allow = rawget(req, "_allow")
+  if allow then
+    local list = concat(allow, ", ")
+    if req.method == "OPTIONS" then
+      if not allow.OPTIONS then list = list .. ", OPTIONS" end
+      return res:send(204, nil, {allow = list})
+    end
+    return res:send(405, "405 Method Not Allowed\n",
+      {["content-type"] = "text/plain; charset=utf-8", allow = list})
+  end
+  if self.fallback then return self.fallback(req, res) end
+  return res:send(404, "404 Not Found\n", plainText)
+end
+
+-- Runs a use layer; under a prefix the layer sees the path below it, and
+-- the layers after it (through next) the whole path again.
+local function runUse(layer, req, nextLayer)
+  local prefix = layer.prefix
+  local fn = layer.router or layer.fn
+  if prefix == nil then
+    if layer.router then return layer.router:handle(req, nextLayer) end
+    return fn(req, req.res, nextLayer)
+  end
+  local path, base = req.path, rawget(req, "baseUrl") or ""
+  local inner = sub(path, #prefix + 1)
+  if inner == "" then inner = "/" end
+  local mounted = base .. prefix
+  req.path, req.baseUrl = inner, mounted
+  local function outer(err)
+    req.path, req.baseUrl = path, base
+    nextLayer(err)
+    req.path, req.baseUrl = inner, mounted
+  end
+  if layer.router then
+    layer.router:handle(req, outer)
+  else
+    fn(req, req.res, outer)
+  end
+  req.path, req.baseUrl = path, base
+end
+
+-- handle(req, outerNext): runs the layers for req; a mounted router whose
+-- layers all pass calls outerNext (its parent's next), unless it has a
+-- notFound handler of its own.
+function Router:handle(req, outerNext)
+  local stack, strict = self.stack, self.strictSlash
+  local i = 0
+  local function nextLayer(err)
+    if err ~= nil then error(err, 0) end
+    local path = req.path
+    local method = req.method
+    local mpath = strict and path or trimSlash(path)
+    while true do
+      i = i + 1
+      local layer = stack[i]
+      if layer == nil then break end
+      local pattern = layer.pattern
+      if pattern then
+        local params = captures(layer, mpath)
+        if params then
+          local m = layer.method
+          if m == method or m == "*" or (method == "HEAD" and m == "GET") then
+            req.params = params
+            return layer.handler(req, req.res, nextLayer)
+          end
+          addAllowed(req, m)
+          if m == "GET" then addAllowed(req, "HEAD") end
+        end
+      elseif layer.prefix == nil or under(layer.prefix, mpath) then
+        return runUse(layer, req, nextLayer)
+      end
+    end
+    if outerNext and not self.fallback then return outerNext() end
+    return finalize(self, req, req.res)
+  end
+  local onError = self.errorHandler
+  if not onError then return nextLayer() end
+  local path, base = req.path, rawget(req, "baseUrl")
+  local trace
+  local ok, err = xpcall(nextLayer, function(e)
+    trace = traceback(tostring(e), 2)
+    return e
+  end)
+  if ok then return end
+  if type(err) == "table" and err.code == "Canceled" then error(err, 0) end
+  req.path, req.baseUrl = path, base
+  return onError(err, req, req.res, trace)
+end
+
+-- The top-level router is the handler http.serve calls.
+function Router:__call(req, res, outerNext)
+  if rawget(req, "res") == nil then req.res = res end
+  return self:handle(req, outerNext)
+end
+
+-- router:notFound(handler): what runs instead of the 404 (e.g.
+-- http.static(dir)); router:otherwise is the same.
+local function callable(v)
+  return type(v) == "function" or (type(v) == "table" and getmetatable(v) and getmetatable(v).__call) and true
+end
+local function checkCallable(n, fname, v)
+  if not callable(v) then args.fail(n, fname, "function", v, 3) end
+  return v
+end
+
+function Router:notFound(handler)
+  self.fallback = checkCallable(1, "notFound", handler)
+  return self
+end
 function Router:otherwise(handler)
-  self.fallback = args.check(1, "otherwise", handler, "function")
+  self.fallback = checkCallable(1, "otherwise", handler)
   return self
 end
 
-function http.router() return setmetatable({routes = {}}, Router) end
+-- router:onError(fn(err, req, res, trace)): what runs when a layer raises
+-- (or calls next(err)); err is the value raised, trace its message with the
+-- traceback (for a log). Canceled is not given to it.
+-- Without one the error goes up to the server: 500, logged with its
+-- traceback.
+function Router:onError(handler)
+  self.errorHandler = checkCallable(1, "onError", handler)
+  return self
+end
+
+-- http.router([opts]) -> router. opts.strictSlash (true): false lets "/a/"
+-- match "/a" and the reverse. opts.cookieSecret: the key of signed cookies
+-- for the requests it handles.
+function http.router(opts)
+  if opts ~= nil then args.check(1, "router", opts, "table") end
+  opts = opts or {}
+  local self = setmetatable({stack = {}, strictSlash = opts.strictSlash ~= false}, Router)
+  if opts.cookieSecret ~= nil then
+    local secret = args.check(1, "router", opts.cookieSecret, "string")
+    self:use(function(req, res, nxt)
+      kit.setSecret(req, secret)
+      return nxt()
+    end)
+  end
+  return self
+end
+
+-- http.compress([opts]) -> middleware compressing responses (gzip, br) on
+-- the fly: opts threshold (1024), types, level, brotliQuality (4), brotli
+-- (lib/evo/compress.lua).
+function http.compress(opts)
+  local middleware = require("evo.compress").middleware(opts)
+  return middleware
+end
+
+-- http.cors{origins, methods, headers, exposeHeaders, credentials, maxAge}
+-- -> middleware answering preflights and adding CORS headers (evo.webkit).
+http.cors = kit.cors
 
 ----------------------------------------------------------------- static files
 
@@ -386,55 +675,96 @@ end
 -- Content-Type by extension, ETag and Last-Modified with If-None-Match /
 -- If-Modified-Since (304), single byte ranges (206/416), index.html for
 -- directories, nothing outside dir (404), with sendfile(2).
--- opts: index ("index.html"), maxAge (seconds for Cache-Control).
+-- opts: index ("index.html"), maxAge (seconds for Cache-Control),
+-- precompressed (true: serve file.br / file.gz when the client accepts
+-- them), compress (false; true or http.compress's options: compress on the
+-- fly).
+local SIBLINGS = {{"br", ".br"}, {"gzip", ".gz"}}
 function http.static(dir, opts)
   args.check(1, "static", dir, "string")
+  if opts ~= nil then args.check(2, "static", opts, "table") end
   opts = opts or {}
   local fs = require("fs")
+  local compress = require("evo.compress")
+  local precompressed = opts.precompressed ~= false
+  local copts = opts.compress and compress.options(opts.compress, "static", 2)
+  local compressible = compress.options().test
   local index = opts.index == nil and "index.html" or opts.index
   local root = dir
   local plain = {["content-type"] = "text/plain; charset=utf-8"}
+  local function notFound(res, nxt)
+    if nxt then return nxt() end
+    return res:send(404, "404 Not Found\n", plain)
+  end
 
-  return function(req, res)
+  -- As a middleware (given next), a miss passes the request on.
+  return function(req, res, nxt)
     if req.method ~= "GET" and req.method ~= "HEAD" then
+      if nxt then return nxt() end
       return res:send(405, "405 Method Not Allowed\n",
         {["content-type"] = "text/plain; charset=utf-8", allow = "GET, HEAD"})
     end
     local rel, slash = safeRelative(req.path)
-    if rel == nil then return res:send(404, "404 Not Found\n", plain) end
+    if rel == nil then return notFound(res, nxt) end
     local file = rel == "" and root or root .. "/" .. rel
     local st = fs.stat(file)
     -- "/file.txt/" names a directory, and there is none
-    if slash and st and st.type ~= "directory" then return res:send(404, "404 Not Found\n", plain) end
+    if slash and st and st.type ~= "directory" then return notFound(res, nxt) end
     if st and st.type == "directory" then
       if not slash and rel ~= "" then
         -- One leading slash only: "//host/x" would send the client off-site.
-        local location = "/" .. gsub(req.path, "^[/\\]+", "") .. "/"
+        local location = (rawget(req, "baseUrl") or "") .. "/" .. gsub(req.path, "^[/\\]+", "") .. "/"
         if req.query ~= "" then location = location .. "?" .. req.query end
         return res:send(301, "", {location = location})
       end
-      if not index then return res:send(404, "404 Not Found\n", plain) end
+      if not index then return notFound(res, nxt) end
       file = file .. "/" .. index
       st = fs.stat(file)
     end
-    if not st or st.type ~= "file" then return res:send(404, "404 Not Found\n", plain) end
+    if not st or st.type ~= "file" then return notFound(res, nxt) end
 
     -- Symbolic links may point anywhere: the real path must stay inside.
     local realRoot, realFile = fs.realpath(root), fs.realpath(file)
     if not realRoot or not realFile or sub(realFile, 1, #realRoot + 1) ~= realRoot .. "/" then
-      return res:send(404, "404 Not Found\n", plain)
+      return notFound(res, nxt)
+    end
+
+    local h = req.headers
+    local ctype = http.mimeType(file)
+    -- A precompressed sibling (file.br, file.gz) the client accepts is sent
+    -- instead, whole (a range gets the plain file); with compress, the
+    -- plain file is compressed on the fly.
+    local coding, vary
+    if precompressed and compressible(ctype) then
+      local accepted = compress.accepted(h["accept-encoding"])
+      for _, c in ipairs(SIBLINGS) do
+        local sib = fs.stat(file .. c[2])
+        if sib and sib.type == "file" then
+          vary = true
+          local realSib = fs.realpath(file .. c[2])
+          local inside = realSib and sub(realSib, 1, #realRoot + 1) == realRoot .. "/"
+          if not coding and accepted[c[1]] and not h.range and inside then
+            coding, file, st = c[1], file .. c[2], sib
+          end
+        end
+      end
+    end
+    if copts and not coding then
+      res = compress.wrap(req, res, copts)
+      vary = false  -- the wrapper says it
     end
 
     local size, mtime = st.size, st.mtime.sec
-    local etag = format('W/"%x-%x"', size, mtime)
+    local etag = format(coding and 'W/"%x-%x-%s"' or 'W/"%x-%x"', size, mtime, coding)
     local lastModified = httpDate(mtime)
-    local h = req.headers
+    if vary then res:header("vary", "Accept-Encoding") end
     local inm = h["if-none-match"]
     if (inm and noneMatch(inm, etag))
       or (not inm and h["if-modified-since"] == lastModified) then
       return res:send(304, nil, {etag = etag, ["last-modified"] = lastModified})
     end
-    res:header("content-type", http.mimeType(file))
+    res:header("content-type", ctype)
+    if coding then res:header("content-encoding", coding) end
     res:header("etag", etag)
     res:header("last-modified", lastModified)
     res:header("accept-ranges", "bytes")

@@ -120,7 +120,9 @@ local function validHeader(name, value)
 end
 client.validHeader = validHeader
 
-local function buildRequest(method, u, headers, body)
+-- A streamed body (a function or a Stream) goes chunked unless the caller
+-- set its Content-Length.
+local function buildRequest(method, u, headers, body, streamed)
   local lines = {method .. " " .. u.target .. " HTTP/1.1"}
   local have = {}
   for name, value in pairs(headers) do
@@ -134,7 +136,9 @@ local function buildRequest(method, u, headers, body)
   if not have.host then lines[#lines + 1] = "Host: " .. u.hostHeader end
   if not have["user-agent"] then lines[#lines + 1] = "User-Agent: evo" end
   if not have["accept-encoding"] then lines[#lines + 1] = "Accept-Encoding: gzip, deflate, br" end
-  if body then
+  if streamed then
+    if not have["content-length"] then lines[#lines + 1] = "Transfer-Encoding: chunked" end
+  elseif body then
     if not have["content-length"] then lines[#lines + 1] = "Content-Length: " .. #body end
   elseif method == "POST" or method == "PUT" or method == "PATCH" then
     lines[#lines + 1] = "Content-Length: 0"
@@ -197,9 +201,38 @@ local function closeOnRaise(stream, ok, ...)
   return ...
 end
 
-local function sendAndReadHead(stream, p, wire, body)
+-- Sends a streamed body: each piece the reader gives (nil: the end, or
+-- nil, err) as a chunk, or as is when the length was declared.
+local function sendStreamed(stream, reader, chunked)
+  while true do
+    local piece, err = reader()
+    if piece == nil then
+      if err ~= nil then return nil, errors.is(err) and err or errors.new("BodyError", tostring(err)) end
+      if chunked then return stream:write("0\r\n\r\n") end
+      return true
+    end
+    if type(piece) ~= "string" then
+      return nil, errors.new("BodyError", "the body function gave a " .. type(piece) .. ", not a string")
+    end
+    if piece ~= "" then
+      local ok, werr
+      if chunked then
+        ok, werr = stream:write(string.format("%x\r\n", #piece), piece, "\r\n")
+      else
+        ok, werr = stream:write(piece)
+      end
+      if not ok then return nil, werr end
+    end
+  end
+end
+
+local function sendAndReadHead(stream, p, wire, body, reader, chunked)
   local ok, err = stream:write(wire, body or "")
   if not ok then return nil, err end
+  if reader then
+    ok, err = sendStreamed(stream, reader, chunked)
+    if not ok then return nil, err end
+  end
   return readHead(stream, p)
 end
 
@@ -252,6 +285,19 @@ function Response:read()
   end
 end
 
+-- res:json() -> the body decoded as JSON | nil, err (err.code "JsonSyntax";
+-- with stream = true the rest of the body is read first)
+function Response:json()
+  local body = self.body
+  if body == nil then
+    local err
+    body, err = self:readAll()
+    if not body then return nil, err end
+    self.body, self._bodyRead = body, true
+  end
+  return require("json").decode(body)
+end
+
 function Response:_release()
   local s = self._stream
   if self._reusable and not s:isClosed() then giveBack(self._key, s) else s:close() end
@@ -279,13 +325,22 @@ end
 
 -- One exchange on one connection; retries once on a fresh connection when
 -- a pooled one turns out to have been closed by the server meanwhile.
-local function exchange(u, method, headers, body, opts)
+-- A streamed body (reader) cannot be sent twice: it goes on a fresh
+-- connection, without the retry.
+local function exchange(u, method, headers, body, opts, reader)
   local key = poolKey(u, opts)
-  local wire, werr = buildRequest(method, u, headers, body)
+  local chunked = false
+  if reader then
+    chunked = true
+    for name in pairs(headers) do
+      if lower(name) == "content-length" then chunked = false end
+    end
+  end
+  local wire, werr = buildRequest(method, u, headers, body, reader ~= nil)
   if not wire then return nil, werr end
-  for attempt = 1, 2 do
+  for attempt = 1, reader and 1 or 2 do
     local reused = true
-    local stream = attempt == 1 and takeIdle(key) or nil
+    local stream = attempt == 1 and not reader and takeIdle(key) or nil
     if not stream then
       reused = false
       local err
@@ -294,7 +349,7 @@ local function exchange(u, method, headers, body, opts)
     end
     if opts.timeout then stream:settimeout(opts.timeout, opts.timeout) end
     local p = newParser(method == "HEAD")
-    local head, err = closeOnRaise(stream, pcall(sendAndReadHead, stream, p, wire, body))
+    local head, err = closeOnRaise(stream, pcall(sendAndReadHead, stream, p, wire, body, reader, chunked))
     if head then
       local rheaders = head.headers
       local res = setmetatable({status = head.status, reason = head.reason, headers = rheaders,
@@ -318,8 +373,11 @@ end
 
 local REDIRECTS = {[301] = true, [302] = true, [303] = true, [307] = true, [308] = true}
 
--- request{method, url, headers, body, timeout, follow, stream, decompress, ca, verify,
---   maxBodyBytes (64 MiB: the largest body read whole)}
+-- request{method, url, headers, body, json, timeout, follow, stream, decompress, ca,
+--   verify, maxBodyBytes (64 MiB: the largest body read whole)}
+-- body: a string, or a function returning the next piece (nil: the end) or a
+-- Stream (read until its end), sent chunked unless headers give the
+-- Content-Length; json: a value sent encoded, as application/json.
 --   -> res {status, reason, headers, body} | nil, err
 -- With stream = true, res.body is absent: read it with res:read() / res:readAll().
 function client.request(opts)
@@ -329,21 +387,46 @@ function client.request(opts)
   if opts.method ~= nil and type(opts.method) ~= "string" then args.fail(1, "request", "string method", opts.method) end
   local method = upper(opts.method or "GET")
   local headers = opts.headers or {}
-  local body = opts.body
-  if body ~= nil and type(body) ~= "string" then args.fail(1, "request", "string body", body) end
+  local body, reader = opts.body, nil
+  if opts.json ~= nil then
+    if body ~= nil then args.error(1, "request", "body and json are exclusive") end
+    body = require("json").encode(opts.json)
+    local typed = false
+    for name in pairs(headers) do
+      if type(name) == "string" and lower(name) == "content-type" then typed = true end
+    end
+    if not typed then
+      local h = {["content-type"] = "application/json"}
+      for k, v in pairs(headers) do h[k] = v end
+      headers = h
+    end
+  elseif type(body) == "function" then
+    body, reader = nil, body
+  elseif body ~= nil and type(body) ~= "string" then
+    local ok, read = pcall(function() return body.read end)
+    if not (ok and type(read) == "function") then
+      args.fail(1, "request", "string, function or Stream body", body)
+    end
+    local source = body
+    body, reader = nil, function() return source:read() end
+  end
   if not validToken(method) then return fail("BadMethod", "invalid method '" .. printable(method) .. "'") end
   local u, why = client.parseUrl(opts.url)
   if not u then return fail("BadUrl", why .. ": " .. printable(opts.url)) end
   local follow = opts.follow or 0
   for _ = 0, follow do
-    local res, err = exchange(u, method, headers, body, opts)
+    local res, err = exchange(u, method, headers, body, opts, reader)
     if not res then return nil, err end
     local location = res.headers.location
     if REDIRECTS[res.status] and location and follow == 0 and (opts.follow or 0) > 0 then
       res._stream:close()
       return fail("TooManyRedirects", "more than " .. opts.follow .. " redirects")
     end
-    if not (REDIRECTS[res.status] and location and follow > 0) then
+    -- A streamed body is gone: a redirect that would send it again (307,
+    -- 308, a 301 or 302 not turning it into a GET) is returned as it is.
+    local toGet = res.status == 303 or ((res.status == 301 or res.status == 302) and method == "POST")
+    local replay = reader and not toGet
+    if replay or not (REDIRECTS[res.status] and location and follow > 0) then
       if not opts.stream then
         local max = opts.maxBodyBytes or DEFAULT_MAX_BODY
         if res._length and res._length > max and not res._inflater then  -- no need to wait for it
@@ -363,7 +446,7 @@ function client.request(opts)
     local nu, why = client.parseUrl(nextUrl)
     if not nu then return fail("BadUrl", "bad redirect location (" .. why .. "): " .. printable(location)) end
     if res.status == 303 or ((res.status == 301 or res.status == 302) and method == "POST") then
-      method, body = method == "HEAD" and "HEAD" or "GET", nil
+      method, body, reader = method == "HEAD" and "HEAD" or "GET", nil, nil
     end
     if nu.host ~= u.host then  -- credentials stay with their host
       local h = {}

@@ -534,7 +534,9 @@ int l_state(lua_State* L) {
   Exchange& ex = check_res(L, 1);
   lua_pushboolean(L, ex.headers_sent ? 1 : 0);
   lua_pushboolean(L, ex.finished ? 1 : 0);
-  return 2;
+  lua_pushinteger(L, ex.status);  // for access logs: the status and body bytes so far
+  lua_pushnumber(L, static_cast<lua_Number>(ex.written));
+  return 4;
 }
 
 // done(res, ok, err): after the handler. A handler that raised gets a 500

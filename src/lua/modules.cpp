@@ -26,6 +26,7 @@ const NativeModule kNativeModules[] = {
     {"evo.http",   http::open_http, true},
     {"evo.json",   open_json,   false},
     {"evo.httpresponse", open_httpresponse, false},
+    {"evo.httpkit", open_httpkit, false},
     {"evo.net",    open_net,    true},
     {"evo.process", open_process, true},
     {"evo.replnative", repl::open_native, true},

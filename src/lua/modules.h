@@ -26,6 +26,7 @@ int open_udp(lua_State* L);      // "evo.udp": UDP sockets
 int open_tls(lua_State* L);      // "evo.tls": TLS contexts (src/bind/tls.cpp)
 int open_ws(lua_State* L);       // "evo.ws": the WebSocket protocol engine (src/bind/ws.cpp)
 int open_zlib(lua_State* L);     // "evo.zlib": streaming inflate/deflate
+int open_httpkit(lua_State* L);  // "evo.httpkit": cookies and multipart for lib/http.lua (src/bind/httpkit.cpp)
 int open_stdio(lua_State* L);    // "evo.stdio": process.stdin/stdout/stderr (src/bind/stdio.cpp)
 int open_crypto(lua_State* L);    // "evo.crypto": OpenSSL hashes, HMAC, KDFs, AES-GCM, uuids (src/bind/crypto.cpp)
 int open_encoding(lua_State* L);  // "evo.encoding": base64, hex, uuid text (src/bind/encoding.cpp)
