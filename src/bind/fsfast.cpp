@@ -29,11 +29,7 @@ int file_op(lua_State* L, FileOp op) {
         return io.file(op, std::move(path), std::move(data), wait, std::move(done));
       },
       [op](lua_State* Ls, FileResult r) {
-        if (!r.ok()) {
-          lua_pushnil(Ls);
-          errors::push_uv_error(Ls, r.status, r.path);
-          return 2;
-        }
+        if (!r.ok()) return push_failure(Ls, r.status, nullptr, r.path);
         if (op == FileOp::Read) {
           lua_pushlstring(Ls, r.data.data(), r.data.size());
         } else {

@@ -10,11 +10,34 @@
 
 #include <functional>
 #include <memory>
+#include <string>
 
 #include "io/io.h"
+#include "lua/errors.h"
 #include "lua/tasks.h"
 
 namespace evo {
+
+// nil, err: an Io failure, from a libuv status or an Evo code. Returns 2.
+inline int push_failure(lua_State* L, int status, const char* code, const std::string& detail) {
+  lua_pushnil(L);
+  if (code != nullptr) {
+    errors::push_error(L, code, detail);
+  } else {
+    errors::push_uv_error(L, status, detail);
+  }
+  return 2;
+}
+
+// true, nil, err: a native call's answer now, for a failure. Returns 3.
+inline int answer_failure(lua_State* L, int status, const std::string& detail = std::string()) {
+  lua_pushboolean(L, 1);
+  return push_failure(L, status, nullptr, detail) + 1;
+}
+inline int answer_failure(lua_State* L, const char* code, const std::string& message) {
+  lua_pushboolean(L, 1);
+  return push_failure(L, 0, code, message) + 1;
+}
 
 template <class Result>
 using IoStart = std::function<IoOp*(bool wait, std::function<void(Result)> done)>;

@@ -38,20 +38,6 @@
 namespace evo {
 namespace {
 
-int push_error_result(lua_State* L, int status, const std::string& detail = std::string()) {
-  lua_pushboolean(L, 1);
-  lua_pushnil(L);
-  errors::push_uv_error(L, status, detail);
-  return 3;
-}
-
-int push_error_result(lua_State* L, const char* code, const std::string& message) {
-  lua_pushboolean(L, 1);
-  lua_pushnil(L);
-  errors::push_error(L, code, message);
-  return 3;
-}
-
 // "1.2.3.4", 80 from a socket address.
 void push_address(lua_State* L, const sockaddr* sa, const char* ip_field, const char* port_field) {
   char ip[INET6_ADDRSTRLEN] = "";
@@ -69,23 +55,9 @@ void push_address(lua_State* L, const sockaddr* sa, const char* ip_field, const 
   events::field(L, port_field, static_cast<double>(port));
 }
 
-bool parse_ip(const char* host, int port, sockaddr_storage* out) {
-  std::memset(out, 0, sizeof(*out));
-  if (uv_ip4_addr(host, port, reinterpret_cast<sockaddr_in*>(out)) == 0) return true;
-  return uv_ip6_addr(host, port, reinterpret_cast<sockaddr_in6*>(out)) == 0;
-}
-
 // Pushes an Io result as a native call's results: (stream) or (nil, err).
 int push_stream_result(lua_State* L, TaskSystem& sys, IoResult r) {
-  if (!r.ok()) {
-    lua_pushnil(L);
-    if (r.code != nullptr) {
-      errors::push_error(L, r.code, r.message);
-    } else {
-      errors::push_uv_error(L, r.status, r.message);
-    }
-    return 2;
-  }
+  if (!r.ok()) return push_failure(L, r.status, r.code, r.message);
   push_stream(L, std::make_unique<Stream>(sys, std::move(r.transport)));
   return 1;
 }
@@ -218,13 +190,13 @@ int net_listen(lua_State* L) {
     spec.path = path;
   } else {
     if (!parse_ip(host, port, &addr))
-      return push_error_result(L, "EINVAL", std::string("not an IP address: ") + host);
+      return answer_failure(L, "EINVAL", std::string("not an IP address: ") + host);
     spec.addr = reinterpret_cast<sockaddr*>(&addr);
     spec.addr_len = addr.ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
   }
   int status = 0;
   std::unique_ptr<IoListener> io = io_of(sys).listen(spec, &status);
-  if (io == nullptr) return push_error_result(L, status, where);
+  if (io == nullptr) return answer_failure(L, status, where);
   auto listener = std::make_unique<Listener>(sys, std::move(io));
   listener->bind_twin(L, 1, 2);
   int fd = listener->local_fd();

@@ -161,11 +161,7 @@ int p_spawn(lua_State* L) {
   spec.cwd = cwd;
   for (int i = 0; i < 3; ++i) spec.stdio[i] = modes[i];
   Spawned child = io_of(sys).spawn(spec);
-  if (child.status != 0) {
-    lua_pushnil(L);
-    errors::push_uv_error(L, child.status, file);
-    return 2;
-  }
+  if (child.status != 0) return push_failure(L, child.status, nullptr, file);
   // The child and its three streams (nil for each not piped).
   Boxed<Child>::push(L, std::make_unique<Child>(std::move(child.child)), kChildMeta);
   for (auto& pipe : child.pipes) {

@@ -20,28 +20,8 @@ namespace {
 
 constexpr const char* kUdpMeta = "evo.Udp";
 
-bool parse_ip(const char* host, int port, sockaddr_storage* out) {
-  std::memset(out, 0, sizeof(*out));
-  if (uv_ip4_addr(host, port, reinterpret_cast<sockaddr_in*>(out)) == 0) return true;
-  return uv_ip6_addr(host, port, reinterpret_cast<sockaddr_in6*>(out)) == 0;
-}
-
-int error_result(lua_State* L, int status, const std::string& detail = std::string()) {
-  lua_pushboolean(L, 1);
-  lua_pushnil(L);
-  errors::push_uv_error(L, status, detail);
-  return 3;
-}
-
-int coded_result(lua_State* L, const char* code, const std::string& message) {
-  lua_pushboolean(L, 1);
-  lua_pushnil(L);
-  errors::push_error(L, code, message);
-  return 3;
-}
-
 int invalid_ip(lua_State* L, const char* host) {
-  return coded_result(L, "EINVAL", std::string("not an IP address: ") + host);
+  return answer_failure(L, "EINVAL", std::string("not an IP address: ") + host);
 }
 
 // A UDP socket for Lua: the Io's socket, and "Closed" once closed.
@@ -55,7 +35,7 @@ class Udp {
     sockaddr_storage addr{};
     if (!parse_ip(host, port, &addr)) return invalid_ip(L, host);
     int rc = io_->bind(reinterpret_cast<sockaddr*>(&addr));
-    if (rc != 0) return error_result(L, rc, std::string(host) + ":" + std::to_string(port));
+    if (rc != 0) return answer_failure(L, rc, std::string(host) + ":" + std::to_string(port));
     lua_pushboolean(L, 1);
     lua_pushboolean(L, 1);
     return 2;
@@ -68,7 +48,7 @@ class Udp {
     sockaddr_storage addr{};
     if (!parse_ip(host, port, &addr)) return invalid_ip(L, host);
     int rc = io_->send(data, len, reinterpret_cast<sockaddr*>(&addr));
-    if (rc != 0) return error_result(L, rc);
+    if (rc != 0) return answer_failure(L, rc);
     lua_pushboolean(L, 1);
     lua_pushboolean(L, 1);
     return 2;
@@ -97,22 +77,14 @@ class Udp {
   }
 
  private:
-  static int closed_result(lua_State* L) { return coded_result(L, "Closed", "the socket is closed"); }
+  static int closed_result(lua_State* L) { return answer_failure(L, "Closed", "the socket is closed"); }
 
   int push_datagram(lua_State* L, Datagram d) {
     if (d.code != nullptr && (std::strcmp(d.code, "NotBound") == 0 || std::strcmp(d.code, "Busy") == 0)) {
       misuse_ = d.message;
       return 0;
     }
-    if (!d.ok()) {
-      lua_pushnil(L);
-      if (d.code != nullptr) {
-        errors::push_error(L, d.code, d.message);
-      } else {
-        errors::push_uv_error(L, d.status, d.message);
-      }
-      return 2;
-    }
+    if (!d.ok()) return push_failure(L, d.status, d.code, d.message);
     lua_pushlstring(L, d.data.data(), d.data.size());
     lua_pushlstring(L, d.ip.data(), d.ip.size());
     lua_pushinteger(L, d.port);

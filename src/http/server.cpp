@@ -127,10 +127,7 @@ TaskSystem& Server::tasks() { return rt_.tasks(); }
 
 int Server::listen(const char* host, int port, int backlog) {
   sockaddr_storage addr{};
-  if (uv_ip4_addr(host, port, reinterpret_cast<sockaddr_in*>(&addr)) != 0 &&
-      uv_ip6_addr(host, port, reinterpret_cast<sockaddr_in6*>(&addr)) != 0) {
-    return UV_EINVAL;
-  }
+  if (!parse_ip(host, port, &addr)) return UV_EINVAL;
   ListenSpec spec;
   spec.addr = reinterpret_cast<const sockaddr*>(&addr);
   spec.addr_len = addr.ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);

@@ -1,5 +1,9 @@
 #include "io/io.h"
 
+#include <netinet/in.h>
+
+#include <cstring>
+
 #include "io/transport.h"
 #include "lua/runtime.h"
 #include "lua/tasks.h"
@@ -18,6 +22,12 @@ IoResult IoResult::failed(const char* code, std::string message) {
   r.code = code;
   r.message = std::move(message);
   return r;
+}
+
+bool parse_ip(const char* host, int port, sockaddr_storage* out) {
+  std::memset(out, 0, sizeof(*out));
+  if (uv_ip4_addr(host, port, reinterpret_cast<sockaddr_in*>(out)) == 0) return true;
+  return uv_ip6_addr(host, port, reinterpret_cast<sockaddr_in6*>(out)) == 0;
 }
 
 Io& io_of(TaskSystem& sys) {

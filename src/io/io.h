@@ -191,6 +191,10 @@ class Io {
 
 class TaskSystem;
 
+// host ("127.0.0.1", "::1") and port as a socket address; false when host
+// is not an IP address (names are resolved by connect, or by dns).
+bool parse_ip(const char* host, int port, sockaddr_storage* out);
+
 // The Io of this run: made at its first use, the evented or the blocking
 // one as the run's Io mode (--io) says, and kept by the Runtime.
 Io& io_of(TaskSystem& sys);
