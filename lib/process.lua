@@ -121,7 +121,12 @@ setmetatable(process, {
   end,
   __newindex = function(t, k, v)
     if k == "exitCode" then
-      core.setExitCode(args.check(1, "exitCode", v, "number"))
+      args.check(1, "exitCode", v, "number")
+      -- The status is one byte: 256 would report success, 1.5 or NaN nothing meant.
+      if v % 1 ~= 0 or v < 0 or v > 255 then
+        args.error(1, "exitCode", "an integer from 0 to 255 expected, got " .. tostring(v))
+      end
+      core.setExitCode(v)
     elseif stdio[k] then
       error(("process.%s cannot be replaced"):format(k), 2)
     else

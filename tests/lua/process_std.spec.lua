@@ -337,6 +337,15 @@ describe("process facts", function()
     end)
   end
 
+  it("exitCode refuses what no exit status can carry (256 would end the run with 0)", function()
+    for _, v in ipairs({"256", "1.5", "0/0", "1/0", "-1", "1e10"}) do
+      local r = h.runEvo({"-e", "require('process').exitCode = " .. v})
+      assert.equal(r.code, 1, v)
+      assert.match(r.stderr, "bad argument #1 to 'exitCode' %(an integer from 0 to 255 expected, got ", v)
+    end
+    assert.equal(h.runEvo({"-e", "require('process').exitCode = 255"}).code, 255)
+  end)
+
   it("an unhandled task error still ends the run with 1", function()
     local r = h.runEvo({"-e", "require('task').async(function() error('lost') end)"})
     assert.equal(r.code, 1, r.stderr)
