@@ -156,6 +156,20 @@ describe("process.stdin", function()
     ]]})
     assert.match(r.stdout, "^nil\ttrue\tStream\nfalse\t[^\n]*process.stdout cannot be replaced\n$")
   end)
+
+  it("names read and setHighWater, not a native, when their count is out of range", function()
+    local r = h.runEvo({"-e", [[
+      local process = require("process")
+      print(select(2, pcall(process.stdin.read, process.stdin, -1)))
+      print(select(2, pcall(process.stdin.read, process.stdin, 0/0)))
+      print(select(2, pcall(process.stdout.setHighWater, process.stdout, -1)))
+      print(select(2, pcall(process.stdout.setHighWater, process.stdout, 0/0)))
+    ]]})
+    assert.equal(r.stdout, "bad argument #1 to 'read' (byte count must be 0 or more)\n" ..
+      "bad argument #1 to 'read' (byte count must be 0 or more)\n" ..
+      "bad argument #1 to 'setHighWater' (bytes must be 1 or more)\n" ..
+      "bad argument #1 to 'setHighWater' (bytes must be 1 or more)\n", r.stderr)
+  end)
 end)
 
 local producer = script("produce.lua", [[
