@@ -45,6 +45,7 @@ end
 -- environ taken when the loop starts. Children started by spawn (without
 -- their own env) and exec see every change.
 local getenv, setenv, unsetenv, environ = os.getenv, uv.os_setenv, uv.os_unsetenv, uv.os_environ
+local find = string.find
 local function checkName(k)
   if type(k) ~= "string" then args.fail(1, "process.env", "string", k, 3) end
   if k == "" or k:find("=", 1, true) or k:find("\0", 1, true) then
@@ -53,7 +54,8 @@ local function checkName(k)
 end
 process.env = setmetatable({}, {
   __index = function(_, k)
-    if type(k) ~= "string" then return nil end
+    -- getenv stops at a NUL: "HOME\0X" would read HOME.
+    if type(k) ~= "string" or find(k, "\0", 1, true) then return nil end
     return getenv(k)
   end,
   __newindex = function(_, k, v)

@@ -313,6 +313,14 @@ describe("process.env", function()
       "bad argument #2 to 'process.env' (value contains a NUL byte)",
     }, r.stderr)
   end)
+
+  it("has no variable whose name holds a NUL or '=' (getenv would read another)", function()
+    local r = h.runEvo({"-e", [[
+      local env = require("process").env
+      print(env["HOME\0X"], env["HOME=X"], env[""], env.HOME ~= nil)
+    ]]})
+    assert.equal(r.stdout, "nil\tnil\tnil\ttrue\n", r.stderr)
+  end)
 end)
 
 describe("process facts", function()
