@@ -38,6 +38,9 @@ local namesText = concat(names, ", ")
 local ENCODINGS = {hex = 0, base64 = 1, raw = 2, base64url = 3}
 
 local MAX_BYTES = 2 ^ 31 - 1
+-- The longest string LuaJIT makes (LJ_MAX_STR): randomBytes past it would
+-- draw 2 GB and then fail with "string length overflow".
+local MAX_STRING = 2 ^ 31 - 256
 local TWO53 = 2 ^ 53
 
 -- The digest id of alg (any case: "SHA256" works), or a raise naming fname.
@@ -116,9 +119,9 @@ end
 
 -- randomBytes(n) -> n bytes from OpenSSL's CSPRNG
 function crypto.randomBytes(n)
-  if not isInteger(n) or n < 0 or n > MAX_BYTES then
+  if not isInteger(n) or n < 0 or n > MAX_STRING then
     if type(n) ~= "number" then fail(1, "crypto.randomBytes", "number", n) end
-    argError(1, "crypto.randomBytes", "length must be an integer from 0 to 2^31-1")
+    argError(1, "crypto.randomBytes", "length must be an integer from 0 to 2^31-256")
   end
   return nrandomBytes(n)
 end
@@ -151,9 +154,9 @@ end
 ------------------------------------------------------------------ key derivation
 
 local function checkLength(n, fname, len)
-  if not isInteger(len) or len < 1 or len > MAX_BYTES then
+  if not isInteger(len) or len < 1 or len > MAX_STRING then
     if type(len) ~= "number" then fail(n, fname, "number", len, 3) end
-    argError(n, fname, "length must be an integer from 1 to 2^31-1", 3)
+    argError(n, fname, "length must be an integer from 1 to 2^31-256", 3)
   end
 end
 

@@ -17,7 +17,7 @@ local errors = require("evo.errors")
 local args = require("evo.args")
 
 local type, tostring, pcall, require, error = type, tostring, pcall, require, error
-local find, sub, gsub = string.find, string.sub, string.gsub
+local find, sub, gsub, concat = string.find, string.sub, string.gsub, table.concat
 local decode = native.decode
 
 local json = {
@@ -29,7 +29,27 @@ local json = {
   null = native.null,
 }
 
--- fs needs Evo's event loop; a worker state (task.work) reads with io.
+-- A whole file with luv's synchronous calls, for worker states: their
+-- failures carry libuv's codes (ENOENT, EISDIR...) as fs.readFile's do.
+local function readFileSync(path)
+  local uv = require("uv")
+  local fd, err, name = uv.fs_open(path, "r", 0)
+  if not fd then return nil, errors.fromUv(err, name) end
+  local parts = {}
+  while true do
+    local chunk, rerr, rname = uv.fs_read(fd, 1048576, -1)
+    if not chunk then
+      uv.fs_close(fd)
+      return nil, errors.fromUv(rerr, rname)
+    end
+    if chunk == "" then break end
+    parts[#parts + 1] = chunk
+  end
+  uv.fs_close(fd)
+  return concat(parts)
+end
+
+-- fs needs Evo's event loop; a worker state (task.work) reads with luv.
 local fs
 local function readFile(path)
   if fs == nil then
@@ -37,11 +57,7 @@ local function readFile(path)
     fs = ok and mod or false
   end
   if fs then return fs.readFile(path) end
-  local f, err = io.open(path, "rb")
-  if not f then return nil, errors.new("EIO", tostring(err)) end
-  local text = f:read("*a")
-  f:close()
-  return text
+  return readFileSync(path)
 end
 
 -- decodeFile(path [, opts]) -> value | nil, err. Reads through fs

@@ -39,6 +39,7 @@ local Stream = sn.methods
 function Stream:read(n)
   if n == nil then return finish(sread(self, "chunk", nil, isyieldable())) end
   args.check(1, "read", n, "number")
+  if not (n >= 0) then args.error(1, "read", "byte count must be 0 or more") end  -- NaN too
   return finish(sread(self, "exactly", n, isyieldable()))
 end
 
@@ -89,7 +90,11 @@ function Stream:settimeout(r, w) sn.settimeout(self, r, w) end
 Stream.close = sn.close
 Stream.isClosed = sn.isClosed
 Stream.fileno = sn.fileno
-Stream.setHighWater = sn.setHighWater
+-- setHighWater(bytes): how much queued output makes write wait (default 64 KiB)
+function Stream:setHighWater(bytes)
+  if not (bytes >= 1) then args.error(1, "setHighWater", "bytes must be 1 or more") end  -- NaN too
+  sn.setHighWater(self, bytes)
+end
 
 -- remoteAddress() / localAddress() -> {address = "127.0.0.1", port = 1234} | nil
 function Stream:remoteAddress() return native.peerAddress(self) end

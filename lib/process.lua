@@ -45,6 +45,7 @@ end
 -- environ taken when the loop starts. Children started by spawn (without
 -- their own env) and exec see every change.
 local getenv, setenv, unsetenv, environ = os.getenv, uv.os_setenv, uv.os_unsetenv, uv.os_environ
+local find = string.find
 local function checkName(k)
   if type(k) ~= "string" then args.fail(1, "process.env", "string", k, 3) end
   if k == "" or k:find("=", 1, true) or k:find("\0", 1, true) then
@@ -53,7 +54,8 @@ local function checkName(k)
 end
 process.env = setmetatable({}, {
   __index = function(_, k)
-    if type(k) ~= "string" then return nil end
+    -- getenv stops at a NUL: "HOME\0X" would read HOME.
+    if type(k) ~= "string" or find(k, "\0", 1, true) then return nil end
     return getenv(k)
   end,
   __newindex = function(_, k, v)
@@ -121,7 +123,12 @@ setmetatable(process, {
   end,
   __newindex = function(t, k, v)
     if k == "exitCode" then
-      core.setExitCode(args.check(1, "exitCode", v, "number"))
+      args.check(1, "exitCode", v, "number")
+      -- The status is one byte: 256 would report success, 1.5 or NaN nothing meant.
+      if v % 1 ~= 0 or v < 0 or v > 255 then
+        args.error(1, "exitCode", "an integer from 0 to 255 expected, got " .. tostring(v))
+      end
+      core.setExitCode(v)
     elseif stdio[k] then
       error(("process.%s cannot be replaced"):format(k), 2)
     else

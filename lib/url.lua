@@ -14,8 +14,8 @@
 local errors = require("evo.errors")
 local args = require("evo.args")
 
-local type, tostring, tonumber, pairs, ipairs, setmetatable = type, tostring, tonumber, pairs, ipairs,
-  setmetatable
+local type, tostring, tonumber, pairs, ipairs, setmetatable, getmetatable, pcall = type, tostring, tonumber,
+  pairs, ipairs, setmetatable, getmetatable, pcall
 local concat, sort = table.concat, table.sort
 local byte, char, find, format, gsub, lower, sub, match, gmatch =
   string.byte, string.char, string.find, string.format, string.gsub, string.lower, string.sub, string.match,
@@ -508,6 +508,24 @@ local Url = {}
 Url.__index = Url
 Url.__tostring = function(u) return u.href end
 
+local resolveParsed  -- (parsed base, ref, asTable), below
+
+-- The parsed URL a base stands for: a string is parsed (nil, err when it is
+-- no URL); a table from parse is taken as it is; a table a user built goes
+-- through format and parse, so a missing part raises here, naming argument
+-- n of fname, rather than deep inside resolve.
+local function parsedBase(base, n, fname)
+  if type(base) == "string" then return url.parse(base) end
+  if type(base) ~= "table" then args.fail(n, fname, "string or table", base, 3) end
+  if getmetatable(base) == Url then return base end
+  local ok, text = pcall(url.format, base)
+  if not ok then
+    local why = match(tostring(text), "%((.*)%)$") or tostring(text)
+    args.error(n, fname, "base: " .. why, 3)
+  end
+  return url.parse(text)
+end
+
 -- parse(s [, base]) -> {scheme, user, password, host, port, path, query,
 -- fragment, href} | nil, err. base (a string or a parsed URL) resolves a
 -- relative reference ("../x", "/y", "?q", "//host/p").
@@ -517,7 +535,9 @@ function url.parse(s, base)
   local scheme, rest = match(s, "^(%a[%w+.-]*):(.*)$")
   if not scheme then
     if base == nil then return bad("no scheme (not an absolute URL): " .. s) end
-    return url.resolve(base, s, true)
+    local b, err = parsedBase(base, 2, "url.parse")
+    if not b then return nil, err end
+    return resolveParsed(b, s, true)
   end
   scheme = lower(scheme)
   local special = SPECIAL[scheme] ~= nil
@@ -536,8 +556,8 @@ function url.parse(s, base)
   if special then
     if type(base) ~= "nil" and not match(rest, "^[/\\]") then
       -- "http:foo" against a base of the same scheme is relative to it
-      local b = type(base) == "table" and base or url.parse(base)
-      if b and b.scheme == scheme then return url.resolve(b, rest .. (qAt and "?" .. query or "") ..
+      local b = parsedBase(base, 2, "url.parse")
+      if b and b.scheme == scheme then return resolveParsed(b, rest .. (qAt and "?" .. query or "") ..
         (hashAt and "#" .. fragment or ""), true) end
     end
     rest = gsub(rest, "^[/\\]*", "")  -- any number of slashes (or backslashes) before the authority
@@ -619,14 +639,12 @@ end
 -- string or a parsed URL) | nil, err
 function url.resolve(base, ref, asTable)
   if type(ref) ~= "string" then args.fail(2, "url.resolve", "string", ref, 2) end
-  local b = base
-  if type(base) == "string" then
-    local err
-    b, err = url.parse(base)
-    if not b then return nil, err end
-  elseif type(base) ~= "table" then
-    args.fail(1, "url.resolve", "string", base, 2)
-  end
+  local b, err = parsedBase(base, 1, "url.resolve")
+  if not b then return nil, err end
+  return resolveParsed(b, ref, asTable)
+end
+
+function resolveParsed(b, ref, asTable)
   ref = trimmed(ref)
   local target
   if match(ref, "^%a[%w+.-]*:") then

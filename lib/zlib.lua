@@ -190,7 +190,10 @@ function Decompressor:finish()
 end
 
 -- d:totalOut() -> bytes decompressed so far
-function Decompressor:totalOut() return self._native:totalOut() end
+function Decompressor:totalOut()
+  if not isDecompressor(self) then args.badSelf("totalOut", "Decompressor", self, 2) end
+  return self._native:totalOut()
+end
 
 -- decompressor{format = "gzip"|"deflate"|"raw"|"br"|"auto", maxOutput}
 -- maxOutput bounds the whole stream (default: none).

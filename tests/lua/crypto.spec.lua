@@ -230,6 +230,8 @@ describe("randomness", function()
     raisesMatching("bad argument #1 to 'crypto.randomBytes' %(number expected, got string%)", crypto.randomBytes, "1")
     raisesMatching("bad argument #1 to 'crypto.randomBytes' %(length must be", crypto.randomBytes, -1)
     raisesMatching("bad argument #1 to 'crypto.randomBytes' %(length must be", crypto.randomBytes, 1.5)
+    -- Past a LuaJIT string's limit (2^31 - 256): refused before 2 GB are drawn.
+    raisesMatching("bad argument #1 to 'crypto.randomBytes' %(length must be", crypto.randomBytes, 2 ^ 31 - 1)
     raisesMatching("bad argument #2 to 'crypto.randomInt' %(the range is empty", crypto.randomInt, 5, 4)
     raisesMatching("bad argument #1 to 'crypto.randomInt' %(integer", crypto.randomInt, 0.5, 4)
     raisesMatching("bad argument #2 to 'crypto.randomInt' %(integer", crypto.randomInt, 1, "x")

@@ -387,6 +387,22 @@ describe("json in workers", function()
     end, '{"a":[1,2,12345678901234567890]}')
     assert.equal(out, '{"a":[1,2,12345678901234567890],"extra":null}')
   end)
+
+  it("decodeFile fails in a worker with the codes it has in the main state (never nil, nil)", function()
+    local out = task.work(function()
+      local j = require("json")
+      local codes = {}
+      for _, p in ipairs({"/no/such/file.json", "/tmp"}) do
+        local v, err = j.decodeFile(p)
+        codes[#codes + 1] = tostring(v) .. " " .. tostring(err and err.code)
+      end
+      return table.concat(codes, ",")
+    end)
+    assert.equal(out, "nil ENOENT,nil EISDIR")
+    local _, missing = json.decodeFile("/no/such/file.json")
+    local _, dir = json.decodeFile("/tmp")
+    assert.equal(missing.code .. "," .. dir.code, "ENOENT,EISDIR")
+  end)
 end)
 
 describe("json interop with Python's json module", function()

@@ -156,6 +156,20 @@ describe("process.stdin", function()
     ]]})
     assert.match(r.stdout, "^nil\ttrue\tStream\nfalse\t[^\n]*process.stdout cannot be replaced\n$")
   end)
+
+  it("names read and setHighWater, not a native, when their count is out of range", function()
+    local r = h.runEvo({"-e", [[
+      local process = require("process")
+      print(select(2, pcall(process.stdin.read, process.stdin, -1)))
+      print(select(2, pcall(process.stdin.read, process.stdin, 0/0)))
+      print(select(2, pcall(process.stdout.setHighWater, process.stdout, -1)))
+      print(select(2, pcall(process.stdout.setHighWater, process.stdout, 0/0)))
+    ]]})
+    assert.equal(r.stdout, "bad argument #1 to 'read' (byte count must be 0 or more)\n" ..
+      "bad argument #1 to 'read' (byte count must be 0 or more)\n" ..
+      "bad argument #1 to 'setHighWater' (bytes must be 1 or more)\n" ..
+      "bad argument #1 to 'setHighWater' (bytes must be 1 or more)\n", r.stderr)
+  end)
 end)
 
 local producer = script("produce.lua", [[
@@ -299,6 +313,14 @@ describe("process.env", function()
       "bad argument #2 to 'process.env' (value contains a NUL byte)",
     }, r.stderr)
   end)
+
+  it("has no variable whose name holds a NUL or '=' (getenv would read another)", function()
+    local r = h.runEvo({"-e", [[
+      local env = require("process").env
+      print(env["HOME\0X"], env["HOME=X"], env[""], env.HOME ~= nil)
+    ]]})
+    assert.equal(r.stdout, "nil\tnil\tnil\ttrue\n", r.stderr)
+  end)
 end)
 
 describe("process facts", function()
@@ -336,6 +358,15 @@ describe("process facts", function()
       assert.match(r.stderr, "bad argument #1 to 'exitCode' %(number expected, got string%)")
     end)
   end
+
+  it("exitCode refuses what no exit status can carry (256 would end the run with 0)", function()
+    for _, v in ipairs({"256", "1.5", "0/0", "1/0", "-1", "1e10"}) do
+      local r = h.runEvo({"-e", "require('process').exitCode = " .. v})
+      assert.equal(r.code, 1, v)
+      assert.match(r.stderr, "bad argument #1 to 'exitCode' %(an integer from 0 to 255 expected, got ", v)
+    end
+    assert.equal(h.runEvo({"-e", "require('process').exitCode = 255"}).code, 255)
+  end)
 
   it("an unhandled task error still ends the run with 1", function()
     local r = h.runEvo({"-e", "require('task').async(function() error('lost') end)"})

@@ -263,6 +263,31 @@ describe("url.format and url.resolve", function()
     end
   end)
 
+  it("takes a base table a user builds, and names url.parse or url.resolve when the base is no URL", function()
+    -- A table with the parts a URL needs is a base like its text.
+    assert.equal(url.parse("?q", {scheme = "http", host = "a"}).href, "http://a/?q")
+    assert.equal(url.parse("x", {scheme = "http", host = "a"}).href, "http://a/x")
+    assert.equal(url.resolve({scheme = "https", host = "h", path = "/d/p"}, "../y"), "https://h/y")
+    assert.equal(url.parse("http:x", {scheme = "http", host = "a", path = "/d/"}).href, "http://a/d/x")
+    local cases = {
+      {function() url.parse("x", {}) end,
+        "bad argument #2 to 'url.parse' (base: scheme must be a string like \"https\")"},
+      {function() url.parse("http:x", {scheme = "http"}) end,
+        "bad argument #2 to 'url.parse' (base: a http URL needs a host)"},
+      {function() url.parse("x", 42) end, "bad argument #2 to 'url.parse' (string or table expected, got number)"},
+      {function() url.parse("http:x", 42) end, "bad argument #2 to 'url.parse' (string or table expected, got number)"},
+      {function() url.resolve({host = "h"}, "x") end,
+        "bad argument #1 to 'url.resolve' (base: scheme must be a string like \"https\")"},
+      {function() url.resolve(true, "x") end, "bad argument #1 to 'url.resolve' (string or table expected, got boolean)"},
+    }
+    for _, c in ipairs(cases) do
+      local ok, err = pcall(c[1])
+      assert.equal(ok, false)
+      assert(tostring(err):find(c[2], 1, true), tostring(err))
+      assert(tostring(err):find("url.spec.lua", 1, true), "blames the caller: " .. tostring(err))
+    end
+  end)
+
   it("loads in a worker", function()
     local out = require("task").work(function()
       return require("url").parse("HTTP://X/a/../b").href

@@ -405,6 +405,8 @@ describe("zlib arguments", function()
       {function() zlib.compressor({format = "gzip"}):write(5) end, "bad argument #1 to 'write' (string expected, got number)"},
       {function() zlib.decompressor():write({}) end, "bad argument #1 to 'write' (string expected, got table)"},
       {function() zlib.compressor().write("x") end, "bad argument #1 to 'write' (Compressor expected, got string)"},
+      {function() zlib.decompressor().finish(1) end, "bad argument #1 to 'finish' (Decompressor expected, got number)"},
+      {function() zlib.decompressor().totalOut(1) end, "bad argument #1 to 'totalOut' (Decompressor expected, got number)"},
       {function() zlib.crc32(1) end, "bad argument #1 to 'zlib.crc32' (string expected, got number)"},
     }
     for _, c in ipairs(cases) do
