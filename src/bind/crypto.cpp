@@ -27,6 +27,8 @@
 #include <string>
 #include <string_view>
 
+#include "bind/io_call.h"
+#include "io/io.h"
 #include "lua/boxed.h"
 #include "lua/errors.h"
 #include "lua/modules.h"
@@ -327,14 +329,9 @@ int l_timing_safe_equal(lua_State* L) {
 
 // ------------------------------------------------------------ PBKDF2 and scrypt on the thread pool
 
-// One key derivation: runs on a pool thread (or inline), owns copies of its
-// inputs, and reports to its task by wait id like fsfast's FileJob.
+// One key derivation: an Io work job (on a pool thread, or inline) that owns
+// copies of its inputs.
 struct KdfJob {
-  uv_work_t req{};
-  TaskSystem* sys = nullptr;
-  Task* task = nullptr;
-  uint32_t id = 0;
-  bool canceled = false;
   enum class Kind : uint8_t { Pbkdf2, Scrypt } kind = Kind::Pbkdf2;
   std::string password;
   std::string salt;
@@ -377,57 +374,30 @@ struct KdfJob {
     OPENSSL_cleanse(key.data(), key.size());
     return 1;
   }
-
-  static void work_cb(uv_work_t* req) { static_cast<KdfJob*>(req->data)->run(); }
-
-  static void after_cb(uv_work_t* req, int status) {
-    std::unique_ptr<KdfJob> job(static_cast<KdfJob*>(req->data));
-    if (job->canceled || status == UV_ECANCELED) return;  // the task has moved on: touch nothing of it
-    int nvalues = job->push_result(job->sys->L());
-    job->sys->wake(job->task, job->id, nvalues);
-  }
-
-  // The task was cancelled while waiting. A derivation already running
-  // cannot be stopped (OpenSSL has no hook for it): it finishes on its pool
-  // thread and after_cb drops the key. One still queued is dequeued.
-  static void cancel(Task* /*t*/, void* arg) {
-    auto* job = static_cast<KdfJob*>(arg);
-    job->canceled = true;
-    uv_cancel(reinterpret_cast<uv_req_t*>(&job->req));
-  }
 };
 
-// Runs the job: on the pool, suspending the calling task, when there is a
-// task that may yield and the Io mode is evented; else here (blocking mode,
-// the main chunk outside a task, a worker state). Returns the wait
+// Runs the job as Io work: on the pool, suspending the calling task, when
+// there is a task that may yield and the Io mode is evented; else here
+// (blocking mode, the main chunk outside a task). A derivation already
+// running cannot be stopped (OpenSSL has no hook for it): a cancelled one
+// finishes on its pool thread and its key is dropped. In a worker state
+// (task.work) there is no loop of ours: it runs here. Returns the wait
 // protocol's answer: (true, key | nil, err) or (false) (cancelled), or
 // yields.
 int run_kdf(lua_State* L, std::unique_ptr<KdfJob> job, int yieldable_idx) {
-  Runtime* rt = Runtime::find(L);  // nullptr in a worker state: no loop of ours here
-  TaskSystem* sys = rt != nullptr ? &TaskSystem::from(L) : nullptr;
-  Task* t = sys != nullptr ? sys->waiter(L, yieldable_idx) : nullptr;
-  if (t == nullptr) {
+  if (Runtime::find(L) == nullptr) {
     job->run();
     lua_pushboolean(L, 1);
     return job->push_result(L) + 1;
   }
-  if (sys->take_cancel(t)) {
-    lua_pushboolean(L, 0);
-    return 1;
-  }
-  job->sys = sys;
-  job->task = t;
-  job->req.data = job.get();
-  int rc = uv_queue_work(sys->runtime().loop(), &job->req, KdfJob::work_cb, KdfJob::after_cb);
-  if (rc != 0) {
-    lua_pushboolean(L, 1);
-    lua_pushnil(L);
-    errors::push_uv_error(L, rc);
-    return 3;
-  }
-  KdfJob* raw = job.release();  // after_cb takes it back
-  raw->id = sys->begin_wait(t, KdfJob::cancel, raw);
-  return sys->suspend(L, t);
+  std::shared_ptr<KdfJob> shared = std::move(job);
+  Io& io = io_of(TaskSystem::from(L));
+  return io_call<std::shared_ptr<KdfJob>>(
+      L, yieldable_idx,
+      [&](bool wait, std::function<void(std::shared_ptr<KdfJob>)> done) {
+        return io.work([shared] { shared->run(); }, wait, [shared, done = std::move(done)] { done(shared); });
+      },
+      [](lua_State* Ls, const std::shared_ptr<KdfJob>& j) { return j->push_result(Ls); });
 }
 
 size_t check_length(lua_State* L, int idx) {

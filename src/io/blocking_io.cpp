@@ -15,7 +15,6 @@
 #include <cmath>
 #include <cstring>
 
-#include "io/files.h"
 #include "io/io.h"
 #include "io/process.h"
 #include "io/stdio.h"
@@ -222,9 +221,9 @@ class BlockingIo final : public Io {
   std::unique_ptr<IoUdp> udp() override { return make_blocking_udp(); }
   Spawned spawn(const SpawnSpec& spec) override { return spawn_blocking(spec); }
 
-  IoOp* file(FileOp op, std::string path, std::string data, bool /*wait*/,
-             std::function<void(FileResult)> done) override {
-    file_now(op, std::move(path), std::move(data), done);
+  IoOp* work(std::function<void()> job, bool /*wait*/, std::function<void()> done) override {
+    job();
+    done();
     return nullptr;
   }
 };

@@ -338,13 +338,13 @@ class EventedIo final : public Io {
   std::unique_ptr<IoUdp> udp() override { return make_evented_udp(loop_); }
   Spawned spawn(const SpawnSpec& spec) override { return spawn_evented(loop_, spec); }
 
-  IoOp* file(FileOp op, std::string path, std::string data, bool wait,
-             std::function<void(FileResult)> done) override {
+  IoOp* work(std::function<void()> job, bool wait, std::function<void()> done) override {
     if (!wait) {
-      file_now(op, std::move(path), std::move(data), done);
+      job();
+      done();
       return nullptr;
     }
-    return file_on_pool(loop_, op, std::move(path), std::move(data), std::move(done));
+    return work_on_pool(loop_, std::move(job), std::move(done));
   }
 
  private:

@@ -1,7 +1,7 @@
-// Whole-file reads and writes as one job: open, fstat, read or write,
-// close. Through single libuv requests a read costs four trips between the
-// loop and the thread pool; as one job on the pool it costs one — the hot
-// path of serving files.
+// Work on libuv's thread pool (Io::work in the evented Io), and whole-file
+// reads and writes as one such job: open, fstat, read or write, close. Through single libuv requests a read
+// costs four trips between the loop and the thread pool; as one job on the pool it costs one — the hot path
+// of serving files.
 #include "io/files.h"
 
 #include <fcntl.h>
@@ -74,11 +74,10 @@ void run(FileOp op, const std::string& data, FileResult& r) {
 }
 
 // A job on the pool; owns itself until its after-work callback.
-class FileJob final : public IoOp {
+class PoolJob final : public IoOp {
  public:
-  FileJob(FileOp op, std::string path, std::string data, std::function<void(FileResult)> done)
-      : op_(op), data_(std::move(data)), done_(std::move(done)) {
-    result_.path = std::move(path);
+  PoolJob(std::function<void()> job, std::function<void()> done)
+      : job_(std::move(job)), done_(std::move(done)) {
     req_.data = this;
   }
   int queue(uv_loop_t* loop) { return uv_queue_work(loop, &req_, work_cb, after_cb); }
@@ -88,45 +87,42 @@ class FileJob final : public IoOp {
   }
 
  private:
-  static void work_cb(uv_work_t* req) {
-    auto* job = static_cast<FileJob*>(req->data);
-    run(job->op_, job->data_, job->result_);
-  }
+  static void work_cb(uv_work_t* req) { static_cast<PoolJob*>(req->data)->job_(); }
   static void after_cb(uv_work_t* req, int status) {
-    std::unique_ptr<FileJob> job(static_cast<FileJob*>(req->data));
+    std::unique_ptr<PoolJob> job(static_cast<PoolJob*>(req->data));
     if (job->canceled_ || status == UV_ECANCELED) return;  // the caller has moved on
-    job->done_(std::move(job->result_));
+    job->done_();
   }
 
   uv_work_t req_{};
-  FileOp op_;
-  std::string data_;
-  FileResult result_;
-  std::function<void(FileResult)> done_;
+  std::function<void()> job_;
+  std::function<void()> done_;
   bool canceled_ = false;
 };
 
 }  // namespace
 
-void file_now(FileOp op, std::string path, std::string data, const std::function<void(FileResult)>& done) {
-  FileResult r;
-  r.path = std::move(path);
-  run(op, data, r);
-  done(std::move(r));
-}
-
-IoOp* file_on_pool(uv_loop_t* loop, FileOp op, std::string path, std::string data,
-                   std::function<void(FileResult)> done) {
-  auto job = std::make_unique<FileJob>(op, path, std::move(data), done);
-  int rc = job->queue(loop);
-  if (rc != 0) {
-    FileResult r;
-    r.status = rc;
-    r.path = std::move(path);
-    done(std::move(r));
+IoOp* work_on_pool(uv_loop_t* loop, std::function<void()> job, std::function<void()> done) {
+  auto op = std::make_unique<PoolJob>(job, done);
+  if (op->queue(loop) != 0) {  // no pool (it cannot fail on Linux): do it here
+    job();
+    done();
     return nullptr;
   }
-  return job.release();  // after_cb takes it back
+  return op.release();  // after_cb takes it back
+}
+
+IoOp* Io::file(FileOp op, std::string path, std::string data, bool wait,
+               std::function<void(FileResult)> done) {
+  struct Job {
+    FileOp op;
+    std::string data;
+    FileResult result;
+  };
+  auto job = std::make_shared<Job>(Job{op, std::move(data), FileResult{}});
+  job->result.path = std::move(path);
+  return work([job] { run(job->op, job->data, job->result); }, wait,
+              [job, done = std::move(done)] { done(std::move(job->result)); });
 }
 
 }  // namespace evo

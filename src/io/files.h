@@ -1,4 +1,5 @@
-// Whole-file jobs for both Io implementations (src/io/files.cpp).
+// Thread-pool work for the Io implementations, and whole-file jobs on it
+// (src/io/files.cpp).
 #pragma once
 
 #include <uv.h>
@@ -10,11 +11,8 @@
 
 namespace evo {
 
-// On the calling thread; done is called before it returns.
-void file_now(FileOp op, std::string path, std::string data, const std::function<void(FileResult)>& done);
-// On libuv's thread pool: the operation in flight, or nullptr after done
-// reported a failure to queue it.
-IoOp* file_on_pool(uv_loop_t* loop, FileOp op, std::string path, std::string data,
-                   std::function<void(FileResult)> done);
+// Runs job on libuv's thread pool, then done on the loop: the operation in
+// flight (or nullptr after running both here, when the pool refused it).
+IoOp* work_on_pool(uv_loop_t* loop, std::function<void()> job, std::function<void()> done);
 
 }  // namespace evo

@@ -182,11 +182,16 @@ class Io {
 
   virtual Spawned spawn(const SpawnSpec& spec) = 0;
 
-  // open, read or write, close: one job (the evented Io runs it on libuv's
-  // thread pool, one trip instead of four; inline for a caller that cannot
-  // wait).
-  virtual IoOp* file(FileOp op, std::string path, std::string data, bool wait,
-                     std::function<void(FileResult)> done) = 0;
+  // Work that would hold the loop (a key derivation, a whole-file job): the
+  // evented Io runs job on libuv's thread pool and done on the loop after
+  // it; a caller that cannot wait, and the blocking Io, run both here. A
+  // cancelled operation still queued is taken back; one already running
+  // finishes, and done is not called.
+  virtual IoOp* work(std::function<void()> job, bool wait, std::function<void()> done) = 0;
+
+  // open, read or write, close as one work() job: one trip to the thread
+  // pool instead of four (src/io/files.cpp).
+  IoOp* file(FileOp op, std::string path, std::string data, bool wait, std::function<void(FileResult)> done);
 };
 
 class TaskSystem;

@@ -11,6 +11,7 @@
 #include <new>
 #include <random>
 
+#include "proto/encoding.h"
 #include "proto/http_response.h"
 
 namespace evo::ws {
@@ -20,9 +21,8 @@ namespace {
 // ----------------------------------------------------------------- helpers
 
 std::string base64(const unsigned char* data, size_t size) {
-  std::string out(4 * ((size + 2) / 3) + 1, '\0');  // EVP_EncodeBlock writes a NUL after
-  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), data, static_cast<int>(size));
-  out.resize(static_cast<size_t>(n));
+  std::string out;
+  encoding::base64_encode(std::string_view(reinterpret_cast<const char*>(data), size), /*url=*/false, &out);
   return out;
 }
 
