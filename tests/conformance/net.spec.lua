@@ -203,6 +203,20 @@ describe("net server (" .. H.mode .. ")", function()
     server:close()
   end)
 
+  it("refuses a second task accepting on the same server, and ends a waiting accept at close", function()
+    if not H.evented then return end  -- needs two tasks waiting at once
+    local server = assert(net.listen({host = "127.0.0.1", port = 0}))
+    local first = task.async(function() return server:accept() end)
+    task.sleep(0.01)
+    local ok, err = pcall(server.accept, server)
+    assert.falsy(ok)
+    assert.match(tostring(err), "another task is already accepting on this server")
+    server:close()
+    local conn, cerr = first:await()
+    assert.equal(conn, nil)
+    assert.equal(cerr.code, "Closed")
+  end)
+
   it("runs a handler task per connection", function()
     if not H.evented then
       H.raisesCode("ConcurrencyUnavailable", net.listen, {port = 0}, function() end)
