@@ -11,6 +11,7 @@
 //   dec:write(data) / dec:finish()                     -> string | nil, err
 //   native.crc32(data [, crc])                         -> number
 // err is an Evo error: code "BadData" or "TooLarge".
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -84,8 +85,16 @@ int l_compress(lua_State* L) {
 int l_decompress(lua_State* L) {
   cz::Format f = check_format(L, 1);
   std::string_view data = check_view(L, 2);
-  auto dec = cz::make_decoder(f, check_bound(L, 3));
+  size_t bound = check_bound(L, 3);
+  auto dec = cz::make_decoder(f, bound);
   std::string out;
+  // One allocation for the whole output where the gzip trailer tells its size
+  // (+1: the byte that would show the bound passed). A trailer can lie, so
+  // it is believed only up to 16 times the input (text compresses 3-10x;
+  // beyond that, such as a bomb, the output grows as it comes).
+  if (size_t hint = cz::gzip_size_hint(data); hint > 0) {
+    out.reserve(std::min({hint, bound, data.size() * 16 + 65536}) + 1);
+  }
   cz::Status s = dec->write(data, out);
   if (s == cz::Status::Ok || s == cz::Status::End) s = dec->finish(out);
   if (s != cz::Status::End) return push_status_error(L, s, dec->error());

@@ -321,9 +321,13 @@ Status Decoder::run(std::string_view in, std::string& out) {
       if (r != Status::Ok) return failed_ = r;
       ended_ = false;
     }
-    // Room for what the bound still allows, plus one byte to notice passing it.
+    // Room for what the bound still allows, plus one byte to notice passing
+    // it: at least a step, or all the capacity already reserved (a one-shot
+    // call reserves what the gzip trailer says), in one codec call.
     size_t allowed = max_output_ - total_;
-    size_t room = allowed >= kStep ? kStep : allowed + 1;
+    size_t spare = std::min(out.capacity() - out.size(), kMaxSlice);
+    size_t room = std::max(kStep, spare);
+    if (allowed < room) room = allowed + 1;
     size_t old = out.size();
     if (old + room > out.capacity()) {
       out.reserve(std::max(old + room, std::min(out.capacity() * 2, size_cap)));  // geometric, bounded
@@ -368,6 +372,15 @@ std::unique_ptr<Encoder> make_encoder(Format format, const EncoderOptions& optio
   if (format == Format::Auto || options.level < -1 || options.level > 9) return nullptr;
   auto e = std::make_unique<ZlibEncoder>(format, options.level);
   return e->ok() ? std::move(e) : nullptr;
+}
+
+size_t gzip_size_hint(std::string_view data) {
+  if (data.size() < 18 || static_cast<unsigned char>(data[0]) != 0x1f ||
+      static_cast<unsigned char>(data[1]) != 0x8b)
+    return 0;
+  const auto* t = reinterpret_cast<const unsigned char*>(data.data() + data.size() - 4);
+  return static_cast<size_t>(t[0]) | static_cast<size_t>(t[1]) << 8 | static_cast<size_t>(t[2]) << 16 |
+         static_cast<size_t>(t[3]) << 24;
 }
 
 uint32_t crc32(uint32_t crc, std::string_view data) {

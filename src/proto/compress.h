@@ -99,6 +99,11 @@ class Decoder {
 
 std::unique_ptr<Decoder> make_decoder(Format format, size_t max_output);
 
+// What a whole gzip member says it holds (its trailer's ISIZE: the size mod
+// 2^32), as a hint for the output's first allocation: 0 when data is not
+// gzip. Never trusted beyond that: a lying trailer only sizes a buffer.
+size_t gzip_size_hint(std::string_view data);
+
 uint32_t crc32(uint32_t crc, std::string_view data);
 
 }  // namespace evo::proto::compress

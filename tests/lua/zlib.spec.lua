@@ -2,6 +2,7 @@
 -- brotli (Debian's python3-brotli) both ways, streaming in odd pieces,
 -- corrupt input, decompression bombs, bad arguments, workers.
 local zlib = require("zlib")
+local process = require("process")
 local helpers = require("helpers")
 local uv = require("uv")
 
@@ -325,6 +326,19 @@ describe("zlib bombs", function()
     d = zlib.decompressor({format = "raw", maxOutput = 5})
     local _, serr = d:write(zlib.deflateRaw("0123456789"))
     assert.equal(serr.code, "TooLarge")
+  end)
+
+  it("believes a gzip trailer's size only so far: one claiming 4 GiB sizes nothing", function()
+    local packed = zlib.gzip(rep("x", 100000))
+    local before = process.memoryUsage().rss
+    for _ = 1, 20 do
+      local out, err = zlib.gunzip(packed:sub(1, -5) .. "\255\255\255\255")
+      assert.equal(out, nil)
+      assert.equal(err.code, "BadData")  -- zlib checks the size it claims
+    end
+    assert.truthy(process.memoryUsage().rss - before < 64 * MiB, "a lying trailer made a large buffer")
+    -- and a truthful one still gives the data back, in one piece
+    assert.equal(zlib.gunzip(packed), rep("x", 100000))
   end)
 
   it("stops a 1 GB bomb quickly with little memory", function()
