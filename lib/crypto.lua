@@ -181,6 +181,8 @@ local function isPowerOfTwo(n)
   return n == 1
 end
 
+local SCRYPT_OPTIONS = {N = true, r = true, p = true, maxmem = true}
+
 local function option(opts, name)
   local v = opts[name]
   if v == nil then return SCRYPT_DEFAULTS[name] end
@@ -197,7 +199,7 @@ function crypto.scrypt(password, salt, length, opts)
   checkString(1, "crypto.scrypt", password)
   checkString(2, "crypto.scrypt", salt)
   checkLength(3, "crypto.scrypt", length)
-  if opts ~= nil and type(opts) ~= "table" then fail(4, "crypto.scrypt", "table", opts) end
+  opts = args.options(4, "crypto.scrypt", opts, SCRYPT_OPTIONS)
   opts = opts or SCRYPT_DEFAULTS
   local N, r, p, maxmem = option(opts, "N"), option(opts, "r"), option(opts, "p"), option(opts, "maxmem")
   if not isPowerOfTwo(N) or N < 2 or N >= 2 ^ 53 then

@@ -29,9 +29,16 @@ local function checkData(fname, data)
   if type(data) ~= "string" then args.fail(1, fname, "string", data, 3) end
 end
 
-local function checkOpts(fname, opts)
-  if opts ~= nil and type(opts) ~= "table" then args.fail(2, fname, "table", opts, 3) end
-  return opts or {}
+-- The options each kind of call takes.
+local COMPRESS_OPTS = {level = true}
+local DECOMPRESS_OPTS = {maxOutput = true}
+local BROTLI_OPTS = {quality = true, level = true, lgwin = true}
+local COMPRESSOR_OPTS = {format = true, level = true, quality = true, lgwin = true}
+local DECOMPRESSOR_OPTS = {format = true, maxOutput = true}
+
+local function checkOpts(fname, opts, allowed)
+  local checked = args.options(2, fname, opts, allowed, 3)  -- not a tail call: the levels count this frame
+  return checked
 end
 
 local function isInt(v, lo, hi) return type(v) == "number" and v % 1 == 0 and v >= lo and v <= hi end
@@ -72,7 +79,7 @@ end
 local function compressor(format, fname)
   return function(data, opts)
     checkData(fname, data)
-    opts = checkOpts(fname, opts)
+    opts = checkOpts(fname, opts, COMPRESS_OPTS)
     return ncompress(format, data, zlibLevel(2, fname, opts.level))
   end
 end
@@ -80,7 +87,7 @@ end
 local function decompressor(format, fname)
   return function(data, opts)
     checkData(fname, data)
-    opts = checkOpts(fname, opts)
+    opts = checkOpts(fname, opts, DECOMPRESS_OPTS)
     return ndecompress(format, data, maxOutput(2, fname, opts.maxOutput, zlib.MAX_OUTPUT))
   end
 end
@@ -100,7 +107,7 @@ zlib.unzip = decompressor("auto", "zlib.unzip")
 -- brotliCompress(data [, {quality, lgwin}]) -> string
 function zlib.brotliCompress(data, opts)
   checkData("zlib.brotliCompress", data)
-  opts = checkOpts("zlib.brotliCompress", opts)
+  opts = checkOpts("zlib.brotliCompress", opts, BROTLI_OPTS)
   local quality, lgwin = brotliParams(2, "zlib.brotliCompress", opts.quality or opts.level, opts.lgwin)
   return ncompress("br", data, quality, lgwin)
 end
@@ -160,8 +167,7 @@ end
 -- compressor{format = "gzip"|"deflate"|"raw"|"br", level, lgwin}
 -- level: zlib 0-9 (default 6); Brotli's quality 0-11 (default 11).
 function zlib.compressor(opts)
-  opts = opts or {}
-  if type(opts) ~= "table" then args.fail(1, "zlib.compressor", "table", opts, 2) end
+  opts = args.options(1, "zlib.compressor", opts, COMPRESSOR_OPTS)
   local format = opts.format or "gzip"
   local n
   if format == "br" then
@@ -198,8 +204,7 @@ end
 -- decompressor{format = "gzip"|"deflate"|"raw"|"br"|"auto", maxOutput}
 -- maxOutput bounds the whole stream (default: none).
 function zlib.decompressor(opts)
-  opts = opts or {}
-  if type(opts) ~= "table" then args.fail(1, "zlib.decompressor", "table", opts, 2) end
+  opts = args.options(1, "zlib.decompressor", opts, DECOMPRESSOR_OPTS)
   local format = opts.format or "gzip"
   if not (ZLIB_FORMATS[format] or format == "br" or format == "auto") then
     args.error(1, "zlib.decompressor", 'format must be "gzip", "deflate", "raw", "br" or "auto"', 2)

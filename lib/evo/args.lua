@@ -2,6 +2,7 @@
 -- function of Evo's library fails the same way:
 --   bad argument #1 to 'class' (string expected, got nil)
 local type, error, format, select, sub, setmetatable = type, error, string.format, select, string.sub, setmetatable
+local pairs, tostring = pairs, tostring
 
 local args = {}
 
@@ -72,6 +73,21 @@ end
 --   bad argument #1 to 'serve' (port must be an integer from 0 to 65535)
 function args.error(n, fname, reason, level)
   error(format("bad argument #%d to '%s' (%s)", n, fname, reason), (level or 2) + 1)
+end
+
+-- Returns opts (a table, or {} for nil) when every key in it is one of
+-- allowed (a set: {level = true, ...}), else raises naming the first other:
+--   bad argument #2 to 'zlib.gzip' (unknown option 'levle')
+-- so a misspelt option fails loudly instead of being ignored.
+function args.options(n, fname, opts, allowed, level)
+  if opts == nil then return {} end
+  if type(opts) ~= "table" then args.fail(n, fname, "table", opts, (level or 2) + 1) end
+  for k in pairs(opts) do
+    if not allowed[k] then
+      args.error(n, fname, format("unknown option '%s'", tostring(k)), (level or 2) + 1)
+    end
+  end
+  return opts
 end
 
 -- Returns port when it is an integer from min (0: "any free port" allowed,

@@ -406,6 +406,11 @@ describe("zlib arguments", function()
       {function() zlib.gzip(nil) end, "bad argument #1 to 'zlib.gzip' (string expected, got nil)"},
       {function() zlib.gzip("x", 5) end, "bad argument #2 to 'zlib.gzip' (table expected, got number)"},
       {function() zlib.gzip("x", {level = 10}) end, "bad argument #2 to 'zlib.gzip' (level must be an integer from -1 to 9)"},
+      -- a misspelt option is refused, not ignored
+      {function() zlib.gzip("x", {levle = 3}) end, "bad argument #2 to 'zlib.gzip' (unknown option 'levle')"},
+      {function() zlib.gunzip("x", {maxoutput = 3}) end, "bad argument #2 to 'zlib.gunzip' (unknown option 'maxoutput')"},
+      {function() zlib.compressor({formt = "br"}) end, "bad argument #1 to 'zlib.compressor' (unknown option 'formt')"},
+      {function() zlib.decompressor({max = 1}) end, "bad argument #1 to 'zlib.decompressor' (unknown option 'max')"},
       {function() zlib.gunzip("x", {maxOutput = -1}) end,
         "bad argument #2 to 'zlib.gunzip' (maxOutput must be a non-negative integer)"},
       {function() zlib.brotliCompress("x", {quality = 12}) end,
