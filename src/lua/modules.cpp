@@ -29,6 +29,7 @@ const NativeModule kNativeModules[] = {
     {"evo.httpkit", open_httpkit, false},
     {"evo.net",    open_net,    true},
     {"evo.process", open_process, true},
+    {"evo.resp",   open_resp,   false},
     {"evo.replnative", repl::open_native, true},
     {"evo.udp",    open_udp,    true},
     {"evo.ws",     open_ws,     false},

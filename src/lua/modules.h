@@ -24,6 +24,7 @@ int open_net(lua_State* L);      // "evo.net": connections, listeners, streams
 int open_process(lua_State* L);  // "evo.process": child processes
 int open_udp(lua_State* L);      // "evo.udp": UDP sockets
 int open_tls(lua_State* L);      // "evo.tls": TLS contexts (src/bind/tls.cpp)
+int open_resp(lua_State* L);     // "evo.resp": the RESP (Redis) engine (src/bind/resp.cpp)
 int open_ws(lua_State* L);       // "evo.ws": the WebSocket protocol engine (src/bind/ws.cpp)
 int open_zlib(lua_State* L);     // "evo.zlib": streaming inflate/deflate
 int open_httpkit(lua_State* L);  // "evo.httpkit": cookies and multipart for lib/http.lua (src/bind/httpkit.cpp)

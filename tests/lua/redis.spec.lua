@@ -1,0 +1,312 @@
+-- redis: the client against a real redis-server (Debian's), started here on
+-- a free port in a temporary directory and stopped after: every reply type
+-- in RESP2 and RESP3, error replies, automatic pipelining from 50 tasks,
+-- cancellation in the middle of a pipeline, a server killed mid-command,
+-- timeouts, AUTH and SELECT from the URL, pipelines, transactions, pub/sub,
+-- bad arguments. Runs in both Io modes (the concurrent parts in the evented one).
+local redis = require("redis")
+local process = require("process")
+local task = require("task")
+local net = require("net")
+local fs = require("fs")
+local errors = require("evo.errors")
+
+local evented = task.mode() ~= "blocking"
+local SERVER = "/usr/bin/redis-server"
+
+local function freePort()
+  local s = assert(net.listen({host = "127.0.0.1", port = 0}))
+  local port = s.port
+  s:close()
+  return port
+end
+
+-- start([extra argv]) -> {port, child, dir, url}: a server that answers PING.
+local function start(extra, port)
+  port = port or freePort()
+  local dir = assert(fs.mkdtemp("/tmp/evo-redis-"))
+  local argv = {"--port", tostring(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+    "--dir", dir, "--daemonize", "no", "--logfile", dir .. "/log"}
+  for _, a in ipairs(extra or {}) do argv[#argv + 1] = a end
+  local child = assert(process.spawn(SERVER, argv, {stdin = "ignore", stdout = "ignore", stderr = "ignore"}))
+  for _ = 1, 100 do
+    local s = net.connect({host = "127.0.0.1", port = port})
+    if s then
+      s:write("PING\r\n")
+      local line = s:readLine()
+      s:close()
+      if line == "+PONG" or (line or ""):match("^%-NOAUTH") then break end
+    end
+    task.sleep(0.05)
+  end
+  return {port = port, child = child, dir = dir, url = "redis://127.0.0.1:" .. port}
+end
+
+local function stop(srv)
+  srv.child:kill("KILL")
+  srv.child:wait()
+  fs.rm(srv.dir, {recursive = true})
+end
+
+describe("redis", function()
+  local srv, r
+  before(function()
+    srv = start()
+    r = assert(redis.connect(srv.url))
+  end)
+  after(function()
+    if r then r:close() end
+    if srv then stop(srv) end
+  end)
+
+  it("maps RESP2 replies: status, bulk, integer, null, arrays, nested arrays", function()
+    assert.equal(r:set("s", "value"), "OK")
+    assert.equal(r:get("s"), "value")
+    assert.equal(r:get("missing"), redis.null)
+    assert.equal(tostring(redis.null), "redis.null")
+    assert.equal(r:rpush("list", "a", "", "c\r\n\0"), 3)
+    assert.same(r:lrange("list", 0, -1), {"a", "", "c\r\n\0"})
+    assert.same(r:lrange("nolist", 0, -1), {})
+    assert.equal(r:incrby("n", -7), -7)
+    local scan = r:scan(0, "MATCH", "lis*")
+    assert.equal(scan[1], "0")
+    assert.same(scan[2], {"list"})
+    assert.same(r:mget("s", "missing"), {"value", redis.null})
+    assert.equal(r:hset("h", "f", "v"), 1)
+    assert.same(r:hgetall("h"), {"f", "v"})  -- RESP2: a flat array
+    local big = string.rep("x", 300000)
+    assert.equal(r:set("big", big), "OK")
+    assert.equal(big, r:get("big"))
+    assert.equal(r:call("EXISTS", "big"), 1)
+  end)
+
+  it("maps RESP3 replies: maps, sets, doubles, booleans, nulls, verbatim strings", function()
+    local r3 = assert(redis.connect({url = srv.url, protocol = 3}))
+    assert.equal(r3:hset("h3", "a", "1", "b", "2"), 2)
+    assert.same(r3:hgetall("h3"), {a = "1", b = "2"})
+    assert.equal(r3:get("missing"), redis.null)
+    r3:sadd("set3", "x", "y")
+    local members = r3:smembers("set3")
+    table.sort(members)
+    assert.same(members, {"x", "y"})
+    r3:zadd("z", 1.5, "m")
+    assert.equal(r3:zscore("z", "m"), 1.5)  -- a RESP3 double
+    assert.equal(r3:eval("redis.setresp(3); return true", 0), true)
+    assert.equal(r3:eval("redis.setresp(3); return nil", 0), redis.null)
+    local info = r3:info("server")
+    assert.equal(type(info), "string")
+    assert.truthy(info:match("^# Server"))  -- a verbatim string, without its "txt:"
+    local hello = r3:hello()
+    assert.equal(hello.proto, 3)
+    r3:close()
+  end)
+
+  it("returns error replies as nil, err with the server's code", function()
+    r:set("str", "x")
+    local v, err = r:lpush("str", "a")
+    assert.isNil(v)
+    assert.equal(err.code, "WRONGTYPE")
+    assert.truthy(err.message:match("wrong kind of value"))
+    assert.truthy(errors.is(err))
+    v, err = r:call("NOSUCHCOMMAND", "x")
+    assert.isNil(v)
+    assert.equal(err.code, "ERR")
+    v, err = r:get()
+    assert.equal(err.code, "ERR")
+    assert.truthy(tostring(err):match("wrong number of arguments"))
+    assert.equal(r:get("str"), "x")  -- the connection goes on
+  end)
+
+  it("selects the database and authenticates from the URL", function()
+    local a = start({"--requirepass", "s3cret"})
+    local c, err = redis.connect(a.url)
+    assert.truthy(c)
+    local v
+    v, err = c:get("k")
+    assert.equal(err.code, "NOAUTH")
+    c:close()
+    c, err = redis.connect("redis://:wrong@127.0.0.1:" .. a.port)
+    assert.isNil(c)
+    assert.equal(err.code, "WRONGPASS")
+    c = assert(redis.connect("redis://:s3cret@127.0.0.1:" .. a.port .. "/2"))
+    assert.equal(c:set("k", "in db 2"), "OK")
+    local c0 = assert(redis.connect({port = a.port, password = "s3cret", db = 0}))
+    assert.equal(c0:get("k"), redis.null)
+    assert.equal(c0:select(2), "OK")
+    assert.equal(c0:get("k"), "in db 2")
+    c:close()
+    c0:close()
+    stop(a)
+  end)
+
+  it("runs an explicit pipeline and a transaction", function()
+    local res = assert(r:pipeline(function(p)
+      p:set("p1", "one")
+      p:get("p1")
+      p:lpush("p1", "x")  -- WRONGTYPE, in its place
+      p:call("INCR", "pn")
+    end))
+    assert.equal(res[1], "OK")
+    assert.equal(res[2], "one")
+    assert.equal(res[3].code, "WRONGTYPE")
+    assert.equal(res[4], 1)
+    assert.same(r:pipeline(function() end), {})
+    local tx = assert(r:transaction(function(t)
+      t:set("t1", "10")
+      t:incrby("t1", 5)
+      t:get("t1")
+    end))
+    assert.same(tx, {"OK", 15, "15"})
+    local v, err = r:transaction(function(t)
+      t:set("t2", "x")
+      t:call("NOSUCH")
+    end)
+    assert.isNil(v)
+    assert.equal(err.code, "EXECABORT")
+    assert.equal(r:get("t2"), redis.null)  -- nothing ran
+  end)
+
+  it("delivers pub/sub messages to a subscriber", function()
+    local sub = assert(r:subscribe("news", "sport"))
+    local psub = assert(r:psubscribe("ne*"))
+    -- both subscriptions are confirmed once a message goes through
+    for _ = 1, 50 do
+      if r:publish("news", "hello") == 2 then break end
+      task.sleep(0.02)
+    end
+    local m = assert(sub:receive())
+    assert.equal(m.kind, "message")
+    assert.equal(m.channel, "news")
+    assert.equal(m.message, "hello")
+    local pm = assert(psub:receive())
+    assert.equal(pm.kind, "pmessage")
+    assert.equal(pm.pattern, "ne*")
+    assert.equal(pm.channel, "news")
+    r:publish("sport", "goal")
+    m = assert(sub:receive())
+    assert.equal(m.channel, "sport")
+    assert.equal(m.message, "goal")
+    sub:close()
+    psub:close()
+    local v, err = sub:receive()
+    assert.isNil(v)
+    assert.equal(err.code, "Closed")
+  end)
+
+  it("times out and reconnects", function()
+    local c = assert(redis.connect({url = srv.url, timeout = 0.2}))
+    local t0 = task.now()
+    local v, err = c:blpop("emptylist", 2)
+    assert.isNil(v)
+    assert.equal(err.code, "Timeout")
+    assert.truthy(task.now() - t0 < 1.5)
+    assert.equal(c:ping(), "PONG")  -- a new connection
+    c:close()
+    v, err = c:ping()
+    assert.equal(err.code, "Closed")
+  end)
+
+  it("fails cleanly when the server dies mid-command, and reconnects to a new one", function()
+    local s2 = start()
+    local c = assert(redis.connect({port = s2.port, retries = 1}))
+    assert.equal(c:set("a", "1"), "OK")
+    if evented then
+      local f = task.async(function() return c:blpop("never", 10) end)
+      task.sleep(0.1)
+      s2.child:kill("KILL")
+      s2.child:wait()
+      local v, err = f:await()
+      assert.isNil(v)
+      assert.truthy(err.code == "EOF" or err.code == "ECONNRESET", tostring(err))
+    else
+      s2.child:kill("KILL")
+      s2.child:wait()
+      local v, err = c:get("a")
+      assert.isNil(v)
+      assert.truthy(err)
+    end
+    local v, err = c:get("a")  -- the server is gone: the reconnection fails
+    assert.isNil(v)
+    assert.equal(err.code, "ECONNREFUSED")
+    local s3 = start(nil, s2.port)
+    assert.equal(c:get("a"), redis.null)  -- reconnected to the new (empty) server
+    c:close()
+    stop(s3)
+    fs.rm(s2.dir, {recursive = true})
+  end)
+
+  it("raises on bad arguments", function()
+    assert.throws(function() r:set("k", {}) end, "bad argument #2 to 'set' %(string expected, got table%)")
+    assert.throws(function() r:call() end, "bad argument #1 to 'call' %(string expected, got nil%)")
+    assert.throws(function() r:call("GET", true) end, "bad argument #2 to 'call' %(string expected, got boolean%)")
+    assert.throws(function() redis.connect(42) end, "bad argument #1 to 'redis.connect' %(string or table expected")
+    assert.throws(function() redis.connect("http://x") end, "bad argument #1 to 'redis.connect' %(not a redis:// URL")
+    assert.throws(function() redis.connect({port = 0}) end, "bad argument #1 to 'redis.connect' %(port must be")
+    assert.throws(function() redis.connect({protocol = 4}) end, "protocol must be 2 or 3")
+    assert.throws(function() r:pipeline(nil) end, "bad argument #1 to 'pipeline' %(function expected, got nil%)")
+    assert.throws(function() r:subscribe() end, "bad argument #1 to 'subscribe'")
+    assert.throws(function() r.get(42, "k") end, "bad argument #1 to 'get' %(RedisClient expected, got number%)")
+    local v, err = redis.connect({port = freePort()})
+    assert.isNil(v)
+    assert.equal(err.code, "ECONNREFUSED")
+  end)
+
+  describe("with concurrent tasks", function()
+    if not evented then return end
+
+    it("pipelines 50 tasks' commands and matches every reply", function()
+      local N, M = 50, 200
+      local group = {}
+      for i = 1, N do
+        group[i] = task.async(function()
+          for j = 1, M do
+            local key = "k" .. i
+            assert.equal(r:set(key, i .. ":" .. j), "OK")
+            assert.equal(r:get(key), i .. ":" .. j)
+            r:incr("shared")
+          end
+          return i
+        end)
+      end
+      for i = 1, N do assert.equal(group[i]:await(), i) end
+      assert.equal(r:get("shared"), tostring(N * M))  -- none lost, none twice
+      assert.equal(r.nout, 0)
+      assert.truthy(r.head > r.tail)
+    end)
+
+    it("sends the commands of one loop turn in one write", function()
+      -- A listener in place of the server counts the writes it reads.
+      local server = assert(net.listen({host = "127.0.0.1", port = 0}))
+      local c = task.async(function() return redis.connect({port = server.port}) end)
+      local conn = assert(server:accept())
+      local client = assert(c:await())
+      local fs2 = {}
+      for i = 1, 20 do fs2[i] = task.async(function() return client:get("k" .. i) end) end
+      local data = conn:read()  -- everything of the first write
+      local count = select(2, data:gsub("%*2\r\n%$3\r\nGET", ""))
+      assert.equal(count, 20)
+      local replies = {}
+      for i = 1, 20 do replies[i] = "$" .. #("v" .. i) .. "\r\nv" .. i .. "\r\n" end
+      conn:write(table.concat(replies))
+      for i = 1, 20 do assert.equal(fs2[i]:await(), "v" .. i) end
+      client:close()
+      conn:close()
+      server:close()
+    end)
+
+    it("drops the replies of cancelled tasks in the middle of a pipeline", function()
+      for i = 1, 50 do r:set("c" .. i, "value " .. i) end
+      -- The first task reads for everyone and is cancelled while it reads.
+      local reader = task.async(function() return r:blpop("emptylist", 0.3) end)
+      local fs3 = {}
+      for i = 1, 50 do fs3[i] = task.async(function() return r:get("c" .. i) end) end
+      task.sleep(0.05)
+      reader:cancel()
+      for i = 2, 50, 2 do fs3[i]:cancel() end
+      for i = 1, 50, 2 do assert.equal(fs3[i]:await(), "value " .. i) end
+      -- The next command gets its own reply, not a cancelled one's.
+      assert.equal(r:get("c7"), "value 7")
+      assert.equal(r:ping(), "PONG")
+    end)
+  end)
+end)
