@@ -131,13 +131,40 @@ thread_local ThreadParser t_parser;
 // into Lua values. Reading the words directly skips the element API's
 // per-value type checks; arrays and objects carry their element count, so
 // each table is created at its final size.
+//
+// The walk keeps a few values in stack slots of its own, read with
+// lua_pushvalue at positive indices (the cheapest lookup the C API has, where
+// an upvalue index costs a walk to the running closure):
+//   base_ + kArraySlot / kObjectSlot   the two marker metatables
+//   base_ + kNullSlot                  what null decodes to
+//   base_ + kCacheSlot + i             the strings of the string cache
+// The string cache: JSON repeats its keys (and many short values) over and
+// over, and lua_pushlstring hashes the bytes and searches LuaJIT's string
+// table for each; a direct-mapped cache of recent short strings, compared
+// against the bytes in simdjson's string buffer (alive for the whole walk),
+// turns a repeat into one lua_pushvalue.
 class Decoder {
  public:
   Decoder(lua_State* L, const simdjson::dom::document& doc, const DecodeOptions& o)
       : L_(L), tape_(doc.tape.get()), strings_(doc.string_buf.get()), opts_(o) {}
 
-  // Pushes the document's root value.
-  void push_root() { push(1); }  // tape[0] is the root word
+  // Pushes the document's root value (leaving nothing else on the stack).
+  void push_root() {
+    // tape[0] is the root word; its payload is the index past the tape's end.
+    size_t words = tape_[0] & kPayload;
+    cache_mask_ = words >= kCacheMinWords ? kCacheSize - 1 : 0;
+    int slots = kCacheSlot + (cache_mask_ != 0 ? kCacheSize : 0) + kSlack;
+    if (lua_checkstack(L_, slots) == 0) luaL_error(L_, "json.decode: the Lua stack is full");
+    base_ = lua_gettop(L_);
+    lua_pushvalue(L_, up(kArrayMeta));
+    lua_pushvalue(L_, up(kObjectMeta));
+    push_null();
+    if (cache_mask_ != 0) lua_settop(L_, base_ + kCacheSlot + kCacheSize - 1);
+    checked_depth_ = kSlack / 2 - 2;
+    push(1);
+    lua_replace(L_, base_ + 1);
+    lua_settop(L_, base_ + 1);
+  }
 
   // True when the document nests deeper than opts.max_depth: the value
   // pushed is then incomplete and the caller reports the error instead.
@@ -145,18 +172,25 @@ class Decoder {
 
  private:
   static constexpr uint64_t kPayload = 0x00FFFFFFFFFFFFFFULL;
+  enum : uint8_t { kArraySlot = 1, kObjectSlot, kNullSlot, kCacheSlot };
+  static constexpr int kCacheSize = 256;        // entries, a power of two
+  static constexpr uint32_t kCacheMaxLen = 32;  // longer strings are rarely repeated keys
+  static constexpr size_t kCacheMinWords = 64;  // smaller documents skip the cache's set-up
+  static constexpr int kSlack = 32;             // stack slots checked at a time while nesting
+
+  struct CacheEntry {
+    const uint8_t* bytes = nullptr;  // in simdjson's string buffer
+    uint32_t len = 0;
+  };
 
   // Pushes the value at tape index i; returns the index after it.
   size_t push(size_t i) {
     uint64_t word = tape_[i];
     uint64_t payload = word & kPayload;
     switch (static_cast<char>(word >> 56)) {
-      case '"': {
-        uint32_t len = 0;
-        std::memcpy(&len, strings_ + payload, sizeof len);
-        lua_pushlstring(L_, reinterpret_cast<const char*>(strings_ + payload + sizeof len), len);
+      case '"':
+        push_string(payload);
         return i + 1;
-      }
       case 'l':
         push_int64(static_cast<int64_t>(tape_[i + 1]));
         return i + 2;
@@ -176,7 +210,7 @@ class Decoder {
         lua_pushboolean(L_, 0);
         return i + 1;
       case 'n':
-        push_null();
+        lua_pushvalue(L_, base_ + kNullSlot);
         return i + 1;
       case '[':
         return push_array(i, payload);
@@ -188,6 +222,64 @@ class Decoder {
     }
   }
 
+  // A string of the tape: its 32-bit length, then its bytes, in the buffer.
+  void push_string(uint64_t payload) {
+    const uint8_t* p = strings_ + payload;
+    uint32_t len = 0;
+    std::memcpy(&len, p, sizeof len);
+    p += sizeof len;
+    if (len > kCacheMaxLen || cache_mask_ == 0) {
+      lua_pushlstring(L_, reinterpret_cast<const char*>(p), len);
+      return;
+    }
+    size_t slot = hash(p, len) & cache_mask_;
+    CacheEntry& e = cache_[slot];
+    int index = base_ + kCacheSlot + static_cast<int>(slot);
+    if (e.len == len && e.bytes != nullptr && same(e.bytes, p, len)) {
+      lua_pushvalue(L_, index);
+      return;
+    }
+    lua_pushlstring(L_, reinterpret_cast<const char*>(p), len);
+    lua_pushvalue(L_, -1);
+    lua_replace(L_, index);
+    e = {p, len};
+  }
+
+  // Whether two strings of the buffer of length len (<= kCacheMaxLen) hold
+  // the same bytes, with overlapping word loads instead of a memcmp call.
+  // Below 4 bytes the loads start in the strings' length words, which are
+  // equal; they never read past a string's own bytes.
+  static bool same(const uint8_t* a, const uint8_t* b, uint32_t len) {
+    if (len <= 8) {
+      if (len <= 4) return load32(a + len - 4) == load32(b + len - 4);
+      return ((load32(a) ^ load32(b)) | (load32(a + len - 4) ^ load32(b + len - 4))) == 0;
+    }
+    uint64_t diff = (load64(a) ^ load64(b)) | (load64(a + len - 8) ^ load64(b + len - 8));
+    if (len > 16) diff |= (load64(a + 8) ^ load64(b + 8)) | (load64(a + len - 16) ^ load64(b + len - 16));
+    return diff == 0;
+  }
+  static uint32_t load32(const uint8_t* p) {
+    uint32_t v = 0;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+  }
+  static uint64_t load64(const uint8_t* p) {
+    uint64_t v = 0;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+  }
+
+  // Hashes a string of the buffer by its length and its last four bytes
+  // (read from p + len - 4: for a string shorter than that, the tail of its
+  // length word, the same for equal strings) and, from 8 bytes on, its
+  // first four.
+  static uint32_t hash(const uint8_t* p, uint32_t len) {
+    uint32_t tail = load32(p + len - 4);
+    uint32_t head = len >= 8 ? load32(p) : 0;
+    uint32_t h = (tail * 0x9E3779B1U) ^ (head * 0x85EBCA77U) ^ len;
+    return h ^ (h >> 15) ^ (h >> 23);
+  }
+
   // The payload of '[' and '{': the index past the matching close in the
   // low 32 bits, the element count (saturating at 2^24 - 1) above.
   static size_t end_of(uint64_t payload) { return static_cast<uint32_t>(payload); }
@@ -196,9 +288,8 @@ class Decoder {
   size_t push_array(size_t i, uint64_t payload) {
     size_t end = end_of(payload);
     if (!enter()) return end;
-    if (lua_checkstack(L_, 3) == 0) luaL_error(L_, "json.decode: the Lua stack is full");
     lua_createtable(L_, count_of(payload), 0);
-    lua_pushvalue(L_, up(kArrayMeta));
+    lua_pushvalue(L_, base_ + kArraySlot);
     lua_setmetatable(L_, -2);
     int n = 0;
     for (size_t j = i + 1; j < end - 1 && !too_deep_;) {
@@ -212,13 +303,12 @@ class Decoder {
   size_t push_object(size_t i, uint64_t payload) {
     size_t end = end_of(payload);
     if (!enter()) return end;
-    if (lua_checkstack(L_, 4) == 0) luaL_error(L_, "json.decode: the Lua stack is full");
     lua_createtable(L_, 0, count_of(payload));
-    lua_pushvalue(L_, up(kObjectMeta));
+    lua_pushvalue(L_, base_ + kObjectSlot);
     lua_setmetatable(L_, -2);
     for (size_t j = i + 1; j < end - 1 && !too_deep_;) {
-      j = push(j);  // the key, a string
-      j = push(j);
+      push_string(tape_[j] & kPayload);  // a key is always a string
+      j = push(j + 1);
       lua_rawset(L_, -3);  // a repeated key: the last one wins
     }
     --depth_;
@@ -256,21 +346,33 @@ class Decoder {
 
   // simdjson's own depth limit counts unevenly (a non-empty array one
   // level deeper than an object), so it is set a little higher and the
-  // exact limit is kept here.
+  // exact limit is kept here. Each level holds at most two stack slots
+  // (the table, a key) plus one for a boxed integer's call; the stack is
+  // grown kSlack slots at a time rather than checked at every table.
   bool enter() {
-    if (++depth_ <= opts_.max_depth) return true;
-    --depth_;
-    too_deep_ = true;
-    lua_pushnil(L_);
-    return false;
+    if (++depth_ > opts_.max_depth) {
+      --depth_;
+      too_deep_ = true;
+      lua_pushnil(L_);
+      return false;
+    }
+    if (depth_ > checked_depth_) {
+      if (lua_checkstack(L_, kSlack + 4) == 0) luaL_error(L_, "json.decode: the Lua stack is full");
+      checked_depth_ = depth_ + kSlack / 2 - 1;
+    }
+    return true;
   }
 
   lua_State* L_;
   const uint64_t* tape_;
   const uint8_t* strings_;
   DecodeOptions opts_;
+  int base_ = 0;
   int depth_ = 0;
+  int checked_depth_ = 0;
+  size_t cache_mask_ = 0;
   bool too_deep_ = false;
+  CacheEntry cache_[kCacheSize];
 };
 
 bool read_decode_options(lua_State* L, DecodeOptions* o) {

@@ -67,6 +67,44 @@ describe("json.decode strictness (RFC 8259)", function()
   it("keeps the last of repeated keys", function()
     assert.equal(decode('{"a":1,"a":2}').a, 2)
   end)
+
+  it("tells apart repeated short strings that differ in one byte (the decoder's string cache)", function()
+    -- Every length 0..40, strings differing only at the start, the middle
+    -- or the end (the cache hashes the ends: middle differences collide),
+    -- each used many times as a key and as a value, in a document large
+    -- enough for the cache to be on.
+    local pool = {}
+    for len = 0, 40 do
+      local base = {}
+      for i = 1, len do base[i] = string.char(97 + (i * 7 + len) % 26) end
+      pool[#pool + 1] = table.concat(base)
+      for _, at in ipairs({1, math.floor(len / 2) + 1, len}) do
+        if at >= 1 and at <= len then
+          local s = {unpack(base)}
+          s[at] = "\xc3\xa9"  -- a two-byte character changes the length too
+          pool[#pool + 1] = table.concat(s)
+          s[at] = "Z"
+          pool[#pool + 1] = table.concat(s)
+        end
+      end
+    end
+    local items, want = {}, {}
+    for i = 1, 3000 do
+      local k, v = pool[(i * 31) % #pool + 1], pool[(i * 17) % #pool + 1]
+      items[i] = encode(k) .. ":" .. encode(v) .. "," .. '"n":' .. i
+      want[i] = {k, v}
+    end
+    local doc = assert(decode("[{" .. table.concat(items, "},{") .. "}]"))
+    assert.equal(#doc, 3000)
+    for i, kv in ipairs(want) do
+      local t = doc[i]
+      if kv[1] ~= "n" then assert.equal(t[kv[1]], kv[2]) end
+      assert.equal(t.n, i)
+      local n = 0
+      for _ in pairs(t) do n = n + 1 end
+      assert.equal(n, 2)
+    end
+  end)
 end)
 
 describe("json.decode errors", function()
