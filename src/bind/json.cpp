@@ -509,7 +509,15 @@ struct Key {
 
 class Encoder {
  public:
-  Encoder(lua_State* L, json::Writer& out, const EncodeOptions& o) : L_(L), out_(out), opts_(o) {}
+  // The two marker metatables are copied to stack slots first: kind_of
+  // compares every table's metatable with them, and a positive index is
+  // cheaper for the C API to resolve than an upvalue index.
+  Encoder(lua_State* L, json::Writer& out, const EncodeOptions& o) : L_(L), out_(out), opts_(o) {
+    lua_pushvalue(L_, up(kArrayMeta));
+    lua_pushvalue(L_, up(kObjectMeta));
+    object_meta_ = lua_gettop(L_);
+    array_meta_ = object_meta_ - 1;
+  }
 
   // Writes the value at absolute index idx.
   bool value(int idx, int depth) {
@@ -588,9 +596,9 @@ class Encoder {
   Kind kind_of(int idx) {
     if (lua_getmetatable(L_, idx) == 0) return Kind::kPlain;
     Kind k = Kind::kPlain;
-    if (lua_rawequal(L_, -1, up(kArrayMeta)) != 0) {
+    if (lua_rawequal(L_, -1, array_meta_) != 0) {
       k = Kind::kArray;
-    } else if (lua_rawequal(L_, -1, up(kObjectMeta)) != 0) {
+    } else if (lua_rawequal(L_, -1, object_meta_) != 0) {
       k = Kind::kObject;
     } else {
       lua_pushvalue(L_, idx);
@@ -610,7 +618,12 @@ class Encoder {
     if (depth >= opts_.max_depth) {
       return fail("nested more than " + std::to_string(opts_.max_depth) + " levels deep");
     }
-    if (lua_checkstack(L_, 6) == 0) return fail("nested too deep for the Lua stack");
+    // A level holds at most 6 slots (a key, a value, a metatable, a call);
+    // the stack is grown for kStackLevels levels at a time.
+    if (depth >= checked_depth_) {
+      if (lua_checkstack(L_, 6 * kStackLevels) == 0) return fail("nested too deep for the Lua stack");
+      checked_depth_ = depth + kStackLevels;
+    }
     active_.push_back(self);
     Kind kind = kind_of(idx);
     size_t mark = out_.size();
@@ -644,13 +657,15 @@ class Encoder {
     return Result::kFallback;
   }
 
+  // Both start with the first key and value pushed (value on top).
   Result fast_array(int idx, int depth) {
     out_.put('[');
+    const int value_idx = lua_gettop(L_);
     double expect = 1;
     for (;;) {
       if (expect > 1) out_.put(',');
       if (!opts_.indent.empty()) out_.newline(opts_.indent, depth + 1);
-      if (!value(lua_gettop(L_), depth + 1)) {
+      if (!value(value_idx, depth + 1)) {
         lua_pop(L_, 2);
         return failed_at_index(expect);
       }
@@ -668,6 +683,7 @@ class Encoder {
 
   Result fast_object(int idx, int depth) {
     out_.put('{');
+    const int value_idx = lua_gettop(L_);
     bool first = true;
     do {
       if (lua_type(L_, -2) != LUA_TSTRING) {
@@ -678,7 +694,7 @@ class Encoder {
       first = false;
       size_t len = 0;
       const char* k = lua_tolstring(L_, -2, &len);
-      if (!key_and_value({k, len}, lua_gettop(L_), depth)) {
+      if (!key_and_value({k, len}, value_idx, depth)) {
         lua_pop(L_, 2);
         return Result::kFail;
       }
@@ -855,9 +871,14 @@ class Encoder {
     return false;
   }
 
+  static constexpr int kStackLevels = 16;
+
   lua_State* L_;
   json::Writer& out_;
   const EncodeOptions& opts_;
+  int array_meta_ = 0;  // stack slots of the marker metatables
+  int object_meta_ = 0;
+  int checked_depth_ = 0;            // the stack has room for the levels below this
   std::vector<const void*> active_;  // tables being written, outermost first: cycles
   std::vector<std::string> path_;    // innermost segment first, filled while unwinding
   std::string why_;
