@@ -183,8 +183,10 @@ class Decoder {
     uint32_t len = 0;
   };
 
-  // Pushes the value at tape index i; returns the index after it.
-  size_t push(size_t i) {
+  // Pushes the value at tape index i; returns the index after it. Inlined
+  // into the loops of push_array and push_object, so a scalar costs no call
+  // of its own; the containers and the rare paths stay out of line.
+  [[gnu::always_inline]] size_t push(size_t i) {
     uint64_t word = tape_[i];
     uint64_t payload = word & kPayload;
     switch (static_cast<char>(word >> 56)) {
@@ -223,7 +225,7 @@ class Decoder {
   }
 
   // A string of the tape: its 32-bit length, then its bytes, in the buffer.
-  void push_string(uint64_t payload) {
+  [[gnu::always_inline]] void push_string(uint64_t payload) {
     const uint8_t* p = strings_ + payload;
     uint32_t len = 0;
     std::memcpy(&len, p, sizeof len);
@@ -239,6 +241,10 @@ class Decoder {
       lua_pushvalue(L_, index);
       return;
     }
+    push_and_cache(e, index, p, len);
+  }
+
+  [[gnu::noinline]] void push_and_cache(CacheEntry& e, int index, const uint8_t* p, uint32_t len) {
     lua_pushlstring(L_, reinterpret_cast<const char*>(p), len);
     lua_pushvalue(L_, -1);
     lua_replace(L_, index);
@@ -285,7 +291,7 @@ class Decoder {
   static size_t end_of(uint64_t payload) { return static_cast<uint32_t>(payload); }
   static int count_of(uint64_t payload) { return static_cast<int>((payload >> 32) & 0xFFFFFF); }
 
-  size_t push_array(size_t i, uint64_t payload) {
+  [[gnu::noinline]] size_t push_array(size_t i, uint64_t payload) {
     size_t end = end_of(payload);
     if (!enter()) return end;
     lua_createtable(L_, count_of(payload), 0);
@@ -300,7 +306,7 @@ class Decoder {
     return end;
   }
 
-  size_t push_object(size_t i, uint64_t payload) {
+  [[gnu::noinline]] size_t push_object(size_t i, uint64_t payload) {
     size_t end = end_of(payload);
     if (!enter()) return end;
     lua_createtable(L_, 0, count_of(payload));
@@ -330,7 +336,7 @@ class Decoder {
   // Beyond 2^53 a double would round: the integer becomes an int64_t or
   // uint64_t cdata (LuaJIT's boxed 64-bit integers), made by calling the
   // ctype and filled through its data pointer.
-  void push_boxed(int ctype, const void* v, size_t size) {
+  [[gnu::noinline]] void push_boxed(int ctype, const void* v, size_t size) {
     lua_pushvalue(L_, up(ctype));
     lua_call(L_, 0, 1);
     std::memcpy(const_cast<void*>(lua_topointer(L_, -1)), v, size);
