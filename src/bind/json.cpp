@@ -11,6 +11,7 @@
 #include <simdjson.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -513,6 +514,20 @@ struct Key {
   bool is_number = false;
 };
 
+constexpr size_t kKeyMax = 24;       // longer keys are written each time
+constexpr size_t kKeyEntries = 256;  // a power of two
+
+// The encoder's cache of key texts (see Encoder::write_key), one per thread.
+struct KeyEntry {
+  uintptr_t addr = 0;  // of the Lua string's bytes
+  uint64_t epoch = 0;
+  uint32_t len = 0;
+  uint8_t text_len = 0;
+  char text[2 + kKeyMax * 2];  // quoted, with room for a few escapes
+};
+thread_local std::array<KeyEntry, kKeyEntries> t_keys;
+thread_local uint64_t t_key_epoch = 0;
+
 class Encoder {
  public:
   // The two marker metatables are copied to stack slots first: kind_of
@@ -712,7 +727,7 @@ class Encoder {
 
   bool key_and_value(std::string_view key, int value_idx, int depth) {
     if (!opts_.indent.empty()) out_.newline(opts_.indent, depth + 1);
-    if (!out_.string(key)) {
+    if (!write_key(key)) {
       fail("the key is not valid UTF-8");
       return failed_at_key(key);
     }
@@ -722,6 +737,35 @@ class Encoder {
       out_.append(": ");
     }
     return value(value_idx, depth + 1) || failed_at_key(key);
+  }
+
+  // Object keys repeat from table to table: the JSON text of recent short
+  // ones is kept, found by the address of the Lua string's bytes. An address
+  // stands for the same bytes while the string lives, and each key met here
+  // is held by a table under the walk, which nothing changes while the
+  // encoder runs only C API calls that allocate nothing (ffi.istype, the one
+  // Lua function it calls, allocates nothing either). The one allocation,
+  // a key string pushed by write_object, may run the collector and so
+  // finalizers: it forgets the cache.
+  bool write_key(std::string_view key) {
+    if (key.size() > kKeyMax) return out_.string(key);
+    auto addr = reinterpret_cast<uintptr_t>(key.data());
+    KeyEntry& e = keys_[((addr >> 4) ^ (addr >> 12)) & (kKeyEntries - 1)];
+    if (e.addr == addr && e.epoch == epoch_ && e.len == key.size()) {
+      out_.append({e.text, e.text_len});
+      return true;
+    }
+    size_t mark = out_.size();
+    if (!out_.string(key)) return false;
+    size_t n = out_.size() - mark;
+    if (n <= sizeof e.text) {
+      e.addr = addr;
+      e.epoch = epoch_;
+      e.len = static_cast<uint32_t>(key.size());
+      e.text_len = static_cast<uint8_t>(n);
+      std::memcpy(e.text, out_.data() + mark, n);
+    }
+    return true;
   }
 
   void close(char bracket, int depth) {
@@ -841,6 +885,7 @@ class Encoder {
         lua_pushnumber(L_, k.number);
       } else {
         lua_pushlstring(L_, k.text.data(), k.text.size());
+        epoch_ = ++t_key_epoch;  // an allocation: forget the key cache (see write_key)
       }
       lua_rawget(L_, idx);
       bool ok = key_and_value(k.text, lua_gettop(L_), depth);
@@ -878,13 +923,16 @@ class Encoder {
   }
 
   static constexpr int kStackLevels = 16;
-
   lua_State* L_;
   json::Writer& out_;
   const EncodeOptions& opts_;
   int array_meta_ = 0;  // stack slots of the marker metatables
   int object_meta_ = 0;
-  int checked_depth_ = 0;            // the stack has room for the levels below this
+  int checked_depth_ = 0;  // the stack has room for the levels below this  // Key cache entries of another
+                           // epoch are stale; every encode (and every
+  // slow path) takes a new one, so the thread's cache needs no clearing.
+  uint64_t epoch_ = ++t_key_epoch;
+  KeyEntry* keys_ = t_keys.data();
   std::vector<const void*> active_;  // tables being written, outermost first: cycles
   std::vector<std::string> path_;    // innermost segment first, filled while unwinding
   std::string why_;

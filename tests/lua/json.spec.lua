@@ -217,6 +217,45 @@ describe("json.encode", function()
     assert.equal(encode(back), "[1,2,3,4,5]")
   end)
 
+  it("writes each repeated key right (the encoder's key cache), compact, pretty and sorted", function()
+    -- Keys from a pool (escapes, non-ASCII, empty, long), reused across
+    -- thousands of objects, some json.object-marked with number keys (the
+    -- slow path, which allocates), some holding int64 cdata (a Lua call).
+    local pool = {"", "a", "id", "id_str", 'q"uote', "back\\slash", "new\nline", "tab\t", "\1ctl",
+      "café", "東京", "😀", string.rep("k", 24), string.rep("long", 10), "x/y"}
+    for i = 1, 120 do pool[#pool + 1] = "key" .. i end
+    local docs = {}
+    for i = 1, 1500 do
+      local t = {}
+      for j = 1, 1 + i % 9 do t[pool[(i * 7 + j * 13) % #pool + 1]] = i * 10 + j end
+      if i % 50 == 0 then t.big = 2LL ^ 60 + i end
+      if i % 70 == 0 then t.num = json.object({[1] = "one", [2.5] = "two and a half", [pool[i % 20 + 1]] = i}) end
+      docs[i] = t
+    end
+    for _, opts in ipairs({{}, {pretty = true}, {sortKeys = true}, {pretty = 2, sortKeys = true}}) do
+      local back = assert(decode(encode(docs, opts)))
+      assert.equal(#back, #docs)
+      for i, t in ipairs(docs) do
+        local n = 0
+        for k, v in pairs(back[i]) do
+          n = n + 1
+          if k == "num" then
+            assert.equal(v["1"], "one")
+            assert.equal(v["2.5"], "two and a half")
+            assert.equal(v[pool[i % 20 + 1]], i)
+          elseif k == "big" then
+            assert.equal(v, t.big)
+          else
+            assert.equal(v, t[k])
+          end
+        end
+        local want = 0
+        for _ in pairs(t) do want = want + 1 end
+        assert.equal(n, want)
+      end
+    end
+  end)
+
   it("pretty prints and sorts keys", function()
     local v = {b = {1, {c = json.array()}}, a = "x"}
     assert.equal(encode(v, {pretty = true, sortKeys = true}),
