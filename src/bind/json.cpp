@@ -133,12 +133,15 @@ thread_local ThreadParser t_parser;
 // per-value type checks; arrays and objects carry their element count, so
 // each table is created at its final size.
 //
-// The walk keeps a few values in stack slots of its own, read with
-// lua_pushvalue at positive indices (the cheapest lookup the C API has, where
-// an upvalue index costs a walk to the running closure):
+// For a document of some size the walk keeps a few values in stack slots
+// of its own, read with lua_pushvalue at positive indices (the cheapest
+// lookup the C API has, where an upvalue index costs a walk to the running
+// closure):
 //   base_ + kArraySlot / kObjectSlot   the two marker metatables
 //   base_ + kNullSlot                  what null decodes to
 //   base_ + kCacheSlot + i             the strings of the string cache
+// A small one reads the upvalues and pushes null directly: setting the
+// slots up would cost more than it saves.
 // The string cache: JSON repeats its keys (and many short values) over and
 // over, and lua_pushlstring hashes the bytes and searches LuaJIT's string
 // table for each; a direct-mapped cache of recent short strings, compared
@@ -154,14 +157,24 @@ class Decoder {
     // tape[0] is the root word; its payload is the index past the tape's end.
     size_t words = tape_[0] & kPayload;
     cache_mask_ = words >= kCacheMinWords ? kCacheSize - 1 : 0;
-    int slots = kCacheSlot + (cache_mask_ != 0 ? kCacheSize : 0) + kSlack;
+    int slots = cache_mask_ != 0 ? kCacheSlot + kCacheSize + kSlack : kSlack;
     if (lua_checkstack(L_, slots) == 0) luaL_error(L_, "json.decode: the Lua stack is full");
+    checked_depth_ = kSlack / 2 - 2;
+    if (cache_mask_ == 0) {
+      array_meta_ = up(kArrayMeta);
+      object_meta_ = up(kObjectMeta);
+      null_ = opts_.null_index;  // 0: json.null, a light userdata
+      push(1);
+      return;
+    }
     base_ = lua_gettop(L_);
     lua_pushvalue(L_, up(kArrayMeta));
     lua_pushvalue(L_, up(kObjectMeta));
     push_null();
-    if (cache_mask_ != 0) lua_settop(L_, base_ + kCacheSlot + kCacheSize - 1);
-    checked_depth_ = kSlack / 2 - 2;
+    lua_settop(L_, base_ + kCacheSlot + kCacheSize - 1);
+    array_meta_ = base_ + kArraySlot;
+    object_meta_ = base_ + kObjectSlot;
+    null_ = base_ + kNullSlot;
     push(1);
     lua_replace(L_, base_ + 1);
     lua_settop(L_, base_ + 1);
@@ -179,9 +192,11 @@ class Decoder {
   static constexpr size_t kCacheMinWords = 64;  // smaller documents skip the cache's set-up
   static constexpr int kSlack = 32;             // stack slots checked at a time while nesting
 
+  // Left uninitialised (clearing 4 KiB would cost a small document more
+  // than the cache saves it); filled_ says which entries hold a string.
   struct CacheEntry {
-    const uint8_t* bytes = nullptr;  // in simdjson's string buffer
-    uint32_t len = 0;
+    const uint8_t* bytes;  // in simdjson's string buffer
+    uint32_t len;
   };
 
   // Pushes the value at tape index i; returns the index after it. Inlined
@@ -213,7 +228,11 @@ class Decoder {
         lua_pushboolean(L_, 0);
         return i + 1;
       case 'n':
-        lua_pushvalue(L_, base_ + kNullSlot);
+        if (null_ != 0) {
+          lua_pushvalue(L_, null_);
+        } else {
+          lua_pushlightuserdata(L_, nullptr);
+        }
         return i + 1;
       case '[':
         return push_array(i, payload);
@@ -238,7 +257,7 @@ class Decoder {
     size_t slot = hash(p, len) & cache_mask_;
     CacheEntry& e = cache_[slot];
     int index = base_ + kCacheSlot + static_cast<int>(slot);
-    if (e.len == len && e.bytes != nullptr && same(e.bytes, p, len)) {
+    if (((filled_[slot / 64] >> (slot % 64)) & 1) != 0 && e.len == len && same(e.bytes, p, len)) {
       lua_pushvalue(L_, index);
       return;
     }
@@ -250,6 +269,7 @@ class Decoder {
     lua_pushvalue(L_, -1);
     lua_replace(L_, index);
     e = {p, len};
+    filled_[(&e - cache_) / 64] |= uint64_t{1} << ((&e - cache_) % 64);
   }
 
   // Whether two strings of the buffer of length len (<= kCacheMaxLen) hold
@@ -296,7 +316,7 @@ class Decoder {
     size_t end = end_of(payload);
     if (!enter()) return end;
     lua_createtable(L_, count_of(payload), 0);
-    lua_pushvalue(L_, base_ + kArraySlot);
+    lua_pushvalue(L_, array_meta_);
     lua_setmetatable(L_, -2);
     int n = 0;
     for (size_t j = i + 1; j < end - 1 && !too_deep_;) {
@@ -311,7 +331,7 @@ class Decoder {
     size_t end = end_of(payload);
     if (!enter()) return end;
     lua_createtable(L_, 0, count_of(payload));
-    lua_pushvalue(L_, base_ + kObjectSlot);
+    lua_pushvalue(L_, object_meta_);
     lua_setmetatable(L_, -2);
     for (size_t j = i + 1; j < end - 1 && !too_deep_;) {
       push_string(tape_[j] & kPayload);  // a key is always a string
@@ -375,10 +395,14 @@ class Decoder {
   const uint8_t* strings_;
   DecodeOptions opts_;
   int base_ = 0;
+  int array_meta_ = 0;  // where the marker metatables and null are read from
+  int object_meta_ = 0;
+  int null_ = 0;  // 0: push a light userdata NULL
   int depth_ = 0;
   int checked_depth_ = 0;
   size_t cache_mask_ = 0;
   bool too_deep_ = false;
+  uint64_t filled_[kCacheSize / 64] = {};
   CacheEntry cache_[kCacheSize];
 };
 
