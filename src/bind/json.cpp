@@ -554,15 +554,7 @@ thread_local uint64_t t_key_epoch = 0;
 
 class Encoder {
  public:
-  // The two marker metatables are copied to stack slots first: kind_of
-  // compares every table's metatable with them, and a positive index is
-  // cheaper for the C API to resolve than an upvalue index.
-  Encoder(lua_State* L, json::Writer& out, const EncodeOptions& o) : L_(L), out_(out), opts_(o) {
-    lua_pushvalue(L_, up(kArrayMeta));
-    lua_pushvalue(L_, up(kObjectMeta));
-    object_meta_ = lua_gettop(L_);
-    array_meta_ = object_meta_ - 1;
-  }
+  Encoder(lua_State* L, json::Writer& out, const EncodeOptions& o) : L_(L), out_(out), opts_(o) {}
 
   // Writes the value at absolute index idx.
   bool value(int idx, int depth) {
@@ -641,10 +633,20 @@ class Encoder {
 
   Kind kind_of(int idx) {
     if (lua_getmetatable(L_, idx) == 0) return Kind::kPlain;
+    // The metatable is compared with the two markers by address (one
+    // lua_topointer instead of up to two lua_rawequal with upvalue indices,
+    // which the C API resolves through the running closure). The markers
+    // live as long as the module's functions, so no other table can have
+    // their addresses. They are looked up at the first metatable met.
+    if (array_meta_ == nullptr) {
+      array_meta_ = lua_topointer(L_, up(kArrayMeta));
+      object_meta_ = lua_topointer(L_, up(kObjectMeta));
+    }
     Kind k = Kind::kPlain;
-    if (lua_rawequal(L_, -1, array_meta_) != 0) {
+    const void* meta = lua_topointer(L_, -1);
+    if (meta == array_meta_) {
       k = Kind::kArray;
-    } else if (lua_rawequal(L_, -1, object_meta_) != 0) {
+    } else if (meta == object_meta_) {
       k = Kind::kObject;
     } else {
       lua_pushvalue(L_, idx);
@@ -952,8 +954,8 @@ class Encoder {
   lua_State* L_;
   json::Writer& out_;
   const EncodeOptions& opts_;
-  int array_meta_ = 0;  // stack slots of the marker metatables
-  int object_meta_ = 0;
+  const void* array_meta_ = nullptr;  // the marker metatables
+  const void* object_meta_ = nullptr;
   int checked_depth_ = 0;  // the stack has room for the levels below this  // Key cache entries of another
                            // epoch are stale; every encode (and every
   // slow path) takes a new one, so the thread's cache needs no clearing.
