@@ -538,10 +538,10 @@ struct Key {
   bool is_number = false;
 };
 
-constexpr size_t kKeyMax = 24;       // longer strings are written each time
+constexpr size_t kKeyMax = 24;       // longer keys are written each time
 constexpr size_t kKeyEntries = 256;  // a power of two
 
-// The encoder's cache of string texts (see Encoder::cached_string), one per thread.
+// The encoder's cache of key texts (see Encoder::write_key), one per thread.
 struct KeyEntry {
   uintptr_t addr = 0;  // of the Lua string's bytes
   uint64_t epoch = 0;
@@ -570,8 +570,7 @@ class Encoder {
       case LUA_TSTRING: {
         size_t len = 0;
         const char* s = lua_tolstring(L_, idx, &len);
-        return cached_string({s, len}) ||
-               fail("the string is not valid UTF-8 (encode binary data as base64)");
+        return out_.string({s, len}) || fail("the string is not valid UTF-8 (encode binary data as base64)");
       }
       case LUA_TLIGHTUSERDATA:
         if (lua_touserdata(L_, idx) == nullptr) {  // json.null (and cjson.null)
@@ -754,7 +753,7 @@ class Encoder {
 
   bool key_and_value(std::string_view key, int value_idx, int depth) {
     if (!opts_.indent.empty()) out_.newline(opts_.indent, depth + 1);
-    if (!cached_string(key)) {
+    if (!write_key(key)) {
       fail("the key is not valid UTF-8");
       return failed_at_key(key);
     }
@@ -766,16 +765,15 @@ class Encoder {
     return value(value_idx, depth + 1) || failed_at_key(key);
   }
 
-  // Object keys (and many short values) repeat from table to table: the
-  // JSON text of recent short strings is kept, found by the address of the
-  // Lua string's bytes. An address stands for the same bytes while the
-  // string lives, and each string met here is held by a table under the
-  // walk (or is the value being encoded), which nothing changes while the
+  // Object keys repeat from table to table: the JSON text of recent short
+  // ones is kept, found by the address of the Lua string's bytes. An address
+  // stands for the same bytes while the string lives, and each key met here
+  // is held by a table under the walk, which nothing changes while the
   // encoder runs only C API calls that allocate nothing (ffi.istype, the one
   // Lua function it calls, allocates nothing either). The one allocation,
   // a key string pushed by write_object, may run the collector and so
   // finalizers: it forgets the cache.
-  bool cached_string(std::string_view key) {
+  bool write_key(std::string_view key) {
     if (key.size() > kKeyMax) return out_.string(key);
     auto addr = reinterpret_cast<uintptr_t>(key.data());
     KeyEntry& e = keys_[((addr >> 4) ^ (addr >> 12)) & (kKeyEntries - 1)];
@@ -913,7 +911,7 @@ class Encoder {
         lua_pushnumber(L_, k.number);
       } else {
         lua_pushlstring(L_, k.text.data(), k.text.size());
-        epoch_ = ++t_key_epoch;  // an allocation: forget the key cache (see cached_string)
+        epoch_ = ++t_key_epoch;  // an allocation: forget the key cache (see write_key)
       }
       lua_rawget(L_, idx);
       bool ok = key_and_value(k.text, lua_gettop(L_), depth);
