@@ -11,6 +11,7 @@
 #include <simdjson.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -131,13 +132,53 @@ thread_local ThreadParser t_parser;
 // into Lua values. Reading the words directly skips the element API's
 // per-value type checks; arrays and objects carry their element count, so
 // each table is created at its final size.
+//
+// For a document of some size the walk keeps a few values in stack slots
+// of its own, read with lua_pushvalue at positive indices (the cheapest
+// lookup the C API has, where an upvalue index costs a walk to the running
+// closure):
+//   base_ + kArraySlot / kObjectSlot   the two marker metatables
+//   base_ + kNullSlot                  what null decodes to
+//   base_ + kCacheSlot + i             the strings of the string cache
+// A small one reads the upvalues and pushes null directly: setting the
+// slots up would cost more than it saves.
+// The string cache: JSON repeats its keys (and many short values) over and
+// over, and lua_pushlstring hashes the bytes and searches LuaJIT's string
+// table for each; a direct-mapped cache of recent short strings, compared
+// against the bytes in simdjson's string buffer (alive for the whole walk),
+// turns a repeat into one lua_pushvalue.
 class Decoder {
  public:
   Decoder(lua_State* L, const simdjson::dom::document& doc, const DecodeOptions& o)
       : L_(L), tape_(doc.tape.get()), strings_(doc.string_buf.get()), opts_(o) {}
 
-  // Pushes the document's root value.
-  void push_root() { push(1); }  // tape[0] is the root word
+  // Pushes the document's root value (leaving nothing else on the stack).
+  void push_root() {
+    // tape[0] is the root word; its payload is the index past the tape's end.
+    size_t words = tape_[0] & kPayload;
+    cache_mask_ = words >= kCacheMinWords ? kCacheSize - 1 : 0;
+    int slots = cache_mask_ != 0 ? kCacheSlot + kCacheSize + kSlack : kSlack;
+    if (lua_checkstack(L_, slots) == 0) luaL_error(L_, "json.decode: the Lua stack is full");
+    checked_depth_ = kSlack / 2 - 2;
+    if (cache_mask_ == 0) {
+      array_meta_ = up(kArrayMeta);
+      object_meta_ = up(kObjectMeta);
+      null_ = opts_.null_index;  // 0: json.null, a light userdata
+      push(1);
+      return;
+    }
+    base_ = lua_gettop(L_);
+    lua_pushvalue(L_, up(kArrayMeta));
+    lua_pushvalue(L_, up(kObjectMeta));
+    push_null();
+    lua_settop(L_, base_ + kCacheSlot + kCacheSize - 1);
+    array_meta_ = base_ + kArraySlot;
+    object_meta_ = base_ + kObjectSlot;
+    null_ = base_ + kNullSlot;
+    push(1);
+    lua_replace(L_, base_ + 1);
+    lua_settop(L_, base_ + 1);
+  }
 
   // True when the document nests deeper than opts.max_depth: the value
   // pushed is then incomplete and the caller reports the error instead.
@@ -145,18 +186,29 @@ class Decoder {
 
  private:
   static constexpr uint64_t kPayload = 0x00FFFFFFFFFFFFFFULL;
+  enum : uint8_t { kArraySlot = 1, kObjectSlot, kNullSlot, kCacheSlot };
+  static constexpr int kCacheSize = 256;        // entries, a power of two
+  static constexpr uint32_t kCacheMaxLen = 32;  // longer strings are rarely repeated keys
+  static constexpr size_t kCacheMinWords = 64;  // smaller documents skip the cache's set-up
+  static constexpr int kSlack = 32;             // stack slots checked at a time while nesting
 
-  // Pushes the value at tape index i; returns the index after it.
-  size_t push(size_t i) {
+  // Left uninitialised (clearing 4 KiB would cost a small document more
+  // than the cache saves it); filled_ says which entries hold a string.
+  struct CacheEntry {
+    const uint8_t* bytes;  // in simdjson's string buffer
+    uint32_t len;
+  };
+
+  // Pushes the value at tape index i; returns the index after it. Inlined
+  // into the loops of push_array and push_object, so a scalar costs no call
+  // of its own; the containers and the rare paths stay out of line.
+  [[gnu::always_inline]] size_t push(size_t i) {
     uint64_t word = tape_[i];
     uint64_t payload = word & kPayload;
     switch (static_cast<char>(word >> 56)) {
-      case '"': {
-        uint32_t len = 0;
-        std::memcpy(&len, strings_ + payload, sizeof len);
-        lua_pushlstring(L_, reinterpret_cast<const char*>(strings_ + payload + sizeof len), len);
+      case '"':
+        push_string(payload);
         return i + 1;
-      }
       case 'l':
         push_int64(static_cast<int64_t>(tape_[i + 1]));
         return i + 2;
@@ -176,7 +228,11 @@ class Decoder {
         lua_pushboolean(L_, 0);
         return i + 1;
       case 'n':
-        push_null();
+        if (null_ != 0) {
+          lua_pushvalue(L_, null_);
+        } else {
+          lua_pushlightuserdata(L_, nullptr);
+        }
         return i + 1;
       case '[':
         return push_array(i, payload);
@@ -188,17 +244,79 @@ class Decoder {
     }
   }
 
+  // A string of the tape: its 32-bit length, then its bytes, in the buffer.
+  [[gnu::always_inline]] void push_string(uint64_t payload) {
+    const uint8_t* p = strings_ + payload;
+    uint32_t len = 0;
+    std::memcpy(&len, p, sizeof len);
+    p += sizeof len;
+    if (len > kCacheMaxLen || cache_mask_ == 0) {
+      lua_pushlstring(L_, reinterpret_cast<const char*>(p), len);
+      return;
+    }
+    size_t slot = hash(p, len) & cache_mask_;
+    CacheEntry& e = cache_[slot];
+    int index = base_ + kCacheSlot + static_cast<int>(slot);
+    if (((filled_[slot / 64] >> (slot % 64)) & 1) != 0 && e.len == len && same(e.bytes, p, len)) {
+      lua_pushvalue(L_, index);
+      return;
+    }
+    push_and_cache(e, index, p, len);
+  }
+
+  [[gnu::noinline]] void push_and_cache(CacheEntry& e, int index, const uint8_t* p, uint32_t len) {
+    lua_pushlstring(L_, reinterpret_cast<const char*>(p), len);
+    lua_pushvalue(L_, -1);
+    lua_replace(L_, index);
+    e = {p, len};
+    filled_[(&e - cache_) / 64] |= uint64_t{1} << ((&e - cache_) % 64);
+  }
+
+  // Whether two strings of the buffer of length len (<= kCacheMaxLen) hold
+  // the same bytes, with overlapping word loads instead of a memcmp call.
+  // Below 4 bytes the loads start in the strings' length words, which are
+  // equal; they never read past a string's own bytes.
+  static bool same(const uint8_t* a, const uint8_t* b, uint32_t len) {
+    if (len <= 8) {
+      if (len <= 4) return load32(a + len - 4) == load32(b + len - 4);
+      return ((load32(a) ^ load32(b)) | (load32(a + len - 4) ^ load32(b + len - 4))) == 0;
+    }
+    uint64_t diff = (load64(a) ^ load64(b)) | (load64(a + len - 8) ^ load64(b + len - 8));
+    if (len > 16) diff |= (load64(a + 8) ^ load64(b + 8)) | (load64(a + len - 16) ^ load64(b + len - 16));
+    return diff == 0;
+  }
+  static uint32_t load32(const uint8_t* p) {
+    uint32_t v = 0;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+  }
+  static uint64_t load64(const uint8_t* p) {
+    uint64_t v = 0;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+  }
+
+  // Hashes a string of the buffer by its length and its last four bytes
+  // (read from p + len - 4: for a string shorter than that, the tail of its
+  // length word, the same for equal strings) and, from 8 bytes on, its
+  // first four.
+  static uint32_t hash(const uint8_t* p, uint32_t len) {
+    uint32_t tail = load32(p + len - 4);
+    uint32_t head = len >= 8 ? load32(p) : 0;
+    uint32_t h = (tail * 0x9E3779B1U) ^ (head * 0x85EBCA77U) ^ len;
+    return h ^ (h >> 15) ^ (h >> 23);
+  }
+
   // The payload of '[' and '{': the index past the matching close in the
   // low 32 bits, the element count (saturating at 2^24 - 1) above.
   static size_t end_of(uint64_t payload) { return static_cast<uint32_t>(payload); }
   static int count_of(uint64_t payload) { return static_cast<int>((payload >> 32) & 0xFFFFFF); }
 
-  size_t push_array(size_t i, uint64_t payload) {
+  [[gnu::noinline]] size_t push_array(size_t i, uint64_t payload) {
     size_t end = end_of(payload);
     if (!enter()) return end;
-    if (lua_checkstack(L_, 3) == 0) luaL_error(L_, "json.decode: the Lua stack is full");
     lua_createtable(L_, count_of(payload), 0);
-    lua_pushvalue(L_, up(kArrayMeta));
+    lua_pushvalue(L_, array_meta_);
     lua_setmetatable(L_, -2);
     int n = 0;
     for (size_t j = i + 1; j < end - 1 && !too_deep_;) {
@@ -209,16 +327,15 @@ class Decoder {
     return end;
   }
 
-  size_t push_object(size_t i, uint64_t payload) {
+  [[gnu::noinline]] size_t push_object(size_t i, uint64_t payload) {
     size_t end = end_of(payload);
     if (!enter()) return end;
-    if (lua_checkstack(L_, 4) == 0) luaL_error(L_, "json.decode: the Lua stack is full");
     lua_createtable(L_, 0, count_of(payload));
-    lua_pushvalue(L_, up(kObjectMeta));
+    lua_pushvalue(L_, object_meta_);
     lua_setmetatable(L_, -2);
     for (size_t j = i + 1; j < end - 1 && !too_deep_;) {
-      j = push(j);  // the key, a string
-      j = push(j);
+      push_string(tape_[j] & kPayload);  // a key is always a string
+      j = push(j + 1);
       lua_rawset(L_, -3);  // a repeated key: the last one wins
     }
     --depth_;
@@ -240,7 +357,7 @@ class Decoder {
   // Beyond 2^53 a double would round: the integer becomes an int64_t or
   // uint64_t cdata (LuaJIT's boxed 64-bit integers), made by calling the
   // ctype and filled through its data pointer.
-  void push_boxed(int ctype, const void* v, size_t size) {
+  [[gnu::noinline]] void push_boxed(int ctype, const void* v, size_t size) {
     lua_pushvalue(L_, up(ctype));
     lua_call(L_, 0, 1);
     std::memcpy(const_cast<void*>(lua_topointer(L_, -1)), v, size);
@@ -256,21 +373,37 @@ class Decoder {
 
   // simdjson's own depth limit counts unevenly (a non-empty array one
   // level deeper than an object), so it is set a little higher and the
-  // exact limit is kept here.
+  // exact limit is kept here. Each level holds at most two stack slots
+  // (the table, a key) plus one for a boxed integer's call; the stack is
+  // grown kSlack slots at a time rather than checked at every table.
   bool enter() {
-    if (++depth_ <= opts_.max_depth) return true;
-    --depth_;
-    too_deep_ = true;
-    lua_pushnil(L_);
-    return false;
+    if (++depth_ > opts_.max_depth) {
+      --depth_;
+      too_deep_ = true;
+      lua_pushnil(L_);
+      return false;
+    }
+    if (depth_ > checked_depth_) {
+      if (lua_checkstack(L_, kSlack + 4) == 0) luaL_error(L_, "json.decode: the Lua stack is full");
+      checked_depth_ = depth_ + kSlack / 2 - 1;
+    }
+    return true;
   }
 
   lua_State* L_;
   const uint64_t* tape_;
   const uint8_t* strings_;
   DecodeOptions opts_;
+  int base_ = 0;
+  int array_meta_ = 0;  // where the marker metatables and null are read from
+  int object_meta_ = 0;
+  int null_ = 0;  // 0: push a light userdata NULL
   int depth_ = 0;
+  int checked_depth_ = 0;
+  size_t cache_mask_ = 0;
   bool too_deep_ = false;
+  uint64_t filled_[kCacheSize / 64] = {};
+  CacheEntry cache_[kCacheSize];
 };
 
 bool read_decode_options(lua_State* L, DecodeOptions* o) {
@@ -405,6 +538,20 @@ struct Key {
   bool is_number = false;
 };
 
+constexpr size_t kKeyMax = 24;       // longer keys are written each time
+constexpr size_t kKeyEntries = 256;  // a power of two
+
+// The encoder's cache of key texts (see Encoder::write_key), one per thread.
+struct KeyEntry {
+  uintptr_t addr = 0;  // of the Lua string's bytes
+  uint64_t epoch = 0;
+  uint32_t len = 0;
+  uint8_t text_len = 0;
+  char text[2 + kKeyMax * 2];  // quoted, with room for a few escapes
+};
+thread_local std::array<KeyEntry, kKeyEntries> t_keys;
+thread_local uint64_t t_key_epoch = 0;
+
 class Encoder {
  public:
   Encoder(lua_State* L, json::Writer& out, const EncodeOptions& o) : L_(L), out_(out), opts_(o) {}
@@ -485,10 +632,20 @@ class Encoder {
 
   Kind kind_of(int idx) {
     if (lua_getmetatable(L_, idx) == 0) return Kind::kPlain;
+    // The metatable is compared with the two markers by address (one
+    // lua_topointer instead of up to two lua_rawequal with upvalue indices,
+    // which the C API resolves through the running closure). The markers
+    // live as long as the module's functions, so no other table can have
+    // their addresses. They are looked up at the first metatable met.
+    if (array_meta_ == nullptr) {
+      array_meta_ = lua_topointer(L_, up(kArrayMeta));
+      object_meta_ = lua_topointer(L_, up(kObjectMeta));
+    }
     Kind k = Kind::kPlain;
-    if (lua_rawequal(L_, -1, up(kArrayMeta)) != 0) {
+    const void* meta = lua_topointer(L_, -1);
+    if (meta == array_meta_) {
       k = Kind::kArray;
-    } else if (lua_rawequal(L_, -1, up(kObjectMeta)) != 0) {
+    } else if (meta == object_meta_) {
       k = Kind::kObject;
     } else {
       lua_pushvalue(L_, idx);
@@ -508,7 +665,12 @@ class Encoder {
     if (depth >= opts_.max_depth) {
       return fail("nested more than " + std::to_string(opts_.max_depth) + " levels deep");
     }
-    if (lua_checkstack(L_, 6) == 0) return fail("nested too deep for the Lua stack");
+    // A level holds at most 6 slots (a key, a value, a metatable, a call);
+    // the stack is grown for kStackLevels levels at a time.
+    if (depth >= checked_depth_) {
+      if (lua_checkstack(L_, 6 * kStackLevels) == 0) return fail("nested too deep for the Lua stack");
+      checked_depth_ = depth + kStackLevels;
+    }
     active_.push_back(self);
     Kind kind = kind_of(idx);
     size_t mark = out_.size();
@@ -542,13 +704,15 @@ class Encoder {
     return Result::kFallback;
   }
 
+  // Both start with the first key and value pushed (value on top).
   Result fast_array(int idx, int depth) {
     out_.put('[');
+    const int value_idx = lua_gettop(L_);
     double expect = 1;
     for (;;) {
       if (expect > 1) out_.put(',');
       if (!opts_.indent.empty()) out_.newline(opts_.indent, depth + 1);
-      if (!value(lua_gettop(L_), depth + 1)) {
+      if (!value(value_idx, depth + 1)) {
         lua_pop(L_, 2);
         return failed_at_index(expect);
       }
@@ -566,6 +730,7 @@ class Encoder {
 
   Result fast_object(int idx, int depth) {
     out_.put('{');
+    const int value_idx = lua_gettop(L_);
     bool first = true;
     do {
       if (lua_type(L_, -2) != LUA_TSTRING) {
@@ -576,7 +741,7 @@ class Encoder {
       first = false;
       size_t len = 0;
       const char* k = lua_tolstring(L_, -2, &len);
-      if (!key_and_value({k, len}, lua_gettop(L_), depth)) {
+      if (!key_and_value({k, len}, value_idx, depth)) {
         lua_pop(L_, 2);
         return Result::kFail;
       }
@@ -588,7 +753,7 @@ class Encoder {
 
   bool key_and_value(std::string_view key, int value_idx, int depth) {
     if (!opts_.indent.empty()) out_.newline(opts_.indent, depth + 1);
-    if (!out_.string(key)) {
+    if (!write_key(key)) {
       fail("the key is not valid UTF-8");
       return failed_at_key(key);
     }
@@ -598,6 +763,35 @@ class Encoder {
       out_.append(": ");
     }
     return value(value_idx, depth + 1) || failed_at_key(key);
+  }
+
+  // Object keys repeat from table to table: the JSON text of recent short
+  // ones is kept, found by the address of the Lua string's bytes. An address
+  // stands for the same bytes while the string lives, and each key met here
+  // is held by a table under the walk, which nothing changes while the
+  // encoder runs only C API calls that allocate nothing (ffi.istype, the one
+  // Lua function it calls, allocates nothing either). The one allocation,
+  // a key string pushed by write_object, may run the collector and so
+  // finalizers: it forgets the cache.
+  bool write_key(std::string_view key) {
+    if (key.size() > kKeyMax) return out_.string(key);
+    auto addr = reinterpret_cast<uintptr_t>(key.data());
+    KeyEntry& e = keys_[((addr >> 4) ^ (addr >> 12)) & (kKeyEntries - 1)];
+    if (e.addr == addr && e.epoch == epoch_ && e.len == key.size()) {
+      out_.append({e.text, e.text_len});
+      return true;
+    }
+    size_t mark = out_.size();
+    if (!out_.string(key)) return false;
+    size_t n = out_.size() - mark;
+    if (n <= sizeof e.text) {
+      e.addr = addr;
+      e.epoch = epoch_;
+      e.len = static_cast<uint32_t>(key.size());
+      e.text_len = static_cast<uint8_t>(n);
+      std::memcpy(e.text, out_.data() + mark, n);
+    }
+    return true;
   }
 
   void close(char bracket, int depth) {
@@ -717,6 +911,7 @@ class Encoder {
         lua_pushnumber(L_, k.number);
       } else {
         lua_pushlstring(L_, k.text.data(), k.text.size());
+        epoch_ = ++t_key_epoch;  // an allocation: forget the key cache (see write_key)
       }
       lua_rawget(L_, idx);
       bool ok = key_and_value(k.text, lua_gettop(L_), depth);
@@ -753,9 +948,17 @@ class Encoder {
     return false;
   }
 
+  static constexpr int kStackLevels = 16;
   lua_State* L_;
   json::Writer& out_;
   const EncodeOptions& opts_;
+  const void* array_meta_ = nullptr;  // the marker metatables
+  const void* object_meta_ = nullptr;
+  int checked_depth_ = 0;  // the stack has room for the levels below this  // Key cache entries of another
+                           // epoch are stale; every encode (and every
+  // slow path) takes a new one, so the thread's cache needs no clearing.
+  uint64_t epoch_ = ++t_key_epoch;
+  KeyEntry* keys_ = t_keys.data();
   std::vector<const void*> active_;  // tables being written, outermost first: cycles
   std::vector<std::string> path_;    // innermost segment first, filled while unwinding
   std::string why_;

@@ -75,6 +75,41 @@ void Writer::newline(std::string_view indent, int depth) {
   }
 }
 
+namespace {
+
+// Word-at-a-time test (the classic bit tricks): whether any byte of w is
+// below 0x20, a quote or a backslash. Exact as a yes/no answer, which is
+// all it is used for.
+constexpr uint64_t kOnes = 0x0101010101010101ULL;
+constexpr uint64_t kHighs = 0x8080808080808080ULL;
+constexpr uint64_t zero_bytes(uint64_t w) { return (w - kOnes) & ~w; }
+constexpr bool needs_escape(uint64_t w) {
+  return (((w - 0x20 * kOnes) & ~w) | zero_bytes(w ^ ('"' * kOnes)) | zero_bytes(w ^ ('\\' * kOnes))) &
+         kHighs;
+}
+static_assert(needs_escape(0x6161616161611f61ULL) && needs_escape(0x6161616122616161ULL) &&
+              needs_escape(0x5c61616161616161ULL) && !needs_escape(0x7f2120ff80615d5bULL));
+
+// Copies 4..16 bytes that need no escaping with two overlapping words;
+// false (nothing written) when one does. high collects their top bits.
+template <typename Word>
+bool copy_plain(char* out, const unsigned char* p, size_t n, uint64_t* high) {
+  Word a;
+  Word b;
+  std::memcpy(&a, p, sizeof a);
+  std::memcpy(&b, p + n - sizeof b, sizeof b);
+  // A 4-byte word is tested as two copies of itself (no zero bytes made up).
+  uint64_t wa = sizeof(Word) == 8 ? a : a | (static_cast<uint64_t>(a) << 32);
+  uint64_t wb = sizeof(Word) == 8 ? b : b | (static_cast<uint64_t>(b) << 32);
+  if (needs_escape(wa) || needs_escape(wb)) return false;
+  *high |= (wa | wb) & kHighs;
+  std::memcpy(out, &a, sizeof a);
+  std::memcpy(out + n - sizeof b, &b, sizeof b);
+  return true;
+}
+
+}  // namespace
+
 bool Writer::string(std::string_view s) {
   // Worst case: every byte becomes \u00XX, plus the quotes.
   reserve(s.size() * 6 + 2);
@@ -83,7 +118,7 @@ bool Writer::string(std::string_view s) {
   *out++ = '"';
   const auto* p = reinterpret_cast<const unsigned char*>(s.data());
   const unsigned char* const end = p + s.size();
-  unsigned high = 0;  // any byte >= 0x80 seen: check UTF-8 once at the end
+  uint64_t high = 0;  // any byte >= 0x80 seen: check UTF-8 once at the end
 #if defined(__SSE2__)
   // 16 bytes at a time: copy them whole unless one needs escaping.
   const __m128i quote = _mm_set1_epi8('"');
@@ -108,6 +143,14 @@ bool Writer::string(std::string_view s) {
     out += write_escape(out, *p++);
   }
 #endif
+  // The last 4..16 bytes (the whole of most keys): two overlapping words,
+  // copied as they are when neither holds a byte to escape.
+  auto rest = static_cast<size_t>(end - p);
+  if (rest >= 4 && rest <= 16 &&
+      (rest >= 8 ? copy_plain<uint64_t>(out, p, rest, &high) : copy_plain<uint32_t>(out, p, rest, &high))) {
+    out += rest;
+    p = end;
+  }
   for (; p < end; ++p) {
     unsigned char c = *p;
     high |= c & 0x80;

@@ -9,7 +9,9 @@
 //     an excerpt without crashing;
 //   - an accepted document, written back with json::Writer, parses again
 //     to an equal document (the encode of what was decoded decodes to the
-//     same value).
+//     same value);
+//   - the input's bytes written as one string literal: the writer flags
+//     invalid UTF-8 exactly, and valid text reads back the same.
 #include <simdjson.h>
 
 #include <cmath>
@@ -139,6 +141,20 @@ bool equal(simdjson::dom::element a, simdjson::dom::element b) {
   }
 }
 
+// The input's bytes as one string: the writer says whether they are UTF-8
+// (as the scalar validator does), and when they are its literal reads back
+// as the same bytes.
+void check_string_writer(std::string_view text, simdjson::dom::parser& parser) {
+  evo::json::Writer w;
+  bool ok = w.string(text);
+  require(ok == evo::json::valid_utf8(text), "Writer::string and valid_utf8 agree");
+  if (!ok) return;
+  simdjson::padded_string literal(std::string_view(w.data(), w.size()));
+  auto back = parser.parse(literal);
+  require(back.error() == simdjson::SUCCESS, "a written string literal parses");
+  require(back.value_unsafe().get_string().value_unsafe() == text, "a written string reads back the same");
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -150,6 +166,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                       again.allocate(1 << 16, kMaxDepth + 2) == simdjson::SUCCESS;
   require(ready, "parsers allocated");
   std::string_view text(reinterpret_cast<const char*>(data), size);
+  check_string_writer(text, again);
   simdjson::padded_string padded(text);
   auto doc = parser.parse(padded);
   auto found = evo::json::find_syntax_error(text, kMaxDepth);

@@ -67,6 +67,44 @@ describe("json.decode strictness (RFC 8259)", function()
   it("keeps the last of repeated keys", function()
     assert.equal(decode('{"a":1,"a":2}').a, 2)
   end)
+
+  it("tells apart repeated short strings that differ in one byte (the decoder's string cache)", function()
+    -- Every length 0..40, strings differing only at the start, the middle
+    -- or the end (the cache hashes the ends: middle differences collide),
+    -- each used many times as a key and as a value, in a document large
+    -- enough for the cache to be on.
+    local pool = {}
+    for len = 0, 40 do
+      local base = {}
+      for i = 1, len do base[i] = string.char(97 + (i * 7 + len) % 26) end
+      pool[#pool + 1] = table.concat(base)
+      for _, at in ipairs({1, math.floor(len / 2) + 1, len}) do
+        if at >= 1 and at <= len then
+          local s = {unpack(base)}
+          s[at] = "\xc3\xa9"  -- a two-byte character changes the length too
+          pool[#pool + 1] = table.concat(s)
+          s[at] = "Z"
+          pool[#pool + 1] = table.concat(s)
+        end
+      end
+    end
+    local items, want = {}, {}
+    for i = 1, 3000 do
+      local k, v = pool[(i * 31) % #pool + 1], pool[(i * 17) % #pool + 1]
+      items[i] = encode(k) .. ":" .. encode(v) .. "," .. '"n":' .. i
+      want[i] = {k, v}
+    end
+    local doc = assert(decode("[{" .. table.concat(items, "},{") .. "}]"))
+    assert.equal(#doc, 3000)
+    for i, kv in ipairs(want) do
+      local t = doc[i]
+      if kv[1] ~= "n" then assert.equal(t[kv[1]], kv[2]) end
+      assert.equal(t.n, i)
+      local n = 0
+      for _ in pairs(t) do n = n + 1 end
+      assert.equal(n, 2)
+    end
+  end)
 end)
 
 describe("json.decode errors", function()
@@ -177,6 +215,45 @@ describe("json.encode", function()
     local back = {}
     for i = 5, 1, -1 do back[i] = i end
     assert.equal(encode(back), "[1,2,3,4,5]")
+  end)
+
+  it("writes each repeated key right (the encoder's key cache), compact, pretty and sorted", function()
+    -- Keys from a pool (escapes, non-ASCII, empty, long), reused across
+    -- thousands of objects, some json.object-marked with number keys (the
+    -- slow path, which allocates), some holding int64 cdata (a Lua call).
+    local pool = {"", "a", "id", "id_str", 'q"uote', "back\\slash", "new\nline", "tab\t", "\1ctl",
+      "café", "東京", "😀", string.rep("k", 24), string.rep("long", 10), "x/y"}
+    for i = 1, 120 do pool[#pool + 1] = "key" .. i end
+    local docs = {}
+    for i = 1, 1500 do
+      local t = {}
+      for j = 1, 1 + i % 9 do t[pool[(i * 7 + j * 13) % #pool + 1]] = i * 10 + j end
+      if i % 50 == 0 then t.big = 2LL ^ 60 + i end
+      if i % 70 == 0 then t.num = json.object({[1] = "one", [2.5] = "two and a half", [pool[i % 20 + 1]] = i}) end
+      docs[i] = t
+    end
+    for _, opts in ipairs({{}, {pretty = true}, {sortKeys = true}, {pretty = 2, sortKeys = true}}) do
+      local back = assert(decode(encode(docs, opts)))
+      assert.equal(#back, #docs)
+      for i, t in ipairs(docs) do
+        local n = 0
+        for k, v in pairs(back[i]) do
+          n = n + 1
+          if k == "num" then
+            assert.equal(v["1"], "one")
+            assert.equal(v["2.5"], "two and a half")
+            assert.equal(v[pool[i % 20 + 1]], i)
+          elseif k == "big" then
+            assert.equal(v, t.big)
+          else
+            assert.equal(v, t[k])
+          end
+        end
+        local want = 0
+        for _ in pairs(t) do want = want + 1 end
+        assert.equal(n, want)
+      end
+    end
   end)
 
   it("pretty prints and sorts keys", function()
