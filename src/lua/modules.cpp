@@ -35,6 +35,7 @@ const NativeModule kNativeModules[] = {
     {"evo.zlib",   open_zlib,   false},
     {"evo.workctl", open_workctl, false},
     {"evo.signal", open_signal, true},
+    {"evo.sqlite", open_sqlite, false},
     {"evo.stdio",  open_stdio,  true},
     {"evo.task",   open_task,   true},
     {"evo.timer",  open_timer,  true},
