@@ -693,7 +693,11 @@ struct Job final : IoOp {
   void run_stmt() {
     sqlite3_stmt* st = stmt->st;
     sqlite3_reset(st);
-    for (size_t i = 0; i < params.size(); ++i) bind_value(st, static_cast<int>(i) + 1, params[i]);
+    for (size_t i = 0; i < params.size(); ++i) {
+      Value& v = params[i];
+      if (v.p != nullptr) v.p = v.owned.data();  // the vector may have moved the strings since own()
+      bind_value(st, static_cast<int>(i) + 1, v);
+    }
     int ncol = sqlite3_column_count(st);
     if (mode != Mode::Run) {
       for (int i = 0; i < ncol; ++i) names.emplace_back(sqlite3_column_name(st, i));
