@@ -73,7 +73,7 @@ int not_in_worker(lua_State* L, const char* name) {
   lua_pushfstring(L,
                   "module '%s' %s (task.work, uv.new_thread): it needs Evo's event loop; a worker has "
                   "Lua's standard libraries and uv, pretty, assert, crypto, base64, hex, uuid, "
-                  "path, url, zlib, json, evo.serial, evo.ws",
+                  "path, url, zlib, json, sqlite, evo.serial, evo.ws",
                   name, kNotInWorker);
   return lua_error(L);
 }
