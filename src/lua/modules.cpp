@@ -36,6 +36,7 @@ const NativeModule kNativeModules[] = {
     {"evo.zlib",   open_zlib,   false},
     {"evo.workctl", open_workctl, false},
     {"evo.signal", open_signal, true},
+    {"evo.sqlite", open_sqlite, false},
     {"evo.stdio",  open_stdio,  true},
     {"evo.task",   open_task,   true},
     {"evo.timer",  open_timer,  true},
@@ -73,7 +74,7 @@ int not_in_worker(lua_State* L, const char* name) {
   lua_pushfstring(L,
                   "module '%s' %s (task.work, uv.new_thread): it needs Evo's event loop; a worker has "
                   "Lua's standard libraries and uv, pretty, assert, crypto, base64, hex, uuid, "
-                  "path, url, zlib, json, evo.serial, evo.ws",
+                  "path, url, zlib, json, sqlite, evo.serial, evo.ws",
                   name, kNotInWorker);
   return lua_error(L);
 }

@@ -1,0 +1,293 @@
+-- sqlite: SQLite built in (Debian's libsqlite3), synchronous by default like
+-- bun:sqlite and better-sqlite3, or on the thread pool with {worker = true}.
+--
+--   local sqlite = require("sqlite")
+--   local db = assert(sqlite.open("app.db"))            -- or ":memory:"
+--   db:exec("CREATE TABLE IF NOT EXISTS users(id INTEGER PRIMARY KEY, name TEXT UNIQUE)")
+--   local r = assert(db:run("INSERT INTO users(name) VALUES (?)", "ada"))  -- {changes = 1, lastInsertRowid = 1}
+--   local rows = db:query("SELECT * FROM users WHERE id > :min", {min = 0})  -- rows[1].name, rows.columns
+--   local user = db:get("SELECT * FROM users WHERE id = ?", 1)              -- first row or nil
+--   local st = db:prepare("SELECT name FROM users WHERE id = ?")
+--   for row in st:iterate(1) do print(row.name) end
+--   db:transaction(function() db:run(...); db:run(...) end)   -- COMMIT, or ROLLBACK and re-raise
+--
+-- Operational failures return nil, err (err.code: SQLite's extended result
+-- code name, "SQLITE_CONSTRAINT_UNIQUE"); misuse raises "bad argument". NULL
+-- reads as sqlite.null (the same value as json.null). See docs/sqlite.md.
+local native = require("evo.sqlite")
+local args = require("evo.args")
+local finish = require("evo.wait").finish
+
+local type, setmetatable, getmetatable, error, pcall, select, unpack, floor, pairs, tostring =
+  type, setmetatable, getmetatable, error, pcall, select, unpack, math.floor, pairs, tostring
+local isyieldable = coroutine.isyieldable
+local fail, argError = args.fail, args.error
+
+local nopen, nclose, nexec, nisOpen, ninTx = native.open, native.close, native.exec, native.isOpen, native.inTransaction
+local nall, nget, nrun, niterate = native.all, native.get, native.run, native.iterate
+local ncolumns, nfinalize, nsql = native.columns, native.finalize, native.sql
+local dbAll, dbGet, dbRun = native.dbAll, native.dbGet, native.dbRun
+local prepQuery, prepGet, prepRun, prepPrepare = native["db:query"], native["db:get"], native["db:run"], native["db:prepare"]
+
+local sqlite = {}
+
+-- NULL, as read from a column and as bound: the light userdata NULL,
+-- json.null's value, so a row encodes to JSON null.
+sqlite.null = native.null
+sqlite.version = native.version
+
+local BlobMeta = native.blobMeta
+-- sqlite.blob(bytes) -> a value that binds as a BLOB (a Lua string binds as TEXT).
+function sqlite.blob(bytes)
+  if type(bytes) ~= "string" then fail(1, "sqlite.blob", "string", bytes) end
+  return setmetatable({bytes}, BlobMeta)
+end
+
+-- Statements prepared by db:query/get/run are kept per connection, up to
+-- this many; past it the cache starts again (the dropped ones are
+-- finalized when collected).
+local CACHE_MAX = 200
+
+----------------------------------------------------------------- statements
+
+-- A synchronous connection's statements call the natives directly: no Lua
+-- frame between the user and SQLite.
+local Statement = {all = nall, get = nget, run = nrun, iterate = niterate, columns = ncolumns,
+  finalize = nfinalize, sql = nsql}
+native.statementMeta.__index = Statement
+
+local WorkerStatement = {columns = ncolumns, finalize = nfinalize, sql = nsql}
+native.workerStatementMeta.__index = WorkerStatement
+function WorkerStatement:all(...) return finish(nall(self, isyieldable(), ...)) end
+function WorkerStatement:get(...) return finish(nget(self, isyieldable(), ...)) end
+function WorkerStatement:run(...) return finish(nrun(self, isyieldable(), ...)) end
+-- One trip to the pool for all the rows, then a plain iterator over them.
+function WorkerStatement:iterate(...)
+  local rows, err = finish(nall(self, isyieldable(), ...))
+  if not rows then error(err, 2) end
+  local i = 0
+  return function()
+    i = i + 1
+    return rows[i]
+  end
+end
+
+----------------------------------------------------------------- databases
+
+local Database = {}
+Database.__index = Database
+local WorkerDatabase = {}
+WorkerDatabase.__index = WorkerDatabase
+
+local function isDb(v)
+  local mt = getmetatable(v)
+  return mt == Database or mt == WorkerDatabase
+end
+
+local function checkDb(self, fname)
+  if not isDb(self) then args.badSelf(fname, "Database", self, 3) end
+end
+
+-- The cached statement for sql, prepared now if new; nil, err when SQLite
+-- refuses it (a syntax error, a missing table).
+local function cached(self, sql, prep, fname)
+  checkDb(self, fname)
+  if type(sql) ~= "string" then fail(1, fname, "string", sql, 3) end
+  local st, err = prep(self[1], sql)
+  if not st then return nil, err end
+  if self._n >= CACHE_MAX then
+    self[2], self._n = {}, 0
+  end
+  self[2][sql] = st
+  self._n = self._n + 1
+  return st
+end
+
+-- db:query(sql, ...) -> rows (rows.columns: the names in order) | nil, err
+function Database:query(sql, ...)
+  local st = isDb(self) and self[2][sql]
+  if not st then
+    local err
+    st, err = cached(self, sql, prepQuery, "db:query")
+    if not st then return nil, err end
+  end
+  return dbAll(st, ...)
+end
+
+-- db:get(sql, ...) -> the first row | nil (no row) | nil, err
+function Database:get(sql, ...)
+  local st = isDb(self) and self[2][sql]
+  if not st then
+    local err
+    st, err = cached(self, sql, prepGet, "db:get")
+    if not st then return nil, err end
+  end
+  return dbGet(st, ...)
+end
+
+-- db:run(sql, ...) -> {changes = n, lastInsertRowid = id} | nil, err
+function Database:run(sql, ...)
+  local st = isDb(self) and self[2][sql]
+  if not st then
+    local err
+    st, err = cached(self, sql, prepRun, "db:run")
+    if not st then return nil, err end
+  end
+  return dbRun(st, ...)
+end
+
+function WorkerDatabase:query(sql, ...)
+  local st = isDb(self) and self[2][sql]
+  if not st then
+    local err
+    st, err = cached(self, sql, prepQuery, "db:query")
+    if not st then return nil, err end
+  end
+  return finish(dbAll(st, isyieldable(), ...))
+end
+
+function WorkerDatabase:get(sql, ...)
+  local st = isDb(self) and self[2][sql]
+  if not st then
+    local err
+    st, err = cached(self, sql, prepGet, "db:get")
+    if not st then return nil, err end
+  end
+  return finish(dbGet(st, isyieldable(), ...))
+end
+
+function WorkerDatabase:run(sql, ...)
+  local st = isDb(self) and self[2][sql]
+  if not st then
+    local err
+    st, err = cached(self, sql, prepRun, "db:run")
+    if not st then return nil, err end
+  end
+  return finish(dbRun(st, isyieldable(), ...))
+end
+
+-- db:prepare(sql) -> statement | nil, err. A new statement each call (not
+-- the cache's): it is the caller's to keep, iterate and finalize.
+local function prepare(self, sql)
+  checkDb(self, "db:prepare")
+  if type(sql) ~= "string" then fail(1, "db:prepare", "string", sql) end
+  return prepPrepare(self[1], sql)
+end
+Database.prepare, WorkerDatabase.prepare = prepare, prepare
+
+-- db:exec(sql) -> true | nil, err: one or more statements, no parameters,
+-- no rows.
+function Database:exec(sql)
+  checkDb(self, "db:exec")
+  if type(sql) ~= "string" then fail(1, "db:exec", "string", sql) end
+  return nexec(self[1], false, sql)
+end
+
+function WorkerDatabase:exec(sql)
+  checkDb(self, "db:exec")
+  if type(sql) ~= "string" then fail(1, "db:exec", "string", sql) end
+  return finish(nexec(self[1], isyieldable(), sql))
+end
+
+-- Runs sql where the caller cannot be suspended: a rollback must happen
+-- even in a task that is being cancelled.
+local function execNow(self, sql)
+  if getmetatable(self) == WorkerDatabase then
+    local _, ok, err = nexec(self[1], false, sql)
+    return ok, err
+  end
+  return nexec(self[1], false, sql)
+end
+
+local function packResults(...) return {n = select("#", ...), ...} end
+
+-- db:transaction(fn, ...) -> fn's results | nil, err (BEGIN or COMMIT
+-- failed). BEGIN, fn(...), COMMIT; when fn raises: ROLLBACK and the error is
+-- raised again. Nested calls use savepoints: an inner failure rolls back
+-- only the inner part.
+local function transaction(self, fn, ...)
+  checkDb(self, "db:transaction")
+  if type(fn) ~= "function" then fail(1, "db:transaction", "function", fn) end
+  local depth = self._depth
+  local begin, commit, rollback
+  if depth == 0 then
+    begin, commit, rollback = "BEGIN", "COMMIT", "ROLLBACK"
+  else
+    local sp = "evo_sp" .. depth
+    begin, commit, rollback = "SAVEPOINT " .. sp, "RELEASE " .. sp, "ROLLBACK TO " .. sp .. "; RELEASE " .. sp
+  end
+  local ok, err = self:exec(begin)
+  if not ok then return nil, err end
+  self._depth = depth + 1
+  local res = packResults(pcall(fn, ...))
+  self._depth = depth
+  if not res[1] then
+    if nisOpen(self[1]) and ninTx(self[1]) then execNow(self, rollback) end
+    error(res[2], 0)
+  end
+  ok, err = self:exec(commit)
+  if not ok then
+    if nisOpen(self[1]) and ninTx(self[1]) then execNow(self, rollback) end
+    return nil, err
+  end
+  return unpack(res, 2, res.n)
+end
+Database.transaction, WorkerDatabase.transaction = transaction, transaction
+
+-- db:inTransaction() -> boolean
+local function inTransaction(self)
+  checkDb(self, "db:inTransaction")
+  return ninTx(self[1])
+end
+Database.inTransaction, WorkerDatabase.inTransaction = inTransaction, inTransaction
+
+-- db:close(): finalizes every statement and closes the file; closing twice
+-- is allowed. A worker connection's running query is interrupted first.
+local function close(self)
+  checkDb(self, "db:close")
+  self[2], self._n = {}, 0
+  nclose(self[1])
+end
+Database.close, WorkerDatabase.close = close, close
+
+local function isOpen(self)
+  checkDb(self, "db:isOpen")
+  return nisOpen(self[1])
+end
+Database.isOpen, WorkerDatabase.isOpen = isOpen, isOpen
+
+----------------------------------------------------------------- open
+
+local OPTION_TYPES = {readonly = "boolean", create = "boolean", busyTimeout = "number", wal = "boolean",
+  worker = "boolean"}
+
+-- sqlite.open(path | ":memory:" [, {readonly, create = true, busyTimeout = 5,
+-- wal = true, worker = false}]) -> db | nil, err
+function sqlite.open(path, opts)
+  if type(path) ~= "string" then fail(1, "sqlite.open", "string", path) end
+  if opts ~= nil and type(opts) ~= "table" then fail(2, "sqlite.open", "table", opts) end
+  opts = opts or {}
+  for k, v in pairs(opts) do
+    local want = OPTION_TYPES[k]
+    if not want then argError(2, "sqlite.open", "unknown option '" .. tostring(k) .. "'") end
+    if type(v) ~= want then argError(2, "sqlite.open", "opts." .. k .. " must be a " .. want) end
+  end
+  local busy = opts.busyTimeout or 5
+  if busy < 0 or busy ~= busy then argError(2, "sqlite.open", "opts.busyTimeout must be >= 0 seconds") end
+  local readonly = opts.readonly == true
+  local flags
+  if readonly then
+    flags = native.OPEN_READONLY
+  else
+    flags = native.OPEN_READWRITE + (opts.create == false and 0 or native.OPEN_CREATE)
+  end
+  -- WAL needs a file it may write; an in-memory database has none.
+  local wal = opts.wal ~= false and not readonly and path ~= ":memory:" and path ~= ""
+  local worker = opts.worker == true
+  local ud, err = nopen(path, flags, floor(busy * 1000 + 0.5), wal, worker)
+  if not ud then return nil, err end
+  return setmetatable({ud, {}, _n = 0, _depth = 0, path = path, worker = worker},
+    worker and WorkerDatabase or Database)
+end
+
+return sqlite
