@@ -383,8 +383,12 @@ con.commit()
       collectgarbage()
       collectgarbage()
       assert.equal(fds(), fd0)
-      local grown = rss() - rss0
-      assert.truthy(grown < 8 * 1024 * 1024, ("RSS grew by %d bytes"):format(grown))
+      -- AddressSanitizer keeps freed memory in quarantine: RSS says nothing
+      -- there (make test-asan sets EVO_SANITIZED=1, as httpkit's assertGrowth reads).
+      if os.getenv("EVO_SANITIZED") ~= "1" then
+        local grown = rss() - rss0
+        assert.truthy(grown < 8 * 1024 * 1024, ("RSS grew by %d bytes"):format(grown))
+      end
     end, {timeout = 60})
   end)
 
