@@ -103,66 +103,50 @@ local function cached(self, sql, prep, fname)
   return st
 end
 
+-- The statement for sql from the cache, or prepared and cached now; nil,
+-- err when SQLite refuses it. (The tail call keeps cached's error levels.)
+local function statement(self, sql, prep, fname)
+  local st = isDb(self) and self[2][sql]
+  if st then return st end
+  return cached(self, sql, prep, fname)
+end
+
 -- db:query(sql, ...) -> rows (rows.columns: the names in order) | nil, err
 function Database:query(sql, ...)
-  local st = isDb(self) and self[2][sql]
-  if not st then
-    local err
-    st, err = cached(self, sql, prepQuery, "db:query")
-    if not st then return nil, err end
-  end
+  local st, err = statement(self, sql, prepQuery, "db:query")
+  if not st then return nil, err end
   return dbAll(st, ...)
 end
 
 -- db:get(sql, ...) -> the first row | nil (no row) | nil, err
 function Database:get(sql, ...)
-  local st = isDb(self) and self[2][sql]
-  if not st then
-    local err
-    st, err = cached(self, sql, prepGet, "db:get")
-    if not st then return nil, err end
-  end
+  local st, err = statement(self, sql, prepGet, "db:get")
+  if not st then return nil, err end
   return dbGet(st, ...)
 end
 
 -- db:run(sql, ...) -> {changes = n, lastInsertRowid = id} | nil, err
 function Database:run(sql, ...)
-  local st = isDb(self) and self[2][sql]
-  if not st then
-    local err
-    st, err = cached(self, sql, prepRun, "db:run")
-    if not st then return nil, err end
-  end
+  local st, err = statement(self, sql, prepRun, "db:run")
+  if not st then return nil, err end
   return dbRun(st, ...)
 end
 
 function WorkerDatabase:query(sql, ...)
-  local st = isDb(self) and self[2][sql]
-  if not st then
-    local err
-    st, err = cached(self, sql, prepQuery, "db:query")
-    if not st then return nil, err end
-  end
+  local st, err = statement(self, sql, prepQuery, "db:query")
+  if not st then return nil, err end
   return finish(dbAll(st, isyieldable(), ...))
 end
 
 function WorkerDatabase:get(sql, ...)
-  local st = isDb(self) and self[2][sql]
-  if not st then
-    local err
-    st, err = cached(self, sql, prepGet, "db:get")
-    if not st then return nil, err end
-  end
+  local st, err = statement(self, sql, prepGet, "db:get")
+  if not st then return nil, err end
   return finish(dbGet(st, isyieldable(), ...))
 end
 
 function WorkerDatabase:run(sql, ...)
-  local st = isDb(self) and self[2][sql]
-  if not st then
-    local err
-    st, err = cached(self, sql, prepRun, "db:run")
-    if not st then return nil, err end
-  end
+  local st, err = statement(self, sql, prepRun, "db:run")
+  if not st then return nil, err end
   return finish(dbRun(st, isyieldable(), ...))
 end
 
