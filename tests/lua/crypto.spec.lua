@@ -8,16 +8,10 @@ local task = require("task")
 local uv = require("uv")
 local helpers = require("helpers")
 
-local PYTHON = "/usr/bin/python3"  -- Debian's, whose hashlib has every algorithm
 local evented = task.mode() == "evented"
 local unhex = function(s) return assert(hex.decode(s)) end
 
--- Runs a Python program with `input` on its stdin; returns its stdout.
-local function python(code, input)
-  local r = helpers.spawn(PYTHON, {"-c", code}, {stdin = input or "", timeout = 30})
-  assert.equal(r.code, 0, "python failed: " .. r.stderr)
-  return r.stdout
-end
+local python = helpers.python
 
 -- Runs evo with `args` (a script via -e); returns its stdout, asserting exit 0.
 local function evo(args, timeout)
@@ -26,11 +20,7 @@ local function evo(args, timeout)
   return r.stdout
 end
 
-local function raisesMatching(pattern, fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.falsy(ok, "expected an error matching " .. pattern)
-  assert.match(tostring(err), pattern)
-end
+local raisesMatching = helpers.raisesMatching
 
 describe("crypto.hash", function()
   it("gives the FIPS 180 / 202 answers for \"abc\"", function()

@@ -6,19 +6,10 @@ local crypto = require("crypto")
 local task = require("task")
 local helpers = require("helpers")
 
-local PYTHON = "/usr/bin/python3"
 
-local function python(code, input)
-  local r = helpers.spawn(PYTHON, {"-c", code}, {stdin = input or "", timeout = 30})
-  assert.equal(r.code, 0, "python failed: " .. r.stderr)
-  return r.stdout
-end
+local python = helpers.python
 
-local function raisesMatching(pattern, fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.falsy(ok, "expected an error matching " .. pattern)
-  assert.match(tostring(err), pattern)
-end
+local raisesMatching = helpers.raisesMatching
 
 -- Asserts decode(text) fails with `code` at `position`.
 local function rejects(decode, text, code, position, pattern)

@@ -1,6 +1,7 @@
 -- Helpers for the Lua specs: run the evo binary (or any program) as a child
 -- process and collect what it did, waiting as a coroutine on the loop.
 local uv = require("uv")
+local assert = require("assert")  -- the specs' assertions (the global is Lua's here)
 
 local helpers = {}
 
@@ -126,6 +127,24 @@ function helpers.killAfter(signal, ...)
       handle:kill(signal)
     end
   end
+end
+
+-- Runs code with Debian's Python (/usr/bin/python3: its packages import only
+-- there), stdin (a string or nil) on its standard input and args after the
+-- code in sys.argv; returns its stdout, asserting it exited 0.
+function helpers.python(code, stdin, args, timeout)
+  local argv = {"-c", code}
+  for _, a in ipairs(args or {}) do argv[#argv + 1] = a end
+  local r = helpers.spawn("/usr/bin/python3", argv, {stdin = stdin or "", timeout = timeout or 30})
+  assert.equal(r.code, 0, "python failed: " .. r.stderr .. r.stdout)
+  return r.stdout
+end
+
+-- Asserts fn(...) raises an error whose text matches the Lua pattern.
+function helpers.raisesMatching(pattern, fn, ...)
+  local ok, err = pcall(fn, ...)
+  assert.falsy(ok, "expected an error matching " .. pattern)
+  assert.match(tostring(err), pattern)
 end
 
 function helpers.lines(text)

@@ -8,11 +8,7 @@ local h = require("helpers")
 local cases = dofile(h.root .. "/tests/lua/json_cases.lua")
 local encode, decode = json.encode, json.decode
 
-local function python(code, stdin)
-  local r = h.spawn("/usr/bin/python3", {"-c", code}, {stdin = stdin, timeout = 20})
-  assert.equal(r.code, 0, r.stderr .. r.stdout)
-  return r.stdout
-end
+local function python(code, stdin) return h.python(code, stdin, nil, 20) end
 
 describe("json.decode strictness (RFC 8259)", function()
   it("accepts every y_ case (" .. #cases.y .. ")", function()

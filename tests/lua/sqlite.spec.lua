@@ -9,15 +9,10 @@ local task = require("task")
 local uv = require("uv")
 local helpers = require("helpers")
 
-local PYTHON = "/usr/bin/python3"
 local evented = task.mode() == "evented"
 local null = sqlite.null
 
-local function python(code, ...)
-  local r = helpers.spawn(PYTHON, {"-c", code, ...}, {timeout = 30})
-  assert.equal(r.code, 0, "python failed: " .. r.stderr)
-  return r.stdout
-end
+local function python(code, ...) return helpers.python(code, nil, {...}) end
 
 local function evo(args, timeout)
   local r = helpers.runEvo(args, {timeout = timeout or 60})
