@@ -117,20 +117,18 @@ class Listener {
 
   // accept(yieldable) -> (true, stream) | (true, nil, err) | yields
   int accept(lua_State* L, int yieldable_idx) {
-    bool busy = false;
-    int n = io_call<IoResult>(
-        L, yieldable_idx, [this](bool wait, IoDone done) { return io_->accept(wait, timeout_, std::move(done)); },
-        [this, &busy](lua_State* Ls, IoResult r) {
-          if (r.code != nullptr && std::strcmp(r.code, "Busy") == 0) {  // only ever inside the call
-            busy = true;
-            return 0;
-          }
-          int pushed = push_stream_result(Ls, sys_, std::move(r));
-          if (pushed == 1) emit_accepted(Ls, lua_gettop(Ls));
-          return pushed;
+    // A call that would wait while another task waits is misuse; one that
+    // cannot wait takes its connection directly, as before.
+    if (io_->accepting() && sys_.waiter(L, yieldable_idx) != nullptr)
+      return luaL_error(L, "another task is already accepting on this server");
+    return io_call<IoResult>(
+        L, yieldable_idx,
+        [this](bool wait, IoDone done) { return io_->accept(wait, timeout_, std::move(done)); },
+        [this](lua_State* Ls, IoResult r) {
+          int n = push_stream_result(Ls, sys_, std::move(r));
+          if (n == 1) emit_accepted(Ls, lua_gettop(Ls));
+          return n;
         });
-    if (busy) return luaL_error(L, "another task is already accepting on this server");
-    return n;
   }
 
   void set_timeout(double seconds) { timeout_ = seconds; }

@@ -57,6 +57,8 @@ class Udp {
   // receive(yieldable) -> (true, data, ip, port) | (true, nil, err) | yields
   int receive(lua_State* L, int yieldable_idx) {
     if (closed_) return closed_result(L);
+    if (io_->receiving() && TaskSystem::from(L).waiter(L, yieldable_idx) != nullptr)
+      return luaL_error(L, "another task is already receiving on this socket");
     misuse_.clear();
     int n = io_call<Datagram>(
         L, yieldable_idx,
@@ -80,7 +82,7 @@ class Udp {
   static int closed_result(lua_State* L) { return answer_failure(L, "Closed", "the socket is closed"); }
 
   int push_datagram(lua_State* L, Datagram d) {
-    if (d.code != nullptr && (std::strcmp(d.code, "NotBound") == 0 || std::strcmp(d.code, "Busy") == 0)) {
+    if (d.code != nullptr && std::strcmp(d.code, "NotBound") == 0) {
       misuse_ = d.message;
       return 0;
     }

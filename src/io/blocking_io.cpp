@@ -170,7 +170,8 @@ class BlockingListener final : public IoListener {
   }
   void accept_each(std::function<void(IoResult)> /*each*/) override {}  // nothing arrives by itself here
   [[nodiscard]] int fd() const override { return fd_; }
-  void on_release(std::function<void()> /*release*/) override {}  // no handle: nothing to sweep
+  [[nodiscard]] bool accepting() const override { return false; }  // an accept finishes inside its call
+  void on_release(std::function<void()> /*release*/) override {}   // no handle: nothing to sweep
   void close() override {
     if (fd_ < 0) return;
     ::close(fd_);

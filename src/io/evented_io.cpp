@@ -218,6 +218,7 @@ class EventedListener final : public IoListener, public IoOp {
 
   IoOp* accept(bool wait, double timeout, IoDone done) override;
   void accept_each(std::function<void(IoResult)> each) override { each_ = std::move(each); }
+  [[nodiscard]] bool accepting() const override { return waiting_; }
   [[nodiscard]] int fd() const override {
     uv_os_fd_t fd = -1;
     if (handle_ != nullptr) uv_fileno(const_cast<UvListenerHandle*>(handle_)->uv_handle(), &fd);

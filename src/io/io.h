@@ -66,6 +66,9 @@ class IoListener {
   // `each` (from the loop; the evented Io only). accept() is not used then.
   virtual void accept_each(std::function<void(IoResult)> each) = 0;
   [[nodiscard]] virtual int fd() const = 0;
+  // An accept is in flight (the evented Io takes one at a time; a second
+  // gets "Busy").
+  [[nodiscard]] virtual bool accepting() const = 0;
   // Closes the socket; an accept in flight finishes with "Closed".
   virtual void close() = 0;
   // What the runtime's exit sweep does instead of close(): an owner that
@@ -98,6 +101,8 @@ class IoUdp {
   // "NotBound" when there is no socket to receive on yet.
   virtual IoOp* receive(bool wait, double timeout, DatagramDone done) = 0;
   [[nodiscard]] virtual int local_port() const = 0;
+  // A receive is in flight (one at a time; a second gets "Busy").
+  [[nodiscard]] virtual bool receiving() const = 0;
   // Closes the socket; a receive in flight finishes with "Closed".
   virtual void close() = 0;
 };

@@ -91,6 +91,7 @@ class BlockingUdp final : public IoUdp {
     return nullptr;
   }
   [[nodiscard]] int local_port() const override { return port_of(fd_); }
+  [[nodiscard]] bool receiving() const override { return false; }  // a receive finishes inside its call
   void close() override {
     if (fd_ >= 0) ::close(fd_);
     fd_ = -1;
@@ -166,6 +167,7 @@ class EventedUdp final : public IoUdp, public IoOp {
     return this;
   }
   [[nodiscard]] int local_port() const override { return port_of(fd()); }
+  [[nodiscard]] bool receiving() const override { return static_cast<bool>(waiter_); }
   void close() override {
     if (waiter_) {
       DatagramDone done = std::move(waiter_);
