@@ -189,9 +189,6 @@ class BlockingIo final : public Io {
  public:
   [[nodiscard]] const char* name() const override { return "blocking"; }
 
-  std::unique_ptr<Transport> adopt(int fd, SocketKind /*kind*/) override {
-    return std::make_unique<Transport>(fd);
-  }
   std::unique_ptr<Transport> adopt_stdio(int fd, int* shared_flags) override {
     *shared_flags = -1;
     return stdio_plain(fd);

@@ -295,7 +295,6 @@ class EventedIo final : public Io {
   explicit EventedIo(uv_loop_t* loop) : loop_(loop) {}
   [[nodiscard]] const char* name() const override { return "evented"; }
 
-  std::unique_ptr<Transport> adopt(int fd, SocketKind kind) override { return adopt_on(loop_, fd, kind); }
   std::unique_ptr<Transport> adopt_stdio(int fd, int* shared_flags) override {
     return stdio_evented(loop_, fd, shared_flags);
   }

@@ -162,10 +162,6 @@ class Io {
   virtual ~Io() = default;
   [[nodiscard]] virtual const char* name() const = 0;  // "evented", "blocking"
 
-  // A transport over a connected descriptor (taken over): in the evented Io
-  // a libuv stream, so a later call in a task can suspend on it.
-  virtual std::unique_ptr<Transport> adopt(int fd, SocketKind kind) = 0;
-
   // A transport over the process's standard stream fd (0, 1 or 2), which it
   // never closes. Evented: a libuv stream on a description of its own of the
   // same pipe (or terminal or socket, for stdin), so O_NONBLOCK never reaches
