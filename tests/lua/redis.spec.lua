@@ -12,40 +12,11 @@ local fs = require("fs")
 local errors = require("evo.errors")
 
 local evented = task.mode() ~= "blocking"
-local SERVER = "/usr/bin/redis-server"
-
-local function freePort()
-  local s = assert(net.listen({host = "127.0.0.1", port = 0}))
-  local port = s.port
-  s:close()
-  return port
-end
-
--- start([extra argv]) -> {port, child, dir, url}: a server that answers PING.
-local function start(extra, port)
-  port = port or freePort()
-  local dir = assert(fs.mkdtemp("/tmp/evo-redis-"))
-  local argv = {"--port", tostring(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-    "--dir", dir, "--daemonize", "no", "--logfile", dir .. "/log"}
-  for _, a in ipairs(extra or {}) do argv[#argv + 1] = a end
-  local child = assert(process.spawn(SERVER, argv, {stdin = "ignore", stdout = "ignore", stderr = "ignore"}))
-  for _ = 1, 100 do
-    local s = net.connect({host = "127.0.0.1", port = port})
-    if s then
-      s:write("PING\r\n")
-      local line = s:readLine()
-      s:close()
-      if line == "+PONG" or (line or ""):match("^%-NOAUTH") then break end
-    end
-    task.sleep(0.05)
-  end
-  return {port = port, child = child, dir = dir, url = "redis://127.0.0.1:" .. port}
-end
+local servers = require("servers")
+local freePort, start = servers.freePort, servers.redis
 
 local function stop(srv)
-  srv.child:kill("KILL")
-  srv.child:wait()
-  fs.rm(srv.dir, {recursive = true})
+  srv:stop()
 end
 
 describe("redis", function()
