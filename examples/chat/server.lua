@@ -53,12 +53,18 @@ local chat = WebSocketServer({path = "/chat", static = here .. "/public", maxMes
 -- What the instances share. Alone: counters of this process, and a publish
 -- that delivers at once. With Redis: counters in Redis, and a channel.
 local bus = {}
+local users = {}  -- connectionID -> user id (ids are global when scaled out)
+local listening = {}  -- connectionID -> true once its welcome and history went out
 
 -- Every message for everyone arrives here (from the channel when scaled
 -- out). A store of this process only (SQLite) records the chat messages
 -- here, so each instance's history holds every instance's messages.
+
 local function deliver(text)
-  chat:Broadcast(text)
+  -- a copy: a Send may wait (backpressure) while clients come and go
+  local ids = {}
+  for connectionID in pairs(listening) do ids[#ids + 1] = connectionID end
+  for _, connectionID in ipairs(ids) do chat:Send(connectionID, text) end
   if not store.shared then
     local m = json.decode(text)
     if m and m.type == "message" then assert(store:add(m.from, m.text)) end
@@ -89,8 +95,6 @@ else
   bus.name = "alone"
 end
 
-local users = {}  -- connectionID -> user id (ids are global when scaled out)
-
 function chat:WEBSOCKET_CONNECTION_ESTABLISHED(_, p)
   local id = assert(bus.newId())
   users[p.connectionID] = id
@@ -99,6 +103,9 @@ function chat:WEBSOCKET_CONNECTION_ESTABLISHED(_, p)
   for _, m in ipairs(assert(store:recent(HISTORY))) do
     self:Send(p.connectionID, encode({type = "message", from = m.sender, text = m.text, history = true}))
   end
+  -- Only now: a broadcast that came while Redis answered would have gone
+  -- out before the welcome.
+  listening[p.connectionID] = true
   bus.publish(encode({type = "join", from = id, count = count}))
 end
 
@@ -111,6 +118,7 @@ end
 
 function chat:WEBSOCKET_CONNECTION_CLOSED(_, p)
   local id = users[p.connectionID]
+  listening[p.connectionID] = nil
   if not id then return end  -- counted off already (shutting down)
   users[p.connectionID] = nil
   local count = bus.online(-1)
@@ -134,7 +142,7 @@ function term:SIGNAL_RECEIVED()
   task.async(function()
     local n = 0
     for _ in pairs(users) do n = n + 1 end
-    users = {}
+    users, listening = {}, {}
     chat:StopListening()
     if n > 0 then bus.online(-n) end
     bus.close()
