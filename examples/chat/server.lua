@@ -73,7 +73,17 @@ end
 
 if REDIS_URL and REDIS_URL ~= "" then
   local redis = require("redis")
-  local r = assert(redis.connect(REDIS_URL))
+  -- Redis may be starting with us (systemd, a script): try for 10 s.
+  local r, err
+  for _ = 1, 40 do
+    r, err = redis.connect(REDIS_URL)
+    if r then break end
+    task.sleep(0.25)
+  end
+  if not r then
+    io.stderr:write("chat: cannot connect to ", REDIS_URL, ": ", tostring(err), "\n")
+    os.exit(1)
+  end
   local sub = assert(r:subscribe(CHANNEL))
   -- The subscriber reads in a task of its own, and connects and subscribes
   -- again by itself if Redis goes away for a while.
