@@ -664,6 +664,7 @@ local function readLoop(s)
       s:emit("MESSAGE_RECEIVED", m)
     elseif s.lost and not wasLost then
       s:emit("CONNECTION_LOST", {error = err})
+      if s.client.opts.reconnect == false then return end  -- asked not to reconnect
     elseif not s.client.stream then  -- the reconnection failed: try again later
       s.lost = true
       if not tasknative.sleep(delay, true) then return end  -- cancelled
@@ -801,6 +802,8 @@ end
 
 local function onWaiterCancel(wt) wt.canceled = true end
 
+local release
+
 -- acquire(p) -> client | nil, err: the most recently returned idle
 -- connection, or a new one while fewer than max are open, or waits (FIFO)
 -- for one to come back. Where the caller cannot wait (the blocking Io mode,
@@ -833,24 +836,38 @@ local function acquire(p)
       return nil, errors.new("PoolExhausted",
         ("all %d connections of the pool are in use and this caller cannot wait"):format(p.max))
     end
-    local wt = {me = me, id = id, canceled = false}
+    local wt = {me = me, id = id, canceled = false, client = false}
     p.waiters[#p.waiters + 1] = wt
-    if not suspend(onWaiterCancel, wt) then raiseCanceled(3) end
+    if not suspend(onWaiterCancel, wt) then
+      if wt.client then release(p, wt.client) end
+      raiseCanceled(3)
+    end
+    if wt.client then return wt.client end
   end
 end
 
 -- Takes c back: a connection that broke (or whose caller raised, so its
 -- state is unknown) is closed and its place freed.
-local function release(p, c, broken)
+function release(p, c, broken)
   if broken or p.closed or not c.stream then
     p.open = p.open - 1
     c:close()
-  else
-    c.idleSince = task.now()
-    p.idle[#p.idle + 1] = c
-    watchIdle(p)
+    wakeWaiter(p)  -- a place is free: the waiter opens a connection
+    return
   end
-  wakeWaiter(p)
+  -- Straight to the oldest waiter, so that no later caller overtakes it.
+  local q = p.waiters
+  while q[1] do
+    local wt = table.remove(q, 1)
+    if not wt.canceled then
+      wt.client = c
+      if wake(wt.me, wt.id) then return end
+      wt.client = false
+    end
+  end
+  c.idleSince = task.now()
+  p.idle[#p.idle + 1] = c
+  watchIdle(p)
 end
 
 local function finishCall(p, c, ok, ...)

@@ -424,6 +424,28 @@ describe("redis", function()
         assert.same(p:stats(), {open = 0, idle = 0, waiting = 0})
       end)
 
+      it("hands a returned connection to the waiting callers in their order of arrival", function()
+        local p = redis.pool({url = srv.url, max = 1})
+        local order = {}
+        local holder = task.async(function()
+          return p:withConnection(function(c) task.sleep(0.1) return c:ping() end)
+        end)
+        local waiting = {}
+        for i = 1, 5 do
+          waiting[i] = task.async(function()
+            assert.equal(p:incr("fifo"), i)
+            order[#order + 1] = i
+          end)
+        end
+        task.sleep(0.02)
+        assert.equal(p:stats().waiting, 5)
+        assert.equal(holder:await(), "PONG")
+        for i = 1, 5 do waiting[i]:await() end
+        assert.same(order, {1, 2, 3, 4, 5})
+        assert.same(p:stats(), {open = 1, idle = 1, waiting = 0})
+        p:close()
+      end)
+
       it("closes a connection whose task was cancelled, and a waiter cancelled leaves the queue", function()
         local p = redis.pool({url = srv.url, max = 1})
         local a = task.async(function() return p:blpop("never", 5) end)
