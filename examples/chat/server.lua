@@ -91,9 +91,17 @@ if REDIS_URL and REDIS_URL ~= "" then
   function sub:CONNECTION_LOST(_, p) io.stderr:write("chat: lost redis (", tostring(p.error), "), retrying\n") end
   function sub:CONNECTION_RESTORED() io.stderr:write("chat: redis is back\n") end
   sub:start()
-  function bus.publish(text) return r:publish(CHANNEL, text) end
-  function bus.newId() return r:incr("chat:ids") end
-  function bus.online(delta) return r:incrby("chat:online", delta) end
+  -- A command on a connection Redis dropped (a restart) fails once, and the
+  -- client connects again for the next one: so try twice.
+  local function call(command, ...)
+    local v, cerr = r:call(command, ...)
+    if v == nil and not r:isConnected() then v, cerr = r:call(command, ...) end
+    if v == nil then io.stderr:write("chat: redis ", command, ": ", tostring(cerr), "\n") end
+    return v, cerr
+  end
+  function bus.publish(text) return call("PUBLISH", CHANNEL, text) end
+  function bus.newId() return call("INCR", "chat:ids") end
+  function bus.online(delta) return call("INCRBY", "chat:online", delta) end
   function bus.close() sub:close(); r:close() end
   bus.name = "redis"
 else

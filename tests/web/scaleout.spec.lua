@@ -79,13 +79,15 @@ local function startChat(env)
   return {child = child, port = port}
 end
 
+-- TERM, then KILL after 5 s: the exit status, or nil, "killed"
 local function stopChild(child)
   if not child then return end
   child:kill("TERM")
-  if not task.timeout(5, function() return child:wait() end) then
-    child:kill("KILL")
-    child:wait()
-  end
+  local code = task.timeout(5, function() return child:wait() end)
+  if code then return code end
+  child:kill("KILL")
+  child:wait()
+  return nil, "killed"
 end
 
 -- The next message of a ws connection, decoded (10 s at most).
@@ -220,6 +222,38 @@ describe("the chat scaled out", function()
     assert.same(waitFor(ca, {type = "leave", from = wb.you}).type, "leave")
     ca:close()
   end, 60)
+
+  it("goes on after Redis restarts: the instances subscribe again by themselves", function()
+    local base = "ws://127.0.0.1:" .. nport
+    local ca = assert(ws.connect(base .. "/a/chat", {timeout = 10}))
+    local cb = assert(ws.connect(base .. "/b/chat", {timeout = 10}))
+    local wa, wb = nextMessage(ca), nextMessage(cb)
+    waitFor(ca, {type = "join", from = wb.you})
+    local port = redisSrv.port
+    redisSrv.child:kill("KILL")
+    redisSrv.child:wait()
+    fs.rm(redisSrv.dir, {recursive = true})
+    task.sleep(0.2)
+    redisSrv = servers.redis(nil, port)
+    -- until both instances' subscribers are back (the server counts them)
+    local r = assert(require("redis").connect(redisSrv.url))
+    for _ = 1, 200 do
+      if r:pubsub("NUMSUB", "chat")[2] == 2 then break end
+      task.sleep(0.05)
+    end
+    assert.equal(r:pubsub("NUMSUB", "chat")[2], 2)
+    r:close()
+    assert(ca:send("after the restart"))
+    assert.same(waitFor(cb, {type = "message", text = "after the restart"}), {type = "message", from = wa.you, text = "after the restart"})
+    ca:close()
+    cb:close()
+  end, 60)
+
+  it("ends each instance cleanly on SIGTERM", function()
+    assert.equal(stopChild(a.child), 0)
+    assert.equal(stopChild(b.child), 0)
+    a, b = nil, nil
+  end, 20)
 end)
 
 describe("the chat alone", function()
@@ -240,8 +274,8 @@ describe("the chat alone", function()
     for i = 1, 55 do assert(c:send("line " .. i)) end
     waitFor(c, {type = "message", text = "line 55"})
     c:close()
-    -- the same file, a new process
-    stopChild(chat.child)
+    -- the same file, a new process; SIGTERM ends the first one cleanly
+    assert.equal(stopChild(chat.child), 0)
     chat = startChat({CHAT_DB = dir .. "/chat.db"})
     url = "ws://127.0.0.1:" .. chat.port .. "/chat"
     local c2 = assert(ws.connect(url, {timeout = 10}))
