@@ -342,18 +342,22 @@ end
 function Tcp:receive(pattern, ...)
   checkSelf("receive", self)
   if select("#", ...) > 0 then error("expecting 1 or 2 arguments (including the object), but got more", 2) end
-  if not self.stream then return nil, "closed" end
-  if pattern == nil or pattern == "*l" then return receiveLine(self) end
+  if pattern == nil or pattern == "*l" then
+    if not self.stream then return nil, "closed" end
+    return receiveLine(self)
+  end
   local tp = type(pattern)
   if tp == "number" or (tp == "string" and tonumber(pattern)) then
     local n = tonumber(pattern)
     if n < 0 then args.error(1, "receive", "bad pattern argument", 2) end
+    if not self.stream then return nil, "closed" end
     n = math.floor(n)
     if n == 0 then return "" end
     return receiveN(self, n)
   end
-  if pattern == "*a" then return receiveAll(self) end
-  args.error(1, "receive", "bad pattern argument: " .. tostring(pattern), 2)
+  if pattern ~= "*a" then args.error(1, "receive", "bad pattern argument: " .. tostring(pattern), 2) end
+  if not self.stream then return nil, "closed" end
+  return receiveAll(self)
 end
 
 -- receiveany(max) -> up to max bytes, as soon as any arrived | nil, err
