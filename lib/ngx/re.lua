@@ -122,7 +122,7 @@ end
 -- After an empty match the next search starts one character later (a
 -- whole UTF-8 sequence in UTF mode), so "" matches once between characters.
 local function nextPos(entry, subject, s, e)
-  if e > s then return e + 1 end
+  if e >= s then return e + 1 end  -- s..e non-empty (e is inclusive)
   local p = e + 1
   if entry.utf then
     local b = byte(subject, p)
