@@ -509,6 +509,33 @@ function ngx.thread.kill(t)
   return true
 end
 
+----------------------------------------------------------------- request APIs: stubs
+
+-- There is no nginx request. Libraries index these tables when they load
+-- (lua-resty-http keeps `ngx.req.socket` in a local), so the tables exist;
+-- calling one of their functions raises, naming it.
+local function unavailable(name)
+  return function()
+    error(name .. " needs an nginx request: not available in Evo (see docs/ngx.md)", 2)
+  end
+end
+local function stubs(prefix, names)
+  local t = {}
+  for _, n in ipairs(names) do t[n] = unavailable(prefix .. n) end
+  return t
+end
+ngx.req = stubs("ngx.req.", {"socket", "get_headers", "get_method", "set_method", "get_uri_args", "set_uri_args",
+  "get_post_args", "read_body", "discard_body", "get_body_data", "get_body_file", "set_body_data", "set_header",
+  "clear_header", "http_version", "raw_header", "start_time", "is_internal", "set_uri", "init_body", "append_body",
+  "finish_body"})
+ngx.resp = stubs("ngx.resp.", {"get_headers"})
+ngx.location = stubs("ngx.location.", {"capture", "capture_multi"})
+for _, n in ipairs({"exit", "exec", "redirect", "send_headers", "on_abort"}) do ngx[n] = unavailable("ngx." .. n) end
+ngx.var = setmetatable({}, {__newindex = unavailable("setting ngx.var")})  -- every variable reads nil
+ngx.header = {}
+ngx.arg = {}
+ngx.headers_sent = false
+
 ----------------------------------------------------------------- Evo's own settings
 
 -- What an nginx.conf would say, for a process without one.

@@ -53,6 +53,26 @@ describe("require('ngx')", function()
   end)
 end)
 
+describe("request APIs", function()
+  it("exist as tables so drivers load (lua-resty-http keeps ngx.req.socket), and raise when called", function()
+    -- the first lines of lua-resty-http's http.lua, as they index ngx at load
+    local load = assert(loadstring([[
+      local ngx_socket_tcp = ngx.socket.tcp
+      local ngx_req = ngx.req
+      local ngx_req_socket = ngx_req.socket
+      local ngx_req_get_headers = ngx_req.get_headers
+      local ngx_req_get_method = ngx_req.get_method
+      local ngx_var, ngx_print, ngx_header = ngx.var, ngx.print, ngx.header
+      local ngx_re_gmatch, ngx_re_sub, ngx_re_gsub, ngx_re_find = ngx.re.gmatch, ngx.re.sub, ngx.re.gsub, ngx.re.find
+      return type(ngx_socket_tcp), type(ngx_req_socket), ngx_var.request_uri, type(ngx_re_find)
+    ]]))
+    assert.same({load()}, {"function", "function", nil, "function"})
+    helpers.raisesMatching("ngx.req.get_headers needs an nginx request", ngx.req.get_headers)
+    helpers.raisesMatching("ngx.exit needs an nginx request", ngx.exit, 200)
+    helpers.raisesMatching("setting ngx.var needs an nginx request", function() ngx.var.x = 1 end)
+  end)
+end)
+
 describe("ngx time", function()
   it("gives now, time, dates and HTTP dates", function()
     local now = ngx.now()
