@@ -662,6 +662,9 @@ int l_start(lua_State* L) {
   auto* c = static_cast<Conn*>(lua_newuserdata(L, sizeof(Conn)));
   new (c) Conn();
   c->pg.reset(raw);
+  // The server's NOTICE and WARNING messages are not errors: libpq's default
+  // prints them on stderr; a library must not.
+  PQsetNoticeProcessor(raw, [](void* /*arg*/, const char* /*message*/) {}, nullptr);
   luaL_getmetatable(L, kConnMeta);
   lua_setmetatable(L, -2);
   if (PQstatus(raw) == CONNECTION_BAD) {
