@@ -525,9 +525,10 @@ function Connection:transaction(fn, ...)
     local sp = "evo_sp" .. depth
     begin, commit, rollback = "SAVEPOINT " .. sp, "RELEASE SAVEPOINT " .. sp, "ROLLBACK TO SAVEPOINT " .. sp
   end
-  local ok, err = run(self, begin)
-  if not ok then
+  local bok, ok, err = pcall(run, self, begin)  -- a cancelled BEGIN must not keep the connection held
+  if not bok or not ok then
     release(self, took)
+    if not bok then error(ok, 0) end
     return nil, err
   end
   self.depth = depth + 1

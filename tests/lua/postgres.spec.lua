@@ -406,6 +406,16 @@ describe("postgres", function()
       assert.equal(other:await(), 2)  -- it saw the committed rows, never the open transaction
       assert.same(order, {"tx", "other"})
     end)
+
+    it("releases the connection when a task is cancelled inside a transaction", function()
+      local f = task.async(function()
+        return db:transaction(function(tx) tx:query("SELECT pg_sleep(10)") end)
+      end)
+      task.sleep(0.05)
+      f:cancel()
+      assert.equal(db:queryOne("SELECT 6 AS x").x, 6)  -- not held, and rolled back
+      assert.equal(db:queryOne("SELECT count(*)::int AS n FROM pg_stat_activity WHERE state LIKE 'idle in%'").n, 0)
+    end)
   end)
 
   describe("pool", function()
