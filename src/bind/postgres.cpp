@@ -196,11 +196,12 @@ struct Conn {
   std::deque<Sent> sent;
   std::unordered_map<std::string, std::shared_ptr<Stmt>> stmts;
   uint64_t next_stmt = 0;
-  uint64_t flushes = 0;  // PQflush calls that sent everything (≈ writes for a batch)
+  uint64_t flushes = 0;  // batches: flushes that completed with new queries in them
   uint64_t queries = 0;
   uint64_t reads = 0;  // PQconsumeInput calls
   bool connected = false;
   bool corked = false;
+  bool unflushed = false;  // queries sent since the last complete flush
   int nulls = 0;  // consecutive NULL results (no more now)
   // Parameter buffers, reused from call to call.
   std::vector<const char*> values;
@@ -793,6 +794,7 @@ int l_send(lua_State* L) {
   }
   if (!ok || PQpipelineSync(pg) != 1) goto failed;
   ++c->queries;
+  c->unflushed = true;
   c->sent.push_back(std::move(s));
   lua_pushboolean(L, 1);
   return 1;
@@ -875,7 +877,8 @@ int l_flush(lua_State* L) {
     return 2;
   }
   if (rc == 0) {
-    ++c->flushes;
+    if (c->unflushed) ++c->flushes;  // a batch went out (not a no-op flush)
+    c->unflushed = false;
     set_cork(c, false);
   }
   lua_pushboolean(L, rc == 0 ? 1 : 0);
