@@ -202,7 +202,7 @@ struct Conn {
   bool connected = false;
   bool corked = false;
   bool unflushed = false;  // queries sent since the last complete flush
-  int nulls = 0;  // consecutive NULL results (no more now)
+  int nulls = 0;           // consecutive NULL results (no more now)
   // Parameter buffers, reused from call to call.
   std::vector<const char*> values;
   std::vector<int> lengths, formats;
@@ -665,7 +665,8 @@ int l_start(lua_State* L) {
   c->pg.reset(raw);
   // The server's NOTICE and WARNING messages are not errors: libpq's default
   // prints them on stderr; a library must not.
-  PQsetNoticeProcessor(raw, [](void* /*arg*/, const char* /*message*/) {}, nullptr);
+  PQsetNoticeProcessor(
+      raw, [](void* /*arg*/, const char* /*message*/) {}, nullptr);
   luaL_getmetatable(L, kConnMeta);
   lua_setmetatable(L, -2);
   if (PQstatus(raw) == CONNECTION_BAD) {
