@@ -29,6 +29,7 @@ const NativeModule kNativeModules[] = {
     {"evo.httpkit", open_httpkit, false},
     {"evo.net",    open_net,    true},
     {"evo.pcre",   open_pcre,   false},
+    {"evo.postgres", open_postgres, true},
     {"evo.process", open_process, true},
     {"evo.resp",   open_resp,   false},
     {"evo.replnative", repl::open_native, true},
