@@ -1,6 +1,6 @@
 -- Postgres from 50 concurrent tasks on a pool of 10: `SELECT $1` and a
 -- 100-row select. Usage: evo bench/postgres.lua URL [OPS] -> prints
--- "select1 <queries/s>" and "rows100 <queries/s>"
+-- "select1 <queries/s> <client CPU us/query>" and the same for "rows100"
 local postgres = require("postgres")
 local task = require("task")
 local url, ops = arg[1], tonumber(arg[2] or 100000)
@@ -26,9 +26,11 @@ end
 
 local function measure(name, n, sql, ...)
   run(math.floor(n / 10), sql, ...)  -- warm up: connections, prepared statements
-  local t0 = task.now()
+  local t0, c0 = task.now(), os.clock()
   local done = run(n, sql, ...)
-  print(("%s %.0f"):format(name, done / (task.now() - t0)))
+  -- queries/s, and the client's CPU time per query in microseconds (what
+  -- compares clients when the server's one core is the ceiling)
+  print(("%s %.0f %.2f"):format(name, done / (task.now() - t0), (os.clock() - c0) * 1e6 / done))
 end
 
 measure("select1", ops, "SELECT $1")

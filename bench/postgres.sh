@@ -25,7 +25,11 @@ url="postgres://bench@127.0.0.1:$port/postgres?sslmode=disable"
 evo=$(taskset -c 0 "$EVO" "$here/postgres.lua" "$url" "$OPS")
 e1=$(echo "$evo" | awk '/select1/ {print $2}')
 e100=$(echo "$evo" | awk '/rows100/ {print $2}')
-echo "  evo postgres (50 tasks, pool of 10)   SELECT \$1 $e1 q/s   100 rows $e100 q/s"
+c1=$(echo "$evo" | awk '/select1/ {print $3}')
+c100=$(echo "$evo" | awk '/rows100/ {print $3}')
+echo "  queries/s, and the client's CPU time per query (the server has one core: when it is"
+echo "  saturated the rates converge, and CPU per query is what tells the clients apart)"
+printf "  %-28s SELECT \$1 %7s q/s %6s us/q   100 rows %6s q/s %7s us/q\n" "evo (50 tasks, pool of 10)" "$e1" "$c1" "$e100" "$c100"
 
 nodedir=/tmp/evo-bench-pg
 if [ ! -d "$nodedir/node_modules/pg" ] || [ ! -d "$nodedir/node_modules/postgres" ]; then
@@ -36,8 +40,12 @@ for lib in pg postgres; do
     node=$(NODE_PATH="$nodedir/node_modules" taskset -c 0 node "$here/postgres_node.js" "$url" "$OPS" "$lib")
     n1=$(echo "$node" | awk '/select1/ {print $2}')
     n100=$(echo "$node" | awk '/rows100/ {print $2}')
-    printf "  node %-9s (50 promises, max 10)   SELECT \$1 %s q/s (evo/node %s)   100 rows %s q/s (evo/node %s)\n" \
-      "$lib" "$n1" "$(awk "BEGIN{printf \"%.2f\", $e1/$n1}")" "$n100" "$(awk "BEGIN{printf \"%.2f\", $e100/$n100}")"
+    d1=$(echo "$node" | awk '/select1/ {print $3}')
+    d100=$(echo "$node" | awk '/rows100/ {print $3}')
+    printf "  %-28s SELECT \$1 %7s q/s %6s us/q   100 rows %6s q/s %7s us/q\n" "node $lib (50 promises, max 10)" "$n1" "$d1" "$n100" "$d100"
+    printf "    evo/node: rate %s, CPU per query %s (SELECT \$1); rate %s, CPU per query %s (100 rows)\n" \
+      "$(awk "BEGIN{printf \"%.2fx\", $e1/$n1}")" "$(awk "BEGIN{printf \"%.2fx less\", $d1/$c1}")" \
+      "$(awk "BEGIN{printf \"%.2fx\", $e100/$n100}")" "$(awk "BEGIN{printf \"%.2fx less\", $d100/$c100}")"
   else
     echo "  node $lib: npm install failed, skipped"
   fi

@@ -29,9 +29,11 @@ async function run(n, text, arg) {
 async function measure(name, n, text, arg) {
   await run(Math.floor(n / 10), text, arg);
   const t0 = process.hrtime.bigint();
+  const c0 = process.cpuUsage();
   const done = await run(n, text, arg);
   const dt = Number(process.hrtime.bigint() - t0) / 1e9;
-  console.log(`${name} ${Math.round(done / dt)}`);
+  const c = process.cpuUsage(c0);
+  console.log(`${name} ${Math.round(done / dt)} ${((c.user + c.system) / done).toFixed(2)}`);
 }
 (async () => {
   await measure("select1", ops, "SELECT $1");

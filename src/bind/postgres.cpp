@@ -97,7 +97,13 @@ class SocketWait final : public NativeHandle {
     sys_ = &sys;
     task_ = t;
     id_ = sys.begin_wait(t, on_cancel, this);
-    uv_poll_start(&poll_, events, on_poll);
+    // uv_poll_start re-registers the descriptor with epoll (a DEL and an
+    // ADD) even for the same events: a reader that waits again for what it
+    // waited for last keeps the registration (finish() leaves it on).
+    if (events != events_) {
+      uv_poll_start(&poll_, events, on_poll);
+      events_ = events;
+    }
     if (timeout >= 0) {
       if (timer_ == nullptr) {
         timer_ = release_to_loop(std::make_unique<WaitTimer>(poll_.loop));
@@ -106,9 +112,11 @@ class SocketWait final : public NativeHandle {
       uv_timer_start(&timer_->timer_, on_timer, static_cast<uint64_t>(std::llround(timeout * 1000.0)), 0);
     }
   }
-  // Wakes a waiting task with `what` (nil: the connection went away).
+  // Wakes a waiting task with `what` (nil: the connection went away). The
+  // poll stays on for the task's next wait; on_poll turns it off if the
+  // socket is ready again before anyone waits.
   void finish(const char* what) {
-    stop();
+    if (timer_ != nullptr) uv_timer_stop(&timer_->timer_);
     if (task_ == nullptr) return;
     Task* t = task_;
     task_ = nullptr;
@@ -124,6 +132,7 @@ class SocketWait final : public NativeHandle {
     if (slot_ != nullptr) *slot_ = nullptr;
     slot_ = nullptr;
     finish(nullptr);
+    stop();
     if (timer_ != nullptr) {
       timer_->owner = nullptr;
       timer_->close();
@@ -135,11 +144,17 @@ class SocketWait final : public NativeHandle {
 
  private:
   void stop() {
-    uv_poll_stop(&poll_);
+    if (events_ != 0) uv_poll_stop(&poll_);
+    events_ = 0;
     if (timer_ != nullptr) uv_timer_stop(&timer_->timer_);
   }
   static void on_poll(uv_poll_t* p, int status, int events) {
     auto* self = static_cast<SocketWait*>(NativeHandle::from(reinterpret_cast<uv_handle_t*>(p)));
+    if (status < 0) self->events_ = 0;  // libuv stopped the poll itself
+    if (self->task_ == nullptr) {  // ready with nobody waiting (level-triggered): off until the next wait
+      self->stop();
+      return;
+    }
     // An error (the peer reset) reads as readiness: libpq then finds it.
     if (status < 0) events = UV_READABLE | UV_WRITABLE;
     const char* what = (events & UV_READABLE) && (events & UV_WRITABLE) ? "rw"
@@ -158,6 +173,7 @@ class SocketWait final : public NativeHandle {
   }
 
   uv_poll_t poll_{};
+  int events_ = 0;     // what the poll is started for (0: stopped)
   SocketWait** slot_;  // the connection's pointer to this handle
   WaitTimer* timer_ = nullptr;
   TaskSystem* sys_ = nullptr;
