@@ -630,7 +630,9 @@ if evented then
     it("talks over a Unix socket", function()
       local path = os.tmpname()
       os.remove(path)
-      local unix = assert(net.listen({path = path}, function(conn) conn:write(conn:readLine():upper(), "\n") end))
+      local unix = assert(net.listen({path = path}, function(conn)
+        for line in conn:lines() do conn:write(line:upper(), "\n") end
+      end))
       local sock = ngx.socket.tcp()
       assert.equal(sock:connect("unix:" .. path), 1)
       assert(sock:send("unix\n"))
