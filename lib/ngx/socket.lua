@@ -15,6 +15,7 @@ local errors = require("evo.errors")
 local finish = require("evo.wait").finish
 
 local type, tostring, tonumber, setmetatable, error, select = type, tostring, tonumber, setmetatable, error, select
+local next, pairs, newproxy, getmetatable = next, pairs, newproxy, getmetatable
 local sub, find, gsub, lower, concat = string.sub, string.find, string.gsub, string.lower, table.concat
 local isyieldable = coroutine.isyieldable
 local sn = netnative.stream
@@ -56,10 +57,33 @@ local pools = {}
 socket.pools = pools
 local hrtime = require("evo.core").hrtime
 
+local ffi = require("ffi")
+pcall(ffi.cdef, [[
+int setsockopt(int sockfd, int level, int optname, const void *optval, unsigned int optlen);
+int getsockopt(int sockfd, int level, int optname, void *optval, unsigned int *optlen);
+long recv(int sockfd, void *buf, size_t len, int flags);
+]])
+local MSG_PEEK, MSG_DONTWAIT, EAGAIN = 2, 0x40, 11
+local peekBuf = ffi.new("char[1]")
+
+-- Whether the peer spoke (or closed) since the last read: bytes in the
+-- stream's buffer, or in the kernel's (what nginx's recv(MSG_PEEK) on a kept
+-- connection looks at; the blocking Io mode reads nothing ahead). TLS
+-- streams are judged by their buffer alone: records the engine has not read
+-- yet (a session ticket) are not the peer speaking out of turn.
+local function spoke(stream)
+  if stream:isClosed() or sbuffered(stream) > 0 then return true end
+  if sn.tlsInfo(stream) then return false end
+  local fd = stream:fileno()
+  if not fd or fd < 0 then return false end
+  local n = ffi.C.recv(fd, peekBuf, 1, MSG_PEEK + MSG_DONTWAIT)
+  return not (n < 0 and ffi.errno() == EAGAIN)
+end
+
 -- A connection the peer closed while it idled, or one with bytes waiting
 -- (the peer spoke out of turn), cannot be handed out.
 local function usable(stream)
-  return not stream:isClosed() and sbuffered(stream) == 0
+  return not spoke(stream)
 end
 
 local function takeIdle(key)
@@ -122,43 +146,79 @@ local function applyTimeouts(self)
   if self.stream then self.stream:settimeout(self.rt / 1000, self.st / 1000) end
 end
 
--- Forgets the connection after a failure; nginx closes a cosocket on any
--- error but a read timeout.
+-- Closes the connection and forgets it.
 local function drop(self)
   if self.stream then self.stream:close() end
-  self.stream, self.buf = nil, ""
+  self.stream, self.buf, self.rclosed, self.wclosed = nil, "", nil, nil
 end
 
-local function fail(self, err, keep)
-  local m = message(err, self.host)
-  if not keep then drop(self) end
-  return m
+-- As nginx, a failed read (but a timeout) closes the reading side only and a
+-- failed send the writing side: the other still works, close() still
+-- answers 1; the connection is closed when both sides are.
+local function closeRead(self)
+  self.rclosed, self.buf = true, ""
+  if self.wclosed then drop(self) end
 end
+
+local function closeWrite(self)
+  self.wclosed = true
+  if self.rclosed then drop(self) end
+end
+
+local function readable(self) return self.stream and not self.rclosed end
+local function writable(self) return self.stream and not self.wclosed end
 
 -- connect(host, port [, opts]) or connect("unix:/path" [, opts]) -> 1 | nil, err.
 -- opts: pool (the pool's name; default "host:port" or "unix:path"),
 -- pool_size (the pool's capacity when this creates it), backlog (accepted;
 -- not enforced: see docs/ngx.md).
+-- The options table's checks, as lua-nginx-module makes them: the pool's
+-- name (a number is turned into one), its size, the backlog.
+local function checkOptions(n, opts)
+  local pool, size, backlog = opts.pool, opts.pool_size, opts.backlog
+  if type(pool) == "number" then
+    pool = tostring(pool)
+  elseif pool ~= nil and type(pool) ~= "string" then
+    args.error(n, "connect", "bad \"pool\" option type: " .. type(pool), 3)
+  end
+  if type(size) == "number" then
+    size = size >= 0 and math.floor(size) or math.ceil(size)
+    if size <= 0 then args.error(n, "connect", "bad \"pool_size\" option value: " .. size, 3) end
+  elseif size ~= nil then
+    args.error(n, "connect", "bad \"pool_size\" option type: " .. type(size), 3)
+  end
+  if type(backlog) == "number" and backlog < 0 then
+    args.error(n, "connect", "bad \"backlog\" option value: " .. math.ceil(backlog), 3)
+  end
+  return pool, size
+end
+
 function Tcp:connect(host, port, opts)
   checkSelf("connect", self)
   args.check(1, "connect", host, "string")
-  local path = host:match("^unix:(.+)$")
-  if path then
-    if type(port) == "table" then opts = port end
-    port = nil
-  else
-    if type(port) == "string" then port = tonumber(port) end
-    if type(port) ~= "number" then args.fail(2, "connect", "number", port, 2) end
-    if port < 0 or port > 65535 or port % 1 ~= 0 then return nil, "bad port number: " .. tostring(port) end
+  -- the options are the last argument when it is a table
+  local nopts
+  if type(opts) == "table" then
+    nopts = 3
+  elseif type(port) == "table" and opts == nil then
+    port, opts, nopts = nil, port, 2
+  elseif opts ~= nil then
+    args.fail(3, "connect", "table", opts, 2)
   end
-  if opts ~= nil and type(opts) ~= "table" then args.fail(path and 2 or 3, "connect", "table", opts, 2) end
+  local path = host:match("^[uU][nN][iI][xX]:(.+)$")
+  if tonumber(port) then
+    port = tonumber(port)
+    port = port >= 0 and math.floor(port) or math.ceil(port)
+    if port < 0 or port > 65535 then return nil, "bad port number: " .. port end
+    path = nil
+  elseif not path then
+    return nil, "missing the port number"
+  end
+  local pool, poolSize
+  if opts then pool, poolSize = checkOptions(nopts, opts) end
   if self.stream then drop(self) end
-  local key = (opts and opts.pool) or (path and ("unix:" .. path)) or (host .. ":" .. port)
+  local key = pool or (path and ("unix:" .. path)) or (host .. ":" .. port)
   self.key, self.host, self.reused, self.buf = key, host, 0, ""
-  local poolSize = opts and opts.pool_size
-  if poolSize ~= nil and (type(poolSize) ~= "number" or poolSize < 1) then
-    args.error(3, "connect", "bad \"pool_size\" option value: " .. tostring(poolSize), 2)
-  end
   self.poolSize = poolSize
   local idle = takeIdle(key)
   if idle then
@@ -209,7 +269,10 @@ local function tlsMessage(err)
   return code and (code .. ": " .. reason) or reason
 end
 
-local Session = {__name = "ngx.ssl.session", __tostring = function() return "ngx.ssl.session" end}
+-- Sessions are userdata, as nginx's: a proxy sharing one metatable.
+local sessionProto = newproxy(true)
+getmetatable(sessionProto).__tostring = function() return "ngx.ssl.session" end
+local function newSession() return newproxy(sessionProto) end
 
 -- sslhandshake(reused_session, server_name, ssl_verify, send_status_req) ->
 -- a session object (true when reused_session is false) | nil, err.
@@ -219,8 +282,12 @@ function Tcp:sslhandshake(reused, serverName, verify)
   checkSelf("sslhandshake", self)
   if serverName ~= nil and type(serverName) ~= "string" then args.fail(2, "sslhandshake", "string", serverName, 2) end
   local stream = self.stream
-  if not stream then return nil, "closed" end
-  if sn.tlsInfo(stream) then return reused == false and true or setmetatable({}, Session) end  -- pooled, already TLS
+  if not stream or self.rclosed or self.wclosed then return nil, "closed" end
+  if sn.tlsInfo(stream) then  -- already encrypted (from the pool): the session given, or a new one
+    if type(reused) == "userdata" then return reused end
+    if reused == false then return true end
+    return newSession()
+  end
   local ctx, cerr = clientContext(verify == true)
   if not ctx then return nil, message(cerr) end
   local ok, err = sn.starttls(stream, ctx, serverName)
@@ -230,40 +297,69 @@ function Tcp:sslhandshake(reused, serverName, verify)
     return nil, tlsMessage(err)
   end
   if reused == false then return true end
-  return setmetatable({}, Session)
+  return newSession()
 end
 
--- Flattens send's argument: a string, a number, a boolean or a (nested)
--- array of them, as nginx's cosocket takes.
+local function sendError(reason) error("bad argument #1 to 'send' (" .. reason .. ")", 5) end
+
+-- The length of t as an array: #t when nothing follows it (the common case,
+-- O(1)), else the largest key after checking every key is a positive
+-- integer ("non-array table found", as nginx says).
+local function arrayLength(t)
+  local n = #t
+  if n == 0 then
+    if next(t) == nil then return 0 end
+  elseif next(t, n) == nil then
+    return n
+  end
+  n = 0
+  for k in pairs(t) do
+    if type(k) ~= "number" or k < 1 or k % 1 ~= 0 then sendError("non-array table found") end
+    if k > n then n = k end
+  end
+  return n
+end
+
+-- Flattens send's table: an array of strings, numbers and arrays of them,
+-- nested to any depth; anything else (booleans, nil holes, ngx.null) is
+-- "bad data type" as in nginx's strict table check.
 local function flatten(t, out, depth)
-  if depth > 100 then error("bad argument #1 to 'send' (table nested too deep)", 4) end
-  for i = 1, #t do
+  if depth > 100 then sendError("table nested too deep") end
+  for i = 1, arrayLength(t) do
     local v = t[i]
     local tv = type(v)
     if tv == "string" then out[#out + 1] = v
     elseif tv == "number" then out[#out + 1] = tostring(v)
-    elseif tv == "boolean" then out[#out + 1] = v and "true" or "false"
     elseif tv == "table" then flatten(v, out, depth + 1)
-    else error(("bad argument #1 to 'send' (bad data type %s found)"):format(tv), 4) end
+    else sendError("bad data type " .. tv .. " found") end
   end
+end
+
+-- send's argument as bytes: a string, a number, nil ("nil"), a boolean
+-- ("true"/"false") or an array table (flatten).
+local function sendBytes(data)
+  local td = type(data)
+  if td == "string" then return data end
+  if td == "table" then
+    local out = {}
+    flatten(data, out, 1)
+    return concat(out)
+  end
+  if td == "number" or td == "nil" or td == "boolean" then return tostring(data) end
+  error("bad argument #1 to 'send' (string, number, boolean, nil, or array table expected, got " .. td .. ")", 4)
 end
 
 -- send(data) -> bytes sent | nil, err
 function Tcp:send(data)
   checkSelf("send", self)
-  local td = type(data)
-  if td == "table" then
-    local out = {}
-    flatten(data, out, 1)
-    data = concat(out)
-  elseif td == "number" then data = tostring(data)
-  elseif td == "boolean" then data = data and "true" or "false"
-  elseif td ~= "string" then args.fail(1, "send", "string, number, boolean or table", data, 2) end
-  local stream = self.stream
-  if not stream then return nil, "closed" end
+  data = sendBytes(data)
+  if not writable(self) then return nil, "closed" end
   if #data == 0 then return 0 end
-  local ok, err = finish(swrite(stream, isyieldable(), data))
-  if not ok then return nil, fail(self, err, false) end
+  local ok, err = finish(swrite(self.stream, isyieldable(), data))
+  if not ok then
+    closeWrite(self)
+    return nil, message(err, self.host)
+  end
   return #data
 end
 
@@ -286,7 +382,9 @@ local function readFailed(self, err, partial)
     if n > 0 then partial = partial .. (finish(sread(self.stream, "chunk", n, false)) or "") end
   end
   self.buf = ""
-  return nil, fail(self, err, isTimeout), partial
+  local m = message(err, self.host)
+  if not isTimeout then closeRead(self) end
+  return nil, m, partial
 end
 
 local function receiveLine(self)
@@ -298,7 +396,7 @@ local function receiveLine(self)
     parts[#parts + 1] = buf
     self.buf = ""
     local ok, err = fill(self)
-    if not ok then return readFailed(self, err, concat(parts)) end
+    if not ok then return readFailed(self, err, (gsub(concat(parts), "\r", ""))) end  -- CRs dropped here too
     buf = self.buf
     i = find(buf, "\n", 1, true)
   end
@@ -343,20 +441,20 @@ function Tcp:receive(pattern, ...)
   checkSelf("receive", self)
   if select("#", ...) > 0 then error("expecting 1 or 2 arguments (including the object), but got more", 2) end
   if pattern == nil or pattern == "*l" then
-    if not self.stream then return nil, "closed" end
+    if not readable(self) then return nil, "closed" end
     return receiveLine(self)
   end
   local tp = type(pattern)
   if tp == "number" or (tp == "string" and tonumber(pattern)) then
     local n = tonumber(pattern)
     if n < 0 then args.error(1, "receive", "bad pattern argument", 2) end
-    if not self.stream then return nil, "closed" end
+    if not readable(self) then return nil, "closed" end
     n = math.floor(n)
     if n == 0 then return "" end
     return receiveN(self, n)
   end
   if pattern ~= "*a" then args.error(1, "receive", "bad pattern argument: " .. tostring(pattern), 2) end
-  if not self.stream then return nil, "closed" end
+  if not readable(self) then return nil, "closed" end
   return receiveAll(self)
 end
 
@@ -366,7 +464,7 @@ function Tcp:receiveany(max)
   if type(max) == "string" then max = tonumber(max) end
   if type(max) ~= "number" or max <= 0 then args.error(1, "receiveany", "bad max argument", 2) end
   max = math.floor(max)
-  if not self.stream then return nil, "closed" end
+  if not readable(self) then return nil, "closed" end
   local buf = self.buf
   if #buf > 0 then
     self.buf = sub(buf, max + 1)
@@ -385,8 +483,9 @@ end
 -- starts over at the next call. On failure: nil, err, partial.
 function Tcp:receiveuntil(pattern, opts)
   checkSelf("receiveuntil", self)
+  if type(pattern) == "number" then pattern = tostring(pattern) end
   args.check(1, "receiveuntil", pattern, "string")
-  if pattern == "" then args.error(1, "receiveuntil", "pattern is empty", 2) end
+  if pattern == "" then return nil, "pattern is empty" end
   if opts ~= nil and type(opts) ~= "table" then args.fail(2, "receiveuntil", "table", opts, 2) end
   local inclusive = opts and opts.inclusive
   if inclusive ~= nil and type(inclusive) ~= "boolean" then
@@ -415,22 +514,20 @@ function Tcp:receiveuntil(pattern, opts)
     end
   end
 
+  -- A piece is full once size bytes are known not to start the pattern: it
+  -- is returned without looking further, so data that fills the last piece
+  -- exactly is followed by an empty one carrying the pattern, as in nginx.
   local function piece(size)
-    if reached then
-      reached = false
-      return nil, nil
-    end
     while true do
       local buf = self.buf
       local i = find(buf, pattern, 1, true)
       if i then
-        if i - 1 > size then
+        if i - 1 >= size then
           self.buf = sub(buf, size + 1)
           return sub(buf, 1, size)
         end
         local data = sub(buf, 1, inclusive and i + plen - 1 or i - 1)
         self.buf = sub(buf, i + plen)
-        if data == "" then return nil, nil end
         reached = true
         return data
       end
@@ -444,19 +541,36 @@ function Tcp:receiveuntil(pattern, opts)
     end
   end
 
+  -- it([size]): size nil, 0 or less reads the whole of the data before the
+  -- pattern; after a sized round reached the pattern the next call returns
+  -- nil, nil, nil (three values, as nginx) and the round starts over.
   return function(size)
-    if not self.stream then return nil, "closed" end
-    if size == nil then return whole() end
-    if type(size) ~= "number" or size < 1 then args.error(1, "receiveuntil iterator", "bad size argument", 2) end
-    return piece(math.floor(size))
+    if size ~= nil and not tonumber(size) then args.fail(1, "receiveuntil iterator", "number", size, 2) end
+    if not readable(self) then return nil, "closed" end
+    if reached then
+      reached = false
+      return nil, nil, nil
+    end
+    size = size and math.floor(tonumber(size)) or 0
+    if size <= 0 then return whole() end
+    return piece(size)
   end
+end
+
+-- A timeout as nginx reads it: a number (or numeric string) of
+-- milliseconds, truncated; anything else, 0 included, is the default;
+-- negative or 2^31 and more raise "bad timeout value".
+local function timeoutMs(n, fname, v)
+  local ms = tonumber(v) or 0
+  ms = ms >= 0 and math.floor(ms) or math.ceil(ms)
+  if ms < 0 or ms >= 2 ^ 31 then args.error(n, fname, "bad timeout value", 3) end
+  return ms > 0 and ms or DEFAULT_TIMEOUT_MS
 end
 
 -- settimeout(ms): connect, send and read timeouts at once
 function Tcp:settimeout(ms)
   checkSelf("settimeout", self)
-  if ms ~= nil and type(ms) ~= "number" then args.fail(1, "settimeout", "number", ms, 2) end
-  if ms == nil or ms <= 0 then ms = DEFAULT_TIMEOUT_MS end
+  ms = timeoutMs(1, "settimeout", ms)
   self.ct, self.st, self.rt = ms, ms, ms
   applyTimeouts(self)
 end
@@ -464,12 +578,9 @@ end
 -- settimeouts(connect_ms, send_ms, read_ms)
 function Tcp:settimeouts(c, s, r)
   checkSelf("settimeouts", self)
-  for i, v in ipairs({c, s, r}) do
-    if type(v) ~= "number" then args.fail(i, "settimeouts", "number", v, 2) end
-  end
-  self.ct = c > 0 and c or DEFAULT_TIMEOUT_MS
-  self.st = s > 0 and s or DEFAULT_TIMEOUT_MS
-  self.rt = r > 0 and r or DEFAULT_TIMEOUT_MS
+  self.ct = timeoutMs(1, "settimeouts", c)
+  self.st = timeoutMs(2, "settimeouts", s)
+  self.rt = timeoutMs(3, "settimeouts", r)
   applyTimeouts(self)
 end
 
@@ -483,14 +594,13 @@ function Tcp:setkeepalive(timeout, size)
     args.error(2, "setkeepalive", "bad \"pool_size\" argument: " .. tostring(size), 2)
   end
   local stream = self.stream
-  if not stream then return nil, "closed" end
-  if #self.buf > 0 or sbuffered(stream) > 0 then
+  if not stream or self.rclosed or self.wclosed then return nil, "closed" end
+  -- as nginx: data read but not consumed keeps the connection (the caller
+  -- may read it or close); a peer that spoke or closed since closes it
+  if #self.buf > 0 then return nil, "unread data in buffer" end
+  if spoke(stream) then
     drop(self)
-    return nil, "unread data in buffer"
-  end
-  if stream:isClosed() then
-    drop(self)
-    return nil, "closed"
+    return nil, "connection in dubious state"
   end
   timeout = timeout or DEFAULT_KEEPALIVE_MS
   local pool = pools[self.key]
@@ -526,11 +636,6 @@ end
 
 ----------------------------------------------------------------- setoption
 
-local ffi = require("ffi")
-pcall(ffi.cdef, [[
-int setsockopt(int sockfd, int level, int optname, const void *optval, unsigned int optlen);
-int getsockopt(int sockfd, int level, int optname, void *optval, unsigned int *optlen);
-]])
 -- Linux's values: SOL_SOCKET 1, SO_REUSEADDR 2, SO_KEEPALIVE 9, SO_SNDBUF 7,
 -- SO_RCVBUF 8; IPPROTO_TCP 6, TCP_NODELAY 1.
 local sockopts = {
@@ -616,12 +721,7 @@ end
 -- send(data) -> 1 | nil, err (data as tcp's send takes it)
 function Udp:send(data)
   checkUdp("send", self)
-  if type(data) == "table" then
-    local out = {}
-    flatten(data, out, 1)
-    data = concat(out)
-  elseif type(data) == "number" then data = tostring(data)
-  elseif type(data) ~= "string" then args.fail(1, "send", "string", data, 2) end
+  data = sendBytes(data)
   if not self.sock then return nil, "closed" end
   local ok, err = self.sock:send(data, self.host, self.port)
   if not ok then return nil, message(err) end

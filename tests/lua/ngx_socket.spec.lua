@@ -157,12 +157,23 @@ describe("ngx.socket.tcp against redis-server (a lua-resty-redis shaped driver)"
     e.sock:close()
   end)
 
-  it("refuses to pool a connection with unread data", function()
+  it("refuses to pool a connection with unread data, and keeps it open, as nginx does", function()
     local r = assert(redisConnect(srv.port))
     assert(r.sock:send("PING\r\nPING\r\n"))
+    task.sleep(0.05)  -- both replies arrive: the first receive reads them together
     assert.equal(r.sock:receive(), "+PONG")
-    task.sleep(0.05)
     assert.same({r.sock:setkeepalive()}, {nil, "unread data in buffer"})
+    assert.equal(r.sock:receive(), "+PONG")  -- still connected
+    assert.equal(r.sock:setkeepalive(), 1)
+  end)
+
+  it("refuses a connection whose peer spoke while it was idle: 'connection in dubious state', closed", function()
+    local r = assert(redisConnect(srv.port))
+    assert.equal(r:call("PING"), "PONG")
+    assert(r.sock:send("PING\r\n"))  -- the reply arrives after the last receive
+    task.sleep(0.05)
+    assert.same({r.sock:setkeepalive()}, {nil, "connection in dubious state"})
+    assert.same({r.sock:close()}, {nil, "closed"})
   end)
 
   it("times out with 'timeout' and the connection stays usable", function()
@@ -207,6 +218,51 @@ describe("ngx.socket.tcp against redis-server (a lua-resty-redis shaped driver)"
     helpers.raisesMatching("unsupported option", s.setoption, s, "nope", 1)
     s:close()
     assert.same({s:setoption("keepalive", true)}, {nil, "closed"})
+  end)
+
+  it("takes what lua-nginx-module's connect takes: no port, bad ports, pool names", function()
+    local s = ngx.socket.tcp()
+    assert.same({s:connect("127.0.0.1")}, {nil, "missing the port number"})
+    assert.same({s:connect("127.0.0.1", nil, {pool = "p"})}, {nil, "missing the port number"})
+    assert.same({s:connect("127.0.0.1", 70000)}, {nil, "bad port number: 70000"})
+    assert.same({s:connect("127.0.0.1", -1)}, {nil, "bad port number: -1"})
+    -- a number is a pool name too; other types raise
+    assert.equal(s:connect("127.0.0.1", srv.port, {pool = 42}), 1)
+    assert.equal(s:setkeepalive(), 1)
+    assert.equal(s:connect("127.0.0.1", srv.port, {pool = "42"}), 1)
+    assert.equal(s:getreusedtimes(), 1)
+    s:close()
+    helpers.raisesMatching('bad "pool" option type: table', s.connect, s, "127.0.0.1", srv.port, {pool = {}})
+    helpers.raisesMatching('bad "pool_size" option type: string', s.connect, s, "127.0.0.1", srv.port,
+      {pool_size = "x"})
+    helpers.raisesMatching('bad "backlog" option value: %-1', s.connect, s, "127.0.0.1", srv.port, {backlog = -1})
+  end)
+
+  it("sends what lua-nginx-module's send takes: nil and booleans alone, arrays of strings and numbers", function()
+    local s = assert(ngx.socket.connect("127.0.0.1", srv.port))
+    -- a redis inline command built of every accepted type
+    assert.equal(s:send({"ECHO ", 1.5, " ", {"x", {7}}, " "}), 12)
+    assert.equal(s:send(true), 4)
+    assert.equal(s:send(nil), 3)
+    assert.equal(s:send("\r\n"), 2)
+    assert.equal(s:receive(), "-ERR wrong number of arguments for 'echo' command")
+    helpers.raisesMatching("bad argument #1 to 'send' %(bad data type boolean found%)", s.send, s, {"a", true})
+    helpers.raisesMatching("bad argument #1 to 'send' %(bad data type userdata found%)", s.send, s, {ngx.null})
+    helpers.raisesMatching("bad argument #1 to 'send' %(non%-array table found%)", s.send, s, {a = 1})
+    helpers.raisesMatching("bad argument #1 to 'send' %(string, number, boolean, nil, or array table expected, got function%)",
+      s.send, s, print)
+    s:close()
+  end)
+
+  it("treats nil and 0 timeouts as the default and refuses negative ones", function()
+    local s = assert(ngx.socket.connect("127.0.0.1", srv.port))
+    s:settimeouts(nil, nil, 100)
+    assert.same({s:receive()}, {nil, "timeout", ""})
+    s:settimeouts(0, 0, 100)
+    assert.same({s:receive()}, {nil, "timeout", ""})
+    helpers.raisesMatching("bad timeout value", s.settimeout, s, -1)
+    helpers.raisesMatching("bad timeout value", s.settimeouts, s, 1, -1, 1)
+    s:close()
   end)
 
   it("raises on misuse, naming the method", function()
@@ -389,6 +445,13 @@ describe("sslhandshake against openssl s_server", function()
     local sock = assert(ngx.socket.connect("127.0.0.1", port))
     assert.equal(sock:sslhandshake(false, "localhost", true), true)
     sock:close()
+    -- on a connection already encrypted: the session given back, or true for false
+    sock = assert(ngx.socket.connect("127.0.0.1", port))
+    local sess = assert(sock:sslhandshake(nil, "localhost", false))
+    assert.equal(sock:sslhandshake(sess), sess)
+    assert.equal(sock:sslhandshake(false), true)
+    assert.equal(type(sock:sslhandshake()), "userdata")
+    sock:close()
   end)
 
   it("fails the handshake against a plain-text peer", function()
@@ -511,6 +574,47 @@ if evented then
       peer:close()
     end)
 
+    it("closes only the reading side after a read error, as nginx does", function()
+      local peer = assert(net.listen({port = 0}, function(conn)
+        conn:write("ab\rc")
+        conn:shutdown()
+        conn:read(1)
+        task.sleep(0.1)
+      end))
+      local sock = assert(ngx.socket.connect("127.0.0.1", peer.port))
+      -- the partial line has its CRs dropped too
+      assert.same({sock:receive()}, {nil, "closed", "abc"})
+      assert.same({sock:receive(1)}, {nil, "closed"})
+      assert.same({sock:receiveuntil("x")()}, {nil, "closed"})
+      assert.equal(sock:getreusedtimes(), 0)   -- still a connection: the writing side is open
+      assert.equal(sock:send("y"), 1)
+      assert.same({sock:setkeepalive()}, {nil, "closed"})
+      assert.equal(sock:close(), 1)
+      assert.same({sock:close()}, {nil, "closed"})
+      assert.same({sock:getreusedtimes()}, {nil, "closed"})
+      peer:close()
+    end)
+
+    it("receiveuntil as lua-nginx-module: empty patterns, size 0, a pattern at a piece's end", function()
+      local peer = assert(net.listen({port = 0}, function(conn)
+        conn:write("abcd--efgh--ij--")
+        conn:read(1)
+      end))
+      local sock = assert(ngx.socket.connect("127.0.0.1", peer.port))
+      assert.same({sock:receiveuntil("")}, {nil, "pattern is empty"})
+      local it = sock:receiveuntil("--")
+      -- the data before the pattern fills the piece exactly: an empty last piece, then the end
+      assert.equal(it(4), "abcd")
+      assert.equal(it(4), "")
+      local n = select("#", it(4))
+      assert.equal(n, 3)
+      -- size 0 (or less) reads the whole of it, as no size does
+      assert.equal(it(0), "efgh")
+      assert.equal(it(-1), "ij")
+      sock:close()
+      peer:close()
+    end)
+
     it("cancels a waiting receive; the socket stays usable", function()
       local sock = assert(ngx.socket.connect("127.0.0.1", server.port))
       local reader = task.concurrent(function() return sock:receive(4) end)
@@ -526,7 +630,9 @@ if evented then
     it("talks over a Unix socket", function()
       local path = os.tmpname()
       os.remove(path)
-      local unix = assert(net.listen({path = path}, function(conn) conn:write(conn:readLine():upper(), "\n") end))
+      local unix = assert(net.listen({path = path}, function(conn)
+        for line in conn:lines() do conn:write(line:upper(), "\n") end
+      end))
       local sock = ngx.socket.tcp()
       assert.equal(sock:connect("unix:" .. path), 1)
       assert(sock:send("unix\n"))
@@ -536,6 +642,211 @@ if evented then
       assert.equal(sock:getreusedtimes(), 1)
       sock:close()
       unix:close()
+    end)
+  end)
+end
+
+----------------------------------------------------------------- a MySQL handshake
+
+-- lua-resty-mysql's connect, as its source makes it: the pool named
+-- user:database:host:port, getreusedtimes() > 0 skipping the handshake,
+-- receive(4) + receive(len) per packet, the bit module and ngx.sha1_bin for
+-- mysql_native_password's token, then COM_QUERY and a text result set.
+-- The server is an Evo net server speaking the protocol's packet formats
+-- (initial handshake v10, OK, ERR with SQLSTATE, column definition, EOF,
+-- rows) and checking the token the way a MySQL server does.
+if evented then
+  describe("a lua-resty-mysql shaped client against an Evo server speaking MySQL's handshake", function()
+    local bit = require("bit")
+    local crypto = require("crypto")
+    local band, bor, bxor, lshift, rshift = bit.band, bit.bor, bit.bxor, bit.lshift, bit.rshift
+    local strchar, strbyte, sub = string.char, string.byte, string.sub
+
+    local function byte3(n) return strchar(band(n, 0xff), band(rshift(n, 8), 0xff), band(rshift(n, 16), 0xff)) end
+    local function byte4(n) return byte3(n) .. strchar(band(rshift(n, 24), 0xff)) end
+    local function get2(d, i) local a, b = strbyte(d, i, i + 1) return bor(a, lshift(b, 8)), i + 2 end
+    local function get3(d, i) local a, b, c = strbyte(d, i, i + 2) return bor(a, lshift(b, 8), lshift(c, 16)), i + 3 end
+    local function xor(a, b)
+      local out = {}
+      for i = 1, #a do out[i] = strchar(bxor(strbyte(a, i), strbyte(b, i))) end
+      return table.concat(out)
+    end
+    local function lenc(s) return strchar(#s) .. s end  -- a length-coded string (short)
+
+    ---------------------------------------------------------- the server
+    local PASSWORD, SCRAMBLE = "s3cret", "abcdefgh" .. "ijklmnopqrst"
+    local function sha1(s) return crypto.hash("sha1", s, "raw") end
+    local stage2 = sha1(sha1(PASSWORD))  -- what mysql.user keeps
+
+    local handshakes = 0
+    local server
+    local function serve(conn)
+      local function out(seq, payload) conn:write(byte3(#payload), strchar(seq), payload) end
+      local function inp()
+        local head = conn:read(4)
+        if not head then return nil end
+        return conn:read((get3(head, 1))), strbyte(head, 4)
+      end
+      handshakes = handshakes + 1
+      out(0, table.concat({
+        "\10", "8.0.36-evo\0", byte4(handshakes), sub(SCRAMBLE, 1, 8), "\0",
+        "\255\255", "\33", "\2\0", "\255\129", "\21", string.rep("\0", 10),
+        sub(SCRAMBLE, 9), "\0", "mysql_native_password\0"}))
+      local auth, seq = inp()
+      if not auth then return end
+      local pos = 4 + 4 + 1 + 23 + 1
+      local user_end = auth:find("\0", pos, true)
+      local user = sub(auth, pos, user_end - 1)
+      local tlen = strbyte(auth, user_end + 1)
+      local token = sub(auth, user_end + 2, user_end + 1 + tlen)
+      local db = sub(auth, user_end + 2 + tlen, -2)
+      -- the server's check: SHA1(token XOR SHA1(scramble .. stage2)) == stage2
+      if tlen ~= 20 or sha1(xor(token, sha1(SCRAMBLE .. stage2))) ~= stage2 or db ~= "test" then
+        out(seq + 1, "\255" .. strchar(1045 % 256, 1045 / 256 - 1045 / 256 % 1) .. "#28000" ..
+          "Access denied for user '" .. user .. "'@'localhost' (using password: YES)")
+        return
+      end
+      out(seq + 1, "\0\0\0\2\0\0\0")
+      while true do
+        local cmd = inp()
+        if not cmd or strbyte(cmd) == 1 then return end  -- COM_QUIT
+        local sql = sub(cmd, 2)
+        local value = sql:match("^SELECT '(.*)'$")
+        if not value then
+          out(1, "\255" .. strchar(1064 % 256, 4) .. "#42000You have an error in your SQL syntax")
+        else
+          out(1, "\1")
+          out(2, lenc("def") .. lenc("") .. lenc("") .. lenc("") .. lenc("v") .. lenc("") ..
+            "\12\33\0" .. byte4(1024) .. "\253" .. "\0\0" .. "\31" .. "\0\0")
+          out(3, "\254\0\0\2\0")
+          out(4, lenc(value) .. "\251")  -- the value, then a NULL
+          out(5, "\254\0\0\2\0")
+        end
+      end
+    end
+    before(function() server = assert(net.listen({port = 0}, serve)) end)
+    after(function()
+      ngx.evo.closeIdle()
+      server:close()
+    end)
+
+    ---------------------------------------------------------- the client
+    local function recvPacket(sock)
+      local head, err = sock:receive(4)
+      if not head then return nil, "failed to receive packet header: " .. err end
+      local len = get3(head, 1)
+      local data, rerr = sock:receive(len)
+      if not data then return nil, "failed to read packet content: " .. rerr end
+      local first = strbyte(data, 1)
+      return data, first == 0 and "OK" or first == 0xff and "ERR" or first == 0xfe and "EOF" or "DATA", strbyte(head, 4)
+    end
+    local function parseErr(p)
+      local errno = get2(p, 2)
+      return nil, sub(p, 10), errno, sub(p, 5, 9)  -- errno, "#", SQLSTATE, the message
+    end
+    local function token(password, scramble)
+      local stage1 = ngx.sha1_bin(password)
+      return xor(ngx.sha1_bin(scramble .. ngx.sha1_bin(stage1)), stage1)
+    end
+
+    local function connect(opts)
+      local sock = ngx.socket.tcp()
+      sock:settimeout(2000)
+      local ok, err = sock:connect("127.0.0.1", server.port, {pool = opts.user .. ":test:127.0.0.1:" .. server.port})
+      if not ok then return nil, "failed to connect: " .. err end
+      local db = {sock = sock}
+      local reused = sock:getreusedtimes()
+      if reused and reused > 0 then return db, reused end
+      local packet, typ, seq = recvPacket(sock)
+      if not packet then return nil, typ end
+      assert.equal(typ, "DATA")
+      assert.equal(strbyte(packet), 10)
+      local version_end = packet:find("\0", 2, true)
+      db.version = sub(packet, 2, version_end - 1)
+      local pos = version_end + 1 + 4
+      local scramble = sub(packet, pos, pos + 7)
+      pos = pos + 9
+      local caps = get2(packet, pos)
+      pos = pos + 2 + 1 + 2
+      caps = bor(caps, lshift(get2(packet, pos), 16))
+      db.caps = caps
+      pos = pos + 2 + 1 + 10
+      scramble = scramble .. sub(packet, pos, pos + 11)
+      local tok = token(opts.password, scramble)
+      local req = byte4(0x3f7cf) .. byte4(1024 * 1024) .. "\0" .. string.rep("\0", 23) ..
+        opts.user .. "\0" .. strchar(#tok) .. tok .. "test\0"
+      local bytes, serr = sock:send(byte3(#req) .. strchar(seq + 1) .. req)
+      if not bytes then return nil, "failed to send client authentication packet: " .. serr end
+      local res, rtyp = recvPacket(sock)
+      if not res then return nil, rtyp end
+      if rtyp == "ERR" then return parseErr(res) end
+      assert.equal(rtyp, "OK")
+      db.token = tok
+      db.scramble = scramble
+      return db, 0
+    end
+
+    local function query(db, sql)
+      local sock = db.sock
+      assert(sock:send({byte3(#sql + 1), "\0", "\3", sql}))
+      local head, typ = recvPacket(sock)
+      if not head then return nil, typ end
+      if typ == "ERR" then return parseErr(head) end
+      local cols = {}
+      for i = 1, strbyte(head) do
+        local col = assert(recvPacket(sock))
+        local p = 1
+        for _ = 1, 4 do p = p + 1 + strbyte(col, p) end
+        cols[i] = sub(col, p + 1, p + strbyte(col, p))
+      end
+      assert.equal(select(2, recvPacket(sock)), "EOF")
+      local rows = {}
+      while true do
+        local row, rtyp = assert(recvPacket(sock))
+        if rtyp == "EOF" then break end
+        local r, p = {}, 1
+        for i = 1, #cols + 1 do
+          local n = strbyte(row, p)
+          if n == 251 then r[i], p = ngx.null, p + 1 else r[i], p = sub(row, p + 1, p + n), p + 1 + n end
+        end
+        rows[#rows + 1] = r
+      end
+      return rows, cols
+    end
+
+    it("authenticates with ngx.sha1_bin and bit, queries, pools the connection", function()
+      local db, reused = assert(connect({user = "app", password = PASSWORD}))
+      assert.equal(reused, 0)
+      assert.equal(db.version, "8.0.36-evo")
+      assert.equal(band(db.caps, 0x0800), 0x0800)  -- CLIENT_SSL offered, as servers do
+      -- the token as Python's hashlib computes it
+      local py = "import hashlib,sys\n" ..
+        "p=sys.argv[1].encode(); s=bytes.fromhex(sys.argv[2])\n" ..
+        "h=lambda b: hashlib.sha1(b).digest(); s1=h(p)\n" ..
+        "print(bytes(a^b for a,b in zip(h(s+h(s1)),s1)).hex())"
+      local hex = function(s) return (s:gsub(".", function(c) return ("%02x"):format(c:byte()) end)) end
+      local out, _, code = process.exec("/usr/bin/python3 -c '" .. py .. "' " .. PASSWORD .. " " .. hex(db.scramble))
+      assert.equal(code, 0)
+      assert.equal(out:gsub("%s+$", ""), hex(db.token))
+      local rows, cols = assert(query(db, "SELECT 'hello'"))
+      assert.same(cols, {"v"})
+      assert.same(rows, {{"hello", ngx.null}})
+      assert.same({query(db, "DROP")}, {nil, "You have an error in your SQL syntax", 1064, "42000"})
+      assert.equal(db.sock:setkeepalive(10000, 10), 1)
+      -- the next connect to the same pool skips the handshake
+      local again, n = assert(connect({user = "app", password = PASSWORD}))
+      assert.equal(n, 1)
+      assert.same(assert(query(again, "SELECT 'again'")), {{"again", ngx.null}})
+      assert(again.sock:send({byte3(1), "\0", "\1"}))  -- COM_QUIT
+      assert.same({again.sock:receive(1)}, {nil, "closed", ""})
+      again.sock:close()
+    end)
+
+    it("reports a bad password as MySQL's ERR packet: message, errno, SQLSTATE", function()
+      local before = handshakes
+      assert.same({connect({user = "eve", password = "wrong"})},
+        {nil, "Access denied for user 'eve'@'localhost' (using password: YES)", 1045, "28000"})
+      assert.equal(handshakes, before + 1)
     end)
   end)
 end
