@@ -49,11 +49,13 @@ test-fuzz: $(FUZZ_BUILD)/build.ninja
 	@scripts/install-deps fuzz
 	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target evo_fuzz_http_parser evo_fuzz_http_response_parser \
 	  evo_fuzz_ws_protocol evo_fuzz_http_server evo_fuzz_transport evo_fuzz_encoding evo_fuzz_zlib \
-	  evo_fuzz_json evo_fuzz_multipart evo_fuzz_cookie evo_fuzz_resp
+	  evo_fuzz_json evo_fuzz_multipart evo_fuzz_cookie evo_fuzz_resp \
+	  evo_fuzz_regex \
+	  evo_fuzz_pg_text
 	@mkdir -p $(FUZZ_BUILD)/corpus/http_parser $(FUZZ_BUILD)/corpus/http_response $(FUZZ_BUILD)/corpus/ws \
 	  $(FUZZ_BUILD)/corpus/http_server $(FUZZ_BUILD)/corpus/transport $(FUZZ_BUILD)/corpus/encoding \
 	  $(FUZZ_BUILD)/corpus/zlib $(FUZZ_BUILD)/corpus/json $(FUZZ_BUILD)/corpus/multipart $(FUZZ_BUILD)/corpus/cookie \
-	  $(FUZZ_BUILD)/corpus/resp
+	  $(FUZZ_BUILD)/corpus/resp $(FUZZ_BUILD)/corpus/regex
 	./$(FUZZ_BUILD)/evo_fuzz_http_parser -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
 	  $(FUZZ_BUILD)/corpus/http_parser tests/fuzz/corpus/http_parser
 	./$(FUZZ_BUILD)/evo_fuzz_http_response_parser -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
@@ -77,6 +79,11 @@ test-fuzz: $(FUZZ_BUILD)/build.ninja
 	  $(FUZZ_BUILD)/corpus/cookie tests/fuzz/corpus/cookie
 	./$(FUZZ_BUILD)/evo_fuzz_resp -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
 	  $(FUZZ_BUILD)/corpus/resp tests/fuzz/corpus/resp
+	./$(FUZZ_BUILD)/evo_fuzz_regex -max_total_time=$(FUZZ_SECONDS) -max_len=512 -timeout=20 \
+	  $(FUZZ_BUILD)/corpus/regex tests/fuzz/corpus/regex
+	@mkdir -p $(FUZZ_BUILD)/corpus/pg_text
+	./$(FUZZ_BUILD)/evo_fuzz_pg_text -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
+	  $(FUZZ_BUILD)/corpus/pg_text tests/fuzz/corpus/pg_text
 	@echo "fuzzing: no crash, no leak in $(FUZZ_SECONDS) s per target"
 
 bench: build

@@ -21,13 +21,13 @@
 #include <utility>
 #include <vector>
 
+#include "bind/tls.h"
+#include "http/server.h"
+#include "io/stream.h"
 #include "lua/errors.h"
 #include "lua/modules.h"
 #include "lua/runtime.h"
 #include "lua/tasks.h"
-#include "http/server.h"
-#include "io/stream.h"
-#include "bind/tls.h"
 
 namespace evo::http {
 namespace {
@@ -81,18 +81,32 @@ std::string_view arg_string(lua_State* L, int idx) {
 // and its argument's number as the user counts it: luaL_argerror cannot name
 // a method called through pcall or a Lua wrapper ('?'), and counts self.
 // (The types are checked in lib/, with evo.args, before the natives run.)
-[[noreturn]] void arg_error(lua_State* L, int n, const char* fname, const char* msg) {
-  luaL_where(L, 2);
+// level: 2 for a native behind a Lua wrapper, 1 for one called directly.
+[[noreturn]] void arg_error(lua_State* L, int n, const char* fname, const char* msg, int level = 2) {
+  luaL_where(L, level);
   lua_pushfstring(L, "bad argument #%d to '%s' (%s)", n, fname, msg);
   lua_concat(L, 2);
   lua_error(L);
   std::abort();  // not reached: lua_error raises
 }
 
+// res:send is the native itself (no Lua wrapper on the hot path), so it
+// checks its own arguments, numbered as the user counts them (self is not
+// counted) and blaming the caller's line: "bad argument #2 to 'send'
+// (string expected, got table)".
+[[noreturn]] void send_type_error(lua_State* L, int idx, const char* expected) {
+  luaL_where(L, 1);
+  lua_pushfstring(L, "bad argument #%d to 'send' (%s expected, got %s)", idx - 1, expected,
+                  lua_typename(L, lua_type(L, idx) == LUA_TNONE ? LUA_TNIL : lua_type(L, idx)));
+  lua_concat(L, 2);
+  lua_error(L);
+  std::abort();  // not reached: lua_error raises
+}
+
 // The status at idx, which the user passed as argument #n of fname.
-int check_status(lua_State* L, int idx, int n, const char* fname) {
+int check_status(lua_State* L, int idx, int n, const char* fname, int level = 2) {
   lua_Integer code = luaL_checkinteger(L, idx);
-  if (code < 100 || code > 999) arg_error(L, n, fname, "status must be 100..999");
+  if (code < 100 || code > 999) arg_error(L, n, fname, "status must be 100..999", level);
   return static_cast<int>(code);
 }
 
@@ -266,13 +280,24 @@ Connection* live(Exchange& ex) { return ex.finished ? nullptr : ex.conn; }
 
 // send(res, status, body, headers) -> true | nil, err
 int l_send(lua_State* L) {
-  Exchange& ex = check_res(L, 1);
+  if (lua_type(L, 1) != LUA_TUSERDATA || lua_objlen(L, 1) != sizeof(ResBox) ||
+      static_cast<ResBox*>(lua_touserdata(L, 1))->magic != ResBox::kMagic) {
+    luaL_where(L, 1);
+    lua_pushfstring(L, "bad argument #1 to 'send' (Response expected, got %s)", luaL_typename(L, 1));
+    lua_concat(L, 2);
+    lua_error(L);
+  }
+  Exchange& ex = *static_cast<ResBox*>(lua_touserdata(L, 1))->ex;
+  if (lua_type(L, 2) != LUA_TNUMBER) send_type_error(L, 2, "number");
+  int t3 = lua_type(L, 3);
+  if (t3 != LUA_TSTRING && t3 != LUA_TNUMBER && t3 > LUA_TNIL) send_type_error(L, 3, "string");
+  int t4 = lua_type(L, 4);
+  if (t4 != LUA_TTABLE && t4 > LUA_TNIL) send_type_error(L, 4, "table");
   check_head_open(L, ex, "send");
-  int status = check_status(L, 2, 1, "send");
+  int status = check_status(L, 2, 1, "send", 1);
   size_t len = 0;
-  const char* body = lua_isnoneornil(L, 3) ? "" : luaL_checklstring(L, 3, &len);
-  if (!lua_isnoneornil(L, 4)) {
-    luaL_checktype(L, 4, LUA_TTABLE);
+  const char* body = t3 > LUA_TNIL ? lua_tolstring(L, 3, &len) : "";
+  if (t4 == LUA_TTABLE) {
     HeadMark mark(ex);  // a refused table adds nothing
     lua_pushnil(L);
     while (lua_next(L, 4) != 0) {

@@ -223,6 +223,8 @@ struct DbBox {
   std::shared_ptr<Conn> conn;
 };
 struct StmtBox {
+  static constexpr uint64_t kMagic = 0x544d54535f6f7665ULL;  // "evo_STMT"
+  uint64_t magic = kMagic;
   std::shared_ptr<Stmt> stmt;
 };
 
@@ -253,9 +255,13 @@ struct StmtBox {
   std::abort();
 }
 
+// A statement argument: a full userdata of StmtBox's size carrying its magic
+// number (what luaL_testudata establishes, without two metatable lookups by
+// name on every call of the hot path).
 StmtBox* to_stmt_box(lua_State* L, int idx) {
-  auto* box = static_cast<StmtBox*>(luaL_testudata(L, idx, kStmtMeta));
-  return box != nullptr ? box : static_cast<StmtBox*>(luaL_testudata(L, idx, kWorkerStmtMeta));
+  if (lua_type(L, idx) != LUA_TUSERDATA || lua_objlen(L, idx) != sizeof(StmtBox)) return nullptr;
+  auto* box = static_cast<StmtBox*>(lua_touserdata(L, idx));
+  return box->magic == StmtBox::kMagic ? box : nullptr;
 }
 
 Stmt* check_stmt(lua_State* L, int idx) {
@@ -986,7 +992,7 @@ int l_prepare(lua_State* L) {
   stmt->conn = box->conn;
   stmt->st = st;
   c->stmts.insert(stmt.get());
-  new (lua_newuserdata(L, sizeof(StmtBox))) StmtBox{std::move(stmt)};
+  new (lua_newuserdata(L, sizeof(StmtBox))) StmtBox{StmtBox::kMagic, std::move(stmt)};
   luaL_getmetatable(L, c->worker ? kWorkerStmtMeta : kStmtMeta);
   lua_setmetatable(L, -2);
   make_names(L, st);

@@ -28,6 +28,8 @@ const NativeModule kNativeModules[] = {
     {"evo.httpresponse", open_httpresponse, false},
     {"evo.httpkit", open_httpkit, false},
     {"evo.net",    open_net,    true},
+    {"evo.pcre",   open_pcre,   false},
+    {"evo.postgres", open_postgres, true},
     {"evo.process", open_process, true},
     {"evo.resp",   open_resp,   false},
     {"evo.replnative", repl::open_native, true},

@@ -33,6 +33,8 @@ int open_crypto(lua_State* L);    // "evo.crypto": OpenSSL hashes, HMAC, KDFs, A
 int open_encoding(lua_State* L);  // "evo.encoding": base64, hex, uuid text (src/bind/encoding.cpp)
 int open_json(lua_State* L);     // "evo.json": JSON decode (simdjson) and encode (src/bind/json.cpp)
 int open_sqlite(lua_State* L);   // "evo.sqlite": SQLite connections and statements (src/bind/sqlite.cpp)
+int open_pcre(lua_State* L);     // "evo.pcre": PCRE2 regexes and the NULL light userdata for ngx (src/bind/pcre.cpp)
+int open_postgres(lua_State* L); // "evo.postgres": libpq connections on the loop (src/bind/postgres.cpp)
 int open_uv(lua_State* L);       // "uv" and "luv": luv on Evo's loop
 int open_task(lua_State* L);     // "evo.task": tasks and futures (src/lua/tasks.cpp)
 // "evo.httpresponse": the HTTP client's response parser (src/bind/http_client.cpp)

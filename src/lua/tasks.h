@@ -71,6 +71,7 @@ class TaskSystem {
   void resume(Task* t);
   void finished(Task* t);
   void forget(Task* t);
+  void retire(Task* t);
 
   // Closes the scheduler's handles at shutdown; tasks still suspended are
   // abandoned.

@@ -41,7 +41,19 @@ bool RequestParser::within_header_limit(const char* at, const char* end) {
 
 int RequestParser::on_message_begin(llhttp_t* p) {
   RequestParser* s = self(p);
-  s->req_ = Request();
+  // Field by field rather than `req_ = Request()`: the strings were moved
+  // out to the last exchange, so clearing them is all the work left.
+  Request& r = s->req_;
+  r.method.clear();
+  r.target.clear();
+  r.version_major = 1;
+  r.version_minor = 1;
+  r.headers.clear();
+  r.body.clear();
+  r.keep_alive = true;
+  r.upgrade = false;
+  r.chunked = false;
+  r.expect_continue = false;
   s->in_head_ = false;
   s->headers_.reset();
   s->version_seen_ = false;

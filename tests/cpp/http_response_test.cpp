@@ -29,6 +29,27 @@ TEST(HttpResponse, RefusesHeaderValuesThatWouldSplitTheResponse) {
   EXPECT_FALSE(valid_header_value("del\x7f"));
 }
 
+// The check goes eight bytes at a time: every byte value at every position
+// of a long value, against the byte-by-byte rule.
+TEST(HttpResponse, HeaderValueCheckMatchesTheRuleAtEveryPosition) {
+  for (int c = 0; c < 256; ++c) {
+    bool allowed = (c >= 0x20 || c == '\t') && c != 0x7f;
+    for (size_t at = 0; at < 19; ++at) {
+      std::string v(19, 'v');
+      v[at] = static_cast<char>(c);
+      EXPECT_EQ(valid_header_value(v), allowed) << "byte " << c << " at " << at;
+    }
+  }
+  EXPECT_TRUE(valid_header_value("\x80\xff\xc3\xa9 high bytes are fine \x7e"));
+}
+
+TEST(HttpResponse, AppendsHeaderLines) {
+  std::string out = "HTTP/1.1 200 OK\r\n";
+  append_header(out, "content-type", "text/plain");
+  append_header(out, "x-empty", "");
+  EXPECT_EQ(out, "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\nx-empty: \r\n");
+}
+
 TEST(HttpResponse, AcceptsOnlyTokensAsHeaderNames) {
   EXPECT_TRUE(valid_header_name("Content-Type"));
   EXPECT_TRUE(valid_header_name("X-Custom_1"));

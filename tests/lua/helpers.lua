@@ -154,4 +154,32 @@ function helpers.lines(text)
   return out
 end
 
+-- fdCount() -> the descriptors this process has open; rss() -> its
+-- resident memory in bytes: what the leak checks compare before and after.
+function helpers.fdCount()
+  local n, req = 0, uv.fs_scandir("/proc/self/fd")
+  while uv.fs_scandir_next(req) do n = n + 1 end
+  return n
+end
+
+function helpers.rss()
+  local f = assert(io.open("/proc/self/statm"))
+  local pages = tonumber(f:read("*a"):match("^%d+ (%d+)"))
+  f:close()
+  return pages * 4096
+end
+
+-- assertNoGrowth(fd0, rss0, maxBytes): no descriptor more than fd0, and (except
+-- under AddressSanitizer, whose quarantine keeps freed memory: make test-asan
+-- sets EVO_SANITIZED=1) resident memory grown by less than maxBytes.
+function helpers.assertNoGrowth(fd0, rss0, maxBytes)
+  collectgarbage()
+  collectgarbage()
+  assert.equal(helpers.fdCount(), fd0)
+  if os.getenv("EVO_SANITIZED") ~= "1" then
+    local grown = helpers.rss() - rss0
+    assert.truthy(grown < maxBytes, ("RSS grew by %d bytes"):format(grown))
+  end
+end
+
 return helpers

@@ -1,7 +1,7 @@
 -- Real servers for the specs: each start() launches Debian's server on a free
 -- port in a temporary directory, waits until it answers, and returns a handle
 -- whose stop() kills it and removes the directory. No mocks; nothing is left
--- running after a spec. Postgres is added here by the Postgres specs.
+-- running after a spec.
 local process = require("process")
 local task = require("task")
 local net = require("net")
@@ -44,6 +44,62 @@ function servers.redis(extra, port)
     task.sleep(0.05)
   end
   return {port = port, child = child, dir = dir, url = "redis://127.0.0.1:" .. port, stop = stop}
+end
+
+-- postgres([opts]) -> {port, dir, url, user, password, stop, restart, kill}:
+-- Debian's PostgreSQL 15 in a fresh cluster (initdb) on a free port, with
+-- password (scram-sha-256) authentication for TCP, so SCRAM is exercised.
+-- As root (CI) the cluster belongs to the postgres user and every server
+-- command runs through runuser. pg_ctl starts it and waits until it accepts
+-- connections; stop() shuts it down (immediate mode) and removes the
+-- directory; restart() starts it again on the same port; kill() stops it
+-- without removing anything (a server that dies mid-query).
+local PG_BIN = "/usr/lib/postgresql/15/bin/"
+
+local function sh(argv, asUser)
+  if asUser then
+    local a = {"-u", "postgres", "--"}
+    for _, v in ipairs(argv) do a[#a + 1] = v end
+    argv = a
+  end
+  local cmd = asUser and "/usr/sbin/runuser" or table.remove(argv, 1)
+  local child = assert(process.spawn(cmd, argv, {stdin = "ignore", stdout = "ignore", stderr = "pipe"}))
+  local errText = child.stderr:readAll() or ""
+  local code = child:wait()
+  if code ~= 0 then error(cmd .. " " .. table.concat(argv, " ") .. " failed (" .. code .. "): " .. errText, 2) end
+end
+
+local function pgStart(srv)
+  sh({PG_BIN .. "pg_ctl", "-D", srv.dir .. "/data", "-l", srv.dir .. "/log", "-w", "-t", "30", "-o",
+    "-p " .. srv.port .. " -k " .. srv.dir .. " -c listen_addresses=127.0.0.1 -c fsync=off" ..
+    " -c full_page_writes=off -c synchronous_commit=off" .. (srv.extra or ""), "start"}, srv.root)
+end
+
+local function pgKill(srv)
+  sh({PG_BIN .. "pg_ctl", "-D", srv.dir .. "/data", "-m", "immediate", "-w", "stop"}, srv.root)
+end
+
+function servers.postgres(opts)
+  opts = opts or {}
+  local uv = require("uv")
+  local port = opts.port or servers.freePort()
+  local dir = assert(fs.mkdtemp("/tmp/evo-pg-"))
+  local root = uv.getuid() == 0
+  local user, password = "evo", "evo-secret"
+  fs.writeFile(dir .. "/pw", password .. "\n")
+  if root then sh({"/bin/chown", "-R", "postgres:postgres", dir}) end
+  sh({PG_BIN .. "initdb", "-D", dir .. "/data", "-U", user, "--auth-local=trust", "--auth-host=scram-sha-256",
+    "--pwfile=" .. dir .. "/pw", "-E", "UTF8", "--locale=C", "--no-sync"}, root)
+  local srv = {port = port, dir = dir, root = root, user = user, password = password, extra = opts.extra,
+    url = ("postgres://%s:%s@127.0.0.1:%d/postgres?sslmode=disable"):format(user, password, port)}
+  pgStart(srv)
+  function srv:stop()
+    pcall(pgKill, self)
+    fs.rm(self.dir, {recursive = true})
+  end
+  function srv:kill() pgKill(self) end
+  function srv:restart() pgStart(self) end
+  return srv
 end
 
 return servers

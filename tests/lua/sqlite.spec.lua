@@ -351,12 +351,6 @@ con.commit()
     end)
 
     it("leak no descriptors and no memory over 100k queries", function()
-      local function fds()
-        local n, req = 0, uv.fs_scandir("/proc/self/fd")
-        while uv.fs_scandir_next(req) do n = n + 1 end
-        return n
-      end
-      local function rss() return tonumber(io.open("/proc/self/statm"):read("*a"):match("^%d+ (%d+)")) * 4096 end
       local path = tmpfile("leak.db")
       local function round(count)
         local db = assert(sqlite.open(path))
@@ -373,17 +367,9 @@ con.commit()
       end
       round(2000)
       collectgarbage()
-      local fd0, rss0 = fds(), rss()
+      local fd0, rss0 = helpers.fdCount(), helpers.rss()
       for _ = 1, 5 do round(10000) end  -- 100k inserts + 100k selects, and 500 all()s
-      collectgarbage()
-      collectgarbage()
-      assert.equal(fds(), fd0)
-      -- AddressSanitizer keeps freed memory in quarantine: RSS says nothing
-      -- there (make test-asan sets EVO_SANITIZED=1, as httpkit's assertGrowth reads).
-      if os.getenv("EVO_SANITIZED") ~= "1" then
-        local grown = rss() - rss0
-        assert.truthy(grown < 8 * 1024 * 1024, ("RSS grew by %d bytes"):format(grown))
-      end
+      helpers.assertNoGrowth(fd0, rss0, 8 * 1024 * 1024)
     end, {timeout = 60})
   end)
 
