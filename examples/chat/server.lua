@@ -153,7 +153,7 @@ io.stderr:write("chat: messages ", bus.name, ", history ", store.name, "\n")
 io.stdout:flush()
 
 -- SIGTERM (systemd, a test): stop accepting, take this instance's users
--- off the count, let go of Redis. In a task: Redis calls suspend.
+-- off the count, let go of Redis and of the database. In a task: Redis calls suspend.
 local term = Signal()
 function term:SIGNAL_RECEIVED()
   self:close()
@@ -164,6 +164,7 @@ function term:SIGNAL_RECEIVED()
     chat:StopListening()
     if n > 0 then bus.online(-n) end
     bus.close()
+    store:close()
     -- nothing is left open: the process ends, status 0
   end)
 end

@@ -54,7 +54,7 @@ function store.sqlite(path)
 end
 
 -- Postgres: one database for every instance, through a pool of connections
--- (the postgres module: postgres.pool{url, max}, db:query(sql, $1...)).
+-- (docs/postgres.md: postgres.pool{url, max}, db:query(sql, $1...)).
 function store.postgres(url)
   local postgres = require("postgres")
   local db = postgres.pool({url = url, max = 10})
@@ -68,7 +68,7 @@ function store.postgres(url)
     if not rows then return nil, err end
     return oldestFirst(rows)
   end
-  function s:close() if db.close then db:close() end end
+  function s:close() db:close() end
   return s
 end
 

@@ -4,7 +4,9 @@
 -- and stopped after. Clients reach instance A through /a/, instance B
 -- through /b/, and either through / (round robin): a message sent to one
 -- instance reaches the client of the other, and a client joining later gets
--- the history. Also the chat alone: its SQLite history.
+-- the history; Redis restarted under them; SIGTERM. Twice: history in each
+-- instance's SQLite, then in one Postgres (postgresql-15, started here
+-- too). Also the chat alone: its SQLite history across a restart.
 local W = require("webkit")
 local ws = require("ws")
 local http = require("http")
@@ -79,11 +81,11 @@ local function startChat(env)
   return {child = child, port = port}
 end
 
--- TERM, then KILL after 5 s: the exit status, or nil, "killed"
-local function stopChild(child)
+-- TERM, then KILL after `seconds` (3): the exit status, or nil, "killed"
+local function stopChild(child, seconds)
   if not child then return end
   child:kill("TERM")
-  local code = task.timeout(5, function() return child:wait() end)
+  local code = task.timeout(seconds or 3, function() return child:wait() end)
   if code then return code end
   child:kill("KILL")
   child:wait()
@@ -134,124 +136,142 @@ local function pythonClient(url)
 end
 
 local haveNginx = W.exists(NGINX)
-local suite = haveNginx and describe or describe.skip
-suite("the chat scaled out" .. (haveNginx and "" or " (skipped: " .. NGINX .. " is not installed)"), function()
-  local redisSrv, a, b, nginx, dir, nport
-  before(function()
-    dir = W.tempDir()
-    redisSrv = servers.redis()
-    a = startChat({REDIS_URL = redisSrv.url, CHAT_INSTANCE = "a"})
-    b = startChat({REDIS_URL = redisSrv.url, CHAT_INSTANCE = "b"})
-    nport = servers.freePort()
-    assert(fs.writeFile(dir .. "/nginx.conf", nginxConf(dir, nport, a.port, b.port)))
-    nginx = assert(process.spawn(NGINX, {"-p", dir, "-e", "stderr", "-c", dir .. "/nginx.conf",
-      "-g", "daemon off; pid " .. dir .. "/nginx.pid;"}, {stdin = "ignore", stdout = "ignore", stderr = "ignore"}))
-    for _ = 1, 100 do
-      local res = http.get("http://127.0.0.1:" .. nport .. "/", {timeout = 2})
-      if res and res.status == 200 then break end
-      task.sleep(0.05)
-    end
-    http.closeIdle()
+local havePostgres = W.exists("/usr/lib/postgresql/15/bin/initdb") and pcall(require, "postgres")
+
+-- The same scenario twice: history in each instance's SQLite, then in one
+-- Postgres database for both (DATABASE_URL).
+local function scaledOut(name, withPostgres)
+  local have = haveNginx and (havePostgres or not withPostgres)
+  local suite = have and describe or describe.skip
+  suite(name .. (have and "" or " (skipped: nginx or postgresql-15 is not installed)"), function()
+    local redisSrv, pg, a, b, nginx, dir, nport
+    before(function()
+      dir = W.tempDir()
+      redisSrv = servers.redis()
+      local env = {REDIS_URL = redisSrv.url}
+      if withPostgres then
+        pg = servers.postgres()
+        env.DATABASE_URL = pg.url
+      end
+      env.CHAT_INSTANCE = "a"
+      a = startChat(env)
+      env.CHAT_INSTANCE = "b"
+      b = startChat(env)
+      nport = servers.freePort()
+      assert(fs.writeFile(dir .. "/nginx.conf", nginxConf(dir, nport, a.port, b.port)))
+      nginx = assert(process.spawn(NGINX, {"-p", dir, "-e", "stderr", "-c", dir .. "/nginx.conf",
+        "-g", "daemon off; pid " .. dir .. "/nginx.pid;"}, {stdin = "ignore", stdout = "ignore", stderr = "ignore"}))
+      for _ = 1, 100 do
+        local res = http.get("http://127.0.0.1:" .. nport .. "/", {timeout = 2})
+        if res and res.status == 200 then break end
+        task.sleep(0.05)
+      end
+      http.closeIdle()
+    end)
+    after(function()
+      stopChild(nginx, 1)
+      if a then stopChild(a.child, 1) end
+      if b then stopChild(b.child, 1) end
+      if redisSrv then redisSrv:stop() end
+      if pg then pg:stop() end
+      W.rmTree(dir)
+    end)
+
+    it("serves the page through nginx", function()
+      local res = assert(http.get("http://127.0.0.1:" .. nport .. "/", {timeout = 10}))
+      assert.equal(res.status, 200)
+      assert.match(res.body, "<title>Evo chat</title>")
+      http.closeIdle()
+    end, 20)
+
+    it("relays a message sent to one instance to the client of the other, and keeps the history", function()
+      local base = "ws://127.0.0.1:" .. nport
+      local ca = assert(ws.connect(base .. "/a/chat", {timeout = 10}))
+      local wa = nextMessage(ca)
+      assert.equal(wa.type, "welcome")
+      assert.equal(wa.server, "a")
+      assert.same(waitFor(ca, {type = "join"}), {type = "join", from = wa.you, count = 1})
+
+      local cb = assert(ws.connect(base .. "/b/chat", {timeout = 10}))
+      local wb = nextMessage(cb)
+      assert.equal(wb.server, "b")
+      assert.equal(wb.count, 2)  -- the count is the room's, not the instance's
+      assert.truthy(wb.you ~= wa.you, "user ids are unique across instances")
+      -- B's join reached A's client through Redis
+      assert.same(waitFor(ca, {type = "join", from = wb.you}), {type = "join", from = wb.you, count = 2})
+      waitFor(cb, {type = "join", from = wb.you})
+
+      assert(ca:send("hello from a"))
+      local _, text = nextMessage(cb)
+      assert.equal(text, ('{"type":"message","from":%d,"text":"hello from a"}'):format(wa.you))
+      assert.same(nextMessage(ca), {type = "message", from = wa.you, text = "hello from a"})
+      assert(cb:send("and from b ✓"))
+      assert.same(nextMessage(ca), {type = "message", from = wb.you, text = "and from b ✓"})
+      assert.same(nextMessage(cb), {type = "message", from = wb.you, text = "and from b ✓"})
+
+      -- the balanced path: two connections to / land on both instances
+      local c1 = assert(ws.connect(base .. "/chat", {timeout = 10}))
+      local c2 = assert(ws.connect(base .. "/chat", {timeout = 10}))
+      local w1, w2 = nextMessage(c1), nextMessage(c2)
+      local seen = {[w1.server] = true, [w2.server] = true}
+      assert.truthy(seen.a and seen.b, "round robin: " .. w1.server .. ", " .. w2.server)
+      -- each of them got the history of its own instance: the same two messages
+      for _, c in ipairs({c1, c2}) do
+        assert.same(nextMessage(c), {type = "message", from = wa.you, text = "hello from a", history = true})
+        assert.same(nextMessage(c), {type = "message", from = wb.you, text = "and from b ✓", history = true})
+      end
+      c1:close()
+      c2:close()
+
+      -- a third client, Python's, joining later through the balancer
+      local got = pythonClient(base .. "/chat")
+      assert.equal(got[1].type, "welcome")
+      assert.same(got[2], {type = "message", from = wa.you, text = "hello from a", history = true})
+      assert.same(got[3], {type = "message", from = wb.you, text = "and from b ✓", history = true})
+      assert.equal(got[4].type, "join")
+
+      -- and the leave notices cross too
+      cb:close()
+      assert.same(waitFor(ca, {type = "leave", from = wb.you}).type, "leave")
+      ca:close()
+    end, 60)
+
+    it("goes on after Redis restarts: the instances subscribe again by themselves", function()
+      local base = "ws://127.0.0.1:" .. nport
+      local ca = assert(ws.connect(base .. "/a/chat", {timeout = 10}))
+      local cb = assert(ws.connect(base .. "/b/chat", {timeout = 10}))
+      local wa, wb = nextMessage(ca), nextMessage(cb)
+      waitFor(ca, {type = "join", from = wb.you})
+      local port = redisSrv.port
+      redisSrv.child:kill("KILL")
+      redisSrv.child:wait()
+      fs.rm(redisSrv.dir, {recursive = true})
+      task.sleep(0.2)
+      redisSrv = servers.redis(nil, port)
+      -- until both instances' subscribers are back (the server counts them)
+      local r = assert(require("redis").connect(redisSrv.url))
+      for _ = 1, 200 do
+        if r:pubsub("NUMSUB", "chat")[2] == 2 then break end
+        task.sleep(0.05)
+      end
+      assert.equal(r:pubsub("NUMSUB", "chat")[2], 2)
+      r:close()
+      assert(ca:send("after the restart"))
+      assert.same(waitFor(cb, {type = "message", text = "after the restart"}), {type = "message", from = wa.you, text = "after the restart"})
+      ca:close()
+      cb:close()
+    end, 60)
+
+    it("ends each instance cleanly on SIGTERM", function()
+      assert.equal(stopChild(a.child), 0)
+      assert.equal(stopChild(b.child), 0)
+      a, b = nil, nil
+    end, 20)
   end)
-  after(function()
-    stopChild(nginx)
-    if a then stopChild(a.child) end
-    if b then stopChild(b.child) end
-    if redisSrv then redisSrv:stop() end
-    W.rmTree(dir)
-  end)
+end
 
-  it("serves the page through nginx", function()
-    local res = assert(http.get("http://127.0.0.1:" .. nport .. "/", {timeout = 10}))
-    assert.equal(res.status, 200)
-    assert.match(res.body, "<title>Evo chat</title>")
-    http.closeIdle()
-  end, 20)
-
-  it("relays a message sent to one instance to the client of the other, and keeps the history", function()
-    local base = "ws://127.0.0.1:" .. nport
-    local ca = assert(ws.connect(base .. "/a/chat", {timeout = 10}))
-    local wa = nextMessage(ca)
-    assert.equal(wa.type, "welcome")
-    assert.equal(wa.server, "a")
-    assert.same(waitFor(ca, {type = "join"}), {type = "join", from = wa.you, count = 1})
-
-    local cb = assert(ws.connect(base .. "/b/chat", {timeout = 10}))
-    local wb = nextMessage(cb)
-    assert.equal(wb.server, "b")
-    assert.equal(wb.count, 2)  -- the count is the room's, not the instance's
-    assert.truthy(wb.you ~= wa.you, "user ids are unique across instances")
-    -- B's join reached A's client through Redis
-    assert.same(waitFor(ca, {type = "join", from = wb.you}), {type = "join", from = wb.you, count = 2})
-    waitFor(cb, {type = "join", from = wb.you})
-
-    assert(ca:send("hello from a"))
-    local _, text = nextMessage(cb)
-    assert.equal(text, ('{"type":"message","from":%d,"text":"hello from a"}'):format(wa.you))
-    assert.same(nextMessage(ca), {type = "message", from = wa.you, text = "hello from a"})
-    assert(cb:send("and from b ✓"))
-    assert.same(nextMessage(ca), {type = "message", from = wb.you, text = "and from b ✓"})
-    assert.same(nextMessage(cb), {type = "message", from = wb.you, text = "and from b ✓"})
-
-    -- the balanced path: two connections to / land on both instances
-    local c1 = assert(ws.connect(base .. "/chat", {timeout = 10}))
-    local c2 = assert(ws.connect(base .. "/chat", {timeout = 10}))
-    local w1, w2 = nextMessage(c1), nextMessage(c2)
-    local seen = {[w1.server] = true, [w2.server] = true}
-    assert.truthy(seen.a and seen.b, "round robin: " .. w1.server .. ", " .. w2.server)
-    -- each of them got the history of its own instance: the same two messages
-    for _, c in ipairs({c1, c2}) do
-      assert.same(nextMessage(c), {type = "message", from = wa.you, text = "hello from a", history = true})
-      assert.same(nextMessage(c), {type = "message", from = wb.you, text = "and from b ✓", history = true})
-    end
-    c1:close()
-    c2:close()
-
-    -- a third client, Python's, joining later through the balancer
-    local got = pythonClient(base .. "/chat")
-    assert.equal(got[1].type, "welcome")
-    assert.same(got[2], {type = "message", from = wa.you, text = "hello from a", history = true})
-    assert.same(got[3], {type = "message", from = wb.you, text = "and from b ✓", history = true})
-    assert.equal(got[4].type, "join")
-
-    -- and the leave notices cross too
-    cb:close()
-    assert.same(waitFor(ca, {type = "leave", from = wb.you}).type, "leave")
-    ca:close()
-  end, 60)
-
-  it("goes on after Redis restarts: the instances subscribe again by themselves", function()
-    local base = "ws://127.0.0.1:" .. nport
-    local ca = assert(ws.connect(base .. "/a/chat", {timeout = 10}))
-    local cb = assert(ws.connect(base .. "/b/chat", {timeout = 10}))
-    local wa, wb = nextMessage(ca), nextMessage(cb)
-    waitFor(ca, {type = "join", from = wb.you})
-    local port = redisSrv.port
-    redisSrv.child:kill("KILL")
-    redisSrv.child:wait()
-    fs.rm(redisSrv.dir, {recursive = true})
-    task.sleep(0.2)
-    redisSrv = servers.redis(nil, port)
-    -- until both instances' subscribers are back (the server counts them)
-    local r = assert(require("redis").connect(redisSrv.url))
-    for _ = 1, 200 do
-      if r:pubsub("NUMSUB", "chat")[2] == 2 then break end
-      task.sleep(0.05)
-    end
-    assert.equal(r:pubsub("NUMSUB", "chat")[2], 2)
-    r:close()
-    assert(ca:send("after the restart"))
-    assert.same(waitFor(cb, {type = "message", text = "after the restart"}), {type = "message", from = wa.you, text = "after the restart"})
-    ca:close()
-    cb:close()
-  end, 60)
-
-  it("ends each instance cleanly on SIGTERM", function()
-    assert.equal(stopChild(a.child), 0)
-    assert.equal(stopChild(b.child), 0)
-    a, b = nil, nil
-  end, 20)
-end)
+scaledOut("the chat scaled out (history in SQLite)", false)
+scaledOut("the chat scaled out (history in Postgres)", true)
 
 describe("the chat alone", function()
   local chat, dir
