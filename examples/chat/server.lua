@@ -153,7 +153,8 @@ io.stderr:write("chat: messages ", bus.name, ", history ", store.name, "\n")
 io.stdout:flush()
 
 -- SIGTERM (systemd, a test): stop accepting, take this instance's users
--- off the count, let go of Redis and of the database. In a task: Redis calls suspend.
+-- off the count, let go of Redis and of the database. In a task, since
+-- Redis calls suspend; the process then ends with nothing left open.
 local term = Signal()
 function term:SIGNAL_RECEIVED()
   self:close()
@@ -165,7 +166,6 @@ function term:SIGNAL_RECEIVED()
     if n > 0 then bus.online(-n) end
     bus.close()
     store:close()
-    -- nothing is left open: the process ends, status 0
   end)
 end
 term:start("SIGTERM")

@@ -169,11 +169,12 @@ local function scaledOut(name, withPostgres)
       http.closeIdle()
     end)
     after(function()
-      stopChild(nginx, 1)
-      if a then stopChild(a.child, 1) end
-      if b then stopChild(b.child, 1) end
-      if redisSrv then redisSrv:stop() end
-      if pg then pg:stop() end
+      -- each step on its own, so that a failing one leaves no server running
+      pcall(stopChild, nginx, 1)
+      if a then pcall(stopChild, a.child, 1) end
+      if b then pcall(stopChild, b.child, 1) end
+      if redisSrv then pcall(redisSrv.stop, redisSrv) end
+      if pg then pcall(pg.stop, pg) end
       W.rmTree(dir)
     end)
 
