@@ -54,7 +54,9 @@ local chat = WebSocketServer({path = "/chat", static = here .. "/public", maxMes
 -- that delivers at once. With Redis: counters in Redis, and a channel.
 local bus = {}
 local users = {}  -- connectionID -> user id (ids are global when scaled out)
-local listening = {}  -- connectionID -> true once its welcome and history went out
+-- connectionID -> true once its welcome and history went out; before, a
+-- list of the broadcasts that came meanwhile, sent right after the history
+local listening = {}
 
 -- Every message for everyone arrives here (from the channel when scaled
 -- out). A store of this process only (SQLite) records the chat messages
@@ -64,7 +66,14 @@ local function deliver(text)
   -- a copy: a Send may wait (backpressure) while clients come and go
   local ids = {}
   for connectionID in pairs(listening) do ids[#ids + 1] = connectionID end
-  for _, connectionID in ipairs(ids) do chat:Send(connectionID, text) end
+  for _, connectionID in ipairs(ids) do
+    local l = listening[connectionID]
+    if l == true then
+      chat:Send(connectionID, text)
+    elseif l then
+      l[#l + 1] = text
+    end
+  end
   if not store.shared then
     local m = json.decode(text)
     if m and m.type == "message" then assert(store:add(m.from, m.text)) end
@@ -118,12 +127,19 @@ function chat:WEBSOCKET_CONNECTION_ESTABLISHED(_, p)
   users[p.connectionID] = id
   local count = assert(bus.online(1))
   self:Send(p.connectionID, encode({type = "welcome", you = id, count = count, server = INSTANCE}))
-  for _, m in ipairs(assert(store:recent(HISTORY))) do
+  local history = assert(store:recent(HISTORY))
+  -- From now on broadcasts wait in a list: they come after the history.
+  local pending = {}
+  listening[p.connectionID] = pending
+  for _, m in ipairs(history) do
     self:Send(p.connectionID, encode({type = "message", from = m.sender, text = m.text, history = true}))
   end
-  -- Only now: a broadcast that came while Redis answered would have gone
-  -- out before the welcome.
-  listening[p.connectionID] = true
+  local i = 1
+  while pending[i] do  -- more may arrive while a Send waits
+    self:Send(p.connectionID, pending[i])
+    i = i + 1
+  end
+  if listening[p.connectionID] == pending then listening[p.connectionID] = true end
   bus.publish(encode({type = "join", from = id, count = count}))
 end
 
