@@ -20,12 +20,17 @@ local tasknative = require("evo.task")
 local errors = require("evo.errors")
 local args = require("evo.args")
 local url = require("url")
+local events = require("events")
+local task = require("task")
+local Timer = require("Timer")
 
 local type, error, select, setmetatable, tostring, tonumber = type, error, select, setmetatable, tostring, tonumber
 local concat, upper, isyieldable = table.concat, string.upper, coroutine.isyieldable
 local encode, feed, pop, newParser = native.encode, native.feed, native.pop, native.parser
 local sread, swrite, setRef = netnative.stream.read, netnative.stream.write, netnative.stream.setRef
 local prepare, suspend, wake, nyield = tasknative.prepare, tasknative.suspend, tasknative.wake, tasknative.yield
+local spawnTask = tasknative.spawn
+local unpack, pairs = unpack, pairs
 local raiseCanceled = require("evo.wait").raiseCanceled
 local blocking = tasknative.mode() == "blocking"
 
@@ -480,33 +485,100 @@ end
 
 ----------------------------------------------------------------- pub/sub
 
-local Subscriber = {}
-local SubscriberMeta = {__name = "RedisSubscriber", __index = Subscriber}
+-- A subscriber owns a connection in subscribed mode and remembers its
+-- channels and patterns, so that after the connection is lost it connects
+-- again and subscribes to them again. Two ways to read it, one at a time:
+-- s:receive() (task style), or s:start(), which starts a task that reads on
+-- its own and reports each message as a MESSAGE_RECEIVED event.
+local Subscriber = events.class("RedisSubscriber", {"MESSAGE_RECEIVED", "CONNECTION_LOST", "CONNECTION_RESTORED"})
 
-local function subscribeWith(c, verb, fname, ...)
+local function isSubscriber(v) return getmetatable(v) == Subscriber end
+
+local function closedError() return errors.new("Closed", "the subscriber is closed") end
+
+-- Records what the subscriber wants, so a reconnection can restore it.
+-- UNSUBSCRIBE / PUNSUBSCRIBE without arguments drop every one.
+local function remember(s, verb, ...)
+  local n = select("#", ...)
+  local set = (verb == "SUBSCRIBE" or verb == "UNSUBSCRIBE") and s.channelSet or s.patternSet
+  local add = verb == "SUBSCRIBE" or verb == "PSUBSCRIBE"
+  if not add and n == 0 then
+    for k in pairs(set) do set[k] = nil end
+    return
+  end
+  for i = 1, n do set[(select(i, ...))] = add or nil end
+end
+
+local function names(set)
+  local list, n = {}, 0
+  for k in pairs(set) do n = n + 1; list[n] = k end
+  table.sort(list)  -- a stable order, for the server's confirmations and the tests
+  return list, n
+end
+
+-- Writes one (un)subscribe command. Its confirmations come back as frames
+-- that are counted in s.count, not returned. Without a connection the
+-- command only updates what the next connection subscribes to.
+local function sendVerb(s, ...)
+  local c = s.client
+  if not c.stream then return true end
+  setRef(c.stream, true)  -- a subscriber keeps the process alive until closed
+  local ok, wok, err = swrite(c.stream, not blocking and isyieldable(), encode(...))
+  if not ok then raiseCanceled(3) end
+  if not wok then
+    failAll(c, err)
+    return nil, err
+  end
+  return true
+end
+
+-- Connects (with the client's backoff) and subscribes to every channel and
+-- pattern remembered.
+local function resubscribe(s)
+  local c = s.client
+  local ok, err = ensureConnected(c)
+  if not ok then return nil, err end
+  setRef(c.stream, true)
+  if s.timeout then c.stream:settimeout(s.timeout) end
+  local list, n = names(s.channelSet)
+  if n > 0 then
+    ok, err = sendVerb(s, "SUBSCRIBE", unpack(list, 1, n))
+    if not ok then return nil, err end
+  end
+  list, n = names(s.patternSet)
+  if n > 0 then
+    ok, err = sendVerb(s, "PSUBSCRIBE", unpack(list, 1, n))
+    if not ok then return nil, err end
+  end
+  return true
+end
+
+local function subscribeWith(opts, verb, fname, ...)
   local n = select("#", ...)
   if n == 0 then args.error(1, fname, "at least one channel expected", 3) end
   for i = 1, n do
     if type((select(i, ...))) ~= "string" then args.fail(i, fname, "string", (select(i, ...)), 3) end
   end
-  local sub = newClient(c.opts)
+  local sub = newClient(opts)
   local ok, err = ensureConnected(sub)
   if not ok then return nil, err end
-  local s = setmetatable({client = sub, pending = {}, head = 1}, SubscriberMeta)
-  ok, err = s:_send(verb, ...)
+  local s = setmetatable({client = sub, channelSet = {}, patternSet = {}, count = 0, reader = false, closed = false,
+    lost = false, timeout = false}, Subscriber)
+  remember(s, verb, ...)
+  ok, err = sendVerb(s, verb, ...)
   if not ok then return nil, err end
   return s
 end
 
 -- subscribe(channel, ...) / psubscribe(pattern, ...) -> subscriber | nil, err:
--- a connection of its own in subscribed mode; s:receive() gives the messages.
-function Client:subscribe(...) return subscribeWith(self, "SUBSCRIBE", "subscribe", ...) end
-function Client:psubscribe(...) return subscribeWith(self, "PSUBSCRIBE", "psubscribe", ...) end
+-- a connection of its own in subscribed mode.
+function Client:subscribe(...) return subscribeWith(self.opts, "SUBSCRIBE", "subscribe", ...) end
+function Client:psubscribe(...) return subscribeWith(self.opts, "PSUBSCRIBE", "psubscribe", ...) end
 
--- Reads the next pub/sub frame (RESP2 array or RESP3 push).
+-- Reads the next pub/sub frame (RESP2 array or RESP3 push); a lost
+-- connection is closed and returned as nil, err.
 local function nextFrame(s)
   local c = s.client
-  if not c.stream then return nil, c.lastError or errors.new("Closed", "the subscriber is closed") end
   while true do
     local tag, value = pop(c.parser)
     if tag then return value, tag end
@@ -518,6 +590,7 @@ local function nextFrame(s)
     local ok, data, err = sread(c.stream, "chunk", nil, not blocking and isyieldable())
     if not ok then raiseCanceled(3) end
     if not data then
+      if err and err.code == "Timeout" then return nil, err end  -- no message for a while: still subscribed
       err = err or errors.new("EOF", "the server closed the connection")
       failAll(c, err)
       return nil, err
@@ -526,27 +599,26 @@ local function nextFrame(s)
   end
 end
 
--- Sends a (un)subscribe command; its confirmations come back as frames
--- that receive() skips (the counts are kept in s.count).
-function Subscriber:_send(...)
-  local c = self.client
-  setRef(c.stream, true)  -- a subscriber keeps the process alive until closed
-  local ok, wok, err = swrite(c.stream, not blocking and isyieldable(), encode(...))
-  if not ok then raiseCanceled(2) end
-  if not wok then return nil, err end
-  return true
-end
-
 local kinds = {message = true, pmessage = true, smessage = true}
 
--- receive() -> {kind = "message", channel, message} or {kind = "pmessage",
--- pattern, channel, message} | nil, err. Subscription confirmations are
--- counted in s.count, not returned.
-function Subscriber:receive()
+-- The next message: {kind = "message", channel, message} or {kind =
+-- "pmessage", pattern, channel, message}, or nil, err when the connection
+-- is lost (s.lost is set then) or cannot be made again. A subscriber whose
+-- connection was lost connects and subscribes again first.
+local function nextMessage(s)
+  if s.closed then return nil, closedError() end
+  local c = s.client
+  if not c.stream then
+    local ok, err = resubscribe(s)
+    if not ok then return nil, err end
+  end
   while true do
-    local frame, tag = nextFrame(self)
-    if not frame then return nil, tag end
-    if tag == 2 then return nil, frame end
+    local frame, tag = nextFrame(s)
+    if not frame then
+      s.lost = c.stream == false  -- not for a Timeout
+      return nil, tag
+    end
+    if tag == 2 then return nil, frame end  -- an error reply to a (un)subscribe
     if type(frame) == "table" then
       local kind = frame[1]
       if kinds[kind] then
@@ -555,18 +627,112 @@ function Subscriber:receive()
         end
         return {kind = kind, channel = frame[2], message = frame[3]}
       elseif type(frame[3]) == "number" then
-        self.count = frame[3]
+        s.count = frame[3]
       end
     end
   end
 end
 
-function Subscriber:subscribe(...) return self:_send("SUBSCRIBE", ...) end
-function Subscriber:psubscribe(...) return self:_send("PSUBSCRIBE", ...) end
-function Subscriber:unsubscribe(...) return self:_send("UNSUBSCRIBE", ...) end
-function Subscriber:punsubscribe(...) return self:_send("PUNSUBSCRIBE", ...) end
-function Subscriber:settimeout(t) if self.client.stream then self.client.stream:settimeout(t) end end
-function Subscriber:close() self.client:close() end
+-- receive() -> message | nil, err. After nil, err for a lost connection,
+-- the next receive() connects again (with the client's backoff) and
+-- subscribes again to every channel and pattern.
+function Subscriber:receive()
+  if not isSubscriber(self) then args.badSelf("receive", "RedisSubscriber", self) end
+  if self.closed then return nil, closedError() end
+  if self.reader then
+    error("receive: this subscriber was started: its messages come as MESSAGE_RECEIVED events", 2)
+  end
+  return nextMessage(self)
+end
+
+-- The reader task of a started subscriber: every message becomes a
+-- MESSAGE_RECEIVED event; a lost connection is reported (CONNECTION_LOST)
+-- and made again, for as long as the subscriber is open, backing off up to
+-- 2 s between rounds of the client's retries (CONNECTION_RESTORED once
+-- subscribed again).
+local function readLoop(s)
+  local delay = 0.05
+  while not s.closed do
+    local wasLost = s.lost
+    local m, err = nextMessage(s)
+    if s.closed then return end
+    if m then
+      if wasLost then
+        s.lost, delay = false, 0.05
+        s:emit("CONNECTION_RESTORED", {})
+      end
+      s:emit("MESSAGE_RECEIVED", m)
+    elseif s.lost and not wasLost then
+      s:emit("CONNECTION_LOST", {error = err})
+      if s.client.opts.reconnect == false then return end  -- asked not to reconnect
+    elseif not s.client.stream then  -- the reconnection failed: try again later
+      s.lost = true
+      if not tasknative.sleep(delay, true) then return end  -- cancelled
+      delay = math.min(delay * 2, 2)
+    end  -- else a Timeout (settimeout): read on
+  end
+end
+
+-- start() -> self: a task of the subscriber's own reads it from now on and
+-- delivers MESSAGE_RECEIVED {kind, channel, message, pattern} to the
+-- handler. Needs the evented Io mode (raises ConcurrencyUnavailable).
+function Subscriber:start()
+  if not isSubscriber(self) then args.badSelf("start", "RedisSubscriber", self) end
+  if self.closed then return nil, closedError() end
+  if self.reader then return self end
+  if blocking then
+    error(errors.new("ConcurrencyUnavailable",
+      "start() needs the evented Io mode; in the blocking mode read with receive()"), 2)
+  end
+  self.reader = spawnTask(readLoop, self)
+  return self
+end
+
+-- close(): closes the connection and stops the reader task (if started).
+function Subscriber:close()
+  if not isSubscriber(self) then args.badSelf("close", "RedisSubscriber", self) end
+  if self.closed then return end
+  self.closed = true
+  local reader = self.reader
+  if reader and reader ~= tasknative.current() then tasknative.requestCancel(reader) end
+  self.client:close()
+end
+
+local function verb(fname, command)
+  return function(self, ...)
+    if not isSubscriber(self) then args.badSelf(fname, "RedisSubscriber", self) end
+    local n = select("#", ...)
+    if n == 0 and (command == "SUBSCRIBE" or command == "PSUBSCRIBE") then
+      args.error(1, fname, "at least one channel expected", 2)
+    end
+    for i = 1, n do
+      if type((select(i, ...))) ~= "string" then args.fail(i, fname, "string", (select(i, ...)), 2) end
+    end
+    if self.closed then return nil, closedError() end
+    remember(self, command, ...)
+    return sendVerb(self, command, ...)
+  end
+end
+Subscriber.subscribe = verb("subscribe", "SUBSCRIBE")
+Subscriber.psubscribe = verb("psubscribe", "PSUBSCRIBE")
+Subscriber.unsubscribe = verb("unsubscribe", "UNSUBSCRIBE")
+Subscriber.punsubscribe = verb("punsubscribe", "PUNSUBSCRIBE")
+
+-- settimeout(seconds): receive() returns nil, err (Timeout) after that
+-- long without a message; the subscription stays. nil: no limit.
+function Subscriber:settimeout(t)
+  if not isSubscriber(self) then args.badSelf("settimeout", "RedisSubscriber", self) end
+  if t ~= nil then args.check(1, "settimeout", t, "number") end
+  self.timeout = t
+  if self.client.stream then self.client.stream:settimeout(t) end
+end
+
+-- channels() -> the channels and patterns subscribed to, sorted.
+function Subscriber:channels()
+  return (names(self.channelSet)), (names(self.patternSet))
+end
+
+redis.Subscriber = Subscriber
 
 ----------------------------------------------------------------- methods
 
@@ -586,5 +752,233 @@ ClientMeta.__index = function(_, key)
   return f
 end
 
+----------------------------------------------------------------- the pool
+
+-- A pool hands each call a connection of its own and takes it back after.
+-- One client already pipelines the commands of concurrent tasks, so a pool
+-- is for what holds a connection: blocking commands (BLPOP, XREAD BLOCK),
+-- transactions, and WATCH through withConnection.
+local Pool = {}
+local PoolMeta = {__name = "RedisPool"}
+
+local function isPool(v) return getmetatable(v) == PoolMeta end
+local function poolClosed() return errors.new("Closed", "the redis pool is closed") end
+
+-- Closes the connections idle for longer than idleTimeout (oldest first:
+-- the idle list is in order of return).
+local function sweep(p)
+  local limit = p.idleTimeout
+  if limit <= 0 then return end
+  local idle, now = p.idle, task.now()
+  while idle[1] and now - idle[1].idleSince >= limit do
+    local c = table.remove(idle, 1)
+    p.open = p.open - 1
+    c:close()
+  end
+  if not idle[1] and p.timer then p.timer:stop() end
+end
+
+-- An unref'd timer closes idle connections even when no call comes.
+local function watchIdle(p)
+  if p.idleTimeout <= 0 then return end
+  local t = p.timer
+  if not t then
+    t = Timer()
+    function t.TIMER_FIRED() sweep(p) end
+    t:unref()
+    p.timer = t
+  end
+  if not t:isActive() then t:start(p.idleTimeout / 2, p.idleTimeout / 2) end
+end
+
+-- Wakes the oldest waiting caller (if any) to try again.
+local function wakeWaiter(p)
+  local q = p.waiters
+  while q[1] do
+    local wt = table.remove(q, 1)
+    if not wt.canceled and wake(wt.me, wt.id) then return end
+  end
+end
+
+local function onWaiterCancel(wt) wt.canceled = true end
+
+local release
+
+-- acquire(p) -> client | nil, err: the most recently returned idle
+-- connection, or a new one while fewer than max are open, or waits (FIFO)
+-- for one to come back. Where the caller cannot wait (the blocking Io mode,
+-- outside a task) a full pool is an error: PoolExhausted.
+local function acquire(p)
+  while true do
+    if p.closed then return nil, poolClosed() end
+    sweep(p)
+    local idle = p.idle
+    local n = #idle
+    while n > 0 do
+      local c = idle[n]
+      idle[n], n = nil, n - 1
+      if c.stream then return c end
+      p.open = p.open - 1  -- lost while idle
+      c:close()
+    end
+    if p.open < p.max then
+      p.open = p.open + 1
+      local c = newClient(p.opts)
+      local ok, err = ensureConnected(c)
+      if ok then return c end
+      p.open = p.open - 1
+      wakeWaiter(p)  -- a place is free again
+      return nil, err
+    end
+    local me, id = prepare(not blocking and isyieldable())
+    if me == false then raiseCanceled(3) end
+    if not me then
+      return nil, errors.new("PoolExhausted",
+        ("all %d connections of the pool are in use and this caller cannot wait"):format(p.max))
+    end
+    local wt = {me = me, id = id, canceled = false, client = false}
+    p.waiters[#p.waiters + 1] = wt
+    if not suspend(onWaiterCancel, wt) then
+      if wt.client then release(p, wt.client) end
+      raiseCanceled(3)
+    end
+    if wt.client then return wt.client end
+  end
+end
+
+-- Takes c back: a connection that broke (or whose caller raised, so its
+-- state is unknown) is closed and its place freed.
+function release(p, c, broken)
+  if broken or p.closed or not c.stream then
+    p.open = p.open - 1
+    c:close()
+    wakeWaiter(p)  -- a place is free: the waiter opens a connection
+    return
+  end
+  -- Straight to the oldest waiter, so that no later caller overtakes it.
+  local q = p.waiters
+  while q[1] do
+    local wt = table.remove(q, 1)
+    if not wt.canceled then
+      wt.client = c
+      if wake(wt.me, wt.id) then return end
+      wt.client = false
+    end
+  end
+  c.idleSince = task.now()
+  p.idle[#p.idle + 1] = c
+  watchIdle(p)
+end
+
+local function finishCall(p, c, ok, ...)
+  release(p, c, not ok)
+  if not ok then error((...), 0) end  -- Canceled or the caller's own error, as raised
+  return ...
+end
+
+-- Runs f(client, ...) on a connection of the pool.
+local function withClient(p, f, ...)
+  local c, err = acquire(p)
+  if not c then return nil, err end
+  return finishCall(p, c, pcall(f, c, ...))
+end
+
+local function poolMethod(fname, f)
+  return function(self, ...)
+    if not isPool(self) then args.badSelf(fname, "RedisPool", self) end
+    return withClient(self, f, ...)
+  end
+end
+
+local function sendWire(c, wire) return result(send(c, wire, 1)) end
+
+-- The command is encoded (and its arguments checked) before a connection
+-- is taken.
+function Pool:call(...)
+  if not isPool(self) then args.badSelf("call", "RedisPool", self) end
+  if type((...)) ~= "string" then args.fail(1, "call", "string", (...)) end
+  local wire, i, t = encode(...)
+  if not wire then badArgument("call", i, t) end
+  return withClient(self, sendWire, wire)
+end
+Pool.pipeline = poolMethod("pipeline", Client.pipeline)
+-- transaction(fn): MULTI ... EXEC on one connection, held by this call alone.
+Pool.transaction = poolMethod("transaction", Client.transaction)
+
+-- withConnection(fn) -> fn's results: fn(client) has one connection to
+-- itself until it returns (WATCH, then a transaction; several blocking
+-- commands). A connection whose fn raised is closed, not reused.
+Pool.withConnection = poolMethod("withConnection", function(c, fn)
+  return fn(c)
+end)
+
+-- subscribe / psubscribe: a subscriber on a connection of its own (not
+-- one of the pool's).
+function Pool:subscribe(...) return subscribeWith(self.subscriberOpts, "SUBSCRIBE", "subscribe", ...) end
+function Pool:psubscribe(...) return subscribeWith(self.subscriberOpts, "PSUBSCRIBE", "psubscribe", ...) end
+
+-- stats() -> {open, idle, waiting}, after closing the connections idle for
+-- too long (which the blocking Io mode, whose sleeps run no timer, does only
+-- at the next call).
+function Pool:stats()
+  sweep(self)
+  local waiting = 0
+  for _, wt in ipairs(self.waiters) do
+    if not wt.canceled then waiting = waiting + 1 end
+  end
+  return {open = self.open, idle = #self.idle, waiting = waiting}
+end
+
+-- close(): closes the idle connections now and the busy ones when they come
+-- back; waiting and later calls return nil, err (Closed).
+function Pool:close()
+  if not isPool(self) then args.badSelf("close", "RedisPool", self) end
+  if self.closed then return end
+  self.closed = true
+  for i = #self.idle, 1, -1 do
+    self.idle[i]:close()
+    self.idle[i] = nil
+    self.open = self.open - 1
+  end
+  if self.timer then self.timer:close(); self.timer = false end
+  while self.waiters[1] do wakeWaiter(self) end
+end
+
+PoolMeta.__index = function(_, key)
+  local m = Pool[key]
+  if m ~= nil then return m end
+  if type(key) ~= "string" then return nil end
+  local name = upper(key)
+  local f = function(self, ...)
+    if not isPool(self) then args.badSelf(key, "RedisPool", self) end
+    local wire, i, t = encode(name, ...)
+    if not wire then badArgument(key, i - 1, t) end
+    return withClient(self, sendWire, wire)
+  end
+  Pool[key] = f
+  return f
+end
+
+-- redis.pool(url | opts) -> pool: connect's options plus max (10
+-- connections at most) and idleTimeout (30 s; 0: never closed for being
+-- idle). No connection is made until the first call.
+function redis.pool(o)
+  local opts = options(1, "redis.pool", o)
+  local max, idleTimeout = opts.max or 10, opts.idleTimeout or 30
+  if type(max) ~= "number" or max < 1 or max % 1 ~= 0 then
+    args.error(1, "redis.pool", "max must be an integer of 1 or more", 2)
+  end
+  if type(idleTimeout) ~= "number" or idleTimeout < 0 then
+    args.error(1, "redis.pool", "idleTimeout must be a number of 0 or more", 2)
+  end
+  opts.max, opts.idleTimeout = nil, nil
+  local subscriberOpts = {}
+  for k, v in pairs(opts) do subscriberOpts[k] = v end
+  opts.reconnect = false  -- a broken connection is replaced by the pool
+  return setmetatable({opts = opts, subscriberOpts = subscriberOpts, max = max, idleTimeout = idleTimeout, idle = {}, open = 0, waiters = {},
+    closed = false, timer = false}, PoolMeta)
+end
+
+redis.Pool = Pool
 redis.Client = Client
 return redis

@@ -10,6 +10,7 @@ local task = require("task")
 local net = require("net")
 local fs = require("fs")
 local errors = require("evo.errors")
+local h = require("helpers")
 
 local evented = task.mode() ~= "blocking"
 local servers = require("servers")
@@ -165,6 +166,314 @@ describe("redis", function()
     local v, err = sub:receive()
     assert.isNil(v)
     assert.equal(err.code, "Closed")
+  end)
+
+  it("delivers MESSAGE_RECEIVED events to a started subscriber, or refuses start() in the blocking mode", function()
+    local sub = assert(r:subscribe("ev"))
+    sub:psubscribe("e*")
+    assert.same({sub:channels()}, {{"ev"}, {"e*"}})
+    if not evented then
+      local ok, err = pcall(sub.start, sub)
+      assert.equal(ok, false)
+      assert.equal(err.code, "ConcurrencyUnavailable")
+      sub:close()
+      return
+    end
+    local got = task.queue()
+    function sub:MESSAGE_RECEIVED(event, p)
+      assert.equal(event, "MESSAGE_RECEIVED")
+      got:put(p)
+    end
+    assert.equal(sub:start(), sub)
+    assert.equal(sub:start(), sub)  -- once
+    assert.throws(function() sub:receive() end, "receive: this subscriber was started")
+    for _ = 1, 100 do
+      if r:pubsub("NUMSUB", "ev")[2] == 1 and r:pubsub("NUMPAT") == 1 then break end
+      task.sleep(0.02)
+    end
+    assert.equal(r:publish("ev", "one"), 2)
+    local a, b = got:get(), got:get()
+    if a.kind == "pmessage" then a, b = b, a end
+    assert.same(a, {kind = "message", channel = "ev", message = "one"})
+    assert.same(b, {kind = "pmessage", pattern = "e*", channel = "ev", message = "one"})
+    sub:punsubscribe()
+    assert.same({sub:channels()}, {{"ev"}, {}})
+    -- close() stops the reader task
+    sub:close()
+    task.sleep(0.05)
+    assert.truthy(sub.reader:done())
+    local v, err = sub:receive()
+    assert.isNil(v)
+    assert.equal(err.code, "Closed")
+  end)
+
+  it("reports an error in a MESSAGE_RECEIVED handler and reads on", function()
+    if not evented then return end
+    local res = h.runEvo({"-e", ([[
+      local redis = require("redis")
+      local task = require("task")
+      local r = assert(redis.connect("redis://127.0.0.1:%d"))
+      local sub = assert(r:subscribe("errs"))
+      function sub:MESSAGE_RECEIVED(_, p)
+        if p.message == "bad" then error("handler broke") end
+        print("got " .. p.message)
+        self:close()
+      end
+      sub:start()
+      while r:pubsub("NUMSUB", "errs")[2] ~= 1 do task.sleep(0.01) end
+      r:publish("errs", "bad")
+      r:publish("errs", "good")
+    ]]):format(srv.port)})
+    assert.equal(res.stdout, "got good\n")
+    assert.match(res.stderr, "^evo: error in RedisSubscriber:MESSAGE_RECEIVED handler: %(command line%):6: handler broke\n")
+    assert.equal(res.code, 0)
+  end)
+
+  -- A shell loop publishing "after-1", "after-2"... every 50 ms: a peer that
+  -- goes on while this task blocks (in the blocking mode) or sleeps.
+  local function publisher(port, channel)
+    return assert(process.spawn("/bin/sh", {"-c", ("for i in $(seq 1 200); do redis-cli -p %d publish %s after-$i " ..
+      ">/dev/null 2>&1; sleep 0.05; done"):format(port, channel)}, {stdin = "ignore", stdout = "ignore", stderr = "ignore"}))
+  end
+
+  it("subscribes again after the server restarts (receive)", function()
+    local s2 = start()
+    local c = assert(redis.connect({port = s2.port}))
+    local sub = assert(c:subscribe("news"))
+    sub:psubscribe("sp*")
+    s2.child:kill("KILL")
+    s2.child:wait()
+    fs.rm(s2.dir, {recursive = true})
+    local v, err = sub:receive()
+    assert.isNil(v)
+    assert.truthy(err.code == "EOF" or err.code == "ECONNRESET", tostring(err))
+    local s3 = start(nil, s2.port)
+    local pub = publisher(s3.port, "news")
+    local pub2 = publisher(s3.port, "sport")
+    local m = assert(sub:receive())  -- connects, subscribes again, then reads
+    assert.equal(m.channel == "news" and m.kind or m.pattern, m.channel == "news" and "message" or "sp*")
+    assert.match(m.message, "^after%-%d+$")
+    local seen = {[m.channel] = true}
+    while not (seen.news and seen.sport) do
+      m = assert(sub:receive())
+      seen[m.channel] = true
+    end
+    assert.equal(sub.count, 2)  -- both confirmed again
+    pub:kill("KILL"); pub:wait()
+    pub2:kill("KILL"); pub2:wait()
+    sub:close()
+    c:close()
+    stop(s3)
+  end)
+
+  it("subscribes again after the server restarts (events)", function()
+    if not evented then return end
+    local s2 = start()
+    local c = assert(redis.connect({port = s2.port}))
+    local sub = assert(c:subscribe("news"))
+    local seen = task.queue()
+    function sub:CONNECTION_LOST(_, p) seen:put("lost " .. p.error.code) end
+    function sub:CONNECTION_RESTORED() seen:put("restored") end
+    function sub:MESSAGE_RECEIVED(_, p) seen:put(p.message) end
+    sub:start()
+    for _ = 1, 100 do
+      if c:pubsub("NUMSUB", "news")[2] == 1 then break end
+      task.sleep(0.02)
+    end
+    c:publish("news", "before")
+    assert.equal(seen:get(), "before")
+    s2.child:kill("KILL")
+    s2.child:wait()
+    fs.rm(s2.dir, {recursive = true})
+    assert.match(seen:get(), "^lost E")
+    task.sleep(0.3)  -- the reader retries meanwhile
+    local s3 = start(nil, s2.port)
+    local pub = publisher(s3.port, "news")
+    assert.equal(seen:get(), "restored")
+    assert.match(seen:get(), "^after%-%d+$")
+    pub:kill("KILL"); pub:wait()
+    sub:close()
+    c:close()
+    stop(s3)
+  end)
+
+  describe("pool", function()
+    it("runs commands, pipelines and transactions on connections it reuses", function()
+      local p = redis.pool({url = srv.url, max = 3})
+      assert.same(p:stats(), {open = 0, idle = 0, waiting = 0})  -- nothing until the first call
+      assert.equal(p:set("pk", "v"), "OK")
+      assert.equal(p:get("pk"), "v")
+      assert.equal(p:call("APPEND", "pk", "w"), 2)
+      local v, err = p:lpush("pk", "x")
+      assert.isNil(v)
+      assert.equal(err.code, "WRONGTYPE")
+      assert.same(p:pipeline(function(q) q:incr("poolpn"); q:incr("poolpn") end), {1, 2})
+      assert.same(p:transaction(function(t) t:set("pt", 1); t:incrby("pt", 2) end), {"OK", 3})
+      assert.same(p:stats(), {open = 1, idle = 1, waiting = 0})  -- one connection did it all
+      -- withConnection: WATCH on a connection of its own
+      local res = p:withConnection(function(c)
+        c:watch("pt")
+        local n = tonumber(c:get("pt"))
+        return c:transaction(function(t) t:set("pt", n * 10) end)
+      end)
+      assert.same(res, {"OK"})
+      assert.equal(p:get("pt"), "30")
+      v, err = p:withConnection(function(c)
+        c:watch("pt")
+        r:set("pt", "changed")  -- another connection changes the key
+        return c:transaction(function(t) t:set("pt", "mine") end)
+      end)
+      assert.isNil(v)
+      assert.equal(err.code, "Aborted")
+      assert.equal(p:get("pt"), "changed")
+      -- an error raised in fn closes that connection
+      assert.throws(function() p:withConnection(function() error("boom") end) end, "boom")
+      assert.same(p:stats(), {open = 0, idle = 0, waiting = 0})
+      p:close()
+      v, err = p:get("pk")
+      assert.isNil(v)
+      assert.equal(err.code, "Closed")
+    end)
+
+    it("drops a broken connection and replaces it", function()
+      local s2 = start()
+      local p = redis.pool({port = s2.port, max = 2})
+      assert.equal(p:set("a", "1"), "OK")
+      s2.child:kill("KILL")
+      s2.child:wait()
+      fs.rm(s2.dir, {recursive = true})
+      local v, err = p:get("a")  -- the idle connection is dead
+      assert.isNil(v)
+      assert.truthy(err)
+      v, err = p:get("a")  -- no server: a new connection is refused
+      assert.isNil(v)
+      assert.equal(err.code, "ECONNREFUSED")
+      assert.same(p:stats(), {open = 0, idle = 0, waiting = 0})
+      local s3 = start(nil, s2.port)
+      assert.equal(p:get("a"), redis.null)  -- a new connection to the new server
+      assert.equal(p:stats().open, 1)
+      p:close()
+      stop(s3)
+    end)
+
+    it("closes connections idle for longer than idleTimeout", function()
+      local p = redis.pool({url = srv.url, idleTimeout = 0.2})
+      assert.equal(p:ping(), "PONG")
+      assert.equal(p:stats().idle, 1)
+      task.sleep(0.5)
+      assert.equal(p:stats().idle, 0)
+      assert.equal(p:stats().open, 0)
+      assert.equal(p:ping(), "PONG")
+      p:close()
+    end)
+
+    it("refuses bad options and arguments", function()
+      assert.throws(function() redis.pool({max = 0}) end, "bad argument #1 to 'redis.pool' %(max must be")
+      assert.throws(function() redis.pool({idleTimeout = -1}) end, "bad argument #1 to 'redis.pool' %(idleTimeout")
+      assert.throws(function() redis.pool("http://x") end, "bad argument #1 to 'redis.pool' %(not a redis:// URL")
+      local p = redis.pool(srv.url)
+      assert.throws(function() p:set("k", {}) end, "bad argument #2 to 'set' %(string expected, got table%)")
+      assert.throws(function() p:call() end, "bad argument #1 to 'call' %(string expected, got nil%)")
+      assert.throws(function() p.get(1, "k") end, "bad argument #1 to 'get' %(RedisPool expected, got number%)")
+      assert.equal(p:stats().open, 0)  -- arguments are checked before a connection is taken
+      p:close()
+    end)
+
+    it("makes a caller that cannot wait fail when every connection is busy", function()
+      local p = redis.pool({url = srv.url, max = 1})
+      if evented then
+        local inner
+        local outer = task.async(function()
+          return p:withConnection(function(c)
+            inner = task.async(function() return p:get("k") end)
+            task.sleep(0.05)
+            assert.equal(p:stats().waiting, 1)
+            return c:ping()
+          end)
+        end)
+        assert.equal(outer:await(), "PONG")
+        assert.equal(inner:await(), redis.null)  -- it waited for the connection
+      else
+        local v, err = p:withConnection(function() return p:get("k") end)
+        assert.isNil(v)
+        assert.equal(err.code, "PoolExhausted")
+      end
+      p:close()
+    end)
+
+    describe("with concurrent tasks", function()
+      if not evented then return end
+
+      it("gives blocking commands a connection each, at most max, the others waiting", function()
+        local p = redis.pool({url = srv.url, max = 3})
+        local pops = {}
+        for i = 1, 5 do pops[i] = task.async(function() return p:blpop("queue", 5) end) end
+        task.sleep(0.1)
+        assert.same(p:stats(), {open = 3, idle = 0, waiting = 2})
+        for i = 1, 5 do assert.equal(r:rpush("queue", "item" .. i), 1) task.sleep(0.05) end
+        local got = {}
+        for i = 1, 5 do
+          local v = pops[i]:await()
+          assert.equal(v[1], "queue")
+          got[#got + 1] = v[2]
+        end
+        table.sort(got)
+        assert.same(got, {"item1", "item2", "item3", "item4", "item5"})
+        assert.same(p:stats(), {open = 3, idle = 3, waiting = 0})
+        p:close()
+        assert.same(p:stats(), {open = 0, idle = 0, waiting = 0})
+      end)
+
+      it("hands a returned connection to the waiting callers in their order of arrival", function()
+        local p = redis.pool({url = srv.url, max = 1})
+        local order = {}
+        local holder = task.async(function()
+          return p:withConnection(function(c) task.sleep(0.1) return c:ping() end)
+        end)
+        local waiting = {}
+        for i = 1, 5 do
+          waiting[i] = task.async(function()
+            assert.equal(p:incr("fifo"), i)
+            order[#order + 1] = i
+          end)
+        end
+        task.sleep(0.02)
+        assert.equal(p:stats().waiting, 5)
+        assert.equal(holder:await(), "PONG")
+        for i = 1, 5 do waiting[i]:await() end
+        assert.same(order, {1, 2, 3, 4, 5})
+        assert.same(p:stats(), {open = 1, idle = 1, waiting = 0})
+        p:close()
+      end)
+
+      it("closes a connection whose task was cancelled, and a waiter cancelled leaves the queue", function()
+        local p = redis.pool({url = srv.url, max = 1})
+        local a = task.async(function() return p:blpop("never", 5) end)
+        local b = task.async(function() return p:get("k") end)
+        local c = task.async(function() return p:ping() end)
+        task.sleep(0.05)
+        assert.equal(p:stats().waiting, 2)
+        b:cancel()
+        assert.equal(p:stats().waiting, 1)
+        a:cancel()  -- its BLPOP still holds the server side: the connection is closed
+        assert.equal(c:await(), "PONG")
+        assert.same(p:stats(), {open = 1, idle = 1, waiting = 0})
+        p:close()
+      end)
+
+      it("wakes the callers waiting when the pool is closed", function()
+        local p = redis.pool({url = srv.url, max = 1})
+        local a = task.async(function() return p:blpop("never", 0.3) end)
+        local b = task.async(function() return p:get("k") end)
+        task.sleep(0.05)
+        p:close()
+        local v, err = b:await()
+        assert.isNil(v)
+        assert.equal(err.code, "Closed")
+        assert.equal(a:await(), redis.null)  -- the busy one finishes, then is closed
+        assert.equal(p:stats().open, 0)
+      end)
+    end)
   end)
 
   it("times out and reconnects", function()
