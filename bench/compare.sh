@@ -2,7 +2,8 @@
 # Two Evo binaries side by side in the same run (a change against the commit
 # before it), alternating ROUNDS times so drift hits both alike:
 #   HTTP hello world with wrk, plain keep-alive and 16-deep pipelined;
-#   a 1 MiB static file (http.static, sendfile);
+#   a 1 MiB static file (http.static, sendfile); for each of these also the
+#   server's CPU time per request (*_cpu_us, lower is better);
 #   task.yield() hops and spawn+await (bench/tasks.lua);
 #   100,000 reads of a 4 KiB file, 64 in flight (bench/readfile.lua).
 # Servers run on one CPU, wrk on the other. Prints the median of each and
@@ -59,10 +60,25 @@ stop() {
   server_pid=
 }
 
-# rps WRK_ARGS...: requests per second of one measured wrk run (after a 1 s warm-up).
+# server_cpu: the server's user + system CPU time so far, in clock ticks.
+server_cpu() { awk '{ print $14 + $15 }' "/proc/$server_pid/stat"; }
+tick=$(getconf CLK_TCK)
+
+# rps NAME WRK_ARGS...: one measured wrk run (after a 1 s warm-up) recorded
+# as NAME (requests per second) and NAME_cpu_us (the server's CPU time per
+# request: steadier than the rate on a shared machine, where the rate also
+# counts the time a neighbour took the server's core).
 rps() {
+  local name=$1
+  shift
   "${pin_client[@]}" wrk -t1 -c"$conns" -d1s "$@" >/dev/null 2>&1 || true
-  "${pin_client[@]}" wrk -t1 -c"$conns" -d"${duration}s" "$@" 2>/dev/null | awk '/^Requests\/sec:/ { print $2 }'
+  local c0 out c1
+  c0=$(server_cpu)
+  out=$("${pin_client[@]}" wrk -t1 -c"$conns" -d"${duration}s" "$@" 2>/dev/null)
+  c1=$(server_cpu)
+  echo "$which $name $(echo "$out" | awk '/^Requests\/sec:/ { print $2 }')" >>"$results"
+  echo "$which ${name}_cpu_us $(echo "$out" | awk -v c="$((c1 - c0))" -v t="$tick" \
+    '/requests in/ { printf "%.4f", c / t * 1e6 / $1 }')" >>"$results"
 }
 
 for round in $(seq "$rounds"); do
@@ -70,12 +86,12 @@ for round in $(seq "$rounds"); do
     evo=${!which}
     port=$(free_port)
     serve "$evo" "$here/http/evo_hello.lua" "$port"
-    echo "$which hello_plain $(rps "http://127.0.0.1:$port/")" >>"$results"
-    echo "$which hello_pipelined $(rps -s "$here/http/pipeline.lua" "http://127.0.0.1:$port/" -- 16)" >>"$results"
+    rps hello_plain "http://127.0.0.1:$port/"
+    rps hello_pipelined -s "$here/http/pipeline.lua" "http://127.0.0.1:$port/" -- 16
     stop
     port=$(free_port)
     serve "$evo" "$here/http/evo_static.lua" "$tmp/static" "$port"
-    echo "$which static_1m $(rps "http://127.0.0.1:$port/1m.bin")" >>"$results"
+    rps static_1m "http://127.0.0.1:$port/1m.bin"
     stop
     "${pin_server[@]}" "$evo" "$here/tasks.lua" 1000000 200000 >"$tmp/tasks.txt"
     echo "$which yield_ns $(sed -n 's/.*task.yield() hops *\([0-9.]*\) ns\/hop.*/\1/p' "$tmp/tasks.txt")" >>"$results"
@@ -95,16 +111,19 @@ for line in open(path):
     if len(parts) == 3 and parts[2]:
         values.setdefault((parts[0], parts[1]), []).append(float(parts[2]))
 print(f"old: {old}\nnew: {new}\n{rounds} alternating rounds, {duration} s per wrk run; medians")
-print(f"{'measure':18} {'old':>12} {'new':>12} {'new/old':>8}")
-for name, lower_better in [("hello_plain", False), ("hello_pipelined", False), ("static_1m", False),
+print(f"{'measure':22} {'old':>12} {'new':>12} {'new/old':>8}")
+for name, lower_better in [("hello_plain", False), ("hello_plain_cpu_us", True),
+                           ("hello_pipelined", False), ("hello_pipelined_cpu_us", True),
+                           ("static_1m", False), ("static_1m_cpu_us", True),
                            ("yield_ns", True), ("spawn_await_ns", True), ("readfile_rps", False)]:
     o, n = values.get(("old", name)), values.get(("new", name))
     if not o or not n:
-        print(f"{name:18} (missing)")
+        print(f"{name:22} (missing)")
         continue
     mo, mn = statistics.median(o), statistics.median(n)
     ratio = mn / mo
     better = (ratio <= 1) if lower_better else (ratio >= 1)
     note = "" if better or abs(ratio - 1) <= 0.05 else "  (worse by more than 5%)"
-    print(f"{name:18} {mo:12.1f} {mn:12.1f} {ratio:8.3f}{note}")
+    print(f"{name:22} {mo:12.3f} {mn:12.3f} {ratio:8.3f}{note}" if name.endswith("_cpu_us") else
+          f"{name:22} {mo:12.1f} {mn:12.1f} {ratio:8.3f}{note}")
 PY

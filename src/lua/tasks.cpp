@@ -106,10 +106,15 @@ void clear_hooks(lua_State* L, Task* t) {
   forget_waker(t);
   t->c_hook = nullptr;
   t->c_hook_arg = nullptr;
-  luaL_unref(L, LUA_REGISTRYINDEX, t->lua_hook_ref);
-  luaL_unref(L, LUA_REGISTRYINDEX, t->lua_hook_arg_ref);
-  t->lua_hook_ref = LUA_NOREF;
-  t->lua_hook_arg_ref = LUA_NOREF;
+  // (Runs several times per task; most never had a Lua hook.)
+  if (t->lua_hook_ref != LUA_NOREF) {
+    luaL_unref(L, LUA_REGISTRYINDEX, t->lua_hook_ref);
+    t->lua_hook_ref = LUA_NOREF;
+  }
+  if (t->lua_hook_arg_ref != LUA_NOREF) {
+    luaL_unref(L, LUA_REGISTRYINDEX, t->lua_hook_arg_ref);
+    t->lua_hook_arg_ref = LUA_NOREF;
+  }
 }
 
 // A wake for the wait a running task is about to suspend in (the operation
