@@ -554,31 +554,40 @@ local CopyWriter = {}
 CopyWriter.__index = CopyWriter
 CopyWriter.__name = "PostgresCopyWriter"
 
+-- Starts a COPY (sql) on a connection this task holds until the COPY ends:
+-- the held token when the server entered `want` ("copyin" / "copyout"), else
+-- nil, err (the connection released).
+local function startCopy(c, fname, sql, want, direction)
+  if not isConn(c) then args.badSelf(fname, "PostgresConnection", c, 3) end
+  if type(sql) ~= "string" then args.fail(1, fname, "string", sql, 3) end
+  local can = not blocking and isyieldable()
+  local took = hold(c)
+  local ok, st, a, b = pcall(function()
+    drain(c, can)
+    if not c.h then return nil, closedError(c) end
+    return simple(c, can, sql)
+  end)
+  if not ok then
+    release(c, took)
+    error(st, 0)
+  end
+  if st ~= want then
+    if c.h then npipeline(c.h) end
+    release(c, took)
+    if st == nil then return nil, a end
+    if st == true and b then return nil, b end
+    return nil, errors.new("42601", "not a COPY ... " .. direction .. " statement")
+  end
+  return took
+end
+
 -- db:copyFrom(sql) -> writer | nil, err: sql is a COPY ... FROM STDIN;
 -- writer:write(data) sends rows in COPY's format, writer:finish() ends it
 -- and returns {rowCount = n, command = "COPY n"}; writer:abort([reason]).
 -- The connection is held by this task until the writer ends.
 function Connection:copyFrom(sql)
-  if not isConn(self) then args.badSelf("copyFrom", "PostgresConnection", self) end
-  if type(sql) ~= "string" then args.fail(1, "copyFrom", "string", sql) end
-  local can = not blocking and isyieldable()
-  local took = hold(self)
-  local ok, st, a, b = pcall(function()
-    drain(self, can)
-    if not self.h then return nil, closedError(self) end
-    return simple(self, can, sql)
-  end)
-  if not ok then
-    release(self, took)
-    error(st, 0)
-  end
-  if st ~= "copyin" then
-    if self.h then npipeline(self.h) end
-    release(self, took)
-    if st == nil then return nil, a end
-    if st == true and b then return nil, b end
-    return nil, errors.new("42601", "not a COPY ... FROM STDIN statement")
-  end
+  local took, err = startCopy(self, "copyFrom", sql, "copyin", "FROM STDIN")
+  if not took then return nil, err end
   return setmetatable({c = self, took = took, open = true}, CopyWriter)
 end
 
@@ -642,26 +651,8 @@ CopyReader.__name = "PostgresCopyReader"
 -- (reader.rowCount is set) | nil, err. The reader is also an iterator:
 -- `for chunk in db:copyTo(sql) do ... end` (an error is raised there).
 function Connection:copyTo(sql)
-  if not isConn(self) then args.badSelf("copyTo", "PostgresConnection", self) end
-  if type(sql) ~= "string" then args.fail(1, "copyTo", "string", sql) end
-  local can = not blocking and isyieldable()
-  local took = hold(self)
-  local ok, st, a, b = pcall(function()
-    drain(self, can)
-    if not self.h then return nil, closedError(self) end
-    return simple(self, can, sql)
-  end)
-  if not ok then
-    release(self, took)
-    error(st, 0)
-  end
-  if st ~= "copyout" then
-    if self.h then npipeline(self.h) end
-    release(self, took)
-    if st == nil then return nil, a end
-    if st == true and b then return nil, b end
-    return nil, errors.new("42601", "not a COPY ... TO STDOUT statement")
-  end
+  local took, err = startCopy(self, "copyTo", sql, "copyout", "TO STDOUT")
+  if not took then return nil, err end
   return setmetatable({c = self, took = took, open = true, rowCount = false}, CopyReader)
 end
 

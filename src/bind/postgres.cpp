@@ -1174,26 +1174,15 @@ int l_stats(lua_State* L) {
   return 1;
 }
 
-// escapeIdentifier(conn, s) -> "quoted"
-int l_escape_identifier(lua_State* L) {
+// escapeIdentifier(conn, s) -> "quoted"; escapeLiteral(conn, s) -> 'quoted'
+// (libpq quotes for the connection's encoding and settings).
+template <char* (*Escape)(PGconn*, const char*, size_t)>
+int l_escape(lua_State* L) {
   Conn* c = check_conn(L);
   PGconn* pg = open_pg(L, c);
   size_t n = 0;
   const char* s = luaL_checklstring(L, 2, &n);
-  char* q = PQescapeIdentifier(pg, s, n);
-  if (q == nullptr) return luaL_error(L, "%s", PQerrorMessage(pg));
-  lua_pushstring(L, q);
-  PQfreemem(q);
-  return 1;
-}
-
-// escapeLiteral(conn, s) -> 'quoted'
-int l_escape_literal(lua_State* L) {
-  Conn* c = check_conn(L);
-  PGconn* pg = open_pg(L, c);
-  size_t n = 0;
-  const char* s = luaL_checklstring(L, 2, &n);
-  char* q = PQescapeLiteral(pg, s, n);
+  char* q = Escape(pg, s, n);
   if (q == nullptr) return luaL_error(L, "%s", PQerrorMessage(pg));
   lua_pushstring(L, q);
   PQfreemem(q);
@@ -1265,8 +1254,8 @@ int open_postgres(lua_State* L) {
       {"close", l_close},
       {"isOpen", l_is_open},
       {"stats", l_stats},
-      {"escapeIdentifier", l_escape_identifier},
-      {"escapeLiteral", l_escape_literal},
+      {"escapeIdentifier", l_escape<PQescapeIdentifier>},
+      {"escapeLiteral", l_escape<PQescapeLiteral>},
       {"setHelpers", l_set_helpers},
       {"decode", l_decode},
       {nullptr, nullptr},

@@ -161,6 +161,19 @@ describe("postgres", function()
       assert.equal(row.data.n, json.null)
     end)
 
+    it("quotes identifiers and literals with escapeIdentifier / escapeLiteral", function()
+      local name = 'we"ird ' .. "tab\\le"
+      assert.equal(db:escapeIdentifier(name), '"we""ird tab\\le"')
+      assert.equal(db:escapeLiteral("it's"), "'it''s'")
+      assert.equal(db:escapeLiteral("back\\slash"), " E'back\\\\slash'")
+      -- what they quote survives a round trip through the server
+      assert(db:exec("DROP TABLE IF EXISTS " .. db:escapeIdentifier(name) .. "; CREATE TABLE " ..
+        db:escapeIdentifier(name) .. "(v text)"))
+      assert(db:exec("INSERT INTO " .. db:escapeIdentifier(name) .. " VALUES (" .. db:escapeLiteral("o'k\\") .. ")"))
+      assert.equal(db:get("SELECT v FROM " .. db:escapeIdentifier(name)).v, "o'k\\")
+      assert.throws(function() db:escapeLiteral(5) end, "bad argument #1 to 'escapeLiteral' %(string expected, got number%)")
+    end)
+
     it("raises bad argument for what cannot be a parameter, and for misuse", function()
       assert.throws(function() db:query(nil) end, "bad argument #1 to 'query' %(string expected, got nil%)")
       assert.throws(function() db:query("SELECT $1", print) end, "bad argument #2 to 'query' %(function cannot")
@@ -224,6 +237,25 @@ describe("postgres", function()
       assert.isNil(rows)
       assert.equal(cerr.code, "Closed")
     end)
+
+    it("speaks TLS with sslmode=require against a server with ssl=on", function()
+      local tls = servers.postgres({tls = true})
+      local c, err = postgres.connect(tls.url)
+      if not c then tls:stop() end
+      assert(c, err)
+      local ok, why = pcall(function()
+        assert.equal(c:stats().ssl, true)
+        assert.equal(c:queryOne("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").ssl, true)
+        assert.equal(c:queryOne("SELECT $1::text AS v", "over TLS").v, "over TLS")
+        c:close()
+        -- verify-full needs a certificate chain the client trusts: refused cleanly
+        local v, verr = postgres.connect(tls.url:gsub("sslmode=require", "sslmode=verify-full"))
+        assert.isNil(v)
+        assert.truthy(verr.message ~= "")
+      end)
+      tls:stop()
+      assert(ok, why)
+    end, {timeout = 30})
 
     it("stops a statement at statementTimeout with 57014", function()
       local c = assert(postgres.connect({url = srv.url, statementTimeout = 0.1}))

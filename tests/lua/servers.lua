@@ -53,7 +53,8 @@ end
 -- command runs through runuser. pg_ctl starts it and waits until it accepts
 -- connections; stop() shuts it down (immediate mode) and removes the
 -- directory; restart() starts it again on the same port; kill() stops it
--- without removing anything (a server that dies mid-query).
+-- without removing anything (a server that dies mid-query). opts.tls: ssl=on
+-- with a self-signed certificate made here, and a url with sslmode=require.
 local PG_BIN = "/usr/lib/postgresql/15/bin/"
 
 local function sh(argv, asUser)
@@ -90,8 +91,19 @@ function servers.postgres(opts)
   if root then sh({"/bin/chown", "-R", "postgres:postgres", dir}) end
   sh({PG_BIN .. "initdb", "-D", dir .. "/data", "-U", user, "--auth-local=trust", "--auth-host=scram-sha-256",
     "--pwfile=" .. dir .. "/pw", "-E", "UTF8", "--locale=C", "--no-sync"}, root)
-  local srv = {port = port, dir = dir, root = root, user = user, password = password, extra = opts.extra,
-    url = ("postgres://%s:%s@127.0.0.1:%d/postgres?sslmode=disable"):format(user, password, port)}
+  local extra = opts.extra or ""
+  if opts.tls then
+    -- A self-signed certificate for 127.0.0.1, made here: TLS with sslmode=require.
+    local data = dir .. "/data"
+    sh({"/usr/bin/openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+      "-keyout", data .. "/server.key", "-out", data .. "/server.crt"})
+    sh({"/bin/chmod", "600", data .. "/server.key"})
+    if root then sh({"/bin/chown", "postgres:postgres", data .. "/server.key", data .. "/server.crt"}) end
+    extra = extra .. " -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key"
+  end
+  local srv = {port = port, dir = dir, root = root, user = user, password = password, extra = extra,
+    url = ("postgres://%s:%s@127.0.0.1:%d/postgres?sslmode=%s"):format(user, password, port,
+      opts.tls and "require" or "disable")}
   pgStart(srv)
   function srv:stop()
     pcall(pgKill, self)
