@@ -10,21 +10,13 @@
 local postgres = require("postgres")
 local task = require("task")
 local json = require("json")
-local fs = require("fs")
 local ffi = require("ffi")
 
 local evented = task.mode() ~= "blocking"
 local servers = require("servers")
 local null = postgres.null
 
-local function fdCount()
-  return #assert(fs.readdir("/proc/self/fd"))
-end
-
-local function rssKb()
-  local status = assert(fs.readFile("/proc/self/status"))
-  return tonumber(status:match("VmRSS:%s*(%d+)"))
-end
+local helpers = require("helpers")
 
 describe("postgres", function()
   local srv, db
@@ -528,15 +520,9 @@ describe("postgres", function()
       end
       burst(N / 10)
       collectgarbage()
-      local fd0, rss0 = fdCount(), rssKb()
+      local fd0, rss0 = helpers.fdCount(), helpers.rss()
       burst(N)
-      collectgarbage()
-      assert.equal(fdCount(), fd0)
-      -- ASan's quarantine keeps freed memory: RSS is only meaningful unsanitized
-      -- (make test-asan sets EVO_SANITIZED=1), where its leak check covers us.
-      if os.getenv("EVO_SANITIZED") ~= "1" then
-        assert.truthy(rssKb() - rss0 < 20000, "RSS grew by " .. (rssKb() - rss0) .. " kB")
-      end
+      helpers.assertNoGrowth(fd0, rss0, 20 * 1024 * 1024)
     end)
   end)
 end)
