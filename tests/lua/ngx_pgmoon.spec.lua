@@ -154,13 +154,11 @@ function Pg:connect()
   local c = self.cfg
   self.sock = ngx.socket.tcp()
   self.sock:settimeout(c.timeout or 5000)
-  local pool = c.pool or ("%s:%s:%s:%s"):format(c.host, c.port or "", c.database, c.user)
-  local ok, err
-  if c.port then
-    ok, err = self.sock:connect(c.host, c.port, {pool = pool})
-  else
-    ok, err = self.sock:connect(c.host, {pool = pool})
-  end
+  -- As pgmoon: the port is always passed (its default is the string "5432"),
+  -- for a "unix:/path" host too, where nginx ignores it.
+  local port = c.port or "5432"
+  local pool = c.pool or ("%s:%s:%s:%s"):format(c.host, port, c.database, c.user)
+  local ok, err = self.sock:connect(c.host, port, {pool = pool})
   if not ok then return nil, err end
   if self.sock:getreusedtimes() == 0 then
     self.didStartup = true
@@ -282,7 +280,9 @@ describe("a pgmoon-shaped driver on ngx cosockets against PostgreSQL 15", functi
   end)
 
   it("starts up over the Unix socket with trust: AuthenticationOk, parameters, BackendKeyData, ReadyForQuery", function()
-    local pg = newPg({host = "unix:" .. srv.dir .. "/.s.PGSQL." .. srv.port, user = srv.user, database = "postgres"})
+    -- connect("unix:/path", port, opts): the port is ignored, as by nginx's ngx_parse_url.
+    local pg = newPg({host = "unix:" .. srv.dir .. "/.s.PGSQL." .. srv.port, port = tostring(srv.port),
+      user = srv.user, database = "postgres"})
     assert(pg:connect())
     assert.equal(pg.authType, 0)
     assert.equal(pg.txStatus, "I")
@@ -292,7 +292,22 @@ describe("a pgmoon-shaped driver on ngx cosockets against PostgreSQL 15", functi
     local r = assert(pg:query("SELECT pg_backend_pid() AS pid, current_user AS u"))
     assert.equal(r[1].pid, pg.backendPid)
     assert.equal(r[1].u, srv.user)
+    -- Pooled under nginx's key "unix:/path:port" when a port was given, "unix:/path" without.
+    local path = "unix:" .. srv.dir .. "/.s.PGSQL." .. srv.port
     assert.equal(pg:disconnect(), 1)
+    local s = ngx.socket.tcp()
+    assert.equal(s:connect(path, srv.port), 1)
+    assert.equal(s:getreusedtimes(), 0)
+    assert.equal(s:setkeepalive(), 1)
+    assert.equal(s:connect(path, srv.port, {pool = path .. ":" .. srv.port}), 1)
+    assert.equal(s:getreusedtimes(), 1)
+    assert.equal(s:setkeepalive(), 1)
+    assert.equal(s:connect(path), 1)
+    assert.equal(s:getreusedtimes(), 0)
+    s:close()
+    assert.equal(s:connect(path, tostring(srv.port)), 1)
+    assert.equal(s:getreusedtimes(), 2)
+    assert.equal(s:close(), 1)
   end)
 
   it("authenticates with MD5 (ngx.md5) over TCP; the server stored the password as MD5", function()
