@@ -9,7 +9,7 @@
 -- setkeepalive/getreusedtimes, skipping the startup. Tested: trust auth (Unix
 -- socket) and MD5 auth (TCP, a role stored as MD5), a bad password, types and
 -- NULL, SQLSTATE errors, a transaction, the pool, 20 concurrent ngx.threads,
--- read timeouts. Runs in both Io modes; the ngx.thread part is evented only.
+-- read timeouts, and pgmoon's SSLRequest + sslhandshake against ssl=on. Runs in both Io modes; the ngx.thread part is evented only.
 require("ngx")
 local task = require("task")
 local postgres = require("postgres")
@@ -149,6 +149,20 @@ function Pg:waitUntilReady()
   end
 end
 
+-- pgmoon's ssl = true: SSLRequest (length 8, code 80877103), one byte back:
+-- "S" then the TLS handshake on the same socket, "N" refused.
+function Pg:requestSsl()
+  local ok, err = self:send({encodeInt(8), encodeInt(80877103)})
+  if not ok then return nil, err end
+  local t
+  t, err = self.sock:receive(1)
+  if not t then return nil, err end
+  if t ~= "S" then return nil, "the server does not support SSL connections" end
+  self.sslSession, err = self.sock:sslhandshake(false, self.cfg.ssl_server_name, self.cfg.ssl_verify)
+  if not self.sslSession then return nil, err end
+  return true
+end
+
 function Pg:connect()
   if self.socketType ~= "nginx" then return nil, "this driver only speaks cosockets" end
   local c = self.cfg
@@ -162,6 +176,10 @@ function Pg:connect()
   if not ok then return nil, err end
   if self.sock:getreusedtimes() == 0 then
     self.didStartup = true
+    if c.ssl then
+      ok, err = self:requestSsl()
+      if not ok then return nil, err end
+    end
     local info
     ok, err, info = self:startup()
     if not ok then return nil, err, info end
@@ -529,4 +547,56 @@ describe("a pgmoon-shaped driver on ngx cosockets against PostgreSQL 15", functi
       assert.equal(idle, 20)
     end)
   end
+end)
+
+describe("the pgmoon-shaped driver with ssl = true (SSLRequest, then sslhandshake)", function()
+  local srv, plain
+  before(function()
+    srv = servers.postgres({tls = true, authHost = "md5"})
+    plain = servers.postgres({authHost = "md5"})
+  end)
+  after(function()
+    ngx.evo.closeIdle()
+    if srv then srv:stop() end
+    if plain then plain:stop() end
+  end)
+
+  local function cfg(s, extra)
+    local c = {host = "127.0.0.1", port = s.port, user = s.user, password = s.password, database = "postgres",
+      ssl = true, pool = "ssl"}
+    for k, v in pairs(extra or {}) do c[k] = v end
+    return c
+  end
+
+  it("upgrades to TLS, authenticates over it, and the pooled connection stays encrypted", function()
+    local pg = newPg(cfg(srv))
+    assert(pg:connect())
+    assert.equal(pg.authType, 5)
+    assert.equal(pg.sslSession ~= nil, true)
+    local r = assert(pg:query("SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()"))
+    assert.equal(r[1].ssl, true)
+    assert.match(r[1].version, "^TLSv1%.[23]$")
+    assert.equal(pg:keepalive(), 1)
+    local again = newPg(cfg(srv))
+    assert(again:connect())
+    assert.equal(again.sock:getreusedtimes(), 1)
+    assert.equal(assert(again:query("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"))[1].ssl, true)
+    again:disconnect()
+  end)
+
+  it("fails verification of the self-signed certificate with nginx's message", function()
+    -- With a server name: Evo's TLS engine does not verify without one (nginx
+    -- then checks the chain only): see docs/ngx.md.
+    local pg = newPg(cfg(srv, {ssl_verify = true, ssl_server_name = "127.0.0.1", pool = "ssl-verify"}))
+    local ok, err = pg:connect()
+    assert.equal(ok, nil)
+    assert.equal(err, "18: self-signed certificate")
+  end)
+
+  it("is refused by a server without ssl ('N')", function()
+    local pg = newPg(cfg(plain, {pool = "plain"}))
+    local ok, err = pg:connect()
+    assert.equal(ok, nil)
+    assert.equal(err, "the server does not support SSL connections")
+  end)
 end)
