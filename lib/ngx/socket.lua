@@ -168,8 +168,8 @@ end
 local function readable(self) return self.stream and not self.rclosed end
 local function writable(self) return self.stream and not self.wclosed end
 
--- connect(host, port [, opts]) or connect("unix:/path" [, opts]) -> 1 | nil, err.
--- opts: pool (the pool's name; default "host:port" or "unix:path"),
+-- connect(host, port [, opts]) or connect("unix:/path" [, port] [, opts]) -> 1 | nil, err.
+-- opts: pool (the pool's name; default "host:port", "unix:/path:port" or "unix:/path"),
 -- pool_size (the pool's capacity when this creates it), backlog (accepted;
 -- not enforced: see docs/ngx.md).
 -- The options table's checks, as lua-nginx-module makes them: the pool's
@@ -210,14 +210,15 @@ function Tcp:connect(host, port, opts)
     port = tonumber(port)
     port = port >= 0 and math.floor(port) or math.ceil(port)
     if port < 0 or port > 65535 then return nil, "bad port number: " .. port end
-    path = nil
+    -- "unix:/path" with a port (pgmoon always passes one) is still the Unix
+    -- socket: nginx's ngx_parse_url ignores the port; the pool key keeps it.
   elseif not path then
     return nil, "missing the port number"
   end
   local pool, poolSize
   if opts then pool, poolSize = checkOptions(nopts, opts) end
   if self.stream then drop(self) end
-  local key = pool or (path and ("unix:" .. path)) or (host .. ":" .. port)
+  local key = pool or (port and (host .. ":" .. port)) or ("unix:" .. path)
   self.key, self.host, self.reused, self.buf = key, host, 0, ""
   self.poolSize = poolSize
   local idle = takeIdle(key)

@@ -55,6 +55,9 @@ end
 -- directory; restart() starts it again on the same port; kill() stops it
 -- without removing anything (a server that dies mid-query). opts.tls: ssl=on
 -- with a self-signed certificate made here, and a url with sslmode=require.
+-- opts.authHost: initdb's --auth-host method instead of scram-sha-256 ("md5":
+-- initdb then sets password_encryption = md5, so passwords are stored as MD5
+-- and pg_hba asks for MD5; a role stored as SCRAM still gets SCRAM).
 local PG_BIN = "/usr/lib/postgresql/15/bin/"
 
 local function sh(argv, asUser)
@@ -89,7 +92,7 @@ function servers.postgres(opts)
   local user, password = "evo", "evo-secret"
   fs.writeFile(dir .. "/pw", password .. "\n")
   if root then sh({"/bin/chown", "-R", "postgres:postgres", dir}) end
-  sh({PG_BIN .. "initdb", "-D", dir .. "/data", "-U", user, "--auth-local=trust", "--auth-host=scram-sha-256",
+  sh({PG_BIN .. "initdb", "-D", dir .. "/data", "-U", user, "--auth-local=trust", "--auth-host=" .. (opts.authHost or "scram-sha-256"),
     "--pwfile=" .. dir .. "/pw", "-E", "UTF8", "--locale=C", "--no-sync"}, root)
   local extra = opts.extra or ""
   if opts.tls then
