@@ -242,13 +242,14 @@ end
 
 -- TLS client contexts, one per (verify, CA file).
 local contexts = {}
+-- (With verify on and no server name, nginx checks the chain alone: so do we.)
 local function clientContext(verify)
   local ca = socket.settings.trusted
   local key = tostring(verify) .. "|" .. tostring(ca)
   local ctx = contexts[key]
   if ctx then return ctx end
   local err
-  ctx, err = tlsnative.clientContext({ca = ca, verify = verify})
+  ctx, err = tlsnative.clientContext({ca = ca, verify = verify, chainOnlyWithoutName = true})
   if not ctx then return nil, err end
   contexts[key] = ctx
   return ctx

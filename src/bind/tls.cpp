@@ -71,6 +71,9 @@ int l_client_context(lua_State* L) {
   lua_getfield(L, 1, "verify");
   o.verify = lua_isnil(L, -1) || lua_toboolean(L, -1) != 0;
   lua_pop(L, 1);
+  lua_getfield(L, 1, "chainOnlyWithoutName");  // (ngx's sslhandshake: see tls::ClientOptions)
+  o.chain_only_without_name = lua_toboolean(L, -1) != 0;
+  lua_pop(L, 1);
   opt_alpn(L, 1, &o.alpn);
   std::string error;
   return push_context(L, tls::Context::client(o, &error), error);

@@ -195,6 +195,7 @@ std::shared_ptr<Context> Context::client(const ClientOptions& o, std::string* er
   ERR_clear_error();
   auto c = std::make_shared<Context>(Token{});
   c->verify_ = o.verify;
+  c->chain_only_ = o.chain_only_without_name;
   c->ctx_ = new_ssl_ctx(TLS_client_method());
   if (!c->ctx_) return context_error(error, "cannot create a TLS context");
   SSL_CTX* ctx = c->native();
@@ -265,7 +266,7 @@ std::unique_ptr<Session> Session::connect(std::shared_ptr<Context> ctx, const st
     s->fail("invalid servername \"" + servername + "\": " + take_error_reason());
     return s;
   }
-  if (s->ctx_->verifies_peer()) {
+  if (s->ctx_->verifies_peer() && !(servername.empty() && s->ctx_->chain_only_without_name())) {
     // A valid chain proves nothing without the name it must be valid for.
     if (servername.empty()) {
       s->fail("cannot verify the server's certificate without a servername");

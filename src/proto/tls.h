@@ -31,6 +31,11 @@ struct ClientOptions {
   std::string ca_file;            // PEM bundle of trusted CAs; empty: the system CA store
   bool verify = true;             // false: accept any certificate for any name
   std::vector<std::string> alpn;  // advertised, in the client's order of preference
+  // With verify: a session started without a servername checks the chain
+  // alone instead of refusing to start. Only for compatibility with APIs that
+  // behave so (OpenResty's sslhandshake): a valid chain for no particular
+  // name proves little, so Evo's own clients never set it.
+  bool chain_only_without_name = false;
 };
 
 struct SslCtxFree {
@@ -62,6 +67,7 @@ class Context {
   [[nodiscard]] bool is_server() const { return is_server_; }
   // A client context that checks the peer's certificate and name.
   [[nodiscard]] bool verifies_peer() const { return verify_; }
+  [[nodiscard]] bool chain_only_without_name() const { return chain_only_; }
 
  private:
   static int select_alpn(SSL* ssl, const unsigned char** out, unsigned char* outlen, const unsigned char* in,
@@ -71,6 +77,7 @@ class Context {
   std::string alpn_wire_;  // the ALPN list in wire format: length-prefixed names
   bool is_server_ = false;
   bool verify_ = false;
+  bool chain_only_ = false;
 };
 
 class Session {

@@ -454,6 +454,18 @@ describe("sslhandshake against openssl s_server", function()
     sock:close()
   end)
 
+  it("verifies the chain alone when verify is on and no server name is given, as nginx does", function()
+    -- (pgmoon's ssl_verify passes no name; nginx then checks the chain, not a name)
+    ngx.evo.sslTrustedCertificate(nil)
+    assert.same({get(true, nil)}, {nil, "18: self-signed certificate"})
+    ngx.evo.sslTrustedCertificate(dir .. "/cert.pem")
+    local session, data = get(true, nil)
+    assert.truthy(session, data)
+    assert.match(data, "s_server")
+    -- a name, when given, is still checked
+    assert.same({get(true, "example.com")}, {nil, "certificate host mismatch"})
+  end)
+
   it("fails the handshake against a plain-text peer", function()
     local plain = servers.freePort()
     local py = assert(process.spawn("/usr/bin/python3", {"-c", pyServer, tostring(plain)},
