@@ -89,9 +89,25 @@ function helpers.runEvo(args, opts)
   return helpers.spawn(helpers.evo, args, opts)
 end
 
+-- tempDir([prefix]) -> a fresh directory under /tmp, removed with everything
+-- in it when this process's Lua state closes (at exit, passed or failed), so
+-- test runs leave nothing behind.
+local made = {}
+local sweeper = newproxy(true)
+getmetatable(sweeper).__gc = function()
+  for _, dir in ipairs(made) do os.execute("rm -rf '" .. dir .. "'") end
+end
+helpers._sweeper = sweeper  -- lives as long as the module does
+
+function helpers.tempDir(prefix)
+  local dir = assert(uv.fs_mkdtemp("/tmp/" .. (prefix or "evo-spec-") .. "XXXXXX"))
+  made[#made + 1] = dir
+  return dir
+end
+
 -- Writes `text` to a new file in a fresh temporary directory; returns its path and directory.
 function helpers.tempFile(name, text)
-  local dir = assert(uv.fs_mkdtemp("/tmp/evo-spec-XXXXXX"))
+  local dir = helpers.tempDir()
   local path = dir .. "/" .. name
   local f = assert(io.open(path, "w"))
   f:write(text)
