@@ -937,14 +937,40 @@ local function done(p, c)
   wakePool(p)
 end
 
+-- Idle connections past idleTimeout close without waiting for the pool's next
+-- use: an unreferenced timer (it never keeps the process alive) sweeps every
+-- half idleTimeout (0.1 to 10 s). It holds the pool weakly: a pool dropped
+-- without close() stops its timer at the next tick. The blocking Io mode has
+-- no loop turning meanwhile: there the sweep runs at each use.
+local function startIdleSweep(p)
+  local idle = p.idleTimeout
+  if blocking or type(idle) ~= "number" or idle <= 0 then return end
+  local uv = require("uv")
+  local every = math.floor(math.min(math.max(idle / 2, 0.1), 10) * 1000)
+  local ref = setmetatable({p}, {__mode = "v"})
+  local timer = uv.new_timer()
+  timer:start(every, every, function()
+    local pool = ref[1]
+    if not pool or pool.closed then
+      if not timer:is_closing() then timer:close() end
+      return
+    end
+    sweep(pool)
+  end)
+  timer:unref()
+  p.idleTimer = timer
+end
+
 -- postgres.pool{url | connection options, max = 10, idleTimeout = 30} -> pool
 function postgres.pool(o)
   if type(o) ~= "table" and type(o) ~= "string" then args.fail(1, "postgres.pool", "table or string", o) end
   local cfg = config(1, "postgres.pool", o)
   local max = type(o) == "table" and o.max or 10
   if type(max) ~= "number" or max < 1 or max % 1 ~= 0 then args.error(1, "postgres.pool", "max must be an integer >= 1") end
-  return setmetatable({cfg = cfg, max = max, idleTimeout = type(o) == "table" and o.idleTimeout or 30, conns = {},
-    n = 0, waiters = {}, busy = {}, pinned = {}, closed = false}, Pool)
+  local p = setmetatable({cfg = cfg, max = max, idleTimeout = type(o) == "table" and o.idleTimeout or 30,
+    conns = {}, n = 0, waiters = {}, busy = {}, pinned = {}, closed = false}, Pool)
+  startIdleSweep(p)
+  return p
 end
 
 local function pooled(p, fname, sql, ...)
@@ -1010,6 +1036,8 @@ end
 
 function Pool:close()
   self.closed = true
+  local timer = self.idleTimer
+  if timer and not timer:is_closing() then timer:close() end
   for _, c in ipairs(self.conns) do c:close() end
   self.conns, self.n = {}, 0
   wakePool(self)

@@ -453,6 +453,23 @@ describe("postgres", function()
   end)
 
   describe("pool", function()
+    it("closes connections idle past idleTimeout without waiting for the next use", function()
+      if not evented then return end  -- (the blocking mode sweeps at each use)
+      local pool = postgres.pool({url = srv.url, max = 3, idleTimeout = 0.3})
+      local jobs = {}
+      for k = 1, 3 do jobs[k] = task.async(function() return pool:queryOne("SELECT pg_sleep(0.05), $1::int AS k", k) end) end
+      for k = 1, 3 do assert.equal(jobs[k]:await().k, k) end
+      assert.truthy(pool:stats().total >= 1)
+      local before = db:queryOne("SELECT count(*)::int AS n FROM pg_stat_activity WHERE usename = 'evo'").n
+      task.sleep(0.8)
+      assert.equal(pool:stats().total, 0)
+      local after = db:queryOne("SELECT count(*)::int AS n FROM pg_stat_activity WHERE usename = 'evo'").n
+      assert.truthy(after < before, ("server sessions %d -> %d"):format(before, after))
+      -- and the pool goes on: a new connection on the next use
+      assert.equal(pool:queryOne("SELECT 7 AS v").v, 7)
+      pool:close()
+    end)
+
     it("runs queries, transactions pinned to one connection, and closes", function()
       local pool = postgres.pool({url = srv.url, max = 3})
       assert.equal(pool:queryOne("SELECT 1 AS one").one, 1)
