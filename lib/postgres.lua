@@ -34,6 +34,7 @@ local npipeline, ncork, nflush, nnext, nclose, ncancel = native.pipeline, native
 local nputCopy, nputCopyEnd, ngetCopy, nnotifies = native.putCopy, native.putCopyEnd, native.getCopy, native.notifies
 local prepare, suspend, wake, nyield = tasknative.prepare, tasknative.suspend, tasknative.wake, tasknative.yield
 local raiseCanceled = require("evo.wait").raiseCanceled
+local replyqueue = require("evo.replyqueue")
 local now = task.now
 local blocking = tasknative.mode() == "blocking"
 
@@ -206,18 +207,7 @@ local function deliver(c, rows, err)
   c.head = head
 end
 
--- Wakes the oldest sleeping waiter, so that it takes over the reading.
-local function handOff(c)
-  local q = c.queue
-  for i = c.head, c.tail do
-    local w = q[i]
-    if w and w.me and not w.done then
-      local me = w.me
-      w.me = nil
-      if wake(me, w.id) then return end
-    end
-  end
-end
+local handOff = replyqueue.handOff
 
 -- A query whose task stopped waiting: its result is dropped when it comes.
 -- When it is the only one in flight, the server is asked to stop it
@@ -266,32 +256,7 @@ local function readFor(c, w, can)
   handOff(c)
 end
 
-local function onCancel(w) w.canceled, w.me = true, nil end
-
--- Waits for w's result: reads for everyone while no one else does, else
--- sleeps until the reader settles w or hands the reading on.
-local function await(c, w, can)
-  while not w.done do
-    if not c.reader then
-      readFor(c, w, can)
-    elseif not can then
-      error("a postgres query cannot wait here while a task reads this connection: call it from a task " ..
-        "(not from a callback, a __gc finalizer or a module's top level)", 4)
-    else
-      local me, id = prepare(true)
-      if me == false then
-        abandon(c, w)
-        raiseCanceled(3)
-      end
-      w.me, w.id = me, id
-      if not suspend(onCancel, w) then
-        abandon(c, w)
-        raiseCanceled(3)
-      end
-    end
-  end
-  return w
-end
+local function await(c, w, can) return replyqueue.await(c, w, can, readFor, abandon, "a postgres query") end
 
 -- Sends what libpq holds; waits for the socket while it is full.
 local function flushOut(c, can)

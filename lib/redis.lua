@@ -32,6 +32,7 @@ local prepare, suspend, wake, nyield = tasknative.prepare, tasknative.suspend, t
 local spawnTask = tasknative.spawn
 local unpack, pairs = unpack, pairs
 local raiseCanceled = require("evo.wait").raiseCanceled
+local replyqueue = require("evo.replyqueue")
 local blocking = tasknative.mode() == "blocking"
 
 local redis = {}
@@ -172,18 +173,7 @@ local function deliver(c, tag, value)
   if not w.canceled then settle(w, tag, value) end
 end
 
--- Wakes the oldest sleeping waiter, so that it takes over the reading.
-local function handOff(c)
-  local q = c.queue
-  for i = c.head, c.tail do
-    local w = q[i]
-    if w.me and not w.done then
-      local me = w.me
-      w.me = nil
-      if wake(me, w.id) then return end
-    end
-  end
-end
+local handOff = replyqueue.handOff
 
 -- Reads and delivers replies until w is settled. can: this task may
 -- suspend (false: the read blocks).
@@ -215,32 +205,9 @@ local function readFor(c, w, can)
   handOff(c)
 end
 
-local function onCancel(w) w.canceled, w.me = true, nil end
+local function cancelWaiter(_, w) w.canceled = true end
 
--- Waits for w's result: reads for everyone while no one else does, else
--- sleeps until the reader settles w or hands the reading on.
-local function await(c, w, can)
-  while not w.done do
-    if not c.reader then
-      readFor(c, w, can)
-    elseif not can then
-      error("a redis command cannot wait here while a task reads this connection: call it from a task " ..
-        "(not from a callback, a __gc finalizer or a module's top level)", 4)
-    else
-      local me, id = prepare(true)
-      if me == false then
-        w.canceled = true
-        raiseCanceled(3)
-      end
-      w.me, w.id = me, id
-      if not suspend(onCancel, w) then
-        w.canceled = true
-        raiseCanceled(3)
-      end
-    end
-  end
-  return w
-end
+local function await(c, w, can) return replyqueue.await(c, w, can, readFor, cancelWaiter, "a redis command") end
 
 -- Writes every queued command in one write.
 local function flush(c)
