@@ -35,6 +35,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "bind/int64.h"
 #include "core/handle.h"
 #include "io/io.h"
 #include "lua/errors.h"
@@ -47,9 +48,8 @@ namespace evo {
 namespace {
 
 constexpr const char* kConnMeta = "evo.postgres.Connection";
-constexpr int kLuaTypeCdata = 10;             // LuaJIT's type tag for FFI cdata
-constexpr int64_t kExact = int64_t{1} << 53;  // the last integer a double holds exactly
-const char kHelpersKey = 0;           // registry: {int64_t ctype, json.decode, json.encode, bytea meta}
+constexpr int kLuaTypeCdata = 10;     // LuaJIT's type tag for FFI cdata
+const char kHelpersKey = 0;           // registry: {json.decode, json.encode, bytea meta}
 constexpr size_t kMaxPrepared = 200;  // named statements kept per connection
 
 // ------------------------------------------------------------ RAII
@@ -334,15 +334,6 @@ void push_helpers(lua_State* L) {
 
 void push_null(lua_State* L) { lua_pushlightuserdata(L, nullptr); }
 
-void push_int64(lua_State* L, int64_t i) {
-  if (i >= -kExact && i <= kExact) return lua_pushnumber(L, static_cast<double>(i));
-  push_helpers(L);
-  lua_rawgeti(L, -1, 1);
-  lua_remove(L, -2);
-  lua_call(L, 0, 1);
-  std::memcpy(const_cast<void*>(lua_topointer(L, -1)), &i, sizeof i);
-}
-
 // ------------------------------------------------------------ decoding
 
 enum class Kind : uint8_t { Text, Int, Float, Bool, Bytea, Json };
@@ -427,7 +418,7 @@ bool parse_int(const char* p, size_t n, int64_t& out) {
 
 void push_json(lua_State* L, const char* p, size_t n) {
   push_helpers(L);
-  lua_rawgeti(L, -1, 2);
+  lua_rawgeti(L, -1, 1);
   lua_remove(L, -2);
   lua_pushlstring(L, p, n);
   lua_call(L, 1, 1);
@@ -595,7 +586,7 @@ void read_params(lua_State* L, Conn* c, int first, int count, const char* fname)
       }
       case LUA_TTABLE: {
         push_helpers(L);
-        lua_rawgeti(L, -1, 4);
+        lua_rawgeti(L, -1, 3);
         bool bytes = lua_getmetatable(L, idx) != 0 && lua_rawequal(L, -1, -2) != 0;
         lua_settop(L, lua_gettop(L) - (bytes ? 3 : 2));
         if (bytes) {  // postgres.bytea(s): sent in binary, as is
@@ -612,7 +603,7 @@ void read_params(lua_State* L, Conn* c, int first, int count, const char* fname)
         }
         // Any other table is sent as JSON (json/jsonb columns, or ::json).
         push_helpers(L);
-        lua_rawgeti(L, -1, 3);
+        lua_rawgeti(L, -1, 2);
         lua_remove(L, -2);
         lua_pushvalue(L, idx);
         lua_call(L, 1, 2);
@@ -1197,7 +1188,7 @@ int l_set_helpers(lua_State* L) {
   push_helpers(L);
   for (int i = 1; i <= 3; ++i) {
     lua_pushvalue(L, i);
-    lua_rawseti(L, -2, i + 1);
+    lua_rawseti(L, -2, i);
   }
   return 0;
 }
@@ -1214,15 +1205,7 @@ int l_decode(lua_State* L) {
 
 void make_helpers(lua_State* L) {
   lua_pushlightuserdata(L, const_cast<char*>(&kHelpersKey));
-  lua_createtable(L, 4, 0);
-  lua_getglobal(L, "require");
-  lua_pushliteral(L, "ffi");
-  lua_call(L, 1, 1);
-  lua_getfield(L, -1, "typeof");
-  lua_pushliteral(L, "int64_t");
-  lua_call(L, 1, 1);
-  lua_rawseti(L, -3, 1);
-  lua_pop(L, 1);
+  lua_createtable(L, 3, 0);
   lua_rawset(L, LUA_REGISTRYINDEX);
 }
 

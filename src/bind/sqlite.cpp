@@ -27,6 +27,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "bind/int64.h"
 #include "bind/io_call.h"
 #include "io/io.h"
 #include "lua/errors.h"
@@ -42,9 +43,8 @@ constexpr const char* kStmtMeta = "evo.sqlite.Statement";
 // A worker connection's statements: the same natives, behind Lua methods
 // that pass coroutine.isyieldable() and finish the wait protocol.
 constexpr const char* kWorkerStmtMeta = "evo.sqlite.WorkerStatement";
-constexpr int kLuaTypeCdata = 10;             // LuaJIT's type tag for FFI cdata
-constexpr int64_t kExact = int64_t{1} << 53;  // the last integer a double holds exactly
-const char kHelpersKey = 0;                   // registry: {int64_t, uint64_t, ffi.istype, blob meta}
+constexpr int kLuaTypeCdata = 10;  // LuaJIT's type tag for FFI cdata
+const char kHelpersKey = 0;        // registry: {int64_t, uint64_t, ffi.istype, blob meta}
 
 // ------------------------------------------------------------ error names
 
@@ -464,15 +464,6 @@ void read_params(lua_State* L, sqlite3_stmt* st, int first, Sink&& sink) {
 }
 
 void push_null(lua_State* L) { lua_pushlightuserdata(L, nullptr); }
-
-void push_int64(lua_State* L, int64_t i) {
-  if (i >= -kExact && i <= kExact) return lua_pushnumber(L, static_cast<double>(i));
-  push_helpers(L);
-  lua_rawgeti(L, -1, 1);
-  lua_remove(L, -2);
-  lua_call(L, 0, 1);
-  std::memcpy(const_cast<void*>(lua_topointer(L, -1)), &i, sizeof i);
-}
 
 void push_column(lua_State* L, sqlite3_stmt* st, int i) {
   switch (sqlite3_column_type(st, i)) {
