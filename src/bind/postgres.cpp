@@ -325,6 +325,13 @@ void push_conn_error(lua_State* L, PGconn* pg, const char* code = "08006") {
   errors::push_error(L, code, m);
 }
 
+// nil, err for a failed libpq call: the natives' one failure answer.
+int conn_failure(lua_State* L, PGconn* pg) {
+  lua_pushnil(L);
+  push_conn_error(L, pg);
+  return 2;
+}
+
 // ------------------------------------------------------------ helpers
 
 void push_helpers(lua_State* L) {
@@ -810,9 +817,7 @@ failed:
   // The Parse may have gone in before the Bind failed: forget the statement
   // so it is prepared again, and report libpq's reason.
   if (s.prepare) c->stmts.erase(std::string(sql, sql_len));
-  lua_pushnil(L);
-  push_conn_error(L, pg);
-  return 2;
+  return conn_failure(L, pg);
 }
 
 // sendSimple(conn, sql) -> true | nil, err: the simple query protocol (several
@@ -822,14 +827,10 @@ int l_send_simple(lua_State* L) {
   PGconn* pg = open_pg(L, c);
   const char* sql = luaL_checkstring(L, 2);
   if (PQpipelineStatus(pg) != PQ_PIPELINE_OFF && PQexitPipelineMode(pg) != 1) {
-    lua_pushnil(L);
-    push_conn_error(L, pg);
-    return 2;
+    return conn_failure(L, pg);
   }
   if (PQsendQuery(pg, sql) != 1) {
-    lua_pushnil(L);
-    push_conn_error(L, pg);
-    return 2;
+    return conn_failure(L, pg);
   }
   Sent s;
   s.pipelined = false;
@@ -843,9 +844,7 @@ int l_pipeline(lua_State* L) {
   Conn* c = check_conn(L);
   PGconn* pg = open_pg(L, c);
   if (PQpipelineStatus(pg) == PQ_PIPELINE_OFF && PQenterPipelineMode(pg) != 1) {
-    lua_pushnil(L);
-    push_conn_error(L, pg);
-    return 2;
+    return conn_failure(L, pg);
   }
   lua_pushboolean(L, 1);
   return 1;
@@ -874,15 +873,11 @@ int l_flush(lua_State* L) {
   Conn* c = check_conn(L);
   PGconn* pg = open_pg(L, c);
   if (lua_toboolean(L, 2) && PQconsumeInput(pg) != 1) {
-    lua_pushnil(L);
-    push_conn_error(L, pg);
-    return 2;
+    return conn_failure(L, pg);
   }
   int rc = PQflush(pg);
   if (rc < 0) {
-    lua_pushnil(L);
-    push_conn_error(L, pg);
-    return 2;
+    return conn_failure(L, pg);
   }
   if (rc == 0) {
     if (c->unflushed) ++c->flushes;  // a batch went out (not a no-op flush)
@@ -1032,9 +1027,7 @@ int l_put_copy(lua_State* L) {
   const char* data = luaL_checklstring(L, 2, &n);
   int rc = PQputCopyData(pg, data, static_cast<int>(n));
   if (rc < 0) {
-    lua_pushnil(L);
-    push_conn_error(L, pg);
-    return 2;
+    return conn_failure(L, pg);
   }
   lua_pushboolean(L, rc);
   return 1;
@@ -1046,9 +1039,7 @@ int l_put_copy_end(lua_State* L) {
   PGconn* pg = open_pg(L, c);
   int rc = PQputCopyEnd(pg, luaL_optstring(L, 2, nullptr));
   if (rc < 0) {
-    lua_pushnil(L);
-    push_conn_error(L, pg);
-    return 2;
+    return conn_failure(L, pg);
   }
   lua_pushboolean(L, rc);
   return 1;
@@ -1059,9 +1050,7 @@ int l_get_copy(lua_State* L) {
   Conn* c = check_conn(L);
   PGconn* pg = open_pg(L, c);
   if (lua_toboolean(L, 2) && PQconsumeInput(pg) != 1) {
-    lua_pushnil(L);
-    push_conn_error(L, pg);
-    return 2;
+    return conn_failure(L, pg);
   }
   char* buf = nullptr;
   int rc = PQgetCopyData(pg, &buf, 1);
@@ -1075,9 +1064,7 @@ int l_get_copy(lua_State* L) {
     lua_pushboolean(L, 0);
     return 1;
   }
-  lua_pushnil(L);
-  push_conn_error(L, pg);
-  return 2;
+  return conn_failure(L, pg);
 }
 
 // notifies(conn, read) -> {channel, payload, pid} | nil | false, err
