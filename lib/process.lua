@@ -26,6 +26,9 @@ process.ppid = uv.os_getppid()
 process.platform = jit.os:lower()   -- "linux", as Node's process.platform
 process.arch = jit.arch              -- "x64", "arm64"...
 process.execPath = uv.exepath()
+-- Under `evo --workers N` (docs/workers.md): this worker's slot, 1..N, and N;
+-- nil in an ordinary run.
+process.workerId, process.workers = native.workerInfo()
 
 -- argv: as Node's process.argv, {execPath, script, arg1, arg2, ...}; the
 -- script's arguments are the global arg's: argv[i + 2] == arg[i], and

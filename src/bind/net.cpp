@@ -28,6 +28,7 @@
 #include "io/io.h"
 #include "io/stream.h"
 #include "io/transport.h"
+#include "io/workers.h"
 #include "lua/boxed.h"
 #include "lua/errors.h"
 #include "lua/events.h"
@@ -99,8 +100,13 @@ constexpr const char* kListenerMeta = "evo.Listener";
 // takes them. Each accepted connection is reported as CONNECTION_ACCEPTED.
 class Listener {
  public:
-  Listener(TaskSystem& sys, std::unique_ptr<IoListener> io) : sys_(sys), io_(std::move(io)) {}
+  Listener(TaskSystem& sys, std::unique_ptr<IoListener> io) : sys_(sys), io_(std::move(io)) {
+    // A worker's graceful stop closes the listener: accept() answers
+    // "Closed", and the connections taken so far are the script's to finish.
+    if (workers::active()) workers::on_drain(this, [this] { io_->close(); });
+  }
   ~Listener() {
+    workers::forget(this);
     io_->close();
     if (twin_ref_ != LUA_NOREF) luaL_unref(sys_.L(), LUA_REGISTRYINDEX, twin_ref_);
     if (handler_ref_ != LUA_NOREF) luaL_unref(sys_.L(), LUA_REGISTRYINDEX, handler_ref_);

@@ -14,6 +14,7 @@
 #include "io/io.h"
 #include "io/stream.h"
 #include "io/transport.h"
+#include "io/workers.h"
 #include "lua/boxed.h"
 #include "lua/errors.h"
 #include "lua/modules.h"
@@ -207,6 +208,14 @@ int p_kill(lua_State* L) {
   return 1;
 }
 
+// workerInfo() -> id, count under `evo --workers` (src/io/workers.h); nothing otherwise
+int p_worker_info(lua_State* L) {
+  if (!workers::active()) return 0;
+  lua_pushinteger(L, workers::id());
+  lua_pushinteger(L, workers::count());
+  return 2;
+}
+
 int p_pid(lua_State* L) {
   lua_pushinteger(L, check_child(L, 1)->pid());
   return 1;
@@ -223,7 +232,7 @@ int open_process(lua_State* L) {
   }
   lua_pop(L, 1);
   const luaL_Reg functions[] = {
-      {"spawn", p_spawn}, {"wait", p_wait}, {"kill", p_kill}, {"pid", p_pid}, {nullptr, nullptr},
+      {"spawn", p_spawn}, {"wait", p_wait}, {"kill", p_kill}, {"pid", p_pid}, {"workerInfo", p_worker_info}, {nullptr, nullptr},
   };
   lua_newtable(L);
   luaL_register(L, nullptr, functions);

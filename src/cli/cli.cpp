@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -11,6 +12,8 @@
 
 #include "lua/errors.h"
 #include "cli/repl.h"
+#include "cli/supervisor.h"
+#include "io/workers.h"
 #include "lua/runtime.h"
 #include "lua/version.h"
 
@@ -37,6 +40,9 @@ const char kUsage[] =
     "  --debug         default event handlers print each event (also EVO_DEBUG=1)\n"
     "  --io=MODE       evented (default) or blocking: how blocking calls behave\n"
     "                  (also EVO_IO=MODE; see docs/concurrency.md)\n"
+    "  --workers N     run the script in N worker processes (N = auto: one per CPU)\n"
+    "                  under a supervisor; SIGHUP reloads them (docs/workers.md)\n"
+    "  --grace S       seconds a worker's graceful stop may take (default 10)\n"
     "  -v, --version   print versions of Evo and its libraries (then run the rest)\n"
     "  -h, --help      print this help\n"
     "\n"
@@ -57,6 +63,9 @@ struct Invocation {
   bool debug = false;
   bool blocking = false;
   bool test = false;
+  int workers = 0;                   // --workers N (docs/workers.md)
+  double grace = 10;                 // --grace S
+  std::vector<int> supervisor_args;  // argv indices of those, left out of a worker's command line
 };
 
 bool env_flag(const char* name) {
@@ -130,6 +139,16 @@ Invocation parse(int argc, char** argv) {
         usage_error("--io must be 'evented' or 'blocking', not '%s'", a + 5);
       }
       inv.blocking = std::strcmp(a + 5, "blocking") == 0;
+    } else if (std::strcmp(a, "--workers") == 0 || std::strcmp(a, "--grace") == 0) {
+      if (i + 1 >= argc) usage_error("'%s' needs an argument", a);
+      inv.supervisor_args.insert(inv.supervisor_args.end(), {i, i + 1});
+      const char* value = argv[++i];
+      char* end = nullptr;
+      if (a[2] == 'w' && (inv.workers = supervisor::parse_count(value)) == 0) {
+        usage_error("--workers must be a number from 1 to 1024 or 'auto', not '%s'", value);
+      } else if (a[2] == 'g' && ((inv.grace = std::strtod(value, &end)) <= 0 || *end != '\0')) {
+        usage_error("--grace must be a positive number of seconds, not '%s'", value);
+      }
     } else if (std::strcmp(a, "-v") == 0 || std::strcmp(a, "--version") == 0) {
       inv.version = true;  // printed before anything runs; then the rest runs, as luajit does
     } else if (std::strcmp(a, "-h") == 0 || std::strcmp(a, "--help") == 0) {
@@ -267,10 +286,30 @@ bool run_test_command(Runtime& rt, int argc, char** argv, int test_index) {
   return rt.start_main_task(argc - test_index - 1);
 }
 
+// `evo --workers N ...`: the supervisor runs instead of the script, and
+// starts the workers with the same command line less --workers and --grace.
+int run_supervisor(const Invocation& inv, int argc, char** argv) {
+  if (inv.test || inv.interactive || inv.bytecode >= 0 || (inv.script < 0 && !inv.exec) ||
+      (inv.script >= 0 && std::strcmp(argv[inv.script], "-") == 0)) {
+    usage_error("%s needs a script file (or -e), not the REPL, stdin, test or -b", "--workers");
+  }
+  supervisor::Options o;
+  o.workers = inv.workers;
+  o.grace = inv.grace;
+  const auto& skip = inv.supervisor_args;
+  for (int i = 0; i < argc; ++i) {
+    if (std::find(skip.begin(), skip.end(), i) == skip.end()) o.argv.emplace_back(argv[i]);
+  }
+  if (inv.script >= 0) o.script = argv[inv.script];
+  return supervisor::run(o);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  bool worker = workers::init_from_env();  // first: it removes EVO_WORKER
   Invocation inv = parse(argc, argv);
+  if (inv.workers > 0 && !worker) return run_supervisor(inv, argc, argv);
   if (inv.version) {
     print_versions();
     std::fflush(stdout);
@@ -284,6 +323,7 @@ int main(int argc, char** argv) {
   if (have_file) options.script_dir = dir_of(argv[inv.script]);
 
   Runtime rt(options);
+  if (worker) supervisor::setup_worker(rt);
   set_arg_table(rt.L(), argc, argv, inv.script);
 
   bool ok = true;
@@ -318,6 +358,7 @@ int main(int argc, char** argv) {
       }
     }
   }
+  if (ok && worker) workers::started();  // the supervisor's readiness test (docs/workers.md)
   if (ok && inv.interactive) repl::start(rt);
   if (ok) rt.run_loop();
   if (ok && !inv.interactive) rt.check_main_finished();

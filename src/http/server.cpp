@@ -12,6 +12,7 @@
 
 #include "io/io.h"
 #include "io/stream.h"
+#include "io/workers.h"
 
 #include "lua/errors.h"
 #include "lua/events.h"
@@ -116,6 +117,7 @@ class SweepTimer final : public NativeHandle {
 Server::Server(Runtime& rt, ServerConfig config) : rt_(rt), config_(std::move(config)) {}
 
 Server::~Server() {
+  workers::forget(this);
   if (sweep_ != nullptr) {
     sweep_->forget_server();
     sweep_->close();
@@ -137,6 +139,11 @@ int Server::listen(const char* host, int port, int backlog) {
   // callbacks (handlers are tasks or events), never on a blocked caller.
   listener_ = listen_on_loop(rt_.loop(), spec, &rc);
   if (listener_ == nullptr) return rc;
+  if (workers::active()) {
+    workers::on_drain(this, [w = weak_from_this()] {
+      if (auto s = w.lock()) s->drain(1.0);
+    });
+  }
   listener_->accept_each([this](IoResult r) { on_connection(std::move(r)); });
   listener_->on_release([this] { abort_all(); });  // the exit sweep: the server and its connections
   listening_ = shared_from_this();  // a listening server lives on without its Lua object, as in Node
@@ -200,13 +207,23 @@ void Server::stop(std::function<void()> done) {
   for (auto& c : connections_) {
     if (c->state() == Connection::State::Upgraded) {
       reap_soon();  // its transport went on; it goes at the next sweep
+    } else if (c->idle() && drain_idle_ms_ > 0) {
+      c->waiting_for = Connection::Wait::Idle;  // the sweep closes it then
+      c->deadline = uv_now(rt_.loop()) + drain_idle_ms_;
     } else if (c->idle()) {
       c->close();  // nothing in flight either way: no linger
+    } else if (drain_idle_ms_ > 0 && c->state() == Connection::State::Waiting) {
+      // A request is arriving: it is answered, with "Connection: close".
     } else {
       c->close_soon();
     }
   }
   maybe_done();
+}
+
+void Server::drain(double idle_seconds) {
+  drain_idle_ms_ = std::max<uint64_t>(1, to_ms(idle_seconds));
+  stop(nullptr);
 }
 
 void Server::abort_all() {
@@ -220,6 +237,7 @@ void Server::abort_all() {
 
 void Server::close_listener() {
   if (listener_ == nullptr) return;
+  workers::forget(this);
   listener_->close();
   listener_ = nullptr;
   listening_ = nullptr;  // the callers keep a reference of their own

@@ -122,6 +122,12 @@ class Server : public std::enable_shared_from_this<Server> {
   // Stops accepting; idle connections close now, busy ones after their
   // response. `done` runs once every connection is gone.
   void stop(std::function<void()> done);
+  // A worker's graceful stop (src/io/workers.h): stop() without closing
+  // idle keep-alive connections at once — a client may have just sent its
+  // next request on one, which a close would reset. Each one's next request
+  // is answered with "Connection: close"; one that stays idle goes after
+  // `idle_seconds`.
+  void drain(double idle_seconds);
   // Closes every connection at once (runtime shutdown).
   void abort_all();
 
@@ -169,6 +175,7 @@ class Server : public std::enable_shared_from_this<Server> {
   int port_ = 0;
   uint32_t last_id_ = 0;
   bool stopping_ = false;
+  uint64_t drain_idle_ms_ = 0;  // drain(): how long idle connections may stay
   std::function<void()> on_stopped_;
 };
 

@@ -20,6 +20,8 @@
 #include "io/stdio.h"
 #include "io/transport.h"
 #include "io/udp.h"
+#include "io/workers.h"
+#include "lua/interrupt.h"
 
 namespace evo {
 
@@ -107,6 +109,9 @@ int connect_pipe(const std::string& path, int* fd_out) {
 }
 
 int listen(const sockaddr* addr, socklen_t len, const char* path, int backlog, int* fd_out) {
+  // Under `evo --workers`, the supervisor owns every listening socket (the
+  // one place both Io modes ask: listen_on_loop comes here too).
+  if (workers::active()) return workers::listen(addr, len, path, backlog, fd_out);
   sockaddr_un un{};
   if (path != nullptr) {
     un.sun_family = AF_UNIX;
@@ -128,9 +133,17 @@ int listen(const sockaddr* addr, socklen_t len, const char* path, int backlog, i
   return 0;
 }
 
+// A worker told to stop takes no more connections: its accept gives up
+// (UV_ECANCELED) rather than wait on, so the script's accept loop ends.
+bool stopping_worker() { return workers::active() && interrupt::stop_requested(); }
+
 int accept(int listen_fd, bool tcp, double timeout, int* client) {
   for (;;) {
-    if (!wait_fd(listen_fd, false, timeout)) return UV_ETIMEDOUT;
+    if (stopping_worker()) return UV_ECANCELED;
+    pollfd pfd{listen_fd, POLLIN, 0};
+    int r = ::poll(&pfd, 1, timeout_ms(timeout));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return UV_ETIMEDOUT;
     int fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
     if (fd < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) continue;
     if (fd < 0) return sys_error();
@@ -165,6 +178,11 @@ class BlockingListener final : public IoListener {
     }
     int client = -1;
     int status = blocking::accept(fd_, tcp_, timeout, &client);
+    if (status == UV_ECANCELED) {  // a worker's graceful stop
+      close();
+      done(IoResult::failed("Closed", "the server is closed"));
+      return nullptr;
+    }
     done(connected(status, client, "", "no connection within the timeout"));
     return nullptr;
   }
@@ -212,8 +230,9 @@ class BlockingIo final : public Io {
     int fd = -1;
     *status = blocking::listen(spec.addr, spec.addr_len, spec.path, spec.backlog, &fd);
     if (*status != 0) return nullptr;
-    return std::make_unique<BlockingListener>(fd, spec.path == nullptr,
-                                              spec.path != nullptr ? spec.path : "");
+    // A worker's Unix socket is the supervisor's: it removes the file.
+    bool own_path = spec.path != nullptr && !workers::active();
+    return std::make_unique<BlockingListener>(fd, spec.path == nullptr, own_path ? spec.path : "");
   }
 
   std::unique_ptr<IoUdp> udp() override { return make_blocking_udp(); }

@@ -17,6 +17,7 @@
 #include "io/stdio.h"
 #include "io/transport.h"
 #include "io/udp.h"
+#include "io/workers.h"
 
 namespace evo {
 namespace {
@@ -279,8 +280,19 @@ std::unique_ptr<IoListener> listen_on_loop(uv_loop_t* loop, const ListenSpec& sp
   auto h = std::make_unique<UvListenerHandle>(loop, spec.path != nullptr, status);
   if (*status != 0) return nullptr;
   UvListenerHandle* handle = NativeHandle::release_to_loop(std::move(h));
-  *status = spec.path != nullptr ? uv_pipe_bind(handle->pipe(), spec.path)
-                                 : uv_tcp_bind(handle->tcp(), spec.addr, 0);
+  if (workers::active()) {
+    // The supervisor's socket (blocking::listen asks it), already bound and
+    // listening; uv_listen below only starts watching it.
+    int fd = -1;
+    *status = blocking::listen(spec.addr, spec.addr_len, spec.path, spec.backlog, &fd);
+    if (*status == 0) {
+      *status = spec.path != nullptr ? uv_pipe_open(handle->pipe(), fd) : uv_tcp_open(handle->tcp(), fd);
+      if (*status != 0) ::close(fd);
+    }
+  } else {
+    *status = spec.path != nullptr ? uv_pipe_bind(handle->pipe(), spec.path)
+                                   : uv_tcp_bind(handle->tcp(), spec.addr, 0);
+  }
   if (*status == 0) *status = uv_listen(handle->stream(), spec.backlog, EventedListener::on_connection);
   if (*status != 0) {
     handle->close();

@@ -61,6 +61,8 @@ lua_State* g_L = nullptr;
 struct sigaction g_libuv_action {};
 struct sigaction g_libuv_term_action {};
 std::unique_ptr<std::function<void()>> g_repl_idle;
+std::unique_ptr<std::function<void(int)>> g_stop;  // a worker's graceful stop
+volatile std::sig_atomic_t g_stop_requested = 0;
 
 void clear_hook() {
   if (g_L != nullptr) lua_sethook(g_L, nullptr, 0, 0);
@@ -97,6 +99,7 @@ void leave(int code) {
 void handle_interrupt() {
   g_pending = 0;
   clear_hook();
+  if (g_stop) return (*g_stop)(SIGINT);
   if (script_watches_sigint()) return;  // the script's own watcher gets it
   if (g_repl_idle) {
     (*g_repl_idle)();
@@ -110,6 +113,7 @@ void handle_terminate() {
   g_term_pending = 0;
   g_term_taken.store(g_term_count.load());
   if (g_pending == 0) clear_hook();
+  if (g_stop) return (*g_stop)(SIGTERM);
   if (script_watches(SIGTERM)) return;  // the script's own watcher gets it
   leave(128 + SIGTERM);
 }
@@ -127,14 +131,14 @@ void on_hook(lua_State* L, lua_Debug* /*ar*/) {
   lua_sethook(L, nullptr, 0, 0);
   if (g_term_pending != 0) {
     g_term_taken.store(g_term_count.load());  // the alarm may stand down
-    if (!script_watches(SIGTERM)) Runtime::exit_now(128 + SIGTERM);
+    if (!g_stop && !script_watches(SIGTERM)) Runtime::exit_now(128 + SIGTERM);
   }
   if (g_pending == 0) return;
   if (g_repl_idle && g_evaluating != 0) {
     g_pending = 0;
     luaL_error(L, "interrupted!");
   }
-  if (g_repl_idle || script_watches_sigint()) return;  // the watcher will deal with it
+  if (g_repl_idle || g_stop || script_watches_sigint()) return;  // the watcher will deal with it
   Runtime::exit_now(130);
 }
 
@@ -145,6 +149,7 @@ void on_sigint(int signum) {
   }
   if (g_pending != 0) _exit(130);  // the first one was never handled: Lua is stuck
   g_pending = 1;
+  g_stop_requested = 1;
   if (g_L != nullptr) lua_sethook(g_L, on_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
 }
 
@@ -158,6 +163,7 @@ void on_sigterm(int signum) {
   if (g_term_pending != 0 && g_term_taken.load() != g_term_count.load())
     _exit(128 + SIGTERM);  // a second one
   g_term_pending = 1;
+  g_stop_requested = 1;
   g_term_alarm_count = g_term_count.fetch_add(1) + 1;
   arm_term_alarm();
   if (g_L != nullptr) lua_sethook(g_L, on_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
@@ -236,6 +242,7 @@ void uninstall() {
   g_term_watcher->close();
   g_term_watcher = nullptr;
   g_repl_idle.reset();
+  g_stop.reset();
 }
 
 void set_repl_mode(std::function<void()> on_idle) {
@@ -245,5 +252,11 @@ void set_repl_mode(std::function<void()> on_idle) {
 void evaluating(bool on) { g_evaluating = on ? 1 : 0; }
 
 void exit_repl(int code) { leave(code); }
+
+void set_stop_handler(std::function<void(int)> stop) {
+  g_stop = std::make_unique<std::function<void(int)>>(std::move(stop));
+}
+
+bool stop_requested() { return g_stop_requested != 0; }
 
 }  // namespace evo::interrupt

@@ -31,5 +31,14 @@ void evaluating(bool on);
 // Ends the run from the REPL (a second Ctrl-C at the prompt).
 void exit_repl(int code);
 
+// A worker of `evo --workers` (src/cli/supervisor.cpp): SIGTERM and SIGINT
+// call `stop` (from the loop, with the signal's number) instead of exiting,
+// even when the script watches the signal too; the script's own watchers
+// still get it. A pending SIGTERM no longer exits from the Lua hook.
+void set_stop_handler(std::function<void(int)> stop);
+// A SIGTERM or SIGINT arrived (async-signal-safe to read): blocking waits
+// of a worker give up on it (src/io/blocking_io.cpp).
+bool stop_requested();
+
 }  // namespace interrupt
 }  // namespace evo
