@@ -232,7 +232,8 @@ int open_process(lua_State* L) {
   }
   lua_pop(L, 1);
   const luaL_Reg functions[] = {
-      {"spawn", p_spawn}, {"wait", p_wait}, {"kill", p_kill}, {"pid", p_pid}, {"workerInfo", p_worker_info}, {nullptr, nullptr},
+      {"spawn", p_spawn}, {"wait", p_wait}, {"kill", p_kill}, {"pid", p_pid}, {"workerInfo", p_worker_info},
+      {nullptr, nullptr},
   };
   lua_newtable(L);
   luaL_register(L, nullptr, functions);

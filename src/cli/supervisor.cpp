@@ -35,9 +35,9 @@
 #include <uv.h>
 
 #include <algorithm>
-#include <cstdarg>
 #include <cerrno>
 #include <csignal>
+#include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -485,7 +485,8 @@ void Supervisor::reload_step() {
     return;
   }
   uv_timer_start(
-      &ready_timer_, [](uv_timer_t* t) { from_handle(reinterpret_cast<uv_handle_t*>(t))->on_ready_timeout(); },
+      &ready_timer_,
+      [](uv_timer_t* t) { from_handle(reinterpret_cast<uv_handle_t*>(t))->on_ready_timeout(); },
       kReadyTimeoutMs, 0);
 }
 
@@ -493,7 +494,8 @@ void Supervisor::on_ready_timeout() {
   if (reload_slot_ == 0) return;
   Slot& s = *slots_[static_cast<size_t>(reload_slot_ - 1)];
   if (s.next == nullptr) return;
-  say("worker %d did not listen on every address of the worker it replaces within %llu s; replacing it anyway",
+  say("worker %d did not listen on every address of the worker it replaces within %llu s; replacing it "
+      "anyway",
       reload_slot_, static_cast<unsigned long long>(kReadyTimeoutMs / 1000));
   promote(s);
 }
@@ -539,8 +541,8 @@ void Supervisor::schedule_restart(Slot& s, Worker* w, int64_t status, int signal
     return;
   }
   uint64_t delay = kFirstBackoffMs << (s.quick_deaths - 1);
-  say("worker %d (pid %d) %s; restarting it in %.1f s", w->slot, w->pid, describe_exit(status, signal).c_str(),
-      static_cast<double>(delay) / 1000.0);
+  say("worker %d (pid %d) %s; restarting it in %.1f s", w->slot, w->pid,
+      describe_exit(status, signal).c_str(), static_cast<double>(delay) / 1000.0);
   s.restart_pending = true;
   uv_timer_start(
       &s.restart,
@@ -588,7 +590,8 @@ void Supervisor::stop_all(int signum) {
   // Workers end themselves at the grace period; this is for one that cannot.
   uint64_t ms = static_cast<uint64_t>((opt_.grace + 5) * 1000);
   uv_timer_start(
-      &kill_timer_, [](uv_timer_t* t) { from_handle(reinterpret_cast<uv_handle_t*>(t))->on_kill_timer(); }, ms, 0);
+      &kill_timer_, [](uv_timer_t* t) { from_handle(reinterpret_cast<uv_handle_t*>(t))->on_kill_timer(); },
+      ms, 0);
   maybe_finish();
 }
 
@@ -635,8 +638,8 @@ void Supervisor::finish(int code) {
 void Supervisor::load_hook() {
   if (opt_.script.empty()) return;
   size_t slash = opt_.script.find_last_of('/');
-  std::string path = (slash == std::string::npos ? std::string() : opt_.script.substr(0, slash + 1)) +
-                     "supervisor.lua";
+  std::string path =
+      (slash == std::string::npos ? std::string() : opt_.script.substr(0, slash + 1)) + "supervisor.lua";
   if (access(path.c_str(), R_OK) != 0) return;
   hook_ = luaL_newstate();
   luaL_openlibs(hook_);
@@ -679,7 +682,7 @@ void Supervisor::emit(const char* name, Worker* w, const char* reason, int64_t s
   lua_setfield(L, -2, "pid");
   lua_pushstring(L, reason);
   lua_setfield(L, -2, "reason");
-  if (status >= 0) {
+  if (status >= 0 && signal == 0) {
     lua_pushinteger(L, static_cast<lua_Integer>(status));
     lua_setfield(L, -2, "code");
   }
@@ -712,8 +715,8 @@ int Supervisor::run() {
     uv_signal_init(&loop_, &signals_[i]);
     signals_[i].data = this;
     uv_signal_start(
-        &signals_[i], [](uv_signal_t* h, int signum) { static_cast<Supervisor*>(h->data)->on_signal(signum); },
-        sigs[i]);
+        &signals_[i],
+        [](uv_signal_t* h, int signum) { static_cast<Supervisor*>(h->data)->on_signal(signum); }, sigs[i]);
     uv_unref(reinterpret_cast<uv_handle_t*>(&signals_[i]));
   }
   uv_timer_init(&loop_, &ready_timer_);

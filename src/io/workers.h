@@ -26,8 +26,8 @@ namespace evo::workers {
 bool init_from_env();
 
 [[nodiscard]] bool active();
-[[nodiscard]] int id();       // 1..count; 0 when not a worker
-[[nodiscard]] int count();    // 0 when not a worker
+[[nodiscard]] int id();        // 1..count; 0 when not a worker
+[[nodiscard]] int count();     // 0 when not a worker
 [[nodiscard]] double grace();  // seconds a graceful stop may take
 
 // The listening socket for this address (or Unix path) from the supervisor,

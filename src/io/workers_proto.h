@@ -20,7 +20,7 @@ struct Request {
   MsgKind kind;
   int32_t backlog;
   uint32_t addr_len;
-  sockaddr_storage addr;       // ListenTcp
+  sockaddr_storage addr;                     // ListenTcp
   char path[sizeof(sockaddr_un::sun_path)];  // ListenPipe, NUL-terminated
 };
 

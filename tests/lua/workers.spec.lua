@@ -198,7 +198,7 @@ describe("evo --workers", function()
     has(events, "WORKER_EXITED 1 died nil 9\n")
     has(events, "WORKER_STARTED 1 restart\n")
     has(events, "WORKER_EXITED 2 stopped 0 nil\n")
-  end)
+  end, {timeout = 20})
 
   it("reloads 10 times during a 20 s wrk run with zero socket errors and zero non-2xx", function()
     local wrk = "/usr/bin/wrk"
@@ -209,8 +209,12 @@ describe("evo --workers", function()
     local before = {}
     for _ = 1, 20 do before[assert(get(httpPort, "/")):match("pid (%d+)")] = true end
 
-    local load = task.async(process.exec,
-      ("%s -t1 -c16 -d20s --timeout 5s http://127.0.0.1:%d/"):format(wrk, httpPort))
+    -- Two loads at once: keep-alive connections (a drained worker must not
+    -- close one a request is already on its way on) and a new connection per
+    -- request (a drained worker's accept queue must not be reset).
+    local cmd = "%s -t1 -c8 -d20s --timeout 5s %s http://127.0.0.1:%d/"
+    local keepAlive = task.async(process.exec, cmd:format(wrk, "", httpPort))
+    local perRequest = task.async(process.exec, cmd:format(wrk, "-H 'Connection: close'", httpPort))
     task.sleep(1)
     local from = 1
     for i = 1, 10 do
@@ -219,21 +223,23 @@ describe("evo --workers", function()
       from = at + 1
       if i < 10 then task.sleep(0.8) end
     end
-    local out, err, code = load:await()
-    assert.equal(0, code, err)
-    local requests = tonumber(out:match("(%d+) requests in"))
-    print(("      wrk: %d requests, 10 reloads; %s"):format(requests or -1,
-      out:match("Requests/sec:%s*[%d.]+") or ""))
-    assert.truthy(requests and requests > 1000, out)
-    assert.equal(nil, out:match("Socket errors[^\n]*"), out)
-    assert.equal(nil, out:match("Non%-2xx[^\n]*"), out)
+    for name, load in pairs({["keep-alive"] = keepAlive, ["Connection: close"] = perRequest}) do
+      local out, err, code = load:await()
+      assert.equal(0, code, err)
+      local requests = tonumber(out:match("(%d+) requests in"))
+      print(("      wrk %s: %d requests during 10 reloads, %s"):format(name, requests or -1,
+        out:match("Requests/sec:%s*[%d.]+") or ""))
+      assert.truthy(requests and requests > 1000, out)
+      assert.equal(nil, out:match("Socket errors[^\n]*"), out)
+      assert.equal(nil, out:match("Non%-2xx[^\n]*"), out)
+    end
     assert.equal(10, sup.count("err", "^evo: reload done$"))
     -- every worker is new
     for _ = 1, 20 do
       assert.equal(nil, before[assert(get(httpPort, "/")):match("pid (%d+)")])
     end
     assert.equal(143, (sup.stop()))
-  end)
+  end, {timeout = 40})
 
   it("finishes the requests in flight on SIGTERM, then exits; one over the grace period is cut", function()
     local httpPort, netPort = servers.freePort(), servers.freePort()
@@ -266,7 +272,7 @@ describe("evo --workers", function()
     assert.equal(143, code2)
     sup2.waitFor("err", "worker 1: the grace period is over")
     assert.equal(nil, (slow:await()))
-  end)
+  end, {timeout = 15})
 
   it("reports a crash loop and stops restarting", function()
     local script = helpers.tempFile("crash.lua", "error('broken at start')")
@@ -277,7 +283,7 @@ describe("evo --workers", function()
     has(r.stderr, "restarting it in 0%.8 s")
     has(r.stderr, "worker 1 is crash%-looping: it died 5 times in a row")
     has(r.stderr, "worker 2 is crash%-looping")
-  end)
+  end, {timeout = 15})
 
   it("does not restart a worker that ends by itself, and sets process.workerId", function()
     local script = helpers.tempFile("once.lua",
