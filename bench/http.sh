@@ -164,10 +164,10 @@ have_node_ws=no
 [ $have_node = yes ] && NODE_PATH=/usr/share/nodejs${NODE_PATH:+:$NODE_PATH} node -e 'require("ws")' 2>/dev/null && have_node_ws=yes
 export NODE_PATH=/usr/share/nodejs${NODE_PATH:+:$NODE_PATH}
 
-# nginx_conf KIND PORT: writes a one-worker nginx prefix for KIND (lua, plain, static)
-# and prints its directory.
+# nginx_conf KIND PORT [WORKERS]: writes an nginx prefix (one worker unless WORKERS) for
+# KIND (lua, plain, static) and prints its directory.
 nginx_conf() {
-  local kind=$1 port=$2 dir location modules=""
+  local kind=$1 port=$2 workers=${3:-1} dir location modules=""
   dir=$(mktemp -d "$tmp/nginx-$kind.XXXXXX")
   chmod 755 "$dir"
   case "$kind" in
@@ -182,7 +182,7 @@ load_module $nginx_modules/ngx_http_lua_module.so;"
   esac
   cat >"$dir/nginx.conf" <<EOF
 $modules
-worker_processes 1;
+worker_processes $workers;
 daemon off;
 pid $dir/nginx.pid;
 error_log $dir/error.log warn;
@@ -211,12 +211,14 @@ server_cmd() {
   local dir
   case "$1" in
     evo) cmd=("$evo" "$here/http/evo_hello.lua" "$2") ;;
+    evo-workers2) cmd=("$evo" --workers 2 "$here/http/evo_hello.lua" "$2") ;;
     evo-events) cmd=("$evo" "$here/http/evo_events_hello.lua" "$2") ;;
     evo-static) cmd=("$evo" "$here/http/evo_static.lua" "$static_dir" "$2") ;;
     evo-ws) cmd=("$evo" "$here/http/evo_ws_echo.lua" "$2") ;;
     node) cmd=(node "$here/http/node_hello.js" "$2") ;;
     node-static) cmd=(node "$here/http/node_static.js" "$static_dir" "$2") ;;
     node-ws) cmd=(node "$here/http/node_ws_echo.js" "$2") ;;
+    nginx-workers2) dir=$(nginx_conf plain "$2" 2); cmd=("$nginx_bin" -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf") ;;
     nginx+lua | nginx | nginx-static)
       case "$1" in nginx+lua) dir=$(nginx_conf lua "$2") ;; nginx) dir=$(nginx_conf plain "$2") ;; *) dir=$(nginx_conf static "$2") ;; esac
       cmd=("$nginx_bin" -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf") ;;
@@ -228,7 +230,7 @@ missing() {
     node | node-static) [ $have_node = yes ] || echo "node not installed" ;;
     node-ws) [ $have_node_ws = yes ] || echo "node or node-ws not installed" ;;
     nginx+lua) [ $have_nginx_lua = yes ] || echo "nginx's Lua module not installed (nginx, libnginx-mod-http-lua)" ;;
-    nginx | nginx-static) [ -n "$nginx_bin" ] || echo "nginx not installed" ;;
+    nginx | nginx-static | nginx-workers2) [ -n "$nginx_bin" ] || echo "nginx not installed" ;;
   esac
 }
 
@@ -251,6 +253,23 @@ for name in evo evo-events node nginx+lua nginx; do
     fi
   done
 done
+
+# ---- 1b. hello world on both CPUs: `evo --workers 2` (docs/workers.md) and nginx with
+# two workers. This machine may have only 2 CPUs: the servers then share them with wrk
+# (the server is not pinned, wrk stays on its CPU), so these rows understate what two
+# dedicated cores give; the summary adds a paper estimate from the per-request CPU.
+if [ -n "$cpu_client" ]; then
+  saved_pin=("${server_pin[@]}")
+  [ ${#server_pin[@]} -gt 0 ] && server_pin=(taskset -c "$cpu_server,$cpu_client")
+  for name in evo-workers2 nginx-workers2; do
+    why=$(missing "$name")
+    [ -z "$why" ] || { echo "  skipped: $why"; continue; }
+    port=$(free_port)
+    server_cmd "$name" "$port"
+    bench_server hello "$name" plain check_hello "$port" "${cmd[@]}" || true
+  done
+  server_pin=("${saved_pin[@]}")
+fi
 
 # ---- 2. WebSocket echo
 echo

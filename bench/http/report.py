@@ -204,6 +204,25 @@ def record_failed(results, group, server, scenario, reason):
         f.write(json.dumps(r) + "\n")
 
 
+def workers_estimate(rows):
+    """`evo --workers 2` against one process, and the paper estimate: N cores of the
+    single-process per-request CPU (server CPU seconds per request), which is what
+    workers give when they do not share their cores with the load generator."""
+    one = next((r for r in rows if r["server"] == "evo" and r["scenario"] == "plain" and r["rps"]), None)
+    two = next((r for r in rows if r["server"] == "evo-workers2" and r["rps"]), None)
+    if not one or not two:
+        return
+    per_request_us = one["server_cpu"] / 100 / one["rps"] * 1e6
+    print()
+    print(f"  --workers 2: {two['rps']:.0f} req/s = {two['rps'] / one['rps']:.2f}x one process "
+          f"({one['rps']:.0f} req/s), server CPU {two['server_cpu']:.0f}% vs {one['server_cpu']:.0f}%;")
+    print(f"  wrk shared the same CPUs here (generator {two['client_cpu']:.0f}%), so this is not the scaling.")
+    print(f"  Paper estimate: one process spends {per_request_us:.1f} us of CPU per request, so N dedicated")
+    print(f"  cores serve about N x {1e6 / per_request_us:.0f} req/s (2: {2e6 / per_request_us:.0f}, "
+          f"8: {8e6 / per_request_us:.0f}) if the")
+    print("  load generator and the network keep up (the workers share nothing but the sockets).")
+
+
 def summary(results):
     try:
         with open(results) as f:
@@ -251,6 +270,7 @@ def summary(results):
                         text += f" (target >= {target:g}x: {verdict})"
                     parts.append(text)
                 print(f"    {evo + '/' + peer:21s} " + "   ".join(parts))
+    workers_estimate(rows)
     if any(r["group"] == "hello" and r["scenario"] == "pipelined" for r in rows):
         print()
         print("  pipelined p99: wrk times a whole 16-request batch and applies its coordinated-omission")
