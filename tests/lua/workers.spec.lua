@@ -314,6 +314,47 @@ describe("evo --workers", function()
     assert.equal(2, sup.count("out", "accept: Closed"))
   end)
 
+  it("shares one Unix socket between the workers and removes its file at the end", function()
+    local dir = helpers.tempDir()
+    local sock = dir .. "/app.sock"
+    local script = helpers.tempFile("unix.lua", ([[
+      local net, process = require("net"), require("process")
+      local uv = require("uv")
+      assert(net.listen({path = %q}, function(conn)
+        local t = uv.hrtime() + 20e6
+        while uv.hrtime() < t do end  -- busy: the other worker takes the next ones
+        conn:write("worker ", process.workerId, "\n")
+      end))
+      print("worker " .. process.workerId .. " ready")
+      io.stdout:flush()
+    ]]):format(sock))
+    local sup = start({"--workers", "2", script})
+    sup.waitFor("out", "^worker 1 ready")
+    sup.waitFor("out", "^worker 2 ready")
+    -- One queue shared by the workers (no SO_REUSEPORT for Unix sockets):
+    -- whichever worker is not busy takes the next connection.
+    local seen, answered = {}, 0
+    for _ = 1, 10 do
+      local round = {}
+      for i = 1, 6 do
+        round[i] = task.async(function()
+          local c = assert(net.connect({path = sock}))
+          local line = c:readLine()
+          c:close()
+          return line
+        end)
+      end
+      for i = 1, 6 do
+        local line = round[i]:await()
+        if line then seen[line], answered = true, answered + 1 end
+      end
+    end
+    assert.equal(60, answered)
+    assert.truthy(seen["worker 1"] and seen["worker 2"])
+    assert.equal(143, (sup.stop()))
+    assert.equal(nil, fs.stat(sock))
+  end)
+
   it("refuses bad arguments", function()
     local r = helpers.runEvo({"--workers", "0", "x.lua"})
     assert.equal(2, r.code)
