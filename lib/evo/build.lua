@@ -58,7 +58,7 @@ local function compile(source, chunkname, diskPath, strip)
   local fn, err = loadstring(source, "@" .. chunkname)
   if not fn then
     local _, msg = loadstring(source, "@" .. diskPath)
-    fail("syntax error in %s: %s", diskPath, msg or err)
+    fail("%s", msg or err)  -- "path:line: message"
   end
   return string.dump(fn, strip)
 end
