@@ -87,7 +87,7 @@ test-fuzz: $(FUZZ_BUILD)/build.ninja
 	  $(FUZZ_BUILD)/corpus/pg_text tests/fuzz/corpus/pg_text
 	@mkdir -p $(FUZZ_BUILD)/corpus/app_archive
 	./$(FUZZ_BUILD)/evo_fuzz_app_archive -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
-	  $(FUZZ_BUILD)/corpus/app_archive
+	  $(FUZZ_BUILD)/corpus/app_archive tests/fuzz/corpus/app_archive
 	@echo "fuzzing: no crash, no leak in $(FUZZ_SECONDS) s per target"
 
 bench: build
