@@ -9,6 +9,8 @@
 #include <utility>
 #include <vector>
 
+#include "bind/appfs.h"
+#include "cli/build.h"
 #include "lua/errors.h"
 #include "cli/repl.h"
 #include "lua/runtime.h"
@@ -42,6 +44,7 @@ const char kUsage[] =
     "\n"
     "commands:\n"
     "  test            run *.spec.lua files (see docs/testing.md)\n"
+    "  build           evo build app.lua -o app: a one-file executable (docs/build.md)\n"
     "\n"
     "LUA_INIT (code, or @file) runs first, as under luajit.\n";
 
@@ -270,6 +273,9 @@ bool run_test_command(Runtime& rt, int argc, char** argv, int test_index) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // A one-file executable runs its embedded app (src/cli/build.cpp).
+  if (appfs::open_self()) return build::run_app(argc, argv);
+  if (argc >= 2 && std::strcmp(argv[1], "build") == 0) return build::command(argc, argv);
   Invocation inv = parse(argc, argv);
   if (inv.version) {
     print_versions();
