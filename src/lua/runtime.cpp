@@ -88,7 +88,8 @@ bool Runtime::start_main_task(int nargs) {
 void Runtime::run_loop() {
   for (;;) {
     loop_.run(UV_RUN_DEFAULT);
-    if (exit_requested_ || !call_idle_handler()) return;
+    // Stopped (uv.stop, exit) with work left is not idle: the run ends as before.
+    if (exit_requested_ || uv_loop_alive(loop_.get()) != 0 || !call_idle_handler()) return;
     if (uv_loop_alive(loop_.get()) == 0) return;  // the handler made no new work
   }
 }
