@@ -92,6 +92,7 @@ local function parseArgs(...)
   if opts.seed and not tonumber(opts.seed) then error("evo test: --seed needs a number", 0) end
   if opts.seed then opts.shuffle = true end
   opts.tags, opts.excludeTags = tagList(opts.tags), tagList(opts.excludeTags)
+  opts.filtered = (opts.filter or opts.filterOut or opts.tags or opts.excludeTags) ~= nil
   if #opts.paths == 0 then opts.paths[1] = isDir("tests") and "tests" or "." end
   return opts
 end
@@ -171,6 +172,24 @@ local function restore(snap)
     if snap.loaded[k] == nil and not keepModule(k) then drop[#drop + 1] = k end
   end
   for _, k in ipairs(drop) do package.loaded[k] = nil end
+end
+
+-- What changed in _G and package.loaded since snap (an insulate block's
+-- collection made it; its tests run with it again: see runSuite).
+local function delta(snap)
+  local d = {g = {}, loaded = {}}
+  for k, v in pairs(_G) do
+    if snap.g[k] ~= v then d.g[k] = v end
+  end
+  for k, v in pairs(package.loaded) do
+    if snap.loaded[k] ~= v then d.loaded[k] = v end
+  end
+  return d
+end
+
+local function apply(d)
+  for k, v in pairs(d.g) do _G[k] = v end
+  for k, v in pairs(d.loaded) do package.loaded[k] = v end
 end
 
 -- What an expose block added is kept by every insulation around it.
@@ -253,7 +272,12 @@ local function specEnvironment(root, style)
     current = suite
     local ok, err = pcall(fn)
     current = outerSuite
-    if mode == "insulate" then restore(snap) elseif mode == "expose" then export(snap) end
+    if mode == "insulate" then
+      suite.delta = delta(snap)
+      restore(snap)
+    elseif mode == "expose" then
+      export(snap)
+    end
     if not ok then error(err, 0) end
   end
 
@@ -685,7 +709,7 @@ local function runSuite(suite, depth, file, opts, timeout)
   if not matches(suite, opts) then
     -- strict_setup/strict_teardown (busted's setup/teardown) run even for
     -- a describe without tests; one whose tests were all filtered out does not.
-    if suite.skip or hasTests(suite) then return end
+    if suite.skip or opts.filtered or hasTests(suite) then return end
     for _, kind in ipairs({"before", "after"}) do
       for _, h in ipairs(suite[kind]) do
         if h.strict then
@@ -699,6 +723,7 @@ local function runSuite(suite, depth, file, opts, timeout)
   if suite.name ~= "" then say(indentOf(depth), suite.name, "\n") end
   local inner = suite.name ~= "" and depth + 1 or depth
   local snap = suite.mode == "insulate" and snapshot()
+  if snap then apply(suite.delta) end
   local expose = suite.mode == "expose" and snapshot()
   local mark = spies.spy.mark()
   local ok = true
@@ -715,7 +740,8 @@ local function runSuite(suite, depth, file, opts, timeout)
   if ok then
     local children = (opts.shuffle or suite.shuffle) and shuffled(suite.children) or suite.children
     for _, child in ipairs(children) do
-      if matches(child, opts) then
+      -- (a describe with no tests at all still runs its strict hooks)
+      if matches(child, opts) or (child.kind == "suite" and not opts.filtered and not hasTests(child)) then
         if child.kind == "test" then
           runTest(child, inner, file, timeout)
         else
@@ -763,11 +789,10 @@ local function runFile(file, opts, timeout)
     addSpecDirToPath(file)
     local env = specEnvironment(root, style)
     setfenv(chunk, env)
-    currentEnv = env
+    currentEnv = env  -- until the file's tests are done
     -- Loading runs the describe bodies: guarded like a test, so a body that
     -- waits on nothing fails this file and the run goes on.
     local e = runGuarded(chunk, timeout, file)
-    currentEnv = nil
     if e then
       local message = e.message or ("pending: " .. tostring(e.pending))
       err = e.location and (e.location .. ": " .. withoutLocation(message, e.location)) or message
@@ -779,6 +804,7 @@ local function runFile(file, opts, timeout)
     say(file, "\n")
     runSuite(root, 1, file, opts, timeout)
   end
+  currentEnv = nil
   spies.spy.revertTo(mark)
   if snap then restore(snap) end
 end
