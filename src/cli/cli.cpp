@@ -11,6 +11,7 @@
 
 #include "lua/errors.h"
 #include "cli/repl.h"
+#include "cli/rocks.h"
 #include "lua/runtime.h"
 #include "lua/version.h"
 
@@ -20,6 +21,7 @@ namespace {
 const char kUsage[] =
     "usage: evo [options] [script [args...]]\n"
     "       evo test [files or dirs...] [--filter text]\n"
+    "       evo rocks <luarocks arguments...>\n"
     "\n"
     "Runs a Lua script on LuaJIT over an event loop. With no script, starts a\n"
     "REPL when stdin is a terminal, and runs stdin otherwise.\n"
@@ -42,6 +44,7 @@ const char kUsage[] =
     "\n"
     "commands:\n"
     "  test            run *.spec.lua files (see docs/testing.md)\n"
+    "  rocks ...       luarocks on the project's lua_modules, for Evo (see docs/rocks.md)\n"
     "\n"
     "LUA_INIT (code, or @file) runs first, as under luajit.\n";
 
@@ -270,6 +273,8 @@ bool run_test_command(Runtime& rt, int argc, char** argv, int test_index) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // `evo rocks ...` runs luarocks and no Lua: the rest is luarocks' (src/cli/rocks.cpp).
+  if (argc >= 2 && std::strcmp(argv[1], "rocks") == 0) return rocks::main({argv + 2, argv + argc});
   Invocation inv = parse(argc, argv);
   if (inv.version) {
     print_versions();
