@@ -9,6 +9,8 @@
 #include <utility>
 #include <vector>
 
+#include "bind/appfs.h"
+#include "cli/build.h"
 #include "lua/errors.h"
 #include "cli/repl.h"
 #include "cli/rocks.h"
@@ -45,6 +47,7 @@ const char kUsage[] =
     "commands:\n"
     "  test            run *.spec.lua files (see docs/testing.md)\n"
     "  rocks ...       luarocks on the project's lua_modules, for Evo (see docs/rocks.md)\n"
+    "  build           evo build app.lua -o app: a one-file executable (docs/build.md)\n"
     "\n"
     "LUA_INIT (code, or @file) runs first, as under luajit.\n";
 
@@ -273,8 +276,11 @@ bool run_test_command(Runtime& rt, int argc, char** argv, int test_index) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // A one-file executable runs its embedded app (src/cli/build.cpp).
+  if (appfs::open_self()) return build::run_app(argc, argv);
   // `evo rocks ...` runs luarocks and no Lua: the rest is luarocks' (src/cli/rocks.cpp).
   if (argc >= 2 && std::strcmp(argv[1], "rocks") == 0) return rocks::main({argv + 2, argv + argc});
+  if (argc >= 2 && std::strcmp(argv[1], "build") == 0) return build::command(argc, argv);
   Invocation inv = parse(argc, argv);
   if (inv.version) {
     print_versions();
