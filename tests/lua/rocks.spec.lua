@@ -5,7 +5,8 @@
 -- packed into a .src.rock and installed from that file, compiled against
 -- LuaJIT's headers with no Lua library linked, and both required under evo
 -- from a script in a subdirectory; the wrapper luarocks writes for a rock's
--- script runs evo. Docs: docs/rocks.md.
+-- script runs evo; `evo build` of a script using both gives one file that
+-- runs with the tree moved away. Docs: docs/rocks.md.
 local h = require("helpers")
 local uv = require("uv")
 
@@ -245,6 +246,24 @@ describe("evo rocks", function()
     assert.equal(r.code, 0, r.stderr)
     contains(r.stdout, "in " .. project .. "/lua_modules")
     matches(r.stdout, "crock")
+  end, {timeout = 60})
+
+  it("evo build embeds both rocks: the one file runs with the tree moved away", function()
+    local out = h.tempDir()
+    local main = h.writeFile(app .. "/both.lua", [[
+      local purerock, crock = require("purerock"), require("crock")
+      print(purerock.greet("built"), crock.add(1, 2), crock.join("+", "x", "y"))
+      print(crock.call(function(a) return a .. "!" end, "from C"))
+    ]])
+    local r = h.runEvo({"build", main, "-o", out .. "/both"}, {cwd = "/", timeout = 60})
+    assert.equal(r.code, 0, r.stderr .. r.stdout)
+    contains(r.stdout, "1 C modules")
+    -- The only copy on disk is out of reach while the built file runs.
+    assert(os.rename(project .. "/lua_modules", project .. "/lua_modules.away"))
+    r = h.spawn("/usr/bin/env", {"-i", out .. "/both"}, {cwd = out})
+    assert(os.rename(project .. "/lua_modules.away", project .. "/lua_modules"))
+    assert.equal(r.code, 0, r.stderr)
+    assert.equal(r.stdout, "hello, built (2 words)\t3\tx+y\nfrom C!\n")
   end, {timeout = 60})
 
   it("says which Debian package to install when luarocks is missing", function()
