@@ -770,7 +770,8 @@ local function addSpecDirToPath(file)
   local dir = file:match("^(.*)/[^/]*$") or "."
   if seenDirs[dir] then return end
   seenDirs[dir] = true
-  package.path = dir .. "/?.lua;" .. package.path
+  -- The spec's directory, then the lua_modules trees above it (docs/rocks.md).
+  require("evo.modpath").addDir(dir)
 end
 
 local function loadFailure(file, err)
