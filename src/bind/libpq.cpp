@@ -28,8 +28,9 @@ void store(Api& api, void* address) {
 }
 
 // The stringizing macro keeps each name and its member the same word.
-#define EVO_PQ_SYMBOL(fn) \
-  Symbol { #fn, store < &Api::fn> }
+// clang-format off
+#define EVO_PQ_SYMBOL(fn) Symbol{#fn, store<&Api::fn>}
+// clang-format on
 constexpr Symbol kSymbols[] = {
     EVO_PQ_SYMBOL(PQlibVersion),
     EVO_PQ_SYMBOL(PQconnectStartParams),
