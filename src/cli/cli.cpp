@@ -11,6 +11,7 @@
 
 #include "lua/errors.h"
 #include "cli/repl.h"
+#include "cli/watch.h"
 #include "lua/runtime.h"
 #include "lua/version.h"
 
@@ -19,7 +20,7 @@ namespace {
 
 const char kUsage[] =
     "usage: evo [options] [script [args...]]\n"
-    "       evo test [files or dirs...] [--filter text]\n"
+    "       evo test [--watch] [files or dirs...] [--filter text]\n"
     "\n"
     "Runs a Lua script on LuaJIT over an event loop. With no script, starts a\n"
     "REPL when stdin is a terminal, and runs stdin otherwise.\n"
@@ -38,6 +39,8 @@ const char kUsage[] =
     "  --io=MODE       evented (default) or blocking: how blocking calls behave\n"
     "                  (also EVO_IO=MODE; see docs/concurrency.md)\n"
     "  -v, --version   print versions of Evo and its libraries (then run the rest)\n"
+    "  --watch         rerun the script when a file it loaded changes (docs/cli.md)\n"
+    "  --watch-path D  also rerun when a file under directory D changes\n"
     "  -h, --help      print this help\n"
     "\n"
     "commands:\n"
@@ -270,6 +273,7 @@ bool run_test_command(Runtime& rt, int argc, char** argv, int test_index) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (watch::requested(argc, argv)) return watch::main(argc, argv);  // src/cli/watch.cpp
   Invocation inv = parse(argc, argv);
   if (inv.version) {
     print_versions();
