@@ -51,8 +51,15 @@ int report(lua_State* L) {
 // tracebacks are unchanged.
 const char kWrap[] = R"lua(
 local report, getinfo, searchpath = ...
-local loaders, package, type = package.loaders, package, type
-local function found(name, loader, ...)
+local loaders, package, type, pcall, error = package.loaders, package, type, pcall, error
+local function found(name, ok, loader, ...)
+  if not ok then
+    -- A module that fails to load (a syntax error): once fixed it should
+    -- run, so its file is watched too.
+    local file = searchpath(name, package.path)
+    if file then report(file) end
+    error(loader, 0)
+  end
   if type(loader) == "function" then
     local source = getinfo(loader, "S").source
     if source:byte(1) == 64 then  -- "@file": a Lua file
@@ -66,13 +73,12 @@ local function found(name, loader, ...)
 end
 for i = 3, #loaders do
   local search = loaders[i]
-  loaders[i] = function(name, ...) return found(name, search(name, ...)) end
+  loaders[i] = function(name, ...) return found(name, pcall(search, name, ...)) end
 end
 local loadfile0, dofile0 = loadfile, dofile
 function loadfile(file, ...)
-  local chunk, err = loadfile0(file, ...)
-  if chunk and file ~= nil then report(file) end
-  return chunk, err
+  if file ~= nil then report(file) end  -- even when it fails: fixing or creating it counts
+  return loadfile0(file, ...)
 end
 function dofile(file, ...)
   if file ~= nil then report(file) end
