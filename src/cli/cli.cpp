@@ -9,6 +9,8 @@
 #include <utility>
 #include <vector>
 
+#include "bind/appfs.h"
+#include "cli/build.h"
 #include "lua/errors.h"
 #include "cli/repl.h"
 #include "cli/watch.h"
@@ -45,6 +47,7 @@ const char kUsage[] =
     "\n"
     "commands:\n"
     "  test            run *.spec.lua files (see docs/testing.md)\n"
+    "  build           evo build app.lua -o app: a one-file executable (docs/build.md)\n"
     "\n"
     "LUA_INIT (code, or @file) runs first, as under luajit.\n";
 
@@ -273,6 +276,9 @@ bool run_test_command(Runtime& rt, int argc, char** argv, int test_index) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // A one-file executable runs its embedded app (src/cli/build.cpp).
+  if (appfs::open_self()) return build::run_app(argc, argv);
+  if (argc >= 2 && std::strcmp(argv[1], "build") == 0) return build::command(argc, argv);
   if (watch::requested(argc, argv)) return watch::main(argc, argv);  // src/cli/watch.cpp
   Invocation inv = parse(argc, argv);
   if (inv.version) {

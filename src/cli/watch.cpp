@@ -29,9 +29,9 @@ namespace fs = std::filesystem;
 // touch): everything within this quiet period is one change.
 constexpr uint64_t kDebounceMs = 150;
 // How long a stopped child gets between SIGTERM and SIGKILL. A supervisor
-// (--workers) drains its workers' in-flight requests first, so it gets more.
+// (--workers) drains its workers' in-flight requests first (for --grace S,
+// 10 s by default), so it gets that much more.
 constexpr uint64_t kStopMs = 5000;
-constexpr uint64_t kStopWorkersMs = 30000;
 
 struct Args {
   std::vector<std::string> child;  // the command to run: argv without the watch options
@@ -42,6 +42,7 @@ struct Args {
   bool test = false;
   bool chunk = false;    // an -e chunk: something runs even without a script
   bool workers = false;  // the child is an `evo --workers N` supervisor: reload with SIGHUP
+  double grace = 10;     // its --grace S: how long its workers may take to drain
   std::string error;
 };
 
@@ -70,13 +71,25 @@ bool take_watch_option(Args& args, int argc, char** argv, int& i) {
   return true;
 }
 
-// `evo test`'s arguments: files and directories, and --filter's value.
+// The options of `evo test` that take a separate value (lib/evo/test.lua's
+// valueFlags): their value is not a path to watch.
+bool test_value_flag(const char* a) {
+  static const char* const kFlags[] = {"--filter", "--filter-out", "-p", "--pattern", "--exclude-pattern",
+                                       "-o", "--output", "--seed", "-t", "--tags", "--exclude-tags",
+                                       "-m", "--lpath", "--cpath"};
+  for (const char* f : kFlags) {
+    if (is(a, f)) return true;
+  }
+  return false;
+}
+
+// `evo test`'s arguments: files and directories, and the options' values.
 void parse_test_args(Args& args, int argc, char** argv, int i) {
   for (; i < argc; ++i) {
     if (take_watch_option(args, argc, argv, i)) continue;
     const char* a = argv[i];
     args.child.emplace_back(a);
-    if (is(a, "--filter") && i + 1 < argc) {
+    if (test_value_flag(a) && i + 1 < argc) {
       args.child.emplace_back(argv[++i]);
     } else if (a[0] != '-') {
       args.test_paths.emplace_back(a);
@@ -117,7 +130,8 @@ Args parse(int argc, char** argv) {
     if (a[1] == 'b') break;  // -b: the rest is jit.bcsave's
     if (a[1] == 'e' || a[1] == 'l' || a[1] == 'j' || is(a, "-i")) before = true;
     if (a[1] == 'e') args.chunk = true;
-    if ((is(a, "-e") || is(a, "-l") || is(a, "-j") || is(a, "--workers")) && i + 1 < argc) {
+    if (is(a, "--grace") && i + 1 < argc) args.grace = std::atof(argv[i + 1]);
+    if ((is(a, "-e") || is(a, "-l") || is(a, "-j") || is(a, "--workers") || is(a, "--grace")) && i + 1 < argc) {
       args.child.emplace_back(argv[++i]);
     }
     if (is(a, "--workers") || starts(a, "--workers=")) args.workers = true;
@@ -179,6 +193,7 @@ class Watcher {
   void settled();
   void spawn();
   void stop(int signum);
+  uint64_t stop_ms() const;
   void exited(int64_t status, int term_signal);
   void quit(int signum);
   void close_all();
@@ -356,6 +371,10 @@ void Watcher::spawn() {
   state_ = State::Running;
 }
 
+uint64_t Watcher::stop_ms() const {
+  return args_.workers ? kStopMs + static_cast<uint64_t>(args_.grace * 1000) : kStopMs;
+}
+
 void Watcher::stop(int signum) {
   state_ = State::Stopping;
   uv_process_kill(child_.get(), signum);
@@ -363,11 +382,10 @@ void Watcher::stop(int signum) {
       &kill_timer_,
       [](uv_timer_t* t) {
         auto* w = static_cast<Watcher*>(t->data);
-        say("the child did not stop within %llu s: killing it",
-            static_cast<unsigned long long>((w->args_.workers ? kStopWorkersMs : kStopMs) / 1000));
+        say("the child did not stop within %g s: killing it", static_cast<double>(w->stop_ms()) / 1000);
         if (w->child_) uv_process_kill(w->child_.get(), SIGKILL);
       },
-      args_.workers ? kStopWorkersMs : kStopMs, 0);
+      stop_ms(), 0);
 }
 
 // libuv frees nothing: the handle is ours again once closed.
@@ -488,9 +506,14 @@ int Watcher::run() {
   }
   if (!args_.script.empty() && args_.script != "-") watch_file(absolute(args_.script));
   // `evo test --watch`: the directories it runs are watched whole, so a new
-  // spec file counts; with none, the runner's default (tests/) is.
+  // spec file counts; with none, tests/ (the runner's default) or else
+  // busted's spec/ (the runner then searches ., too large to watch whole).
   std::vector<std::string> paths = args_.test_paths;
-  if (args_.test && paths.empty() && fs::is_directory("tests")) paths.emplace_back("tests");
+  if (args_.test && paths.empty()) {
+    for (const char* d : {"tests", "spec"}) {
+      if (paths.empty() && fs::is_directory(d)) paths.emplace_back(d);
+    }
+  }
   for (const auto& p : paths) {
     std::error_code ec;
     if (fs::is_directory(p, ec)) {

@@ -19,6 +19,7 @@ struct NativeModule {
 
 const NativeModule kNativeModules[] = {
     // clang-format off
+    {"evo.appfs",  open_appfs,  false},
     {"evo.core",   open_core,   true},
     {"evo.crypto", open_crypto, false},
     {"evo.encoding", open_encoding, false},
@@ -50,6 +51,7 @@ const NativeModule kNativeModules[] = {
 };
 
 const char kWorkerKey = 0;
+lua_CFunction g_app_searcher = nullptr;  // set_app_searcher(): a built app's archive
 
 bool is_worker(lua_State* L) {
   lua_pushlightuserdata(L, const_cast<char*>(&kWorkerKey));
@@ -183,6 +185,14 @@ void install(lua_State* L, const std::string& script_dir, bool worker) {
   }
   lua_pushcfunction(L, builtin_searcher);
   lua_rawseti(L, -2, 2);
+  if (g_app_searcher != nullptr) {
+    for (int i = n + 1; i >= 3; --i) {
+      lua_rawgeti(L, -1, i);
+      lua_rawseti(L, -2, i + 1);
+    }
+    lua_pushcfunction(L, g_app_searcher);
+    lua_rawseti(L, -2, 3);
+  }
   lua_pop(L, 1);
 
   const std::string arch = EVO_MULTIARCH;
@@ -195,6 +205,8 @@ void install(lua_State* L, const std::string& script_dir, bool worker) {
   lua_pop(L, 1);
   loadreport::install(L);  // only under `evo --watch`: tells it each file loaded
 }
+
+void set_app_searcher(lua_CFunction searcher) { g_app_searcher = searcher; }
 
 std::vector<std::string> builtin_names() {
   std::vector<std::string> names;

@@ -36,6 +36,7 @@ int open_sqlite(lua_State* L);   // "evo.sqlite": SQLite connections and stateme
 int open_pcre(lua_State* L);     // "evo.pcre": PCRE2 regexes and the NULL light userdata for ngx (src/bind/pcre.cpp)
 int open_postgres(lua_State* L); // "evo.postgres": libpq connections on the loop (src/bind/postgres.cpp)
 int open_uv(lua_State* L);       // "uv" and "luv": luv on Evo's loop
+int open_appfs(lua_State* L);    // "evo.appfs": a one-file executable's archive (src/bind/appfs.cpp)
 int open_task(lua_State* L);     // "evo.task": tasks and futures (src/lua/tasks.cpp)
 // "evo.httpresponse": the HTTP client's response parser (src/bind/http_client.cpp)
 int open_httpresponse(lua_State* L);
@@ -52,6 +53,11 @@ namespace modules {
 // empty (-e, stdin, REPL). A worker state (luv threads and work queues) gets
 // only the built-ins that do not need the runtime.
 void install(lua_State* L, const std::string& script_dir, bool worker);
+
+// A one-file executable (src/cli/build.cpp) sets the searcher of its
+// embedded modules before any state opens; install() then puts it right
+// after the built-ins', so embedded modules come before the disk's.
+void set_app_searcher(lua_CFunction searcher);
 
 // Every built-in module name, sorted.
 std::vector<std::string> builtin_names();
