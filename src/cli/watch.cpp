@@ -34,8 +34,8 @@ constexpr uint64_t kDebounceMs = 150;
 constexpr uint64_t kStopMs = 5000;
 
 struct Args {
-  std::vector<std::string> child;  // the command to run: argv without the watch options
-  std::vector<std::string> trees;  // --watch-path directories: every file below them
+  std::vector<std::string> child;       // the command to run: argv without the watch options
+  std::vector<std::string> trees;       // --watch-path directories: every file below them
   std::vector<std::string> test_paths;  // `evo test`'s files and directories
   std::string script;                   // the script, when there is one
   bool watch = false;
@@ -74,9 +74,10 @@ bool take_watch_option(Args& args, int argc, char** argv, int& i) {
 // The options of `evo test` that take a separate value (lib/evo/test.lua's
 // valueFlags): their value is not a path to watch.
 bool test_value_flag(const char* a) {
-  static const char* const kFlags[] = {"--filter", "--filter-out", "-p", "--pattern", "--exclude-pattern",
-                                       "-o", "--output", "--seed", "-t", "--tags", "--exclude-tags",
-                                       "-m", "--lpath", "--cpath"};
+  static const char* const kFlags[] = {
+      "--filter", "--filter-out", "-p", "--pattern", "--exclude-pattern", "-o",
+      "--output", "--seed",       "-t", "--tags",    "--exclude-tags",    "-m",
+      "--lpath",  "--cpath"};
   for (const char* f : kFlags) {
     if (is(a, f)) return true;
   }
@@ -131,7 +132,8 @@ Args parse(int argc, char** argv) {
     if (a[1] == 'e' || a[1] == 'l' || a[1] == 'j' || is(a, "-i")) before = true;
     if (a[1] == 'e') args.chunk = true;
     if (is(a, "--grace") && i + 1 < argc) args.grace = std::atof(argv[i + 1]);
-    if ((is(a, "-e") || is(a, "-l") || is(a, "-j") || is(a, "--workers") || is(a, "--grace")) && i + 1 < argc) {
+    if ((is(a, "-e") || is(a, "-l") || is(a, "-j") || is(a, "--workers") || is(a, "--grace")) &&
+        i + 1 < argc) {
       args.child.emplace_back(argv[++i]);
     }
     if (is(a, "--workers") || starts(a, "--workers=")) args.workers = true;
@@ -389,7 +391,9 @@ void Watcher::stop(int signum) {
 }
 
 // libuv frees nothing: the handle is ours again once closed.
-void Watcher::on_closed_child(uv_handle_t* h) { std::unique_ptr<uv_process_t>(reinterpret_cast<uv_process_t*>(h)); }
+void Watcher::on_closed_child(uv_handle_t* h) {
+  std::unique_ptr<uv_process_t>(reinterpret_cast<uv_process_t*>(h));
+}
 
 void Watcher::on_exit(uv_process_t* p, int64_t status, int term_signal) {
   static_cast<Watcher*>(p->data)->exited(status, term_signal);

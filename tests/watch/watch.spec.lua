@@ -13,6 +13,15 @@ local helpers = require("helpers")
 
 local EVO = helpers.evo
 
+-- `evo --workers` comes from another branch (src/cli/supervisor.cpp): the
+-- rolling-reload test runs once the binary has it.
+local function hasWorkers()
+  local p = io.popen("'" .. EVO .. "' --help")
+  local text = p:read("*a")
+  p:close()
+  return text:find("--workers", 1, true) ~= nil
+end
+
 local function write(path, text)
   local f = assert(io.open(path, "w"))
   f:write(text)
@@ -353,4 +362,47 @@ describe("evo test --watch", function()
     assert.equal(w.err[4], "[evo] rerunning tests: spec/more.spec.lua changed")
     assert.equal(stop(w), 143)
   end)
+end)
+
+describe("evo test --watch without paths", function()
+  it("watches busted's spec/ directory", function()
+    local dir = project({["spec/one_spec.lua"] = "describe('one', function() it('runs', function() end) end)"})
+    local w = start(dir, {"test", "--watch"})
+    waitCount(w, w.err, "waiting for a change", 1)
+    assert.equal(w.out[#w.out], "1 passed, 0 failed")
+    write(dir .. "/spec/two_spec.lua", "describe('two', function() it('runs', function() end) end)")
+    waitCount(w, w.err, "waiting for a change", 2)
+    assert.equal(w.out[#w.out], "2 passed, 0 failed")
+    assert.equal(w.err[2], "[evo] rerunning tests: spec/two_spec.lua changed")
+    assert.equal(stop(w), 143)
+  end)
+end)
+
+describe("evo --watch --workers", function()
+  local test = hasWorkers() and it or it.skip
+  test("reloads the workers with SIGHUP (a rolling restart) instead of restarting the supervisor", function()
+    local dir = project({
+      ["main.lua"] = [[
+        package.path = "lib/?.lua;" .. package.path
+        local process = require("process")
+        print("run v=" .. require("foo").v .. " worker=" .. tostring(process.workerId) .. " pid=" .. process.pid
+          .. " ppid=" .. process.ppid)
+        io.stdout:flush()
+        require("timer").after(60, function() end)
+      ]],
+      ["lib/foo.lua"] = "return {v = 1}",
+    })
+    local w = start(dir, {"--watch", "--workers", "2", "main.lua"})
+    waitCount(w, w.out, "^run v=1", 2)
+    local supervisor = tonumber(w.out[1]:match("ppid=(%d+)"))
+    write(dir .. "/lib/foo.lua", "return {v = 2}")
+    waitCount(w, w.out, "^run v=2", 2, 20)
+    assert.equal(w.err[1], "[evo] reloading workers: lib/foo.lua changed")
+    for _, line in ipairs(w.out) do
+      assert.equal(tonumber(line:match("ppid=(%d+)")), supervisor, "the supervisor was restarted" .. dump(w))
+    end
+    assert.equal(stop(w), 143)
+    for _, pid in ipairs(pids(w.out)) do assert.falsy(alive(pid), "a worker outlived the watcher") end
+    assert.falsy(alive(supervisor))
+  end, {timeout = 40})
 end)
