@@ -483,6 +483,11 @@ int Watcher::run() {
     std::fprintf(stderr, "evo: --watch cannot start: %s\n", std::strerror(errno));
     return 1;
   }
+  // A closed stderr must not kill the watcher (leaving its child behind). A
+  // handler that does nothing, not SIG_IGN: the child would inherit that.
+  struct sigaction pipe_action {};
+  pipe_action.sa_handler = [](int) {};
+  sigaction(SIGPIPE, &pipe_action, nullptr);
   uv_loop_init(&loop_);
   uv_fs_event_init(&loop_, &report_watch_);
   report_watch_.data = this;

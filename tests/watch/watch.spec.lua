@@ -327,7 +327,7 @@ describe("evo --watch", function()
     local r = helpers.runEvo({"--watch"}, {cwd = dir})
     assert.equal(r.code, 2)
     assert.match(r.stderr, "needs a script")
-    r = helpers.runEvo({"--watch-path", "nowhere", "x.lua"}, {cwd = dir})
+    r = helpers.runEvo({"--watch-path=nowhere", "x.lua"}, {cwd = dir})
     assert.equal(r.code, 2)
     assert.match(r.stderr, "nowhere: not a directory")
     r = helpers.runEvo({"x.lua", "--watch-path"}, {cwd = dir})  -- the script's own arguments: not ours
