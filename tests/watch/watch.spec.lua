@@ -120,7 +120,11 @@ require("timer").after(60, function() end)
 
 afterEach(function()
   for _, child in ipairs(running) do
-    if child:kill("KILL") then child:wait() end
+    -- TERM first, so that the watcher stops its own child and cleans up
+    if child:kill("TERM") and not task.timeout(4, function() return child:wait() end) then
+      child:kill("KILL")
+      child:wait()
+    end
   end
   running = {}
 end)
