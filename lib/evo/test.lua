@@ -147,6 +147,10 @@ local compatNames -- set below: the modules the runner itself provides
 
 local function keepModule(name)
   if exported.loaded[name] or compatNames[name] then return true end
+  -- LuaJIT's own preloaded modules (ffi, string.buffer, table.new, jit.*)
+  -- are opened once per state: a second luaopen_ffi would replace the C
+  -- type state that live cdata (and their finalizers) point into.
+  if package.preload[name] ~= nil then return true end
   local ok, loader = pcall(builtinSearcher, name)
   return ok and type(loader) == "function"
 end
@@ -766,7 +770,8 @@ local function addSpecDirToPath(file)
   local dir = file:match("^(.*)/[^/]*$") or "."
   if seenDirs[dir] then return end
   seenDirs[dir] = true
-  package.path = dir .. "/?.lua;" .. package.path
+  -- The spec's directory, then the lua_modules trees above it (docs/rocks.md).
+  require("evo.modpath").addDir(dir)
 end
 
 local function loadFailure(file, err)

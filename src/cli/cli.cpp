@@ -13,6 +13,7 @@
 #include "cli/build.h"
 #include "lua/errors.h"
 #include "cli/repl.h"
+#include "cli/rocks.h"
 #include "cli/watch.h"
 #include "lua/runtime.h"
 #include "lua/version.h"
@@ -23,6 +24,7 @@ namespace {
 const char kUsage[] =
     "usage: evo [options] [script [args...]]\n"
     "       evo test [--watch] [files or dirs...] [--filter text]\n"
+    "       evo rocks <luarocks arguments...>\n"
     "\n"
     "Runs a Lua script on LuaJIT over an event loop. With no script, starts a\n"
     "REPL when stdin is a terminal, and runs stdin otherwise.\n"
@@ -47,6 +49,7 @@ const char kUsage[] =
     "\n"
     "commands:\n"
     "  test            run *.spec.lua files (see docs/testing.md)\n"
+    "  rocks ...       luarocks on the project's lua_modules, for Evo (see docs/rocks.md)\n"
     "  build           evo build app.lua -o app: a one-file executable (docs/build.md)\n"
     "\n"
     "LUA_INIT (code, or @file) runs first, as under luajit.\n";
@@ -278,6 +281,8 @@ bool run_test_command(Runtime& rt, int argc, char** argv, int test_index) {
 int main(int argc, char** argv) {
   // A one-file executable runs its embedded app (src/cli/build.cpp).
   if (appfs::open_self()) return build::run_app(argc, argv);
+  // `evo rocks ...` runs luarocks and no Lua: the rest is luarocks' (src/cli/rocks.cpp).
+  if (argc >= 2 && std::strcmp(argv[1], "rocks") == 0) return rocks::main({argv + 2, argv + argc});
   if (argc >= 2 && std::strcmp(argv[1], "build") == 0) return build::command(argc, argv);
   if (watch::requested(argc, argv)) return watch::main(argc, argv);  // src/cli/watch.cpp
   Invocation inv = parse(argc, argv);
