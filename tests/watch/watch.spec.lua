@@ -87,9 +87,9 @@ local function waitCount(w, lines, pattern, n, seconds)
 end
 
 -- SIGTERM to the watcher: its exit status once it has ended (8 s at most).
-local function stop(w, signal)
+local function stop(w, signal, seconds)
   w.child:kill(signal or "TERM")
-  local code, sig = task.timeout(8, function() return w.child:wait() end)
+  local code, sig = task.timeout(seconds or 8, function() return w.child:wait() end)
   if code == nil then
     w.child:kill("KILL")
     w.child:wait()
@@ -396,7 +396,7 @@ describe("evo --watch --workers", function()
       ]],
       ["lib/foo.lua"] = "return {v = 1}",
     })
-    local w = start(dir, {"--watch", "--workers", "2", "main.lua"})
+    local w = start(dir, {"--watch", "--workers", "2", "--grace", "1", "main.lua"})
     waitCount(w, w.out, "^run v=1", 2)
     local supervisor = tonumber(w.out[1]:match("ppid=(%d+)"))
     write(dir .. "/lib/foo.lua", "return {v = 2}")
@@ -405,8 +405,9 @@ describe("evo --watch --workers", function()
     for _, line in ipairs(w.out) do
       assert.equal(tonumber(line:match("ppid=(%d+)")), supervisor, "the supervisor was restarted" .. dump(w))
     end
-    assert.equal(stop(w), 143)
+    -- the supervisor drains its workers (up to its --grace) before it exits
+    assert.equal(stop(w, "TERM", 20), 143, dump(w))
     for _, pid in ipairs(pids(w.out)) do assert.falsy(alive(pid), "a worker outlived the watcher") end
     assert.falsy(alive(supervisor))
-  end, {timeout = 40})
+  end, {timeout = 50})
 end)
