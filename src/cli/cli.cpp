@@ -14,6 +14,7 @@
 #include "lua/errors.h"
 #include "cli/repl.h"
 #include "cli/rocks.h"
+#include "cli/watch.h"
 #include "lua/runtime.h"
 #include "lua/version.h"
 
@@ -22,7 +23,7 @@ namespace {
 
 const char kUsage[] =
     "usage: evo [options] [script [args...]]\n"
-    "       evo test [files or dirs...] [--filter text]\n"
+    "       evo test [--watch] [files or dirs...] [--filter text]\n"
     "       evo rocks <luarocks arguments...>\n"
     "\n"
     "Runs a Lua script on LuaJIT over an event loop. With no script, starts a\n"
@@ -42,6 +43,8 @@ const char kUsage[] =
     "  --io=MODE       evented (default) or blocking: how blocking calls behave\n"
     "                  (also EVO_IO=MODE; see docs/concurrency.md)\n"
     "  -v, --version   print versions of Evo and its libraries (then run the rest)\n"
+    "  --watch         rerun the script when a file it loaded changes (docs/cli.md)\n"
+    "  --watch-path D  also rerun when a file under directory D changes\n"
     "  -h, --help      print this help\n"
     "\n"
     "commands:\n"
@@ -281,6 +284,7 @@ int main(int argc, char** argv) {
   // `evo rocks ...` runs luarocks and no Lua: the rest is luarocks' (src/cli/rocks.cpp).
   if (argc >= 2 && std::strcmp(argv[1], "rocks") == 0) return rocks::main({argv + 2, argv + argc});
   if (argc >= 2 && std::strcmp(argv[1], "build") == 0) return build::command(argc, argv);
+  if (watch::requested(argc, argv)) return watch::main(argc, argv);  // src/cli/watch.cpp
   Invocation inv = parse(argc, argv);
   if (inv.version) {
     print_versions();

@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "lua/embedded.h"
+#include "lua/loadreport.h"
 #include "lua/workctl.h"
 
 namespace evo::modules {
@@ -275,6 +276,7 @@ void install(lua_State* L, const std::string& script_dir, bool worker) {
            {"/usr/local/lib/lua/5.1/?.so", "/usr/local/lib/" + arch + "/lua/5.1/?.so",
             "/usr/lib/" + arch + "/lua/5.1/?.so", "/usr/lib/lua/5.1/?.so"});
   lua_pop(L, 1);
+  loadreport::install(L);  // only under `evo --watch`: tells it each file loaded
 }
 
 std::vector<std::string> lua_modules_trees(const std::string& dir) {
