@@ -69,23 +69,19 @@ function fs.writeFile(path, data) return writeWith("writeFile", fast.writeFile, 
 -- appendFile(path, data) -> true | nil, err
 function fs.appendFile(path, data) return writeWith("appendFile", fast.appendFile, path, data) end
 
-function fs.stat(path)
-  checkPath(1, "stat", path)
+-- stat and lstat: an embedded file (a built app's, docs/build.md) first, then the disk.
+local function statWith(fname, op, path)
+  checkPath(1, fname, path)
   if embedded then
     local st = embedded.stat(path)
     if st then return st end
   end
-  return call(uv.fs_stat, path)
+  return call(op, path)
 end
 
-function fs.lstat(path)
-  checkPath(1, "lstat", path)
-  if embedded then
-    local st = embedded.stat(path)
-    if st then return st end
-  end
-  return call(uv.fs_lstat, path)
-end
+function fs.stat(path) return statWith("stat", uv.fs_stat, path) end
+
+function fs.lstat(path) return statWith("lstat", uv.fs_lstat, path) end
 
 -- exists(path) -> boolean
 function fs.exists(path)
