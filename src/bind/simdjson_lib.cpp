@@ -15,22 +15,24 @@
 namespace evo::simdjson_lib {
 namespace {
 
+using Active = simdjson::internal::atomic_ptr<const simdjson::implementation>;
 using ActiveFn = decltype(&simdjson::get_active_implementation);
-using ValidateFn = bool (*)(const char*, size_t) noexcept;  // validate_utf8 is overloaded
 
 constexpr const char* kPackageHint =
     "json.decode needs Debian's libsimdjson14 package (apt install libsimdjson14)";
-// The library's own definitions, by their mangled names (nm -D
-// libsimdjson.so.14): dlsym on the handle finds them in that object, never
-// the hidden forwarders below.
+// The library's own definition, by its mangled name (nm -D
+// libsimdjson.so.14): dlsym on the handle finds it in that object, never the
+// hidden forwarder below. (Its validate_utf8 is get_active_implementation()
+// ->validate_utf8(): the forwarder below makes that call itself.)
 constexpr const char* kActiveSymbol = "_ZN8simdjson25get_active_implementationEv";
-constexpr const char* kValidateSymbol = "_ZN8simdjson13validate_utf8EPKcm";
 
 struct Library {
   std::string error;  // empty: loaded
   std::string path;
-  ActiveFn active = nullptr;
-  ValidateFn validate = nullptr;
+  // The library's active-implementation slot: a static inside it, so its
+  // address never changes (the pointer in it does, once, when the first use
+  // picks the best implementation for this CPU).
+  Active* active = nullptr;
 };
 
 std::string dl_error() {
@@ -49,16 +51,13 @@ bool open_file(const std::string& file, const std::string& label, Library& lib) 
     return false;
   }
   void* active = dlsym(handle, kActiveSymbol);
-  void* validate = dlsym(handle, kValidateSymbol);
-  if (active == nullptr || validate == nullptr) {
+  if (active == nullptr) {
     dlclose(handle);
-    lib.error = label + " is not simdjson 3 (no simdjson::get_active_implementation or validate_utf8); " +
-                kPackageHint;
+    lib.error = label + " is not simdjson 3 (no simdjson::get_active_implementation); " + kPackageHint;
     return false;
   }
   // POSIX guarantees that dlsym's object pointer converts to the function's.
-  lib.active = reinterpret_cast<ActiveFn>(active);
-  lib.validate = reinterpret_cast<ValidateFn>(validate);
+  lib.active = &reinterpret_cast<ActiveFn>(active)();
   // The file the loader actually mapped (a bare soname is searched for):
   // `evo build` copies it.
   link_map* map = nullptr;
@@ -105,7 +104,8 @@ namespace simdjson {
 
 [[gnu::visibility("hidden")]] bool validate_utf8(const char* buf, size_t len) noexcept {
   const auto& lib = evo::simdjson_lib::library();
-  if (lib.validate != nullptr) return lib.validate(buf, len);
+  // What the library's own validate_utf8 does, one call shorter.
+  if (lib.active != nullptr) return (*lib.active)->validate_utf8(buf, len);
   // Without the library, json.encode still checks non-ASCII text: slower,
   // same answer (tests/cpp/json_write_test.cpp compares the two).
   return evo::json::valid_utf8(std::string_view(buf, len));
@@ -119,7 +119,7 @@ namespace simdjson {
     std::fprintf(stderr, "evo: simdjson used without its library: %s\n", lib.error.c_str());
     std::abort();
   }
-  return lib.active();
+  return *lib.active;
 }
 
 }  // namespace simdjson
