@@ -5,8 +5,9 @@
 -- Follows app.lua's string-literal requires (and theirs) through
 -- package.path and package.cpath, compiles each Lua module to LuaJIT
 -- bytecode, reads each C module's shared object, adds every file under each
--- --include, and has evo.appfs write a copy of the runtime with the archive
--- appended. Modules built into Evo are not copied: the runtime has them.
+-- --include and the shared libraries the runtime loads itself (simdjson),
+-- and has evo.appfs write a copy of the runtime with the archive appended.
+-- Modules built into Evo are not copied: the runtime has them.
 local appfs = require("evo.appfs")
 local core = require("evo.core")
 local fs = require("fs")
@@ -85,7 +86,7 @@ function M.run(argv)
 
   local builtins = appfs.builtins()
   local entries, seen, notes = {}, {}, {}
-  local counts = {module = 0, cmodule = 0, file = 0}
+  local counts = {module = 0, cmodule = 0, file = 0, library = 0}
   local function add(e)
     entries[#entries + 1] = e
     counts[e.kind] = counts[e.kind] + 1
@@ -149,21 +150,33 @@ function M.run(argv)
           if not data then fail("cannot read %s: %s", so, tostring(rerr)) end
           add({kind = "cmodule", name = name, data = data})
         else
-          notes[#notes + 1] = name
+          notes[#notes + 1] = format("require '%s' not found at build time (left to run time)", name)
         end
       end
+    end
+  end
+
+  -- The libraries the runtime dlopens (libsimdjson.so.14), copied from the
+  -- file this evo loaded: the built app loads them from its archive, so the
+  -- target machine needs none of them installed.
+  for _, lib in ipairs(appfs.runtimeLibraries()) do
+    local data, rerr
+    if lib.path then data, rerr = fs.readFile(lib.path) end
+    if data then
+      add({kind = "library", name = lib.name, data = data, mode = 493})  -- 0755
+    else
+      notes[#notes + 1] = format("%s not embedded (%s): the app will need it installed", lib.name,
+        tostring(lib.error or rerr))
     end
   end
 
   local meta = {name = o.name or baseOf(o.out), version = o.version or "0.0.0", entry = "@main"}
   local ok, werr = appfs.writeApp(o.out, meta, entries, o.strip)
   if not ok then fail("%s", werr) end
-  for _, name in ipairs(notes) do
-    io.stderr:write(format("evo build: note: require '%s' not found at build time (left to run time)\n", name))
-  end
+  for _, note in ipairs(notes) do io.stderr:write("evo build: note: ", note, "\n") end
   local st = fs.stat(o.out)
-  print(format("evo build: wrote %s (%d modules, %d C modules, %d files; %d bytes)", o.out,
-    counts.module, counts.cmodule, counts.file, st and st.size or 0))
+  print(format("evo build: wrote %s (%d modules, %d C modules, %d files, %d libraries; %d bytes)", o.out,
+    counts.module, counts.cmodule, counts.file, counts.library, st and st.size or 0))
 end
 
 function M.main(...)

@@ -24,6 +24,7 @@
 #include <utility>
 #include <vector>
 
+#include "bind/simdjson_lib.h"
 #include "lua/modules.h"
 
 extern char** environ;
@@ -41,7 +42,7 @@ struct Archive {
   uint64_t runtime_size = 0;
   app_archive::Index index;
   std::string exe_dir;  // absolute paths under it are looked up as relative ones
-  std::map<std::string, const Entry*, std::less<>> modules, cmodules, files;
+  std::map<std::string, const Entry*, std::less<>> modules, cmodules, files, libraries;
   // directory -> its children (name, "file" | "directory"), sorted by name
   std::map<std::string, std::map<std::string, const char*>, std::less<>> dirs;
 
@@ -61,7 +62,10 @@ std::string dir_of(const std::string& path) {
 void index_entries(Archive& a) {
   a.dirs[""];  // the root exists even when empty
   for (const auto& e : a.index.entries) {
-    auto& table = e.kind == Kind::Module ? a.modules : e.kind == Kind::CModule ? a.cmodules : a.files;
+    auto& table = e.kind == Kind::Module    ? a.modules
+                  : e.kind == Kind::CModule ? a.cmodules
+                  : e.kind == Kind::Library ? a.libraries
+                                            : a.files;
     table.emplace(e.name, &e);
     if (e.kind != Kind::File) continue;
     // Each ancestor directory lists its child: "a/b/c.txt" gives a -> b, a/b -> c.txt
@@ -268,11 +272,11 @@ int l_fd_path(lua_State* L) {
   return 1;
 }
 
-// info() -> {name, version, entry, files, modules, cmodules} | nil
+// info() -> {name, version, entry, files, modules, cmodules, libraries} | nil
 int l_info(lua_State* L) {
   if (g_archive == nullptr) return 0;
   const auto& m = g_archive->index.meta;
-  lua_createtable(L, 0, 6);
+  lua_createtable(L, 0, 7);
   lua_pushstring(L, m.name.c_str());
   lua_setfield(L, -2, "name");
   lua_pushstring(L, m.version.c_str());
@@ -282,6 +286,7 @@ int l_info(lua_State* L) {
   set_int(L, "files", static_cast<lua_Number>(g_archive->files.size()));
   set_int(L, "modules", static_cast<lua_Number>(g_archive->modules.size()));
   set_int(L, "cmodules", static_cast<lua_Number>(g_archive->cmodules.size()));
+  set_int(L, "libraries", static_cast<lua_Number>(g_archive->libraries.size()));
   return 1;
 }
 
@@ -293,6 +298,26 @@ int l_builtins(lua_State* L) {
     lua_pushboolean(L, 1);
     lua_setfield(L, -2, n.c_str());
   }
+  return 1;
+}
+
+// runtimeLibraries() -> {{name = soname, path = file} | {name = soname, error = why}...}:
+// the shared libraries the runtime loads itself, which `evo build` embeds so
+// that a built app needs none of them installed. The path is the copy this
+// process loaded (loading it now if need be).
+int l_runtime_libraries(lua_State* L) {
+  lua_createtable(L, 1, 0);
+  lua_createtable(L, 0, 2);
+  lua_pushstring(L, simdjson_lib::kSoname);
+  lua_setfield(L, -2, "name");
+  if (simdjson_lib::available()) {
+    lua_pushstring(L, simdjson_lib::path().c_str());
+    lua_setfield(L, -2, "path");
+  } else {
+    lua_pushstring(L, simdjson_lib::load_error().c_str());
+    lua_setfield(L, -2, "error");
+  }
+  lua_rawseti(L, -2, 1);
   return 1;
 }
 
@@ -352,6 +377,7 @@ lua_Number field_number(lua_State* L, int idx, const char* field, lua_Number dfl
 Kind kind_of(const std::string& k) {
   if (k == "module") return Kind::Module;
   if (k == "cmodule") return Kind::CModule;
+  if (k == "library") return Kind::Library;
   return Kind::File;
 }
 
@@ -363,7 +389,7 @@ int fail(lua_State* L, const std::string& message) {
 
 // writeApp(out, meta, entries, strip) -> true | nil, message. For `evo
 // build` (the command line, outside tasks): plain blocking calls.
-// entries: {kind = "module" | "cmodule" | "file", name, data, mode, mtime}
+// entries: {kind = "module" | "cmodule" | "library" | "file", name, data, mode, mtime}
 int l_write_app(lua_State* L) {
   std::string out = luaL_checkstring(L, 1);
   luaL_checktype(L, 2, LUA_TTABLE);
@@ -482,6 +508,14 @@ bool open_self() {
 
 const app_archive::Meta* meta() { return g_archive != nullptr ? &g_archive->index.meta : nullptr; }
 
+std::string library_path(std::string_view soname) {
+  if (g_archive == nullptr) return {};
+  auto it = g_archive->libraries.find(soname);
+  if (it == g_archive->libraries.end()) return {};
+  int fd = entry_fd(*it->second);
+  return fd < 0 ? std::string() : fd_path(fd);
+}
+
 uint64_t runtime_size() { return g_runtime_size; }
 
 int load_entry(lua_State* L) {
@@ -558,9 +592,15 @@ namespace evo {
 
 int open_appfs(lua_State* L) {
   const luaL_Reg functions[] = {
-      {"readFile", appfs::l_read_file}, {"stat", appfs::l_stat}, {"readdir", appfs::l_readdir},
-      {"fdPath", appfs::l_fd_path},     {"info", appfs::l_info}, {"builtins", appfs::l_builtins},
-      {"writeApp", appfs::l_write_app}, {nullptr, nullptr},
+      {"readFile", appfs::l_read_file},
+      {"stat", appfs::l_stat},
+      {"readdir", appfs::l_readdir},
+      {"fdPath", appfs::l_fd_path},
+      {"info", appfs::l_info},
+      {"builtins", appfs::l_builtins},
+      {"writeApp", appfs::l_write_app},
+      {"runtimeLibraries", appfs::l_runtime_libraries},
+      {nullptr, nullptr},
   };
   lua_newtable(L);
   luaL_register(L, nullptr, functions);

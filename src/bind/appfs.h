@@ -7,6 +7,7 @@
 #include <lua.hpp>
 
 #include <string>
+#include <string_view>
 
 #include "proto/app_archive.h"
 
@@ -20,6 +21,11 @@ bool open_self();
 // The archive's description (name, version, entry module), when open_self()
 // found one; nullptr otherwise.
 const app_archive::Meta* meta();
+
+// "/proc/self/fd/N" holding the shared library `evo build` embedded under
+// this soname (Kind::Library), or "" when there is none (a plain evo, or an
+// app built without it). The memfd is made once and kept.
+std::string library_path(std::string_view soname);
 
 // Where the runtime image ends in /proc/self/exe: the whole file for a plain
 // evo, archive_start for a built app (`evo build` run by a built app copies

@@ -50,7 +50,7 @@ struct Reader {
   }
 };
 
-bool known_kind(uint64_t k) { return k >= 1 && k <= 3; }
+bool known_kind(uint64_t k) { return k >= 1 && k <= 4; }
 
 }  // namespace
 

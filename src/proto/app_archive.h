@@ -8,8 +8,8 @@
 //   trailer: u64 archive_start, u64 index_offset, u64 index_size, "EVOAPP01"
 //            (offsets from the start of the file, little-endian)
 //   index:   u32 count, str name, str version, str entry, then per entry:
-//            u8 kind, u32 mode, i64 mtime, str name, u64 offset, u64 size
-//            (offset from archive_start; str = u32 length + bytes)
+//            u8 kind (1 module, 2 C module, 3 file, 4 library), u32 mode, i64 mtime, str name, u64 offset,
+//            u64 size (offset from archive_start; str = u32 length + bytes)
 #pragma once
 
 #include <cstdint>
@@ -27,6 +27,7 @@ enum class Kind : uint8_t {
   Module = 1,   // name: the require name; data: bytecode
   CModule = 2,  // name: the require name; data: a shared object
   File = 3,     // name: a normalized relative path; data: the contents
+  Library = 4,  // name: a soname the runtime loads itself (libsimdjson.so.14); data: the .so
 };
 
 struct Entry {

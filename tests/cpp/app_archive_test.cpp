@@ -19,8 +19,10 @@ Built build_one(const std::string& runtime) {
   Built b;
   b.entries = {{Kind::Module, 0644, 0, "@main", 0, 0},
                {Kind::File, 0600, 1700000000, "public/index.html", 0, 0},
-               {Kind::CModule, 0755, 0, "cmod", 0, 0}};
-  std::vector<std::string_view> datas = {"bytecode", "<!doctype html>", std::string_view("\x7f" "ELF\0\1", 6)};
+               {Kind::CModule, 0755, 0, "cmod", 0, 0},
+               {Kind::Library, 0755, 0, "libsimdjson.so.14", 0, 0}};
+  std::vector<std::string_view> datas = {"bytecode", "<!doctype html>", std::string_view("\x7f" "ELF\0\1", 6),
+                                         "shared object"};
   b.file = runtime + serialize({"app", "1.2.3", "@main"}, b.entries, datas, runtime.size());
   return b;
 }
@@ -36,13 +38,17 @@ TEST(AppArchive, RoundTrips) {
   EXPECT_EQ(idx->meta.name, "app");
   EXPECT_EQ(idx->meta.version, "1.2.3");
   EXPECT_EQ(idx->meta.entry, "@main");
-  ASSERT_EQ(idx->entries.size(), 3u);
+  ASSERT_EQ(idx->entries.size(), 4u);
   const Entry& f = idx->entries[1];
   EXPECT_EQ(f.kind, Kind::File);
   EXPECT_EQ(f.mode, 0600u);
   EXPECT_EQ(f.mtime, 1700000000);
   EXPECT_EQ(b.file.substr(t->archive_start + f.offset, f.size), "<!doctype html>");
   EXPECT_EQ(b.file.substr(t->archive_start + idx->entries[2].offset, 6), std::string("\x7f" "ELF\0\1", 6));
+  const Entry& lib = idx->entries[3];  // kind 4: a library the runtime dlopens itself
+  EXPECT_EQ(lib.kind, Kind::Library);
+  EXPECT_EQ(lib.name, "libsimdjson.so.14");
+  EXPECT_EQ(b.file.substr(t->archive_start + lib.offset, lib.size), "shared object");
 }
 
 TEST(AppArchive, APlainBinaryHasNoTrailer) {
