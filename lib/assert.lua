@@ -64,6 +64,10 @@ local function differences(actual, expected)
   return out
 end
 
+-- For evo.busted.assert's failure messages: the same diff, one source.
+M._differences = differences
+M._show = show
+
 function M.equal(actual, expected, msg)
   local d = differences(actual, expected)
   if #d == 0 then return actual end

@@ -22,6 +22,12 @@ local fs = {}
 
 local READ_CHUNK = 65536
 
+-- In a one-file executable (evo build, docs/build.md) embedded files come
+-- first: readFile, stat, lstat, exists and readdir ask the archive, then the
+-- disk. nil in a plain evo, so each call pays one upvalue test.
+local appfs = require("evo.appfs")
+local embedded = appfs.active and appfs or nil
+
 local function checkPath(n, fname, path)
   if type(path) ~= "string" then args.fail(n, fname, "string", path, 3) end
   return path
@@ -37,6 +43,10 @@ local finish, raiseCanceled = wait.finish, wait.raiseCanceled
 -- readFile(path) -> contents | nil, err
 function fs.readFile(path)
   checkPath(1, "readFile", path)
+  if embedded then
+    local data = embedded.readFile(path)
+    if data then return data end
+  end
   return finish(fast.readFile(path, nil, isyieldable()))
 end
 
@@ -59,18 +69,34 @@ function fs.writeFile(path, data) return writeWith("writeFile", fast.writeFile, 
 -- appendFile(path, data) -> true | nil, err
 function fs.appendFile(path, data) return writeWith("appendFile", fast.appendFile, path, data) end
 
-function fs.stat(path) return call(uv.fs_stat, checkPath(1, "stat", path)) end
-function fs.lstat(path) return call(uv.fs_lstat, checkPath(1, "lstat", path)) end
+-- stat and lstat: an embedded file (a built app's, docs/build.md) first, then the disk.
+local function statWith(fname, op, path)
+  checkPath(1, fname, path)
+  if embedded then
+    local st = embedded.stat(path)
+    if st then return st end
+  end
+  return call(op, path)
+end
+
+function fs.stat(path) return statWith("stat", uv.fs_stat, path) end
+
+function fs.lstat(path) return statWith("lstat", uv.fs_lstat, path) end
 
 -- exists(path) -> boolean
 function fs.exists(path)
   checkPath(1, "exists", path)
+  if embedded and embedded.stat(path) then return true end
   return (call(uv.fs_stat, path)) ~= nil
 end
 
 -- readdir(path [, {types = true}]) -> names (or {name, type} entries), sorted by name
 function fs.readdir(path, opts)
   checkPath(1, "readdir", path)
+  if embedded then
+    local names = embedded.readdir(path, opts and opts.types)
+    if names then return names end
+  end
   local req, err = call(uv.fs_scandir, path)
   if not req then return nil, err end
   local entries = {}

@@ -31,6 +31,8 @@ local http = {}
 -- Percent-encoding and query strings: one implementation, in lib/url.lua.
 -- http.decode is lenient (a bad escape stays as it is), as it always was.
 local url = require("url")
+local appfs = require("evo.appfs")
+local embedded = appfs.active and appfs or nil  -- a one-file executable's files (evo build)
 local decode = url.unescape
 http.decode = decode
 http.encode = url.encode
@@ -141,6 +143,8 @@ function Response:sendFile(path, offset, length)
   args.check(1, "sendFile", path, "string")
   if offset ~= nil then args.check(2, "sendFile", offset, "number") end
   if length ~= nil then args.check(3, "sendFile", length, "number") end
+  -- An embedded file (evo build) goes out with sendfile(2) too, from its memfd.
+  if embedded then path = embedded.fdPath(path) or path end
   return finish(native.sendFile(self, path, offset, length, isyieldable()))
 end
 
@@ -726,9 +730,15 @@ function http.static(dir, opts)
     if not st or st.type ~= "file" then return notFound(res, nxt) end
 
     -- Symbolic links may point anywhere: the real path must stay inside.
-    local realRoot, realFile = fs.realpath(root), fs.realpath(file)
-    if not realRoot or not realFile or sub(realFile, 1, #realRoot + 1) ~= realRoot .. "/" then
-      return notFound(res, nxt)
+    -- An embedded file (evo build) has no links: rel is already inside.
+    local inApp = embedded and embedded.stat(file)
+    local realRoot
+    if not inApp then
+      local realFile
+      realRoot, realFile = fs.realpath(root), fs.realpath(file)
+      if not realRoot or not realFile or sub(realFile, 1, #realRoot + 1) ~= realRoot .. "/" then
+        return notFound(res, nxt)
+      end
     end
 
     local h = req.headers
@@ -743,8 +753,13 @@ function http.static(dir, opts)
         local sib = fs.stat(file .. c[2])
         if sib and sib.type == "file" then
           vary = true
-          local realSib = fs.realpath(file .. c[2])
-          local inside = realSib and sub(realSib, 1, #realRoot + 1) == realRoot .. "/"
+          local inside
+          if inApp then
+            inside = embedded.stat(file .. c[2]) ~= nil
+          else
+            local realSib = fs.realpath(file .. c[2])
+            inside = realSib and sub(realSib, 1, #realRoot + 1) == realRoot .. "/"
+          end
           if not coding and accepted[c[1]] and not h.range and inside then
             coding, file, st = c[1], file .. c[2], sib
           end

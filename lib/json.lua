@@ -11,7 +11,8 @@
 -- sequence 1..n (n >= 1) as an array, an empty unmarked table as {}, and
 -- raises naming the path of a value JSON cannot hold (functions, NaN,
 -- cycles, mixed keys). Malformed text is an operational failure: nil, err
--- with err.code "JsonSyntax", err.line, err.column. See docs/json.md.
+-- with err.code "JsonSyntax", err.line, err.column; without libsimdjson
+-- (loaded at the first decode) nil, err LibraryUnavailable. See docs/json.md.
 local native = require("evo.json")
 local errors = require("evo.errors")
 local args = require("evo.args")

@@ -44,6 +44,7 @@ local postgres = {}
 -- json.null's value, so a row encodes to JSON null. nil binds NULL as well.
 local null = json.null
 postgres.null = null
+-- libpqVersion() -> 150014 | nil, err (LibraryUnavailable): libpq is loaded on first use.
 postgres.libpqVersion = native.libpqVersion
 
 local ByteaMeta = {__name = "postgres.bytea"}

@@ -15,11 +15,12 @@
 -- code name, "SQLITE_CONSTRAINT_UNIQUE"); misuse raises "bad argument". NULL
 -- reads as sqlite.null (the same value as json.null). See docs/sqlite.md.
 local native = require("evo.sqlite")
+local ffi = require("ffi")
 local args = require("evo.args")
 local finish = require("evo.wait").finish
 
-local type, setmetatable, getmetatable, error, pcall, select, unpack, floor, pairs, tostring =
-  type, setmetatable, getmetatable, error, pcall, select, unpack, math.floor, pairs, tostring
+local type, setmetatable, getmetatable, error, pcall, select, unpack, floor, pairs, tostring, tonumber =
+  type, setmetatable, getmetatable, error, pcall, select, unpack, math.floor, pairs, tostring, tonumber
 local isyieldable = coroutine.isyieldable
 local fail, argError = args.fail, args.error
 
@@ -50,9 +51,86 @@ local CACHE_MAX = 200
 
 ----------------------------------------------------------------- statements
 
--- A synchronous connection's statements call the natives directly: no Lua
--- frame between the user and SQLite.
-local Statement = {all = nall, get = nget, run = nrun, iterate = niterate, columns = ncolumns,
+-- stmt:run on a synchronous connection binds, steps and resets through the
+-- FFI (src/bind/sqlite.cpp FastApi): in a loop the JIT compiles the whole
+-- insert into the trace, where the native costs the Lua API's checks on
+-- every value. Anything but positional numbers and strings (a row table,
+-- nil, booleans, sqlite.null, blobs, int64 cdata), a wrong count, a closed
+-- statement or misuse goes to the native, which binds all of it again and
+-- raises its own messages (tail calls: the same positions).
+ffi.cdef[[
+typedef struct evo_sqlite_api {
+  int (*bind_int64)(void*, int, int64_t);
+  int (*bind_double)(void*, int, double);
+  int (*bind_text64)(void*, int, const char*, uint64_t, void*, unsigned char);
+  int (*step)(void*);
+  int (*reset)(void*);
+  int64_t (*changes64)(void*);
+  int64_t (*last_insert_rowid)(void*);
+} evo_sqlite_api;
+typedef struct evo_sqlite_stmt { void* st; void* db; uint32_t gen; int32_t nparams; } evo_sqlite_stmt;
+]]
+local api = ffi.cast("const evo_sqlite_api*", native.fastApi)
+local bindInt, bindDouble, bindText = api.bind_int64, api.bind_double, api.bind_text64
+local step, reset, changes, lastRowid = api.step, api.reset, api.changes64, api.last_insert_rowid
+local StmtPtr = ffi.typeof("evo_sqlite_stmt*")
+local nview, nstepError = native.stmtView, native.stepError
+local EXACT = 2 ^ 53  -- beyond it, a rowid stays an int64_t cdata (as the natives push it)
+local I64MIN, I64END = -2 ^ 63, 2 ^ 63
+local SQLITE_ROW, SQLITE_DONE, SQLITE_UTF8 = 100, 101, 1
+
+-- A statement's view, made on its first run; weak keys: it goes with the statement.
+local views = setmetatable({}, {__mode = "k"})
+
+local function view(self)
+  local p = nview(self)
+  if p == nil then return nil end
+  local v = ffi.cast(StmtPtr, p)
+  views[self] = v
+  return v
+end
+
+-- run(stmt, native, ...): native is stmt:run's or db:run's (their own
+-- argument numbering).
+local function fastRun(self, nativeRun, ...)
+  local v = views[self] or view(self)
+  if v == nil then return nativeRun(self, ...) end
+  local st, n = v.st, select("#", ...)
+  if st == nil or n ~= v.nparams then return nativeRun(self, ...) end
+  v.gen = v.gen + 1
+  reset(st)
+  for i = 1, n do
+    local x = select(i, ...)
+    if type(x) == "number" then
+      -- Integral values bind as INTEGER, as the native does.
+      if x == floor(x) and x >= I64MIN and x < I64END then
+        bindInt(st, i, x)
+      else
+        bindDouble(st, i, x)
+      end
+    elseif type(x) == "string" then
+      bindText(st, i, x, #x, nil, SQLITE_UTF8)  -- SQLITE_STATIC: x lives until the step below
+    else
+      return nativeRun(self, ...)
+    end
+  end
+  local rc = step(st)
+  while rc == SQLITE_ROW do rc = step(st) end
+  if rc ~= SQLITE_DONE then return nstepError(self, rc) end
+  reset(st)
+  local db = v.db
+  local id = lastRowid(db)
+  if id > EXACT or id < -EXACT then  -- compared as int64_t: exact
+    return {changes = tonumber(changes(db)), lastInsertRowid = id}
+  end
+  return {changes = tonumber(changes(db)), lastInsertRowid = tonumber(id)}
+end
+
+local function stmtRun(self, ...) return fastRun(self, nrun, ...) end
+
+-- A synchronous connection's other statement methods are the natives
+-- themselves: no Lua frame between the user and SQLite.
+local Statement = {all = nall, get = nget, run = stmtRun, iterate = niterate, columns = ncolumns,
   finalize = nfinalize, sql = nsql}
 native.statementMeta.__index = Statement
 
@@ -129,7 +207,7 @@ end
 function Database:run(sql, ...)
   local st, err = statement(self, sql, prepRun, "db:run")
   if not st then return nil, err end
-  return dbRun(st, ...)
+  return fastRun(st, dbRun, ...)
 end
 
 function WorkerDatabase:query(sql, ...)

@@ -224,6 +224,7 @@ local function isJsonType(mtype) return mtype == "application/json" or (mtype an
 
 -- req:json([opts]) -> the decoded body. Raises (uncaught: the server
 -- answers with err.status) 400 JsonSyntax for a malformed or empty body,
+-- 500 LibraryUnavailable when libsimdjson cannot be loaded,
 -- 415 UnsupportedMediaType with opts.strict when the Content-Type is not
 -- JSON (application/json or */*+json).
 function kit.requestJson(req, opts)
@@ -238,7 +239,9 @@ function kit.requestJson(req, opts)
   if body == "" then error(statusError("JsonSyntax", 400, "the request body is empty"), 2) end
   local value, err = require("json").decode(body)
   if value == nil and err then
-    err.status = 400
+    -- A malformed body is the client's fault; a missing libsimdjson
+    -- (LibraryUnavailable) is the server's.
+    err.status = err.code == "JsonSyntax" and 400 or 500
     error(err, 2)
   end
   req._json = value

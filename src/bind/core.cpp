@@ -71,6 +71,15 @@ int core_set_uncaught_handler(lua_State* L) {
   return 0;
 }
 
+// core.setIdleHandler(fn | nil): fn() runs when the loop runs out of work
+// (the test runner fails a test that waits on nothing that could wake it).
+int core_set_idle_handler(lua_State* L) {
+  if (!lua_isnoneornil(L, 1)) luaL_checktype(L, 1, LUA_TFUNCTION);
+  lua_settop(L, 1);
+  lua_setfield(L, LUA_REGISTRYINDEX, errors::kIdleHandlerKey);
+  return 0;
+}
+
 int core_versions(lua_State* L) {
   auto list = versions();
   lua_createtable(L, 0, static_cast<int>(list.size()));
@@ -98,6 +107,7 @@ int open_core(lua_State* L) {
       {"isEventName", core_is_event_name},
       {"closeHandles", core_close_handles},
       {"setUncaughtHandler", core_set_uncaught_handler},
+      {"setIdleHandler", core_set_idle_handler},
       {"versions", core_versions},
       {"hrtime", core_hrtime},
       {nullptr, nullptr},

@@ -18,6 +18,7 @@
 #include <string_view>
 #include <vector>
 
+#include "bind/simdjson_lib.h"
 #include "lua/errors.h"
 #include "lua/modules.h"
 #include "proto/json_syntax.h"
@@ -423,6 +424,48 @@ bool read_decode_options(lua_State* L, DecodeOptions* o) {
   return true;
 }
 
+// What a simdjson error code means, in Evo's words (simdjson's own table,
+// error_message(), lives in its library's data: not used, see simdjson_lib.h).
+// Only codes dom::parser::parse can return are named.
+std::string describe(simdjson::error_code code) {
+  switch (code) {
+    case simdjson::DEPTH_ERROR:
+      return "nesting too deep";
+    case simdjson::STRING_ERROR:
+    case simdjson::UNESCAPED_CHARS:
+    case simdjson::UNCLOSED_STRING:
+      return "bad string";
+    case simdjson::T_ATOM_ERROR:
+    case simdjson::F_ATOM_ERROR:
+    case simdjson::N_ATOM_ERROR:
+      return "bad literal (true, false or null)";
+    case simdjson::NUMBER_ERROR:
+    case simdjson::NUMBER_OUT_OF_RANGE:
+      return "bad number";
+    case simdjson::UTF8_ERROR:
+      return "invalid UTF-8";
+    case simdjson::EMPTY:
+      return "no value";
+    case simdjson::INCOMPLETE_ARRAY_OR_OBJECT:
+      return "unclosed array or object";
+    case simdjson::TRAILING_CONTENT:
+      return "text after the value";
+    default:
+      return "simdjson error " + std::to_string(static_cast<int>(code));
+  }
+}
+
+// nil, err when libsimdjson cannot be loaded (code LibraryUnavailable, the
+// message naming the Debian package); true when it is there.
+bool library_ready(lua_State* L) {
+  thread_local bool ready = false;  // once loaded it stays: skip the check
+  if (ready) return true;
+  if (simdjson_lib::available()) return ready = true;
+  lua_pushnil(L);
+  errors::push_error(L, "LibraryUnavailable", simdjson_lib::load_error());
+  return false;
+}
+
 // nil, err for text simdjson refused: err.code "JsonSyntax", err.line,
 // err.column (characters), err.offset (1-based byte), and a message with
 // the offending line and a caret under the spot.
@@ -431,8 +474,7 @@ int push_syntax_error(lua_State* L, std::string_view text, simdjson::error_code 
   if (!found) {
     // The scanner and simdjson agree on every input the fuzz target has
     // tried; should they not, simdjson's word is still an error.
-    found =
-        json::SyntaxError{text.size(), std::string("invalid JSON (") + simdjson::error_message(code) + ")"};
+    found = json::SyntaxError{text.size(), "invalid JSON (" + describe(code) + ")"};
   }
   json::Position pos = json::position_of(text, found->offset);
   std::string message = found->message + " at line " + std::to_string(pos.line) + ", column " +
@@ -493,6 +535,7 @@ int decode(lua_State* L) {
   if (!read_decode_options(L, &opts)) return -1;
   size_t len = 0;
   const char* text = lua_tolstring(L, 1, &len);
+  if (!library_ready(L)) return 2;
   ThreadParser& tp = t_parser;
   if (tp.busy) {
     // Re-entered (a __gc finalizer run by an allocation while the tape is

@@ -17,6 +17,9 @@
 // json.decode, arrays of those -> Lua arrays, NULL -> the light userdata NULL
 // (postgres.null, the same value as json.null), everything else -> the text
 // the server sent (numeric, uuid, dates, timestamps...).
+//
+// libpq is not linked: bind/libpq.h loads it with dlopen at the first
+// connection (start), and every call goes through its table, pq().
 #include <libpq-fe.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -36,6 +39,7 @@
 #include <vector>
 
 #include "bind/int64.h"
+#include "bind/libpq.h"
 #include "core/handle.h"
 #include "io/io.h"
 #include "lua/errors.h"
@@ -52,16 +56,20 @@ constexpr int kLuaTypeCdata = 10;     // LuaJIT's type tag for FFI cdata
 const char kHelpersKey = 0;           // registry: {json.decode, json.encode, bytea meta}
 constexpr size_t kMaxPrepared = 200;  // named statements kept per connection
 
+// libpq's functions. Everything below that calls them holds a PGconn,
+// PGresult or PGcancel, made after l_start loaded the library.
+inline const libpq::Api& pq() { return libpq::api(); }
+
 // ------------------------------------------------------------ RAII
 
 struct PGconnDeleter {
-  void operator()(PGconn* c) const { PQfinish(c); }
+  void operator()(PGconn* c) const { pq().PQfinish(c); }
 };
 struct PGresultDeleter {
-  void operator()(PGresult* r) const { PQclear(r); }
+  void operator()(PGresult* r) const { pq().PQclear(r); }
 };
 struct PGcancelDeleter {
-  void operator()(PGcancel* c) const { PQfreeCancel(c); }
+  void operator()(PGcancel* c) const { pq().PQfreeCancel(c); }
 };
 using ResultPtr = std::unique_ptr<PGresult, PGresultDeleter>;
 using SharedResult = std::shared_ptr<PGresult>;
@@ -302,25 +310,25 @@ void set_field(lua_State* L, const char* name, const char* value) {
 // An error object from a failed result: code = SQLSTATE, and the server's
 // fields. A result without a SQLSTATE (libpq's own) is a connection failure.
 void push_result_error(lua_State* L, const PGresult* r, PGconn* pg) {
-  const char* state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-  const char* primary = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
-  std::string message = primary != nullptr ? primary : clean_message(PQresultErrorMessage(r));
-  if (message.empty() && pg != nullptr) message = clean_message(PQerrorMessage(pg));
+  const char* state = pq().PQresultErrorField(r, PG_DIAG_SQLSTATE);
+  const char* primary = pq().PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+  std::string message = primary != nullptr ? primary : clean_message(pq().PQresultErrorMessage(r));
+  if (message.empty() && pg != nullptr) message = clean_message(pq().PQerrorMessage(pg));
   errors::push_error(L, state != nullptr ? state : "08006", message);
-  set_field(L, "severity", PQresultErrorField(r, PG_DIAG_SEVERITY_NONLOCALIZED));
-  set_field(L, "detail", PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL));
-  set_field(L, "hint", PQresultErrorField(r, PG_DIAG_MESSAGE_HINT));
-  set_field(L, "position", PQresultErrorField(r, PG_DIAG_STATEMENT_POSITION));
-  set_field(L, "where", PQresultErrorField(r, PG_DIAG_CONTEXT));
-  set_field(L, "schema", PQresultErrorField(r, PG_DIAG_SCHEMA_NAME));
-  set_field(L, "table", PQresultErrorField(r, PG_DIAG_TABLE_NAME));
-  set_field(L, "column", PQresultErrorField(r, PG_DIAG_COLUMN_NAME));
-  set_field(L, "constraint", PQresultErrorField(r, PG_DIAG_CONSTRAINT_NAME));
+  set_field(L, "severity", pq().PQresultErrorField(r, PG_DIAG_SEVERITY_NONLOCALIZED));
+  set_field(L, "detail", pq().PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL));
+  set_field(L, "hint", pq().PQresultErrorField(r, PG_DIAG_MESSAGE_HINT));
+  set_field(L, "position", pq().PQresultErrorField(r, PG_DIAG_STATEMENT_POSITION));
+  set_field(L, "where", pq().PQresultErrorField(r, PG_DIAG_CONTEXT));
+  set_field(L, "schema", pq().PQresultErrorField(r, PG_DIAG_SCHEMA_NAME));
+  set_field(L, "table", pq().PQresultErrorField(r, PG_DIAG_TABLE_NAME));
+  set_field(L, "column", pq().PQresultErrorField(r, PG_DIAG_COLUMN_NAME));
+  set_field(L, "constraint", pq().PQresultErrorField(r, PG_DIAG_CONSTRAINT_NAME));
 }
 
 // The connection's own failure (libpq's error message): code 08006.
 void push_conn_error(lua_State* L, PGconn* pg, const char* code = "08006") {
-  std::string m = pg != nullptr ? clean_message(PQerrorMessage(pg)) : "the connection is closed";
+  std::string m = pg != nullptr ? clean_message(pq().PQerrorMessage(pg)) : "the connection is closed";
   if (m.empty()) m = "the connection to the server was lost";
   errors::push_error(L, code, m);
 }
@@ -487,17 +495,17 @@ void push_value(lua_State* L, TypeInfo t, const char* p, size_t n) {
 // rows: an array of tables keyed by column name; rows.columns (names in
 // order), rows.rowCount, rows.command (the command tag).
 void push_rows(lua_State* L, const PGresult* r) {
-  const int nrows = PQntuples(r);
-  const int ncols = PQnfields(r);
+  const int nrows = pq().PQntuples(r);
+  const int ncols = pq().PQnfields(r);
   lua_createtable(L, nrows, 3);
   const int rows = lua_gettop(L);
   lua_createtable(L, ncols, 0);
   const int names = lua_gettop(L);
   std::vector<TypeInfo> types(static_cast<size_t>(ncols));
   for (int j = 0; j < ncols; ++j) {
-    lua_pushstring(L, PQfname(r, j));
+    lua_pushstring(L, pq().PQfname(r, j));
     lua_rawseti(L, names, j + 1);
-    types[static_cast<size_t>(j)] = type_of(PQftype(r, j));
+    types[static_cast<size_t>(j)] = type_of(pq().PQftype(r, j));
   }
   luaL_checkstack(L, ncols + 8, "too many columns");
   // The names, interned once, on the stack for the row loop.
@@ -507,11 +515,11 @@ void push_rows(lua_State* L, const PGresult* r) {
     lua_createtable(L, 0, ncols);
     for (int j = 0; j < ncols; ++j) {
       lua_pushvalue(L, first_name + j);
-      if (PQgetisnull(r, i, j)) {
+      if (pq().PQgetisnull(r, i, j)) {
         push_null(L);
       } else {
-        push_value(L, types[static_cast<size_t>(j)], PQgetvalue(r, i, j),
-                   static_cast<size_t>(PQgetlength(r, i, j)));
+        push_value(L, types[static_cast<size_t>(j)], pq().PQgetvalue(r, i, j),
+                   static_cast<size_t>(pq().PQgetlength(r, i, j)));
       }
       lua_rawset(L, -3);
     }
@@ -519,14 +527,14 @@ void push_rows(lua_State* L, const PGresult* r) {
   }
   lua_settop(L, names);
   lua_setfield(L, rows, "columns");
-  const char* tuples = PQcmdTuples(const_cast<PGresult*>(r));
+  const char* tuples = pq().PQcmdTuples(const_cast<PGresult*>(r));
   if (tuples != nullptr && tuples[0] != '\0') {
     lua_pushnumber(L, std::strtod(tuples, nullptr));
   } else {
     lua_pushnumber(L, nrows);
   }
   lua_setfield(L, rows, "rowCount");
-  lua_pushstring(L, PQcmdStatus(const_cast<PGresult*>(r)));
+  lua_pushstring(L, pq().PQcmdStatus(const_cast<PGresult*>(r)));
   lua_setfield(L, rows, "command");
 }
 
@@ -647,8 +655,18 @@ void read_params(lua_State* L, Conn* c, int first, int count, const char* fname)
 
 // ------------------------------------------------------------ natives
 
-// start(keywords, values) -> conn | nil, err: PQconnectStartParams; the
-// caller then drives connectPoll/wait.
+// Loads libpq (the first call in the process does). When it cannot be
+// loaded, pushes nil, err (code LibraryUnavailable, naming the package) and
+// returns false.
+bool load_libpq(lua_State* L) {
+  if (libpq::load() != nullptr) return true;
+  lua_pushnil(L);
+  errors::push_error(L, "LibraryUnavailable", libpq::load_error());
+  return false;
+}
+
+// start(keywords, values) -> conn | nil, err: loads libpq (the first time),
+// then PQconnectStartParams; the caller then drives connectPoll/wait.
 int l_start(lua_State* L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   luaL_checktype(L, 2, LUA_TTABLE);
@@ -668,7 +686,8 @@ int l_start(lua_State* L) {
   }
   kp.push_back(nullptr);
   vp.push_back(nullptr);
-  PGconn* raw = PQconnectStartParams(kp.data(), vp.data(), 1);
+  if (!load_libpq(L)) return 2;
+  PGconn* raw = pq().PQconnectStartParams(kp.data(), vp.data(), 1);
   if (raw == nullptr) {
     lua_pushnil(L);
     errors::push_error(L, "ENOMEM", "libpq could not allocate a connection");
@@ -679,12 +698,12 @@ int l_start(lua_State* L) {
   c->pg.reset(raw);
   // The server's NOTICE and WARNING messages are not errors: libpq's default
   // prints them on stderr; a library must not.
-  PQsetNoticeProcessor(
+  pq().PQsetNoticeProcessor(
       raw, [](void* /*arg*/, const char* /*message*/) {}, nullptr);
   luaL_getmetatable(L, kConnMeta);
   lua_setmetatable(L, -2);
-  if (PQstatus(raw) == CONNECTION_BAD) {
-    std::string m = clean_message(PQerrorMessage(raw));
+  if (pq().PQstatus(raw) == CONNECTION_BAD) {
+    std::string m = clean_message(pq().PQerrorMessage(raw));
     c->close();
     lua_pushnil(L);
     errors::push_error(L, connect_code(m), m);
@@ -697,7 +716,7 @@ int l_start(lua_State* L) {
 int l_connect_poll(lua_State* L) {
   Conn* c = check_conn(L);
   PGconn* pg = open_pg(L, c);
-  switch (PQconnectPoll(pg)) {
+  switch (pq().PQconnectPoll(pg)) {
     case PGRES_POLLING_READING:
       lua_pushliteral(L, "r");
       return 1;
@@ -706,18 +725,18 @@ int l_connect_poll(lua_State* L) {
       return 1;
     case PGRES_POLLING_OK: {
       c->connected = true;
-      if (PQsetnonblocking(pg, 1) != 0 || PQenterPipelineMode(pg) != 1) {
+      if (pq().PQsetnonblocking(pg, 1) != 0 || pq().PQenterPipelineMode(pg) != 1) {
         lua_pushnil(L);
         push_conn_error(L, pg, "08001");
         c->close();
         return 2;
       }
-      c->cancel.reset(PQgetCancel(pg), PGcancelDeleter());
+      c->cancel.reset(pq().PQgetCancel(pg), PGcancelDeleter());
       lua_pushliteral(L, "ok");
       return 1;
     }
     default: {
-      std::string m = clean_message(PQerrorMessage(pg));
+      std::string m = clean_message(pq().PQerrorMessage(pg));
       c->close();
       lua_pushnil(L);
       errors::push_error(L, connect_code(m), m);
@@ -735,7 +754,7 @@ int l_wait(lua_State* L) {
   double timeout = luaL_optnumber(L, 3, -1);
   const bool want_r = std::strchr(ev, 'r') != nullptr;
   const bool want_w = std::strchr(ev, 'w') != nullptr;
-  const int fd = PQsocket(pg);
+  const int fd = pq().PQsocket(pg);
   if (fd < 0) {
     lua_pushboolean(L, 1);
     lua_pushboolean(L, 0);
@@ -793,21 +812,21 @@ int l_send(lua_State* L) {
     if (it == c->stmts.end() && c->stmts.size() < kMaxPrepared) {
       auto st = std::make_shared<Stmt>();
       st->name = "evo_" + std::to_string(++c->next_stmt);
-      if (PQsendPrepare(pg, st->name.c_str(), sql, 0, nullptr) != 1) goto failed;
+      if (pq().PQsendPrepare(pg, st->name.c_str(), sql, 0, nullptr) != 1) goto failed;
       s.prepare = true;
       it = c->stmts.emplace(std::move(key), std::move(st)).first;
     }
     if (it != c->stmts.end()) {
       s.stmt = it->second;
-      ok = PQsendQueryPrepared(pg, s.stmt->name.c_str(), nparams, c->values.data(), c->lengths.data(),
-                               c->formats.data(), 0) == 1;
+      ok = pq().PQsendQueryPrepared(pg, s.stmt->name.c_str(), nparams, c->values.data(), c->lengths.data(),
+                                    c->formats.data(), 0) == 1;
     }
   }
   if (s.stmt == nullptr) {
-    ok = PQsendQueryParams(pg, sql, nparams, nullptr, c->values.data(), c->lengths.data(), c->formats.data(),
-                           0) == 1;
+    ok = pq().PQsendQueryParams(pg, sql, nparams, nullptr, c->values.data(), c->lengths.data(),
+                                c->formats.data(), 0) == 1;
   }
-  if (!ok || PQpipelineSync(pg) != 1) goto failed;
+  if (!ok || pq().PQpipelineSync(pg) != 1) goto failed;
   ++c->queries;
   c->unflushed = true;
   c->sent.push_back(std::move(s));
@@ -826,10 +845,10 @@ int l_send_simple(lua_State* L) {
   Conn* c = check_conn(L);
   PGconn* pg = open_pg(L, c);
   const char* sql = luaL_checkstring(L, 2);
-  if (PQpipelineStatus(pg) != PQ_PIPELINE_OFF && PQexitPipelineMode(pg) != 1) {
+  if (pq().PQpipelineStatus(pg) != PQ_PIPELINE_OFF && pq().PQexitPipelineMode(pg) != 1) {
     return conn_failure(L, pg);
   }
-  if (PQsendQuery(pg, sql) != 1) {
+  if (pq().PQsendQuery(pg, sql) != 1) {
     return conn_failure(L, pg);
   }
   Sent s;
@@ -843,7 +862,7 @@ int l_send_simple(lua_State* L) {
 int l_pipeline(lua_State* L) {
   Conn* c = check_conn(L);
   PGconn* pg = open_pg(L, c);
-  if (PQpipelineStatus(pg) == PQ_PIPELINE_OFF && PQenterPipelineMode(pg) != 1) {
+  if (pq().PQpipelineStatus(pg) == PQ_PIPELINE_OFF && pq().PQenterPipelineMode(pg) != 1) {
     return conn_failure(L, pg);
   }
   lua_pushboolean(L, 1);
@@ -852,7 +871,7 @@ int l_pipeline(lua_State* L) {
 
 void set_cork(Conn* c, bool on) {
   if (c->corked == on || !c->pg) return;
-  int fd = PQsocket(c->pg.get());
+  int fd = pq().PQsocket(c->pg.get());
   int v = on ? 1 : 0;
   // Fails harmlessly on a Unix socket.
   if (fd >= 0 && setsockopt(fd, IPPROTO_TCP, TCP_CORK, &v, sizeof v) == 0) c->corked = on;
@@ -872,10 +891,10 @@ int l_cork(lua_State* L) {
 int l_flush(lua_State* L) {
   Conn* c = check_conn(L);
   PGconn* pg = open_pg(L, c);
-  if (lua_toboolean(L, 2) && PQconsumeInput(pg) != 1) {
+  if (lua_toboolean(L, 2) && pq().PQconsumeInput(pg) != 1) {
     return conn_failure(L, pg);
   }
-  int rc = PQflush(pg);
+  int rc = pq().PQflush(pg);
   if (rc < 0) {
     return conn_failure(L, pg);
   }
@@ -897,7 +916,7 @@ int push_answer(lua_State* L, Conn* c, Sent& s) {
     errors::push_error(L, "08P01", "the server sent no result for the query");
     return 2;
   }
-  switch (PQresultStatus(r)) {
+  switch (pq().PQresultStatus(r)) {
     case PGRES_TUPLES_OK:
     case PGRES_COMMAND_OK:
     case PGRES_EMPTY_QUERY:
@@ -907,12 +926,12 @@ int push_answer(lua_State* L, Conn* c, Sent& s) {
     default: {
       lua_pushnil(L);
       // A query sent after its statement's failed Parse reports that failure.
-      const char* state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+      const char* state = pq().PQresultErrorField(r, PG_DIAG_SQLSTATE);
       if (s.stmt && s.stmt->failure &&
-          (PQresultStatus(r) == PGRES_PIPELINE_ABORTED ||
+          (pq().PQresultStatus(r) == PGRES_PIPELINE_ABORTED ||
            (state != nullptr && std::strcmp(state, "26000") == 0))) {
         push_result_error(L, s.stmt->failure.get(), pg);
-      } else if (PQresultStatus(r) == PGRES_PIPELINE_ABORTED) {
+      } else if (pq().PQresultStatus(r) == PGRES_PIPELINE_ABORTED) {
         errors::push_error(L, "08P01", "the query was aborted by an earlier error in its pipeline");
       } else {
         push_result_error(L, r, pg);
@@ -926,7 +945,7 @@ int push_answer(lua_State* L, Conn* c, Sent& s) {
 // query is complete.
 bool take_result(Conn* c, ResultPtr r) {
   Sent& s = c->sent.front();
-  ExecStatusType st = PQresultStatus(r.get());
+  ExecStatusType st = pq().PQresultStatus(r.get());
   if (st == PGRES_PIPELINE_SYNC) return s.pipelined;
   if (s.prepare && !s.prepared) {
     s.prepared = true;
@@ -944,7 +963,7 @@ bool take_result(Conn* c, ResultPtr r) {
   }
   // The first error wins; otherwise the last result (simple protocol with
   // several statements answers with the last one).
-  if (!s.result || PQresultStatus(s.result.get()) != PGRES_FATAL_ERROR) s.result = std::move(r);
+  if (!s.result || pq().PQresultStatus(s.result.get()) != PGRES_FATAL_ERROR) s.result = std::move(r);
   return false;
 }
 
@@ -960,7 +979,7 @@ int l_next(lua_State* L) {
   PGconn* pg = c->pg.get();
   if (lua_toboolean(L, 2)) {
     ++c->reads;
-    if (PQconsumeInput(pg) != 1) {
+    if (pq().PQconsumeInput(pg) != 1) {
       lua_pushboolean(L, 0);
       push_conn_error(L, pg);
       return 2;
@@ -968,15 +987,15 @@ int l_next(lua_State* L) {
   }
   for (;;) {
     if (c->sent.empty()) return 0;
-    if (PQisBusy(pg)) {
-      if (PQstatus(pg) == CONNECTION_BAD) {
+    if (pq().PQisBusy(pg)) {
+      if (pq().PQstatus(pg) == CONNECTION_BAD) {
         lua_pushboolean(L, 0);
         push_conn_error(L, pg);
         return 2;
       }
       return 0;
     }
-    ResultPtr r(PQgetResult(pg));
+    ResultPtr r(pq().PQgetResult(pg));
     Sent& s = c->sent.front();
     if (!r) {
       if (!s.pipelined && (s.result || s.copy)) {  // the end of a simple query
@@ -985,9 +1004,9 @@ int l_next(lua_State* L) {
         c->sent.pop_front();
         return n + 1;
       }
-      if (++c->nulls >= 2 || PQstatus(pg) == CONNECTION_BAD) {
+      if (++c->nulls >= 2 || pq().PQstatus(pg) == CONNECTION_BAD) {
         c->nulls = 0;
-        if (PQstatus(pg) == CONNECTION_BAD) {
+        if (pq().PQstatus(pg) == CONNECTION_BAD) {
           lua_pushboolean(L, 0);
           push_conn_error(L, pg);
           return 2;
@@ -997,15 +1016,15 @@ int l_next(lua_State* L) {
       continue;
     }
     c->nulls = 0;
-    ExecStatusType st = PQresultStatus(r.get());
+    ExecStatusType st = pq().PQresultStatus(r.get());
     if (st == PGRES_COPY_IN || st == PGRES_COPY_OUT) {
       s.copy = true;
       lua_pushstring(L, st == PGRES_COPY_IN ? "copyin" : "copyout");
       return 1;
     }
     // libpq's own error (no SQLSTATE) on a dead connection.
-    if (st == PGRES_FATAL_ERROR && PQresultErrorField(r.get(), PG_DIAG_SQLSTATE) == nullptr &&
-        PQstatus(pg) == CONNECTION_BAD) {
+    if (st == PGRES_FATAL_ERROR && pq().PQresultErrorField(r.get(), PG_DIAG_SQLSTATE) == nullptr &&
+        pq().PQstatus(pg) == CONNECTION_BAD) {
       lua_pushboolean(L, 0);
       push_result_error(L, r.get(), pg);
       return 2;
@@ -1025,7 +1044,7 @@ int l_put_copy(lua_State* L) {
   PGconn* pg = open_pg(L, c);
   size_t n = 0;
   const char* data = luaL_checklstring(L, 2, &n);
-  int rc = PQputCopyData(pg, data, static_cast<int>(n));
+  int rc = pq().PQputCopyData(pg, data, static_cast<int>(n));
   if (rc < 0) {
     return conn_failure(L, pg);
   }
@@ -1037,7 +1056,7 @@ int l_put_copy(lua_State* L) {
 int l_put_copy_end(lua_State* L) {
   Conn* c = check_conn(L);
   PGconn* pg = open_pg(L, c);
-  int rc = PQputCopyEnd(pg, luaL_optstring(L, 2, nullptr));
+  int rc = pq().PQputCopyEnd(pg, luaL_optstring(L, 2, nullptr));
   if (rc < 0) {
     return conn_failure(L, pg);
   }
@@ -1049,14 +1068,14 @@ int l_put_copy_end(lua_State* L) {
 int l_get_copy(lua_State* L) {
   Conn* c = check_conn(L);
   PGconn* pg = open_pg(L, c);
-  if (lua_toboolean(L, 2) && PQconsumeInput(pg) != 1) {
+  if (lua_toboolean(L, 2) && pq().PQconsumeInput(pg) != 1) {
     return conn_failure(L, pg);
   }
   char* buf = nullptr;
-  int rc = PQgetCopyData(pg, &buf, 1);
+  int rc = pq().PQgetCopyData(pg, &buf, 1);
   if (rc > 0) {
     lua_pushlstring(L, buf, static_cast<size_t>(rc));
-    PQfreemem(buf);
+    pq().PQfreemem(buf);
     return 1;
   }
   if (rc == 0) return 0;
@@ -1071,14 +1090,14 @@ int l_get_copy(lua_State* L) {
 int l_notifies(lua_State* L) {
   Conn* c = check_conn(L);
   PGconn* pg = open_pg(L, c);
-  if (lua_toboolean(L, 2) && PQconsumeInput(pg) != 1) {
+  if (lua_toboolean(L, 2) && pq().PQconsumeInput(pg) != 1) {
     lua_pushboolean(L, 0);
     push_conn_error(L, pg);
     return 2;
   }
-  PGnotify* n = PQnotifies(pg);
+  PGnotify* n = pq().PQnotifies(pg);
   if (n == nullptr) {
-    if (PQstatus(pg) == CONNECTION_BAD) {
+    if (pq().PQstatus(pg) == CONNECTION_BAD) {
       lua_pushboolean(L, 0);
       push_conn_error(L, pg);
       return 2;
@@ -1092,7 +1111,7 @@ int l_notifies(lua_State* L) {
   lua_setfield(L, -2, "payload");
   lua_pushnumber(L, n->be_pid);
   lua_setfield(L, -2, "pid");
-  PQfreemem(n);
+  pq().PQfreemem(n);
   return 1;
 }
 
@@ -1107,7 +1126,7 @@ int l_cancel(lua_State* L) {
     return 2;
   }
   char err[256] = {0};
-  if (PQcancel(c->cancel.get(), err, sizeof err) != 1) {
+  if (pq().PQcancel(c->cancel.get(), err, sizeof err) != 1) {
     lua_pushnil(L);
     errors::push_error(L, "08006", clean_message(err));
     return 2;
@@ -1123,7 +1142,7 @@ int l_close(lua_State* L) {
 
 int l_is_open(lua_State* L) {
   Conn* c = check_conn(L);
-  lua_pushboolean(L, c->pg && PQstatus(c->pg.get()) == CONNECTION_OK ? 1 : 0);
+  lua_pushboolean(L, c->pg && pq().PQstatus(c->pg.get()) == CONNECTION_OK ? 1 : 0);
   return 1;
 }
 
@@ -1142,11 +1161,11 @@ int l_stats(lua_State* L) {
   lua_pushnumber(L, static_cast<double>(c->stmts.size()));
   lua_setfield(L, -2, "prepared");
   if (c->pg) {
-    lua_pushnumber(L, PQbackendPID(c->pg.get()));
+    lua_pushnumber(L, pq().PQbackendPID(c->pg.get()));
     lua_setfield(L, -2, "pid");
-    lua_pushnumber(L, PQserverVersion(c->pg.get()));
+    lua_pushnumber(L, pq().PQserverVersion(c->pg.get()));
     lua_setfield(L, -2, "serverVersion");
-    lua_pushboolean(L, PQsslInUse(c->pg.get()));
+    lua_pushboolean(L, pq().PQsslInUse(c->pg.get()));
     lua_setfield(L, -2, "ssl");
   }
   return 1;
@@ -1154,16 +1173,16 @@ int l_stats(lua_State* L) {
 
 // escapeIdentifier(conn, s) -> "quoted"; escapeLiteral(conn, s) -> 'quoted'
 // (libpq quotes for the connection's encoding and settings).
-template <char* (*Escape)(PGconn*, const char*, size_t)>
+template <auto Escape>  // &libpq::Api::PQescapeIdentifier or PQescapeLiteral
 int l_escape(lua_State* L) {
   Conn* c = check_conn(L);
   PGconn* pg = open_pg(L, c);
   size_t n = 0;
   const char* s = luaL_checklstring(L, 2, &n);
-  char* q = Escape(pg, s, n);
-  if (q == nullptr) return luaL_error(L, "%s", PQerrorMessage(pg));
+  char* q = (pq().*Escape)(pg, s, n);
+  if (q == nullptr) return luaL_error(L, "%s", pq().PQerrorMessage(pg));
   lua_pushstring(L, q);
-  PQfreemem(q);
+  pq().PQfreemem(q);
   return 1;
 }
 
@@ -1187,6 +1206,14 @@ int l_decode(lua_State* L) {
   const char* p = luaL_checklstring(L, 1, &n);
   auto oid = static_cast<Oid>(luaL_checkinteger(L, 2));
   push_value(L, type_of(oid), p, n);
+  return 1;
+}
+
+// libpqVersion() -> 150014 (libpq's PQlibVersion) | nil, err: loads libpq
+// if no connection did yet.
+int l_libpq_version(lua_State* L) {
+  if (!load_libpq(L)) return 2;
+  lua_pushnumber(L, pq().PQlibVersion());
   return 1;
 }
 
@@ -1224,16 +1251,15 @@ int open_postgres(lua_State* L) {
       {"close", l_close},
       {"isOpen", l_is_open},
       {"stats", l_stats},
-      {"escapeIdentifier", l_escape<PQescapeIdentifier>},
-      {"escapeLiteral", l_escape<PQescapeLiteral>},
+      {"escapeIdentifier", l_escape<&libpq::Api::PQescapeIdentifier>},
+      {"escapeLiteral", l_escape<&libpq::Api::PQescapeLiteral>},
       {"setHelpers", l_set_helpers},
       {"decode", l_decode},
+      {"libpqVersion", l_libpq_version},
       {nullptr, nullptr},
   };
   lua_newtable(L);
   luaL_register(L, nullptr, functions);
-  lua_pushnumber(L, PQlibVersion());
-  lua_setfield(L, -2, "libpqVersion");
   return 1;
 }
 

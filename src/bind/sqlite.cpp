@@ -19,11 +19,13 @@
 #include <sqlite3.h>
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <type_traits>
 #include <unordered_set>
 #include <vector>
 
@@ -193,10 +195,15 @@ struct Conn {
   void close();
 };
 
+// The first four fields are lib/sqlite.lua's view of a synchronous statement
+// (its FFI stmt:run reads and writes them: struct evo_sqlite_stmt there).
+// Keep them first, in this order.
 struct Stmt {
+  sqlite3_stmt* st = nullptr;  // null once finalized (or the database closed)
+  sqlite3* db = nullptr;       // conn->db while st is live
+  uint32_t gen = 0;            // bumped by each execution: a stale iterator notices
+  int32_t nparams = 0;         // sqlite3_bind_parameter_count(st)
   std::shared_ptr<Conn> conn;
-  sqlite3_stmt* st = nullptr;
-  uint32_t gen = 0;  // bumped by each execution: a stale iterator notices
 
   ~Stmt() {
     if (st != nullptr) {
@@ -898,6 +905,44 @@ int l_stmt_finalize(lua_State* L) {
   return 0;
 }
 
+// ------------------------------------------------------------ the FFI path
+
+static_assert(std::is_standard_layout_v<Stmt> && offsetof(Stmt, st) == 0 && offsetof(Stmt, db) == 8 &&
+                  offsetof(Stmt, gen) == 16 && offsetof(Stmt, nparams) == 20,
+              "lib/sqlite.lua's struct evo_sqlite_stmt mirrors Stmt's first fields");
+
+// The SQLite calls lib/sqlite.lua's stmt:run makes through the FFI: a trace
+// calls them directly, where a call of a C function from Lua costs the
+// argument checks of the Lua API on every value (a third of what an insert
+// cost Evo beyond SQLite). Pointers, not ffi.C symbols: the FFI then works
+// however libsqlite3 is linked.
+struct FastApi {
+  int (*bind_int64)(sqlite3_stmt*, int, sqlite3_int64);
+  int (*bind_double)(sqlite3_stmt*, int, double);
+  int (*bind_text64)(sqlite3_stmt*, int, const char*, sqlite3_uint64, void (*)(void*), unsigned char);
+  int (*step)(sqlite3_stmt*);
+  int (*reset)(sqlite3_stmt*);
+  sqlite3_int64 (*changes64)(sqlite3*);
+  sqlite3_int64 (*last_insert_rowid)(sqlite3*);
+};
+const FastApi kFastApi = {sqlite3_bind_int64, sqlite3_bind_double, sqlite3_bind_text64,      sqlite3_step,
+                          sqlite3_reset,      sqlite3_changes64,   sqlite3_last_insert_rowid};
+
+// stmtView(v) -> the Stmt of a synchronous statement as a light userdata
+// (alive as long as v), or nil for anything else.
+int l_stmt_view(lua_State* L) {
+  StmtBox* box = to_stmt_box(L, 1);
+  if (box == nullptr || box->stmt->conn->worker) return 0;
+  lua_pushlightuserdata(L, box->stmt.get());
+  return 1;
+}
+
+// stepError(stmt, rc) -> nil, err for a failed sqlite3_step of the FFI path.
+int l_step_error(lua_State* L) {
+  Stmt* s = check_stmt(L, 1);
+  return step_error(L, s, static_cast<int>(lua_tointeger(L, 2)));
+}
+
 int l_stmt_gc(lua_State* L) {
   static_cast<StmtBox*>(lua_touserdata(L, 1))->~StmtBox();
   return 0;
@@ -992,6 +1037,8 @@ int l_prepare(lua_State* L) {
   auto stmt = std::make_shared<Stmt>();
   stmt->conn = box->conn;
   stmt->st = st;
+  stmt->db = c->db;
+  stmt->nparams = sqlite3_bind_parameter_count(st);
   c->stmts.insert(stmt.get());
   new (lua_newuserdata(L, sizeof(StmtBox))) StmtBox{StmtBox::kMagic, std::move(stmt)};
   luaL_getmetatable(L, c->worker ? kWorkerStmtMeta : kStmtMeta);
@@ -1135,6 +1182,12 @@ int open_sqlite(lua_State* L) {
   set_closure(L, module, "sql", l_stmt_sql, "stmt:sql", 0);
   lua_pushcfunction(L, l_stmt_finalize);
   lua_setfield(L, module, "finalize");
+  lua_pushcfunction(L, l_stmt_view);
+  lua_setfield(L, module, "stmtView");
+  lua_pushcfunction(L, l_step_error);
+  lua_setfield(L, module, "stepError");
+  lua_pushlightuserdata(L, const_cast<FastApi*>(&kFastApi));
+  lua_setfield(L, module, "fastApi");
 
   const struct {
     const char* name;

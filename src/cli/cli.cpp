@@ -10,10 +10,14 @@
 #include <utility>
 #include <vector>
 
+#include "bind/appfs.h"
+#include "cli/build.h"
 #include "lua/errors.h"
 #include "cli/repl.h"
 #include "cli/supervisor.h"
 #include "io/workers.h"
+#include "cli/rocks.h"
+#include "cli/watch.h"
 #include "lua/runtime.h"
 #include "lua/version.h"
 
@@ -22,7 +26,8 @@ namespace {
 
 const char kUsage[] =
     "usage: evo [options] [script [args...]]\n"
-    "       evo test [files or dirs...] [--filter text]\n"
+    "       evo test [--watch] [files or dirs...] [--filter text]\n"
+    "       evo rocks <luarocks arguments...>\n"
     "\n"
     "Runs a Lua script on LuaJIT over an event loop. With no script, starts a\n"
     "REPL when stdin is a terminal, and runs stdin otherwise.\n"
@@ -44,10 +49,14 @@ const char kUsage[] =
     "                  under a supervisor; SIGHUP reloads them (docs/workers.md)\n"
     "  --grace S       seconds a worker's graceful stop may take (default 10)\n"
     "  -v, --version   print versions of Evo and its libraries (then run the rest)\n"
+    "  --watch         rerun the script when a file it loaded changes (docs/cli.md)\n"
+    "  --watch-path D  also rerun when a file under directory D changes\n"
     "  -h, --help      print this help\n"
     "\n"
     "commands:\n"
     "  test            run *.spec.lua files (see docs/testing.md)\n"
+    "  rocks ...       luarocks on the project's lua_modules, for Evo (see docs/rocks.md)\n"
+    "  build           evo build app.lua -o app: a one-file executable (docs/build.md)\n"
     "\n"
     "LUA_INIT (code, or @file) runs first, as under luajit.\n";
 
@@ -139,10 +148,15 @@ Invocation parse(int argc, char** argv) {
         usage_error("--io must be 'evented' or 'blocking', not '%s'", a + 5);
       }
       inv.blocking = std::strcmp(a + 5, "blocking") == 0;
-    } else if (std::strcmp(a, "--workers") == 0 || std::strcmp(a, "--grace") == 0) {
-      if (i + 1 >= argc) usage_error("'%s' needs an argument", a);
-      inv.supervisor_args.insert(inv.supervisor_args.end(), {i, i + 1});
-      const char* value = argv[++i];
+    } else if (std::strncmp(a, "--workers", 9) == 0 || std::strncmp(a, "--grace", 7) == 0) {
+      // --workers N, --workers=N, --grace S, --grace=S
+      const char* eq = std::strchr(a, '=');
+      size_t name_len = eq != nullptr ? static_cast<size_t>(eq - a) : std::strlen(a);
+      if (name_len != (a[2] == 'w' ? 9U : 7U)) usage_error("unknown option '%s'", a);
+      if (eq == nullptr && i + 1 >= argc) usage_error("'%s' needs an argument", a);
+      inv.supervisor_args.push_back(i);
+      if (eq == nullptr) inv.supervisor_args.push_back(i + 1);
+      const char* value = eq != nullptr ? eq + 1 : argv[++i];
       char* end = nullptr;
       if (a[2] == 'w' && (inv.workers = supervisor::parse_count(value)) == 0) {
         usage_error("--workers must be a number from 1 to 1024 or 'auto', not '%s'", value);
@@ -308,6 +322,12 @@ int run_supervisor(const Invocation& inv, int argc, char** argv) {
 
 int main(int argc, char** argv) {
   bool worker = workers::init_from_env();  // first: it removes EVO_WORKER
+  // A one-file executable runs its embedded app (src/cli/build.cpp).
+  if (appfs::open_self()) return build::run_app(argc, argv);
+  // `evo rocks ...` runs luarocks and no Lua: the rest is luarocks' (src/cli/rocks.cpp).
+  if (argc >= 2 && std::strcmp(argv[1], "rocks") == 0) return rocks::main({argv + 2, argv + argc});
+  if (argc >= 2 && std::strcmp(argv[1], "build") == 0) return build::command(argc, argv);
+  if (watch::requested(argc, argv)) return watch::main(argc, argv);  // src/cli/watch.cpp
   Invocation inv = parse(argc, argv);
   if (inv.workers > 0 && !worker) return run_supervisor(inv, argc, argv);
   if (inv.version) {

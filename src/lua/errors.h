@@ -34,6 +34,8 @@ bool pcall_traceback(lua_State* L, int nargs, int nresults);
 // error (in a luv callback or an event handler) instead of the usual
 // handling; `evo test` installs one to fail the running test.
 inline constexpr const char* kUncaughtHandlerKey = "evo.uncaught";
+// Registry key of the function Runtime::run_loop calls when the loop runs out of work.
+inline constexpr const char* kIdleHandlerKey = "evo.idle";
 
 // Gives `text` to the uncaught-error handler if one is installed and returns
 // true; returns false (having done nothing) otherwise.

@@ -1,10 +1,15 @@
 #include "lua/modules.h"
 
+#include <sys/stat.h>
+
 #include <algorithm>
+#include <climits>
+#include <cstdlib>
 #include <cstring>
 #include <string_view>
 
 #include "lua/embedded.h"
+#include "lua/loadreport.h"
 #include "lua/workctl.h"
 
 namespace evo::modules {
@@ -18,6 +23,7 @@ struct NativeModule {
 
 const NativeModule kNativeModules[] = {
     // clang-format off
+    {"evo.appfs",  open_appfs,  false},
     {"evo.core",   open_core,   true},
     {"evo.crypto", open_crypto, false},
     {"evo.encoding", open_encoding, false},
@@ -25,6 +31,7 @@ const NativeModule kNativeModules[] = {
     {"evo.fswatch", open_fswatch, true},
     {"evo.http",   http::open_http, true},
     {"evo.json",   open_json,   false},
+    {"evo.modpath", open_modpath, false},
     {"evo.httpresponse", open_httpresponse, false},
     {"evo.httpkit", open_httpkit, false},
     {"evo.net",    open_net,    true},
@@ -49,6 +56,7 @@ const NativeModule kNativeModules[] = {
 };
 
 const char kWorkerKey = 0;
+lua_CFunction g_app_searcher = nullptr;  // set_app_searcher(): a built app's archive
 
 bool is_worker(lua_State* L) {
   lua_pushlightuserdata(L, const_cast<char*>(&kWorkerKey));
@@ -146,23 +154,91 @@ std::string join(const std::vector<std::string>& list) {
   return out;
 }
 
-// Rebuilds package[field]: script dir, ./, what LuaJIT set (LUA_PATH or its
-// defaults), then Debian's directories if still missing.
-void set_path(lua_State* L, const char* field, const std::string& script_dir,
-              const std::vector<std::string>& local_patterns, const std::vector<std::string>& debian) {
+// The patterns of one directory of the search path, and those of a rocks
+// tree (luarocks' layout for Lua 5.1).
+const std::vector<std::string> kLuaPatterns = {"?.lua", "?/init.lua"};
+const std::vector<std::string> kCPatterns = {"?.so"};
+const std::vector<std::string> kTreeLuaPatterns = {"share/lua/5.1/?.lua", "share/lua/5.1/?/init.lua"};
+const std::vector<std::string> kTreeCPatterns = {"lib/lua/5.1/?.so"};
+
+bool is_dir(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+void append_patterns(std::vector<std::string>& list, const std::string& dir,
+                     const std::vector<std::string>& patterns) {
+  for (const auto& p : patterns) append_unique(list, dir + "/" + p);
+}
+
+void append_trees(std::vector<std::string>& list, const std::string& script_dir, bool lua) {
+  for (const auto& tree : lua_modules_trees(script_dir))
+    append_patterns(list, tree, lua ? kTreeLuaPatterns : kTreeCPatterns);
+}
+
+// The places of one kind (Lua or C) that a script in `dir` searches before
+// LUA_PATH: the directory itself, then every lua_modules tree from `dir` up to
+// the root, nearest first (like node_modules).
+std::vector<std::string> local_entries(const std::string& dir, bool lua) {
+  std::vector<std::string> list;
+  append_patterns(list, dir.empty() ? "." : dir, lua ? kLuaPatterns : kCPatterns);
+  append_trees(list, dir, lua);
+  return list;
+}
+
+// Rebuilds package[field]: script dir, ./, the lua_modules trees above the
+// script (or, without a script, above the current directory), what LuaJIT set
+// (LUA_PATH or its defaults), then Debian's directories if still missing. The
+// project's own files come first, then its rocks, then the system's.
+void set_path(lua_State* L, const char* field, const std::string& script_dir, bool lua,
+              const std::vector<std::string>& debian) {
   lua_getfield(L, -1, field);
   std::string current = lua_isstring(L, -1) ? lua_tostring(L, -1) : "";
   lua_pop(L, 1);
   std::vector<std::string> list;
-  if (!script_dir.empty() && script_dir != ".") {
-    const std::string prefix = script_dir + "/";
-    for (const auto& p : local_patterns) append_unique(list, prefix + p);
-  }
-  for (const auto& p : local_patterns) append_unique(list, "./" + p);
+  if (!script_dir.empty() && script_dir != ".")
+    append_patterns(list, script_dir, lua ? kLuaPatterns : kCPatterns);
+  append_patterns(list, ".", lua ? kLuaPatterns : kCPatterns);
+  append_trees(list, script_dir, lua);
   for (const auto& e : split(current)) append_unique(list, e);
   for (const auto& e : debian) append_unique(list, e);
   lua_pushstring(L, join(list).c_str());
   lua_setfield(L, -2, field);
+}
+
+// Puts `entries` at the front of package[field], dropping their later copies.
+void prepend_path(lua_State* L, int package, const char* field, const std::vector<std::string>& entries) {
+  lua_getfield(L, package, field);
+  std::string current = lua_isstring(L, -1) ? lua_tostring(L, -1) : "";
+  lua_pop(L, 1);
+  std::vector<std::string> list = entries;
+  for (const auto& e : split(current)) append_unique(list, e);
+  lua_pushstring(L, join(list).c_str());
+  lua_setfield(L, package, field);
+}
+
+// modpath.addDir(dir): searches `dir` and its lua_modules trees first, as if
+// a script in `dir` ran (evo test does this for each spec's directory).
+int modpath_add_dir(lua_State* L) {
+  std::string dir = luaL_checkstring(L, 1);
+  lua_getglobal(L, "package");
+  if (!lua_istable(L, -1)) return luaL_error(L, "package is not a table");
+  int package = lua_gettop(L);
+  prepend_path(L, package, "path", local_entries(dir, true));
+  prepend_path(L, package, "cpath", local_entries(dir, false));
+  return 0;
+}
+
+// modpath.trees(dir): the lua_modules directories searched for a script in
+// dir, nearest first (absolute paths).
+int modpath_trees(lua_State* L) {
+  auto trees = lua_modules_trees(luaL_optstring(L, 1, ""));
+  lua_createtable(L, static_cast<int>(trees.size()), 0);
+  for (size_t i = 0; i < trees.size(); ++i) {
+    lua_pushstring(L, trees[i].c_str());
+    lua_rawseti(L, -2, static_cast<int>(i) + 1);
+  }
+  return 1;
 }
 
 }  // namespace
@@ -182,17 +258,44 @@ void install(lua_State* L, const std::string& script_dir, bool worker) {
   }
   lua_pushcfunction(L, builtin_searcher);
   lua_rawseti(L, -2, 2);
+  if (g_app_searcher != nullptr) {
+    for (int i = n + 1; i >= 3; --i) {
+      lua_rawgeti(L, -1, i);
+      lua_rawseti(L, -2, i + 1);
+    }
+    lua_pushcfunction(L, g_app_searcher);
+    lua_rawseti(L, -2, 3);
+  }
   lua_pop(L, 1);
 
   const std::string arch = EVO_MULTIARCH;
-  set_path(L, "path", script_dir, {"?.lua", "?/init.lua"},
+  set_path(L, "path", script_dir, /*lua=*/true,
            {"/usr/local/share/lua/5.1/?.lua", "/usr/local/share/lua/5.1/?/init.lua",
             "/usr/share/lua/5.1/?.lua", "/usr/share/lua/5.1/?/init.lua"});
-  set_path(L, "cpath", script_dir, {"?.so"},
+  set_path(L, "cpath", script_dir, /*lua=*/false,
            {"/usr/local/lib/lua/5.1/?.so", "/usr/local/lib/" + arch + "/lua/5.1/?.so",
             "/usr/lib/" + arch + "/lua/5.1/?.so", "/usr/lib/lua/5.1/?.so"});
   lua_pop(L, 1);
+  loadreport::install(L);  // only under `evo --watch`: tells it each file loaded
 }
+
+std::vector<std::string> lua_modules_trees(const std::string& dir) {
+  std::vector<std::string> trees;
+  // Absolute, so that a chdir later does not change what require finds.
+  char real[PATH_MAX];
+  if (::realpath(dir.empty() ? "." : dir.c_str(), real) == nullptr) return trees;
+  std::string d = real;
+  while (true) {
+    std::string tree = (d == "/" ? "" : d) + "/lua_modules";
+    if (is_dir(tree)) trees.push_back(tree);
+    if (d == "/") break;
+    size_t slash = d.find_last_of('/');
+    d = slash == 0 ? "/" : d.substr(0, slash);
+  }
+  return trees;
+}
+
+void set_app_searcher(lua_CFunction searcher) { g_app_searcher = searcher; }
 
 std::vector<std::string> builtin_names() {
   std::vector<std::string> names;
@@ -200,6 +303,13 @@ std::vector<std::string> builtin_names() {
   for (size_t i = 0; i < embedded::kLuaModuleCount; ++i) names.emplace_back(embedded::kLuaModules[i].name);
   std::sort(names.begin(), names.end());
   return names;
+}
+
+int open_modpath(lua_State* L) {
+  const luaL_Reg functions[] = {{"addDir", modpath_add_dir}, {"trees", modpath_trees}, {nullptr, nullptr}};
+  lua_newtable(L);
+  luaL_register(L, nullptr, functions);
+  return 1;
 }
 
 }  // namespace evo::modules

@@ -2,8 +2,9 @@
 //
 // require(name) looks, in order, in package.preload, Evo's built-ins (native
 // modules such as "uv", and lib/*.lua embedded as bytecode), then the Lua and
-// C paths: the main script's directory, ./, LUA_PATH / LUA_CPATH (or LuaJIT's
-// defaults), and Debian's Lua 5.1 directories. Built-ins therefore win over
+// C paths: the main script's directory, ./, the lua_modules rocks trees above
+// the script (docs/rocks.md), LUA_PATH / LUA_CPATH (or LuaJIT's defaults), and
+// Debian's Lua 5.1 directories. Built-ins therefore win over
 // files of the same name. Nothing else of Lua's standard library is changed.
 #pragma once
 
@@ -36,6 +37,7 @@ int open_sqlite(lua_State* L);   // "evo.sqlite": SQLite connections and stateme
 int open_pcre(lua_State* L);     // "evo.pcre": PCRE2 regexes and the NULL light userdata for ngx (src/bind/pcre.cpp)
 int open_postgres(lua_State* L); // "evo.postgres": libpq connections on the loop (src/bind/postgres.cpp)
 int open_uv(lua_State* L);       // "uv" and "luv": luv on Evo's loop
+int open_appfs(lua_State* L);    // "evo.appfs": a one-file executable's archive (src/bind/appfs.cpp)
 int open_task(lua_State* L);     // "evo.task": tasks and futures (src/lua/tasks.cpp)
 // "evo.httpresponse": the HTTP client's response parser (src/bind/http_client.cpp)
 int open_httpresponse(lua_State* L);
@@ -52,6 +54,19 @@ namespace modules {
 // empty (-e, stdin, REPL). A worker state (luv threads and work queues) gets
 // only the built-ins that do not need the runtime.
 void install(lua_State* L, const std::string& script_dir, bool worker);
+
+// The lua_modules directories from `dir` (empty: the current directory) up to
+// the root, nearest first, as absolute paths: the rocks trees require searches.
+std::vector<std::string> lua_modules_trees(const std::string& dir);
+
+// "evo.modpath": addDir(dir) puts dir and its lua_modules trees first in
+// package.path/cpath (evo test, per spec directory); trees(dir) lists them.
+int open_modpath(lua_State* L);
+
+// A one-file executable (src/cli/build.cpp) sets the searcher of its
+// embedded modules before any state opens; install() then puts it right
+// after the built-ins', so embedded modules come before the disk's.
+void set_app_searcher(lua_CFunction searcher);
 
 // Every built-in module name, sorted.
 std::vector<std::string> builtin_names();

@@ -85,7 +85,25 @@ bool Runtime::start_main_task(int nargs) {
   return !failed_now;
 }
 
-void Runtime::run_loop() { loop_.run(UV_RUN_DEFAULT); }
+void Runtime::run_loop() {
+  for (;;) {
+    loop_.run(UV_RUN_DEFAULT);
+    // Stopped (uv.stop, exit) with work left is not idle: the run ends as before.
+    if (exit_requested_ || uv_loop_alive(loop_.get()) != 0 || !call_idle_handler()) return;
+    if (uv_loop_alive(loop_.get()) == 0) return;  // the handler made no new work
+  }
+}
+
+// Calls the idle handler, if one is set; false if none is.
+bool Runtime::call_idle_handler() {
+  lua_getfield(L_, LUA_REGISTRYINDEX, errors::kIdleHandlerKey);
+  if (!lua_isfunction(L_, -1)) {
+    lua_pop(L_, 1);
+    return false;
+  }
+  errors::call_and_report(L_, 0, 0, "idle handler");
+  return true;
+}
 
 void Runtime::check_main_finished() {
   if (exit_requested_ || uv_loop_alive(loop_.get()) != 0) return;  // it failed, or was stopped

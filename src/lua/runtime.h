@@ -67,7 +67,10 @@ class Runtime {
   [[nodiscard]] Io* io() const { return io_.get(); }
   void set_io(std::shared_ptr<Io> io) { io_ = std::move(io); }
 
-  // Runs the loop until no referenced handle is left.
+  // Runs the loop until no referenced handle is left. When the loop runs
+  // out of work, the idle handler (registry[kIdleHandlerKey], set by the test
+  // runner through core.setIdleHandler) is called once; if it made new work
+  // (a test stuck in a yield is failed and the runner woken), the loop runs on.
   void run_loop();
 
   // After run_loop: when the loop ran out of work (not stopped) with a main
@@ -97,6 +100,7 @@ class Runtime {
   static inline void (*before_exit_now)() = nullptr;
 
  private:
+  bool call_idle_handler();
   RuntimeOptions options_;
   Loop loop_;  // declared before L_: destroyed after the VM is closed
   lua_State* L_ = nullptr;

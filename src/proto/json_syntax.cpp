@@ -259,6 +259,10 @@ class Scanner {
       std::string_view mag = s_.substr(start + (negative ? 1 : 0), int_end - start - (negative ? 1 : 0));
       std::string_view limit = negative ? "9223372036854775808" : "18446744073709551615";
       if (mag.size() > limit.size() || (mag.size() == limit.size() && mag > limit)) {
+        // Past 64 bits it can still become a double, unless it is past those too.
+        if (mag.size() > 308 && std::isinf(std::strtod(std::string(text).c_str(), nullptr))) {
+          return fail(start, "number out of range: " + std::string(text) + " is beyond the largest double");
+        }
         if (big_ints_ != nullptr) {
           big_ints_->push_back(i_);
           return true;

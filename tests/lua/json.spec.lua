@@ -313,6 +313,13 @@ describe("json round trips", function()
     assert.equal(decode("-9007199254740993"), -9007199254740993LL)
     -- beyond 64 bits: the nearest double, as JavaScript reads it
     assert.equal(decode("100000000000000000000"), 1e20)
+    assert.equal(decode("[" .. ("9"):rep(308) .. "]")[1], 1e308)
+    -- beyond the largest double too: refused as 1e400 is (the fuzzer found
+    -- "does not fit in 64 bits" said of a 340-digit integer)
+    local nines = ("5"):rep(340)
+    local ok, err = decode("[" .. nines .. ",0]")
+    assert.equal(ok, nil)
+    assert.truthy(tostring(err):find("number out of range: " .. nines .. " is beyond the largest double", 1, true), tostring(err))
   end)
 
   it("doubles come back bit for bit", function()

@@ -94,6 +94,46 @@ describe("sqlite", function()
       db:close()
     end)
 
+    -- stmt:run binds through the FFI for positional numbers and strings,
+    -- and hands everything else to the native: run enough times that the
+    -- JIT compiles the loop, the results must be the native's.
+    it("stmt:run and db:run: the FFI path stores and answers what the native does", function()
+      local db = memdb()
+      assert(db:exec("CREATE TABLE f(id INTEGER PRIMARY KEY, a, b)"))
+      local ins = db:prepare("INSERT INTO f(id, a, b) VALUES (?, ?, ?)")
+      for i = 1, 500 do
+        local r = ins:run(i, i % 3 == 0 and i * 0.5 or "s" .. i, i % 50 == 0 and null or i)
+        assert.equal(r, {changes = 1, lastInsertRowid = i})
+      end
+      assert.equal(db:get("SELECT count(*) AS n FROM f").n, 500)
+      assert.equal(db:get("SELECT typeof(a) AS t, a FROM f WHERE id = 3"), {t = "real", a = 1.5})
+      assert.equal(db:get("SELECT typeof(a) AS t, a FROM f WHERE id = 4"), {t = "text", a = "s4"})
+      assert.equal(db:get("SELECT typeof(a) AS t FROM f WHERE id = 6").t, "integer")  -- 6 * 0.5 is integral
+      assert.equal(db:get("SELECT typeof(b) AS t FROM f WHERE id = 50").t, "null")
+      assert.equal(db:get("SELECT typeof(b) AS t FROM f WHERE id = 51").t, "integer")
+      -- Rowids past 2^53 come back as exact int64_t cdata, below as numbers.
+      local r = ins:run(2 ^ 53, "x", 1)
+      assert.equal(r.lastInsertRowid, 2 ^ 53)
+      assert.equal(type(r.lastInsertRowid), "number")
+      r = db:run("INSERT INTO f(a, b) VALUES (?, ?)", "y", 2)
+      assert.equal(type(r.lastInsertRowid), "cdata")
+      assert.equal(tostring(r.lastInsertRowid), "9007199254740993LL")
+      -- changes counts what the statement changed.
+      assert.equal(db:run("UPDATE f SET b = ? WHERE id <= ?", 0, 10).changes, 10)
+      -- A failed step: nil, err, and the statement goes on.
+      local ok, err = ins:run(1, "dup", 1)
+      assert.equal(ok, nil)
+      assert.equal(err.code, "SQLITE_CONSTRAINT_PRIMARYKEY")
+      assert.equal(ins:run(1000, "fine", 1).changes, 1)
+      -- A wrong count, misuse and a finalized statement: the native's messages.
+      assert.throws(function() ins:run(1, 2) end, "bad argument #2 to 'stmt:run' (the statement has 3 parameters, 2 values given)")
+      assert.throws(function() ins.run("x", 1, 2, 3) end, "bad argument #1 to 'stmt:run' (Statement expected, got string)")
+      ins:finalize()
+      assert.throws(function() ins:run(2000, "z", 1) end, "the statement is finalized")
+      db:close()
+      assert.throws(function() db:run("INSERT INTO f(a) VALUES (?)", 1) end, "closed")
+    end)
+
     it("positional and named parameters (:name, $name, @name, ?NNN)", function()
       local db = memdb()
       assert.equal(db:get("SELECT ? AS a, ? AS b", 1, "x"), {a = 1, b = "x"})
