@@ -6,6 +6,8 @@
 #include <string>
 
 #include "bind/appfs.h"
+#include "cli/supervisor.h"
+#include "io/workers.h"
 #include "lua/errors.h"
 #include "lua/modules.h"
 #include "lua/runtime.h"
@@ -53,6 +55,28 @@ int finish(Runtime& rt, bool ok) {
   return code;
 }
 
+// EVO_WORKERS for a built app: the supervisor of docs/workers.md, whose
+// workers run this executable with the same arguments.
+int run_supervisor(const char* count, int argc, char** argv) {
+  supervisor::Options o;
+  o.workers = supervisor::parse_count(count);
+  if (o.workers <= 0) {
+    std::fprintf(stderr, "%s: EVO_WORKERS must be a number of workers or 'auto', not '%s'\n", argv[0], count);
+    return 2;
+  }
+  if (const char* g = std::getenv("EVO_GRACE"); g != nullptr && *g != '\0') {
+    char* end = nullptr;
+    o.grace = std::strtod(g, &end);
+    if (*end != '\0' || !(o.grace >= 0)) {
+      std::fprintf(stderr, "%s: EVO_GRACE must be a number of seconds, not '%s'\n", argv[0], g);
+      return 2;
+    }
+  }
+  unsetenv("EVO_WORKERS");  // a worker's own children are not supervisors
+  o.argv.assign(argv, argv + argc);
+  return supervisor::run(o);
+}
+
 void print_app_versions(const app_archive::Meta& meta) {
   auto list = versions();
   std::printf("%s %s\nEvo %s\n", meta.name.c_str(), meta.version.c_str(), list.front().second.c_str());
@@ -81,6 +105,12 @@ int run_app(int argc, char** argv) {
     print_app_versions(meta);
     return 0;
   }
+  // A built app takes no --workers of its own (every word is the app's):
+  // EVO_WORKERS=N|auto (and EVO_GRACE=seconds) make this process the
+  // supervisor, and the workers it starts are this executable again.
+  if (const char* n = std::getenv("EVO_WORKERS"); n != nullptr && *n != '\0' && !workers::active()) {
+    return run_supervisor(n, argc, argv);
+  }
   modules::set_app_searcher(appfs::searcher);
   RuntimeOptions options;
   options.debug = env_flag("EVO_DEBUG");
@@ -88,6 +118,7 @@ int run_app(int argc, char** argv) {
   options.blocking = io != nullptr && std::strcmp(io, "blocking") == 0;
   options.no_env = true;  // what the app runs is what was built: LUA_PATH, LUA_CPATH, LUA_INIT ignored
   Runtime rt(options);
+  if (workers::active()) supervisor::setup_worker(rt);
   lua_State* L = rt.L();
   appfs::install_io_hooks(L);
 
@@ -107,7 +138,9 @@ int run_app(int argc, char** argv) {
   }
   luaL_checkstack(L, argc, "too many arguments");
   for (int i = 1; i < argc; ++i) lua_pushstring(L, argv[i]);
-  return finish(rt, rt.start_main_task(argc - 1));
+  bool ok = rt.start_main_task(argc - 1);
+  if (ok && workers::active()) workers::started();  // the supervisor's readiness test
+  return finish(rt, ok);
 }
 
 }  // namespace evo::cli::build

@@ -28,7 +28,12 @@ local BLOCKING = helpers.root .. "/tests/fixtures/workers/blocking.lua"
 -- A supervisor child whose stdout and stderr lines are collected as they
 -- come; waitFor(stream, pattern, timeout) returns the first line matching.
 local function start(args, opts)
-  local child = assert(process.spawn(EVO, args, {stdin = "ignore", cwd = opts and opts.cwd}))
+  local env
+  if opts and opts.env then
+    env = process.env()
+    for k, v in pairs(opts.env) do env[k] = v end
+  end
+  local child = assert(process.spawn(opts and opts.program or EVO, args, {stdin = "ignore", cwd = opts and opts.cwd, env = env}))
   local sup = {child = child, out = {}, err = {}, pid = child.pid}
   for _, name in ipairs({"out", "err"}) do
     local stream, lines = name == "out" and child.stdout or child.stderr, sup[name]
@@ -362,6 +367,30 @@ describe("evo --workers", function()
     assert.truthy(seen["worker 1"] and seen["worker 2"])
     assert.equal(143, (sup.stop()))
     assert.equal(nil, fs.stat(sock))
+  end)
+
+  -- Every word of a built app's command line is the app's: EVO_WORKERS
+  -- (and EVO_GRACE) make it the supervisor of copies of itself.
+  it("runs a one-file built app as workers with EVO_WORKERS", function()
+    local dir = helpers.tempDir()
+    local appPath = dir .. "/app"
+    local r = helpers.runEvo({"build", APP, "-o", appPath})
+    assert.equal(0, r.code, r.stderr)
+    local httpPort, netPort = servers.freePort(), servers.freePort()
+    local sup = start({tostring(httpPort), tostring(netPort)},
+      {program = appPath, cwd = dir, env = {EVO_WORKERS = "2", EVO_GRACE = "1"}})
+    readyLines(sup, 2)
+    local seen = {}
+    for _ = 1, 40 do
+      local body = assert(get(httpPort, "/"))
+      seen[tonumber(body:match("^worker (%d+)"))] = true
+    end
+    assert.truthy(seen[1] and seen[2], "both workers answer")
+    assert.equal(143, (sup.stop()))
+    sup.waitFor("err", "stopping 2 workers %(grace period 1 s%)")
+    local bad = helpers.spawn(appPath, {"x", "y"}, {env = {EVO_WORKERS = "lots"}})
+    assert.equal(2, bad.code)
+    has(bad.stderr, "EVO_WORKERS must be a number of workers or 'auto', not 'lots'")
   end)
 
   it("refuses bad arguments", function()
