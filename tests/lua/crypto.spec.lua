@@ -200,10 +200,12 @@ describe("randomness", function()
       assert.truthy(v >= 1 and v <= 6 and v % 1 == 0, "out of range: " .. v)
       counts[v] = (counts[v] or 0) + 1
     end
-    -- Chi-square with 5 degrees of freedom: 20.5 is the 0.1% tail.
+    -- Chi-square with 5 degrees of freedom: 35.9 is the one-in-a-million
+    -- tail (20.5, the 0.1% tail, failed make test once in a thousand runs);
+    -- a lost end value or a bias of a few percent is still far beyond it.
     local chi = 0
     for v = 1, 6 do chi = chi + ((counts[v] or 0) - N / 6) ^ 2 / (N / 6) end
-    assert.truthy(chi < 20.5, "not uniform: chi-square " .. chi)
+    assert.truthy(chi < 35.9, "not uniform: chi-square " .. chi)
     assert.equal(crypto.randomInt(7, 7), 7)
     local neg = crypto.randomInt(-3, -1)
     assert.truthy(neg >= -3 and neg <= -1)
