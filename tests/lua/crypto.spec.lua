@@ -202,7 +202,7 @@ describe("randomness", function()
     end
     -- Chi-square with 5 degrees of freedom: 35.9 is the one-in-a-million
     -- tail (20.5, the 0.1% tail, failed make test once in a thousand runs);
-    -- a lost end value or a bias of a few percent is still far beyond it.
+    -- a lost end value (chi-square about 1200) is still far beyond it.
     local chi = 0
     for v = 1, 6 do chi = chi + ((counts[v] or 0) - N / 6) ^ 2 / (N / 6) end
     assert.truthy(chi < 35.9, "not uniform: chi-square " .. chi)
