@@ -54,7 +54,7 @@ const char kUsage[] =
     "  -h, --help      print this help\n"
     "\n"
     "commands:\n"
-    "  test            run *.spec.lua files (see docs/testing.md)\n"
+    "  test            run *.spec.lua and busted's *_spec.lua files (docs/testing.md)\n"
     "  rocks ...       luarocks on the project's lua_modules, for Evo (see docs/rocks.md)\n"
     "  build           evo build app.lua -o app: a one-file executable (docs/build.md)\n"
     "\n"
