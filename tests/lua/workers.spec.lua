@@ -216,7 +216,7 @@ describe("evo --workers", function()
 
   it("reloads 10 times during a 20 s wrk run with zero socket errors and zero non-2xx", function()
     local wrk = "/usr/bin/wrk"
-    if not fs.stat(wrk) then return print("      skipped: wrk is not installed (scripts/install-deps bench)") end
+    assert(fs.stat(wrk), "wrk is not installed (scripts/install-deps test installs it)")
     local httpPort, netPort = servers.freePort(), servers.freePort()
     local sup = start({"--workers", "2", APP, tostring(httpPort), tostring(netPort)})
     readyLines(sup, 2)
