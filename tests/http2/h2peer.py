@@ -192,15 +192,15 @@ class Conn:
             with self.cond:
                 while True:
                     room = min(self.conn_window, self.stream_windows.get(stream_id, 0), self.peer_max_frame, chunk)
-                    if room > 0 or self.closed or self.send_error:
-                        break
+                    if room > 0 or self.closed or self.send_error or self.streams.get(stream_id, {}).get("end"):
+                        break  # (an answer or a reset ended the stream: the rest is not wanted)
                     t = time.monotonic()
                     left = (deadline - t) if deadline else self.args.timeout
                     if left <= 0 or not self.cond.wait(left):
                         return sent
                     if waits is not None:
                         waits.append([sent, round(time.monotonic() - t, 4)])
-                if room <= 0:
+                if room <= 0 or self.streams.get(stream_id, {}).get("end"):
                     return sent
                 n = min(room, size - sent)
                 self.conn_window -= n
