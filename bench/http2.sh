@@ -36,7 +36,7 @@ results=$tmp/results.txt
 : >"$results"
 server_pid=
 cleanup() {
-  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
+  if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; fi
   wait 2>/dev/null || true
   rm -rf "$tmp"
 }
@@ -60,11 +60,11 @@ cpu_ticks() {
 # start NAME PORT COMMAND...: starts the server pinned, waits until curl gets an HTTP/2
 # answer (5 s); returns 1 (and says why) if it does not.
 start() {
-  local name=$1 port=$2 i version
+  local name=$1 port=$2 version
   shift 2
   "${server_pin[@]}" "$@" >"$tmp/$name.log" 2>&1 &
   server_pid=$!
-  for i in $(seq 50); do
+  for _ in $(seq 50); do
     version=$(curl -s --http2-prior-knowledge --max-time 1 -o /dev/null -w '%{http_version}' "http://127.0.0.1:$port/" || true)
     [ "$version" = 2 ] && return 0
     sleep 0.1

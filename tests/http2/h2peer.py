@@ -18,7 +18,6 @@ are written by hand so that the client can break the protocol on purpose.
 """
 import argparse
 import json
-import os
 import select
 import socket
 import ssl
@@ -122,6 +121,7 @@ class Conn:
         self.send_error = None
         self.send_stalled = False
         self._header_block = None
+        self._header_end_stream = False
         self.reading = threading.Event()
         self.reading.set()
         if preface:
@@ -312,6 +312,9 @@ class Conn:
         return self.streams.setdefault(sid, {"status": None, "body": 0, "end": False})
 
     def _on_header_fragment(self, f):
+        if isinstance(f, HeadersFrame):
+            # END_STREAM is on the HEADERS frame even when CONTINUATIONs follow
+            self._header_end_stream = "END_STREAM" in f.flags
         self._header_block = (self._header_block or b"") + bytes(f.data)
         if "END_HEADERS" not in f.flags:
             return
@@ -323,7 +326,7 @@ class Conn:
                     s["status"] = int(value)
         except Exception as e:
             s["decode_error"] = type(e).__name__
-        if "END_STREAM" in f.flags or (isinstance(f, HeadersFrame) and "END_STREAM" in f.flags):
+        if self._header_end_stream:
             s["end"] = True
 
     # ---- waiting
