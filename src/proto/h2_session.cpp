@@ -280,6 +280,7 @@ struct Callbacks {
         return 0;
       case NGHTTP2_GOAWAY: {
         const auto& g = frame->goaway;
+        self.goaway_received_ = true;
         self.handler_.on_goaway(
             g.error_code, g.last_stream_id,
             std::string_view(reinterpret_cast<const char*>(g.opaque_data), g.opaque_data_len));
@@ -579,6 +580,7 @@ bool Session::feed(const uint8_t* data, size_t len) {
       failure_reason_ = nghttp2_strerror(static_cast<int>(rv));
     }
     dead_ = true;
+    close_all();
     return false;
   }
   if (pending_failure_ != NoError) {
@@ -623,6 +625,7 @@ size_t Session::take_output(std::string& out, size_t max) {
     }
     out.append(reinterpret_cast<const char*>(data), static_cast<size_t>(n));
   }
+  if (finished()) close_all();
   update_stalls();
   // Progress after the loop: a handler that writes more from here is
   // serialised by the caller's next take_output().
@@ -635,6 +638,19 @@ size_t Session::take_output(std::string& out, size_t max) {
     if (it != streams_.end()) handler_.on_send_progress(id, it->second->queued());
   }
   return out.size() - before;
+}
+
+// The connection is over (GOAWAY out, or nghttp2 dead): nghttp2 will not
+// close the streams it left open, so the caller hears of them here, once.
+void Session::close_all() {
+  uint32_t code = failure_code_ != NoError ? failure_code_ : Cancel;
+  while (!streams_.empty()) {
+    auto it = streams_.begin();
+    int32_t id = it->first;
+    buffered_total_ -= it->second->queued();
+    streams_.erase(it);
+    handler_.on_stream_close(id, code);
+  }
 }
 
 bool Session::want_write() const { return !dead_ && nghttp2_session_want_write(ng_) != 0; }
@@ -690,7 +706,7 @@ bool Session::submit_response(int32_t stream, int status, const HeaderList& head
 }
 
 int32_t Session::submit_request(const RequestHead& head, bool end_stream) {
-  if (role_ != Role::Client || dead_ || failure_code_ != NoError) return -1;
+  if (role_ != Role::Client || dead_ || failure_code_ != NoError || goaway_received_) return -1;
   NvList nv;
   nv.add(":method", head.method);
   nv.add(":scheme", head.scheme);

@@ -151,7 +151,10 @@ class Handler {
   // The peer finished its side of the stream (after body and trailers).
   virtual void on_end_stream(int32_t /*stream*/) {}
   // The stream is gone. NoError: both sides finished; otherwise the
-  // RST_STREAM code (from either side) or the connection's failure.
+  // RST_STREAM code (from either side), or, when the connection ends with
+  // streams still open, failure() (CANCEL after a goaway() of the caller's).
+  // Exactly once for every stream on_request reported or submit_request
+  // returned; never from the destructor.
   virtual void on_stream_close(int32_t /*stream*/, uint32_t /*code*/) {}
   // Queued body went out: `buffered` bytes of the stream remain queued.
   virtual void on_send_progress(int32_t /*stream*/, size_t /*buffered*/) {}
@@ -169,8 +172,11 @@ class Session {
 
   // ------------------------------------------------------------ input
   // Bytes from the peer, any split. False when the session reads no more:
-  // it failed (failure() says why; a GOAWAY may be waiting in the output),
-  // or it is closing. Send take_output(), then close when finished().
+  // an Evo limit tripped (failure() says which; the GOAWAY waits in the
+  // output), nghttp2 failed fatally, or the session is closing. Protocol
+  // errors nghttp2 finds itself surface in failure() once take_output() has
+  // serialised their GOAWAY. Either way: after every receive(), send
+  // take_output(), and close the connection once finished().
   bool receive(const char* data, size_t len);
 
   // The peer's body bytes the caller has used: sends WINDOW_UPDATEs.
@@ -258,6 +264,7 @@ class Session {
   void resume(int32_t stream, Stream& s);
   void update_stalls();
   void note_reset();
+  void close_all();
 
   Role role_;
   Handler& handler_;
@@ -282,7 +289,8 @@ class Session {
   uint32_t failure_code_ = NoError;
   std::string failure_reason_;
   bool local_goaway_ = false;  // goaway() was the caller's: not a failure
-  bool dead_ = false;          // nghttp2 returned a fatal error
+  bool goaway_received_ = false;
+  bool dead_ = false;  // nghttp2 returned a fatal error
   bool shutting_down_ = false;
   bool final_goaway_ = false;
   std::vector<int32_t> progressed_;  // streams whose queue shrank (on_send_progress)
