@@ -1,11 +1,20 @@
 // The HTTP/2 session engine: a client Session and a server Session talking
 // in memory (requests, streaming bodies under flow control, trailers,
-// resets, graceful shutdown, h2c), and hand-built hostile frame sequences
+// resets, graceful shutdown, h2c), hand-built hostile frame sequences
 // against a server, one per defence, asserting the GOAWAY / RST_STREAM code
-// on the wire and that memory stays bounded.
+// on the wire and that memory stays bounded, and real clients (curl, nghttp)
+// against a server session on a socket.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <map>
 #include <set>
@@ -844,6 +853,255 @@ TEST(H2Defences, DocumentedDefaults) {
   EXPECT_EQ(o.empty_data.count, 100u);
   EXPECT_STREQ(error_name(EnhanceYourCalm), "ENHANCE_YOUR_CALM");
   EXPECT_STREQ(error_name(99), "UNKNOWN");
+}
+
+// ------------------------------------------------------------ real peers
+// The engine behind a plain blocking socket, against curl and nghttp
+// (Debian's curl with nghttp2; nghttp2-client). Skipped when absent.
+
+bool have(const char* tool) {
+  std::string cmd = std::string("command -v ") + tool + " >/dev/null 2>&1";
+  return std::system(cmd.c_str()) == 0;
+}
+
+// Answers GET with "hello <path>" and POST with the body's length, once the
+// request has ended.
+struct InteropHandler : Handler {
+  Session* s = nullptr;
+  std::map<int32_t, std::string> paths, bodies;
+  void answer(int32_t id) {
+    std::string body = bodies.count(id) ? "got " + std::to_string(bodies[id].size()) : "hello " + paths[id];
+    s->submit_response(
+        id, 200, {{"content-type", "text/plain"}, {"content-length", std::to_string(body.size())}}, false);
+    s->write(id, body);
+    s->end(id);
+  }
+  void on_request(int32_t id, RequestHead&& head, bool end_stream) override {
+    paths[id] = head.path;
+    if (end_stream) answer(id);
+  }
+  void on_data(int32_t id, std::string_view data) override {
+    bodies[id].append(data);
+    s->consume(id, data.size());
+  }
+  void on_end_stream(int32_t id) override {
+    if (bodies.count(id)) answer(id);
+  }
+};
+
+struct Listener {
+  int fd = -1;
+  int port = 0;
+  Listener() {
+    fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    ::listen(fd, 4);
+    socklen_t len = sizeof a;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+    port = ntohs(a.sin_port);
+  }
+  ~Listener() { ::close(fd); }
+  int accept_one() {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 10000) != 1) return -1;
+    return ::accept(fd, nullptr, nullptr);
+  }
+};
+
+bool send_all(int fd, std::string_view data) {
+  while (!data.empty()) {
+    ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
+    if (n <= 0) return false;
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+  return true;
+}
+
+// Runs one connection until the peer closes it or the session is done.
+void serve(int fd, Session& s, std::string_view already_read = {}) {
+  if (!already_read.empty()) s.receive(already_read.data(), already_read.size());
+  char buf[16384];
+  for (;;) {
+    std::string out;
+    while (s.take_output(out) > 0) {
+    }
+    if (!out.empty() && !send_all(fd, out)) break;
+    if (s.finished()) break;
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 10000) != 1) break;
+    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) break;
+    s.receive(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+}
+
+// Starts `cmd` (with PORT replaced), serves its one connection, returns
+// what it printed.
+std::string run_against(const std::string& cmd_template, Session& s, InteropHandler& h,
+                        bool upgrade_h2c = false) {
+  Listener l;
+  std::string cmd = cmd_template;
+  cmd.replace(cmd.find("PORT"), 4, std::to_string(l.port));
+  FILE* peer = ::popen(cmd.c_str(), "r");
+  if (!peer) return "popen failed";
+  int fd = l.accept_one();
+  if (fd >= 0 && upgrade_h2c) {
+    // The HTTP/1.1 request with Upgrade: h2c (curl --http2 on http://):
+    // read its head, answer 101, hand the connection to the session.
+    std::string head;
+    char c;
+    while (head.find("\r\n\r\n") == std::string::npos && ::recv(fd, &c, 1, 0) == 1) head.push_back(c);
+    size_t at = head.find("HTTP2-Settings: ");
+    std::string settings =
+        at == std::string::npos ? "" : head.substr(at + 16, head.find("\r\n", at) - at - 16);
+    send_all(fd, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n");
+    if (s.upgrade(settings, false)) {
+      h.paths[1] = head.substr(4, head.find(' ', 4) - 4);
+      h.answer(1);
+    }
+  }
+  if (fd >= 0) serve(fd, s);
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, peer)) > 0) out.append(buf, n);
+  ::pclose(peer);
+  return out;
+}
+
+TEST(H2Interop, CurlPriorKnowledge) {
+  if (!have("curl")) GTEST_SKIP() << "no curl";
+  InteropHandler h;
+  Session s(Role::Server, h);
+  h.s = &s;
+  std::string out = run_against(
+      "curl -sS --http2-prior-knowledge -w ' %{http_version}' http://127.0.0.1:PORT/hi 2>&1", s, h);
+  EXPECT_EQ(out, "hello /hi 2");
+}
+
+TEST(H2Interop, CurlPostsABodyUnderFlowControl) {
+  if (!have("curl")) GTEST_SKIP() << "no curl";
+  InteropHandler h;
+  Options o;
+  o.initial_window_size = 16384;  // many WINDOW_UPDATEs on the way
+  o.connection_window_size = 65535;
+  Session s(Role::Server, h, o);
+  h.s = &s;
+  std::string out = run_against(
+      "head -c 1000000 /dev/zero | curl -sS --http2-prior-knowledge --data-binary @- "
+      "http://127.0.0.1:PORT/up 2>&1",
+      s, h);
+  EXPECT_EQ(out, "got 1000000");
+}
+
+TEST(H2Interop, CurlUpgradesToH2c) {
+  if (!have("curl")) GTEST_SKIP() << "no curl";
+  InteropHandler h;
+  Session s(Role::Server, h);
+  h.s = &s;
+  std::string out =
+      run_against("curl -sS --http2 -w ' %{http_version}' http://127.0.0.1:PORT/up 2>&1", s, h, true);
+  EXPECT_EQ(out, "hello /up 2");
+}
+
+TEST(H2Interop, NghttpManyStreams) {
+  if (!have("nghttp")) GTEST_SKIP() << "no nghttp (nghttp2-client)";
+  InteropHandler h;
+  Session s(Role::Server, h);
+  h.s = &s;
+  // -m 20: the same request 20 times, concurrently, on one connection.
+  std::string out = run_against("nghttp -nv -m 20 http://127.0.0.1:PORT/x 2>&1", s, h);
+  size_t statuses = 0;
+  for (size_t at = out.find(":status: 200"); at != std::string::npos; at = out.find(":status: 200", at + 1)) {
+    ++statuses;
+  }
+  EXPECT_EQ(statuses, 20u) << out;
+  EXPECT_NE(out.find("recv SETTINGS frame"), std::string::npos);
+  EXPECT_NE(out.find("(niv=7)"), std::string::npos);  // our seven settings
+}
+
+// The client session against nghttpd (Debian's nghttp2-server) serving a
+// directory over h2c: three concurrent requests on one connection.
+TEST(H2Interop, ClientAgainstNghttpd) {
+  if (!have("nghttpd")) GTEST_SKIP() << "no nghttpd (nghttp2-server)";
+  char dir_template[] = "/tmp/evo-h2-XXXXXX";
+  std::string dir = ::mkdtemp(dir_template);
+  std::string big(200000, 'x');
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>('a' + i % 26);
+  {
+    FILE* f = std::fopen((dir + "/big.txt").c_str(), "w");
+    std::fwrite(big.data(), 1, big.size(), f);
+    std::fclose(f);
+    f = std::fopen((dir + "/small.txt").c_str(), "w");
+    std::fputs("small file\n", f);
+    std::fclose(f);
+  }
+  int port;
+  {
+    Listener probe;  // a free port, handed to nghttpd
+    port = probe.port;
+  }
+  std::string cmd = "nghttpd --no-tls -d " + dir + " " + std::to_string(port) + " >/dev/null 2>&1 & echo $!";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  int pid = 0;
+  ASSERT_EQ(std::fscanf(p, "%d", &pid), 1);
+  ::pclose(p);
+  int fd = -1;
+  for (int i = 0; i < 100 && fd < 0; ++i) {
+    fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(static_cast<uint16_t>(port));
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+      ::close(fd);
+      fd = -1;
+      ::usleep(20000);
+    }
+  }
+  ASSERT_GE(fd, 0) << "nghttpd did not start";
+
+  Recorder rec;
+  Session s(Role::Client, rec);
+  rec.session = &s;
+  std::string authority = "127.0.0.1:" + std::to_string(port);
+  auto req = [&](std::string path) {
+    RequestHead h = get(std::move(path));
+    h.scheme = "http";
+    h.authority = authority;
+    return s.submit_request(h, true);
+  };
+  int32_t a = req("/big.txt"), b = req("/small.txt"), c = req("/missing");
+  char buf[16384];
+  while (rec.closed.size() < 3) {
+    std::string out;
+    while (s.take_output(out) > 0) {
+    }
+    if (!out.empty()) ASSERT_TRUE(send_all(fd, out));
+    pollfd pf{fd, POLLIN, 0};
+    ASSERT_EQ(::poll(&pf, 1, 10000), 1);
+    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    ASSERT_GT(n, 0);
+    s.receive(buf, static_cast<size_t>(n));
+  }
+  s.shutdown();
+  std::string out;
+  s.take_output(out);
+  send_all(fd, out);
+  ::close(fd);
+  ::kill(pid, SIGTERM);
+  std::system(("rm -rf " + dir).c_str());
+
+  EXPECT_EQ(rec.responses[a].status, 200);
+  EXPECT_EQ(rec.bodies[a], big);
+  EXPECT_EQ(rec.responses[b].status, 200);
+  EXPECT_EQ(rec.bodies[b], "small file\n");
+  EXPECT_EQ(rec.responses[c].status, 404);
+  EXPECT_EQ(rec.closed[a], NoError);
 }
 
 }  // namespace
