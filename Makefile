@@ -52,7 +52,8 @@ test-fuzz: $(FUZZ_BUILD)/build.ninja
 	  evo_fuzz_json evo_fuzz_multipart evo_fuzz_cookie evo_fuzz_resp \
 	  evo_fuzz_regex \
 	  evo_fuzz_pg_text \
-	  evo_fuzz_app_archive
+	  evo_fuzz_app_archive \
+	  evo_fuzz_h2_session
 	@mkdir -p $(FUZZ_BUILD)/corpus/http_parser $(FUZZ_BUILD)/corpus/http_response $(FUZZ_BUILD)/corpus/ws \
 	  $(FUZZ_BUILD)/corpus/http_server $(FUZZ_BUILD)/corpus/transport $(FUZZ_BUILD)/corpus/encoding \
 	  $(FUZZ_BUILD)/corpus/zlib $(FUZZ_BUILD)/corpus/json $(FUZZ_BUILD)/corpus/multipart $(FUZZ_BUILD)/corpus/cookie \
@@ -88,6 +89,9 @@ test-fuzz: $(FUZZ_BUILD)/build.ninja
 	@mkdir -p $(FUZZ_BUILD)/corpus/app_archive
 	./$(FUZZ_BUILD)/evo_fuzz_app_archive -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
 	  $(FUZZ_BUILD)/corpus/app_archive tests/fuzz/corpus/app_archive
+	@mkdir -p $(FUZZ_BUILD)/corpus/h2_session
+	./$(FUZZ_BUILD)/evo_fuzz_h2_session -max_total_time=$(FUZZ_SECONDS) -max_len=8192 \
+	  $(FUZZ_BUILD)/corpus/h2_session tests/fuzz/corpus/h2_session
 	@echo "fuzzing: no crash, no leak in $(FUZZ_SECONDS) s per target"
 
 bench: build

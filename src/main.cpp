@@ -1,5 +1,6 @@
 // evo: an asynchronous runtime for Lua. See README.md and docs/.
 #include <fcntl.h>
+#include <openssl/crypto.h>
 #include <poll.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -85,6 +86,11 @@ void route_std_streams() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // No OpenSSL clean-up at exit: a thread-pool thread may still be deriving
+  // a key (a task that timed out does not stop its job), and OpenSSL's atexit
+  // handler would free the thread-local state under it. The process is
+  // ending; its memory goes with it.
+  OPENSSL_init_crypto(OPENSSL_INIT_NO_ATEXIT, nullptr);
   reserve_standard_fds();
   // As C programs do (and glibc by default): a line at a time to a terminal,
   // so output shows up as it is written; fully buffered to pipes and files.
