@@ -172,13 +172,26 @@ int64_t H2Stream::send_file(int fd, int64_t offset, int64_t length, std::functio
   file_fd_ = fd;
   file_offset_ = offset;
   file_left_ = length;
+  file_done_ = std::move(done);
+  // While in this call the file's end is recorded, not called back: the
+  // caller has not begun to wait yet, and learns it from the result.
+  file_sync_ = true;
+  file_status_ = pump_file();
+  if (file_status_ == 1) flush();  // (may read on, and finish, the file)
+  file_sync_ = false;
+  if (file_status_ == 1) return Transport::kPending;
   file_done_ = nullptr;
-  int status = pump_file();
-  if (status == 1) {
-    file_done_ = std::move(done);
-    return Transport::kPending;
+  return file_status_;  // 0 or a libuv error, as Connection::send_file
+}
+
+void H2Stream::file_finished(int status) {
+  if (file_sync_) {
+    file_status_ = status;
+    return;
   }
-  return status < 0 ? status : length;
+  std::function<void(int)> done = std::move(file_done_);
+  file_done_ = nullptr;
+  if (done) done(status);
 }
 
 // 0: all queued; 1: more to read later; < 0: a read error (libuv code).
@@ -206,10 +219,7 @@ int H2Stream::pump_file() {
 void H2Stream::file_progress() {
   if (file_fd_ < 0) return;
   int status = pump_file();
-  if (status == 1) return;
-  std::function<void(int)> done = std::move(file_done_);
-  file_done_ = nullptr;
-  if (done) done(status);
+  if (status != 1) file_finished(status);
 }
 
 void H2Stream::close_file() {
@@ -501,11 +511,11 @@ void H2Connection::lost(const std::shared_ptr<Exchange>& ex, uint32_t code) {
     ex->body_reader = nullptr;
     sys.wake_error(t, ex->body_reader_id, "Closed", "the stream was closed");
   }
-  std::function<void(int)> file_done = std::move(s->file_done_);
-  s->cancel_file();
+  bool file = s->file_fd_ >= 0;
+  s->close_file();
   s->conn_ = nullptr;
   ex->conn = nullptr;
-  if (file_done) file_done(UV_ECANCELED);
+  if (file) s->file_finished(UV_ECANCELED);
   if (ex->finished && code == h2::NoError) return;
   cancel_handler(*server_, *ex);
   if (server_->config().events) {

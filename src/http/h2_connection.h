@@ -54,6 +54,7 @@ class H2Stream final : public ExchangeIo {
   void ended(Exchange& ex);
   int pump_file();
   void file_progress();
+  void file_finished(int status);
   void wake_writer(const char* error);
   void close_file();
 
@@ -74,6 +75,8 @@ class H2Stream final : public ExchangeIo {
   int64_t file_offset_ = 0;
   int64_t file_left_ = 0;
   std::function<void(int)> file_done_;
+  bool file_sync_ = false;  // inside send_file()
+  int file_status_ = 0;
 };
 
 class H2Connection final : public TransportUser, private h2::Handler {

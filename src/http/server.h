@@ -90,8 +90,8 @@ class ExchangeIo {
   virtual void body_consumed() = 0;
   virtual void flush() = 0;
   // Sends length bytes of the open file fd (taken over) from offset after
-  // the output before it. Returns the bytes sent when that is done now, or
-  // Transport::kPending: done(status) follows (0 or a libuv error).
+  // the output before it. Returns 0 (or a libuv error) when that is done
+  // now, or Transport::kPending: done(status) follows (0 or a libuv error).
   virtual int64_t send_file(int fd, int64_t offset, int64_t length, std::function<void(int)> done) = 0;
   virtual void cancel_file() = 0;
   virtual void close_soon() = 0;  // the response cannot be completed: end it after what is queued
