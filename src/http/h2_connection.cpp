@@ -329,7 +329,9 @@ void H2Connection::on_transport_closed() {
   std::vector<std::shared_ptr<Exchange>> open;
   open.reserve(streams_.size());
   for (auto& [id, ex] : streams_) open.push_back(ex);
+  for (auto& ex : touched_) open.push_back(ex);  // (closed streams not yet processed)
   streams_.clear();
+  touched_.clear();
   for (auto& ex : open) lost(ex, h2::Cancel);
   owner_.on_transport_closed();  // last: destroys this
 }
@@ -522,7 +524,6 @@ void H2Connection::lost(const std::shared_ptr<Exchange>& ex, uint32_t code) {
     server_->pending.erase(ex->id);
     report_abort(*server_, *ex);
   }
-  ex->finished = true;
 }
 
 // Writes what the session has, while the transport's queue is below the

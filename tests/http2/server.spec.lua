@@ -269,6 +269,20 @@ describe("http.serve over HTTP/2", function()
     assert.equal(0, server:connections())
   end)
 
+  it("cancels the handler of a stream whose client went away", function()
+    local outcome
+    local _, url = K.serve({http2 = true}, function(_, res)
+      local ok, err = pcall(task.sleep, 2)
+      outcome = ok and "slept" or tostring(err.code or err)
+      if ok then res:send(200, "late") end
+    end)
+    local _, _, code = K.curl("--http2-prior-knowledge", "--max-time", "0.3", url .. "/")
+    assert.equal(28, code)  -- curl's timeout
+    assert.truthy(K.waitFor(function() return outcome end, 3))
+    assert.equal("Canceled", outcome)
+    assert.equal(200, (curl("--http2-prior-knowledge", url .. "/hello")))
+  end)
+
   it("serves the HttpServer event style over HTTP/2", function()
     local server = HttpServer({http2 = true})
     local ids = {}
