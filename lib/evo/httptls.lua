@@ -13,7 +13,14 @@ local function withTls(opts)
     if type(ctx.cert) ~= "string" or type(ctx.key) ~= "string" then
       error("bad argument #1 to 'serve' (tls needs cert and key: PEM file paths)", 3)
     end
-    ctx, err = require("evo.tls").serverContext(opts.tls)
+    local tlsOpts = opts.tls
+    -- HTTP/2 is offered by ALPN unless http2 = false (or the caller chose).
+    if tlsOpts.alpn == nil and opts.http2 ~= false then
+      tlsOpts = {}
+      for k, v in pairs(opts.tls) do tlsOpts[k] = v end
+      tlsOpts.alpn = {"h2", "http/1.1"}
+    end
+    ctx, err = require("evo.tls").serverContext(tlsOpts)
   end
   if not ctx then return nil, err end
   local o = {}

@@ -202,6 +202,23 @@ int l_serve(lua_State* L) {
   lua_getfield(L, 2, "tlsContext");
   if (!lua_isnil(L, -1)) cfg.tls = check_tls_context(L, lua_gettop(L));
   lua_pop(L, 1);
+  // http2: true/false, or a table of limits; default on under TLS (ALPN
+  // decides per connection), off on cleartext (prior knowledge, h2c).
+  lua_getfield(L, 2, "http2");
+  cfg.http2 = lua_isnil(L, -1) ? cfg.tls != nullptr : lua_toboolean(L, -1) != 0;
+  if (lua_istable(L, -1)) {
+    int t = lua_gettop(L);
+    auto u32 = [&](const char* key, uint32_t dflt) {
+      double v = opt_number(L, t, key, dflt);
+      if (v < 1 || v > 2147483647.0) luaL_error(L, "serve: http2.%s must be a positive integer", key);
+      return static_cast<uint32_t>(v);
+    };
+    cfg.h2.max_concurrent_streams = u32("maxConcurrentStreams", cfg.h2.max_concurrent_streams);
+    cfg.h2.max_header_list_size = u32("maxHeaderListSize", cfg.h2.max_header_list_size);
+    cfg.h2.max_frame_size = u32("maxFrameSize", cfg.h2.max_frame_size);
+    cfg.h2.initial_window_size = u32("initialWindowSize", cfg.h2.initial_window_size);
+  }
+  lua_pop(L, 1);
 
   Runtime& rt = Runtime::from(L);
   auto server = std::make_shared<Server>(rt, cfg);
@@ -276,7 +293,7 @@ int l_close(lua_State* L) {
 
 // ------------------------------------------------------------ responses
 
-Connection* live(Exchange& ex) { return ex.finished ? nullptr : ex.conn; }
+ExchangeIo* live(Exchange& ex) { return ex.finished ? nullptr : ex.conn; }
 
 // send(res, status, body, headers) -> true | nil, err
 int l_send(lua_State* L) {
@@ -310,7 +327,7 @@ int l_send(lua_State* L) {
     }
   }
   ex.status = status;
-  Connection* c = live(ex);
+  ExchangeIo* c = live(ex);
   if (c == nullptr) return push_closed(L);
   c->send_whole(ex, std::string_view(body, len));
   lua_pushboolean(L, 1);
@@ -345,16 +362,16 @@ int l_header(lua_State* L) {
 // Suspends t (whose call pushed `true` last) until the connection's output
 // is below the high-water mark, or all written (drain_all); or answers
 // (false) when a cancellation is due.
-int wait_for_output(lua_State* L, TaskSystem& sys, Task* t, Connection* c, bool drain_all) {
+int wait_for_output(lua_State* L, TaskSystem& sys, Task* t, ExchangeIo* c, bool drain_all) {
   if (sys.take_cancel(t)) {
     lua_pushboolean(L, 0);
     return 1;
   }
   lua_pop(L, 1);
   uint32_t id = sys.begin_wait(
-      t, [](Task*, void* arg) { static_cast<Connection*>(arg)->cancel_wait_writable(); }, c);
-  if (drain_all) {
-    c->wait_drained(t, id);
+      t, [](Task*, void* arg) { static_cast<ExchangeIo*>(arg)->cancel_wait_writable(); }, c);
+  if (drain_all && c->http1() != nullptr) {
+    c->http1()->wait_drained(t, id);
   } else {
     c->wait_writable(t, id);
   }
@@ -363,7 +380,7 @@ int wait_for_output(lua_State* L, TaskSystem& sys, Task* t, Connection* c, bool 
 
 // Writes a piece of the body (after `true` was pushed) and answers (true,
 // true) at once, or waits in a task while the output is over the mark.
-int write_and_wait(lua_State* L, Connection* c, Exchange& ex, std::string_view chunk, int yieldable_idx) {
+int write_and_wait(lua_State* L, ExchangeIo* c, Exchange& ex, std::string_view chunk, int yieldable_idx) {
   c->write_body(ex, chunk);
   c->flush();
   if (!c->congested()) {
@@ -384,7 +401,7 @@ int l_write(lua_State* L) {
   Exchange& ex = check_res(L, 1);
   std::string_view chunk = arg_string(L, 2);
   if (ex.finished) return luaL_error(L, "write: the response was already finished");
-  Connection* c = ex.conn;
+  ExchangeIo* c = ex.conn;
   lua_pushboolean(L, 1);
   if (c == nullptr) return 1 + push_closed(L);
   if (!ex.headers_sent) c->send_head(ex);
@@ -398,7 +415,7 @@ int l_write(lua_State* L) {
 int l_finish(lua_State* L) {
   Exchange& ex = check_res(L, 1);
   if (ex.finished) return luaL_error(L, "finish: the response was already finished");
-  Connection* c = ex.conn;
+  ExchangeIo* c = ex.conn;
   if (c == nullptr) return push_closed(L);
   if (!lua_isnoneornil(L, 2)) {
     std::string_view chunk = arg_string(L, 2);
@@ -423,7 +440,7 @@ int l_send_file(lua_State* L) {
   auto offset = static_cast<int64_t>(luaL_optnumber(L, 3, 0));
   check_head_open(L, ex, "sendFile");
   lua_pushboolean(L, 1);
-  Connection* c = ex.conn;
+  ExchangeIo* c = ex.conn;
   if (c == nullptr) return 1 + push_closed(L);
   int fd = ::open(path, O_RDONLY | O_CLOEXEC);
   struct stat st {};
@@ -487,7 +504,7 @@ int l_send_file(lua_State* L) {
     }
     // Cancelled, the rest of the file stays unsent (and the response cut).
     *waiting = sys.begin_shared_wait(
-        t, [](Task*, void* arg) { static_cast<Connection*>(arg)->cancel_file(); }, c);
+        t, [](Task*, void* arg) { static_cast<ExchangeIo*>(arg)->cancel_file(); }, c);
     return sys.suspend(L, t);
   }
   auto status = static_cast<int>(r);
@@ -589,7 +606,7 @@ int l_done(lua_State* L) {
       lua_pop(L, 1);
     }
     if (status == 500) errors::report("http handler error: " + errors::describe(L, 3));
-    Connection* c = live(ex);
+    ExchangeIo* c = live(ex);
     if (c == nullptr) return 0;
     if (ex.headers_sent) {
       c->cut(ex);  // no proper end: the client sees the response cut short
@@ -604,8 +621,9 @@ int l_done(lua_State* L) {
     c->send_whole(ex, body);
     return 0;
   }
-  Connection* c = live(ex);
-  if (c != nullptr && c->state() != Connection::State::Upgraded) c->finish(ex);
+  ExchangeIo* c = live(ex);
+  if (c != nullptr && (c->http1() == nullptr || c->http1()->state() != Connection::State::Upgraded))
+    c->finish(ex);
   return 0;
 }
 
@@ -614,9 +632,15 @@ int l_done(lua_State* L) {
 int l_upgrade(lua_State* L) {
   Exchange& ex = check_res(L, 1);
   check_head_open(L, ex, "upgrade");
-  Connection* c = live(ex);
+  ExchangeIo* io = live(ex);
   lua_pushboolean(L, 1);
-  if (c == nullptr) return 1 + push_closed(L);
+  if (io == nullptr) return 1 + push_closed(L);
+  Connection* c = io->http1();
+  if (c == nullptr) {  // HTTP/2 has no Upgrade (RFC 8441's extended CONNECT is not supported)
+    lua_pushnil(L);
+    errors::push_error(L, "NotSupported", "upgrade: the request came over HTTP/2");
+    return 3;
+  }
   if (!c->drained()) {
     TaskSystem& sys = TaskSystem::from(L);
     Task* t = sys.waiter(L, 2);
@@ -688,7 +712,7 @@ int l_ev_write(lua_State* L) {
   std::string_view chunk = arg_string(L, 3);
   lua_pushboolean(L, 1);
   if (ex == nullptr || ex->conn == nullptr) return 1 + push_closed(L);
-  Connection* c = ex->conn;
+  ExchangeIo* c = ex->conn;
   if (!ex->headers_sent) c->send_head(*ex);
   return write_and_wait(L, c, *ex, chunk, 4);
 }
@@ -709,8 +733,8 @@ int l_ev_pending(lua_State* L) {
 int l_ev_fail(lua_State* L) {
   Server* server = check_server(L, 1);
   Exchange* ex = pending_exchange(L, server, 2);
-  Connection* c = ex == nullptr ? nullptr : live(*ex);
-  if (c == nullptr || c->state() == Connection::State::Upgraded) return 0;
+  ExchangeIo* c = ex == nullptr ? nullptr : live(*ex);
+  if (c == nullptr || (c->http1() != nullptr && c->http1()->state() == Connection::State::Upgraded)) return 0;
   std::shared_ptr<Exchange> keep = server->pending[ex->id];  // finish() drops it from the table
   if (ex->headers_sent) {
     c->cut(*ex);

@@ -1,5 +1,6 @@
 // The HTTP/1.1 server engine (see server.h for the state machine).
 #include "http/server.h"
+#include "http/h2_connection.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -176,6 +177,7 @@ void Server::on_connection(IoResult r) {
 
 bool Server::runs_handler(const Task* t) const {
   return std::any_of(connections_.begin(), connections_.end(), [t](const std::unique_ptr<Connection>& c) {
+    if (c->h2() != nullptr) return c->h2()->runs_handler(t);
     return c->current() != nullptr && c->current()->handler == t;
   });
 }
@@ -207,6 +209,8 @@ void Server::stop(std::function<void()> done) {
   for (auto& c : connections_) {
     if (c->state() == Connection::State::Upgraded) {
       reap_soon();  // its transport went on; it goes at the next sweep
+    } else if (c->h2() != nullptr) {
+      c->h2()->shutdown();  // GOAWAY; open streams finish
     } else if (c->idle() && drain_idle_ms_ > 0) {
       c->waiting_for = Connection::Wait::Idle;  // the sweep closes it then
       c->deadline = uv_now(rt_.loop()) + drain_idle_ms_;
@@ -291,6 +295,10 @@ void Server::sweep() {
   // (A connection closed here stays in the list until its handle has closed.)
   for (auto& c : connections_) {
     if (c->state() == Connection::State::Upgraded) continue;
+    if (c->h2() != nullptr) {
+      c->h2()->sweep(now);
+      continue;
+    }
     if (c->send_deadline != 0 && c->send_deadline <= now) c->on_send_deadline();
     if (!c->closed() && c->deadline != 0 && c->deadline <= now) c->on_deadline();
   }
@@ -305,6 +313,7 @@ Connection::Connection(std::shared_ptr<Server> server, std::unique_ptr<Transport
 
 Connection::~Connection() {
   if (t_ != nullptr) t_->set_user(nullptr);
+  h2_ = nullptr;  // (before the transport it uses)
 }
 
 void Connection::start() {
@@ -371,14 +380,16 @@ void Connection::connection_lost() {
 }
 
 // The event style hears once that a request's client went away.
-void Connection::report_abort(Exchange& ex) {
-  if (ex.abort_reported || ex.finished || !server_->config().events) return;
+void report_abort(Server& server, Exchange& ex) {
+  if (ex.abort_reported || ex.finished || !server.config().events) return;
   ex.abort_reported = true;
-  if (server_->object_ref == LUA_NOREF) return;
+  if (server.object_ref == LUA_NOREF) return;
   uint32_t id = ex.id;
-  events::emit_task(server_->runtime(), server_->object_ref, "HTTP_CONNECTION_ABORTED", server_->runner_ref,
+  events::emit_task(server.runtime(), server.object_ref, "HTTP_CONNECTION_ABORTED", server.runner_ref,
                     [id](lua_State* L) { events::field(L, "requestID", static_cast<double>(id)); });
 }
+
+void Connection::report_abort(Exchange& ex) { http::report_abort(*server_, ex); }
 
 void Connection::on_input() {
   if (closed_) return;
@@ -449,12 +460,14 @@ void Connection::client_left() {
   close();
 }
 
-void Connection::cancel_handler(Exchange& ex) {
-  if (ex.handler == nullptr || server_->tasks().closed()) return;
+void cancel_handler(Server& server, Exchange& ex) {
+  if (ex.handler == nullptr || server.tasks().closed()) return;
   Task* t = ex.handler;
   ex.handler = nullptr;
-  server_->tasks().cancel(t);
+  server.tasks().cancel(t);
 }
+
+void Connection::cancel_handler(Exchange& ex) { http::cancel_handler(*server_, ex); }
 
 void Connection::received() {
   if (state_ == State::Closing) {  // lingering: input is dropped
@@ -462,7 +475,54 @@ void Connection::received() {
     return;
   }
   if (state_ == State::Body || state_ == State::Draining) update_deadline();  // the body moves
+  // HTTP/2 is decided before the first request (one test per connection).
+  if (!served_any_ && state_ == State::Waiting && server_->config().http2 && try_h2()) return;
   advance();
+}
+
+// HTTP/2 before the first request: ALPN chose "h2", or the input is the
+// prior-knowledge preface (RFC 9113 3.3). True when the connection is
+// HTTP/2 now, or when what came so far is the start of the preface.
+bool Connection::try_h2() {
+  static constexpr std::string_view kPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+  if (tls::Session* tls = t_->tls(); tls != nullptr) {
+    if (tls->alpn_selected() != "h2") return false;
+  } else {
+    std::string_view in = t_->input();
+    size_t n = std::min(in.size(), kPreface.size());
+    if (in.substr(0, n) != kPreface.substr(0, n)) return false;
+    if (n < kPreface.size()) return true;  // the rest of the preface is on its way
+  }
+  become_h2(nullptr);
+  return true;
+}
+
+// A complete cleartext request with "Upgrade: h2c" and HTTP2-Settings (RFC
+// 7540 3.2) and no body: 101, then it is stream 1 of an HTTP/2 connection.
+// False (served as HTTP/1.1) otherwise.
+bool Connection::upgrade_h2c() {
+  Request& r = parser_.request();
+  const std::string* up = r.header("upgrade");
+  if (t_->tls() != nullptr || up == nullptr || strcasecmp(up->c_str(), "h2c") != 0) return false;
+  if (r.header("http2-settings") == nullptr || !r.body.empty() || server_->stopping_) return false;
+  served_any_ = true;
+  auto ex = std::make_shared<Exchange>();
+  ex->req = std::move(r);
+  ex->body_done = true;
+  t_->output() += "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n";
+  become_h2(std::move(ex));
+  return true;
+}
+
+// The transport goes to an H2Connection for good; this connection stays in
+// the server's list as its shell (deadlines, stop, removal).
+void Connection::become_h2(std::shared_ptr<Exchange> upgraded) {
+  state_ = State::H2;
+  deadline = 0;
+  send_deadline = 0;
+  h2_ = std::make_unique<H2Connection>(server_, *t_, *this);
+  t_->set_user(h2_.get());
+  h2_->start(std::move(upgraded));
 }
 
 // Parses and dispatches as far as possible: every request the input holds is
@@ -540,6 +600,7 @@ bool Connection::parse_step() {
       return true;
     case RequestParser::Result::Complete:
       if (state_ == State::Waiting) {
+        if (parser_.request().upgrade && server_->config().http2 && upgrade_h2c()) return false;
         dispatch(true);
       } else {
         feed_body();
@@ -754,10 +815,10 @@ void Connection::on_send_deadline() {
   client_left();
 }
 
-void Connection::emit_finished(Exchange& ex) {
-  if (server_->object_ref == LUA_NOREF) return;
+void emit_finished(Server& server, Exchange& ex) {
+  if (server.object_ref == LUA_NOREF) return;
   Exchange* e = &ex;
-  events::emit_task(server_->runtime(), server_->object_ref, "HTTP_REQUEST_FINISHED", server_->runner_ref,
+  events::emit_task(server.runtime(), server.object_ref, "HTTP_REQUEST_FINISHED", server.runner_ref,
                     [e](lua_State* L) {
                       request_fields(L, *e);
                       push_headers(L, e->req);
@@ -767,19 +828,28 @@ void Connection::emit_finished(Exchange& ex) {
                     });
 }
 
-void Connection::wake_body_reader(Exchange& ex) {
+void emit_started(Server& server, Exchange& ex) {
+  if (server.object_ref == LUA_NOREF) return;
+  Exchange* e = &ex;
+  events::emit_task(server.runtime(), server.object_ref, "HTTP_REQUEST_STARTED", server.runner_ref,
+                    [e](lua_State* L) { request_fields(L, *e); });
+}
+
+void Connection::emit_finished(Exchange& ex) { http::emit_finished(*server_, ex); }
+
+void wake_body_reader(Server& server, Exchange& ex) {
   if (ex.body_reader == nullptr) return;
   bool ready = !ex.body.empty() || ex.body_done || ex.body_error_status != 0;
   if (!ready) return;
   Task* t = ex.body_reader;
   ex.body_reader = nullptr;
-  TaskSystem& sys = server_->tasks();
+  TaskSystem& sys = server.tasks();
   lua_State* L = sys.L();
   if (!ex.body.empty()) {
     lua_pushlstring(L, ex.body.data(), ex.body.size());
     ex.body.clear();
     sys.wake(t, ex.body_reader_id, 1);
-    body_consumed();
+    if (ex.conn != nullptr) ex.conn->body_consumed();
   } else if (ex.body_error_status != 0) {
     lua_pushnil(L);
     errors::push_error(L, body_error_code(ex.body_error_status), ex.body_error);
@@ -791,6 +861,8 @@ void Connection::wake_body_reader(Exchange& ex) {
     sys.wake(t, ex.body_reader_id, 1);
   }
 }
+
+void Connection::wake_body_reader(Exchange& ex) { http::wake_body_reader(*server_, ex); }
 
 void Connection::body_consumed() {
   if (state_ == State::Body && !t_->reading() && !t_->eof() && !in_advance_) advance();
@@ -1038,11 +1110,11 @@ std::unique_ptr<Stream> Connection::detach_to_stream(Exchange& ex) {
   return stream;
 }
 
-void Connection::run_task(const std::shared_ptr<Exchange>& ex) {
-  TaskSystem& sys = server_->tasks();
+void run_handler_task(Server& server, const std::shared_ptr<Exchange>& ex) {
+  TaskSystem& sys = server.tasks();
   lua_State* L = sys.L();
-  lua_rawgeti(L, LUA_REGISTRYINDEX, server_->runner_ref);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, server_->handler_ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, server.runner_ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, server.handler_ref);
   // runner(handler, res, method, path, query) builds req in Lua, where its
   // keys are constants: cheaper than setting them one by one from C.
   push_request(L, ex);
@@ -1054,5 +1126,7 @@ void Connection::run_task(const std::shared_ptr<Exchange>& ex) {
   ex->handler = t;  // until the runner's done(): a client that leaves cancels it
   if (now) sys.run_now(t);
 }
+
+void Connection::run_task(const std::shared_ptr<Exchange>& ex) { run_handler_task(*server_, ex); }
 
 }  // namespace evo::http

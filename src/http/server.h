@@ -36,6 +36,7 @@
 #include "core/handle.h"
 #include "io/io.h"
 #include "io/transport.h"
+#include "proto/h2_session.h"
 #include "proto/http_parser.h"
 #include "proto/http_response.h"
 #include "proto/tls.h"
@@ -51,6 +52,8 @@ namespace evo::http {
 
 class Server;
 class Connection;
+class H2Connection;
+class Exchange;
 
 struct ServerConfig {
   Limits limits;
@@ -61,6 +64,44 @@ struct ServerConfig {
   size_t high_water = size_t{64} * 1024;
   bool events = false;                // the event style (HttpServer) instead of task handlers
   std::shared_ptr<tls::Context> tls;  // https: every connection is a TLS session
+  // HTTP/2 (h2_connection.h): ALPN "h2" under TLS, the prior-knowledge
+  // preface and "Upgrade: h2c" on cleartext.
+  bool http2 = false;
+  h2::Options h2;
+};
+
+// What an exchange's response and body reads go through: the HTTP/1.1
+// connection, or one HTTP/2 stream (H2Stream). The bindings (src/bind/
+// http.cpp) see only this, so res/req have one implementation for both.
+class ExchangeIo {
+ public:
+  virtual ~ExchangeIo() = default;
+  virtual void send_head(Exchange& ex) = 0;
+  virtual void write_body(Exchange& ex, std::string_view chunk) = 0;
+  virtual void finish(Exchange& ex) = 0;
+  virtual void send_whole(Exchange& ex, std::string_view body) = 0;
+  virtual void send_continue(Exchange& ex) = 0;
+  // True while more than the high-water mark waits to be written.
+  [[nodiscard]] virtual bool congested() const = 0;
+  // A task waiting for the output to drain below the high-water mark.
+  virtual void wait_writable(Task* t, uint32_t id) = 0;
+  virtual void cancel_wait_writable() = 0;
+  // The handler took the body the exchange held: read more of it.
+  virtual void body_consumed() = 0;
+  virtual void flush() = 0;
+  // Sends length bytes of the open file fd (taken over) from offset after
+  // the output before it. Returns 0 (or a libuv error) when that is done
+  // now, or Transport::kPending: done(status) follows (0 or a libuv error).
+  virtual int64_t send_file(int fd, int64_t offset, int64_t length, std::function<void(int)> done) = 0;
+  virtual void cancel_file() = 0;
+  virtual void close_soon() = 0;  // the response cannot be completed: end it after what is queued
+  virtual void close() = 0;       // now
+  [[nodiscard]] virtual bool closed() const = 0;
+  // Ends a response that cannot be completed (its handler failed after the
+  // head went out): the client must see it incomplete.
+  virtual void cut(Exchange& ex) = 0;
+  // The HTTP/1.1 connection (upgrades, WebSocket), nullptr over HTTP/2.
+  virtual Connection* http1() { return nullptr; }
 };
 
 // One request and its response. Shared between the connection (while the
@@ -72,8 +113,9 @@ class Exchange {
   uint32_t id = 0;
   std::string remote_ip;
   int remote_port = 0;
-  Connection* conn = nullptr;  // nullptr once the exchange is over or the connection gone
-  Task* handler = nullptr;     // the handler's task (task style) until it returns
+  ExchangeIo* conn = nullptr;          // nullptr once the exchange is over or the connection gone
+  std::unique_ptr<ExchangeIo> stream;  // HTTP/2: the stream conn points to, owned here
+  Task* handler = nullptr;             // the handler's task (task style) until it returns
 
   // The request body as it arrives: bytes not yet read by the handler.
   std::string body;
@@ -182,9 +224,10 @@ class Server : public std::enable_shared_from_this<Server> {
 // One client connection: the HTTP/1.1 engine on a Transport (the socket, TLS,
 // the buffers, files). Owned by its server; it ends when its transport's
 // handle has closed, or when an upgrade hands the transport to a Stream.
-class Connection final : public TransportUser {
+class Connection final : public TransportUser, public ExchangeIo {
  public:
-  enum class State : uint8_t { Waiting, Body, Responding, Draining, Upgraded, Closing };
+  // H2: an HTTP/2 connection (h2_) took the transport over for good.
+  enum class State : uint8_t { Waiting, Body, Responding, Draining, Upgraded, Closing, H2 };
 
   Connection(std::shared_ptr<Server> server, std::unique_ptr<Transport> transport);
   ~Connection();
@@ -194,19 +237,19 @@ class Connection final : public TransportUser {
   void start();  // after accept: reading, header deadline
 
   // Response side, called from Lua through the exchange.
-  void send_head(Exchange& ex);
-  void write_body(Exchange& ex, std::string_view chunk);
-  void finish(Exchange& ex);
-  void send_whole(Exchange& ex, std::string_view body);
+  void send_head(Exchange& ex) override;
+  void write_body(Exchange& ex, std::string_view chunk) override;
+  void finish(Exchange& ex) override;
+  void send_whole(Exchange& ex, std::string_view body) override;
   // The 100 Continue interim response, before the handler's first body read.
-  void send_continue(Exchange& ex);
+  void send_continue(Exchange& ex) override;
   // True while more than the high-water mark waits to be written.
-  [[nodiscard]] bool congested() const;
+  [[nodiscard]] bool congested() const override;
   // A task waiting for the output to drain below the high-water mark.
-  void wait_writable(Task* t, uint32_t id);
-  void cancel_wait_writable() { writer_ = nullptr; }
+  void wait_writable(Task* t, uint32_t id) override;
+  void cancel_wait_writable() override { writer_ = nullptr; }
   // Reading the body is slow to keep up: stop or restart reading.
-  void body_consumed();
+  void body_consumed() override;
 
   // Hands the transport (socket, TLS session, the input read past the
   // request) to a net Stream after a 101 answer to an upgrade request (the
@@ -218,19 +261,21 @@ class Connection final : public TransportUser {
     drain_all_ = true;
     wait_writable(t, id);
   }
-  void flush();  // hands the output to the transport
+  void flush() override;  // hands the output to the transport
   // Sends length bytes of the open file fd (taken over) from offset after
   // the output before it. Returns the bytes sent when that is done now, or
   // Transport::kPending: done(status) follows (0 or a libuv error).
-  int64_t send_file(int fd, int64_t offset, int64_t length, std::function<void(int)> done);
-  void cancel_file() { t_->cancel_file(); }
-  void close_soon();  // flush, then close
-  void close();       // now
-  [[nodiscard]] bool closed() const { return closed_; }
+  int64_t send_file(int fd, int64_t offset, int64_t length, std::function<void(int)> done) override;
+  void cancel_file() override { t_->cancel_file(); }
+  void close_soon() override;  // flush, then close
+  void close() override;       // now
+  [[nodiscard]] bool closed() const override { return closed_; }
+  Connection* http1() override { return this; }
+  [[nodiscard]] H2Connection* h2() const { return h2_.get(); }
   // Ends a response that cannot be completed (its handler failed after the
   // head went out): what was written goes out, then the connection closes,
   // without the end of the body, so the client knows it is incomplete.
-  void cut(Exchange& ex);
+  void cut(Exchange& ex) override;
 
   [[nodiscard]] State state() const { return state_; }
   [[nodiscard]] const Exchange* current() const { return current_.get(); }
@@ -283,6 +328,10 @@ class Connection final : public TransportUser {
   void report_abort(Exchange& ex);
   void run_task(const std::shared_ptr<Exchange>& ex);
   void shutdown_done();
+  bool try_h2();
+  bool upgrade_h2c();
+  void become_h2(std::shared_ptr<Exchange> upgraded);
+  friend class H2Connection;
 
   std::shared_ptr<Server> server_;
   std::unique_ptr<Transport> t_;
@@ -304,12 +353,27 @@ class Connection final : public TransportUser {
   uint32_t writer_id_ = 0;
   std::string remote_ip_;
   int remote_port_ = 0;
+  std::unique_ptr<H2Connection> h2_;
 };
 
 // The error code a handler's body read fails with, by the status to answer.
 inline const char* body_error_code(int status) {
   return status == 413 ? "BodyTooLarge" : status == 408 ? "Timeout" : "BadRequest";
 }
+
+// Shared by both protocols (server.cpp).
+// Hands the handler waiting in req:read() what the exchange holds: body,
+// its end, or its error.
+void wake_body_reader(Server& server, Exchange& ex);
+// The event style's HTTP_REQUEST_STARTED / HTTP_REQUEST_FINISHED /
+// HTTP_CONNECTION_ABORTED (once per exchange).
+void emit_started(Server& server, Exchange& ex);
+void emit_finished(Server& server, Exchange& ex);
+void report_abort(Server& server, Exchange& ex);
+// Starts the task-style handler of an exchange.
+void run_handler_task(Server& server, const std::shared_ptr<Exchange>& ex);
+// Cancels the handler task of an exchange, if it still runs.
+void cancel_handler(Server& server, Exchange& ex);
 
 // Lua bindings (src/bind/http.cpp; open_http is declared in lua/modules.h).
 // Pushes the header table of a request: lower-case names, repeated headers

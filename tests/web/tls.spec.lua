@@ -56,7 +56,8 @@ describe("TLS", function()
     end, 20)
 
     it("reuses the connection for two URLs, with ALPN http/1.1", function()
-      local out, err, code = W.curl("-v", "--cacert", cert.cert, base() .. "/a", base() .. "/b")
+      -- (--http1.1: curl would take h2, which http.serve offers under TLS)
+      local out, err, code = W.curl("-v", "--http1.1", "--cacert", cert.cert, base() .. "/a", base() .. "/b")
       assert.equal(code, 0, err)
       assert.equal(out, "hello over tls /ahello over tls /b")
       assert.match(err, "Re%-using existing connection")
@@ -77,7 +78,7 @@ describe("TLS", function()
       local dir = W.tempDir()
       local payload = W.pattern(300 * 1000)
       assert(fs.writeFile(dir .. "/up.bin", payload))
-      local out, err, code = W.curl("--cacert", cert.cert, "-H", "Transfer-Encoding: chunked",
+      local out, err, code = W.curl("--http1.1", "--cacert", cert.cert, "-H", "Transfer-Encoding: chunked",
         "-H", "Content-Type: application/octet-stream", "--data-binary", "@" .. dir .. "/up.bin", base() .. "/echo")
       W.rmTree(dir)
       assert.equal(code, 0, err)
@@ -115,10 +116,19 @@ describe("TLS", function()
       assert.match(r.out, "hello over tls /sclient")
     end, 20)
 
-    it("gets no ALPN protocol when it offers only h2", function()
+    it("negotiates h2 when it offers only h2 (http.serve offers h2, http/1.1)", function()
       local r = W.run("openssl", {"s_client", "-connect", "127.0.0.1:" .. port, "-alpn", "h2",
         "-servername", "localhost", "-CAfile", cert.cert, "-ign_eof"},
+        {input = "", timeout = 20})
+      assert.match(r.out, "ALPN protocol: h2")
+    end, 20)
+
+    it("gets no ALPN protocol when it offers only h2 to a server with http2 = false", function()
+      local plain = assert(http.serve({port = 0, http2 = false, tls = {cert = cert.cert, key = cert.key}}, handler))
+      local r = W.run("openssl", {"s_client", "-connect", "127.0.0.1:" .. plain.port, "-alpn", "h2",
+        "-servername", "localhost", "-CAfile", cert.cert, "-ign_eof"},
         {input = "GET /noalpn HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n", timeout = 20})
+      plain:close()
       assert.match(r.out, "No ALPN negotiated")
       assert.match(r.out, "hello over tls /noalpn")
     end, 20)
