@@ -543,6 +543,11 @@ bool Session::check_frame_header(const uint8_t* hd) {
   } else {
     switch (type) {
       case NGHTTP2_HEADERS:
+        if (role_ == Role::Server && !new_or_open_stream(hd)) {
+          fail(ProtocolError, "HEADERS on a stream id not above the last one, and not open");
+          return false;
+        }
+        [[fallthrough]];
       case NGHTTP2_PUSH_PROMISE:
         block_bytes_ = length;
         block_continuations_ = 0;
@@ -568,6 +573,22 @@ bool Session::check_frame_header(const uint8_t* hd) {
   if (!flood) return true;
   fail(EnhanceYourCalm, flood);
   return false;
+}
+
+// RFC 9113 5.1.1: a client opens streams with ever higher odd ids. A
+// HEADERS frame on a lower or equal id is a new stream's (a protocol error)
+// unless that stream is still open (its trailers). nghttp2 1.52 ignores a
+// lower id on its own when it has forgotten the stream, and forgets closed
+// streams: the check is here. (Even ids are nghttp2's error already.)
+bool Session::new_or_open_stream(const uint8_t* hd) {
+  uint32_t id =
+      ((uint32_t{hd[5]} << 24) | (uint32_t{hd[6]} << 16) | (uint32_t{hd[7]} << 8) | hd[8]) & 0x7fffffffU;
+  if ((id & 1U) == 0) return true;
+  if (id > last_peer_stream_) {
+    last_peer_stream_ = id;
+    return true;
+  }
+  return nghttp2_session_find_stream(ng_, static_cast<int32_t>(id)) != nullptr;
 }
 
 bool Session::feed(const uint8_t* data, size_t len) {
@@ -818,6 +839,7 @@ bool Session::upgrade(std::string_view http2_settings, bool head_request) {
   auto s = std::make_unique<Stream>();
   s->head_done = true;  // the HTTP/1.1 request, which the caller holds
   streams_.emplace(1, std::move(s));
+  last_peer_stream_ = 1;
   return true;
 }
 

@@ -260,6 +260,7 @@ class Session {
   uint64_t now() const;
   void fail(uint32_t code, const std::string& reason);
   bool check_frame_header(const uint8_t* hd);
+  bool new_or_open_stream(const uint8_t* hd);
   bool feed(const uint8_t* data, size_t len);
   void resume(int32_t stream, Stream& s);
   void update_stalls();
@@ -278,7 +279,8 @@ class Session {
   uint8_t head_[9] = {};
   size_t head_len_ = 0;
   size_t payload_left_ = 0;
-  bool in_block_ = false;  // a header block waits for CONTINUATIONs
+  bool in_block_ = false;          // a header block waits for CONTINUATIONs
+  uint32_t last_peer_stream_ = 0;  // the highest stream id the client opened (server role)
   uint32_t block_bytes_ = 0;
   uint32_t block_continuations_ = 0;
 

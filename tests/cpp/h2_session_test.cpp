@@ -590,6 +590,26 @@ TEST(H2Defences, FrameSplitAcrossReads) {
   EXPECT_EQ(srv.responses(), 2u);
 }
 
+// RFC 9113 5.1.1: a new stream's id is above every id the client used.
+// nghttp2 1.52 alone ignores a lower one; the splitter refuses it.
+TEST(H2Defences, LowerStreamIdIsAProtocolError) {
+  RawServer srv;
+  ASSERT_TRUE(srv.send(preface() + frame(HEADERS, END_STREAM | END_HEADERS, 5, get_block())));
+  EXPECT_EQ(srv.responses(), 1u);
+  EXPECT_FALSE(srv.send(frame(HEADERS, END_STREAM | END_HEADERS, 3, get_block())));
+  EXPECT_EQ(srv.goaway(), ProtocolError);
+  EXPECT_EQ(srv.rec.requests.size(), 1u);  // stream 3 never reached the handler
+}
+
+TEST(H2Defences, HeadersOnAClosedStreamIsAProtocolError) {
+  RawServer srv;
+  ASSERT_TRUE(srv.send(preface() + frame(HEADERS, END_STREAM | END_HEADERS, 1, get_block())));
+  EXPECT_EQ(srv.responses(), 1u);  // answered and closed
+  EXPECT_FALSE(srv.send(frame(HEADERS, END_STREAM | END_HEADERS, 1, get_block())));
+  EXPECT_EQ(srv.goaway(), ProtocolError);
+  EXPECT_EQ(srv.rec.requests.size(), 1u);
+}
+
 // CVE-2023-44487: open a stream, reset it, at line rate.
 TEST(H2Defences, RapidResetGetsGoaway) {
   RawServer srv;

@@ -216,7 +216,15 @@ local CASES = {
     end,
     evo = function(r)
       assert.equal(r.body_sent, 1048576)
-      assert.truthy(r.window_wait_count > 0, "the client had to wait for the server's window")
+      -- Whether the client ever had to wait depends on timing; that the
+      -- server opened stream 1's window by WINDOW_UPDATEs as it read does
+      -- not: the body is four times the initial window.
+      local opened = r.server_settings.INITIAL_WINDOW_SIZE
+      for _, u in ipairs(r.window_updates) do
+        if u[1] == 1 then opened = opened + u[2] end
+      end
+      assert.truthy(r.server_settings.INITIAL_WINDOW_SIZE < 1048576, "the body is more than the initial window")
+      assert.truthy(opened >= 1048576, "the server opened stream 1's window as it read: " .. opened)
       complete(r, 200)
     end,
   },
@@ -310,7 +318,13 @@ local CASES = {
   closed_stream = {
     nghttpd = function(r) closedWith(r, "STREAM_CLOSED") served(r) end,
     nginx = function(r) assert.truthy(r.stayed_open) served(r) end,  -- ignored
-    evo = function(r) closedWith(r, "STREAM_CLOSED") served(r) end,
+    -- Evo's session forgets a stream once both sides closed it (memory:
+    -- nghttp2 keeps no closed streams), so a late DATA is ignored, as nginx
+    -- does; docs/http2.md says so. Either answer is accepted, nothing else.
+    evo = function(r)
+      if r.goaway then closedWith(r, "STREAM_CLOSED") else assert.truthy(r.stayed_open) end
+      served(r)
+    end,
   },
   stream_id_decrease = {
     -- nghttp2 ignores a HEADERS on an id it cannot tell from a closed stream's
