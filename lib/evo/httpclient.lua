@@ -11,6 +11,7 @@ local args = require("evo.args")
 local zlib = require("zlib")
 local url = require("url")
 local parser = require("evo.httpresponse")
+local h2client = require("evo.h2client")
 
 local type, tostring, tonumber, pairs, ipairs, setmetatable, error =
   type, tostring, tonumber, pairs, ipairs, setmetatable, error
@@ -95,6 +96,7 @@ end
 
 -- Closes every pooled connection (at the end of a script, or in tests).
 function client.closeIdle()
+  h2client.closeIdle()
   for key, list in pairs(pool) do
     for _, s in ipairs(list) do s:close() end
     pool[key] = nil
@@ -323,6 +325,19 @@ function Response:readAll(maxBytes)
   end
 end
 
+-- A Response from the fields of an HTTP/1.1 or an HTTP/2 exchange.
+local function newResponse(res, key, opts)
+  res._key = key
+  setmetatable(res, Response)
+  local enc = lower(res.headers["content-encoding"] or "")
+  if opts.decompress ~= false and (enc == "gzip" or enc == "x-gzip" or enc == "deflate" or enc == "br") then
+    -- "deflate" is zlib's format, or raw DEFLATE from some servers: "auto" takes both
+    res._inflater = zlib.decompressor({format = enc == "br" and "br" or "auto",
+      maxOutput = opts.maxBodyBytes or DEFAULT_MAX_BODY})
+  end
+  return res
+end
+
 -- One exchange on one connection; retries once on a fresh connection when
 -- a pooled one turns out to have been closed by the server meanwhile.
 -- A streamed body (reader) cannot be sent twice: it goes on a fresh
@@ -338,9 +353,17 @@ local function exchange(u, method, headers, body, opts, reader)
   end
   local wire, werr = buildRequest(method, u, headers, body, reader ~= nil)
   if not wire then return nil, werr end
+  local fresh  -- a TLS connection where ALPN chose HTTP/1.1
+  if opts.http2 == "prior-knowledge" or (u.scheme == "https" and opts.http2 ~= false) then
+    local fields, err = h2client.request(u, key, method, headers, body, reader, opts)
+    if fields then return newResponse(fields, key, opts) end
+    if fields == nil then return nil, err end
+    fresh = err
+  end
   for attempt = 1, reader and 1 or 2 do
     local reused = true
-    local stream = attempt == 1 and not reader and takeIdle(key) or nil
+    local stream = fresh or attempt == 1 and not reader and takeIdle(key) or nil
+    if fresh then reused, fresh = false, nil end
     if not stream then
       reused = false
       local err
@@ -351,17 +374,9 @@ local function exchange(u, method, headers, body, opts, reader)
     local p = newParser(method == "HEAD")
     local head, err = closeOnRaise(stream, pcall(sendAndReadHead, stream, p, wire, body, reader, chunked))
     if head then
-      local rheaders = head.headers
-      local res = setmetatable({status = head.status, reason = head.reason, headers = rheaders,
+      return newResponse({status = head.status, reason = head.reason, headers = head.headers,
         version = head.version, _stream = stream, _next = bodyReader(stream, p), _reusable = head.keepAlive,
-        _key = key, _length = head.contentLength}, Response)
-      local enc = lower(rheaders["content-encoding"] or "")
-      if opts.decompress ~= false and (enc == "gzip" or enc == "x-gzip" or enc == "deflate" or enc == "br") then
-        -- "deflate" is zlib's format, or raw DEFLATE from some servers: "auto" takes both
-        res._inflater = zlib.decompressor({format = enc == "br" and "br" or "auto",
-          maxOutput = opts.maxBodyBytes or DEFAULT_MAX_BODY})
-      end
-      return res
+        _length = head.contentLength}, key, opts)
     end
     stream:close()
     if not (reused and errors.is(err, "EOF") or reused and errors.is(err, "ECONNRESET")
@@ -409,6 +424,10 @@ function client.request(opts)
     end
     local source = body
     body, reader = nil, function() return source:read() end
+  end
+  local http2 = opts.http2
+  if not (http2 == nil or type(http2) == "boolean" or http2 == "prior-knowledge") then
+    args.fail(1, "request", "http2 = true, false or \"prior-knowledge\"", http2)
   end
   if not validToken(method) then return fail("BadMethod", "invalid method '" .. printable(method) .. "'") end
   local u, why = client.parseUrl(opts.url)

@@ -41,6 +41,7 @@ int open_appfs(lua_State* L);    // "evo.appfs": a one-file executable's archive
 int open_task(lua_State* L);     // "evo.task": tasks and futures (src/lua/tasks.cpp)
 // "evo.httpresponse": the HTTP client's response parser (src/bind/http_client.cpp)
 int open_httpresponse(lua_State* L);
+int open_h2client(lua_State* L);
 namespace http {
 int open_http(lua_State* L);  // "evo.http": the HTTP server engine (src/bind/http.cpp)
 }

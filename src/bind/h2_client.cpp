@@ -1,0 +1,292 @@
+// evo.h2client: the client side of the HTTP/2 engine (src/proto/h2_session.h)
+// for Lua, sans I/O. lib/evo/h2client.lua owns the socket: it feeds what it
+// reads to receive(), writes what takeOutput() gives, and pulls the events
+// the session recorded:
+//
+//   local s = native.session()
+//   native.receive(s, bytes)          -- false: the session reads no more
+//   local out = native.takeOutput(s)  -- "" when nothing is ready
+//   local id = native.request(s, method, scheme, authority, path, {name, value, ...}, endStream)
+//   native.write(s, id, bytes); native.finish(s, id); native.consume(s, id, n)
+//   native.buffered(s, id); native.reset(s, id, code); native.goaway(s, code)
+//   native.wantWrite(s); native.finished(s); native.streams(s)
+//   local kind, id, a, b = native.next(s)   -- one event, or nothing
+//     "response", id, status, headers  -- headers: lower-case names, repeats joined
+//                                       -- with ", ", set-cookie a list (as HTTP/1.1)
+//     "data", id, bytes                 -- counted against the windows until consume()
+//     "end", id                         -- the server finished the stream
+//     "close", id, code                 -- the stream is gone (0: NO_ERROR)
+//     "progress", id, buffered          -- queued request body went out
+//     "goaway", lastStreamId, code, debug
+//
+// Handler callbacks only record events: Lua runs between calls, never
+// inside nghttp2 (no re-entry).
+#include <deque>
+#include <memory>
+#include <string>
+
+#include "lua/boxed.h"
+#include "proto/h2_session.h"
+
+namespace evo {
+namespace {
+
+constexpr const char* kSessionMeta = "evo.H2ClientSession";
+
+struct Event {
+  enum Kind : uint8_t { Response, Data, End, Close, Progress, Goaway } kind;
+  int32_t stream = 0;
+  uint32_t number = 0;  // status, code, buffered bytes
+  std::string bytes;    // data, goaway debug
+  h2::HeaderList headers;
+};
+
+class LuaSession : public h2::Handler {
+ public:
+  // The client's receive window per stream: a response body the caller
+  // does not read holds the server after this much.
+  LuaSession() : session_(h2::Role::Client, *this, options()) {}
+
+  h2::Session& session() { return session_; }
+  std::deque<Event>& events() { return events_; }
+
+  void on_response(int32_t stream, h2::ResponseHead&& head, bool end_stream) override {
+    Event e{Event::Response, stream, static_cast<uint32_t>(head.status), {}, std::move(head.headers)};
+    events_.push_back(std::move(e));
+    if (end_stream) events_.push_back(Event{Event::End, stream});
+  }
+  void on_data(int32_t stream, std::string_view data) override {
+    // Consecutive pieces of one stream are merged: fewer Lua strings.
+    if (!events_.empty() && events_.back().kind == Event::Data && events_.back().stream == stream) {
+      events_.back().bytes.append(data);
+      return;
+    }
+    events_.push_back(Event{Event::Data, stream, 0, std::string(data)});
+  }
+  void on_end_stream(int32_t stream) override { events_.push_back(Event{Event::End, stream}); }
+  void on_stream_close(int32_t stream, uint32_t code) override {
+    events_.push_back(Event{Event::Close, stream, code});
+  }
+  void on_send_progress(int32_t stream, size_t buffered) override {
+    events_.push_back(Event{Event::Progress, stream, static_cast<uint32_t>(buffered)});
+  }
+  void on_goaway(uint32_t code, int32_t last_stream_id, std::string_view debug) override {
+    events_.push_back(Event{Event::Goaway, last_stream_id, code, std::string(debug)});
+  }
+
+ private:
+  static h2::Options options() {
+    h2::Options o;
+    o.initial_window_size = 1024 * 1024;
+    o.connection_window_size = 16 * 1024 * 1024;
+    return o;
+  }
+  h2::Session session_;
+  std::deque<Event> events_;
+};
+
+LuaSession* check(lua_State* L) { return Boxed<LuaSession>::check(L, 1, kSessionMeta); }
+
+int32_t check_stream(lua_State* L, int idx) { return static_cast<int32_t>(luaL_checkinteger(L, idx)); }
+
+int l_session(lua_State* L) {
+  Boxed<LuaSession>::push(L, std::make_unique<LuaSession>(), kSessionMeta);
+  return 1;
+}
+
+int l_receive(lua_State* L) {
+  LuaSession* s = check(L);
+  size_t n = 0;
+  const char* data = luaL_checklstring(L, 2, &n);
+  lua_pushboolean(L, s->session().receive(data, n) ? 1 : 0);
+  return 1;
+}
+
+int l_take_output(lua_State* L) {
+  std::string out;
+  check(L)->session().take_output(out);
+  lua_pushlstring(L, out.data(), out.size());
+  return 1;
+}
+
+// request(s, method, scheme, authority, path, {name, value, ...}, endStream) -> id (-1: refused)
+int l_request(lua_State* L) {
+  LuaSession* s = check(L);
+  h2::RequestHead head;
+  head.method = luaL_checkstring(L, 2);
+  head.scheme = luaL_checkstring(L, 3);
+  head.authority = luaL_checkstring(L, 4);
+  head.path = luaL_checkstring(L, 5);
+  luaL_checktype(L, 6, LUA_TTABLE);
+  int n = static_cast<int>(lua_objlen(L, 6));
+  for (int i = 1; i + 1 <= n; i += 2) {
+    lua_rawgeti(L, 6, i);
+    lua_rawgeti(L, 6, i + 1);
+    size_t nl = 0, vl = 0;
+    const char* name = luaL_checklstring(L, -2, &nl);
+    const char* value = luaL_checklstring(L, -1, &vl);
+    head.headers.emplace_back(std::string(name, nl), std::string(value, vl));
+    lua_pop(L, 2);
+  }
+  lua_pushinteger(L, s->session().submit_request(head, lua_toboolean(L, 7) != 0));
+  return 1;
+}
+
+int l_write(lua_State* L) {
+  LuaSession* s = check(L);
+  size_t n = 0;
+  const char* data = luaL_checklstring(L, 3, &n);
+  lua_pushboolean(L, s->session().write(check_stream(L, 2), std::string_view(data, n)) ? 1 : 0);
+  return 1;
+}
+
+int l_finish(lua_State* L) {
+  lua_pushboolean(L, check(L)->session().end(check_stream(L, 2)) ? 1 : 0);
+  return 1;
+}
+
+int l_consume(lua_State* L) {
+  check(L)->session().consume(check_stream(L, 2), static_cast<size_t>(luaL_checkinteger(L, 3)));
+  return 0;
+}
+
+int l_buffered(lua_State* L) {
+  lua_pushinteger(L, static_cast<lua_Integer>(check(L)->session().buffered(check_stream(L, 2))));
+  return 1;
+}
+
+int l_reset(lua_State* L) {
+  check(L)->session().reset_stream(check_stream(L, 2), static_cast<uint32_t>(luaL_optinteger(L, 3, h2::Cancel)));
+  return 0;
+}
+
+int l_goaway(lua_State* L) {
+  check(L)->session().goaway(static_cast<uint32_t>(luaL_optinteger(L, 2, h2::NoError)));
+  return 0;
+}
+
+int l_want_write(lua_State* L) {
+  lua_pushboolean(L, check(L)->session().want_write() ? 1 : 0);
+  return 1;
+}
+
+int l_finished(lua_State* L) {
+  lua_pushboolean(L, check(L)->session().finished() ? 1 : 0);
+  return 1;
+}
+
+int l_streams(lua_State* L) {
+  lua_pushinteger(L, static_cast<lua_Integer>(check(L)->session().stream_count()));
+  return 1;
+}
+
+// As the HTTP/1.1 parser gives them (src/bind/http_client.cpp).
+void push_headers(lua_State* L, const h2::HeaderList& headers) {
+  lua_createtable(L, 0, static_cast<int>(headers.size()));
+  for (const auto& [name, value] : headers) {
+    lua_pushlstring(L, name.data(), name.size());
+    lua_rawget(L, -2);
+    bool cookie = name == "set-cookie";
+    if (lua_isnil(L, -1)) {
+      lua_pop(L, 1);
+      lua_pushlstring(L, name.data(), name.size());
+      if (cookie) {
+        lua_createtable(L, 1, 0);
+        lua_pushlstring(L, value.data(), value.size());
+        lua_rawseti(L, -2, 1);
+      } else {
+        lua_pushlstring(L, value.data(), value.size());
+      }
+      lua_rawset(L, -3);
+    } else if (cookie) {
+      lua_pushlstring(L, value.data(), value.size());
+      lua_rawseti(L, -2, static_cast<int>(lua_objlen(L, -2)) + 1);
+      lua_pop(L, 1);
+    } else {
+      size_t len = 0;
+      const char* old = lua_tolstring(L, -1, &len);
+      std::string joined(old, len);
+      lua_pop(L, 1);
+      joined += ", ";
+      joined += value;
+      lua_pushlstring(L, name.data(), name.size());
+      lua_pushlstring(L, joined.data(), joined.size());
+      lua_rawset(L, -3);
+    }
+  }
+}
+
+const char* kind_name(Event::Kind k) {
+  switch (k) {
+    case Event::Response:
+      return "response";
+    case Event::Data:
+      return "data";
+    case Event::End:
+      return "end";
+    case Event::Close:
+      return "close";
+    case Event::Progress:
+      return "progress";
+    case Event::Goaway:
+      return "goaway";
+  }
+  return "?";
+}
+
+// next(s) -> kind, id, a, b | nothing
+int l_next(lua_State* L) {
+  auto& events = check(L)->events();
+  if (events.empty()) return 0;
+  Event e = std::move(events.front());
+  events.pop_front();
+  lua_pushstring(L, kind_name(e.kind));
+  lua_pushinteger(L, e.stream);
+  switch (e.kind) {
+    case Event::Response:
+      lua_pushinteger(L, e.number);
+      push_headers(L, e.headers);
+      return 4;
+    case Event::Data:
+      lua_pushlstring(L, e.bytes.data(), e.bytes.size());
+      return 3;
+    case Event::Goaway:
+      lua_pushinteger(L, e.number);
+      lua_pushlstring(L, e.bytes.data(), e.bytes.size());
+      return 4;
+    case Event::Close:
+    case Event::Progress:
+      lua_pushinteger(L, e.number);
+      return 3;
+    case Event::End:
+      return 2;
+  }
+  return 2;
+}
+
+int l_error_name(lua_State* L) {
+  lua_pushstring(L, h2::error_name(static_cast<uint32_t>(luaL_checkinteger(L, 1))));
+  return 1;
+}
+
+}  // namespace
+
+int open_h2client(lua_State* L) {
+  luaL_newmetatable(L, kSessionMeta);
+  lua_pushcfunction(L, Boxed<LuaSession>::gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
+  const luaL_Reg functions[] = {
+      {"session", l_session},   {"receive", l_receive},       {"takeOutput", l_take_output},
+      {"request", l_request},   {"write", l_write},           {"finish", l_finish},
+      {"consume", l_consume},   {"buffered", l_buffered},     {"reset", l_reset},
+      {"goaway", l_goaway},     {"wantWrite", l_want_write},  {"finished", l_finished},
+      {"streams", l_streams},   {"next", l_next},             {"errorName", l_error_name},
+      {nullptr, nullptr},
+  };
+  lua_newtable(L);
+  luaL_register(L, nullptr, functions);
+  return 1;
+}
+
+}  // namespace evo
