@@ -18,7 +18,7 @@
 -- session and waits while more than HIGH_WATER bytes of it are not sent.
 local net = require("net")
 local errors = require("evo.errors")
-local native = require("evo.h2client")
+local native = require("evo.h2native")
 local tasknative = require("evo.task")
 local raiseCanceled = require("evo.wait").raiseCanceled
 

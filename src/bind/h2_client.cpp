@@ -1,7 +1,7 @@
-// evo.h2client: the client side of the HTTP/2 engine (src/proto/h2_session.h)
+// evo.h2native: the client side of the HTTP/2 engine (src/proto/h2_session.h)
 // for Lua, sans I/O. lib/evo/h2client.lua owns the socket: it feeds what it
 // reads to receive(), writes what takeOutput() gives, and pulls the events
-// the session recorded:
+// the session recorded (lib/evo/h2client.lua is its only user):
 //
 //   local s = native.session()
 //   native.receive(s, bytes)          -- false: the session reads no more

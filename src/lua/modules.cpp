@@ -33,7 +33,7 @@ const NativeModule kNativeModules[] = {
     {"evo.json",   open_json,   false},
     {"evo.modpath", open_modpath, false},
     {"evo.httpresponse", open_httpresponse, false},
-    {"evo.h2client", open_h2client, false},
+    {"evo.h2native", open_h2client, false},
     {"evo.httpkit", open_httpkit, false},
     {"evo.net",    open_net,    true},
     {"evo.pcre",   open_pcre,   false},
