@@ -156,7 +156,8 @@ int l_buffered(lua_State* L) {
 }
 
 int l_reset(lua_State* L) {
-  check(L)->session().reset_stream(check_stream(L, 2), static_cast<uint32_t>(luaL_optinteger(L, 3, h2::Cancel)));
+  check(L)->session().reset_stream(check_stream(L, 2),
+                                   static_cast<uint32_t>(luaL_optinteger(L, 3, h2::Cancel)));
   return 0;
 }
 
@@ -277,12 +278,10 @@ int open_h2client(lua_State* L) {
   lua_setfield(L, -2, "__gc");
   lua_pop(L, 1);
   const luaL_Reg functions[] = {
-      {"session", l_session},   {"receive", l_receive},       {"takeOutput", l_take_output},
-      {"request", l_request},   {"write", l_write},           {"finish", l_finish},
-      {"consume", l_consume},   {"buffered", l_buffered},     {"reset", l_reset},
-      {"goaway", l_goaway},     {"wantWrite", l_want_write},  {"finished", l_finished},
-      {"streams", l_streams},   {"next", l_next},             {"errorName", l_error_name},
-      {nullptr, nullptr},
+      {"session", l_session}, {"receive", l_receive}, {"takeOutput", l_take_output}, {"request", l_request},
+      {"write", l_write},     {"finish", l_finish},   {"consume", l_consume},        {"buffered", l_buffered},
+      {"reset", l_reset},     {"goaway", l_goaway},   {"wantWrite", l_want_write},   {"finished", l_finished},
+      {"streams", l_streams}, {"next", l_next},       {"errorName", l_error_name},   {nullptr, nullptr},
   };
   lua_newtable(L);
   luaL_register(L, nullptr, functions);
