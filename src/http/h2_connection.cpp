@@ -462,10 +462,19 @@ void H2Connection::on_send_progress(int32_t /*stream*/, size_t /*buffered*/) { p
 
 // What the callbacks recorded, outside the session: new streams start their
 // handler, body readers wake, streams that ended abort their handler.
+//
+// Corked: a handler that answers at once (res:send) would otherwise flush
+// the session and write the socket on its own, one write per stream; the
+// batch's output goes out in one write by the caller's flush() after this.
 bool H2Connection::process() {
   if (touched_.empty()) return false;
   std::vector<std::shared_ptr<Exchange>> batch;
   batch.swap(touched_);
+  struct Cork {
+    int& n;
+    explicit Cork(int& c) : n(++c) {}
+    ~Cork() { --n; }
+  } cork(corked_);
   for (auto& ex : batch) {
     H2Stream* s = stream_of(ex);
     s->touched_ = false;
@@ -531,7 +540,7 @@ void H2Connection::lost(const std::shared_ptr<Exchange>& ex, uint32_t code) {
 // work output made possible (writers, files) and what the session's
 // callbacks recorded, until nothing moves.
 void H2Connection::flush() {
-  if (in_session_ > 0 || flushing_ || closing_) return;
+  if (in_session_ > 0 || corked_ > 0 || flushing_ || closing_) return;
   flushing_ = true;
   size_t mark = server_->config().high_water;
   bool moved = true;
