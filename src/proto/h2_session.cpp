@@ -84,6 +84,9 @@ std::vector<nghttp2_settings_entry> settings_of(const Options& o) {
 // kInline pairs need no allocation (a response head rarely has more).
 class NvList {
  public:
+  NvList() = default;
+  NvList(const NvList&) = delete;  // pairs may point at status_
+  NvList& operator=(const NvList&) = delete;
   void add(std::string_view name, std::string_view value) {
     nghttp2_nv nv{reinterpret_cast<uint8_t*>(const_cast<char*>(name.data())),
                   reinterpret_cast<uint8_t*>(const_cast<char*>(value.data())), name.size(), value.size(),
