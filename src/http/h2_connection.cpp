@@ -40,16 +40,19 @@ h2::Options session_options(const Server& server, uv_loop_t* loop) {
 H2Stream::~H2Stream() { close_file(); }
 
 // The response head: the handler's header lines (already validated by
-// Exchange::header_error, as for HTTP/1.1) become the HPACK field list.
+// Exchange::header_error, as for HTTP/1.1) become the HPACK field list, by
+// view: ex.head, the date and the digits stay put until the session has
+// copied them.
 void H2Stream::submit(Exchange& ex, bool end_stream) {
   ex.headers_sent = true;
   if (conn_ == nullptr) return;
-  HeaderList fields;
-  fields.emplace_back("date", conn_->server_->date().now());
+  std::vector<h2::Field>& fields = conn_->fields_;
+  fields.clear();
+  fields.push_back({"date", conn_->server_->date().now()});
+  char digits[24];
   if (ex.has_length && !no_body_status(ex.status)) {
-    char digits[24];
     auto [end, ec] = std::to_chars(digits, digits + sizeof(digits), ex.length);
-    fields.emplace_back("content-length", std::string(digits, end));
+    fields.push_back({"content-length", std::string_view(digits, static_cast<size_t>(end - digits))});
   }
   std::string_view head = ex.head;
   while (!head.empty()) {
@@ -60,10 +63,10 @@ void H2Stream::submit(Exchange& ex, bool end_stream) {
     if (colon == std::string_view::npos) continue;
     std::string_view value = line.substr(colon + 1);
     while (!value.empty() && value.front() == ' ') value.remove_prefix(1);
-    fields.emplace_back(std::string(line.substr(0, colon)), std::string(value));
+    fields.push_back({line.substr(0, colon), value});
   }
+  conn_->session_.submit_response_fields(id_, ex.status, fields, end_stream);
   ex.head.clear();
-  conn_->session_.submit_response(id_, ex.status, fields, end_stream);
   end_sent_ = end_stream;
 }
 
@@ -462,10 +465,19 @@ void H2Connection::on_send_progress(int32_t /*stream*/, size_t /*buffered*/) { p
 
 // What the callbacks recorded, outside the session: new streams start their
 // handler, body readers wake, streams that ended abort their handler.
+//
+// Corked: a handler that answers at once (res:send) would otherwise flush
+// the session and write the socket on its own, one write per stream; the
+// batch's output goes out in one write by the caller's flush() after this.
 bool H2Connection::process() {
   if (touched_.empty()) return false;
   std::vector<std::shared_ptr<Exchange>> batch;
   batch.swap(touched_);
+  struct Cork {
+    int& n;
+    explicit Cork(int& c) : n(++c) {}
+    ~Cork() { --n; }
+  } cork(corked_);
   for (auto& ex : batch) {
     H2Stream* s = stream_of(ex);
     s->touched_ = false;
@@ -531,7 +543,7 @@ void H2Connection::lost(const std::shared_ptr<Exchange>& ex, uint32_t code) {
 // work output made possible (writers, files) and what the session's
 // callbacks recorded, until nothing moves.
 void H2Connection::flush() {
-  if (in_session_ > 0 || flushing_ || closing_) return;
+  if (in_session_ > 0 || corked_ > 0 || flushing_ || closing_) return;
   flushing_ = true;
   size_t mark = server_->config().high_water;
   bool moved = true;

@@ -125,8 +125,10 @@ class H2Connection final : public TransportUser, private h2::Handler {
   h2::Session session_;
   std::unordered_map<int32_t, std::shared_ptr<Exchange>> streams_;
   std::vector<std::shared_ptr<Exchange>> touched_;
-  bool progressed_ = false;  // on_send_progress came: files may read on
-  int in_session_ = 0;       // inside a session call: output and Lua wait
+  std::vector<h2::Field> fields_;  // a response head's, reused (H2Stream::submit)
+  bool progressed_ = false;        // on_send_progress came: files may read on
+  int in_session_ = 0;             // inside a session call: output and Lua wait
+  int corked_ = 0;                 // inside process(): its caller flushes once after
   bool flushing_ = false;
   bool closing_ = false;
   uint64_t idle_since_ = 0;   // uv_now when the last stream closed (0: streams open)

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <array>
 #include <cctype>
+#include <charconv>
 #include <chrono>
 #include <cstring>
 
@@ -29,48 +30,36 @@ constexpr uint32_t kMaxRateCount = 100000;
 
 uint32_t read24(const uint8_t* p) { return (uint32_t{p[0]} << 16) | (uint32_t{p[1]} << 8) | p[2]; }
 
+char ascii_lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + ('a' - 'A')) : c; }
+
+bool iequals(std::string_view a, std::string_view lower) {
+  if (a.size() != lower.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (ascii_lower(a[i]) != lower[i]) return false;
+  }
+  return true;
+}
+
 // RFC 9113 8.2.2: fields that describe the HTTP/1 connection have no place
 // in HTTP/2, and a peer treats them as malformed; the HTTP/1 code above may
 // still set them, so they are dropped here. TE is allowed only as "trailers".
+// `name` in any case.
 bool connection_specific(std::string_view name, std::string_view value) {
-  if (name == "te") return value != "trailers";
-  return name == "connection" || name == "keep-alive" || name == "proxy-connection" ||
-         name == "transfer-encoding" || name == "upgrade";
+  switch (name.size()) {
+    case 2:
+      return iequals(name, "te") && value != "trailers";
+    case 7:
+      return iequals(name, "upgrade");
+    case 10:
+      return iequals(name, "connection") || iequals(name, "keep-alive");
+    case 16:
+      return iequals(name, "proxy-connection");
+    case 17:
+      return iequals(name, "transfer-encoding");
+    default:
+      return false;
+  }
 }
-
-// The name/value pairs handed to nghttp2, which copies them. Names are
-// lower-cased here (HTTP/2 requires it; Lua code writes "Content-Type").
-class NvList {
- public:
-  void add(std::string_view name, std::string_view value) {
-    names_.emplace_back(name);
-    for (char& c : names_.back()) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    values_.emplace_back(value);
-  }
-  void add_regular(const HeaderList& headers) {
-    for (const auto& [name, value] : headers) {
-      std::string lower(name);
-      for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-      if (lower.empty() || lower[0] == ':' || connection_specific(lower, value)) continue;
-      names_.push_back(std::move(lower));
-      values_.push_back(value);
-    }
-  }
-  // Built last: the strings no longer move.
-  std::vector<nghttp2_nv>& nva() {
-    nva_.clear();
-    for (size_t i = 0; i < names_.size(); ++i) {
-      nva_.push_back({reinterpret_cast<uint8_t*>(names_[i].data()),
-                      reinterpret_cast<uint8_t*>(values_[i].data()), names_[i].size(), values_[i].size(),
-                      NGHTTP2_NV_FLAG_NONE});
-    }
-    return nva_;
-  }
-
- private:
-  std::vector<std::string> names_, values_;
-  std::vector<nghttp2_nv> nva_;
-};
 
 std::vector<nghttp2_settings_entry> settings_of(const Options& o) {
   return {
@@ -87,6 +76,53 @@ std::vector<nghttp2_settings_entry> settings_of(const Options& o) {
 }
 
 }  // namespace
+
+// The name/value pairs handed to nghttp2. They point at the caller's
+// strings, which live through the submit call: nghttp2 copies every pair
+// and lower-cases the names as it does (nghttp2_submit_* document both), so
+// copying or lower-casing them here first would be done twice. The first
+// kInline pairs need no allocation (a response head rarely has more).
+class NvList {
+ public:
+  NvList() = default;
+  NvList(const NvList&) = delete;  // pairs may point at status_
+  NvList& operator=(const NvList&) = delete;
+  void add(std::string_view name, std::string_view value) {
+    nghttp2_nv nv{reinterpret_cast<uint8_t*>(const_cast<char*>(name.data())),
+                  reinterpret_cast<uint8_t*>(const_cast<char*>(value.data())), name.size(), value.size(),
+                  NGHTTP2_NV_FLAG_NONE};
+    if (size_ < kInline) {
+      inline_[size_] = nv;
+    } else {
+      if (heap_.empty()) heap_.assign(inline_.begin(), inline_.end());
+      heap_.push_back(nv);
+    }
+    ++size_;
+  }
+  // Regular fields: pseudo-headers and connection-specific fields dropped.
+  template <typename Fields>
+  void add_regular(const Fields& headers) {
+    for (const auto& [name, value] : headers) {
+      std::string_view n(name);
+      if (n.empty() || n[0] == ':' || connection_specific(n, value)) continue;
+      add(n, value);
+    }
+  }
+  // ":status" with the digits held here.
+  void add_status(int status) {
+    auto [end, ec] = std::to_chars(status_.data(), status_.data() + status_.size(), status);
+    add(":status", std::string_view(status_.data(), static_cast<size_t>(end - status_.data())));
+  }
+  [[nodiscard]] const nghttp2_nv* data() const { return heap_.empty() ? inline_.data() : heap_.data(); }
+  [[nodiscard]] size_t size() const { return size_; }
+
+ private:
+  static constexpr size_t kInline = 16;
+  std::array<nghttp2_nv, kInline> inline_{};
+  std::vector<nghttp2_nv> heap_;
+  size_t size_ = 0;
+  std::array<char, 12> status_{};  // any int fits
+};
 
 const char* error_name(uint32_t code) {
   static constexpr std::array<const char*, 14> kNames = {"NO_ERROR",
@@ -248,8 +284,7 @@ struct Callbacks {
       s.head_done = s.answered = s.ignored = true;
       NvList nv;
       nv.add(":status", "431");
-      auto& nva = nv.nva();
-      nghttp2_submit_response(self.ng_, id, nva.data(), nva.size(), nullptr);
+      nghttp2_submit_response(self.ng_, id, nv.data(), nv.size(), nullptr);
       return;
     }
     nghttp2_submit_rst_stream(self.ng_, NGHTTP2_FLAG_NONE, id,
@@ -391,8 +426,7 @@ struct Callbacks {
         *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
         NvList nv;
         nv.add_regular(s->trailers);
-        auto& nva = nv.nva();
-        nghttp2_submit_trailer(ng, id, nva.data(), nva.size());
+        nghttp2_submit_trailer(ng, id, nv.data(), nv.size());
       }
       return static_cast<ssize_t>(n);
     }
@@ -709,17 +743,28 @@ uint64_t Session::stalled_since() const {
 // ------------------------------------------------------------ streams
 
 bool Session::submit_response(int32_t stream, int status, const HeaderList& headers, bool end_stream) {
+  NvList nv;
+  nv.add_status(status);  // first, as RFC 9113 8.3 wants
+  nv.add_regular(headers);
+  return answer(stream, status, nv, end_stream);
+}
+
+bool Session::submit_response_fields(int32_t stream, int status, std::span<const Field> headers,
+                                     bool end_stream) {
+  NvList nv;
+  nv.add_status(status);
+  nv.add_regular(headers);
+  return answer(stream, status, nv, end_stream);
+}
+
+bool Session::answer(int32_t stream, int status, const NvList& nv, bool end_stream) {
   auto it = streams_.find(stream);
   if (role_ != Role::Server || it == streams_.end() || it->second->answered) return false;
   if (status < 100 || status > 999) return false;
   Stream& s = *it->second;
-  NvList nv;
-  nv.add(":status", std::to_string(status));
-  nv.add_regular(headers);
-  auto& nva = nv.nva();
   nghttp2_data_provider body{};
   body.read_callback = Callbacks::read_body;
-  int rv = nghttp2_submit_response(ng_, stream, nva.data(), nva.size(), end_stream ? nullptr : &body);
+  int rv = nghttp2_submit_response(ng_, stream, nv.data(), nv.size(), end_stream ? nullptr : &body);
   if (rv != 0) return false;
   s.answered = true;
   s.has_body = !end_stream;
@@ -735,11 +780,10 @@ int32_t Session::submit_request(const RequestHead& head, bool end_stream) {
   nv.add(":path", head.path);
   if (!head.protocol.empty()) nv.add(":protocol", head.protocol);
   nv.add_regular(head.headers);
-  auto& nva = nv.nva();
   nghttp2_data_provider body{};
   body.read_callback = Callbacks::read_body;
   int32_t id =
-      nghttp2_submit_request(ng_, nullptr, nva.data(), nva.size(), end_stream ? nullptr : &body, nullptr);
+      nghttp2_submit_request(ng_, nullptr, nv.data(), nv.size(), end_stream ? nullptr : &body, nullptr);
   if (id < 0) return -1;
   auto s = std::make_unique<Stream>();
   s->answered = true;

@@ -43,6 +43,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -131,6 +132,15 @@ struct RequestHead {
   HeaderList headers;
 };
 
+// A header field by view, for callers that hold the strings elsewhere (the
+// server's response head): nothing is copied before nghttp2 copies it.
+struct Field {
+  std::string_view name;  // any case: HTTP/2 sends it lower-cased
+  std::string_view value;
+};
+
+class NvList;  // the pairs handed to nghttp2 (h2_session.cpp)
+
 struct ResponseHead {
   int status = 0;
   HeaderList headers;
@@ -197,6 +207,8 @@ class Session {
   // Otherwise the body follows with write() and end() or submit_trailers().
   // False when the stream is gone or already answered.
   bool submit_response(int32_t stream, int status, const HeaderList& headers, bool end_stream);
+  // The same with fields by view (no copy before nghttp2's).
+  bool submit_response_fields(int32_t stream, int status, std::span<const Field> headers, bool end_stream);
   // Client: a new stream; its id, or -1 when the session takes no more
   // requests (GOAWAY, failed). Pseudo-headers come from `head`.
   int32_t submit_request(const RequestHead& head, bool end_stream);
@@ -262,6 +274,7 @@ class Session {
   bool check_frame_header(const uint8_t* hd);
   bool new_or_open_stream(const uint8_t* hd);
   bool feed(const uint8_t* data, size_t len);
+  bool answer(int32_t stream, int status, const NvList& nv, bool end_stream);
   void resume(int32_t stream, Stream& s);
   void update_stalls();
   void note_reset();
