@@ -25,6 +25,7 @@
 #include <memory>
 #include <string>
 
+#include "bind/http_client.h"
 #include "lua/boxed.h"
 #include "proto/h2_session.h"
 
@@ -181,42 +182,6 @@ int l_streams(lua_State* L) {
   return 1;
 }
 
-// As the HTTP/1.1 parser gives them (src/bind/http_client.cpp).
-void push_headers(lua_State* L, const h2::HeaderList& headers) {
-  lua_createtable(L, 0, static_cast<int>(headers.size()));
-  for (const auto& [name, value] : headers) {
-    lua_pushlstring(L, name.data(), name.size());
-    lua_rawget(L, -2);
-    bool cookie = name == "set-cookie";
-    if (lua_isnil(L, -1)) {
-      lua_pop(L, 1);
-      lua_pushlstring(L, name.data(), name.size());
-      if (cookie) {
-        lua_createtable(L, 1, 0);
-        lua_pushlstring(L, value.data(), value.size());
-        lua_rawseti(L, -2, 1);
-      } else {
-        lua_pushlstring(L, value.data(), value.size());
-      }
-      lua_rawset(L, -3);
-    } else if (cookie) {
-      lua_pushlstring(L, value.data(), value.size());
-      lua_rawseti(L, -2, static_cast<int>(lua_objlen(L, -2)) + 1);
-      lua_pop(L, 1);
-    } else {
-      size_t len = 0;
-      const char* old = lua_tolstring(L, -1, &len);
-      std::string joined(old, len);
-      lua_pop(L, 1);
-      joined += ", ";
-      joined += value;
-      lua_pushlstring(L, name.data(), name.size());
-      lua_pushlstring(L, joined.data(), joined.size());
-      lua_rawset(L, -3);
-    }
-  }
-}
-
 const char* kind_name(Event::Kind k) {
   switch (k) {
     case Event::Response:
@@ -246,7 +211,7 @@ int l_next(lua_State* L) {
   switch (e.kind) {
     case Event::Response:
       lua_pushinteger(L, e.number);
-      push_headers(L, e.headers);
+      push_response_headers(L, e.headers);
       return 4;
     case Event::Data:
       lua_pushlstring(L, e.bytes.data(), e.bytes.size());

@@ -16,6 +16,7 @@
 #include <memory>
 #include <string>
 
+#include "bind/http_client.h"
 #include "lua/boxed.h"
 #include "proto/http_response_parser.h"
 
@@ -85,41 +86,6 @@ const char* framing_name(http::Framing f) {
   return "none";
 }
 
-void push_headers(lua_State* L, const http::Response& r) {
-  lua_createtable(L, 0, static_cast<int>(r.headers.size()));
-  for (const auto& [name, value] : r.headers) {
-    lua_pushlstring(L, name.data(), name.size());
-    lua_rawget(L, -2);
-    bool cookie = name == "set-cookie";
-    if (lua_isnil(L, -1)) {
-      lua_pop(L, 1);
-      lua_pushlstring(L, name.data(), name.size());
-      if (cookie) {
-        lua_createtable(L, 1, 0);
-        lua_pushlstring(L, value.data(), value.size());
-        lua_rawseti(L, -2, 1);
-      } else {
-        lua_pushlstring(L, value.data(), value.size());
-      }
-      lua_rawset(L, -3);
-    } else if (cookie) {
-      lua_pushlstring(L, value.data(), value.size());
-      lua_rawseti(L, -2, static_cast<int>(lua_objlen(L, -2)) + 1);
-      lua_pop(L, 1);
-    } else {
-      size_t len = 0;
-      const char* old = lua_tolstring(L, -1, &len);
-      std::string joined(old, len);
-      lua_pop(L, 1);
-      joined += ", ";
-      joined += value;
-      lua_pushlstring(L, name.data(), name.size());
-      lua_pushlstring(L, joined.data(), joined.size());
-      lua_rawset(L, -3);
-    }
-  }
-}
-
 void push_head(lua_State* L, const http::Response& r) {
   lua_createtable(L, 0, 8);
   lua_pushinteger(L, r.status);
@@ -128,7 +94,7 @@ void push_head(lua_State* L, const http::Response& r) {
   lua_setfield(L, -2, "reason");
   lua_pushfstring(L, "%d.%d", r.version_major, r.version_minor);
   lua_setfield(L, -2, "version");
-  push_headers(L, r);
+  push_response_headers(L, r.headers);
   lua_setfield(L, -2, "headers");
   lua_pushboolean(L, r.keep_alive ? 1 : 0);
   lua_setfield(L, -2, "keepAlive");
@@ -174,6 +140,43 @@ int l_next(lua_State* L) {
 }
 
 }  // namespace
+
+// A response's headers as the HTTP/1.1 and HTTP/2 clients give them: one
+// field per name, repeated ones joined with ", ", set-cookie as a list.
+void push_response_headers(lua_State* L, const http::HeaderList& headers) {
+  lua_createtable(L, 0, static_cast<int>(headers.size()));
+  for (const auto& [name, value] : headers) {
+    lua_pushlstring(L, name.data(), name.size());
+    lua_rawget(L, -2);
+    bool cookie = name == "set-cookie";
+    if (lua_isnil(L, -1)) {
+      lua_pop(L, 1);
+      lua_pushlstring(L, name.data(), name.size());
+      if (cookie) {
+        lua_createtable(L, 1, 0);
+        lua_pushlstring(L, value.data(), value.size());
+        lua_rawseti(L, -2, 1);
+      } else {
+        lua_pushlstring(L, value.data(), value.size());
+      }
+      lua_rawset(L, -3);
+    } else if (cookie) {
+      lua_pushlstring(L, value.data(), value.size());
+      lua_rawseti(L, -2, static_cast<int>(lua_objlen(L, -2)) + 1);
+      lua_pop(L, 1);
+    } else {
+      size_t len = 0;
+      const char* old = lua_tolstring(L, -1, &len);
+      std::string joined(old, len);
+      lua_pop(L, 1);
+      joined += ", ";
+      joined += value;
+      lua_pushlstring(L, name.data(), name.size());
+      lua_pushlstring(L, joined.data(), joined.size());
+      lua_rawset(L, -3);
+    }
+  }
+}
 
 int open_httpresponse(lua_State* L) {
   luaL_newmetatable(L, kParserMeta);
