@@ -21,17 +21,7 @@ local BIG = 300000                  -- /big on every server
 local HUGE = 5 * 1024 * 1024 + 123  -- /huge on nghttpd: five times the client's stream window
 local evented = task.mode() == "evented"
 
-local function listening(port)
-  for _ = 1, 100 do
-    local s = net.connect({host = "127.0.0.1", port = port})
-    if s then
-      s:close()
-      return true
-    end
-    task.sleep(0.05)
-  end
-  return false
-end
+local listening = servers.listening  -- (5 s)
 
 local function pattern(n)
   return (string.rep("0123456789abcdef", math.floor(n / 16) + 1)):sub(1, n)

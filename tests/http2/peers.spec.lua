@@ -45,18 +45,7 @@ local function h2peer(target, scenario, args)
   return report
 end
 
--- Waits until something accepts TCP connections on port (5 s).
-local function listening(port)
-  for _ = 1, 100 do
-    local s = net.connect({host = "127.0.0.1", port = port})
-    if s then
-      s:close()
-      return true
-    end
-    task.sleep(0.05)
-  end
-  return false
-end
+local listening = servers.listening  -- (5 s)
 
 local function stop(child)
   if not child then return end

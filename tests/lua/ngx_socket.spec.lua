@@ -19,15 +19,7 @@ local evented = task.mode() ~= "blocking"
 
 -- Waits until something listens on port (or gives up after 5 s).
 local function waitPort(port)
-  for _ = 1, 100 do
-    local s = net.connect({host = "127.0.0.1", port = port})
-    if s then
-      s:close()
-      return true
-    end
-    task.sleep(0.05)
-  end
-  error("nothing listens on port " .. port)
+  return servers.listening(port) or error("nothing listens on port " .. port)
 end
 
 ----------------------------------------------------------------- a tiny lua-resty-redis

@@ -17,6 +17,20 @@ function servers.freePort()
   return port
 end
 
+-- listening(port) -> true once something accepts TCP connections on
+-- 127.0.0.1:port, false after 5 s.
+function servers.listening(port)
+  for _ = 1, 100 do
+    local s = net.connect({host = "127.0.0.1", port = port})
+    if s then
+      s:close()
+      return true
+    end
+    task.sleep(0.05)
+  end
+  return false
+end
+
 local function stop(srv)
   srv.child:kill("KILL")
   srv.child:wait()
