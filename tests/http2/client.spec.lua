@@ -59,14 +59,7 @@ local function nghttpdConnections(s)
   return n
 end
 
-local function stop(child)
-  if not child then return end
-  child:kill("TERM")
-  if not task.timeout(3, function() return child:wait() end) then
-    child:kill("KILL")
-    child:wait()
-  end
-end
+local stop = servers.stopChild
 
 -- n requests at once (one after another in the blocking mode) -> their results
 local function concurrently(n, fn)

@@ -47,14 +47,7 @@ end
 
 local listening = servers.listening  -- (5 s)
 
-local function stop(child)
-  if not child then return end
-  child:kill("TERM")
-  if not task.timeout(3, function() return child:wait() end) then
-    child:kill("KILL")
-    child:wait()
-  end
-end
+local stop = servers.stopChild
 
 -- A directory with the files the static servers serve: / and /big.
 local function htdocs(dir)
@@ -174,6 +167,13 @@ local function bounded(r, kb)
     assert.truthy(m.after.rss - m.before.rss < kb, "RSS grew by " .. (m.after.rss - m.before.rss) .. " KiB")
   end
 end
+-- A flood of frames that each want an ACK: closed early, others served, memory bounded.
+local function ackFloodStopped(r)
+  assert.truthy(r.closed, "the connection is closed")
+  assert.truthy(r.flood_frames_sent < 1000000, "stopped early")
+  served(r)
+  bounded(r, 20000)
+end
 local function complete(r, status, bytes)
   local s = r.responses["1"]
   assert.truthy(s, "a response on stream 1")
@@ -233,23 +233,9 @@ local CASES = {
     -- docs/http2.md: max_continuations 8, answered before nghttp2 sees the 9th
     evo = function(r) closedWith(r, "ENHANCE_YOUR_CALM") served(r) bounded(r, 20000) end,
   },
-  settings_flood = {
-    -- the attacker never reads the ACKs: the server must not queue them without end
-    all = function(r)
-      assert.truthy(r.closed, "the connection is closed")
-      assert.truthy(r.flood_frames_sent < 1000000, "stopped early")
-      served(r)
-      bounded(r, 20000)
-    end,
-  },
-  ping_flood = {
-    all = function(r)
-      assert.truthy(r.closed, "the connection is closed")
-      assert.truthy(r.flood_frames_sent < 1000000, "stopped early")
-      served(r)
-      bounded(r, 20000)
-    end,
-  },
+  -- the attacker never reads the ACKs: the server must not queue them without end
+  settings_flood = {all = ackFloodStopped},
+  ping_flood = {all = ackFloodStopped},
   empty_data_flood = {
     nghttpd = function(r) assert.truthy(r.stayed_open) served(r) end,  -- not defended: 100000 taken
     nginx = function(r) assert.equal(r.rst_codes, {"NO_ERROR"}) served(r) end,  -- answered 405 at once

@@ -31,6 +31,16 @@ function servers.listening(port)
   return false
 end
 
+-- stopChild(child): SIGTERM, then SIGKILL after 3 s; waits for it either way.
+function servers.stopChild(child)
+  if not child then return end
+  child:kill("TERM")
+  if not task.timeout(3, function() return child:wait() end) then
+    child:kill("KILL")
+    child:wait()
+  end
+end
+
 local function stop(srv)
   srv.child:kill("KILL")
   srv.child:wait()
