@@ -171,6 +171,16 @@ end, "number", "number|string")
 HttpServer.WriteHeader = method("WriteHeader", function(self, id, name, value)
   return native.writeHeader(core(self, "WriteHeader"), id, name, value)
 end, "number", "string", "string|number|table")
+-- WriteTrailer(id, name, value) -> true | nil, err: a field sent after the
+-- body (res:trailer's rules).
+HttpServer.WriteTrailer = method("WriteTrailer", function(self, id, name, value)
+  return native.writeTrailer(core(self, "WriteTrailer"), id, name, value)
+end, "number", "string", "string|number|table")
+-- WriteInformational(id, status [, headers]) -> true | nil, err: a 1xx (103
+-- Early Hints...) before the response (res:inform's rules).
+HttpServer.WriteInformational = method("WriteInformational", function(self, id, status, headers)
+  return native.writeInformational(core(self, "WriteInformational"), id, status, headers)
+end, "number", "number", "table?")
 -- WriteResponse(id, chunk) -> true | nil, err: streams a part of the body.
 -- In a task it suspends while more than 64 KiB waits to be written to the
 -- client (as res:write); elsewhere it queues the chunk and returns.

@@ -74,6 +74,11 @@ function Request:body()
   return body
 end
 
+-- req:trailers() -> the trailer fields of a chunked (or HTTP/2) body, as
+-- req.headers gives headers ({} when none), once the body has arrived whole
+-- (after req:body(), or req:read() returned nil); nil before.
+function Request:trailers() return native.trailers(engineRes(self)) end
+
 function Request:queryParams()
   local q = self._query
   if not q then
@@ -126,6 +131,12 @@ Response.send = native.send
 Response.status = resMethod("status", native.status, "number", "string?")
 -- res:header(name, value | {values})
 Response.header = resMethod("header", native.header, "string", "string|number|table")
+-- res:trailer(name, value | {values}): a field sent after the body
+-- (HTTP/1.1: chunked bodies only; set before the head, it makes the body
+-- chunked and is declared in a Trailer header).
+Response.trailer = resMethod("trailer", native.trailer, "string", "string|number|table")
+-- res:inform(status [, headers]): a 1xx (103 Early Hints...) before the response.
+Response.inform = resMethod("inform", native.inform, "number", "table?")
 -- res:finish([lastChunk])
 Response.finish = resMethod("finish", native.finish, "string|number?")
 
@@ -176,7 +187,7 @@ Response.json = kit.sendJson
 
 -- Every method of req and res checks its self (evo.args.method).
 local function isRequest(r) return getmetatable(r) == requestMeta end
-for _, name in ipairs({"read", "body", "queryParams", "cookie", "json", "form"}) do
+for _, name in ipairs({"read", "body", "trailers", "queryParams", "cookie", "json", "form"}) do
   Request[name] = args.method(name, Request[name], isRequest, "Request")
 end
 for _, name in ipairs({"write", "sendFile", "headersSent", "isFinished"}) do

@@ -258,6 +258,11 @@ function Wrapper:sendFile(path, offset, length)
   return self._real:finish(enc:finish())
 end
 
+function Wrapper:trailer(name, value)
+  self._real:trailer(name, value)
+  return self
+end
+function Wrapper:inform(status, headers) return self._real:inform(status, headers) end
 function Wrapper:headersSent() return self._real:headersSent() end
 function Wrapper:isFinished() return self._real:isFinished() end
 -- cookie, clearCookie and json are the kit's: they call the wrapper's header and send.

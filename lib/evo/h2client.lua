@@ -104,6 +104,8 @@ local function dispatch(c)
         st.tail, st.chunks[tail] = tail, a
         wakeStream(st)
       end
+    elseif kind == "trailers" then
+      if st then st.trailers = a end
     elseif kind == "end" then
       if st then
         st.ended = true
@@ -306,7 +308,7 @@ local function bodyReader(c, st)
       end
       return chunk
     end
-    if st.ended then return nil, nil, "" end
+    if st.ended then return nil, nil, "", st.trailers end
     return nil, streamError(c, st)
   end
 end

@@ -181,12 +181,12 @@ local function readHead(stream, p)
 end
 
 -- A body reader: returns the next piece of the body, nil at its end (and the
--- bytes that followed the response), or nil, err.
+-- bytes that followed the response, and its trailers if any), or nil, err.
 local function bodyReader(stream, p)
   return function()
     local kind, a, b = pull(stream, p)
     if kind == "body" then return a end
-    if kind == "done" then return nil, nil, a end
+    if kind == "done" then return nil, nil, a, b end
     if kind == "error" then return nil, parseError(a, b) end
     return nil, a
   end
@@ -252,9 +252,13 @@ function Response:read()
   end
   if self._done then return nil end
   while true do
-    local chunk, err, rest = closeOnRaise(self._stream, pcall(self._next))
+    local chunk, err, rest, trailers = closeOnRaise(self._stream, pcall(self._next))
     if chunk == nil then
       if rest and rest ~= "" then self._reusable = false end  -- the server sent more than asked
+      if trailers then  -- res.trailers, {} until now, gets them at the body's end
+        local t = self.trailers
+        for k, v in pairs(trailers) do t[k] = v end
+      end
       if err then
         self._done = true
         self._stream:close()
@@ -328,6 +332,7 @@ end
 -- A Response from the fields of an HTTP/1.1 or an HTTP/2 exchange.
 local function newResponse(res, key, opts)
   res._key = key
+  res.trailers = {}  -- filled at the body's end (a chunked or HTTP/2 body's trailers)
   setmetatable(res, Response)
   local enc = lower(res.headers["content-encoding"] or "")
   if opts.decompress ~= false and (enc == "gzip" or enc == "x-gzip" or enc == "deflate" or enc == "br") then

@@ -14,6 +14,7 @@
 //     "response", id, status, headers  -- headers: lower-case names, repeats joined
 //                                       -- with ", ", set-cookie a list (as HTTP/1.1)
 //     "data", id, bytes                 -- counted against the windows until consume()
+//     "trailers", id, headers           -- the response's trailers (before its "end")
 //     "end", id                         -- the server finished the stream
 //     "close", id, code                 -- the stream is gone (0: NO_ERROR)
 //     "progress", id, buffered          -- queued request body went out
@@ -35,7 +36,7 @@ namespace {
 constexpr const char* kSessionMeta = "evo.H2ClientSession";
 
 struct Event {
-  enum Kind : uint8_t { Response, Data, End, Close, Progress, Goaway } kind;
+  enum Kind : uint8_t { Response, Data, End, Close, Progress, Goaway, Trailers } kind;
   int32_t stream = 0;
   uint32_t number = 0;  // status, code, buffered bytes
   std::string bytes;    // data, goaway debug
@@ -63,6 +64,9 @@ class LuaSession : public h2::Handler {
       return;
     }
     events_.push_back(Event{Event::Data, stream, 0, std::string(data)});
+  }
+  void on_trailers(int32_t stream, h2::HeaderList&& trailers) override {
+    events_.push_back(Event{Event::Trailers, stream, 0, {}, std::move(trailers)});
   }
   void on_end_stream(int32_t stream) override { events_.push_back(Event{Event::End, stream}); }
   void on_stream_close(int32_t stream, uint32_t code) override {
@@ -196,6 +200,8 @@ const char* kind_name(Event::Kind k) {
       return "progress";
     case Event::Goaway:
       return "goaway";
+    case Event::Trailers:
+      return "trailers";
   }
   return "?";
 }
@@ -215,6 +221,9 @@ int l_next(lua_State* L) {
       return 4;
     case Event::Data:
       lua_pushlstring(L, e.bytes.data(), e.bytes.size());
+      return 3;
+    case Event::Trailers:
+      push_response_headers(L, e.headers);
       return 3;
     case Event::Goaway:
       lua_pushinteger(L, e.number);

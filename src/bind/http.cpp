@@ -359,6 +359,114 @@ int l_header(lua_State* L) {
   return 1;
 }
 
+// Adds the trailer at name_idx with the value at value_idx (a string, or a
+// list: one field each), all checked first: a refused call adds nothing.
+void add_trailer_fields(lua_State* L, Exchange& ex, int name_idx, int value_idx) {
+  std::string_view name = arg_string(L, name_idx);
+  size_t mark = ex.trailers.size();
+  auto add = [&](int idx) {
+    size_t len = 0;
+    const char* v = lua_type(L, idx) == LUA_TSTRING || lua_type(L, idx) == LUA_TNUMBER
+                        ? lua_tolstring(L, idx, &len)
+                        : nullptr;
+    std::string error = v == nullptr ? "trailer '" + std::string(name) + "': values must be strings"
+                                     : Exchange::trailer_error(name, std::string_view(v, len));
+    if (!error.empty()) {
+      ex.trailers.resize(mark);
+      luaL_error(L, "%s", error.c_str());
+    }
+    ex.trailers.emplace_back(std::string(name), std::string(v, len));
+  };
+  if (lua_type(L, value_idx) != LUA_TTABLE) {
+    add(value_idx);
+    return;
+  }
+  size_t n = lua_objlen(L, value_idx);
+  for (size_t i = 1; i <= n; ++i) {
+    lua_rawgeti(L, value_idx, static_cast<int>(i));
+    add(lua_gettop(L));
+    lua_pop(L, 1);
+  }
+}
+
+// trailer(res, name, value | {values}): sent after the body when the
+// response ends. Before the head goes out, it also makes the body chunked
+// (HTTP/1.1) and is declared in a Trailer header.
+int l_trailer(lua_State* L) {
+  Exchange& ex = check_res(L, 1);
+  if (ex.finished) luaL_error(L, "trailer: the response was already finished");
+  luaL_checkstring(L, 2);
+  if (lua_type(L, 3) != LUA_TTABLE) luaL_checkstring(L, 3);
+  add_trailer_fields(L, ex, 2, 3);
+  lua_settop(L, 1);
+  return 1;
+}
+
+// The header lines of an informational response from the table at idx
+// (name -> value or list), validated as res:header's; the framing fields
+// are left out (a 1xx has no body).
+bool framing_field(std::string_view name) {
+  auto is = [name](std::string_view f) {
+    return name.size() == f.size() && strncasecmp(name.data(), f.data(), f.size()) == 0;
+  };
+  return is("content-length") || is("transfer-encoding") || is("connection");
+}
+
+std::string informational_lines(lua_State* L, int idx) {
+  std::string lines;
+  if (lua_isnoneornil(L, idx)) return lines;
+  lua_pushnil(L);
+  while (lua_next(L, idx) != 0) {
+    if (lua_type(L, -2) != LUA_TSTRING) luaL_error(L, "inform: header names must be strings");
+    std::string_view name = arg_string(L, -2);
+    auto add = [&](int vidx) {
+      size_t len = 0;
+      const char* v = lua_type(L, vidx) == LUA_TSTRING || lua_type(L, vidx) == LUA_TNUMBER
+                          ? lua_tolstring(L, vidx, &len)
+                          : nullptr;
+      std::string error = v == nullptr ? "header '" + std::string(name) + "': values must be strings"
+                                       : Exchange::header_error(name, std::string_view(v, len));
+      if (!error.empty()) luaL_error(L, "%s", error.c_str());
+      if (!framing_field(name)) append_header(lines, name, std::string_view(v, len));
+    };
+    if (lua_type(L, -1) == LUA_TTABLE) {
+      int list = lua_gettop(L);
+      size_t n = lua_objlen(L, list);
+      for (size_t i = 1; i <= n; ++i) {
+        lua_rawgeti(L, list, static_cast<int>(i));
+        add(lua_gettop(L));
+        lua_pop(L, 1);
+      }
+    } else {
+      add(lua_gettop(L));
+    }
+    lua_pop(L, 1);
+  }
+  return lines;
+}
+
+// The status of an informational response: 100..199, not 101 (a protocol
+// switch is res:upgrade's).
+int check_informational(lua_State* L, int idx, int n, const char* fname) {
+  lua_Integer code = luaL_checkinteger(L, idx);
+  if (code < 100 || code > 199 || code == 101) arg_error(L, n, fname, "status must be 1xx other than 101");
+  return static_cast<int>(code);
+}
+
+// inform(res, status, headers|nil) -> true | nil, err: a 1xx (103 Early
+// Hints...) before the response; skipped for an HTTP/1.0 client.
+int l_inform(lua_State* L) {
+  Exchange& ex = check_res(L, 1);
+  check_head_open(L, ex, "inform");
+  int status = check_informational(L, 2, 1, "inform");
+  std::string lines = informational_lines(L, 3);
+  ExchangeIo* c = live(ex);
+  if (c == nullptr) return push_closed(L);
+  c->send_informational(ex, status, lines);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 // Suspends t (whose call pushed `true` last) until the connection's output
 // is below the high-water mark, or all written (drain_all); or answers
 // (false) when a cancellation is due.
@@ -420,7 +528,7 @@ int l_finish(lua_State* L) {
   if (!lua_isnoneornil(L, 2)) {
     std::string_view chunk = arg_string(L, 2);
     if (!ex.headers_sent) {
-      if (!ex.has_length) {
+      if (!ex.has_length && ex.trailers.empty()) {  // (trailers need a chunked body)
         ex.has_length = true;
         ex.length = chunk.size();
       }
@@ -562,6 +670,15 @@ int l_headers(lua_State* L) {
   return 1;
 }
 
+// trailers(res) -> the request's trailers (a table like headers) once its
+// body has arrived whole, else nil.
+int l_req_trailers(lua_State* L) {
+  Exchange& ex = check_res(L, 1);
+  if (!ex.body_done) return 0;
+  push_fields(L, ex.req.trailers);
+  return 1;
+}
+
 // info(res) -> remoteAddress, remotePort, httpVersion, id
 int l_info(lua_State* L) {
   Exchange& ex = check_res(L, 1);
@@ -613,6 +730,7 @@ int l_done(lua_State* L) {
       return 0;
     }
     ex.head.clear();
+    ex.trailers.clear();
     ex.status = status < 400 || status > 599 ? 500 : status;
     ex.reason.clear();
     ex.close_after = ex.close_after || status != 500;
@@ -702,6 +820,33 @@ int l_ev_header(lua_State* L) {
   return 1;
 }
 
+// writeTrailer(server, id, name, value | {values}) -> true | nil, err
+int l_ev_trailer(lua_State* L) {
+  Server* server = check_server(L, 1);
+  Exchange* ex = pending_exchange(L, server, 2);
+  if (ex == nullptr || ex->finished) return push_closed(L);
+  luaL_checkstring(L, 3);
+  if (lua_type(L, 4) != LUA_TTABLE) luaL_checkstring(L, 4);
+  add_trailer_fields(L, *ex, 3, 4);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+// writeInformational(server, id, status, headers|nil) -> true | nil, err
+int l_ev_inform(lua_State* L) {
+  Server* server = check_server(L, 1);
+  Exchange* ex = pending_exchange(L, server, 2);
+  if (ex == nullptr) return push_closed(L);
+  check_head_open(L, *ex, "WriteInformational");
+  int status = check_informational(L, 3, 2, "WriteInformational");
+  std::string lines = informational_lines(L, 4);
+  ExchangeIo* c = live(*ex);
+  if (c == nullptr) return push_closed(L);
+  c->send_informational(*ex, status, lines);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 // writeResponse(server, id, chunk, yieldable) -> (true, true) | (true, nil, err)
 // | (false) | yields: streams (chunked unless a length was set). In a task it
 // suspends while the connection's output is over the high-water mark, as
@@ -742,6 +887,7 @@ int l_ev_fail(lua_State* L) {
     return 1;
   }
   ex->head.clear();
+  ex->trailers.clear();
   ex->status = 500;
   ex->reason.clear();
   ex->head = "Content-Type: text/plain; charset=utf-8\r\n";
@@ -782,13 +928,15 @@ int l_setup(lua_State* L) {
 
 }  // namespace
 
-void push_headers(lua_State* L, const Request& req) {
+void push_headers(lua_State* L, const Request& req) { push_fields(L, req.headers); }
+
+void push_fields(lua_State* L, const HeaderList& headers) {
   // A repeated header becomes one value, joined as RFC 9110 5.3 allows
   // (cookies with "; "), each value appended once; set-cookie is a list.
   std::vector<std::pair<std::string_view, std::string>> fields;
   std::unordered_map<std::string_view, size_t> index;
   std::vector<std::string_view> set_cookies;
-  for (const auto& [name, value] : req.headers) {
+  for (const auto& [name, value] : headers) {
     if (name == "set-cookie") {
       set_cookies.emplace_back(value);
       continue;
@@ -851,6 +999,9 @@ int open_http(lua_State* L) {
       {"send", l_send},
       {"status", l_status},
       {"header", l_header},
+      {"trailer", l_trailer},
+      {"inform", l_inform},
+      {"trailers", l_req_trailers},
       {"write", l_write},
       {"finish", l_finish},
       {"sendFile", l_send_file},
@@ -862,6 +1013,8 @@ int open_http(lua_State* L) {
       {"upgrade", l_upgrade},
       {"writeStatus", l_ev_status},
       {"writeHeader", l_ev_header},
+      {"writeTrailer", l_ev_trailer},
+      {"writeInformational", l_ev_inform},
       {"writeResponse", l_ev_write},
       {"sendResponse", l_ev_send},
       {"pending", l_ev_pending},

@@ -8,7 +8,8 @@
 //   local kind, a, b = native.next(p)  -- one event, or nothing: feed more
 //     "head", {status, reason, version, headers, keepAlive, framing, contentLength, upgrade}
 //     "body", bytes                    -- the body as it is parsed (the transfer coding removed)
-//     "done", rest                     -- the response is over; rest: the bytes after it
+//     "done", rest, trailers           -- the response is over; rest: the bytes after it;
+//                                      -- trailers: a chunked body's (a table like headers), or nil
 //     "error", message, eof            -- eof: the connection ended too early
 //
 // headers: lower-case names; repeated ones joined with ", ", set-cookie a list.
@@ -134,7 +135,10 @@ int l_next(lua_State* L) {
     lua_pushliteral(L, "done");
     lua_pushlstring(L, p->rest.data(), p->rest.size());
     p->rest.clear();
-    return 2;
+    if (parser.trailers().empty()) return 2;
+    push_response_headers(L, parser.trailers());
+    parser.trailers().clear();
+    return 3;
   }
   return 0;
 }

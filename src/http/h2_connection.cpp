@@ -33,6 +33,20 @@ h2::Options session_options(const Server& server, uv_loop_t* loop) {
   return o;
 }
 
+// Header lines ("Name: value\r\n"..., validated) as fields, by view.
+void append_line_fields(std::string_view head, std::vector<h2::Field>& fields) {
+  while (!head.empty()) {
+    size_t eol = head.find("\r\n");
+    std::string_view line = head.substr(0, eol);
+    head = eol == std::string_view::npos ? std::string_view() : head.substr(eol + 2);
+    size_t colon = line.find(':');
+    if (colon == std::string_view::npos) continue;
+    std::string_view value = line.substr(colon + 1);
+    while (!value.empty() && value.front() == ' ') value.remove_prefix(1);
+    fields.push_back({line.substr(0, colon), value});
+  }
+}
+
 }  // namespace
 
 // ------------------------------------------------------------ stream
@@ -54,25 +68,37 @@ void H2Stream::submit(Exchange& ex, bool end_stream) {
     auto [end, ec] = std::to_chars(digits, digits + sizeof(digits), ex.length);
     fields.push_back({"content-length", std::string_view(digits, static_cast<size_t>(end - digits))});
   }
-  std::string_view head = ex.head;
-  while (!head.empty()) {
-    size_t eol = head.find("\r\n");
-    std::string_view line = head.substr(0, eol);
-    head = eol == std::string_view::npos ? std::string_view() : head.substr(eol + 2);
-    size_t colon = line.find(':');
-    if (colon == std::string_view::npos) continue;
-    std::string_view value = line.substr(colon + 1);
-    while (!value.empty() && value.front() == ' ') value.remove_prefix(1);
-    fields.push_back({line.substr(0, colon), value});
-  }
+  append_line_fields(ex.head, fields);
   conn_->session_.submit_response_fields(id_, ex.status, fields, end_stream);
   ex.head.clear();
   end_sent_ = end_stream;
 }
 
 void H2Stream::send_head(Exchange& ex) {
-  bool empty = ex.head_request() || no_body_status(ex.status) || (ex.has_length && ex.length == 0);
+  bool empty = ex.head_request() || no_body_status(ex.status) ||
+               (ex.has_length && ex.length == 0 && ex.trailers.empty());
   submit(ex, empty);
+}
+
+// A 1xx before the response: HEADERS without END_STREAM (RFC 9113 8.1).
+void H2Stream::send_informational(Exchange& ex, int status, std::string_view lines) {
+  if (conn_ == nullptr || ex.headers_sent) return;
+  std::vector<h2::Field>& fields = conn_->fields_;
+  fields.clear();
+  append_line_fields(lines, fields);
+  conn_->session_.submit_informational(id_, status, fields);
+  conn_->flush();
+}
+
+// The end of the body: END_STREAM on the last DATA, or the trailers'
+// HEADERS (which carry END_STREAM) after it.
+void H2Stream::end_body(Exchange& ex) {
+  end_sent_ = true;
+  if (ex.trailers.empty()) {
+    conn_->session_.end(id_);
+  } else {
+    conn_->session_.submit_trailers(id_, ex.trailers);
+  }
 }
 
 void H2Stream::write_body(Exchange& ex, std::string_view chunk) {
@@ -97,7 +123,7 @@ void H2Stream::finish(Exchange& ex) {
     if (ex.has_length && ex.written != ex.length && !ex.head_request()) {
       conn_->session_.reset_stream(id_, h2::InternalError);
     } else {
-      conn_->session_.end(id_);
+      end_body(ex);
     }
   }
   ended(ex);
@@ -106,13 +132,12 @@ void H2Stream::finish(Exchange& ex) {
 void H2Stream::send_whole(Exchange& ex, std::string_view body) {
   ex.has_length = true;
   ex.length = body.size();
-  bool empty = body.empty() || ex.head_request() || no_body_status(ex.status);
+  bool empty = (body.empty() && ex.trailers.empty()) || ex.head_request() || no_body_status(ex.status);
   submit(ex, empty);
   if (!empty && conn_ != nullptr) {
     ex.written = body.size();
     conn_->session_.write(id_, body);
-    conn_->session_.end(id_);
-    end_sent_ = true;
+    end_body(ex);
   }
   ended(ex);
 }
@@ -441,6 +466,14 @@ void H2Connection::on_data(int32_t stream, std::string_view data) {
     s->unconsumed_ += data.size();
   }
   touch(stream);
+}
+
+// The request's trailing HEADERS (nghttp2 checked they end the stream;
+// the session bounded them by max_header_list_size).
+void H2Connection::on_trailers(int32_t stream, h2::HeaderList&& trailers) {
+  auto it = streams_.find(stream);
+  if (it == streams_.end()) return;
+  it->second->req.trailers = std::move(trailers);
 }
 
 void H2Connection::on_end_stream(int32_t stream) {

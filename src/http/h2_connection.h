@@ -36,6 +36,7 @@ class H2Stream final : public ExchangeIo {
   void finish(Exchange& ex) override;
   void send_whole(Exchange& ex, std::string_view body) override;
   void send_continue(Exchange& /*ex*/) override {}  // HTTP/2 clients do not wait for 100
+  void send_informational(Exchange& ex, int status, std::string_view lines) override;
   [[nodiscard]] bool congested() const override;
   void wait_writable(Task* t, uint32_t id) override;
   void cancel_wait_writable() override { writer_ = nullptr; }
@@ -51,6 +52,7 @@ class H2Stream final : public ExchangeIo {
  private:
   friend class H2Connection;
   void submit(Exchange& ex, bool end_stream);
+  void end_body(Exchange& ex);
   void ended(Exchange& ex);
   int pump_file();
   void file_progress();
@@ -104,6 +106,7 @@ class H2Connection final : public TransportUser, private h2::Handler {
   // h2::Handler (records only; see process())
   void on_request(int32_t stream, h2::RequestHead&& head, bool end_stream) override;
   void on_data(int32_t stream, std::string_view data) override;
+  void on_trailers(int32_t stream, h2::HeaderList&& trailers) override;
   void on_end_stream(int32_t stream) override;
   void on_stream_close(int32_t stream, uint32_t code) override;
   void on_send_progress(int32_t stream, size_t buffered) override;

@@ -83,6 +83,61 @@ void Exchange::add_valid_header(std::string_view name, std::string_view value) {
   append_header(head, name, value);
 }
 
+namespace {
+
+// Fields a sender must not put in trailers (RFC 9110 6.5.1): they frame or
+// route the message, control the request, authenticate, or steer caching
+// and processing, and a recipient may already have acted on the headers.
+// HTTP/1 connection fields are here too (HTTP/2 forbids them anywhere).
+bool forbidden_trailer(std::string_view name) {
+  static constexpr std::string_view kNames[] = {
+      "age",
+      "authorization",
+      "cache-control",
+      "connection",
+      "content-encoding",
+      "content-length",
+      "content-range",
+      "content-type",
+      "cookie",
+      "date",
+      "expect",
+      "expires",
+      "host",
+      "keep-alive",
+      "location",
+      "max-forwards",
+      "pragma",
+      "proxy-authenticate",
+      "proxy-authorization",
+      "proxy-connection",
+      "range",
+      "retry-after",
+      "set-cookie",
+      "te",
+      "trailer",
+      "transfer-encoding",
+      "upgrade",
+      "vary",
+      "www-authenticate",
+  };
+  for (std::string_view f : kNames) {
+    if (f.size() == name.size() && strncasecmp(f.data(), name.data(), f.size()) == 0) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+std::string Exchange::trailer_error(std::string_view name, std::string_view value) {
+  if (!valid_header_name(name)) return "invalid trailer name '" + std::string(name) + "'";
+  if (!valid_header_value(value))
+    return "invalid trailer value for '" + std::string(name) + "' (CR, LF or NUL)";
+  if (forbidden_trailer(name))
+    return "'" + std::string(name) + "' is not allowed in trailers (RFC 9110 6.5.1)";
+  return {};
+}
+
 // ------------------------------------------------------------ handles
 
 // The server and its timer each may go first (the runtime's exit sweep
@@ -635,6 +690,7 @@ void Connection::request_completed() {
   }
   if (current_ == nullptr) return;
   std::shared_ptr<Exchange> ex = current_;
+  if (!parser_.request().trailers.empty()) ex->req.trailers = std::move(parser_.request().trailers);
   ex->body_done = true;
   state_ = State::Responding;
   wake_body_reader(*ex);
@@ -756,6 +812,7 @@ void Connection::body_timed_out() {
     return;
   }
   ex->head.clear();
+  ex->trailers.clear();
   ex->status = 408;
   ex->reason.clear();
   ex->head = "Content-Type: text/plain; charset=utf-8\r\n";
@@ -823,6 +880,10 @@ void emit_finished(Server& server, Exchange& ex) {
                       request_fields(L, *e);
                       push_headers(L, e->req);
                       lua_setfield(L, -2, "headers");
+                      if (!e->req.trailers.empty()) {  // (a chunked or HTTP/2 body's)
+                        push_fields(L, e->req.trailers);
+                        lua_setfield(L, -2, "trailers");
+                      }
                       events::field(L, "body", e->body);
                       e->body.clear();
                     });
@@ -876,7 +937,44 @@ void Connection::send_continue(Exchange& ex) {
   flush();
 }
 
+void Connection::send_informational(Exchange& ex, int status, std::string_view lines) {
+  // Never a 1xx to an HTTP/1.0 client (RFC 9110 15.2): it would take it
+  // for the response.
+  if (ex.headers_sent || ex.req.version_minor == 0) return;
+  if (status == 100) ex.continue_sent = true;  // (req:read() sends no second one)
+  std::string& o = t_->output();
+  append_status_line(o, status);
+  o.append(lines);
+  o += "\r\n";
+  flush();
+}
+
 // ------------------------------------------------------------ responses
+
+namespace {
+
+// "Trailer: a, b": the names the trailers will carry (RFC 9110 6.6.2).
+void declare_trailers(std::string& o, const HeaderList& trailers) {
+  o += "Trailer: ";
+  for (size_t i = 0; i < trailers.size(); ++i) {
+    const std::string& name = trailers[i].first;
+    bool seen = std::any_of(trailers.begin(), trailers.begin() + static_cast<ptrdiff_t>(i),
+                            [&](const auto& t) { return strcasecmp(t.first.c_str(), name.c_str()) == 0; });
+    if (seen) continue;  // (a list value: one name)
+    if (i > 0) o += ", ";
+    o += name;
+  }
+  o += "\r\n";
+}
+
+// The last chunk, the trailer fields, and the end (RFC 9112 7.1.2).
+void end_chunked_with_trailers(std::string& o, const HeaderList& trailers) {
+  o += "0\r\n";
+  for (const auto& [name, value] : trailers) append_header(o, name, value);
+  o += "\r\n";
+}
+
+}  // namespace
 
 void Connection::send_head(Exchange& ex) {
   ex.headers_sent = true;
@@ -910,7 +1008,10 @@ void Connection::send_head(Exchange& ex) {
     o.append(digits, end);
     o += "\r\n";
   }
-  if (ex.chunked) o += "Transfer-Encoding: chunked\r\n";
+  if (ex.chunked) {
+    o += "Transfer-Encoding: chunked\r\n";
+    if (!ex.trailers.empty()) declare_trailers(o, ex.trailers);
+  }
   if (ex.close_after) {
     o += "Connection: close\r\n";
   } else if (http10) {
@@ -943,13 +1044,19 @@ void Connection::write_body(Exchange& ex, std::string_view chunk) {
 void Connection::finish(Exchange& ex) {
   if (ex.finished) return;
   if (!ex.headers_sent) {
-    if (!ex.has_length) {
+    if (!ex.has_length && ex.trailers.empty()) {  // (trailers need a chunked body)
       ex.has_length = true;
       ex.length = 0;
     }
     send_head(ex);
   }
-  if (ex.chunked && !ex.head_request()) t_->output() += "0\r\n\r\n";
+  if (ex.chunked && !ex.head_request()) {
+    if (ex.trailers.empty()) {
+      t_->output() += "0\r\n\r\n";
+    } else {
+      end_chunked_with_trailers(t_->output(), ex.trailers);
+    }
+  }
   // A declared length that was not met leaves the framing broken: close.
   if (ex.has_length && !ex.head_request() && ex.written != ex.length && ex.status != 204 &&
       ex.status != 304) {
@@ -970,6 +1077,14 @@ void Connection::finish(Exchange& ex) {
 }
 
 void Connection::send_whole(Exchange& ex, std::string_view body) {
+  if (!ex.trailers.empty() && !ex.has_length) {
+    // Trailers go only after a chunked body: no Content-Length then (as Go
+    // and Node do once trailers are declared).
+    send_head(ex);
+    write_body(ex, body);
+    finish(ex);
+    return;
+  }
   ex.has_length = true;
   ex.length = body.size();
   send_head(ex);

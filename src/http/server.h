@@ -81,6 +81,9 @@ class ExchangeIo {
   virtual void finish(Exchange& ex) = 0;
   virtual void send_whole(Exchange& ex, std::string_view body) = 0;
   virtual void send_continue(Exchange& ex) = 0;
+  // An informational (1xx, not 101) response before the head; `lines`:
+  // validated header lines ("Name: value\r\n"...).
+  virtual void send_informational(Exchange& ex, int status, std::string_view lines) = 0;
   // True while more than the high-water mark waits to be written.
   [[nodiscard]] virtual bool congested() const = 0;
   // A task waiting for the output to drain below the high-water mark.
@@ -138,11 +141,17 @@ class Exchange {
   uint64_t written = 0;
   bool close_after = false;  // "Connection: close" was chosen or asked for
   bool abort_reported = false;
+  // Response trailers (res:trailer), sent after the body: a chunked
+  // HTTP/1.1 body's last chunk, or HTTP/2's trailing HEADERS. Names as given.
+  HeaderList trailers;
 
   // Header lines set by the handler: what is wrong with one ("" if
   // nothing), and adding one that header_error accepted.
   static std::string header_error(std::string_view name, std::string_view value);
   void add_valid_header(std::string_view name, std::string_view value);
+  // The same for a trailer field: also refuses the fields a trailer must
+  // not carry (RFC 9110 6.5.1: framing, routing, controls, auth...).
+  static std::string trailer_error(std::string_view name, std::string_view value);
   [[nodiscard]] bool head_request() const { return req.method == "HEAD"; }
 };
 
@@ -243,6 +252,7 @@ class Connection final : public TransportUser, public ExchangeIo {
   void send_whole(Exchange& ex, std::string_view body) override;
   // The 100 Continue interim response, before the handler's first body read.
   void send_continue(Exchange& ex) override;
+  void send_informational(Exchange& ex, int status, std::string_view lines) override;
   // True while more than the high-water mark waits to be written.
   [[nodiscard]] bool congested() const override;
   // A task waiting for the output to drain below the high-water mark.
@@ -379,6 +389,8 @@ void cancel_handler(Server& server, Exchange& ex);
 // Pushes the header table of a request: lower-case names, repeated headers
 // joined per RFC 9110 (", "; "; " for cookie), set-cookie as a list.
 void push_headers(lua_State* L, const Request& req);
+// The same for any field list (a request's trailers).
+void push_fields(lua_State* L, const HeaderList& fields);
 // Pushes res (a userdata), then the request's method, path and query, for
 // the task runner of lib/http.lua (which makes req from them).
 void push_request(lua_State* L, const std::shared_ptr<Exchange>& ex);

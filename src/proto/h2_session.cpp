@@ -757,6 +757,18 @@ bool Session::submit_response_fields(int32_t stream, int status, std::span<const
   return answer(stream, status, nv, end_stream);
 }
 
+bool Session::submit_informational(int32_t stream, int status, std::span<const Field> headers) {
+  auto it = streams_.find(stream);
+  if (role_ != Role::Server || it == streams_.end() || it->second->answered) return false;
+  if (status < 100 || status > 199 || status == 101) return false;
+  NvList nv;
+  nv.add_status(status);
+  nv.add_regular(headers);
+  // nghttp2 sends a HEADERS before the response's as a non-final one; the
+  // final response then follows with nghttp2_submit_response as usual.
+  return nghttp2_submit_headers(ng_, NGHTTP2_FLAG_NONE, stream, nullptr, nv.data(), nv.size(), nullptr) >= 0;
+}
+
 bool Session::answer(int32_t stream, int status, const NvList& nv, bool end_stream) {
   auto it = streams_.find(stream);
   if (role_ != Role::Server || it == streams_.end() || it->second->answered) return false;

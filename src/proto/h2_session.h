@@ -209,6 +209,10 @@ class Session {
   bool submit_response(int32_t stream, int status, const HeaderList& headers, bool end_stream);
   // The same with fields by view (no copy before nghttp2's).
   bool submit_response_fields(int32_t stream, int status, std::span<const Field> headers, bool end_stream);
+  // Server: an informational (1xx, not 101) response before the final
+  // one: a HEADERS frame without END_STREAM (RFC 9113 8.1). False when the
+  // stream is gone, already answered, or the status is not 100..199 / 101.
+  bool submit_informational(int32_t stream, int status, std::span<const Field> headers);
   // Client: a new stream; its id, or -1 when the session takes no more
   // requests (GOAWAY, failed). Pseudo-headers come from `head`.
   int32_t submit_request(const RequestHead& head, bool end_stream);

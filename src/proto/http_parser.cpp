@@ -49,6 +49,7 @@ int RequestParser::on_message_begin(llhttp_t* p) {
   r.version_major = 1;
   r.version_minor = 1;
   r.headers.clear();
+  r.trailers.clear();
   r.body.clear();
   r.keep_alive = true;
   r.upgrade = false;
@@ -116,7 +117,7 @@ int RequestParser::on_chunk_complete(llhttp_t* p) {
 int RequestParser::on_header_field(llhttp_t* p, const char* at, size_t len) {
   RequestParser* s = self(p);
   if (!s->within_header_limit(at, at + len)) return s->fail(431, "request header fields too large");
-  if (const char* why = s->headers_.name_piece(s->req_.headers, at, len)) return s->fail(400, why);
+  if (const char* why = s->headers_.name_piece(s->fields(), at, len)) return s->fail(400, why);
   return 0;
 }
 
@@ -125,7 +126,7 @@ int RequestParser::on_header_value(llhttp_t* p, const char* at, size_t len) {
   if (!s->within_header_limit(at, at + len)) return s->fail(431, "request header fields too large");
   // NUL, CR or LF inside a value, and obs-fold, are how smuggling attempts
   // hide: refused whatever the parser allows (see http_headers.h).
-  if (const char* why = s->headers_.value_piece(s->req_.headers, s->offset_of(at), at, len)) {
+  if (const char* why = s->headers_.value_piece(s->fields(), s->offset_of(at), at, len)) {
     return s->fail(400, why);
   }
   return 0;
@@ -134,9 +135,16 @@ int RequestParser::on_header_value(llhttp_t* p, const char* at, size_t len) {
 int RequestParser::on_header_value_complete(llhttp_t* p) {
   RequestParser* s = self(p);
   s->headers_.value_done();  // (an empty value has no piece: the next name starts a header)
-  if (s->req_.headers.empty()) return 0;
-  auto& [name, value] = s->req_.headers.back();
+  HeaderList& fields = s->fields();
+  if (fields.empty()) return 0;
+  auto& [name, value] = fields.back();
   if (name.empty()) return s->fail(400, "empty header name");
+  if (s->headers_done_) {
+    // A trailer: kept apart from the headers (RFC 9110 6.5.1), so a
+    // Content-Length or Host there frames and routes nothing.
+    while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.pop_back();
+    return 0;
+  }
   if (name == "host" && ++s->host_headers_ > 1) return s->fail(400, "more than one Host header");
   // Trailing whitespace is not part of a value (RFC 9110 5.5).
   while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.pop_back();

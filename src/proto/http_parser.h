@@ -34,7 +34,8 @@ struct Request {
   std::string target;  // as sent: path and query
   int version_major = 1;
   int version_minor = 1;
-  HeaderList headers;  // names lower-cased, in order
+  HeaderList headers;   // names lower-cased, in order
+  HeaderList trailers;  // a chunked body's trailer fields (same form), once the body ended
   std::string body;
   bool keep_alive = true;
   bool upgrade = false;
@@ -94,6 +95,9 @@ class RequestParser {
   // `end`, line ends, colons and whitespace included, counts against
   // max_header_bytes; `at` starts the count when none is running.
   bool within_header_limit(const char* at, const char* end);
+  // Where header lines go: the header section, or after it (a chunked
+  // body's end) the trailers, kept apart so they never pass for headers.
+  HeaderList& fields() { return headers_done_ ? req_.trailers : req_.headers; }
   [[nodiscard]] uint64_t offset_of(const char* at) const {
     return feed_base_ + static_cast<uint64_t>(at - feed_ptr_);
   }

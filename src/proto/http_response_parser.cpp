@@ -29,6 +29,7 @@ void ResponseParser::reset(bool head_request) {
   llhttp_set_lenient_keep_alive(&parser_, 1);
   res_ = Response();
   body_.clear();
+  trailers_.clear();
   head_request_ = head_request;
   header_bytes_ = 0;
   headers_.reset();
@@ -73,7 +74,7 @@ int ResponseParser::on_status(llhttp_t* p, const char* at, size_t len) {
 int ResponseParser::on_header_field(llhttp_t* p, const char* at, size_t len) {
   ResponseParser* s = self(p);
   if (!s->count_header_bytes(len)) return s->fail("response header block too large");
-  const char* why = s->headers_.name_piece(s->res_.headers, at, len, s->limits_.max_headers);
+  const char* why = s->headers_.name_piece(s->fields(), at, len, s->limits_.max_headers);
   return why == nullptr
              ? 0
              : s->fail(std::strcmp(why, "too many headers") == 0 ? "too many response headers" : why);
@@ -83,19 +84,20 @@ int ResponseParser::on_header_value(llhttp_t* p, const char* at, size_t len) {
   ResponseParser* s = self(p);
   if (!s->count_header_bytes(len)) return s->fail("response header block too large");
   uint64_t offset = s->feed_base_ + static_cast<uint64_t>(at - s->feed_ptr_);
-  const char* why = s->headers_.value_piece(s->res_.headers, offset, at, len);
+  const char* why = s->headers_.value_piece(s->fields(), offset, at, len);
   return why == nullptr ? 0 : s->fail(why);
 }
 
 int ResponseParser::on_header_value_complete(llhttp_t* p) {
   ResponseParser* s = self(p);
-  if (s->res_.headers.empty()) return 0;
-  auto& [name, value] = s->res_.headers.back();
+  HeaderList& fields = s->fields();
+  if (fields.empty()) return 0;
+  auto& [name, value] = fields.back();
   if (name.empty()) return s->fail("empty header name");
   while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.pop_back();
-  if (name == "content-length" && (value.empty() || !std::all_of(value.begin(), value.end(), [](char c) {
-                                     return c >= '0' && c <= '9';
-                                   }))) {
+  if (!s->headers_done_ && name == "content-length" &&
+      (value.empty() ||
+       !std::all_of(value.begin(), value.end(), [](char c) { return c >= '0' && c <= '9'; }))) {
     return s->fail("invalid Content-Length");
   }
   s->headers_.value_done();  // (an empty value has no piece: the next name starts a header)

@@ -84,6 +84,8 @@ class ResponseParser {
   [[nodiscard]] bool complete() const { return complete_; }
   [[nodiscard]] const Response& response() const { return res_; }
   std::string& body() { return body_; }
+  // The trailer fields of a chunked body (names lower-cased), once complete().
+  HeaderList& trailers() { return trailers_; }
   [[nodiscard]] uint64_t body_bytes() const { return body_bytes_; }
   [[nodiscard]] const std::string& error() const { return error_; }
   // True when the error is that the connection ended too early.
@@ -100,6 +102,8 @@ class ResponseParser {
   static int on_message_complete(llhttp_t* p);
 
   int fail(std::string reason);
+  // Where header lines go: the head's, or after it a chunked body's trailers.
+  HeaderList& fields() { return headers_done_ ? trailers_ : res_.headers; }
   bool count_header_bytes(size_t len);
   static ResponseParser* self(llhttp_t* p) { return static_cast<ResponseParser*>(p->data); }
 
@@ -108,6 +112,7 @@ class ResponseParser {
   llhttp_t parser_{};
   Response res_;
   std::string body_;
+  HeaderList trailers_;
   bool head_request_ = false;
   size_t header_bytes_ = 0;
   HeaderCollector headers_;
