@@ -421,6 +421,30 @@ TEST(H2Session, TrailersBothWays) {
   EXPECT_EQ(p.cli.closed[id], NoError);
 }
 
+TEST(H2Session, InformationalResponsesComeBeforeTheFinalOne) {
+  Pair p;
+  std::vector<Field> hints = {{"Link", "</style.css>; rel=preload"}};
+  p.srv.respond = [&](int32_t id, const RequestHead&, bool) {
+    EXPECT_TRUE(p.server.submit_informational(id, 103, hints));
+    EXPECT_TRUE(p.server.submit_informational(id, 100, {}));
+    EXPECT_FALSE(p.server.submit_informational(id, 101, {}));  // no protocol switch in HTTP/2
+    EXPECT_FALSE(p.server.submit_informational(id, 200, {}));
+    p.server.submit_response(id, 200, {{"x-final", "1"}}, false);
+    EXPECT_FALSE(p.server.submit_informational(id, 103, {}));  // answered already
+    p.server.write(id, "body");
+    p.server.end(id);
+  };
+  int32_t id = p.client.submit_request(get(), true);
+  p.pump();
+  // The client skips the 1xx: one response, the final one.
+  ASSERT_EQ(p.cli.responses.count(id), 1u);
+  EXPECT_EQ(p.cli.responses[id].status, 200);
+  HeaderList want = {{"x-final", "1"}};
+  EXPECT_EQ(p.cli.responses[id].headers, want);
+  EXPECT_EQ(p.cli.bodies[id], "body");
+  EXPECT_EQ(p.cli.closed[id], NoError);
+}
+
 TEST(H2Session, TrailersWithoutBody) {
   Pair p;
   p.srv.respond = [&](int32_t id, const RequestHead&, bool) {

@@ -112,14 +112,39 @@ TEST(HttpParser, RefusesWhatRfc9112Forbids) {
   EXPECT_FALSE(p.request().keep_alive);  // faulty framing in 1.0: close after it (RFC 9112 6.1)
 }
 
-TEST(HttpParser, DecodesChunkedBodiesAndIgnoresTrailers) {
-  RequestParser p;
-  auto r = parse(p,
-                 "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-                 "5\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n");
-  ASSERT_EQ(r, RequestParser::Result::Complete) << p.error_reason();
-  EXPECT_EQ(p.request().body, "hello world");
-  EXPECT_TRUE(p.request().chunked);
+TEST(HttpParser, DecodesChunkedBodiesAndKeepsTrailersApart) {
+  for (bool bytewise : {false, true}) {
+    RequestParser p;
+    auto r = parse(p,
+                   "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                   "5\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t \r\nHost: y\r\n"
+                   "Content-Length: 5\r\n\r\n",
+                   bytewise);
+    ASSERT_EQ(r, RequestParser::Result::Complete) << p.error_reason();
+    EXPECT_EQ(p.request().body, "hello world");
+    EXPECT_TRUE(p.request().chunked);
+    // Trailers are not headers: a second Host or a Content-Length there
+    // routes and frames nothing (and is no smuggling error).
+    HeaderList want_headers = {{"host", "x"}, {"transfer-encoding", "chunked"}};
+    EXPECT_EQ(p.request().headers, want_headers);
+    HeaderList want_trailers = {{"x-trailer", "t"}, {"host", "y"}, {"content-length", "5"}};
+    EXPECT_EQ(p.request().trailers, want_trailers);
+    // The next request starts with none.
+    p.next();
+    size_t used = 0;
+    ASSERT_EQ(p.feed("GET / HTTP/1.1\r\nHost: x\r\n\r\n", &used), RequestParser::Result::Complete);
+    EXPECT_TRUE(p.request().trailers.empty());
+  }
+}
+
+TEST(HttpParser, TrailersCountAgainstTheHeaderLimitAndAreChecked) {
+  Limits small;
+  small.max_header_bytes = 200;
+  std::string head = "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\n";
+  EXPECT_EQ(status_of(head + "X-Big: " + std::string(300, 'v') + "\r\n\r\n", small), 431);
+  EXPECT_EQ(status_of(head + "X-Ok: " + std::string(100, 'v') + "\r\n\r\n", small), 0);
+  EXPECT_EQ(status_of(head + "Bad Name: v\r\n\r\n"), 400);
+  EXPECT_EQ(status_of(head + "X-Fold: a\r\n b\r\n\r\n"), 400);
 }
 
 TEST(HttpParser, KnowsHttp10AndConnectionClose) {

@@ -98,18 +98,39 @@ TEST(HttpResponseParser, StopsAtTheEndOfTheResponse) {
   EXPECT_EQ(used, 0U);
 }
 
-TEST(HttpResponseParser, ReadsAChunkedBodyAndIgnoresTrailers) {
+TEST(HttpResponseParser, ReadsAChunkedBodyAndKeepsTrailersApart) {
   for (bool bytewise : {false, true}) {
     ResponseParser p;
     Parsed r = parse(p,
-                     "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-                     "4\r\none,\r\n4;ext=1\r\ntwo,\r\n5\r\nthree\r\n0\r\nX-Trailer: t\r\n\r\n",
+                     "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Head: h\r\n\r\n"
+                     "4\r\none,\r\n4;ext=1\r\ntwo,\r\n5\r\nthree\r\n0\r\nX-Trailer: t \r\n"
+                     "Content-Length: 99\r\n\r\n",
                      bytewise);
     ASSERT_EQ(r.result, ResponseParser::Result::Complete) << p.error();
     EXPECT_EQ(p.response().framing, Framing::Chunked);
     EXPECT_EQ(r.body, "one,two,three");
     EXPECT_TRUE(p.response().keep_alive);
+    // The trailers are not headers: a Content-Length there frames nothing.
+    HeaderList want_headers = {{"transfer-encoding", "chunked"}, {"x-head", "h"}};
+    EXPECT_EQ(p.response().headers, want_headers);
+    HeaderList want_trailers = {{"x-trailer", "t"}, {"content-length", "99"}};
+    EXPECT_EQ(p.trailers(), want_trailers);
   }
+}
+
+TEST(HttpResponseParser, RefusesMalformedOrOversizedTrailers) {
+  EXPECT_FALSE(
+      error_of("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nno colon\r\n\r\n").empty());
+  EXPECT_FALSE(error_of("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX A: b\r\n\r\n").empty());
+  ResponseLimits small;
+  small.max_header_bytes = 100;
+  std::string big =
+      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX-Big: " + std::string(200, 'v') +
+      "\r\n\r\n";
+  ResponseParser p(small);
+  Parsed r = parse(p, big, false);
+  EXPECT_EQ(r.result, ResponseParser::Result::Error);
+  EXPECT_EQ(p.error(), "response header block too large");
 }
 
 TEST(HttpResponseParser, DeliversTheBodyAsItArrives) {
