@@ -1,9 +1,12 @@
 // libFuzzer target: the HTTP request parser fed arbitrary bytes in arbitrary
 // pieces, with pipelining. It must never crash, read out of bounds, leak,
-// or consume more than it was given. Run by `make test-fuzz`.
+// or consume more than it was given, and a chunked body's trailers stay
+// apart from the headers and within max_header_bytes. Run by `make test-fuzz`.
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
+
+#include "proto/http_headers.h"
 
 #include "proto/http_parser.h"
 
@@ -39,7 +42,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
     if (result == evo::http::RequestParser::Result::Complete) {
       ++requests;
-      if (parser.request().body.size() > limits.max_body) __builtin_trap();
+      const evo::http::Request& r = parser.request();
+      if (r.body.size() > limits.max_body) __builtin_trap();
+      // Trailers come only after a chunked body; each field's bytes were
+      // counted against the limit (line ends and colons on top).
+      if (!r.trailers.empty() && !r.chunked) __builtin_trap();
+      size_t trailer_bytes = 0;
+      for (const auto& [name, value] : r.trailers) trailer_bytes += name.size() + value.size();
+      if (trailer_bytes > limits.max_header_bytes) __builtin_trap();
       parser.next();
       if (parser.request().upgrade) break;
     }

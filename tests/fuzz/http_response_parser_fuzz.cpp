@@ -1,7 +1,8 @@
 // libFuzzer target: the HTTP client's response parser fed arbitrary bytes in
 // arbitrary pieces, as a response to GET or HEAD, with the connection ending
 // after them. It must never crash, read out of bounds, leak, consume more
-// than it was given, or deliver more body than the framing allows. Run by
+// than it was given, deliver more body than the framing allows, or report
+// trailers other than a chunked body's, beyond the header limits. Run by
 // `make test-fuzz`.
 #include <cstddef>
 #include <cstdint>
@@ -47,6 +48,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (r.framing == evo::http::Framing::None && body != 0) __builtin_trap();
     if (head && body != 0) __builtin_trap();
     if (r.headers.size() > limits.max_headers) __builtin_trap();
+    auto& trailers = parser.trailers();
+    if (!trailers.empty() && r.framing != evo::http::Framing::Chunked) __builtin_trap();
+    if (trailers.size() > limits.max_headers) __builtin_trap();
+    size_t trailer_bytes = 0;
+    for (const auto& [name, value] : trailers) trailer_bytes += name.size() + value.size();
+    if (trailer_bytes > limits.max_header_bytes) __builtin_trap();
   }
   return 0;
 }
