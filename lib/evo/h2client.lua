@@ -343,7 +343,7 @@ local function headerList(u, method, headers, body, streamed)
   return list, authority
 end
 
-local function sendBody(c, st, body, reader)
+local function sendBody(c, st, body, reader, trailers)
   local sess, id = c.sess, st.id
   local function drained(s) return s.closed ~= nil or nbuffered(sess, id) <= HIGH_WATER end
   if body then
@@ -370,14 +370,24 @@ local function sendBody(c, st, body, reader)
       waitFor(c, st, drained)
     end
   end
-  if not st.closed then nfinish(sess, id) end
+  if trailers ~= nil and not st.closed then  -- (opts.trailers: evo.httpclient checked the call)
+    local list, terr = require("evo.httpclient").trailerList(trailers)
+    if not list then
+      nreset(sess, id, CANCEL)
+      flush(c)
+      return nil, terr
+    end
+    native.trailers(sess, id, list)
+  elseif not st.closed then
+    nfinish(sess, id)
+  end
   flush(c)
   return true
 end
 
 -- One request on connection c -> fields for httpclient's Response | nil,
 -- err, retry (retry: the server did not process it; it may go again).
-local function exchange(c, u, method, headers, body, reader)
+local function exchange(c, u, method, headers, body, reader, trailers)
   local list, authority = headerList(u, method, headers, body, reader ~= nil)
   local bodyless = reader == nil and (body == nil or body == "")
   local id = nrequest(c.sess, method, u.scheme, authority, u.target, list, bodyless)
@@ -394,7 +404,7 @@ local function exchange(c, u, method, headers, body, reader)
     if bodyless then
       flush(c)
     else
-      local sent, serr = sendBody(c, st, body ~= "" and body or nil, reader)
+      local sent, serr = sendBody(c, st, body ~= "" and body or nil, reader, trailers)
       if not sent then return nil, serr end
     end
     waitFor(c, st, hasHead)
@@ -423,7 +433,7 @@ function h2.request(u, key, method, headers, body, reader, opts)
       if err then return nil, err end
       return false, h1stream
     end
-    local fields, rerr, retry = exchange(c, u, method, headers, body, reader)
+    local fields, rerr, retry = exchange(c, u, method, headers, body, reader, opts.trailers)
     if fields then return fields end
     if not retry then return nil, rerr end
   end

@@ -122,6 +122,36 @@ local function validHeader(name, value)
 end
 client.validHeader = validHeader
 
+-- Fields a request's trailers must not carry (RFC 9110 6.5.1): framing,
+-- routing, request controls, authentication, processing; the server's
+-- res:trailer refuses the same.
+local FORBIDDEN_TRAILERS = {}
+for name in ("age authorization cache-control connection content-encoding content-length content-range " ..
+    "content-type cookie date expect expires host keep-alive location max-forwards pragma proxy-authenticate " ..
+    "proxy-authorization proxy-connection range retry-after set-cookie te trailer transfer-encoding upgrade " ..
+    "vary www-authenticate"):gmatch("%S+") do
+  FORBIDDEN_TRAILERS[name] = true
+end
+
+-- The request trailers of opts.trailers (a table, or a function giving one
+-- once the body is sent) -> {name, value, name, value...} | nil, err.
+function client.trailerList(trailers)
+  if type(trailers) == "function" then trailers = trailers() end
+  if trailers == nil then return {} end
+  if type(trailers) ~= "table" then
+    return nil, errors.new("BadHeader", "the trailers function gave a " .. type(trailers) .. ", not a table")
+  end
+  local list = {}
+  for name, value in pairs(trailers) do
+    value = tostring(value)
+    if not validHeader(name, value) or FORBIDDEN_TRAILERS[lower(name)] then
+      return nil, errors.new("BadHeader", "invalid or forbidden trailer '" .. printable(tostring(name)) .. "'")
+    end
+    list[#list + 1], list[#list + 2] = name, value
+  end
+  return list
+end
+
 -- A streamed body (a function or a Stream) goes chunked unless the caller
 -- set its Content-Length.
 local function buildRequest(method, u, headers, body, streamed)
@@ -203,14 +233,31 @@ local function closeOnRaise(stream, ok, ...)
   return ...
 end
 
+-- The last chunk, with the request's trailers if any.
+local function lastChunk(trailers)
+  if trailers == nil then return "0\r\n\r\n" end
+  local list, err = client.trailerList(trailers)
+  if not list then return nil, err end
+  local lines = {"0"}
+  for i = 1, #list, 2 do lines[#lines + 1] = list[i] .. ": " .. list[i + 1] end
+  lines[#lines + 1] = ""
+  lines[#lines + 1] = ""
+  return concat(lines, "\r\n")
+end
+
 -- Sends a streamed body: each piece the reader gives (nil: the end, or
--- nil, err) as a chunk, or as is when the length was declared.
-local function sendStreamed(stream, reader, chunked)
+-- nil, err) as a chunk, or as is when the length was declared; then the
+-- trailers, after a chunked one.
+local function sendStreamed(stream, reader, chunked, trailers)
   while true do
     local piece, err = reader()
     if piece == nil then
       if err ~= nil then return nil, errors.is(err) and err or errors.new("BodyError", tostring(err)) end
-      if chunked then return stream:write("0\r\n\r\n") end
+      if chunked then
+        local last, terr = lastChunk(trailers)
+        if not last then return nil, terr end
+        return stream:write(last)
+      end
       return true
     end
     if type(piece) ~= "string" then
@@ -228,11 +275,11 @@ local function sendStreamed(stream, reader, chunked)
   end
 end
 
-local function sendAndReadHead(stream, p, wire, body, reader, chunked)
+local function sendAndReadHead(stream, p, wire, body, reader, chunked, trailers)
   local ok, err = stream:write(wire, body or "")
   if not ok then return nil, err end
   if reader then
-    ok, err = sendStreamed(stream, reader, chunked)
+    ok, err = sendStreamed(stream, reader, chunked, trailers)
     if not ok then return nil, err end
   end
   return readHead(stream, p)
@@ -377,7 +424,8 @@ local function exchange(u, method, headers, body, opts, reader)
     end
     if opts.timeout then stream:settimeout(opts.timeout, opts.timeout) end
     local p = newParser(method == "HEAD")
-    local head, err = closeOnRaise(stream, pcall(sendAndReadHead, stream, p, wire, body, reader, chunked))
+    local head, err = closeOnRaise(stream, pcall(sendAndReadHead, stream, p, wire, body, reader, chunked,
+      opts.trailers))
     if head then
       return newResponse({status = head.status, reason = head.reason, headers = head.headers,
         version = head.version, _stream = stream, _next = bodyReader(stream, p), _reusable = head.keepAlive,
@@ -429,6 +477,27 @@ function client.request(opts)
     end
     local source = body
     body, reader = nil, function() return source:read() end
+  end
+  local trailers = opts.trailers
+  if trailers ~= nil then
+    if type(trailers) ~= "table" and type(trailers) ~= "function" then
+      args.fail(1, "request", "table or function trailers", trailers)
+    end
+    for name in pairs(headers) do
+      if type(name) == "string" and lower(name) == "content-length" then
+        args.error(1, "request", "trailers need a chunked body: no content-length header")
+      end
+    end
+    -- HTTP/1.1 sends trailers only after a chunked body: a string body
+    -- goes as one chunk then.
+    if reader == nil then
+      local whole = body or ""
+      body, reader = nil, function()
+        local piece = whole
+        whole = nil
+        return piece
+      end
+    end
   end
   local http2 = opts.http2
   if not (http2 == nil or type(http2) == "boolean" or http2 == "prior-knowledge") then

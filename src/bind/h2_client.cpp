@@ -8,6 +8,7 @@
 //   local out = native.takeOutput(s)  -- "" when nothing is ready
 //   local id = native.request(s, method, scheme, authority, path, {name, value, ...}, endStream)
 //   native.write(s, id, bytes); native.finish(s, id); native.consume(s, id, n)
+//   native.trailers(s, id, {name, value, ...})   -- ends the body with trailers
 //   native.buffered(s, id); native.reset(s, id, code); native.goaway(s, code)
 //   native.wantWrite(s); native.finished(s); native.streams(s)
 //   local kind, id, a, b = native.next(s)   -- one event, or nothing
@@ -114,6 +115,23 @@ int l_take_output(lua_State* L) {
   return 1;
 }
 
+// The {name, value, ...} list at idx as header fields.
+h2::HeaderList field_list(lua_State* L, int idx) {
+  luaL_checktype(L, idx, LUA_TTABLE);
+  h2::HeaderList fields;
+  int n = static_cast<int>(lua_objlen(L, idx));
+  for (int i = 1; i + 1 <= n; i += 2) {
+    lua_rawgeti(L, idx, i);
+    lua_rawgeti(L, idx, i + 1);
+    size_t nl = 0, vl = 0;
+    const char* name = luaL_checklstring(L, -2, &nl);
+    const char* value = luaL_checklstring(L, -1, &vl);
+    fields.emplace_back(std::string(name, nl), std::string(value, vl));
+    lua_pop(L, 2);
+  }
+  return fields;
+}
+
 // request(s, method, scheme, authority, path, {name, value, ...}, endStream) -> id (-1: refused)
 int l_request(lua_State* L) {
   LuaSession* s = check(L);
@@ -122,17 +140,7 @@ int l_request(lua_State* L) {
   head.scheme = luaL_checkstring(L, 3);
   head.authority = luaL_checkstring(L, 4);
   head.path = luaL_checkstring(L, 5);
-  luaL_checktype(L, 6, LUA_TTABLE);
-  int n = static_cast<int>(lua_objlen(L, 6));
-  for (int i = 1; i + 1 <= n; i += 2) {
-    lua_rawgeti(L, 6, i);
-    lua_rawgeti(L, 6, i + 1);
-    size_t nl = 0, vl = 0;
-    const char* name = luaL_checklstring(L, -2, &nl);
-    const char* value = luaL_checklstring(L, -1, &vl);
-    head.headers.emplace_back(std::string(name, nl), std::string(value, vl));
-    lua_pop(L, 2);
-  }
+  head.headers = field_list(L, 6);
   lua_pushinteger(L, s->session().submit_request(head, lua_toboolean(L, 7) != 0));
   return 1;
 }
@@ -147,6 +155,14 @@ int l_write(lua_State* L) {
 
 int l_finish(lua_State* L) {
   lua_pushboolean(L, check(L)->session().end(check_stream(L, 2)) ? 1 : 0);
+  return 1;
+}
+
+// trailers(s, id, {name, value, ...}) -> ok: ends the request body with them
+int l_trailers(lua_State* L) {
+  LuaSession* s = check(L);
+  int32_t id = check_stream(L, 2);
+  lua_pushboolean(L, s->session().submit_trailers(id, field_list(L, 3)) ? 1 : 0);
   return 1;
 }
 
@@ -255,7 +271,8 @@ int open_h2client(lua_State* L) {
       {"session", l_session}, {"receive", l_receive}, {"takeOutput", l_take_output}, {"request", l_request},
       {"write", l_write},     {"finish", l_finish},   {"consume", l_consume},        {"buffered", l_buffered},
       {"reset", l_reset},     {"goaway", l_goaway},   {"wantWrite", l_want_write},   {"finished", l_finished},
-      {"streams", l_streams}, {"next", l_next},       {"errorName", l_error_name},   {nullptr, nullptr},
+      {"streams", l_streams}, {"next", l_next},       {"errorName", l_error_name},   {"trailers", l_trailers},
+      {nullptr, nullptr},
   };
   lua_newtable(L);
   luaL_register(L, nullptr, functions);

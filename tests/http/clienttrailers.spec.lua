@@ -65,6 +65,38 @@ describe("client: trailers and 1xx from Python's http.server", function()
     assert.equal(r.trailers["x-after"], "1xx")
   end)
 
+  it("sends request trailers after a chunked body (opts.trailers: a table, or a function called after the body)", function()
+    local r = assert(http.request({method = "POST", url = base .. "/echo", body = "hello",
+      trailers = {["X-Sum"] = "42"}}))
+    assert.same(assert(loadstring("return " .. r.body))(), {size = 5, trailers = {["x-sum"] = "42"}})
+    local pieces, seen = {"a", "bc"}, 0
+    r = assert(http.request({method = "POST", url = base .. "/echo",
+      body = function()
+        local p = table.remove(pieces, 1)
+        if p then seen = seen + #p end
+        return p
+      end,
+      trailers = function() return {["x-count"] = seen} end}))
+    assert.same(assert(loadstring("return " .. r.body))(), {size = 3, trailers = {["x-count"] = "3"}})
+  end)
+
+  it("refuses bad request trailers", function()
+    local ok, err = pcall(http.request, {method = "POST", url = base .. "/echo", trailers = "x"})
+    assert.falsy(ok)
+    assert.match(err, "bad argument #1 to 'request' %(table or function trailers expected, got string%)")
+    ok, err = pcall(http.request, {method = "POST", url = base .. "/echo", body = "x",
+      headers = {["content-length"] = "1"}, trailers = {a = "1"}})
+    assert.falsy(ok)
+    assert.match(err, "trailers need a chunked body")
+    local r, e = http.request({method = "POST", url = base .. "/echo", body = "x", trailers = {["content-length"] = "1"}})
+    assert.isNil(r)
+    assert.equal(e.code, "BadHeader")
+    r, e = http.request({method = "POST", url = base .. "/echo", body = "x", trailers = {["x-bad"] = "a\r\nb: c"}})
+    assert.isNil(r)
+    assert.equal(e.code, "BadHeader")
+    assert.equal(assert(http.get(base .. "/none")).body, "plain", "the client goes on")
+  end)
+
   it("refuses too many interim responses, oversized and malformed trailers with BadResponse", function()
     for _, path in ipairs({"/many-early", "/big-trailer", "/bad-trailer"}) do
       local r, err = http.get(base .. path)
@@ -117,6 +149,13 @@ describe("client: trailers and 1xx from Evo's server (HTTP/1.1 and h2c)", functi
       local r = get("/early")
       assert.equal(r.status, 200)
       assert.equal(r.body, "final")
+    end)
+
+    it("HTTP/" .. version .. ": request trailers reach req:trailers()", function()
+      local r = get("/echo", {method = "POST", body = "0123456789", trailers = function() return {["x-sum"] = 45} end})
+      local echoed = assert(loadstring("return " .. r.body))()
+      assert.same(echoed, {size = 10, trailers = {["x-sum"] = "45"}, version = version == "2.0" and "2.0" or "1.1"})
+      assert.equal(r.trailers["x-sum"], "45", "echoed back as a response trailer")
     end)
 
     it("HTTP/" .. version .. ": a Content-Length set by the handler", function()
