@@ -259,7 +259,17 @@ class Session {
   // options, and, after the server's 101, the switch (stream 1 is the
   // upgrade request, its response arrives as on_response(1, ...)).
   static std::string settings_header(const Options& options);
-  bool upgrade_client();
+  // head_request: the upgrade request was HEAD (its response has no body).
+  bool upgrade_client(bool head_request = false);
+
+  // ------------------------------------------------------------ the peer's SETTINGS
+  // Whether the peer's first SETTINGS frame has arrived: until then its
+  // limits are unknown (a client pool waits for them before deciding that
+  // a connection has room for another stream).
+  [[nodiscard]] bool peer_settings_received() const { return peer_settings_received_; }
+  // The peer's SETTINGS_MAX_CONCURRENT_STREAMS: streams past it wait in
+  // the session until one closes. 2^32-1 when the peer set none.
+  [[nodiscard]] uint32_t peer_max_concurrent_streams() const;
 
   // For tests and the fuzzer: total bytes queued in stream buffers.
   [[nodiscard]] size_t buffered_total() const { return buffered_total_; }
@@ -305,6 +315,7 @@ class Session {
   std::string failure_reason_;
   bool local_goaway_ = false;  // goaway() was the caller's: not a failure
   bool goaway_received_ = false;
+  bool peer_settings_received_ = false;
   bool dead_ = false;  // nghttp2 returned a fatal error
   bool shutting_down_ = false;
   bool final_goaway_ = false;
