@@ -257,7 +257,7 @@ end
 ----------------------------------------------------------------- connections
 
 local function newConn(key, stream, opts, upgrading)
-  local c = {key = key, stream = stream, sess = native.session(), streams = {}, open = 0, reader = false,
+  local c = {key = key, stream = stream, sess = native.session(upgrading), streams = {}, open = 0, reader = false,
     writing = false, dead = false, goaway = false, settled = false, limit = math.huge, settleWaiters = {},
     quiet = false}
   if opts.timeout then stream:settimeout(opts.timeout, opts.timeout) end

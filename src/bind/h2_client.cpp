@@ -3,7 +3,7 @@
 // reads to receive(), writes what takeOutput() gives, and pulls the events
 // the session recorded (lib/evo/h2client.lua is its only user):
 //
-//   local s = native.session()
+//   local s = native.session([upgrade])  -- upgrade: h2c by Upgrade (see upgrade())
 //   native.receive(s, bytes)          -- false: the session reads no more
 //   local out = native.takeOutput(s)  -- "" when nothing is ready
 //   local id = native.request(s, method, scheme, authority, path, {name, value, ...}, endStream)
@@ -47,15 +47,17 @@ struct Event {
 
 class LuaSession : public h2::Handler {
  public:
-  LuaSession() : session_(h2::Role::Client, *this, options()) {}
+  // upgrade: h2c by Upgrade, our SETTINGS sent by upgrade() after the 101.
+  explicit LuaSession(bool upgrade) : session_(h2::Role::Client, *this, options(upgrade)) {}
 
   h2::Session& session() { return session_; }
   std::deque<Event>& events() { return events_; }
 
   // The client's receive window per stream: a response body the caller
   // does not read holds the server after this much.
-  static h2::Options options() {
+  static h2::Options options(bool upgrade = false) {
     h2::Options o;
+    o.client_upgrade = upgrade;
     o.initial_window_size = 1024 * 1024;
     o.connection_window_size = 16 * 1024 * 1024;
     return o;
@@ -95,7 +97,7 @@ LuaSession* check(lua_State* L) { return Boxed<LuaSession>::check(L, 1, kSession
 int32_t check_stream(lua_State* L, int idx) { return static_cast<int32_t>(luaL_checkinteger(L, idx)); }
 
 int l_session(lua_State* L) {
-  Boxed<LuaSession>::push(L, std::make_unique<LuaSession>(), kSessionMeta);
+  Boxed<LuaSession>::push(L, std::make_unique<LuaSession>(lua_toboolean(L, 1) != 0), kSessionMeta);
   return 1;
 }
 

@@ -482,8 +482,10 @@ Session::Session(Role role, Handler& handler, Options options)
   nghttp2_option_del(opt);
   nghttp2_session_callbacks_del(cbs);
 
-  auto iv = settings_of(opts_);
-  nghttp2_submit_settings(ng_, NGHTTP2_FLAG_NONE, iv.data(), iv.size());
+  if (role_ == Role::Server || !opts_.client_upgrade) {
+    auto iv = settings_of(opts_);
+    nghttp2_submit_settings(ng_, NGHTTP2_FLAG_NONE, iv.data(), iv.size());
+  }
   if (opts_.connection_window_size > NGHTTP2_INITIAL_CONNECTION_WINDOW_SIZE) {
     nghttp2_session_set_local_window_size(ng_, NGHTTP2_FLAG_NONE, 0,
                                           static_cast<int32_t>(opts_.connection_window_size));

@@ -117,6 +117,11 @@ struct Options {
   // The largest DATA payload we send (at most the peer's max frame size).
   uint32_t max_data_frame = 16384;
 
+  // Client, h2c by Upgrade: upgrade_client() will send our SETTINGS
+  // (nghttp2_session_upgrade2 submits them itself), so the constructor
+  // does not, or they would go twice.
+  bool client_upgrade = false;
+
   // Monotonic milliseconds, for the rate limits and stalled_since(). Tests
   // pass a fake clock; empty means std::chrono::steady_clock.
   std::function<uint64_t()> clock;
