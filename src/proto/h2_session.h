@@ -273,7 +273,8 @@ class Session {
   // a connection has room for another stream).
   [[nodiscard]] bool peer_settings_received() const { return peer_settings_received_; }
   // The peer's SETTINGS_MAX_CONCURRENT_STREAMS: streams past it wait in
-  // the session until one closes. 2^32-1 when the peer set none.
+  // the session until one closes. 2^32-1 when the peer set none; 100
+  // (nghttp2's assumption) until its SETTINGS come.
   [[nodiscard]] uint32_t peer_max_concurrent_streams() const;
 
   // For tests and the fuzzer: total bytes queued in stream buffers.
