@@ -406,10 +406,27 @@ local function exchange(u, method, headers, body, opts, reader)
   local wire, werr = buildRequest(method, u, headers, body, reader ~= nil)
   if not wire then return nil, werr end
   local fresh  -- a TLS connection where ALPN chose HTTP/1.1
-  if opts.http2 == "prior-knowledge" or (u.scheme == "https" and opts.http2 ~= false) then
-    local fields, err = h2client.request(u, key, method, headers, body, reader, opts)
+  local http2 = opts.http2
+  if http2 == "prior-knowledge" or (u.scheme == "https" and http2 ~= false)
+      or (http2 == "upgrade" and u.scheme == "http") then
+    local up  -- Upgrade: h2c rides on a bodyless request (RFC 7540 3.2)
+    if http2 == "upgrade" and reader == nil and (body == nil or body == "") then
+      local h = {Connection = "Upgrade, HTTP2-Settings", Upgrade = "h2c",
+        ["HTTP2-Settings"] = h2client.settingsHeader()}
+      for k, v in pairs(headers) do
+        local lk = lower(k)
+        if lk ~= "connection" and lk ~= "upgrade" and lk ~= "http2-settings" then h[k] = v end
+      end
+      up = {wire = buildRequest(method, u, h, body, false), method = method}
+    end
+    local fields, err, h1head, h1parser = h2client.request(u, key, method, headers, body, reader, opts, up)
     if fields then return newResponse(fields, key, opts) end
     if fields == nil then return nil, err end
+    if h1head then  -- the server answered the upgrade request over HTTP/1.1
+      return newResponse({status = h1head.status, reason = h1head.reason, headers = h1head.headers,
+        version = h1head.version, _stream = err, _next = bodyReader(err, h1parser), _reusable = h1head.keepAlive,
+        _length = h1head.contentLength}, key, opts)
+    end
     fresh = err
   end
   for attempt = 1, reader and 1 or 2 do
@@ -500,8 +517,8 @@ function client.request(opts)
     end
   end
   local http2 = opts.http2
-  if not (http2 == nil or type(http2) == "boolean" or http2 == "prior-knowledge") then
-    args.fail(1, "request", "http2 = true, false or \"prior-knowledge\"", http2)
+  if not (http2 == nil or type(http2) == "boolean" or http2 == "prior-knowledge" or http2 == "upgrade") then
+    args.fail(1, "request", "http2 = true, false, \"prior-knowledge\" or \"upgrade\"", http2)
   end
   if not validToken(method) then return fail("BadMethod", "invalid method '" .. printable(method) .. "'") end
   local u, why = client.parseUrl(opts.url)

@@ -3,7 +3,7 @@
 // reads to receive(), writes what takeOutput() gives, and pulls the events
 // the session recorded (lib/evo/h2client.lua is its only user):
 //
-//   local s = native.session()
+//   local s = native.session([upgrade])  -- upgrade: h2c by Upgrade (see upgrade())
 //   native.receive(s, bytes)          -- false: the session reads no more
 //   local out = native.takeOutput(s)  -- "" when nothing is ready
 //   local id = native.request(s, method, scheme, authority, path, {name, value, ...}, endStream)
@@ -11,6 +11,9 @@
 //   native.trailers(s, id, {name, value, ...})   -- ends the body with trailers
 //   native.buffered(s, id); native.reset(s, id, code); native.goaway(s, code)
 //   native.wantWrite(s); native.finished(s); native.streams(s)
+//   native.peerSettings(s) -> received, maxConcurrentStreams  -- the server's SETTINGS
+//   native.settingsHeader()  -- the HTTP2-Settings value of an Upgrade: h2c request
+//   native.upgrade(s, isHead)  -- after the 101: stream 1 is the upgrade request
 //   local kind, id, a, b = native.next(s)   -- one event, or nothing
 //     "response", id, status, headers  -- headers: lower-case names, repeats joined
 //                                       -- with ", ", set-cookie a list (as HTTP/1.1)
@@ -46,12 +49,21 @@ struct Event {
 
 class LuaSession : public h2::Handler {
  public:
-  // The client's receive window per stream: a response body the caller
-  // does not read holds the server after this much.
-  LuaSession() : session_(h2::Role::Client, *this, options()) {}
+  // upgrade: h2c by Upgrade, our SETTINGS sent by upgrade() after the 101.
+  explicit LuaSession(bool upgrade) : session_(h2::Role::Client, *this, options(upgrade)) {}
 
   h2::Session& session() { return session_; }
   std::deque<Event>& events() { return events_; }
+
+  // The client's receive window per stream: a response body the caller
+  // does not read holds the server after this much.
+  static h2::Options options(bool upgrade = false) {
+    h2::Options o;
+    o.client_upgrade = upgrade;
+    o.initial_window_size = 1024 * 1024;
+    o.connection_window_size = 16 * 1024 * 1024;
+    return o;
+  }
 
   void on_response(int32_t stream, h2::ResponseHead&& head, bool end_stream) override {
     Event e{Event::Response, stream, static_cast<uint32_t>(head.status), {}, std::move(head.headers)};
@@ -81,12 +93,6 @@ class LuaSession : public h2::Handler {
   }
 
  private:
-  static h2::Options options() {
-    h2::Options o;
-    o.initial_window_size = 1024 * 1024;
-    o.connection_window_size = 16 * 1024 * 1024;
-    return o;
-  }
   h2::Session session_;
   std::deque<Event> events_;
 };
@@ -96,7 +102,7 @@ LuaSession* check(lua_State* L) { return Boxed<LuaSession>::check(L, 1, kSession
 int32_t check_stream(lua_State* L, int idx) { return static_cast<int32_t>(luaL_checkinteger(L, idx)); }
 
 int l_session(lua_State* L) {
-  Boxed<LuaSession>::push(L, std::make_unique<LuaSession>(), kSessionMeta);
+  Boxed<LuaSession>::push(L, std::make_unique<LuaSession>(lua_toboolean(L, 1) != 0), kSessionMeta);
   return 1;
 }
 
@@ -202,6 +208,28 @@ int l_streams(lua_State* L) {
   return 1;
 }
 
+// peerSettings(s) -> received, maxConcurrentStreams (what the pool needs
+// to decide whether a connection has room for one more stream)
+int l_peer_settings(lua_State* L) {
+  const h2::Session& s = check(L)->session();
+  lua_pushboolean(L, s.peer_settings_received() ? 1 : 0);
+  lua_pushnumber(L, static_cast<lua_Number>(s.peer_max_concurrent_streams()));
+  return 2;
+}
+
+int l_settings_header(lua_State* L) {
+  std::string value = h2::Session::settings_header(LuaSession::options());
+  lua_pushlstring(L, value.data(), value.size());
+  return 1;
+}
+
+// upgrade(s, isHead) -> ok: the server answered 101 to our Upgrade: h2c
+// request; it is stream 1 now, and its response comes as HTTP/2.
+int l_upgrade(lua_State* L) {
+  lua_pushboolean(L, check(L)->session().upgrade_client(lua_toboolean(L, 2) != 0) ? 1 : 0);
+  return 1;
+}
+
 const char* kind_name(Event::Kind k) {
   switch (k) {
     case Event::Response:
@@ -274,8 +302,16 @@ int open_h2client(lua_State* L) {
       {"streams", l_streams}, {"next", l_next},       {"errorName", l_error_name},   {"trailers", l_trailers},
       {nullptr, nullptr},
   };
+  // The pool (a connection per stream limit) and h2c's Upgrade.
+  const luaL_Reg pool_functions[] = {
+      {"peerSettings", l_peer_settings},
+      {"settingsHeader", l_settings_header},
+      {"upgrade", l_upgrade},
+      {nullptr, nullptr},
+  };
   lua_newtable(L);
   luaL_register(L, nullptr, functions);
+  luaL_register(L, nullptr, pool_functions);
   return 1;
 }
 

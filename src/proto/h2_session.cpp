@@ -313,6 +313,9 @@ struct Callbacks {
           self.finish_shutdown();
         }
         return 0;
+      case NGHTTP2_SETTINGS:
+        if ((frame->hd.flags & NGHTTP2_FLAG_ACK) == 0) self.peer_settings_received_ = true;
+        return 0;
       case NGHTTP2_GOAWAY: {
         const auto& g = frame->goaway;
         self.goaway_received_ = true;
@@ -479,8 +482,10 @@ Session::Session(Role role, Handler& handler, Options options)
   nghttp2_option_del(opt);
   nghttp2_session_callbacks_del(cbs);
 
-  auto iv = settings_of(opts_);
-  nghttp2_submit_settings(ng_, NGHTTP2_FLAG_NONE, iv.data(), iv.size());
+  if (role_ == Role::Server || !opts_.client_upgrade) {
+    auto iv = settings_of(opts_);
+    nghttp2_submit_settings(ng_, NGHTTP2_FLAG_NONE, iv.data(), iv.size());
+  }
   if (opts_.connection_window_size > NGHTTP2_INITIAL_CONNECTION_WINDOW_SIZE) {
     nghttp2_session_set_local_window_size(ng_, NGHTTP2_FLAG_NONE, 0,
                                           static_cast<int32_t>(opts_.connection_window_size));
@@ -909,17 +914,22 @@ std::string Session::settings_header(const Options& options) {
   return out;
 }
 
-bool Session::upgrade_client() {
+bool Session::upgrade_client(bool head_request) {
   if (role_ != Role::Client || streams_.count(1) != 0) return false;
   auto iv = settings_of(opts_);
   std::array<uint8_t, 128> buf{};
   ssize_t n = nghttp2_pack_settings_payload(buf.data(), buf.size(), iv.data(), iv.size());
   if (n <= 0) return false;
-  if (nghttp2_session_upgrade2(ng_, buf.data(), static_cast<size_t>(n), 0, nullptr) != 0) return false;
+  if (nghttp2_session_upgrade2(ng_, buf.data(), static_cast<size_t>(n), head_request ? 1 : 0, nullptr) != 0)
+    return false;
   auto s = std::make_unique<Stream>();
   s->answered = true;  // the upgrade request went out as HTTP/1.1
   streams_.emplace(1, std::move(s));
   return true;
+}
+
+uint32_t Session::peer_max_concurrent_streams() const {
+  return nghttp2_session_get_remote_settings(ng_, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
 }
 
 }  // namespace evo::h2

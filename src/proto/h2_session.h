@@ -117,6 +117,11 @@ struct Options {
   // The largest DATA payload we send (at most the peer's max frame size).
   uint32_t max_data_frame = 16384;
 
+  // Client, h2c by Upgrade: upgrade_client() will send our SETTINGS
+  // (nghttp2_session_upgrade2 submits them itself), so the constructor
+  // does not, or they would go twice.
+  bool client_upgrade = false;
+
   // Monotonic milliseconds, for the rate limits and stalled_since(). Tests
   // pass a fake clock; empty means std::chrono::steady_clock.
   std::function<uint64_t()> clock;
@@ -263,7 +268,18 @@ class Session {
   // options, and, after the server's 101, the switch (stream 1 is the
   // upgrade request, its response arrives as on_response(1, ...)).
   static std::string settings_header(const Options& options);
-  bool upgrade_client();
+  // head_request: the upgrade request was HEAD (its response has no body).
+  bool upgrade_client(bool head_request = false);
+
+  // ------------------------------------------------------------ the peer's SETTINGS
+  // Whether the peer's first SETTINGS frame has arrived: until then its
+  // limits are unknown (a client pool waits for them before deciding that
+  // a connection has room for another stream).
+  [[nodiscard]] bool peer_settings_received() const { return peer_settings_received_; }
+  // The peer's SETTINGS_MAX_CONCURRENT_STREAMS: streams past it wait in
+  // the session until one closes. 2^32-1 when the peer set none; 100
+  // (nghttp2's assumption) until its SETTINGS come.
+  [[nodiscard]] uint32_t peer_max_concurrent_streams() const;
 
   // For tests and the fuzzer: total bytes queued in stream buffers.
   [[nodiscard]] size_t buffered_total() const { return buffered_total_; }
@@ -309,6 +325,7 @@ class Session {
   std::string failure_reason_;
   bool local_goaway_ = false;  // goaway() was the caller's: not a failure
   bool goaway_received_ = false;
+  bool peer_settings_received_ = false;
   bool dead_ = false;  // nghttp2 returned a fatal error
   bool shutting_down_ = false;
   bool final_goaway_ = false;

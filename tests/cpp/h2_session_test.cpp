@@ -568,6 +568,39 @@ TEST(H2Session, H2cUpgrade) {
   EXPECT_EQ(p.cli.responses.at(3).status, 204);
 }
 
+// The client sends its SETTINGS once after an upgrade: nghttp2_session_upgrade2
+// submits them, so a session made with client_upgrade does not.
+TEST(H2Session, H2cUpgradeClientSendsSettingsOnce) {
+  Recorder rec;
+  Options o;
+  o.client_upgrade = true;
+  Session client(Role::Client, rec, o);
+  ASSERT_TRUE(client.upgrade_client());
+  std::string out;
+  client.take_output(out);
+  ASSERT_GT(out.size(), 24u);
+  EXPECT_EQ(out.substr(0, 3), "PRI");
+  size_t settings = 0;
+  for (const Frame& f : parse(std::string_view(out).substr(24))) {
+    if (f.type == SETTINGS && (f.flags & 1) == 0) ++settings;
+  }
+  EXPECT_EQ(settings, 1u);
+}
+
+// What the client's pool reads: whether the server's SETTINGS came, and its
+// stream limit.
+TEST(H2Session, PeerSettingsAreReported) {
+  Options so;
+  so.max_concurrent_streams = 2;
+  Pair p(so);
+  EXPECT_FALSE(p.client.peer_settings_received());
+  EXPECT_EQ(p.client.peer_max_concurrent_streams(), 100u);  // nghttp2's assumption until then
+  p.pump();
+  EXPECT_TRUE(p.client.peer_settings_received());
+  EXPECT_EQ(p.client.peer_max_concurrent_streams(), 2u);
+  EXPECT_TRUE(p.server.peer_settings_received());
+}
+
 TEST(H2Session, H2cUpgradeRefusesBadSettings) {
   Recorder rec;
   Session s(Role::Server, rec);

@@ -17,6 +17,7 @@ local servers = require("servers")
 
 local NGHTTPD = "/usr/sbin/nghttpd"
 local EVO_SERVER = here .. "/fixtures/server.lua"
+local UPGRADE_SERVER = here .. "/fixtures/h2c_upgrade_server.py"
 local BIG = 300000                  -- /big on every server
 local HUGE = 5 * 1024 * 1024 + 123  -- /huge on nghttpd: five times the client's stream window
 local evented = task.mode() == "evented"
@@ -28,14 +29,15 @@ local function pattern(n)
 end
 
 -- nghttpd -v, its log in dir/nghttpd.log (one "[id=N]" per connection).
-local function startNghttpd(dir, tls, cert)
+-- extra: more options (e.g. "-m 2": SETTINGS_MAX_CONCURRENT_STREAMS).
+local function startNghttpd(dir, tls, cert, extra)
   local port = servers.freePort()
   local docs = dir .. "/htdocs"
   assert(fs.mkdir(docs))
   assert(fs.writeFile(docs .. "/index.html", "hello\n"))
   assert(fs.writeFile(docs .. "/big", pattern(BIG)))
   assert(fs.writeFile(docs .. "/huge", pattern(HUGE)))
-  local cmd = "exec " .. NGHTTPD .. " -v -d " .. docs
+  local cmd = "exec " .. NGHTTPD .. " -v -d " .. docs .. " " .. (extra or "")
   if tls then
     cmd = cmd .. " " .. port .. " " .. cert.key .. " " .. cert.cert
   else
@@ -70,6 +72,26 @@ local function concurrently(n, fn)
 end
 
 local haveNghttpd = W.exists(NGHTTPD)
+local haveH2 = W.run(W.python, {"-c", "import h2"}).code == 0
+
+-- Evo's fixture server as a child, with environment settings (MAX_STREAMS,
+-- SLOW) and an optional fixed port (to restart it where it was).
+local function startEvoServer(env, port)
+  local argv = {}
+  for k, v in pairs(env or {}) do argv[#argv + 1] = k .. "=" .. v end
+  argv[#argv + 1] = W.evo
+  argv[#argv + 1] = EVO_SERVER
+  argv[#argv + 1] = tostring(port or 0)
+  return W.startPeer("/usr/bin/env", argv)
+end
+
+local function distinct(list)
+  local seen, n = {}, 0
+  for _, v in ipairs(list) do
+    if not seen[v] then seen[v], n = true, n + 1 end
+  end
+  return n
+end
 
 describe("http.request over HTTP/2", function()
   local dir, cert, nghttpdTls, nghttpdClear, evoTls, evoClear
@@ -197,6 +219,214 @@ describe("http.request over HTTP/2", function()
       res = assert(http.request({url = "http://127.0.0.1:" .. evoClear.port .. "/"}))
       assert.equal("1.1", res.version)  -- cleartext without prior knowledge: HTTP/1.1
     end)
+  end)
+
+  describe("a new connection when the server's stream limit is reached", function()
+    it("20 slow requests to Evo's server with maxConcurrentStreams = 2: several connections, two rounds", function()
+      if not evented then return pending("concurrent requests need the evented mode") end
+      local srv = startEvoServer({MAX_STREAMS = "2", SLOW = "0.5"})
+      local ok, err = pcall(function()
+        local u = "http://127.0.0.1:" .. srv.port .. "/sleep"
+        local t0 = task.now()
+        local ports = concurrently(20, function()
+          local res = assert(http.request({url = u, http2 = "prior-knowledge"}))
+          assert.equal("2.0", res.version)
+          return res.body
+        end)
+        local elapsed = task.now() - t0
+        local conns = distinct(ports)
+        -- one connection would take ten rounds of 0.5 s; 8 connections of 2 streams take two
+        assert.equal(8, conns)  -- h2.maxConnectionsPerOrigin
+        assert.truthy(elapsed < 3, "took " .. elapsed .. " s")
+        assert.truthy(elapsed >= 0.9, "two rounds at least: " .. elapsed .. " s")
+        -- the pool keeps them: 16 more now fit in one round
+        t0 = task.now()
+        ports = concurrently(16, function()
+          return assert(http.request({url = u, http2 = "prior-knowledge"})).body
+        end)
+        assert.truthy(task.now() - t0 < 0.95, "one round: " .. (task.now() - t0) .. " s")
+        assert.equal(8, distinct(ports))
+      end)
+      http.closeIdle()
+      srv.stop()
+      if not ok then error(err, 0) end
+    end, 60)
+
+    it("one request at a time still uses one connection (both Io modes)", function()
+      local srv = startEvoServer({MAX_STREAMS = "2", SLOW = "0"})
+      local ok, err = pcall(function()
+        http.closeIdle()
+        local ports = {}
+        for i = 1, 5 do
+          ports[i] = assert(http.request({url = "http://127.0.0.1:" .. srv.port .. "/sleep",
+            http2 = "prior-knowledge"})).body
+        end
+        assert.equal(1, distinct(ports))
+      end)
+      http.closeIdle()
+      srv.stop()
+      if not ok then error(err, 0) end
+    end, 30)
+
+    it("nghttpd -m 2: 20 concurrent downloads spread over more than one connection", function()
+      if not haveNghttpd then return pending("nghttp2-server is not installed") end
+      if not evented then return pending("concurrent requests need the evented mode") end
+      local sub = dir .. "/limit"
+      assert(fs.mkdir(sub))
+      local ng = startNghttpd(sub, false, nil, "-m 2")
+      local ok, err = pcall(function()
+        local bodies = concurrently(20, function(i)
+          local res = assert(http.request({url = "http://127.0.0.1:" .. ng.port .. "/huge?i=" .. i,
+            http2 = "prior-knowledge"}))
+          assert.equal("2.0", res.version)
+          return res.body
+        end)
+        for i = 1, 20 do assert.equal(HUGE, #bodies[i]) end
+        local n = nghttpdConnections(ng)
+        assert.truthy(n > 1 and n <= 8, n .. " connections")
+      end)
+      http.closeIdle()
+      stop(ng.child)
+      if not ok then error(err, 0) end
+    end, 90)
+  end)
+
+  describe("Upgrade: h2c (http2 = \"upgrade\")", function()
+    it("upgrades against Evo's server; the next requests share the upgraded connection", function()
+      http.closeIdle()
+      local u = "http://127.0.0.1:" .. evoClear.port
+      local res = assert(http.request({url = u .. "/port", http2 = "upgrade"}))
+      assert.equal("2.0", res.version)
+      local port = res.body
+      local ports = concurrently(10, function()
+        local r = assert(http.request({url = u .. "/port", http2 = "upgrade"}))
+        assert.equal("2.0", r.version)
+        return r.body
+      end)
+      for i = 1, 10 do assert.equal(port, ports[i]) end
+      res = assert(http.request({url = u .. "/big", http2 = "upgrade", method = "HEAD"}))
+      assert.equal(200, res.status)
+      assert.equal("", res.body)
+      -- after an upgrade, a body goes over h2 too
+      res = assert(http.request({url = u .. "/echo", http2 = "upgrade", method = "POST", body = pattern(100000)}))
+      assert.equal("2.0", res.version)
+      assert.equal("100000\n", res.body)
+      http.closeIdle()
+    end, 30)
+
+    it("upgrades against Python's h2 (a server taking Upgrade: h2c)", function()
+      if not haveH2 then return pending("python3-h2 is not installed") end
+      local py = W.startPeer(W.python, {UPGRADE_SERVER})
+      local ok, err = pcall(function()
+        http.closeIdle()
+        local u = "http://127.0.0.1:" .. py.port
+        -- a request with a body cannot carry the upgrade: HTTP/1.1
+        local res = assert(http.request({url = u .. "/first", http2 = "upgrade", method = "POST", body = "x"}))
+        assert.equal("http/1.1 1 /first", res.body)
+        res = assert(http.request({url = u .. "/a", http2 = "upgrade"}))
+        assert.equal("2.0", res.version)
+        assert.equal("h2 2 /a", res.body)  -- stream 1: the upgrade request's answer
+        local bodies = concurrently(10, function(i)
+          return assert(http.request({url = u .. "/b" .. i, http2 = "upgrade"})).body
+        end)
+        for i = 1, 10 do assert.equal("h2 2 /b" .. i, bodies[i]) end
+      end)
+      http.closeIdle()
+      py.stop()
+      if not ok then error(err, 0) end
+    end, 30)
+
+    it("a server that does not upgrade answers over HTTP/1.1 (Python's http.server)", function()
+      local docs = W.tempDir()
+      assert(fs.writeFile(docs .. "/index.html", "plain\n"))
+      local py = W.startPeer(W.python, {"-u", "-m", "http.server", "0", "--bind", "127.0.0.1", "--directory", docs},
+        "port (%d+)")
+      local ok, err = pcall(function()
+        http.closeIdle()
+        local u = "http://127.0.0.1:" .. py.port .. "/index.html"
+        local res = assert(http.request({url = u, http2 = "upgrade"}))
+        assert.equal(200, res.status)
+        assert.equal("plain\n", res.body)
+        assert.truthy(res.version == "1.0" or res.version == "1.1", res.version)
+        res = assert(http.request({url = u, http2 = "upgrade"}))  -- remembered: no upgrade asked again
+        assert.equal("plain\n", res.body)
+      end)
+      http.closeIdle()
+      py.stop()
+      W.rmTree(docs)
+      if not ok then error(err, 0) end
+    end, 30)
+
+    it("nghttpd 1.52 does not take the upgrade (answers with frames): nil, err, as curl --http2 fails", function()
+      if not haveNghttpd then return pending("nghttp2-server is not installed") end
+      http.closeIdle()
+      local res, err = http.request({url = "http://127.0.0.1:" .. nghttpdClear.port .. "/", http2 = "upgrade"})
+      assert.is_nil(res)
+      assert.equal("BadResponse", err.code)
+      local out = W.curl("--http2", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:" .. nghttpdClear.port .. "/")
+      assert.equal("000", out)
+    end, 30)
+  end)
+
+  describe("a pooled connection the server closed", function()
+    -- The server is killed (no GOAWAY) and started again on the same port:
+    -- the pooled connection is dead, which only the next request finds out.
+    local function restart(srv)
+      srv.child:kill("KILL")
+      srv.child:wait()
+      srv.child.stdout:close()
+      return startEvoServer(nil, srv.port)
+    end
+
+    it("an idempotent request is retried on a new connection; a POST fails", function()
+      local srv = startEvoServer()
+      local ok, err = pcall(function()
+        http.closeIdle()
+        local u = "http://127.0.0.1:" .. srv.port .. "/port"
+        local first = assert(http.request({url = u, http2 = "prior-knowledge"})).body
+        srv = restart(srv)
+        local res = assert(http.request({url = u, http2 = "prior-knowledge"}))
+        assert.equal(200, res.status)
+        assert.equal("2.0", res.version)
+        assert.truthy(res.body ~= first, "a new connection")
+        -- PUT and DELETE are idempotent too, a string body is sent again
+        srv = restart(srv)
+        res = assert(http.request({url = "http://127.0.0.1:" .. srv.port .. "/echo", method = "PUT",
+          body = "abc", http2 = "prior-knowledge"}))
+        assert.equal("3\n", res.body)
+        -- POST is not: the caller decides
+        srv = restart(srv)
+        local res2, err2 = http.request({url = "http://127.0.0.1:" .. srv.port .. "/echo", method = "POST",
+          body = "abc", http2 = "prior-knowledge"})
+        assert.is_nil(res2)
+        assert.truthy(err2.code == "EOF" or err2.code == "ECONNRESET" or err2.code == "EPIPE", err2.code)
+        -- and the next request has a new connection
+        assert.equal("3\n", assert(http.request({url = "http://127.0.0.1:" .. srv.port .. "/echo",
+          method = "POST", body = "abc", http2 = "prior-knowledge"})).body)
+      end)
+      http.closeIdle()
+      srv.stop()
+      if not ok then error(err, 0) end
+    end, 60)
+
+    it("over TLS too (h2 by ALPN)", function()
+      local srv = W.startPeer(W.evo, {EVO_SERVER, "0", cert.cert, cert.key})
+      local ok, err = pcall(function()
+        http.closeIdle()
+        local u = "https://localhost:" .. srv.port .. "/"
+        assert.equal("2.0", assert(http.request({url = u, ca = cert.cert})).version)
+        srv.child:kill("KILL")
+        srv.child:wait()
+        srv.child.stdout:close()
+        srv = W.startPeer(W.evo, {EVO_SERVER, tostring(srv.port), cert.cert, cert.key})
+        local res = assert(http.request({url = u, ca = cert.cert}))
+        assert.equal("hello\n", res.body)
+        assert.equal("2.0", res.version)
+      end)
+      http.closeIdle()
+      srv.stop()
+      if not ok then error(err, 0) end
+    end, 60)
   end)
 
   describe("GOAWAY", function()

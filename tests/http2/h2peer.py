@@ -47,6 +47,19 @@ def error_name(code):
     return ERROR_CODES[code] if 0 <= code < len(ERROR_CODES) else "0x%x" % code
 
 
+def reset_peak(pid):
+    """Resets the process's VmHWM to its current RSS (Linux clear_refs 5), so the
+    peak reported after a scenario is the scenario's own. False when not allowed."""
+    if not pid:
+        return False
+    try:
+        with open("/proc/%d/clear_refs" % pid, "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
 def rss_kb(pid):
     """VmRSS and VmHWM (peak) of a process in KiB, or None."""
     if not pid:
@@ -646,6 +659,37 @@ def second_connection(a):
         c.close()
 
 
+class During:
+    """Other clients while the scenario plays: a thread that opens a fresh
+    connection and GETs --path on it, again and again (every 0.2 s), until
+    stopped. Reports how many were served and how many were not."""
+
+    def __init__(self, a):
+        self.a, self.ok, self.failed, self.errors, self.slowest = a, 0, 0, [], 0.0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        while True:
+            t = time.monotonic()
+            r = second_connection(self.a)
+            if r.get("ok"):
+                self.ok += 1
+                self.slowest = max(self.slowest, time.monotonic() - t)
+            else:
+                self.failed += 1
+                if len(self.errors) < 3:
+                    self.errors.append(r.get("error") or r.get("status"))
+            if self.stop.wait(0.2):
+                return
+
+    def report(self):
+        self.stop.set()
+        self.thread.join(30)
+        return {"ok": self.ok, "failed": self.failed, "errors": self.errors, "slowest": round(self.slowest, 3)}
+
+
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--list", action="store_true", help="print the scenario names and exit")
@@ -677,6 +721,8 @@ def parse_args(argv):
     p.add_argument("--timeout", type=float, default=10.0, help="connect and per-step timeout")
     p.add_argument("--server-pid", type=int, help="report this process's RSS before and after")
     p.add_argument("--no-second", dest="second", action="store_false", help="skip the second-connection check")
+    p.add_argument("--during", action="store_true",
+                   help="other clients on fresh connections while the scenario plays (report: during)")
     a = p.parse_args(argv)
     if a.list:
         return a
@@ -705,7 +751,9 @@ def main(argv):
     if a.initial_window is not None:
         settings[SettingsFrame.INITIAL_WINDOW_SIZE] = a.initial_window
     out = {"scenario": a.scenario, "target": "%s:%d" % (a.host, a.port), "tls": a.tls, "count": a.count}
+    peak_reset = reset_peak(a.server_pid)
     rss_before = rss_kb(a.server_pid)
+    during = During(a) if a.during else None
     t = time.monotonic()
     try:
         c = Conn(a, settings=settings, preface=a.scenario != "invalid_preface")
@@ -718,6 +766,8 @@ def main(argv):
     except Closed as e:
         extra = {"scenario_stopped": str(e)}
     c.settle(a.settle)
+    if during:
+        out["during"] = during.report()
     out.update(extra)
     out["stayed_open"] = c.alive()
     out.update(c.report())
@@ -726,7 +776,7 @@ def main(argv):
     if a.second:
         out["second_connection"] = second_connection(a)
     if a.server_pid:
-        out["server_rss_kb"] = {"before": rss_before, "after": rss_kb(a.server_pid)}
+        out["server_rss_kb"] = {"before": rss_before, "after": rss_kb(a.server_pid), "peak_reset": peak_reset}
     print(json.dumps(out))
     return 0
 
