@@ -806,9 +806,11 @@ int l_setup(lua_State* L) {
 
 }  // namespace
 
-void push_headers(lua_State* L, const Request& req) {
-  // A repeated header becomes one value, joined as RFC 9110 5.3 allows
-  // (cookies with "; "), each value appended once; set-cookie is a list.
+namespace {
+
+// The headers when a name repeats: joined in strings (linear time however
+// many repeats), then copied into the table.
+void push_joined_headers(lua_State* L, const Request& req) {
   std::vector<std::pair<std::string_view, std::string>> fields;
   std::unordered_map<std::string_view, size_t> index;
   std::vector<std::string_view> set_cookies;
@@ -839,6 +841,30 @@ void push_headers(lua_State* L, const Request& req) {
       lua_rawseti(L, -2, static_cast<int>(i + 1));
     }
     lua_setfield(L, -2, "set-cookie");
+  }
+}
+
+}  // namespace
+
+void push_headers(lua_State* L, const Request& req) {
+  // A repeated header becomes one value, joined as RFC 9110 5.3 allows
+  // (cookies with "; "), each value appended once; set-cookie is a list.
+  // Usually no name repeats: the table is filled straight away, nothing
+  // allocated but it; at the first repeat it is built again by joining.
+  lua_createtable(L, 0, static_cast<int>(req.headers.size()));
+  const int t = lua_gettop(L);
+  for (const auto& [name, value] : req.headers) {
+    lua_pushlstring(L, name.data(), name.size());
+    lua_pushvalue(L, -1);
+    lua_rawget(L, t);
+    if (!lua_isnil(L, -1) || name == "set-cookie") {
+      lua_settop(L, t - 1);
+      push_joined_headers(L, req);
+      return;
+    }
+    lua_pop(L, 1);
+    lua_pushlstring(L, value.data(), value.size());
+    lua_rawset(L, t);
   }
 }
 
