@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # HTTP servers against their peers, measured in the same run:
-#   hello world with wrk (plain keep-alive, and 16-deep pipelining): Evo's http.serve and
-#     its event-style HttpServer vs Node's http, nginx + its Lua module, plain nginx;
+#   hello world with wrk (plain keep-alive, and 16-deep pipelining): Evo's http.serve (with a
+#     shared header table, and "natural": a new one per request, as users write it) and its
+#     event-style HttpServer vs a naive LuaJIT + luv server (the anchor), Node's http,
+#     nginx + its Lua module, plain nginx;
 #   WebSocket echo of 32-byte messages: Evo's ws vs Node's ws package;
 #   a 1 MiB static file: Evo's http.static vs plain nginx and a Node static handler.
 # Servers run on one CPU, the load generator on another. A peer that is not installed is
@@ -211,6 +213,8 @@ server_cmd() {
   local dir
   case "$1" in
     evo) cmd=("$evo" "$here/http/evo_hello.lua" "$2") ;;
+    evo-natural) cmd=("$evo" "$here/http/evo_natural.lua" "$2") ;;
+    luv-naive) cmd=(luajit "$here/http/luv_naive.lua" "$2") ;;
     evo-workers2) cmd=("$evo" --workers 2 "$here/http/evo_hello.lua" "$2") ;;
     evo-events) cmd=("$evo" "$here/http/evo_events_hello.lua" "$2") ;;
     evo-static) cmd=("$evo" "$here/http/evo_static.lua" "$static_dir" "$2") ;;
@@ -228,6 +232,7 @@ server_cmd() {
 missing() {
   case "$1" in
     node | node-static) [ $have_node = yes ] || echo "node not installed" ;;
+    luv-naive) luajit -e 'require("luv")' 2>/dev/null || echo "luajit or its luv module not installed (luajit, lua-luv)" ;;
     node-ws) [ $have_node_ws = yes ] || echo "node or node-ws not installed" ;;
     nginx+lua) [ $have_nginx_lua = yes ] || echo "nginx's Lua module not installed (nginx, libnginx-mod-http-lua)" ;;
     nginx | nginx-static | nginx-workers2) [ -n "$nginx_bin" ] || echo "nginx not installed" ;;
@@ -240,7 +245,7 @@ echo "evo: $evo"
 # ---- 1. hello world
 echo
 echo "== hello world: wrk -t1 -c$conns -d${duration}s --latency; pipelined: $depth requests per write (bench/http/pipeline.lua)"
-for name in evo evo-events node nginx+lua nginx; do
+for name in evo evo-natural evo-events luv-naive node nginx+lua nginx; do
   why=$(missing "$name")
   [ -z "$why" ] || { echo "  skipped: $why"; continue; }
   for scenario in plain pipelined; do

@@ -108,20 +108,28 @@ local function runEvent(self, handler, event, payload)
     byID = {}
     running[self] = byID
   end
+  -- true while a handler of the request runs; a list once others wait (so a
+  -- request whose handlers never overlap allocates nothing here).
   local queue = byID[id]
   if queue then
+    if queue == true then
+      queue = {}
+      byID[id] = queue
+    end
     queue[#queue + 1] = {handler, event, payload}
     return
   end
-  queue = {}
-  byID[id] = queue
+  byID[id] = true
   call(self, handler, event, payload)
-  local i = 0
-  while i < #queue do
-    i = i + 1
-    local job = queue[i]
-    local c = rawget(self, "native")
-    if c and native.pending(c, id) then call(self, job[1], job[2], job[3]) end
+  queue = byID[id]
+  if queue ~= true then
+    local i = 0
+    while i < #queue do
+      i = i + 1
+      local job = queue[i]
+      local c = rawget(self, "native")
+      if c and native.pending(c, id) then call(self, job[1], job[2], job[3]) end
+    end
   end
   byID[id] = nil
 end

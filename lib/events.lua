@@ -68,6 +68,10 @@ end
 -- Is `object` an instance of `class` (or of a subclass)?
 function events.isInstance(object, class)
   local mt = getmetatable(object)
+  -- An instance of the class itself needs no loop: a loop here would stop
+  -- the JIT compiling every method that checks its self (an inner loop in a
+  -- trace), e.g. HttpServer's per request.
+  if mt == class then return true end
   while mt do
     if mt == class then return true end
     local parent = getmetatable(mt)

@@ -105,7 +105,7 @@ local function requestIndex(req, key)
     rawset(req, "headers", h)
     return h
   elseif key == "remoteAddress" or key == "remotePort" or key == "httpVersion" or key == "id" then
-    local ip, port, version, id = native.info(engineRes(req))
+    local ip, port, version, id = native.info(engineRes(req), key)
     rawset(req, "remoteAddress", ip)
     rawset(req, "remotePort", port)
     rawset(req, "httpVersion", version)

@@ -43,11 +43,43 @@ struct ServerBox {
   std::shared_ptr<Server> server;
 };
 
+// A res: its exchange by slot (ExchangeRef), so no finalizer. The handler's
+// task holds the exchange while the handler runs (TaskSystem::hold).
 struct ResBox {
   static constexpr uint64_t kMagic = 0x5345525f6f7665ULL;  // "evo_RES"
   uint64_t magic = kMagic;
-  std::shared_ptr<Exchange> ex;
+  ExchangeRef ref;
 };
+
+// What a res whose exchange is gone (kept after its handler returned, its
+// connection long closed) stands for: a response over, with no request data.
+Exchange& gone_exchange() {
+  thread_local Exchange gone;
+  gone.req = Request();
+  gone.conn = nullptr;
+  gone.handler = nullptr;
+  gone.headers_sent = true;
+  gone.finished = true;
+  gone.body_done = true;
+  gone.body.clear();
+  gone.head.clear();
+  gone.trailers.clear();
+  return gone;
+}
+
+bool is_gone(const Exchange& ex) { return &ex == &gone_exchange(); }
+
+// req.headers and req.remoteAddress... are read from the exchange when first
+// asked for: after the handler has returned it may be gone.
+Exchange& check_request_data(lua_State* L, Exchange& ex, const char* field) {
+  if (is_gone(ex)) luaL_error(L, "req.%s: the request is over (its handler has returned)", field);
+  return ex;
+}
+
+Exchange& exchange_of(const ResBox* box) {
+  Exchange* ex = box->ref.get();
+  return ex != nullptr ? *ex : gone_exchange();
+}
 
 Server* check_server(lua_State* L, int idx) {
   return static_cast<ServerBox*>(luaL_checkudata(L, idx, kServerMeta))->server.get();
@@ -59,7 +91,7 @@ Server* check_server(lua_State* L, int idx) {
 Exchange& check_res(lua_State* L, int idx) {
   if (lua_type(L, idx) == LUA_TUSERDATA && lua_objlen(L, idx) == sizeof(ResBox)) {
     auto* box = static_cast<ResBox*>(lua_touserdata(L, idx));
-    if (box->magic == ResBox::kMagic) return *box->ex;
+    if (box->magic == ResBox::kMagic) return exchange_of(box);
   }
   luaL_typerror(L, idx, "HttpResponse");
   std::abort();  // not reached: luaL_typerror raises
@@ -304,7 +336,7 @@ int l_send(lua_State* L) {
     lua_concat(L, 2);
     lua_error(L);
   }
-  Exchange& ex = *static_cast<ResBox*>(lua_touserdata(L, 1))->ex;
+  Exchange& ex = exchange_of(static_cast<ResBox*>(lua_touserdata(L, 1)));
   if (lua_type(L, 2) != LUA_TNUMBER) send_type_error(L, 2, "number");
   int t3 = lua_type(L, 3);
   if (t3 != LUA_TSTRING && t3 != LUA_TNUMBER && t3 > LUA_TNIL) send_type_error(L, 3, "string");
@@ -582,7 +614,7 @@ int l_send_file(lua_State* L) {
   // The file goes out behind the head (sendfile(2) in chunks as the socket
   // takes them; read and encrypted under TLS). Where the caller cannot wait,
   // it is queued and the response finishes when it is out.
-  std::shared_ptr<Exchange> keep = static_cast<ResBox*>(lua_touserdata(L, 1))->ex;
+  std::shared_ptr<Exchange> keep = ex.shared_from_this();
   auto waiting = std::make_shared<std::shared_ptr<Waker>>();  // set once the send is pending
   auto done = [keep, waiting](int status) {
     if (status != 0) {
@@ -666,14 +698,14 @@ int l_read(lua_State* L) {
 }
 
 int l_headers(lua_State* L) {
-  push_headers(L, check_res(L, 1).req);
+  push_headers(L, check_request_data(L, check_res(L, 1), "headers").req);
   return 1;
 }
 
 // trailers(res) -> the request's trailers (a table like headers) once its
 // body has arrived whole, else nil.
 int l_req_trailers(lua_State* L) {
-  Exchange& ex = check_res(L, 1);
+  Exchange& ex = check_request_data(L, check_res(L, 1), "trailers");
   if (!ex.body_done) return 0;
   push_fields(L, ex.req.trailers);
   return 1;
@@ -681,7 +713,7 @@ int l_req_trailers(lua_State* L) {
 
 // info(res) -> remoteAddress, remotePort, httpVersion, id
 int l_info(lua_State* L) {
-  Exchange& ex = check_res(L, 1);
+  Exchange& ex = check_request_data(L, check_res(L, 1), luaL_optstring(L, 2, "remoteAddress"));
   lua_pushlstring(L, ex.remote_ip.data(), ex.remote_ip.size());
   lua_pushinteger(L, ex.remote_port);
   lua_pushfstring(L, "%d.%d", ex.req.version_major, ex.req.version_minor);
@@ -767,11 +799,6 @@ int l_upgrade(lua_State* L) {
   }
   push_stream(L, c->detach_to_stream(ex));
   return 2;
-}
-
-int l_res_gc(lua_State* L) {
-  static_cast<ResBox*>(lua_touserdata(L, 1))->~ResBox();
-  return 0;
 }
 
 // ------------------------------------------------------------ event style
@@ -917,8 +944,6 @@ int l_ev_send(lua_State* L) {
 // setup(resMetatable): the metatable of res objects.
 int l_setup(lua_State* L) {
   luaL_checktype(L, 1, LUA_TTABLE);
-  lua_pushcfunction(L, l_res_gc);
-  lua_setfield(L, 1, "__gc");
   lua_pushvalue(L, 1);
   lua_setfield(L, LUA_REGISTRYINDEX, kResMeta);
   lua_pushvalue(L, 1);
@@ -928,11 +953,11 @@ int l_setup(lua_State* L) {
 
 }  // namespace
 
-void push_headers(lua_State* L, const Request& req) { push_fields(L, req.headers); }
+namespace {
 
-void push_fields(lua_State* L, const HeaderList& headers) {
-  // A repeated header becomes one value, joined as RFC 9110 5.3 allows
-  // (cookies with "; "), each value appended once; set-cookie is a list.
+// The fields when a name repeats: joined in strings (linear time however
+// many repeats), then copied into the table.
+void push_joined_fields(lua_State* L, const HeaderList& headers) {
   std::vector<std::pair<std::string_view, std::string>> fields;
   std::unordered_map<std::string_view, size_t> index;
   std::vector<std::string_view> set_cookies;
@@ -966,9 +991,35 @@ void push_fields(lua_State* L, const HeaderList& headers) {
   }
 }
 
+}  // namespace
+
+void push_headers(lua_State* L, const Request& req) { push_fields(L, req.headers); }
+
+void push_fields(lua_State* L, const HeaderList& headers) {
+  // A repeated header becomes one value, joined as RFC 9110 5.3 allows
+  // (cookies with "; "), each value appended once; set-cookie is a list.
+  // Usually no name repeats: the table is filled straight away, nothing
+  // allocated but it; at the first repeat it is built again by joining.
+  lua_createtable(L, 0, static_cast<int>(headers.size()));
+  const int t = lua_gettop(L);
+  for (const auto& [name, value] : headers) {
+    lua_pushlstring(L, name.data(), name.size());
+    lua_pushvalue(L, -1);
+    lua_rawget(L, t);
+    if (!lua_isnil(L, -1) || name == "set-cookie") {
+      lua_settop(L, t - 1);
+      push_joined_fields(L, headers);
+      return;
+    }
+    lua_pop(L, 1);
+    lua_pushlstring(L, value.data(), value.size());
+    lua_rawset(L, t);
+  }
+}
+
 void push_request(lua_State* L, const std::shared_ptr<Exchange>& ex) {
   const Request& r = ex->req;
-  new (lua_newuserdata(L, sizeof(ResBox))) ResBox{ResBox::kMagic, ex};
+  new (lua_newuserdata(L, sizeof(ResBox))) ResBox{ResBox::kMagic, ExchangeRef::of(*ex)};
   lua_rawgeti(L, LUA_REGISTRYINDEX, g_res_meta_ref);
   lua_setmetatable(L, -2);
   lua_pushlstring(L, r.method.data(), r.method.size());

@@ -49,6 +49,45 @@ void request_fields(lua_State* L, const Exchange& e) {
 
 // ------------------------------------------------------------ exchange
 
+// ------------------------------------------------------------ exchange slots
+
+namespace {
+struct Slot {
+  Exchange* ex = nullptr;
+  uint32_t gen = 0;
+};
+// Slot 0 is never used: a zero ExchangeRef names nothing.
+thread_local std::vector<Slot> g_slots(1);
+thread_local std::vector<uint32_t> g_free_slots;
+}  // namespace
+
+ExchangeRef ExchangeRef::of(Exchange& ex) {
+  if (ex.slot == 0) {
+    if (g_free_slots.empty()) {
+      ex.slot = static_cast<uint32_t>(g_slots.size());
+      g_slots.emplace_back();
+    } else {
+      ex.slot = g_free_slots.back();
+      g_free_slots.pop_back();
+    }
+    g_slots[ex.slot].ex = &ex;
+  }
+  return ExchangeRef{ex.slot, g_slots[ex.slot].gen};
+}
+
+Exchange* ExchangeRef::get() const {
+  const Slot& s = g_slots[slot];
+  return s.gen == gen ? s.ex : nullptr;
+}
+
+Exchange::~Exchange() {
+  if (slot == 0) return;
+  Slot& s = g_slots[slot];
+  s.ex = nullptr;
+  ++s.gen;  // every res that named this exchange now finds nothing
+  g_free_slots.push_back(slot);
+}
+
 std::string Exchange::header_error(std::string_view name, std::string_view value) {
   if (!valid_header_name(name)) return "invalid header name '" + std::string(name) + "'";
   if (!valid_header_value(value))
@@ -1239,6 +1278,7 @@ void run_handler_task(Server& server, const std::shared_ptr<Exchange>& ex) {
   bool now = sys.resuming == nullptr;
   Task* t = sys.spawn_pooled(L, 5, !now);
   ex->handler = t;  // until the runner's done(): a client that leaves cancels it
+  sys.hold(t, ex);  // what its res names (ExchangeRef) lives while it runs
   if (now) sys.run_now(t);
 }
 

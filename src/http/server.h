@@ -108,10 +108,16 @@ class ExchangeIo {
 };
 
 // One request and its response. Shared between the connection (while the
-// exchange is current) and Lua (the `res` object, or the event style's table
-// of requests by id), so either may go first.
-class Exchange {
+// exchange is current), its handler's task (TaskSystem::hold, until the
+// handler returns) and the event style's table of requests by id, so any may
+// go first. Lua's `res` does not own it: it names it by slot (below).
+class Exchange : public std::enable_shared_from_this<Exchange> {
  public:
+  Exchange() = default;
+  Exchange(const Exchange&) = delete;
+  Exchange& operator=(const Exchange&) = delete;
+  ~Exchange();
+
   Request req;
   uint32_t id = 0;
   std::string remote_ip;
@@ -153,6 +159,22 @@ class Exchange {
   // not carry (RFC 9110 6.5.1: framing, routing, controls, auth...).
   static std::string trailer_error(std::string_view name, std::string_view value);
   [[nodiscard]] bool head_request() const { return req.method == "HEAD"; }
+
+  // The slot Lua's `res` names this exchange by (0: none yet); see ExchangeRef.
+  uint32_t slot = 0;
+};
+
+// How Lua's `res` refers to its exchange without owning it: a slot number and
+// the slot's generation when it was taken. A `res` therefore needs no
+// finalizer (one per request was a fifth of the garbage collector's work on
+// a pipelined hello), and a `res` kept after its exchange is gone finds the
+// slot reused or empty instead of a dangling pointer. Slots are per thread
+// and never shrink: there are as many as exchanges were alive at once.
+struct ExchangeRef {
+  uint32_t slot = 0;
+  uint32_t gen = 0;
+  static ExchangeRef of(Exchange& ex);  // gives ex a slot if it has none
+  [[nodiscard]] Exchange* get() const;  // nullptr once the exchange is gone
 };
 
 // A listening server's shared state. Owned (shared_ptr) by its listener

@@ -86,7 +86,7 @@ bool find_handler(Runtime& rt, int object_ref, const char* event, int base) {
   lua_State* L = rt.L();
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt.traceback_ref());  // base+1: message handler
   lua_rawgeti(L, LUA_REGISTRYINDEX, object_ref);          // base+2: object
-  lua_pushstring(L, event);                               // base+3: event name
+  rt.push_event_name(event);                              // base+3: event name
   const int obj = base + 2;
   const int key = base + 3;
   if (!raw_lookup(L, obj, key, rt.index_name_ref())) {
@@ -125,7 +125,7 @@ void emit_raw(Runtime& rt, int object_ref, const char* event, FillFn fill, void*
   const int obj = base + 2;
   lua_pushvalue(L, obj);
   lua_pushvalue(L, base + 3);
-  lua_createtable(L, 0, 4);
+  lua_createtable(L, 0, 8);
   fill(L, arg);
   if (lua_pcall(L, 3, 0, base + 1) != 0) report_handler_error(L, obj, event);
   lua_settop(L, base);
@@ -144,7 +144,7 @@ void emit_task_raw(Runtime& rt, int object_ref, const char* event, int runner_re
   lua_pushvalue(L, base + 2);  // object
   lua_pushvalue(L, base + 4);  // handler
   lua_pushvalue(L, base + 3);  // event name
-  lua_createtable(L, 0, 4);
+  lua_createtable(L, 0, 8);  // room for a request's fields: no rehash as they are set
   fill(L, arg);
   // From a libuv callback the handler runs at once, up to its first
   // suspension (an answer given at once goes out with the others of this

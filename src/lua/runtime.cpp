@@ -177,3 +177,21 @@ void Runtime::exit_now(int code) {
 }
 
 }  // namespace evo
+
+namespace evo {
+
+void Runtime::push_event_name(const char* event) {
+  for (const auto& [name, ref] : event_names_) {
+    if (name == event) {
+      lua_rawgeti(L_, LUA_REGISTRYINDEX, ref);
+      return;
+    }
+  }
+  lua_pushstring(L_, event);
+  if (event_names_.size() < 64) {  // the engine's events; a script's own are few too
+    lua_pushvalue(L_, -1);
+    event_names_.emplace_back(event, luaL_ref(L_, LUA_REGISTRYINDEX));
+  }
+}
+
+}  // namespace evo

@@ -10,6 +10,7 @@
 #include <lua.hpp>
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/loop.h"
@@ -50,6 +51,9 @@ class Runtime {
   [[nodiscard]] int index_name_ref() const { return index_name_ref_; }  // the string "__index"
   [[nodiscard]] int default_handler_ref() const { return default_handler_ref_; }
   void set_default_handler_ref(int ref) { default_handler_ref_ = ref; }
+  // Pushes an event's name, interned once per name and kept in the registry
+  // (events.cpp emits two per HTTP request: hashing them each time showed).
+  void push_event_name(const char* event);
 
   [[nodiscard]] int exit_code() const { return exit_code_; }
   // A task failed and nobody awaited it (reported when its Future is
@@ -110,6 +114,7 @@ class Runtime {
   int traceback_ref_ = LUA_NOREF;
   int index_name_ref_ = LUA_NOREF;
   int default_handler_ref_ = LUA_NOREF;
+  std::vector<std::pair<std::string, int>> event_names_;  // name -> registry ref
   bool shut_down_ = false;
   bool exit_requested_ = false;
   int unhandled_task_errors_ = 0;  // request_exit: the loop was stopped on purpose

@@ -57,6 +57,9 @@ struct Task : Schedulable {
   std::shared_ptr<Waker> waker;                     // the far end of the current wait, if shared
   int early_ref = LUA_NOREF;  // a wake that came before the task suspended: {n = k, ...}
   int group_ref = LUA_NOREF;  // a group's done list: {waiter = Future, id = n, f1, f2...} (see join)
+  // What the job needs alive while it runs (a request's exchange: see
+  // TaskSystem::hold), let go when the job of a pooled task is over.
+  std::shared_ptr<void> held;
 
   [[nodiscard]] bool cancel_due() const { return cancel_requested && !cancel_delivered && shield == 0; }
 };
@@ -762,6 +765,7 @@ int task_recycle(lua_State* L) {
   Task* t = sys.task_of(L);
   if (t == nullptr) return 0;
   lua_settop(L, 0);
+  t->held.reset();
   t->failed = false;
   t->nresults = 0;
   t->state = Task::State::Done;
@@ -927,6 +931,8 @@ Task* TaskSystem::spawn_pooled(lua_State* L, int nargs, bool queue) {
   if (queue) scheduler_.make_ready(t);
   return t;
 }
+
+void TaskSystem::hold(Task* t, std::shared_ptr<void> what) { t->held = std::move(what); }
 
 bool TaskSystem::park_worker(lua_State* co, int co_ref, Task* task) {
   if (closed_ || idle_workers_.size() >= kMaxIdleCoroutines || co_ref == LUA_NOREF) return false;

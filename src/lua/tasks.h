@@ -55,6 +55,10 @@ class TaskSystem {
   // the Task itself is reused by the next job as well.
   Task* spawn_pooled(lua_State* L, int nargs, bool queue = true);
   bool park_worker(lua_State* co, int co_ref, Task* task);
+  // Keeps `what` alive until t's job is over (a pooled task's function
+  // returned) or t is gone: what a job's handles in Lua refer to without
+  // owning it (a request's exchange), so they need no finalizer.
+  void hold(Task* t, std::shared_ptr<void> what);
   static constexpr size_t kMaxIdleCoroutines = 1024;
 
   // Runs the main chunk (function + nargs on the stack of the main state) as a

@@ -1,0 +1,88 @@
+-- A res (or req) kept after its handler returned names nothing any more: it
+-- cannot write into a later response on the same connection, and the server
+-- goes on serving. (res objects refer to their exchange by slot and
+-- generation, without a finalizer; slots are reused by later requests.)
+local K = require("httpkit")
+local task = require("task")
+
+describe("a res kept after its handler", function()
+  afterEach(K.cleanup)
+
+  it("cannot answer a later request on the same connection, and says why", function()
+    local kept, keptReq, seen = nil, nil, {}
+    local server = K.serve({}, function(req, res)
+      if req.path == "/1" then
+        kept, keptReq = res, req
+        res:send(200, "one")
+        return
+      end
+      local ok, err = pcall(kept.send, kept, 500, "leaked")
+      seen.sendOk, seen.sendErr = ok, tostring(err)
+      seen.status = pcall(kept.status, kept, 500)
+      seen.header = pcall(kept.header, kept, "x-leak", "1")
+      seen.finished, seen.headersSent = kept:isFinished(), kept:headersSent()
+      ok, err = pcall(function() return keptReq.headers end)
+      seen.headersOk, seen.headersErr = ok, tostring(err)
+      seen.same = rawequal(kept, res)
+      res:send(200, "two")
+    end)
+    local r = K.client(server.port, {{"GET", "/1"}, {"GET", "/2"}, {"GET", "/2"}})
+    server:close()
+    assert.equal(#r, 3)
+    assert.equal({r[1].status, r[1].body}, {200, "one"})
+    assert.equal({r[2].status, r[2].body}, {200, "two"})
+    assert.equal({r[3].status, r[3].body}, {200, "two"})
+    assert.isNil(r[2].headers["x-leak"])
+    assert.falsy(seen.sendOk)
+    assert.match(seen.sendErr, "already")
+    assert.falsy(seen.status)
+    assert.falsy(seen.header)
+    assert.truthy(seen.finished)
+    assert.truthy(seen.headersSent)
+    assert.falsy(seen.headersOk)
+    assert.match(seen.headersErr, "req.headers: the request is over")
+    assert.falsy(seen.same)
+  end, 20)
+
+  it("keeps what its handler read, and a task it started cannot write into the next response", function()
+    local late = {}
+    local server = K.serve({}, function(req, res)
+      if req.path == "/slow" then
+        local agent = req.headers["user-agent"]  -- read while the handler runs: kept in req
+        task.concurrent(function()
+          task.sleep(0.2)
+          late.write = {pcall(res.write, res, "late")}
+          late.agent = req.headers["user-agent"] == agent
+        end)
+        res:send(200, "first")
+        return
+      end
+      task.sleep(0.4)  -- the spawned task wakes while this response is open
+      res:send(200, "second")
+    end)
+    local r = K.client(server.port, {{"GET", "/slow", headers = {{"User-Agent", "kept/1"}}}, {"GET", "/next"}})
+    server:close()
+    assert.equal({r[1].status, r[1].body}, {200, "first"})
+    assert.equal({r[2].status, r[2].body}, {200, "second"})
+    assert.falsy(late.write[1])
+    assert.match(tostring(late.write[2]), "already finished")
+    assert.truthy(late.agent)
+  end, 20)
+
+  it("serves many connections whose handlers keep their res, each answer its own", function()
+    local keptAll = {}
+    local server = K.serve({}, function(req, res)
+      keptAll[#keptAll + 1] = res
+      for _, old in ipairs(keptAll) do
+        if old ~= res then assert(not pcall(old.send, old, 500, "leak")) end
+      end
+      res:send(200, req.path)
+    end)
+    local reqs = {}
+    for i = 1, 40 do reqs[i] = {"GET", "/r" .. i} end
+    local r = K.client(server.port, reqs)
+    server:close()
+    assert.equal(#r, 40)
+    for i = 1, 40 do assert.equal({r[i].status, r[i].body}, {200, "/r" .. i}) end
+  end, 30)
+end)
