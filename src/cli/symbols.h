@@ -5,7 +5,7 @@
 // read from /proc/self/exe once, when first needed), which also holds
 // LuaJIT's, luv's and Evo's internal functions. C++ names are demangled and
 // shortened (no parameter list, no "(anonymous namespace)::"). What has no
-// symbol is named "library+0xoffset".
+// symbol is named after its library ("libc.so.6").
 #pragma once
 
 #include <cstdint>
