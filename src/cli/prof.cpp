@@ -2,6 +2,7 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <ucontext.h>
 
 #include <array>
@@ -107,6 +108,7 @@ struct Profiler {
   // stack as dumpstack gave it -> samples. Cleaned up only at the end.
   std::unordered_map<std::string, uint64_t> raw;
   uint64_t samples = 0;
+  double cpu_at_start = 0;                        // seconds of CPU (user + system) when sampling started
   std::unordered_map<int, std::string> builtins;  // fast-function id -> "string.rep"
   std::string key;                                // scratch
 };
@@ -315,11 +317,13 @@ std::string clean_stack(Namer& namer, const std::string& key) {
   } else if (vmstate == 'J') {
     leaf = "[JIT compiler]";
   }
+  // No Lua frame left: the sample came before a task's function was entered,
+  // so what ran was the loop's native work (reads, parsing) or the GC.
+  if (out.empty()) out = "[event loop]";
   if (!leaf.empty()) {
     for (char& c : leaf) c = c == ';' ? ':' : c;
-    out += out.empty() ? leaf : ";" + leaf;
+    out += ";" + leaf;
   }
-  if (out.empty()) out = "[no Lua frame]";
   return out;
 }
 
@@ -328,6 +332,15 @@ bool write_file(FILE* f, const std::string& path, const std::string& text) {
   ok = std::fflush(f) == 0 && ok;
   if (!ok) std::fprintf(stderr, "evo: --prof: cannot write '%s': %s\n", path.c_str(), std::strerror(errno));
   return ok;
+}
+
+double cpu_seconds() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  auto secs = [](const timeval& t) {
+    return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6;
+  };
+  return secs(ru.ru_utime) + secs(ru.ru_stime);
 }
 
 double percent(uint64_t part, uint64_t whole) {
@@ -351,9 +364,11 @@ void print_states(const std::array<uint64_t, 5>& states, uint64_t total, bool ta
 }
 
 void print_summary(const Profiler& p, const flame::Stacks& stacks, const std::array<uint64_t, 5>& states) {
-  std::fprintf(stderr, "evo --prof: %llu samples every %d ms -> %s, %s\n",
-               static_cast<unsigned long long>(p.samples), p.o.interval_ms, p.o.folded_path.c_str(),
-               p.o.svg_path.c_str());
+  // The kernel counts CPU time in ticks: at short intervals there may be
+  // fewer samples than the interval asks for; the CPU time says how many.
+  std::fprintf(stderr, "evo --prof: %llu samples (every %d ms, %.2f s of CPU) -> %s, %s\n",
+               static_cast<unsigned long long>(p.samples), p.o.interval_ms, cpu_seconds() - p.cpu_at_start,
+               p.o.folded_path.c_str(), p.o.svg_path.c_str());
   print_states(states, p.samples, p.o.vm);
   auto totals = flame::frame_totals(stacks);
   if (totals.empty()) return;
@@ -394,6 +409,7 @@ bool start(lua_State* L, const Options& options, std::string* error) {
   load_builtin_names(*p);
   std::string mode = "fi" + std::to_string(p->o.interval_ms);
   g_pc_count.store(0);
+  p->cpu_at_start = cpu_seconds();
   luaJIT_profile_start(L, mode.c_str(), on_sample, p.get());
   install_native_leaves();
   g_prof = std::move(p);

@@ -93,6 +93,10 @@ std::string short_symbol(const char* mangled) {
   if (status != 0 || demangled == nullptr) return mangled;
   std::string s = demangled.get();
   erase_all(&s, "(anonymous namespace)::");
+  const std::string kString =
+      "std::__cxx11::basic_string<char, std::char_traits<char>, std::allocator<char> >";
+  for (size_t at = s.find(kString); at != std::string::npos; at = s.find(kString, at))
+    s.replace(at, kString.size(), "std::string");
   drop_parameters(&s);
   return s;
 }
