@@ -33,11 +33,12 @@ std::vector<Node> build_tree(const Stacks& stacks, size_t* max_depth) {
   std::vector<Node> nodes(1);
   nodes[0].name = "all";
   *max_depth = 0;
-  for (const auto& [stack, count] : stacks) {
+  for (const auto& entry : stacks) {  // (clang 14 cannot capture a structured binding)
+    const uint64_t count = entry.second;
     size_t at = 0;
     size_t depth = 0;
     nodes[0].total += count;
-    each_frame(stack, [&](std::string_view frame) {
+    each_frame(entry.first, [&](std::string_view frame) {
       auto it = nodes[at].children.find(frame);
       if (it == nodes[at].children.end()) {
         it = nodes[at].children.emplace(std::string(frame), nodes.size()).first;
@@ -174,10 +175,11 @@ std::string folded(const Stacks& stacks) {
 std::vector<FrameTotals> frame_totals(const Stacks& stacks) {
   std::unordered_map<std::string, FrameTotals> by_name;
   std::unordered_set<std::string_view> seen;  // frames already counted for this stack
-  for (const auto& [stack, count] : stacks) {
+  for (const auto& entry : stacks) {
+    const uint64_t count = entry.second;
     seen.clear();
     std::string_view leaf;
-    each_frame(stack, [&](std::string_view frame) {
+    each_frame(entry.first, [&](std::string_view frame) {
       leaf = frame;
       if (!seen.insert(frame).second) return;
       auto& t = by_name[std::string(frame)];
