@@ -12,6 +12,7 @@
 
 #include "bind/appfs.h"
 #include "cli/build.h"
+#include "cli/prof.h"
 #include "lua/errors.h"
 #include "cli/repl.h"
 #include "cli/supervisor.h"
@@ -28,6 +29,7 @@ const char kUsage[] =
     "usage: evo [options] [script [args...]]\n"
     "       evo test [--watch] [files or dirs...] [--filter text]\n"
     "       evo rocks <luarocks arguments...>\n"
+    "       evo prof [-o out.folded] [--interval MS] [--mode vm] script [args...]\n"
     "\n"
     "Runs a Lua script on LuaJIT over an event loop. With no script, starts a\n"
     "REPL when stdin is a terminal, and runs stdin otherwise.\n"
@@ -51,12 +53,19 @@ const char kUsage[] =
     "  -v, --version   print versions of Evo and its libraries (then run the rest)\n"
     "  --watch         rerun the script when a file it loaded changes (docs/cli.md)\n"
     "  --watch-path D  also rerun when a file under directory D changes\n"
+    "  --prof[=FILE]   sample the run with LuaJIT's profiler: folded stacks to FILE\n"
+    "                  (default evo.prof.folded), a flame graph to FILE's .svg, a\n"
+    "                  summary to stderr (docs/performance.md)\n"
+    "  --prof-interval=MS  sampling interval (default 10)\n"
+    "  --prof-mode=vm  time by VM state: compiled, interpreted, C, GC, JIT compiler\n"
+    "  --jit-trace     print JIT traces, their aborts and why (also EVO_JIT_TRACE=1)\n"
     "  -h, --help      print this help\n"
     "\n"
     "commands:\n"
     "  test            run *.spec.lua and busted's *_spec.lua files (docs/testing.md)\n"
     "  rocks ...       luarocks on the project's lua_modules, for Evo (see docs/rocks.md)\n"
     "  build           evo build app.lua -o app: a one-file executable (docs/build.md)\n"
+    "  prof            evo --prof, with -o FILE, --interval MS, --mode vm\n"
     "\n"
     "LUA_INIT (code, or @file) runs first, as under luajit.\n";
 
@@ -75,6 +84,9 @@ struct Invocation {
   int workers = 0;                   // --workers N (docs/workers.md)
   double grace = 10;                 // --grace S
   std::vector<int> supervisor_args;  // argv indices of those, left out of a worker's command line
+  bool profile = false;              // --prof, --prof-interval, --prof-mode (src/cli/prof.cpp)
+  prof::Options prof;
+  bool jit_trace = false;  // --jit-trace or EVO_JIT_TRACE=1 (lib/evo/jittrace.lua)
 };
 
 bool env_flag(const char* name) {
@@ -97,10 +109,41 @@ void print_versions() {
   std::exit(2);
 }
 
+// --prof[=FILE], --prof-interval=MS (or MS as the next word), --prof-mode=vm|stack.
+void parse_prof_option(int argc, char** argv, int* i, Invocation* inv) {
+  const char* a = argv[*i];
+  inv->profile = true;
+  if (std::strcmp(a, "--prof") == 0) return;
+  if (std::strncmp(a, "--prof=", 7) == 0) {
+    if (a[7] == '\0') usage_error("'%s' needs a file name", a);
+    inv->prof.folded_path = a + 7;
+    return;
+  }
+  const char* eq = std::strchr(a, '=');
+  std::string name = eq != nullptr ? std::string(a, eq) : std::string(a);
+  if (name != "--prof-interval" && name != "--prof-mode") usage_error("unknown option '%s'", a);
+  if (eq == nullptr && *i + 1 >= argc) usage_error("'%s' needs an argument", a);
+  const char* value = eq != nullptr ? eq + 1 : argv[++*i];
+  if (name == "--prof-mode") {
+    if (std::strcmp(value, "vm") != 0 && std::strcmp(value, "stack") != 0) {
+      usage_error("--prof-mode must be 'stack' or 'vm', not '%s'", value);
+    }
+    inv->prof.vm = std::strcmp(value, "vm") == 0;
+    return;
+  }
+  char* end = nullptr;
+  long ms = std::strtol(value, &end, 10);
+  if (end == value || *end != '\0' || ms < 1 || ms > 1000) {
+    usage_error("--prof-interval must be a whole number of milliseconds from 1 to 1000, not '%s'", value);
+  }
+  inv->prof.interval_ms = static_cast<int>(ms);
+}
+
 // Returns the parsed invocation, or exits for --help, --version and errors.
 Invocation parse(int argc, char** argv) {
   Invocation inv;
   inv.debug = env_flag("EVO_DEBUG");
+  inv.jit_trace = env_flag("EVO_JIT_TRACE");
   if (const char* io = std::getenv("EVO_IO"); io != nullptr && *io != '\0') {
     if (std::strcmp(io, "blocking") != 0 && std::strcmp(io, "evented") != 0) {
       usage_error("EVO_IO must be 'evented' or 'blocking', not '%s'", io);
@@ -163,6 +206,10 @@ Invocation parse(int argc, char** argv) {
       } else if (a[2] == 'g' && ((inv.grace = std::strtod(value, &end)) <= 0 || *end != '\0')) {
         usage_error("--grace must be a positive number of seconds, not '%s'", value);
       }
+    } else if (std::strncmp(a, "--prof", 6) == 0) {
+      parse_prof_option(argc, argv, &i, &inv);
+    } else if (std::strcmp(a, "--jit-trace") == 0) {
+      inv.jit_trace = true;
     } else if (std::strcmp(a, "-v") == 0 || std::strcmp(a, "--version") == 0) {
       inv.version = true;  // printed before anything runs; then the rest runs, as luajit does
     } else if (std::strcmp(a, "-h") == 0 || std::strcmp(a, "--help") == 0) {
@@ -318,6 +365,55 @@ int run_supervisor(const Invocation& inv, int argc, char** argv) {
   return supervisor::run(o);
 }
 
+// `evo prof [-o FILE] [--interval MS] [--mode vm] [evo options] script
+// [args]` is `evo --prof=FILE --prof-interval=MS --prof-mode=vm ...`: the
+// words up to the script are translated into `words`, the rest copied.
+void translate_prof_command(int argc, char** argv, std::vector<std::string>* words) {
+  words->assign({argv[0], "--prof"});
+  int i = 2;
+  auto value_of = [&](const char* a, const char* name) -> const char* {
+    size_t n = std::strlen(name);
+    if (std::strncmp(a, name, n) != 0) return nullptr;
+    if (a[n] == '=') return a + n + 1;
+    if (a[n] != '\0') return nullptr;
+    if (i + 1 >= argc) usage_error("'%s' needs an argument", a);
+    return argv[++i];
+  };
+  for (; i < argc && argv[i][0] == '-' && std::strcmp(argv[i], "-") != 0; ++i) {
+    const char* a = argv[i];
+    const char* v = nullptr;
+    if ((v = value_of(a, "-o")) != nullptr) {
+      words->push_back(std::string("--prof=") + v);
+    } else if ((v = value_of(a, "--interval")) != nullptr) {
+      words->push_back(std::string("--prof-interval=") + v);
+    } else if ((v = value_of(a, "--mode")) != nullptr) {
+      words->push_back(std::string("--prof-mode=") + v);
+    } else {
+      words->emplace_back(a);
+      if (std::strcmp(a, "--") == 0) break;
+      // options whose value is the next word: copied with it
+      for (const char* name :
+           {"-e", "-l", "-j", "--workers", "--grace", "--watch-path", "--prof-interval", "--prof-mode"}) {
+        if (std::strcmp(a, name) == 0 && i + 1 < argc) words->emplace_back(argv[++i]);
+      }
+    }
+  }
+  if (i >= argc) usage_error("%s needs a script", "evo prof");
+  for (; i < argc; ++i) words->emplace_back(argv[i]);
+}
+
+// --jit-trace: lib/evo/jittrace.lua prints trace events to stderr.
+bool start_jit_trace(Runtime& rt) {
+  lua_State* L = rt.L();
+  const char kStart[] = "return require('evo.jittrace').start()";
+  luaL_loadbuffer(L, kStart, sizeof(kStart) - 1, "=[evo --jit-trace]");
+  if (!errors::call_and_report(L, 0, 0, nullptr)) {
+    rt.set_exit_code(1);
+    return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -327,8 +423,20 @@ int main(int argc, char** argv) {
   // `evo rocks ...` runs luarocks and no Lua: the rest is luarocks' (src/cli/rocks.cpp).
   if (argc >= 2 && std::strcmp(argv[1], "rocks") == 0) return rocks::main({argv + 2, argv + argc});
   if (argc >= 2 && std::strcmp(argv[1], "build") == 0) return build::command(argc, argv);
+  std::vector<std::string> prof_words;  // `evo prof ...` as `evo --prof ...`
+  std::vector<char*> prof_argv;
+  if (argc >= 2 && std::strcmp(argv[1], "prof") == 0) {
+    translate_prof_command(argc, argv, &prof_words);
+    for (auto& w : prof_words) prof_argv.push_back(w.data());
+    prof_argv.push_back(nullptr);
+    argc = static_cast<int>(prof_words.size());
+    argv = prof_argv.data();
+  }
   if (watch::requested(argc, argv)) return watch::main(argc, argv);  // src/cli/watch.cpp
   Invocation inv = parse(argc, argv);
+  if (inv.workers > 0 && inv.profile) {
+    usage_error("%s profiles one process: not with --workers (docs/performance.md)", "--prof");
+  }
   if (inv.workers > 0 && !worker) return run_supervisor(inv, argc, argv);
   if (inv.version) {
     print_versions();
@@ -346,8 +454,15 @@ int main(int argc, char** argv) {
   if (worker) supervisor::setup_worker(rt);
   set_arg_table(rt.L(), argc, argv, inv.script);
 
-  bool ok = true;
-  if (!inv.test && !inv.no_env) ok = run_lua_init(rt);
+  if (inv.profile) {
+    std::string error;
+    if (!prof::start(rt.L(), inv.prof, &error)) {
+      std::fprintf(stderr, "evo: %s\n", error.c_str());
+      return 1;
+    }
+  }
+  bool ok = !inv.jit_trace || start_jit_trace(rt);
+  if (ok && !inv.test && !inv.no_env) ok = run_lua_init(rt);
   for (const auto& [kind, value] : inv.before) {
     if (!ok) break;
     if (kind == 'e') {
@@ -382,8 +497,10 @@ int main(int argc, char** argv) {
   if (ok && inv.interactive) repl::start(rt);
   if (ok) rt.run_loop();
   if (ok && !inv.interactive) rt.check_main_finished();
+  bool profile_written = !inv.profile || prof::finish();  // before the VM closes
   rt.shutdown();  // collects the last Futures: a failure nobody awaited is reported now
   int code = rt.exit_code();
+  if (code == 0 && !profile_written) code = 1;
   // Like Node's unhandled rejections (the REPL reports them and goes on).
   if (code == 0 && rt.unhandled_task_errors() > 0 && !inv.interactive) code = 1;
   return code;

@@ -170,6 +170,7 @@ void Runtime::shutdown() {
 }
 
 void Runtime::exit_now(int code) {
+  if (profiler_exit_now != nullptr) profiler_exit_now();
   if (before_exit_now != nullptr) before_exit_now();
   std::fflush(stdout);
   std::fflush(stderr);

@@ -102,6 +102,9 @@ class Runtime {
   // Called by exit_now before it flushes stdio (process.stdout's queued
   // output goes out: src/bind/stdio.cpp).
   static inline void (*before_exit_now)() = nullptr;
+  // Called by exit_now first of all: `evo --prof` writes its profile
+  // (src/cli/prof.cpp). Pure C++, no Lua.
+  static inline void (*profiler_exit_now)() = nullptr;
 
  private:
   bool call_idle_handler();
