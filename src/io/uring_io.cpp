@@ -35,9 +35,15 @@ int uv_status(int res) { return uv_translate_sys_error(-res); }
 
 class RingReadsImpl;
 
-// The reads of one transport: a multishot recv taking buffers from the
-// ring's provided group; each completion's bytes are copied into the
-// transport's input and the buffer goes back at once.
+// The reads of one transport: a recv taking buffers from the ring's
+// provided group; each completion's bytes are copied into the transport's
+// input and the buffer goes back at once. It starts multishot (one entry,
+// a completion per arrival: a keep-alive connection costs no new entry per
+// request). A multishot receive drains the socket into the buffers as fast
+// as data comes, so a user that stops reading (flow control) would still
+// get up to the whole buffer group per loop turn: after the first pause
+// the transport receives one buffer per entry, re-armed while it reads,
+// and what comes after a pause is at most one buffer.
 class RingRecv final : public RingOp, public RingRead {
  public:
   static constexpr uint8_t kRecv = 0;
@@ -48,16 +54,25 @@ class RingRecv final : public RingOp, public RingRead {
 
   void start() override {
     io_uring_sqe* s = ring_.sqe(this, kRecv);
-    io_uring_prep_recv_multishot(s, fd_, nullptr, 0, 0);
+    if (multishot_) {
+      io_uring_prep_recv_multishot(s, fd_, nullptr, 0, 0);
+    } else {
+      io_uring_prep_recv(s, fd_, nullptr, Ring::kBufferSize, 0);
+    }
     s->flags |= IOSQE_BUFFER_SELECT;
     s->buf_group = Ring::kGroup;
     armed_ = true;
     cancel_sent_ = false;
   }
   void pause() override {
+    multishot_ = false;
     if (!armed_ || cancel_sent_) return;
     cancel_sent_ = true;
     ring_.cancel(this, kRecv);
+    // Now rather than with the batch: until the kernel sees it, what
+    // arrives is received and piles up in the input of a transport whose
+    // user asked for no more (flow control).
+    ring_.submit();
   }
   void settle() override {
     if (!armed_) return;
@@ -112,6 +127,7 @@ class RingRecv final : public RingOp, public RingRead {
   Transport* t_;
   int fd_;
   bool armed_ = false;
+  bool multishot_ = true;
   bool cancel_sent_ = false;
   bool notify_pending_ = false;
 };
