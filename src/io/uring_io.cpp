@@ -63,6 +63,7 @@ class RingRecv final : public RingOp, public RingRead {
     s->buf_group = Ring::kGroup;
     armed_ = true;
     cancel_sent_ = false;
+    if (holds_now()) ring_.hold_loop();
   }
   void pause() override {
     multishot_ = false;
@@ -95,6 +96,14 @@ class RingRecv final : public RingOp, public RingRead {
     t_ = nullptr;
   }
   [[nodiscard]] bool finished() const override { return t_ == nullptr; }
+  [[nodiscard]] bool holds_loop() const override { return false; }
+  // Whether this receive should keep the loop alive: armed, for a
+  // transport whose libuv handle is referenced.
+  [[nodiscard]] bool holds_now() const {
+    if (!armed_ || t_ == nullptr) return false;
+    uv_stream_t* h = t_->uv_stream();
+    return h != nullptr && uv_has_ref(reinterpret_cast<uv_handle_t*>(h)) != 0;
+  }
 
   void on_cqe(uint8_t tag, int res, uint32_t flags) override {
     bool live = t_ != nullptr && !ring_.closing();
@@ -157,6 +166,12 @@ class RingReadsImpl final : public RingReads {
     return r;
   }
   void forget(RingRecv* r) { live_.erase(r); }
+  [[nodiscard]] bool any_held() const {
+    for (RingRecv* r : live_) {
+      if (r->holds_now()) return true;
+    }
+    return false;
+  }
 
  private:
   Ring& ring_;
@@ -321,9 +336,11 @@ class UringIo final : public Io {
   UringIo(std::unique_ptr<Ring> ring, std::unique_ptr<Io> evented)
       : ring_(std::move(ring)), evented_(std::move(evented)), reads_(*ring_) {
     Transport::ring_reads = &reads_;
+    ring_->set_idle_hold([this] { return reads_.any_held(); });
   }
   ~UringIo() override {
     if (Transport::ring_reads == &reads_) Transport::ring_reads = nullptr;
+    ring_->set_idle_hold(nullptr);
   }
   UringIo(const UringIo&) = delete;
   UringIo& operator=(const UringIo&) = delete;

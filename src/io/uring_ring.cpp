@@ -252,7 +252,8 @@ io_uring_sqe* Ring::sqe(RingOp* op, uint8_t tag) {
   io_uring_sqe_set_data64(s, pack(op, tag));
   ++unsubmitted_;
   if (op != nullptr) ++op->in_kernel_;
-  if (live_++ == 0) update_ref();  // the loop stays alive until its completion
+  ++live_;
+  if ((op == nullptr || op->holds_loop()) && held_++ == 0) update_ref();  // alive until its completion
   return s;
 }
 
@@ -279,11 +280,19 @@ void Ring::submit() {
 void Ring::update_ref() {
   if (handles_ == nullptr) return;
   auto* h = reinterpret_cast<uv_handle_t*>(&handles_->poll);
-  if (live_ > 0) {
+  if (held_ > 0) {
     uv_ref(h);
-  } else {
-    uv_unref(h);
+    return;
   }
+  uv_unref(h);
+  // Receives keep the loop alive only as their handles' refs say (an idle
+  // pooled client connection does not); asked only when nothing else would
+  // keep it alive, so a busy loop never walks the receives.
+  if (live_ > 0 && idle_hold_ && uv_loop_alive(loop_) == 0 && idle_hold_()) uv_ref(h);
+}
+
+void Ring::hold_loop() {
+  if (handles_ != nullptr) uv_ref(reinterpret_cast<uv_handle_t*>(&handles_->poll));
 }
 
 void Ring::reap() {
@@ -336,7 +345,10 @@ void Ring::dispatch(io_uring_cqe* cqe) {
   RingOp* op = op_of(cqe->user_data);
   uint8_t tag = tag_of(cqe->user_data);
   bool last = (cqe->flags & IORING_CQE_F_MORE) == 0;
-  if (last) --live_;
+  if (last) {
+    --live_;
+    if (op == nullptr || op->holds_loop()) --held_;
+  }
   if (op == nullptr) return;  // the exit's cancel-everything
   if (last) --op->in_kernel_;
   if (tag != kCancelTag) op->on_cqe(tag, cqe->res, cqe->flags);
@@ -348,6 +360,7 @@ void Ring::on_prepare(uv_prepare_t* h) {
   if (r == nullptr) return;
   if (!r->backlog_.empty()) r->reap();  // kept aside by settle(): their eventfd signal may be gone
   r->submit();
+  r->update_ref();  // a handle's ref may have changed since (stream:ref(false))
 }
 
 void Ring::on_poll(uv_poll_t* h, int /*status*/, int /*events*/) {
