@@ -7,10 +7,10 @@
 
 #include "bind/appfs.h"
 #include "cli/supervisor.h"
+#include "io/io.h"
 #include "io/workers.h"
 #include "lua/errors.h"
 #include "lua/modules.h"
-#include "io/io.h"
 #include "lua/runtime.h"
 #include "lua/version.h"
 

@@ -12,13 +12,13 @@
 
 #include "bind/appfs.h"
 #include "cli/build.h"
-#include "lua/errors.h"
 #include "cli/repl.h"
+#include "cli/rocks.h"
 #include "cli/supervisor.h"
+#include "cli/watch.h"
 #include "io/io.h"
 #include "io/workers.h"
-#include "cli/rocks.h"
-#include "cli/watch.h"
+#include "lua/errors.h"
 #include "lua/runtime.h"
 #include "lua/version.h"
 
@@ -101,7 +101,8 @@ void print_versions() {
 
 // --io=MODE / EVO_IO=MODE; false for an unknown mode.
 bool set_io_mode(Invocation& inv, const char* mode) {
-  if (std::strcmp(mode, "evented") != 0 && std::strcmp(mode, "blocking") != 0 && std::strcmp(mode, "uring") != 0) {
+  if (std::strcmp(mode, "evented") != 0 && std::strcmp(mode, "blocking") != 0 &&
+      std::strcmp(mode, "uring") != 0) {
     return false;
   }
   inv.blocking = std::strcmp(mode, "blocking") == 0;
@@ -153,7 +154,8 @@ Invocation parse(int argc, char** argv) {
     } else if (std::strcmp(a, "--debug") == 0) {
       inv.debug = true;
     } else if (std::strncmp(a, "--io=", 5) == 0) {
-      if (!set_io_mode(inv, a + 5)) usage_error("--io must be 'evented', 'blocking' or 'uring', not '%s'", a + 5);
+      if (!set_io_mode(inv, a + 5))
+        usage_error("--io must be 'evented', 'blocking' or 'uring', not '%s'", a + 5);
     } else if (std::strncmp(a, "--workers", 9) == 0 || std::strncmp(a, "--grace", 7) == 0) {
       // --workers N, --workers=N, --grace S, --grace=S
       const char* eq = std::strchr(a, '=');

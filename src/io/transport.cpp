@@ -96,7 +96,8 @@ Transport::Transport(UvStreamHandle* handle) : handle_(handle) {
     // Readable sockets only: a pipe keeps libuv's reads, and a child's
     // stdin (a socketpair libuv made write-only) refuses them as libuv does.
     struct stat st {};
-    bool socket = handle_->kind() == UvStreamHandle::Kind::Tcp || (::fstat(fd_, &st) == 0 && S_ISSOCK(st.st_mode));
+    bool socket =
+        handle_->kind() == UvStreamHandle::Kind::Tcp || (::fstat(fd_, &st) == 0 && S_ISSOCK(st.st_mode));
     if (socket) ring_ = ring_reads->attach(this, fd_);
   }
 }
@@ -126,6 +127,17 @@ void Transport::close() {
     ::close(fd_);
   }
   fd_ = -1;
+}
+
+void Transport::set_ref(bool on) {
+  if (handle_ == nullptr) return;
+  auto* h = handle_->uv_handle();
+  if (on) {
+    uv_ref(h);
+  } else {
+    uv_unref(h);
+  }
+  if (ring_ != nullptr) ring_->set_ref(on);
 }
 
 void Transport::on_handle_closed() {
@@ -178,6 +190,9 @@ void Transport::set_reading(bool on) {
   if (handle_ == nullptr || closed_ || on == reading_) return;
   if (ring_ != nullptr) {
     reading_ = on && !eof_ && read_error_ == 0;
+    // Input (or the end) that came in while not reading: told from the
+    // loop, as any input.
+    if (on && unnotified_) ring_->notify_soon();
     if (!reading_) {
       if (ring_armed_) ring_->pause();
       return;
@@ -186,8 +201,6 @@ void Transport::set_reading(bool on) {
       ring_armed_ = true;
       ring_->start();
     }
-    // Input that came in while not reading: told from the loop, as any input.
-    if (unnotified_) ring_->notify_soon();
     return;
   }
   if (!on) {
@@ -267,7 +280,9 @@ void Transport::on_ring_final(int status) {
 }
 
 void Transport::on_ring_notify() {
-  if (closed_ || !reading_ || !unnotified_) return;
+  // Reading again, or asked to while the end was already in: the end is
+  // told once, as libuv's read callback tells it.
+  if (closed_ || !unnotified_ || (!reading_ && !at_end())) return;
   unnotified_ = false;
   if (user_ != nullptr) user_->on_input();
 }

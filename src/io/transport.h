@@ -86,11 +86,12 @@ class TransportUser {
 // and outlives the transport until the kernel is done with it.
 class RingRead {
  public:
-  virtual void start() = 0;        // a (multishot) receive into the transport
-  virtual void pause() = 0;        // asks the kernel to stop it (on_ring_stopped follows)
-  virtual void settle() = 0;       // pause, and wait here until it stopped
-  virtual void notify_soon() = 0;  // on_ring_notify from the loop, soon
-  virtual void detach() = 0;       // the transport is gone: pause, tell it nothing more
+  virtual void start() = 0;           // a (multishot) receive into the transport
+  virtual void pause() = 0;           // asks the kernel to stop it (on_ring_stopped follows)
+  virtual void settle() = 0;          // pause, and wait here until it stopped
+  virtual void notify_soon() = 0;     // on_ring_notify from the loop, soon
+  virtual void detach() = 0;          // the transport is gone: pause, tell it nothing more
+  virtual void set_ref(bool on) = 0;  // whether a receive keeps the loop alive
  protected:
   ~RingRead() = default;
 };
@@ -125,6 +126,9 @@ class Transport {
   [[nodiscard]] int fd() const { return fd_; }
   [[nodiscard]] uv_stream_t* uv_stream() const { return handle_ != nullptr ? handle_->stream() : nullptr; }
   [[nodiscard]] uv_loop_t* loop() const;
+  // Whether the transport keeps the loop alive (libuv's handle ref; an
+  // idle pooled client connection does not), reads through the ring too.
+  void set_ref(bool on);
   // Closes the socket (a write in flight is abandoned; a file send ends
   // with UV_ECANCELED).
   void close();

@@ -49,7 +49,8 @@ class RingRecv final : public RingOp, public RingRead {
   static constexpr uint8_t kRecv = 0;
   static constexpr uint8_t kNotify = 1;
 
-  RingRecv(Ring& ring, RingReadsImpl& owner, Transport* t, int fd) : ring_(ring), owner_(owner), t_(t), fd_(fd) {}
+  RingRecv(Ring& ring, RingReadsImpl* owner, Transport* t, int fd)
+      : ring_(ring), owner_(owner), t_(t), fd_(fd) {}
   ~RingRecv() override;
 
   void start() override {
@@ -63,7 +64,7 @@ class RingRecv final : public RingOp, public RingRead {
     s->buf_group = Ring::kGroup;
     armed_ = true;
     cancel_sent_ = false;
-    if (holds_now()) ring_.hold_loop();
+    update_hold();
   }
   void pause() override {
     multishot_ = false;
@@ -88,21 +89,21 @@ class RingRecv final : public RingOp, public RingRead {
   void detach() override {
     t_ = nullptr;
     pause();
+    update_hold();
   }
   // The ring is going away with the transport still open: it reads
   // nothing more.
   void orphan() {
     if (t_ != nullptr) t_->forget_ring();
     t_ = nullptr;
+    owner_ = nullptr;
+    update_hold();
   }
   [[nodiscard]] bool finished() const override { return t_ == nullptr; }
   [[nodiscard]] bool holds_loop() const override { return false; }
-  // Whether this receive should keep the loop alive: armed, for a
-  // transport whose libuv handle is referenced.
-  [[nodiscard]] bool holds_now() const {
-    if (!armed_ || t_ == nullptr) return false;
-    uv_stream_t* h = t_->uv_stream();
-    return h != nullptr && uv_has_ref(reinterpret_cast<uv_handle_t*>(h)) != 0;
+  void set_ref(bool on) override {
+    ref_ = on;
+    update_hold();
   }
 
   void on_cqe(uint8_t tag, int res, uint32_t flags) override {
@@ -120,6 +121,7 @@ class RingRecv final : public RingOp, public RingRead {
     }
     if ((flags & IORING_CQE_F_MORE) != 0) return;
     armed_ = false;
+    update_hold();
     if (t_ == nullptr || ring_.closing()) return;
     int status = 1;  // stopped without an end: cancelled, out of buffers, or ended by the kernel
     if (res == 0) {
@@ -132,10 +134,20 @@ class RingRecv final : public RingOp, public RingRead {
 
  private:
   Ring& ring_;
-  RingReadsImpl& owner_;
+  RingReadsImpl* owner_;  // nullptr once the Io is gone (the ring frees this)
   Transport* t_;
   int fd_;
+  // Counted in the ring's held receives: armed, for a live transport whose
+  // handle is referenced (an active libuv handle's rule).
+  void update_hold() {
+    bool hold = armed_ && ref_ && t_ != nullptr;
+    if (hold != held_) ring_.hold(hold ? 1 : -1);
+    held_ = hold;
+  }
+
   bool armed_ = false;
+  bool ref_ = true;
+  bool held_ = false;
   bool multishot_ = true;
   bool cancel_sent_ = false;
   bool notify_pending_ = false;
@@ -159,26 +171,22 @@ class RingReadsImpl final : public RingReads {
 
   RingRead* attach(Transport* t, int fd) override {
     if (!ring_.has_buffers()) return nullptr;
-    auto op = std::make_unique<RingRecv>(ring_, *this, t, fd);
+    auto op = std::make_unique<RingRecv>(ring_, this, t, fd);
     RingRecv* r = op.get();
     live_.insert(r);
     ring_.adopt(std::move(op));
     return r;
   }
   void forget(RingRecv* r) { live_.erase(r); }
-  [[nodiscard]] bool any_held() const {
-    for (RingRecv* r : live_) {
-      if (r->holds_now()) return true;
-    }
-    return false;
-  }
 
  private:
   Ring& ring_;
   std::unordered_set<RingRecv*> live_;
 };
 
-RingRecv::~RingRecv() { owner_.forget(this); }
+RingRecv::~RingRecv() {
+  if (owner_ != nullptr) owner_->forget(this);
+}
 
 // --------------------------------------------------------- whole-file jobs
 
@@ -194,7 +202,8 @@ class FileJob final : public RingOp, public IoOp {
 
   void begin() {
     int flags = O_RDONLY | O_CLOEXEC;
-    if (op_ != FileOp::Read) flags = O_WRONLY | O_CREAT | O_CLOEXEC | (op_ == FileOp::Append ? O_APPEND : O_TRUNC);
+    if (op_ != FileOp::Read)
+      flags = O_WRONLY | O_CREAT | O_CLOEXEC | (op_ == FileOp::Append ? O_APPEND : O_TRUNC);
     step_ = Step::Open;
     io_uring_prep_openat(ring_.sqe(this, 0), AT_FDCWD, result_.path.c_str(), flags, 0666);
   }
@@ -208,12 +217,18 @@ class FileJob final : public RingOp, public IoOp {
   void on_cqe(uint8_t /*tag*/, int res, uint32_t /*flags*/) override {
     if ((canceled_ || ring_.closing()) && step_ != Step::Close) return abandon(res);
     switch (step_) {
-      case Step::Open: return opened(res);
-      case Step::Stat: return stated(res);
-      case Step::Read: return got(res);
-      case Step::Write: return wrote(res);
-      case Step::Close: return closed(res);
-      case Step::Done: return;
+      case Step::Open:
+        return opened(res);
+      case Step::Stat:
+        return stated(res);
+      case Step::Read:
+        return got(res);
+      case Step::Write:
+        return wrote(res);
+      case Step::Close:
+        return closed(res);
+      case Step::Done:
+        return;
     }
   }
 
@@ -336,11 +351,9 @@ class UringIo final : public Io {
   UringIo(std::unique_ptr<Ring> ring, std::unique_ptr<Io> evented)
       : ring_(std::move(ring)), evented_(std::move(evented)), reads_(*ring_) {
     Transport::ring_reads = &reads_;
-    ring_->set_idle_hold([this] { return reads_.any_held(); });
   }
   ~UringIo() override {
     if (Transport::ring_reads == &reads_) Transport::ring_reads = nullptr;
-    ring_->set_idle_hold(nullptr);
   }
   UringIo(const UringIo&) = delete;
   UringIo& operator=(const UringIo&) = delete;

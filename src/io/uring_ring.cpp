@@ -46,30 +46,45 @@ std::string setup_failure(int err) {
 
 const char* opcode_name(unsigned op) {
   switch (op) {
-    case IORING_OP_NOP: return "nop";
-    case IORING_OP_READ: return "read";
-    case IORING_OP_WRITE: return "write";
-    case IORING_OP_OPENAT: return "openat";
-    case IORING_OP_CLOSE: return "close";
-    case IORING_OP_STATX: return "statx";
-    case IORING_OP_RECV: return "recv";
-    case IORING_OP_SEND: return "send";
-    case IORING_OP_ACCEPT: return "accept";
-    case IORING_OP_CONNECT: return "connect";
-    case IORING_OP_ASYNC_CANCEL: return "cancel";
-    case IORING_OP_LINK_TIMEOUT: return "link_timeout";
-    case IORING_OP_TIMEOUT: return "timeout";
-    case IORING_OP_FSYNC: return "fsync";
-    case IORING_OP_SHUTDOWN: return "shutdown";
-    default: return nullptr;
+    case IORING_OP_NOP:
+      return "nop";
+    case IORING_OP_READ:
+      return "read";
+    case IORING_OP_WRITE:
+      return "write";
+    case IORING_OP_OPENAT:
+      return "openat";
+    case IORING_OP_CLOSE:
+      return "close";
+    case IORING_OP_STATX:
+      return "statx";
+    case IORING_OP_RECV:
+      return "recv";
+    case IORING_OP_SEND:
+      return "send";
+    case IORING_OP_ACCEPT:
+      return "accept";
+    case IORING_OP_CONNECT:
+      return "connect";
+    case IORING_OP_ASYNC_CANCEL:
+      return "cancel";
+    case IORING_OP_LINK_TIMEOUT:
+      return "link_timeout";
+    case IORING_OP_TIMEOUT:
+      return "timeout";
+    case IORING_OP_FSYNC:
+      return "fsync";
+    case IORING_OP_SHUTDOWN:
+      return "shutdown";
+    default:
+      return nullptr;
   }
 }
 
 // The opcodes this Io submits: a kernel without one of them is refused at
 // start rather than failing an operation later.
-constexpr uint8_t kNeeded[] = {IORING_OP_NOP,    IORING_OP_READ, IORING_OP_WRITE,
-                               IORING_OP_OPENAT, IORING_OP_CLOSE, IORING_OP_STATX,
-                               IORING_OP_RECV,   IORING_OP_ASYNC_CANCEL};
+constexpr uint8_t kNeeded[] = {IORING_OP_NOP,   IORING_OP_READ,  IORING_OP_WRITE, IORING_OP_OPENAT,
+                               IORING_OP_CLOSE, IORING_OP_STATX, IORING_OP_RECV,  IORING_OP_ASYNC_CANCEL};
 
 }  // namespace
 
@@ -109,8 +124,8 @@ struct Ring::Handles {
     return reinterpret_cast<Handles*>(reinterpret_cast<char*>(h) - offsetof(Handles, poll));
   }
   static void closed(uv_handle_t* h) {
-    Handles* self = h->type == UV_PREPARE ? of(reinterpret_cast<uv_prepare_t*>(h))
-                                          : of(reinterpret_cast<uv_poll_t*>(h));
+    Handles* self =
+        h->type == UV_PREPARE ? of(reinterpret_cast<uv_prepare_t*>(h)) : of(reinterpret_cast<uv_poll_t*>(h));
     if (--self->open == 0) std::unique_ptr<Handles> gone(self);
   }
 };
@@ -280,19 +295,16 @@ void Ring::submit() {
 void Ring::update_ref() {
   if (handles_ == nullptr) return;
   auto* h = reinterpret_cast<uv_handle_t*>(&handles_->poll);
-  if (held_ > 0) {
+  if (held_ > 0 || held_receives_ > 0) {
     uv_ref(h);
-    return;
+  } else {
+    uv_unref(h);
   }
-  uv_unref(h);
-  // Receives keep the loop alive only as their handles' refs say (an idle
-  // pooled client connection does not); asked only when nothing else would
-  // keep it alive, so a busy loop never walks the receives.
-  if (live_ > 0 && idle_hold_ && uv_loop_alive(loop_) == 0 && idle_hold_()) uv_ref(h);
 }
 
-void Ring::hold_loop() {
-  if (handles_ != nullptr) uv_ref(reinterpret_cast<uv_handle_t*>(&handles_->poll));
+void Ring::hold(int delta) {
+  held_receives_ += delta;
+  if (delta > 0 ? held_receives_ == delta : held_receives_ == 0) update_ref();
 }
 
 void Ring::reap() {
@@ -360,7 +372,6 @@ void Ring::on_prepare(uv_prepare_t* h) {
   if (r == nullptr) return;
   if (!r->backlog_.empty()) r->reap();  // kept aside by settle(): their eventfd signal may be gone
   r->submit();
-  r->update_ref();  // a handle's ref may have changed since (stream:ref(false))
 }
 
 void Ring::on_poll(uv_poll_t* h, int /*status*/, int /*events*/) {

@@ -23,7 +23,6 @@
 #include <array>
 #include <cstdint>
 #include <deque>
-#include <functional>
 #include <memory>
 #include <string>
 
@@ -53,8 +52,8 @@ class RingOp {
   // all completed.
   [[nodiscard]] virtual bool finished() const = 0;
   // Whether its entries keep the loop alive as an active libuv handle
-  // would (a file job does; a socket's receive defers to its handle's ref,
-  // through Ring::set_idle_hold).
+  // would (a file job does; a socket's receive counts itself through
+  // Ring::hold, as its handle's ref says).
   [[nodiscard]] virtual bool holds_loop() const { return true; }
   // Entries of it still in the kernel.
   [[nodiscard]] uint32_t in_kernel() const { return in_kernel_; }
@@ -96,12 +95,9 @@ class Ring {
   // Submits the batch now (the prepare handle does it before the loop
   // blocks; a caller about to wait for a completion does it at once).
   void submit();
-  // Asked when nothing else keeps the loop alive: whether entries that do
-  // not hold the loop by themselves (receives) should.
-  void set_idle_hold(std::function<bool()> hold) { idle_hold_ = std::move(hold); }
-  // An entry that does not hold the loop by itself was submitted and should
-  // (the next update asks idle_hold again).
-  void hold_loop();
+  // Receives armed on referenced handles: they keep the loop alive as an
+  // active libuv handle would (an op's entries do not count for them).
+  void hold(int delta);
   // The loop is closing: the ring frees ops without calling them back.
   [[nodiscard]] bool closing() const { return closing_; }
 
@@ -142,7 +138,7 @@ class Ring {
   uint32_t unsubmitted_ = 0;
   uint64_t live_ = 0;  // entries whose last completion has not come
   uint64_t held_ = 0;  // those of them that keep the loop alive
-  std::function<bool()> idle_hold_;
+  int64_t held_receives_ = 0;
   bool closing_ = false;
   io_uring_buf_ring* buf_ring_ = nullptr;
   size_t buf_ring_bytes_ = 0;
