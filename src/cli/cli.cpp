@@ -12,13 +12,13 @@
 
 #include "bind/appfs.h"
 #include "cli/build.h"
+#include "lua/errors.h"
 #include "cli/repl.h"
-#include "cli/rocks.h"
 #include "cli/supervisor.h"
-#include "cli/watch.h"
 #include "io/io.h"
 #include "io/workers.h"
-#include "lua/errors.h"
+#include "cli/rocks.h"
+#include "cli/watch.h"
 #include "lua/runtime.h"
 #include "lua/version.h"
 
