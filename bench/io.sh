@@ -25,6 +25,7 @@ median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 hz=$(getconf CLK_TCK)
 
+if [ -z "${SKIP_FILES:-}" ]; then
 echo "== files: 100000 x 4 KiB fs.readFile, 64 in flight, taskset -c 0, median of $rounds"
 declare -A rps cpu
 for mode in evented uring; do
@@ -37,6 +38,7 @@ for mode in evented uring; do
 done
 awk -v u="${rps[uring]}" -v e="${rps[evented]}" -v cu="${cpu[uring]}" -v ce="${cpu[evented]}" \
   'BEGIN {printf "  uring/evented: %.2fx reads/s (target >= 1.2x), %.2fx CPU per read\n", u / e, cu / ce}'
+fi
 
 command -v wrk >/dev/null || { echo "wrk not installed: no HTTP figures"; exit 0; }
 echo
@@ -58,7 +60,7 @@ for scenario in keepalive pipelined; do
       url="http://127.0.0.1:$port/"
       taskset -c 1 wrk -t1 -c50 -d1s "${opts[@]}" "$url" >/dev/null 2>&1 || true  # warm-up
       t0=$(ticks "$server_pid")
-      taskset -c 1 wrk -t1 -c50 -d"${duration}s" "${opts[@]}" "$url" >"$tmp/wrk" 2>&1
+      taskset -c 1 wrk -t1 -c50 -d"${duration}s" "${opts[@]}" "$url" >"$tmp/wrk" 2>&1 || echo "wrk failed against $mode" >&2
       t1=$(ticks "$server_pid")
       kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=
       reqs=$(awk '/requests in/ {print $1}' "$tmp/wrk")
