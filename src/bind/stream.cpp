@@ -179,14 +179,7 @@ int s_tls_info(lua_State* L) {
 // setRef(s, on): whether the stream keeps the process alive (an idle pooled
 // client connection must not; libuv's handle ref).
 int s_set_ref(lua_State* L) {
-  Stream* s = check_stream(L, 1);
-  if (uv_stream_t* h = s->uv_stream(); h != nullptr) {
-    if (lua_toboolean(L, 2) != 0) {
-      uv_ref(reinterpret_cast<uv_handle_t*>(h));
-    } else {
-      uv_unref(reinterpret_cast<uv_handle_t*>(h));
-    }
-  }
+  check_stream(L, 1)->set_ref(lua_toboolean(L, 2) != 0);
   return 0;
 }
 

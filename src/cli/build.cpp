@@ -7,6 +7,7 @@
 
 #include "bind/appfs.h"
 #include "cli/supervisor.h"
+#include "io/io.h"
 #include "io/workers.h"
 #include "lua/errors.h"
 #include "lua/modules.h"
@@ -116,8 +117,13 @@ int run_app(int argc, char** argv) {
   options.debug = env_flag("EVO_DEBUG");
   const char* io = std::getenv("EVO_IO");
   options.blocking = io != nullptr && std::strcmp(io, "blocking") == 0;
+  options.uring = io != nullptr && std::strcmp(io, "uring") == 0;
   options.no_env = true;  // what the app runs is what was built: LUA_PATH, LUA_CPATH, LUA_INIT ignored
   Runtime rt(options);
+  if (std::string why; !start_io(rt.tasks(), &why)) {
+    std::fprintf(stderr, "%s: EVO_IO=uring cannot run here: %s\n", argv[0], why.c_str());
+    return 1;
+  }
   if (workers::active()) supervisor::setup_worker(rt);
   lua_State* L = rt.L();
   appfs::install_io_hooks(L);

@@ -16,6 +16,7 @@
 #include "lua/errors.h"
 #include "cli/repl.h"
 #include "cli/supervisor.h"
+#include "io/io.h"
 #include "io/workers.h"
 #include "cli/rocks.h"
 #include "cli/watch.h"
@@ -45,8 +46,8 @@ const char kUsage[] =
     "  -               run the script read from stdin\n"
     "  --              stop handling options\n"
     "  --debug         default event handlers print each event (also EVO_DEBUG=1)\n"
-    "  --io=MODE       evented (default) or blocking: how blocking calls behave\n"
-    "                  (also EVO_IO=MODE; see docs/concurrency.md)\n"
+    "  --io=MODE       evented (default), blocking or uring: how blocking calls behave\n"
+    "                  (also EVO_IO=MODE; see docs/concurrency.md, docs/io.md)\n"
     "  --workers N     run the script in N worker processes (N = auto: one per CPU)\n"
     "                  under a supervisor; SIGHUP reloads them (docs/workers.md)\n"
     "  --grace S       seconds a worker's graceful stop may take (default 10)\n"
@@ -80,6 +81,7 @@ struct Invocation {
   bool interactive = false;
   bool debug = false;
   bool blocking = false;
+  bool uring = false;
   bool test = false;
   int workers = 0;                   // --workers N (docs/workers.md)
   double grace = 10;                 // --grace S
@@ -139,16 +141,24 @@ void parse_prof_option(int argc, char** argv, int* i, Invocation* inv) {
   inv->prof.interval_ms = static_cast<int>(ms);
 }
 
+// --io=MODE / EVO_IO=MODE; false for an unknown mode.
+bool set_io_mode(Invocation& inv, const char* mode) {
+  if (std::strcmp(mode, "evented") != 0 && std::strcmp(mode, "blocking") != 0 &&
+      std::strcmp(mode, "uring") != 0) {
+    return false;
+  }
+  inv.blocking = std::strcmp(mode, "blocking") == 0;
+  inv.uring = std::strcmp(mode, "uring") == 0;
+  return true;
+}
+
 // Returns the parsed invocation, or exits for --help, --version and errors.
 Invocation parse(int argc, char** argv) {
   Invocation inv;
   inv.debug = env_flag("EVO_DEBUG");
   inv.jit_trace = env_flag("EVO_JIT_TRACE");
   if (const char* io = std::getenv("EVO_IO"); io != nullptr && *io != '\0') {
-    if (std::strcmp(io, "blocking") != 0 && std::strcmp(io, "evented") != 0) {
-      usage_error("EVO_IO must be 'evented' or 'blocking', not '%s'", io);
-    }
-    inv.blocking = std::strcmp(io, "blocking") == 0;
+    if (!set_io_mode(inv, io)) usage_error("EVO_IO must be 'evented', 'blocking' or 'uring', not '%s'", io);
   }
   for (int i = 1; i < argc; ++i) {
     const char* a = argv[i];
@@ -187,10 +197,8 @@ Invocation parse(int argc, char** argv) {
     } else if (std::strcmp(a, "--debug") == 0) {
       inv.debug = true;
     } else if (std::strncmp(a, "--io=", 5) == 0) {
-      if (std::strcmp(a + 5, "blocking") != 0 && std::strcmp(a + 5, "evented") != 0) {
-        usage_error("--io must be 'evented' or 'blocking', not '%s'", a + 5);
-      }
-      inv.blocking = std::strcmp(a + 5, "blocking") == 0;
+      if (!set_io_mode(inv, a + 5))
+        usage_error("--io must be 'evented', 'blocking' or 'uring', not '%s'", a + 5);
     } else if (std::strncmp(a, "--workers", 9) == 0 || std::strncmp(a, "--grace", 7) == 0) {
       // --workers N, --workers=N, --grace S, --grace=S
       const char* eq = std::strchr(a, '=');
@@ -446,11 +454,17 @@ int main(int argc, char** argv) {
   RuntimeOptions options;
   options.debug = inv.debug;
   options.blocking = inv.blocking;
+  options.uring = inv.uring;
   options.no_env = inv.no_env;
   bool have_file = inv.script >= 0 && !inv.test && std::strcmp(argv[inv.script], "-") != 0;
   if (have_file) options.script_dir = dir_of(argv[inv.script]);
 
   Runtime rt(options);
+  if (std::string why; !start_io(rt.tasks(), &why)) {
+    // Never a silent fallback to another Io: the run asked for this one.
+    std::fprintf(stderr, "evo: --io=uring cannot run here: %s\n", why.c_str());
+    return 1;
+  }
   if (worker) supervisor::setup_worker(rt);
   set_arg_table(rt.L(), argc, argv, inv.script);
 

@@ -2,6 +2,8 @@
 
 #include <netinet/in.h>
 
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #include "io/transport.h"
@@ -30,10 +32,30 @@ bool parse_ip(const char* host, int port, sockaddr_storage* out) {
   return uv_ip6_addr(host, port, reinterpret_cast<sockaddr_in6*>(out)) == 0;
 }
 
-Io& io_of(TaskSystem& sys) {
+bool start_io(TaskSystem& sys, std::string* why) {
   Runtime& rt = sys.runtime();
-  if (rt.io() == nullptr) rt.set_io(sys.blocking() ? make_blocking_io() : make_evented_io(rt.loop()));
-  return *rt.io();
+  if (rt.io() != nullptr) return true;
+  if (sys.blocking()) {
+    rt.set_io(make_blocking_io());
+  } else if (rt.uring()) {
+    std::unique_ptr<Io> io = make_uring_io(rt.loop(), why);
+    if (io == nullptr) return false;
+    rt.set_io(std::move(io));
+  } else {
+    rt.set_io(make_evented_io(rt.loop()));
+  }
+  return true;
+}
+
+Io& io_of(TaskSystem& sys) {
+  std::string why;
+  if (!start_io(sys, &why)) {
+    // The command line started it already; a runtime made elsewhere (an
+    // embedder) that asked for uring without checking ends here.
+    std::fprintf(stderr, "evo: --io=uring: %s\n", why.c_str());
+    std::exit(1);
+  }
+  return *sys.runtime().io();
 }
 
 }  // namespace evo

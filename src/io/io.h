@@ -4,7 +4,9 @@
 //   evented   libuv: an operation starts, its task suspends, a libuv
 //             callback finishes it (src/io/evented_io.cpp)
 //   blocking  plain system calls, poll() for deadlines (src/io/blocking_io.cpp)
-//   io_uring  later (issue 14): one more implementation of this interface
+//   uring     io_uring: operations submitted to a ring in batches, their
+//             completions reaped on the loop (src/io/uring_io.cpp, issue 14;
+//             what is not on the ring yet is the evented Io's: docs/io.md)
 //
 // Each call says whether its caller can wait (`wait`): a task that can yield
 // can; the main chunk outside a task, a finalizer or a callback cannot. An Io
@@ -160,7 +162,7 @@ struct ListenSpec {
 class Io {
  public:
   virtual ~Io() = default;
-  [[nodiscard]] virtual const char* name() const = 0;  // "evented", "blocking"
+  [[nodiscard]] virtual const char* name() const = 0;  // "evented", "blocking", "uring"
 
   // A transport over the process's standard stream fd (0, 1 or 2), which it
   // never closes. Evented: a libuv stream on a description of its own of the
@@ -191,8 +193,10 @@ class Io {
   virtual IoOp* work(std::function<void()> job, bool wait, std::function<void()> done) = 0;
 
   // open, read or write, close as one work() job: one trip to the thread
-  // pool instead of four (src/io/files.cpp).
-  IoOp* file(FileOp op, std::string path, std::string data, bool wait, std::function<void(FileResult)> done);
+  // pool instead of four (src/io/files.cpp); the uring Io submits the
+  // steps to its ring instead.
+  virtual IoOp* file(FileOp op, std::string path, std::string data, bool wait,
+                     std::function<void(FileResult)> done);
 };
 
 class TaskSystem;
@@ -201,14 +205,20 @@ class TaskSystem;
 // is not an IP address (names are resolved by connect, or by dns).
 bool parse_ip(const char* host, int port, sockaddr_storage* out);
 
-// The Io of this run: made at its first use, the evented or the blocking
-// one as the run's Io mode (--io) says, and kept by the Runtime.
+// The Io of this run: made at its first use, the evented, blocking or
+// uring one as the run's Io mode (--io) says, and kept by the Runtime.
 Io& io_of(TaskSystem& sys);
+// Makes the run's Io now: false, with *why, when the mode asked for cannot
+// be had here (--io=uring on a kernel without io_uring). The command line
+// calls it at start, so such a run fails before the script runs.
+bool start_io(TaskSystem& sys, std::string* why);
 
 std::unique_ptr<Io> make_evented_io(uv_loop_t* loop);
 // The evented Io's listener, for an engine driven by the loop's callbacks in
 // every Io mode (the HTTP server: its handlers are tasks or events).
 std::unique_ptr<IoListener> listen_on_loop(uv_loop_t* loop, const ListenSpec& spec, int* status);
 std::unique_ptr<Io> make_blocking_io();
+// The uring Io on loop, or nullptr with *why (src/io/uring_io.cpp).
+std::unique_ptr<Io> make_uring_io(uv_loop_t* loop, std::string* why);
 
 }  // namespace evo

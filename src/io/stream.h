@@ -75,6 +75,8 @@ class Stream final : public TransportUser {
   [[nodiscard]] bool closed() const { return closed_; }
   [[nodiscard]] int fd() const { return t_->fd(); }
   [[nodiscard]] uv_stream_t* uv_stream() const { return t_->uv_stream(); }
+  // Whether the stream keeps the process alive (Transport::set_ref).
+  void set_ref(bool on) { t_->set_ref(on); }
   void set_timeouts(double read_seconds, double write_seconds);
   void set_high_water(size_t bytes) { high_water_ = bytes; }
   [[nodiscard]] size_t buffered() const { return t_->buffered(); }

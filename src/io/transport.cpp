@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -90,6 +91,15 @@ Transport::Transport(UvStreamHandle* handle) : handle_(handle) {
   handle_->owner = this;
   uv_os_fd_t fd = -1;
   if (uv_fileno(handle_->uv_handle(), &fd) == 0) fd_ = fd;
+  if (ring_reads != nullptr && fd_ >= 0 && handle_->kind() != UvStreamHandle::Kind::Tty &&
+      uv_is_readable(handle_->stream()) != 0) {
+    // Readable sockets only: a pipe keeps libuv's reads, and a child's
+    // stdin (a socketpair libuv made write-only) refuses them as libuv does.
+    struct stat st {};
+    bool socket =
+        handle_->kind() == UvStreamHandle::Kind::Tcp || (::fstat(fd_, &st) == 0 && S_ISSOCK(st.st_mode));
+    if (socket) ring_ = ring_reads->attach(this, fd_);
+  }
 }
 
 Transport::Transport(int fd) : fd_(fd), owns_fd_(true) {}
@@ -106,6 +116,10 @@ void Transport::close() {
   if (closed_) return;
   closed_ = true;
   reading_ = false;
+  if (ring_ != nullptr) {
+    ring_->detach();  // frees itself once the kernel is done with its buffers
+    ring_ = nullptr;
+  }
   if (file_) finish_file(UV_ECANCELED, true);
   if (handle_ != nullptr) {
     handle_->close();  // a write in flight completes with UV_ECANCELED first
@@ -113,6 +127,17 @@ void Transport::close() {
     ::close(fd_);
   }
   fd_ = -1;
+}
+
+void Transport::set_ref(bool on) {
+  if (handle_ == nullptr) return;
+  auto* h = handle_->uv_handle();
+  if (on) {
+    uv_ref(h);
+  } else {
+    uv_unref(h);
+  }
+  if (ring_ != nullptr) ring_->set_ref(on);
 }
 
 void Transport::on_handle_closed() {
@@ -163,6 +188,21 @@ void Transport::trim() {
 
 void Transport::set_reading(bool on) {
   if (handle_ == nullptr || closed_ || on == reading_) return;
+  if (ring_ != nullptr) {
+    reading_ = on && !eof_ && read_error_ == 0;
+    // Input (or the end) that came in while not reading: told from the
+    // loop, as any input.
+    if (on && unnotified_) ring_->notify_soon();
+    if (!reading_) {
+      if (ring_armed_) ring_->pause();
+      return;
+    }
+    if (!ring_armed_) {
+      ring_armed_ = true;
+      ring_->start();
+    }
+    return;
+  }
   if (!on) {
     uv_read_stop(handle_->stream());
     reading_ = false;
@@ -195,6 +235,58 @@ void Transport::on_read(ssize_t nread, const char* data) {
   if (user_ != nullptr) user_->on_input();
 }
 
+// ----------------------------------------------------- reads through the ring
+
+void Transport::tell_input() {
+  if (!reading_) {
+    unnotified_ = true;  // a receive that was still in the kernel when reading stopped
+    return;
+  }
+  unnotified_ = false;
+  if (user_ != nullptr) user_->on_input();
+}
+
+void Transport::on_ring_data(const char* data, size_t n) {
+  if (closed_) return;
+  absorb(data, n);
+  tell_input();
+}
+
+void Transport::on_ring_final(int status) {
+  ring_armed_ = false;
+  if (closed_) return;
+  if (status <= 0 && !eof_ && read_error_ == 0) {
+    // The end of input or an error, as libuv's read callback reports them.
+    if (status == 0) {
+      eof_ = true;
+    } else {
+      read_error_ = status;
+    }
+    bool was_reading = reading_;
+    reading_ = false;
+    if (!was_reading) {
+      unnotified_ = true;
+      return;
+    }
+    unnotified_ = false;
+    if (user_ != nullptr) user_->on_input();  // last: the user may let go of this transport
+    return;
+  }
+  // Stopped without an end (paused, out of buffers): on again if wanted.
+  if (reading_ && !at_end()) {
+    ring_armed_ = true;
+    ring_->start();
+  }
+}
+
+void Transport::on_ring_notify() {
+  // Reading again, or asked to while the end was already in: the end is
+  // told once, as libuv's read callback tells it.
+  if (closed_ || !unnotified_ || (!reading_ && !at_end())) return;
+  unnotified_ = false;
+  if (user_ != nullptr) user_->on_input();
+}
+
 // Bytes from the wire into the input (decrypted under TLS; handshake
 // replies and alerts go straight out).
 void Transport::absorb(const char* data, size_t n) {
@@ -223,6 +315,12 @@ void Transport::absorb(const char* data, size_t n) {
 
 bool Transport::read_now() {
   if (fd_ < 0) return true;
+  if (ring_ != nullptr && ring_armed_) {
+    // A receive in the kernel would race this read: stop it first.
+    reading_ = false;
+    ring_->settle();
+    if (buffered() > 0 || at_end()) return true;
+  }
   char chunk[64 * 1024];
   ssize_t got = ::read(fd_, chunk, sizeof(chunk));
   if (got > 0) {
@@ -237,7 +335,13 @@ bool Transport::read_now() {
   return true;
 }
 
-bool Transport::wait_fd(bool writable, double timeout) const {
+bool Transport::wait_fd(bool writable, double timeout) {
+  if (!writable && ring_ != nullptr && ring_armed_) {
+    // A receive in the kernel would take what poll() waits for.
+    reading_ = false;
+    ring_->settle();
+    if (buffered() > 0 || at_end()) return true;
+  }
   for (;;) {
     pollfd pfd{fd_, static_cast<short>(writable ? POLLOUT : POLLIN), 0};
     int r = ::poll(&pfd, 1, ms_of(timeout));

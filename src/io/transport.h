@@ -79,8 +79,36 @@ class TransportUser {
   ~TransportUser() = default;
 };
 
+// The seam for reads that io_uring carries (--io=uring, src/io/uring_io.cpp):
+// an evented socket transport reads through a RingRead instead of
+// uv_read_start when the run's Io installed RingReads. Writes, shutdown and
+// close stay on the libuv handle. The RingRead owns the receive's memory
+// and outlives the transport until the kernel is done with it.
+class RingRead {
+ public:
+  virtual void start() = 0;           // a (multishot) receive into the transport
+  virtual void pause() = 0;           // asks the kernel to stop it (on_ring_stopped follows)
+  virtual void settle() = 0;          // pause, and wait here until it stopped
+  virtual void notify_soon() = 0;     // on_ring_notify from the loop, soon
+  virtual void detach() = 0;          // the transport is gone: pause, tell it nothing more
+  virtual void set_ref(bool on) = 0;  // whether a receive keeps the loop alive
+ protected:
+  ~RingRead() = default;
+};
+
+class RingReads {
+ public:
+  virtual RingRead* attach(Transport* t, int fd) = 0;
+
+ protected:
+  ~RingReads() = default;
+};
+
 class Transport {
  public:
+  // Set by the uring Io for its run (nullptr otherwise).
+  static inline RingReads* ring_reads = nullptr;
+
   // Over an open libuv stream handle (the evented Io mode; taken over).
   explicit Transport(UvStreamHandle* handle);
   // Over a plain descriptor (the blocking Io mode; closed with the transport).
@@ -98,6 +126,9 @@ class Transport {
   [[nodiscard]] int fd() const { return fd_; }
   [[nodiscard]] uv_stream_t* uv_stream() const { return handle_ != nullptr ? handle_->stream() : nullptr; }
   [[nodiscard]] uv_loop_t* loop() const;
+  // Whether the transport keeps the loop alive (libuv's handle ref; an
+  // idle pooled client connection does not), reads through the ring too.
+  void set_ref(bool on);
   // Closes the socket (a write in flight is abandoned; a file send ends
   // with UV_ECANCELED).
   void close();
@@ -120,7 +151,7 @@ class Transport {
   bool read_now();
   // Waits up to timeout seconds (<= 0: for ever) for the descriptor to be
   // readable (or writable); false on timeout.
-  bool wait_fd(bool writable, double timeout) const;
+  bool wait_fd(bool writable, double timeout);
   // Releases the input buffer's memory when it is empty and large (an idle
   // connection keeps no peak-sized buffer).
   void trim();
@@ -180,6 +211,16 @@ class Transport {
   void on_shutdown(int status);
   void on_handle_closed();
   void release();
+  // ---- from a RingRead's completions
+  void on_ring_data(const char* data, size_t n);
+  // No receive is in the kernel any more: status 0 the end of input, < 0 a
+  // libuv status, > 0 stopped without an end (paused, out of buffers).
+  void on_ring_final(int status);
+  void on_ring_notify();
+  void forget_ring() {  // the ring is gone: nothing more is read
+    ring_ = nullptr;
+    ring_armed_ = false;
+  }
 
   static constexpr size_t kCompactAt = size_t{16} * 1024;
   static constexpr size_t kFileChunk = size_t{64} * 1024;    // read for TLS or a full socket
@@ -207,7 +248,12 @@ class Transport {
   void start_write(size_t limit = SIZE_MAX);
   int write_out(bool try_now, bool call_back);
 
+  void tell_input();
+
   UvStreamHandle* handle_ = nullptr;
+  RingRead* ring_ = nullptr;  // reads through io_uring
+  bool ring_armed_ = false;   // a receive is in the kernel
+  bool unnotified_ = false;   // input came while not reading: the user is told on the next start
   TransportUser* user_ = nullptr;
   int fd_ = -1;
   bool owns_fd_ = false;

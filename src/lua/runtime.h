@@ -25,6 +25,7 @@ class Io;  // src/io/io.h: made by io_of() at its first use
 struct RuntimeOptions {
   bool debug = false;      // --debug or EVO_DEBUG=1: default event handlers print
   bool blocking = false;   // --io=blocking or EVO_IO=blocking: every call is a plain syscall
+  bool uring = false;      // --io=uring or EVO_IO=uring: the evented model on io_uring (docs/io.md)
   std::string script_dir;  // directory of the main script, searched by require
   bool no_env = false;     // -E: package.path and cpath ignore LUA_PATH and LUA_CPATH
 };
@@ -44,6 +45,7 @@ class Runtime {
   [[nodiscard]] lua_State* L() const { return L_; }
   uv_loop_t* loop() { return loop_.get(); }
   [[nodiscard]] bool debug() const { return options_.debug; }
+  [[nodiscard]] bool uring() const { return options_.uring; }
   void set_debug(bool on) { options_.debug = on; }
 
   // Registry references of the functions on every event's path, made once.

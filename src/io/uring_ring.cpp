@@ -1,0 +1,400 @@
+// The ring (see uring_ring.h): setup and probing, batched submission from
+// a prepare handle, reaping from an eventfd watched by libuv, the provided
+// buffer ring, and the drain at exit.
+#include "io/uring_ring.h"
+
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstddef>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <utility>
+
+namespace evo::uring {
+namespace {
+
+// user_data: the operation's address with the entry's tag in the low bits
+// (operations are at least 8-byte aligned).
+uint64_t pack(RingOp* op, uint8_t tag) { return reinterpret_cast<uintptr_t>(op) | tag; }
+RingOp* op_of(uint64_t user_data) { return reinterpret_cast<RingOp*>(user_data & ~uint64_t{7}); }
+uint8_t tag_of(uint64_t user_data) { return static_cast<uint8_t>(user_data & 7); }
+
+// What the kernel says about io_uring_disabled (0 allowed, 1 privileged
+// only, 2 off), or -1 when it does not say.
+int disabled_sysctl() {
+  std::ifstream f("/proc/sys/kernel/io_uring_disabled");
+  int v = -1;
+  if (!(f >> v)) return -1;
+  return v;
+}
+
+std::string setup_failure(int err) {
+  std::string why = std::string("io_uring_setup failed: ") + std::strerror(err);
+  if (err == ENOSYS) return why + " (this kernel has no io_uring)";
+  if (err == EPERM || err == EACCES) {
+    int d = disabled_sysctl();
+    if (d > 0) return why + " (disabled by /proc/sys/kernel/io_uring_disabled=" + std::to_string(d) + ")";
+    return why + " (forbidden here: a seccomp filter or a container policy)";
+  }
+  return why;
+}
+
+const char* opcode_name(unsigned op) {
+  switch (op) {
+    case IORING_OP_NOP:
+      return "nop";
+    case IORING_OP_READ:
+      return "read";
+    case IORING_OP_WRITE:
+      return "write";
+    case IORING_OP_OPENAT:
+      return "openat";
+    case IORING_OP_CLOSE:
+      return "close";
+    case IORING_OP_STATX:
+      return "statx";
+    case IORING_OP_RECV:
+      return "recv";
+    case IORING_OP_SEND:
+      return "send";
+    case IORING_OP_ACCEPT:
+      return "accept";
+    case IORING_OP_CONNECT:
+      return "connect";
+    case IORING_OP_ASYNC_CANCEL:
+      return "cancel";
+    case IORING_OP_LINK_TIMEOUT:
+      return "link_timeout";
+    case IORING_OP_TIMEOUT:
+      return "timeout";
+    case IORING_OP_FSYNC:
+      return "fsync";
+    case IORING_OP_SHUTDOWN:
+      return "shutdown";
+    default:
+      return nullptr;
+  }
+}
+
+// The opcodes this Io submits: a kernel without one of them is refused at
+// start rather than failing an operation later.
+constexpr uint8_t kNeeded[] = {IORING_OP_NOP,   IORING_OP_READ,  IORING_OP_WRITE, IORING_OP_OPENAT,
+                               IORING_OP_CLOSE, IORING_OP_STATX, IORING_OP_RECV,  IORING_OP_ASYNC_CANCEL};
+
+}  // namespace
+
+std::string probe() {
+  io_uring ring{};
+  int rc = io_uring_queue_init(4, &ring, 0);
+  if (rc < 0) return setup_failure(-rc);
+  std::string why;
+  io_uring_probe* p = io_uring_get_probe_ring(&ring);
+  if (p == nullptr) {
+    why = "the kernel cannot list its io_uring opcodes (IORING_REGISTER_PROBE)";
+  } else {
+    for (uint8_t op : kNeeded) {
+      if (io_uring_opcode_supported(p, op) == 0) {
+        why = std::string("this kernel's io_uring lacks the ") + opcode_name(op) + " operation";
+        break;
+      }
+    }
+    io_uring_free_probe(p);
+  }
+  io_uring_queue_exit(&ring);
+  return why;
+}
+
+// ----------------------------------------------------------------- handles
+
+struct Ring::Handles {
+  uv_prepare_t prepare{};
+  uv_poll_t poll{};
+  Ring* ring = nullptr;
+  int open = 0;  // handles not yet closed; the holder is freed at 0
+
+  static Handles* of(uv_prepare_t* h) {
+    return reinterpret_cast<Handles*>(reinterpret_cast<char*>(h) - offsetof(Handles, prepare));
+  }
+  static Handles* of(uv_poll_t* h) {
+    return reinterpret_cast<Handles*>(reinterpret_cast<char*>(h) - offsetof(Handles, poll));
+  }
+  static void closed(uv_handle_t* h) {
+    Handles* self =
+        h->type == UV_PREPARE ? of(reinterpret_cast<uv_prepare_t*>(h)) : of(reinterpret_cast<uv_poll_t*>(h));
+    if (--self->open == 0) std::unique_ptr<Handles> gone(self);
+  }
+};
+
+// -------------------------------------------------------------------- Ring
+
+Ring::Ring(uv_loop_t* loop) : loop_(loop) {
+  const char* s = std::getenv("EVO_URING_STATS");
+  print_stats_ = s != nullptr && *s != '\0' && std::strcmp(s, "0") != 0;
+}
+
+std::unique_ptr<Ring> Ring::create(uv_loop_t* loop, std::string* why) {
+  auto r = std::make_unique<Ring>(loop);
+  if (!r->init(why)) return nullptr;
+  return r;
+}
+
+bool Ring::init(std::string* why) {
+  if (std::string p = probe(); !p.empty()) {
+    *why = p;
+    return false;
+  }
+  io_uring_params params{};
+  // SUBMIT_ALL: a batch goes in whole even when one entry of it fails.
+  params.flags = IORING_SETUP_SUBMIT_ALL;
+  int rc = io_uring_queue_init_params(1024, &ring_, &params);
+  if (rc == -EINVAL) {
+    params = io_uring_params{};
+    rc = io_uring_queue_init_params(1024, &ring_, &params);
+  }
+  if (rc < 0) {
+    *why = setup_failure(-rc);
+    return false;
+  }
+  ring_ok_ = true;
+  efd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (efd_ < 0 || io_uring_register_eventfd(&ring_, efd_) != 0) {
+    *why = std::string("cannot signal io_uring completions to an eventfd: ") + std::strerror(errno);
+    return false;
+  }
+  init_buffers();  // without them sockets keep libuv's reads
+  auto h = std::make_unique<Handles>();
+  h->ring = this;
+  if (uv_prepare_init(loop_, &h->prepare) != 0 || uv_poll_init(loop_, &h->poll, efd_) != 0) {
+    *why = "cannot watch the io_uring eventfd from the event loop";
+    return false;
+  }
+  h->open = 2;
+  uv_prepare_start(&h->prepare, on_prepare);
+  uv_unref(reinterpret_cast<uv_handle_t*>(&h->prepare));  // it never keeps the loop alive
+  uv_poll_start(&h->poll, UV_READABLE, on_poll);
+  uv_unref(reinterpret_cast<uv_handle_t*>(&h->poll));  // only while entries are in the kernel
+  handles_ = h.release();                              // freed by the close callbacks
+  return true;
+}
+
+// The provided buffers multishot receives take from: one group of
+// kBuffers buffers of kBufferSize bytes, each handed back as soon as its
+// bytes are copied into a transport's input.
+bool Ring::init_buffers() {
+  buf_ring_bytes_ = kBuffers * sizeof(io_uring_buf);
+  void* mem = ::mmap(nullptr, buf_ring_bytes_, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+  if (mem == MAP_FAILED) return false;
+  io_uring_buf_reg reg{};
+  reg.ring_addr = reinterpret_cast<uintptr_t>(mem);
+  reg.ring_entries = kBuffers;
+  reg.bgid = kGroup;
+  if (io_uring_register_buf_ring(&ring_, &reg, 0) != 0) {
+    ::munmap(mem, buf_ring_bytes_);
+    return false;
+  }
+  buf_ring_ = static_cast<io_uring_buf_ring*>(mem);
+  buffers_ = std::make_unique<char[]>(size_t{kBuffers} * kBufferSize);
+  io_uring_buf_ring_init(buf_ring_);
+  for (uint32_t i = 0; i < kBuffers; ++i) {
+    io_uring_buf_ring_add(buf_ring_, buffers_.get() + size_t{i} * kBufferSize, kBufferSize,
+                          static_cast<uint16_t>(i), io_uring_buf_ring_mask(kBuffers), static_cast<int>(i));
+  }
+  io_uring_buf_ring_advance(buf_ring_, static_cast<int>(kBuffers));
+  return true;
+}
+
+void Ring::recycle(uint16_t id) {
+  io_uring_buf_ring_add(buf_ring_, buffers_.get() + size_t{id} * kBufferSize, kBufferSize, id,
+                        io_uring_buf_ring_mask(kBuffers), 0);
+  io_uring_buf_ring_advance(buf_ring_, 1);
+}
+
+Ring::~Ring() {
+  if (ring_ok_) drain_at_exit();
+  if (print_stats_) std::fprintf(stderr, "evo uring stats: %s\n", stats_line().c_str());
+  if (handles_ != nullptr) {
+    handles_->ring = nullptr;
+    uv_close(reinterpret_cast<uv_handle_t*>(&handles_->prepare), Handles::closed);
+    uv_close(reinterpret_cast<uv_handle_t*>(&handles_->poll), Handles::closed);
+  }
+  if (buf_ring_ != nullptr) {
+    io_uring_unregister_buf_ring(&ring_, kGroup);
+    ::munmap(buf_ring_, buf_ring_bytes_);
+  }
+  if (ring_ok_) io_uring_queue_exit(&ring_);
+  if (efd_ >= 0) ::close(efd_);
+}
+
+// Cancels every entry still in the kernel and waits for all of their
+// completions: the kernel may write into the operations' buffers until
+// then. Nobody is called back (the VM is closed by now).
+void Ring::drain_at_exit() {
+  closing_ = true;
+  while (!backlog_.empty()) {
+    io_uring_cqe copy = backlog_.front();
+    backlog_.pop_front();
+    dispatch(&copy);
+  }
+  if (live_ > 0) {
+    io_uring_sqe* s = sqe(nullptr, kCancelTag);
+    io_uring_prep_cancel64(s, 0, IORING_ASYNC_CANCEL_ANY);
+  }
+  submit();
+  while (live_ > 0) {
+    io_uring_cqe* cqe = nullptr;
+    if (io_uring_wait_cqe(&ring_, &cqe) != 0) break;
+    dispatch(cqe);
+    io_uring_cqe_seen(&ring_, cqe);
+    submit();  // what ops submitted while finishing (a close)
+  }
+}
+
+RingOp* Ring::adopt(std::unique_ptr<RingOp> op) { return op.release(); }
+
+io_uring_sqe* Ring::sqe(RingOp* op, uint8_t tag) {
+  io_uring_sqe* s = io_uring_get_sqe(&ring_);
+  if (s == nullptr) {
+    submit();
+    s = io_uring_get_sqe(&ring_);
+  }
+  // The kernel must make room; with SUBMIT_ALL a submit always drains the
+  // queue, so this holds.
+  io_uring_sqe_set_data64(s, pack(op, tag));
+  ++unsubmitted_;
+  if (op != nullptr) ++op->in_kernel_;
+  ++live_;
+  if ((op == nullptr || op->holds_loop()) && held_++ == 0) update_ref();  // alive until its completion
+  return s;
+}
+
+void Ring::cancel(RingOp* op, uint8_t tag) {
+  if (op->in_kernel_ == 0) return;
+  io_uring_sqe* s = sqe(op, kCancelTag);
+  io_uring_prep_cancel64(s, pack(op, tag), 0);
+}
+
+void Ring::submit() {
+  if (unsubmitted_ == 0) return;
+  // Count what goes out now, by opcode (the entries between the kernel's
+  // head and our tail are the unsubmitted ones).
+  io_uring_sq& sq = ring_.sq;
+  for (unsigned i = sq.sqe_head; i != sq.sqe_tail; ++i) ++stats_[sq.sqes[i & sq.ring_mask].opcode];
+  unsubmitted_ = 0;
+  int rc = io_uring_submit(&ring_);
+  if (rc < 0 && rc != -EBUSY && rc != -EAGAIN) {
+    std::fprintf(stderr, "evo: io_uring_submit failed: %s\n", std::strerror(-rc));
+  }
+  update_ref();
+}
+
+void Ring::update_ref() {
+  if (handles_ == nullptr) return;
+  auto* h = reinterpret_cast<uv_handle_t*>(&handles_->poll);
+  if (held_ > 0 || held_receives_ > 0) {
+    uv_ref(h);
+  } else {
+    uv_unref(h);
+  }
+}
+
+void Ring::hold(int delta) {
+  held_receives_ += delta;
+  if (delta > 0 ? held_receives_ == delta : held_receives_ == 0) update_ref();
+}
+
+void Ring::reap() {
+  // Each completion is marked seen before its operation runs: the
+  // operation may submit (even settle) from on_cqe. What settle() kept
+  // aside came first.
+  for (;;) {
+    io_uring_cqe copy{};
+    if (!backlog_.empty()) {
+      copy = backlog_.front();
+      backlog_.pop_front();
+    } else {
+      io_uring_cqe* cqe = nullptr;
+      if (io_uring_peek_cqe(&ring_, &cqe) != 0 || cqe == nullptr) break;
+      copy = *cqe;
+      io_uring_cqe_seen(&ring_, cqe);
+    }
+    dispatch(&copy);
+  }
+  update_ref();
+}
+
+void Ring::settle(RingOp* op, uint8_t tag) {
+  cancel(op, tag);
+  submit();
+  // The op's own completions may already wait in the backlog.
+  for (auto it = backlog_.begin(); it != backlog_.end() && op->in_kernel_ > 0;) {
+    if (op_of(it->user_data) != op) {
+      ++it;
+      continue;
+    }
+    io_uring_cqe copy = *it;
+    it = backlog_.erase(it);
+    dispatch(&copy);
+  }
+  while (op->in_kernel_ > 0) {
+    io_uring_cqe* cqe = nullptr;
+    if (io_uring_wait_cqe(&ring_, &cqe) != 0) break;
+    io_uring_cqe copy = *cqe;
+    io_uring_cqe_seen(&ring_, cqe);
+    if (op_of(copy.user_data) == op) {
+      dispatch(&copy);
+    } else {
+      backlog_.push_back(copy);
+    }
+  }
+}
+
+void Ring::dispatch(io_uring_cqe* cqe) {
+  RingOp* op = op_of(cqe->user_data);
+  uint8_t tag = tag_of(cqe->user_data);
+  bool last = (cqe->flags & IORING_CQE_F_MORE) == 0;
+  if (last) {
+    --live_;
+    if (op == nullptr || op->holds_loop()) --held_;
+  }
+  if (op == nullptr) return;  // the exit's cancel-everything
+  if (last) --op->in_kernel_;
+  if (tag != kCancelTag) op->on_cqe(tag, cqe->res, cqe->flags);
+  if (op->in_kernel_ == 0 && op->finished()) std::unique_ptr<RingOp> gone(op);
+}
+
+void Ring::on_prepare(uv_prepare_t* h) {
+  Ring* r = Handles::of(h)->ring;
+  if (r == nullptr) return;
+  if (!r->backlog_.empty()) r->reap();  // kept aside by settle(): their eventfd signal may be gone
+  r->submit();
+}
+
+void Ring::on_poll(uv_poll_t* h, int /*status*/, int /*events*/) {
+  Ring* r = Handles::of(h)->ring;
+  if (r == nullptr) return;
+  uint64_t count = 0;
+  while (::read(r->efd_, &count, sizeof(count)) < 0 && errno == EINTR) {
+  }
+  r->reap();
+  r->submit();  // what the completions started goes out in this iteration
+}
+
+std::string Ring::stats_line() const {
+  std::string line;
+  for (unsigned op = 0; op < stats_.size(); ++op) {
+    if (stats_[op] == 0) continue;
+    const char* name = opcode_name(op);
+    if (!line.empty()) line += ' ';
+    line += name != nullptr ? name : ("op" + std::to_string(op)).c_str();
+    line += '=';
+    line += std::to_string(stats_[op]);
+  }
+  return line.empty() ? "none" : line;
+}
+
+}  // namespace evo::uring

@@ -1,0 +1,150 @@
+// Ring: one io_uring instance on Evo's libuv loop (--io=uring, issue 14).
+//
+// How the ring and libuv wait together: the ring signals each completion
+// on an eventfd (io_uring_register_eventfd) that a uv_poll_t watches, so
+// libuv stays the one outer waiter and luv, DNS, child processes, signals
+// and fs watching run as before. Submissions are batched: an operation
+// only fills a submission queue entry, and a uv_prepare_t submits all of
+// them in one io_uring_enter just before the loop blocks. Completions are
+// reaped in the poll callback, so a task woken by one runs in the check
+// phase of the same loop iteration.
+//
+// An operation (RingOp) owns itself while the kernel may still write into
+// it: it is freed only after the last completion of every entry it
+// submitted — a cancelled one included (IORING_OP_ASYNC_CANCEL is asked
+// for, the buffers stay alive until the cancelled entry's completion).
+// At exit the ring cancels whatever is left, waits for every completion
+// and frees the operations without calling anyone.
+#pragma once
+
+#include <liburing.h>
+#include <uv.h>
+
+#include <array>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+
+namespace evo::uring {
+
+// Why io_uring cannot be used here (the kernel lacks it, a sysctl or a
+// seccomp filter forbids it, an opcode Evo needs is missing), or "" when
+// it can.
+std::string probe();
+
+class Ring;
+
+// An operation in flight on the ring. Its completions arrive through
+// on_cqe with the tag it submitted the entry with (several entries of one
+// operation are told apart by tag). It is freed by the ring once finished()
+// is true and no entry of it is left in the kernel.
+class RingOp {
+ public:
+  virtual ~RingOp() = default;
+  RingOp(const RingOp&) = delete;
+  RingOp& operator=(const RingOp&) = delete;
+
+  // A completion: res as the kernel gives it (>= 0, or -errno), flags its
+  // IORING_CQE_F_* flags. Called from the loop (never from a caller's call).
+  virtual void on_cqe(uint8_t tag, int res, uint32_t flags) = 0;
+  // Nothing more will be submitted: the ring frees it once its entries are
+  // all completed.
+  [[nodiscard]] virtual bool finished() const = 0;
+  // Whether its entries keep the loop alive as an active libuv handle
+  // would (a file job does; a socket's receive counts itself through
+  // Ring::hold, as its handle's ref says).
+  [[nodiscard]] virtual bool holds_loop() const { return true; }
+  // Entries of it still in the kernel.
+  [[nodiscard]] uint32_t in_kernel() const { return in_kernel_; }
+
+ protected:
+  RingOp() = default;
+
+ private:
+  friend class Ring;
+  uint32_t in_kernel_ = 0;  // entries submitted whose last completion has not come
+};
+
+// Tags 0..5 are the operation's own; the cancel entries use kCancelTag.
+constexpr uint8_t kCancelTag = 7;
+
+class Ring {
+ public:
+  // A ring on loop, or nullptr with *why set.
+  static std::unique_ptr<Ring> create(uv_loop_t* loop, std::string* why);
+  explicit Ring(uv_loop_t* loop);  // create() sets it up
+  ~Ring();
+  Ring(const Ring&) = delete;
+  Ring& operator=(const Ring&) = delete;
+
+  // Takes an operation over: the ring frees it once finished.
+  RingOp* adopt(std::unique_ptr<RingOp> op);
+  // A submission entry for op (tag: which of its entries), submitted with
+  // the next batch. Never nullptr: a full queue is submitted first.
+  io_uring_sqe* sqe(RingOp* op, uint8_t tag);
+  // Asks the kernel to cancel op's entry with that tag
+  // (IORING_OP_ASYNC_CANCEL, matched by user_data); its completion still
+  // comes, with -ECANCELED or its result.
+  void cancel(RingOp* op, uint8_t tag);
+  // Cancels op's entry with that tag and waits here until the op has no
+  // entry left in the kernel; its completions run now, the others'
+  // completions met meanwhile are kept for the loop (a caller's call never
+  // runs anyone else's callback).
+  void settle(RingOp* op, uint8_t tag);
+  // Submits the batch now (the prepare handle does it before the loop
+  // blocks; a caller about to wait for a completion does it at once).
+  void submit();
+  // Receives armed on referenced handles: they keep the loop alive as an
+  // active libuv handle would (an op's entries do not count for them).
+  void hold(int delta);
+  // The loop is closing: the ring frees ops without calling them back.
+  [[nodiscard]] bool closing() const { return closing_; }
+
+  // ---- the provided buffer ring for socket receives (one group, kGroup)
+  static constexpr uint16_t kGroup = 1;
+  static constexpr uint32_t kBuffers = 256;
+  static constexpr uint32_t kBufferSize = 16 * 1024;
+  [[nodiscard]] bool has_buffers() const { return buf_ring_ != nullptr; }
+  // The bytes of buffer id (from a completion's flags).
+  [[nodiscard]] const char* buffer(uint16_t id) const { return buffers_.get() + size_t{id} * kBufferSize; }
+  // Gives buffer id back to the kernel.
+  void recycle(uint16_t id);
+
+  // Counts of entries submitted, by opcode (EVO_URING_STATS=1 prints them
+  // at exit).
+  [[nodiscard]] uint64_t submitted(uint8_t opcode) const { return stats_[opcode]; }
+  [[nodiscard]] std::string stats_line() const;
+
+ private:
+  bool init(std::string* why);
+  bool init_buffers();
+  void reap();
+  void dispatch(io_uring_cqe* cqe);
+  void update_ref();
+  void drain_at_exit();
+  static void on_prepare(uv_prepare_t* h);
+  static void on_poll(uv_poll_t* h, int status, int events);
+
+  uv_loop_t* loop_;
+  io_uring ring_{};
+  bool ring_ok_ = false;
+  int efd_ = -1;
+  // The two libuv handles live in a holder that libuv frees after their
+  // close callbacks (the Ring may be gone by then).
+  struct Handles;
+  Handles* handles_ = nullptr;
+  std::deque<io_uring_cqe> backlog_;  // reaped by settle() for others
+  uint32_t unsubmitted_ = 0;
+  uint64_t live_ = 0;  // entries whose last completion has not come
+  uint64_t held_ = 0;  // those of them that keep the loop alive
+  int64_t held_receives_ = 0;
+  bool closing_ = false;
+  io_uring_buf_ring* buf_ring_ = nullptr;
+  size_t buf_ring_bytes_ = 0;
+  std::unique_ptr<char[]> buffers_;
+  std::array<uint64_t, 256> stats_{};
+  bool print_stats_ = false;
+};
+
+}  // namespace evo::uring

@@ -1,0 +1,171 @@
+-- --io=uring (docs/io.md): the same script gives the same results as in the
+-- evented mode, the operations moved to the ring really go through it
+-- (EVO_URING_STATS=1 counts the entries submitted, by opcode), cancelled
+-- operations end cleanly, and a kernel that refuses io_uring (here: a real
+-- seccomp filter, installed by Python's ctypes before it execs evo) makes
+-- the run fail at start with a clear message, never fall back.
+local h = require("helpers")
+
+-- "evo uring stats: openat=3 read=2 ..." -> {openat = 3, read = 2, ...}
+local function stats(stderr)
+  local line = stderr:match("evo uring stats: ([^\n]*)")
+  assert.notNil(line, "no stats line in: " .. stderr)
+  local counts = {}
+  for name, n in line:gmatch("(%w+)=(%d+)") do counts[name] = tonumber(n) end
+  return counts
+end
+
+local function run(mode, path, args, env)
+  local argv = {"--io=" .. mode, path}
+  for _, a in ipairs(args or {}) do argv[#argv + 1] = a end
+  return h.runEvo(argv, {env = env or {EVO_URING_STATS = "1", EVO_IO = false}, timeout = 20})
+end
+
+local workload = [[
+local fs, net, task = require("fs"), require("net"), require("task")
+local dir = arg[1]
+for i = 1, 20 do assert(fs.writeFile(dir .. "/f" .. i, string.rep(tostring(i % 10), 4096 + i))) end
+assert(fs.appendFile(dir .. "/f1", "!"))
+local reads = {}
+for i = 1, 20 do reads[i] = task.async(function() return assert(fs.readFile(dir .. "/f" .. i)) end) end
+local total = 0
+for i = 1, 20 do total = total + #reads[i]:await() end
+print("files", total, fs.readFile(dir .. "/f1"):sub(-2))
+print("missing", select(2, fs.readFile(dir .. "/nope")).code)
+print("not a file", fs.readFile(dir) == nil)
+print("proc", #assert(fs.readFile("/proc/self/status")) > 100)
+local server = assert(net.listen({host = "127.0.0.1", port = 0}, function(conn)
+  local line = conn:readLine()
+  conn:write("you said: ", line, "\n", string.rep("z", 100000), "\n")
+end))
+local c = assert(net.connect({host = "127.0.0.1", port = server.port}))
+c:write("hello\n")
+print(c:readLine())
+print(#c:readLine())
+print(c:read())
+c:close()
+server:close()
+print("mode", task.mode())
+]]
+
+describe("evo --io=uring", function()
+  it("gives the evented results, with file reads and socket receives on the ring", function()
+    local script = h.tempFile("workload.lua", workload)
+    local evented = run("evented", script, {h.tempDir()})
+    assert.equal(evented.code, 0, evented.stderr)
+    local uring = run("uring", script, {h.tempDir()})
+    assert.equal(uring.code, 0, uring.stderr)
+    assert.equal(uring.stdout, evented.stdout)
+    assert.match(uring.stdout, "files\t82131\t1!")
+    assert.match(uring.stdout, "missing\tENOENT")
+    assert.match(uring.stdout, "mode\tevented")  -- the wait model is the evented one
+    local n = stats(uring.stderr)
+    -- 22 writes and 21 + 2 reads of files: opened, read and closed on the ring
+    assert.truthy(n.openat >= 44, uring.stderr)
+    assert.truthy(n.read >= 22, uring.stderr)
+    assert.truthy(n.write >= 21, uring.stderr)
+    assert.truthy(n.statx >= 22, uring.stderr)
+    assert.truthy(n.close >= 43, uring.stderr)
+    -- both ends of the connection receive through the ring
+    assert.truthy(n.recv >= 2, uring.stderr)
+    -- the evented run has no ring at all
+    assert.isNil(evented.stderr:find("evo uring stats", 1, true))
+  end)
+
+  it("is chosen by EVO_IO=uring as well", function()
+    local r = h.runEvo({"-e", "print(require('fs').readFile('/proc/self/comm') ~= nil)"},
+      {env = {EVO_IO = "uring", EVO_URING_STATS = "1"}})
+    assert.equal(r.code, 0, r.stderr)
+    -- the main chunk is a task: its read went through the ring
+    assert.truthy((stats(r.stderr).read or 0) >= 1, r.stderr)
+  end)
+
+  it("cancels a file operation stuck in the kernel (a FIFO with no writer) and exits cleanly", function()
+    local dir = h.tempDir()
+    assert.equal(os.execute("mkfifo " .. dir .. "/fifo"), 0)
+    local script = h.tempFile("fifo.lua", [[
+      local fs, task = require("fs"), require("task")
+      local data, err = task.timeout(0.2, fs.readFile, arg[1])
+      print(data, err and err.code)
+      -- the loop goes on: a later read works
+      print(#assert(fs.readFile("/proc/self/comm")) > 0)
+    ]])
+    local r = run("uring", script, {dir .. "/fifo"})
+    assert.equal(r.code, 0, r.stderr)
+    assert.equal(h.lines(r.stdout), {"nil\tTimeout", "true"})
+    assert.truthy((stats(r.stderr).cancel or 0) >= 1, r.stderr)
+  end)
+
+  it("cancels a receive (a read timeout) and reads the rest later, in order", function()
+    local script = h.tempFile("recv.lua", [[
+      local net, task = require("net"), require("task")
+      local server = assert(net.listen({host = "127.0.0.1", port = 0}, function(conn)
+        task.sleep(0.3)
+        for i = 1, 50 do conn:write(("line %d\n"):format(i)) end
+      end))
+      local c = assert(net.connect({host = "127.0.0.1", port = server.port}))
+      c:settimeout(0.05)
+      print(select(2, c:readLine()).code)
+      c:settimeout(0)
+      local got = {}
+      for i = 1, 50 do got[i] = c:readLine() end
+      print(got[1], got[50], #got)
+      c:close()
+      server:close()
+    ]])
+    local r = run("uring", script)
+    assert.equal(r.code, 0, r.stderr)
+    assert.equal(h.lines(r.stdout), {"Timeout", "line 1\tline 50\t50"})
+  end)
+
+  local seccomp = [[
+import ctypes, os, struct, sys
+errno = int(sys.argv[1])
+# Loads the arch and the syscall number; io_uring_setup (425 on x86_64)
+# fails with errno, anything else is allowed.
+def stmt(code, k): return struct.pack("HBBI", code, 0, 0, k)
+def jump(code, k, jt, jf): return struct.pack("HBBI", code, jt, jf, k)
+prog = b"".join([
+  stmt(0x20, 4), jump(0x15, 0xC000003E, 1, 0), stmt(0x06, 0x7FFF0000),
+  stmt(0x20, 0), jump(0x15, 425, 0, 1), stmt(0x06, 0x00050000 | errno), stmt(0x06, 0x7FFF0000)])
+buf = ctypes.create_string_buffer(prog)
+class Fprog(ctypes.Structure):
+  _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+fp = Fprog(len(prog) // 8, ctypes.addressof(buf))
+libc = ctypes.CDLL(None, use_errno=True)
+assert libc.prctl(38, 1, 0, 0, 0) == 0                            # PR_SET_NO_NEW_PRIVS
+assert libc.prctl(22, 2, ctypes.byref(fp), 0, 0) == 0, ctypes.get_errno()  # SECCOMP_MODE_FILTER
+os.execv(sys.argv[2], sys.argv[2:])
+]]
+
+  local function refused(errno, env)
+    local args = {"-c", seccomp, tostring(errno), h.evo}
+    local extra = env and {"-e", "print('ran')"} or {"--io=uring", "-e", "print('ran')"}
+    for _, a in ipairs(extra) do args[#args + 1] = a end
+    return h.spawn("/usr/bin/python3", args, {env = env or {EVO_IO = false}})
+  end
+
+  it("fails at start with a clear message when the kernel says ENOSYS (a seccomp filter here)", function()
+    local r = refused(38)
+    assert.equal(r.code, 1, r.stderr)
+    assert.equal(r.stdout, "")  -- nothing ran: no silent fallback
+    assert.match(r.stderr, "^evo: %-%-io=uring cannot run here: io_uring_setup failed: [^\n]*%(this kernel has no io_uring%)")
+  end)
+
+  it("fails at start when io_uring is forbidden (EPERM), with EVO_IO=uring too", function()
+    local r = refused(1, {EVO_IO = "uring"})
+    assert.equal(r.code, 1, r.stderr)
+    assert.equal(r.stdout, "")
+    assert.match(r.stderr, "cannot run here: io_uring_setup failed: Operation not permitted %(")
+    -- the same filter leaves the evented mode alone
+    local ok = refused(1, {EVO_IO = "evented"})
+    assert.equal(ok.code, 0, ok.stderr)
+    assert.equal(ok.stdout, "ran\n")
+  end)
+
+  it("refuses an unknown mode, naming the three", function()
+    local r = h.runEvo({"--io=ring", "-e", "print(1)"})
+    assert.equal(r.code, 2)
+    assert.match(r.stderr, "'evented', 'blocking' or 'uring', not 'ring'")
+  end)
+end)
