@@ -255,6 +255,17 @@ void Transport::on_ring_data(const char* data, size_t n) {
 void Transport::on_ring_final(int status) {
   ring_armed_ = false;
   if (closed_) return;
+  if (status == 0 && !eof_ && read_error_ == 0 && reading_ && !eof_deferred_) {
+    // The end arrived in the same batch as the input before it. libuv tells
+    // it from a later read callback, after the tasks that input woke have
+    // run (a client that sends a request and shuts its side down gets its
+    // answer, instead of an end seen while its handler runs: "client left").
+    // Do the same: tell it a loop turn later.
+    eof_deferred_ = true;
+    eof_waiting_ = true;
+    ring_->notify_soon();
+    return;
+  }
   if (status <= 0 && !eof_ && read_error_ == 0) {
     // The end of input or an error, as libuv's read callback reports them.
     if (status == 0) {
@@ -280,6 +291,11 @@ void Transport::on_ring_final(int status) {
 }
 
 void Transport::on_ring_notify() {
+  if (eof_waiting_) {
+    eof_waiting_ = false;
+    on_ring_final(0);
+    return;
+  }
   // Reading again, or asked to while the end was already in: the end is
   // told once, as libuv's read callback tells it.
   if (closed_ || !unnotified_ || (!reading_ && !at_end())) return;
