@@ -194,7 +194,11 @@ Spawned spawn_evented(uv_loop_t* loop, const SpawnSpec& spec) {
   }
   out.child = std::make_unique<EventedChild>(NativeHandle::release_to_loop(std::move(ph)));
   for (int i = 0; i < 3; ++i) {
-    if (pipes[i] != nullptr) out.pipes[i] = std::make_unique<Transport>(pipes[i]);
+    // Not through the uring Io's ring: a read from a child's pipe must keep
+    // the loop alive as libuv's does until the end arrives, also after the
+    // child has exited (a ring receive on an unreferenced handle did not, and
+    // `child.stderr:readAll()` found nothing left to wake it).
+    if (pipes[i] != nullptr) out.pipes[i] = std::make_unique<Transport>(pipes[i], false);
   }
   return out;
 }

@@ -87,11 +87,11 @@ void UvStreamHandle::on_closed() {
 
 // ------------------------------------------------------------------ Transport
 
-Transport::Transport(UvStreamHandle* handle) : handle_(handle) {
+Transport::Transport(UvStreamHandle* handle, bool on_ring) : handle_(handle) {
   handle_->owner = this;
   uv_os_fd_t fd = -1;
   if (uv_fileno(handle_->uv_handle(), &fd) == 0) fd_ = fd;
-  if (ring_reads != nullptr && fd_ >= 0 && handle_->kind() != UvStreamHandle::Kind::Tty &&
+  if (on_ring && ring_reads != nullptr && fd_ >= 0 && handle_->kind() != UvStreamHandle::Kind::Tty &&
       uv_is_readable(handle_->stream()) != 0) {
     // Readable sockets only: a pipe keeps libuv's reads, and a child's
     // stdin (a socketpair libuv made write-only) refuses them as libuv does.

@@ -110,7 +110,10 @@ class Transport {
   static inline RingReads* ring_reads = nullptr;
 
   // Over an open libuv stream handle (the evented Io mode; taken over).
-  explicit Transport(UvStreamHandle* handle);
+  // on_ring: reads may go through the uring Io's ring (sockets); a child's
+  // standard streams keep libuv's reads (their socketpair is a pipe to the
+  // script: see process.cpp).
+  explicit Transport(UvStreamHandle* handle, bool on_ring = true);
   // Over a plain descriptor (the blocking Io mode; closed with the transport).
   explicit Transport(int fd);
   ~Transport();

@@ -49,6 +49,24 @@ print("mode", task.mode())
 ]]
 
 describe("evo --io=uring", function()
+  it("reads a child's pipe to its end from the main chunk, after the child has exited", function()
+    -- (A receive on the ring for a child's stderr did not keep the loop
+    -- alive once the child had exited: "nothing left that could wake it".)
+    local script = h.tempFile("pipes.lua", [[
+local process = require("process")
+local out = {}
+for i = 1, 10 do
+  local child = assert(process.spawn("/bin/sh", {"-c", "sleep 0.02; echo err" .. i .. " >&2"},
+    {stdin = "ignore", stdout = "ignore", stderr = "pipe"}))
+  out[#out + 1] = child.stderr:readAll():gsub("\n", "") .. ":" .. child:wait()
+end
+print(table.concat(out, " "))
+]])
+    local r = run("uring", script)
+    assert.equal(r.code, 0, r.stderr)
+    assert.equal(r.stdout, "err1:0 err2:0 err3:0 err4:0 err5:0 err6:0 err7:0 err8:0 err9:0 err10:0\n")
+  end, 30)
+
   it("gives the evented results, with file reads and socket receives on the ring", function()
     local script = h.tempFile("workload.lua", workload)
     local evented = run("evented", script, {h.tempDir()})
