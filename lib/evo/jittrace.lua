@@ -64,7 +64,10 @@ local M = {}
 
 local builtins -- fast-function id -> "string.rep", made at the first abort that needs it
 
-local function builtinName(id)
+-- The names of LuaJIT's built-in (fast) functions by id, from the globals
+-- and the standard libraries. Also the profiler's (src/cli/prof.cpp):
+-- dumpstack says "[builtin#21]" for one it cannot name from the call site.
+function M.builtinNames()
   if not builtins then
     builtins = {}
     local function scan(prefix, t)
@@ -76,11 +79,15 @@ local function builtinName(id)
       end
     end
     scan("", _G)
-    for _, lib in ipairs({ "string", "table", "math", "coroutine", "io", "os", "debug", "bit", "jit" }) do
+    for _, lib in ipairs({ "string", "table", "math", "coroutine", "io", "os", "debug", "bit", "jit", "package" }) do
       if type(_G[lib]) == "table" then scan(lib .. ".", _G[lib]) end
     end
   end
-  return builtins[id] or ("#" .. tostring(id))
+  return builtins
+end
+
+local function builtinName(id)
+  return M.builtinNames()[id] or ("#" .. tostring(id))
 end
 
 local function bytecodeName(op)

@@ -138,26 +138,10 @@ void on_sample(void* data, lua_State* L, int samples, int vmstate) {
   if (count > 0) add(p, vmstate, 0, stack, len, count);
 }
 
-// Names of LuaJIT's built-in (fast) functions by id, from the globals and
-// standard libraries (dumpstack says "[builtin#21]" for one it cannot name
-// from the call site).
-const char kBuiltinNames[] = R"lua(
-local funcinfo = require("jit.util").funcinfo
-local names = {}
-local function scan(prefix, t)
-  for k, v in pairs(t) do
-    if type(k) == "string" and type(v) == "function" then
-      local id = funcinfo(v).ffid
-      if id and not names[id] then names[id] = prefix .. k end
-    end
-  end
-end
-scan("", _G)
-for _, lib in ipairs({"string", "table", "math", "coroutine", "io", "os", "debug", "bit", "jit", "package"}) do
-  if type(_G[lib]) == "table" then scan(lib .. ".", _G[lib]) end
-end
-return names
-)lua";
+// Names of LuaJIT's built-in (fast) functions by id (dumpstack says
+// "[builtin#21]" for one it cannot name from the call site): the table
+// --jit-trace names them from too (lib/evo/jittrace.lua).
+const char kBuiltinNames[] = "return require('evo.jittrace').builtinNames()";
 
 void load_builtin_names(Profiler& p) {
   lua_State* L = p.L;
