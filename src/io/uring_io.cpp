@@ -85,6 +85,7 @@ class RingRecv final : public RingOp, public RingRead {
     if (notify_pending_) return;
     notify_pending_ = true;
     io_uring_prep_nop(ring_.sqe(this, kNotify));
+    update_hold();
   }
   void detach() override {
     t_ = nullptr;
@@ -111,6 +112,7 @@ class RingRecv final : public RingOp, public RingRead {
     if (tag == kNotify) {
       notify_pending_ = false;
       if (live) t_->on_ring_notify();
+      update_hold();
       return;
     }
     if ((flags & IORING_CQE_F_BUFFER) != 0) {
@@ -137,10 +139,12 @@ class RingRecv final : public RingOp, public RingRead {
   RingReadsImpl* owner_;  // nullptr once the Io is gone (the ring frees this)
   Transport* t_;
   int fd_;
-  // Counted in the ring's held receives: armed, for a live transport whose
-  // handle is referenced (an active libuv handle's rule).
+  // Counted in the ring's held receives: armed, or with input or its end
+  // still to be told (notify_soon), for a live transport whose handle is
+  // referenced (an active libuv handle's rule). Without the second, an end
+  // told a turn later found the loop already ended.
   void update_hold() {
-    bool hold = armed_ && ref_ && t_ != nullptr;
+    bool hold = (armed_ || notify_pending_) && ref_ && t_ != nullptr;
     if (hold != held_) ring_.hold(hold ? 1 : -1);
     held_ = hold;
   }

@@ -49,6 +49,30 @@ print("mode", task.mode())
 ]]
 
 describe("evo --io=uring", function()
+  it("reads a socket to its end when the end comes with the last bytes, with nothing else alive", function()
+    -- (An end that arrived in the same batch as the data before it is told a
+    -- loop turn later; until then the loop must stay alive for it.)
+    local net = require("net")
+    local server = assert(net.listen({host = "127.0.0.1", port = 0}, function(conn)
+      conn:write("hello world")
+      conn:close()
+    end))
+    local script = h.tempFile("ends.lua", [[
+local net = require("net")
+local got = {}
+for i = 1, 30 do
+  local c = assert(net.connect({host = "127.0.0.1", port = tonumber(arg[1])}))
+  got[#got + 1] = c:readAll()
+  c:close()
+end
+print(#got, table.concat(got):gsub("hello world", ""), got[30])
+]])
+    local r = run("uring", script, {tostring(server.port)})
+    server:close()
+    assert.equal(r.code, 0, r.stderr)
+    assert.equal(r.stdout, "30\t\t0\thello world\n")
+  end, 30)
+
   it("reads a child's pipe to its end from the main chunk, after the child has exited", function()
     -- (A receive on the ring for a child's stderr did not keep the loop
     -- alive once the child had exited: "nothing left that could wake it".)
