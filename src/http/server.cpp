@@ -789,7 +789,7 @@ void Connection::response_done(Exchange& ex) {
 void Connection::fail_request(int status) {
   std::string& o = t_->output();
   append_status_line(o, status);
-  append_header(o, "Date", server_->date().now());
+  o += server_->date().line();
   append_header(o, "Content-Type", "text/plain; charset=utf-8");
   std::string body = std::to_string(status) + " " + std::string(reason_phrase(status)) + "\n";
   append_header(o, "Content-Length", std::to_string(body.size()));
@@ -1039,7 +1039,7 @@ void Connection::send_head(Exchange& ex) {
   } else {
     append_status_line(o, ex.status, ex.reason);
   }
-  append_header(o, "Date", server_->date().now());
+  o += server_->date().line();
   if (ex.has_length) {
     char digits[24];
     auto [end, ec] = std::to_chars(digits, digits + sizeof(digits), ex.length);

@@ -162,8 +162,14 @@ const std::string& DateCache::at(int64_t unix_seconds) {
     char buf[64];
     size_t n = std::strftime(buf, sizeof(buf), "%a, %d %b %Y %H:%M:%S GMT", &tm);
     value_.assign(buf, n);
+    line_ = "Date: " + value_ + "\r\n";
   }
   return value_;
+}
+
+const std::string& DateCache::line() {
+  now();
+  return line_;
 }
 
 }  // namespace evo::http

@@ -43,6 +43,7 @@ void append_header(std::string& out, std::string_view name, std::string_view val
 class DateCache {
  public:
   const std::string& now();                                    // for the current time
+  const std::string& line();  // "Date: <now>\r\n", the whole header line: one append per response
   const std::string& at(int64_t unix_seconds);                 // for a given second (tests)
   [[nodiscard]] uint64_t formats() const { return formats_; }  // how often it formatted
 
@@ -50,6 +51,7 @@ class DateCache {
   int64_t second_ = -1;
   uint64_t formats_ = 0;
   std::string value_;
+  std::string line_;
 };
 
 }  // namespace evo::http
