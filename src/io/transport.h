@@ -254,9 +254,9 @@ class Transport {
   void tell_input();
 
   UvStreamHandle* handle_ = nullptr;
-  RingRead* ring_ = nullptr;  // reads through io_uring
-  bool ring_armed_ = false;   // a receive is in the kernel
-  bool unnotified_ = false;   // input came while not reading: the user is told on the next start
+  RingRead* ring_ = nullptr;   // reads through io_uring
+  bool ring_armed_ = false;    // a receive is in the kernel
+  bool unnotified_ = false;    // input came while not reading: the user is told on the next start
   bool eof_deferred_ = false;  // the end came with the input before it: told one loop turn later
   bool eof_waiting_ = false;   // ... and that turn has not come yet
   TransportUser* user_ = nullptr;

@@ -144,7 +144,7 @@ void emit_task_raw(Runtime& rt, int object_ref, const char* event, int runner_re
   lua_pushvalue(L, base + 2);  // object
   lua_pushvalue(L, base + 4);  // handler
   lua_pushvalue(L, base + 3);  // event name
-  lua_createtable(L, 0, 8);  // room for a request's fields: no rehash as they are set
+  lua_createtable(L, 0, 8);    // room for a request's fields: no rehash as they are set
   fill(L, arg);
   // From a libuv callback the handler runs at once, up to its first
   // suspension (an answer given at once goes out with the others of this

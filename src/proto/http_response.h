@@ -42,7 +42,7 @@ void append_header(std::string& out, std::string_view name, std::string_view val
 // Cached: formatted once per second whatever the request rate.
 class DateCache {
  public:
-  const std::string& now();                                    // for the current time
+  const std::string& now();   // for the current time
   const std::string& line();  // "Date: <now>\r\n", the whole header line: one append per response
   const std::string& at(int64_t unix_seconds);                 // for a given second (tests)
   [[nodiscard]] uint64_t formats() const { return formats_; }  // how often it formatted

@@ -6,9 +6,7 @@
 namespace evo::flame {
 namespace {
 
-Stacks sample() {
-  return {{"main;a;hot", 6}, {"main;b;hot", 3}, {"main;b", 1}, {"main;rec;rec;rec", 2}};
-}
+Stacks sample() { return {{"main;a;hot", 6}, {"main;b;hot", 3}, {"main;b", 1}, {"main;rec;rec;rec", 2}}; }
 
 TEST(Flamegraph, FoldedIsOneSortedLinePerStack) {
   EXPECT_EQ(folded(sample()), "main;a;hot 6\nmain;b 1\nmain;b;hot 3\nmain;rec;rec;rec 2\n");
