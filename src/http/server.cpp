@@ -160,10 +160,9 @@ bool forbidden_trailer(std::string_view name) {
       "vary",
       "www-authenticate",
   };
-  for (std::string_view f : kNames) {
-    if (f.size() == name.size() && strncasecmp(f.data(), name.data(), f.size()) == 0) return true;
-  }
-  return false;
+  return std::ranges::any_of(kNames, [name](std::string_view f) {
+    return f.size() == name.size() && strncasecmp(f.data(), name.data(), f.size()) == 0;
+  });
 }
 
 }  // namespace
@@ -1277,8 +1276,8 @@ void run_handler_task(Server& server, const std::shared_ptr<Exchange>& ex) {
   // from inside another task it is queued like any new task.
   bool now = sys.resuming == nullptr;
   Task* t = sys.spawn_pooled(L, 5, !now);
-  ex->handler = t;  // until the runner's done(): a client that leaves cancels it
-  sys.hold(t, ex);  // what its res names (ExchangeRef) lives while it runs
+  ex->handler = t;          // until the runner's done(): a client that leaves cancels it
+  TaskSystem::hold(t, ex);  // what its res names (ExchangeRef) lives while it runs
   if (now) sys.run_now(t);
 }
 

@@ -261,7 +261,7 @@ class Connection final : public TransportUser, public ExchangeIo {
   enum class State : uint8_t { Waiting, Body, Responding, Draining, Upgraded, Closing, H2 };
 
   Connection(std::shared_ptr<Server> server, std::unique_ptr<Transport> transport);
-  ~Connection();
+  ~Connection() override;
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
 
@@ -412,7 +412,7 @@ void cancel_handler(Server& server, Exchange& ex);
 // joined per RFC 9110 (", "; "; " for cookie), set-cookie as a list.
 void push_headers(lua_State* L, const Request& req);
 // The same for any field list (a request's trailers).
-void push_fields(lua_State* L, const HeaderList& fields);
+void push_fields(lua_State* L, const HeaderList& headers);
 // Pushes res (a userdata), then the request's method, path and query, for
 // the task runner of lib/http.lua (which makes req from them).
 void push_request(lua_State* L, const std::shared_ptr<Exchange>& ex);

@@ -58,7 +58,7 @@ class TaskSystem {
   // Keeps `what` alive until t's job is over (a pooled task's function
   // returned) or t is gone: what a job's handles in Lua refer to without
   // owning it (a request's exchange), so they need no finalizer.
-  void hold(Task* t, std::shared_ptr<void> what);
+  static void hold(Task* t, std::shared_ptr<void> what);
   static constexpr size_t kMaxIdleCoroutines = 1024;
 
   // Runs the main chunk (function + nargs on the stack of the main state) as a
