@@ -182,4 +182,24 @@ void emit_task_raw(Runtime& rt, int object_ref, const char* event, int runner_re
   if (now) sys.run_now(t);
 }
 
+void emit_task_values_raw(Runtime& rt, int object_ref, const char* event, int values_runner_ref, PushFn push,
+                          int runner_ref, FillFn fill, void* arg, int fields) {
+  TaskSystem& sys = rt.tasks();
+  if (values_runner_ref == LUA_NOREF || sys.blocking() || sys.closed()) {
+    emit_task_raw(rt, object_ref, event, runner_ref, fill, arg, fields);
+    return;
+  }
+  lua_State* L = rt.L();
+  int base = lua_gettop(L);
+  if (!find_handler(rt, object_ref, event, base)) return;
+  lua_replace(L, base + 3);  // message handler, object, handler
+  lua_rawgeti(L, LUA_REGISTRYINDEX, values_runner_ref);
+  lua_insert(L, base + 2);  // message handler, runner, object, handler
+  int n = push(L, arg);
+  bool now = sys.resuming == nullptr;  // as emit_task_raw
+  Task* t = sys.spawn_pooled(L, 2 + n, !now);
+  lua_settop(L, base);
+  if (now) sys.run_now(t);
+}
+
 }  // namespace evo::events

@@ -66,6 +66,33 @@ void emit_task(Runtime& rt, int object_ref, const char* event, int runner_ref, F
       const_cast<void*>(static_cast<const void*>(&fill)), fields);
 }
 
+// Like emit_task, with the payload made in Lua: push(L) pushes the
+// payload's values and returns how many (at most 6), and
+// values_runner(object, handler, values...) makes the payload table itself
+// (it knows the event from its values) and runs the handler as runner
+// would: a table constructor with constant keys costs less than setting
+// each field from C. Wherever emit_task would not start a task
+// (blocking Io mode, no runner, tasks closed) or without a values runner,
+// it is emit_task with fill.
+using PushFn = int (*)(lua_State* L, void* arg);
+void emit_task_values_raw(Runtime& rt, int object_ref, const char* event, int values_runner_ref, PushFn push,
+                          int runner_ref, FillFn fill, void* arg, int fields);
+
+template <class Push, class Fill>
+void emit_task_values(Runtime& rt, int object_ref, const char* event, int values_runner_ref, Push&& push,
+                      int runner_ref, Fill&& fill, int fields) {
+  using P = std::remove_reference_t<Push>;
+  using F = std::remove_reference_t<Fill>;
+  struct Both {
+    P* push;
+    F* fill;
+  } both{&push, &fill};
+  emit_task_values_raw(
+      rt, object_ref, event, values_runner_ref,
+      [](lua_State* L, void* arg) { return (*static_cast<Both*>(arg)->push)(L); }, runner_ref,
+      [](lua_State* L, void* arg) { (*static_cast<Both*>(arg)->fill)(L); }, &both, fields);
+}
+
 // Payload helpers: set a field of the table on top of the stack. While emit
 // fills a payload, the field's name is interned (Runtime::push_interned: no
 // hashing of the name per event) and set with a raw set (the table is new);
