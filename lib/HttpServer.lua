@@ -126,12 +126,71 @@ local function runEvent(self, handler, event, payload)
   byID[id] = nil
 end
 
+local defaultHandler = events.defaultHandler
+local pending = native.pending
+
+local function index(object, key) return object[key] end
+
+-- (Apart from handlerOf: a closure there would keep it from being compiled.)
+local function reportLookupError(self, event, err)
+  pcall(function()
+    reportError(("error in %s:%s handler: %s"):format(className(self), event, describe(err)))
+  end)
+end
+
+-- object[event] as events::emit finds it, or nil when nobody listens (the
+-- silent default). The usual chains (the object, its class, the class's
+-- parent) are read without a loop or a call; any other goes through a
+-- protected lookup, whose error is reported as the handler's.
+local function handlerOf(self, event, debugging)
+  local h = rawget(self, event)
+  if h == nil then
+    local mt = getmetatable(self)
+    if mt ~= nil and rawget(mt, "__index") == mt then
+      h = rawget(mt, event)
+      if h == nil then
+        local pmt = getmetatable(mt)
+        local parent = pmt and rawget(pmt, "__index")
+        if type(parent) == "table" and rawget(parent, "__index") == parent then h = rawget(parent, event) end
+      end
+    end
+    if h == nil then
+      local ok, v = xpcall(index, traceback, self, event)
+      if not ok then
+        reportLookupError(self, event, v)
+        return nil
+      end
+      h = v
+    end
+  end
+  if h == nil or h == defaultHandler then
+    if not debugging then return nil end
+    return defaultHandler
+  end
+  return h
+end
+
 -- The engine runs the handlers of HTTP_REQUEST_STARTED and _FINISHED as
 -- runRequestEvent(self, handler, id, method, path, query [, headers, body])
 -- (events::emit_task_values): the payload is made here, where its keys are
 -- constants, rather than field by field from C. (A request with trailers
--- comes to runEvent with its payload made in C.)
+-- comes to runEvent with its payload made in C.) With no handler, the
+-- request is whole (events::run_task_values, `handler` whether debugging is
+-- on): its STARTED handler, then, if the request still waits for its
+-- answer, its FINISHED handler, both looked up here, in this one task.
 local function runRequestEvent(self, handler, id, method, path, query, headers, body)
+  if handler == false or handler == true then
+    local started = handlerOf(self, STARTED, handler)
+    if started ~= nil then
+      call(self, started, STARTED, {requestID = id, method = method, path = path, query = query})
+      local c = rawget(self, "native")
+      if not (c and pending(c, id)) then return end  -- answered, or its client left
+    end
+    local finished = handlerOf(self, FINISHED, handler)
+    if finished == nil then return end
+    return call(self, finished, FINISHED,
+      {requestID = id, method = method, path = path, query = query, headers = headers, body = body})
+  end
   if headers == nil then
     return runEvent(self, handler, STARTED, {requestID = id, method = method, path = path, query = query})
   end

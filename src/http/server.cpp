@@ -757,8 +757,13 @@ void Connection::dispatch(bool complete) {
 
   if (server_->config().events) {
     server_->pending[ex->id] = ex;
-    emit_started(*server_, *ex);
-    if (complete && current_ == ex) emit_finished(*ex);
+    // A whole request (the usual case): one task runs both its STARTED and
+    // its FINISHED handler, looking them up in Lua. Otherwise one event now
+    // and the other when the body has come.
+    if (!(complete && emit_whole_request(*server_, *ex))) {
+      emit_started(*server_, *ex);
+      if (complete && current_ == ex) emit_finished(*ex);
+    }
   } else {
     run_task(ex);
   }
@@ -952,6 +957,13 @@ void emit_finished(Server& server, Exchange& ex) {
       server.runtime(), server.object_ref, "HTTP_REQUEST_FINISHED", values_runner,
       [e](lua_State* L) { return push_request_values(L, *e, true); }, server.runner_ref,
       [e](lua_State* L) { fill_finished(L, *e); }, 8);
+}
+
+bool emit_whole_request(Server& server, Exchange& ex) {
+  if (!ex.req.trailers.empty()) return false;
+  Exchange* e = &ex;
+  return events::run_task_values(server.runtime(), server.object_ref, server.request_runner_ref,
+                                 [e](lua_State* L) { return push_request_values(L, *e, true); });
 }
 
 void emit_started(Server& server, Exchange& ex) {

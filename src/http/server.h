@@ -415,6 +415,9 @@ void wake_body_reader(Server& server, Exchange& ex);
 // The event style's HTTP_REQUEST_STARTED / HTTP_REQUEST_FINISHED /
 // HTTP_CONNECTION_ABORTED (once per exchange).
 void emit_started(Server& server, Exchange& ex);
+// Both events of a request whose body has come, in one task (the request
+// runner's); false when that cannot be (then emit_started + emit_finished).
+bool emit_whole_request(Server& server, Exchange& ex);
 void emit_finished(Server& server, Exchange& ex);
 void report_abort(Server& server, Exchange& ex);
 // Starts the task-style handler of an exchange.
