@@ -48,18 +48,6 @@ function HttpServer:init(opts)
   self.options = opts or {}
 end
 
-local MAX_REMEMBERED = 4096  -- answered ids remembered, to tell AlreadySent from Closed
-
-local function markSent(self, id)
-  local sent = self.sentIDs
-  if not sent or self.sentCount >= MAX_REMEMBERED then
-    sent = {}
-    self.sentIDs, self.sentCount = sent, 0
-  end
-  sent[id] = true
-  self.sentCount = self.sentCount + 1
-end
-
 ------------------------------------------------- handlers run as tasks
 
 local function className(object)
@@ -85,8 +73,7 @@ local function call(self, handler, event, payload)
   end)
   local id, c = payload.requestID, rawget(self, "native")
   if id and c and event ~= "HTTP_CONNECTION_ABORTED" then
-    local okFail, answered = pcall(native.fail, c, id)
-    if okFail and answered then pcall(markSent, self, id) end
+    pcall(native.fail, c, id)  -- (an answer it gives counts as sent: AlreadySent after it)
   end
 end
 
@@ -100,10 +87,15 @@ local running = setmetatable({}, {__mode = "k"})
 -- (it runs in the same task, right after); one whose request was answered or
 -- whose client left meanwhile is dropped. HTTP_CONNECTION_ABORTED does not
 -- wait: a handler still running learns at once that its client is gone.
+local STARTED, FINISHED = "HTTP_REQUEST_STARTED", "HTTP_REQUEST_FINISHED"
+
 local function runEvent(self, handler, event, payload)
   local id = payload.requestID
   if id == nil or event == "HTTP_CONNECTION_ABORTED" then return call(self, handler, event, payload) end
   local byID = running[self]
+  -- A FINISHED handler with no STARTED handler of its request running needs
+  -- no bookkeeping: none of the request's handlers comes after it.
+  if event == FINISHED and not (byID and byID[id]) then return call(self, handler, event, payload) end
   if not byID then
     byID = {}
     running[self] = byID
@@ -134,6 +126,78 @@ local function runEvent(self, handler, event, payload)
   byID[id] = nil
 end
 
+local defaultHandler = events.defaultHandler
+local pending = native.pending
+
+local function index(object, key) return object[key] end
+
+-- (Apart from handlerOf: a closure there would keep it from being compiled.)
+local function reportLookupError(self, event, err)
+  pcall(function()
+    reportError(("error in %s:%s handler: %s"):format(className(self), event, describe(err)))
+  end)
+end
+
+-- object[event] as events::emit finds it, or nil when nobody listens (the
+-- silent default). The usual chains (the object, its class, the class's
+-- parent) are read without a loop or a call; any other goes through a
+-- protected lookup, whose error is reported as the handler's.
+local function handlerOf(self, event, debugging)
+  local h = rawget(self, event)
+  if h == nil then
+    local mt = getmetatable(self)
+    if mt ~= nil and rawget(mt, "__index") == mt then
+      h = rawget(mt, event)
+      if h == nil then
+        local pmt = getmetatable(mt)
+        local parent = pmt and rawget(pmt, "__index")
+        if type(parent) == "table" and rawget(parent, "__index") == parent then h = rawget(parent, event) end
+      end
+    end
+    if h == nil then
+      local ok, v = xpcall(index, traceback, self, event)
+      if not ok then
+        reportLookupError(self, event, v)
+        return nil
+      end
+      h = v
+    end
+  end
+  if h == nil or h == defaultHandler then
+    if not debugging then return nil end
+    return defaultHandler
+  end
+  return h
+end
+
+-- The engine runs the handlers of HTTP_REQUEST_STARTED and _FINISHED as
+-- runRequestEvent(self, handler, id, method, path, query [, headers, body])
+-- (events::emit_task_values): the payload is made here, where its keys are
+-- constants, rather than field by field from C. (A request with trailers
+-- comes to runEvent with its payload made in C.) With no handler, the
+-- request is whole (events::run_task_values, `handler` whether debugging is
+-- on): its STARTED handler, then, if the request still waits for its
+-- answer, its FINISHED handler, both looked up here, in this one task.
+local function runRequestEvent(self, handler, id, method, path, query, headers, body)
+  if handler == false or handler == true then
+    local started = handlerOf(self, STARTED, handler)
+    if started ~= nil then
+      call(self, started, STARTED, {requestID = id, method = method, path = path, query = query})
+      local c = rawget(self, "native")
+      if not (c and pending(c, id)) then return end  -- answered, or its client left
+    end
+    local finished = handlerOf(self, FINISHED, handler)
+    if finished == nil then return end
+    return call(self, finished, FINISHED,
+      {requestID = id, method = method, path = path, query = query, headers = headers, body = body})
+  end
+  if headers == nil then
+    return runEvent(self, handler, STARTED, {requestID = id, method = method, path = path, query = query})
+  end
+  return runEvent(self, handler, FINISHED,
+    {requestID = id, method = method, path = path, query = query, headers = headers, body = body})
+end
+
 -- StartListening(port [, host]) -> self | nil, err
 function HttpServer:StartListening(port, host)
   args.port(1, "StartListening", port, 0)
@@ -145,7 +209,7 @@ function HttpServer:StartListening(port, host)
   local terr
   opts, terr = require("evo.httptls")(opts)
   if not opts then return nil, terr end
-  local core, err = native.serve(self, opts, nil, runEvent)
+  local core, err = native.serve(self, opts, nil, runEvent, runRequestEvent)
   if not core then return nil, err end
   self.native = core
   self.port = native.port(core)
@@ -171,14 +235,29 @@ end
 local function isServer(s) return events.isInstance(s, HttpServer) end
 local function method(name, fn, ...) return args.method(name, fn, isServer, "HttpServer", ...) end
 
+-- The methods of every response (WriteStatus, WriteHeader, SendResponse)
+-- are written out rather than made by method(): the same checks and
+-- messages, without the wrapper's varargs and extra call on every request.
+local isInstance, fail, badSelf = events.isInstance, args.fail, args.badSelf
+local writeStatus, writeHeader, sendResponse = native.writeStatus, native.writeHeader, native.sendResponse
+
 -- WriteStatus(id, "404 Not Found" | 404) -> true | nil, err (the connection is gone)
-HttpServer.WriteStatus = method("WriteStatus", function(self, id, status)
-  return native.writeStatus(core(self, "WriteStatus"), id, status)
-end, "number", "number|string")
+function HttpServer.WriteStatus(self, id, status)
+  if not isInstance(self, HttpServer) then badSelf("WriteStatus", "HttpServer", self) end
+  if type(id) ~= "number" then fail(1, "WriteStatus", "number", id) end
+  local t = type(status)
+  if t ~= "number" and t ~= "string" then fail(2, "WriteStatus", "number", status) end
+  return writeStatus(core(self, "WriteStatus"), id, status)
+end
 -- WriteHeader(id, name, value) -> true | nil, err
-HttpServer.WriteHeader = method("WriteHeader", function(self, id, name, value)
-  return native.writeHeader(core(self, "WriteHeader"), id, name, value)
-end, "number", "string", "string|number|table")
+function HttpServer.WriteHeader(self, id, name, value)
+  if not isInstance(self, HttpServer) then badSelf("WriteHeader", "HttpServer", self) end
+  if type(id) ~= "number" then fail(1, "WriteHeader", "number", id) end
+  if type(name) ~= "string" then fail(2, "WriteHeader", "string", name) end
+  local t = type(value)
+  if t ~= "string" and t ~= "number" and t ~= "table" then fail(3, "WriteHeader", "string", value) end
+  return writeHeader(core(self, "WriteHeader"), id, name, value)
+end
 -- WriteTrailer(id, name, value) -> true | nil, err: a field sent after the
 -- body (res:trailer's rules).
 HttpServer.WriteTrailer = method("WriteTrailer", function(self, id, name, value)
@@ -217,19 +296,13 @@ end, "number", "string|number")
 -- and the end. err.code: "AlreadySent" (this request was answered; the
 -- last 4096 answered ids are remembered), "Closed" (the client left, or no
 -- such request).
-HttpServer.SendResponse = method("SendResponse", function(self, id, body)
-  local c = core(self, "SendResponse")
-  local sent = self.sentIDs
-  if sent and sent[id] then
-    return nil, errors.new("AlreadySent", ("the response to request %s was already sent"):format(tostring(id)))
-  end
-  local ok, err = native.sendResponse(c, id, body)
-  if ok then
-    markSent(self, id)
-    return ok
-  end
-  return nil, err
-end, "number", "string|number?")
+function HttpServer.SendResponse(self, id, body)
+  if not isInstance(self, HttpServer) then badSelf("SendResponse", "HttpServer", self) end
+  if type(id) ~= "number" then fail(1, "SendResponse", "number", id) end
+  local t = type(body)
+  if t ~= "string" and t ~= "number" and t ~= "nil" then fail(2, "SendResponse", "string", body) end
+  return sendResponse(core(self, "SendResponse"), id, body)
+end
 ------------------------------------------------- the web-app kit
 
 local kit = require("evo.webkit")

@@ -40,6 +40,8 @@ constexpr const char* kResMeta = "evo.HttpResponse";
 thread_local int g_res_meta_ref = LUA_NOREF;
 
 struct ServerBox {
+  static constexpr uint64_t kMagic = 0x5652535f6f7665ULL;  // "evo_SRV"
+  uint64_t magic = kMagic;
   std::shared_ptr<Server> server;
 };
 
@@ -81,7 +83,15 @@ Exchange& exchange_of(const ResBox* box) {
   return ex != nullptr ? *ex : gone_exchange();
 }
 
+// A server core argument. The event style's natives take one per call: a
+// full userdata of ServerBox's size with its magic number is one (as
+// check_res tells a res), without luaL_checkudata's lookup of the metatable
+// by name; anything else gets luaL_checkudata's own check and message.
 Server* check_server(lua_State* L, int idx) {
+  if (lua_type(L, idx) == LUA_TUSERDATA && lua_objlen(L, idx) == sizeof(ServerBox)) {
+    auto* box = static_cast<ServerBox*>(lua_touserdata(L, idx));
+    if (box->magic == ServerBox::kMagic) return box->server.get();
+  }
   return static_cast<ServerBox*>(luaL_checkudata(L, idx, kServerMeta))->server.get();
 }
 
@@ -209,12 +219,14 @@ double opt_number(lua_State* L, int idx, const char* key, double dflt) {
   return v;
 }
 
-// serve(object, opts, handler|nil, runner|nil) -> server | nil, err
+// serve(object, opts, handler|nil, runner|nil, requestRunner|nil) -> server | nil, err
 // Task style: runner(handler, res, method, path, query) runs each request's
 // handler in a pooled task. Event style (no handler): runner(object,
 // handler, EVENT, payload) runs each event handler in a pooled task
 // (events::emit_task); without a runner the handlers are called straight
-// from the engine's callbacks.
+// from the engine's callbacks. requestRunner(object, handler, id, method,
+// path, query [, headers, body]) runs HTTP_REQUEST_STARTED's (four values)
+// and HTTP_REQUEST_FINISHED's handlers, making their payloads in Lua.
 int l_serve(lua_State* L) {
   luaL_checktype(L, 2, LUA_TTABLE);
   ServerConfig cfg;
@@ -269,8 +281,12 @@ int l_serve(lua_State* L) {
   if (lua_isfunction(L, 4)) {  // the event style's runner: its handlers run as tasks
     lua_pushvalue(L, 4);
     server->runner_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    if (cfg.events && lua_isfunction(L, 5)) {
+      lua_pushvalue(L, 5);
+      server->request_runner_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
   }
-  new (lua_newuserdata(L, sizeof(ServerBox))) ServerBox{std::move(server)};
+  new (lua_newuserdata(L, sizeof(ServerBox))) ServerBox{ServerBox::kMagic, std::move(server)};
   luaL_getmetatable(L, kServerMeta);
   lua_setmetatable(L, -2);
   return 1;
@@ -918,18 +934,38 @@ int l_ev_fail(lua_State* L) {
   ex->status = 500;
   ex->reason.clear();
   ex->head = "Content-Type: text/plain; charset=utf-8\r\n";
+  server->note_answered(ex->id);
   c->send_whole(*ex, "500 Internal Server Error\n");
   lua_pushboolean(L, 1);
   return 1;
 }
 
-// sendResponse(server, id, body): the whole body (or the last chunk) and the end
+// nil, err for a request that does not wait for its response: AlreadySent
+// when the id at `idx` is one answered lately (Server::answered), else Closed.
+int push_not_pending(lua_State* L, Server* server, int idx) {
+  lua_Number n = lua_tonumber(L, idx);
+  bool answered = n >= 1 && n <= 4294967295.0 && n == static_cast<lua_Number>(static_cast<uint32_t>(n)) &&
+                  server->answered(static_cast<uint32_t>(n));
+  if (!answered) return push_closed(L);
+  lua_pushnil(L);
+  lua_pushvalue(L, idx);
+  std::string message = "the response to request ";
+  message += lua_tostring(L, -1);  // as Lua's tostring writes the number
+  message += " was already sent";
+  lua_pop(L, 1);
+  errors::push_error(L, "AlreadySent", message);
+  return 2;
+}
+
+// sendResponse(server, id, body) -> true | nil, err: the whole body (or the
+// last chunk) and the end. err.code: AlreadySent (answered lately), Closed.
 int l_ev_send(lua_State* L) {
   Server* server = check_server(L, 1);
   Exchange* ex = pending_exchange(L, server, 2);
   size_t len = 0;
   const char* body = lua_isnoneornil(L, 3) ? "" : luaL_checklstring(L, 3, &len);
-  if (ex == nullptr || ex->conn == nullptr) return push_closed(L);
+  if (ex == nullptr || ex->conn == nullptr) return push_not_pending(L, server, 2);
+  server->note_answered(ex->id);
   std::shared_ptr<Exchange> keep = server->pending[ex->id];  // finish() drops it from the table
   if (!ex->headers_sent) {
     ex->conn->send_whole(*ex, std::string_view(body, len));

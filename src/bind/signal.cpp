@@ -68,10 +68,13 @@ class Signal final : public TwinHandle {
  private:
   static void on_signal(uv_signal_t* s, int signum) {
     auto* self = static_cast<Signal*>(NativeHandle::from(reinterpret_cast<uv_handle_t*>(s)));
-    self->emit("SIGNAL_RECEIVED", [signum](lua_State* L) {
-      events::field(L, "signal", signal_name(signum));
-      events::field(L, "signum", static_cast<double>(signum));
-    });
+    self->emit(
+        "SIGNAL_RECEIVED",
+        [signum](lua_State* L) {
+          events::field(L, "signal", signal_name(signum));
+          events::field(L, "signum", static_cast<double>(signum));
+        },
+        2);
   }
 
   uv_signal_t signal_{};

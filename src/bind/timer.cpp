@@ -34,8 +34,9 @@ class Timer final : public TwinHandle {
   static void on_fire(uv_timer_t* t) {
     auto* self = static_cast<Timer*>(NativeHandle::from(reinterpret_cast<uv_handle_t*>(t)));
     ++self->count_;
-    self->emit("TIMER_FIRED",
-               [self](lua_State* L) { events::field(L, "count", static_cast<double>(self->count_)); });
+    self->emit(
+        "TIMER_FIRED", [self](lua_State* L) { events::field(L, "count", static_cast<double>(self->count_)); },
+        1);
   }
 
   uv_timer_t timer_{};

@@ -370,7 +370,7 @@ void Server::maybe_done() {
 void Server::release_lua() {
   lua_State* L = rt_.L();
   if (L == nullptr) return;
-  for (int* ref : {&object_ref, &handler_ref, &runner_ref}) {
+  for (int* ref : {&object_ref, &handler_ref, &runner_ref, &request_runner_ref}) {
     luaL_unref(L, LUA_REGISTRYINDEX, *ref);
     *ref = LUA_NOREF;
   }
@@ -478,8 +478,9 @@ void report_abort(Server& server, Exchange& ex) {
   ex.abort_reported = true;
   if (server.object_ref == LUA_NOREF) return;
   uint32_t id = ex.id;
-  events::emit_task(server.runtime(), server.object_ref, "HTTP_CONNECTION_ABORTED", server.runner_ref,
-                    [id](lua_State* L) { events::field(L, "requestID", static_cast<double>(id)); });
+  events::emit_task(
+      server.runtime(), server.object_ref, "HTTP_CONNECTION_ABORTED", server.runner_ref,
+      [id](lua_State* L) { events::field(L, "requestID", static_cast<double>(id)); }, 1);
 }
 
 void Connection::report_abort(Exchange& ex) { http::report_abort(*server_, ex); }
@@ -755,12 +756,13 @@ void Connection::dispatch(bool complete) {
 
   if (server_->config().events) {
     server_->pending[ex->id] = ex;
-    if (server_->object_ref != LUA_NOREF) {
-      Exchange* e = ex.get();
-      events::emit_task(server_->runtime(), server_->object_ref, "HTTP_REQUEST_STARTED", server_->runner_ref,
-                        [e](lua_State* L) { request_fields(L, *e); });
+    // A whole request (the usual case): one task runs both its STARTED and
+    // its FINISHED handler, looking them up in Lua. Otherwise one event now
+    // and the other when the body has come.
+    if (!(complete && emit_whole_request(*server_, *ex))) {
+      emit_started(*server_, *ex);
+      if (complete && current_ == ex) emit_finished(*ex);
     }
-    if (complete && current_ == ex) emit_finished(*ex);
   } else {
     run_task(ex);
   }
@@ -910,28 +912,66 @@ void Connection::on_send_deadline() {
   client_left();
 }
 
+namespace {
+
+// A request's values for the Lua runner that makes its payload
+// (request_runner_ref): id, method, path, query, then for FINISHED the
+// headers and the body.
+int push_request_values(lua_State* L, Exchange& e, bool finished) {
+  lua_pushnumber(L, static_cast<double>(e.id));
+  lua_pushlstring(L, e.req.method.data(), e.req.method.size());
+  std::string_view target(e.req.target);
+  size_t q = target.find('?');
+  std::string_view path = target.substr(0, q);
+  std::string_view query = q == std::string_view::npos ? std::string_view() : target.substr(q + 1);
+  lua_pushlstring(L, path.data(), path.size());
+  lua_pushlstring(L, query.data(), query.size());
+  if (!finished) return 4;
+  push_headers(L, e.req);
+  lua_pushlstring(L, e.body.data(), e.body.size());
+  e.body.clear();
+  return 6;
+}
+
+void fill_finished(lua_State* L, Exchange& e) {
+  request_fields(L, e);
+  push_headers(L, e.req);
+  lua_setfield(L, -2, "headers");
+  if (!e.req.trailers.empty()) {  // (a chunked or HTTP/2 body's)
+    push_fields(L, e.req.trailers);
+    lua_setfield(L, -2, "trailers");
+  }
+  events::field(L, "body", e.body);
+  e.body.clear();
+}
+
+}  // namespace
+
 void emit_finished(Server& server, Exchange& ex) {
   if (server.object_ref == LUA_NOREF) return;
   Exchange* e = &ex;
-  events::emit_task(server.runtime(), server.object_ref, "HTTP_REQUEST_FINISHED", server.runner_ref,
-                    [e](lua_State* L) {
-                      request_fields(L, *e);
-                      push_headers(L, e->req);
-                      lua_setfield(L, -2, "headers");
-                      if (!e->req.trailers.empty()) {  // (a chunked or HTTP/2 body's)
-                        push_fields(L, e->req.trailers);
-                        lua_setfield(L, -2, "trailers");
-                      }
-                      events::field(L, "body", e->body);
-                      e->body.clear();
-                    });
+  // Trailers are rare: their payload is made in C++ (the runner takes no more values).
+  int values_runner = e->req.trailers.empty() ? server.request_runner_ref : LUA_NOREF;
+  events::emit_task_values(
+      server.runtime(), server.object_ref, "HTTP_REQUEST_FINISHED", values_runner,
+      [e](lua_State* L) { return push_request_values(L, *e, true); }, server.runner_ref,
+      [e](lua_State* L) { fill_finished(L, *e); }, 8);
+}
+
+bool emit_whole_request(Server& server, Exchange& ex) {
+  if (!ex.req.trailers.empty()) return false;
+  Exchange* e = &ex;
+  return events::run_task_values(server.runtime(), server.object_ref, server.request_runner_ref,
+                                 [e](lua_State* L) { return push_request_values(L, *e, true); });
 }
 
 void emit_started(Server& server, Exchange& ex) {
   if (server.object_ref == LUA_NOREF) return;
   Exchange* e = &ex;
-  events::emit_task(server.runtime(), server.object_ref, "HTTP_REQUEST_STARTED", server.runner_ref,
-                    [e](lua_State* L) { request_fields(L, *e); });
+  events::emit_task_values(
+      server.runtime(), server.object_ref, "HTTP_REQUEST_STARTED", server.request_runner_ref,
+      [e](lua_State* L) { return push_request_values(L, *e, false); }, server.runner_ref,
+      [e](lua_State* L) { request_fields(L, *e); }, 4);
 }
 
 void Connection::emit_finished(Exchange& ex) { http::emit_finished(*server_, ex); }

@@ -24,6 +24,8 @@
 #include <uv.h>
 #include <lua.hpp>
 
+#include <algorithm>
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <list>
@@ -214,9 +216,20 @@ class Server : public std::enable_shared_from_this<Server> {
   int object_ref = LUA_NOREF;
   int handler_ref = LUA_NOREF;
   int runner_ref = LUA_NOREF;
+  // Event style: the runner of HTTP_REQUEST_STARTED and _FINISHED, given the
+  // request's values instead of a payload (events::emit_task_values).
+  int request_runner_ref = LUA_NOREF;
 
   // Event style: exchanges waiting for their response, by request id.
   std::unordered_map<uint32_t, std::shared_ptr<Exchange>> pending;
+  // Event style: the last kAnswered ids answered by sendResponse or fail, so
+  // a second answer is told AlreadySent rather than Closed. Noting one is a
+  // store; asking (only once an id is no longer pending) a scan.
+  static constexpr size_t kAnswered = 4096;
+  void note_answered(uint32_t id) { answered_[answered_next_++ % kAnswered] = id; }
+  [[nodiscard]] bool answered(uint32_t id) const {
+    return std::find(answered_.begin(), answered_.end(), id) != answered_.end();
+  }
   uint32_t next_id() { return ++last_id_; }
 
   // Connection bookkeeping: a connection ends through remove(), or, once an
@@ -247,6 +260,8 @@ class Server : public std::enable_shared_from_this<Server> {
   std::string host_;
   int port_ = 0;
   uint32_t last_id_ = 0;
+  std::array<uint32_t, kAnswered> answered_{};  // (ids start at 1: 0 is none)
+  size_t answered_next_ = 0;
   bool stopping_ = false;
   uint64_t drain_idle_ms_ = 0;  // drain(): how long idle connections may stay
   std::function<void()> on_stopped_;
@@ -400,6 +415,9 @@ void wake_body_reader(Server& server, Exchange& ex);
 // The event style's HTTP_REQUEST_STARTED / HTTP_REQUEST_FINISHED /
 // HTTP_CONNECTION_ABORTED (once per exchange).
 void emit_started(Server& server, Exchange& ex);
+// Both events of a request whose body has come, in one task (the request
+// runner's); false when that cannot be (then emit_started + emit_finished).
+bool emit_whole_request(Server& server, Exchange& ex);
 void emit_finished(Server& server, Exchange& ex);
 void report_abort(Server& server, Exchange& ex);
 // Starts the task-style handler of an exchange.

@@ -10,6 +10,17 @@
 namespace evo::events {
 namespace {
 
+// The runtime whose payload emit is filling (field names are interned then).
+thread_local Runtime* g_filling = nullptr;
+
+// Runs fill(L, arg) with g_filling set.
+void fill_payload(Runtime& rt, FillFn fill, void* arg) {
+  Runtime* outer = g_filling;
+  g_filling = &rt;
+  fill(rt.L(), arg);
+  g_filling = outer;
+}
+
 std::string class_name(lua_State* L, int obj) {
   std::string name = "object";
   if (lua_getmetatable(L, obj)) {
@@ -68,7 +79,14 @@ void report_handler_error(lua_State* L, int obj, const char* event) {
 
 void set_default_handler(lua_State* L, int idx) {
   lua_pushvalue(L, idx);
-  Runtime::from(L).set_default_handler_ref(luaL_ref(L, LUA_REGISTRYINDEX));
+  const void* fn = lua_topointer(L, -1);
+  Runtime::from(L).set_default_handler_ref(luaL_ref(L, LUA_REGISTRYINDEX), fn);
+}
+
+bool push_field_key(lua_State* L, const char* key) {
+  if (g_filling == nullptr || g_filling->L() != L) return false;
+  g_filling->push_interned(key);
+  return true;
 }
 
 bool valid_name(std::string_view name) {
@@ -78,10 +96,12 @@ bool valid_name(std::string_view name) {
 
 namespace {
 
-// Pushes the message handler, the object, the event name and its handler
-// (base+1..base+4) and returns true; or, when nobody listens (the silent
-// default with debugging off) or the lookup failed (reported), restores the
-// stack to base and returns false.
+// Pushes the message handler (base+1), the object (base+2), the event name
+// (base+3) and its handler (base+4) and returns true; or, when nobody listens
+// (the silent default with debugging off) or the lookup failed (reported),
+// restores the stack to base and returns false. Every event takes this path,
+// so it makes as few C API calls as it can: most handlers are found on the
+// object itself (function obj:EVENT), the default by its identity.
 bool find_handler(Runtime& rt, int object_ref, const char* event, int base) {
   lua_State* L = rt.L();
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt.traceback_ref());  // base+1: message handler
@@ -89,63 +109,70 @@ bool find_handler(Runtime& rt, int object_ref, const char* event, int base) {
   rt.push_event_name(event);                              // base+3: event name
   const int obj = base + 2;
   const int key = base + 3;
-  if (!raw_lookup(L, obj, key, rt.index_name_ref())) {
-    lua_pushcfunction(L, protected_lookup);
-    lua_pushvalue(L, obj);
-    lua_pushvalue(L, key);
-    if (lua_pcall(L, 2, 1, base + 1) != 0) {
-      report_handler_error(L, obj, event);
-      lua_settop(L, base);
-      return false;
+  lua_pushvalue(L, key);
+  lua_rawget(L, obj);  // the object's own field first
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    if (!raw_lookup(L, obj, key, rt.index_name_ref())) {
+      lua_pushcfunction(L, protected_lookup);
+      lua_pushvalue(L, obj);
+      lua_pushvalue(L, key);
+      if (lua_pcall(L, 2, 1, base + 1) != 0) {
+        report_handler_error(L, obj, event);
+        lua_settop(L, base);
+        return false;
+      }
     }
   }
   // base+4: handler. An event the class did not declare gets the default too.
-  lua_rawgeti(L, LUA_REGISTRYINDEX, rt.default_handler_ref());
-  if (lua_isnil(L, -2))
-    lua_replace(L, -2);
-  else
+  const void* handler = lua_topointer(L, -1);
+  if ((handler != nullptr && handler == rt.default_handler()) || lua_isnil(L, -1)) {
+    // Nobody listens: no payload, no call (unless debugging prints it).
+    if (!rt.debug() || rt.default_handler() == nullptr) {
+      lua_settop(L, base);
+      return false;
+    }
     lua_pop(L, 1);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, rt.default_handler_ref());
-  bool is_default = lua_rawequal(L, -1, -2) != 0;
-  lua_pop(L, 1);
-  if ((is_default && !rt.debug()) || lua_isnil(L, -1)) {
-    // Nobody listens: no payload, no call.
-    lua_settop(L, base);
-    return false;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rt.default_handler_ref());
   }
   return true;
 }
 
+// The error of a call whose object is no longer on the stack.
+void report_handler_error_of(lua_State* L, int object_ref, const char* event) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, object_ref);
+  lua_insert(L, -2);  // object, message
+  report_handler_error(L, lua_gettop(L) - 1, event);
+}
+
 }  // namespace
 
-void emit_raw(Runtime& rt, int object_ref, const char* event, FillFn fill, void* arg) {
+void emit_raw(Runtime& rt, int object_ref, const char* event, FillFn fill, void* arg, int fields) {
   lua_State* L = rt.L();
   int base = lua_gettop(L);
   if (!find_handler(rt, object_ref, event, base)) return;
-  const int obj = base + 2;
-  lua_pushvalue(L, obj);
-  lua_pushvalue(L, base + 3);
-  lua_createtable(L, 0, 8);
-  fill(L, arg);
-  if (lua_pcall(L, 3, 0, base + 1) != 0) report_handler_error(L, obj, event);
+  lua_insert(L, base + 2);  // message handler, handler, object, event name
+  lua_createtable(L, 0, fields);
+  fill_payload(rt, fill, arg);
+  if (lua_pcall(L, 3, 0, base + 1) != 0) report_handler_error_of(L, object_ref, event);
   lua_settop(L, base);
 }
 
-void emit_task_raw(Runtime& rt, int object_ref, const char* event, int runner_ref, FillFn fill, void* arg) {
+void emit_task_raw(Runtime& rt, int object_ref, const char* event, int runner_ref, FillFn fill, void* arg,
+                   int fields) {
   TaskSystem& sys = rt.tasks();
   if (runner_ref == LUA_NOREF || sys.blocking() || sys.closed()) {
-    emit_raw(rt, object_ref, event, fill, arg);
+    emit_raw(rt, object_ref, event, fill, arg, fields);
     return;
   }
   lua_State* L = rt.L();
   int base = lua_gettop(L);
   if (!find_handler(rt, object_ref, event, base)) return;
+  lua_insert(L, base + 3);  // message handler, object, handler, event name
   lua_rawgeti(L, LUA_REGISTRYINDEX, runner_ref);
-  lua_pushvalue(L, base + 2);  // object
-  lua_pushvalue(L, base + 4);  // handler
-  lua_pushvalue(L, base + 3);  // event name
-  lua_createtable(L, 0, 8);    // room for a request's fields: no rehash as they are set
-  fill(L, arg);
+  lua_insert(L, base + 2);        // message handler, runner, object, handler, event name
+  lua_createtable(L, 0, fields);  // room for the fields: no rehash as they are set
+  fill_payload(rt, fill, arg);
   // From a libuv callback the handler runs at once, up to its first
   // suspension (an answer given at once goes out with the others of this
   // read); from inside a task it is queued like any new task.
@@ -153,6 +180,43 @@ void emit_task_raw(Runtime& rt, int object_ref, const char* event, int runner_re
   Task* t = sys.spawn_pooled(L, 4, !now);
   lua_settop(L, base);
   if (now) sys.run_now(t);
+}
+
+void emit_task_values_raw(Runtime& rt, int object_ref, const char* event, int values_runner_ref, PushFn push,
+                          int runner_ref, FillFn fill, void* arg, int fields) {
+  TaskSystem& sys = rt.tasks();
+  if (values_runner_ref == LUA_NOREF || sys.blocking() || sys.closed()) {
+    emit_task_raw(rt, object_ref, event, runner_ref, fill, arg, fields);
+    return;
+  }
+  lua_State* L = rt.L();
+  int base = lua_gettop(L);
+  if (!find_handler(rt, object_ref, event, base)) return;
+  lua_replace(L, base + 3);  // message handler, object, handler
+  lua_rawgeti(L, LUA_REGISTRYINDEX, values_runner_ref);
+  lua_insert(L, base + 2);  // message handler, runner, object, handler
+  int n = push(L, arg);
+  bool now = sys.resuming == nullptr;  // as emit_task_raw
+  Task* t = sys.spawn_pooled(L, 2 + n, !now);
+  lua_settop(L, base);
+  if (now) sys.run_now(t);
+}
+
+bool run_task_values_raw(Runtime& rt, int object_ref, int values_runner_ref, PushFn push, void* arg) {
+  TaskSystem& sys = rt.tasks();
+  if (values_runner_ref == LUA_NOREF || object_ref == LUA_NOREF || sys.blocking() || sys.closed())
+    return false;
+  lua_State* L = rt.L();
+  int base = lua_gettop(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, values_runner_ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, object_ref);
+  lua_pushboolean(L, rt.debug() ? 1 : 0);  // no handler (the runner looks them up): whether debugging
+  int n = push(L, arg);
+  bool now = sys.resuming == nullptr;  // as emit_task_raw
+  Task* t = sys.spawn_pooled(L, 2 + n, !now);
+  lua_settop(L, base);
+  if (now) sys.run_now(t);
+  return true;
 }
 
 }  // namespace evo::events

@@ -32,14 +32,18 @@ using FillFn = void (*)(lua_State* L, void* arg);
 // is reported once with its traceback and goes no further: one bad handler
 // never stops the loop. The lookup walks the class chain with raw accesses
 // (nothing can raise there), so an event nobody listens to costs no call.
-void emit_raw(Runtime& rt, int object_ref, const char* event, FillFn fill, void* arg);
+// `event` is a string literal (names are interned by its address: it must
+// name one event for the runtime's life); `fields` is how many fields fill
+// sets, the room the payload table is made with (a table sized to its
+// fields is no rehash and less for the collector).
+void emit_raw(Runtime& rt, int object_ref, const char* event, FillFn fill, void* arg, int fields);
 
 template <class Fill>
-void emit(Runtime& rt, int object_ref, const char* event, Fill&& fill) {
+void emit(Runtime& rt, int object_ref, const char* event, Fill&& fill, int fields = 4) {
   using F = std::remove_reference_t<Fill>;
   emit_raw(
       rt, object_ref, event, [](lua_State* L, void* arg) { (*static_cast<F*>(arg))(L); },
-      const_cast<void*>(static_cast<const void*>(&fill)));
+      const_cast<void*>(static_cast<const void*>(&fill)), fields);
 }
 
 // Like emit, but the handler runs in a task of its own (a pooled one:
@@ -51,31 +55,87 @@ void emit(Runtime& rt, int object_ref, const char* event, Fill&& fill) {
 // at once, up to its first suspension; from inside a task it is queued.
 // Without a runner (LUA_NOREF), in the blocking Io mode or once the tasks
 // are closed, it is emit.
-void emit_task_raw(Runtime& rt, int object_ref, const char* event, int runner_ref, FillFn fill, void* arg);
+void emit_task_raw(Runtime& rt, int object_ref, const char* event, int runner_ref, FillFn fill, void* arg,
+                   int fields);
 
 template <class Fill>
-void emit_task(Runtime& rt, int object_ref, const char* event, int runner_ref, Fill&& fill) {
+void emit_task(Runtime& rt, int object_ref, const char* event, int runner_ref, Fill&& fill, int fields = 8) {
   using F = std::remove_reference_t<Fill>;
   emit_task_raw(
       rt, object_ref, event, runner_ref, [](lua_State* L, void* arg) { (*static_cast<F*>(arg))(L); },
-      const_cast<void*>(static_cast<const void*>(&fill)));
+      const_cast<void*>(static_cast<const void*>(&fill)), fields);
 }
 
-// Payload helpers: set a field of the table on top of the stack.
+// Like emit_task, with the payload made in Lua: push(L) pushes the
+// payload's values and returns how many (at most 6), and
+// values_runner(object, handler, values...) makes the payload table itself
+// (it knows the event from its values) and runs the handler as runner
+// would: a table constructor with constant keys costs less than setting
+// each field from C. Wherever emit_task would not start a task
+// (blocking Io mode, no runner, tasks closed) or without a values runner,
+// it is emit_task with fill.
+using PushFn = int (*)(lua_State* L, void* arg);
+void emit_task_values_raw(Runtime& rt, int object_ref, const char* event, int values_runner_ref, PushFn push,
+                          int runner_ref, FillFn fill, void* arg, int fields);
+
+template <class Push, class Fill>
+void emit_task_values(Runtime& rt, int object_ref, const char* event, int values_runner_ref, Push&& push,
+                      int runner_ref, Fill&& fill, int fields) {
+  using P = std::remove_reference_t<Push>;
+  using F = std::remove_reference_t<Fill>;
+  struct Both {
+    P* push;
+    F* fill;
+  } both{&push, &fill};
+  emit_task_values_raw(
+      rt, object_ref, event, values_runner_ref,
+      [](lua_State* L, void* arg) { return (*static_cast<Both*>(arg)->push)(L); }, runner_ref,
+      [](lua_State* L, void* arg) { (*static_cast<Both*>(arg)->fill)(L); }, &both, fields);
+}
+
+// Starts values_runner(object, debugging, values...) in a pooled task (as
+// emit_task_values does, with no handler looked up: the runner looks up the
+// handlers of the events the values stand for itself, in Lua, where the
+// lookups cost less; `debugging`, a boolean, says whether the silent
+// default handler prints). Returns false and does nothing where emit_task would
+// not start a task (blocking Io mode, no runner, tasks closed).
+bool run_task_values_raw(Runtime& rt, int object_ref, int values_runner_ref, PushFn push, void* arg);
+
+template <class Push>
+bool run_task_values(Runtime& rt, int object_ref, int values_runner_ref, Push&& push) {
+  using P = std::remove_reference_t<Push>;
+  return run_task_values_raw(
+      rt, object_ref, values_runner_ref, [](lua_State* L, void* arg) { return (*static_cast<P*>(arg))(L); },
+      &push);
+}
+
+// Payload helpers: set a field of the table on top of the stack. While emit
+// fills a payload, the field's name is interned (Runtime::push_interned: no
+// hashing of the name per event) and set with a raw set (the table is new);
+// elsewhere they are lua_setfield.
+bool push_field_key(lua_State* L, const char* key);  // pushes it and says so while filling
+
+template <class Push>
+void set_field(lua_State* L, const char* key, Push&& push) {
+  if (push_field_key(L, key)) {
+    push();
+    lua_rawset(L, -3);
+  } else {
+    push();
+    lua_setfield(L, -2, key);
+  }
+}
 inline void field(lua_State* L, const char* key, double value) {
-  lua_pushnumber(L, value);
-  lua_setfield(L, -2, key);
+  set_field(L, key, [&] { lua_pushnumber(L, value); });
 }
 inline void field(lua_State* L, const char* key, std::string_view value) {
-  lua_pushlstring(L, value.data(), value.size());
-  lua_setfield(L, -2, key);
+  set_field(L, key, [&] { lua_pushlstring(L, value.data(), value.size()); });
 }
 inline void field(lua_State* L, const char* key, const char* value) {
   field(L, key, std::string_view(value));
 }
 inline void field(lua_State* L, const char* key, bool value) {
-  lua_pushboolean(L, value ? 1 : 0);
-  lua_setfield(L, -2, key);
+  set_field(L, key, [&] { lua_pushboolean(L, value ? 1 : 0); });
 }
 
 // True when `name` follows the convention: [A-Z][A-Z0-9_]*.

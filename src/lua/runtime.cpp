@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 
 #include "core/handle.h"
 #include "lua/errors.h"
@@ -181,17 +182,27 @@ void Runtime::exit_now(int code) {
 
 namespace evo {
 
-void Runtime::push_event_name(const char* event) {
-  for (const auto& [name, ref] : event_names_) {
-    if (name == event) {
-      lua_rawgeti(L_, LUA_REGISTRYINDEX, ref);
+void Runtime::push_interned(const char* text) {
+  // Native code names events and payload fields with string literals: the
+  // address finds the string without hashing it (the characters are still
+  // compared, so a reused buffer is never mistaken for another name).
+  for (const Interned& e : interned_) {
+    if (e.address == text && std::strcmp(e.text.c_str(), text) == 0) {
+      lua_rawgeti(L_, LUA_REGISTRYINDEX, e.ref);
       return;
     }
   }
-  lua_pushstring(L_, event);
-  if (event_names_.size() < 64) {  // the engine's events; a script's own are few too
+  for (Interned& e : interned_) {
+    if (e.text == text) {
+      e.address = text;
+      lua_rawgeti(L_, LUA_REGISTRYINDEX, e.ref);
+      return;
+    }
+  }
+  lua_pushstring(L_, text);
+  if (interned_.size() < 128) {  // the engine's names; a script's own are few too
     lua_pushvalue(L_, -1);
-    event_names_.emplace_back(event, luaL_ref(L_, LUA_REGISTRYINDEX));
+    interned_.push_back({text, text, luaL_ref(L_, LUA_REGISTRYINDEX)});
   }
 }
 

@@ -52,10 +52,18 @@ class Runtime {
   [[nodiscard]] int traceback_ref() const { return traceback_ref_; }
   [[nodiscard]] int index_name_ref() const { return index_name_ref_; }  // the string "__index"
   [[nodiscard]] int default_handler_ref() const { return default_handler_ref_; }
-  void set_default_handler_ref(int ref) { default_handler_ref_ = ref; }
-  // Pushes an event's name, interned once per name and kept in the registry
-  // (events.cpp emits two per HTTP request: hashing them each time showed).
-  void push_event_name(const char* event);
+  // The default handler's identity (lua_topointer), for telling it apart
+  // without pushing it: the registry reference keeps it alive.
+  [[nodiscard]] const void* default_handler() const { return default_handler_; }
+  void set_default_handler_ref(int ref, const void* fn) {
+    default_handler_ref_ = ref;
+    default_handler_ = fn;
+  }
+  // Pushes an event's name or a payload field's, interned once per name and
+  // kept in the registry (events.cpp emits two events per HTTP request with
+  // six fields: hashing the names each time showed).
+  void push_interned(const char* text);
+  void push_event_name(const char* event) { push_interned(event); }
 
   [[nodiscard]] int exit_code() const { return exit_code_; }
   // A task failed and nobody awaited it (reported when its Future is
@@ -119,7 +127,13 @@ class Runtime {
   int traceback_ref_ = LUA_NOREF;
   int index_name_ref_ = LUA_NOREF;
   int default_handler_ref_ = LUA_NOREF;
-  std::vector<std::pair<std::string, int>> event_names_;  // name -> registry ref
+  const void* default_handler_ = nullptr;
+  struct Interned {
+    const char* address;  // where it was last asked for from (a string literal)
+    std::string text;
+    int ref;
+  };
+  std::vector<Interned> interned_;
   bool shut_down_ = false;
   bool exit_requested_ = false;
   int unhandled_task_errors_ = 0;  // request_exit: the loop was stopped on purpose

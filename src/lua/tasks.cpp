@@ -745,15 +745,15 @@ constexpr const char kBodySource[] =
     "return function(fn, ...) return finish(xpcall(fn, capture, ...)) end\n";
 
 // The Lua function a pooled coroutine runs: job after job, each fn(a, b, c)
-// (up to 5 arguments; fn must not raise: the HTTP server's runner catches
+// (up to 8 arguments; fn must not raise: the HTTP server's runner catches
 // everything), then
 // recycle() parks the coroutine until the next job's values arrive.
 constexpr const char kWorkerSource[] =
     "local recycle = ...\n"
-    "return function(fn, a, b, c, d, e)\n"
+    "return function(fn, a, b, c, d, e, f, g, h)\n"
     "  while fn do\n"
-    "    fn(a, b, c, d, e)\n"
-    "    fn, a, b, c, d, e = recycle()\n"
+    "    fn(a, b, c, d, e, f, g, h)\n"
+    "    fn, a, b, c, d, e, f, g, h = recycle()\n"
     "  end\n"
     "end\n";
 

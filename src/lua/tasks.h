@@ -47,7 +47,7 @@ class TaskSystem {
   // (a server running a request's handler straight from the read callback,
   // so answers to pipelined requests go out in one write).
   void run_now(Task* t);
-  // Like spawn with at most 5 arguments, but on a pooled coroutine: when fn
+  // Like spawn with at most 8 arguments, but on a pooled coroutine: when fn
   // returns the coroutine is parked for the next job instead of being thrown
   // away (a server runs one task per request). fn must not raise; its
   // Future completes with no results.

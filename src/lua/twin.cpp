@@ -5,6 +5,28 @@
 
 namespace evo {
 
+namespace {
+
+// The twins whose natives were found last, by table address: a method call
+// (timer:start in a TIMER_FIRED handler) then costs one lua_topointer
+// instead of a lightuserdata key's lookup. An entry lives only while its
+// handle holds its twin (the registry reference keeps the table, so no other
+// table can take its address) and unbind removes it.
+struct TwinCacheEntry {
+  const void* table = nullptr;
+  TwinHandle* handle = nullptr;
+  const void* class_key = nullptr;
+};
+constexpr size_t kTwinCacheSize = 16;
+thread_local TwinCacheEntry g_twin_cache[kTwinCacheSize];
+
+TwinCacheEntry& cache_slot(const void* table) {
+  auto bits = reinterpret_cast<uintptr_t>(table);
+  return g_twin_cache[(bits >> 6) % kTwinCacheSize];  // tables are at least 64-byte apart
+}
+
+}  // namespace
+
 // Events are delivered on the main state, never on the coroutine that
 // happened to create the object (it may be suspended or dead by then).
 TwinHandle::TwinHandle(lua_State* L, int twin_index, const void* class_key)
@@ -27,6 +49,9 @@ TwinHandle::~TwinHandle() {
 void TwinHandle::on_closed() { unbind(); }
 
 void TwinHandle::unbind() {
+  for (TwinCacheEntry& e : g_twin_cache) {
+    if (e.handle == this) e = TwinCacheEntry{};
+  }
   // Mark the twin closed (false, not nil: its methods then say "is closed").
   lua_rawgeti(L_, LUA_REGISTRYINDEX, twin_ref_);
   lua_pushboolean(L_, 0);
@@ -36,8 +61,22 @@ void TwinHandle::unbind() {
   twin_ref_ = LUA_NOREF;
 }
 
+// Only the twin itself is remembered (a copy of its fields finds the native
+// too, but nothing keeps the copy's address from being reused).
+void TwinHandle::remember(lua_State* L, const void* table, const void* class_key) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, twin_ref_);
+  bool twin = lua_topointer(L, -1) == table;
+  lua_pop(L, 1);
+  if (twin) cache_slot(table) = {table, this, class_key};
+}
+
 TwinHandle* TwinHandle::check(lua_State* L, int idx, const void* class_key, const char* class_name,
                               bool allow_closed) {
+  const void* table = lua_topointer(L, idx);
+  if (table != nullptr) {
+    const TwinCacheEntry& e = cache_slot(table);
+    if (e.table == table && e.class_key == class_key && !e.handle->closing()) return e.handle;
+  }
   if (lua_type(L, idx) == LUA_TTABLE) {
     rawgetp(L, idx, class_key);
     void* p = lua_touserdata(L, -1);
@@ -48,7 +87,10 @@ TwinHandle* TwinHandle::check(lua_State* L, int idx, const void* class_key, cons
       if (allow_closed) return nullptr;
       luaL_error(L, "%s is closed", class_name);
     }
-    if (self != nullptr) return self;
+    if (self != nullptr) {
+      if (self->twin_ref_ != LUA_NOREF) self->remember(L, table, class_key);
+      return self;
+    }
   }
   const char* msg = lua_pushfstring(L, "%s expected, got %s", class_name, luaL_typename(L, idx));
   luaL_argerror(L, idx, msg);

@@ -32,8 +32,8 @@ class TwinHandle : public NativeHandle {
   TwinHandle(lua_State* L, int twin_index, const void* class_key);
 
   template <class Fill>
-  void emit(const char* event, Fill&& fill) {
-    if (twin_ref_ != LUA_NOREF) events::emit(*rt_, twin_ref_, event, static_cast<Fill&&>(fill));
+  void emit(const char* event, Fill&& fill, int fields = 4) {
+    if (twin_ref_ != LUA_NOREF) events::emit(*rt_, twin_ref_, event, static_cast<Fill&&>(fill), fields);
   }
 
   ~TwinHandle() override;
@@ -41,6 +41,7 @@ class TwinHandle : public NativeHandle {
 
  private:
   void unbind();
+  void remember(lua_State* L, const void* table, const void* class_key);
 
   Runtime* rt_;
   lua_State* L_;

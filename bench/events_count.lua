@@ -1,0 +1,28 @@
+-- A fixed number of timer events, one path only, for counting instructions
+-- per event with callgrind (bench/events_instructions.sh):
+--   evo bench/events_count.lua evo|luv N
+-- evo: a native Timer delivering TIMER_FIRED to a handler method that
+-- re-arms it; luv: a raw luv timer whose callback re-arms it (as in
+-- bench/events.lua).
+local uv = require("uv")
+local which = arg and arg[1] or "evo"
+local N = tonumber(arg and arg[2]) or 100000
+
+if which == "evo" then
+  local Timer = require("Timer")
+  local t = Timer()
+  local n = 0
+  function t:TIMER_FIRED()
+    n = n + 1
+    if n == N then self:close() else self:start(0) end
+  end
+  t:start(0)
+else
+  local t = uv.new_timer()
+  local n = 0
+  local function tick()
+    n = n + 1
+    if n == N then t:close() else t:start(0, 0, tick) end
+  end
+  t:start(0, 0, tick)
+end
