@@ -43,7 +43,3 @@ int searcher(lua_State* L);
 void install_io_hooks(lua_State* L);
 
 }  // namespace evo::appfs
-
-namespace evo {
-int open_appfs(lua_State* L);  // "evo.appfs"
-}

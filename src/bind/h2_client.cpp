@@ -129,7 +129,8 @@ h2::HeaderList field_list(lua_State* L, int idx) {
   for (int i = 1; i + 1 <= n; i += 2) {
     lua_rawgeti(L, idx, i);
     lua_rawgeti(L, idx, i + 1);
-    size_t nl = 0, vl = 0;
+    size_t nl = 0;
+    size_t vl = 0;
     const char* name = luaL_checklstring(L, -2, &nl);
     const char* value = luaL_checklstring(L, -1, &vl);
     fields.emplace_back(std::string(name, nl), std::string(value, vl));

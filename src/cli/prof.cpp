@@ -1,7 +1,6 @@
 #include "cli/prof.h"
 
 #include <pthread.h>
-#include <signal.h>
 #include <sys/resource.h>
 #include <ucontext.h>
 
@@ -9,9 +8,11 @@
 #include <atomic>
 #include <cctype>
 #include <cerrno>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <memory>
 #include <unordered_map>
 #include <utility>
@@ -94,16 +95,13 @@ bool install_native_leaves() {
 }
 
 // --- the profile -------------------------------------------------------------
-struct FileCloser {
-  void operator()(FILE* f) const { std::fclose(f); }
-};
-using File = std::unique_ptr<FILE, FileCloser>;
-
 struct Profiler {
   lua_State* L = nullptr;
   Options o;
-  File folded;
-  File svg;
+  // Opened by start() so an unwritable path fails before the run; written
+  // by finish().
+  std::ofstream folded;
+  std::ofstream svg;
   // vmstate, then the native address (8 bytes, 0 if none), then the Lua
   // stack as dumpstack gave it -> samples. Cleaned up only at the end.
   std::unordered_map<std::string, uint64_t> raw;
@@ -212,17 +210,12 @@ struct Namer {
   const std::string* source_line(const std::string& path, unsigned long line) {
     auto it = sources.find(path);
     if (it == sources.end()) {
+      // Lines without their '\n': name_at_definition looks only before the
+      // '(' of a definition. A file that cannot be read names nothing.
       std::vector<std::string> lines;
-      if (FILE* f = std::fopen(path.c_str(), "r")) {
-        char buf[4096];
-        std::string cur;
-        while (std::fgets(buf, sizeof buf, f) != nullptr && lines.size() < 1000000) {
-          cur += buf;
-          if (!cur.empty() && cur.back() == '\n') lines.push_back(std::move(cur)), cur.clear();
-        }
-        if (!cur.empty()) lines.push_back(std::move(cur));
-        std::fclose(f);
-      }
+      std::ifstream f(path);
+      std::string cur;
+      while (lines.size() < 1000000 && std::getline(f, cur)) lines.push_back(std::move(cur));
       it = sources.emplace(path, std::move(lines)).first;
     }
     return line >= 1 && line <= it->second.size() ? &it->second[line - 1] : nullptr;
@@ -311,9 +304,10 @@ std::string clean_stack(Namer& namer, const std::string& key) {
   return out;
 }
 
-bool write_file(FILE* f, const std::string& path, const std::string& text) {
-  bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size();
-  ok = std::fflush(f) == 0 && ok;
+bool write_file(std::ofstream& f, const std::string& path, const std::string& text) {
+  f.write(text.data(), static_cast<std::streamsize>(text.size()));
+  // The flush makes a full disk show here (errno from the failed write).
+  const bool ok = !f.flush().fail();
   if (!ok) std::fprintf(stderr, "evo: --prof: cannot write '%s': %s\n", path.c_str(), std::strerror(errno));
   return ok;
 }
@@ -384,8 +378,8 @@ bool start(lua_State* L, const Options& options, std::string* error) {
   p->o = options;
   if (p->o.svg_path.empty()) p->o.svg_path = svg_path_for(p->o.folded_path);
   for (auto [file, path] : {std::pair{&p->folded, &p->o.folded_path}, std::pair{&p->svg, &p->o.svg_path}}) {
-    file->reset(std::fopen(path->c_str(), "w"));
-    if (*file == nullptr) {
+    file->open(*path, std::ios::out | std::ios::trunc | std::ios::binary);
+    if (!file->is_open()) {
       *error = "--prof: cannot write '" + *path + "': " + std::strerror(errno);
       return false;
     }
@@ -429,8 +423,8 @@ bool finish() {
   flame::SvgOptions so;
   so.title = p->o.vm ? "evo --prof-mode=vm" : "evo --prof";
   so.subtitle = std::to_string(p->samples) + " samples, " + std::to_string(p->o.interval_ms) + " ms interval";
-  bool ok = write_file(p->folded.get(), p->o.folded_path, flame::folded(shown));
-  ok = write_file(p->svg.get(), p->o.svg_path, flame::svg(shown, so)) && ok;
+  bool ok = write_file(p->folded, p->o.folded_path, flame::folded(shown));
+  ok = write_file(p->svg, p->o.svg_path, flame::svg(shown, so)) && ok;
   print_summary(*p, stacks, states);
   std::fflush(stderr);
   return ok;

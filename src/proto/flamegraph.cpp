@@ -130,7 +130,7 @@ struct Layout {
     put_number(out, w);
     *out += "\" height=\"";
     put_number(out, o.frame_height - 1);
-    *out += "\" rx=\"2\" fill=\"" + colour(n.name) + "\"/>";
+    *out += R"(" rx="2" fill=")" + colour(n.name) + "\"/>";
     std::string text = label(n.name, w);
     if (!text.empty()) {
       *out += "<text x=\"";
@@ -215,11 +215,9 @@ std::string svg(const Stacks& stacks, const SvgOptions& o) {
   out += "\" font-family=\"Verdana, sans-serif\" font-size=\"12\">\n";
   out += "<style>g.f:hover rect{stroke:#000;stroke-width:0.7} g.f text{pointer-events:none}</style>\n";
   out += "<rect width=\"100%\" height=\"100%\" fill=\"#f7f7f2\"/>\n";
-  out +=
-      "<text x=\"50%\" y=\"22\" text-anchor=\"middle\" font-size=\"16\">" + xml_escape(o.title) + "</text>\n";
+  out += R"(<text x="50%" y="22" text-anchor="middle" font-size="16">)" + xml_escape(o.title) + "</text>\n";
   if (!o.subtitle.empty()) {
-    out += "<text x=\"50%\" y=\"40\" text-anchor=\"middle\" fill=\"#555\">" + xml_escape(o.subtitle) +
-           "</text>\n";
+    out += R"(<text x="50%" y="40" text-anchor="middle" fill="#555">)" + xml_escape(o.subtitle) + "</text>\n";
   }
   if (nodes[0].total > 0) {
     double usable = o.width - 20;

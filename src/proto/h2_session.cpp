@@ -205,7 +205,7 @@ struct Callbacks {
     return it == s.streams_.end() ? nullptr : it->second.get();
   }
 
-  static int on_begin_headers(nghttp2_session*, const nghttp2_frame* frame, void* ud) {
+  static int on_begin_headers(nghttp2_session* /*session*/, const nghttp2_frame* frame, void* ud) {
     Session& self = of(ud);
     if (frame->hd.type != NGHTTP2_HEADERS) return 0;
     int32_t id = frame->hd.stream_id;
@@ -220,8 +220,8 @@ struct Callbacks {
     return 0;
   }
 
-  static int on_header(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name, size_t namelen,
-                       const uint8_t* value, size_t valuelen, uint8_t, void* ud) {
+  static int on_header(nghttp2_session* /*session*/, const nghttp2_frame* frame, const uint8_t* name,
+                       size_t namelen, const uint8_t* value, size_t valuelen, uint8_t /*flags*/, void* ud) {
     Session& self = of(ud);
     Session::Stream* s = find(self, frame->hd.stream_id);
     if (!s || s->oversize) return 0;
@@ -291,7 +291,7 @@ struct Callbacks {
                               self.role_ == Role::Server ? EnhanceYourCalm : Cancel);
   }
 
-  static int on_frame_recv(nghttp2_session*, const nghttp2_frame* frame, void* ud) {
+  static int on_frame_recv(nghttp2_session* /*session*/, const nghttp2_frame* frame, void* ud) {
     Session& self = of(ud);
     int32_t id = frame->hd.stream_id;
     bool end_stream = (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
@@ -334,8 +334,8 @@ struct Callbacks {
     return 0;
   }
 
-  static int on_data_chunk_recv(nghttp2_session* ng, uint8_t, int32_t id, const uint8_t* data, size_t len,
-                                void* ud) {
+  static int on_data_chunk_recv(nghttp2_session* ng, uint8_t /*flags*/, int32_t id, const uint8_t* data,
+                                size_t len, void* ud) {
     Session& self = of(ud);
     Session::Stream* s = find(self, id);
     if (!s || s->ignored) {
@@ -361,7 +361,7 @@ struct Callbacks {
     return 0;
   }
 
-  static int on_frame_send(nghttp2_session*, const nghttp2_frame* frame, void* ud) {
+  static int on_frame_send(nghttp2_session* /*session*/, const nghttp2_frame* frame, void* ud) {
     Session& self = of(ud);
     if (frame->hd.type == NGHTTP2_RST_STREAM) {
       auto& own = self.own_resets_;
@@ -382,7 +382,8 @@ struct Callbacks {
     return 0;
   }
 
-  static int on_frame_not_send(nghttp2_session*, const nghttp2_frame* frame, int, void* ud) {
+  static int on_frame_not_send(nghttp2_session* /*session*/, const nghttp2_frame* frame,
+                               int /*lib_error_code*/, void* ud) {
     // A request that never left (GOAWAY came first): its stream is gone.
     Session& self = of(ud);
     if (frame->hd.type != NGHTTP2_HEADERS || self.role_ != Role::Client) return 0;
@@ -396,17 +397,17 @@ struct Callbacks {
     return 0;
   }
 
-  static ssize_t read_length(nghttp2_session*, uint8_t, int32_t, int32_t conn_window, int32_t stream_window,
-                             uint32_t peer_max_frame, void* ud) {
+  static ssize_t read_length(nghttp2_session* /*session*/, uint8_t /*frame_type*/, int32_t /*stream_id*/,
+                             int32_t conn_window, int32_t stream_window, uint32_t peer_max_frame, void* ud) {
     Session& self = of(ud);
-    int64_t n = std::min<int64_t>({conn_window, stream_window, peer_max_frame, self.opts_.max_data_frame});
+    auto n = std::min<int64_t>({conn_window, stream_window, peer_max_frame, self.opts_.max_data_frame});
     return static_cast<ssize_t>(std::max<int64_t>(n, 1));
   }
 
   // The data provider of every stream with a body: copies from the queue;
   // DEFERRED when it is empty and not ended (write() resumes it).
   static ssize_t read_body(nghttp2_session* ng, int32_t id, uint8_t* buf, size_t length, uint32_t* flags,
-                           nghttp2_data_source*, void* ud) {
+                           nghttp2_data_source* /*source*/, void* ud) {
     Session& self = of(ud);
     Session::Stream* s = find(self, id);
     if (!s) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
@@ -524,7 +525,7 @@ bool Session::receive(const char* data, size_t len) {
   const uint8_t* end = p + len;
   while (p < end) {
     if (failure_code_ != NoError || !nghttp2_session_want_read(ng_)) return false;
-    size_t avail = static_cast<size_t>(end - p);
+    auto avail = static_cast<size_t>(end - p);
     if (preface_left_ > 0 || payload_left_ > 0) {
       // The preface (nghttp2 checks it) or the rest of a checked frame.
       size_t& left = preface_left_ > 0 ? preface_left_ : payload_left_;
@@ -855,7 +856,7 @@ size_t Session::buffered(int32_t stream) const {
 }
 
 void Session::reset_stream(int32_t stream, uint32_t code) {
-  if (streams_.count(stream) == 0) return;
+  if (!streams_.contains(stream)) return;
   own_resets_.push_back(stream);
   nghttp2_submit_rst_stream(ng_, NGHTTP2_FLAG_NONE, stream, code);
 }
@@ -890,7 +891,7 @@ void Session::finish_shutdown() {
 // ------------------------------------------------------------ h2c
 
 bool Session::upgrade(std::string_view http2_settings, bool head_request) {
-  if (role_ != Role::Server || streams_.count(1) != 0) return false;
+  if (role_ != Role::Server || streams_.contains(1)) return false;
   std::string payload;
   encoding::DecodeError err;
   if (!encoding::base64_decode(http2_settings, true, &payload, &err)) return false;
@@ -915,7 +916,7 @@ std::string Session::settings_header(const Options& options) {
 }
 
 bool Session::upgrade_client(bool head_request) {
-  if (role_ != Role::Client || streams_.count(1) != 0) return false;
+  if (role_ != Role::Client || streams_.contains(1)) return false;
   auto iv = settings_of(opts_);
   std::array<uint8_t, 128> buf{};
   ssize_t n = nghttp2_pack_settings_payload(buf.data(), buf.size(), iv.data(), iv.size());

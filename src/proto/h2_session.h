@@ -201,7 +201,7 @@ class Session {
   // Appends the frames ready to send to *out, stopping once about `max`
   // bytes were added (the rest stays for the next call). Returns the bytes
   // appended.
-  size_t take_output(std::string& out, size_t max = 256 * 1024);
+  size_t take_output(std::string& out, size_t max = size_t{256} * 1024);
   [[nodiscard]] bool want_write() const;
   [[nodiscard]] bool want_read() const;
   // Nothing more to read or write: close the connection.
@@ -232,7 +232,7 @@ class Session {
   // RST_STREAM with this code; on_stream_close follows.
   void reset_stream(int32_t stream, uint32_t code);
   // True while the stream is open in this session.
-  [[nodiscard]] bool has_stream(int32_t stream) const { return streams_.count(stream) != 0; }
+  [[nodiscard]] bool has_stream(int32_t stream) const { return streams_.contains(stream); }
   [[nodiscard]] size_t stream_count() const { return streams_.size(); }
 
   // ------------------------------------------------------------ connection

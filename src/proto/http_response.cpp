@@ -92,11 +92,8 @@ std::string_view reason_phrase(int status) {
 }
 
 bool valid_header_name(std::string_view name) {
-  if (name.empty()) return false;
-  for (char ch : name) {
-    if (!is_token_char(static_cast<unsigned char>(ch))) return false;
-  }
-  return true;
+  return !name.empty() &&
+         std::ranges::all_of(name, [](char ch) { return is_token_char(static_cast<unsigned char>(ch)); });
 }
 
 namespace {
@@ -137,17 +134,20 @@ void append_status_line(std::string& out, int status, std::string_view reason) {
   out += "\r\n";
 }
 
-// One resize and two copies instead of four appends, each of which checks
-// the capacity: this runs for every header of every response.
+// One resize and plain copies instead of four appends, each of which checks
+// the capacity: this runs for every header of every response. The separator
+// and the line end are copied without their literal's NUL: the string's
+// size already counts them and std::string keeps its own terminator.
 void append_header(std::string& out, std::string_view name, std::string_view value) {
+  constexpr std::string_view kSeparator = ": ";
+  constexpr std::string_view kLineEnd = "\r\n";
   size_t at = out.size();
-  out.resize(at + name.size() + value.size() + 4);
+  out.resize(at + name.size() + kSeparator.size() + value.size() + kLineEnd.size());
   char* p = out.data() + at;
-  std::memcpy(p, name.data(), name.size());
-  p += name.size();
-  std::memcpy(p, ": ", 2);
-  std::memcpy(p + 2, value.data(), value.size());
-  std::memcpy(p + 2 + value.size(), "\r\n", 2);
+  p = std::ranges::copy(name, p).out;
+  p = std::ranges::copy(kSeparator, p).out;
+  p = std::ranges::copy(value, p).out;
+  std::ranges::copy(kLineEnd, p);
 }
 
 const std::string& DateCache::now() { return at(static_cast<int64_t>(std::time(nullptr))); }

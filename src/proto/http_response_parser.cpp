@@ -126,14 +126,17 @@ int ResponseParser::on_headers_complete(llhttp_t* p) {
     r.keep_alive = persistent && r.status != 101;
     return 1;  // no body, whatever the headers say
   }
+  // Transfer-Encoding overrides Content-Length (RFC 9112 6.3): a length
+  // counts only when no coding was given.
+  const bool has_coding = (p->flags & F_TRANSFER_ENCODING) != 0;
   if ((p->flags & F_CHUNKED) != 0) {
     r.framing = Framing::Chunked;
-  } else if ((p->flags & F_TRANSFER_ENCODING) != 0) {
-    r.framing = Framing::UntilEof;  // a coding other than chunked last (RFC 9112 6.3)
-  } else if ((p->flags & F_CONTENT_LENGTH) != 0) {
+  } else if ((p->flags & F_CONTENT_LENGTH) != 0 && !has_coding) {
     r.content_length = p->content_length;
     r.framing = p->content_length == 0 ? Framing::None : Framing::Length;
   } else {
+    // A coding other than chunked last, or no framing at all: the body
+    // runs until the connection closes.
     r.framing = Framing::UntilEof;
   }
   r.keep_alive = persistent && r.framing != Framing::UntilEof;
