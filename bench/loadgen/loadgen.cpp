@@ -689,7 +689,14 @@ Options parse_options(int argc, char** argv) {
   bool have_duration = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
+    // a short option's value may be attached, as wrk allows: -c50, -d10s
+    const char* attached = nullptr;
+    if (a.size() > 2 && a[0] == '-' && a[1] != '-' && std::strchr("cptnsHd", a[1]) != nullptr) {
+      attached = argv[i] + 2;
+      a.resize(2);
+    }
     auto value = [&]() -> const char* {
+      if (attached != nullptr) return attached;
       if (i + 1 >= argc) usage(2);
       return argv[++i];
     };
