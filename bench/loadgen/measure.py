@@ -95,7 +95,8 @@ def run(results, label, server_pid, cmd):
     rate, count, errors, p99 = parse(out)
     r = {"label": label, "rate": rate, "count": count, "errors": errors, "p99_ms": p99,
          "server_pct": 100 * server_s / wall, "gen_pct": 100 * gen_s / wall, "other_pct": other,
-         "server_us_per": 1e6 * server_s / count if count else None}
+         "server_us_per": 1e6 * server_s / count if count else None,
+         "gen_us_per": 1e6 * gen_s / count if count else None}
     if rate is None:
         r["problem"] = "no result: " + out.strip().splitlines()[-1] if out.strip() else "no output"
     with open(results, "a") as f:
@@ -108,7 +109,8 @@ def fmt(v, spec):
 
 
 def line(r):
-    s = (f"  {r['label']:24s} {fmt(r['rate'], '10.0f')}/s  server {fmt(r['server_us_per'], '6.3f')} us CPU each"
+    s = (f"  {r['label']:24s} {fmt(r['rate'], '10.0f')}/s  CPU each: server {fmt(r['server_us_per'], '6.3f')} us"
+         f" generator {fmt(r.get('gen_us_per'), '6.3f')} us"
          f"  cpu: server {r['server_pct']:3.0f}% generator {r['gen_pct']:3.0f}% others {r['other_pct']:3.0f}%")
     if r.get("p99_ms") is not None:
         s += f"  p99 {r['p99_ms']:.2f} ms"
@@ -135,7 +137,7 @@ def summary(results, base=None, targets=()):
     print(f"  medians of {max(sum(1 for r in rows if r['label'] == l) for l in labels)} runs each:")
     for label in labels:
         rs = [r for r in rows if r["label"] == label]
-        m = {k: median(rs, k) for k in ("rate", "server_us_per", "server_pct", "gen_pct", "other_pct", "p99_ms")}
+        m = {k: median(rs, k) for k in ("rate", "server_us_per", "gen_us_per", "server_pct", "gen_pct", "other_pct", "p99_ms")}
         m["label"] = label
         m["errors"] = sum(r.get("errors") or 0 for r in rs)
         med[label] = m

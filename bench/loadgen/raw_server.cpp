@@ -138,6 +138,11 @@ int main(int argc, char** argv) {
   sockaddr_in bound{};
   int len = sizeof(bound);
   uv_tcp_getsockname(&server, reinterpret_cast<sockaddr*>(&bound), &len);
+  // SIGTERM ends the process through exit(), so that profilers (callgrind) write their output
+  uv_signal_t term;
+  uv_signal_init(loop, &term);
+  uv_signal_start(&term, [](uv_signal_t*, int) { std::exit(0); }, SIGTERM);
+  uv_unref(reinterpret_cast<uv_handle_t*>(&term));
   std::printf("listening on %d\n", ntohs(bound.sin_port));
   std::fflush(stdout);
   return uv_run(loop, UV_RUN_DEFAULT);
