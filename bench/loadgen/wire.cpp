@@ -120,9 +120,11 @@ ResponseReader::Step ResponseReader::read_head(const char* data, size_t size, si
   size_t consumed = 0;
   HeadStep h;
   if (head_size_ == 0) {
-    h = parse_head(data, size, &consumed);
+    // no further than a head gathered across reads could go, so that the
+    // outcome never depends on how the bytes were split
+    h = parse_head(data, std::min(size, head_.size()), &consumed);
     if (h == HeadStep::NeedMore) {
-      if (size > head_.size()) return fail("response head too long");
+      if (size >= head_.size()) return fail("response head too long");
       std::memcpy(head_.data(), data, size);
       head_size_ = size;
       *used = size;
@@ -135,6 +137,10 @@ ResponseReader::Step ResponseReader::read_head(const char* data, size_t size, si
     std::memcpy(head_.data() + old, data, n);
     head_size_ += n;
     h = parse_head(head_.data(), head_size_, &consumed);
+    if (h == HeadStep::Error) {
+      *used = n;
+      return fail(error_);
+    }
     if (h == HeadStep::NeedMore) {
       if (head_size_ == head_.size()) return fail("response head too long");
       *used = n;

@@ -202,7 +202,8 @@ int main(int argc, char** argv) {
   // SIGTERM ends the process through exit(), so that profilers (callgrind) write their output
   uv_signal_t term;
   uv_signal_init(loop, &term);
-  uv_signal_start(&term, [](uv_signal_t*, int) { std::exit(0); }, SIGTERM);
+  uv_signal_start(
+      &term, [](uv_signal_t*, int) { std::exit(0); }, SIGTERM);
   uv_unref(reinterpret_cast<uv_handle_t*>(&term));
   std::printf("listening on %d\n", ntohs(bound.sin_port));
   std::fflush(stdout);
