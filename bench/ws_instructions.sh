@@ -46,7 +46,7 @@ per() {  # name server-command...
   echo "  $name: $(((big - small) / n)) instructions per message"
 }
 echo "WebSocket echo, $size-byte text, 50 connections x $depth in flight, N=$n (callgrind)"
-per c "$build/bench/loadgen/evo_bench_ws_echo"
+[ -n "${NO_C:-}" ] || per c "$build/bench/loadgen/evo_bench_ws_echo"
 i=0
 for evo in "${@:-$build/evo}"; do
   i=$((i + 1))

@@ -91,7 +91,7 @@ ResponseReader::Step ResponseReader::next(const char* data, size_t size, size_t*
         at += n;
         // a head whose body follows continues below; one without a body is a whole response
         if (step == Step::Response && state_ != State::Head) continue;
-        if (step == Step::Response && status_ < 200 && status_ != 101) continue;  // 1xx interim
+        if (step == Step::Response && h_.status < 200 && h_.status != 101) continue;  // 1xx interim
         *used = at;
         return step;
       case State::Body:
@@ -101,8 +101,8 @@ ResponseReader::Step ResponseReader::next(const char* data, size_t size, size_t*
         *used = at;
         if (remaining_ > 0) return Step::NeedMore;
         state_ = State::Head;
-        response->status = status_;
-        response->close = close_;
+        response->status = h_.status;
+        response->close = h_.close;
         return Step::Response;
       default:
         step = read_chunked(data + at, size - at, &n, response);
@@ -122,7 +122,18 @@ ResponseReader::Step ResponseReader::read_head(const char* data, size_t size, si
   if (head_size_ == 0) {
     // no further than a head gathered across reads could go, so that the
     // outcome never depends on how the bytes were split
-    h = parse_head(data, std::min(size, head_.size()), &consumed);
+    if (memo_size_ != 0 && size >= memo_size_ && std::memcmp(data, memo_.data(), memo_size_) == 0) {
+      h_ = memo_head_;
+      h = HeadStep::Done;
+      consumed = memo_size_;
+    } else {
+      h = parse_head(data, std::min(size, head_.size()), &consumed);
+      if (h == HeadStep::Done && consumed <= memo_.size()) {
+        std::memcpy(memo_.data(), data, consumed);
+        memo_size_ = consumed;
+        memo_head_ = h_;
+      }
+    }
     if (h == HeadStep::NeedMore) {
       if (size >= head_.size()) return fail("response head too long");
       std::memcpy(head_.data(), data, size);
@@ -156,13 +167,7 @@ ResponseReader::Step ResponseReader::read_head(const char* data, size_t size, si
 }
 
 ResponseReader::HeadStep ResponseReader::parse_head(const char* data, size_t size, size_t* consumed) {
-  status_ = 0;
-  content_length_ = -1;
-  chunked_ = false;
-  close_ = false;
-  other_coding_ = false;
-  accept_ok_ = false;
-  upgrade_ok_ = false;
+  h_ = Head();
   size_t pos = 0;
   bool first = true;
   for (;;) {
@@ -195,8 +200,8 @@ bool ResponseReader::parse_status_line(std::string_view line) {
     error_ = "malformed status line";
     return false;
   }
-  status_ = (line[9] - '0') * 100 + (line[10] - '0') * 10 + (line[11] - '0');
-  if (status_ < 100) {
+  h_.status = (line[9] - '0') * 100 + (line[10] - '0') * 10 + (line[11] - '0');
+  if (h_.status < 100) {
     error_ = "status code below 100";
     return false;
   }
@@ -205,16 +210,18 @@ bool ResponseReader::parse_status_line(std::string_view line) {
 
 // Only the headers that decide the framing (and the upgrade) are looked at.
 bool ResponseReader::parse_header(std::string_view line) {
-  size_t colon = line.find(':');
+  const void* c = std::memchr(line.data(), ':', line.size());
+  size_t colon = c == nullptr ? std::string_view::npos : static_cast<const char*>(c) - line.data();
   if (colon == std::string_view::npos || colon == 0 || line[colon - 1] == ' ' || line[colon - 1] == '\t') {
     error_ = "malformed header line";
     return false;
   }
   std::string_view name = line.substr(0, colon);
-  std::string_view value = trim(line.substr(colon + 1));
+  auto value_of = [&] { return trim(line.substr(colon + 1)); };
   switch (name.size()) {
     case 14:
       if (name_is(name, "content-length")) {
+        std::string_view value = value_of();
         if (value.empty() || value.size() > 15) {
           error_ = "bad Content-Length";
           return false;
@@ -227,28 +234,28 @@ bool ResponseReader::parse_header(std::string_view line) {
           }
           n = n * 10 + (c - '0');
         }
-        if (content_length_ >= 0 && content_length_ != n) {
+        if (h_.content_length >= 0 && h_.content_length != n) {
           error_ = "conflicting Content-Length headers";
           return false;
         }
-        content_length_ = n;
+        h_.content_length = n;
       }
       break;
     case 17:
       if (name_is(name, "transfer-encoding")) {
-        chunked_ = name_is(last_token(value), "chunked");
-        other_coding_ = !chunked_;
+        h_.chunked = name_is(last_token(value_of()), "chunked");
+        h_.other_coding = !h_.chunked;
       }
       break;
     case 10:
-      if (name_is(name, "connection")) close_ = close_ || has_token(value, "close");
+      if (name_is(name, "connection")) h_.close = h_.close || has_token(value_of(), "close");
       break;
     case 7:
-      if (name_is(name, "upgrade")) upgrade_ok_ = name_is(value, "websocket");
+      if (name_is(name, "upgrade")) h_.upgrade_ok = name_is(value_of(), "websocket");
       break;
     case 20:
       if (name_is(name, "sec-websocket-accept"))
-        accept_ok_ = !expected_accept_.empty() && value == expected_accept_;
+        h_.accept_ok = !expected_accept_.empty() && value_of() == expected_accept_;
       break;
     default:
       break;
@@ -259,30 +266,30 @@ bool ResponseReader::parse_header(std::string_view line) {
 // After a head: sets state_ for the body, or leaves it at Head when there is
 // none (the response is complete: *step stays Response; Upgraded for a 101).
 bool ResponseReader::start_body(Response* response, Step* step) {
-  response->status = status_;
-  response->close = close_;
-  if (status_ == 101) {
+  response->status = h_.status;
+  response->close = h_.close;
+  if (h_.status == 101) {
     *step = Step::Upgraded;
     return false;
   }
-  if (status_ < 200 || status_ == 204 || status_ == 304) return false;  // no body (requests are GETs)
-  if (chunked_) {
+  if (h_.status < 200 || h_.status == 204 || h_.status == 304) return false;  // no body (requests are GETs)
+  if (h_.chunked) {
     state_ = State::ChunkSize;
     remaining_ = 0;
     chunk_digits_ = 0;
     return true;
   }
-  if (other_coding_) {
+  if (h_.other_coding) {
     *step = fail("transfer coding other than chunked (read until close) is not supported");
     return false;
   }
-  if (content_length_ < 0) {
+  if (h_.content_length < 0) {
     *step = fail("response without Content-Length or chunked framing (read until close) is not supported");
     return false;
   }
-  if (content_length_ == 0) return false;
+  if (h_.content_length == 0) return false;
   state_ = State::Body;
-  remaining_ = static_cast<uint64_t>(content_length_);
+  remaining_ = static_cast<uint64_t>(h_.content_length);
   return true;
 }
 
@@ -365,8 +372,8 @@ ResponseReader::Step ResponseReader::read_chunked(const char* data, size_t size,
         if (c != '\n') return fail("chunked body not ended by CRLF");
         *used = i + 1;
         state_ = State::Head;
-        response->status = status_;
-        response->close = close_;
+        response->status = h_.status;
+        response->close = h_.close;
         return Step::Response;
       default:
         return fail("internal: not in a chunked body");

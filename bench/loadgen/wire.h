@@ -43,9 +43,12 @@ class ResponseReader {
 
   // For a WebSocket handshake: the Sec-WebSocket-Accept value expected in a
   // 101 response; accept_ok() tells whether the last head had it.
-  void expect_accept(std::string_view value) { expected_accept_ = value; }
-  [[nodiscard]] bool accept_ok() const { return accept_ok_; }
-  [[nodiscard]] bool upgrade_ok() const { return upgrade_ok_; }
+  void expect_accept(std::string_view value) {
+    expected_accept_ = value;
+    memo_size_ = 0;
+  }
+  [[nodiscard]] bool accept_ok() const { return h_.accept_ok; }
+  [[nodiscard]] bool upgrade_ok() const { return h_.upgrade_ok; }
 
   [[nodiscard]] const char* error() const { return error_; }
   void reset();
@@ -78,18 +81,27 @@ class ResponseReader {
   State state_ = State::Head;
   std::vector<char> head_;  // a head split across reads, gathered here
   size_t head_size_ = 0;
-  // The head being parsed.
-  int status_ = 0;
-  int64_t content_length_ = -1;
-  bool chunked_ = false;
-  bool close_ = false;
-  bool other_coding_ = false;
+  // What a head said.
+  struct Head {
+    int status = 0;
+    int64_t content_length = -1;
+    bool chunked = false;
+    bool close = false;
+    bool other_coding = false;
+    bool accept_ok = false;
+    bool upgrade_ok = false;
+  };
+  Head h_;  // the head being parsed, or last parsed
+  // The last head parsed straight from a read, kept to recognise the next:
+  // a server answers a benchmark with the same head again and again, and a
+  // byte-identical head needs no parsing (it says exactly the same).
+  std::array<char, 512> memo_{};
+  size_t memo_size_ = 0;
+  Head memo_head_;
   // The body being skipped.
   uint64_t remaining_ = 0;
   int chunk_digits_ = 0;
   std::string expected_accept_;
-  bool accept_ok_ = false;
-  bool upgrade_ok_ = false;
   const char* error_ = nullptr;
 };
 
