@@ -12,7 +12,8 @@
       "evo"), the ratios of BASE's rate and CPU per request to every other
       label of the same scenario. TARGETS are "PEER:MAX" bounds on BASE/PEER
       CPU per request, printed beside the ratios (e.g. node:0.333 c:2).
-Labels are "SCENARIO/SERVER".
+Labels are "SCENARIO/SERVER". Before each run it waits up to QUIET_WAIT seconds
+(default 30) for a second in which the machine is nearly idle.
 """
 import json
 import os
@@ -80,7 +81,21 @@ def parse(text):
     return None, 0, None, None
 
 
+def wait_quiet(limit_s):
+    """Waits (up to limit_s) for a second in which the machine is nearly idle
+    (under 10% of a CPU busy): the server is idle between runs, so what is busy
+    then is other processes, which would skew the run."""
+    hz = os.sysconf("SC_CLK_TCK")
+    deadline = time.monotonic() + limit_s
+    while True:
+        b0 = busy_ticks()
+        time.sleep(1)
+        if 100 * (busy_ticks() - b0) / hz < 10 or time.monotonic() >= deadline:
+            return
+
+
 def run(results, label, server_pid, cmd):
+    wait_quiet(float(os.environ.get("QUIET_WAIT", "30")))
     hz = os.sysconf("SC_CLK_TCK")
     pids = tree(server_pid)
     s0, m0, t0 = ticks(pids), busy_ticks(), time.monotonic()
