@@ -4,7 +4,10 @@
 #   evo   Evo's http.serve + ws.accept (bench/http/evo_ws_echo.lua),
 #   node  Node and the `ws` package (bench/http/node_ws_echo.js; Debian's node-ws),
 #   c     libuv + Evo's own sans-I/O WebSocket engine (bench/loadgen/ws_echo_server.cpp),
-#         the C++ ceiling.
+#         the C++ ceiling;
+#   evo-batched  an experiment: Evo on the engine's internal natives, writing the echoes
+#         of one read with one write (bench/http/evo_ws_echo_batched.lua), where
+#         conn:send() makes one system call per message.
 # Each server runs pinned to one CPU and the generator to another; every
 # measurement gets a fresh server and a 1 s warm-up. Rounds alternate the
 # servers; the summary gives medians, messages/s and the server's CPU time per
@@ -12,7 +15,7 @@
 # peers with the issue's targets (CPU per message <= 1/3 of Node's, <= 2x C's).
 #   bench/ws.sh [path/to/evo]             (or EVO=path/to/evo bench/ws.sh)
 #   DURATION=5 seconds per run, ROUNDS=3, CONNECTIONS=50, SIZE=32 bytes,
-#   SCENARIOS="p1 p16" (messages in flight per connection), SERVERS="evo node c",
+#   SCENARIOS="p1 p16" (messages in flight per connection), SERVERS="evo node c evo-batched",
 #   LOADGEN=path/to/evo_loadgen, WS_ECHO=path/to/evo_bench_ws_echo
 set -euo pipefail
 evo=${1:-${EVO:-./build/evo}}
@@ -22,7 +25,7 @@ rounds=${ROUNDS:-3}
 conns=${CONNECTIONS:-50}
 size=${SIZE:-32}
 scenarios=${SCENARIOS:-p1 p16}
-servers=${SERVERS:-evo node c}
+servers=${SERVERS:-evo node c evo-batched}
 
 # The tools are optional CMake targets of the build evo comes from: built
 # here when missing.
@@ -63,7 +66,7 @@ free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1
 export NODE_PATH=/usr/share/nodejs${NODE_PATH:+:$NODE_PATH}
 have() {
   case "$1" in
-    evo) [ -x "$evo" ] ;;
+    evo | evo-batched) [ -x "$evo" ] ;;
     node) command -v node >/dev/null && node -e 'require("ws")' 2>/dev/null ;;
     c) [ -x "$ws_echo" ] ;;
   esac
@@ -71,6 +74,7 @@ have() {
 server_cmd() {
   case "$1" in
     evo) cmd=("$evo" "$here/http/evo_ws_echo.lua" "$2") ;;
+    evo-batched) cmd=("$evo" "$here/http/evo_ws_echo_batched.lua" "$2") ;;
     node) cmd=(node "$here/http/node_ws_echo.js" "$2") ;;
     c) cmd=("$ws_echo" "$2") ;;
   esac
