@@ -10,7 +10,8 @@
 # skipped; an Evo server that does not start is reported and the peers still run.
 # Targets from the issue are printed beside the ratios; a missed target never fails this.
 #   bench/http.sh [path/to/evo]          (or EVO=path/to/evo bench/http.sh)
-#   DURATION=10 seconds per measurement, CONNECTIONS=50
+#   DURATION=10 seconds per measurement, CONNECTIONS=50, LOADGEN=native|wrk (hello world's
+#   generator: bench/loadgen's evo_loadgen by default)
 set -euo pipefail
 evo=${1:-${EVO:-./build/evo}}
 here=$(cd "$(dirname "$0")" && pwd)
@@ -22,6 +23,17 @@ static_size=$((1024 * 1024))
 for tool in wrk curl python3; do
   command -v "$tool" >/dev/null || { echo "http: $tool not installed (scripts/install-deps bench)"; exit 0; }
 done
+# The hello-world rows' load generator: LOADGEN=native (default: bench/loadgen's
+# evo_loadgen, built here from evo's build directory when missing) or LOADGEN=wrk.
+generator=${LOADGEN:-native}
+loadgen=${EVO_LOADGEN:-$(cd "$(dirname "$evo")" && pwd)/bench/loadgen/evo_loadgen}
+if [ "$generator" = native ] && [ ! -x "$loadgen" ] && [ -f "$(dirname "$evo")/CMakeCache.txt" ]; then
+  cmake --build "$(dirname "$evo")" --target evo_loadgen >/dev/null 2>&1 || true
+fi
+if [ "$generator" = native ] && [ ! -x "$loadgen" ]; then
+  echo "http: $loadgen not built: hello-world rows use wrk (cmake --build build --target evo_loadgen)"
+  generator=wrk
+fi
 report() { python3 "$here/http/report.py" "$@"; }
 
 # Server on the first CPU we may use, load generator on the second.
@@ -121,17 +133,32 @@ busy_again() {
 }
 
 # wrk_run GROUP NAME SCENARIO URL: 1 s warm-up, then the measured run, then one result line.
+# The hello-world rows use the native generator unless LOADGEN=wrk (gen_cmd).
 wrk_run() {
-  local group=$1 name=$2 scenario=$3 url=$4 cpu opts=() post=()
-  if [ "$scenario" = pipelined ]; then opts=(-s "$here/http/pipeline.lua"); post=(-- "$depth"); fi
-  "${client_pin[@]}" wrk -t1 -c"$conns" -d1s "${opts[@]}" "$url" "${post[@]}" >/dev/null 2>&1 || true
+  local group=$1 name=$2 scenario=$3 url=$4 cpu
+  gen_cmd "$group" "$scenario" "$url" 1
+  "${client_pin[@]}" "${gen[@]}" >/dev/null 2>&1 || true
+  gen_cmd "$group" "$scenario" "$url" "$duration"
   for attempt in 1 2 3; do
-    cpu=$(report measure "$server_pid" "$tmp/wrk.txt" \
-      "${client_pin[@]}" wrk -t1 -c"$conns" -d"${duration}s" --latency "${opts[@]}" "$url" "${post[@]}")
+    cpu=$(report measure "$server_pid" "$tmp/wrk.txt" "${client_pin[@]}" "${gen[@]}")
     busy_again "$cpu" "$attempt" || break
   done
   # shellcheck disable=SC2086 # three numbers
   report wrk "$results" "$group" "$name" "$scenario" "$tmp/wrk.txt" "$(report rss "$server_pid")" $cpu "$static_size"
+}
+
+# gen_cmd GROUP SCENARIO URL SECONDS: sets gen to the load generator's command line:
+# evo_loadgen for the hello-world rows (pipelined: 16 requests in one write, the next
+# 16 once all are answered, as http/pipeline.lua does with wrk), wrk otherwise.
+gen_cmd() {
+  if [ "$generator" = native ] && [ "$1" = hello ]; then
+    gen=("$loadgen" -c "$conns" -d "$4" "$3")
+    [ "$2" = pipelined ] && gen+=(-p "$depth" --batch)
+  else
+    gen=(wrk -t1 -c"$conns" -d"${4}s" --latency "$3")
+    [ "$2" = pipelined ] && gen+=(-s "$here/http/pipeline.lua" -- "$depth")
+  fi
+  return 0
 }
 
 # bench_server GROUP NAME SCENARIO CHECK PORT COMMAND...: a fresh server for each
@@ -244,7 +271,11 @@ echo "evo: $evo"
 
 # ---- 1. hello world
 echo
-echo "== hello world: wrk -t1 -c$conns -d${duration}s --latency; pipelined: $depth requests per write (bench/http/pipeline.lua)"
+if [ "$generator" = native ]; then
+  echo "== hello world: evo_loadgen -c$conns -d$duration; pipelined: -p$depth --batch ($depth requests per write)"
+else
+  echo "== hello world: wrk -t1 -c$conns -d${duration}s --latency; pipelined: $depth requests per write (bench/http/pipeline.lua)"
+fi
 for name in evo evo-natural evo-events luv-naive node nginx+lua nginx; do
   why=$(missing "$name")
   [ -z "$why" ] || { echo "  skipped: $why"; continue; }

@@ -112,6 +112,14 @@ def rss(server_pid):
 
 def parse_wrk(text):
     out = {"rps": None, "p99_ms": None, "non2xx": 0, "socket_errors": 0}
+    m = re.search(r"^RESULT (.*)$", text, re.M)  # bench/loadgen's evo_loadgen
+    if m:
+        f = dict(kv.split("=", 1) for kv in m.group(1).split())
+        out["rps"] = float(f["rps"])
+        out["p99_ms"] = float(f["p99_ms"]) if f["p99_ms"] != "nan" else None
+        out["non2xx"] = int(f["non2xx"])
+        out["socket_errors"] = int(f["errors"])
+        return out
     m = re.search(r"^Requests/sec:\s+([\d.]+)", text, re.M)
     if m:
         out["rps"] = float(m.group(1))
