@@ -175,7 +175,7 @@ void Transport::trim() {
 // keeps for the next request: for a connection idle long enough that
 // keeping them would cost more than making them again.
 void Transport::release_buffers() {
-  constexpr size_t kInline = std::string().capacity();  // what a string holds without the heap
+  const size_t kInline = std::string().capacity();  // what a string holds without the heap
   if (in_pos_ == in_.size() && in_.capacity() > kInline) {
     std::string().swap(in_);
     in_pos_ = 0;

@@ -282,7 +282,7 @@ TEST_F(TransportTest, AFileSentAfterCloseWithAWriteInFlightStillEnds) {
 // buffers give their memory back, a write in flight keeps its bytes, and
 // the transport reads and writes as before afterwards.
 TEST_F(TransportTest, ReleaseBuffersFreesEmptyBuffersOnlyAndTheTransportGoesOn) {
-  constexpr size_t kInline = std::string().capacity();
+  const size_t kInline = std::string().capacity();
   std::string small = pattern(300, 1);
   t_->write(small);
   t_->flush();
