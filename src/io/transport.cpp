@@ -297,8 +297,27 @@ void Transport::start_write(size_t limit) {
     out_.erase(0, n);
     tls_->take_output(&w);
   } else if (n == out_.size()) {
-    w.swap(out_);  // the two buffers trade places: each keeps its capacity
+    // Most answers: the socket takes the whole output at once. Written from
+    // out_ itself, so a connection keeps one buffer between requests, not
+    // the two that trading places leaves (each keeping its capacity).
+    uv_buf_t buf = uv_buf_init(out_.data(), static_cast<unsigned>(n));
+    int wrote = n > 0 ? uv_try_write(handle_->stream(), &buf, 1) : 0;
+    if (wrote < 0 && wrote != UV_EAGAIN) {
+      out_.clear();  // dropped, as write_out drops them
+      if (write_error_ == 0) write_error_ = wrote;
+      return;
+    }
+    size_t done = wrote > 0 ? static_cast<size_t>(wrote) : 0;
+    sent_ += done;
+    if (done == n) {
+      out_.clear();
+      return;
+    }
+    w.swap(out_);  // the rest goes by one libuv write, from where the socket stopped
     out_.clear();
+    int rc = write_out(/*try_now=*/false, /*call_back=*/false, done);
+    if (rc != 0 && write_error_ == 0) write_error_ = rc;
+    return;
   } else {
     w.assign(out_, 0, n);
     out_.erase(0, n);
@@ -311,9 +330,9 @@ void Transport::start_write(size_t limit) {
 // Writes handle_->writing: what the socket takes now (try_now), the rest with
 // one libuv write — always one when call_back, even for nothing left, so its
 // completion comes back. 0, or a libuv error (the bytes are dropped).
-int Transport::write_out(bool try_now, bool call_back) {
+int Transport::write_out(bool try_now, bool call_back, size_t written) {
   std::string& w = handle_->writing;
-  size_t done = 0;
+  size_t done = written;
   if (try_now) {
     uv_buf_t buf = uv_buf_init(w.data(), static_cast<unsigned>(w.size()));
     int wrote = uv_try_write(handle_->stream(), &buf, 1);

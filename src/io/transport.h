@@ -211,7 +211,8 @@ class Transport {
   void finish_file(int64_t result, bool notify);
   // Writes up to limit bytes from the front of the output.
   void start_write(size_t limit = SIZE_MAX);
-  int write_out(bool try_now, bool call_back);
+  int write_out(bool try_now, bool call_back,
+                size_t written = 0);  // written: sent already (not with try_now)
 
   UvStreamHandle* handle_ = nullptr;
   TransportUser* user_ = nullptr;
