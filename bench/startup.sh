@@ -18,7 +18,7 @@ names=("evo")
 if command -v luajit >/dev/null; then cmds+=("luajit -e 'require\"luv\"'"); names+=("luajit+luv"); fi
 if command -v node >/dev/null; then cmds+=("node -e ''"); names+=("node"); fi
 "${pin[@]}" hyperfine -N --warmup 5 --runs 50 --export-json "$out" "${cmds[@]}" >/dev/null 2>&1
-echo "start-up (mean of 50 runs, hyperfine, pinned: ${pin[*]:-no})       wall              CPU (user+sys)"
+echo "start-up (50 runs, hyperfine, pinned: ${pin[*]:-no})   wall: median ± stddev   CPU (user+sys): mean"
 python3 - "$out" "$evo" "${names[@]}" <<'PY'
 import json, os, statistics, subprocess, sys, time
 data = json.load(open(sys.argv[1]))["results"]
@@ -26,8 +26,8 @@ evo, names = sys.argv[2], sys.argv[3:]
 def cpu(r): return r["user"] + r["system"]
 e = data[0]
 for name, r in zip(names, data):
-    rel = "" if name == "evo" else f"   evo/{name}: wall {e['mean'] / r['mean']:.2f}x, CPU {cpu(e) / cpu(r):.2f}x"
-    print(f"  {name:12s} {r['mean'] * 1000:7.2f} ms ± {r['stddev'] * 1000:.2f}   {cpu(r) * 1000:7.2f} ms{rel}")
+    rel = "" if name == "evo" else f"   evo/{name}: wall {e['median'] / r['median']:.2f}x, CPU {cpu(e) / cpu(r):.2f}x"
+    print(f"  {name:12s} {r['median'] * 1000:7.2f} ms ± {r['stddev'] * 1000:.2f}   {cpu(r) * 1000:7.2f} ms{rel}")
 
 idle = {
     "evo": [evo, "-e", 'require("task").sleep(3)'],
