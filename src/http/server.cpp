@@ -394,6 +394,10 @@ void Server::sweep() {
     }
     if (c->send_deadline != 0 && c->send_deadline <= now) c->on_send_deadline();
     if (!c->closed() && c->deadline != 0 && c->deadline <= now) c->on_deadline();
+    // Idle keep-alive connections hold no buffer: thousands of them cost
+    // their objects only. Here, not as each response ends, so a busy
+    // connection keeps its buffers from one request to the next.
+    if (!c->closed() && c->waiting_for == Connection::Wait::Idle && c->idle()) c->release_idle_memory();
   }
 }
 
@@ -890,6 +894,11 @@ void Connection::update_deadline() {
     t_->trim();
     if (head_spare_.capacity() > kKeepHeadBytes) std::string().swap(head_spare_);
   }
+}
+
+void Connection::release_idle_memory() {
+  t_->release_buffers();
+  if (head_spare_.capacity() > std::string().capacity()) std::string().swap(head_spare_);
 }
 
 void Connection::arm_send_deadline() {

@@ -330,6 +330,8 @@ class Connection final : public TransportUser, public ExchangeIo {
   [[nodiscard]] bool secure() const { return t_->tls() != nullptr; }
   // Between requests with nothing read or to write: closing loses nothing.
   [[nodiscard]] bool idle() const { return state_ == State::Waiting && t_->buffered() == 0 && t_->drained(); }
+  // Between requests, kept alive: the sweep gives its buffers back.
+  void release_idle_memory();
 
   // TransportUser
   void on_input() override;

@@ -81,6 +81,16 @@ void UvStreamHandle::release() {
   }
 }
 
+uv_write_t* UvStreamHandle::write_req() {
+  if (!write_req_) write_req_ = std::make_unique<uv_write_t>();
+  return write_req_.get();
+}
+
+uv_shutdown_t* UvStreamHandle::shutdown_req() {
+  if (!shutdown_req_) shutdown_req_ = std::make_unique<uv_shutdown_t>();
+  return shutdown_req_.get();
+}
+
 void UvStreamHandle::on_closed() {
   if (owner != nullptr) owner->on_handle_closed();
 }
@@ -182,6 +192,21 @@ void Transport::trim() {
   }
   if (out_.empty() && out_.capacity() > kCompactAt) std::string().swap(out_);
   if (handle_ != nullptr && !write_in_flight_ && handle_->writing.capacity() > kCompactAt) {
+    std::string().swap(handle_->writing);
+  }
+}
+
+// Gives back the memory of every empty buffer, small ones too, which trim()
+// keeps for the next request: for a connection idle long enough that
+// keeping them would cost more than making them again.
+void Transport::release_buffers() {
+  const size_t kInline = std::string().capacity();  // what a string holds without the heap
+  if (in_pos_ == in_.size() && in_.capacity() > kInline) {
+    std::string().swap(in_);
+    in_pos_ = 0;
+  }
+  if (out_.empty() && out_.capacity() > kInline) std::string().swap(out_);
+  if (handle_ != nullptr && !write_in_flight_ && handle_->writing.capacity() > kInline) {
     std::string().swap(handle_->writing);
   }
 }
@@ -392,8 +417,27 @@ void Transport::start_write(size_t limit) {
     out_.erase(0, n);
     tls_->take_output(&w);
   } else if (n == out_.size()) {
-    w.swap(out_);  // the two buffers trade places: each keeps its capacity
+    // Most answers: the socket takes the whole output at once. Written from
+    // out_ itself, so a connection keeps one buffer between requests, not
+    // the two that trading places leaves (each keeping its capacity).
+    uv_buf_t buf = uv_buf_init(out_.data(), static_cast<unsigned>(n));
+    int wrote = n > 0 ? uv_try_write(handle_->stream(), &buf, 1) : 0;
+    if (wrote < 0 && wrote != UV_EAGAIN) {
+      out_.clear();  // dropped, as write_out drops them
+      if (write_error_ == 0) write_error_ = wrote;
+      return;
+    }
+    size_t done = wrote > 0 ? static_cast<size_t>(wrote) : 0;
+    sent_ += done;
+    if (done == n) {
+      out_.clear();
+      return;
+    }
+    w.swap(out_);  // the rest goes by one libuv write, from where the socket stopped
     out_.clear();
+    int rc = write_out(/*try_now=*/false, /*call_back=*/false, done);
+    if (rc != 0 && write_error_ == 0) write_error_ = rc;
+    return;
   } else {
     w.assign(out_, 0, n);
     out_.erase(0, n);
@@ -406,9 +450,9 @@ void Transport::start_write(size_t limit) {
 // Writes handle_->writing: what the socket takes now (try_now), the rest with
 // one libuv write — always one when call_back, even for nothing left, so its
 // completion comes back. 0, or a libuv error (the bytes are dropped).
-int Transport::write_out(bool try_now, bool call_back) {
+int Transport::write_out(bool try_now, bool call_back, size_t written) {
   std::string& w = handle_->writing;
-  size_t done = 0;
+  size_t done = written;
   if (try_now) {
     uv_buf_t buf = uv_buf_init(w.data(), static_cast<unsigned>(w.size()));
     int wrote = uv_try_write(handle_->stream(), &buf, 1);
@@ -424,8 +468,9 @@ int Transport::write_out(bool try_now, bool call_back) {
     }
   }
   uv_buf_t buf = uv_buf_init(w.data() + done, static_cast<unsigned>(w.size() - done));
-  handle_->write_req.data = handle_;
-  int rc = uv_write(&handle_->write_req, handle_->stream(), &buf, 1, write_cb);
+  uv_write_t* req = handle_->write_req();
+  req->data = handle_;
+  int rc = uv_write(req, handle_->stream(), &buf, 1, write_cb);
   if (rc != 0) {
     w.clear();
     return rc;
@@ -459,8 +504,9 @@ void Transport::on_write_done(int status) {
       if (!out_.empty() || (tls_ != nullptr && tls_->has_output())) start_write();
       if (shutting_down_ && !write_in_flight_ && out_.empty()) {
         shutting_down_ = false;
-        handle_->shutdown_req.data = handle_;
-        int rc = uv_shutdown(&handle_->shutdown_req, handle_->stream(), shutdown_cb);
+        uv_shutdown_t* req = handle_->shutdown_req();
+        req->data = handle_;
+        int rc = uv_shutdown(req, handle_->stream(), shutdown_cb);
         if (rc != 0 && user_ != nullptr) user_->on_shutdown_done(rc);
       }
     }
@@ -525,7 +571,7 @@ int64_t Transport::send_file(int fd, int64_t offset, int64_t length, bool owns_f
     if (owns_fd && fd >= 0) ::close(fd);
     return UV_ECANCELED;
   }
-  file_ = FileSend{fd, offset, length, 0, owns_fd, std::move(done)};
+  file_ = std::make_unique<FileSend>(FileSend{fd, offset, length, 0, owns_fd, std::move(done)});
   if (handle_ == nullptr) {
     // Blocking: all of it now.
     int64_t result = 0;
@@ -691,8 +737,9 @@ int Transport::shutdown() {
     shutting_down_ = true;  // after the output (on_write_done)
     return 0;
   }
-  handle_->shutdown_req.data = handle_;
-  return uv_shutdown(&handle_->shutdown_req, handle_->stream(), shutdown_cb);
+  uv_shutdown_t* req = handle_->shutdown_req();
+  req->data = handle_;
+  return uv_shutdown(req, handle_->stream(), shutdown_cb);
 }
 
 void Transport::on_shutdown(int status) {

@@ -48,8 +48,11 @@ class UvStreamHandle final : public NativeHandle {
   uv_pipe_t* pipe() { return &h_.pipe; }
   [[nodiscard]] Kind kind() const { return kind_; }
   Transport* owner = nullptr;
-  uv_write_t write_req{};
-  uv_shutdown_t shutdown_req{};
+  // The requests are made on first use: most answers fit the socket buffer
+  // and go out by uv_try_write, with no request, and a shutdown comes once,
+  // so an idle connection does not carry 272 bytes of them.
+  uv_write_t* write_req();
+  uv_shutdown_t* shutdown_req();
   std::string writing;  // the bytes of the write in flight
 
  protected:
@@ -64,6 +67,8 @@ class UvStreamHandle final : public NativeHandle {
     uv_tty_t tty;
   } h_{};
   Kind kind_;
+  std::unique_ptr<uv_write_t> write_req_;
+  std::unique_ptr<uv_shutdown_t> shutdown_req_;
 };
 
 // Who uses a transport. Called only from libuv callbacks.
@@ -158,6 +163,7 @@ class Transport {
   // Releases the input buffer's memory when it is empty and large (an idle
   // connection keeps no peak-sized buffer).
   void trim();
+  void release_buffers();
 
   // ---- output: a corked buffer; flush() sends it
   std::string& output() { return out_; }
@@ -176,7 +182,7 @@ class Transport {
   // Bytes handed over and not yet taken by the socket.
   [[nodiscard]] size_t pending() const;
   [[nodiscard]] bool write_in_flight() const { return write_in_flight_; }
-  [[nodiscard]] bool drained() const { return pending() == 0 && !write_in_flight_ && !file_.has_value(); }
+  [[nodiscard]] bool drained() const { return pending() == 0 && !write_in_flight_ && file_ == nullptr; }
   [[nodiscard]] int write_error() const { return write_error_; }
   // Bytes the socket has taken so far: a send timeout looks for progress.
   [[nodiscard]] uint64_t sent() const { return sent_; }
@@ -194,7 +200,7 @@ class Transport {
   // encrypted a chunk at a time, below the high-water mark. On a closed
   // transport: UV_ECANCELED now.
   int64_t send_file(int fd, int64_t offset, int64_t length, bool owns_fd, FileDone done);
-  [[nodiscard]] bool file_in_flight() const { return file_.has_value(); }
+  [[nodiscard]] bool file_in_flight() const { return file_ != nullptr; }
   // Drops a file send (done(UV_ECANCELED) runs).
   void cancel_file();
 
@@ -249,7 +255,8 @@ class Transport {
   void finish_file(int64_t result, bool notify);
   // Writes up to limit bytes from the front of the output.
   void start_write(size_t limit = SIZE_MAX);
-  int write_out(bool try_now, bool call_back);
+  int write_out(bool try_now, bool call_back,
+                size_t written = 0);  // written: sent already (not with try_now)
 
   void tell_input();
 
@@ -275,7 +282,7 @@ class Transport {
   size_t in_pos_ = 0;
   std::string out_;
   std::unique_ptr<tls::Session> tls_;
-  std::optional<FileSend> file_;
+  std::unique_ptr<FileSend> file_;  // on the heap: most transports never send a file
 };
 
 }  // namespace evo

@@ -14,6 +14,28 @@
 #include "lua/modules.h"
 #include "lua/tasks.h"
 
+// LuaJIT's string hash. OpenResty's LuaJIT hashes strings with the CPU's
+// CRC32 instruction where SSE4.2 is present, selected by a constructor in its
+// shared library; Debian's static archive (the one evo links, whole) has no
+// such constructor, so every state kept the portable sparse hash. On short,
+// similar strings (decimal numbers, keys "k1".."kN") that hash clusters:
+// 3M tostring(i) fill 1.83M of 4M buckets where CRC32 fills 2.23M, the chains
+// are longer, and each extra link is a cache miss in lj_str_new and
+// gc_sweepstr: 3M tostring(i) kept took 1.5x luajit's time (bench/strings.sh).
+// The switch must happen before any lua_State exists (interned strings would
+// no longer be found), hence a constructor; weak, so a LuaJIT without the
+// function still links.
+#if defined(__x86_64__)
+extern "C" void str_hash_init_sse42(void) __attribute__((weak));
+
+namespace {
+__attribute__((constructor)) void select_luajit_string_hash() {
+  __builtin_cpu_init();  // needed before __builtin_cpu_supports in a constructor
+  if (str_hash_init_sse42 != nullptr && __builtin_cpu_supports("sse4.2")) str_hash_init_sse42();
+}
+}  // namespace
+#endif
+
 namespace evo {
 
 namespace {

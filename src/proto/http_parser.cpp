@@ -7,21 +7,32 @@
 
 namespace evo::http {
 
+// The callbacks are the same for every parser, so all of them share one
+// settings table (llhttp keeps a pointer to it and only reads it): 184 bytes
+// less for each connection, idle ones included.
+llhttp_settings_t* RequestParser::settings() {
+  static llhttp_settings_t s = [] {
+    llhttp_settings_t t;
+    llhttp_settings_init(&t);
+    t.on_message_begin = on_message_begin;
+    t.on_method = on_method;
+    t.on_url = on_url;
+    t.on_version = on_version;
+    t.on_chunk_header = on_chunk_header;
+    t.on_chunk_complete = on_chunk_complete;
+    t.on_header_field = on_header_field;
+    t.on_header_value = on_header_value;
+    t.on_header_value_complete = on_header_value_complete;
+    t.on_headers_complete = on_headers_complete;
+    t.on_body = on_body;
+    t.on_message_complete = on_message_complete;
+    return t;
+  }();
+  return &s;
+}
+
 RequestParser::RequestParser(Limits limits) : limits_(limits) {
-  llhttp_settings_init(&settings_);
-  settings_.on_message_begin = on_message_begin;
-  settings_.on_method = on_method;
-  settings_.on_url = on_url;
-  settings_.on_version = on_version;
-  settings_.on_chunk_header = on_chunk_header;
-  settings_.on_chunk_complete = on_chunk_complete;
-  settings_.on_header_field = on_header_field;
-  settings_.on_header_value = on_header_value;
-  settings_.on_header_value_complete = on_header_value_complete;
-  settings_.on_headers_complete = on_headers_complete;
-  settings_.on_body = on_body;
-  settings_.on_message_complete = on_message_complete;
-  llhttp_init(&parser_, HTTP_REQUEST, &settings_);
+  llhttp_init(&parser_, HTTP_REQUEST, settings());
   parser_.data = this;
 }
 

@@ -75,6 +75,7 @@ class RequestParser {
   [[nodiscard]] bool headers_done() const { return headers_done_; }
 
  private:
+  static llhttp_settings_t* settings();  // the callbacks below, one table shared by every parser
   static int on_message_begin(llhttp_t* p);
   static int on_method(llhttp_t* p, const char* at, size_t len);
   static int on_url(llhttp_t* p, const char* at, size_t len);
@@ -104,7 +105,6 @@ class RequestParser {
   static RequestParser* self(llhttp_t* p) { return static_cast<RequestParser*>(p->data); }
 
   Limits limits_;
-  llhttp_settings_t settings_{};
   llhttp_t parser_{};
   Request req_;
   bool in_head_ = false;     // in a request line and headers (or trailers), counting

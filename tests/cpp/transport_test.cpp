@@ -278,5 +278,43 @@ TEST_F(TransportTest, AFileSentAfterCloseWithAWriteInFlightStillEnds) {
   EXPECT_EQ(::fcntl(dup_fd, F_GETFD), -1) << "the descriptor handed over was not closed";
 }
 
+// What the HTTP server's sweep calls on idle keep-alive connections: empty
+// buffers give their memory back, a write in flight keeps its bytes, and
+// the transport reads and writes as before afterwards.
+TEST_F(TransportTest, ReleaseBuffersFreesEmptyBuffersOnlyAndTheTransportGoesOn) {
+  const size_t kInline = std::string().capacity();
+  std::string small = pattern(300, 1);
+  t_->write(small);
+  t_->flush();
+  ASSERT_TRUE(pump([&] { return received_.size() >= small.size() && t_->drained(); }));
+  ASSERT_GT(t_->output().capacity() + handle_->writing.capacity(), kInline) << "the answer left no buffer";
+  t_->release_buffers();
+  EXPECT_EQ(t_->output().capacity(), kInline);
+  EXPECT_EQ(handle_->writing.capacity(), kInline);
+
+  // Input read and consumed, released, then more input.
+  t_->set_reading(true);
+  ASSERT_EQ(::send(peer_, "hello", 5, 0), 5);
+  ASSERT_TRUE(pump([&] { return t_->buffered() == 5; }));
+  EXPECT_EQ(t_->input(), "hello");
+  t_->consume(5);
+  t_->release_buffers();
+  ASSERT_EQ(::send(peer_, "again", 5, 0), 5);
+  ASSERT_TRUE(pump([&] { return t_->buffered() == 5; }));
+  EXPECT_EQ(t_->input(), "again");
+  t_->consume(5);
+
+  // A write in flight keeps its bytes through a release.
+  std::string big = pattern(100000, 2);
+  t_->write(big);
+  t_->flush();
+  ASSERT_TRUE(t_->write_in_flight()) << "the socket took 100 KB at once: the test needs a slow reader";
+  t_->release_buffers();
+  std::string expected = small + big;
+  ASSERT_TRUE(pump([&] { return received_.size() >= expected.size() && t_->drained(); }, 1500));
+  EXPECT_EQ(first_difference(received_, expected), expected.size()) << "bytes lost or out of order";
+  t_->set_reading(false);
+}
+
 }  // namespace
 }  // namespace evo
