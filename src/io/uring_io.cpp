@@ -10,10 +10,14 @@
 // calls with blocking system calls), so the same script gives the same
 // results in every mode. docs/io.md has the table.
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <unordered_set>
@@ -33,7 +37,7 @@ int uv_status(int res) { return uv_translate_sys_error(-res); }
 
 // ----------------------------------------------------------- socket reads
 
-class RingReadsImpl;
+class RingSocketsImpl;
 
 // The reads of one transport: a recv taking buffers from the ring's
 // provided group; each completion's bytes are copied into the transport's
@@ -49,7 +53,7 @@ class RingRecv final : public RingOp, public RingRead {
   static constexpr uint8_t kRecv = 0;
   static constexpr uint8_t kNotify = 1;
 
-  RingRecv(Ring& ring, RingReadsImpl* owner, Transport* t, int fd)
+  RingRecv(Ring& ring, RingSocketsImpl* owner, Transport* t, int fd)
       : ring_(ring), owner_(owner), t_(t), fd_(fd) {}
   ~RingRecv() override;
 
@@ -90,6 +94,7 @@ class RingRecv final : public RingOp, public RingRead {
     t_ = nullptr;
     pause();
     update_hold();
+    ring_.release(this);  // now, when nothing of it is in the kernel
   }
   // The ring is going away with the transport still open: it reads
   // nothing more.
@@ -134,7 +139,7 @@ class RingRecv final : public RingOp, public RingRead {
 
  private:
   Ring& ring_;
-  RingReadsImpl* owner_;  // nullptr once the Io is gone (the ring frees this)
+  RingSocketsImpl* owner_;  // nullptr once the Io is gone (the ring frees this)
   Transport* t_;
   int fd_;
   // Counted in the ring's held receives: armed, for a live transport whose
@@ -153,36 +158,152 @@ class RingRecv final : public RingOp, public RingRead {
   bool notify_pending_ = false;
 };
 
-class RingReadsImpl final : public RingReads {
+// The sends and the half-close of one transport. One send is in flight at
+// a time (the transport's corked output, as one libuv write): its bytes
+// live here until the kernel's last completion for them, a short send is
+// resubmitted for the rest, and the transport hears once all is taken.
+class RingSend final : public RingOp, public RingWrite {
  public:
-  explicit RingReadsImpl(Ring& ring) : ring_(ring) {}
-  ~RingReadsImpl() {
+  static constexpr uint8_t kSend = 2;
+  static constexpr uint8_t kShutdown = 3;
+  static constexpr size_t kKeepBytes = size_t{64} * 1024;
+
+  RingSend(Ring& ring, RingSocketsImpl* owner, Transport* t, int fd)
+      : ring_(ring), owner_(owner), t_(t), fd_(fd) {}
+  ~RingSend() override;
+
+  void send(std::string& bytes, size_t from) override {
+    buf_.swap(bytes);  // the transport gets this op's last buffer back: both keep their capacity
+    bytes.clear();
+    pos_ = from;
+    in_flight_ = true;
+    if (pos_ < buf_.size()) return submit_send();
+    io_uring_prep_nop(ring_.sqe(this, kSend));  // nothing left: the completion alone
+  }
+  [[nodiscard]] size_t unsent() const override { return in_flight_ ? buf_.size() - pos_ : 0; }
+  std::string settle() override {
+    if (!in_flight_) return {};
+    settling_ = true;
+    ring_.settle(this, kSend);
+    settling_ = false;
+    std::string rest = buf_.substr(std::min(pos_, buf_.size()));
+    buf_.clear();
+    in_flight_ = false;
+    return rest;
+  }
+  void shutdown() override { io_uring_prep_shutdown(ring_.sqe(this, kShutdown), fd_, SHUT_WR); }
+  void detach() override {
+    t_ = nullptr;
+    if (in_flight_) ring_.cancel(this, kSend);
+    ring_.release(this);
+  }
+  void orphan() {
+    if (t_ != nullptr) t_->forget_ring();
+    t_ = nullptr;
+    owner_ = nullptr;
+  }
+  [[nodiscard]] bool finished() const override { return t_ == nullptr; }
+
+  void on_cqe(uint8_t tag, int res, uint32_t /*flags*/) override {
+    bool live = t_ != nullptr && !ring_.closing();
+    if (tag == kShutdown) {
+      if (live) t_->on_ring_shutdown(res < 0 ? uv_status(res) : 0);
+      return;
+    }
+    if (res > 0) pos_ += static_cast<size_t>(res);
+    if (settling_) return;  // settle() takes what is left
+    if (!live) {
+      in_flight_ = false;
+      buf_.clear();
+      return;
+    }
+    if (res > 0 && pos_ < buf_.size()) return submit_send();  // a short send: the rest
+    in_flight_ = false;
+    buf_.clear();
+    // The buffer comes back to the transport at its next send: a small one
+    // is kept for that, a large answer's is not (an idle connection holds
+    // no peak-sized buffer).
+    if (buf_.capacity() > kKeepBytes) std::string().swap(buf_);
+    int status = 0;
+    if (res < 0) {
+      status = uv_status(res);
+    } else if (pos_ < buf_.size()) {
+      status = UV_EPIPE;  // the socket took nothing of a non-empty send
+    }
+    t_->on_ring_sent(status);
+  }
+
+ private:
+  void submit_send() {
+    size_t n = std::min(buf_.size() - pos_, size_t{1} << 30);
+    io_uring_prep_send(ring_.sqe(this, kSend), fd_, buf_.data() + pos_, n, MSG_NOSIGNAL);
+  }
+
+  Ring& ring_;
+  RingSocketsImpl* owner_;
+  Transport* t_;
+  int fd_;
+  std::string buf_;
+  size_t pos_ = 0;
+  bool in_flight_ = false;
+  bool settling_ = false;
+};
+
+class RingSocketsImpl final : public RingSockets {
+ public:
+  explicit RingSocketsImpl(Ring& ring) : ring_(ring) {
+    const char* mode = std::getenv("EVO_URING_SEND");
+    sends_ = mode == nullptr || std::strcmp(mode, "off") != 0;
+    Transport::ring_send_tries = mode != nullptr && std::strcmp(mode, "try") == 0;
+  }
+  ~RingSocketsImpl() {
     // The run is over with transports still open (a C++ test's): they read
-    // nothing more; receives still in the kernel are freed by the ring.
-    std::unordered_set<RingRecv*> left;
-    left.swap(live_);
-    for (RingRecv* r : left) {
+    // and write nothing more; ops still in the kernel are freed by the ring.
+    std::unordered_set<RingRecv*> reads;
+    reads.swap(reads_);
+    for (RingRecv* r : reads) {
       r->orphan();
       if (r->in_kernel() == 0) std::unique_ptr<RingRecv> gone(r);
     }
+    std::unordered_set<RingSend*> writes;
+    writes.swap(writes_);
+    for (RingSend* w : writes) {
+      w->orphan();
+      if (w->in_kernel() == 0) std::unique_ptr<RingSend> gone(w);
+    }
   }
-  RingReadsImpl(const RingReadsImpl&) = delete;
-  RingReadsImpl& operator=(const RingReadsImpl&) = delete;
+  RingSocketsImpl(const RingSocketsImpl&) = delete;
+  RingSocketsImpl& operator=(const RingSocketsImpl&) = delete;
 
-  RingRead* attach(Transport* t, int fd) override {
+  RingRead* attach_read(Transport* t, int fd) override {
     if (!ring_.has_buffers()) return nullptr;
     auto op = std::make_unique<RingRecv>(ring_, this, t, fd);
     RingRecv* r = op.get();
-    live_.insert(r);
+    reads_.insert(r);
     ring_.adopt(std::move(op));
     return r;
   }
-  void forget(RingRecv* r) { live_.erase(r); }
+  RingWrite* attach_write(Transport* t, int fd) override {
+    if (!sends_) return nullptr;
+    auto op = std::make_unique<RingSend>(ring_, this, t, fd);
+    RingSend* w = op.get();
+    writes_.insert(w);
+    ring_.adopt(std::move(op));
+    return w;
+  }
+  void forget(RingRecv* r) { reads_.erase(r); }
+  void forget(RingSend* w) { writes_.erase(w); }
 
  private:
   Ring& ring_;
-  std::unordered_set<RingRecv*> live_;
+  bool sends_ = true;  // EVO_URING_SEND=off keeps libuv's writes (for comparison)
+  std::unordered_set<RingRecv*> reads_;
+  std::unordered_set<RingSend*> writes_;
 };
+
+RingSend::~RingSend() {
+  if (owner_ != nullptr) owner_->forget(this);
+}
 
 RingRecv::~RingRecv() {
   if (owner_ != nullptr) owner_->forget(this);
@@ -349,11 +470,11 @@ class FileJob final : public RingOp, public IoOp {
 class UringIo final : public Io {
  public:
   UringIo(std::unique_ptr<Ring> ring, std::unique_ptr<Io> evented)
-      : ring_(std::move(ring)), evented_(std::move(evented)), reads_(*ring_) {
-    Transport::ring_reads = &reads_;
+      : ring_(std::move(ring)), evented_(std::move(evented)), sockets_(*ring_) {
+    Transport::ring_sockets = &sockets_;
   }
   ~UringIo() override {
-    if (Transport::ring_reads == &reads_) Transport::ring_reads = nullptr;
+    if (Transport::ring_sockets == &sockets_) Transport::ring_sockets = nullptr;
   }
   UringIo(const UringIo&) = delete;
   UringIo& operator=(const UringIo&) = delete;
@@ -389,11 +510,11 @@ class UringIo final : public Io {
   }
 
  private:
-  // Declared first: destroyed last, after reads_ let go of its receives
-  // (the ring drains and frees them).
+  // Declared first: destroyed last, after sockets_ let go of its receives
+  // and sends (the ring drains and frees them).
   std::unique_ptr<Ring> ring_;
   std::unique_ptr<Io> evented_;
-  RingReadsImpl reads_;
+  RingSocketsImpl sockets_;
 };
 
 }  // namespace

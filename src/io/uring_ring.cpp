@@ -83,8 +83,9 @@ const char* opcode_name(unsigned op) {
 
 // The opcodes this Io submits: a kernel without one of them is refused at
 // start rather than failing an operation later.
-constexpr uint8_t kNeeded[] = {IORING_OP_NOP,   IORING_OP_READ,  IORING_OP_WRITE, IORING_OP_OPENAT,
-                               IORING_OP_CLOSE, IORING_OP_STATX, IORING_OP_RECV,  IORING_OP_ASYNC_CANCEL};
+constexpr uint8_t kNeeded[] = {IORING_OP_NOP,      IORING_OP_READ,   IORING_OP_WRITE,       IORING_OP_OPENAT,
+                               IORING_OP_CLOSE,    IORING_OP_STATX,  IORING_OP_RECV,        IORING_OP_SEND,
+                               IORING_OP_SHUTDOWN, IORING_OP_ACCEPT, IORING_OP_ASYNC_CANCEL};
 
 }  // namespace
 
@@ -256,6 +257,10 @@ void Ring::drain_at_exit() {
 
 RingOp* Ring::adopt(std::unique_ptr<RingOp> op) { return op.release(); }
 
+void Ring::release(RingOp* op) {
+  if (op != dispatching_ && op->in_kernel_ == 0 && op->finished()) std::unique_ptr<RingOp> gone(op);
+}
+
 io_uring_sqe* Ring::sqe(RingOp* op, uint8_t tag) {
   io_uring_sqe* s = io_uring_get_sqe(&ring_);
   if (s == nullptr) {
@@ -363,7 +368,14 @@ void Ring::dispatch(io_uring_cqe* cqe) {
   }
   if (op == nullptr) return;  // the exit's cancel-everything
   if (last) --op->in_kernel_;
-  if (tag != kCancelTag) op->on_cqe(tag, cqe->res, cqe->flags);
+  if (tag != kCancelTag) {
+    // The op may let go of itself from its completion (a transport closed
+    // by its user): release() leaves it to the check below then.
+    RingOp* outer = dispatching_;
+    dispatching_ = op;
+    op->on_cqe(tag, cqe->res, cqe->flags);
+    dispatching_ = outer;
+  }
   if (op->in_kernel_ == 0 && op->finished()) std::unique_ptr<RingOp> gone(op);
 }
 

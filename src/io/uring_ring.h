@@ -80,6 +80,9 @@ class Ring {
 
   // Takes an operation over: the ring frees it once finished.
   RingOp* adopt(std::unique_ptr<RingOp> op);
+  // Frees op now if it is finished with nothing in the kernel (else its
+  // last completion does); never while its own completion runs.
+  void release(RingOp* op);
   // A submission entry for op (tag: which of its entries), submitted with
   // the next batch. Never nullptr: a full queue is submitted first.
   io_uring_sqe* sqe(RingOp* op, uint8_t tag);
@@ -135,6 +138,7 @@ class Ring {
   struct Handles;
   Handles* handles_ = nullptr;
   std::deque<io_uring_cqe> backlog_;  // reaped by settle() for others
+  RingOp* dispatching_ = nullptr;     // whose completion runs now
   uint32_t unsubmitted_ = 0;
   uint64_t live_ = 0;  // entries whose last completion has not come
   uint64_t held_ = 0;  // those of them that keep the loop alive
