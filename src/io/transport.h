@@ -114,10 +114,26 @@ class RingWrite {
   ~RingWrite() = default;
 };
 
+// Accepts on a listening socket through the ring (the listener of
+// listen_on_loop, src/io/evented_io.cpp, when the run has RingSockets).
+class RingAccept {
+ public:
+  // Accepted descriptors (or -errno) go to each from the loop: one
+  // multishot entry while `many`, else one connection. A new start
+  // replaces the callback; the entry is re-armed when the kernel ends it.
+  virtual void start(bool many, std::function<void(int fd_or_error)> each) = 0;
+  virtual void stop() = 0;    // cancels the entry; each is not called again
+  virtual void detach() = 0;  // the listener is gone (stop, and let go)
+ protected:
+  ~RingAccept() = default;
+};
+
 class RingSockets {
  public:
   virtual RingRead* attach_read(Transport* t, int fd) = 0;    // nullptr: libuv reads
   virtual RingWrite* attach_write(Transport* t, int fd) = 0;  // nullptr: libuv writes
+  // nullptr: libuv accepts. forget runs if the ring goes first.
+  virtual RingAccept* attach_accept(int fd, std::function<void()> forget) = 0;
 
  protected:
   ~RingSockets() = default;

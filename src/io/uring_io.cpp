@@ -249,6 +249,83 @@ class RingSend final : public RingOp, public RingWrite {
   bool settling_ = false;
 };
 
+// Accepts on a listening socket: one multishot entry hands every
+// connection over as it comes (the HTTP server, net.listen with a
+// handler), or one single-shot entry per accept() call. A cancelled
+// entry that won the race still brings a descriptor: it is closed.
+class RingAcceptOp final : public RingOp, public RingAccept {
+ public:
+  RingAcceptOp(Ring& ring, RingSocketsImpl* owner, int fd, std::function<void()> forget)
+      : ring_(ring), owner_(owner), fd_(fd), forget_(std::move(forget)) {}
+  ~RingAcceptOp() override;
+  // The ring is going away with the listener still open.
+  void orphan() {
+    if (forget_) forget_();
+    forget_ = nullptr;
+    owner_ = nullptr;
+    each_ = nullptr;
+    gone_ = true;
+  }
+
+  void start(bool many, std::function<void(int)> each) override {
+    each_ = std::move(each);
+    many_ = many;
+    if (!armed_) arm();
+  }
+  void stop() override {
+    each_ = nullptr;
+    if (armed_) ring_.cancel(this, 0);
+  }
+  void detach() override {
+    gone_ = true;
+    stop();
+    ring_.release(this);
+  }
+  [[nodiscard]] bool finished() const override { return gone_; }
+  // An armed accept keeps the loop alive as libuv's listening handle does.
+  [[nodiscard]] bool holds_loop() const override { return true; }
+
+  void on_cqe(uint8_t /*tag*/, int res, uint32_t flags) override {
+    bool more = (flags & IORING_CQE_F_MORE) != 0;
+    if (!more) armed_ = false;
+    bool live = each_ && !gone_ && !ring_.closing();
+    if (!live) {
+      if (res >= 0) ::close(res);
+      return;
+    }
+    if (res == -ECANCELED) return;
+    // One connection for a single accept: the callback is spent before it
+    // runs (it may start the next one).
+    std::function<void(int)> each = many_ ? each_ : std::move(each_);
+    if (!many_) each_ = nullptr;
+    each(res);
+    // The kernel ended the multishot entry (an error such as EMFILE, or
+    // its own limits): on again while someone takes connections.
+    if (!armed_ && many_ && each_ && !gone_) arm();
+  }
+
+ private:
+  void arm() {
+    io_uring_sqe* s = ring_.sqe(this, 0);
+    int flags = SOCK_CLOEXEC | SOCK_NONBLOCK;
+    if (many_) {
+      io_uring_prep_multishot_accept(s, fd_, nullptr, nullptr, flags);
+    } else {
+      io_uring_prep_accept(s, fd_, nullptr, nullptr, flags);
+    }
+    armed_ = true;
+  }
+
+  Ring& ring_;
+  RingSocketsImpl* owner_;
+  int fd_;
+  std::function<void()> forget_;
+  std::function<void(int)> each_;
+  bool many_ = false;
+  bool armed_ = false;
+  bool gone_ = false;
+};
+
 class RingSocketsImpl final : public RingSockets {
  public:
   explicit RingSocketsImpl(Ring& ring) : ring_(ring) {
@@ -271,6 +348,12 @@ class RingSocketsImpl final : public RingSockets {
       w->orphan();
       if (w->in_kernel() == 0) std::unique_ptr<RingSend> gone(w);
     }
+    std::unordered_set<RingAcceptOp*> accepts;
+    accepts.swap(accepts_);
+    for (RingAcceptOp* a : accepts) {
+      a->orphan();
+      if (a->in_kernel() == 0) std::unique_ptr<RingAcceptOp> gone(a);
+    }
   }
   RingSocketsImpl(const RingSocketsImpl&) = delete;
   RingSocketsImpl& operator=(const RingSocketsImpl&) = delete;
@@ -291,6 +374,14 @@ class RingSocketsImpl final : public RingSockets {
     ring_.adopt(std::move(op));
     return w;
   }
+  RingAccept* attach_accept(int fd, std::function<void()> forget) override {
+    auto op = std::make_unique<RingAcceptOp>(ring_, this, fd, std::move(forget));
+    RingAcceptOp* a = op.get();
+    accepts_.insert(a);
+    ring_.adopt(std::move(op));
+    return a;
+  }
+  void forget(RingAcceptOp* a) { accepts_.erase(a); }
   void forget(RingRecv* r) { reads_.erase(r); }
   void forget(RingSend* w) { writes_.erase(w); }
 
@@ -299,7 +390,12 @@ class RingSocketsImpl final : public RingSockets {
   bool sends_ = true;  // EVO_URING_SEND=off keeps libuv's writes (for comparison)
   std::unordered_set<RingRecv*> reads_;
   std::unordered_set<RingSend*> writes_;
+  std::unordered_set<RingAcceptOp*> accepts_;
 };
+
+RingAcceptOp::~RingAcceptOp() {
+  if (owner_ != nullptr) owner_->forget(this);
+}
 
 RingSend::~RingSend() {
   if (owner_ != nullptr) owner_->forget(this);

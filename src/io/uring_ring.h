@@ -123,6 +123,9 @@ class Ring {
   bool init(std::string* why);
   bool init_buffers();
   void reap();
+  void turn();
+  void enter(bool get_events);
+  [[nodiscard]] bool work_waiting() const;
   void dispatch(io_uring_cqe* cqe);
   void update_ref();
   void drain_at_exit();

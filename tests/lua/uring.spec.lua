@@ -118,7 +118,7 @@ describe("evo --io=uring", function()
     assert.equal(h.lines(r.stdout), {"Timeout", "line 1\tline 50\t50"})
   end)
 
-  it("sends and half-closes through the ring: an HTTP server's answers, a large write to a slow reader", function()
+  it("accepts, sends and half-closes through the ring: an HTTP server's answers, a large write to a slow reader", function()
     local script = h.tempFile("send.lua", [[
       local http, net, task = require("http"), require("net"), require("task")
       local server = http.serve({host = "127.0.0.1", port = 0}, function(req, res)
@@ -164,6 +164,8 @@ describe("evo --io=uring", function()
     -- shutdowns
     assert.truthy((n.send or 0) >= 4, r.stderr)
     assert.truthy((n.shutdown or 0) >= 2, r.stderr)
+    -- both listeners (the HTTP server's, net.listen's) accept on the ring
+    assert.truthy((n.accept or 0) >= 2, r.stderr)
   end)
 
   it("with EVO_URING_SEND=off writes through libuv instead, with the same results", function()
