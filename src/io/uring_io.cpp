@@ -1,14 +1,16 @@
 // The uring Io (--io=uring, issue 14): a completion-based Io on io_uring.
 //
-// What goes through the ring today: whole-file jobs (Io::file: openat,
-// statx, read or write, close — no thread-pool trip) and the reads of
-// every evented socket transport (a multishot recv into the provided
-// buffer ring, through the Transport's RingRead seam). Everything else is
-// the evented Io's (libuv): connecting, listening, UDP, child processes,
-// work on the thread pool, and a transport's writes, shutdown and close.
-// A caller that cannot wait is served by the evented Io too (it does such
-// calls with blocking system calls), so the same script gives the same
-// results in every mode. docs/io.md has the table.
+// What goes through the ring: whole-file jobs (Io::file: openat, statx,
+// read or write, close — no thread-pool trip), and for every evented
+// socket transport its receives (a multishot recv into the provided buffer
+// ring, the Transport's RingRead seam), its sends and half-close (RingWrite:
+// IORING_OP_SEND batched per loop turn, IORING_OP_SHUTDOWN), and the
+// accepts of listen_on_loop's listeners (RingAccept: multishot accept).
+// Everything else is the evented Io's (libuv): connecting, closing a
+// socket, UDP, child processes, work on the thread pool. A caller that
+// cannot wait is served by the evented Io too (it does such calls with
+// blocking system calls), so the same script gives the same results in
+// every mode. docs/io.md has the table.
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>

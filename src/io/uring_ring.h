@@ -4,10 +4,12 @@
 // on an eventfd (io_uring_register_eventfd) that a uv_poll_t watches, so
 // libuv stays the one outer waiter and luv, DNS, child processes, signals
 // and fs watching run as before. Submissions are batched: an operation
-// only fills a submission queue entry, and a uv_prepare_t submits all of
-// them in one io_uring_enter just before the loop blocks. Completions are
-// reaped in the poll callback, so a task woken by one runs in the check
-// phase of the same loop iteration.
+// only fills a submission queue entry, and the ring takes a turn (submit,
+// run the kernel's pending completion work and reap, in one io_uring_enter)
+// in a uv_prepare_t just before the loop blocks and in the eventfd's poll
+// callback, so a task woken by a completion runs in the check phase of the
+// same loop iteration. During a turn the eventfd is quiet; what came in the
+// gap is signalled by hand before the loop blocks (docs/io.md).
 //
 // An operation (RingOp) owns itself while the kernel may still write into
 // it: it is freed only after the last completion of every entry it
