@@ -54,7 +54,8 @@ test-fuzz: $(FUZZ_BUILD)/build.ninja
 	  evo_fuzz_pg_text \
 	  evo_fuzz_app_archive \
 	  evo_fuzz_h2_session \
-	  evo_fuzz_loadgen_wire
+	  evo_fuzz_loadgen_wire \
+	  evo_fuzz_uring_io
 	@mkdir -p $(FUZZ_BUILD)/corpus/http_parser $(FUZZ_BUILD)/corpus/http_response $(FUZZ_BUILD)/corpus/ws \
 	  $(FUZZ_BUILD)/corpus/http_server $(FUZZ_BUILD)/corpus/transport $(FUZZ_BUILD)/corpus/encoding \
 	  $(FUZZ_BUILD)/corpus/zlib $(FUZZ_BUILD)/corpus/json $(FUZZ_BUILD)/corpus/multipart $(FUZZ_BUILD)/corpus/cookie \
@@ -96,6 +97,9 @@ test-fuzz: $(FUZZ_BUILD)/build.ninja
 	@mkdir -p $(FUZZ_BUILD)/corpus/loadgen_wire
 	./$(FUZZ_BUILD)/evo_fuzz_loadgen_wire -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
 	  $(FUZZ_BUILD)/corpus/loadgen_wire tests/fuzz/corpus/loadgen_wire
+	@mkdir -p $(FUZZ_BUILD)/corpus/uring_io
+	./$(FUZZ_BUILD)/evo_fuzz_uring_io -max_total_time=$(FUZZ_SECONDS) -max_len=1024 -timeout=30 \
+	  $(FUZZ_BUILD)/corpus/uring_io
 	@echo "fuzzing: no crash, no leak in $(FUZZ_SECONDS) s per target"
 
 bench: build

@@ -2,9 +2,12 @@
 // a call whose caller cannot wait is done by the blocking Io's system calls
 // and its descriptor adopted into libuv.
 #include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -217,8 +220,16 @@ class EventedListener final : public IoListener, public IoOp {
   explicit EventedListener(UvListenerHandle* h) : handle_(h) { h->owner = this; }
   ~EventedListener() override { close(); }
 
+  // Accepts through the ring from now on (--io=uring): the socket is
+  // listening already and libuv does not watch it.
+  void use_ring(RingAccept* ring) { ring_ = ring; }
+  void forget_ring() { ring_ = nullptr; }
+
   IoOp* accept(bool wait, double timeout, IoDone done) override;
-  void accept_each(std::function<void(IoResult)> each) override { each_ = std::move(each); }
+  void accept_each(std::function<void(IoResult)> each) override {
+    each_ = std::move(each);
+    if (ring_ != nullptr) ring_->start(true, [this](int fd) { each_(accepted(fd)); });
+  }
   [[nodiscard]] bool accepting() const override { return waiting_; }
   [[nodiscard]] int fd() const override {
     uv_os_fd_t fd = -1;
@@ -226,6 +237,10 @@ class EventedListener final : public IoListener, public IoOp {
     return fd;
   }
   void close() override {
+    if (ring_ != nullptr) {
+      ring_->detach();  // before the socket closes: the kernel lets go of it
+      ring_ = nullptr;
+    }
     if (waiting_) {
       waiting_ = false;
       IoDone done = std::move(waiter_);
@@ -240,6 +255,7 @@ class EventedListener final : public IoListener, public IoOp {
   void cancel() override {  // the accept in flight
     waiting_ = false;
     waiter_ = nullptr;
+    if (ring_ != nullptr && !each_) ring_->stop();
   }
   void on_handle_closed() { handle_ = nullptr; }  // the runtime's exit sweep closed it first
   void on_release(std::function<void()> release) override { release_ = std::move(release); }
@@ -252,8 +268,10 @@ class EventedListener final : public IoListener, public IoOp {
 
  private:
   IoResult take();
+  IoResult accepted(int fd_or_error);
 
   UvListenerHandle* handle_;
+  RingAccept* ring_ = nullptr;
   bool pending_ = false;
   bool waiting_ = false;
   IoDone waiter_;
@@ -268,6 +286,26 @@ void UvListenerHandle::release() {
 
 void UvListenerHandle::on_closed() {
   if (owner != nullptr) owner->on_handle_closed();
+}
+
+// --io=uring: the bound socket listens, and the ring accepts on it (the
+// libuv handle only holds the descriptor until close).
+std::unique_ptr<IoListener> listen_for_ring(UvListenerHandle* handle, int backlog, int* status) {
+  uv_os_fd_t fd = -1;
+  *status = uv_fileno(handle->uv_handle(), &fd);
+  // libuv keeps a bind's EADDRINUSE for uv_listen to report; listen(2) on
+  // the unbound socket would pick a port instead.
+  if (*status == 0) *status = handle->stream()->delayed_error;
+  if (*status == 0 && ::listen(fd, backlog) != 0) *status = uv_translate_sys_error(errno);
+  if (*status != 0) {
+    handle->close();
+    return nullptr;
+  }
+  auto listener = std::make_unique<EventedListener>(handle);
+  EventedListener* l = listener.get();
+  RingAccept* ring = Transport::ring_sockets->attach_accept(fd, [l] { l->forget_ring(); });
+  if (ring != nullptr) l->use_ring(ring);
+  return listener;
 }
 
 }  // namespace
@@ -293,6 +331,8 @@ std::unique_ptr<IoListener> listen_on_loop(uv_loop_t* loop, const ListenSpec& sp
     *status = spec.path != nullptr ? uv_pipe_bind(handle->pipe(), spec.path)
                                    : uv_tcp_bind(handle->tcp(), spec.addr, 0);
   }
+  if (*status == 0 && Transport::ring_sockets != nullptr)
+    return listen_for_ring(handle, spec.backlog, status);
   if (*status == 0) *status = uv_listen(handle->stream(), spec.backlog, EventedListener::on_connection);
   if (*status != 0) {
     handle->close();
@@ -386,7 +426,33 @@ IoOp* EventedListener::accept(bool wait, double timeout, IoDone done) {
   }
   waiting_ = true;
   waiter_ = std::move(done);
+  if (ring_ != nullptr) {
+    ring_->start(false, [this](int fd) {
+      if (!waiting_) return;
+      waiting_ = false;
+      IoDone done = std::move(waiter_);
+      done(accepted(fd));
+    });
+  }
   return this;
+}
+
+// A connection the ring accepted (or its error), as a transport.
+IoResult EventedListener::accepted(int fd_or_error) {
+  if (fd_or_error < 0) return IoResult::failed(uv_translate_sys_error(-fd_or_error), "");
+  bool pipe = handle_ == nullptr || handle_->is_pipe();
+  if (!pipe) {
+    int one = 1;
+    ::setsockopt(fd_or_error, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  }
+  uv_loop_t* loop = handle_ != nullptr ? handle_->stream()->loop : nullptr;
+  if (loop == nullptr) {
+    ::close(fd_or_error);
+    return IoResult::failed("Closed", "the server was closed");
+  }
+  IoResult r;
+  r.transport = adopt_on(loop, fd_or_error, pipe ? SocketKind::Pipe : SocketKind::Tcp);
+  return r;
 }
 
 // Takes the connection libuv holds.

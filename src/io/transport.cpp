@@ -101,14 +101,17 @@ Transport::Transport(UvStreamHandle* handle, bool on_ring) : handle_(handle) {
   handle_->owner = this;
   uv_os_fd_t fd = -1;
   if (uv_fileno(handle_->uv_handle(), &fd) == 0) fd_ = fd;
-  if (on_ring && ring_reads != nullptr && fd_ >= 0 && handle_->kind() != UvStreamHandle::Kind::Tty &&
+  if (on_ring && ring_sockets != nullptr && fd_ >= 0 && handle_->kind() != UvStreamHandle::Kind::Tty &&
       uv_is_readable(handle_->stream()) != 0) {
     // Readable sockets only: a pipe keeps libuv's reads, and a child's
     // stdin (a socketpair libuv made write-only) refuses them as libuv does.
     struct stat st {};
     bool socket =
         handle_->kind() == UvStreamHandle::Kind::Tcp || (::fstat(fd_, &st) == 0 && S_ISSOCK(st.st_mode));
-    if (socket) ring_ = ring_reads->attach(this, fd_);
+    if (socket) {
+      ring_ = ring_sockets->attach_read(this, fd_);
+      ring_write_ = ring_sockets->attach_write(this, fd_);
+    }
   }
 }
 
@@ -130,6 +133,11 @@ void Transport::close() {
     ring_->detach();  // frees itself once the kernel is done with its buffers
     ring_ = nullptr;
   }
+  if (ring_write_ != nullptr) {
+    if (write_in_flight_) send_rest_now();
+    ring_write_->detach();
+    ring_write_ = nullptr;
+  }
   if (file_) finish_file(UV_ECANCELED, true);
   if (handle_ != nullptr) {
     handle_->close();  // a write in flight completes with UV_ECANCELED first
@@ -137,6 +145,32 @@ void Transport::close() {
     ::close(fd_);
   }
   fd_ = -1;
+}
+
+// Closing with a send on the ring: the evented Io would have written
+// most of it with uv_try_write by now, and libuv drops the rest of a write
+// in flight at close. The same here: the send stops (what the kernel took
+// is taken), and what the socket takes now of the rest and of the output
+// corked behind it goes; the remainder is dropped.
+void Transport::send_rest_now() {
+  std::string rest = ring_write_->settle();
+  write_in_flight_ = false;
+  if (write_error_ != 0 || fd_ < 0) return;
+  if (tls_ != nullptr) {
+    if (!out_.empty()) tls_->write(out_);
+    tls_->take_output(&rest);
+  } else {
+    rest += out_;
+  }
+  out_.clear();
+  size_t done = 0;
+  while (done < rest.size()) {
+    ssize_t n = ::send(fd_, rest.data() + done, rest.size() - done, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    done += static_cast<size_t>(n);
+    sent_ += static_cast<uint64_t>(n);
+  }
 }
 
 void Transport::set_ref(bool on) {
@@ -394,8 +428,12 @@ bool Transport::wait_fd(bool writable, double timeout) {
 // -------------------------------------------------------------------- output
 
 size_t Transport::pending() const {
-  size_t queued =
-      write_in_flight_ && handle_ != nullptr ? uv_stream_get_write_queue_size(handle_->stream()) : 0;
+  size_t queued = 0;
+  if (write_in_flight_ && ring_write_ != nullptr) {
+    queued = ring_write_->unsent();
+  } else if (write_in_flight_ && handle_ != nullptr) {
+    queued = uv_stream_get_write_queue_size(handle_->stream());
+  }
   return out_.size() + queued;
 }
 
@@ -453,7 +491,7 @@ void Transport::start_write(size_t limit) {
 int Transport::write_out(bool try_now, bool call_back, size_t written) {
   std::string& w = handle_->writing;
   size_t done = written;
-  if (try_now) {
+  if (try_now && (ring_write_ == nullptr || ring_send_tries)) {
     uv_buf_t buf = uv_buf_init(w.data(), static_cast<unsigned>(w.size()));
     int wrote = uv_try_write(handle_->stream(), &buf, 1);
     if (wrote < 0 && wrote != UV_EAGAIN) {
@@ -466,6 +504,14 @@ int Transport::write_out(bool try_now, bool call_back, size_t written) {
       w.clear();
       return 0;
     }
+  }
+  if (ring_write_ != nullptr) {
+    // The rest goes on the ring: submitted with the loop turn's batch, its
+    // completion (all of it sent) is on_ring_sent.
+    in_flight_ = w.size() - done;
+    write_in_flight_ = true;
+    ring_write_->send(w, done);
+    return 0;
   }
   uv_buf_t buf = uv_buf_init(w.data() + done, static_cast<unsigned>(w.size() - done));
   uv_write_t* req = handle_->write_req();
@@ -487,6 +533,11 @@ void Transport::on_write_done(int status) {
   if (status < 0) {
     if (status != UV_ECANCELED && write_error_ == 0) write_error_ = status;
     if (file_) finish_file(write_error_ != 0 ? write_error_ : status, true);
+    if (shutting_down_ && !closed_) {
+      // The half-close waited for this write: it ends with its failure.
+      shutting_down_ = false;
+      if (user_ != nullptr) user_->on_shutdown_done(write_error_ != 0 ? write_error_ : status);
+    }
   } else {
     sent_ += in_flight_;
     if (file_ && file_->head > 0) {
@@ -504,9 +555,7 @@ void Transport::on_write_done(int status) {
       if (!out_.empty() || (tls_ != nullptr && tls_->has_output())) start_write();
       if (shutting_down_ && !write_in_flight_ && out_.empty()) {
         shutting_down_ = false;
-        uv_shutdown_t* req = handle_->shutdown_req();
-        req->data = handle_;
-        int rc = uv_shutdown(req, handle_->stream(), shutdown_cb);
+        int rc = start_shutdown();
         if (rc != 0 && user_ != nullptr) user_->on_shutdown_done(rc);
       }
     }
@@ -551,7 +600,14 @@ bool Transport::flush_blocking(double timeout) {
 
 bool Transport::finish_writes_now() {
   if (closed_ || fd_ < 0) return false;
-  if (handle_ != nullptr && write_in_flight_) {
+  if (ring_write_ != nullptr && write_in_flight_) {
+    // The ring's send stops first (what it sent is counted), then its rest
+    // goes out here, in order.
+    std::string rest = ring_write_->settle();
+    write_in_flight_ = false;
+    sent_ += in_flight_ - std::min(in_flight_, rest.size());
+    if (!write_all_now(rest.data(), rest.size(), 0)) return false;
+  } else if (handle_ != nullptr && write_in_flight_) {
     // libuv counts down the bytes of a write it has not yet written: they
     // are the tail of the bytes in flight.
     const std::string& w = handle_->writing;
@@ -724,7 +780,15 @@ void Transport::cancel_file() {
 // ------------------------------------------------------------------ shutdown
 
 int Transport::shutdown() {
-  if (tls_ != nullptr) tls_->close();  // close_notify goes before the TCP half-close
+  if (tls_ != nullptr) {
+    // Output corked behind a write in flight is encrypted first: it goes
+    // before the close_notify, which goes before the TCP half-close.
+    if (!file_ && !out_.empty()) {
+      tls_->write(out_);
+      out_.clear();
+    }
+    tls_->close();
+  }
   if (handle_ == nullptr) {
     if (tls_ != nullptr) flush_blocking(write_timeout);
     if (fd_ >= 0 && ::shutdown(fd_, SHUT_WR) != 0 && errno != ENOTSOCK && errno != ENOTCONN) {
@@ -735,6 +799,15 @@ int Transport::shutdown() {
   flush();
   if (write_in_flight_ || file_ || !out_.empty()) {
     shutting_down_ = true;  // after the output (on_write_done)
+    return 0;
+  }
+  return start_shutdown();
+}
+
+// The half-close itself: through the ring when the transport writes there.
+int Transport::start_shutdown() {
+  if (ring_write_ != nullptr) {
+    ring_write_->shutdown();
     return 0;
   }
   uv_shutdown_t* req = handle_->shutdown_req();

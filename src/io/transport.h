@@ -84,15 +84,17 @@ class TransportUser {
   ~TransportUser() = default;
 };
 
-// The seam for reads that io_uring carries (--io=uring, src/io/uring_io.cpp):
-// an evented socket transport reads through a RingRead instead of
-// uv_read_start when the run's Io installed RingReads. Writes, shutdown and
-// close stay on the libuv handle. The RingRead owns the receive's memory
-// and outlives the transport until the kernel is done with it.
+// The seams io_uring carries a socket transport through (--io=uring,
+// src/io/uring_io.cpp): an evented socket transport reads through a
+// RingRead instead of uv_read_start, and writes and half-closes through a
+// RingWrite instead of uv_write/uv_shutdown, when the run's Io installed
+// RingSockets. Close stays on the libuv handle. Each owns the memory the
+// kernel reads or writes and outlives the transport until the kernel is
+// done with it.
 class RingRead {
  public:
   virtual void start() = 0;           // a (multishot) receive into the transport
-  virtual void pause() = 0;           // asks the kernel to stop it (on_ring_stopped follows)
+  virtual void pause() = 0;           // asks the kernel to stop it (on_ring_final follows)
   virtual void settle() = 0;          // pause, and wait here until it stopped
   virtual void notify_soon() = 0;     // on_ring_notify from the loop, soon
   virtual void detach() = 0;          // the transport is gone: pause, tell it nothing more
@@ -101,18 +103,57 @@ class RingRead {
   ~RingRead() = default;
 };
 
-class RingReads {
+class RingWrite {
  public:
-  virtual RingRead* attach(Transport* t, int fd) = 0;
+  // Takes bytes[from..] (the string is swapped out) and sends all of it,
+  // one entry at a time; on_ring_sent(status) follows once it is all
+  // taken or failed. Nothing left to send: on_ring_sent(0) from the loop.
+  virtual void send(std::string& bytes, size_t from) = 0;
+  [[nodiscard]] virtual size_t unsent() const = 0;  // of the send in flight
+  // Stops the send in flight and waits here until the kernel is done with
+  // it; the bytes it did not send are handed back (nobody is called).
+  virtual std::string settle() = 0;
+  virtual void shutdown() = 0;  // a half-close; on_ring_shutdown(status) follows
+  virtual void detach() = 0;    // the transport is gone: cancel, tell it nothing more
+ protected:
+  ~RingWrite() = default;
+};
+
+// Accepts on a listening socket through the ring (the listener of
+// listen_on_loop, src/io/evented_io.cpp, when the run has RingSockets).
+class RingAccept {
+ public:
+  // Accepted descriptors (or -errno) go to each from the loop: one
+  // multishot entry while `many`, else one connection. A new start
+  // replaces the callback; the entry is re-armed when the kernel ends it.
+  virtual void start(bool many, std::function<void(int fd_or_error)> each) = 0;
+  virtual void stop() = 0;    // cancels the entry; each is not called again
+  virtual void detach() = 0;  // the listener is gone (stop, and let go)
+ protected:
+  ~RingAccept() = default;
+};
+
+class RingSockets {
+ public:
+  virtual RingRead* attach_read(Transport* t, int fd) = 0;    // nullptr: libuv reads
+  virtual RingWrite* attach_write(Transport* t, int fd) = 0;  // nullptr: libuv writes
+  // nullptr: libuv accepts. forget runs if the ring goes first.
+  virtual RingAccept* attach_accept(int fd, std::function<void()> forget) = 0;
 
  protected:
-  ~RingReads() = default;
+  ~RingSockets() = default;
 };
 
 class Transport {
  public:
   // Set by the uring Io for its run (nullptr otherwise).
-  static inline RingReads* ring_reads = nullptr;
+  static inline RingSockets* ring_sockets = nullptr;
+  // Under RingWrite: whether a flush tries a send(2) first and puts only
+  // what the socket did not take on the ring (EVO_URING_SEND=try), or puts
+  // all of it on the ring, sent with the loop turn's batch (the default:
+  // one io_uring_enter for every connection's answers; docs/io.md has the
+  // figures).
+  static inline bool ring_send_tries = false;
 
   // Over an open libuv stream handle (the evented Io mode; taken over).
   // on_ring: reads may go through the uring Io's ring (sockets); a child's
@@ -226,9 +267,13 @@ class Transport {
   // libuv status, > 0 stopped without an end (paused, out of buffers).
   void on_ring_final(int status);
   void on_ring_notify();
-  void forget_ring() {  // the ring is gone: nothing more is read
+  // ---- from a RingWrite's completions (the libuv callbacks' equivalents)
+  void on_ring_sent(int status) { on_write_done(status); }
+  void on_ring_shutdown(int status) { on_shutdown(status); }
+  void forget_ring() {  // the ring is gone: nothing more is read or written
     ring_ = nullptr;
     ring_armed_ = false;
+    ring_write_ = nullptr;
   }
 
   static constexpr size_t kCompactAt = size_t{16} * 1024;
@@ -259,13 +304,16 @@ class Transport {
                 size_t written = 0);  // written: sent already (not with try_now)
 
   void tell_input();
+  int start_shutdown();
+  void send_rest_now();
 
   UvStreamHandle* handle_ = nullptr;
-  RingRead* ring_ = nullptr;   // reads through io_uring
-  bool ring_armed_ = false;    // a receive is in the kernel
-  bool unnotified_ = false;    // input came while not reading: the user is told on the next start
-  bool eof_deferred_ = false;  // the end came with the input before it: told one loop turn later
-  bool eof_waiting_ = false;   // ... and that turn has not come yet
+  RingRead* ring_ = nullptr;         // reads through io_uring
+  bool ring_armed_ = false;          // a receive is in the kernel
+  RingWrite* ring_write_ = nullptr;  // sends and the half-close through io_uring
+  bool unnotified_ = false;          // input came while not reading: the user is told on the next start
+  bool eof_deferred_ = false;        // the end came with the input before it: told one loop turn later
+  bool eof_waiting_ = false;         // ... and that turn has not come yet
   TransportUser* user_ = nullptr;
   int fd_ = -1;
   bool owns_fd_ = false;

@@ -1,19 +1,25 @@
 // The uring Io (--io=uring, issue 14): a completion-based Io on io_uring.
 //
-// What goes through the ring today: whole-file jobs (Io::file: openat,
-// statx, read or write, close — no thread-pool trip) and the reads of
-// every evented socket transport (a multishot recv into the provided
-// buffer ring, through the Transport's RingRead seam). Everything else is
-// the evented Io's (libuv): connecting, listening, UDP, child processes,
-// work on the thread pool, and a transport's writes, shutdown and close.
-// A caller that cannot wait is served by the evented Io too (it does such
-// calls with blocking system calls), so the same script gives the same
-// results in every mode. docs/io.md has the table.
+// What goes through the ring: whole-file jobs (Io::file: openat, statx,
+// read or write, close — no thread-pool trip), and for every evented
+// socket transport its receives (a multishot recv into the provided buffer
+// ring, the Transport's RingRead seam), its sends and half-close (RingWrite:
+// IORING_OP_SEND batched per loop turn, IORING_OP_SHUTDOWN), and the
+// accepts of listen_on_loop's listeners (RingAccept: multishot accept).
+// Everything else is the evented Io's (libuv): connecting, closing a
+// socket, UDP, child processes, work on the thread pool. A caller that
+// cannot wait is served by the evented Io too (it does such calls with
+// blocking system calls), so the same script gives the same results in
+// every mode. docs/io.md has the table.
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <unordered_set>
@@ -33,7 +39,7 @@ int uv_status(int res) { return uv_translate_sys_error(-res); }
 
 // ----------------------------------------------------------- socket reads
 
-class RingReadsImpl;
+class RingSocketsImpl;
 
 // The reads of one transport: a recv taking buffers from the ring's
 // provided group; each completion's bytes are copied into the transport's
@@ -49,7 +55,7 @@ class RingRecv final : public RingOp, public RingRead {
   static constexpr uint8_t kRecv = 0;
   static constexpr uint8_t kNotify = 1;
 
-  RingRecv(Ring& ring, RingReadsImpl* owner, Transport* t, int fd)
+  RingRecv(Ring& ring, RingSocketsImpl* owner, Transport* t, int fd)
       : ring_(ring), owner_(owner), t_(t), fd_(fd) {}
   ~RingRecv() override;
 
@@ -91,6 +97,7 @@ class RingRecv final : public RingOp, public RingRead {
     t_ = nullptr;
     pause();
     update_hold();
+    ring_.release(this);  // now, when nothing of it is in the kernel
   }
   // The ring is going away with the transport still open: it reads
   // nothing more.
@@ -136,7 +143,7 @@ class RingRecv final : public RingOp, public RingRead {
 
  private:
   Ring& ring_;
-  RingReadsImpl* owner_;  // nullptr once the Io is gone (the ring frees this)
+  RingSocketsImpl* owner_;  // nullptr once the Io is gone (the ring frees this)
   Transport* t_;
   int fd_;
   // Counted in the ring's held receives: armed, or with input or its end
@@ -157,36 +164,248 @@ class RingRecv final : public RingOp, public RingRead {
   bool notify_pending_ = false;
 };
 
-class RingReadsImpl final : public RingReads {
+// The sends and the half-close of one transport. One send is in flight at
+// a time (the transport's corked output, as one libuv write): its bytes
+// live here until the kernel's last completion for them, a short send is
+// resubmitted for the rest, and the transport hears once all is taken.
+class RingSend final : public RingOp, public RingWrite {
  public:
-  explicit RingReadsImpl(Ring& ring) : ring_(ring) {}
-  ~RingReadsImpl() {
+  static constexpr uint8_t kSend = 2;
+  static constexpr uint8_t kShutdown = 3;
+  static constexpr size_t kKeepBytes = size_t{64} * 1024;
+
+  RingSend(Ring& ring, RingSocketsImpl* owner, Transport* t, int fd)
+      : ring_(ring), owner_(owner), t_(t), fd_(fd) {}
+  ~RingSend() override;
+
+  void send(std::string& bytes, size_t from) override {
+    buf_.swap(bytes);  // the transport gets this op's last buffer back: both keep their capacity
+    bytes.clear();
+    pos_ = from;
+    in_flight_ = true;
+    if (pos_ < buf_.size()) return submit_send();
+    io_uring_prep_nop(ring_.sqe(this, kSend));  // nothing left: the completion alone
+  }
+  [[nodiscard]] size_t unsent() const override { return in_flight_ ? buf_.size() - pos_ : 0; }
+  std::string settle() override {
+    if (!in_flight_) return {};
+    settling_ = true;
+    ring_.settle(this, kSend);
+    settling_ = false;
+    std::string rest = buf_.substr(std::min(pos_, buf_.size()));
+    buf_.clear();
+    in_flight_ = false;
+    return rest;
+  }
+  void shutdown() override { io_uring_prep_shutdown(ring_.sqe(this, kShutdown), fd_, SHUT_WR); }
+  void detach() override {
+    t_ = nullptr;
+    if (in_flight_) ring_.cancel(this, kSend);
+    ring_.release(this);
+  }
+  void orphan() {
+    if (t_ != nullptr) t_->forget_ring();
+    t_ = nullptr;
+    owner_ = nullptr;
+  }
+  [[nodiscard]] bool finished() const override { return t_ == nullptr; }
+
+  void on_cqe(uint8_t tag, int res, uint32_t /*flags*/) override {
+    bool live = t_ != nullptr && !ring_.closing();
+    if (tag == kShutdown) {
+      if (live) t_->on_ring_shutdown(res < 0 ? uv_status(res) : 0);
+      return;
+    }
+    if (res > 0) pos_ += static_cast<size_t>(res);
+    if (settling_) return;  // settle() takes what is left
+    if (!live) {
+      in_flight_ = false;
+      buf_.clear();
+      return;
+    }
+    if (res > 0 && pos_ < buf_.size()) return submit_send();  // a short send: the rest
+    in_flight_ = false;
+    buf_.clear();
+    // The buffer comes back to the transport at its next send: a small one
+    // is kept for that, a large answer's is not (an idle connection holds
+    // no peak-sized buffer).
+    if (buf_.capacity() > kKeepBytes) std::string().swap(buf_);
+    int status = 0;
+    if (res < 0) {
+      status = uv_status(res);
+    } else if (pos_ < buf_.size()) {
+      status = UV_EPIPE;  // the socket took nothing of a non-empty send
+    }
+    t_->on_ring_sent(status);
+  }
+
+ private:
+  void submit_send() {
+    size_t n = std::min(buf_.size() - pos_, size_t{1} << 30);
+    io_uring_prep_send(ring_.sqe(this, kSend), fd_, buf_.data() + pos_, n, MSG_NOSIGNAL);
+  }
+
+  Ring& ring_;
+  RingSocketsImpl* owner_;
+  Transport* t_;
+  int fd_;
+  std::string buf_;
+  size_t pos_ = 0;
+  bool in_flight_ = false;
+  bool settling_ = false;
+};
+
+// Accepts on a listening socket: one multishot entry hands every
+// connection over as it comes (the HTTP server, net.listen with a
+// handler), or one single-shot entry per accept() call. A cancelled
+// entry that won the race still brings a descriptor: it is closed.
+class RingAcceptOp final : public RingOp, public RingAccept {
+ public:
+  RingAcceptOp(Ring& ring, RingSocketsImpl* owner, int fd, std::function<void()> forget)
+      : ring_(ring), owner_(owner), fd_(fd), forget_(std::move(forget)) {}
+  ~RingAcceptOp() override;
+  // The ring is going away with the listener still open.
+  void orphan() {
+    if (forget_) forget_();
+    forget_ = nullptr;
+    owner_ = nullptr;
+    each_ = nullptr;
+    gone_ = true;
+  }
+
+  void start(bool many, std::function<void(int)> each) override {
+    each_ = std::move(each);
+    many_ = many;
+    if (!armed_) arm();
+  }
+  void stop() override {
+    each_ = nullptr;
+    if (armed_) ring_.cancel(this, 0);
+  }
+  void detach() override {
+    gone_ = true;
+    stop();
+    ring_.release(this);
+  }
+  [[nodiscard]] bool finished() const override { return gone_; }
+  // An armed accept keeps the loop alive as libuv's listening handle does.
+  [[nodiscard]] bool holds_loop() const override { return true; }
+
+  void on_cqe(uint8_t /*tag*/, int res, uint32_t flags) override {
+    bool more = (flags & IORING_CQE_F_MORE) != 0;
+    if (!more) armed_ = false;
+    bool live = each_ && !gone_ && !ring_.closing();
+    if (!live) {
+      if (res >= 0) ::close(res);
+      return;
+    }
+    if (res == -ECANCELED) return;
+    // One connection for a single accept: the callback is spent before it
+    // runs (it may start the next one).
+    std::function<void(int)> each = many_ ? each_ : std::move(each_);
+    if (!many_) each_ = nullptr;
+    each(res);
+    // The kernel ended the multishot entry (an error such as EMFILE, or
+    // its own limits): on again while someone takes connections.
+    if (!armed_ && many_ && each_ && !gone_) arm();
+  }
+
+ private:
+  void arm() {
+    io_uring_sqe* s = ring_.sqe(this, 0);
+    int flags = SOCK_CLOEXEC | SOCK_NONBLOCK;
+    if (many_) {
+      io_uring_prep_multishot_accept(s, fd_, nullptr, nullptr, flags);
+    } else {
+      io_uring_prep_accept(s, fd_, nullptr, nullptr, flags);
+    }
+    armed_ = true;
+  }
+
+  Ring& ring_;
+  RingSocketsImpl* owner_;
+  int fd_;
+  std::function<void()> forget_;
+  std::function<void(int)> each_;
+  bool many_ = false;
+  bool armed_ = false;
+  bool gone_ = false;
+};
+
+class RingSocketsImpl final : public RingSockets {
+ public:
+  explicit RingSocketsImpl(Ring& ring) : ring_(ring) {
+    const char* mode = std::getenv("EVO_URING_SEND");
+    sends_ = mode == nullptr || std::strcmp(mode, "off") != 0;
+    Transport::ring_send_tries = mode != nullptr && std::strcmp(mode, "try") == 0;
+  }
+  ~RingSocketsImpl() {
     // The run is over with transports still open (a C++ test's): they read
-    // nothing more; receives still in the kernel are freed by the ring.
-    std::unordered_set<RingRecv*> left;
-    left.swap(live_);
-    for (RingRecv* r : left) {
+    // and write nothing more; ops still in the kernel are freed by the ring.
+    std::unordered_set<RingRecv*> reads;
+    reads.swap(reads_);
+    for (RingRecv* r : reads) {
       r->orphan();
       if (r->in_kernel() == 0) std::unique_ptr<RingRecv> gone(r);
     }
+    std::unordered_set<RingSend*> writes;
+    writes.swap(writes_);
+    for (RingSend* w : writes) {
+      w->orphan();
+      if (w->in_kernel() == 0) std::unique_ptr<RingSend> gone(w);
+    }
+    std::unordered_set<RingAcceptOp*> accepts;
+    accepts.swap(accepts_);
+    for (RingAcceptOp* a : accepts) {
+      a->orphan();
+      if (a->in_kernel() == 0) std::unique_ptr<RingAcceptOp> gone(a);
+    }
   }
-  RingReadsImpl(const RingReadsImpl&) = delete;
-  RingReadsImpl& operator=(const RingReadsImpl&) = delete;
+  RingSocketsImpl(const RingSocketsImpl&) = delete;
+  RingSocketsImpl& operator=(const RingSocketsImpl&) = delete;
 
-  RingRead* attach(Transport* t, int fd) override {
+  RingRead* attach_read(Transport* t, int fd) override {
     if (!ring_.has_buffers()) return nullptr;
     auto op = std::make_unique<RingRecv>(ring_, this, t, fd);
     RingRecv* r = op.get();
-    live_.insert(r);
+    reads_.insert(r);
     ring_.adopt(std::move(op));
     return r;
   }
-  void forget(RingRecv* r) { live_.erase(r); }
+  RingWrite* attach_write(Transport* t, int fd) override {
+    if (!sends_) return nullptr;
+    auto op = std::make_unique<RingSend>(ring_, this, t, fd);
+    RingSend* w = op.get();
+    writes_.insert(w);
+    ring_.adopt(std::move(op));
+    return w;
+  }
+  RingAccept* attach_accept(int fd, std::function<void()> forget) override {
+    auto op = std::make_unique<RingAcceptOp>(ring_, this, fd, std::move(forget));
+    RingAcceptOp* a = op.get();
+    accepts_.insert(a);
+    ring_.adopt(std::move(op));
+    return a;
+  }
+  void forget(RingAcceptOp* a) { accepts_.erase(a); }
+  void forget(RingRecv* r) { reads_.erase(r); }
+  void forget(RingSend* w) { writes_.erase(w); }
 
  private:
   Ring& ring_;
-  std::unordered_set<RingRecv*> live_;
+  bool sends_ = true;  // EVO_URING_SEND=off keeps libuv's writes (for comparison)
+  std::unordered_set<RingRecv*> reads_;
+  std::unordered_set<RingSend*> writes_;
+  std::unordered_set<RingAcceptOp*> accepts_;
 };
+
+RingAcceptOp::~RingAcceptOp() {
+  if (owner_ != nullptr) owner_->forget(this);
+}
+
+RingSend::~RingSend() {
+  if (owner_ != nullptr) owner_->forget(this);
+}
 
 RingRecv::~RingRecv() {
   if (owner_ != nullptr) owner_->forget(this);
@@ -353,11 +572,11 @@ class FileJob final : public RingOp, public IoOp {
 class UringIo final : public Io {
  public:
   UringIo(std::unique_ptr<Ring> ring, std::unique_ptr<Io> evented)
-      : ring_(std::move(ring)), evented_(std::move(evented)), reads_(*ring_) {
-    Transport::ring_reads = &reads_;
+      : ring_(std::move(ring)), evented_(std::move(evented)), sockets_(*ring_) {
+    Transport::ring_sockets = &sockets_;
   }
   ~UringIo() override {
-    if (Transport::ring_reads == &reads_) Transport::ring_reads = nullptr;
+    if (Transport::ring_sockets == &sockets_) Transport::ring_sockets = nullptr;
   }
   UringIo(const UringIo&) = delete;
   UringIo& operator=(const UringIo&) = delete;
@@ -393,11 +612,11 @@ class UringIo final : public Io {
   }
 
  private:
-  // Declared first: destroyed last, after reads_ let go of its receives
-  // (the ring drains and frees them).
+  // Declared first: destroyed last, after sockets_ let go of its receives
+  // and sends (the ring drains and frees them).
   std::unique_ptr<Ring> ring_;
   std::unique_ptr<Io> evented_;
-  RingReadsImpl reads_;
+  RingSocketsImpl sockets_;
 };
 
 }  // namespace

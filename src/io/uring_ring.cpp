@@ -7,6 +7,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstddef>
 #include <cstdio>
@@ -14,6 +15,7 @@
 #include <cstring>
 #include <fstream>
 #include <utility>
+#include <vector>
 
 namespace evo::uring {
 namespace {
@@ -83,8 +85,9 @@ const char* opcode_name(unsigned op) {
 
 // The opcodes this Io submits: a kernel without one of them is refused at
 // start rather than failing an operation later.
-constexpr uint8_t kNeeded[] = {IORING_OP_NOP,   IORING_OP_READ,  IORING_OP_WRITE, IORING_OP_OPENAT,
-                               IORING_OP_CLOSE, IORING_OP_STATX, IORING_OP_RECV,  IORING_OP_ASYNC_CANCEL};
+constexpr uint8_t kNeeded[] = {IORING_OP_NOP,      IORING_OP_READ,   IORING_OP_WRITE,       IORING_OP_OPENAT,
+                               IORING_OP_CLOSE,    IORING_OP_STATX,  IORING_OP_RECV,        IORING_OP_SEND,
+                               IORING_OP_SHUTDOWN, IORING_OP_ACCEPT, IORING_OP_ASYNC_CANCEL};
 
 }  // namespace
 
@@ -148,13 +151,33 @@ bool Ring::init(std::string* why) {
     *why = p;
     return false;
   }
-  io_uring_params params{};
-  // SUBMIT_ALL: a batch goes in whole even when one entry of it fails.
-  params.flags = IORING_SETUP_SUBMIT_ALL;
-  int rc = io_uring_queue_init_params(1024, &ring_, &params);
-  if (rc == -EINVAL) {
-    params = io_uring_params{};
+  // Each setup in turn, from the one asked for down to the plain ring.
+  // COOP_TASKRUN (5.19, the default): completion work waits for the loop
+  // thread's next system call instead of interrupting it with an IPI per
+  // arriving packet; TASKRUN_FLAG says when such work waits. SINGLE_ISSUER:
+  // only this thread submits. DEFER_TASKRUN (6.1, EVO_URING_SETUP=defer)
+  // runs that work only when asked for events: the cheapest per request,
+  // but measured here it loses wake-ups under load (docs/io.md), so it is
+  // not the default. SUBMIT_ALL: a batch goes in whole even when one entry
+  // of it fails. EVO_URING_SETUP=plain: none of them (to measure).
+  const char* setup = std::getenv("EVO_URING_SETUP");
+  std::string want = setup != nullptr ? setup : "coop";
+  constexpr unsigned kAll = IORING_SETUP_SUBMIT_ALL;
+  constexpr unsigned kDefer =
+      kAll | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_TASKRUN_FLAG;
+  constexpr unsigned kCoop =
+      kAll | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG;
+  std::vector<unsigned> setups;
+  if (want == "defer") setups.push_back(kDefer);
+  if (want == "defer" || want == "coop") setups.push_back(kCoop);
+  setups.push_back(kAll);
+  setups.push_back(0);
+  int rc = -EINVAL;
+  for (unsigned flags : setups) {
+    io_uring_params params{};
+    params.flags = flags;
     rc = io_uring_queue_init_params(1024, &ring_, &params);
+    if (rc != -EINVAL) break;
   }
   if (rc < 0) {
     *why = setup_failure(-rc);
@@ -256,6 +279,10 @@ void Ring::drain_at_exit() {
 
 RingOp* Ring::adopt(std::unique_ptr<RingOp> op) { return op.release(); }
 
+void Ring::release(RingOp* op) {
+  if (op != dispatching_ && op->in_kernel_ == 0 && op->finished()) std::unique_ptr<RingOp> gone(op);
+}
+
 io_uring_sqe* Ring::sqe(RingOp* op, uint8_t tag) {
   io_uring_sqe* s = io_uring_get_sqe(&ring_);
   if (s == nullptr) {
@@ -278,16 +305,58 @@ void Ring::cancel(RingOp* op, uint8_t tag) {
   io_uring_prep_cancel64(s, pack(op, tag), 0);
 }
 
-void Ring::submit() {
-  if (unsubmitted_ == 0) return;
+void Ring::submit() { enter(false); }
+
+// Submits what is queued; with get_events the same io_uring_enter also runs
+// the completion work the kernel deferred to this thread (DEFER_TASKRUN).
+void Ring::enter(bool get_events) {
+  if (unsubmitted_ == 0 && !get_events) return;
   // Count what goes out now, by opcode (the entries between the kernel's
   // head and our tail are the unsubmitted ones).
   io_uring_sq& sq = ring_.sq;
   for (unsigned i = sq.sqe_head; i != sq.sqe_tail; ++i) ++stats_[sq.sqes[i & sq.ring_mask].opcode];
+  bool any = unsubmitted_ > 0;
   unsubmitted_ = 0;
-  int rc = io_uring_submit(&ring_);
-  if (rc < 0 && rc != -EBUSY && rc != -EAGAIN) {
-    std::fprintf(stderr, "evo: io_uring_submit failed: %s\n", std::strerror(-rc));
+  int rc = 0;
+  if (get_events) {
+    rc = any ? io_uring_submit_and_get_events(&ring_) : io_uring_get_events(&ring_);
+  } else {
+    rc = io_uring_submit(&ring_);
+  }
+  if (rc < 0 && rc != -EBUSY && rc != -EAGAIN && rc != -EINTR) {
+    std::fprintf(stderr, "evo: io_uring_enter failed: %s\n", std::strerror(-rc));
+  }
+  update_ref();
+}
+
+bool Ring::work_waiting() const {
+  return (IO_URING_READ_ONCE(*ring_.sq.kflags) & IORING_SQ_TASKRUN) != 0 || io_uring_cq_ready(&ring_) > 0 ||
+         !backlog_.empty();
+}
+
+// One turn of the ring, from the loop (prepare, and the eventfd's poll
+// callback): submit what was queued and take the deferred completion work
+// in one io_uring_enter, reap, and again while completions queued more.
+// Meanwhile the eventfd is quiet — completions that come while the loop is
+// in here need no wake-up, which would cost the next poll a read of the
+// eventfd for nothing; what came in the gap is seen before the loop blocks.
+void Ring::turn() {
+  io_uring_cq_eventfd_toggle(&ring_, false);
+  for (int round = 0; round < 4; ++round) {
+    bool deferred = (IO_URING_READ_ONCE(*ring_.sq.kflags) & IORING_SQ_TASKRUN) != 0;
+    if (unsubmitted_ > 0 || deferred) enter(deferred || unsubmitted_ > 0);
+    if (backlog_.empty() && io_uring_cq_ready(&ring_) == 0) break;
+    reap();
+  }
+  io_uring_cq_eventfd_toggle(&ring_, true);
+  // Completion work queued before the eventfd was on again set the TASKRUN
+  // flag or filled the queue without a signal: signal it ourselves, so the
+  // loop's poll returns at once. (Both sides fence: one sees the other.)
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (unsubmitted_ > 0 || work_waiting()) {
+    uint64_t one = 1;
+    while (::write(efd_, &one, sizeof(one)) < 0 && errno == EINTR) {
+    }
   }
   update_ref();
 }
@@ -363,15 +432,20 @@ void Ring::dispatch(io_uring_cqe* cqe) {
   }
   if (op == nullptr) return;  // the exit's cancel-everything
   if (last) --op->in_kernel_;
-  if (tag != kCancelTag) op->on_cqe(tag, cqe->res, cqe->flags);
+  if (tag != kCancelTag) {
+    // The op may let go of itself from its completion (a transport closed
+    // by its user): release() leaves it to the check below then.
+    RingOp* outer = dispatching_;
+    dispatching_ = op;
+    op->on_cqe(tag, cqe->res, cqe->flags);
+    dispatching_ = outer;
+  }
   if (op->in_kernel_ == 0 && op->finished()) std::unique_ptr<RingOp> gone(op);
 }
 
 void Ring::on_prepare(uv_prepare_t* h) {
   Ring* r = Handles::of(h)->ring;
-  if (r == nullptr) return;
-  if (!r->backlog_.empty()) r->reap();  // kept aside by settle(): their eventfd signal may be gone
-  r->submit();
+  if (r != nullptr) r->turn();
 }
 
 void Ring::on_poll(uv_poll_t* h, int /*status*/, int /*events*/) {
@@ -380,8 +454,7 @@ void Ring::on_poll(uv_poll_t* h, int /*status*/, int /*events*/) {
   uint64_t count = 0;
   while (::read(r->efd_, &count, sizeof(count)) < 0 && errno == EINTR) {
   }
-  r->reap();
-  r->submit();  // what the completions started goes out in this iteration
+  r->turn();  // what the completions started goes out in this iteration
 }
 
 std::string Ring::stats_line() const {

@@ -4,10 +4,12 @@
 // on an eventfd (io_uring_register_eventfd) that a uv_poll_t watches, so
 // libuv stays the one outer waiter and luv, DNS, child processes, signals
 // and fs watching run as before. Submissions are batched: an operation
-// only fills a submission queue entry, and a uv_prepare_t submits all of
-// them in one io_uring_enter just before the loop blocks. Completions are
-// reaped in the poll callback, so a task woken by one runs in the check
-// phase of the same loop iteration.
+// only fills a submission queue entry, and the ring takes a turn (submit,
+// run the kernel's pending completion work and reap, in one io_uring_enter)
+// in a uv_prepare_t just before the loop blocks and in the eventfd's poll
+// callback, so a task woken by a completion runs in the check phase of the
+// same loop iteration. During a turn the eventfd is quiet; what came in the
+// gap is signalled by hand before the loop blocks (docs/io.md).
 //
 // An operation (RingOp) owns itself while the kernel may still write into
 // it: it is freed only after the last completion of every entry it
@@ -80,6 +82,9 @@ class Ring {
 
   // Takes an operation over: the ring frees it once finished.
   RingOp* adopt(std::unique_ptr<RingOp> op);
+  // Frees op now if it is finished with nothing in the kernel (else its
+  // last completion does); never while its own completion runs.
+  void release(RingOp* op);
   // A submission entry for op (tag: which of its entries), submitted with
   // the next batch. Never nullptr: a full queue is submitted first.
   io_uring_sqe* sqe(RingOp* op, uint8_t tag);
@@ -120,6 +125,9 @@ class Ring {
   bool init(std::string* why);
   bool init_buffers();
   void reap();
+  void turn();
+  void enter(bool get_events);
+  [[nodiscard]] bool work_waiting() const;
   void dispatch(io_uring_cqe* cqe);
   void update_ref();
   void drain_at_exit();
@@ -135,6 +143,7 @@ class Ring {
   struct Handles;
   Handles* handles_ = nullptr;
   std::deque<io_uring_cqe> backlog_;  // reaped by settle() for others
+  RingOp* dispatching_ = nullptr;     // whose completion runs now
   uint32_t unsubmitted_ = 0;
   uint64_t live_ = 0;  // entries whose last completion has not come
   uint64_t held_ = 0;  // those of them that keep the loop alive

@@ -160,6 +160,75 @@ print(table.concat(out, " "))
     assert.equal(h.lines(r.stdout), {"Timeout", "line 1\tline 50\t50"})
   end)
 
+  it("accepts, sends and half-closes through the ring: an HTTP server's answers, a large write to a slow reader", function()
+    local script = h.tempFile("send.lua", [[
+      local http, net, task = require("http"), require("net"), require("task")
+      local server = http.serve({host = "127.0.0.1", port = 0}, function(req, res)
+        res:send(200, "hello " .. req.path)
+      end)
+      -- three pipelined requests in one write, the last one closing
+      local c = assert(net.connect({host = "127.0.0.1", port = server.port}))
+      c:write("GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n" ..
+        "GET /c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+      local all = c:readAll()
+      local n = 0
+      for _ in all:gmatch("HTTP/1.1 200") do n = n + 1 end
+      print("answers", n, all:match("hello /c$") ~= nil)
+      c:close()
+      server:close()
+      -- 8 MB to a reader that waits first: the socket fills, the send goes
+      -- on in pieces as the reader takes them, in order, then the
+      -- half-close reaches the reader as the end
+      local big = {}
+      for i = 1, 8 * 1024 do big[i] = string.rep(".", 1018) .. ("%05d\n"):format(i) end
+      big = table.concat(big)
+      local l = assert(net.listen({host = "127.0.0.1", port = 0}, function(conn)
+        assert(conn:write(big))
+        assert(conn:shutdown())
+      end))
+      local r = assert(net.connect({host = "127.0.0.1", port = l.port}))
+      task.sleep(0.2)
+      local got = r:readAll()
+      print("big", #got, got == big)
+      r:close()
+      l:close()
+    ]])
+    local evented = run("evented", script)
+    assert.equal(evented.code, 0, evented.stderr)
+    local r = run("uring", script)
+    assert.equal(r.code, 0, r.stderr)
+    assert.equal(r.stdout, evented.stdout)
+    assert.equal(h.lines(r.stdout), {"answers\t3\ttrue", "big\t8388608\ttrue"})
+    local n = stats(r.stderr)
+    -- the client's request, the server's answers, the 8 MB (more than one
+    -- entry: the socket took it in pieces) went out as ring sends, and both
+    -- half-closes (the server's Connection: close, the listener's) as ring
+    -- shutdowns
+    assert.truthy((n.send or 0) >= 4, r.stderr)
+    assert.truthy((n.shutdown or 0) >= 2, r.stderr)
+    -- both listeners (the HTTP server's, net.listen's) accept on the ring
+    assert.truthy((n.accept or 0) >= 2, r.stderr)
+  end)
+
+  it("with EVO_URING_SEND=off writes through libuv instead, with the same results", function()
+    local script = h.tempFile("off.lua", [[
+      local net = require("net")
+      local l = assert(net.listen({host = "127.0.0.1", port = 0}, function(conn)
+        conn:write(conn:readLine(), "!\n")
+      end))
+      local c = assert(net.connect({host = "127.0.0.1", port = l.port}))
+      c:write("hi\n")
+      print(c:readLine())
+      c:close()
+      l:close()
+    ]])
+    local r = run("uring", script, nil, {EVO_URING_STATS = "1", EVO_URING_SEND = "off", EVO_IO = false})
+    assert.equal(r.code, 0, r.stderr)
+    assert.equal(r.stdout, "hi!\n")
+    assert.isNil(stats(r.stderr).send, r.stderr)
+    assert.truthy((stats(r.stderr).recv or 0) >= 2, r.stderr)
+  end)
+
   local seccomp = [[
 import ctypes, os, struct, sys
 errno = int(sys.argv[1])
