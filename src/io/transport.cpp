@@ -454,10 +454,11 @@ void Transport::start_write(size_t limit) {
     if (n > 0) tls_->write(std::string_view(out_).substr(0, n));
     out_.erase(0, n);
     tls_->take_output(&w);
-  } else if (n == out_.size()) {
+  } else if (n == out_.size() && (ring_write_ == nullptr || ring_send_tries)) {
     // Most answers: the socket takes the whole output at once. Written from
     // out_ itself, so a connection keeps one buffer between requests, not
     // the two that trading places leaves (each keeping its capacity).
+    // (Sends on the uring Io's ring go with the loop turn's batch instead.)
     uv_buf_t buf = uv_buf_init(out_.data(), static_cast<unsigned>(n));
     int wrote = n > 0 ? uv_try_write(handle_->stream(), &buf, 1) : 0;
     if (wrote < 0 && wrote != UV_EAGAIN) {
