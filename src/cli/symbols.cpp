@@ -108,8 +108,12 @@ void Symbols::load_executable() {
   exe_base_ = reinterpret_cast<uintptr_t>(self.dli_fbase);
   MappedFile f("/proc/self/exe");
   if (!f.ok()) return;
+  // A position-independent evo's symbols are offsets from where it was
+  // loaded; a fixed-address one's (-no-pie, the default) are addresses.
+  const auto* eh = reinterpret_cast<const Elf64_Ehdr*>(f.bytes());
+  uintptr_t bias = eh->e_type == ET_DYN ? exe_base_ : 0;
   each_function_symbol(f, [&](const Elf64_Sym& s, const char* name) {
-    exe_.push_back({exe_base_ + s.st_value, exe_base_ + s.st_value + s.st_size, short_symbol(name)});
+    exe_.push_back({bias + s.st_value, bias + s.st_value + s.st_size, short_symbol(name)});
   });
   std::sort(exe_.begin(), exe_.end(), [](const Entry& a, const Entry& b) { return a.start < b.start; });
 }
