@@ -25,7 +25,7 @@ run: build
 
 test: $(BUILD)/build.ninja
 	@scripts/install-deps test
-	cmake --build $(BUILD) -j $(JOBS)
+	cmake --build $(BUILD) -j $(JOBS) --target all evo_loadgen
 	@scripts/run-tests $(BUILD)
 
 $(ASAN_BUILD)/build.ninja:
@@ -34,7 +34,7 @@ $(ASAN_BUILD)/build.ninja:
 
 test-asan: $(ASAN_BUILD)/build.ninja
 	@scripts/install-deps asan
-	cmake --build $(ASAN_BUILD) -j $(JOBS)
+	cmake --build $(ASAN_BUILD) -j $(JOBS) --target all evo_loadgen
 	@EVO_SANITIZED=1 scripts/run-tests $(ASAN_BUILD)
 
 FUZZ_BUILD   ?= build-fuzz

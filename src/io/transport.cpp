@@ -322,7 +322,7 @@ void Transport::on_ring_final(int status) {
     // Do the same: tell it a loop turn later.
     eof_deferred_ = true;
     eof_waiting_ = true;
-    ring_->notify_soon();
+    ring_->notify_next_turn();
     return;
   }
   if (status <= 0 && !eof_ && read_error_ == 0) {

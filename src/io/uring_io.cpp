@@ -54,6 +54,7 @@ class RingRecv final : public RingOp, public RingRead {
  public:
   static constexpr uint8_t kRecv = 0;
   static constexpr uint8_t kNotify = 1;
+  static constexpr uint8_t kDeferred = 2;  // never submitted: Ring::defer
 
   RingRecv(Ring& ring, RingSocketsImpl* owner, Transport* t, int fd)
       : ring_(ring), owner_(owner), t_(t), fd_(fd) {}
@@ -93,8 +94,18 @@ class RingRecv final : public RingOp, public RingRead {
     io_uring_prep_nop(ring_.sqe(this, kNotify));
     update_hold();
   }
+  void notify_next_turn() override {
+    if (deferred_) return;
+    deferred_ = true;
+    ring_.defer(this, kDeferred);
+    update_hold();
+  }
   void detach() override {
     t_ = nullptr;
+    if (deferred_) {
+      deferred_ = false;
+      ring_.undefer(this);
+    }
     pause();
     update_hold();
     ring_.release(this);  // now, when nothing of it is in the kernel
@@ -102,6 +113,10 @@ class RingRecv final : public RingOp, public RingRead {
   // The ring is going away with the transport still open: it reads
   // nothing more.
   void orphan() {
+    if (deferred_) {
+      deferred_ = false;
+      ring_.undefer(this);
+    }
     if (t_ != nullptr) t_->forget_ring();
     t_ = nullptr;
     owner_ = nullptr;
@@ -116,8 +131,8 @@ class RingRecv final : public RingOp, public RingRead {
 
   void on_cqe(uint8_t tag, int res, uint32_t flags) override {
     bool live = t_ != nullptr && !ring_.closing();
-    if (tag == kNotify) {
-      notify_pending_ = false;
+    if (tag == kNotify || tag == kDeferred) {
+      (tag == kNotify ? notify_pending_ : deferred_) = false;
       if (live) t_->on_ring_notify();
       update_hold();
       return;
@@ -151,7 +166,7 @@ class RingRecv final : public RingOp, public RingRead {
   // referenced (an active libuv handle's rule). Without the second, an end
   // told a turn later found the loop already ended.
   void update_hold() {
-    bool hold = (armed_ || notify_pending_) && ref_ && t_ != nullptr;
+    bool hold = (armed_ || notify_pending_ || deferred_) && ref_ && t_ != nullptr;
     if (hold != held_) ring_.hold(hold ? 1 : -1);
     held_ = hold;
   }
@@ -162,6 +177,7 @@ class RingRecv final : public RingOp, public RingRead {
   bool multishot_ = true;
   bool cancel_sent_ = false;
   bool notify_pending_ = false;
+  bool deferred_ = false;  // notify_next_turn(): in the ring's deferred list
 };
 
 // The sends and the half-close of one transport. One send is in flight at

@@ -238,6 +238,7 @@ void Ring::recycle(uint16_t id) {
 }
 
 Ring::~Ring() {
+  deferred_.clear();  // their ops are freed with the others below
   if (ring_ok_) drain_at_exit();
   if (print_stats_) std::fprintf(stderr, "evo uring stats: %s\n", stats_line().c_str());
   if (handles_ != nullptr) {
@@ -443,9 +444,29 @@ void Ring::dispatch(io_uring_cqe* cqe) {
   if (op->in_kernel_ == 0 && op->finished()) std::unique_ptr<RingOp> gone(op);
 }
 
+void Ring::defer(RingOp* op, uint8_t tag) {
+  deferred_.emplace_back(op, tag);
+  // The loop must not block in its poll before the next prepare (defer()
+  // may be called from this turn's prepare itself): the eventfd wakes it.
+  uint64_t one = 1;
+  while (::write(efd_, &one, sizeof(one)) < 0 && errno == EINTR) {
+  }
+}
+
+void Ring::undefer(RingOp* op) {
+  std::erase_if(deferred_, [op](const auto& d) { return d.first == op; });
+}
+
 void Ring::on_prepare(uv_prepare_t* h) {
   Ring* r = Handles::of(h)->ring;
-  if (r != nullptr) r->turn();
+  if (r == nullptr) return;
+  // What was deferred before this turn; one told may undefer another.
+  for (size_t n = r->deferred_.size(); n > 0 && !r->deferred_.empty(); --n) {
+    auto [op, tag] = r->deferred_.front();
+    r->deferred_.pop_front();
+    op->on_cqe(tag, 0, 0);
+  }
+  r->turn();
 }
 
 void Ring::on_poll(uv_poll_t* h, int /*status*/, int /*events*/) {

@@ -97,6 +97,12 @@ class Ring {
   // completions met meanwhile are kept for the loop (a caller's call never
   // runs anyone else's callback).
   void settle(RingOp* op, uint8_t tag);
+  // Calls op->on_cqe(tag, 0, 0) at the start of the next loop turn (its
+  // prepare phase): after the tasks this turn's completions woke have run,
+  // which a completion (or a NOP's) in this turn's reaping would not wait
+  // for. An op leaves with undefer() before it can be freed.
+  void defer(RingOp* op, uint8_t tag);
+  void undefer(RingOp* op);
   // Submits the batch now (the prepare handle does it before the loop
   // blocks; a caller about to wait for a completion does it at once).
   void submit();
@@ -143,6 +149,7 @@ class Ring {
   struct Handles;
   Handles* handles_ = nullptr;
   std::deque<io_uring_cqe> backlog_;  // reaped by settle() for others
+  std::deque<std::pair<RingOp*, uint8_t>> deferred_;  // defer(): told at the next prepare
   RingOp* dispatching_ = nullptr;     // whose completion runs now
   uint32_t unsubmitted_ = 0;
   uint64_t live_ = 0;  // entries whose last completion has not come

@@ -1,5 +1,5 @@
 -- bench/loadgen's evo_loadgen (a benchmark tool, built only on request:
--- `cmake --build build --target evo_loadgen`; pending when it is not built):
+-- `cmake --build build --target evo_loadgen`, which make test does; pending when it is not built):
 -- short runs against Evo's own http.serve and ws.accept, and against Python
 -- servers that answer awkwardly (tests/http/peers/loadgen_peer.py): chunked
 -- bodies split anywhere, interim and bodiless responses, "Connection: close",
