@@ -290,7 +290,7 @@ H2Connection::~H2Connection() {
   }
 }
 
-void H2Connection::start(std::shared_ptr<Exchange> upgraded) {
+void H2Connection::start(const std::shared_ptr<Exchange>& upgraded) {
   if (upgraded != nullptr) {
     const std::string* settings = upgraded->req.header("http2-settings");
     if (settings == nullptr || !session_.upgrade(*settings, upgraded->head_request())) {

@@ -90,7 +90,7 @@ class H2Connection final : public TransportUser, private h2::Handler {
 
   // Feeds the input already read; `upgraded`: the HTTP/1.1 request of an
   // "Upgrade: h2c", stream 1.
-  void start(std::shared_ptr<Exchange> upgraded);
+  void start(const std::shared_ptr<Exchange>& upgraded);
   void shutdown();           // server:close(): GOAWAY, open streams finish
   void sweep(uint64_t now);  // the send timeout, the idle timeout
   [[nodiscard]] bool runs_handler(const Task* t) const;
@@ -111,7 +111,7 @@ class H2Connection final : public TransportUser, private h2::Handler {
   void on_stream_close(int32_t stream, uint32_t code) override;
   void on_send_progress(int32_t stream, size_t buffered) override;
 
-  H2Stream* stream_of(const std::shared_ptr<Exchange>& ex) const {
+  static H2Stream* stream_of(const std::shared_ptr<Exchange>& ex) {
     return static_cast<H2Stream*>(ex->stream.get());
   }
   void touch(int32_t stream);

@@ -608,19 +608,19 @@ bool Connection::upgrade_h2c() {
   ex->req = std::move(r);
   ex->body_done = true;
   t_->output() += "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n";
-  become_h2(std::move(ex));
+  become_h2(ex);
   return true;
 }
 
 // The transport goes to an H2Connection for good; this connection stays in
 // the server's list as its shell (deadlines, stop, removal).
-void Connection::become_h2(std::shared_ptr<Exchange> upgraded) {
+void Connection::become_h2(const std::shared_ptr<Exchange>& upgraded) {
   state_ = State::H2;
   deadline = 0;
   send_deadline = 0;
   h2_ = std::make_unique<H2Connection>(server_, *t_, *this);
   t_->set_user(h2_.get());
-  h2_->start(std::move(upgraded));
+  h2_->start(upgraded);
 }
 
 // Parses and dispatches as far as possible: every request the input holds is

@@ -379,7 +379,7 @@ class Connection final : public TransportUser, public ExchangeIo {
   void shutdown_done();
   bool try_h2();
   bool upgrade_h2c();
-  void become_h2(std::shared_ptr<Exchange> upgraded);
+  void become_h2(const std::shared_ptr<Exchange>& upgraded);
   friend class H2Connection;
 
   std::shared_ptr<Server> server_;

@@ -93,12 +93,13 @@ class TransportUser {
 // done with it.
 class RingRead {
  public:
-  virtual void start() = 0;           // a (multishot) receive into the transport
-  virtual void pause() = 0;           // asks the kernel to stop it (on_ring_final follows)
-  virtual void settle() = 0;          // pause, and wait here until it stopped
-  virtual void notify_soon() = 0;     // on_ring_notify from the loop, soon
-  virtual void notify_next_turn() = 0;  // on_ring_notify at the next loop turn, after the tasks woken in this one
-  virtual void detach() = 0;          // the transport is gone: pause, tell it nothing more
+  virtual void start() = 0;        // a (multishot) receive into the transport
+  virtual void pause() = 0;        // asks the kernel to stop it (on_ring_final follows)
+  virtual void settle() = 0;       // pause, and wait here until it stopped
+  virtual void notify_soon() = 0;  // on_ring_notify from the loop, soon
+  virtual void
+  notify_next_turn() = 0;     // on_ring_notify at the next loop turn, after the tasks woken in this one
+  virtual void detach() = 0;  // the transport is gone: pause, tell it nothing more
   virtual void set_ref(bool on) = 0;  // whether a receive keeps the loop alive
  protected:
   ~RingRead() = default;

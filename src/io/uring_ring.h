@@ -81,6 +81,9 @@ class Ring {
   Ring& operator=(const Ring&) = delete;
 
   // Takes an operation over: the ring frees it once finished.
+  // (A member, though it needs no state: an op belongs to the ring it was
+  // submitted on.)
+  // NOLINTNEXTLINE(readability-convert-member-functions-to-static)
   RingOp* adopt(std::unique_ptr<RingOp> op);
   // Frees op now if it is finished with nothing in the kernel (else its
   // last completion does); never while its own completion runs.
@@ -148,9 +151,9 @@ class Ring {
   // close callbacks (the Ring may be gone by then).
   struct Handles;
   Handles* handles_ = nullptr;
-  std::deque<io_uring_cqe> backlog_;  // reaped by settle() for others
+  std::deque<io_uring_cqe> backlog_;                  // reaped by settle() for others
   std::deque<std::pair<RingOp*, uint8_t>> deferred_;  // defer(): told at the next prepare
-  RingOp* dispatching_ = nullptr;     // whose completion runs now
+  RingOp* dispatching_ = nullptr;                     // whose completion runs now
   uint32_t unsubmitted_ = 0;
   uint64_t live_ = 0;  // entries whose last completion has not come
   uint64_t held_ = 0;  // those of them that keep the loop alive
