@@ -31,6 +31,10 @@ namespace {
 struct Slot {
   Stream* stream = nullptr;  // open, and not yet closed
   int saved_flags = -1;      // fd's flags before a shared description became non-blocking
+  // The stream finish_all finished at exit. The Lua state that owns it is
+  // never closed on that path (exit() from inside a call): kept here it stays
+  // reachable, so a leak checker at exit does not report it.
+  Stream* at_exit = nullptr;
 };
 Slot g_slots[3];
 pthread_t g_main_thread;
@@ -48,6 +52,7 @@ void finish_all() {
   for (int fd = 0; fd < 3; ++fd) {
     Stream* s = g_slots[fd].stream;
     g_slots[fd].stream = nullptr;  // C's stdio, flushed after this, writes directly
+    g_slots[fd].at_exit = s;
     if (s != nullptr) s->finish_writes();
     restore_flags(fd);
   }

@@ -468,7 +468,12 @@ void Ring::on_prepare(uv_prepare_t* h) {
   for (size_t n = r->deferred_.size(); n > 0 && !r->deferred_.empty(); --n) {
     auto [op, tag] = r->deferred_.front();
     r->deferred_.pop_front();
+    // As dispatch() does: the op may let go of itself from this call.
+    RingOp* outer = r->dispatching_;
+    r->dispatching_ = op;
     op->on_cqe(tag, 0, 0);
+    r->dispatching_ = outer;
+    if (op->in_kernel_ == 0 && op->finished()) std::unique_ptr<RingOp> gone(op);
   }
   r->turn();
 }
