@@ -51,7 +51,7 @@ awk -v u="${rps[uring]}" -v e="${rps[evented]}" -v cu="${cpu[uring]}" -v ce="${c
   'BEGIN {printf "  uring/evented: %.2fx reads/s (target >= 1.2x), %.2fx CPU per read\n", u / e, cu / ce}'
 fi
 
-port_of() { sed -n 's/^listening on \([0-9]*\)$/\1/p' "$1"; }
+port_of() { sed -n 's/^listening on \([0-9]*\)$/\1/p' "$1" 2>/dev/null; }
 
 if [ -z "${SKIP_HELLO:-}" ]; then
 if ! command -v wrk >/dev/null; then echo "wrk not installed: no hello figures"; else
@@ -142,8 +142,8 @@ for mode in evented uring; do
       'BEGIN {printf "%.0f %.2f %.3f %.1f\n", r, c * 1e6 / n, p, m / 1024}' >>"$tmp/k"
   done
   for i in 1 2 3 4; do k[$mode$i]=$(awk -v i=$i '{print $i}' "$tmp/k" | median); done
-  printf '  %-8s %6s req/s  %6s server CPU us/request  p99 %6s ms  server RSS %6s MiB\n' \
-    "$mode" "${k[${mode}1]}" "${k[${mode}2]}" "${k[${mode}3]}" "${k[${mode}4]}"
+  printf '  %-8s %6s req/s  %6s server CPU us/request  p99 %6s ms  server RSS %6s MiB   (rounds: %s us)\n' \
+    "$mode" "${k[${mode}1]}" "${k[${mode}2]}" "${k[${mode}3]}" "${k[${mode}4]}" "$(awk '{printf "%s%s", (NR > 1 ? " " : ""), $2}' "$tmp/k")"
 done
 awk -v ue="${k[evented2]}" -v uu="${k[uring2]}" -v re="${k[evented1]}" -v ru="${k[uring1]}" \
   'BEGIN {printf "  10k uring/evented: %.2fx req/s, %.2fx CPU per request (%.2fx requests per CPU second; target >= 1.2x)\n", ru / re, uu / ue, ue / uu}'
@@ -166,7 +166,8 @@ for mode in evented uring; do
       'BEGIN {printf "%.0f %.3f\n", n * 100 / s, c / (n * 0.1)}' >>"$tmp/l"
   done
   for i in 1 2; do l[$mode$i]=$(awk -v i=$i '{print $i}' "$tmp/l" | median); done
-  printf '  %-8s %6s MB/s  %6s server CPU s per GB\n' "$mode" "${l[${mode}1]}" "${l[${mode}2]}"
+  printf '  %-8s %6s MB/s  %6s server CPU s per GB   (rounds: %s)\n' "$mode" "${l[${mode}1]}" "${l[${mode}2]}" \
+    "$(awk '{printf "%s%s MB/s %s s/GB", (NR > 1 ? ", " : ""), $1, $2}' "$tmp/l")"
 done
 awk -v me="${l[evented1]}" -v mu="${l[uring1]}" -v ce="${l[evented2]}" -v cu="${l[uring2]}" \
   'BEGIN {printf "  large uring/evented: %.2fx MB/s, %.2fx CPU per GB\n", mu / me, cu / ce}'
