@@ -8,7 +8,18 @@
 #          pipelined (bench/http/pipeline.lua); the server pinned to core 0, wrk to
 #          core 1; req/s and the server's CPU microseconds per request
 #          (utime+stime from /proc/PID/stat), median of ROUNDS runs
-#   bash bench/io.sh [evo]          ROUNDS=3 DURATION=3
+#   10k:   bench/http/io_server.lua's hello under evo_loadgen -c 10000 -R 10000: 10,000
+#          keep-alive connections each making a request a second, spread evenly over
+#          the second (open loop), counted after a warm-up that opens them; server on
+#          core 0, generator on core 1; req/s achieved, server CPU us/request, p99
+#          latency, server RSS with the connections open. Both processes hold 10,000
+#          descriptors: the script raises `ulimit -n` to the hard limit (needs 10,100+)
+#   large: a 100 MB file served by http.static, downloaded DOWNLOADS (20) times over 4
+#          keep-alive connections by evo_loadgen (it reads the bodies, checks their
+#          framing, discards them), after one warm-up download; MB/s and server CPU
+#          seconds per GB
+#   bash bench/io.sh [evo]          ROUNDS=3 DURATION=3 (SKIP_FILES=1 SKIP_HELLO=1 SKIP_10K=1
+#                                   SKIP_LARGE=1 leave rows out) CONNS=10000 DURATION_10K=5 DOWNLOADS=20
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 evo=${1:-$here/../build/evo}
@@ -40,10 +51,12 @@ awk -v u="${rps[uring]}" -v e="${rps[evented]}" -v cu="${cpu[uring]}" -v ce="${c
   'BEGIN {printf "  uring/evented: %.2fx reads/s (target >= 1.2x), %.2fx CPU per read\n", u / e, cu / ce}'
 fi
 
-command -v wrk >/dev/null || { echo "wrk not installed: no HTTP figures"; exit 0; }
+port_of() { sed -n 's/^listening on \([0-9]*\)$/\1/p' "$1" 2>/dev/null; }
+
+if [ -z "${SKIP_HELLO:-}" ]; then
+if ! command -v wrk >/dev/null; then echo "wrk not installed: no hello figures"; else
 echo
 echo "== hello: wrk -t1 -c50 -d${duration}s, server on core 0, wrk on core 1, median of $rounds"
-port_of() { sed -n 's/^listening on \([0-9]*\)$/\1/p' "$1"; }
 # evo_hello.lua on a free port, its "listening on PORT" line flushed at once
 printf 'io.stdout:setvbuf("line")\narg = {[0] = "%s", "0"}\ndofile("%s")\n' \
   "$here/http/evo_hello.lua" "$here/http/evo_hello.lua" >"$tmp/hello.lua"
@@ -75,3 +88,87 @@ for scenario in keepalive pipelined; do
   awk -v ru="$ru" -v re="$re" -v uu="$uu" -v ue="$ue" -v s="$scenario" \
     'BEGIN {printf "  %s uring/evented: %.2fx req/s, %.2fx CPU per request\n", s, ru / re, uu / ue}'
 done
+fi
+fi
+
+# ---------------------------------------------------------------- evo_loadgen rows
+[ -n "${SKIP_10K:-}" ] && [ -n "${SKIP_LARGE:-}" ] && exit 0
+loadgen=$(dirname "$evo")/bench/loadgen/evo_loadgen
+if [ ! -x "$loadgen" ]; then
+  cmake --build "$(dirname "$evo")" --target evo_loadgen >/dev/null 2>&1 || true
+fi
+[ -x "$loadgen" ] || { echo "no $loadgen (cmake --build build --target evo_loadgen): no 10k and large-file figures"; exit 0; }
+conns=${CONNS:-10000}
+downloads=${DOWNLOADS:-20}
+duration_10k=${DURATION_10K:-5}
+# Each side holds one descriptor per connection.
+hard=$(ulimit -Hn)
+[ "$hard" = unlimited ] && hard=$((conns + 1000))
+if [ "$hard" -lt $((conns + 100)) ]; then
+  echo "$conns connections need $((conns + 100)) descriptors; the hard limit (ulimit -Hn) is $hard"
+  exit 1
+fi
+ulimit -n "$hard"
+head -c 100000000 /dev/urandom >"$tmp/big.bin"
+# start_server MODE: bench/http/io_server.lua on core 0 serving $tmp, sets server_pid and port
+start_server() {
+  taskset -c 0 "$evo" --io="$1" "$here/http/io_server.lua" "$tmp" >"$tmp/out" 2>&1 &
+  server_pid=$!
+  for _ in $(seq 100); do [ -n "$(port_of "$tmp/out")" ] && break; sleep 0.05; done
+  port=$(port_of "$tmp/out")
+  [ -n "$port" ] || { echo "the server did not start:"; cat "$tmp/out"; exit 1; }
+}
+stop_server() { kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=; }
+# field NAME FILE: a field of evo_loadgen's RESULT line
+field() { sed -n "s/^RESULT .*\b$1=\([^ ]*\).*/\1/p" "$2"; }
+
+declare -A k l
+if [ -z "${SKIP_10K:-}" ]; then
+echo
+echo "== 10k: $conns keep-alive connections, one request a second each (evo_loadgen -R $conns, ${duration_10k}s after a 4 s warm-up),"
+echo "   server on core 0, evo_loadgen on core 1, ulimit -n $hard, median of $rounds"
+for mode in evented uring; do
+  : >"$tmp/k"
+  for _ in $(seq "$rounds"); do
+    start_server "$mode"
+    taskset -c 1 "$loadgen" -c "$conns" -R "$conns" --warmup 4 -d "$duration_10k" --pid "$server_pid" \
+      "http://127.0.0.1:$port/" >"$tmp/lg" 2>&1 || { echo "evo_loadgen failed against $mode:"; cat "$tmp/lg"; }
+    stop_server
+    if [ "$(field errors "$tmp/lg")" != 0 ] || [ "$(field skipped "$tmp/lg")" != 0 ]; then
+      grep -E 'errors|missed' "$tmp/lg" | sed "s/^/  $mode: /"
+    fi
+    awk -v r="$(field rps "$tmp/lg")" -v n="$(field requests "$tmp/lg")" -v c="$(field server_cpu_s "$tmp/lg")" \
+      -v p="$(field p99_ms "$tmp/lg")" -v m="$(field server_rss_kib "$tmp/lg")" \
+      'BEGIN {printf "%.0f %.2f %.3f %.1f\n", r, c * 1e6 / n, p, m / 1024}' >>"$tmp/k"
+  done
+  for i in 1 2 3 4; do k[$mode$i]=$(awk -v i=$i '{print $i}' "$tmp/k" | median); done
+  printf '  %-8s %6s req/s  %6s server CPU us/request  p99 %6s ms  server RSS %6s MiB   (rounds: %s us)\n' \
+    "$mode" "${k[${mode}1]}" "${k[${mode}2]}" "${k[${mode}3]}" "${k[${mode}4]}" "$(awk '{printf "%s%s", (NR > 1 ? " " : ""), $2}' "$tmp/k")"
+done
+awk -v ue="${k[evented2]}" -v uu="${k[uring2]}" -v re="${k[evented1]}" -v ru="${k[uring1]}" \
+  'BEGIN {printf "  10k uring/evented: %.2fx req/s, %.2fx CPU per request (%.2fx requests per CPU second; target >= 1.2x)\n", ru / re, uu / ue, ue / uu}'
+fi
+
+if [ -z "${SKIP_LARGE:-}" ]; then
+echo
+echo "== large: 100 MB file by http.static, $downloads downloads over 4 connections (evo_loadgen),"
+echo "   server on core 0, evo_loadgen on core 1, median of $rounds"
+for mode in evented uring; do
+  : >"$tmp/l"
+  for _ in $(seq "$rounds"); do
+    start_server "$mode"
+    taskset -c 1 "$loadgen" -c 1 -n 1 --no-latency "http://127.0.0.1:$port/big.bin" >/dev/null 2>&1 || true  # warm-up
+    taskset -c 1 "$loadgen" -c 4 -n "$downloads" --pid "$server_pid" \
+      "http://127.0.0.1:$port/big.bin" >"$tmp/lg" 2>&1 || { echo "evo_loadgen failed against $mode:"; cat "$tmp/lg"; }
+    stop_server
+    [ "$(field errors "$tmp/lg")" = 0 ] || grep errors "$tmp/lg" | sed "s/^/  $mode: /"
+    awk -v n="$(field requests "$tmp/lg")" -v s="$(field seconds "$tmp/lg")" -v c="$(field server_cpu_s "$tmp/lg")" \
+      'BEGIN {printf "%.0f %.3f\n", n * 100 / s, c / (n * 0.1)}' >>"$tmp/l"
+  done
+  for i in 1 2; do l[$mode$i]=$(awk -v i=$i '{print $i}' "$tmp/l" | median); done
+  printf '  %-8s %6s MB/s  %6s server CPU s per GB   (rounds: %s)\n' "$mode" "${l[${mode}1]}" "${l[${mode}2]}" \
+    "$(awk '{printf "%s%s MB/s %s s/GB", (NR > 1 ? ", " : ""), $1, $2}' "$tmp/l")"
+done
+awk -v me="${l[evented1]}" -v mu="${l[uring1]}" -v ce="${l[evented2]}" -v cu="${l[uring2]}" \
+  'BEGIN {printf "  large uring/evented: %.2fx MB/s, %.2fx CPU per GB\n", mu / me, cu / ce}'
+fi

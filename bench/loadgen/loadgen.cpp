@@ -17,11 +17,19 @@
 //
 // The last line of the output is machine-readable:
 //   RESULT mode=http rps=... requests=... non2xx=... errors=... p50_ms=... p99_ms=... cpu=... seconds=...
-// where cpu is this process's CPU time over the run in % of one CPU.
+// where cpu is this process's CPU time over the run in % of one CPU; with -R
+// it adds skipped=... (sends due on a connection that was not ready), with
+// --pid server_cpu_s=... server_rss_kib=... (the server over the counted run).
+//
+// -R makes it an open loop: a total rate of requests, each connection sending
+// in turn, so 10,000 connections at -R 10000 each send one request a second,
+// spread evenly over the second. --warmup leaves the connection setup out of
+// the figures.
 #include <netdb.h>
 #include <openssl/rand.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include <algorithm>
@@ -60,6 +68,9 @@ struct Options {
   bool batch = false;
   bool latency = true;
   uint64_t sample = 64;  // check every Nth echo's whole payload
+  double rate = 0;       // -R: requests per second in all, spread over the connections; 0: closed loop
+  double warmup = 0;     // seconds before counting starts (connections open, caches warm)
+  int server_pid = 0;    // --pid: report this process's CPU time and RSS over the counted run
 };
 
 // Latency histogram in nanoseconds: log-linear, 32 buckets per power of two
@@ -110,6 +121,7 @@ struct Stats {
   uint64_t protocol_errors = 0;  // malformed responses or frames, failed handshakes
   uint64_t mismatches = 0;       // echoes that differ from what was sent
   uint64_t reconnects = 0;       // "Connection: close" honoured
+  uint64_t skipped = 0;          // -R: sends due on a connection that was not ready
   const char* last_error = nullptr;
   Histogram latency;
 
@@ -122,6 +134,7 @@ struct Stats {
     protocol_errors += o.protocol_errors;
     mismatches += o.mismatches;
     reconnects += o.reconnects;
+    skipped += o.skipped;
     if (o.last_error != nullptr) last_error = o.last_error;
     latency.add(o.latency);
   }
@@ -132,6 +145,46 @@ constexpr uint64_t kRetryMs = 10;  // after a failed connection, before the next
 
 class Worker;
 
+double cpu_seconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
+
+// Another process's CPU time (utime + stime, every thread) and resident set,
+// from /proc: what --pid reports about the server over the counted run.
+struct Usage {
+  double cpu = NAN;  // seconds
+  long rss_kib = -1;
+};
+
+Usage usage_of(int pid) {
+  Usage u;
+  char path[64];
+  std::snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+  if (FILE* f = std::fopen(path, "r")) {
+    char buf[1024];
+    size_t n = std::fread(buf, 1, sizeof(buf) - 1, f);
+    std::fclose(f);
+    buf[n] = '\0';
+    // fields after the command name, which may hold spaces: skip past its ')'
+    const char* p = std::strrchr(buf, ')');
+    unsigned long utime = 0, stime = 0;
+    if (p != nullptr &&
+        std::sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime, &stime) == 2)
+      u.cpu = static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+  }
+  std::snprintf(path, sizeof(path), "/proc/%d/status", pid);
+  if (FILE* f = std::fopen(path, "r")) {
+    char line[256];
+    while (std::fgets(line, sizeof(line), f) != nullptr)
+      if (std::sscanf(line, "VmRSS: %ld kB", &u.rss_kib) == 1) break;
+    std::fclose(f);
+  }
+  return u;
+}
+
 // One client connection; its libuv handles live as long as the Worker.
 class Conn {
  public:
@@ -140,6 +193,7 @@ class Conn {
   Conn& operator=(const Conn&) = delete;
   void start();
   void stop();
+  void due();
 
  private:
   enum class Phase : uint8_t { Idle, Connecting, Handshake, Running, Closing };
@@ -199,12 +253,14 @@ class Conn {
 
 class Worker {
  public:
-  Worker(const Options& opt, const sockaddr_storage& addr, int connections, uint64_t count)
+  Worker(const Options& opt, const sockaddr_storage& addr, int connections, uint64_t count, bool first)
       : opt(opt),
         addr(addr),
+        first(first),
         connections_(connections),
         budget_(count > 0 ? count : UINT64_MAX),
-        target_(count) {
+        target_(count),
+        rate_(opt.rate * connections / opt.connections) {
     // `depth` copies of the request back to back: n pipelined requests are
     // the first n * request_size bytes
     std::string one = "GET " + opt.path + " HTTP/1.1\r\nHost: " + opt.host + ":" + opt.port + "\r\n";
@@ -225,10 +281,18 @@ class Worker {
     for (auto& c : conns_) c->start();
     uv_timer_init(&loop, &stop_timer_);
     stop_timer_.data = this;
-    if (opt.duration > 0) {
+    uv_timer_init(&loop, &rate_timer_);
+    rate_timer_.data = this;
+    if (rate_ > 0) {
+      rate_start_ns_ = uv_hrtime();
+      uv_timer_start(&rate_timer_, on_rate_tick, 1, 1);
+    }
+    if (opt.warmup > 0) {
       uv_timer_start(
-          &stop_timer_, [](uv_timer_t* t) { static_cast<Worker*>(t->data)->stop(); },
-          static_cast<uint64_t>(opt.duration * 1000), 0);
+          &stop_timer_, [](uv_timer_t* t) { static_cast<Worker*>(t->data)->warm(); },
+          static_cast<uint64_t>(opt.warmup * 1000), 0);
+    } else {
+      start_counting();
     }
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);
@@ -240,8 +304,18 @@ class Worker {
     if (stopping) return;
     stopping = true;
     end_ns = uv_hrtime();
+    if (first) sample_end();
     uv_close(reinterpret_cast<uv_handle_t*>(&stop_timer_), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&rate_timer_), nullptr);
     for (auto& c : conns_) c->stop();
+  }
+
+  // The warm-up is over: what happened so far is forgotten (the -n budget
+  // included) and the -d timer starts.
+  void warm() {
+    stats = Stats{};
+    budget_ = target_ > 0 ? target_ : UINT64_MAX;
+    start_counting();
   }
 
   // Takes up to n sends from the -n budget.
@@ -261,6 +335,7 @@ class Worker {
 
   const Options& opt;
   const sockaddr_storage addr;
+  const bool first;  // the first worker samples this process's and the server's CPU
   uv_loop_t loop{};
   Stats stats;
   std::string request;
@@ -270,12 +345,47 @@ class Worker {
   bool stopping = false;
   uint64_t start_ns = 0;
   uint64_t end_ns = 0;
+  // samples at the start and the end of the counted run (first worker only)
+  double cpu_start = 0, cpu_end = 0;
+  Usage server_start, server_end;
 
  private:
+  void start_counting() {
+    start_ns = uv_hrtime();
+    if (first) {
+      cpu_start = cpu_seconds();
+      if (opt.server_pid > 0) server_start = usage_of(opt.server_pid);
+    }
+    if (opt.duration > 0) {
+      uv_timer_start(
+          &stop_timer_, [](uv_timer_t* t) { static_cast<Worker*>(t->data)->stop(); },
+          static_cast<uint64_t>(opt.duration * 1000), 0);
+    }
+  }
+  void sample_end() {
+    cpu_end = cpu_seconds();
+    if (opt.server_pid > 0) server_end = usage_of(opt.server_pid);
+  }
+
+  // -R: an open loop. Every millisecond the sends due since the start go out,
+  // one per connection in turn, so each connection sends every
+  // connections/rate seconds and the sends of all of them are spread evenly
+  // over that period (not bunched at its start, as a timer per connection
+  // started together would be).
+  static void on_rate_tick(uv_timer_t* t) {
+    auto* w = static_cast<Worker*>(t->data);
+    auto due = static_cast<uint64_t>(static_cast<double>(uv_hrtime() - w->rate_start_ns_) * w->rate_ / 1e9);
+    while (w->issued_ < due && !w->stopping) w->conns_[w->issued_++ % w->conns_.size()]->due();
+  }
+
   int connections_;
   uint64_t budget_;
   uint64_t target_;
+  double rate_;  // this worker's share of -R
+  uint64_t rate_start_ns_ = 0;
+  uint64_t issued_ = 0;  // -R: sends due so far, made or skipped
   uv_timer_t stop_timer_{};
+  uv_timer_t rate_timer_{};
   std::vector<std::unique_ptr<Conn>> conns_;
 };
 
@@ -296,6 +406,16 @@ void Conn::start() {
   connect_req_.data = this;
   int rc = uv_tcp_connect(&connect_req_, &tcp_, reinterpret_cast<const sockaddr*>(&w_->addr), on_connect);
   if (rc < 0) fail(&w_->stats.connect_errors, uv_strerror(rc));
+}
+
+// -R: this connection's turn to send. A connection still connecting, or with
+// -p requests unanswered, misses it (counted: the rate was not met).
+void Conn::due() {
+  if (phase_ != Phase::Running || in_flight_ + pending_ >= static_cast<uint32_t>(opt_.depth)) {
+    ++w_->stats.skipped;
+    return;
+  }
+  send(1);
 }
 
 void Conn::reset() {
@@ -360,7 +480,7 @@ void Conn::connected() {
   uv_read_start(reinterpret_cast<uv_stream_t*>(&tcp_), on_alloc, on_read);
   if (!opt_.websocket) {
     phase_ = Phase::Running;
-    send(opt_.depth);
+    if (opt_.rate == 0) send(opt_.depth);
     return;
   }
   phase_ = Phase::Handshake;
@@ -485,7 +605,7 @@ void Conn::on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
     done = c->read_frames(data, size);
   }
   if (done > 0) c->w_->completed(done);
-  if (c->phase_ != Phase::Running || c->w_->stopping) return;
+  if (c->phase_ != Phase::Running || c->w_->stopping || c->opt_.rate > 0) return;
   // refill: as many as were answered, or (--batch) a whole batch once all are answered
   if (c->opt_.batch) {
     if (c->in_flight_ + c->pending_ == 0) c->send(c->opt_.depth);
@@ -553,7 +673,7 @@ bool Conn::read_handshake(const char** data, size_t* size) {
   *data += used;
   *size -= used;
   phase_ = Phase::Running;
-  send(opt_.depth);
+  if (opt_.rate == 0) send(opt_.depth);
   return true;
 }
 
@@ -642,7 +762,11 @@ uint32_t Conn::read_frames(const char* data, size_t size) {
                "  --binary    WebSocket binary messages (default text)\n"
                "  --batch     send the next -p requests only when all of the last are answered\n"
                "  --sample N  check the whole payload of every Nth echo (default 64; 1: all)\n"
-               "  --no-latency  do not time each request\n");
+               "  --no-latency  do not time each request\n"
+               "  -R N        open loop: N requests (messages) per second in all, each connection\n"
+               "              sending in turn (every -c/N seconds each), spread evenly\n"
+               "  --warmup S  count nothing for the first S seconds (then -d and -n start)\n"
+               "  --pid PID   report PID's CPU time and RSS over the counted run (Linux /proc)\n");
   std::exit(code);
 }
 
@@ -691,7 +815,7 @@ Options parse_options(int argc, char** argv) {
     std::string a = argv[i];
     // a short option's value may be attached, as wrk allows: -c50, -d10s
     const char* attached = nullptr;
-    if (a.size() > 2 && a[0] == '-' && a[1] != '-' && std::strchr("cptnsHd", a[1]) != nullptr) {
+    if (a.size() > 2 && a[0] == '-' && a[1] != '-' && std::strchr("cptnsHdR", a[1]) != nullptr) {
       attached = argv[i] + 2;
       a.resize(2);
     }
@@ -714,6 +838,18 @@ Options parse_options(int argc, char** argv) {
       opt.size = number("-s", value(), 0);
     } else if (a == "-H") {
       opt.headers.emplace_back(value());
+    } else if (a == "-R" || a == "--warmup") {
+      const char* text = value();
+      char* end = nullptr;
+      double v = std::strtod(text, &end);
+      if (end == text || (*end != '\0' && !(a == "--warmup" && std::strcmp(end, "s") == 0)) || !(v > 0) ||
+          !std::isfinite(v)) {
+        std::fprintf(stderr, "evo_loadgen: bad value for %s: %s\n", a.c_str(), text);
+        std::exit(2);
+      }
+      (a == "-R" ? opt.rate : opt.warmup) = v;
+    } else if (a == "--pid") {
+      opt.server_pid = static_cast<int>(number("--pid", value(), 1));
     } else if (a == "--sample") {
       opt.sample = number("--sample", value(), 1);
     } else if (a == "-d") {
@@ -768,13 +904,6 @@ sockaddr_storage resolve(const Options& opt) {
   return addr;
 }
 
-double cpu_seconds() {
-  rusage u{};
-  getrusage(RUSAGE_SELF, &u);
-  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
-         static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
-}
-
 int run(const Options& opt) {
   sockaddr_storage addr = resolve(opt);
   std::vector<std::unique_ptr<Worker>> workers;
@@ -783,16 +912,16 @@ int run(const Options& opt) {
     uint64_t count = opt.count == 0
                          ? 0
                          : opt.count / opt.threads + (i < static_cast<int>(opt.count % opt.threads) ? 1 : 0);
-    workers.push_back(std::make_unique<Worker>(opt, addr, conns, count));
+    workers.push_back(std::make_unique<Worker>(opt, addr, conns, count, i == 0));
   }
-  double cpu0 = cpu_seconds();
-  uint64_t t0 = uv_hrtime();
   std::vector<std::thread> threads;
   for (size_t i = 1; i < workers.size(); ++i) threads.emplace_back([w = workers[i].get()] { w->run(); });
   workers[0]->run();
   for (auto& t : threads) t.join();
-  double wall = static_cast<double>(uv_hrtime() - t0) / 1e9;
-  double cpu = 100 * (cpu_seconds() - cpu0) / wall;
+  // over the counted run, as the first worker saw it
+  const Worker& w0 = *workers[0];
+  double counted = w0.end_ns > w0.start_ns ? static_cast<double>(w0.end_ns - w0.start_ns) / 1e9 : 0;
+  double cpu = counted > 0 ? 100 * (w0.cpu_end - w0.cpu_start) / counted : NAN;
 
   Stats total;
   double seconds = 0;
@@ -815,14 +944,28 @@ int run(const Options& opt) {
   if (opt.latency) std::printf(", latency p50 %.3f ms p99 %.3f ms", p50, p99);
   std::printf(", loadgen cpu %.0f%%\n", cpu);
   if (!opt.websocket) std::printf("  non-2xx %" PRIu64 "\n", total.non2xx);
+  if (opt.rate > 0) {
+    std::printf("  rate %.1f/s asked, sends missed %" PRIu64 " (connecting, or -p unanswered)\n", opt.rate,
+                total.skipped);
+  }
+  double server_cpu = w0.server_end.cpu - w0.server_start.cpu;
+  if (opt.server_pid > 0) {
+    std::printf("  server pid %d: cpu %.2f s (%.2f us per %s), rss %ld KiB at the end\n", opt.server_pid,
+                server_cpu, 1e6 * server_cpu / static_cast<double>(total.done),
+                opt.websocket ? "message" : "request", w0.server_end.rss_kib);
+  }
   std::printf("  errors %" PRIu64 " (connect %" PRIu64 ", io %" PRIu64 ", protocol %" PRIu64
               ", mismatched echoes %" PRIu64 ")%s%s\n",
               total.errors(), total.connect_errors, total.io_errors, total.protocol_errors, total.mismatches,
               total.last_error != nullptr ? "; last: " : "",
               total.last_error != nullptr ? total.last_error : "");
   std::printf("RESULT mode=%s rps=%.1f %s=%" PRIu64 " non2xx=%" PRIu64 " errors=%" PRIu64
-              " p50_ms=%.3f p99_ms=%.3f cpu=%.1f seconds=%.3f\n",
+              " p50_ms=%.3f p99_ms=%.3f cpu=%.1f seconds=%.3f",
               mode, rps, unit, total.done, total.non2xx, total.errors(), p50, p99, cpu, seconds);
+  if (opt.rate > 0) std::printf(" skipped=%" PRIu64, total.skipped);
+  if (opt.server_pid > 0)
+    std::printf(" server_cpu_s=%.3f server_rss_kib=%ld", server_cpu, w0.server_end.rss_kib);
+  std::printf("\n");
   return total.done > 0 ? 0 : 1;
 }
 

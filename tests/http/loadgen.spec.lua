@@ -86,6 +86,48 @@ describe("evo_loadgen", function()
       end
     end)
 
+    it("-R keeps an open loop at the asked rate, spread over the connections; --warmup is not counted", function()
+      need()
+      local arrivals = {}
+      local _, url = K.serve({}, function(req, res)
+        arrivals[#arrivals + 1] = uv.hrtime()
+        res:send(200, "ok")
+      end)
+      -- 10 connections, 200 requests a second in all: each connection every 50 ms
+      local r, out, code = loadgen("-c", "10", "-R", "200", "--warmup", "0.5", "-d", "1", "--pid",
+        tostring(uv.os_getpid()), url .. "/")
+      assert.are.equal(0, code, out)
+      assert.are.equal(0, r.errors, out)
+      assert.are.equal(0, r.skipped, out)
+      -- counted: the second after the warm-up only; the server saw both
+      assert.truthy(r.requests >= 170 and r.requests <= 230, out)
+      assert.truthy(r.rps >= 170 and r.rps <= 230, out)
+      assert.truthy(#arrivals >= r.requests + 70, #arrivals .. " arrivals\n" .. out)
+      -- evenly spread: about 2 arrivals in every 10 ms slot. Connections sending
+      -- together every 50 ms would fill one slot in five.
+      local first, last, slots = arrivals[1], arrivals[#arrivals], {}
+      for _, t in ipairs(arrivals) do slots[math.floor((t - first) / 1e7)] = true end
+      local filled, total = 0, math.floor((last - first) / 1e7) + 1
+      for _ in pairs(slots) do filled = filled + 1 end
+      assert.truthy(filled / total > 0.5, ("%d of %d slots of 10 ms had arrivals"):format(filled, total))
+      -- --pid: this process is the server
+      assert.truthy(r.server_cpu_s >= 0 and r.server_rss_kib > 1000, out)
+    end)
+
+    it("-R counts the sends a connection could not make (its request unanswered)", function()
+      need()
+      local _, url = K.serve({}, function(req, res)
+        task.sleep(0.3)
+        res:send(200, "late")
+      end)
+      -- one connection asked for 50 requests a second, each answered after 300 ms
+      local r, out = loadgen("-c", "1", "-R", "50", "-d", "1", url .. "/")
+      assert.are.equal(0, r.errors, out)
+      assert.truthy(r.requests >= 2 and r.requests <= 4, out)
+      assert.truthy(r.skipped >= 40, out)
+      assert.truthy(out:find("sends missed", 1, true), out)
+    end)
+
     it("stops after exactly -n responses, across threads", function()
       need()
       local r, out = loadgen("-c", "4", "-p", "4", "-t", "2", "-n", "1001", helloServer())
@@ -190,7 +232,9 @@ describe("evo_loadgen", function()
   it("explains bad usage with exit code 2", function()
     need()
     for _, args in ipairs({{}, {"-c", "0", "http://127.0.0.1:1/"}, {"--what", "http://127.0.0.1:1/"},
-      {"ftp://127.0.0.1:1/"}, {"-d", "soon", "http://127.0.0.1:1/"}}) do
+      {"ftp://127.0.0.1:1/"}, {"-d", "soon", "http://127.0.0.1:1/"}, {"-R", "0", "http://127.0.0.1:1/"},
+      {"-R", "fast", "http://127.0.0.1:1/"}, {"--warmup", "-1", "http://127.0.0.1:1/"},
+      {"--pid", "x", "http://127.0.0.1:1/"}}) do
       local _, out, code = loadgen(args)
       assert.are.equal(2, code, out)
       assert.truthy(out:find("evo_loadgen", 1, true), out)
