@@ -22,6 +22,7 @@
 // Skips quietly (returns) on a kernel without io_uring.
 // Run by `make test-fuzz`.
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <uv.h>
@@ -192,6 +193,13 @@ struct Harness {
 };
 
 }  // namespace
+
+// A write to a socket whose peer the input closed fails with EPIPE, as in
+// evo (main.cpp ignores SIGPIPE), instead of killing the fuzzer.
+extern "C" int LLVMFuzzerInitialize(int* /*argc*/, char*** /*argv*/) {
+  signal(SIGPIPE, SIG_IGN);
+  return 0;
+}
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static const bool usable = evo::uring::probe().empty();
