@@ -68,6 +68,12 @@ Corkable::~Corkable() {
 
 void Scheduler::cork(Corkable* c) {
   if (c->corked_in_ != nullptr) return;
+  // Corked outside a drain (a callback of the timer, poll or prepare
+  // phase): the poll must not block before the next flush point. The
+  // prepare handle may already have run this iteration, or run before
+  // another prepare handle that submits what it flushes (the uring Io's
+  // ring): with the idle handle on, the poll returns at once and the
+  // check phase's drain flushes.
   c->corked_in_ = this;
   c->prev_corked_ = corked_tail_;
   c->next_corked_ = nullptr;
@@ -77,6 +83,7 @@ void Scheduler::cork(Corkable* c) {
     corked_head_ = c;
   }
   corked_tail_ = c;
+  if (depth_ == 0 && idle_ != nullptr) idle_->set_active(true);
 }
 
 void Scheduler::uncork(Corkable* c) {
@@ -175,7 +182,7 @@ void Scheduler::close() {
 }
 
 void Scheduler::update_idle() {
-  if (idle_ != nullptr) idle_->set_active(ready_.size + deferred_.size > 0);
+  if (idle_ != nullptr) idle_->set_active(ready_.size + deferred_.size > 0 || corked_head_ != nullptr);
 }
 
 void Scheduler::make_ready(Schedulable* task) {

@@ -74,6 +74,22 @@ describe("corked stream writes", function()
     client:close(); conn:close(); server:close()
   end, 10)
 
+  it("a write corked outside a drain (from a timer callback) goes out in the same loop iteration", function()
+    local server, client, conn = pair()
+    local reader = task.async(function()
+      local line = client:readLine()
+      return line, task.now()
+    end)
+    H.sleep(0.05)  -- from here the test runs inside a luv timer's callback, not a drain
+    local t0 = task.now()
+    conn:write("from the timer phase\n")
+    H.sleep(0.6)  -- nothing else wakes the loop before this timer: no flush would wait for it
+    local line, t1 = reader:await()
+    assert.equal(line, "from the timer phase")
+    assert.truthy(t1 - t0 < 0.3, ("the write waited %.3f s"):format(t1 - t0))
+    client:close(); conn:close(); server:close()
+  end, 10)
+
   it("keeps the order of write, flush, sendfile and shutdown", function()
     local path = H.tempFile("body.txt", "[file]")
     local server, client, conn = pair()
