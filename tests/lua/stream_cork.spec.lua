@@ -7,11 +7,11 @@ local net = require("net")
 local task = require("task")
 local H = require("helpers")
 
--- The process's write-family system calls so far (write, writev: what libuv
+-- The main thread's write-family system calls so far (write, writev: what libuv
 -- writes a socket with). Read with Lua's io, which never suspends the task:
 -- a suspension would end the batch and flush what is corked.
 local function syscw()
-  local f = assert(io.open("/proc/self/io"))
+  local f = assert(io.open("/proc/thread-self/io"))
   local text = f:read("*a")
   f:close()
   return tonumber(text:match("syscw:%s*(%d+)"))
@@ -27,6 +27,9 @@ local function underUring()
   return os.getenv("EVO_IO") == "uring" or cmd:find("--io=uring", 1, true) ~= nil
 end
 local uring = underUring()
+-- Sanitizers probe memory by writing it to a pipe (sanitizer_common's
+-- IsAccessibleMemoryRange): a few writes that are not the stream's.
+local slack = os.getenv("EVO_SANITIZED") == "1" and 4 or 0
 
 -- A listener and a connected pair (client, accepted conn).
 local function pair()
@@ -46,10 +49,11 @@ describe("corked stream writes", function()
     local server, client, conn = pair()
     local before = syscw()
     for i = 1, 100 do assert.equal(conn:write("m", i, "\n"), true) end
-    assert.equal(syscw() - before, 0, "nothing is written while the task runs")
+    local during = syscw() - before
+    assert.truthy(during <= slack, "nothing is written while the task runs: " .. during)
     task.yield()  -- the batch ends: the corked bytes go out
     local calls = syscw() - before
-    if not uring then assert.truthy(calls >= 1 and calls <= 2, "write calls for 100 writes: " .. calls) end
+    if not uring then assert.truthy(calls >= 1 and calls <= 2 + slack, "write calls for 100 writes: " .. calls) end
     assert(conn:shutdown())
     local got = client:readAll()
     local want = {}
@@ -69,7 +73,7 @@ describe("corked stream writes", function()
       end
       return a < b
     end)
-    if not uring then assert.equal(during, 1) end
+    if not uring then assert.truthy(during >= 1 and during <= 1 + slack, "write calls: " .. during) end
     assert.equal(client:readLine(), "now")
     client:close(); conn:close(); server:close()
   end, 10)
