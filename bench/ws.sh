@@ -6,8 +6,9 @@
 #   c     libuv + Evo's own sans-I/O WebSocket engine (bench/loadgen/ws_echo_server.cpp),
 #         the C++ ceiling;
 #   evo-batched  an experiment: Evo on the engine's internal natives, writing the echoes
-#         of one read with one write (bench/http/evo_ws_echo_batched.lua), where
-#         conn:send() makes one system call per message.
+#         of one read with one write (bench/http/evo_ws_echo_batched.lua); since
+#         stream writes are corked (docs/performance.md), conn:send() per message
+#         gets the same single write per read, and the two rows should be close.
 # Each server runs pinned to one CPU and the generator to another; every
 # measurement gets a fresh server and a 1 s warm-up. Rounds alternate the
 # servers; the summary gives medians, messages/s and the server's CPU time per

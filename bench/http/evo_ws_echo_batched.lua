@@ -1,9 +1,9 @@
 -- An experiment for bench/ws.sh (the "evo-batched" row), not an example to follow:
 -- Evo's WebSocket echo on the engine's internal natives (evo.ws), writing the
 -- echoes of all the messages one read brought with one stream:write, as the C++
--- ceiling (bench/loadgen/ws_echo_server.cpp) does. conn:send() writes (one
--- system call) per message; this row shows what coalescing those writes would
--- give, everything else being Evo's.
+-- ceiling (bench/loadgen/ws_echo_server.cpp) does. It showed what coalescing
+-- conn:send()'s writes would give; stream writes are now corked (one system
+-- call per loop turn), so the plain evo row should be close to this one.
 --   evo bench/http/evo_ws_echo_batched.lua PORT
 local http = require("http")
 local ws = require("ws")

@@ -41,6 +41,76 @@ class CheckHandle final : public NativeHandle {
   Scheduler* scheduler_;
 };
 
+// Flushes what was corked outside a drain (a callback of the timer or
+// poll phase) right before the loop polls: nothing waits for a later turn.
+class PrepareHandle final : public NativeHandle {
+ public:
+  PrepareHandle(uv_loop_t* loop, Scheduler* scheduler) : scheduler_(scheduler) {
+    uv_prepare_init(loop, &prepare_);
+    uv_prepare_start(&prepare_, on_prepare);
+    uv_unref(uv_handle());
+  }
+  uv_handle_t* uv_handle() override { return reinterpret_cast<uv_handle_t*>(&prepare_); }
+  [[nodiscard]] bool internal() const override { return true; }
+
+ private:
+  static void on_prepare(uv_prepare_t* p) {
+    static_cast<PrepareHandle*>(NativeHandle::from(reinterpret_cast<uv_handle_t*>(p)))
+        ->scheduler_->flush_corked();
+  }
+  uv_prepare_t prepare_{};
+  Scheduler* scheduler_;
+};
+
+Corkable::~Corkable() {
+  if (corked_in_ != nullptr) corked_in_->uncork(this);
+}
+
+void Scheduler::cork(Corkable* c) {
+  if (c->corked_in_ != nullptr) return;
+  // Corked outside a drain (a callback of the timer, poll or prepare
+  // phase): the poll must not block before the next flush point. The
+  // prepare handle may already have run this iteration, or run before
+  // another prepare handle that submits what it flushes (the uring Io's
+  // ring): with the idle handle on, the poll returns at once and the
+  // check phase's drain flushes.
+  c->corked_in_ = this;
+  c->prev_corked_ = corked_tail_;
+  c->next_corked_ = nullptr;
+  if (corked_tail_ != nullptr) {
+    corked_tail_->next_corked_ = c;
+  } else {
+    corked_head_ = c;
+  }
+  corked_tail_ = c;
+  if (depth_ == 0 && idle_ != nullptr) idle_->set_active(true);
+}
+
+void Scheduler::uncork(Corkable* c) {
+  if (c->corked_in_ != this) return;
+  if (c->prev_corked_ != nullptr) {
+    c->prev_corked_->next_corked_ = c->next_corked_;
+  } else {
+    corked_head_ = c->next_corked_;
+  }
+  if (c->next_corked_ != nullptr) {
+    c->next_corked_->prev_corked_ = c->prev_corked_;
+  } else {
+    corked_tail_ = c->prev_corked_;
+  }
+  c->prev_corked_ = c->next_corked_ = nullptr;
+  c->corked_in_ = nullptr;
+}
+
+void Scheduler::flush_corked() {
+  // One at a time from the head: a flush may cork another object (a write
+  // failure wakes a task that runs at once and writes elsewhere).
+  while (Corkable* c = corked_head_) {
+    uncork(c);
+    c->flush_corked();
+  }
+}
+
 void Scheduler::Queue::push(Schedulable* t) {
   t->next_ready = nullptr;
   if (tail != nullptr) {
@@ -94,6 +164,7 @@ bool Scheduler::Queue::remove(Schedulable* t) {
 Scheduler::Scheduler(uv_loop_t* loop, ResumeFn resume, void* context) : resume_(resume), context_(context) {
   idle_ = NativeHandle::release_to_loop(std::make_unique<IdleHandle>(loop));
   check_ = NativeHandle::release_to_loop(std::make_unique<CheckHandle>(loop, this));
+  prepare_ = NativeHandle::release_to_loop(std::make_unique<PrepareHandle>(loop, this));
 }
 
 Scheduler::~Scheduler() { close(); }
@@ -101,14 +172,17 @@ Scheduler::~Scheduler() { close(); }
 void Scheduler::close() {
   if (idle_ != nullptr) idle_->close();
   if (check_ != nullptr) check_->close();
+  if (prepare_ != nullptr) prepare_->close();
   idle_ = nullptr;
   check_ = nullptr;
+  prepare_ = nullptr;
+  flush_corked();  // the loop is ending: what is corked goes now, as it would have
   ready_ = Queue{};
   deferred_ = Queue{};
 }
 
 void Scheduler::update_idle() {
-  if (idle_ != nullptr) idle_->set_active(ready_.size + deferred_.size > 0);
+  if (idle_ != nullptr) idle_->set_active(ready_.size + deferred_.size > 0 || corked_head_ != nullptr);
 }
 
 void Scheduler::make_ready(Schedulable* task) {
@@ -149,6 +223,9 @@ void Scheduler::drain() {
     resume_(t, context_);
   }
   --depth_;
+  // What the tasks wrote goes out now, together: one write per stream for
+  // the whole drain, before the loop polls again.
+  flush_corked();
   update_idle();
 }
 

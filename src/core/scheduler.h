@@ -25,6 +25,33 @@ namespace evo {
 
 class IdleHandle;
 class CheckHandle;
+class PrepareHandle;
+class Scheduler;
+
+// Output corked while the loop dispatches (a Stream written from a task):
+// flushed once, by flush_corked(), when the current drain of ready tasks
+// ends, or before the loop polls again for what was corked elsewhere (a
+// timer's or a read's callback) — uWebSockets' corking: the writes of one
+// turn leave in one system call. Never later than the current loop
+// iteration: no timer is involved.
+class Corkable {
+ public:
+  Corkable() = default;
+  Corkable(const Corkable&) = delete;
+  Corkable& operator=(const Corkable&) = delete;
+  virtual void flush_corked() = 0;
+  [[nodiscard]] bool corked() const { return corked_in_ != nullptr; }
+  [[nodiscard]] Scheduler* corked_in() const { return corked_in_; }
+
+ protected:
+  ~Corkable();  // leaves the list it is on
+
+ private:
+  friend class Scheduler;
+  Corkable* prev_corked_ = nullptr;
+  Corkable* next_corked_ = nullptr;
+  Scheduler* corked_in_ = nullptr;
+};
 
 struct Schedulable {
   Schedulable* next_ready = nullptr;
@@ -53,6 +80,15 @@ class Scheduler {
   // Forgets a task that is going away (removes it from either queue).
   void forget(Schedulable* task);
 
+  // Queues c's flush_corked() for the end of this drain, or for before the
+  // next poll (once: a corked object already queued stays where it is).
+  void cork(Corkable* c);
+  // Takes c off the list without flushing it (it flushes itself now).
+  void uncork(Corkable* c);
+  // Flushes everything corked (the end of a drain, the prepare phase, and
+  // os.exit, which leaves without running the loop again).
+  void flush_corked();
+
   [[nodiscard]] size_t ready_count() const { return ready_.size + deferred_.size; }
   [[nodiscard]] bool draining() const { return depth_ > 0; }
 
@@ -78,6 +114,9 @@ class Scheduler {
   void* context_;
   IdleHandle* idle_ = nullptr;
   CheckHandle* check_ = nullptr;
+  PrepareHandle* prepare_ = nullptr;
+  Corkable* corked_head_ = nullptr;  // FIFO: flushed in the order corked
+  Corkable* corked_tail_ = nullptr;
   int depth_ = 0;
   static constexpr int kMaxDepth = 8;
 };

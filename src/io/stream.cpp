@@ -297,6 +297,7 @@ int Stream::read_blocking(lua_State* L, const ReadRequest& req) {
     return done_now(L, push_uv_error_result(L, UV_EBADF));  // a write-only pipe: poll() would wait forever
   }
   t_->set_reading(false);  // read the descriptor directly for now
+  t_->flush();             // what a task corked goes before the wait for an answer
   for (;;) {
     if (int n = try_read(L, req); n > 0) return done_now(L, n);
     if (!t_->wait_fd(false, read_timeout_)) {
@@ -308,6 +309,7 @@ int Stream::read_blocking(lua_State* L, const ReadRequest& req) {
 
 bool Stream::read_available_blocking() {
   if (t_->at_end()) return false;
+  t_->flush();
   t_->read_now();
   return !t_->at_end();
 }
@@ -324,11 +326,10 @@ int Stream::write(lua_State* L, int first, int last, int yieldable_idx) {
     }
   }
   // A due cancellation comes before the data goes out, never after.
-  if (t_->evented()) {
-    if (Task* now = sys_.waiter(L, yieldable_idx); now != nullptr && sys_.take_cancel(now)) {
-      lua_pushboolean(L, 0);
-      return 1;
-    }
+  Task* now = t_->evented() ? sys_.waiter(L, yieldable_idx) : nullptr;
+  if (now != nullptr && sys_.take_cancel(now)) {
+    lua_pushboolean(L, 0);
+    return 1;
   }
   std::string& out = t_->output();
   for (int i = first; i <= last; ++i) {
@@ -337,6 +338,17 @@ int Stream::write(lua_State* L, int first, int last, int yieldable_idx) {
     out.append(s, len);
   }
   if (!t_->evented()) return write_blocking(L);
+  if (now != nullptr && !stdio_ && t_->pending() <= high_water_ &&
+      (t_->tls() == nullptr || !t_->tls()->failed())) {
+    // Corked: a task's writes leave together when the loop's current drain
+    // ends (one system call for all the messages one read brought), not
+    // one by one. Only for a task, which can wait: code that cannot may
+    // block on the descriptor next (a read with poll()), so its bytes go
+    // now; standard streams keep their place before print()'s output.
+    t_->cork(sys_.scheduler());
+    lua_pushboolean(L, 1);
+    return done_now(L, 1);
+  }
   t_->flush();
   if (t_->write_error() != 0) return done_now(L, push_write_error(L, t_->write_error()));
   if (t_->tls() != nullptr && t_->tls()->failed()) {

@@ -127,6 +127,12 @@ uv_loop_t* Transport::loop() const { return handle_ != nullptr ? handle_->uv_han
 
 void Transport::close() {
   if (closed_) return;
+  if (corked()) {
+    // Corked output goes first, as it would have gone at once uncorked
+    // (what the socket does not take now is dropped with the handle).
+    Corkable::corked_in()->uncork(this);
+    flush();
+  }
   closed_ = true;
   reading_ = false;
   if (ring_ != nullptr) {
@@ -441,6 +447,11 @@ void Transport::flush() {
   if (handle_ == nullptr || closed_ || write_in_flight_) return;
   if (file_) return;  // the bytes before the file went out when it was queued; later ones follow it
   if (!out_.empty() || (tls_ != nullptr && tls_->has_output())) start_write();
+}
+
+void Transport::flush_corked() {
+  flush();
+  if (write_error_ != 0 && user_ != nullptr && !closed_) user_->on_output();
 }
 
 // Hands the output (encrypted under TLS) to the socket: what it takes now,

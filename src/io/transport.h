@@ -27,6 +27,7 @@
 #include <string_view>
 
 #include "core/handle.h"
+#include "core/scheduler.h"
 #include "proto/tls.h"
 
 namespace evo {
@@ -146,7 +147,7 @@ class RingSockets {
   ~RingSockets() = default;
 };
 
-class Transport {
+class Transport final : public Corkable {
  public:
   // Set by the uring Io for its run (nullptr otherwise).
   static inline RingSockets* ring_sockets = nullptr;
@@ -214,6 +215,15 @@ class Transport {
   // Evented: writes what it can now (uv_try_write), the rest with one libuv
   // write; then a file queued behind the output. Never calls the user.
   void flush();
+  // Evented: flush() deferred to the end of the loop's current dispatch
+  // (Scheduler::cork): the writes of one turn leave together. Nothing to
+  // do while a write is in flight (its completion sends the output).
+  void cork(Scheduler& s) {
+    if (handle_ != nullptr && !closed_ && !write_in_flight_ && !file_) s.cork(this);
+  }
+  // Corkable: the deferred flush. A failure is told to the user
+  // (on_output) and stays in write_error() for its next call.
+  void flush_corked() override;
   // Blocking: writes all of the output and any queued TLS records; false on
   // a failure (write_error()) or a timeout (write_error() 0).
   bool flush_blocking(double timeout);

@@ -716,6 +716,8 @@ int future_tostring(lua_State* L) {
 // stuck in one C call cannot be stopped; then the process leaves with
 // _exit, after flushing stdout and stderr.
 int os_exit(lua_State* L) {
+  // Output corked by tasks goes first, as it would have gone at once.
+  if (g_system != nullptr) g_system->scheduler().flush_corked();
   if (workctl::stop_all() > 0) {
     constexpr int kPolls = 200;  // up to 1 s
     for (int i = 0; i < kPolls && workctl::running() > 0; ++i) uv_sleep(5);
