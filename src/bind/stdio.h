@@ -4,11 +4,9 @@
 
 #include <cstddef>
 
-namespace evo {
-
 // open_stdio ("evo.stdio") is declared with the other modules in lua/modules.h.
 
-namespace stdio {
+namespace evo::stdio {
 
 // For C's stdio on fd 1 and 2 (main.cpp): while process.stdout (stderr) has
 // output queued behind a write in flight, `data` joins that queue, so that
@@ -21,5 +19,4 @@ bool divert(int fd, const char* data, size_t size);
 // only returns EPIPE; print and process.stdout:write then call this).
 [[noreturn]] void die_of_sigpipe();
 
-}  // namespace stdio
-}  // namespace evo
+}  // namespace evo::stdio
