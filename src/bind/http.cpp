@@ -55,8 +55,10 @@ struct ResBox {
 
 // What a res whose exchange is gone (kept after its handler returned, its
 // connection long closed) stands for: a response over, with no request data.
+thread_local Exchange g_gone;
+
 Exchange& gone_exchange() {
-  thread_local Exchange gone;
+  Exchange& gone = g_gone;  // set again each time: a caller may have written to it
   gone.req = Request();
   gone.conn = nullptr;
   gone.handler = nullptr;
@@ -69,7 +71,7 @@ Exchange& gone_exchange() {
   return gone;
 }
 
-bool is_gone(const Exchange& ex) { return &ex == &gone_exchange(); }
+bool is_gone(const Exchange& ex) { return &ex == &g_gone; }
 
 // req.headers and req.remoteAddress... are read from the exchange when first
 // asked for: after the handler has returned it may be gone.

@@ -327,8 +327,7 @@ void Transport::on_ring_final(int status) {
     // answer, instead of an end seen while its handler runs: "client left").
     // Do the same: tell it a loop turn later.
     eof_deferred_ = true;
-    eof_waiting_ = true;
-    ring_->notify_next_turn();
+    ring_->end_next_turn();
     return;
   }
   if (status <= 0 && !eof_ && read_error_ == 0) {
@@ -356,11 +355,6 @@ void Transport::on_ring_final(int status) {
 }
 
 void Transport::on_ring_notify() {
-  if (eof_waiting_) {
-    eof_waiting_ = false;
-    on_ring_final(0);
-    return;
-  }
   // Reading again, or asked to while the end was already in: the end is
   // told once, as libuv's read callback tells it.
   if (closed_ || !unnotified_ || (!reading_ && !at_end())) return;

@@ -98,9 +98,9 @@ class RingRead {
   virtual void pause() = 0;        // asks the kernel to stop it (on_ring_final follows)
   virtual void settle() = 0;       // pause, and wait here until it stopped
   virtual void notify_soon() = 0;  // on_ring_notify from the loop, soon
-  virtual void
-  notify_next_turn() = 0;     // on_ring_notify at the next loop turn, after the tasks woken in this one
-  virtual void detach() = 0;  // the transport is gone: pause, tell it nothing more
+  // on_ring_final(0) at the next loop turn, after the tasks woken in this one.
+  virtual void end_next_turn() = 0;
+  virtual void detach() = 0;          // the transport is gone: pause, tell it nothing more
   virtual void set_ref(bool on) = 0;  // whether a receive keeps the loop alive
  protected:
   ~RingRead() = default;
@@ -325,7 +325,6 @@ class Transport final : public Corkable {
   RingWrite* ring_write_ = nullptr;  // sends and the half-close through io_uring
   bool unnotified_ = false;          // input came while not reading: the user is told on the next start
   bool eof_deferred_ = false;        // the end came with the input before it: told one loop turn later
-  bool eof_waiting_ = false;         // ... and that turn has not come yet
   TransportUser* user_ = nullptr;
   int fd_ = -1;
   bool owns_fd_ = false;

@@ -94,7 +94,7 @@ class RingRecv final : public RingOp, public RingRead {
     io_uring_prep_nop(ring_.sqe(this, kNotify));
     update_hold();
   }
-  void notify_next_turn() override {
+  void end_next_turn() override {
     if (deferred_) return;
     deferred_ = true;
     ring_.defer(this, kDeferred);
@@ -131,9 +131,15 @@ class RingRecv final : public RingOp, public RingRead {
 
   void on_cqe(uint8_t tag, int res, uint32_t flags) override {
     bool live = t_ != nullptr && !ring_.closing();
-    if (tag == kNotify || tag == kDeferred) {
-      (tag == kNotify ? notify_pending_ : deferred_) = false;
+    if (tag == kNotify) {
+      notify_pending_ = false;
       if (live) t_->on_ring_notify();
+      update_hold();
+      return;
+    }
+    if (tag == kDeferred) {  // end_next_turn()
+      deferred_ = false;
+      if (live) t_->on_ring_final(0);
       update_hold();
       return;
     }
@@ -177,7 +183,7 @@ class RingRecv final : public RingOp, public RingRead {
   bool multishot_ = true;
   bool cancel_sent_ = false;
   bool notify_pending_ = false;
-  bool deferred_ = false;  // notify_next_turn(): in the ring's deferred list
+  bool deferred_ = false;  // end_next_turn(): in the ring's deferred list
 };
 
 // The sends and the half-close of one transport. One send is in flight at

@@ -106,7 +106,7 @@ bool find_handler(Runtime& rt, int object_ref, const char* event, int base) {
   lua_State* L = rt.L();
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt.traceback_ref());  // base+1: message handler
   lua_rawgeti(L, LUA_REGISTRYINDEX, object_ref);          // base+2: object
-  rt.push_event_name(event);                              // base+3: event name
+  rt.push_interned(event);                                // base+3: event name
   const int obj = base + 2;
   const int key = base + 3;
   lua_pushvalue(L, key);

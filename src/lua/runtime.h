@@ -63,7 +63,6 @@ class Runtime {
   // kept in the registry (events.cpp emits two events per HTTP request with
   // six fields: hashing the names each time showed).
   void push_interned(const char* text);
-  void push_event_name(const char* event) { push_interned(event); }
 
   [[nodiscard]] int exit_code() const { return exit_code_; }
   // A task failed and nobody awaited it (reported when its Future is
