@@ -11,7 +11,8 @@
 # Targets from the issue are printed beside the ratios; a missed target never fails this.
 #   bench/http.sh [path/to/evo]          (or EVO=path/to/evo bench/http.sh)
 #   DURATION=10 seconds per measurement, CONNECTIONS=50, LOADGEN=native|wrk (hello world's
-#   generator: bench/loadgen's evo_loadgen by default)
+#   generator: bench/loadgen's evo_loadgen by default), ROWS=hello,ws,static (which
+#   benchmarks: ROWS=static,ws runs only those two; hello includes the two-CPU rows)
 set -euo pipefail
 evo=${1:-${EVO:-./build/evo}}
 here=$(cd "$(dirname "$0")" && pwd)
@@ -19,6 +20,8 @@ duration=${DURATION:-10}
 conns=${CONNECTIONS:-50}
 depth=16
 static_size=$((1024 * 1024))
+rows=",${ROWS:-hello,ws,static},"
+want() { [[ $rows == *",$1,"* ]]; }
 
 for tool in wrk curl python3; do
   command -v "$tool" >/dev/null || { echo "http: $tool not installed (scripts/install-deps bench)"; exit 0; }
@@ -270,6 +273,7 @@ echo "HTTP benchmarks: ${duration} s per measurement, $conns connections, $pinni
 echo "evo: $evo"
 
 # ---- 1. hello world
+want hello && {
 echo
 if [ "$generator" = native ]; then
   echo "== hello world: evo_loadgen -c$conns -d$duration; pipelined: -p$depth --batch ($depth requests per write)"
@@ -306,8 +310,10 @@ if [ -n "$cpu_client" ]; then
   done
   server_pin=("${saved_pin[@]}")
 fi
+}
 
 # ---- 2. WebSocket echo
+want ws && {
 echo
 echo "== WebSocket echo: $conns connections, 32-byte text messages, one in flight per connection, ${duration} s (bench/http/ws_echo.js)"
 if [ $have_node_ws = no ]; then
@@ -335,8 +341,10 @@ else
     stop_server
   done
 fi
+}
 
 # ---- 3. a 1 MiB static file
+want static && {
 echo
 echo "== 1 MiB static file: wrk -t1 -c$conns -d${duration}s GET /file.bin (nginx: sendfile on)"
 mkdir -p "$static_dir"
@@ -350,6 +358,7 @@ for name in evo nginx node; do
   server_cmd "$name-static" "$port"
   bench_server static "$name" get check_static "$port" "${cmd[@]}" || true
 done
+}
 
 echo
 echo "== summary ($pinning)"
