@@ -979,6 +979,95 @@ int l_ev_send(lua_State* L) {
   return 1;
 }
 
+// ------------------------------------------------------------ event style, the FFI path
+
+// WriteStatus, WriteHeader and SendResponse (lib/HttpServer.lua) call these
+// through the FFI when their arguments are plain (an integral id, a status
+// number or line, string header values, a string body): compiled Lua calls
+// them in its trace, where a C function of the Lua API costs a trace exit
+// and a stitch each (three per hello-world response). Each returns 1 when it
+// did the work, 0 when anything is not the common case (no such request, a
+// head already sent, a refused value, an answer that would run Lua): the
+// Lua side then calls the native above, which answers, fails or raises as
+// it always did. Nothing here touches Lua: a C function called from a trace
+// must not run Lua code nor allocate in the Lua heap.
+namespace fast {
+
+Exchange* pending_of(Server* server, double id) {
+  if (!(id >= 1 && id <= 4294967295.0) || id != static_cast<double>(static_cast<uint32_t>(id)))
+    return nullptr;
+  auto it = server->pending.find(static_cast<uint32_t>(id));
+  return it == server->pending.end() ? nullptr : it->second.get();
+}
+
+bool head_open(const Exchange* ex) { return ex != nullptr && !ex->finished && !ex->headers_sent; }
+
+int status_code(Server* server, double id, double code) {
+  Exchange* ex = pending_of(server, id);
+  if (!head_open(ex) || !(code >= 100 && code <= 999) || code != static_cast<double>(static_cast<int>(code)))
+    return 0;
+  ex->status = static_cast<int>(code);
+  return 1;
+}
+
+// "404 Not Found": three digits, then a space and the reason, or nothing
+// (any other form is the native's to parse or refuse).
+int status_line(Server* server, double id, const char* line, size_t len) {
+  Exchange* ex = pending_of(server, id);
+  if (!head_open(ex) || len < 3 || (len > 3 && line[3] != ' ')) return 0;
+  int code = 0;
+  for (size_t i = 0; i < 3; ++i) {
+    if (line[i] < '0' || line[i] > '9') return 0;
+    code = code * 10 + (line[i] - '0');
+  }
+  std::string_view reason = len > 3 ? std::string_view(line + 4, len - 4) : std::string_view();
+  if (code < 100 || !valid_header_value(reason)) return 0;
+  ex->status = code;
+  ex->reason.assign(reason);
+  return 1;
+}
+
+int header(Server* server, double id, const char* name, size_t name_len, const char* value,
+           size_t value_len) {
+  Exchange* ex = pending_of(server, id);
+  if (!head_open(ex)) return 0;
+  std::string_view n(name, name_len);
+  std::string_view v(value, value_len);
+  if (!Exchange::header_error(n, v).empty()) return 0;
+  ex->add_valid_header(n, v);
+  return 1;
+}
+
+int send(Server* server, double id, const char* body, size_t len) {
+  Exchange* ex = pending_of(server, id);
+  if (ex == nullptr || ex->conn == nullptr) return 0;
+  Connection* c = ex->conn->http1();
+  if (c == nullptr || !c->answers_quietly(*ex)) return 0;
+  server->note_answered(ex->id);
+  std::shared_ptr<Exchange> keep = ex->shared_from_this();  // finish() drops it from the table
+  c->send_whole(*ex, std::string_view(body, len));
+  return 1;
+}
+
+// lib/HttpServer.lua's ffi.cdef mirrors this struct.
+struct Api {
+  int (*status_code)(Server*, double, double);
+  int (*status_line)(Server*, double, const char*, size_t);
+  int (*header)(Server*, double, const char*, size_t, const char*, size_t);
+  int (*send)(Server*, double, const char*, size_t);
+};
+const Api kApi = {status_code, status_line, header, send};
+
+}  // namespace fast
+
+// fastServer(core) -> the Server of a server core as a light userdata, for
+// the FFI path (valid while the core is: lib/HttpServer.lua keys it by the
+// core, weakly).
+int l_ev_fast_server(lua_State* L) {
+  lua_pushlightuserdata(L, check_server(L, 1));
+  return 1;
+}
+
 // setup(resMetatable): the metatable of res objects.
 int l_setup(lua_State* L) {
   luaL_checktype(L, 1, LUA_TTABLE);
@@ -1108,10 +1197,13 @@ int open_http(lua_State* L) {
       {"sendResponse", l_ev_send},
       {"pending", l_ev_pending},
       {"fail", l_ev_fail},
+      {"fastServer", l_ev_fast_server},
       {nullptr, nullptr},
   };
   lua_newtable(L);
   luaL_register(L, nullptr, functions);
+  lua_pushlightuserdata(L, const_cast<fast::Api*>(&fast::kApi));
+  lua_setfield(L, -2, "fastApi");
   return 1;
 }
 

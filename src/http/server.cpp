@@ -1163,6 +1163,17 @@ void Connection::finish(Exchange& ex) {
   if (!in_advance_) advance();
 }
 
+bool Connection::answers_quietly(const Exchange& ex) const {
+  // in_advance_: the request was dispatched by the parse loop still running
+  // (the handler answers at once), so finish() does not call advance();
+  // close_after, HTTP/1.0 and stopping would close after the answer; an
+  // unfinished body would leave the connection draining.
+  return in_advance_ && !closed_ && state_ == State::Responding && current_.get() == &ex &&
+         !server_->stopping_ && !ex.close_after && ex.body_done && !ex.headers_sent && ex.trailers.empty() &&
+         ex.body_reader == nullptr && ex.req.version_major == 1 && ex.req.version_minor == 1 &&
+         !ex.req.expect_continue;
+}
+
 void Connection::send_whole(Exchange& ex, std::string_view body) {
   if (!ex.trailers.empty() && !ex.has_length) {
     // Trailers go only after a chunked body: no Content-Length then (as Go

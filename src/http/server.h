@@ -287,6 +287,12 @@ class Connection final : public TransportUser, public ExchangeIo {
   void write_body(Exchange& ex, std::string_view chunk) override;
   void finish(Exchange& ex) override;
   void send_whole(Exchange& ex, std::string_view body) override;
+  // Whether send_whole(ex, ...) now would only append to the output and
+  // move on to the next request: no Lua (no task woken, no event, no
+  // advance() into the next request's handler) and no I/O (no flush, no
+  // close). The event style's FFI answer (src/bind/http.cpp) needs that: a
+  // C function called from compiled Lua must not run Lua nor allocate in it.
+  [[nodiscard]] bool answers_quietly(const Exchange& ex) const;
   // The 100 Continue interim response, before the handler's first body read.
   void send_continue(Exchange& ex) override;
   void send_informational(Exchange& ex, int status, std::string_view lines) override;
