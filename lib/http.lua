@@ -209,14 +209,19 @@ local function handlerError(err)
 end
 
 local done = native.done
+local nextRequest = native.next
 local newTable = require("table.new")
-local function runRequest(handler, res, method, path, query)
+
+local function newRequest(res, method, path, query)
   -- Sized for its four fields up front (a constructor grows it key by key
   -- once the JIT compiles it).
   local req = newTable(0, 4)
   req.method, req.path, req.query, req.res = method, path, query, res
-  setmetatable(req, requestMeta)
-  local ok, err = xpcall(handler, handlerError, req, res)
+  return setmetatable(req, requestMeta)
+end
+
+-- After a handler: what it left behind, then the end of its response.
+local function afterHandler(req, res, ok, err)
   -- A WebSocket the handler accepted ends with it, as a net.listen stream does.
   local websocket = rawget(req, "_websocket")
   if websocket and not websocket:isClosed() then pcall(websocket.close, websocket, 1000, "") end
@@ -224,7 +229,42 @@ local function runRequest(handler, res, method, path, query)
   -- Uploads req:form() saved and the handler did not move away.
   local uploads = rawget(req, "_uploadDir")
   if uploads then pcall(kit.cleanup, uploads) end
+end
+
+local function runRequest(handler, res, method, path, query)
+  local req = newRequest(res, method, path, query)
+  local ok, err = xpcall(handler, handlerError, req, res)
+  afterHandler(req, res, ok, err)
   return req
+end
+
+-- The requests the connection parsed from one read, one after the other on
+-- this coroutine (nextRequest gives the next one once the last is answered)
+-- in one protected call, so a steady stream of requests stays on one
+-- compiled trace. `current` says which request an error belongs to.
+local function serveBatch(current, handler, res, method, path, query)
+  repeat
+    local req = newRequest(res, method, path, query)
+    current[1], current[2] = req, res
+    handler(req, res)
+    afterHandler(req, res, true)
+    res, method, path, query = nextRequest()
+  until res == nil
+end
+
+-- The server's runner: a batch of requests; a handler that raises has its
+-- request answered (500) and the batch goes on with the next request. A
+-- handler that suspends ends the batch: the connection starts the requests
+-- after it on other tasks, in order, once it has answered.
+local function runBatch(handler, res, method, path, query)
+  local current = {}
+  while true do
+    local ok, err = xpcall(serveBatch, handlerError, current, handler, res, method, path, query)
+    if ok then return end
+    afterHandler(current[1], current[2], false, err)
+    res, method, path, query = nextRequest()
+    if res == nil then return end
+  end
 end
 
 -- accessLog: after each request, an entry {time, remoteAddress, method,
@@ -303,7 +343,7 @@ function http.serve(opts, handler)
       return inner(req, res)
     end
   end
-  local run = runRequest
+  local run = runBatch
   if opts.accessLog then
     if opts.accessLog ~= true and type(opts.accessLog) ~= "function" then
       args.error(1, "serve", "accessLog must be true or a function")

@@ -795,6 +795,17 @@ int l_done(lua_State* L) {
   return 0;
 }
 
+// next() -> res, method, path, query: the next request of the connection
+// whose handler task calls it, parsed from the same read (the runner of
+// lib/http.lua serves a batch of pipelined requests on one coroutine);
+// nothing when there is none (see next_batch_request).
+int l_next(lua_State* L) {
+  std::shared_ptr<Exchange> ex = next_batch_request(TaskSystem::from(L));
+  if (ex == nullptr) return 0;
+  push_request(L, ex);
+  return 4;
+}
+
 // upgrade(res, yieldable) -> (true, stream) | (true, nil, err) | yields until
 // earlier output is written. Takes the connection over (see detach_to_stream).
 int l_upgrade(lua_State* L) {
@@ -1099,6 +1110,7 @@ int open_http(lua_State* L) {
       {"info", l_info},
       {"state", l_state},
       {"done", l_done},
+      {"next", l_next},
       {"upgrade", l_upgrade},
       {"writeStatus", l_ev_status},
       {"writeHeader", l_ev_header},

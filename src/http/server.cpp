@@ -661,7 +661,10 @@ void Connection::advance() {
 
 // One step of the state machine; true to go on.
 bool Connection::parse_step() {
-  if (state_ == State::Responding || state_ == State::Closing || state_ == State::Upgraded) return false;
+  if (state_ == State::Responding || state_ == State::Closing || state_ == State::Upgraded ||
+      state_ == State::H2) {
+    return false;
+  }
   if (t_->buffered() == 0) return false;
   // Answers not yet taken by the client bound what is read and dispatched:
   // a deep pipeline waits in the input (bounded too) instead of piling
@@ -704,7 +707,9 @@ bool Connection::parse_step() {
         feed_body();
         request_completed();
       }
-      return state_ == State::Waiting;
+      // (Body or Draining after a batch's runner took a request with a
+      // body, and its handler suspended: its body is fed next.)
+      return true;
   }
   return false;
 }
@@ -1312,7 +1317,38 @@ std::unique_ptr<Stream> Connection::detach_to_stream(Exchange& ex) {
   return stream;
 }
 
-void run_handler_task(Server& server, const std::shared_ptr<Exchange>& ex) {
+namespace {
+// The handler task a connection's dispatch runs at once, while it runs (see
+// next_batch_request).
+struct BatchContext {
+  Connection* conn = nullptr;
+  Task* task = nullptr;
+};
+thread_local BatchContext g_batch;
+}  // namespace
+
+// A batch's runner takes the next request: it is parsed now, and dispatch
+// hands its exchange here (run_task) instead of starting a task.
+std::shared_ptr<Exchange> Connection::pull_next() {
+  if (closed_ || !in_advance_) return nullptr;
+  pulling_ = true;
+  while (pulled_ == nullptr && parse_step()) {
+  }
+  pulling_ = false;
+  return std::move(pulled_);
+}
+
+std::shared_ptr<Exchange> next_batch_request(TaskSystem& sys) {
+  BatchContext b = g_batch;
+  if (b.conn == nullptr || sys.resuming != b.task || !TaskSystem::can_take_next_job(b.task)) return nullptr;
+  std::shared_ptr<Exchange> ex = b.conn->pull_next();
+  if (ex == nullptr) return nullptr;
+  ex->handler = b.task;
+  TaskSystem::hold(b.task, ex);  // (the last request's exchange is let go)
+  return ex;
+}
+
+void run_handler_task(Server& server, const std::shared_ptr<Exchange>& ex, Connection* batch) {
   TaskSystem& sys = server.tasks();
   lua_State* L = sys.L();
   lua_rawgeti(L, LUA_REGISTRYINDEX, server.runner_ref);
@@ -1327,9 +1363,19 @@ void run_handler_task(Server& server, const std::shared_ptr<Exchange>& ex) {
   Task* t = sys.spawn_pooled(L, 5, !now);
   ex->handler = t;          // until the runner's done(): a client that leaves cancels it
   TaskSystem::hold(t, ex);  // what its res names (ExchangeRef) lives while it runs
-  if (now) sys.run_now(t);
+  if (!now) return;
+  BatchContext outer = g_batch;
+  g_batch = batch != nullptr ? BatchContext{batch, t} : BatchContext{};
+  sys.run_now(t);
+  g_batch = outer;
 }
 
-void Connection::run_task(const std::shared_ptr<Exchange>& ex) { run_handler_task(*server_, ex); }
+void Connection::run_task(const std::shared_ptr<Exchange>& ex) {
+  if (pulling_) {
+    pulled_ = ex;
+    return;
+  }
+  run_handler_task(*server_, ex, this);
+}
 
 }  // namespace evo::http

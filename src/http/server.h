@@ -376,6 +376,8 @@ class Connection final : public TransportUser, public ExchangeIo {
   void connection_lost();
   void report_abort(Exchange& ex);
   void run_task(const std::shared_ptr<Exchange>& ex);
+  friend std::shared_ptr<Exchange> next_batch_request(TaskSystem& sys);
+  std::shared_ptr<Exchange> pull_next();
   void shutdown_done();
   bool try_h2();
   bool upgrade_h2c();
@@ -398,6 +400,10 @@ class Connection final : public TransportUser, public ExchangeIo {
   size_t send_mark_ = 0;             // pending bytes when the send deadline was armed
   uint64_t sent_mark_ = 0;           // bytes sent then
   std::shared_ptr<Exchange> current_;
+  // A batch's runner asks for the next request (pull_next): dispatch hands
+  // the exchange over here instead of starting a task for it.
+  bool pulling_ = false;
+  std::shared_ptr<Exchange> pulled_;
   Task* writer_ = nullptr;
   uint32_t writer_id_ = 0;
   std::string remote_ip_;
@@ -422,8 +428,17 @@ void emit_started(Server& server, Exchange& ex);
 bool emit_whole_request(Server& server, Exchange& ex);
 void emit_finished(Server& server, Exchange& ex);
 void report_abort(Server& server, Exchange& ex);
-// Starts the task-style handler of an exchange.
-void run_handler_task(Server& server, const std::shared_ptr<Exchange>& ex);
+// Starts the task-style handler of an exchange. With `batch`, a handler
+// run at once (from the connection's read callback) may go on with the next
+// requests of the same read on its coroutine (next_batch_request).
+void run_handler_task(Server& server, const std::shared_ptr<Exchange>& ex, Connection* batch = nullptr);
+// For the runner of the task running at once from a connection's read
+// callback: the next request parsed from that read, now its task's (the
+// task holds it, as run_handler_task's); nullptr when there is none, or
+// when the caller is not that task or cannot take another request (its
+// Future was seen, a cancellation waits). Requests stay one at a time and
+// in order: the next one is parsed only once the last was answered.
+std::shared_ptr<Exchange> next_batch_request(TaskSystem& sys);
 // Cancels the handler task of an exchange, if it still runs.
 void cancel_handler(Server& server, Exchange& ex);
 
