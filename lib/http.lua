@@ -123,10 +123,13 @@ local function isResponse(r)
 end
 local function resMethod(name, fn, ...) return args.method(name, fn, isResponse, "Response", ...) end
 
--- res:send(status, body, headers): the whole response at once. The native
--- itself, which checks its arguments with the public name: a Lua wrapper here
--- cost a tenth of a hello-world request.
-Response.send = native.send
+-- res:send(status, body, headers): the whole response at once. Plain
+-- arguments (a string body, a table of string headers) of a response the
+-- engine can finish from compiled code go through the FFI (see fastSend
+-- below); anything else, and every error, through the native, which checks
+-- its arguments with the public name.
+local nativeSend = native.send
+Response.send = nativeSend  -- (fastSend, once responseMeta exists)
 -- res:status(code [, reason])
 Response.status = resMethod("status", native.status, "number", "string?")
 -- res:header(name, value | {values})
@@ -167,6 +170,51 @@ function Response:isFinished() return (select(2, native.state(self))) end
 -- Methods are found in a table: no function call per lookup of res:send.
 local responseMeta = {__index = Response}
 native.setup(responseMeta)
+
+-- The FFI fast path of res:send and of a request's end (src/bind/http.cpp):
+-- C functions LuaJIT calls from compiled code, so a batch of pipelined
+-- requests runs on one trace instead of leaving it at every native call.
+-- They refuse (-1) what they cannot do without calling back into Lua; the
+-- classic native does it then.
+local ffi = require("ffi")
+ffi.cdef[[
+int evo_http_send_begin(void *res, double status);
+int evo_http_send_header(const char *name, size_t nlen, const char *value, size_t vlen);
+void evo_http_send_abort(void);
+int evo_http_send_end(const char *body, size_t len);
+int evo_http_done(void *res);
+]]
+local C = ffi.C
+local next = next
+
+local function fastSend(res, status, body, headers)
+  if type(res) == "userdata" and getmetatable(res) == responseMeta and type(status) == "number"
+    and (headers == nil or type(headers) == "table") then
+    local tb = type(body)
+    if tb == "nil" then body, tb = "", "string" end
+    -- (The FFI passes a userdata as the address of its payload.)
+    if tb == "string" and C.evo_http_send_begin(res, status) == 0 then
+      local plain = true
+      if headers then
+        for name, value in next, headers do
+          if type(name) ~= "string" or type(value) ~= "string"
+            or C.evo_http_send_header(name, #name, value, #value) ~= 0 then
+            plain = false
+            break
+          end
+        end
+      end
+      if plain then
+        C.evo_http_send_end(body, #body)
+        return true
+      end
+      C.evo_http_send_abort()
+    end
+  end
+  -- (A tail call: the native's errors name the caller's line.)
+  return nativeSend(res, status, body, headers)
+end
+Response.send = fastSend
 local requestMeta = {__index = requestIndex}
 
 -- The web-app kit (lib/evo/webkit.lua): cookies, JSON, forms.
@@ -225,7 +273,11 @@ local function afterHandler(req, res, ok, err)
   -- A WebSocket the handler accepted ends with it, as a net.listen stream does.
   local websocket = rawget(req, "_websocket")
   if websocket and not websocket:isClosed() then pcall(websocket.close, websocket, 1000, "") end
-  done(res, ok, err)
+  if not ok then
+    done(res, ok, err)
+  else
+    if C.evo_http_done(res) ~= 0 then done(res, true) end  -- (res is the engine's own)
+  end
   -- Uploads req:form() saved and the handler did not move away.
   local uploads = rawget(req, "_uploadDir")
   if uploads then pcall(kit.cleanup, uploads) end

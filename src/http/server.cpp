@@ -76,6 +76,7 @@ ExchangeRef ExchangeRef::of(Exchange& ex) {
 }
 
 Exchange* ExchangeRef::get() const {
+  if (slot >= g_slots.size()) return nullptr;  // (a ref read by the FFI fast path is checked too)
   const Slot& s = g_slots[slot];
   return s.gen == gen ? s.ex : nullptr;
 }

@@ -325,6 +325,10 @@ class Connection final : public TransportUser, public ExchangeIo {
   void cut(Exchange& ex) override;
 
   [[nodiscard]] State state() const { return state_; }
+  // Inside its read callback's parse loop: a response finished now lets the
+  // loop go on with the next request (nothing is parsed or started, nobody
+  // woken, from inside finish()).
+  [[nodiscard]] bool in_advance() const { return in_advance_; }
   [[nodiscard]] const Exchange* current() const { return current_.get(); }
   [[nodiscard]] size_t pending_output() const { return t_->pending(); }
   [[nodiscard]] bool secure() const { return t_->tls() != nullptr; }
