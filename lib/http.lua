@@ -187,6 +187,34 @@ int evo_http_done(void *res);
 local C = ffi.C
 local next = next
 
+-- One header of res:send's table through the FFI; false for anything but
+-- a string name and value, or a header the engine refuses.
+local function addHeader(name, value)
+  return type(name) == "string" and type(value) == "string"
+    and C.evo_http_send_header(name, #name, value, #value) == 0
+end
+
+-- The headers of res:send's table. The first few without a loop, so the
+-- request's trace goes on through them (a loop here would be a trace of
+-- its own, and the request's tables could not be sunk across it).
+local function addHeaders(headers)
+  local k, v = next(headers)
+  if k == nil then return true end
+  if not addHeader(k, v) then return false end
+  k, v = next(headers, k)
+  if k == nil then return true end
+  if not addHeader(k, v) then return false end
+  k, v = next(headers, k)
+  if k == nil then return true end
+  if not addHeader(k, v) then return false end
+  k, v = next(headers, k)
+  while k ~= nil do
+    if not addHeader(k, v) then return false end
+    k, v = next(headers, k)
+  end
+  return true
+end
+
 local function fastSend(res, status, body, headers)
   if type(res) == "userdata" and getmetatable(res) == responseMeta and type(status) == "number"
     and (headers == nil or type(headers) == "table") then
@@ -194,17 +222,7 @@ local function fastSend(res, status, body, headers)
     if tb == "nil" then body, tb = "", "string" end
     -- (The FFI passes a userdata as the address of its payload.)
     if tb == "string" and C.evo_http_send_begin(res, status) == 0 then
-      local plain = true
-      if headers then
-        for name, value in next, headers do
-          if type(name) ~= "string" or type(value) ~= "string"
-            or C.evo_http_send_header(name, #name, value, #value) ~= 0 then
-            plain = false
-            break
-          end
-        end
-      end
-      if plain then
+      if headers == nil or addHeaders(headers) then
         C.evo_http_send_end(body, #body)
         return true
       end
@@ -258,18 +276,19 @@ end
 
 local done = native.done
 local nextRequest = native.next
-local newTable = require("table.new")
 
 local function newRequest(res, method, path, query)
-  -- Sized for its four fields up front (a constructor grows it key by key
-  -- once the JIT compiles it).
-  local req = newTable(0, 4)
+  -- A template with its four keys (stores into it need no new keys), which
+  -- on a trace may be sunk (never allocated) when the handler lets req go.
+  local req = {method = false, path = false, query = false, res = false}
   req.method, req.path, req.query, req.res = method, path, query, res
   return setmetatable(req, requestMeta)
 end
 
 -- After a handler: what it left behind, then the end of its response.
+-- (req is nil for a handler that raised and left nothing behind.)
 local function afterHandler(req, res, ok, err)
+  if req == nil then return done(res, ok, err) end
   -- A WebSocket the handler accepted ends with it, as a net.listen stream does.
   local websocket = rawget(req, "_websocket")
   if websocket and not websocket:isClosed() then pcall(websocket.close, websocket, 1000, "") end
@@ -281,6 +300,7 @@ local function afterHandler(req, res, ok, err)
   -- Uploads req:form() saved and the handler did not move away.
   local uploads = rawget(req, "_uploadDir")
   if uploads then pcall(kit.cleanup, uploads) end
+  if websocket or uploads then kit.leftovers[res] = nil end
 end
 
 local function runRequest(handler, res, method, path, query)
@@ -293,13 +313,19 @@ end
 -- The requests the connection parsed from one read, one after the other on
 -- this coroutine (nextRequest gives the next one once the last is answered)
 -- in one protected call, so a steady stream of requests stays on one
--- compiled trace. `current` says which request an error belongs to.
+-- compiled trace. current[1] says which request an error belongs to; req
+-- is not kept there (its handler may let it go, and on a trace it is then
+-- never allocated): one holding something to let go is in kit.leftovers.
+local function serveOne(handler, res, method, path, query)
+  local req = newRequest(res, method, path, query)
+  handler(req, res)
+  afterHandler(req, res, true)
+end
+
 local function serveBatch(current, handler, res, method, path, query)
   repeat
-    local req = newRequest(res, method, path, query)
-    current[1], current[2] = req, res
-    handler(req, res)
-    afterHandler(req, res, true)
+    current[1] = res
+    serveOne(handler, res, method, path, query)
     res, method, path, query = nextRequest()
   until res == nil
 end
@@ -313,7 +339,11 @@ local function runBatch(handler, res, method, path, query)
   while true do
     local ok, err = xpcall(serveBatch, handlerError, current, handler, res, method, path, query)
     if ok then return end
-    afterHandler(current[1], current[2], false, err)
+    local failed = current[1]
+    local leftovers = kit.leftovers
+    local req = leftovers[failed]
+    leftovers[failed] = nil
+    afterHandler(req, failed, false, err)
     res, method, path, query = nextRequest()
     if res == nil then return end
   end
