@@ -753,6 +753,7 @@ void Connection::dispatch(bool complete) {
   ex->req = std::move(parser_.request());
   parser_.request().body.clear();
   ex->id = server_->next_id();
+  uint32_t id = ex->id;
   ex->remote_ip = remote_ip_;
   ex->remote_port = remote_port_;
   ex->conn = this;
@@ -774,11 +775,15 @@ void Connection::dispatch(bool complete) {
       if (complete && current_ == ex) emit_finished(*ex);
     }
   } else {
-    run_task(ex);
+    // (Given away: a batch's runner lets each request's exchange go once
+    // answered, the first one too, while this call is still on the stack.)
+    run_task(std::move(ex));
   }
   // The handler may have answered already (the usual case): go on at once.
-  if (current_ == ex && ex->finished && (complete || state_ == State::Draining)) {
-    if (complete) response_done(*ex);
+  // (By id: after a batch another exchange may live at the same address.)
+  Exchange* cur = current_.get();
+  if (cur != nullptr && cur->id == id && cur->finished && (complete || state_ == State::Draining)) {
+    if (complete) response_done(*cur);
   }
 }
 
@@ -1342,14 +1347,15 @@ std::shared_ptr<Exchange> Connection::pull_next() {
 std::shared_ptr<Exchange> next_batch_request(TaskSystem& sys) {
   BatchContext b = g_batch;
   if (b.conn == nullptr || sys.resuming != b.task || !TaskSystem::can_take_next_job(b.task)) return nullptr;
+  TaskSystem::hold(b.task, nullptr);  // the last request's exchange goes now (it was answered)
   std::shared_ptr<Exchange> ex = b.conn->pull_next();
   if (ex == nullptr) return nullptr;
   ex->handler = b.task;
-  TaskSystem::hold(b.task, ex);  // (the last request's exchange is let go)
+  TaskSystem::hold(b.task, ex);
   return ex;
 }
 
-void run_handler_task(Server& server, const std::shared_ptr<Exchange>& ex, Connection* batch) {
+void run_handler_task(Server& server, std::shared_ptr<Exchange> ex, Connection* batch) {
   TaskSystem& sys = server.tasks();
   lua_State* L = sys.L();
   lua_rawgeti(L, LUA_REGISTRYINDEX, server.runner_ref);
@@ -1362,8 +1368,8 @@ void run_handler_task(Server& server, const std::shared_ptr<Exchange>& ex, Conne
   // from inside another task it is queued like any new task.
   bool now = sys.resuming == nullptr;
   Task* t = sys.spawn_pooled(L, 5, !now);
-  ex->handler = t;          // until the runner's done(): a client that leaves cancels it
-  TaskSystem::hold(t, ex);  // what its res names (ExchangeRef) lives while it runs
+  ex->handler = t;                     // until the runner's done(): a client that leaves cancels it
+  TaskSystem::hold(t, std::move(ex));  // what its res names (ExchangeRef) lives while it runs
   if (!now) return;
   BatchContext outer = g_batch;
   g_batch = batch != nullptr ? BatchContext{batch, t} : BatchContext{};
@@ -1371,12 +1377,12 @@ void run_handler_task(Server& server, const std::shared_ptr<Exchange>& ex, Conne
   g_batch = outer;
 }
 
-void Connection::run_task(const std::shared_ptr<Exchange>& ex) {
+void Connection::run_task(std::shared_ptr<Exchange> ex) {
   if (pulling_) {
-    pulled_ = ex;
+    pulled_ = std::move(ex);
     return;
   }
-  run_handler_task(*server_, ex, this);
+  run_handler_task(*server_, std::move(ex), this);
 }
 
 }  // namespace evo::http

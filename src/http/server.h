@@ -379,7 +379,7 @@ class Connection final : public TransportUser, public ExchangeIo {
   void wake_body_reader(Exchange& ex);
   void connection_lost();
   void report_abort(Exchange& ex);
-  void run_task(const std::shared_ptr<Exchange>& ex);
+  void run_task(std::shared_ptr<Exchange> ex);
   friend std::shared_ptr<Exchange> next_batch_request(TaskSystem& sys);
   std::shared_ptr<Exchange> pull_next();
   void shutdown_done();
@@ -435,7 +435,7 @@ void report_abort(Server& server, Exchange& ex);
 // Starts the task-style handler of an exchange. With `batch`, a handler
 // run at once (from the connection's read callback) may go on with the next
 // requests of the same read on its coroutine (next_batch_request).
-void run_handler_task(Server& server, const std::shared_ptr<Exchange>& ex, Connection* batch = nullptr);
+void run_handler_task(Server& server, std::shared_ptr<Exchange> ex, Connection* batch = nullptr);
 // For the runner of the task running at once from a connection's read
 // callback: the next request parsed from that read, now its task's (the
 // task holds it, as run_handler_task's); nullptr when there is none, or
