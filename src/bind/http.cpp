@@ -1113,7 +1113,8 @@ Exchange* fast_exchange(const ResBox* box) {
   Exchange* ex = box->ref.get();
   if (ex == nullptr || ex->conn == nullptr || ex->close_after) return nullptr;
   Connection* c = ex->conn->http1();
-  if (c == nullptr || !c->in_advance() || c->closed() || c->state() == Connection::State::Upgraded) return nullptr;
+  if (c == nullptr || !c->in_advance() || c->closed() || c->state() == Connection::State::Upgraded)
+    return nullptr;
   return ex;
 }
 
