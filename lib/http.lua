@@ -232,7 +232,10 @@ local function fastSend(res, status, body, headers)
   -- (A tail call: the native's errors name the caller's line.)
   return nativeSend(res, status, body, headers)
 end
-Response.send = fastSend
+-- (Only where the executable exports them, as evo does: an embedding that
+-- does not keeps the classic natives.)
+local hasFfi = pcall(function() return C.evo_http_send_begin, C.evo_http_done end)
+if hasFfi then Response.send = fastSend end
 local requestMeta = {__index = requestIndex}
 
 -- The web-app kit (lib/evo/webkit.lua): cookies, JSON, forms.
@@ -295,7 +298,7 @@ local function afterHandler(req, res, ok, err)
   if not ok then
     done(res, ok, err)
   else
-    if C.evo_http_done(res) ~= 0 then done(res, true) end  -- (res is the engine's own)
+    if not hasFfi or C.evo_http_done(res) ~= 0 then done(res, true) end  -- (res is the engine's own)
   end
   -- Uploads req:form() saved and the handler did not move away.
   local uploads = rawget(req, "_uploadDir")
