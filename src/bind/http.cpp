@@ -163,10 +163,11 @@ void check_head_open(lua_State* L, const Exchange& ex, const char* fn) {
 // What a refused header call must leave as it found: the head so far and
 // the fields header lines set.
 struct HeadMark {
-  size_t head_len;
-  bool has_length;
-  uint64_t length;
-  bool close_after;
+  size_t head_len = 0;
+  bool has_length = false;
+  uint64_t length = 0;
+  bool close_after = false;
+  HeadMark() = default;
   explicit HeadMark(const Exchange& ex)
       : head_len(ex.head.size()), has_length(ex.has_length), length(ex.length), close_after(ex.close_after) {}
   void restore(Exchange& ex) const {
@@ -795,6 +796,17 @@ int l_done(lua_State* L) {
   return 0;
 }
 
+// next() -> res, method, path, query: the next request of the connection
+// whose handler task calls it, parsed from the same read (the runner of
+// lib/http.lua serves a batch of pipelined requests on one coroutine);
+// nothing when there is none (see next_batch_request).
+int l_next(lua_State* L) {
+  std::shared_ptr<Exchange> ex = next_batch_request(TaskSystem::from(L));
+  if (ex == nullptr) return 0;
+  push_request(L, ex);
+  return 4;
+}
+
 // upgrade(res, yieldable) -> (true, stream) | (true, nil, err) | yields until
 // earlier output is written. Takes the connection over (see detach_to_stream).
 int l_upgrade(lua_State* L) {
@@ -1163,6 +1175,114 @@ void push_request(lua_State* L, const std::shared_ptr<Exchange>& ex) {
   }
 }
 
+// ------------------------------------------------------------ the FFI fast path
+//
+// lib/http.lua calls these through LuaJIT's FFI (the executable exports its
+// symbols), so a handler's res:send and the end of its request stay on the
+// compiled trace of the batch loop: a classic C function ends the trace and
+// pays for its arguments through the C API. They answer only what cannot
+// call back into Lua (an FFI call must not): an HTTP/1.1 exchange of a
+// connection inside its read callback's parse loop, whose response finishing
+// starts nothing. Anything else, and every error, is -1: the caller takes
+// the classic native (send, done), which does it all and raises the errors
+// with their usual messages.
+
+namespace {
+
+// The response evo_http_send_begin opened, until _end or _abort.
+struct FastSend {
+  Exchange* ex = nullptr;
+  int status = 0;
+  HeadMark mark;
+};
+thread_local FastSend g_fast;
+
+Exchange* fast_exchange(const ResBox* box) {
+  if (box->magic != ResBox::kMagic) return nullptr;
+  Exchange* ex = box->ref.get();
+  if (ex == nullptr || ex->conn == nullptr || ex->close_after) return nullptr;
+  Connection* c = ex->conn->http1();
+  if (c == nullptr || !c->in_advance() || c->closed() || c->state() == Connection::State::Upgraded)
+    return nullptr;
+  return ex;
+}
+
+}  // namespace
+}  // namespace evo::http
+
+extern "C" {
+
+// res:send(status, ...) begins: 0, or -1 (take the classic native).
+// res: a res userdata's payload (lib/http.lua checked its metatable; the
+// FFI passes a userdata as its payload's address).
+int evo_http_send_begin(const void* res, double status) {
+  using namespace evo::http;
+  g_fast.ex = nullptr;
+  if (!(status >= 100 && status < 1000)) return -1;  // (NaN too)
+  Exchange* ex = fast_exchange(static_cast<const ResBox*>(res));
+  if (ex == nullptr || ex->finished || ex->headers_sent) return -1;
+  g_fast.ex = ex;
+  g_fast.status = static_cast<int>(status);  // truncated, as luaL_checkinteger does
+  g_fast.mark = HeadMark(*ex);
+  return 0;
+}
+
+// One header of the table: 0, or -1 with the head as it was before begin.
+int evo_http_send_header(const char* name, size_t nlen, const char* value, size_t vlen) {
+  using namespace evo::http;
+  Exchange* ex = g_fast.ex;
+  if (ex == nullptr) return -1;
+  std::string_view n(name, nlen);
+  std::string_view v(value, vlen);
+  if (!Exchange::header_error(n, v).empty()) {
+    g_fast.mark.restore(*ex);
+    g_fast.ex = nullptr;
+    return -1;
+  }
+  ex->add_valid_header(n, v);
+  return 0;
+}
+
+// The headers were not all plain strings: back to the head before begin.
+void evo_http_send_abort() {
+  using namespace evo::http;
+  if (g_fast.ex != nullptr) g_fast.mark.restore(*g_fast.ex);
+  g_fast.ex = nullptr;
+}
+
+// The status line, head and body go out: 0, or -1 when begin was refused.
+int evo_http_send_end(const char* body, size_t len) {
+  using namespace evo::http;
+  Exchange* ex = g_fast.ex;
+  if (ex == nullptr) return -1;
+  g_fast.ex = nullptr;
+  ex->status = g_fast.status;
+  ex->conn->send_whole(*ex, std::string_view(body, len));
+  return 0;
+}
+
+// done(res, true): 0 when the handler's response is over now (finished as
+// it stands if it was not), -1 to take the classic done.
+int evo_http_done(const void* res) {
+  using namespace evo::http;
+  const auto* box = static_cast<const ResBox*>(res);
+  if (box->magic != ResBox::kMagic) return -1;
+  Exchange* ex = box->ref.get();
+  if (ex == nullptr) return 0;  // gone: nothing to end
+  if (ex->finished) {
+    ex->handler = nullptr;
+    return 0;
+  }
+  if (fast_exchange(box) == nullptr) return -1;
+  ex->handler = nullptr;
+  ex->conn->finish(*ex);
+  return 0;
+}
+
+}  // extern "C"
+
+namespace evo::http {
+
 int open_http(lua_State* L) {
   luaL_newmetatable(L, kServerMeta);
   lua_pushcfunction(L, l_server_gc);
@@ -1188,6 +1308,7 @@ int open_http(lua_State* L) {
       {"info", l_info},
       {"state", l_state},
       {"done", l_done},
+      {"next", l_next},
       {"upgrade", l_upgrade},
       {"writeStatus", l_ev_status},
       {"writeHeader", l_ev_header},
