@@ -252,15 +252,7 @@ local writeStatus, writeHeader, sendResponse = native.writeStatus, native.writeH
 -- 0 for anything else, which the native then answers, fails or raises as
 -- it always did.
 local ffi = require("ffi")
-ffi.cdef[[
-typedef struct evo_http_fast {
-  int (*status_code)(void*, double, double);
-  int (*status_line)(void*, double, const char*, size_t);
-  int (*header)(void*, double, const char*, size_t, const char*, size_t);
-  int (*send)(void*, double, const char*, size_t);
-} evo_http_fast;
-]]
-local fastApi = ffi.cast("const evo_http_fast*", native.fastApi)
+local fastApi = require("evo.httpfast")
 local fastStatusCode, fastStatusLine = fastApi.status_code, fastApi.status_line
 local fastHeader, fastSend = fastApi.header, fastApi.send
 -- A core's Server, by core: alive while the core is. (A void* cdata: the

@@ -176,22 +176,16 @@ native.setup(responseMeta)
 -- requests runs on one trace instead of leaving it at every native call.
 -- They refuse (-1) what they cannot do without calling back into Lua; the
 -- classic native does it then.
-local ffi = require("ffi")
-ffi.cdef[[
-int evo_http_send_begin(void *res, double status);
-int evo_http_send_header(const char *name, size_t nlen, const char *value, size_t vlen);
-void evo_http_send_abort(void);
-int evo_http_send_end(const char *body, size_t len);
-int evo_http_done(void *res);
-]]
-local C = ffi.C
+local fast = require("evo.httpfast")
+local fastBegin, fastHeader, fastAbort = fast.send_begin, fast.send_header, fast.send_abort
+local fastEnd, fastDone = fast.send_end, fast.done
 local next = next
 
 -- One header of res:send's table through the FFI; false for anything but
 -- a string name and value, or a header the engine refuses.
 local function addHeader(name, value)
   return type(name) == "string" and type(value) == "string"
-    and C.evo_http_send_header(name, #name, value, #value) == 0
+    and fastHeader(name, #name, value, #value) == 0
 end
 
 -- The headers of res:send's table. The first few without a loop, so the
@@ -221,21 +215,18 @@ local function fastSend(res, status, body, headers)
     local tb = type(body)
     if tb == "nil" then body, tb = "", "string" end
     -- (The FFI passes a userdata as the address of its payload.)
-    if tb == "string" and C.evo_http_send_begin(res, status) == 0 then
+    if tb == "string" and fastBegin(res, status) == 0 then
       if headers == nil or addHeaders(headers) then
-        C.evo_http_send_end(body, #body)
+        fastEnd(body, #body)
         return true
       end
-      C.evo_http_send_abort()
+      fastAbort()
     end
   end
   -- (A tail call: the native's errors name the caller's line.)
   return nativeSend(res, status, body, headers)
 end
--- (Only where the executable exports them, as evo does: an embedding that
--- does not keeps the classic natives.)
-local hasFfi = pcall(function() return C.evo_http_send_begin, C.evo_http_done end)
-if hasFfi then Response.send = fastSend end
+Response.send = fastSend
 local requestMeta = {__index = requestIndex}
 
 -- The web-app kit (lib/evo/webkit.lua): cookies, JSON, forms.
@@ -298,7 +289,7 @@ local function afterHandler(req, res, ok, err)
   if not ok then
     done(res, ok, err)
   else
-    if not hasFfi or C.evo_http_done(res) ~= 0 then done(res, true) end  -- (res is the engine's own)
+    if fastDone(res) ~= 0 then done(res, true) end  -- (res is the engine's own)
   end
   -- Uploads req:form() saved and the handler did not move away.
   local uploads = rawget(req, "_uploadDir")

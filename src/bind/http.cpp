@@ -1061,14 +1061,111 @@ int send(Server* server, double id, const char* body, size_t len) {
   return 1;
 }
 
-// lib/HttpServer.lua's ffi.cdef mirrors this struct.
+// res:send and the end of a request (lib/http.lua's batch loop) call these
+// through the same FFI table, so a handler's request stays on the compiled
+// trace of the batch loop: a classic C function ends the trace and pays for
+// its arguments through the C API. They answer only what cannot
+// call back into Lua (an FFI call must not): an HTTP/1.1 exchange of a
+// connection inside its read callback's parse loop, whose response finishing
+// starts nothing. Anything else, and every error, is -1: the caller takes
+// the classic native (send, done), which does it all and raises the errors
+// with their usual messages.
+
+// The response send_begin opened, until send_end or send_abort.
+struct FastSend {
+  Exchange* ex = nullptr;
+  int status = 0;
+  HeadMark mark;
+};
+thread_local FastSend g_fast;
+
+Exchange* fast_exchange(const ResBox* box) {
+  if (box->magic != ResBox::kMagic) return nullptr;
+  Exchange* ex = box->ref.get();
+  if (ex == nullptr || ex->conn == nullptr || ex->close_after) return nullptr;
+  Connection* c = ex->conn->http1();
+  if (c == nullptr || !c->in_advance() || c->closed() || c->state() == Connection::State::Upgraded)
+    return nullptr;
+  return ex;
+}
+
+// res:send(status, ...) begins: 0, or -1 (take the classic native).
+// res: a res userdata's payload (lib/http.lua checked its metatable; the
+// FFI passes a userdata as its payload's address).
+int send_begin(const void* res, double status) {
+  g_fast.ex = nullptr;
+  if (!(status >= 100 && status < 1000)) return -1;  // (NaN too)
+  Exchange* ex = fast_exchange(static_cast<const ResBox*>(res));
+  if (ex == nullptr || ex->finished || ex->headers_sent) return -1;
+  g_fast.ex = ex;
+  g_fast.status = static_cast<int>(status);  // truncated, as luaL_checkinteger does
+  g_fast.mark = HeadMark(*ex);
+  return 0;
+}
+
+// One header of the table: 0, or -1 with the head as it was before begin.
+int send_header(const char* name, size_t nlen, const char* value, size_t vlen) {
+  Exchange* ex = g_fast.ex;
+  if (ex == nullptr) return -1;
+  std::string_view n(name, nlen);
+  std::string_view v(value, vlen);
+  if (!Exchange::header_error(n, v).empty()) {
+    g_fast.mark.restore(*ex);
+    g_fast.ex = nullptr;
+    return -1;
+  }
+  ex->add_valid_header(n, v);
+  return 0;
+}
+
+// The headers were not all plain strings: back to the head before begin.
+void send_abort() {
+  if (g_fast.ex != nullptr) g_fast.mark.restore(*g_fast.ex);
+  g_fast.ex = nullptr;
+}
+
+// The status line, head and body go out: 0, or -1 when begin was refused.
+int send_end(const char* body, size_t len) {
+  Exchange* ex = g_fast.ex;
+  if (ex == nullptr) return -1;
+  g_fast.ex = nullptr;
+  ex->status = g_fast.status;
+  ex->conn->send_whole(*ex, std::string_view(body, len));
+  return 0;
+}
+
+// done(res, true): 0 when the handler's response is over now (finished as
+// it stands if it was not), -1 to take the classic done.
+int done(const void* res) {
+  const auto* box = static_cast<const ResBox*>(res);
+  if (box->magic != ResBox::kMagic) return -1;
+  Exchange* ex = box->ref.get();
+  if (ex == nullptr) return 0;  // gone: nothing to end
+  if (ex->finished) {
+    ex->handler = nullptr;
+    return 0;
+  }
+  if (fast_exchange(box) == nullptr) return -1;
+  ex->handler = nullptr;
+  ex->conn->finish(*ex);
+  return 0;
+}
+
+// lib/evo/httpfast.lua's ffi.cdef mirrors this struct. A table of function
+// pointers rather than exported symbols: evo exports only the Lua and luv C
+// API (tools/evo-exports.list), and an embedding needs nothing exported.
 struct Api {
   int (*status_code)(Server*, double, double);
   int (*status_line)(Server*, double, const char*, size_t);
   int (*header)(Server*, double, const char*, size_t, const char*, size_t);
   int (*send)(Server*, double, const char*, size_t);
+  int (*send_begin)(const void*, double);
+  int (*send_header)(const char*, size_t, const char*, size_t);
+  void (*send_abort)();
+  int (*send_end)(const char*, size_t);
+  int (*done)(const void*);
 };
-const Api kApi = {status_code, status_line, header, send};
+const Api kApi = {status_code, status_line, header, send, send_begin, send_header, send_abort, send_end, done};
 
 }  // namespace fast
 
@@ -1174,114 +1271,6 @@ void push_request(lua_State* L, const std::shared_ptr<Exchange>& ex) {
     lua_pushlstring(L, query.data(), query.size());
   }
 }
-
-// ------------------------------------------------------------ the FFI fast path
-//
-// lib/http.lua calls these through LuaJIT's FFI (the executable exports its
-// symbols), so a handler's res:send and the end of its request stay on the
-// compiled trace of the batch loop: a classic C function ends the trace and
-// pays for its arguments through the C API. They answer only what cannot
-// call back into Lua (an FFI call must not): an HTTP/1.1 exchange of a
-// connection inside its read callback's parse loop, whose response finishing
-// starts nothing. Anything else, and every error, is -1: the caller takes
-// the classic native (send, done), which does it all and raises the errors
-// with their usual messages.
-
-namespace {
-
-// The response evo_http_send_begin opened, until _end or _abort.
-struct FastSend {
-  Exchange* ex = nullptr;
-  int status = 0;
-  HeadMark mark;
-};
-thread_local FastSend g_fast;
-
-Exchange* fast_exchange(const ResBox* box) {
-  if (box->magic != ResBox::kMagic) return nullptr;
-  Exchange* ex = box->ref.get();
-  if (ex == nullptr || ex->conn == nullptr || ex->close_after) return nullptr;
-  Connection* c = ex->conn->http1();
-  if (c == nullptr || !c->in_advance() || c->closed() || c->state() == Connection::State::Upgraded)
-    return nullptr;
-  return ex;
-}
-
-}  // namespace
-}  // namespace evo::http
-
-extern "C" {
-
-// res:send(status, ...) begins: 0, or -1 (take the classic native).
-// res: a res userdata's payload (lib/http.lua checked its metatable; the
-// FFI passes a userdata as its payload's address).
-int evo_http_send_begin(const void* res, double status) {
-  using namespace evo::http;
-  g_fast.ex = nullptr;
-  if (!(status >= 100 && status < 1000)) return -1;  // (NaN too)
-  Exchange* ex = fast_exchange(static_cast<const ResBox*>(res));
-  if (ex == nullptr || ex->finished || ex->headers_sent) return -1;
-  g_fast.ex = ex;
-  g_fast.status = static_cast<int>(status);  // truncated, as luaL_checkinteger does
-  g_fast.mark = HeadMark(*ex);
-  return 0;
-}
-
-// One header of the table: 0, or -1 with the head as it was before begin.
-int evo_http_send_header(const char* name, size_t nlen, const char* value, size_t vlen) {
-  using namespace evo::http;
-  Exchange* ex = g_fast.ex;
-  if (ex == nullptr) return -1;
-  std::string_view n(name, nlen);
-  std::string_view v(value, vlen);
-  if (!Exchange::header_error(n, v).empty()) {
-    g_fast.mark.restore(*ex);
-    g_fast.ex = nullptr;
-    return -1;
-  }
-  ex->add_valid_header(n, v);
-  return 0;
-}
-
-// The headers were not all plain strings: back to the head before begin.
-void evo_http_send_abort() {
-  using namespace evo::http;
-  if (g_fast.ex != nullptr) g_fast.mark.restore(*g_fast.ex);
-  g_fast.ex = nullptr;
-}
-
-// The status line, head and body go out: 0, or -1 when begin was refused.
-int evo_http_send_end(const char* body, size_t len) {
-  using namespace evo::http;
-  Exchange* ex = g_fast.ex;
-  if (ex == nullptr) return -1;
-  g_fast.ex = nullptr;
-  ex->status = g_fast.status;
-  ex->conn->send_whole(*ex, std::string_view(body, len));
-  return 0;
-}
-
-// done(res, true): 0 when the handler's response is over now (finished as
-// it stands if it was not), -1 to take the classic done.
-int evo_http_done(const void* res) {
-  using namespace evo::http;
-  const auto* box = static_cast<const ResBox*>(res);
-  if (box->magic != ResBox::kMagic) return -1;
-  Exchange* ex = box->ref.get();
-  if (ex == nullptr) return 0;  // gone: nothing to end
-  if (ex->finished) {
-    ex->handler = nullptr;
-    return 0;
-  }
-  if (fast_exchange(box) == nullptr) return -1;
-  ex->handler = nullptr;
-  ex->conn->finish(*ex);
-  return 0;
-}
-
-}  // extern "C"
-
-namespace evo::http {
 
 int open_http(lua_State* L) {
   luaL_newmetatable(L, kServerMeta);
