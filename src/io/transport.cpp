@@ -201,6 +201,14 @@ void Transport::close() {
   fd_ = -1;
 }
 
+void Transport::on_ring_sent_at_exit() {
+  write_in_flight_ = false;
+  sent_ += in_flight_;
+  writing().clear();
+  if (closed_ || file_) return;
+  if (!out_.empty() || (tls_ != nullptr && tls_->has_output())) start_write();
+}
+
 void Transport::on_ring_closed() {
   ring_write_ = nullptr;  // the op lets go of itself after this call
   ring_loop_ = nullptr;   // as a libuv transport's handle_ after its close callback

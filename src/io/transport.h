@@ -300,6 +300,9 @@ class Transport final : public Corkable {
   void on_ring_notify();
   // ---- from a RingWrite's completions (the libuv callbacks' equivalents)
   void on_ring_sent(int status) { on_write_done(status); }
+  // The process is exiting (os.exit): the output corked behind the send
+  // that completed goes on the ring too; nobody is told.
+  void on_ring_sent_at_exit();
   void on_ring_shutdown(int status) { on_shutdown(status); }
   // The ring closed the descriptor (close_fd): libuv's close callback
   // equivalent.

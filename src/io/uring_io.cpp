@@ -210,7 +210,7 @@ class RingSend final : public RingOp, public RingWrite {
     buf_.swap(bytes);  // the transport gets this op's last buffer back: both keep their capacity
     bytes.clear();
     pos_ = from;
-    in_flight_ = true;
+    set_in_flight(true);
     if (pos_ < buf_.size()) return submit_send();
     io_uring_prep_nop(ring_.sqe(this, kSend));  // nothing left: the completion alone
   }
@@ -222,14 +222,27 @@ class RingSend final : public RingOp, public RingWrite {
     settling_ = false;
     std::string rest = buf_.substr(std::min(pos_, buf_.size()));
     buf_.clear();
-    in_flight_ = false;
+    set_in_flight(false);
     return rest;
   }
-  void shutdown() override { io_uring_prep_shutdown(ring_.sqe(this, kShutdown), fd_, SHUT_WR); }
+  void shutdown() override {
+    ring_.output(1);
+    ++shutdowns_;
+    io_uring_prep_shutdown(ring_.sqe(this, kShutdown), fd_, SHUT_WR);
+  }
   // The descriptor's close, after the send settled (Transport::close): a
-  // receive or shutdown still in the kernel holds the socket's file, so the
-  // connection ends when the last of them completes.
-  void close_fd() override { io_uring_prep_close(ring_.sqe(this, kClose), fd_); }
+  // receive still in the kernel holds the socket's file, so the connection
+  // ends when it completes. A half-close still on the ring goes first: the
+  // kernel runs it on a worker thread, which looks the descriptor up by
+  // number only then — after a close beside it, that number may be a new
+  // socket's already (seen: a new connection shut down under its client).
+  void close_fd() override {
+    if (shutdowns_ > 0) {
+      close_after_ = true;
+      return;
+    }
+    io_uring_prep_close(ring_.sqe(this, kClose), fd_);
+  }
   void detach() override {
     t_ = nullptr;
     if (in_flight_) ring_.cancel(this, kSend);
@@ -246,9 +259,15 @@ class RingSend final : public RingOp, public RingWrite {
   void on_cqe(uint8_t tag, int res, uint32_t /*flags*/) override {
     bool live = t_ != nullptr && !ring_.closing();
     if (tag == kShutdown) {
+      ring_.output(-1);
+      if (--shutdowns_ == 0 && close_after_) {
+        close_after_ = false;  // (even for a transport gone meanwhile: the descriptor is this op's to close)
+        io_uring_prep_close(ring_.sqe(this, kClose), fd_);
+      }
       if (live) t_->on_ring_shutdown(res < 0 ? uv_status(res) : 0);
       return;
     }
+    if (tag == kSend && ring_.exiting() && !settling_ && t_ != nullptr) return sent_at_exit(res);
     if (tag == kClose) {
       // Told even while the ring closes (the transport would point here
       // otherwise); the op is finished once t_ is gone.
@@ -260,12 +279,12 @@ class RingSend final : public RingOp, public RingWrite {
     if (res > 0) pos_ += static_cast<size_t>(res);
     if (settling_) return;  // settle() takes what is left
     if (!live) {
-      in_flight_ = false;
+      set_in_flight(false);
       buf_.clear();
       return;
     }
     if (res > 0 && pos_ < buf_.size()) return submit_send();  // a short send: the rest
-    in_flight_ = false;
+    set_in_flight(false);
     buf_.clear();
     // The buffer comes back to the transport at its next send: a small one
     // is kept for that, a large answer's is not (an idle connection holds
@@ -281,6 +300,19 @@ class RingSend final : public RingOp, public RingWrite {
   }
 
  private:
+  void set_in_flight(bool on) {
+    if (on != in_flight_) ring_.output(on ? 1 : -1);
+    in_flight_ = on;
+  }
+  // exit(3) with this send on the ring (Ring::flush_output_at_exit): the
+  // rest goes, then what was corked behind it; nobody is told.
+  void sent_at_exit(int res) {
+    if (res > 0) pos_ += static_cast<size_t>(res);
+    if (res > 0 && pos_ < buf_.size()) return submit_send();
+    set_in_flight(false);
+    buf_.clear();
+    if (res >= 0) t_->on_ring_sent_at_exit();
+  }
   void submit_send() {
     size_t n = std::min(buf_.size() - pos_, size_t{1} << 30);
     io_uring_prep_send(ring_.sqe(this, kSend), fd_, buf_.data() + pos_, n, MSG_NOSIGNAL);
@@ -292,6 +324,8 @@ class RingSend final : public RingOp, public RingWrite {
   int fd_;
   std::string buf_;
   size_t pos_ = 0;
+  int shutdowns_ = 0;        // half-closes on the ring
+  bool close_after_ = false;  // close_fd() waits for them
   bool in_flight_ = false;
   bool settling_ = false;
 };

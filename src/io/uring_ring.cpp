@@ -136,6 +136,35 @@ struct Ring::Handles {
   }
 };
 
+// ------------------------------------------------------ output at exit(3)
+
+namespace {
+// The ring of the running loop, for the atexit handler (one per thread's
+// runtime; the one that exits is the loop thread's).
+thread_local Ring* t_exit_ring = nullptr;
+void flush_at_exit() {
+  if (t_exit_ring != nullptr) t_exit_ring->flush_output_at_exit();
+}
+}  // namespace
+
+void Ring::flush_output_at_exit() {
+  if (!ring_ok_ || closing_ || exiting_) return;
+  exiting_ = true;
+  constexpr uint64_t kBoundNs = 2'000'000'000;  // a peer that reads nothing does not hold the exit longer
+  uint64_t deadline = uv_hrtime() + kBoundNs;
+  submit();
+  while (output_ > 0) {
+    uint64_t now = uv_hrtime();
+    if (now >= deadline) break;
+    __kernel_timespec ts{static_cast<int64_t>((deadline - now) / 1000000000),
+                         static_cast<long long>((deadline - now) % 1000000000)};
+    io_uring_cqe* cqe = nullptr;
+    if (backlog_.empty() && io_uring_wait_cqe_timeout(&ring_, &cqe, &ts) != 0) continue;
+    reap();
+    submit();  // the rest of a short send
+  }
+}
+
 // -------------------------------------------------------------------- Ring
 
 Ring::Ring(uv_loop_t* loop) : loop_(loop) {
@@ -200,6 +229,12 @@ bool Ring::init(std::string* why) {
     return false;
   }
   h->open = 2;
+  static thread_local bool hooked = false;
+  if (!hooked) {
+    hooked = true;
+    std::atexit(flush_at_exit);
+  }
+  t_exit_ring = this;
   uv_prepare_start(&h->prepare, on_prepare);
   uv_unref(reinterpret_cast<uv_handle_t*>(&h->prepare));  // it never keeps the loop alive
   uv_poll_start(&h->poll, UV_READABLE, on_poll);
@@ -241,6 +276,7 @@ void Ring::recycle(uint16_t id) {
 }
 
 Ring::~Ring() {
+  if (t_exit_ring == this) t_exit_ring = nullptr;
   deferred_.clear();  // their ops are freed with the others below
   if (ring_ok_) drain_at_exit();
   if (print_stats_) std::fprintf(stderr, "evo uring stats: %s\n", stats_line().c_str());
