@@ -351,12 +351,13 @@ class RingAcceptOp final : public RingOp, public RingAccept {
   void start(bool many, std::function<void(int)> each) override {
     each_ = std::move(each);
     many_ = many;
-    if (!armed_ && !backing_off_) arm();
+    if (!armed_ && !backing_off_ && !polling_) arm();
   }
   void stop() override {
     each_ = nullptr;
     if (armed_) ring_.cancel(this, 0);
     if (backing_off_) ring_.cancel(this, kBackoff);
+    if (polling_) ring_.cancel(this, kPoll);
   }
   void detach() override {
     gone_ = true;
@@ -368,8 +369,8 @@ class RingAcceptOp final : public RingOp, public RingAccept {
   [[nodiscard]] bool holds_loop() const override { return true; }
 
   void on_cqe(uint8_t tag, int res, uint32_t flags) override {
-    if (tag == kBackoff) {
-      backing_off_ = false;
+    if (tag == kBackoff || tag == kPoll) {
+      (tag == kBackoff ? backing_off_ : polling_) = false;
       if (each_ && !gone_ && !ring_.closing() && !armed_) arm();
       return;
     }
@@ -389,19 +390,23 @@ class RingAcceptOp final : public RingOp, public RingAccept {
     each(res);
     // The kernel ended the multishot entry (an error, or its own limits):
     // on again while someone takes connections.
-    if (!armed_ && !backing_off_ && many_ && each_ && !gone_) arm();
+    if (!armed_ && !backing_off_ && !polling_ && many_ && each_ && !gone_) arm();
   }
 
  private:
   static constexpr uint8_t kBackoff = 1;
+  static constexpr uint8_t kPoll = 2;
 
   // Out of descriptors: the connection stays in the listen queue, and an
-  // accept armed again at once would fail at once, for ever (a spin). As
-  // libuv does: the reserve descriptor is closed, the waiting connections
-  // are accepted and closed (their clients see the end rather than wait),
-  // the reserve is opened again, and accepting goes on — nobody is told.
-  // Without a reserve to spend, the error is told (as libuv tells it) and
-  // the next accept waits 100 ms. True when handled here.
+  // accept armed again at once would fail at once, for ever (a spin: the
+  // kernel takes the descriptor before it looks for a connection, so it
+  // fails even with none waiting). As libuv does: the reserve descriptor
+  // is closed, the waiting connections are accepted and closed (their
+  // clients see the end rather than wait), the reserve is opened again —
+  // nobody is told — and the next accept waits until a connection comes
+  // (IORING_OP_POLL_ADD on the listener): each one costs a wake-up, no
+  // more, until descriptors free. Without a reserve to spend, the error is
+  // told (as libuv tells it) and the next accept waits 100 ms.
   bool out_of_descriptors(int res);
 
   void arm() {
@@ -424,6 +429,7 @@ class RingAcceptOp final : public RingOp, public RingAccept {
   bool armed_ = false;
   bool gone_ = false;
   bool backing_off_ = false;
+  bool polling_ = false;  // out of descriptors: waiting for the next connection
   __kernel_timespec backoff_{0, 100 * 1000 * 1000};
 };
 
@@ -513,7 +519,10 @@ RingAcceptOp::~RingAcceptOp() {
 
 bool RingAcceptOp::out_of_descriptors(int res) {
   if (owner_ != nullptr && owner_->drop_pending(fd_)) {
-    if (!armed_) arm();
+    if (!armed_ && !polling_) {
+      polling_ = true;
+      io_uring_prep_poll_add(ring_.sqe(this, kPoll), fd_, POLLIN);
+    }
     return true;
   }
   std::function<void(int)> each = many_ ? each_ : std::move(each_);

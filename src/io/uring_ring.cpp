@@ -81,6 +81,10 @@ const char* opcode_name(unsigned op) {
       return "fsync";
     case IORING_OP_SHUTDOWN:
       return "shutdown";
+    case IORING_OP_POLL_ADD:
+      return "poll";
+    case IORING_OP_SPLICE:
+      return "splice";
     default:
       return nullptr;
   }
