@@ -225,6 +225,7 @@ void Transport::on_ring_closed() {
 void Transport::send_rest_now() {
   std::string rest = ring_write_->settle();
   write_in_flight_ = false;
+  splicing_ = false;
   send_now(rest);
 }
 
@@ -778,6 +779,19 @@ bool Transport::pump_file(int64_t* result) {
     return true;
   }
   bool yield = false;  // the burst is used up: continue from a write's completion
+  if (tls_ == nullptr && ring_write_ != nullptr && ring_splice) {
+    // On the ring: the kernel moves a pipe's worth, waiting for the socket
+    // itself; its completion is the next turn of the file.
+    if (f.left == 0) {
+      *result = f.sent;
+      return true;
+    }
+    write_in_flight_ = true;
+    splicing_ = true;
+    in_flight_ = 0;
+    ring_write_->splice(f.fd, f.offset, static_cast<size_t>(std::min<int64_t>(f.left, kFileChunk * 16)));
+    return false;
+  }
   if (tls_ == nullptr) {
     int64_t budget = kSendfileBurst;
     while (f.left > 0 && budget > 0) {
@@ -837,7 +851,27 @@ bool Transport::pump_file(int64_t* result) {
   return false;
 }
 
+void Transport::on_ring_spliced(int64_t moved) {
+  splicing_ = false;
+  if (moved > 0 && file_) {
+    file_->offset += moved;
+    file_->left -= moved;
+    file_->sent += moved;
+    sent_ += static_cast<uint64_t>(moved);
+  } else if (moved == 0 && file_) {
+    file_->left = 0;  // the file ended early: done with what was sent
+  }
+  on_write_done(moved < 0 ? static_cast<int>(moved) : 0);
+}
+
 void Transport::finish_file(int64_t result, bool notify) {
+  if (splicing_ && ring_write_ != nullptr) {
+    // The kernel's worker looks the file's descriptor up by number: it must
+    // be done with it before the descriptor closes.
+    ring_write_->settle();
+    splicing_ = false;
+    write_in_flight_ = false;
+  }
   FileSend f = std::move(*file_);
   file_.reset();
   if (f.owns_fd && f.fd >= 0) ::close(f.fd);

@@ -116,6 +116,11 @@ class RingWrite {
   // Stops the send in flight and waits here until the kernel is done with
   // it; the bytes it did not send are handed back (nobody is called).
   virtual std::string settle() = 0;
+  // Moves len bytes of file_fd from offset to the socket through a pipe
+  // (IORING_OP_SPLICE file -> pipe -> socket, linked), as one send in
+  // flight; on_ring_spliced(bytes moved, or a libuv status) follows. settle()
+  // stops it (what it moved is lost to the count).
+  virtual void splice(int file_fd, int64_t offset, size_t len) = 0;
   virtual void shutdown() = 0;  // a half-close; on_ring_shutdown(status) follows
   // Closes the descriptor (IORING_OP_CLOSE) of a transport without a libuv
   // handle, once no send is in flight; on_ring_closed() follows from the
@@ -168,6 +173,10 @@ class Transport final : public Corkable {
   // one io_uring_enter for every connection's answers; docs/io.md has the
   // figures).
   static inline bool ring_send_tries = false;
+  // Under RingWrite: files go file -> pipe -> socket with IORING_OP_SPLICE
+  // (EVO_URING_SPLICE=1) instead of sendfile(2) bursts (docs/io.md has the
+  // measurements that chose the default).
+  static inline bool ring_splice = false;
 
   // Over an open libuv stream handle (the evented Io mode; taken over).
   // on_ring: reads may go through the uring Io's ring (sockets); a child's
@@ -303,6 +312,7 @@ class Transport final : public Corkable {
   // The process is exiting (os.exit): the output corked behind the send
   // that completed goes on the ring too; nobody is told.
   void on_ring_sent_at_exit();
+  void on_ring_spliced(int64_t moved);
   void on_ring_shutdown(int status) { on_shutdown(status); }
   // The ring closed the descriptor (close_fd): libuv's close callback
   // equivalent.
@@ -366,6 +376,7 @@ class Transport final : public Corkable {
   bool eof_ = false;
   bool reading_ = false;
   bool write_in_flight_ = false;
+  bool splicing_ = false;  // the write in flight is a ring splice of the file
   bool shutting_down_ = false;
   int read_error_ = 0;
   int write_error_ = 0;

@@ -200,6 +200,9 @@ class RingSend final : public RingOp, public RingWrite {
   static constexpr uint8_t kSend = 2;
   static constexpr uint8_t kShutdown = 3;
   static constexpr uint8_t kClose = 4;
+  static constexpr uint8_t kSplicePoll = 0;  // the socket is writable again
+  static constexpr uint8_t kSpliceIn = 5;    // file -> pipe
+  static constexpr uint8_t kSpliceOut = 6;   // pipe -> socket
   static constexpr size_t kKeepBytes = size_t{64} * 1024;
 
   RingSend(Ring& ring, RingSocketsImpl* owner, Transport* t, int fd)
@@ -216,6 +219,16 @@ class RingSend final : public RingOp, public RingWrite {
   }
   [[nodiscard]] size_t unsent() const override { return in_flight_ ? buf_.size() - pos_ : 0; }
   std::string settle() override {
+    if (splice_entries_ > 0) {
+      settling_ = true;
+      ring_.cancel(this, kSplicePoll);
+      ring_.cancel(this, kSpliceIn);
+      ring_.settle(this, kSpliceOut);  // (waits for every entry of this op)
+      settling_ = false;
+      ring_.output(-1);
+      drop_pipe();  // what it still holds is not sent
+      return {};
+    }
     if (!in_flight_) return {};
     settling_ = true;
     ring_.settle(this, kSend);
@@ -236,8 +249,25 @@ class RingSend final : public RingOp, public RingWrite {
   // kernel runs it on a worker thread, which looks the descriptor up by
   // number only then — after a close beside it, that number may be a new
   // socket's already (seen: a new connection shut down under its client).
+  void splice(int file_fd, int64_t offset, size_t len) override {
+    ring_.output(1);
+    if (!open_pipe()) {
+      spliced_ = uv_translate_sys_error(errno);
+      io_uring_prep_nop(ring_.sqe(this, kSpliceOut));  // told from the loop
+      ++splice_entries_;
+      return;
+    }
+    len = std::min(len, pipe_size_);
+    spliced_ = 0;
+    io_uring_sqe* in = ring_.sqe(this, kSpliceIn);
+    io_uring_prep_splice(in, file_fd, offset, pipe_[1], -1, static_cast<unsigned>(len), SPLICE_F_MOVE);
+    in->flags |= IOSQE_IO_LINK;
+    io_uring_prep_splice(ring_.sqe(this, kSpliceOut), pipe_[0], -1, fd_, -1, static_cast<unsigned>(len),
+                         SPLICE_F_MOVE);
+    splice_entries_ += 2;
+  }
   void close_fd() override {
-    if (shutdowns_ > 0) {
+    if (shutdowns_ > 0 || splice_entries_ > 0) {
       close_after_ = true;
       return;
     }
@@ -246,6 +276,10 @@ class RingSend final : public RingOp, public RingWrite {
   void detach() override {
     t_ = nullptr;
     if (in_flight_) ring_.cancel(this, kSend);
+    if (splice_entries_ > 0) {
+      ring_.cancel(this, kSpliceIn);
+      ring_.cancel(this, kSpliceOut);
+    }
     ring_.release(this);
   }
   [[nodiscard]] Transport* transport() const { return t_; }
@@ -268,6 +302,7 @@ class RingSend final : public RingOp, public RingWrite {
       return;
     }
     if (tag == kSend && ring_.exiting() && !settling_ && t_ != nullptr) return sent_at_exit(res);
+    if (tag == kSpliceIn || tag == kSpliceOut || tag == kSplicePoll) return spliced(tag, res);
     if (tag == kClose) {
       // Told even while the ring closes (the transport would point here
       // otherwise); the op is finished once t_ is gone.
@@ -300,6 +335,61 @@ class RingSend final : public RingOp, public RingWrite {
   }
 
  private:
+  // A splice's completions: bytes into the pipe, bytes out of it. A short
+  // move into the pipe breaks the link (the move out is cancelled): what
+  // the pipe holds is moved out by another entry. The kernel's worker
+  // moves it out of the pipe, but into a non-blocking socket: a full one
+  // says EAGAIN, and the next move waits for writability (a POLL_ADD
+  // linked before it). Done when the pipe is empty again (or on an error:
+  // the pipe is dropped with its bytes).
+  void spliced(uint8_t tag, int res) {
+    --splice_entries_;
+    if (tag == kSpliceIn && res > 0) in_pipe_ += static_cast<size_t>(res);
+    if (tag == kSpliceOut && res > 0) {
+      in_pipe_ -= std::min(in_pipe_, static_cast<size_t>(res));
+      spliced_ += res;
+    }
+    if (tag == kSpliceOut && res == -EAGAIN) {
+      full_ = true;
+    } else if (tag != kSplicePoll && res < 0 && res != -ECANCELED && spliced_ >= 0) {
+      spliced_ = uv_status(res);
+    }
+    if (settling_ || splice_entries_ > 0) return;
+    if (in_pipe_ > 0 && spliced_ >= 0 && t_ != nullptr && !ring_.closing()) {
+      if (full_) {
+        full_ = false;
+        io_uring_sqe* poll = ring_.sqe(this, kSplicePoll);
+        io_uring_prep_poll_add(poll, fd_, POLLOUT);
+        poll->flags |= IOSQE_IO_LINK;
+        ++splice_entries_;
+      }
+      io_uring_prep_splice(ring_.sqe(this, kSpliceOut), pipe_[0], -1, fd_, -1, static_cast<unsigned>(in_pipe_),
+                           SPLICE_F_MOVE);
+      ++splice_entries_;
+      return;
+    }
+    ring_.output(-1);
+    if (spliced_ < 0) drop_pipe();
+    if (close_after_ && shutdowns_ == 0) {
+      close_after_ = false;
+      io_uring_prep_close(ring_.sqe(this, kClose), fd_);
+    }
+    if (t_ != nullptr && !ring_.closing()) t_->on_ring_spliced(spliced_);
+  }
+  bool open_pipe() {
+    if (pipe_[0] >= 0) return true;
+    if (::pipe2(pipe_, O_CLOEXEC) != 0) return false;
+    // A larger pipe moves more per entry (the default is 64 KiB).
+    int got = ::fcntl(pipe_[1], F_SETPIPE_SZ, 1 << 20);
+    pipe_size_ = got > 0 ? static_cast<size_t>(got) : size_t{64} * 1024;
+    return true;
+  }
+  void drop_pipe() {
+    if (pipe_[0] >= 0) ::close(pipe_[0]);
+    if (pipe_[1] >= 0) ::close(pipe_[1]);
+    pipe_[0] = pipe_[1] = -1;
+    in_pipe_ = 0;
+  }
   void set_in_flight(bool on) {
     if (on != in_flight_) ring_.output(on ? 1 : -1);
     in_flight_ = on;
@@ -325,7 +415,13 @@ class RingSend final : public RingOp, public RingWrite {
   std::string buf_;
   size_t pos_ = 0;
   int shutdowns_ = 0;        // half-closes on the ring
-  bool close_after_ = false;  // close_fd() waits for them
+  bool close_after_ = false;  // close_fd() waits for them (and for splices)
+  int pipe_[2] = {-1, -1};    // splice(): made at the first file
+  size_t pipe_size_ = 0;
+  size_t in_pipe_ = 0;
+  int splice_entries_ = 0;
+  bool full_ = false;    // the last move out found the socket full
+  int64_t spliced_ = 0;  // bytes moved to the socket, or a libuv status
   bool in_flight_ = false;
   bool settling_ = false;
 };
@@ -439,6 +535,8 @@ class RingSocketsImpl final : public RingSockets {
     const char* mode = std::getenv("EVO_URING_SEND");
     sends_ = mode == nullptr || std::strcmp(mode, "off") != 0;
     Transport::ring_send_tries = mode != nullptr && std::strcmp(mode, "try") == 0;
+    const char* splice = std::getenv("EVO_URING_SPLICE");
+    Transport::ring_splice = splice != nullptr && std::strcmp(splice, "1") == 0;
   }
   ~RingSocketsImpl() {
     // The run is over with transports still open (a C++ test's): they read
@@ -575,6 +673,7 @@ void RingSocketsImpl::release_all() {
 
 RingSend::~RingSend() {
   if (owner_ != nullptr) owner_->forget(this);
+  drop_pipe();
 }
 
 RingRecv::~RingRecv() {
