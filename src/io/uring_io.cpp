@@ -111,7 +111,13 @@ class RingRecv final : public RingOp, public RingRead {
       deferred_ = false;
       ring_.undefer(this);
     }
-    pause();
+    // The cancel goes with the loop turn's batch (beside the socket's
+    // close): nobody reads any more, so there is nothing to hold back.
+    multishot_ = false;
+    if (armed_ && !cancel_sent_) {
+      cancel_sent_ = true;
+      ring_.cancel(this, kRecv);
+    }
     update_hold();
     ring_.release(this);  // now, when nothing of it is in the kernel
   }

@@ -145,6 +145,7 @@ class Ring {
   bool init_buffers();
   void reap();
   void turn();
+  void turn_polled();
   void enter(bool get_events);
   [[nodiscard]] bool work_waiting() const;
   void dispatch(io_uring_cqe* cqe);
@@ -156,7 +157,8 @@ class Ring {
   uv_loop_t* loop_;
   io_uring ring_{};
   bool ring_ok_ = false;
-  int efd_ = -1;
+  int efd_ = -1;                 // EVO_URING_WAKE=eventfd only
+  bool wake_by_ring_fd_ = true;  // libuv polls the ring's descriptor
   // The two libuv handles live in a holder that libuv frees after their
   // close callbacks (the Ring may be gone by then).
   struct Handles;
