@@ -146,9 +146,7 @@ Transport::~Transport() {
   }
 }
 
-uv_loop_t* Transport::loop() const {
-  return handle_ != nullptr ? handle_->uv_handle()->loop : ring_loop_;
-}
+uv_loop_t* Transport::loop() const { return handle_ != nullptr ? handle_->uv_handle()->loop : ring_loop_; }
 
 int Transport::try_write(const char* data, size_t n) {
   if (handle_ != nullptr) {

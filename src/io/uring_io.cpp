@@ -16,8 +16,8 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -369,8 +369,8 @@ class RingSend final : public RingOp, public RingWrite {
         poll->flags |= IOSQE_IO_LINK;
         ++splice_entries_;
       }
-      io_uring_prep_splice(ring_.sqe(this, kSpliceOut), pipe_[0], -1, fd_, -1, static_cast<unsigned>(in_pipe_),
-                           SPLICE_F_MOVE);
+      io_uring_prep_splice(ring_.sqe(this, kSpliceOut), pipe_[0], -1, fd_, -1,
+                           static_cast<unsigned>(in_pipe_), SPLICE_F_MOVE);
       ++splice_entries_;
       return;
     }
@@ -420,7 +420,7 @@ class RingSend final : public RingOp, public RingWrite {
   int fd_;
   std::string buf_;
   size_t pos_ = 0;
-  int shutdowns_ = 0;        // half-closes on the ring
+  int shutdowns_ = 0;         // half-closes on the ring
   bool close_after_ = false;  // close_fd() waits for them (and for splices)
   int pipe_[2] = {-1, -1};    // splice(): made at the first file
   size_t pipe_size_ = 0;
@@ -721,7 +721,8 @@ class RingConnect final : public RingOp, public IoOp {
     addrinfo hints{};
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
-    int status = uv_getaddrinfo(loop_, &gai_, on_resolved, host.c_str(), std::to_string(port).c_str(), &hints);
+    int status =
+        uv_getaddrinfo(loop_, &gai_, on_resolved, host.c_str(), std::to_string(port).c_str(), &hints);
     if (status != 0) {
       finished_ = true;
       done_(IoResult::failed(status, host));
@@ -1033,7 +1034,8 @@ class UringIo final : public Io {
   // Connects on the ring (a caller that cannot wait connects with blocking
   // system calls in the evented Io; its socket is adopted onto the ring).
   IoOp* connect_tcp(const std::string& host, int port, double timeout, bool wait, IoDone done) override {
-    if (!wait || !sockets_.own_sockets()) return evented_->connect_tcp(host, port, timeout, wait, std::move(done));
+    if (!wait || !sockets_.own_sockets())
+      return evented_->connect_tcp(host, port, timeout, wait, std::move(done));
     std::string where = host + ":" + std::to_string(port);
     auto op = std::make_unique<RingConnect>(*ring_, loop_, std::move(where), timeout, std::move(done));
     RingConnect* c = op.get();
