@@ -4,6 +4,8 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 
 #include <unistd.h>
 #include <algorithm>
@@ -415,11 +417,13 @@ Connection::~Connection() {
 }
 
 void Connection::start() {
-  auto* tcp = reinterpret_cast<uv_tcp_t*>(t_->uv_stream());
-  uv_tcp_nodelay(tcp, 1);
+  // (From the descriptor: under --io=uring the transport has no libuv handle.)
+  int one = 1;
+  ::setsockopt(t_->fd(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
   sockaddr_storage peer{};
-  int len = sizeof(peer);
-  if (uv_tcp_getpeername(tcp, reinterpret_cast<sockaddr*>(&peer), &len) == 0) {
+  socklen_t len = sizeof(peer);
+  if (::getpeername(t_->fd(), reinterpret_cast<sockaddr*>(&peer), &len) == 0 &&
+      (peer.ss_family == AF_INET || peer.ss_family == AF_INET6)) {
     char ip[INET6_ADDRSTRLEN] = "";
     if (peer.ss_family == AF_INET6) {
       const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&peer);
