@@ -1,12 +1,16 @@
 -- A fixed number of timer events, one path only, for counting instructions
 -- per event with callgrind (bench/events_instructions.sh):
---   evo bench/events_count.lua evo|luv N
+--   evo bench/events_count.lua evo|luv|evo-payload|luv-payload N
 -- evo: a native Timer delivering TIMER_FIRED to a handler method that
 -- re-arms it; luv: a raw luv timer whose callback re-arms it (as in
--- bench/events.lua).
+-- bench/events.lua). The -payload pair keeps each payload (the handler
+-- stores it and reads its count; the luv callback builds the same table):
+-- the table is made and collected, where a payload nobody keeps is
+-- optimised away by the JIT.
 local uv = require("uv")
 local which = arg and arg[1] or "evo"
 local N = tonumber(arg and arg[2]) or 100000
+local last
 
 if which == "evo" then
   local Timer = require("Timer")
@@ -17,6 +21,26 @@ if which == "evo" then
     if n == N then self:close() else self:start(0) end
   end
   t:start(0)
+elseif which == "evo-payload" then
+  local Timer = require("Timer")
+  local t = Timer()
+  local n = 0
+  function t:TIMER_FIRED(event, payload)
+    last = payload
+    n = n + payload.count
+    if n == N then self:close() else self:start(0) end
+  end
+  t:start(0)
+elseif which == "luv-payload" then
+  local t = uv.new_timer()
+  local n = 0
+  local function tick()
+    local payload = {count = 1}
+    last = payload
+    n = n + payload.count
+    if n == N then t:close() else t:start(0, 0, tick) end
+  end
+  t:start(0, 0, tick)
 else
   local t = uv.new_timer()
   local n = 0

@@ -152,23 +152,29 @@ fi
 if [ -z "${SKIP_LARGE:-}" ]; then
 echo
 echo "== large: 100 MB file by http.static, $downloads downloads over 4 connections (evo_loadgen),"
-echo "   server on core 0, evo_loadgen on core 1, median of $rounds"
-for mode in evented uring; do
-  : >"$tmp/l"
-  for _ in $(seq "$rounds"); do
-    start_server "$mode"
+echo "   server on core 0, evo_loadgen on core 1, median of $rounds, the modes alternating each round"
+echo "   (splice: --io=uring with EVO_URING_SPLICE=1, the file moved by IORING_OP_SPLICE)"
+large_modes="evented uring splice"
+for mode in $large_modes; do : >"$tmp/l-$mode"; done
+for _ in $(seq "$rounds"); do
+  for mode in $large_modes; do
+    if [ "$mode" = splice ]; then EVO_URING_SPLICE=1 start_server uring; else start_server "$mode"; fi
     taskset -c 1 "$loadgen" -c 1 -n 1 --no-latency "http://127.0.0.1:$port/big.bin" >/dev/null 2>&1 || true  # warm-up
     taskset -c 1 "$loadgen" -c 4 -n "$downloads" --pid "$server_pid" \
       "http://127.0.0.1:$port/big.bin" >"$tmp/lg" 2>&1 || { echo "evo_loadgen failed against $mode:"; cat "$tmp/lg"; }
     stop_server
     [ "$(field errors "$tmp/lg")" = 0 ] || grep errors "$tmp/lg" | sed "s/^/  $mode: /"
     awk -v n="$(field requests "$tmp/lg")" -v s="$(field seconds "$tmp/lg")" -v c="$(field server_cpu_s "$tmp/lg")" \
-      'BEGIN {printf "%.0f %.3f\n", n * 100 / s, c / (n * 0.1)}' >>"$tmp/l"
+      'BEGIN {printf "%.0f %.3f\n", n * 100 / s, c / (n * 0.1)}' >>"$tmp/l-$mode"
   done
-  for i in 1 2; do l[$mode$i]=$(awk -v i=$i '{print $i}' "$tmp/l" | median); done
+done
+for mode in $large_modes; do
+  for i in 1 2; do l[$mode$i]=$(awk -v i=$i '{print $i}' "$tmp/l-$mode" | median); done
   printf '  %-8s %6s MB/s  %6s server CPU s per GB   (rounds: %s)\n' "$mode" "${l[${mode}1]}" "${l[${mode}2]}" \
-    "$(awk '{printf "%s%s MB/s %s s/GB", (NR > 1 ? ", " : ""), $1, $2}' "$tmp/l")"
+    "$(awk '{printf "%s%s MB/s %s s/GB", (NR > 1 ? ", " : ""), $1, $2}' "$tmp/l-$mode")"
 done
 awk -v me="${l[evented1]}" -v mu="${l[uring1]}" -v ce="${l[evented2]}" -v cu="${l[uring2]}" \
   'BEGIN {printf "  large uring/evented: %.2fx MB/s, %.2fx CPU per GB\n", mu / me, cu / ce}'
+awk -v ms="${l[splice1]}" -v mu="${l[uring1]}" -v cs="${l[splice2]}" -v cu="${l[uring2]}" \
+  'BEGIN {printf "  large splice/sendfile (both uring): %.2fx MB/s, %.2fx CPU per GB\n", ms / mu, cs / cu}'
 fi

@@ -41,29 +41,7 @@ if [ ! -x "$loadgen" ] || [ ! -x "$ws_echo" ]; then
 fi
 [ -x "$loadgen" ] || { echo "ws: $loadgen not built (cmake --build build --target evo_loadgen)"; exit 0; }
 
-read -r cpu_server cpu_client < <(python3 -c 'import os; c = sorted(os.sched_getaffinity(0)); print(c[0], c[1] if len(c) > 1 else "")')
-if [ -n "$cpu_client" ] && command -v taskset >/dev/null; then
-  server_pin=(taskset -c "$cpu_server")
-  client_pin=(taskset -c "$cpu_client")
-  pinning="server on CPU $cpu_server, load generator on CPU $cpu_client"
-else
-  server_pin=()
-  client_pin=()
-  pinning="not pinned: fewer than 2 CPUs or no taskset; figures are only indicative"
-fi
-
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/evo-bench-ws.XXXXXX")
-results=$tmp/results.jsonl
-server_pid=
-cleanup() {
-  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
-  wait 2>/dev/null || true
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+source "$here/lib/rounds.sh"
 export NODE_PATH=/usr/share/nodejs${NODE_PATH:+:$NODE_PATH}
 have() {
   case "$1" in
@@ -81,55 +59,23 @@ server_cmd() {
   esac
 }
 
-# start NAME: a fresh server on a free port, waiting until it accepts
-# connections (5 s at most). Sets server_pid and port.
-start() {
-  port=$(free_port)
-  server_cmd "$1" "$port"
-  "${server_pin[@]}" "${cmd[@]}" >"$tmp/$1.log" 2>&1 &
-  server_pid=$!
-  for _ in $(seq 100); do
-    if python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 0.2).close()" 2>/dev/null; then return 0; fi
-    sleep 0.05
+# one_server NAME: each scenario against a fresh server, after a 1 s warm-up.
+one_server() {
+  local scenario depth url
+  for scenario in $scenarios; do
+    depth=${scenario#p}
+    start "$1" || continue
+    url=ws://127.0.0.1:$port/
+    "${client_pin[@]}" "$loadgen" -c "$conns" -p "$depth" -s "$size" -d 1 "$url" >/dev/null 2>&1 || true
+    measure "$scenario/$1" "$loadgen" -c "$conns" -p "$depth" -s "$size" -d "$duration" "$url"
+    stop
   done
-  echo "  $1: failed to start (see log):"
-  tail -n 8 "$tmp/$1.log" | sed 's/^/  | /'
-  stop
-  return 1
-}
-stop() {
-  kill "$server_pid" 2>/dev/null || true
-  wait "$server_pid" 2>/dev/null || true
-  server_pid=
 }
 
 echo "WebSocket echo: $conns connections, $size-byte text messages, ${duration} s per run, $rounds rounds, $pinning"
 echo "evo: $evo"
 echo "generator: $loadgen"
-avail=()
-for s in $servers; do
-  if have "$s"; then avail+=("$s"); else echo "  skipped: $s (not installed or not built)"; fi
-done
-for round in $(seq "$rounds"); do
-  echo "-- round $round"
-  # alternate the order from one round to the next
-  order=("${avail[@]}")
-  if [ $((round % 2)) -eq 0 ]; then
-    order=()
-    for ((i = ${#avail[@]} - 1; i >= 0; i--)); do order+=("${avail[$i]}"); done
-  fi
-  for s in "${order[@]}"; do
-    for scenario in $scenarios; do
-      depth=${scenario#p}
-      start "$s" || continue
-      url=ws://127.0.0.1:$port/
-      "${client_pin[@]}" "$loadgen" -c "$conns" -p "$depth" -s "$size" -d 1 "$url" >/dev/null 2>&1 || true
-      python3 "$here/loadgen/measure.py" run "$results" "$scenario/$s" "$server_pid" \
-        "${client_pin[@]}" "$loadgen" -c "$conns" -p "$depth" -s "$size" -d "$duration" "$url"
-      stop
-    done
-  done
-done
+run_rounds one_server
 
 echo
 echo "== summary ($pinning; p1: one message in flight per connection, p16: sixteen)"

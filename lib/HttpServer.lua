@@ -65,9 +65,9 @@ end
 
 -- Calls one handler; its error is reported like any event handler's and,
 -- for a request's STARTED or FINISHED, answers 500 (or cuts the response).
-local function call(self, handler, event, payload)
-  local ok, err = xpcall(handler, traceback, self, event, payload)
-  if ok then return end
+-- (The failure is a function of its own: the closure in it would stop the
+-- JIT at call's return, NYI: bytecode UCLO.)
+local function failed(self, event, payload, err)
   pcall(function()
     reportError(("error in %s:%s handler: %s"):format(className(self), event, describe(err)))
   end)
@@ -75,6 +75,11 @@ local function call(self, handler, event, payload)
   if id and c and event ~= "HTTP_CONNECTION_ABORTED" then
     pcall(native.fail, c, id)  -- (an answer it gives counts as sent: AlreadySent after it)
   end
+end
+
+local function call(self, handler, event, payload)
+  local ok, err = xpcall(handler, traceback, self, event, payload)
+  if not ok then return failed(self, event, payload, err) end
 end
 
 -- Requests whose STARTED or FINISHED handler runs, by server, then id: the
@@ -241,13 +246,41 @@ local function method(name, fn, ...) return args.method(name, fn, isServer, "Htt
 local isInstance, fail, badSelf = events.isInstance, args.fail, args.badSelf
 local writeStatus, writeHeader, sendResponse = native.writeStatus, native.writeHeader, native.sendResponse
 
+-- Their common case goes through the FFI (src/bind/http.cpp, namespace
+-- fast): compiled Lua calls these C functions inside its trace, where each
+-- native costs a trace exit. A function returns 1 when it did the work and
+-- 0 for anything else, which the native then answers, fails or raises as
+-- it always did.
+local ffi = require("ffi")
+local fastApi = require("evo.httpfast")
+local fastStatusCode, fastStatusLine = fastApi.status_code, fastApi.status_line
+local fastHeader, fastSend = fastApi.header, fastApi.send
+-- A core's Server, by core: alive while the core is. (A void* cdata: the
+-- JIT passes one to C, not a light userdata.)
+local fastServers = setmetatable({}, {__mode = "k"})
+local voidPtr = ffi.typeof("void*")
+local function fastServer(c)
+  local s = fastServers[c]
+  if s == nil then
+    s = ffi.cast(voidPtr, native.fastServer(c))
+    fastServers[c] = s
+  end
+  return s
+end
+
 -- WriteStatus(id, "404 Not Found" | 404) -> true | nil, err (the connection is gone)
 function HttpServer.WriteStatus(self, id, status)
   if not isInstance(self, HttpServer) then badSelf("WriteStatus", "HttpServer", self) end
   if type(id) ~= "number" then fail(1, "WriteStatus", "number", id) end
   local t = type(status)
   if t ~= "number" and t ~= "string" then fail(2, "WriteStatus", "number", status) end
-  return writeStatus(core(self, "WriteStatus"), id, status)
+  local c = core(self, "WriteStatus")
+  if t == "string" then
+    if fastStatusLine(fastServer(c), id, status, #status) == 1 then return true end
+  elseif fastStatusCode(fastServer(c), id, status) == 1 then
+    return true
+  end
+  return writeStatus(c, id, status)
 end
 -- WriteHeader(id, name, value) -> true | nil, err
 function HttpServer.WriteHeader(self, id, name, value)
@@ -256,7 +289,9 @@ function HttpServer.WriteHeader(self, id, name, value)
   if type(name) ~= "string" then fail(2, "WriteHeader", "string", name) end
   local t = type(value)
   if t ~= "string" and t ~= "number" and t ~= "table" then fail(3, "WriteHeader", "string", value) end
-  return writeHeader(core(self, "WriteHeader"), id, name, value)
+  local c = core(self, "WriteHeader")
+  if t == "string" and fastHeader(fastServer(c), id, name, #name, value, #value) == 1 then return true end
+  return writeHeader(c, id, name, value)
 end
 -- WriteTrailer(id, name, value) -> true | nil, err: a field sent after the
 -- body (res:trailer's rules).
@@ -301,7 +336,9 @@ function HttpServer.SendResponse(self, id, body)
   if type(id) ~= "number" then fail(1, "SendResponse", "number", id) end
   local t = type(body)
   if t ~= "string" and t ~= "number" and t ~= "nil" then fail(2, "SendResponse", "string", body) end
-  return sendResponse(core(self, "SendResponse"), id, body)
+  local c = core(self, "SendResponse")
+  if t == "string" and fastSend(fastServer(c), id, body, #body) == 1 then return true end
+  return sendResponse(c, id, body)
 end
 ------------------------------------------------- the web-app kit
 

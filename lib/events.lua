@@ -65,6 +65,25 @@ function Emitter:emit(event, payload)
   end
 end
 
+-- object[event] as events::emit finds it, for the usual chains: the object,
+-- its class and the class's parent, tables that index themselves, read
+-- with raw gets (nothing runs, nothing can raise; no loop, so a trace
+-- through it stays whole). nil for any other chain (an __index function, a
+-- deeper class) and when it ends without the event: a native's Lua deliver
+-- function hands those to events::emit, which walks any chain.
+function events.rawHandler(object, event)
+  local h = rawget(object, event)
+  if h ~= nil then return h end
+  local mt = getmetatable(object)
+  if mt == nil or rawget(mt, "__index") ~= mt then return nil end
+  h = rawget(mt, event)
+  if h ~= nil then return h end
+  local pmt = getmetatable(mt)
+  local parent = pmt and rawget(pmt, "__index")
+  if type(parent) ~= "table" or rawget(parent, "__index") ~= parent then return nil end
+  return rawget(parent, event)
+end
+
 -- Is `object` an instance of `class` (or of a subclass)?
 function events.isInstance(object, class)
   local mt = getmetatable(object)

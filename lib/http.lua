@@ -123,10 +123,13 @@ local function isResponse(r)
 end
 local function resMethod(name, fn, ...) return args.method(name, fn, isResponse, "Response", ...) end
 
--- res:send(status, body, headers): the whole response at once. The native
--- itself, which checks its arguments with the public name: a Lua wrapper here
--- cost a tenth of a hello-world request.
-Response.send = native.send
+-- res:send(status, body, headers): the whole response at once. Plain
+-- arguments (a string body, a table of string headers) of a response the
+-- engine can finish from compiled code go through the FFI (see fastSend
+-- below); anything else, and every error, through the native, which checks
+-- its arguments with the public name.
+local nativeSend = native.send
+Response.send = nativeSend  -- (fastSend, once responseMeta exists)
 -- res:status(code [, reason])
 Response.status = resMethod("status", native.status, "number", "string?")
 -- res:header(name, value | {values})
@@ -167,6 +170,63 @@ function Response:isFinished() return (select(2, native.state(self))) end
 -- Methods are found in a table: no function call per lookup of res:send.
 local responseMeta = {__index = Response}
 native.setup(responseMeta)
+
+-- The FFI fast path of res:send and of a request's end (src/bind/http.cpp):
+-- C functions LuaJIT calls from compiled code, so a batch of pipelined
+-- requests runs on one trace instead of leaving it at every native call.
+-- They refuse (-1) what they cannot do without calling back into Lua; the
+-- classic native does it then.
+local fast = require("evo.httpfast")
+local fastBegin, fastHeader, fastAbort = fast.send_begin, fast.send_header, fast.send_abort
+local fastEnd, fastDone = fast.send_end, fast.done
+local next = next
+
+-- One header of res:send's table through the FFI; false for anything but
+-- a string name and value, or a header the engine refuses.
+local function addHeader(name, value)
+  return type(name) == "string" and type(value) == "string"
+    and fastHeader(name, #name, value, #value) == 0
+end
+
+-- The headers of res:send's table. The first few without a loop, so the
+-- request's trace goes on through them (a loop here would be a trace of
+-- its own, and the request's tables could not be sunk across it).
+local function addHeaders(headers)
+  local k, v = next(headers)
+  if k == nil then return true end
+  if not addHeader(k, v) then return false end
+  k, v = next(headers, k)
+  if k == nil then return true end
+  if not addHeader(k, v) then return false end
+  k, v = next(headers, k)
+  if k == nil then return true end
+  if not addHeader(k, v) then return false end
+  k, v = next(headers, k)
+  while k ~= nil do
+    if not addHeader(k, v) then return false end
+    k, v = next(headers, k)
+  end
+  return true
+end
+
+local function fastSend(res, status, body, headers)
+  if type(res) == "userdata" and getmetatable(res) == responseMeta and type(status) == "number"
+    and (headers == nil or type(headers) == "table") then
+    local tb = type(body)
+    if tb == "nil" then body, tb = "", "string" end
+    -- (The FFI passes a userdata as the address of its payload.)
+    if tb == "string" and fastBegin(res, status) == 0 then
+      if headers == nil or addHeaders(headers) then
+        fastEnd(body, #body)
+        return true
+      end
+      fastAbort()
+    end
+  end
+  -- (A tail call: the native's errors name the caller's line.)
+  return nativeSend(res, status, body, headers)
+end
+Response.send = fastSend
 local requestMeta = {__index = requestIndex}
 
 -- The web-app kit (lib/evo/webkit.lua): cookies, JSON, forms.
@@ -209,22 +269,78 @@ local function handlerError(err)
 end
 
 local done = native.done
-local newTable = require("table.new")
-local function runRequest(handler, res, method, path, query)
-  -- Sized for its four fields up front (a constructor grows it key by key
-  -- once the JIT compiles it).
-  local req = newTable(0, 4)
+local nextRequest = native.next
+
+local function newRequest(res, method, path, query)
+  -- A template with its four keys (stores into it need no new keys), which
+  -- on a trace may be sunk (never allocated) when the handler lets req go.
+  local req = {method = false, path = false, query = false, res = false}
   req.method, req.path, req.query, req.res = method, path, query, res
-  setmetatable(req, requestMeta)
-  local ok, err = xpcall(handler, handlerError, req, res)
+  return setmetatable(req, requestMeta)
+end
+
+-- After a handler: what it left behind, then the end of its response.
+-- (req is nil for a handler that raised and left nothing behind.)
+local function afterHandler(req, res, ok, err)
+  if req == nil then return done(res, ok, err) end
   -- A WebSocket the handler accepted ends with it, as a net.listen stream does.
   local websocket = rawget(req, "_websocket")
   if websocket and not websocket:isClosed() then pcall(websocket.close, websocket, 1000, "") end
-  done(res, ok, err)
+  if not ok then
+    done(res, ok, err)
+  else
+    if fastDone(res) ~= 0 then done(res, true) end  -- (res is the engine's own)
+  end
   -- Uploads req:form() saved and the handler did not move away.
   local uploads = rawget(req, "_uploadDir")
   if uploads then pcall(kit.cleanup, uploads) end
+  if websocket or uploads then kit.leftovers[res] = nil end
+end
+
+local function runRequest(handler, res, method, path, query)
+  local req = newRequest(res, method, path, query)
+  local ok, err = xpcall(handler, handlerError, req, res)
+  afterHandler(req, res, ok, err)
   return req
+end
+
+-- The requests the connection parsed from one read, one after the other on
+-- this coroutine (nextRequest gives the next one once the last is answered)
+-- in one protected call, so a steady stream of requests stays on one
+-- compiled trace. current[1] says which request an error belongs to; req
+-- is not kept there (its handler may let it go, and on a trace it is then
+-- never allocated): one holding something to let go is in kit.leftovers.
+local function serveOne(handler, res, method, path, query)
+  local req = newRequest(res, method, path, query)
+  handler(req, res)
+  afterHandler(req, res, true)
+end
+
+local function serveBatch(current, handler, res, method, path, query)
+  repeat
+    current[1] = res
+    serveOne(handler, res, method, path, query)
+    res, method, path, query = nextRequest()
+  until res == nil
+end
+
+-- The server's runner: a batch of requests; a handler that raises has its
+-- request answered (500) and the batch goes on with the next request. A
+-- handler that suspends ends the batch: the connection starts the requests
+-- after it on other tasks, in order, once it has answered.
+local function runBatch(handler, res, method, path, query)
+  local current = {}
+  while true do
+    local ok, err = xpcall(serveBatch, handlerError, current, handler, res, method, path, query)
+    if ok then return end
+    local failed = current[1]
+    local leftovers = kit.leftovers
+    local req = leftovers[failed]
+    leftovers[failed] = nil
+    afterHandler(req, failed, false, err)
+    res, method, path, query = nextRequest()
+    if res == nil then return end
+  end
 end
 
 -- accessLog: after each request, an entry {time, remoteAddress, method,
@@ -303,7 +419,7 @@ function http.serve(opts, handler)
       return inner(req, res)
     end
   end
-  local run = runRequest
+  local run = runBatch
   if opts.accessLog then
     if opts.accessLog ~= true and type(opts.accessLog) ~= "function" then
       args.error(1, "serve", "accessLog must be true or a function")

@@ -253,6 +253,7 @@ function ws.accept(req, res, opts)
   end
   local conn = newConn(stream, "server", deflate, opts, {protocol = protocol, path = req.path, headers = h})
   rawset(req, "_websocket", conn)  -- closed when the handler returns (lib/http.lua)
+  require("evo.webkit").holds(req)
   return conn
 end
 

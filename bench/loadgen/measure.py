@@ -11,7 +11,8 @@
       medians per label over the rounds; with BASE (a label prefix, e.g.
       "evo"), the ratios of BASE's rate and CPU per request to every other
       label of the same scenario. TARGETS are "PEER:MAX" bounds on BASE/PEER
-      CPU per request, printed beside the ratios (e.g. node:0.333 c:2).
+      CPU per request, printed beside the ratios (e.g. node:0.333 c:2);
+      "SCENARIO/PEER:MAX" bounds only that scenario's ratio.
 Labels are "SCENARIO/SERVER". Before each run it waits up to QUIET_WAIT seconds
 (default 30) for a second in which the machine is nearly idle.
 """
@@ -174,8 +175,9 @@ def summary(results, base=None, targets=()):
             rate = b["rate"] / o["rate"] if b["rate"] and o["rate"] else None
             cpu = b["server_us_per"] / o["server_us_per"] if b["server_us_per"] and o["server_us_per"] else None
             s = f"    {scenario:10s} {base}/{peer:8s} rate {fmt(rate, '5.2f')}x   CPU per message {fmt(cpu, '5.2f')}x"
-            if peer in bounds and cpu is not None:
-                limit = float(bounds[peer])
+            bound = bounds.get(f"{scenario}/{peer}", bounds.get(peer))
+            if bound is not None and cpu is not None:
+                limit = float(bound)
                 s += f" (target <= {limit:g}x: {'met' if cpu <= limit else 'not met'})"
             print(s)
 

@@ -313,6 +313,17 @@ local function urlencoded(req, l, parseQuery)
   return {fields = fields, files = {}}
 end
 
+-- Requests holding something to let go when their handler ends (an upload
+-- directory, a WebSocket), by their engine res. lib/http.lua finds here the
+-- req of a handler that raised: it keeps no reference to every req, so that
+-- one its handler lets go need never be allocated on a compiled trace.
+kit.leftovers = setmetatable({}, {__mode = "k"})
+function kit.holds(req)
+  local r = rawget(req, "res")
+  if type(r) == "table" then r = rawget(r, "_real") end
+  if r ~= nil then kit.leftovers[r] = req end
+end
+
 -- The temporary directory of a request's uploads: made on the first file,
 -- removed with what is left in it when the request ends (http.lua calls
 -- kit.cleanup).
@@ -324,6 +335,7 @@ local function uploadDir(req, opts)
   dir, err = require("fs").mkdtemp(base .. "/evo-upload-")
   if not dir then error(statusError(err.code, 500, "cannot make a directory for uploads: " .. tostring(err)), 0) end
   req._uploadDir = dir
+  kit.holds(req)
   return dir
 end
 

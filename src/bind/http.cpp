@@ -163,10 +163,11 @@ void check_head_open(lua_State* L, const Exchange& ex, const char* fn) {
 // What a refused header call must leave as it found: the head so far and
 // the fields header lines set.
 struct HeadMark {
-  size_t head_len;
-  bool has_length;
-  uint64_t length;
-  bool close_after;
+  size_t head_len = 0;
+  bool has_length = false;
+  uint64_t length = 0;
+  bool close_after = false;
+  HeadMark() = default;
   explicit HeadMark(const Exchange& ex)
       : head_len(ex.head.size()), has_length(ex.has_length), length(ex.length), close_after(ex.close_after) {}
   void restore(Exchange& ex) const {
@@ -795,6 +796,17 @@ int l_done(lua_State* L) {
   return 0;
 }
 
+// next() -> res, method, path, query: the next request of the connection
+// whose handler task calls it, parsed from the same read (the runner of
+// lib/http.lua serves a batch of pipelined requests on one coroutine);
+// nothing when there is none (see next_batch_request).
+int l_next(lua_State* L) {
+  std::shared_ptr<Exchange> ex = next_batch_request(TaskSystem::from(L));
+  if (ex == nullptr) return 0;
+  push_request(L, ex);
+  return 4;
+}
+
 // upgrade(res, yieldable) -> (true, stream) | (true, nil, err) | yields until
 // earlier output is written. Takes the connection over (see detach_to_stream).
 int l_upgrade(lua_State* L) {
@@ -979,6 +991,192 @@ int l_ev_send(lua_State* L) {
   return 1;
 }
 
+// ------------------------------------------------------------ event style, the FFI path
+
+// WriteStatus, WriteHeader and SendResponse (lib/HttpServer.lua) call these
+// through the FFI when their arguments are plain (an integral id, a status
+// number or line, string header values, a string body): compiled Lua calls
+// them in its trace, where a C function of the Lua API costs a trace exit
+// and a stitch each (three per hello-world response). Each returns 1 when it
+// did the work, 0 when anything is not the common case (no such request, a
+// head already sent, a refused value, an answer that would run Lua): the
+// Lua side then calls the native above, which answers, fails or raises as
+// it always did. Nothing here touches Lua: a C function called from a trace
+// must not run Lua code nor allocate in the Lua heap.
+namespace fast {
+
+Exchange* pending_of(Server* server, double id) {
+  if (!(id >= 1 && id <= 4294967295.0) || id != static_cast<double>(static_cast<uint32_t>(id)))
+    return nullptr;
+  auto it = server->pending.find(static_cast<uint32_t>(id));
+  return it == server->pending.end() ? nullptr : it->second.get();
+}
+
+bool head_open(const Exchange* ex) { return ex != nullptr && !ex->finished && !ex->headers_sent; }
+
+int status_code(Server* server, double id, double code) {
+  Exchange* ex = pending_of(server, id);
+  if (!head_open(ex) || !(code >= 100 && code <= 999) || code != static_cast<double>(static_cast<int>(code)))
+    return 0;
+  ex->status = static_cast<int>(code);
+  return 1;
+}
+
+// "404 Not Found": three digits, then a space and the reason, or nothing
+// (any other form is the native's to parse or refuse).
+int status_line(Server* server, double id, const char* line, size_t len) {
+  Exchange* ex = pending_of(server, id);
+  if (!head_open(ex) || len < 3 || (len > 3 && line[3] != ' ')) return 0;
+  int code = 0;
+  for (size_t i = 0; i < 3; ++i) {
+    if (line[i] < '0' || line[i] > '9') return 0;
+    code = code * 10 + (line[i] - '0');
+  }
+  std::string_view reason = len > 3 ? std::string_view(line + 4, len - 4) : std::string_view();
+  if (code < 100 || !valid_header_value(reason)) return 0;
+  ex->status = code;
+  ex->reason.assign(reason);
+  return 1;
+}
+
+int header(Server* server, double id, const char* name, size_t name_len, const char* value,
+           size_t value_len) {
+  Exchange* ex = pending_of(server, id);
+  if (!head_open(ex)) return 0;
+  std::string_view n(name, name_len);
+  std::string_view v(value, value_len);
+  if (!Exchange::header_error(n, v).empty()) return 0;
+  ex->add_valid_header(n, v);
+  return 1;
+}
+
+int send(Server* server, double id, const char* body, size_t len) {
+  Exchange* ex = pending_of(server, id);
+  if (ex == nullptr || ex->conn == nullptr) return 0;
+  Connection* c = ex->conn->http1();
+  if (c == nullptr || !c->answers_quietly(*ex)) return 0;
+  server->note_answered(ex->id);
+  std::shared_ptr<Exchange> keep = ex->shared_from_this();  // finish() drops it from the table
+  c->send_whole(*ex, std::string_view(body, len));
+  return 1;
+}
+
+// res:send and the end of a request (lib/http.lua's batch loop) call these
+// through the same FFI table, so a handler's request stays on the compiled
+// trace of the batch loop: a classic C function ends the trace and pays for
+// its arguments through the C API. They answer only what cannot
+// call back into Lua (an FFI call must not): an HTTP/1.1 exchange of a
+// connection inside its read callback's parse loop, whose response finishing
+// starts nothing. Anything else, and every error, is -1: the caller takes
+// the classic native (send, done), which does it all and raises the errors
+// with their usual messages.
+
+// The response send_begin opened, until send_end or send_abort.
+struct FastSend {
+  Exchange* ex = nullptr;
+  int status = 0;
+  HeadMark mark;
+};
+thread_local FastSend g_fast;
+
+Exchange* fast_exchange(const ResBox* box) {
+  if (box->magic != ResBox::kMagic) return nullptr;
+  Exchange* ex = box->ref.get();
+  if (ex == nullptr || ex->conn == nullptr || ex->close_after) return nullptr;
+  Connection* c = ex->conn->http1();
+  if (c == nullptr || !c->in_advance() || c->closed() || c->state() == Connection::State::Upgraded)
+    return nullptr;
+  return ex;
+}
+
+// res:send(status, ...) begins: 0, or -1 (take the classic native).
+// res: a res userdata's payload (lib/http.lua checked its metatable; the
+// FFI passes a userdata as its payload's address).
+int send_begin(const void* res, double status) {
+  g_fast.ex = nullptr;
+  if (!(status >= 100 && status < 1000)) return -1;  // (NaN too)
+  Exchange* ex = fast_exchange(static_cast<const ResBox*>(res));
+  if (ex == nullptr || ex->finished || ex->headers_sent) return -1;
+  g_fast.ex = ex;
+  g_fast.status = static_cast<int>(status);  // truncated, as luaL_checkinteger does
+  g_fast.mark = HeadMark(*ex);
+  return 0;
+}
+
+// One header of the table: 0, or -1 with the head as it was before begin.
+int send_header(const char* name, size_t nlen, const char* value, size_t vlen) {
+  Exchange* ex = g_fast.ex;
+  if (ex == nullptr) return -1;
+  std::string_view n(name, nlen);
+  std::string_view v(value, vlen);
+  if (!Exchange::header_error(n, v).empty()) {
+    g_fast.mark.restore(*ex);
+    g_fast.ex = nullptr;
+    return -1;
+  }
+  ex->add_valid_header(n, v);
+  return 0;
+}
+
+// The headers were not all plain strings: back to the head before begin.
+void send_abort() {
+  if (g_fast.ex != nullptr) g_fast.mark.restore(*g_fast.ex);
+  g_fast.ex = nullptr;
+}
+
+// The status line, head and body go out: 0, or -1 when begin was refused.
+int send_end(const char* body, size_t len) {
+  Exchange* ex = g_fast.ex;
+  if (ex == nullptr) return -1;
+  g_fast.ex = nullptr;
+  ex->status = g_fast.status;
+  ex->conn->send_whole(*ex, std::string_view(body, len));
+  return 0;
+}
+
+// done(res, true): 0 when the handler's response is over now (finished as
+// it stands if it was not), -1 to take the classic done.
+int done(const void* res) {
+  const auto* box = static_cast<const ResBox*>(res);
+  if (box->magic != ResBox::kMagic) return -1;
+  Exchange* ex = box->ref.get();
+  if (ex == nullptr) return 0;  // gone: nothing to end
+  if (ex->finished) {
+    ex->handler = nullptr;
+    return 0;
+  }
+  if (fast_exchange(box) == nullptr) return -1;
+  ex->handler = nullptr;
+  ex->conn->finish(*ex);
+  return 0;
+}
+
+// lib/evo/httpfast.lua's ffi.cdef mirrors this struct. A table of function
+// pointers rather than exported symbols: evo exports only the Lua and luv C
+// API (tools/evo-exports.list), and an embedding needs nothing exported.
+struct Api {
+  int (*status_code)(Server*, double, double);
+  int (*status_line)(Server*, double, const char*, size_t);
+  int (*header)(Server*, double, const char*, size_t, const char*, size_t);
+  int (*send)(Server*, double, const char*, size_t);
+  int (*send_begin)(const void*, double);
+  int (*send_header)(const char*, size_t, const char*, size_t);
+  void (*send_abort)();
+  int (*send_end)(const char*, size_t);
+  int (*done)(const void*);
+};
+const Api kApi = {status_code, status_line, header, send, send_begin, send_header, send_abort, send_end, done};
+
+}  // namespace fast
+
+// fastServer(core) -> the Server of a server core as a light userdata, for
+// the FFI path (valid while the core is: lib/HttpServer.lua keys it by the
+// core, weakly).
+int l_ev_fast_server(lua_State* L) {
+  lua_pushlightuserdata(L, check_server(L, 1));
+  return 1;
+}
+
 // setup(resMetatable): the metatable of res objects.
 int l_setup(lua_State* L) {
   luaL_checktype(L, 1, LUA_TTABLE);
@@ -1099,6 +1297,7 @@ int open_http(lua_State* L) {
       {"info", l_info},
       {"state", l_state},
       {"done", l_done},
+      {"next", l_next},
       {"upgrade", l_upgrade},
       {"writeStatus", l_ev_status},
       {"writeHeader", l_ev_header},
@@ -1108,10 +1307,13 @@ int open_http(lua_State* L) {
       {"sendResponse", l_ev_send},
       {"pending", l_ev_pending},
       {"fail", l_ev_fail},
+      {"fastServer", l_ev_fast_server},
       {nullptr, nullptr},
   };
   lua_newtable(L);
   luaL_register(L, nullptr, functions);
+  lua_pushlightuserdata(L, const_cast<fast::Api*>(&fast::kApi));
+  lua_setfield(L, -2, "fastApi");
   return 1;
 }
 

@@ -4,6 +4,8 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 
 #include <unistd.h>
 #include <algorithm>
@@ -76,6 +78,7 @@ ExchangeRef ExchangeRef::of(Exchange& ex) {
 }
 
 Exchange* ExchangeRef::get() const {
+  if (slot >= g_slots.size()) return nullptr;  // (a ref read by the FFI fast path is checked too)
   const Slot& s = g_slots[slot];
   return s.gen == gen ? s.ex : nullptr;
 }
@@ -414,11 +417,13 @@ Connection::~Connection() {
 }
 
 void Connection::start() {
-  auto* tcp = reinterpret_cast<uv_tcp_t*>(t_->uv_stream());
-  uv_tcp_nodelay(tcp, 1);
+  // (From the descriptor: under --io=uring the transport has no libuv handle.)
+  int one = 1;
+  ::setsockopt(t_->fd(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
   sockaddr_storage peer{};
-  int len = sizeof(peer);
-  if (uv_tcp_getpeername(tcp, reinterpret_cast<sockaddr*>(&peer), &len) == 0) {
+  socklen_t len = sizeof(peer);
+  if (::getpeername(t_->fd(), reinterpret_cast<sockaddr*>(&peer), &len) == 0 &&
+      (peer.ss_family == AF_INET || peer.ss_family == AF_INET6)) {
     char ip[INET6_ADDRSTRLEN] = "";
     if (peer.ss_family == AF_INET6) {
       const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&peer);
@@ -661,7 +666,10 @@ void Connection::advance() {
 
 // One step of the state machine; true to go on.
 bool Connection::parse_step() {
-  if (state_ == State::Responding || state_ == State::Closing || state_ == State::Upgraded) return false;
+  if (state_ == State::Responding || state_ == State::Closing || state_ == State::Upgraded ||
+      state_ == State::H2) {
+    return false;
+  }
   if (t_->buffered() == 0) return false;
   // Answers not yet taken by the client bound what is read and dispatched:
   // a deep pipeline waits in the input (bounded too) instead of piling
@@ -704,7 +712,9 @@ bool Connection::parse_step() {
         feed_body();
         request_completed();
       }
-      return state_ == State::Waiting;
+      // (Body or Draining after a batch's runner took a request with a
+      // body, and its handler suspended: its body is fed next.)
+      return true;
   }
   return false;
 }
@@ -747,6 +757,7 @@ void Connection::dispatch(bool complete) {
   ex->req = std::move(parser_.request());
   parser_.request().body.clear();
   ex->id = server_->next_id();
+  uint32_t id = ex->id;
   ex->remote_ip = remote_ip_;
   ex->remote_port = remote_port_;
   ex->conn = this;
@@ -768,11 +779,15 @@ void Connection::dispatch(bool complete) {
       if (complete && current_ == ex) emit_finished(*ex);
     }
   } else {
-    run_task(ex);
+    // (Given away: a batch's runner lets each request's exchange go once
+    // answered, the first one too, while this call is still on the stack.)
+    run_task(std::move(ex));
   }
   // The handler may have answered already (the usual case): go on at once.
-  if (current_ == ex && ex->finished && (complete || state_ == State::Draining)) {
-    if (complete) response_done(*ex);
+  // (By id: after a batch another exchange may live at the same address.)
+  Exchange* cur = current_.get();
+  if (cur != nullptr && cur->id == id && cur->finished && (complete || state_ == State::Draining)) {
+    if (complete) response_done(*cur);
   }
 }
 
@@ -1163,6 +1178,17 @@ void Connection::finish(Exchange& ex) {
   if (!in_advance_) advance();
 }
 
+bool Connection::answers_quietly(const Exchange& ex) const {
+  // in_advance_: the request was dispatched by the parse loop still running
+  // (the handler answers at once), so finish() does not call advance();
+  // close_after, HTTP/1.0 and stopping would close after the answer; an
+  // unfinished body would leave the connection draining.
+  return in_advance_ && !closed_ && state_ == State::Responding && current_.get() == &ex &&
+         !server_->stopping_ && !ex.close_after && ex.body_done && !ex.headers_sent && ex.trailers.empty() &&
+         ex.body_reader == nullptr && ex.req.version_major == 1 && ex.req.version_minor == 1 &&
+         !ex.req.expect_continue;
+}
+
 void Connection::send_whole(Exchange& ex, std::string_view body) {
   if (!ex.trailers.empty() && !ex.has_length) {
     // Trailers go only after a chunked body: no Content-Length then (as Go
@@ -1312,7 +1338,39 @@ std::unique_ptr<Stream> Connection::detach_to_stream(Exchange& ex) {
   return stream;
 }
 
-void run_handler_task(Server& server, const std::shared_ptr<Exchange>& ex) {
+namespace {
+// The handler task a connection's dispatch runs at once, while it runs (see
+// next_batch_request).
+struct BatchContext {
+  Connection* conn = nullptr;
+  Task* task = nullptr;
+};
+thread_local BatchContext g_batch;
+}  // namespace
+
+// A batch's runner takes the next request: it is parsed now, and dispatch
+// hands its exchange here (run_task) instead of starting a task.
+std::shared_ptr<Exchange> Connection::pull_next() {
+  if (closed_ || !in_advance_) return nullptr;
+  pulling_ = true;
+  while (pulled_ == nullptr && parse_step()) {
+  }
+  pulling_ = false;
+  return std::move(pulled_);
+}
+
+std::shared_ptr<Exchange> next_batch_request(TaskSystem& sys) {
+  BatchContext b = g_batch;
+  if (b.conn == nullptr || sys.resuming != b.task || !TaskSystem::can_take_next_job(b.task)) return nullptr;
+  TaskSystem::hold(b.task, nullptr);  // the last request's exchange goes now (it was answered)
+  std::shared_ptr<Exchange> ex = b.conn->pull_next();
+  if (ex == nullptr) return nullptr;
+  ex->handler = b.task;
+  TaskSystem::hold(b.task, ex);
+  return ex;
+}
+
+void run_handler_task(Server& server, std::shared_ptr<Exchange> ex, Connection* batch) {
   TaskSystem& sys = server.tasks();
   lua_State* L = sys.L();
   lua_rawgeti(L, LUA_REGISTRYINDEX, server.runner_ref);
@@ -1325,11 +1383,21 @@ void run_handler_task(Server& server, const std::shared_ptr<Exchange>& ex) {
   // from inside another task it is queued like any new task.
   bool now = sys.resuming == nullptr;
   Task* t = sys.spawn_pooled(L, 5, !now);
-  ex->handler = t;          // until the runner's done(): a client that leaves cancels it
-  TaskSystem::hold(t, ex);  // what its res names (ExchangeRef) lives while it runs
-  if (now) sys.run_now(t);
+  ex->handler = t;                     // until the runner's done(): a client that leaves cancels it
+  TaskSystem::hold(t, std::move(ex));  // what its res names (ExchangeRef) lives while it runs
+  if (!now) return;
+  BatchContext outer = g_batch;
+  g_batch = batch != nullptr ? BatchContext{batch, t} : BatchContext{};
+  sys.run_now(t);
+  g_batch = outer;
 }
 
-void Connection::run_task(const std::shared_ptr<Exchange>& ex) { run_handler_task(*server_, ex); }
+void Connection::run_task(std::shared_ptr<Exchange> ex) {
+  if (pulling_) {
+    pulled_ = std::move(ex);
+    return;
+  }
+  run_handler_task(*server_, std::move(ex), this);
+}
 
 }  // namespace evo::http

@@ -287,6 +287,12 @@ class Connection final : public TransportUser, public ExchangeIo {
   void write_body(Exchange& ex, std::string_view chunk) override;
   void finish(Exchange& ex) override;
   void send_whole(Exchange& ex, std::string_view body) override;
+  // Whether send_whole(ex, ...) now would only append to the output and
+  // move on to the next request: no Lua (no task woken, no event, no
+  // advance() into the next request's handler) and no I/O (no flush, no
+  // close). The event style's FFI answer (src/bind/http.cpp) needs that: a
+  // C function called from compiled Lua must not run Lua nor allocate in it.
+  [[nodiscard]] bool answers_quietly(const Exchange& ex) const;
   // The 100 Continue interim response, before the handler's first body read.
   void send_continue(Exchange& ex) override;
   void send_informational(Exchange& ex, int status, std::string_view lines) override;
@@ -325,6 +331,10 @@ class Connection final : public TransportUser, public ExchangeIo {
   void cut(Exchange& ex) override;
 
   [[nodiscard]] State state() const { return state_; }
+  // Inside its read callback's parse loop: a response finished now lets the
+  // loop go on with the next request (nothing is parsed or started, nobody
+  // woken, from inside finish()).
+  [[nodiscard]] bool in_advance() const { return in_advance_; }
   [[nodiscard]] const Exchange* current() const { return current_.get(); }
   [[nodiscard]] size_t pending_output() const { return t_->pending(); }
   [[nodiscard]] bool secure() const { return t_->tls() != nullptr; }
@@ -375,7 +385,9 @@ class Connection final : public TransportUser, public ExchangeIo {
   void wake_body_reader(Exchange& ex);
   void connection_lost();
   void report_abort(Exchange& ex);
-  void run_task(const std::shared_ptr<Exchange>& ex);
+  void run_task(std::shared_ptr<Exchange> ex);
+  friend std::shared_ptr<Exchange> next_batch_request(TaskSystem& sys);
+  std::shared_ptr<Exchange> pull_next();
   void shutdown_done();
   bool try_h2();
   bool upgrade_h2c();
@@ -398,6 +410,10 @@ class Connection final : public TransportUser, public ExchangeIo {
   size_t send_mark_ = 0;             // pending bytes when the send deadline was armed
   uint64_t sent_mark_ = 0;           // bytes sent then
   std::shared_ptr<Exchange> current_;
+  // A batch's runner asks for the next request (pull_next): dispatch hands
+  // the exchange over here instead of starting a task for it.
+  bool pulling_ = false;
+  std::shared_ptr<Exchange> pulled_;
   Task* writer_ = nullptr;
   uint32_t writer_id_ = 0;
   std::string remote_ip_;
@@ -422,8 +438,17 @@ void emit_started(Server& server, Exchange& ex);
 bool emit_whole_request(Server& server, Exchange& ex);
 void emit_finished(Server& server, Exchange& ex);
 void report_abort(Server& server, Exchange& ex);
-// Starts the task-style handler of an exchange.
-void run_handler_task(Server& server, const std::shared_ptr<Exchange>& ex);
+// Starts the task-style handler of an exchange. With `batch`, a handler
+// run at once (from the connection's read callback) may go on with the next
+// requests of the same read on its coroutine (next_batch_request).
+void run_handler_task(Server& server, std::shared_ptr<Exchange> ex, Connection* batch = nullptr);
+// For the runner of the task running at once from a connection's read
+// callback: the next request parsed from that read, now its task's (the
+// task holds it, as run_handler_task's); nullptr when there is none, or
+// when the caller is not that task or cannot take another request (its
+// Future was seen, a cancellation waits). Requests stay one at a time and
+// in order: the next one is parsed only once the last was answered.
+std::shared_ptr<Exchange> next_batch_request(TaskSystem& sys);
 // Cancels the handler task of an exchange, if it still runs.
 void cancel_handler(Server& server, Exchange& ex);
 

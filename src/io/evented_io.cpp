@@ -190,6 +190,8 @@ class UvListenerHandle final : public NativeHandle {
 };
 
 std::unique_ptr<Transport> adopt_on(uv_loop_t* loop, int fd, SocketKind kind) {
+  // --io=uring: the ring alone carries the socket (libuv never sees it).
+  if (auto t = Transport::on_ring(loop, fd)) return t;
   int status = 0;
   auto ukind = kind == SocketKind::Tcp ? UvStreamHandle::Kind::Tcp : UvStreamHandle::Kind::Pipe;
   auto h = std::make_unique<UvStreamHandle>(loop, ukind, &status);

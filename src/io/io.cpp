@@ -41,6 +41,10 @@ bool start_io(TaskSystem& sys, std::string* why) {
     std::unique_ptr<Io> io = make_uring_io(rt.loop(), why);
     if (io == nullptr) return false;
     rt.set_io(std::move(io));
+    // Its sockets have no libuv handle for the runtime's sweep to find.
+    rt.set_release_loose([] {
+      if (Transport::ring_sockets != nullptr) Transport::ring_sockets->release_all();
+    });
   } else {
     rt.set_io(make_evented_io(rt.loop()));
   }

@@ -117,13 +117,49 @@ Transport::Transport(UvStreamHandle* handle, bool on_ring) : handle_(handle) {
 
 Transport::Transport(int fd) : fd_(fd), owns_fd_(true) {}
 
+std::unique_ptr<Transport> Transport::on_ring(uv_loop_t* loop, int fd) {
+  if (ring_sockets == nullptr || !ring_sockets->own_sockets() || fd < 0) return nullptr;
+  auto t = std::make_unique<Transport>(fd);
+  t->ring_loop_ = loop;
+  t->ring_ = ring_sockets->attach_read(t.get(), fd);
+  t->ring_write_ = ring_sockets->attach_write(t.get(), fd);
+  if (t->ring_ == nullptr || t->ring_write_ == nullptr) {
+    // The caller keeps the descriptor (and makes a libuv handle for it).
+    if (t->ring_ != nullptr) t->ring_->detach();
+    if (t->ring_write_ != nullptr) t->ring_write_->detach();
+    t->ring_ = nullptr;
+    t->ring_write_ = nullptr;
+    t->ring_loop_ = nullptr;
+    t->owns_fd_ = false;
+    return nullptr;
+  }
+  return t;
+}
+
 Transport::~Transport() {
   user_ = nullptr;  // being destroyed: nobody to tell
   close();
   if (handle_ != nullptr) handle_->owner = nullptr;
+  if (ring_write_ != nullptr) {
+    ring_write_->detach();  // a close still on the ring tells nobody
+    ring_write_ = nullptr;
+  }
 }
 
-uv_loop_t* Transport::loop() const { return handle_ != nullptr ? handle_->uv_handle()->loop : nullptr; }
+uv_loop_t* Transport::loop() const { return handle_ != nullptr ? handle_->uv_handle()->loop : ring_loop_; }
+
+int Transport::try_write(const char* data, size_t n) {
+  if (handle_ != nullptr) {
+    uv_buf_t buf = uv_buf_init(const_cast<char*>(data), static_cast<unsigned>(n));
+    return uv_try_write(handle_->stream(), &buf, 1);
+  }
+  for (;;) {
+    ssize_t w = ::send(fd_, data, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (w >= 0) return static_cast<int>(w);
+    if (errno == EINTR) continue;
+    return uv_translate_sys_error(errno == EWOULDBLOCK ? EAGAIN : errno);
+  }
+}
 
 void Transport::close() {
   if (closed_) return;
@@ -131,7 +167,13 @@ void Transport::close() {
     // Corked output goes first, as it would have gone at once uncorked
     // (what the socket does not take now is dropped with the handle).
     Corkable::corked_in()->uncork(this);
-    flush();
+    if (ring_write_ != nullptr && !write_in_flight_ && !file_) {
+      // Straight to the socket: a ring send would only be settled below.
+      std::string none;
+      send_now(none);
+    } else {
+      flush();
+    }
   }
   closed_ = true;
   reading_ = false;
@@ -141,16 +183,36 @@ void Transport::close() {
   }
   if (ring_write_ != nullptr) {
     if (write_in_flight_) send_rest_now();
-    ring_write_->detach();
-    ring_write_ = nullptr;
+    if (ring_loop_ != nullptr) {
+      ring_write_->close_fd();  // on_ring_closed() follows; the op stays until then
+    } else {
+      ring_write_->detach();
+      ring_write_ = nullptr;
+    }
   }
   if (file_) finish_file(UV_ECANCELED, true);
   if (handle_ != nullptr) {
     handle_->close();  // a write in flight completes with UV_ECANCELED first
-  } else if (owns_fd_ && fd_ >= 0) {
-    ::close(fd_);
+  } else if (owns_fd_ && fd_ >= 0 && (ring_loop_ == nullptr || ring_write_ == nullptr)) {
+    ::close(fd_);  // (a ring-only transport whose ring is gone closes its own)
   }
   fd_ = -1;
+}
+
+void Transport::on_ring_sent_at_exit() {
+  write_in_flight_ = false;
+  sent_ += in_flight_;
+  writing().clear();
+  if (closed_ || file_) return;
+  if (!out_.empty() || (tls_ != nullptr && tls_->has_output())) start_write();
+}
+
+void Transport::on_ring_closed() {
+  ring_write_ = nullptr;  // the op lets go of itself after this call
+  ring_loop_ = nullptr;   // as a libuv transport's handle_ after its close callback
+  fd_ = -1;
+  closed_ = true;
+  if (user_ != nullptr) user_->on_transport_closed();  // last: the user may let go of this transport
 }
 
 // Closing with a send on the ring: the evented Io would have written
@@ -161,6 +223,12 @@ void Transport::close() {
 void Transport::send_rest_now() {
   std::string rest = ring_write_->settle();
   write_in_flight_ = false;
+  splicing_ = false;
+  send_now(rest);
+}
+
+// rest, then the output (encrypted under TLS): what the socket takes now.
+void Transport::send_now(std::string& rest) {
   if (write_error_ != 0 || fd_ < 0) return;
   if (tls_ != nullptr) {
     if (!out_.empty()) tls_->write(out_);
@@ -180,12 +248,13 @@ void Transport::send_rest_now() {
 }
 
 void Transport::set_ref(bool on) {
-  if (handle_ == nullptr) return;
-  auto* h = handle_->uv_handle();
-  if (on) {
-    uv_ref(h);
-  } else {
-    uv_unref(h);
+  if (handle_ != nullptr) {
+    auto* h = handle_->uv_handle();
+    if (on) {
+      uv_ref(h);
+    } else {
+      uv_unref(h);
+    }
   }
   if (ring_ != nullptr) ring_->set_ref(on);
 }
@@ -231,9 +300,7 @@ void Transport::trim() {
     in_pos_ = 0;
   }
   if (out_.empty() && out_.capacity() > kCompactAt) std::string().swap(out_);
-  if (handle_ != nullptr && !write_in_flight_ && handle_->writing.capacity() > kCompactAt) {
-    std::string().swap(handle_->writing);
-  }
+  if (evented() && !write_in_flight_ && writing().capacity() > kCompactAt) std::string().swap(writing());
 }
 
 // Gives back the memory of every empty buffer, small ones too, which trim()
@@ -246,13 +313,11 @@ void Transport::release_buffers() {
     in_pos_ = 0;
   }
   if (out_.empty() && out_.capacity() > kInline) std::string().swap(out_);
-  if (handle_ != nullptr && !write_in_flight_ && handle_->writing.capacity() > kInline) {
-    std::string().swap(handle_->writing);
-  }
+  if (evented() && !write_in_flight_ && writing().capacity() > kInline) std::string().swap(writing());
 }
 
 void Transport::set_reading(bool on) {
-  if (handle_ == nullptr || closed_ || on == reading_) return;
+  if (!evented() || closed_ || on == reading_) return;
   if (ring_ != nullptr) {
     reading_ = on && !eof_ && read_error_ == 0;
     // Input (or the end) that came in while not reading: told from the
@@ -377,7 +442,7 @@ void Transport::absorb(const char* data, size_t n) {
   tls_->read(&in_);
   if (tls_->peer_closed()) eof_ = true;
   if (tls_->has_output()) {
-    if (handle_ != nullptr) {
+    if (evented()) {
       flush();
     } else {
       std::string records;
@@ -438,7 +503,7 @@ size_t Transport::pending() const {
 }
 
 void Transport::flush() {
-  if (handle_ == nullptr || closed_ || write_in_flight_) return;
+  if (!evented() || closed_ || write_in_flight_) return;
   if (file_) return;  // the bytes before the file went out when it was queued; later ones follow it
   if (!out_.empty() || (tls_ != nullptr && tls_->has_output())) start_write();
 }
@@ -452,7 +517,7 @@ void Transport::flush_corked() {
 // then the rest with one libuv write. Most answers fit the socket buffer:
 // written with no write request, no callback and no poll change.
 void Transport::start_write(size_t limit) {
-  std::string& w = handle_->writing;
+  std::string& w = writing();
   w.clear();
   size_t n = std::min(limit, out_.size());
   if (tls_ != nullptr) {
@@ -464,8 +529,7 @@ void Transport::start_write(size_t limit) {
     // out_ itself, so a connection keeps one buffer between requests, not
     // the two that trading places leaves (each keeping its capacity).
     // (Sends on the uring Io's ring go with the loop turn's batch instead.)
-    uv_buf_t buf = uv_buf_init(out_.data(), static_cast<unsigned>(n));
-    int wrote = n > 0 ? uv_try_write(handle_->stream(), &buf, 1) : 0;
+    int wrote = n > 0 ? try_write(out_.data(), n) : 0;
     if (wrote < 0 && wrote != UV_EAGAIN) {
       out_.clear();  // dropped, as write_out drops them
       if (write_error_ == 0) write_error_ = wrote;
@@ -491,15 +555,14 @@ void Transport::start_write(size_t limit) {
   if (rc != 0 && write_error_ == 0) write_error_ = rc;
 }
 
-// Writes handle_->writing: what the socket takes now (try_now), the rest with
+// Writes writing(): what the socket takes now (try_now), the rest with
 // one libuv write — always one when call_back, even for nothing left, so its
 // completion comes back. 0, or a libuv error (the bytes are dropped).
 int Transport::write_out(bool try_now, bool call_back, size_t written) {
-  std::string& w = handle_->writing;
+  std::string& w = writing();
   size_t done = written;
   if (try_now && (ring_write_ == nullptr || ring_send_tries)) {
-    uv_buf_t buf = uv_buf_init(w.data(), static_cast<unsigned>(w.size()));
-    int wrote = uv_try_write(handle_->stream(), &buf, 1);
+    int wrote = try_write(w.data(), w.size());
     if (wrote < 0 && wrote != UV_EAGAIN) {
       w.clear();
       return wrote;
@@ -513,7 +576,8 @@ int Transport::write_out(bool try_now, bool call_back, size_t written) {
   }
   if (ring_write_ != nullptr) {
     // The rest goes on the ring: submitted with the loop turn's batch, its
-    // completion (all of it sent) is on_ring_sent.
+    // completion (all of it sent) is on_ring_sent. (Always so without a
+    // libuv handle.)
     in_flight_ = w.size() - done;
     write_in_flight_ = true;
     ring_write_->send(w, done);
@@ -534,7 +598,7 @@ int Transport::write_out(bool try_now, bool call_back, size_t written) {
 
 void Transport::on_write_done(int status) {
   write_in_flight_ = false;
-  handle_->writing.clear();
+  writing().clear();
   if (closed_) return;
   if (status < 0) {
     if (status != UV_ECANCELED && write_error_ == 0) write_error_ = status;
@@ -634,7 +698,7 @@ int64_t Transport::send_file(int fd, int64_t offset, int64_t length, bool owns_f
     return UV_ECANCELED;
   }
   file_ = std::make_unique<FileSend>(FileSend{fd, offset, length, 0, owns_fd, std::move(done)});
-  if (handle_ == nullptr) {
+  if (!evented()) {
     // Blocking: all of it now.
     int64_t result = 0;
     if (!flush_blocking(write_timeout)) {
@@ -713,6 +777,19 @@ bool Transport::pump_file(int64_t* result) {
     return true;
   }
   bool yield = false;  // the burst is used up: continue from a write's completion
+  if (tls_ == nullptr && ring_write_ != nullptr && ring_splice) {
+    // On the ring: the kernel moves a pipe's worth, waiting for the socket
+    // itself; its completion is the next turn of the file.
+    if (f.left == 0) {
+      *result = f.sent;
+      return true;
+    }
+    write_in_flight_ = true;
+    splicing_ = true;
+    in_flight_ = 0;
+    ring_write_->splice(f.fd, f.offset, static_cast<size_t>(std::min<int64_t>(f.left, kFileChunk * 16)));
+    return false;
+  }
   if (tls_ == nullptr) {
     int64_t budget = kSendfileBurst;
     while (f.left > 0 && budget > 0) {
@@ -746,7 +823,7 @@ bool Transport::pump_file(int64_t* result) {
   }
   // A chunk through libuv: it writes what the socket takes and calls back
   // when all is written (the writability a full socket waits for).
-  std::string& w = handle_->writing;
+  std::string& w = writing();
   w.assign(static_cast<size_t>(std::min<int64_t>(f.left, kFileChunk)), '\0');
   ssize_t n = ::pread(f.fd, w.data(), w.size(), f.offset);
   if (n <= 0) {
@@ -772,7 +849,27 @@ bool Transport::pump_file(int64_t* result) {
   return false;
 }
 
+void Transport::on_ring_spliced(int64_t moved) {
+  splicing_ = false;
+  if (moved > 0 && file_) {
+    file_->offset += moved;
+    file_->left -= moved;
+    file_->sent += moved;
+    sent_ += static_cast<uint64_t>(moved);
+  } else if (moved == 0 && file_) {
+    file_->left = 0;  // the file ended early: done with what was sent
+  }
+  on_write_done(moved < 0 ? static_cast<int>(moved) : 0);
+}
+
 void Transport::finish_file(int64_t result, bool notify) {
+  if (splicing_ && ring_write_ != nullptr) {
+    // The kernel's worker looks the file's descriptor up by number: it must
+    // be done with it before the descriptor closes.
+    ring_write_->settle();
+    splicing_ = false;
+    write_in_flight_ = false;
+  }
   FileSend f = std::move(*file_);
   file_.reset();
   if (f.owns_fd && f.fd >= 0) ::close(f.fd);
@@ -795,7 +892,7 @@ int Transport::shutdown() {
     }
     tls_->close();
   }
-  if (handle_ == nullptr) {
+  if (!evented()) {
     if (tls_ != nullptr) flush_blocking(write_timeout);
     if (fd_ >= 0 && ::shutdown(fd_, SHUT_WR) != 0 && errno != ENOTSOCK && errno != ENOTCONN) {
       return uv_translate_sys_error(errno);
@@ -832,7 +929,7 @@ void Transport::start_tls(std::unique_ptr<tls::Session> session) {
   // Whatever arrived before TLS started is already ciphertext.
   std::string early = take_input();
   if (!early.empty()) absorb(early.data(), early.size());
-  if (handle_ != nullptr) {
+  if (evented()) {
     flush();
   } else {
     flush_blocking(write_timeout);

@@ -116,8 +116,17 @@ class RingWrite {
   // Stops the send in flight and waits here until the kernel is done with
   // it; the bytes it did not send are handed back (nobody is called).
   virtual std::string settle() = 0;
+  // Moves len bytes of file_fd from offset to the socket through a pipe
+  // (IORING_OP_SPLICE file -> pipe -> socket, linked), as one send in
+  // flight; on_ring_spliced(bytes moved, or a libuv status) follows. settle()
+  // stops it (what it moved is lost to the count).
+  virtual void splice(int file_fd, int64_t offset, size_t len) = 0;
   virtual void shutdown() = 0;  // a half-close; on_ring_shutdown(status) follows
-  virtual void detach() = 0;    // the transport is gone: cancel, tell it nothing more
+  // Closes the descriptor (IORING_OP_CLOSE) of a transport without a libuv
+  // handle, once no send is in flight; on_ring_closed() follows from the
+  // loop, unless the transport detaches first.
+  virtual void close_fd() = 0;
+  virtual void detach() = 0;  // the transport is gone: cancel, tell it nothing more
  protected:
   ~RingWrite() = default;
 };
@@ -142,6 +151,13 @@ class RingSockets {
   virtual RingWrite* attach_write(Transport* t, int fd) = 0;  // nullptr: libuv writes
   // nullptr: libuv accepts. forget runs if the ring goes first.
   virtual RingAccept* attach_accept(int fd, std::function<void()> forget) = 0;
+  // Whether a socket can be carried by the ring alone (Transport::on_ring):
+  // receives and sends both on it.
+  [[nodiscard]] virtual bool own_sockets() const = 0;
+  // The runtime's sweep of script handles (at exit, between tests): every
+  // open transport without a libuv handle is released as its owner would
+  // (libuv's walk finds the others).
+  virtual void release_all() = 0;
 
  protected:
   ~RingSockets() = default;
@@ -157,6 +173,10 @@ class Transport final : public Corkable {
   // one io_uring_enter for every connection's answers; docs/io.md has the
   // figures).
   static inline bool ring_send_tries = false;
+  // Under RingWrite: files go file -> pipe -> socket with IORING_OP_SPLICE
+  // (EVO_URING_SPLICE=1) instead of sendfile(2) bursts (docs/io.md has the
+  // measurements that chose the default).
+  static inline bool ring_splice = false;
 
   // Over an open libuv stream handle (the evented Io mode; taken over).
   // on_ring: reads may go through the uring Io's ring (sockets); a child's
@@ -165,6 +185,12 @@ class Transport final : public Corkable {
   explicit Transport(UvStreamHandle* handle, bool on_ring = true);
   // Over a plain descriptor (the blocking Io mode; closed with the transport).
   explicit Transport(int fd);
+  // Over a connected socket that only the uring Io's ring reads, writes and
+  // closes (IORING_OP_CLOSE): no libuv handle, so libuv never registers the
+  // descriptor (no epoll_ctl, no ioctl per connection). The transport owns
+  // the descriptor; it is evented() as a libuv one is. nullptr (fd left
+  // open) when the run has no ring that can carry sockets.
+  static std::unique_ptr<Transport> on_ring(uv_loop_t* loop, int fd);
   ~Transport();
   Transport(const Transport&) = delete;
   Transport& operator=(const Transport&) = delete;
@@ -173,7 +199,9 @@ class Transport final : public Corkable {
   // A descriptor the transport must leave open when it closes (fd 0, 1, 2:
   // process.stdin/stdout/stderr over the process's own standard streams).
   void set_owns_fd(bool owns) { owns_fd_ = owns; }
-  [[nodiscard]] bool evented() const { return handle_ != nullptr; }
+  [[nodiscard]] bool evented() const { return handle_ != nullptr || ring_loop_ != nullptr; }
+  // Read, written and closed through the ring alone (on_ring()).
+  [[nodiscard]] bool ring_only() const { return ring_loop_ != nullptr; }
   [[nodiscard]] bool closed() const { return closed_; }
   [[nodiscard]] int fd() const { return fd_; }
   [[nodiscard]] uv_stream_t* uv_stream() const { return handle_ != nullptr ? handle_->stream() : nullptr; }
@@ -219,7 +247,7 @@ class Transport final : public Corkable {
   // (Scheduler::cork): the writes of one turn leave together. Nothing to
   // do while a write is in flight (its completion sends the output).
   void cork(Scheduler& s) {
-    if (handle_ != nullptr && !closed_ && !write_in_flight_ && !file_) s.cork(this);
+    if (evented() && !closed_ && !write_in_flight_ && !file_) s.cork(this);
   }
   // Corkable: the deferred flush. A failure is told to the user
   // (on_output) and stays in write_error() for its next call.
@@ -281,7 +309,14 @@ class Transport final : public Corkable {
   void on_ring_notify();
   // ---- from a RingWrite's completions (the libuv callbacks' equivalents)
   void on_ring_sent(int status) { on_write_done(status); }
+  // The process is exiting (os.exit): the output corked behind the send
+  // that completed goes on the ring too; nobody is told.
+  void on_ring_sent_at_exit();
+  void on_ring_spliced(int64_t moved);
   void on_ring_shutdown(int status) { on_shutdown(status); }
+  // The ring closed the descriptor (close_fd): libuv's close callback
+  // equivalent.
+  void on_ring_closed();
   void forget_ring() {  // the ring is gone: nothing more is read or written
     ring_ = nullptr;
     ring_armed_ = false;
@@ -318,8 +353,17 @@ class Transport final : public Corkable {
   void tell_input();
   int start_shutdown();
   void send_rest_now();
+  void send_now(std::string& rest);
+  // The bytes of the write in flight: the libuv handle's (libuv refers to
+  // them after the transport is gone), or the transport's own on the ring.
+  std::string& writing() { return handle_ != nullptr ? handle_->writing : writing_; }
+  // What the socket takes now, without waiting: bytes, or a libuv status
+  // (UV_EAGAIN when it takes nothing).
+  int try_write(const char* data, size_t n);
 
   UvStreamHandle* handle_ = nullptr;
+  uv_loop_t* ring_loop_ = nullptr;   // on_ring(): no handle, the ring carries everything
+  std::string writing_;              // writing() without a handle
   RingRead* ring_ = nullptr;         // reads through io_uring
   bool ring_armed_ = false;          // a receive is in the kernel
   RingWrite* ring_write_ = nullptr;  // sends and the half-close through io_uring
@@ -332,6 +376,7 @@ class Transport final : public Corkable {
   bool eof_ = false;
   bool reading_ = false;
   bool write_in_flight_ = false;
+  bool splicing_ = false;  // the write in flight is a ring splice of the file
   bool shutting_down_ = false;
   int read_error_ = 0;
   int write_error_ = 0;

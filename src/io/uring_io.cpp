@@ -12,8 +12,12 @@
 // blocking system calls), so the same script gives the same results in
 // every mode. docs/io.md has the table.
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -24,6 +28,7 @@
 #include <string>
 #include <unordered_set>
 #include <utility>
+#include <vector>
 
 #include "io/io.h"
 #include "io/transport.h"
@@ -106,7 +111,13 @@ class RingRecv final : public RingOp, public RingRead {
       deferred_ = false;
       ring_.undefer(this);
     }
-    pause();
+    // The cancel goes with the loop turn's batch (beside the socket's
+    // close): nobody reads any more, so there is nothing to hold back.
+    multishot_ = false;
+    if (armed_ && !cancel_sent_) {
+      cancel_sent_ = true;
+      ring_.cancel(this, kRecv);
+    }
     update_hold();
     ring_.release(this);  // now, when nothing of it is in the kernel
   }
@@ -194,6 +205,10 @@ class RingSend final : public RingOp, public RingWrite {
  public:
   static constexpr uint8_t kSend = 2;
   static constexpr uint8_t kShutdown = 3;
+  static constexpr uint8_t kClose = 4;
+  static constexpr uint8_t kSplicePoll = 0;  // the socket is writable again
+  static constexpr uint8_t kSpliceIn = 5;    // file -> pipe
+  static constexpr uint8_t kSpliceOut = 6;   // pipe -> socket
   static constexpr size_t kKeepBytes = size_t{64} * 1024;
 
   RingSend(Ring& ring, RingSocketsImpl* owner, Transport* t, int fd)
@@ -204,27 +219,76 @@ class RingSend final : public RingOp, public RingWrite {
     buf_.swap(bytes);  // the transport gets this op's last buffer back: both keep their capacity
     bytes.clear();
     pos_ = from;
-    in_flight_ = true;
+    set_in_flight(true);
     if (pos_ < buf_.size()) return submit_send();
     io_uring_prep_nop(ring_.sqe(this, kSend));  // nothing left: the completion alone
   }
   [[nodiscard]] size_t unsent() const override { return in_flight_ ? buf_.size() - pos_ : 0; }
   std::string settle() override {
+    if (splice_entries_ > 0) {
+      settling_ = true;
+      ring_.cancel(this, kSplicePoll);
+      ring_.cancel(this, kSpliceIn);
+      ring_.settle(this, kSpliceOut);  // (waits for every entry of this op)
+      settling_ = false;
+      ring_.output(-1);
+      drop_pipe();  // what it still holds is not sent
+      return {};
+    }
     if (!in_flight_) return {};
     settling_ = true;
     ring_.settle(this, kSend);
     settling_ = false;
     std::string rest = buf_.substr(std::min(pos_, buf_.size()));
     buf_.clear();
-    in_flight_ = false;
+    set_in_flight(false);
     return rest;
   }
-  void shutdown() override { io_uring_prep_shutdown(ring_.sqe(this, kShutdown), fd_, SHUT_WR); }
+  void shutdown() override {
+    ring_.output(1);
+    ++shutdowns_;
+    io_uring_prep_shutdown(ring_.sqe(this, kShutdown), fd_, SHUT_WR);
+  }
+  // The descriptor's close, after the send settled (Transport::close): a
+  // receive still in the kernel holds the socket's file, so the connection
+  // ends when it completes. A half-close still on the ring goes first: the
+  // kernel runs it on a worker thread, which looks the descriptor up by
+  // number only then — after a close beside it, that number may be a new
+  // socket's already (seen: a new connection shut down under its client).
+  void splice(int file_fd, int64_t offset, size_t len) override {
+    ring_.output(1);
+    if (!open_pipe()) {
+      spliced_ = uv_translate_sys_error(errno);
+      io_uring_prep_nop(ring_.sqe(this, kSpliceOut));  // told from the loop
+      ++splice_entries_;
+      return;
+    }
+    len = std::min(len, pipe_size_);
+    spliced_ = 0;
+    io_uring_sqe* in = ring_.sqe(this, kSpliceIn);
+    io_uring_prep_splice(in, file_fd, offset, pipe_[1], -1, static_cast<unsigned>(len), SPLICE_F_MOVE);
+    in->flags |= IOSQE_IO_LINK;
+    io_uring_prep_splice(ring_.sqe(this, kSpliceOut), pipe_[0], -1, fd_, -1, static_cast<unsigned>(len),
+                         SPLICE_F_MOVE);
+    splice_entries_ += 2;
+  }
+  void close_fd() override {
+    if (shutdowns_ > 0 || splice_entries_ > 0) {
+      close_after_ = true;
+      return;
+    }
+    io_uring_prep_close(ring_.sqe(this, kClose), fd_);
+  }
   void detach() override {
     t_ = nullptr;
     if (in_flight_) ring_.cancel(this, kSend);
+    if (splice_entries_ > 0) {
+      ring_.cancel(this, kSpliceIn);
+      ring_.cancel(this, kSpliceOut);
+    }
     ring_.release(this);
   }
+  [[nodiscard]] Transport* transport() const { return t_; }
   void orphan() {
     if (t_ != nullptr) t_->forget_ring();
     t_ = nullptr;
@@ -235,18 +299,33 @@ class RingSend final : public RingOp, public RingWrite {
   void on_cqe(uint8_t tag, int res, uint32_t /*flags*/) override {
     bool live = t_ != nullptr && !ring_.closing();
     if (tag == kShutdown) {
+      ring_.output(-1);
+      if (--shutdowns_ == 0 && close_after_) {
+        close_after_ = false;  // (even for a transport gone meanwhile: the descriptor is this op's to close)
+        io_uring_prep_close(ring_.sqe(this, kClose), fd_);
+      }
       if (live) t_->on_ring_shutdown(res < 0 ? uv_status(res) : 0);
+      return;
+    }
+    if (tag == kSend && ring_.exiting() && !settling_ && t_ != nullptr) return sent_at_exit(res);
+    if (tag == kSpliceIn || tag == kSpliceOut || tag == kSplicePoll) return spliced(tag, res);
+    if (tag == kClose) {
+      // Told even while the ring closes (the transport would point here
+      // otherwise); the op is finished once t_ is gone.
+      Transport* t = t_;
+      t_ = nullptr;
+      if (t != nullptr) t->on_ring_closed();
       return;
     }
     if (res > 0) pos_ += static_cast<size_t>(res);
     if (settling_) return;  // settle() takes what is left
     if (!live) {
-      in_flight_ = false;
+      set_in_flight(false);
       buf_.clear();
       return;
     }
     if (res > 0 && pos_ < buf_.size()) return submit_send();  // a short send: the rest
-    in_flight_ = false;
+    set_in_flight(false);
     buf_.clear();
     // The buffer comes back to the transport at its next send: a small one
     // is kept for that, a large answer's is not (an idle connection holds
@@ -262,6 +341,74 @@ class RingSend final : public RingOp, public RingWrite {
   }
 
  private:
+  // A splice's completions: bytes into the pipe, bytes out of it. A short
+  // move into the pipe breaks the link (the move out is cancelled): what
+  // the pipe holds is moved out by another entry. The kernel's worker
+  // moves it out of the pipe, but into a non-blocking socket: a full one
+  // says EAGAIN, and the next move waits for writability (a POLL_ADD
+  // linked before it). Done when the pipe is empty again (or on an error:
+  // the pipe is dropped with its bytes).
+  void spliced(uint8_t tag, int res) {
+    --splice_entries_;
+    if (tag == kSpliceIn && res > 0) in_pipe_ += static_cast<size_t>(res);
+    if (tag == kSpliceOut && res > 0) {
+      in_pipe_ -= std::min(in_pipe_, static_cast<size_t>(res));
+      spliced_ += res;
+    }
+    if (tag == kSpliceOut && res == -EAGAIN) {
+      full_ = true;
+    } else if (tag != kSplicePoll && res < 0 && res != -ECANCELED && spliced_ >= 0) {
+      spliced_ = uv_status(res);
+    }
+    if (settling_ || splice_entries_ > 0) return;
+    if (in_pipe_ > 0 && spliced_ >= 0 && t_ != nullptr && !ring_.closing()) {
+      if (full_) {
+        full_ = false;
+        io_uring_sqe* poll = ring_.sqe(this, kSplicePoll);
+        io_uring_prep_poll_add(poll, fd_, POLLOUT);
+        poll->flags |= IOSQE_IO_LINK;
+        ++splice_entries_;
+      }
+      io_uring_prep_splice(ring_.sqe(this, kSpliceOut), pipe_[0], -1, fd_, -1,
+                           static_cast<unsigned>(in_pipe_), SPLICE_F_MOVE);
+      ++splice_entries_;
+      return;
+    }
+    ring_.output(-1);
+    if (spliced_ < 0) drop_pipe();
+    if (close_after_ && shutdowns_ == 0) {
+      close_after_ = false;
+      io_uring_prep_close(ring_.sqe(this, kClose), fd_);
+    }
+    if (t_ != nullptr && !ring_.closing()) t_->on_ring_spliced(spliced_);
+  }
+  bool open_pipe() {
+    if (pipe_[0] >= 0) return true;
+    if (::pipe2(pipe_, O_CLOEXEC) != 0) return false;
+    // A larger pipe moves more per entry (the default is 64 KiB).
+    int got = ::fcntl(pipe_[1], F_SETPIPE_SZ, 1 << 20);
+    pipe_size_ = got > 0 ? static_cast<size_t>(got) : size_t{64} * 1024;
+    return true;
+  }
+  void drop_pipe() {
+    if (pipe_[0] >= 0) ::close(pipe_[0]);
+    if (pipe_[1] >= 0) ::close(pipe_[1]);
+    pipe_[0] = pipe_[1] = -1;
+    in_pipe_ = 0;
+  }
+  void set_in_flight(bool on) {
+    if (on != in_flight_) ring_.output(on ? 1 : -1);
+    in_flight_ = on;
+  }
+  // exit(3) with this send on the ring (Ring::flush_output_at_exit): the
+  // rest goes, then what was corked behind it; nobody is told.
+  void sent_at_exit(int res) {
+    if (res > 0) pos_ += static_cast<size_t>(res);
+    if (res > 0 && pos_ < buf_.size()) return submit_send();
+    set_in_flight(false);
+    buf_.clear();
+    if (res >= 0) t_->on_ring_sent_at_exit();
+  }
   void submit_send() {
     size_t n = std::min(buf_.size() - pos_, size_t{1} << 30);
     io_uring_prep_send(ring_.sqe(this, kSend), fd_, buf_.data() + pos_, n, MSG_NOSIGNAL);
@@ -273,6 +420,14 @@ class RingSend final : public RingOp, public RingWrite {
   int fd_;
   std::string buf_;
   size_t pos_ = 0;
+  int shutdowns_ = 0;         // half-closes on the ring
+  bool close_after_ = false;  // close_fd() waits for them (and for splices)
+  int pipe_[2] = {-1, -1};    // splice(): made at the first file
+  size_t pipe_size_ = 0;
+  size_t in_pipe_ = 0;
+  int splice_entries_ = 0;
+  bool full_ = false;    // the last move out found the socket full
+  int64_t spliced_ = 0;  // bytes moved to the socket, or a libuv status
   bool in_flight_ = false;
   bool settling_ = false;
 };
@@ -298,11 +453,13 @@ class RingAcceptOp final : public RingOp, public RingAccept {
   void start(bool many, std::function<void(int)> each) override {
     each_ = std::move(each);
     many_ = many;
-    if (!armed_) arm();
+    if (!armed_ && !backing_off_ && !polling_) arm();
   }
   void stop() override {
     each_ = nullptr;
     if (armed_) ring_.cancel(this, 0);
+    if (backing_off_) ring_.cancel(this, kBackoff);
+    if (polling_) ring_.cancel(this, kPoll);
   }
   void detach() override {
     gone_ = true;
@@ -313,7 +470,12 @@ class RingAcceptOp final : public RingOp, public RingAccept {
   // An armed accept keeps the loop alive as libuv's listening handle does.
   [[nodiscard]] bool holds_loop() const override { return true; }
 
-  void on_cqe(uint8_t /*tag*/, int res, uint32_t flags) override {
+  void on_cqe(uint8_t tag, int res, uint32_t flags) override {
+    if (tag == kBackoff || tag == kPoll) {
+      (tag == kBackoff ? backing_off_ : polling_) = false;
+      if (each_ && !gone_ && !ring_.closing() && !armed_) arm();
+      return;
+    }
     bool more = (flags & IORING_CQE_F_MORE) != 0;
     if (!more) armed_ = false;
     bool live = each_ && !gone_ && !ring_.closing();
@@ -322,17 +484,33 @@ class RingAcceptOp final : public RingOp, public RingAccept {
       return;
     }
     if (res == -ECANCELED) return;
+    if ((res == -EMFILE || res == -ENFILE) && out_of_descriptors(res)) return;
     // One connection for a single accept: the callback is spent before it
     // runs (it may start the next one).
     std::function<void(int)> each = many_ ? each_ : std::move(each_);
     if (!many_) each_ = nullptr;
     each(res);
-    // The kernel ended the multishot entry (an error such as EMFILE, or
-    // its own limits): on again while someone takes connections.
-    if (!armed_ && many_ && each_ && !gone_) arm();
+    // The kernel ended the multishot entry (an error, or its own limits):
+    // on again while someone takes connections.
+    if (!armed_ && !backing_off_ && !polling_ && many_ && each_ && !gone_) arm();
   }
 
  private:
+  static constexpr uint8_t kBackoff = 1;
+  static constexpr uint8_t kPoll = 2;
+
+  // Out of descriptors: the connection stays in the listen queue, and an
+  // accept armed again at once would fail at once, for ever (a spin: the
+  // kernel takes the descriptor before it looks for a connection, so it
+  // fails even with none waiting). As libuv does: the reserve descriptor
+  // is closed, the waiting connections are accepted and closed (their
+  // clients see the end rather than wait), the reserve is opened again —
+  // nobody is told — and the next accept waits until a connection comes
+  // (IORING_OP_POLL_ADD on the listener): each one costs a wake-up, no
+  // more, until descriptors free. Without a reserve to spend, the error is
+  // told (as libuv tells it) and the next accept waits 100 ms.
+  bool out_of_descriptors(int res);
+
   void arm() {
     io_uring_sqe* s = ring_.sqe(this, 0);
     int flags = SOCK_CLOEXEC | SOCK_NONBLOCK;
@@ -352,6 +530,9 @@ class RingAcceptOp final : public RingOp, public RingAccept {
   bool many_ = false;
   bool armed_ = false;
   bool gone_ = false;
+  bool backing_off_ = false;
+  bool polling_ = false;  // out of descriptors: waiting for the next connection
+  __kernel_timespec backoff_{0, 100 * 1000 * 1000};
 };
 
 class RingSocketsImpl final : public RingSockets {
@@ -360,6 +541,8 @@ class RingSocketsImpl final : public RingSockets {
     const char* mode = std::getenv("EVO_URING_SEND");
     sends_ = mode == nullptr || std::strcmp(mode, "off") != 0;
     Transport::ring_send_tries = mode != nullptr && std::strcmp(mode, "try") == 0;
+    const char* splice = std::getenv("EVO_URING_SPLICE");
+    Transport::ring_splice = splice != nullptr && std::strcmp(splice, "1") == 0;
   }
   ~RingSocketsImpl() {
     // The run is over with transports still open (a C++ test's): they read
@@ -382,6 +565,7 @@ class RingSocketsImpl final : public RingSockets {
       a->orphan();
       if (a->in_kernel() == 0) std::unique_ptr<RingAcceptOp> gone(a);
     }
+    if (reserve_ >= 0) ::close(reserve_);
   }
   RingSocketsImpl(const RingSocketsImpl&) = delete;
   RingSocketsImpl& operator=(const RingSocketsImpl&) = delete;
@@ -403,6 +587,7 @@ class RingSocketsImpl final : public RingSockets {
     return w;
   }
   RingAccept* attach_accept(int fd, std::function<void()> forget) override {
+    keep_reserve();
     auto op = std::make_unique<RingAcceptOp>(ring_, this, fd, std::move(forget));
     RingAcceptOp* a = op.get();
     accepts_.insert(a);
@@ -413,8 +598,19 @@ class RingSocketsImpl final : public RingSockets {
   void forget(RingRecv* r) { reads_.erase(r); }
   void forget(RingSend* w) { writes_.erase(w); }
 
+  // ---- ring-only sockets (Transport::on_ring), the EMFILE reserve
+  [[nodiscard]] bool own_sockets() const override { return sends_ && ring_.has_buffers(); }
+  void release_all() override;
+  // Accepts and closes the connections waiting on listen_fd with the
+  // reserve descriptor spent: true when the queue is empty now.
+  bool drop_pending(int listen_fd);
+  void keep_reserve() {
+    if (reserve_ < 0) reserve_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  }
+
  private:
   Ring& ring_;
+  int reserve_ = -1;   // a descriptor kept to give back when out of them (EMFILE)
   bool sends_ = true;  // EVO_URING_SEND=off keeps libuv's writes (for comparison)
   std::unordered_set<RingRecv*> reads_;
   std::unordered_set<RingSend*> writes_;
@@ -425,13 +621,234 @@ RingAcceptOp::~RingAcceptOp() {
   if (owner_ != nullptr) owner_->forget(this);
 }
 
+bool RingAcceptOp::out_of_descriptors(int res) {
+  if (owner_ != nullptr && owner_->drop_pending(fd_)) {
+    if (!armed_ && !polling_) {
+      polling_ = true;
+      io_uring_prep_poll_add(ring_.sqe(this, kPoll), fd_, POLLIN);
+    }
+    return true;
+  }
+  std::function<void(int)> each = many_ ? each_ : std::move(each_);
+  if (!many_) each_ = nullptr;
+  each(res);
+  if (!armed_ && !backing_off_ && many_ && each_ && !gone_) {
+    backing_off_ = true;
+    io_uring_prep_timeout(ring_.sqe(this, kBackoff), &backoff_, 0, 0);
+  }
+  return true;
+}
+
+bool RingSocketsImpl::drop_pending(int listen_fd) {
+  if (reserve_ < 0) return false;
+  ::close(reserve_);
+  reserve_ = -1;
+  int err = 0;
+  for (;;) {
+    // (The listening socket is non-blocking, as libuv made it; poll first
+    // all the same: a blocking accept here would hang the loop.)
+    pollfd pfd{listen_fd, POLLIN, 0};
+    if (::poll(&pfd, 1, 0) <= 0) {
+      err = EAGAIN;
+      break;
+    }
+    int fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (fd >= 0) {
+      ::close(fd);
+      continue;
+    }
+    if (errno == EINTR || errno == ECONNABORTED) continue;
+    err = errno;
+    break;
+  }
+  keep_reserve();
+  return err == EAGAIN || err == EWOULDBLOCK;
+}
+
+// Releases every open ring-only transport as libuv's walk releases a
+// handle: through its user (a stream fails its waiters, a server's
+// connection ends). A release may end others: each is looked up again.
+void RingSocketsImpl::release_all() {
+  std::vector<RingSend*> all(writes_.begin(), writes_.end());
+  for (RingSend* w : all) {
+    if (writes_.count(w) == 0) continue;
+    Transport* t = w->transport();
+    if (t != nullptr && t->ring_only() && !t->closed()) t->release();
+  }
+}
+
 RingSend::~RingSend() {
   if (owner_ != nullptr) owner_->forget(this);
+  drop_pipe();
 }
 
 RingRecv::~RingRecv() {
   if (owner_ != nullptr) owner_->forget(this);
 }
+
+// ---------------------------------------------------------------- connects
+
+// A connection made on the ring: a socket(2), then IORING_OP_CONNECT, with
+// the deadline as a linked IORING_OP_LINK_TIMEOUT (the kernel cancels the
+// connect when it fires) and cancellation by IORING_OP_ASYNC_CANCEL. A host
+// name is resolved first by libuv's getaddrinfo (on its thread pool);
+// each address is tried in turn, as the evented Io does, within one
+// deadline. The connected socket becomes a ring-only transport. Errors
+// are the evented Io's: the libuv status of the last address tried (or of
+// the resolution), detailed with "host:port" or the path.
+class RingConnect final : public RingOp, public IoOp {
+ public:
+  static constexpr uint8_t kConnect = 0;
+  static constexpr uint8_t kTimeout = 1;
+
+  RingConnect(Ring& ring, uv_loop_t* loop, std::string where, double timeout, IoDone done)
+      : ring_(ring), loop_(loop), where_(std::move(where)), done_(std::move(done)) {
+    gai_.data = this;
+    if (timeout > 0) deadline_ = uv_hrtime() + static_cast<uint64_t>(timeout * 1e9);
+  }
+  ~RingConnect() override {
+    if (results_ != nullptr) uv_freeaddrinfo(results_);
+  }
+
+  // To one address (numeric host, or a Unix socket's).
+  void start(const sockaddr* addr, socklen_t len) {
+    std::memcpy(&addr_, addr, len);
+    addr_len_ = len;
+    attempt();
+  }
+  // Resolves host first; false when that failed at once (told through done).
+  bool resolve(const std::string& host, int port) {
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    int status =
+        uv_getaddrinfo(loop_, &gai_, on_resolved, host.c_str(), std::to_string(port).c_str(), &hints);
+    if (status != 0) {
+      finished_ = true;
+      done_(IoResult::failed(status, host));
+      return false;
+    }
+    resolving_ = true;
+    return true;
+  }
+
+  void cancel() override {
+    canceled_ = true;
+    if (resolving_) uv_cancel(reinterpret_cast<uv_req_t*>(&gai_));  // on_resolved lets go
+    if (connecting_) ring_.cancel(this, kConnect);                  // its completion lets go
+  }
+  [[nodiscard]] bool finished() const override { return finished_; }
+
+  void on_cqe(uint8_t tag, int res, uint32_t /*flags*/) override {
+    if (tag == kTimeout) return;  // the connect's own completion says what happened
+    connecting_ = false;
+    if (canceled_ || ring_.closing()) {
+      ::close(fd_);
+      fd_ = -1;
+      finished_ = true;
+      return;
+    }
+    if (res == 0) return connected();
+    ::close(fd_);
+    fd_ = -1;
+    if (res == -ECANCELED) {  // not by us: the linked timeout fired
+      return finish(IoResult::failed("Timeout", "could not connect within the timeout: " + where_));
+    }
+    last_error_ = uv_status(res);
+    next();
+  }
+
+ private:
+  static void on_resolved(uv_getaddrinfo_t* req, int status, addrinfo* res) {
+    auto* self = static_cast<RingConnect*>(req->data);
+    self->resolving_ = false;
+    self->results_ = res;
+    if (self->canceled_) {
+      self->finished_ = true;
+      self->ring_.release(self);
+      return;
+    }
+    if (status < 0) return self->finish_now(IoResult::failed(status, self->where_));
+    self->next_ = res;
+    self->next();
+    if (self->finished_) self->ring_.release(self);
+  }
+
+  // The next address of the resolved list, or the last error.
+  void next() {
+    if (next_ == nullptr) {
+      return finish(IoResult::failed(last_error_ != 0 ? last_error_ : UV_EAI_NONAME, where_));
+    }
+    addrinfo* ai = next_;
+    next_ = ai->ai_next;
+    std::memcpy(&addr_, ai->ai_addr, ai->ai_addrlen);
+    addr_len_ = ai->ai_addrlen;
+    attempt();
+  }
+
+  void attempt() {
+    fd_ = ::socket(addr_.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd_ < 0) {
+      last_error_ = uv_translate_sys_error(errno);
+      return next();
+    }
+    io_uring_sqe* s = ring_.sqe(this, kConnect);
+    io_uring_prep_connect(s, fd_, reinterpret_cast<const sockaddr*>(&addr_), addr_len_);
+    connecting_ = true;
+    if (deadline_ == 0) return;
+    uint64_t now = uv_hrtime();
+    uint64_t left = deadline_ > now ? deadline_ - now : 1;
+    ts_.tv_sec = static_cast<int64_t>(left / 1000000000);
+    ts_.tv_nsec = static_cast<long long>(left % 1000000000);
+    s->flags |= IOSQE_IO_LINK;
+    io_uring_prep_link_timeout(ring_.sqe(this, kTimeout), &ts_, 0);
+  }
+
+  void connected() {
+    if (addr_.ss_family != AF_UNIX) {
+      int one = 1;
+      ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    }
+    IoResult r;
+    r.transport = Transport::on_ring(loop_, fd_);
+    if (r.transport == nullptr) {  // (UringIo checked that the ring carries sockets)
+      ::close(fd_);
+      r = IoResult::failed(UV_ENOTSUP, where_);
+    }
+    fd_ = -1;
+    finish(std::move(r));
+  }
+
+  // From a completion: the ring frees this after it.
+  void finish(IoResult r) {
+    finished_ = true;
+    IoDone done = std::move(done_);
+    done(std::move(r));
+  }
+  // From libuv's callback: the caller lets go (ring_.release).
+  void finish_now(IoResult r) {
+    finish(std::move(r));
+    ring_.release(this);
+  }
+
+  Ring& ring_;
+  uv_loop_t* loop_;
+  std::string where_;
+  IoDone done_;
+  uint64_t deadline_ = 0;  // uv_hrtime() ns; 0: none
+  __kernel_timespec ts_{};
+  uv_getaddrinfo_t gai_{};
+  addrinfo* results_ = nullptr;
+  addrinfo* next_ = nullptr;
+  sockaddr_storage addr_{};
+  socklen_t addr_len_ = 0;
+  int fd_ = -1;
+  int last_error_ = 0;
+  bool resolving_ = false;
+  bool connecting_ = false;
+  bool canceled_ = false;
+  bool finished_ = false;
+};
 
 // --------------------------------------------------------- whole-file jobs
 
@@ -593,8 +1010,8 @@ class FileJob final : public RingOp, public IoOp {
 
 class UringIo final : public Io {
  public:
-  UringIo(std::unique_ptr<Ring> ring, std::unique_ptr<Io> evented)
-      : ring_(std::move(ring)), evented_(std::move(evented)), sockets_(*ring_) {
+  UringIo(uv_loop_t* loop, std::unique_ptr<Ring> ring, std::unique_ptr<Io> evented)
+      : loop_(loop), ring_(std::move(ring)), evented_(std::move(evented)), sockets_(*ring_) {
     Transport::ring_sockets = &sockets_;
   }
   ~UringIo() override {
@@ -608,11 +1025,47 @@ class UringIo final : public Io {
   std::unique_ptr<Transport> adopt_stdio(int fd, int* shared_flags) override {
     return evented_->adopt_stdio(fd, shared_flags);
   }
+  // A connect that failed at once (no socket) has told done already.
+  IoOp* started(RingConnect* c) {
+    if (!c->finished()) return c;
+    ring_->release(c);
+    return nullptr;
+  }
+  // Connects on the ring (a caller that cannot wait connects with blocking
+  // system calls in the evented Io; its socket is adopted onto the ring).
   IoOp* connect_tcp(const std::string& host, int port, double timeout, bool wait, IoDone done) override {
-    return evented_->connect_tcp(host, port, timeout, wait, std::move(done));
+    if (!wait || !sockets_.own_sockets())
+      return evented_->connect_tcp(host, port, timeout, wait, std::move(done));
+    std::string where = host + ":" + std::to_string(port);
+    auto op = std::make_unique<RingConnect>(*ring_, loop_, std::move(where), timeout, std::move(done));
+    RingConnect* c = op.get();
+    ring_->adopt(std::move(op));
+    sockaddr_storage addr{};
+    if (parse_ip(host.c_str(), port, &addr)) {
+      socklen_t len = addr.ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
+      c->start(reinterpret_cast<const sockaddr*>(&addr), len);
+      return started(c);
+    }
+    if (!c->resolve(host, port)) {
+      ring_->release(c);
+      return nullptr;
+    }
+    return c;
   }
   IoOp* connect_pipe(const std::string& path, bool wait, IoDone done) override {
-    return evented_->connect_pipe(path, wait, std::move(done));
+    if (!wait || !sockets_.own_sockets()) return evented_->connect_pipe(path, wait, std::move(done));
+    sockaddr_un addr{};
+    if (path.size() >= sizeof(addr.sun_path)) {
+      done(IoResult::failed(UV_ENAMETOOLONG, path));
+      return nullptr;
+    }
+    addr.sun_family = AF_UNIX;
+    std::memcpy(addr.sun_path, path.data(), path.size());
+    auto op = std::make_unique<RingConnect>(*ring_, loop_, path, 0, std::move(done));
+    RingConnect* c = op.get();
+    ring_->adopt(std::move(op));
+    c->start(reinterpret_cast<const sockaddr*>(&addr), sizeof(addr));
+    return started(c);
   }
   std::unique_ptr<IoListener> listen(const ListenSpec& spec, int* status) override {
     return evented_->listen(spec, status);
@@ -634,6 +1087,7 @@ class UringIo final : public Io {
   }
 
  private:
+  uv_loop_t* loop_;
   // Declared first: destroyed last, after sockets_ let go of its receives
   // and sends (the ring drains and frees them).
   std::unique_ptr<Ring> ring_;
@@ -646,7 +1100,7 @@ class UringIo final : public Io {
 std::unique_ptr<Io> make_uring_io(uv_loop_t* loop, std::string* why) {
   std::unique_ptr<Ring> ring = Ring::create(loop, why);
   if (ring == nullptr) return nullptr;
-  return std::make_unique<UringIo>(std::move(ring), make_evented_io(loop));
+  return std::make_unique<UringIo>(loop, std::move(ring), make_evented_io(loop));
 }
 
 }  // namespace evo

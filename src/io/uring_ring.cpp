@@ -81,6 +81,10 @@ const char* opcode_name(unsigned op) {
       return "fsync";
     case IORING_OP_SHUTDOWN:
       return "shutdown";
+    case IORING_OP_POLL_ADD:
+      return "poll";
+    case IORING_OP_SPLICE:
+      return "splice";
     default:
       return nullptr;
   }
@@ -120,6 +124,7 @@ std::string probe() {
 struct Ring::Handles {
   uv_prepare_t prepare{};
   uv_poll_t poll{};
+  uv_idle_t idle{};  // active while something is deferred: the loop's poll does not block
   Ring* ring = nullptr;
   int open = 0;  // handles not yet closed; the holder is freed at 0
 
@@ -129,12 +134,45 @@ struct Ring::Handles {
   static Handles* of(uv_poll_t* h) {
     return reinterpret_cast<Handles*>(reinterpret_cast<char*>(h) - offsetof(Handles, poll));
   }
+  static Handles* of(uv_idle_t* h) {
+    return reinterpret_cast<Handles*>(reinterpret_cast<char*>(h) - offsetof(Handles, idle));
+  }
   static void closed(uv_handle_t* h) {
-    Handles* self =
-        h->type == UV_PREPARE ? of(reinterpret_cast<uv_prepare_t*>(h)) : of(reinterpret_cast<uv_poll_t*>(h));
+    Handles* self = h->type == UV_PREPARE ? of(reinterpret_cast<uv_prepare_t*>(h))
+                    : h->type == UV_IDLE  ? of(reinterpret_cast<uv_idle_t*>(h))
+                                          : of(reinterpret_cast<uv_poll_t*>(h));
     if (--self->open == 0) std::unique_ptr<Handles> gone(self);
   }
 };
+
+// ------------------------------------------------------ output at exit(3)
+
+namespace {
+// The ring of the running loop, for the atexit handler (one per thread's
+// runtime; the one that exits is the loop thread's).
+thread_local Ring* t_exit_ring = nullptr;
+void flush_at_exit() {
+  if (t_exit_ring != nullptr) t_exit_ring->flush_output_at_exit();
+}
+}  // namespace
+
+void Ring::flush_output_at_exit() {
+  if (!ring_ok_ || closing_ || exiting_) return;
+  exiting_ = true;
+  constexpr uint64_t kBoundNs = 2'000'000'000;  // a peer that reads nothing does not hold the exit longer
+  uint64_t deadline = uv_hrtime() + kBoundNs;
+  submit();
+  while (output_ > 0) {
+    uint64_t now = uv_hrtime();
+    if (now >= deadline) break;
+    __kernel_timespec ts{static_cast<int64_t>((deadline - now) / 1000000000),
+                         static_cast<long long>((deadline - now) % 1000000000)};
+    io_uring_cqe* cqe = nullptr;
+    if (backlog_.empty() && io_uring_wait_cqe_timeout(&ring_, &cqe, &ts) != 0) continue;
+    reap();
+    submit();  // the rest of a short send
+  }
+}
 
 // -------------------------------------------------------------------- Ring
 
@@ -187,19 +225,36 @@ bool Ring::init(std::string* why) {
     return false;
   }
   ring_ok_ = true;
-  efd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (efd_ < 0 || io_uring_register_eventfd(&ring_, efd_) != 0) {
-    *why = std::string("cannot signal io_uring completions to an eventfd: ") + std::strerror(errno);
-    return false;
+  // How the loop learns of completions: by polling the ring's own
+  // descriptor (readable while completions wait: reaping them is all it
+  // takes, no read(2) per wake-up, no eventfd signal per completion), or
+  // an eventfd the ring signals (EVO_URING_WAKE=eventfd, to compare).
+  const char* wake = std::getenv("EVO_URING_WAKE");
+  wake_by_ring_fd_ = wake == nullptr || std::strcmp(wake, "eventfd") != 0;
+  if (!wake_by_ring_fd_) {
+    efd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (efd_ < 0 || io_uring_register_eventfd(&ring_, efd_) != 0) {
+      *why = std::string("cannot signal io_uring completions to an eventfd: ") + std::strerror(errno);
+      return false;
+    }
   }
   init_buffers();  // without them sockets keep libuv's reads
   auto h = std::make_unique<Handles>();
   h->ring = this;
-  if (uv_prepare_init(loop_, &h->prepare) != 0 || uv_poll_init(loop_, &h->poll, efd_) != 0) {
-    *why = "cannot watch the io_uring eventfd from the event loop";
+  int watched = wake_by_ring_fd_ ? ring_.ring_fd : efd_;
+  if (uv_prepare_init(loop_, &h->prepare) != 0 || uv_poll_init(loop_, &h->poll, watched) != 0 ||
+      uv_idle_init(loop_, &h->idle) != 0) {
+    *why = "cannot watch the io_uring completions from the event loop";
     return false;
   }
-  h->open = 2;
+  h->open = 3;
+  uv_unref(reinterpret_cast<uv_handle_t*>(&h->idle));
+  static thread_local bool hooked = false;
+  if (!hooked) {
+    hooked = true;
+    std::atexit(flush_at_exit);
+  }
+  t_exit_ring = this;
   uv_prepare_start(&h->prepare, on_prepare);
   uv_unref(reinterpret_cast<uv_handle_t*>(&h->prepare));  // it never keeps the loop alive
   uv_poll_start(&h->poll, UV_READABLE, on_poll);
@@ -241,6 +296,7 @@ void Ring::recycle(uint16_t id) {
 }
 
 Ring::~Ring() {
+  if (t_exit_ring == this) t_exit_ring = nullptr;
   deferred_.clear();  // their ops are freed with the others below
   if (ring_ok_) drain_at_exit();
   if (print_stats_) std::fprintf(stderr, "evo uring stats: %s\n", stats_line().c_str());
@@ -248,6 +304,7 @@ Ring::~Ring() {
     handles_->ring = nullptr;
     uv_close(reinterpret_cast<uv_handle_t*>(&handles_->prepare), Handles::closed);
     uv_close(reinterpret_cast<uv_handle_t*>(&handles_->poll), Handles::closed);
+    uv_close(reinterpret_cast<uv_handle_t*>(&handles_->idle), Handles::closed);
   }
   if (buf_ring_ != nullptr) {
     io_uring_unregister_buf_ring(&ring_, kGroup);
@@ -346,6 +403,7 @@ bool Ring::work_waiting() const {
 // in here need no wake-up, which would cost the next poll a read of the
 // eventfd for nothing; what came in the gap is seen before the loop blocks.
 void Ring::turn() {
+  if (wake_by_ring_fd_) return turn_polled();
   io_uring_cq_eventfd_toggle(&ring_, false);
   for (int round = 0; round < 4; ++round) {
     bool deferred = (IO_URING_READ_ONCE(*ring_.sq.kflags) & IORING_SQ_TASKRUN) != 0;
@@ -363,6 +421,23 @@ void Ring::turn() {
     while (::write(efd_, &one, sizeof(one)) < 0 && errno == EINTR) {
     }
   }
+  update_ref();
+}
+
+// The turn when libuv polls the ring's descriptor: as above, without the
+// eventfd. What comes in the gap before the loop blocks needs nothing
+// here: a completion makes the descriptor readable (the poll is
+// level-triggered), and completion work still owed to this thread
+// (COOP_TASKRUN) interrupts the poll, runs, and makes it readable. Only
+// entries still unsubmitted after the last round go now.
+void Ring::turn_polled() {
+  for (int round = 0; round < 4; ++round) {
+    bool deferred = (IO_URING_READ_ONCE(*ring_.sq.kflags) & IORING_SQ_TASKRUN) != 0;
+    if (unsubmitted_ > 0 || deferred) enter(deferred || unsubmitted_ > 0);
+    if (backlog_.empty() && io_uring_cq_ready(&ring_) == 0) break;
+    reap();
+  }
+  if (unsubmitted_ > 0) enter(false);
   update_ref();
 }
 
@@ -451,7 +526,12 @@ void Ring::dispatch(io_uring_cqe* cqe) {
 void Ring::defer(RingOp* op, uint8_t tag) {
   deferred_.emplace_back(op, tag);
   // The loop must not block in its poll before the next prepare (defer()
-  // may be called from this turn's prepare itself): the eventfd wakes it.
+  // may be called from this turn's prepare itself): an active idle handle
+  // makes its poll return at once (or the eventfd wakes it).
+  if (wake_by_ring_fd_) {
+    if (handles_ != nullptr) uv_idle_start(&handles_->idle, [](uv_idle_t*) {});
+    return;
+  }
   uint64_t one = 1;
   while (::write(efd_, &one, sizeof(one)) < 0 && errno == EINTR) {
   }
@@ -475,6 +555,7 @@ void Ring::on_prepare(uv_prepare_t* h) {
     r->dispatching_ = outer;
     if (op->in_kernel_ == 0 && op->finished()) std::unique_ptr<RingOp> gone(op);
   }
+  if (r->deferred_.empty()) uv_idle_stop(&Handles::of(h)->idle);
   r->turn();
 }
 
@@ -482,7 +563,7 @@ void Ring::on_poll(uv_poll_t* h, int /*status*/, int /*events*/) {
   Ring* r = Handles::of(h)->ring;
   if (r == nullptr) return;
   uint64_t count = 0;
-  while (::read(r->efd_, &count, sizeof(count)) < 0 && errno == EINTR) {
+  while (!r->wake_by_ring_fd_ && ::read(r->efd_, &count, sizeof(count)) < 0 && errno == EINTR) {
   }
   r->turn();  // what the completions started goes out in this iteration
 }

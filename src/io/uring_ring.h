@@ -112,8 +112,18 @@ class Ring {
   // Receives armed on referenced handles: they keep the loop alive as an
   // active libuv handle would (an op's entries do not count for them).
   void hold(int delta);
-  // The loop is closing: the ring frees ops without calling them back.
-  [[nodiscard]] bool closing() const { return closing_; }
+  // The loop is closing (or the process exiting): the ring frees ops
+  // without calling them back.
+  [[nodiscard]] bool closing() const { return closing_ || exiting_; }
+
+  // ---- output at exit(3) (os.exit): the loop never turns again
+  // Sends and half-closes count themselves while on the ring.
+  void output(int delta) { output_ += delta; }
+  // Submits what is queued and waits, up to a bound, until no send or
+  // half-close is left on the ring; completions meanwhile call nobody
+  // (exiting() is true for them). Run by an atexit handler.
+  void flush_output_at_exit();
+  [[nodiscard]] bool exiting() const { return exiting_; }
 
   // ---- the provided buffer ring for socket receives (one group, kGroup)
   static constexpr uint16_t kGroup = 1;
@@ -135,6 +145,7 @@ class Ring {
   bool init_buffers();
   void reap();
   void turn();
+  void turn_polled();
   void enter(bool get_events);
   [[nodiscard]] bool work_waiting() const;
   void dispatch(io_uring_cqe* cqe);
@@ -146,7 +157,8 @@ class Ring {
   uv_loop_t* loop_;
   io_uring ring_{};
   bool ring_ok_ = false;
-  int efd_ = -1;
+  int efd_ = -1;                 // EVO_URING_WAKE=eventfd only
+  bool wake_by_ring_fd_ = true;  // libuv polls the ring's descriptor
   // The two libuv handles live in a holder that libuv frees after their
   // close callbacks (the Ring may be gone by then).
   struct Handles;
@@ -159,6 +171,8 @@ class Ring {
   uint64_t held_ = 0;  // those of them that keep the loop alive
   int64_t held_receives_ = 0;
   bool closing_ = false;
+  bool exiting_ = false;
+  int64_t output_ = 0;  // sends and half-closes on the ring
   io_uring_buf_ring* buf_ring_ = nullptr;
   size_t buf_ring_bytes_ = 0;
   std::unique_ptr<char[]> buffers_;

@@ -158,6 +158,26 @@ void emit_raw(Runtime& rt, int object_ref, const char* event, FillFn fill, void*
   lua_settop(L, base);
 }
 
+void emit_values_raw(Runtime& rt, int object_ref, const char* event, int deliver_ref, PushFn push,
+                     FillFn fill, void* arg, int fields) {
+  lua_State* L = rt.L();
+  int base = lua_gettop(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt.traceback_ref());  // base+1: message handler
+  lua_rawgeti(L, LUA_REGISTRYINDEX, deliver_ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, object_ref);
+  lua_pushboolean(L, rt.debug() ? 1 : 0);
+  int n = push(L, arg);
+  bool handed_back = false;
+  if (lua_pcall(L, 2 + n, 1, base + 1) != 0) {
+    report_handler_error_of(L, object_ref, event);
+  } else if (lua_type(L, -1) == LUA_TFUNCTION) {  // a handler's result, or deliver itself
+    lua_rawgeti(L, LUA_REGISTRYINDEX, deliver_ref);
+    handed_back = lua_rawequal(L, -1, -2) != 0;
+  }
+  lua_settop(L, base);
+  if (handed_back) emit_raw(rt, object_ref, event, fill, arg, fields);
+}
+
 void emit_task_raw(Runtime& rt, int object_ref, const char* event, int runner_ref, FillFn fill, void* arg,
                    int fields) {
   TaskSystem& sys = rt.tasks();

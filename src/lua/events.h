@@ -93,6 +93,36 @@ void emit_task_values(Runtime& rt, int object_ref, const char* event, int values
       [](lua_State* L, void* arg) { (*static_cast<Both*>(arg)->fill)(L); }, &both, fields);
 }
 
+// Like emit, with the handler looked up and the payload made in Lua:
+// deliver(object, debugging, values...), the Lua function at `deliver_ref`,
+// is called in a protected call on the main state with the values push(L,
+// arg) pushes (at most 6; `debugging` a boolean) and tail-calls
+// handler(object, EVENT, payload), its payload made by a table constructor
+// (compiled with the handler: less than a table filled through the C API),
+// or returns when nobody listens. The tail call leaves no frame, so a
+// handler's error and traceback read as emit's, and are reported as emit
+// reports them. Whatever deliver does not know how to find or call as emit
+// would (events.rawHandler: an __index function, a deep class chain, a
+// handler that is not a function), it hands back by returning itself: the
+// event then goes through emit with fill, as if deliver were not there.
+void emit_values_raw(Runtime& rt, int object_ref, const char* event, int deliver_ref, PushFn push,
+                     FillFn fill, void* arg, int fields);
+
+template <class Push, class Fill>
+void emit_values(Runtime& rt, int object_ref, const char* event, int deliver_ref, Push&& push, Fill&& fill,
+                 int fields) {
+  using P = std::remove_reference_t<Push>;
+  using F = std::remove_reference_t<Fill>;
+  struct Both {
+    P* push;
+    F* fill;
+  } both{&push, &fill};
+  emit_values_raw(
+      rt, object_ref, event, deliver_ref,
+      [](lua_State* L, void* arg) { return (*static_cast<Both*>(arg)->push)(L); },
+      [](lua_State* L, void* arg) { (*static_cast<Both*>(arg)->fill)(L); }, &both, fields);
+}
+
 // Starts values_runner(object, debugging, values...) in a pooled task (as
 // emit_task_values does, with no handler looked up: the runner looks up the
 // handlers of the events the values stand for itself, in Lua, where the

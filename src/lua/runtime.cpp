@@ -151,6 +151,7 @@ void Runtime::close_script_handles() {
         if (owner != nullptr && !owner->internal() && !owner->closing()) owner->release();
       },
       nullptr);
+  if (release_loose_) release_loose_();
 }
 
 void Runtime::shutdown() {

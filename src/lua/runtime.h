@@ -15,6 +15,7 @@
 
 #include "core/loop.h"
 
+#include <functional>
 #include <memory>
 
 namespace evo {
@@ -93,6 +94,9 @@ class Runtime {
 
   // Asks every handle a script opened (luv's and Evo's) to close.
   void close_script_handles();
+  // What that sweep releases besides libuv's handles: the uring Io's
+  // sockets, which have none (set by the Io, src/io/io.cpp).
+  void set_release_loose(std::function<void()> fn) { release_loose_ = std::move(fn); }
 
   // Closes every handle, waits for pending requests, runs their callbacks,
   // then closes the VM. Idempotent.
@@ -122,6 +126,7 @@ class Runtime {
   lua_State* L_ = nullptr;
   std::unique_ptr<TaskSystem> tasks_;
   std::shared_ptr<Io> io_;  // shared_ptr: destroyed here without knowing the type
+  std::function<void()> release_loose_;
   int exit_code_ = 0;
   int traceback_ref_ = LUA_NOREF;
   int index_name_ref_ = LUA_NOREF;

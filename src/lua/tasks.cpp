@@ -936,6 +936,10 @@ Task* TaskSystem::spawn_pooled(lua_State* L, int nargs, bool queue) {
 
 void TaskSystem::hold(Task* t, std::shared_ptr<void> what) { t->held = std::move(what); }
 
+bool TaskSystem::can_take_next_job(const Task* t) {
+  return !t->exposed && !t->cancel_requested && t->waiters.empty() && t->results_ref == LUA_NOREF;
+}
+
 bool TaskSystem::park_worker(lua_State* co, int co_ref, Task* task) {
   if (closed_ || idle_workers_.size() >= kMaxIdleCoroutines || co_ref == LUA_NOREF) return false;
   idle_workers_.push_back(IdleWorker{co, co_ref, task});

@@ -59,6 +59,10 @@ class TaskSystem {
   // returned) or t is gone: what a job's handles in Lua refer to without
   // owning it (a request's exchange), so they need no finalizer.
   static void hold(Task* t, std::shared_ptr<void> what);
+  // Whether a running pooled task may take another job on its coroutine
+  // without returning (a server's batch of pipelined requests): nobody saw
+  // its Future, no cancellation waits for it.
+  [[nodiscard]] static bool can_take_next_job(const Task* t);
   static constexpr size_t kMaxIdleCoroutines = 1024;
 
   // Runs the main chunk (function + nargs on the stack of the main state) as a

@@ -36,6 +36,12 @@ class TwinHandle : public NativeHandle {
     if (twin_ref_ != LUA_NOREF) events::emit(*rt_, twin_ref_, event, static_cast<Fill&&>(fill), fields);
   }
 
+  // events::emit_values for this object's twin.
+  template <class Push, class Fill>
+  void emit_values(const char* event, int deliver_ref, Push&& push, Fill&& fill, int fields) {
+    if (twin_ref_ != LUA_NOREF) events::emit_values(*rt_, twin_ref_, event, deliver_ref, push, fill, fields);
+  }
+
   ~TwinHandle() override;
   void on_closed() override;
 

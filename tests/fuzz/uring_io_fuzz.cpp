@@ -2,15 +2,19 @@
 // driven by random sequences of submissions, cancels and completions.
 //
 // Per input: a libuv loop and a uring Io on it; a few temporary files; a few
-// socket pairs, one end a Transport over a libuv handle (so it receives,
-// sends and half-closes through the ring), the other a plain non-blocking
-// descriptor the input drives as the peer. Each input byte picks an
-// operation: a whole-file job (read, write, append), a cancel of a random
-// job in flight, a transport write + flush, reading on/off, a shutdown, a
-// close, the peer reading or writing or closing, one turn of the loop.
+// socket pairs, one end a Transport — over a libuv handle (it receives,
+// sends and half-closes through the ring) or ring-only (no libuv handle:
+// closed on the ring too) — the other a plain non-blocking descriptor the
+// input drives as the peer; a listening Unix socket that connects on the
+// ring make more pairs. Each input byte picks an operation: a whole-file
+// job (read, write, append), a cancel of a random job or connect in flight,
+// a connect (to the listener, or to a missing path), a transport write +
+// flush, reading on/off, a shutdown, a close, the peer reading or writing
+// or closing, one turn of the loop.
 // Invariants, checked with abort():
-//  - a file job reports exactly once when not cancelled, never after its
-//    cancel; a read gives only bytes some write put there (or an error);
+//  - a file job or a connect reports exactly once when not cancelled, never
+//    after its cancel; a read gives only bytes some write put there (or an
+//    error); a connect to a missing path fails with ENOENT;
 //  - the bytes a peer reads are a prefix of the bytes written to its
 //    transport, in order; the bytes a transport's user sees are a prefix of
 //    what its peer wrote, in order;
@@ -24,6 +28,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -97,8 +102,65 @@ struct Harness {
   uv_loop_t loop{};
   std::unique_ptr<evo::Io> io;
   std::vector<std::unique_ptr<Job>> jobs;
+  std::vector<std::unique_ptr<Job>> connects;
   std::vector<std::unique_ptr<Pair>> pairs;
   std::string dir;
+  int listener = -1;  // a Unix socket the connects reach (accepted by hand)
+
+  void listen() {
+    listener = ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    CHECK(listener >= 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::string p = dir + "/l.sock";
+    std::snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", p.c_str());
+    CHECK(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+    CHECK(::listen(listener, 64) == 0);
+  }
+
+  void add_pair(std::unique_ptr<evo::Transport> t, int peer) {
+    auto p = std::make_unique<Pair>();
+    p->t = std::move(t);
+    p->t->set_user(p.get());
+    p->peer = peer;
+    pairs.push_back(std::move(p));
+  }
+
+  // A connect on the ring: to the listener (the pair's peer is accepted
+  // here once it reports), or to a path with nothing there.
+  void connect(uint8_t arg) {
+    bool missing = arg % 4 == 0;
+    auto job = std::make_unique<Job>();
+    Job* j = job.get();
+    connects.push_back(std::move(job));
+    std::string path = dir + (missing ? "/none.sock" : "/l.sock");
+    j->op = io->connect_pipe(path, true, [this, j, missing](evo::IoResult r) {
+      CHECK(!j->cancelled);
+      ++j->reports;
+      CHECK(j->reports == 1);
+      j->op = nullptr;
+      if (missing) {
+        CHECK(!r.ok() && r.status == UV_ENOENT);
+        return;
+      }
+      if (!r.ok()) return;  // (a full backlog)
+      int peer = ::accept4(listener, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      if (peer < 0) return;  // the transport closes with r
+      if (pairs.size() >= 8) {
+        ::close(peer);
+        return;
+      }
+      add_pair(std::move(r.transport), peer);
+    });
+  }
+
+  void cancel_connect(uint8_t pick) {
+    if (connects.empty()) return;
+    Job* j = connects[pick % connects.size()].get();
+    if (j->op == nullptr || j->reports > 0 || j->cancelled) return;
+    j->cancelled = true;
+    j->op->cancel();
+  }
 
   std::string path(int f) const { return dir + "/f" + std::to_string(f); }
 
@@ -130,11 +192,16 @@ struct Harness {
     j->op->cancel();
   }
 
-  void new_pair() {
+  void new_pair(bool ring_only) {
     int sv[2];
     if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) != 0) return;
     int small = 4096;
     ::setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+    if (ring_only) {
+      std::unique_ptr<evo::Transport> t = evo::Transport::on_ring(&loop, sv[0]);
+      CHECK(t != nullptr);
+      return add_pair(std::move(t), sv[1]);
+    }
     int status = 0;
     auto h = std::make_unique<evo::UvStreamHandle>(&loop, evo::UvStreamHandle::Kind::Pipe, &status);
     CHECK(status == 0);
@@ -212,6 +279,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   char tmpl[] = "/tmp/evo-uring-fuzz-XXXXXX";
   CHECK(::mkdtemp(tmpl) != nullptr);
   h.dir = tmpl;
+  h.listen();
 
   size_t i = 0;
   int steps = 0;
@@ -228,7 +296,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         i += 1;
         break;
       case 2:
-        if (h.pairs.size() < 4) h.new_pair();
+        if (h.pairs.size() < 4) h.new_pair(op / 6 % 2 == 1);
+        if (op / 6 % 4 == 2) h.connect(a);
+        if (op / 6 % 4 == 3) h.cancel_connect(a);
         break;
       case 3:
         h.pair_op(op / 6, a, b);
@@ -247,10 +317,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   for (int spin = 0; spin < 2000; ++spin) {
     bool waiting = false;
     for (auto& j : h.jobs) waiting = waiting || (!j->cancelled && j->reports == 0);
+    for (auto& j : h.connects) waiting = waiting || (!j->cancelled && j->reports == 0);
     if (!waiting) break;
     uv_run(&h.loop, UV_RUN_ONCE);
   }
   for (auto& j : h.jobs) CHECK(j->cancelled ? j->reports == 0 : j->reports == 1);
+  for (auto& j : h.connects) CHECK(j->cancelled ? j->reports == 0 : j->reports == 1);
+  for (auto& p : h.pairs) p->close();  // (pairs a connect made at the end)
+  uv_run(&h.loop, UV_RUN_NOWAIT);
   for (auto& p : h.pairs) {
     p->peer_read();
     ::close(p->peer);
@@ -267,6 +341,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   uv_run(&h.loop, UV_RUN_DEFAULT);
   CHECK(uv_loop_close(&h.loop) == 0);
   for (int f = 0; f < 3; ++f) ::unlink(h.path(f).c_str());
+  ::close(h.listener);
+  ::unlink((h.dir + "/l.sock").c_str());
   ::rmdir(h.dir.c_str());
   return 0;
 }

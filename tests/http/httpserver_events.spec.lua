@@ -142,3 +142,121 @@ describe("HttpServer answered ids", function()
       "blames the caller's line")
   end)
 end)
+
+-- WriteStatus, WriteHeader and SendResponse answer the common case through
+-- the FFI (src/bind/http.cpp, namespace fast) and leave the rest to the
+-- natives: both must give the same bytes, results and errors.
+describe("HttpServer answers through the FFI and the natives alike", function()
+  afterEach(K.cleanup)
+
+  local task = require("task")
+
+  -- The same answer, given at once (the FFI path) or after a sleep (the
+  -- connection's parse loop is over: the natives).
+  local function answer(self, id, later)
+    if later then task.sleep(0.01) end
+    assert.equal(self:WriteStatus(id, "201 Made Here"), true)
+    assert.equal(self:WriteStatus(id, 202), true, "a number keeps the reason given before")
+    assert.equal(self:WriteHeader(id, "x-a", "1"), true)
+    assert.equal(self:WriteHeader(id, "x-n", 7), true)
+    assert.equal(self:WriteHeader(id, "set-cookie", {"a=1", "b=2"}), true)
+    assert.equal(self:SendResponse(id, "body " .. id), true)
+    local ok, err = self:SendResponse(id, "again")
+    assert.equal({ok, err.code}, {nil, "AlreadySent"})
+    ok, err = self:WriteStatus(id, 200)
+    assert.equal({ok, err.code}, {nil, "Closed"})
+  end
+
+  it("gives the same response at once and later, and the same results after it", function()
+    local s, ids = HttpServer(), {}
+    function s:HTTP_REQUEST_FINISHED(_, p)
+      ids[#ids + 1] = p.requestID
+      answer(self, p.requestID, p.path == "/later")
+    end
+    serve(s)
+    local rep = K.raw(s.port, K.req("GET", "/now") .. K.req("GET", "/later") .. K.req("GET", "/now", {"Connection: close"}), 5)
+    local list = K.parse(rep.data)
+    assert.equal(#list, 3)
+    for i, r in ipairs(list) do
+      local lines = {}
+      for _, line in ipairs(r.lines) do
+        if not line:lower():find("^date:") then lines[#lines + 1] = line end
+      end
+      assert.equal({r.status, r.reason, r.body}, {202, "Made Here", "body " .. ids[i]})
+      local want = {"Content-Length: " .. #r.body, "x-a: 1", "x-n: 7", "set-cookie: a=1", "set-cookie: b=2"}
+      if i == 3 then table.insert(want, 2, "Connection: close") end
+      assert.equal(lines, want)
+    end
+  end, 15)
+
+  it("answers HTTP/1.0 and Connection: close requests (the natives' cases) the same way", function()
+    local s = HttpServer()
+    function s:HTTP_REQUEST_FINISHED(_, p)
+      self:WriteStatus(p.requestID, "200 OK")
+      self:WriteHeader(p.requestID, "content-type", "text/plain")
+      self:SendResponse(p.requestID, "hi " .. p.path)
+    end
+    serve(s)
+    local r10 = K.raw(s.port, "GET /ten HTTP/1.0\r\nHost: x\r\n\r\n", 5)
+    local one = K.parse1(r10.data)
+    assert.equal({one.version, one.status, one.body}, {"1.1", 200, "hi /ten"})
+    local rc = K.raw(s.port, K.req("GET", "/a") .. K.req("GET", "/b", {"Connection: close"}), 5)
+    local list = K.parse(rc.data)
+    assert.equal({#list, list[1].body, list[2].body, list[2].headers.connection}, {2, "hi /a", "hi /b", "close"})
+  end, 15)
+
+  it("raises the natives' errors for refused values, and adds nothing then", function()
+    local s, errs = HttpServer(), {}
+    function s:HTTP_REQUEST_FINISHED(_, p)
+      local id = p.requestID
+      errs.reason = select(2, pcall(self.WriteStatus, self, id, "200 O\rK"))
+      errs.code = select(2, pcall(self.WriteStatus, self, id, 99))
+      errs.line = select(2, pcall(self.WriteStatus, self, id, "2x0 OK"))
+      errs.name = select(2, pcall(self.WriteHeader, self, id, "bad name", "v"))
+      errs.value = select(2, pcall(self.WriteHeader, self, id, "x-v", "a\r\nb"))
+      errs.fraction = {self:WriteStatus(id + 0.5, 200)}
+      self:SendResponse(id, "done")
+      errs.after = {self:WriteHeader(id, "x-late", "v")}
+    end
+    serve(s)
+    local r = K.parse1(K.raw(s.port, K.req("GET", "/", {"Connection: close"}), 5).data)
+    assert.equal({r.status, r.body, r.headers["x-v"], r.headers["bad name"]}, {200, "done", nil, nil})
+    assert.match(errs.reason, "bad argument #2 to 'WriteStatus' %(the reason must not contain CR, LF or NUL%)")
+    assert.match(errs.code, "bad argument #2 to 'WriteStatus' %(status must be 100..999%)")
+    assert.match(errs.line, "bad argument #2 to 'WriteStatus' %(expected a status like \"404 Not Found\"%)")
+    assert.match(errs.name, "header")
+    assert.match(errs.value, "header")
+    assert.equal(errs.fraction, {true}, "the natives take an id with a fraction as its integer part")
+    assert.equal(errs.after[2].code, "Closed")
+  end, 15)
+
+  it("answers 300 pipelined requests in order, each at once", function()
+    local s = HttpServer()
+    function s:HTTP_REQUEST_FINISHED(_, p)
+      self:WriteStatus(p.requestID, 200)
+      self:SendResponse(p.requestID, p.path)
+    end
+    serve(s)
+    local parts = {}
+    for i = 1, 300 do parts[i] = K.req("GET", "/" .. i, i == 300 and {"Connection: close"} or nil) end
+    local list = K.parse(K.raw(s.port, table.concat(parts), 10).data)
+    assert.equal(#list, 300)
+    for i = 1, 300 do assert.equal(list[i].body, "/" .. i) end
+  end, 20)
+
+  it("keeps payload.headers after the answer, in the handler and in a later task", function()
+    local s, seen = HttpServer(), {}
+    function s:HTTP_REQUEST_FINISHED(_, p)
+      self:SendResponse(p.requestID, "ok")
+      seen.now = p.headers["x-h"]
+      task.concurrent(function()
+        task.sleep(0.02)
+        seen.later = p.headers["x-h"]
+      end)
+    end
+    serve(s)
+    K.parse1(K.raw(s.port, K.req("GET", "/", {"X-H: v1", "Connection: close"}), 5).data)
+    K.waitFor(function() return seen.later ~= nil end, 5)
+    assert.equal({seen.now, seen.later}, {"v1", "v1"})
+  end, 15)
+end)

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# HTTP hello world, server-bound: server CPU time per request (utime + stime
+# from /proc over the run) and requests/s, the native load generator
+# (bench/loadgen, evo_loadgen) against
+#   evo-natural  Evo's http.serve with the handler users write: a new header table
+#                per request (bench/http/evo_natural.lua),
+#   evo          the same with one shared header table (bench/http/evo_hello.lua),
+#   luv-naive    a naive LuaJIT + luv server doing no real parsing (bench/http/luv_naive.lua),
+#   c            bare libuv in C, no parsing, one canned response per request
+#                (bench/loadgen/raw_server.cpp): the ceiling.
+# Scenarios: keepalive (-c50, one request in flight per connection) and
+# pipelined (-p16, sixteen). Every measurement gets a fresh server and a 1 s
+# warm-up; rounds alternate the servers' order; the summary gives medians and
+# evo-natural's ratios with issue 13's targets: pipelined throughput >= 1.4x
+# luv-naive's, i.e. CPU per request <= 0.714x; keep-alive CPU per request
+# <= 1.2x C's. (bench/http.sh has the wider table with Node and nginx.)
+#   bench/http_cpu.sh [path/to/evo]        (or EVO=path/to/evo bench/http_cpu.sh)
+#   DURATION=5 seconds per run, ROUNDS=3, CONNECTIONS=50, SCENARIOS="keepalive pipelined",
+#   SERVERS="evo-natural evo luv-naive c", LOADGEN=path/to/evo_loadgen, LUAJIT=luajit
+set -euo pipefail
+evo=${1:-${EVO:-./build/evo}}
+here=$(cd "$(dirname "$0")" && pwd)
+duration=${DURATION:-5}
+rounds=${ROUNDS:-3}
+conns=${CONNECTIONS:-50}
+scenarios=${SCENARIOS:-keepalive pipelined}
+servers=${SERVERS:-evo-natural evo luv-naive c}
+luajit=${LUAJIT:-luajit}
+
+build=$(cd "$(dirname "$evo")" && pwd)
+loadgen=${LOADGEN:-$build/bench/loadgen/evo_loadgen}
+raw=${RAW_SERVER:-$build/bench/loadgen/evo_bench_raw_server}
+if [ ! -x "$loadgen" ] || [ ! -x "$raw" ]; then
+  if [ -f "$build/CMakeCache.txt" ]; then
+    echo "building evo_loadgen and evo_bench_raw_server in $build"
+    cmake --build "$build" --target evo_loadgen evo_bench_raw_server >/dev/null
+  fi
+fi
+[ -x "$loadgen" ] || { echo "http_cpu: $loadgen not built (cmake --build build --target evo_loadgen)"; exit 0; }
+
+source "$here/lib/rounds.sh"
+have() {
+  case "$1" in
+    evo | evo-natural) [ -x "$evo" ] ;;
+    luv-naive) command -v "$luajit" >/dev/null && "$luajit" -e 'require("luv")' 2>/dev/null ;;
+    c) [ -x "$raw" ] ;;
+  esac
+}
+server_cmd() {
+  case "$1" in
+    evo-natural) cmd=("$evo" "$here/http/evo_natural.lua" "$2") ;;
+    evo) cmd=("$evo" "$here/http/evo_hello.lua" "$2") ;;
+    luv-naive) cmd=("$luajit" "$here/http/luv_naive.lua" "$2") ;;
+    c) cmd=("$raw" "$2") ;;
+  esac
+}
+
+# one_server NAME: each scenario against a fresh server, after a 1 s warm-up.
+one_server() {
+  local scenario opts url
+  for scenario in $scenarios; do
+    case "$scenario" in
+      keepalive) opts=(-c "$conns") ;;
+      pipelined) opts=(-c "$conns" -p 16 --batch) ;;
+    esac
+    start "$1" || continue
+    url=http://127.0.0.1:$port/
+    "${client_pin[@]}" "$loadgen" "${opts[@]}" -d 1 "$url" >/dev/null 2>&1 || true
+    measure "$scenario/$1" "$loadgen" "${opts[@]}" -d "$duration" "$url"
+    stop
+  done
+}
+
+echo "HTTP hello: $conns connections, ${duration} s per run, $rounds rounds, $pinning"
+echo "evo: $evo"
+echo "generator: $loadgen"
+run_rounds one_server
+
+echo
+echo "== summary ($pinning; keepalive: one request in flight per connection, pipelined: sixteen, sent together)"
+echo "   targets: pipelined CPU per request <= 0.714x luv-naive's (1.4x its rate); keepalive <= 1.2x c's"
+python3 "$here/loadgen/measure.py" summary "$results" evo-natural pipelined/luv-naive:0.714 keepalive/c:1.2

@@ -1,0 +1,80 @@
+# Sourced by the server-bound benchmarks (bench/ws.sh, bench/http_cpu.sh): CPU
+# pinning, fresh servers on free ports, and rounds that alternate the servers'
+# order, each measurement taken by bench/loadgen/measure.py (server CPU time
+# per request or message from /proc).
+# The sourcing script defines have NAME (0 when the server can run) and
+# server_cmd NAME PORT (sets cmd=(...)), and sets here (its bench/ directory),
+# rounds and servers before calling run_rounds SCENARIO_FUNCTION; the scenario
+# function is called as SCENARIO_FUNCTION NAME once per server and round, with
+# port and server_pid set for a fresh server, and calls measure LABEL ARGS....
+
+read -r cpu_server cpu_client < <(python3 -c 'import os; c = sorted(os.sched_getaffinity(0)); print(c[0], c[1] if len(c) > 1 else "")')
+if [ -n "$cpu_client" ] && command -v taskset >/dev/null; then
+  server_pin=(taskset -c "$cpu_server")
+  client_pin=(taskset -c "$cpu_client")
+  pinning="server on CPU $cpu_server, load generator on CPU $cpu_client"
+else
+  server_pin=()
+  client_pin=()
+  pinning="not pinned: fewer than 2 CPUs or no taskset; figures are only indicative"
+fi
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/evo-bench.XXXXXX")
+results=$tmp/results.jsonl
+server_pid=
+cleanup() {
+  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+# start NAME: a fresh server on a free port, waiting until it accepts
+# connections (5 s at most). Sets server_pid and port.
+start() {
+  port=$(free_port)
+  server_cmd "$1" "$port"
+  "${server_pin[@]}" "${cmd[@]}" >"$tmp/$1.log" 2>&1 &
+  server_pid=$!
+  for _ in $(seq 100); do
+    if python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 0.2).close()" 2>/dev/null; then return 0; fi
+    sleep 0.05
+  done
+  echo "  $1: failed to start (see log):"
+  tail -n 8 "$tmp/$1.log" | sed 's/^/  | /'
+  stop
+  return 1
+}
+stop() {
+  kill "$server_pid" 2>/dev/null || true
+  wait "$server_pid" 2>/dev/null || true
+  server_pid=
+}
+
+# measure LABEL GENERATOR_ARGS...: one measured run of the pinned generator.
+measure() {
+  local label=$1
+  shift
+  python3 "$here/loadgen/measure.py" run "$results" "$label" "$server_pid" "${client_pin[@]}" "$@"
+}
+
+# run_rounds SCENARIO_FUNCTION: every available server in every round, the
+# order reversed every other round; each call gets a fresh server.
+run_rounds() {
+  local s round i avail=() order
+  for s in $servers; do
+    if have "$s"; then avail+=("$s"); else echo "  skipped: $s (not installed or not built)"; fi
+  done
+  for round in $(seq "$rounds"); do
+    echo "-- round $round"
+    order=("${avail[@]}")
+    if [ $((round % 2)) -eq 0 ]; then
+      order=()
+      for ((i = ${#avail[@]} - 1; i >= 0; i--)); do order+=("${avail[$i]}"); done
+    fi
+    for s in "${order[@]}"; do "$1" "$s"; done
+  done
+}

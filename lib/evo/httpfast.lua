@@ -1,0 +1,23 @@
+-- The HTTP server's FFI fast path (src/bind/http.cpp, namespace fast): a
+-- table of C function pointers that compiled Lua calls inside its trace,
+-- where a classic native costs a trace exit and its arguments go through the
+-- C API. Each function does the common case and answers "done" (1 for the
+-- HttpServer functions, 0 for res:send's and a request's end), or refuses,
+-- and the caller then takes the classic native, which does it all and raises
+-- the errors with their usual messages. Declared once here: ffi.cdef refuses
+-- a second definition of the struct.
+local ffi = require("ffi")
+ffi.cdef[[
+typedef struct evo_http_fast {
+  int (*status_code)(void*, double, double);
+  int (*status_line)(void*, double, const char*, size_t);
+  int (*header)(void*, double, const char*, size_t, const char*, size_t);
+  int (*send)(void*, double, const char*, size_t);
+  int (*send_begin)(void*, double);
+  int (*send_header)(const char*, size_t, const char*, size_t);
+  void (*send_abort)(void);
+  int (*send_end)(const char*, size_t);
+  int (*done)(void*);
+} evo_http_fast;
+]]
+return ffi.cast("const evo_http_fast*", require("evo.http").fastApi)
