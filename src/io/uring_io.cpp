@@ -27,6 +27,7 @@
 
 #include "io/io.h"
 #include "io/transport.h"
+#include "io/uring_ops.h"
 #include "io/uring_ring.h"
 
 namespace evo {
@@ -631,6 +632,16 @@ class UringIo final : public Io {
     ring_->adopt(std::move(job));
     j->begin();
     return j;
+  }
+
+  // Timers and file handles on the ring (src/io/uring_ops.cpp).
+  IoOp* fs(FsRequest req, bool wait, std::function<void(FsResult)> done) override {
+    if (!wait) return evented_->fs(std::move(req), false, std::move(done));
+    return uring::start_fs(*ring_, std::move(req), std::move(done));
+  }
+  IoOp* sleep(double seconds, bool wait, std::function<void()> done) override {
+    if (!wait) return evented_->sleep(seconds, false, std::move(done));
+    return uring::start_timer(*ring_, seconds, std::move(done));
   }
 
  private:

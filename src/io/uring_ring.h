@@ -115,6 +115,12 @@ class Ring {
   // The loop is closing: the ring frees ops without calling them back.
   [[nodiscard]] bool closing() const { return closing_; }
 
+  // ---- timers (src/io/uring_ops.cpp)
+  // Asks the kernel to remove op's IORING_OP_TIMEOUT entry with that tag
+  // (IORING_OP_TIMEOUT_REMOVE); the timeout's completion still comes, with
+  // -ECANCELED, or -ETIME if it fired first.
+  void remove_timeout(RingOp* op, uint8_t tag);
+
   // ---- the provided buffer ring for socket receives (one group, kGroup)
   static constexpr uint16_t kGroup = 1;
   static constexpr uint32_t kBuffers = 256;
