@@ -6,6 +6,7 @@
 
 #include "io/io.h"
 #include "lua/modules.h"
+#include "lua/runtime.h"
 #include "lua/tasks.h"
 
 namespace evo {
@@ -14,6 +15,8 @@ namespace {
 void cancel_sleep(Task* /*t*/, void* arg) {
   if (arg != nullptr) static_cast<IoOp*>(arg)->cancel();
 }
+
+void wake_sleeper(void* task, uint32_t id) { TaskSystem::wake_plain(static_cast<Task*>(task), id); }
 
 // sleep(seconds, yieldable) -> true, or false when cancelled (the caller
 // raises). task.sleep(0) is task.yield (lib/task.lua); here 0 is a timer.
@@ -26,16 +29,15 @@ int task_io_sleep(lua_State* L) {
     lua_pushboolean(L, 0);
     return 1;
   }
-  Io& io = io_of(sys);
+  Io* io = sys.runtime().io();  // made at start; io_of makes it for an embedder's runtime
+  if (io == nullptr) io = &io_of(sys);
   if (t == nullptr) {
-    io.sleep(seconds, false, [] {});
+    io->sleep(seconds, false, IoWake{});
     lua_pushboolean(L, 1);
     return 1;
   }
   uint32_t id = sys.begin_wait(t, cancel_sleep, nullptr);
-  // {t, id}: small enough for std::function's inline storage (no
-  // allocation per sleep).
-  IoOp* op = io.sleep(seconds, true, [t, id] { TaskSystem::wake_plain(t, id); });
+  IoOp* op = io->sleep(seconds, true, IoWake{wake_sleeper, t, id});
   sys.set_cancel_arg(t, op);
   return sys.suspend(L, t);
 }

@@ -250,7 +250,7 @@ class BlockingIo final : public Io {
     return nullptr;
   }
 
-  IoOp* sleep(double seconds, bool /*wait*/, std::function<void()> done) override {
+  IoOp* sleep(double seconds, bool /*wait*/, IoWake done) override {
     sleep_here(seconds);
     done();
     return nullptr;

@@ -408,13 +408,13 @@ class EventedIo final : public Io {
     return fs_on_loop(loop_, std::move(req), std::move(done));
   }
 
-  IoOp* sleep(double seconds, bool wait, std::function<void()> done) override {
+  IoOp* sleep(double seconds, bool wait, IoWake done) override {
     if (!wait) {
       sleep_here(seconds);
       done();
       return nullptr;
     }
-    return timers_.start(seconds, std::move(done));
+    return timers_.start(seconds, done);
   }
 
  private:

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
+#include <cstdint>
 #include <ctime>
 #include <memory>
 #include <string>
@@ -36,8 +37,13 @@ namespace {
 class SleepTimer;
 }
 
+// Idle timers; each knows its place (closing one at exit removes it in
+// O(1): the exit sweep closes every timer, a thousand idle ones included).
 struct SleepTimers::Pool {
   std::vector<SleepTimer*> idle;
+  void put(SleepTimer* t);
+  SleepTimer* take();
+  void remove(SleepTimer* t);
 };
 
 namespace {
@@ -50,55 +56,73 @@ class SleepTimer final : public NativeHandle, public IoOp {
   uv_handle_t* uv_handle() override { return reinterpret_cast<uv_handle_t*>(&timer_); }
   [[nodiscard]] bool internal() const override { return true; }
 
-  void start(uint64_t ms, std::function<void()> done) {
-    done_ = std::move(done);
+  void start(uint64_t ms, IoWake done) {
+    done_ = done;
     uv_timer_start(&timer_, on_fire, ms, 0);
   }
   void cancel() override {
     uv_timer_stop(&timer_);
-    done_ = nullptr;
-    pool_->idle.push_back(this);
+    done_ = IoWake{};
+    pool_->put(this);
   }
 
+  static constexpr size_t kNotIdle = SIZE_MAX;
+  size_t idle_at = kNotIdle;  // its index in the pool's idle list
+
  protected:
-  void on_closed() override { std::erase(pool_->idle, this); }
+  void on_closed() override { pool_->remove(this); }
 
  private:
   static void on_fire(uv_timer_t* h) {
     auto* self = static_cast<SleepTimer*>(NativeHandle::from(reinterpret_cast<uv_handle_t*>(h)));
     // Back in the pool before done runs: done may start the next sleep.
-    std::function<void()> done = std::move(self->done_);
-    self->done_ = nullptr;
-    self->pool_->idle.push_back(self);
-    if (done) done();
+    IoWake done = self->done_;
+    self->done_ = IoWake{};
+    self->pool_->put(self);
+    done();
   }
 
   uv_timer_t timer_{};
   std::shared_ptr<SleepTimers::Pool> pool_;
-  std::function<void()> done_;
+  IoWake done_;
 };
 
 }  // namespace
+
+void SleepTimers::Pool::put(SleepTimer* t) {
+  t->idle_at = idle.size();
+  idle.push_back(t);
+}
+
+SleepTimer* SleepTimers::Pool::take() {
+  if (idle.empty()) return nullptr;
+  SleepTimer* t = idle.back();
+  idle.pop_back();
+  t->idle_at = SleepTimer::kNotIdle;
+  return t;
+}
+
+void SleepTimers::Pool::remove(SleepTimer* t) {
+  if (t->idle_at == SleepTimer::kNotIdle) return;
+  SleepTimer* last = idle.back();
+  idle[t->idle_at] = last;
+  last->idle_at = t->idle_at;
+  idle.pop_back();
+  t->idle_at = SleepTimer::kNotIdle;
+}
 
 SleepTimers::SleepTimers(uv_loop_t* loop) : loop_(loop), pool_(std::make_shared<Pool>()) {}
 
 SleepTimers::~SleepTimers() {
   // The idle timers close with their owner; running ones finish (their
   // task's cancel or the runtime's exit sweep closes them).
-  std::vector<SleepTimer*> idle;
-  idle.swap(pool_->idle);
-  for (SleepTimer* t : idle) t->close();
+  while (SleepTimer* t = pool_->take()) t->close();
 }
 
-IoOp* SleepTimers::start(double seconds, std::function<void()> done) {
-  SleepTimer* timer = nullptr;
-  if (!pool_->idle.empty()) {
-    timer = pool_->idle.back();
-    pool_->idle.pop_back();
-  } else {
-    timer = NativeHandle::release_to_loop(std::make_unique<SleepTimer>(loop_, pool_));
-  }
-  timer->start(static_cast<uint64_t>(std::llround(seconds * 1000.0)), std::move(done));
+IoOp* SleepTimers::start(double seconds, IoWake done) {
+  SleepTimer* timer = pool_->take();
+  if (timer == nullptr) timer = NativeHandle::release_to_loop(std::make_unique<SleepTimer>(loop_, pool_));
+  timer->start(static_cast<uint64_t>(std::llround(seconds * 1000.0)), done);
   return timer;
 }
 
@@ -142,8 +166,8 @@ class FsCall final : public IoOp {
       case FsOp::Open:
         return uv_fs_open(loop, &req_, in_.path.c_str(), in_.flags, in_.mode, cb);
       case FsOp::Read:
-        buf_.resize(in_.length);
-        iov_ = uv_buf_init(buf_.data(), static_cast<unsigned>(buf_.size()));
+        buf_ = std::make_unique_for_overwrite<char[]>(in_.length);  // no zero fill of 64 KiB per read
+        iov_ = uv_buf_init(buf_.get(), static_cast<unsigned>(in_.length));
         return uv_fs_read(loop, &req_, in_.fd, &iov_, 1, in_.offset, cb);
       case FsOp::Write:
         iov_ = uv_buf_init(in_.data.data(), static_cast<unsigned>(in_.data.size()));
@@ -170,8 +194,7 @@ class FsCall final : public IoOp {
     if (res < 0) return r;
     r.value = res;
     if (in_.op == FsOp::Read) {
-      buf_.resize(static_cast<size_t>(res));
-      r.data = std::move(buf_);
+      r.data.assign(buf_.get(), static_cast<size_t>(res));
     } else if (in_.op == FsOp::Fstat || in_.op == FsOp::Stat || in_.op == FsOp::Lstat) {
       r.stat = req_.statbuf;
     }
@@ -211,7 +234,7 @@ class FsCall final : public IoOp {
   uv_fs_t req_{};
   FsRequest in_;
   std::function<void(FsResult)> done_;
-  std::string buf_;
+  std::unique_ptr<char[]> buf_;  // what a read reads into
   uv_buf_t iov_{};
   bool canceled_ = false;
 };

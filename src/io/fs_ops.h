@@ -26,7 +26,7 @@ class SleepTimers {
   SleepTimers(const SleepTimers&) = delete;
   SleepTimers& operator=(const SleepTimers&) = delete;
   // done() after seconds (libuv's millisecond timer), from the loop.
-  IoOp* start(double seconds, std::function<void()> done);
+  IoOp* start(double seconds, IoWake done);
 
   struct Pool;
 

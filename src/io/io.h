@@ -50,6 +50,17 @@ struct IoResult {
 
 using IoDone = std::function<void(IoResult)>;
 
+// What a timer calls when it fires: fn(arg, id), a plain function and two
+// words (a task and its wait id), so a sleep copies and allocates nothing.
+struct IoWake {
+  void (*fn)(void* arg, uint32_t id) = nullptr;
+  void* arg = nullptr;
+  uint32_t id = 0;
+  void operator()() const {
+    if (fn != nullptr) fn(arg, id);
+  }
+};
+
 class IoOp {
  public:
   virtual void cancel() = 0;
@@ -169,11 +180,11 @@ struct FsRequest {
   std::string data;     // Write
 };
 struct FsResult {
-  int status = 0;      // a libuv status
-  int64_t value = 0;   // Open: the descriptor; Read, Write: bytes
-  std::string data;    // Read: the bytes
-  uv_stat_t stat{};    // Fstat, Stat, Lstat (as libuv fills it)
-  std::string path;    // Open, Stat, Lstat: for the error's message
+  int status = 0;     // a libuv status
+  int64_t value = 0;  // Open: the descriptor; Read, Write: bytes
+  std::string data;   // Read: the bytes
+  uv_stat_t stat{};   // Fstat, Stat, Lstat (as libuv fills it)
+  std::string path;   // Open, Stat, Lstat: for the error's message
   [[nodiscard]] bool ok() const { return status == 0; }
 };
 
@@ -232,8 +243,7 @@ class Io {
   // evented Io arms a pooled libuv timer, the uring Io an IORING_OP_TIMEOUT
   // (cancelled by IORING_OP_TIMEOUT_REMOVE); a caller that cannot wait, and
   // the blocking Io, sleep here (nanosleep) and call done before returning.
-  // done must not allocate to be stored (a task and a wait id fit).
-  virtual IoOp* sleep(double seconds, bool wait, std::function<void()> done) = 0;
+  virtual IoOp* sleep(double seconds, bool wait, IoWake done) = 0;
 };
 
 class TaskSystem;

@@ -639,9 +639,9 @@ class UringIo final : public Io {
     if (!wait) return evented_->fs(std::move(req), false, std::move(done));
     return uring::start_fs(*ring_, std::move(req), std::move(done));
   }
-  IoOp* sleep(double seconds, bool wait, std::function<void()> done) override {
-    if (!wait) return evented_->sleep(seconds, false, std::move(done));
-    return uring::start_timer(*ring_, seconds, std::move(done));
+  IoOp* sleep(double seconds, bool wait, IoWake done) override {
+    if (!wait) return evented_->sleep(seconds, false, done);
+    return uring::start_timer(*ring_, seconds, done);
   }
 
  private:

@@ -21,7 +21,7 @@ namespace {
 
 class RingTimer final : public RingOp, public IoOp {
  public:
-  RingTimer(Ring& ring, std::function<void()> done) : ring_(ring), done_(std::move(done)) {}
+  RingTimer(Ring& ring, IoWake done) : ring_(ring), done_(done) {}
 
   void begin(double seconds) {
     // Absolute: the deadline is the caller's now + seconds, not the
@@ -40,7 +40,7 @@ class RingTimer final : public RingOp, public IoOp {
 
   void cancel() override {
     canceled_ = true;
-    done_ = nullptr;
+    done_ = IoWake{};
     ring_.remove_timeout(this, kTimeout);
   }
   [[nodiscard]] bool finished() const override { return !armed_; }
@@ -51,14 +51,15 @@ class RingTimer final : public RingOp, public IoOp {
     // -ETIME: it expired. Anything else (a kernel that refused the entry)
     // wakes the sleeper too rather than leave it asleep for ever.
     (void)res;
-    std::function<void()> done = std::move(done_);
-    if (done) done();
+    IoWake done = done_;
+    done_ = IoWake{};
+    done();
   }
 
  private:
   static constexpr uint8_t kTimeout = 0;
   Ring& ring_;
-  std::function<void()> done_;
+  IoWake done_;
   __kernel_timespec ts_{};  // the kernel reads it at submission
   bool armed_ = false;
   bool canceled_ = false;
@@ -81,8 +82,8 @@ class RingFsOp final : public RingOp, public IoOp {
         return io_uring_prep_openat(s, AT_FDCWD, in_.path.c_str(), in_.flags | O_CLOEXEC,
                                     static_cast<mode_t>(in_.mode));
       case FsOp::Read:
-        buf_.resize(in_.length);
-        return io_uring_prep_read(s, in_.fd, buf_.data(), static_cast<unsigned>(buf_.size()), offset);
+        buf_ = std::make_unique_for_overwrite<char[]>(in_.length);  // no zero fill of 64 KiB per read
+        return io_uring_prep_read(s, in_.fd, buf_.get(), static_cast<unsigned>(in_.length), offset);
       case FsOp::Write:
         return io_uring_prep_write(s, in_.fd, in_.data.data(), static_cast<unsigned>(in_.data.size()),
                                    offset);
@@ -126,8 +127,7 @@ class RingFsOp final : public RingOp, public IoOp {
     }
     r.value = res;
     if (in_.op == FsOp::Read) {
-      buf_.resize(static_cast<size_t>(res));
-      r.data = std::move(buf_);
+      r.data.assign(buf_.get(), static_cast<size_t>(res));
     } else if (in_.op == FsOp::Fstat || in_.op == FsOp::Stat || in_.op == FsOp::Lstat) {
       stat_from_statx(stx_, &r.stat);
     }
@@ -137,7 +137,7 @@ class RingFsOp final : public RingOp, public IoOp {
   Ring& ring_;
   FsRequest in_;
   std::function<void(FsResult)> done_;
-  std::string buf_;
+  std::unique_ptr<char[]> buf_;  // what a read reads into: the kernel's until the completion
   struct statx stx_ {};
   bool canceled_ = false;
   bool done_at_ = false;
@@ -145,8 +145,8 @@ class RingFsOp final : public RingOp, public IoOp {
 
 }  // namespace
 
-IoOp* start_timer(Ring& ring, double seconds, std::function<void()> done) {
-  auto op = std::make_unique<RingTimer>(ring, std::move(done));
+IoOp* start_timer(Ring& ring, double seconds, IoWake done) {
+  auto op = std::make_unique<RingTimer>(ring, done);
   RingTimer* t = op.get();
   ring.adopt(std::move(op));
   t->begin(seconds);

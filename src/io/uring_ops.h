@@ -12,7 +12,7 @@ namespace evo::uring {
 // An IORING_OP_TIMEOUT with an absolute CLOCK_MONOTONIC deadline, taken
 // now (so the time until the batch is submitted counts); cancel() submits
 // IORING_OP_TIMEOUT_REMOVE and done is never called then.
-IoOp* start_timer(Ring& ring, double seconds, std::function<void()> done);
+IoOp* start_timer(Ring& ring, double seconds, IoWake done);
 
 // One entry: OPENAT, READ, WRITE, FSYNC, STATX or CLOSE. A cancelled
 // operation's completion is dropped (a descriptor it opened anyway is
