@@ -262,7 +262,9 @@ os.execv(sys.argv[2], sys.argv[2:])
       local t0 = task.now()
       task.sleep(0.05)
       local d = task.now() - t0
-      print("slept", d >= 0.05 and d < 0.5)
+      -- (libuv's timer counts from the loop's cached time: up to a millisecond early;
+      -- the ring's never is early, tests/cpp/uring_io_test.cpp)
+      print("slept", d >= 0.045 and d < 1)
       local order = {}
       local fs = {}
       for i = 1, 5 do fs[i] = task.async(function() task.sleep(0.01 * (6 - i)); order[#order + 1] = i end) end
