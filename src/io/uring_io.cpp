@@ -641,7 +641,7 @@ class UringIo final : public Io {
   }
   IoOp* sleep(double seconds, bool wait, IoWake done) override {
     if (!wait) return evented_->sleep(seconds, false, done);
-    return uring::start_timer(*ring_, seconds, done);
+    return timers_.start(seconds, done);
   }
 
  private:
@@ -650,6 +650,7 @@ class UringIo final : public Io {
   std::unique_ptr<Ring> ring_;
   std::unique_ptr<Io> evented_;
   RingSocketsImpl sockets_;
+  uring::RingTimers timers_{*ring_};  // before the ring goes: its alarm is the ring's
 };
 
 }  // namespace

@@ -19,51 +19,112 @@ namespace {
 
 // ------------------------------------------------------------------ timers
 
-class RingTimer final : public RingOp, public IoOp {
- public:
-  RingTimer(Ring& ring, IoWake done) : ring_(ring), done_(done) {}
+uint64_t now_ns() {
+  timespec now{};
+  ::clock_gettime(CLOCK_MONOTONIC, &now);
+  return static_cast<uint64_t>(now.tv_sec) * 1000000000ULL + static_cast<uint64_t>(now.tv_nsec);
+}
 
-  void begin(double seconds) {
-    // Absolute: the deadline is the caller's now + seconds, not the
-    // submission's (the batch goes out at the loop's next prepare).
-    timespec now{};
-    ::clock_gettime(CLOCK_MONOTONIC, &now);
-    double whole = std::floor(seconds);
-    int64_t sec = now.tv_sec + static_cast<int64_t>(whole);
-    int64_t nsec = now.tv_nsec + std::llround((seconds - whole) * 1e9);
-    sec += nsec / 1000000000;
-    ts_.tv_sec = sec;
-    ts_.tv_nsec = nsec % 1000000000;
+}  // namespace
+
+class RingTimers::Sleep final : public IoOp {
+ public:
+  Sleep(RingTimers* owner, IoWake done) : owner_(owner), done_(done) {}
+  void cancel() override { owner_->cancel(this); }  // frees this
+  IoWake done() const { return done_; }
+  std::multimap<uint64_t, std::unique_ptr<Sleep>>::iterator at;
+
+ private:
+  RingTimers* owner_;
+  IoWake done_;
+};
+
+// The one timeout entry; it lives as long as the RingTimers (then the
+// ring frees it after its last completion).
+class RingTimers::Alarm final : public RingOp {
+ public:
+  Alarm(Ring& ring, RingTimers* owner) : ring_(ring), owner_(owner) {}
+
+  // The entry fires at `deadline` at the latest from now on.
+  void set(uint64_t deadline) {
+    if (armed_ && deadline >= deadline_) return;
+    deadline_ = deadline;
+    // Read by the kernel when the batch is submitted, for either entry.
+    ts_.tv_sec = static_cast<int64_t>(deadline / 1000000000ULL);
+    ts_.tv_nsec = static_cast<long long>(deadline % 1000000000ULL);
+    if (armed_) return ring_.update_timeout(this, kTimeout, &ts_, IORING_TIMEOUT_ABS);
     io_uring_prep_timeout(ring_.sqe(this, kTimeout), &ts_, 0, IORING_TIMEOUT_ABS);
     armed_ = true;
   }
-
-  void cancel() override {
-    canceled_ = true;
-    done_ = IoWake{};
-    ring_.remove_timeout(this, kTimeout);
+  // Nobody sleeps: the entry is taken back (it holds the loop meanwhile).
+  void clear() {
+    if (armed_) ring_.remove_timeout(this, kTimeout);
   }
-  [[nodiscard]] bool finished() const override { return !armed_; }
+  void orphan() {
+    owner_ = nullptr;
+    clear();
+    ring_.release(this);
+  }
+  [[nodiscard]] bool finished() const override { return owner_ == nullptr; }
 
-  void on_cqe(uint8_t /*tag*/, int res, uint32_t /*flags*/) override {
+  void on_cqe(uint8_t /*tag*/, int /*res*/, uint32_t /*flags*/) override {
+    // -ETIME (expired) or -ECANCELED (removed): either way the entry is
+    // gone; what is due wakes, the next deadline is armed.
     armed_ = false;
-    if (canceled_ || ring_.closing()) return;
-    // -ETIME: it expired. Anything else (a kernel that refused the entry)
-    // wakes the sleeper too rather than leave it asleep for ever.
-    (void)res;
-    IoWake done = done_;
-    done_ = IoWake{};
-    done();
+    if (owner_ != nullptr && !ring_.closing()) owner_->fired();
   }
 
  private:
   static constexpr uint8_t kTimeout = 0;
   Ring& ring_;
-  IoWake done_;
-  __kernel_timespec ts_{};  // the kernel reads it at submission
+  RingTimers* owner_;
+  __kernel_timespec ts_{};
+  uint64_t deadline_ = 0;
   bool armed_ = false;
-  bool canceled_ = false;
 };
+
+RingTimers::RingTimers(Ring& ring) : ring_(ring) {}
+
+RingTimers::~RingTimers() {
+  sleeps_.clear();  // the run is over: nobody is woken
+  if (alarm_ != nullptr) alarm_->orphan();
+}
+
+IoOp* RingTimers::start(double seconds, IoWake done) {
+  if (alarm_ == nullptr) {
+    auto alarm = std::make_unique<Alarm>(ring_, this);
+    alarm_ = alarm.get();
+    ring_.adopt(std::move(alarm));
+  }
+  uint64_t deadline = now_ns() + static_cast<uint64_t>(std::llround(seconds * 1e9));
+  auto sleep = std::make_unique<Sleep>(this, done);
+  Sleep* s = sleep.get();
+  s->at = sleeps_.emplace(deadline, std::move(sleep));
+  alarm_->set(deadline);
+  return s;
+}
+
+void RingTimers::cancel(Sleep* s) {
+  sleeps_.erase(s->at);
+  if (sleeps_.empty()) alarm_->clear();
+}
+
+void RingTimers::fired() {
+  uint64_t now = now_ns();
+  std::vector<IoWake> due = std::move(due_);
+  due.clear();
+  while (!sleeps_.empty() && sleeps_.begin()->first <= now) {
+    due.push_back(sleeps_.begin()->second->done());
+    sleeps_.erase(sleeps_.begin());
+  }
+  if (!sleeps_.empty()) alarm_->set(sleeps_.begin()->first);
+  // Last: a woken task may sleep again (it only runs later, from the
+  // scheduler, but a wake must find the set consistent).
+  for (const IoWake& w : due) w();
+  due_ = std::move(due);
+}
+
+namespace {
 
 // ---------------------------------------------------------------- fs calls
 
@@ -144,14 +205,6 @@ class RingFsOp final : public RingOp, public IoOp {
 };
 
 }  // namespace
-
-IoOp* start_timer(Ring& ring, double seconds, IoWake done) {
-  auto op = std::make_unique<RingTimer>(ring, done);
-  RingTimer* t = op.get();
-  ring.adopt(std::move(op));
-  t->begin(seconds);
-  return t;
-}
 
 IoOp* start_fs(Ring& ring, FsRequest req, std::function<void(FsResult)> done) {
   auto op = std::make_unique<RingFsOp>(ring, std::move(req), std::move(done));

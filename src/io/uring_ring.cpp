@@ -326,6 +326,11 @@ void Ring::remove_timeout(RingOp* op, uint8_t tag) {
   io_uring_prep_timeout_remove(sqe(op, kCancelTag), pack(op, tag), 0);
 }
 
+void Ring::update_timeout(RingOp* op, uint8_t tag, __kernel_timespec* ts, unsigned flags) {
+  if (op->in_kernel_ == 0) return;
+  io_uring_prep_timeout_update(sqe(op, kCancelTag), ts, pack(op, tag), flags);
+}
+
 void Ring::submit() { enter(false); }
 
 // Submits what is queued; with get_events the same io_uring_enter also runs

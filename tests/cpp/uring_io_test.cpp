@@ -122,6 +122,47 @@ void record(void* arg, uint32_t id) {
   order->push_back(static_cast<int>(id));
 }
 
+struct Timed {
+  uint64_t start = uv_hrtime();
+  std::vector<std::pair<int, uint64_t>> fired;  // which, ns after start
+};
+void record_time(void* arg, uint32_t id) {
+  auto* t = static_cast<Timed*>(arg);
+  t->fired.emplace_back(static_cast<int>(id), uv_hrtime() - t->start);
+}
+
+TEST_F(UringIoTest, AShorterSleepMovesTheOneTimeoutEarlierAndEachFiresOnTime) {
+  // 300 ms first, then 20 ms: the armed entry must move to the earlier
+  // deadline (an update), not let the short sleep wait for the long one.
+  Timed t;
+  ASSERT_NE(io_->sleep(0.3, true, IoWake{record_time, &t, 1}), nullptr);
+  ASSERT_NE(io_->sleep(0.02, true, IoWake{record_time, &t, 2}), nullptr);
+  ASSERT_NE(io_->sleep(0.05, true, IoWake{record_time, &t, 3}), nullptr);
+  for (int i = 0; i < 1000 && uv_loop_alive(loop_.get()) != 0; ++i) uv_run(loop_.get(), UV_RUN_ONCE);
+  ASSERT_EQ(t.fired.size(), 3u);
+  EXPECT_EQ(t.fired[0].first, 2);
+  EXPECT_GE(t.fired[0].second, uint64_t{20'000'000});
+  EXPECT_LT(t.fired[0].second, uint64_t{200'000'000});  // long before the 300 ms one
+  EXPECT_EQ(t.fired[1].first, 3);
+  EXPECT_GE(t.fired[1].second, uint64_t{50'000'000});
+  EXPECT_EQ(t.fired[2].first, 1);
+  EXPECT_GE(t.fired[2].second, uint64_t{300'000'000});
+}
+
+TEST_F(UringIoTest, CancellingTheLastSleeperLetsTheLoopEnd) {
+  std::vector<int> order;
+  IoOp* op = io_->sleep(10, true, IoWake{record, &order, 1});
+  ASSERT_NE(op, nullptr);
+  uv_run(loop_.get(), UV_RUN_NOWAIT);
+  EXPECT_NE(uv_loop_alive(loop_.get()), 0);  // the armed timeout holds the loop
+  op->cancel();
+  uint64_t start = uv_hrtime();
+  for (int i = 0; i < 1000 && uv_loop_alive(loop_.get()) != 0; ++i) uv_run(loop_.get(), UV_RUN_ONCE);
+  EXPECT_EQ(uv_loop_alive(loop_.get()), 0);
+  EXPECT_LT(uv_hrtime() - start, uint64_t{1'000'000'000});  // not after the 10 s
+  EXPECT_TRUE(order.empty());
+}
+
 TEST_F(UringIoTest, SleepsFireOnceInDeadlineOrderAndNeverAfterCancel) {
   std::vector<int> order;
   uint64_t start = uv_hrtime();
