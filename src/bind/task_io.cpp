@@ -1,5 +1,5 @@
 // evo.task's Io-backed natives: task.sleep on the run's Io (Io::sleep: a
-// pooled libuv timer, nanosleep, or an IORING_OP_TIMEOUT), so the task
+// pooled libuv timer, nanosleep, or the ring's one timeout), so the task
 // layer (src/lua/tasks.cpp) never knows which Io runs. open_task_io is
 // "evo.task": the task natives plus these.
 #include <cmath>

@@ -240,9 +240,10 @@ class Io {
 
   // A timer: done() once `seconds` have passed (task.sleep, and through it
   // task.timeout and the connect/accept/receive timeouts built on it). The
-  // evented Io arms a pooled libuv timer, the uring Io an IORING_OP_TIMEOUT
-  // (cancelled by IORING_OP_TIMEOUT_REMOVE); a caller that cannot wait, and
-  // the blocking Io, sleep here (nanosleep) and call done before returning.
+  // evented Io arms a pooled libuv timer; the uring Io keeps the sleeps in
+  // order under one IORING_OP_TIMEOUT for the earliest (src/io/uring_ops.h);
+  // a caller that cannot wait, and the blocking Io, sleep here (nanosleep)
+  // and call done before returning.
   virtual IoOp* sleep(double seconds, bool wait, IoWake done) = 0;
 };
 
