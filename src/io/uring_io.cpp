@@ -594,8 +594,8 @@ class FileJob final : public RingOp, public IoOp {
 
 class UringIo final : public Io {
  public:
-  UringIo(std::unique_ptr<Ring> ring, std::unique_ptr<Io> evented)
-      : ring_(std::move(ring)), evented_(std::move(evented)), sockets_(*ring_) {
+  UringIo(std::unique_ptr<Ring> ring, std::unique_ptr<Io> evented, uv_loop_t* loop)
+      : ring_(std::move(ring)), evented_(std::move(evented)), sockets_(*ring_), timers_(*ring_, loop) {
     Transport::ring_sockets = &sockets_;
   }
   ~UringIo() override {
@@ -650,7 +650,7 @@ class UringIo final : public Io {
   std::unique_ptr<Ring> ring_;
   std::unique_ptr<Io> evented_;
   RingSocketsImpl sockets_;
-  uring::RingTimers timers_{*ring_};  // before the ring goes: its alarm is the ring's
+  uring::RingTimers timers_;  // before the ring goes: its alarm is the ring's
 };
 
 }  // namespace
@@ -658,7 +658,7 @@ class UringIo final : public Io {
 std::unique_ptr<Io> make_uring_io(uv_loop_t* loop, std::string* why) {
   std::unique_ptr<Ring> ring = Ring::create(loop, why);
   if (ring == nullptr) return nullptr;
-  return std::make_unique<UringIo>(std::move(ring), make_evented_io(loop));
+  return std::make_unique<UringIo>(std::move(ring), make_evented_io(loop), loop);
 }
 
 }  // namespace evo

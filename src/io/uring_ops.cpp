@@ -12,6 +12,7 @@
 #include <string>
 #include <utility>
 
+#include "core/handle.h"
 #include "io/fs_ops.h"
 
 namespace evo::uring {
@@ -83,11 +84,41 @@ class RingTimers::Alarm final : public RingOp {
   bool armed_ = false;
 };
 
-RingTimers::RingTimers(Ring& ring) : ring_(ring) {}
+// An unstarted libuv timer whose only use is to be closed by the runtime's
+// exit sweep (every Evo handle is), which tells the timers the run is over.
+class RingTimers::Sentinel final : public NativeHandle {
+ public:
+  Sentinel(uv_loop_t* loop, RingTimers* owner) : owner(owner) { uv_timer_init(loop, &timer_); }
+  uv_handle_t* uv_handle() override { return reinterpret_cast<uv_handle_t*>(&timer_); }
+  [[nodiscard]] bool internal() const override { return true; }  // not between tests: at the end
+  RingTimers* owner;
+
+ protected:
+  void on_closed() override {
+    if (owner != nullptr) owner->abandon();
+  }
+
+ private:
+  uv_timer_t timer_{};
+};
+
+RingTimers::RingTimers(Ring& ring, uv_loop_t* loop) : ring_(ring), loop_(loop) {}
 
 RingTimers::~RingTimers() {
   sleeps_.clear();  // the run is over: nobody is woken
   if (alarm_ != nullptr) alarm_->orphan();
+  if (sentinel_ != nullptr) {
+    sentinel_->owner = nullptr;
+    sentinel_->close();
+  }
+}
+
+// The runtime is ending: its tasks are abandoned, their sleeps dropped, the
+// entry taken back so it holds the loop no longer.
+void RingTimers::abandon() {
+  sentinel_ = nullptr;
+  sleeps_.clear();
+  if (alarm_ != nullptr) alarm_->clear();
 }
 
 IoOp* RingTimers::start(double seconds, IoWake done) {
@@ -96,6 +127,8 @@ IoOp* RingTimers::start(double seconds, IoWake done) {
     alarm_ = alarm.get();
     ring_.adopt(std::move(alarm));
   }
+  if (sentinel_ == nullptr)
+    sentinel_ = NativeHandle::release_to_loop(std::make_unique<Sentinel>(loop_, this));
   uint64_t deadline = now_ns() + static_cast<uint64_t>(std::llround(seconds * 1e9));
   auto sleep = std::make_unique<Sleep>(this, done);
   Sleep* s = sleep.get();

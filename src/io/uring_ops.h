@@ -2,6 +2,8 @@
 // Io's Io::sleep and Io::fs for a caller that can wait (src/io/uring_ops.cpp).
 #pragma once
 
+#include <uv.h>
+
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -20,10 +22,14 @@ namespace evo::uring {
 // nobody sleeps. Its expiry wakes every sleep that is due (never one
 // early) and arms the next: one kernel timer for all of them, as libuv keeps
 // one heap under epoll's timeout, instead of a kernel timer per sleep.
-// A cancelled sleep leaves the set and is never called.
+// A cancelled sleep leaves the set and is never called. When the runtime
+// ends (its exit sweep closes every Evo handle, a sentinel of these timers
+// among them) the sleeps of its abandoned tasks are dropped and the entry
+// taken back, as the evented Io's timers are closed: a 20 s sleep left in a
+// task must not hold the exit for 20 s.
 class RingTimers {
  public:
-  explicit RingTimers(Ring& ring);
+  RingTimers(Ring& ring, uv_loop_t* loop);
   ~RingTimers();
   RingTimers(const RingTimers&) = delete;
   RingTimers& operator=(const RingTimers&) = delete;
@@ -32,14 +38,19 @@ class RingTimers {
 
   class Sleep;
   class Alarm;
+  class Sentinel;
 
  private:
   friend class Sleep;
   friend class Alarm;
+  friend class Sentinel;
   void cancel(Sleep* s);
   void fired();
+  void abandon();
 
   Ring& ring_;
+  uv_loop_t* loop_;
+  Sentinel* sentinel_ = nullptr;                            // libuv's (a NativeHandle); made with the alarm
   std::multimap<uint64_t, std::unique_ptr<Sleep>> sleeps_;  // by deadline (ns)
   Alarm* alarm_ = nullptr;                                  // the ring's; made at the first sleep
   std::vector<IoWake> due_;                                 // reused by fired()

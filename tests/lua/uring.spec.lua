@@ -314,6 +314,23 @@ os.execv(sys.argv[2], sys.argv[2:])
     assert.truthy((n.timeout_remove or 0) >= 2, uring.stderr)
   end, 30)
 
+  it("ends at once when the run fails with a task still asleep (its sleep does not hold the exit)", function()
+    -- (The runtime's exit runs the loop until nothing holds it: the ring's
+    -- timeout for a 20 s sleep of an abandoned task did, for 20 s, until the
+    -- exit sweep dropped the sleeps as it closes the evented Io's timers.)
+    local script = h.tempFile("exitsleep.lua", [[
+      local task = require("task")
+      task.async(task.sleep, 20)
+      task.sleep(0.05)
+      error("the run fails here")
+    ]])
+    local t0 = require("task").now()
+    local r = run("uring", script)
+    assert.equal(r.code, 1, r.stderr)
+    assert.match(r.stderr, "the run fails here")
+    assert.truthy(require("task").now() - t0 < 5, "the exit waited for the sleep")
+  end, 30)
+
   it("puts file handles and stat on the ring (OPENAT, READ, WRITE, FSYNC, STATX, CLOSE), with the evented results",
     function()
     local script = h.tempFile("handles.lua", [[
