@@ -63,7 +63,9 @@ int open_flags(const char* s) {
     default:
       return -1;
   }
-  bool plus = false, sync = false, excl = false;
+  bool plus = false;
+  bool sync = false;
+  bool excl = false;
   for (const char* c = s + 1; *c != '\0'; ++c) {
     if (*c == '+') {
       plus = true;

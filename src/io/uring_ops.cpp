@@ -32,7 +32,7 @@ class RingTimers::Sleep final : public IoOp {
  public:
   Sleep(RingTimers* owner, IoWake done) : owner_(owner), done_(done) {}
   void cancel() override { owner_->cancel(this); }  // frees this
-  IoWake done() const { return done_; }
+  [[nodiscard]] IoWake done() const { return done_; }
   std::multimap<uint64_t, std::unique_ptr<Sleep>>::iterator at;
 
  private:
