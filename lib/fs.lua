@@ -69,6 +69,13 @@ function fs.writeFile(path, data) return writeWith("writeFile", fast.writeFile, 
 -- appendFile(path, data) -> true | nil, err
 function fs.appendFile(path, data) return writeWith("appendFile", fast.appendFile, path, data) end
 
+-- File handles and stat go through the Io (evo.fsfast: a libuv fs
+-- request, the system call, or a ring entry under --io=uring), with luv's
+-- results (the stat table is uv.fs_stat's).
+local fstat, flstat = fast.stat, fast.lstat
+local function stat(path) return finish(fstat(path, isyieldable())) end
+local function lstat(path) return finish(flstat(path, isyieldable())) end
+
 -- stat and lstat: an embedded file (a built app's, docs/build.md) first, then the disk.
 local function statWith(fname, op, path)
   checkPath(1, fname, path)
@@ -76,18 +83,18 @@ local function statWith(fname, op, path)
     local st = embedded.stat(path)
     if st then return st end
   end
-  return call(op, path)
+  return op(path)
 end
 
-function fs.stat(path) return statWith("stat", uv.fs_stat, path) end
+function fs.stat(path) return statWith("stat", stat, path) end
 
-function fs.lstat(path) return statWith("lstat", uv.fs_lstat, path) end
+function fs.lstat(path) return statWith("lstat", lstat, path) end
 
 -- exists(path) -> boolean
 function fs.exists(path)
   checkPath(1, "exists", path)
   if embedded and embedded.stat(path) then return true end
-  return (call(uv.fs_stat, path)) ~= nil
+  return (stat(path)) ~= nil
 end
 
 -- readdir(path [, {types = true}]) -> names (or {name, type} entries), sorted by name
@@ -126,7 +133,7 @@ function fs.mkdir(path, opts)
   local ok, err = call(uv.fs_mkdir, path, mode)
   if ok or not (opts and opts.recursive) then return ok, err end
   if err.code == "EEXIST" then
-    local st = call(uv.fs_stat, path)
+    local st = stat(path)
     if type(st) == "table" and st.type == "directory" then return true end
     return nil, err
   end
@@ -144,7 +151,7 @@ end
 function fs.rm(path, opts)
   checkPath(1, "rm", path)
   opts = opts or {}
-  local st, err = call(uv.fs_lstat, path)
+  local st, err = lstat(path)
   if not st then
     if opts.force and err.code == "ENOENT" then return true end
     return nil, err
@@ -267,7 +274,8 @@ function fs.open(path, flags, mode)
   flags = flags or "r"
   check(2, "open", flags, "string")
   if not OPEN_FLAGS[flags] then error(("bad argument #2 to 'open' (invalid mode '%s')"):format(flags), 2) end
-  local fd, err = call(uv.fs_open, path, flags, mode or 420)
+  if mode ~= nil then check(3, "open", mode, "number") end
+  local fd, err = finish(fast.open(path, flags, mode or 420, isyieldable()))
   if not fd then return nil, err end
   local append = flags:find("a", 1, true) ~= nil
   return setmetatable({fd = fd, path = path, pos = 0, buffer = "", append = append, busy = false, waiters = {}},
@@ -280,7 +288,7 @@ local function checkOpen(self, fname)
 end
 
 local function fill(self)
-  local data, err = call(uv.fs_read, self.fd, READ_CHUNK, self.pos)
+  local data, err = finish(fast.read(self.fd, READ_CHUNK, self.pos, isyieldable()))
   if not data then return nil, err end
   if data == true or #data == 0 then return false end
   self.pos = self.pos + #data
@@ -360,7 +368,7 @@ end
 local function writeOp(self, parts)
   -- writes go where the file position is (reads may have buffered ahead)
   local offset = self.append and -1 or (self.pos - #self.buffer)
-  local n, err = call(uv.fs_write, self.fd, parts, offset)
+  local n, err = finish(fast.write(self.fd, concat(parts), offset, isyieldable()))
   if not n then return nil, err end
   if not self.append then
     self.pos = offset + n
@@ -388,7 +396,7 @@ local function seekOp(self, whence, offset)
   if whence == "set" then base = 0
   elseif whence == "cur" then base = current
   elseif whence == "end" then
-    local st, err = call(uv.fs_fstat, self.fd)
+    local st, err = finish(fast.fstat(self.fd, isyieldable()))
     if not st then return nil, err end
     base = st.size
   end
@@ -408,8 +416,8 @@ function File:seek(whence, offset)
   return locked(self, "seek", seekOp, whence, offset)
 end
 
-local function syncOp(self) return call(uv.fs_fsync, self.fd) end
-local function statOp(self) return call(uv.fs_fstat, self.fd) end
+local function syncOp(self) return finish(fast.fsync(self.fd, isyieldable())) end
+local function statOp(self) return finish(fast.fstat(self.fd, isyieldable())) end
 
 function File:sync()
   checkOpen(self, "sync")
@@ -424,7 +432,7 @@ end
 local function closeOp(self)
   local fd = self.fd
   self.fd = nil
-  return call(uv.fs_close, fd)
+  return finish(fast.close(fd, isyieldable()))
 end
 
 -- close(): waits for the operations other tasks have started on the File.

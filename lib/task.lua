@@ -92,9 +92,14 @@ end
 function Future:done() return isDone(self) end
 
 -- sleep(seconds): suspends the current task (or blocks) for that long.
+-- sleep(0) is yield(); any other time is the Io's timer (docs/io.md).
 function task.sleep(seconds)
   args.check(1, "sleep", seconds, "number")
-  if not native.sleep(seconds, isyieldable()) then raiseCanceled(2) end
+  if seconds == 0 then
+    if not native.yield(isyieldable()) then raiseCanceled(2) end
+  elseif not native.sleep(seconds, isyieldable()) then
+    raiseCanceled(2)
+  end
 end
 
 -- yield(): lets the other ready tasks and the loop run once.

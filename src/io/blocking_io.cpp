@@ -15,6 +15,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "io/fs_ops.h"
 #include "io/io.h"
 #include "io/process.h"
 #include "io/stdio.h"
@@ -240,6 +241,17 @@ class BlockingIo final : public Io {
 
   IoOp* work(std::function<void()> job, bool /*wait*/, std::function<void()> done) override {
     job();
+    done();
+    return nullptr;
+  }
+
+  IoOp* fs(FsRequest req, bool /*wait*/, std::function<void(FsResult)> done) override {
+    done(fs_here(nullptr, req));  // libuv's synchronous form needs no loop
+    return nullptr;
+  }
+
+  IoOp* sleep(double seconds, bool /*wait*/, IoWake done) override {
+    sleep_here(seconds);
     done();
     return nullptr;
   }

@@ -15,6 +15,7 @@
 #include "core/handle.h"
 #include "io/blocking_io.h"
 #include "io/files.h"
+#include "io/fs_ops.h"
 #include "io/io.h"
 #include "io/process.h"
 #include "io/stdio.h"
@@ -346,7 +347,7 @@ std::unique_ptr<IoListener> listen_on_loop(uv_loop_t* loop, const ListenSpec& sp
 namespace {
 class EventedIo final : public Io {
  public:
-  explicit EventedIo(uv_loop_t* loop) : loop_(loop) {}
+  explicit EventedIo(uv_loop_t* loop) : loop_(loop), timers_(loop) {}
   [[nodiscard]] const char* name() const override { return "evented"; }
 
   std::unique_ptr<Transport> adopt_stdio(int fd, int* shared_flags) override {
@@ -401,8 +402,26 @@ class EventedIo final : public Io {
     return work_on_pool(loop_, std::move(job), std::move(done));
   }
 
+  IoOp* fs(FsRequest req, bool wait, std::function<void(FsResult)> done) override {
+    if (!wait) {
+      done(fs_here(loop_, req));
+      return nullptr;
+    }
+    return fs_on_loop(loop_, std::move(req), std::move(done));
+  }
+
+  IoOp* sleep(double seconds, bool wait, IoWake done) override {
+    if (!wait) {
+      sleep_here(seconds);
+      done();
+      return nullptr;
+    }
+    return timers_.start(seconds, done);
+  }
+
  private:
   uv_loop_t* loop_;
+  SleepTimers timers_;
 };
 
 IoOp* EventedListener::accept(bool wait, double timeout, IoDone done) {

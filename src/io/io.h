@@ -50,6 +50,17 @@ struct IoResult {
 
 using IoDone = std::function<void(IoResult)>;
 
+// What a timer calls when it fires: fn(arg, id), a plain function and two
+// words (a task and its wait id), so a sleep copies and allocates nothing.
+struct IoWake {
+  void (*fn)(void* arg, uint32_t id) = nullptr;
+  void* arg = nullptr;
+  uint32_t id = 0;
+  void operator()() const {
+    if (fn != nullptr) fn(arg, id);
+  }
+};
+
 class IoOp {
  public:
   virtual void cancel() = 0;
@@ -152,6 +163,31 @@ struct FileResult {
   [[nodiscard]] bool ok() const { return status == 0; }
 };
 
+// One operation on a file handle or a path (fs.open, file:read, file:write,
+// file:sync, file:stat, fs.stat, fs.lstat, file:close): the evented Io runs
+// it as a libuv fs request (the thread pool), the blocking Io as the system
+// call, the uring Io as one ring entry (OPENAT, READ, WRITE, FSYNC, STATX,
+// CLOSE).
+enum class FsOp : uint8_t { Open, Read, Write, Fsync, Fstat, Stat, Lstat, Close };
+struct FsRequest {
+  FsOp op = FsOp::Stat;
+  std::string path;     // Open, Stat, Lstat
+  int flags = 0;        // Open: O_* flags (O_CLOEXEC is added)
+  int mode = 0;         // Open: the new file's permissions
+  int fd = -1;          // Read, Write, Fsync, Fstat, Close
+  size_t length = 0;    // Read: at most this many bytes
+  int64_t offset = -1;  // Read, Write: where; -1: the file position
+  std::string data;     // Write
+};
+struct FsResult {
+  int status = 0;     // a libuv status
+  int64_t value = 0;  // Open: the descriptor; Read, Write: bytes
+  std::string data;   // Read: the bytes
+  uv_stat_t stat{};   // Fstat, Stat, Lstat (as libuv fills it)
+  std::string path;   // Open, Stat, Lstat: for the error's message
+  [[nodiscard]] bool ok() const { return status == 0; }
+};
+
 struct ListenSpec {
   const sockaddr* addr = nullptr;  // TCP: the address to bind
   socklen_t addr_len = 0;
@@ -197,6 +233,18 @@ class Io {
   // steps to its ring instead.
   virtual IoOp* file(FileOp op, std::string path, std::string data, bool wait,
                      std::function<void(FileResult)> done);
+
+  // One file-handle or path operation (FsRequest above); a caller that
+  // cannot wait gets it done here, as the system call.
+  virtual IoOp* fs(FsRequest req, bool wait, std::function<void(FsResult)> done) = 0;
+
+  // A timer: done() once `seconds` have passed (task.sleep, and through it
+  // task.timeout and the connect/accept/receive timeouts built on it). The
+  // evented Io arms a pooled libuv timer; the uring Io keeps the sleeps in
+  // order under one IORING_OP_TIMEOUT for the earliest (src/io/uring_ops.h);
+  // a caller that cannot wait, and the blocking Io, sleep here (nanosleep)
+  // and call done before returning.
+  virtual IoOp* sleep(double seconds, bool wait, IoWake done) = 0;
 };
 
 class TaskSystem;

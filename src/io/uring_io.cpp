@@ -32,6 +32,7 @@
 
 #include "io/io.h"
 #include "io/transport.h"
+#include "io/uring_ops.h"
 #include "io/uring_ring.h"
 
 namespace evo {
@@ -1011,7 +1012,7 @@ class FileJob final : public RingOp, public IoOp {
 class UringIo final : public Io {
  public:
   UringIo(uv_loop_t* loop, std::unique_ptr<Ring> ring, std::unique_ptr<Io> evented)
-      : loop_(loop), ring_(std::move(ring)), evented_(std::move(evented)), sockets_(*ring_) {
+      : loop_(loop), ring_(std::move(ring)), evented_(std::move(evented)), sockets_(*ring_), timers_(*ring_, loop) {
     Transport::ring_sockets = &sockets_;
   }
   ~UringIo() override {
@@ -1086,6 +1087,16 @@ class UringIo final : public Io {
     return j;
   }
 
+  // Timers and file handles on the ring (src/io/uring_ops.cpp).
+  IoOp* fs(FsRequest req, bool wait, std::function<void(FsResult)> done) override {
+    if (!wait) return evented_->fs(std::move(req), false, std::move(done));
+    return uring::start_fs(*ring_, std::move(req), std::move(done));
+  }
+  IoOp* sleep(double seconds, bool wait, IoWake done) override {
+    if (!wait) return evented_->sleep(seconds, false, done);
+    return timers_.start(seconds, done);
+  }
+
  private:
   uv_loop_t* loop_;
   // Declared first: destroyed last, after sockets_ let go of its receives
@@ -1093,6 +1104,7 @@ class UringIo final : public Io {
   std::unique_ptr<Ring> ring_;
   std::unique_ptr<Io> evented_;
   RingSocketsImpl sockets_;
+  uring::RingTimers timers_;  // before the ring goes: its alarm is the ring's
 };
 
 }  // namespace

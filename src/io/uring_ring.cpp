@@ -85,6 +85,9 @@ const char* opcode_name(unsigned op) {
       return "poll";
     case IORING_OP_SPLICE:
       return "splice";
+    // timers and file handles (src/io/uring_ops.cpp)
+    case IORING_OP_TIMEOUT_REMOVE:
+      return "timeout_remove";
     default:
       return nullptr;
   }
@@ -95,6 +98,10 @@ const char* opcode_name(unsigned op) {
 constexpr uint8_t kNeeded[] = {IORING_OP_NOP,      IORING_OP_READ,   IORING_OP_WRITE,       IORING_OP_OPENAT,
                                IORING_OP_CLOSE,    IORING_OP_STATX,  IORING_OP_RECV,        IORING_OP_SEND,
                                IORING_OP_SHUTDOWN, IORING_OP_ACCEPT, IORING_OP_ASYNC_CANCEL};
+
+// Those of timers and file handles (src/io/uring_ops.cpp).
+constexpr uint8_t kNeededToo[] = {IORING_OP_TIMEOUT, IORING_OP_TIMEOUT_REMOVE, IORING_OP_LINK_TIMEOUT,
+                                  IORING_OP_FSYNC};
 
 }  // namespace
 
@@ -112,6 +119,10 @@ std::string probe() {
         why = std::string("this kernel's io_uring lacks the ") + opcode_name(op) + " operation";
         break;
       }
+    }
+    for (uint8_t op : kNeededToo) {
+      if (why.empty() && io_uring_opcode_supported(p, op) == 0)
+        why = std::string("this kernel's io_uring lacks the ") + opcode_name(op) + " operation";
     }
     io_uring_free_probe(p);
   }
@@ -365,6 +376,16 @@ void Ring::cancel(RingOp* op, uint8_t tag) {
   if (op->in_kernel_ == 0) return;
   io_uring_sqe* s = sqe(op, kCancelTag);
   io_uring_prep_cancel64(s, pack(op, tag), 0);
+}
+
+void Ring::remove_timeout(RingOp* op, uint8_t tag) {
+  if (op->in_kernel_ == 0) return;
+  io_uring_prep_timeout_remove(sqe(op, kCancelTag), pack(op, tag), 0);
+}
+
+void Ring::update_timeout(RingOp* op, uint8_t tag, __kernel_timespec* ts, unsigned flags) {
+  if (op->in_kernel_ == 0) return;
+  io_uring_prep_timeout_update(sqe(op, kCancelTag), ts, pack(op, tag), flags);
 }
 
 void Ring::submit() { enter(false); }

@@ -125,6 +125,15 @@ class Ring {
   void flush_output_at_exit();
   [[nodiscard]] bool exiting() const { return exiting_; }
 
+  // ---- timers (src/io/uring_ops.cpp)
+  // Asks the kernel to remove op's IORING_OP_TIMEOUT entry with that tag
+  // (IORING_OP_TIMEOUT_REMOVE); the timeout's completion still comes, with
+  // -ECANCELED, or -ETIME if it fired first.
+  void remove_timeout(RingOp* op, uint8_t tag);
+  // Moves that entry's deadline to *ts (IORING_OP_TIMEOUT_REMOVE with
+  // IORING_TIMEOUT_UPDATE; ts is read when the batch is submitted).
+  void update_timeout(RingOp* op, uint8_t tag, __kernel_timespec* ts, unsigned flags);
+
   // ---- the provided buffer ring for socket receives (one group, kGroup)
   static constexpr uint16_t kGroup = 1;
   static constexpr uint32_t kBuffers = 256;

@@ -48,7 +48,7 @@ const NativeModule kNativeModules[] = {
     {"evo.signal", open_signal, true},
     {"evo.sqlite", open_sqlite, false},
     {"evo.stdio",  open_stdio,  true},
-    {"evo.task",   open_task,   true},
+    {"evo.task",   open_task_io, true},
     {"evo.timer",  open_timer,  true},
     {"evo.tls",    open_tls,    true},
     {"luv",        open_uv,     false},

@@ -39,6 +39,7 @@ int open_postgres(lua_State* L); // "evo.postgres": libpq connections on the loo
 int open_uv(lua_State* L);       // "uv" and "luv": luv on Evo's loop
 int open_appfs(lua_State* L);    // "evo.appfs": a one-file executable's archive (src/bind/appfs.cpp)
 int open_task(lua_State* L);     // "evo.task": tasks and futures (src/lua/tasks.cpp)
+int open_task_io(lua_State* L);  // "evo.task": open_task + task.sleep on the Io (src/bind/task_io.cpp)
 // "evo.httpresponse": the HTTP client's response parser (src/bind/http_client.cpp)
 int open_httpresponse(lua_State* L);
 int open_h2client(lua_State* L);

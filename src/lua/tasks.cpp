@@ -441,84 +441,11 @@ int task_yield(lua_State* L) {
 }  // namespace
 
 // -------------------------------------------------------------- sleeping
-
-// A timer that wakes a sleeping task. Pooled: sleeping allocates nothing in
-// the steady state. Hidden from uv.walk, referenced while it runs.
-class SleepTimer final : public NativeHandle {
- public:
-  explicit SleepTimer(uv_loop_t* loop) { uv_timer_init(loop, &timer_); }
-  uv_handle_t* uv_handle() override { return reinterpret_cast<uv_handle_t*>(&timer_); }
-  [[nodiscard]] bool internal() const override { return true; }
-  void start(Task* t, uint32_t id, uint64_t ms) {
-    task_ = t;
-    id_ = id;
-    uv_timer_start(&timer_, on_fire, ms, 0);
-  }
-  void stop() {
-    uv_timer_stop(&timer_);
-    task_ = nullptr;
-  }
-
-  static std::vector<SleepTimer*>* pool;  // idle timers of the current runtime
-
- private:
-  static void on_fire(uv_timer_t* h) {
-    auto* self = static_cast<SleepTimer*>(NativeHandle::from(reinterpret_cast<uv_handle_t*>(h)));
-    Task* t = self->task_;
-    self->task_ = nullptr;
-    if (pool != nullptr) pool->push_back(self);
-    if (t != nullptr) wake_with(t->sys->runtime().L(), t, self->id_, 0);
-  }
-  uv_timer_t timer_{};
-  Task* task_ = nullptr;
-  uint32_t id_ = 0;
-};
-std::vector<SleepTimer*>* SleepTimer::pool = nullptr;
+//
+// task.sleep is the Io's timer (Io::sleep), bound in src/bind/task_io.cpp:
+// the scheduler never knows which Io runs.
 
 namespace {
-
-void cancel_sleep(Task* /*t*/, void* arg) {
-  auto* timer = static_cast<SleepTimer*>(arg);
-  timer->stop();
-  if (SleepTimer::pool != nullptr) SleepTimer::pool->push_back(timer);
-}
-
-// sleep(seconds, yieldable) -> true, or false when cancelled (the caller raises).
-int task_sleep(lua_State* L) {
-  double seconds = luaL_checknumber(L, 1);
-  luaL_argcheck(L, seconds >= 0 && std::isfinite(seconds), 1, "seconds must be a finite number >= 0");
-  TaskSystem& sys = TaskSystem::from(L);
-  Task* t = suspendable(L, sys, 2);
-  if (t == nullptr) {
-    uv_sleep(static_cast<unsigned int>(std::llround(seconds * 1000.0)));
-    lua_pushboolean(L, 1);
-    return 1;
-  }
-  if (seconds == 0) {
-    lua_remove(L, 1);  // yield(yieldable)
-    return task_yield(L);
-  }
-  if (t->cancel_due()) {
-    t->cancel_delivered = true;
-    lua_pushboolean(L, 0);
-    return 1;
-  }
-  SleepTimer* timer = nullptr;
-  if (SleepTimer::pool != nullptr && !SleepTimer::pool->empty()) {
-    timer = SleepTimer::pool->back();
-    SleepTimer::pool->pop_back();
-  } else {
-    timer = NativeHandle::release_to_loop(std::make_unique<SleepTimer>(sys.runtime().loop()));
-  }
-  uint32_t id = ++t->wait_id;
-  timer->start(t, id, static_cast<uint64_t>(std::llround(seconds * 1000.0)));
-  clear_hooks(L, t);
-  t->c_hook = cancel_sleep;
-  t->c_hook_arg = timer;
-  t->state = Task::State::Suspended;
-  lua_settop(L, 0);
-  return lua_yield(L, 0);
-}
 
 // -------------------------------------------------------------- futures
 
@@ -823,8 +750,6 @@ TaskSystem::TaskSystem(Runtime& rt, bool blocking)
   lua_call(L, 1, 1);
   worker_ref_ = luaL_ref(L, LUA_REGISTRYINDEX);
 
-  SleepTimer::pool = new_pool();
-
   lua_getglobal(L, "os");
   if (lua_istable(L, -1)) {
     lua_getfield(L, -1, "exit");
@@ -832,11 +757,6 @@ TaskSystem::TaskSystem(Runtime& rt, bool blocking)
     lua_setfield(L, -2, "exit");
   }
   lua_pop(L, 1);
-}
-
-std::vector<SleepTimer*>* TaskSystem::new_pool() {
-  sleep_pool_ = std::make_unique<std::vector<SleepTimer*>>();
-  return sleep_pool_.get();
 }
 
 TaskSystem::~TaskSystem() {
@@ -847,8 +767,6 @@ TaskSystem::~TaskSystem() {
 void TaskSystem::close() {
   closed_ = true;
   scheduler_.close();
-  if (SleepTimer::pool == sleep_pool_.get()) SleepTimer::pool = nullptr;
-  sleep_pool_.reset();
 }
 
 TaskSystem& TaskSystem::from(lua_State* L) {
@@ -1168,6 +1086,12 @@ uint32_t TaskSystem::begin_wait(Task* t, CancelHook hook, void* arg) {
   return ++t->wait_id;
 }
 
+void TaskSystem::set_cancel_arg(Task* t, void* arg) {  // NOLINT(readability-convert-member-functions-to-static)
+  t->c_hook_arg = arg;
+}
+
+bool TaskSystem::wake_plain(Task* t, uint32_t id) { return t->sys->wake(t, id, 0); }
+
 int TaskSystem::suspend(lua_State* L, Task* t) {  // NOLINT(readability-convert-member-functions-to-static)
   if (t->early_ref != LUA_NOREF) return take_early_wake(L, t);  // the wake came first
   t->state = Task::State::Suspended;
@@ -1202,7 +1126,6 @@ int open_task(lua_State* L) {
       {"suspend", task_suspend},
       {"wake", task_wake},
       {"yield", task_yield},
-      {"sleep", task_sleep},
       {"await", task_await},
       {"notify", task_notify},
       {"unnotify", task_unnotify},

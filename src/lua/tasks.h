@@ -26,7 +26,6 @@ namespace evo {
 class Runtime;
 
 struct Task;
-class SleepTimer;
 
 class TaskSystem {
  public:
@@ -106,6 +105,13 @@ class TaskSystem {
   void cancel(Task* t);
   bool take_cancel(Task* t);
   uint32_t begin_wait(Task* t, CancelHook hook, void* arg);
+  // For an operation started after begin_wait (its completion carries the
+  // wait id): its cancel hook's argument, once it exists.
+  void set_cancel_arg(Task* t, void* arg);
+  // wake(t, id) with no values, through t's own system: a completion that
+  // carries only a task and a wait id (a timer's, which must fit in a
+  // std::function's inline storage).
+  static bool wake_plain(Task* t, uint32_t id);
   int suspend(lua_State* L, Task* t);
   bool wake(Task* t, uint32_t id, int nvalues);
   // wake() with (nil, error object {code, message}): a failed wait.
@@ -120,14 +126,11 @@ class TaskSystem {
   Task* main_task = nullptr;
 
  private:
-  std::vector<SleepTimer*>* new_pool();
-
   Runtime& rt_;
   bool blocking_;
   bool closed_ = false;
   Scheduler scheduler_;
   PtrMap<lua_State*, Task*> by_thread_;
-  std::unique_ptr<std::vector<SleepTimer*>> sleep_pool_;
   int worker_ref_ = LUA_NOREF;
   int xpcall_ref_ = LUA_NOREF;
   std::vector<Task*> main_tasks_;  // unfinished main chunks (run_main)

@@ -44,6 +44,58 @@ describe("fs (" .. H.mode .. ")", function()
     assert.falsy(fs.exists(dir .. "/nope"))
   end)
 
+  it("stats as luv does: the same table for files, directories, links, FIFOs and devices (Io::fs)", function()
+    local uv = require("uv")
+    assert(fs.writeFile(dir .. "/f", "12345"))
+    assert(uv.fs_symlink(dir .. "/f", dir .. "/l"))
+    assert.equal(os.execute("mkfifo " .. dir .. "/p"), 0)
+    local function check(got, want, what)
+      for k, v in pairs(want) do
+        if type(v) == "table" then
+          -- atime moves when the file is read (luv's call read nothing, but be safe)
+          if k ~= "atime" then assert.same(got[k], v, what .. "." .. k) end
+        else
+          assert.equal(got[k], v, what .. "." .. k)
+        end
+      end
+      for k in pairs(got) do assert.notNil(want[k], what .. ": a field luv has not: " .. k) end
+    end
+    for _, p in ipairs({dir .. "/f", dir, dir .. "/l", dir .. "/p", "/dev/null"}) do
+      check(assert(fs.stat(p)), uv.fs_stat(p), "stat " .. p)
+      check(assert(fs.lstat(p)), uv.fs_lstat(p), "lstat " .. p)
+    end
+    assert.equal(fs.lstat(dir .. "/l").type, "link")
+    assert.equal(fs.stat(dir .. "/p").type, "fifo")
+    assert.equal(fs.stat("/dev/null").type, "char")
+    local f = assert(fs.open(dir .. "/f"))
+    check(assert(f:stat()), uv.fs_stat(dir .. "/f"), "file:stat")
+    f:close()
+  end)
+
+  it("reports file-handle failures with luv's codes and messages", function()
+    local p = dir .. "/f"
+    local _, err = fs.open(dir .. "/nope")
+    assert.equal(err.code, "ENOENT")
+    assert.equal(err.message, "no such file or directory: " .. dir .. "/nope")
+    assert(fs.writeFile(p, "x"))
+    _, err = fs.open(p, "wx")
+    assert.equal(err.code, "EEXIST")
+    _, err = fs.open(dir, "w")
+    assert.equal(err.code, "EISDIR")
+    local f = assert(fs.open(p))
+    _, err = f:write("no")
+    assert.equal(err.code, "EBADF")
+    assert.equal(err.message, "bad file descriptor")
+    assert.truthy(f:close())
+    assert.truthy(f:close())  -- closing twice is a no-op
+    local g = assert(fs.open(p, "a+"))
+    assert.truthy(g:write("y", 2))
+    assert.truthy(g:sync())
+    assert.equal(g:seek("end"), 3)
+    g:close()
+    assert.equal(fs.readFile(p), "xy2")
+  end)
+
   it("makes and removes directory trees and lists them sorted", function()
     assert.truthy(fs.mkdir(dir .. "/a/b/c", {recursive = true}))
     assert.truthy(fs.mkdir(dir .. "/a/b/c", {recursive = true}), "recursive mkdir of an existing dir is fine")

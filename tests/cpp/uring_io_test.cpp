@@ -3,7 +3,9 @@
 // random sequences of starts and cancels leave every job reported exactly
 // once or (cancelled) never, and nothing in flight at the Io's end (the
 // ring drains; ASan checks the buffers the kernel wrote into).
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <memory>
@@ -111,6 +113,216 @@ TEST_F(UringIoTest, RandomStartsAndCancelsReportOnceOrNever) {
       EXPECT_EQ(j->reports, 1);
     }
   }
+}
+
+// ---------------------------------------------------- timers (Io::sleep)
+
+void record(void* arg, uint32_t id) {
+  auto* order = static_cast<std::vector<int>*>(arg);
+  order->push_back(static_cast<int>(id));
+}
+
+struct Timed {
+  uint64_t start = uv_hrtime();
+  std::vector<std::pair<int, uint64_t>> fired;  // which, ns after start
+};
+void record_time(void* arg, uint32_t id) {
+  auto* t = static_cast<Timed*>(arg);
+  t->fired.emplace_back(static_cast<int>(id), uv_hrtime() - t->start);
+}
+
+TEST_F(UringIoTest, AShorterSleepMovesTheOneTimeoutEarlierAndEachFiresOnTime) {
+  // 300 ms first, then 20 ms: the armed entry must move to the earlier
+  // deadline (an update), not let the short sleep wait for the long one.
+  Timed t;
+  ASSERT_NE(io_->sleep(0.3, true, IoWake{record_time, &t, 1}), nullptr);
+  ASSERT_NE(io_->sleep(0.02, true, IoWake{record_time, &t, 2}), nullptr);
+  ASSERT_NE(io_->sleep(0.05, true, IoWake{record_time, &t, 3}), nullptr);
+  for (int i = 0; i < 1000 && uv_loop_alive(loop_.get()) != 0; ++i) uv_run(loop_.get(), UV_RUN_ONCE);
+  ASSERT_EQ(t.fired.size(), 3u);
+  EXPECT_EQ(t.fired[0].first, 2);
+  EXPECT_GE(t.fired[0].second, uint64_t{20'000'000});
+  EXPECT_LT(t.fired[0].second, uint64_t{200'000'000});  // long before the 300 ms one
+  EXPECT_EQ(t.fired[1].first, 3);
+  EXPECT_GE(t.fired[1].second, uint64_t{50'000'000});
+  EXPECT_EQ(t.fired[2].first, 1);
+  EXPECT_GE(t.fired[2].second, uint64_t{300'000'000});
+}
+
+TEST_F(UringIoTest, CancellingTheLastSleeperLetsTheLoopEnd) {
+  std::vector<int> order;
+  IoOp* op = io_->sleep(10, true, IoWake{record, &order, 1});
+  ASSERT_NE(op, nullptr);
+  uv_run(loop_.get(), UV_RUN_NOWAIT);
+  EXPECT_NE(uv_loop_alive(loop_.get()), 0);  // the armed timeout holds the loop
+  op->cancel();
+  uint64_t start = uv_hrtime();
+  for (int i = 0; i < 1000 && uv_loop_alive(loop_.get()) != 0; ++i) uv_run(loop_.get(), UV_RUN_ONCE);
+  EXPECT_EQ(uv_loop_alive(loop_.get()), 0);
+  EXPECT_LT(uv_hrtime() - start, uint64_t{1'000'000'000});  // not after the 10 s
+  EXPECT_TRUE(order.empty());
+}
+
+TEST_F(UringIoTest, SleepsFireOnceInDeadlineOrderAndNeverAfterCancel) {
+  std::vector<int> order;
+  uint64_t start = uv_hrtime();
+  ASSERT_NE(io_->sleep(0.03, true, IoWake{record, &order, 1}), nullptr);
+  ASSERT_NE(io_->sleep(0.01, true, IoWake{record, &order, 2}), nullptr);
+  IoOp* doomed = io_->sleep(0.015, true, IoWake{record, &order, 3});
+  ASSERT_NE(io_->sleep(0.02, true, IoWake{record, &order, 4}), nullptr);
+  ASSERT_NE(doomed, nullptr);
+  doomed->cancel();
+  for (int i = 0; i < 1000 && uv_loop_alive(loop_.get()) != 0; ++i) uv_run(loop_.get(), UV_RUN_ONCE);
+  EXPECT_EQ(order, (std::vector<int>{2, 4, 1}));
+  EXPECT_GE(uv_hrtime() - start, uint64_t{30'000'000});  // never early
+  EXPECT_EQ(uv_loop_alive(loop_.get()), 0);              // nothing left holding the loop
+}
+
+TEST_F(UringIoTest, ASleepThatCannotWaitSleepsInsideTheCall) {
+  std::vector<int> order;
+  uint64_t start = uv_hrtime();
+  EXPECT_EQ(io_->sleep(0.01, false, IoWake{record, &order, 7}), nullptr);
+  EXPECT_EQ(order, (std::vector<int>{7}));
+  EXPECT_GE(uv_hrtime() - start, uint64_t{10'000'000});
+}
+
+// ---------------------------------------------- file handles (Io::fs)
+
+class UringFsTest : public UringIoTest {
+ protected:
+  FsResult fs(FsRequest req) {
+    std::optional<FsResult> got;
+    IoOp* in_flight = io_->fs(std::move(req), true, [&](FsResult r) { got = std::move(r); });
+    EXPECT_NE(in_flight, nullptr);
+    for (int i = 0; i < 2000 && !got.has_value(); ++i) uv_run(loop_.get(), UV_RUN_ONCE);
+    EXPECT_TRUE(got.has_value());
+    return got.value_or(FsResult{});
+  }
+  static FsRequest req(FsOp op, int fd = -1) {
+    FsRequest r;
+    r.op = op;
+    r.fd = fd;
+    return r;
+  }
+};
+
+TEST_F(UringFsTest, OpensWritesSyncsReadsStatsAndClosesAsLibuvDoes) {
+  FsRequest open = req(FsOp::Open);
+  open.path = path_;
+  open.flags = O_RDWR | O_CREAT | O_TRUNC;
+  open.mode = 0600;
+  FsResult opened = fs(open);
+  ASSERT_TRUE(opened.ok()) << uv_strerror(opened.status);
+  int fd = static_cast<int>(opened.value);
+  FsRequest write = req(FsOp::Write, fd);
+  write.data = "hello, ring";
+  write.offset = 0;
+  EXPECT_EQ(fs(write).value, 11);
+  EXPECT_TRUE(fs(req(FsOp::Fsync, fd)).ok());
+  FsRequest read = req(FsOp::Read, fd);
+  read.length = 64 * 1024;
+  read.offset = 7;
+  EXPECT_EQ(fs(read).data, "ring");
+  FsResult st = fs(req(FsOp::Fstat, fd));
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ(st.stat.st_size, 11u);
+  // the same stat as libuv's own (statx) for the path
+  FsRequest by_path = req(FsOp::Stat);
+  by_path.path = path_;
+  FsResult ring = fs(by_path);
+  uv_fs_t want{};
+  ASSERT_EQ(uv_fs_stat(nullptr, &want, path_.c_str(), nullptr), 0);
+  EXPECT_EQ(ring.stat.st_ino, want.statbuf.st_ino);
+  EXPECT_EQ(ring.stat.st_dev, want.statbuf.st_dev);
+  EXPECT_EQ(ring.stat.st_mode, want.statbuf.st_mode);
+  EXPECT_EQ(ring.stat.st_mtim.tv_nsec, want.statbuf.st_mtim.tv_nsec);
+  EXPECT_EQ(ring.stat.st_blocks, want.statbuf.st_blocks);
+  uv_fs_req_cleanup(&want);
+  EXPECT_TRUE(fs(req(FsOp::Close, fd)).ok());
+  EXPECT_EQ(fs(req(FsOp::Close, fd)).status, UV_EBADF);  // closed: its descriptor is gone
+}
+
+TEST_F(UringFsTest, FailuresCarryLibuvStatusesAndThePath) {
+  FsRequest open = req(FsOp::Open);
+  open.path = path_ + ".missing/x";
+  FsResult r = fs(open);
+  EXPECT_EQ(r.status, UV_ENOENT);
+  EXPECT_EQ(r.path, open.path);
+  FsRequest lstat = req(FsOp::Lstat);
+  lstat.path = open.path;
+  EXPECT_EQ(fs(lstat).status, UV_ENOENT);
+  FsRequest read = req(FsOp::Read, 1'000'000);
+  read.length = 10;
+  EXPECT_EQ(fs(read).status, UV_EBADF);
+  // a caller that cannot wait: answered inside the call, the same way
+  std::optional<FsResult> got;
+  EXPECT_EQ(io_->fs(open, false, [&](FsResult x) { got = std::move(x); }), nullptr);
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->status, UV_ENOENT);
+}
+
+TEST_F(UringFsTest, ACancelledReadStuckInTheKernelNeverReports) {
+  std::string fifo = path_ + ".fifo";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  FsRequest open = req(FsOp::Open);
+  open.path = fifo;
+  FsResult opened = fs(open);  // io_uring opens a FIFO at once (nonblocking first)
+  ASSERT_TRUE(opened.ok());
+  int reports = 0;
+  FsRequest read = req(FsOp::Read, static_cast<int>(opened.value));
+  read.length = 10;
+  IoOp* op = io_->fs(read, true, [&](FsResult) { ++reports; });
+  ASSERT_NE(op, nullptr);
+  for (int i = 0; i < 5; ++i) uv_run(loop_.get(), UV_RUN_NOWAIT);
+  op->cancel();
+  for (int i = 0; i < 1000 && uv_loop_alive(loop_.get()) != 0; ++i) uv_run(loop_.get(), UV_RUN_ONCE);
+  EXPECT_EQ(reports, 0);
+  EXPECT_TRUE(fs(req(FsOp::Close, static_cast<int>(opened.value))).ok());
+  ::unlink(fifo.c_str());
+}
+
+TEST_F(UringFsTest, RandomSleepsAndFileOpsWithCancelsReportOnceOrNever) {
+  EXPECT_TRUE(run(FileOp::Write, std::string(5000, 'q')).ok());
+  std::mt19937 rng(1414);
+  struct Job {
+    IoOp* op = nullptr;
+    int reports = 0;
+    bool canceled = false;
+    bool finished = false;
+  };
+  std::vector<std::unique_ptr<Job>> jobs;
+  auto wake = [](void* arg, uint32_t /*id*/) {
+    auto* j = static_cast<Job*>(arg);
+    ++j->reports;
+    j->finished = true;
+  };
+  for (int round = 0; round < 200; ++round) {
+    for (int k = 0; k < 1 + static_cast<int>(rng() % 6); ++k) {
+      auto job = std::make_unique<Job>();
+      Job* j = job.get();
+      if (rng() % 2 == 0) {
+        j->op = io_->sleep(static_cast<double>(rng() % 5) * 0.001, true, IoWake{wake, j, 0});
+      } else {
+        FsRequest r = req(rng() % 2 == 0 ? FsOp::Stat : FsOp::Lstat);
+        r.path = path_;
+        j->op = io_->fs(r, true, [j](FsResult res) {
+          ++j->reports;
+          j->finished = true;
+          EXPECT_TRUE(res.ok());
+        });
+      }
+      jobs.push_back(std::move(job));
+    }
+    for (auto& j : jobs) {
+      if (!j->finished && !j->canceled && rng() % 3 == 0) {
+        j->canceled = true;
+        j->op->cancel();
+      }
+    }
+    for (int t = static_cast<int>(rng() % 3); t > 0; --t) uv_run(loop_.get(), UV_RUN_NOWAIT);
+  }
+  for (int i = 0; i < 5000 && uv_loop_alive(loop_.get()) != 0; ++i) uv_run(loop_.get(), UV_RUN_ONCE);
+  for (auto& j : jobs) EXPECT_EQ(j->reports, j->canceled ? 0 : 1);
 }
 
 }  // namespace

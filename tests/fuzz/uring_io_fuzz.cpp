@@ -7,14 +7,16 @@
 // closed on the ring too) — the other a plain non-blocking descriptor the
 // input drives as the peer; a listening Unix socket that connects on the
 // ring make more pairs. Each input byte picks an operation: a whole-file
-// job (read, write, append), a cancel of a random job or connect in flight,
-// a connect (to the listener, or to a missing path), a transport write +
-// flush, reading on/off, a shutdown, a close, the peer reading or writing
-// or closing, one turn of the loop.
+// job (read, write, append), a timer (Io::sleep), a file-handle op (Io::fs:
+// open, read, write, fstat, fsync, stat, lstat, close), a cancel of a random
+// job or connect in flight, a connect (to the listener, or to a missing
+// path), a transport write + flush, reading on/off, a shutdown, a close,
+// the peer reading or writing or closing, one turn of the loop.
 // Invariants, checked with abort():
-//  - a file job or a connect reports exactly once when not cancelled, never
-//    after its cancel; a read gives only bytes some write put there (or an
-//    error); a connect to a missing path fails with ENOENT;
+//  - a file job, a timer, a file-handle op or a connect reports exactly once
+//    when not cancelled, never after its cancel (a timer that fired first
+//    included); a read gives only bytes some write put there (or an error);
+//    a connect to a missing path fails with ENOENT;
 //  - the bytes a peer reads are a prefix of the bytes written to its
 //    transport, in order; the bytes a transport's user sees are a prefix of
 //    what its peer wrote, in order;
@@ -184,6 +186,88 @@ struct Harness {
     jobs.push_back(std::move(job));
   }
 
+  // ---- timers and file handles (Io::sleep, Io::fs)
+  struct OpenFd {
+    int fd;
+    int file;
+  };
+  std::vector<OpenFd> fds;  // from completed opens, no close submitted yet
+
+  static void woke(void* arg, uint32_t /*id*/) {
+    auto* j = static_cast<Job*>(arg);
+    CHECK(!j->cancelled);
+    ++j->reports;
+    CHECK(j->reports == 1);
+  }
+
+  void timer_job(uint8_t a) {
+    auto job = std::make_unique<Job>();
+    Job* j = job.get();
+    j->op = io->sleep(static_cast<double>(a % 5) * 0.001, true, evo::IoWake{woke, j, 0});
+    CHECK(j->op != nullptr);
+    jobs.push_back(std::move(job));
+  }
+
+  void handle_job(uint8_t a, uint8_t b) {
+    evo::FsRequest r;
+    int f = b % 3;
+    auto pick = [&]() -> const OpenFd* { return fds.empty() ? nullptr : &fds[b % fds.size()]; };
+    switch (a % 6) {
+      case 0:
+        r.op = evo::FsOp::Open;
+        r.path = path(f);
+        r.flags = O_RDWR | O_CREAT;
+        r.mode = 0600;
+        break;
+      case 1:
+      case 2: {
+        const OpenFd* o = pick();
+        if (o == nullptr) return;
+        r.op = a % 6 == 1 ? evo::FsOp::Read : evo::FsOp::Write;
+        r.fd = o->fd;
+        f = o->file;
+        r.length = size_t{b} * 11 + 1;
+        r.offset = b % 4 == 0 ? -1 : 0;
+        // a file holds only its own letter (the whole-file reads check it)
+        if (r.op == evo::FsOp::Write) r.data.assign(size_t{b} * 7 + 1, static_cast<char>('a' + f));
+        break;
+      }
+      case 3: {
+        const OpenFd* o = pick();
+        if (o == nullptr) return;
+        r.op = b % 2 == 0 ? evo::FsOp::Fstat : evo::FsOp::Fsync;
+        r.fd = o->fd;
+        break;
+      }
+      case 4:
+        r.op = b % 2 == 0 ? evo::FsOp::Stat : evo::FsOp::Lstat;
+        r.path = b % 3 == 0 ? dir + "/missing" : path(f);
+        break;
+      case 5: {
+        const OpenFd* o = pick();
+        if (o == nullptr) return;
+        r.op = evo::FsOp::Close;
+        r.fd = o->fd;
+        fds.erase(fds.begin() + (o - fds.data()));
+        break;
+      }
+    }
+    auto job = std::make_unique<Job>();
+    Job* j = job.get();
+    j->file = f;
+    evo::FsOp op = r.op;
+    char letter = static_cast<char>('a' + f);
+    j->op = io->fs(std::move(r), true, [this, j, op, f, letter](evo::FsResult res) {
+      CHECK(!j->cancelled);
+      ++j->reports;
+      CHECK(j->reports == 1);
+      if (op == evo::FsOp::Open && res.ok()) fds.push_back({static_cast<int>(res.value), f});
+      if (op == evo::FsOp::Read && res.ok()) CHECK(res.data.find_first_not_of(letter) == std::string::npos);
+    });
+    CHECK(j->op != nullptr);
+    jobs.push_back(std::move(job));
+  }
+
   void cancel_job(uint8_t pick) {
     if (jobs.empty()) return;
     Job* j = jobs[pick % jobs.size()].get();
@@ -287,7 +371,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     uint8_t op = data[i++];
     uint8_t a = i < size ? data[i] : 0;
     uint8_t b = i + 1 < size ? data[i + 1] : 0;
-    switch (op % 6) {
+    switch (op % 8) {
       case 0:
         h.file_job(data, size, &i);
         break;
@@ -308,6 +392,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       case 5:
         uv_run(&h.loop, UV_RUN_NOWAIT);
         break;
+      case 6:
+        h.timer_job(a);
+        i += 1;
+        break;
+      case 7:
+        h.handle_job(a, b);
+        i += 2;
+        break;
     }
   }
 
@@ -323,6 +415,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   for (auto& j : h.jobs) CHECK(j->cancelled ? j->reports == 0 : j->reports == 1);
   for (auto& j : h.connects) CHECK(j->cancelled ? j->reports == 0 : j->reports == 1);
+  for (const auto& o : h.fds) ::close(o.fd);
   for (auto& p : h.pairs) p->close();  // (pairs a connect made at the end)
   uv_run(&h.loop, UV_RUN_NOWAIT);
   for (auto& p : h.pairs) {

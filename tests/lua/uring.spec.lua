@@ -532,6 +532,165 @@ os.execv(sys.argv[2], sys.argv[2:])
     return h.spawn("/usr/bin/python3", args, {env = env or {EVO_IO = false}})
   end
 
+  it("sleeps on the ring (one IORING_OP_TIMEOUT for the earliest deadline) with the evented results", function()
+    local script = h.tempFile("sleeps.lua", [[
+      local task = require("task")
+      local t0 = task.now()
+      task.sleep(0.05)
+      local d = task.now() - t0
+      -- (libuv's timer counts from the loop's cached time: up to a millisecond early;
+      -- the ring's never is early, tests/cpp/uring_io_test.cpp)
+      print("slept", d >= 0.045 and d < 1)
+      local order = {}
+      local fs = {}
+      for i = 1, 5 do fs[i] = task.async(function() task.sleep(0.01 * (6 - i)); order[#order + 1] = i end) end
+      for i = 1, 5 do fs[i]:await() end
+      print("order", table.concat(order, ","))
+      print("timeout", select(2, task.timeout(0.05, task.sleep, 10)).code)
+      print("in time", task.timeout(1, function() task.sleep(0.01) return "ok" end))
+      local f = task.async(task.sleep, 10)
+      task.sleep(0.01)
+      print("cancelled", select(2, f:cancel()).code)
+      -- many sleepers at once, a third cancelled while they sleep
+      local many = {}
+      for i = 1, 300 do many[i] = task.async(task.sleep, (i % 7) * 0.003 + 0.001) end
+      task.yield()  -- each is in its sleep now
+      local cancelled = 0
+      for i = 1, 300, 3 do
+        local _, err = many[i]:cancel()  -- (a short one may have fired meanwhile: no error then)
+        if err and err.code == "Canceled" then cancelled = cancelled + 1 end
+      end
+      for i = 1, 300 do if i % 3 ~= 1 then many[i]:await() end end
+      print("many", cancelled >= 50)
+      io.stderr:write("cancelled ", cancelled, "\n")
+      task.sleep(0)  -- a yield, not a timer
+      -- outside a task (a finalizer cannot yield): a plain sleep
+      local t1 = task.now()
+      local u = newproxy(true)
+      getmetatable(u).__gc = function() task.sleep(0.02) end
+      u = nil
+      collectgarbage()
+      collectgarbage()
+      print("blocking sleep", task.now() - t1 >= 0.02)
+    ]])
+    local evented = run("evented", script)
+    assert.equal(evented.code, 0, evented.stderr)
+    local uring = run("uring", script)
+    assert.equal(uring.code, 0, uring.stderr)
+    assert.equal(uring.stdout, evented.stdout)
+    assert.equal(h.lines(uring.stdout), {"slept\ttrue", "order\t5,4,3,2,1", "timeout\tTimeout", "in time\tok",
+      "cancelled\tCanceled", "many\ttrue", "blocking sleep\ttrue"})
+    local n = stats(uring.stderr)
+    -- 1 + 5 + 2 + 1 + 2 + 300 sleeps in tasks (the blocking one is not on the
+    -- ring) share one timeout entry at a time, armed for the earliest deadline:
+    -- fewer entries than sleeps; taken back (timeout_remove) when nobody sleeps
+    -- any more (a cancelled last sleeper), moved earlier (an update, counted
+    -- as timeout_remove too) when a shorter sleep comes
+    assert.truthy((n.timeout or 0) >= 1 and n.timeout < 311, uring.stderr)
+    assert.truthy((n.timeout_remove or 0) >= 2, uring.stderr)
+  end, 30)
+
+  it("ends at once when the run fails with a task still asleep (its sleep does not hold the exit)", function()
+    -- (The runtime's exit runs the loop until nothing holds it: the ring's
+    -- timeout for a 20 s sleep of an abandoned task did, for 20 s, until the
+    -- exit sweep dropped the sleeps as it closes the evented Io's timers.)
+    local script = h.tempFile("exitsleep.lua", [[
+      local task = require("task")
+      task.async(task.sleep, 20)
+      task.sleep(0.05)
+      error("the run fails here")
+    ]])
+    local t0 = require("task").now()
+    local r = run("uring", script)
+    assert.equal(r.code, 1, r.stderr)
+    assert.match(r.stderr, "the run fails here")
+    assert.truthy(require("task").now() - t0 < 5, "the exit waited for the sleep")
+  end, 30)
+
+  it("puts file handles and stat on the ring (OPENAT, READ, WRITE, FSYNC, STATX, CLOSE), with the evented results",
+    function()
+    local script = h.tempFile("handles.lua", [[
+      local fs, task, uv = require("fs"), require("task"), require("uv")
+      local dir = arg[1]
+      local f = assert(fs.open(dir .. "/a", "w+"))
+      for i = 1, 10 do assert(f:write(("line %d\n"):format(i))) end
+      assert(f:sync())
+      print("size", f:stat().size, f:seek("set", 0))
+      print("lines", f:readLine(), f:readLine(), #f:read())
+      f:close()
+      local st = assert(fs.stat(dir .. "/a"))
+      local want = uv.fs_stat(dir .. "/a")
+      print("stat", st.size == want.size, st.ino == want.ino, st.mode == want.mode, st.type,
+        st.mtime.sec == want.mtime.sec and st.mtime.nsec == want.mtime.nsec)
+      print("missing", select(2, fs.open(dir .. "/nope")).code, select(2, fs.stat(dir .. "/nope")).code,
+        fs.exists(dir .. "/a"), fs.exists(dir .. "/nope"))
+      -- 16 tasks sharing nothing: open, read, close each
+      local ts = {}
+      for i = 1, 16 do
+        ts[i] = task.async(function()
+          local g = assert(fs.open(dir .. "/a"))
+          local line = g:readLine()
+          g:close()
+          return line
+        end)
+      end
+      local same = 0
+      for i = 1, 16 do if ts[i]:await() == "line 1" then same = same + 1 end end
+      print("tasks", same)
+    ]])
+    local evented = run("evented", script, {h.tempDir()})
+    assert.equal(evented.code, 0, evented.stderr)
+    local uring = run("uring", script, {h.tempDir()})
+    assert.equal(uring.code, 0, uring.stderr)
+    assert.equal(uring.stdout, evented.stdout)
+    assert.equal(h.lines(uring.stdout)[1], "size\t71\t0")
+    assert.equal(h.lines(uring.stdout)[4], "missing\tENOENT\tENOENT\ttrue\tfalse")
+    local n = stats(uring.stderr)
+    assert.truthy(n.openat >= 18, uring.stderr)
+    assert.truthy(n.write >= 10, uring.stderr)
+    assert.truthy(n.fsync >= 1, uring.stderr)
+    assert.truthy(n.read >= 18, uring.stderr)
+    assert.truthy(n.statx >= 4, uring.stderr)
+    assert.truthy(n.close >= 17, uring.stderr)
+  end, 30)
+
+  it("cancels a file-handle read stuck in the kernel (a FIFO with no writer): Timeout, then exits cleanly", function()
+    -- (io_uring opens a FIFO for reading at once, as O_NONBLOCK would, where
+    -- libuv's open blocks until a writer comes: docs/io.md)
+    local dir = h.tempDir()
+    assert.equal(os.execute("mkfifo " .. dir .. "/fifo"), 0)
+    local script = h.tempFile("fiforead.lua", [[
+      local fs, task = require("fs"), require("task")
+      local f = assert(fs.open(arg[1]))
+      print(select(2, task.timeout(0.2, f.read, f, 10)).code)
+      print(f:close())
+      print(#assert(fs.readFile("/proc/self/comm")) > 0)
+    ]])
+    local r = run("uring", script, {dir .. "/fifo"})
+    assert.equal(r.code, 0, r.stderr)
+    assert.equal(h.lines(r.stdout), {"Timeout", "true", "true"})
+    assert.truthy((stats(r.stderr).cancel or 0) >= 1, r.stderr)
+  end)
+
+  it("cancels a file-handle call queued on the evented Io's thread pool (uv_cancel), the pool busy", function()
+    local script = h.tempFile("poolstat.lua", [[
+      local fs, task = require("fs"), require("task")
+      local jobs = {}
+      for i = 1, 4 do
+        jobs[i] = task.async(task.work, function() local t = os.clock() while os.clock() - t < 0.3 do end end)
+      end
+      local f = task.async(fs.stat, "/")
+      task.sleep(0.02)
+      print(f:done())
+      print(select(2, f:cancel()).code)
+      for i = 1, 4 do jobs[i]:await() end
+      print(fs.stat("/").type)
+    ]])
+    local r = run("evented", script)
+    assert.equal(r.code, 0, r.stderr)
+    assert.equal(h.lines(r.stdout), {"false", "Canceled", "directory"})
+  end)
+
   it("fails at start with a clear message when the kernel says ENOSYS (a seccomp filter here)", function()
     local r = refused(38)
     assert.equal(r.code, 1, r.stderr)
