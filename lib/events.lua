@@ -50,8 +50,19 @@ Emitter.__index = Emitter
 
 -- Delivers an event to this object's handler. An error in the handler is
 -- reported with its traceback and does not propagate to the emitter.
+-- Names already checked (a C call each time otherwise, which the JIT does
+-- not compile: WebSocketServer emits a message's event per message), up
+-- to a bound, so a program making up names cannot grow it for ever.
+local checkedNames, checkedCount = {}, 0
+
 function Emitter:emit(event, payload)
-  checkEventName(event, 2)
+  if checkedNames[event] == nil then
+    checkEventName(event, 2)
+    if checkedCount < 1024 then
+      checkedNames[event] = true
+      checkedCount = checkedCount + 1
+    end
+  end
   if payload == nil then
     payload = {}
   else
