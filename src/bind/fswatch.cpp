@@ -41,8 +41,10 @@ class FileWatcher final : public TwinHandle {
     // A field with no value (no filename, no error) is a nil value: absent
     // from the payload either way.
     auto push_or_nil = [](lua_State* L, const char* s) {
-      if (s != nullptr) lua_pushstring(L, s);
-      else lua_pushnil(L);
+      if (s != nullptr)
+        lua_pushstring(L, s);
+      else
+        lua_pushnil(L);
     };
     self->emit_values(
         "FILE_CHANGED",
