@@ -1,6 +1,6 @@
 -- A fixed number of timer events, one path only, for counting instructions
 -- per event with callgrind (bench/events_instructions.sh):
---   evo bench/events_count.lua evo|luv|evo-payload|luv-payload N
+--   evo bench/events_count.lua evo|luv|evo-payload|luv-payload|evo-signal|luv-signal N
 -- evo: a native Timer delivering TIMER_FIRED to a handler method that
 -- re-arms it; luv: a raw luv timer whose callback re-arms it (as in
 -- bench/events.lua). The -payload pair keeps each payload (the handler
@@ -31,6 +31,28 @@ elseif which == "evo-payload" then
     if n == N then self:close() else self:start(0) end
   end
   t:start(0)
+elseif which == "evo-signal" then
+  -- A Signal's SIGNAL_RECEIVED whose handler keeps its payload and sends
+  -- the next signal (the kill and libuv's signal pipe are in both rows).
+  local Signal = require("Signal")
+  local s = Signal()
+  local n, pid = 0, uv.os_getpid()
+  function s:SIGNAL_RECEIVED(event, payload)
+    last = payload
+    n = n + 1
+    if n == N then self:close() else uv.kill(pid, "sigusr1") end
+  end
+  s:start("SIGUSR1")
+  uv.kill(pid, "sigusr1")
+elseif which == "luv-signal" then
+  local s = uv.new_signal()
+  local n, pid = 0, uv.os_getpid()
+  s:start("sigusr1", function(name)
+    last = {signal = "SIGUSR1", signum = 10}
+    n = n + 1
+    if n == N then s:close() else uv.kill(pid, "sigusr1") end
+  end)
+  uv.kill(pid, "sigusr1")
 elseif which == "luv-payload" then
   local t = uv.new_timer()
   local n = 0

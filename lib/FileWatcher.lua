@@ -12,7 +12,11 @@ local args = require("evo.args")
 
 local FileWatcher = events.class("FileWatcher", {"FILE_CHANGED"})
 
-function FileWatcher:init() native.open(self) end
+-- The native delivers FILE_CHANGED through this (events::emit_values);
+-- filename and error may be nil (absent).
+local deliver = events.deliverer("FILE_CHANGED", "path", "filename", "change", "error")
+
+function FileWatcher:init() native.open(self, deliver) end
 
 -- start(path [, {recursive = true}]) -> true | nil, err
 local function isWatcher(w) return events.isInstance(w, FileWatcher) end

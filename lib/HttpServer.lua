@@ -143,30 +143,21 @@ local function reportLookupError(self, event, err)
   end)
 end
 
+local rawHandler = events.rawHandler
+
 -- object[event] as events::emit finds it, or nil when nobody listens (the
--- silent default). The usual chains (the object, its class, the class's
--- parent) are read without a loop or a call; any other goes through a
--- protected lookup, whose error is reported as the handler's.
+-- silent default). The usual chains are read by events.rawHandler, without
+-- a loop or a call; any other goes through a protected lookup, whose error
+-- is reported as the handler's.
 local function handlerOf(self, event, debugging)
-  local h = rawget(self, event)
+  local h = rawHandler(self, event)
   if h == nil then
-    local mt = getmetatable(self)
-    if mt ~= nil and rawget(mt, "__index") == mt then
-      h = rawget(mt, event)
-      if h == nil then
-        local pmt = getmetatable(mt)
-        local parent = pmt and rawget(pmt, "__index")
-        if type(parent) == "table" and rawget(parent, "__index") == parent then h = rawget(parent, event) end
-      end
+    local ok, v = xpcall(index, traceback, self, event)
+    if not ok then
+      reportLookupError(self, event, v)
+      return nil
     end
-    if h == nil then
-      local ok, v = xpcall(index, traceback, self, event)
-      if not ok then
-        reportLookupError(self, event, v)
-        return nil
-      end
-      h = v
-    end
+    h = v
   end
   if h == nil or h == defaultHandler then
     if not debugging then return nil end

@@ -12,7 +12,10 @@ local args = require("evo.args")
 
 local Signal = events.class("Signal", {"SIGNAL_RECEIVED"})
 
-function Signal:init() native.open(self) end
+-- The native delivers SIGNAL_RECEIVED through this (events::emit_values).
+local deliver = events.deliverer("SIGNAL_RECEIVED", "signal", "signum")
+
+function Signal:init() native.open(self, deliver) end
 
 local function isSignal(s) return events.isInstance(s, Signal) end
 local function method(name, fn, ...) return args.method(name, fn, isSignal, "Signal", ...) end

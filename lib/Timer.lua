@@ -15,21 +15,9 @@ local args = require("evo.args")
 
 local Timer = events.class("Timer", {"TIMER_FIRED"})
 
-local defaultHandler, rawHandler, type = events.defaultHandler, events.rawHandler, type
-
--- The native delivers TIMER_FIRED as deliver(timer, debugging, count)
--- (events::emit_values): the handler is looked up and its payload made
--- here, where the JIT compiles them with the handler, rather than through
--- the C API. Nobody listening (the silent default) costs no payload; the
--- tail call leaves no frame, so a handler's traceback is emit's. What
--- events.rawHandler cannot find, or a handler that is not a function, is
--- handed back to the native (deliver returns itself), which emits it.
-local function deliver(self, debugging, count)
-  local h = rawHandler(self, "TIMER_FIRED")
-  if type(h) ~= "function" then return deliver end
-  if h == defaultHandler and not debugging then return end
-  return h(self, "TIMER_FIRED", {count = count})
-end
+-- The native delivers TIMER_FIRED through this (events::emit_values): the
+-- handler looked up and the payload made in Lua, compiled with the handler.
+local deliver = events.deliverer("TIMER_FIRED", "count")
 
 function Timer:init() native.open(self, deliver) end
 

@@ -50,8 +50,19 @@ Emitter.__index = Emitter
 
 -- Delivers an event to this object's handler. An error in the handler is
 -- reported with its traceback and does not propagate to the emitter.
+-- Names already checked (a C call each time otherwise, which the JIT does
+-- not compile: WebSocketServer emits a message's event per message), up
+-- to a bound, so a program making up names cannot grow it for ever.
+local checkedNames, checkedCount = {}, 0
+
 function Emitter:emit(event, payload)
-  checkEventName(event, 2)
+  if checkedNames[event] == nil then
+    checkEventName(event, 2)
+    if checkedCount < 1024 then
+      checkedNames[event] = true
+      checkedCount = checkedCount + 1
+    end
+  end
   if payload == nil then
     payload = {}
   else
@@ -65,23 +76,98 @@ function Emitter:emit(event, payload)
   end
 end
 
+-- The class a class table inherits from (its metatable's __index), when
+-- that is a table indexing itself; nil otherwise (the end of the chain, or
+-- one rawHandler leaves to events::emit).
+local function parentClass(cls)
+  local pmt = getmetatable(cls)
+  local parent = pmt and rawget(pmt, "__index")
+  if type(parent) == "table" and rawget(parent, "__index") == parent then return parent end
+  return nil
+end
+
 -- object[event] as events::emit finds it, for the usual chains: the object,
--- its class and the class's parent, tables that index themselves, read
--- with raw gets (nothing runs, nothing can raise; no loop, so a trace
--- through it stays whole). nil for any other chain (an __index function, a
--- deeper class) and when it ends without the event: a native's Lua deliver
--- function hands those to events::emit, which walks any chain.
-function events.rawHandler(object, event)
+-- its class and up to three ancestors (a subclass of a subclass of Timer
+-- still reaches Timer's and Emitter's), tables that index themselves, read
+-- with raw gets (nothing runs, nothing can raise; unrolled, no loop, so a
+-- trace through it stays whole). nil for any other chain (an __index
+-- function, a deeper class) and when it ends without the event: a native's
+-- deliver function hands those to events::emit, which walks any chain.
+local function rawHandler(object, event)
   local h = rawget(object, event)
   if h ~= nil then return h end
-  local mt = getmetatable(object)
-  if mt == nil or rawget(mt, "__index") ~= mt then return nil end
-  h = rawget(mt, event)
+  local cls = getmetatable(object)
+  if cls == nil or rawget(cls, "__index") ~= cls then return nil end
+  h = rawget(cls, event)
   if h ~= nil then return h end
-  local pmt = getmetatable(mt)
-  local parent = pmt and rawget(pmt, "__index")
-  if type(parent) ~= "table" or rawget(parent, "__index") ~= parent then return nil end
-  return rawget(parent, event)
+  cls = parentClass(cls)
+  if cls == nil then return nil end
+  h = rawget(cls, event)
+  if h ~= nil then return h end
+  cls = parentClass(cls)
+  if cls == nil then return nil end
+  h = rawget(cls, event)
+  if h ~= nil then return h end
+  cls = parentClass(cls)
+  if cls == nil then return nil end
+  return rawget(cls, event)
+end
+events.rawHandler = rawHandler
+
+-- events.deliverer(EVENT, field...) -> deliver(object, debugging, value...)
+-- The Lua half of events::emit_values (src/lua/events.h), one per event a
+-- native source delivers: the native calls deliver with the payload's
+-- values, in the order of the field names given here (at most 6), and
+-- deliver finds the handler (rawHandler), returns at once when nobody
+-- listens (the silent default with `debugging` false), else tail-calls
+-- handler(object, EVENT, {field = value...}): a constructor with constant
+-- keys, compiled with the handler, costs less than a payload filled
+-- through the C API. What it cannot find or call as emit would (see
+-- rawHandler; a handler that is not a function) it hands back by returning
+-- itself, and the native emits it. The function is generated once per
+-- event and field list (a constructor's keys must be constants in the
+-- source), and shared.
+local deliverers = {}
+local identifier = "^[%a_][%w_]*$"
+
+function events.deliverer(event, ...)
+  args.check(1, "events.deliverer", event, "string")
+  if not isEventName(event) then
+    args.error(1, "events.deliverer", ("event name '%s' must be CAPITALISED (A-Z, 0-9, _)"):format(event))
+  end
+  local count = select("#", ...)
+  if count > 6 then args.error(8, "events.deliverer", "at most 6 fields") end
+  local names = {...}
+  for i = 1, count do
+    args.check(i + 1, "events.deliverer", names[i], "string")
+    if not names[i]:match(identifier) then
+      args.error(i + 1, "events.deliverer", ("field name '%s' is not an identifier"):format(names[i]))
+    end
+  end
+  local signature = event .. "(" .. table.concat(names, ",") .. ")"
+  local deliver = deliverers[signature]
+  if deliver then return deliver end
+  local params, fields = {}, {}
+  for i, name in ipairs(names) do
+    params[i] = ", v" .. i
+    fields[i] = name .. " = v" .. i
+  end
+  local source = ([[
+local rawHandler, defaultHandler, type = ...
+local deliver
+function deliver(self, debugging%s)
+  local h = rawHandler(self, %q)
+  if type(h) ~= "function" then return deliver end
+  if h == defaultHandler and not debugging then return end
+  return h(self, %q, {%s})
+end
+return deliver
+]]):format(table.concat(params), event, event, table.concat(fields, ", "))
+  local chunk = load(source, "=events.deliverer(" .. signature .. ")")
+  if not chunk then args.error(2, "events.deliverer", "a field name is a Lua keyword") end
+  deliver = chunk(rawHandler, defaultHandler, type)
+  deliverers[signature] = deliver
+  return deliver
 end
 
 -- Is `object` an instance of `class` (or of a subclass)?

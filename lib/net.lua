@@ -266,6 +266,9 @@ end
 local Server = events.class("Server", {"CONNECTION_ACCEPTED"})
 net.Server = Server
 
+-- The native delivers CONNECTION_ACCEPTED through this (events::emit_values).
+local deliverAccepted = events.deliverer("CONNECTION_ACCEPTED", "remoteAddress", "remotePort")
+
 local function accept(self)
   local stream, err = finish(native.accept(self.listener, isyieldable()))
   if stream and self.tlsContext then return secure(stream, self.tlsContext, nil, self.handshakeTimeout) end
@@ -347,7 +350,7 @@ function net.listen(opts, handler)
       end
     end
   end
-  local ok, listener, port = native.listen(server, handler and connectionTask(handler), opts)
+  local ok, listener, port = native.listen(server, handler and connectionTask(handler), opts, deliverAccepted)
   if not listener then return nil, port end
   server.listener = listener
   server.port = port

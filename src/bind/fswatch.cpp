@@ -4,6 +4,7 @@
 // libuv callback, change being "rename" (created, deleted, moved) or
 // "change" (contents or metadata).
 #include <memory>
+#include <string_view>
 
 #include "lua/modules.h"
 #include "lua/runtime.h"
@@ -17,8 +18,9 @@ class FileWatcher final : public TwinHandle {
   static const char kClassKey;
   static constexpr const char* kClassName = "FileWatcher";
 
-  FileWatcher(lua_State* L, int twin, uv_loop_t* loop)
-      : TwinHandle(L, twin, &kClassKey), init_status_(uv_fs_event_init(loop, &event_)) {}
+  // `deliver`: the stack index of lib/FileWatcher.lua's deliverer, or 0.
+  FileWatcher(lua_State* L, int twin, int deliver, uv_loop_t* loop)
+      : TwinHandle(L, twin, &kClassKey, deliver), init_status_(uv_fs_event_init(loop, &event_)) {}
   uv_handle_t* uv_handle() override { return reinterpret_cast<uv_handle_t*>(&event_); }
   [[nodiscard]] int init_status() const { return init_status_; }
 
@@ -33,12 +35,33 @@ class FileWatcher final : public TwinHandle {
     char path[4096];
     size_t len = sizeof(path);
     if (uv_fs_event_getpath(h, path, &len) != 0) len = 0;
-    self->emit("FILE_CHANGED", [&](lua_State* L) {
-      events::field(L, "path", std::string_view(path, len));
-      if (filename != nullptr) events::field(L, "filename", filename);
-      events::field(L, "change", (events & UV_RENAME) != 0 ? "rename" : "change");
-      if (status < 0) events::field(L, "error", uv_err_name(status));
-    });
+    std::string_view where(path, len);
+    const char* change = (events & UV_RENAME) != 0 ? "rename" : "change";
+    const char* error = status < 0 ? uv_err_name(status) : nullptr;
+    // A field with no value (no filename, no error) is a nil value: absent
+    // from the payload either way.
+    auto push_or_nil = [](lua_State* L, const char* s) {
+      if (s != nullptr)
+        lua_pushstring(L, s);
+      else
+        lua_pushnil(L);
+    };
+    self->emit_values(
+        "FILE_CHANGED",
+        [&](lua_State* L) {
+          lua_pushlstring(L, where.data(), where.size());
+          push_or_nil(L, filename);
+          lua_pushstring(L, change);
+          push_or_nil(L, error);
+          return 4;
+        },
+        [&](lua_State* L) {
+          events::field(L, "path", where);
+          if (filename != nullptr) events::field(L, "filename", filename);
+          events::field(L, "change", change);
+          if (error != nullptr) events::field(L, "error", error);
+        },
+        4);
   }
 
   uv_fs_event_t event_{};
@@ -49,7 +72,7 @@ const char FileWatcher::kClassKey = 0;
 
 int watcher_open(lua_State* L) {
   luaL_checktype(L, 1, LUA_TTABLE);
-  auto w = std::make_unique<FileWatcher>(L, 1, Runtime::from(L).loop());
+  auto w = std::make_unique<FileWatcher>(L, 1, 2, Runtime::from(L).loop());
   if (int rc = w->init_status(); rc != 0) {
     w.reset();
     return luaL_error(L, "FileWatcher: %s", uv_strerror(rc));

@@ -40,19 +40,26 @@ namespace evo {
 namespace {
 
 // "1.2.3.4", 80 from a socket address.
-void push_address(lua_State* L, const sockaddr* sa, const char* ip_field, const char* port_field) {
+// An IP socket address's text and port ("" and 0 for any other family).
+std::string address_of(const sockaddr* sa, int* port) {
   char ip[INET6_ADDRSTRLEN] = "";
-  int port = 0;
+  *port = 0;
   if (sa->sa_family == AF_INET) {
     const auto* in = reinterpret_cast<const sockaddr_in*>(sa);
     uv_ip4_name(in, ip, sizeof(ip));
-    port = ntohs(in->sin_port);
+    *port = ntohs(in->sin_port);
   } else if (sa->sa_family == AF_INET6) {
     const auto* in6 = reinterpret_cast<const sockaddr_in6*>(sa);
     uv_ip6_name(in6, ip, sizeof(ip));
-    port = ntohs(in6->sin6_port);
+    *port = ntohs(in6->sin6_port);
   }
-  events::field(L, ip_field, ip);
+  return ip;
+}
+
+void push_address(lua_State* L, const sockaddr* sa, const char* ip_field, const char* port_field) {
+  int port = 0;
+  std::string ip = address_of(sa, &port);
+  events::field(L, ip_field, std::string_view(ip));
   events::field(L, port_field, static_cast<double>(port));
 }
 
@@ -110,11 +117,18 @@ class Listener {
     io_->close();
     if (twin_ref_ != LUA_NOREF) luaL_unref(sys_.L(), LUA_REGISTRYINDEX, twin_ref_);
     if (handler_ref_ != LUA_NOREF) luaL_unref(sys_.L(), LUA_REGISTRYINDEX, handler_ref_);
+    if (deliver_ref_ != LUA_NOREF) luaL_unref(sys_.L(), LUA_REGISTRYINDEX, deliver_ref_);
   }
 
-  void bind_twin(lua_State* L, int twin_idx, int handler_idx) {
+  // `deliver_idx`: lib/net.lua's deliverer of CONNECTION_ACCEPTED (the
+  // payload made in Lua: events::emit_values), or none.
+  void bind_twin(lua_State* L, int twin_idx, int handler_idx, int deliver_idx) {
     lua_pushvalue(L, twin_idx);
     twin_ref_ = luaL_ref(L, LUA_REGISTRYINDEX);
+    if (lua_type(L, deliver_idx) == LUA_TFUNCTION) {
+      lua_pushvalue(L, deliver_idx);
+      deliver_ref_ = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
     if (lua_isnoneornil(L, handler_idx)) return;
     lua_pushvalue(L, handler_idx);
     handler_ref_ = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -158,13 +172,28 @@ class Listener {
   void emit_accepted(lua_State* L, int stream_idx) {
     if (twin_ref_ == LUA_NOREF) return;
     int fd = check_stream(L, stream_idx)->fd();
-    events::emit(sys_.runtime(), twin_ref_, "CONNECTION_ACCEPTED", [fd](lua_State* Ls) {
-      sockaddr_storage peer{};
-      socklen_t len = sizeof(peer);
-      if (fd >= 0 && getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len) == 0) {
-        push_address(Ls, reinterpret_cast<sockaddr*>(&peer), "remoteAddress", "remotePort");
-      }
-    });
+    // The peer's address, when the socket still has one (else no fields).
+    sockaddr_storage peer{};
+    socklen_t len = sizeof(peer);
+    bool known = fd >= 0 && getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len) == 0;
+    const auto* sa = reinterpret_cast<const sockaddr*>(&peer);
+    Runtime& rt = sys_.runtime();
+    auto fill = [known, sa](lua_State* Ls) {
+      if (known) push_address(Ls, sa, "remoteAddress", "remotePort");
+    };
+    if (deliver_ref_ == LUA_NOREF) {
+      events::emit(rt, twin_ref_, "CONNECTION_ACCEPTED", fill);
+      return;
+    }
+    auto push = [known, sa](lua_State* Ls) {
+      if (!known) return 0;  // (missing values are nil)
+      int port = 0;
+      std::string ip = address_of(sa, &port);
+      lua_pushlstring(Ls, ip.data(), ip.size());
+      lua_pushnumber(Ls, port);
+      return 2;
+    };
+    events::emit_values(rt, twin_ref_, "CONNECTION_ACCEPTED", deliver_ref_, push, fill, 2);
   }
 
   TaskSystem& sys_;
@@ -172,6 +201,7 @@ class Listener {
   double timeout_ = 0;
   int twin_ref_ = LUA_NOREF;
   int handler_ref_ = LUA_NOREF;
+  int deliver_ref_ = LUA_NOREF;
 };
 
 Listener* check_listener(lua_State* L, int idx) { return Boxed<Listener>::check(L, idx, kListenerMeta); }
@@ -208,7 +238,7 @@ int net_listen(lua_State* L) {
   std::unique_ptr<IoListener> io = io_of(sys).listen(spec, &status);
   if (io == nullptr) return answer_failure(L, status, where);
   auto listener = std::make_unique<Listener>(sys, std::move(io));
-  listener->bind_twin(L, 1, 2);
+  listener->bind_twin(L, 1, 2, 4);
   int fd = listener->local_fd();
   lua_pushboolean(L, 1);
   Boxed<Listener>::push(L, std::move(listener), kListenerMeta);

@@ -57,8 +57,9 @@ class Signal final : public TwinHandle {
   static const char kClassKey;
   static constexpr const char* kClassName = "Signal";
 
-  Signal(lua_State* L, int twin, uv_loop_t* loop)
-      : TwinHandle(L, twin, &kClassKey), init_status_(uv_signal_init(loop, &signal_)) {}
+  // `deliver`: the stack index of lib/Signal.lua's deliverer, or 0.
+  Signal(lua_State* L, int twin, int deliver, uv_loop_t* loop)
+      : TwinHandle(L, twin, &kClassKey, deliver), init_status_(uv_signal_init(loop, &signal_)) {}
   [[nodiscard]] int init_status() const { return init_status_; }
   uv_handle_t* uv_handle() override { return reinterpret_cast<uv_handle_t*>(&signal_); }
 
@@ -68,11 +69,18 @@ class Signal final : public TwinHandle {
  private:
   static void on_signal(uv_signal_t* s, int signum) {
     auto* self = static_cast<Signal*>(NativeHandle::from(reinterpret_cast<uv_handle_t*>(s)));
-    self->emit(
+    const char* name = signal_name(signum);
+    auto number = static_cast<double>(signum);
+    self->emit_values(
         "SIGNAL_RECEIVED",
-        [signum](lua_State* L) {
-          events::field(L, "signal", signal_name(signum));
-          events::field(L, "signum", static_cast<double>(signum));
+        [name, number](lua_State* L) {
+          lua_pushstring(L, name);
+          lua_pushnumber(L, number);
+          return 2;
+        },
+        [name, number](lua_State* L) {
+          events::field(L, "signal", name);
+          events::field(L, "signum", number);
         },
         2);
   }
@@ -85,7 +93,7 @@ const char Signal::kClassKey = 0;
 
 int signal_open(lua_State* L) {
   luaL_checktype(L, 1, LUA_TTABLE);
-  auto signal = std::make_unique<Signal>(L, 1, Runtime::from(L).loop());
+  auto signal = std::make_unique<Signal>(L, 1, 2, Runtime::from(L).loop());
   if (int rc = signal->init_status(); rc != 0) {
     signal.reset();  // unbinds from the twin
     return luaL_error(L, "Signal: %s", uv_strerror(rc));

@@ -17,16 +17,11 @@ class Timer final : public TwinHandle {
   static const char kClassKey;
   static constexpr const char* kClassName = "Timer";
 
-  // `deliver`, the stack index of lib/Timer.lua's deliver function or 0,
-  // makes the payload in Lua (events::emit_values).
-  Timer(lua_State* L, int twin, int deliver, uv_loop_t* loop) : TwinHandle(L, twin, &kClassKey) {
+  // `deliver`, the stack index of lib/Timer.lua's deliverer or 0, makes the
+  // payload in Lua (events::emit_values).
+  Timer(lua_State* L, int twin, int deliver, uv_loop_t* loop) : TwinHandle(L, twin, &kClassKey, deliver) {
     uv_timer_init(loop, &timer_);
-    if (deliver != 0) {
-      lua_pushvalue(L, deliver);
-      deliver_ref_ = luaL_ref(L, LUA_REGISTRYINDEX);
-    }
   }
-  ~Timer() override { release_deliver(); }
   uv_handle_t* uv_handle() override { return reinterpret_cast<uv_handle_t*>(&timer_); }
 
   void start(uint64_t timeout_ms, uint64_t repeat_ms) {
@@ -42,31 +37,17 @@ class Timer final : public TwinHandle {
     auto* self = static_cast<Timer*>(NativeHandle::from(reinterpret_cast<uv_handle_t*>(t)));
     ++self->count_;
     auto count = static_cast<double>(self->count_);
-    auto fill = [count](lua_State* L) { events::field(L, "count", count); };
-    if (self->deliver_ref_ == LUA_NOREF) {
-      self->emit("TIMER_FIRED", fill, 1);
-      return;
-    }
-    auto push = [count](lua_State* L) {
-      lua_pushnumber(L, count);
-      return 1;
-    };
-    self->emit_values("TIMER_FIRED", self->deliver_ref_, push, fill, 1);
-  }
-
-  void on_closed() override {
-    release_deliver();
-    TwinHandle::on_closed();
-  }
-  void release_deliver() {
-    if (deliver_ref_ == LUA_NOREF) return;
-    luaL_unref(L(), LUA_REGISTRYINDEX, deliver_ref_);
-    deliver_ref_ = LUA_NOREF;
+    self->emit_values(
+        "TIMER_FIRED",
+        [count](lua_State* L) {
+          lua_pushnumber(L, count);
+          return 1;
+        },
+        [count](lua_State* L) { events::field(L, "count", count); }, 1);
   }
 
   uv_timer_t timer_{};
   uint64_t count_ = 0;
-  int deliver_ref_ = LUA_NOREF;
 };
 
 const char Timer::kClassKey = 0;

@@ -29,9 +29,10 @@ TwinCacheEntry& cache_slot(const void* table) {
 
 // Events are delivered on the main state, never on the coroutine that
 // happened to create the object (it may be suspended or dead by then).
-TwinHandle::TwinHandle(lua_State* L, int twin_index, const void* class_key)
+TwinHandle::TwinHandle(lua_State* L, int twin_index, const void* class_key, int deliver_index)
     : rt_(&Runtime::from(L)), L_(rt_->L()), class_key_(class_key) {
   twin_index = absindex(L, twin_index);
+  if (deliver_index != 0) deliver_index = absindex(L, deliver_index);
   rawgetp(L, twin_index, class_key);
   bool bound = !lua_isnil(L, -1);
   lua_pop(L, 1);
@@ -40,6 +41,10 @@ TwinHandle::TwinHandle(lua_State* L, int twin_index, const void* class_key)
   twin_ref_ = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pushlightuserdata(L, this);
   rawsetp(L, twin_index, class_key);
+  if (deliver_index != 0 && lua_type(L, deliver_index) == LUA_TFUNCTION) {
+    lua_pushvalue(L, deliver_index);
+    deliver_ref_ = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
 }
 
 TwinHandle::~TwinHandle() {
@@ -58,6 +63,8 @@ void TwinHandle::unbind() {
   rawsetp(L_, -2, class_key_);
   lua_pop(L_, 1);
   luaL_unref(L_, LUA_REGISTRYINDEX, twin_ref_);
+  luaL_unref(L_, LUA_REGISTRYINDEX, deliver_ref_);  // (LUA_NOREF: nothing)
+  deliver_ref_ = LUA_NOREF;
   twin_ref_ = LUA_NOREF;
 }
 

@@ -28,18 +28,26 @@ class TwinHandle : public NativeHandle {
                            bool allow_closed = false);
 
  protected:
-  // Binds to the table at `twin_index`, storing this object under `class_key`.
-  TwinHandle(lua_State* L, int twin_index, const void* class_key);
+  // Binds to the table at `twin_index`, storing this object under
+  // `class_key`. `deliver_index`, when it holds a function (the class's
+  // events.deliverer), is kept for emit_values; 0 or anything else: none.
+  TwinHandle(lua_State* L, int twin_index, const void* class_key, int deliver_index = 0);
 
   template <class Fill>
   void emit(const char* event, Fill&& fill, int fields = 4) {
     if (twin_ref_ != LUA_NOREF) events::emit(*rt_, twin_ref_, event, static_cast<Fill&&>(fill), fields);
   }
 
-  // events::emit_values for this object's twin.
+  // events::emit_values for this object's twin through its deliver
+  // function; emit with `fill` for a twin opened without one.
   template <class Push, class Fill>
-  void emit_values(const char* event, int deliver_ref, Push&& push, Fill&& fill, int fields) {
-    if (twin_ref_ != LUA_NOREF) events::emit_values(*rt_, twin_ref_, event, deliver_ref, push, fill, fields);
+  void emit_values(const char* event, Push&& push, Fill&& fill, int fields) {
+    if (twin_ref_ == LUA_NOREF) return;
+    if (deliver_ref_ == LUA_NOREF) {
+      events::emit(*rt_, twin_ref_, event, fill, fields);
+    } else {
+      events::emit_values(*rt_, twin_ref_, event, deliver_ref_, push, fill, fields);
+    }
   }
 
   ~TwinHandle() override;
@@ -52,6 +60,7 @@ class TwinHandle : public NativeHandle {
   Runtime* rt_;
   lua_State* L_;
   int twin_ref_ = LUA_NOREF;
+  int deliver_ref_ = LUA_NOREF;
   const void* class_key_;
 };
 
