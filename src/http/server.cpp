@@ -83,12 +83,28 @@ Exchange* ExchangeRef::get() const {
   return s.gen == gen ? s.ex : nullptr;
 }
 
-Exchange::~Exchange() {
+Exchange::~Exchange() { release_slot(); }
+
+void Exchange::release_slot() {
   if (slot == 0) return;
   Slot& s = g_slots[slot];
   s.ex = nullptr;
   ++s.gen;  // every res that named this exchange now finds nothing
   g_free_slots.push_back(slot);
+  slot = 0;
+}
+
+void Exchange::recycle() {
+  release_slot();
+  // Keep the buffers whose capacity is worth keeping, reset everything else
+  // by assigning a fresh state (so a field added later is reset too).
+  Request keep_req = std::move(req);
+  std::string keep_head = std::move(head);
+  static_cast<ExchangeState&>(*this) = ExchangeState{};
+  req = std::move(keep_req);
+  req.clear();
+  head = std::move(keep_head);
+  head.clear();
 }
 
 std::string Exchange::header_error(std::string_view name, std::string_view value) {
@@ -753,9 +769,11 @@ void Connection::request_completed() {
 
 void Connection::dispatch(bool complete) {
   served_any_ = true;
-  auto ex = std::make_shared<Exchange>();
-  ex->req = std::move(parser_.request());
-  parser_.request().body.clear();
+  std::shared_ptr<Exchange> ex = new_exchange();
+  // A swap, not a move: the parser gets the recycled exchange's buffers
+  // (emptied) back for the next request.
+  std::swap(ex->req, parser_.request());
+  parser_.request().clear();
   ex->id = server_->next_id();
   uint32_t id = ex->id;
   ex->remote_ip = remote_ip_;
@@ -791,10 +809,23 @@ void Connection::dispatch(bool complete) {
   }
 }
 
+std::shared_ptr<Exchange> Connection::new_exchange() {
+  // use_count 1: only spare_ holds it (the task, the event style's table
+  // and every `keep` let it go); a res still naming it holds only its slot.
+  if (spare_ != nullptr && spare_.use_count() == 1) {
+    spare_->recycle();
+    return std::move(spare_);
+  }
+  spare_ = nullptr;
+  return std::make_shared<Exchange>();
+}
+
 void Connection::response_done(Exchange& ex) {
   // The exchange is over for the connection; Lua may still hold it.
   ex.conn = nullptr;
   bool close_now = ex.close_after;
+  // Kept for the next request's dispatch (new_exchange) rather than freed.
+  if (current_.get() == &ex) spare_ = std::move(current_);
   current_ = nullptr;
   if (close_now) {
     close_soon();

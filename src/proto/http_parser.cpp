@@ -31,6 +31,20 @@ llhttp_settings_t* RequestParser::settings() {
   return &s;
 }
 
+void Request::clear() {
+  method.clear();
+  target.clear();
+  version_major = 1;
+  version_minor = 1;
+  headers.clear();
+  trailers.clear();
+  body.clear();
+  keep_alive = true;
+  upgrade = false;
+  chunked = false;
+  expect_continue = false;
+}
+
 RequestParser::RequestParser(Limits limits) : limits_(limits) {
   llhttp_init(&parser_, HTTP_REQUEST, settings());
   parser_.data = this;
@@ -52,20 +66,8 @@ bool RequestParser::within_header_limit(const char* at, const char* end) {
 
 int RequestParser::on_message_begin(llhttp_t* p) {
   RequestParser* s = self(p);
-  // Field by field rather than `req_ = Request()`: the strings were moved
-  // out to the last exchange, so clearing them is all the work left.
-  Request& r = s->req_;
-  r.method.clear();
-  r.target.clear();
-  r.version_major = 1;
-  r.version_minor = 1;
-  r.headers.clear();
-  r.trailers.clear();
-  r.body.clear();
-  r.keep_alive = true;
-  r.upgrade = false;
-  r.chunked = false;
-  r.expect_continue = false;
+  // Cleared rather than `req_ = Request()`: the buffers keep their capacity.
+  s->req_.clear();
   s->in_head_ = false;
   s->headers_.reset();
   s->version_seen_ = false;
