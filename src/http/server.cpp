@@ -96,15 +96,35 @@ void Exchange::release_slot() {
 
 void Exchange::recycle() {
   release_slot();
-  // Keep the buffers whose capacity is worth keeping, reset everything else
-  // by assigning a fresh state (so a field added later is reset too).
-  Request keep_req = std::move(req);
-  std::string keep_head = std::move(head);
-  static_cast<ExchangeState&>(*this) = ExchangeState{};
-  req = std::move(keep_req);
+  // Field by field (assigning a fresh ExchangeState moves every string and
+  // list: it cost more than the allocation saved). Clearing keeps the
+  // buffers' capacity. Every field of ExchangeState must be here.
   req.clear();
-  head = std::move(keep_head);
+  id = 0;
+  remote_ip.clear();
+  remote_port = 0;
+  conn = nullptr;
+  stream.reset();
+  handler = nullptr;
+  body.clear();
+  body_done = false;
+  body_error_status = 0;
+  body_error.clear();
+  continue_sent = false;
+  body_reader = nullptr;
+  body_reader_id = 0;
+  status = 200;
+  reason.clear();
   head.clear();
+  has_length = false;
+  length = 0;
+  headers_sent = false;
+  chunked = false;
+  finished = false;
+  written = 0;
+  close_after = false;
+  abort_reported = false;
+  trailers.clear();
 }
 
 std::string Exchange::header_error(std::string_view name, std::string_view value) {
@@ -772,8 +792,8 @@ void Connection::dispatch(bool complete) {
   std::shared_ptr<Exchange> ex = new_exchange();
   // A swap, not a move: the parser gets the recycled exchange's buffers
   // (emptied) back for the next request.
-  std::swap(ex->req, parser_.request());
-  parser_.request().clear();
+  // (Both are empty: a new request, or a recycled one's cleared.)
+  ex->req.swap(parser_.request());
   ex->id = server_->next_id();
   uint32_t id = ex->id;
   ex->remote_ip = remote_ip_;

@@ -110,10 +110,11 @@ class ExchangeIo {
 };
 
 // Everything an exchange holds about one request and its response, apart
-// from its identity (the shared_ptr control block, the res slot). Kept as one
-// aggregate so that a connection can recycle an exchange for its next request
-// by assigning a fresh ExchangeState: every field starts as in a new exchange,
-// including any field added later (tests/http/reuse.spec.lua checks).
+// from its identity (the shared_ptr control block, the res slot). A
+// connection recycles an exchange for its next request: Exchange::recycle
+// resets every field listed here to its initial value — a field added here
+// must be added there (tests/http/reuse.spec.lua checks a recycled exchange
+// starts clean).
 struct ExchangeState {
   Request req;
   uint32_t id = 0;
@@ -163,8 +164,8 @@ class Exchange : public std::enable_shared_from_this<Exchange>, public ExchangeS
   // Makes a finished exchange nobody else holds new again, for the next
   // request of its connection (Connection::dispatch): every res that named
   // it now finds nothing (its slot is given up, as by the destructor), and
-  // every field is reset. Only the capacity of `req` and `head` is kept
-  // (the caller swaps them with its parser's and its spare head buffer).
+  // every field is reset; strings and lists keep their capacity (dispatch
+  // swaps `req` with its parser's).
   void recycle();
 
   // Header lines set by the handler: what is wrong with one ("" if

@@ -45,6 +45,20 @@ void Request::clear() {
   expect_continue = false;
 }
 
+void Request::swap(Request& o) noexcept {
+  method.swap(o.method);
+  target.swap(o.target);
+  std::swap(version_major, o.version_major);
+  std::swap(version_minor, o.version_minor);
+  headers.swap(o.headers);
+  trailers.swap(o.trailers);
+  body.swap(o.body);
+  std::swap(keep_alive, o.keep_alive);
+  std::swap(upgrade, o.upgrade);
+  std::swap(chunked, o.chunked);
+  std::swap(expect_continue, o.expect_continue);
+}
+
 RequestParser::RequestParser(Limits limits) : limits_(limits) {
   llhttp_init(&parser_, HTTP_REQUEST, settings());
   parser_.data = this;
