@@ -83,12 +83,48 @@ Exchange* ExchangeRef::get() const {
   return s.gen == gen ? s.ex : nullptr;
 }
 
-Exchange::~Exchange() {
+Exchange::~Exchange() { release_slot(); }
+
+void Exchange::release_slot() {
   if (slot == 0) return;
   Slot& s = g_slots[slot];
   s.ex = nullptr;
   ++s.gen;  // every res that named this exchange now finds nothing
   g_free_slots.push_back(slot);
+  slot = 0;
+}
+
+void Exchange::recycle() {
+  release_slot();
+  // Field by field (assigning a fresh ExchangeState moves every string and
+  // list: it cost more than the allocation saved). Clearing keeps the
+  // buffers' capacity. Every field of ExchangeState must be here.
+  req.clear();
+  id = 0;
+  remote_ip.clear();
+  remote_port = 0;
+  conn = nullptr;
+  stream.reset();
+  handler = nullptr;
+  body.clear();
+  body_done = false;
+  body_error_status = 0;
+  body_error.clear();
+  continue_sent = false;
+  body_reader = nullptr;
+  body_reader_id = 0;
+  status = 200;
+  reason.clear();
+  head.clear();
+  has_length = false;
+  length = 0;
+  headers_sent = false;
+  chunked = false;
+  finished = false;
+  written = 0;
+  close_after = false;
+  abort_reported = false;
+  trailers.clear();
 }
 
 std::string Exchange::header_error(std::string_view name, std::string_view value) {
@@ -753,9 +789,11 @@ void Connection::request_completed() {
 
 void Connection::dispatch(bool complete) {
   served_any_ = true;
-  auto ex = std::make_shared<Exchange>();
-  ex->req = std::move(parser_.request());
-  parser_.request().body.clear();
+  std::shared_ptr<Exchange> ex = new_exchange();
+  // A swap, not a move: the parser gets the recycled exchange's buffers
+  // (emptied) back for the next request.
+  // (Both are empty: a new request, or a recycled one's cleared.)
+  ex->req.swap(parser_.request());
   ex->id = server_->next_id();
   uint32_t id = ex->id;
   ex->remote_ip = remote_ip_;
@@ -791,10 +829,23 @@ void Connection::dispatch(bool complete) {
   }
 }
 
+std::shared_ptr<Exchange> Connection::new_exchange() {
+  // use_count 1: only spare_ holds it (the task, the event style's table
+  // and every `keep` let it go); a res still naming it holds only its slot.
+  if (spare_ != nullptr && spare_.use_count() == 1) {
+    spare_->recycle();
+    return std::move(spare_);
+  }
+  spare_ = nullptr;
+  return std::make_shared<Exchange>();
+}
+
 void Connection::response_done(Exchange& ex) {
   // The exchange is over for the connection; Lua may still hold it.
   ex.conn = nullptr;
   bool close_now = ex.close_after;
+  // Kept for the next request's dispatch (new_exchange) rather than freed.
+  if (current_.get() == &ex) spare_ = std::move(current_);
   current_ = nullptr;
   if (close_now) {
     close_soon();

@@ -109,17 +109,13 @@ class ExchangeIo {
   virtual Connection* http1() { return nullptr; }
 };
 
-// One request and its response. Shared between the connection (while the
-// exchange is current), its handler's task (TaskSystem::hold, until the
-// handler returns) and the event style's table of requests by id, so any may
-// go first. Lua's `res` does not own it: it names it by slot (below).
-class Exchange : public std::enable_shared_from_this<Exchange> {
- public:
-  Exchange() = default;
-  Exchange(const Exchange&) = delete;
-  Exchange& operator=(const Exchange&) = delete;
-  ~Exchange();
-
+// Everything an exchange holds about one request and its response, apart
+// from its identity (the shared_ptr control block, the res slot). A
+// connection recycles an exchange for its next request: Exchange::recycle
+// resets every field listed here to its initial value — a field added here
+// must be added there (tests/http/reuse.spec.lua checks a recycled exchange
+// starts clean).
+struct ExchangeState {
   Request req;
   uint32_t id = 0;
   std::string remote_ip;
@@ -152,6 +148,25 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   // Response trailers (res:trailer), sent after the body: a chunked
   // HTTP/1.1 body's last chunk, or HTTP/2's trailing HEADERS. Names as given.
   HeaderList trailers;
+};
+
+// One request and its response. Shared between the connection (while the
+// exchange is current), its handler's task (TaskSystem::hold, until the
+// handler returns) and the event style's table of requests by id, so any may
+// go first. Lua's `res` does not own it: it names it by slot (below).
+class Exchange : public std::enable_shared_from_this<Exchange>, public ExchangeState {
+ public:
+  Exchange() = default;
+  Exchange(const Exchange&) = delete;
+  Exchange& operator=(const Exchange&) = delete;
+  ~Exchange();
+
+  // Makes a finished exchange nobody else holds new again, for the next
+  // request of its connection (Connection::dispatch): every res that named
+  // it now finds nothing (its slot is given up, as by the destructor), and
+  // every field is reset; strings and lists keep their capacity (dispatch
+  // swaps `req` with its parser's).
+  void recycle();
 
   // Header lines set by the handler: what is wrong with one ("" if
   // nothing), and adding one that header_error accepted.
@@ -164,6 +179,9 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
 
   // The slot Lua's `res` names this exchange by (0: none yet); see ExchangeRef.
   uint32_t slot = 0;
+
+ private:
+  void release_slot();
 };
 
 // How Lua's `res` refers to its exchange without owning it: a slot number and
@@ -410,6 +428,11 @@ class Connection final : public TransportUser, public ExchangeIo {
   size_t send_mark_ = 0;             // pending bytes when the send deadline was armed
   uint64_t sent_mark_ = 0;           // bytes sent then
   std::shared_ptr<Exchange> current_;
+  // The last finished exchange, recycled by dispatch for the next request
+  // when nothing else holds it any more (its task let it go, no res can
+  // reach it): no allocation, and the request's buffers keep their capacity.
+  std::shared_ptr<Exchange> spare_;
+  std::shared_ptr<Exchange> new_exchange();
   // A batch's runner asks for the next request (pull_next): dispatch hands
   // the exchange over here instead of starting a task for it.
   bool pulling_ = false;

@@ -31,6 +31,34 @@ llhttp_settings_t* RequestParser::settings() {
   return &s;
 }
 
+void Request::clear() {
+  method.clear();
+  target.clear();
+  version_major = 1;
+  version_minor = 1;
+  headers.clear();
+  trailers.clear();
+  body.clear();
+  keep_alive = true;
+  upgrade = false;
+  chunked = false;
+  expect_continue = false;
+}
+
+void Request::swap(Request& o) noexcept {
+  method.swap(o.method);
+  target.swap(o.target);
+  std::swap(version_major, o.version_major);
+  std::swap(version_minor, o.version_minor);
+  headers.swap(o.headers);
+  trailers.swap(o.trailers);
+  body.swap(o.body);
+  std::swap(keep_alive, o.keep_alive);
+  std::swap(upgrade, o.upgrade);
+  std::swap(chunked, o.chunked);
+  std::swap(expect_continue, o.expect_continue);
+}
+
 RequestParser::RequestParser(Limits limits) : limits_(limits) {
   llhttp_init(&parser_, HTTP_REQUEST, settings());
   parser_.data = this;
@@ -52,20 +80,8 @@ bool RequestParser::within_header_limit(const char* at, const char* end) {
 
 int RequestParser::on_message_begin(llhttp_t* p) {
   RequestParser* s = self(p);
-  // Field by field rather than `req_ = Request()`: the strings were moved
-  // out to the last exchange, so clearing them is all the work left.
-  Request& r = s->req_;
-  r.method.clear();
-  r.target.clear();
-  r.version_major = 1;
-  r.version_minor = 1;
-  r.headers.clear();
-  r.trailers.clear();
-  r.body.clear();
-  r.keep_alive = true;
-  r.upgrade = false;
-  r.chunked = false;
-  r.expect_continue = false;
+  // Cleared rather than `req_ = Request()`: the buffers keep their capacity.
+  s->req_.clear();
   s->in_head_ = false;
   s->headers_.reset();
   s->version_seen_ = false;

@@ -42,6 +42,13 @@ struct Request {
   bool chunked = false;
   bool expect_continue = false;
 
+  // Empties every field as in a new Request, keeping the strings' and
+  // lists' capacity (a parser and a recycled exchange reuse them).
+  // (A field added here must be added to both.)
+  void clear();
+  // Exchanges the contents, buffers included (cheaper than three moves).
+  void swap(Request& o) noexcept;
+
   // The value of the first header with this (lower-case) name, or nullptr.
   [[nodiscard]] const std::string* header(std::string_view name) const { return find_header(headers, name); }
 };

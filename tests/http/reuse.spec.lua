@@ -85,4 +85,51 @@ describe("a res kept after its handler", function()
     assert.equal(#r, 40)
     for i = 1, 40 do assert.equal({r[i].status, r[i].body}, {200, "/r" .. i}) end
   end, 30)
+
+  -- A connection recycles its finished exchange for its next request
+  -- (Connection::new_exchange): nothing of the first request or response
+  -- may show in the second — headers, status, reason, trailers both ways,
+  -- body, body state, framing.
+  it("a recycled exchange starts clean: request and response state", function()
+    local seen = {}
+    local server = K.serve({}, function(req, res)
+      local n = #seen + 1
+      local body = req:read()
+      seen[n] = {path = req.path, method = req.method, query = req.query, headers = req.headers,
+        trailers = req:trailers(), body = body}
+      if n == 1 then
+        res:status(404)
+        res:header("x-first", "1")
+        res:trailer("x-first-trailer", "t")
+        res:write("chunk-one")
+        res:finish()
+      else
+        res:send(200, "two")
+      end
+    end)
+    local first = "POST /one?a=1 HTTP/1.1\r\nHost: h1\r\nX-Only-First: yes\r\n" ..
+      "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX-Req-Trailer: rt\r\n\r\n"
+    local second = "GET /two HTTP/1.1\r\nHost: h2\r\n\r\n"
+    local data = K.raw(server.port, {{"send", first .. second}, {"shut"}}, 5).data
+    local r = K.parse(data)
+    server:close()
+    assert.equal(#r, 2)
+    assert.equal({r[1].status, r[1].body, r[1].chunked}, {404, "chunk-one", true})
+    assert.equal(r[1].headers["x-first"], "1")
+    assert.equal({r[2].status, r[2].reason, r[2].body}, {200, "OK", "two"})
+    assert.isNil(r[2].headers["x-first"])
+    assert.isNil(r[2].headers["transfer-encoding"])
+    assert.isNil(r[2].headers.trailer)
+    assert.equal(r[2].headers["content-length"], "3")
+    assert.isNil(r[2].raw:find("x-first", 1, true))
+    assert.equal({seen[1].method, seen[1].path, seen[1].query, seen[1].body}, {"POST", "/one", "a=1", "hello"})
+    assert.equal(seen[1].headers["x-only-first"], "yes")
+    assert.equal(seen[1].trailers["x-req-trailer"], "rt")
+    assert.equal({seen[2].method, seen[2].path, seen[2].query, seen[2].body}, {"GET", "/two", "", nil})
+    assert.isNil(seen[2].body)  -- (read() at the end of a body: nil)
+    assert.equal(seen[2].headers.host, "h2")
+    assert.isNil(seen[2].headers["x-only-first"])
+    assert.isNil(seen[2].headers["transfer-encoding"])
+    assert.isNil(next(seen[2].trailers))
+  end, 20)
 end)
