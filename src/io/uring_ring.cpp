@@ -647,12 +647,15 @@ void Ring::on_prepare(uv_prepare_t* h) {
   if (!r->ring_wait_) return r->turn();
   // The ring waits: what is already reaped may wake tasks (then the loop
   // must not block); otherwise the wait's io_uring_enter submits the batch
-  // too, and the turn after it reaps what the wait brought.
+  // too, and what it brought is reaped without another system call: the
+  // completion work that came after it, and the entries its completions
+  // queued, go with the next wait (which returns at once for them), after
+  // the tasks woken now have run and queued theirs.
   r->reap();
   int timeout = uv_backend_timeout(r->loop_);
   if (timeout != 0 && (!r->may_block_ || r->may_block_())) {
     r->wait_in_ring(timeout);
-    r->turn_polled();
+    r->reap();
   } else {
     r->turn();
   }
