@@ -229,8 +229,9 @@ bool Ring::init(std::string* why) {
   // arriving packet; TASKRUN_FLAG says when such work waits. SINGLE_ISSUER:
   // only this thread submits. DEFER_TASKRUN (6.1, EVO_URING_SETUP=defer)
   // runs that work only when asked for events: the cheapest per request,
-  // but measured here it loses wake-ups under load (docs/io.md), so it is
-  // not the default. SUBMIT_ALL: a batch goes in whole even when one entry
+  // but with libuv's epoll as the outer waiter its wake-ups come late
+  // (docs/io.md), so it is the default only when the ring waits
+  // (EVO_URING_WAIT=ring). SUBMIT_ALL: a batch goes in whole even when one entry
   // of it fails. EVO_URING_SETUP=plain: none of them (to measure).
   // EVO_URING_WAIT=ring (the ring as the outer waiter) makes defer the
   // default: a thread waiting in io_uring_enter is woken when completion
