@@ -18,6 +18,9 @@
 #          keep-alive connections by evo_loadgen (it reads the bodies, checks their
 #          framing, discards them), after one warm-up download; MB/s and server CPU
 #          seconds per GB
+#   The hello and 10k rows also run uring with the ring as the outer waiter
+#   (uring-ring: EVO_URING_WAIT=ring) and with libuv's epoll as the outer waiter
+#   (uring-epoll: EVO_URING_WAIT=epoll); MODES="evented uring" leaves them out.
 #   bash bench/io.sh [evo]          ROUNDS=3 DURATION=3 (SKIP_FILES=1 SKIP_HELLO=1 SKIP_10K=1
 #                                   SKIP_LARGE=1 leave rows out) CONNS=10000 DURATION_10K=5 DOWNLOADS=20
 set -euo pipefail
@@ -35,6 +38,16 @@ trap cleanup EXIT
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 hz=$(getconf CLK_TCK)
+modes=${MODES:-evented uring-epoll uring-ring}
+# evo_in MODE ARGS... &: evo under that Io on core 0 (uring-WAIT: --io=uring,
+# EVO_URING_WAIT=WAIT), in place of the background subshell (exec), so $! is evo's pid
+evo_in() {
+  local mode=$1; shift
+  case $mode in
+    uring-*) EVO_URING_WAIT=${mode#uring-} exec taskset -c 0 "$evo" --io=uring "$@" ;;
+    *) exec taskset -c 0 "$evo" --io="$mode" "$@" ;;
+  esac
+}
 
 if [ -z "${SKIP_FILES:-}" ]; then
 echo "== files: 100000 x 4 KiB fs.readFile, 64 in flight, taskset -c 0, median of $rounds"
@@ -60,13 +73,14 @@ echo "== hello: wrk -t1 -c50 -d${duration}s, server on core 0, wrk on core 1, me
 # evo_hello.lua on a free port, its "listening on PORT" line flushed at once
 printf 'io.stdout:setvbuf("line")\narg = {[0] = "%s", "0"}\ndofile("%s")\n' \
   "$here/http/evo_hello.lua" "$here/http/evo_hello.lua" >"$tmp/hello.lua"
+declare -A hr hu
 for scenario in keepalive pipelined; do
   opts=()
   [ "$scenario" = pipelined ] && opts=(-s "$here/http/pipeline.lua")
-  for mode in evented uring; do
+  for mode in $modes; do
     : >"$tmp/rps" ; : >"$tmp/us"
     for _ in $(seq "$rounds"); do
-      taskset -c 0 "$evo" --io=$mode "$tmp/hello.lua" >"$tmp/out" 2>&1 &
+      evo_in "$mode" "$tmp/hello.lua" >"$tmp/out" 2>&1 &
       server_pid=$!
       for _ in $(seq 50); do [ -n "$(port_of "$tmp/out")" ] && break; sleep 0.05; done
       port=$(port_of "$tmp/out")
@@ -81,12 +95,15 @@ for scenario in keepalive pipelined; do
       awk -v t=$((t1 - t0)) -v n="$reqs" -v hz="$hz" 'BEGIN {printf "%.2f\n", t / hz * 1e6 / n}' >>"$tmp/us"
     done
     r=$(median <"$tmp/rps"); u=$(median <"$tmp/us")
-    eval "h_${scenario}_${mode}_rps=$r; h_${scenario}_${mode}_us=$u"
-    printf '  %-9s %-8s %8s req/s  %6s server CPU us/request\n' "$scenario" "$mode" "$r" "$u"
+    hr[$mode]=$r; hu[$mode]=$u
+    printf '  %-9s %-11s %8s req/s  %6s server CPU us/request   (rounds: %s us)\n' "$scenario" "$mode" "$r" "$u" \
+      "$(paste -sd' ' "$tmp/us")"
   done
-  eval "re=\$h_${scenario}_evented_rps ru=\$h_${scenario}_uring_rps ue=\$h_${scenario}_evented_us uu=\$h_${scenario}_uring_us"
-  awk -v ru="$ru" -v re="$re" -v uu="$uu" -v ue="$ue" -v s="$scenario" \
-    'BEGIN {printf "  %s uring/evented: %.2fx req/s, %.2fx CPU per request\n", s, ru / re, uu / ue}'
+  for mode in $modes; do
+    [ "$mode" = evented ] && continue
+    awk -v ru="${hr[$mode]}" -v re="${hr[evented]}" -v uu="${hu[$mode]}" -v ue="${hu[evented]}" -v s="$scenario" -v m="$mode" \
+      'BEGIN {printf "  %s %s/evented: %.2fx req/s, %.2fx CPU per request\n", s, m, ru / re, uu / ue}'
+  done
 done
 fi
 fi
@@ -112,7 +129,7 @@ ulimit -n "$hard"
 head -c 100000000 /dev/urandom >"$tmp/big.bin"
 # start_server MODE: bench/http/io_server.lua on core 0 serving $tmp, sets server_pid and port
 start_server() {
-  taskset -c 0 "$evo" --io="$1" "$here/http/io_server.lua" "$tmp" >"$tmp/out" 2>&1 &
+  evo_in "$1" "$here/http/io_server.lua" "$tmp" >"$tmp/out" 2>&1 &
   server_pid=$!
   for _ in $(seq 100); do [ -n "$(port_of "$tmp/out")" ] && break; sleep 0.05; done
   port=$(port_of "$tmp/out")
@@ -127,7 +144,7 @@ if [ -z "${SKIP_10K:-}" ]; then
 echo
 echo "== 10k: $conns keep-alive connections, one request a second each (evo_loadgen -R $conns, ${duration_10k}s after a 4 s warm-up),"
 echo "   server on core 0, evo_loadgen on core 1, ulimit -n $hard, median of $rounds"
-for mode in evented uring; do
+for mode in $modes; do
   : >"$tmp/k"
   for _ in $(seq "$rounds"); do
     start_server "$mode"
@@ -142,11 +159,14 @@ for mode in evented uring; do
       'BEGIN {printf "%.0f %.2f %.3f %.1f\n", r, c * 1e6 / n, p, m / 1024}' >>"$tmp/k"
   done
   for i in 1 2 3 4; do k[$mode$i]=$(awk -v i=$i '{print $i}' "$tmp/k" | median); done
-  printf '  %-8s %6s req/s  %6s server CPU us/request  p99 %6s ms  server RSS %6s MiB   (rounds: %s us)\n' \
+  printf '  %-11s %6s req/s  %6s server CPU us/request  p99 %6s ms  server RSS %6s MiB   (rounds: %s us)\n' \
     "$mode" "${k[${mode}1]}" "${k[${mode}2]}" "${k[${mode}3]}" "${k[${mode}4]}" "$(awk '{printf "%s%s", (NR > 1 ? " " : ""), $2}' "$tmp/k")"
 done
-awk -v ue="${k[evented2]}" -v uu="${k[uring2]}" -v re="${k[evented1]}" -v ru="${k[uring1]}" \
-  'BEGIN {printf "  10k uring/evented: %.2fx req/s, %.2fx CPU per request (%.2fx requests per CPU second; target >= 1.2x)\n", ru / re, uu / ue, ue / uu}'
+for mode in $modes; do
+  [ "$mode" = evented ] && continue
+  awk -v ue="${k[evented2]}" -v uu="${k[${mode}2]}" -v re="${k[evented1]}" -v ru="${k[${mode}1]}" -v m="$mode" \
+    'BEGIN {printf "  10k %s/evented: %.2fx req/s, %.2fx CPU per request (%.2fx requests per CPU second; target >= 1.2x)\n", m, ru / re, uu / ue, ue / uu}'
+done
 fi
 
 if [ -z "${SKIP_LARGE:-}" ]; then

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "io/transport.h"
+#include "lua/luv_glue.h"
 #include "lua/runtime.h"
 #include "lua/tasks.h"
 
@@ -38,7 +39,10 @@ bool start_io(TaskSystem& sys, std::string* why) {
   if (sys.blocking()) {
     rt.set_io(make_blocking_io());
   } else if (rt.uring()) {
-    std::unique_ptr<Io> io = make_uring_io(rt.loop(), why);
+    // A script's uv.run("nowait") must not block in the ring's wait.
+    std::unique_ptr<Io> io = make_uring_io(rt.loop(), why, [&rt] {
+      return rt.L() == nullptr || !luv_glue::inside_script_run(rt.L(), UV_RUN_NOWAIT);
+    });
     if (io == nullptr) return false;
     rt.set_io(std::move(io));
     // Its sockets have no libuv handle for the runtime's sweep to find.

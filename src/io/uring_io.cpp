@@ -1012,7 +1012,11 @@ class FileJob final : public RingOp, public IoOp {
 class UringIo final : public Io {
  public:
   UringIo(uv_loop_t* loop, std::unique_ptr<Ring> ring, std::unique_ptr<Io> evented)
-      : loop_(loop), ring_(std::move(ring)), evented_(std::move(evented)), sockets_(*ring_), timers_(*ring_, loop) {
+      : loop_(loop),
+        ring_(std::move(ring)),
+        evented_(std::move(evented)),
+        sockets_(*ring_),
+        timers_(*ring_, loop) {
     Transport::ring_sockets = &sockets_;
   }
   ~UringIo() override {
@@ -1109,9 +1113,10 @@ class UringIo final : public Io {
 
 }  // namespace
 
-std::unique_ptr<Io> make_uring_io(uv_loop_t* loop, std::string* why) {
+std::unique_ptr<Io> make_uring_io(uv_loop_t* loop, std::string* why, std::function<bool()> may_block) {
   std::unique_ptr<Ring> ring = Ring::create(loop, why);
   if (ring == nullptr) return nullptr;
+  ring->set_may_block(std::move(may_block));
   return std::make_unique<UringIo>(loop, std::move(ring), make_evented_io(loop));
 }
 

@@ -3,6 +3,7 @@
 // buffer ring, and the drain at exit.
 #include "io/uring_ring.h"
 
+#include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -156,6 +157,25 @@ struct Ring::Handles {
   }
 };
 
+// The one-shot IORING_OP_POLL_ADD on libuv's backend (epoll) descriptor
+// while the ring is the outer waiter: its completion only ends the wait;
+// libuv's own poll, which then runs with a zero timeout, takes the events.
+// One-shot rather than multishot, re-armed before the next wait: arming
+// polls the descriptor at once, so an event libuv left ready (a
+// level-triggered descriptor it did not drain) wakes the next wait, which a
+// multishot poll only woken by new events would miss.
+class Ring::BackendPoll final : public RingOp {
+ public:
+  void on_cqe(uint8_t /*tag*/, int /*res*/, uint32_t flags) override {
+    if ((flags & IORING_CQE_F_MORE) == 0) armed = false;
+  }
+  // Owned by the ring (backend_poll_), never freed by a completion.
+  [[nodiscard]] bool finished() const override { return false; }
+  // libuv's own handles say whether the loop is alive.
+  [[nodiscard]] bool holds_loop() const override { return false; }
+  bool armed = false;
+};
+
 // ------------------------------------------------------ output at exit(3)
 
 namespace {
@@ -209,11 +229,17 @@ bool Ring::init(std::string* why) {
   // arriving packet; TASKRUN_FLAG says when such work waits. SINGLE_ISSUER:
   // only this thread submits. DEFER_TASKRUN (6.1, EVO_URING_SETUP=defer)
   // runs that work only when asked for events: the cheapest per request,
-  // but measured here it loses wake-ups under load (docs/io.md), so it is
-  // not the default. SUBMIT_ALL: a batch goes in whole even when one entry
+  // but with libuv's epoll as the outer waiter its wake-ups come late
+  // (docs/io.md), so it is the default only when the ring waits
+  // (EVO_URING_WAIT=ring). SUBMIT_ALL: a batch goes in whole even when one entry
   // of it fails. EVO_URING_SETUP=plain: none of them (to measure).
+  // EVO_URING_WAIT=ring (the ring as the outer waiter) makes defer the
+  // default: a thread waiting in io_uring_enter is woken when completion
+  // work is queued for it, which libuv's epoll is not (docs/io.md).
+  const char* wait = std::getenv("EVO_URING_WAIT");
+  ring_wait_ = wait != nullptr && std::strcmp(wait, "ring") == 0;
   const char* setup = std::getenv("EVO_URING_SETUP");
-  std::string want = setup != nullptr ? setup : "coop";
+  std::string want = setup != nullptr ? setup : ring_wait_ ? "defer" : "coop";
   constexpr unsigned kAll = IORING_SETUP_SUBMIT_ALL;
   constexpr unsigned kDefer =
       kAll | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_TASKRUN_FLAG;
@@ -236,12 +262,16 @@ bool Ring::init(std::string* why) {
     return false;
   }
   ring_ok_ = true;
+  // The wait's timeout is an IORING_ENTER_EXT_ARG (5.11): without it, the
+  // ring cannot wait for libuv's next timer without a timeout entry, and
+  // libuv stays the outer waiter. (A ring that got DEFER_TASKRUN has it.)
+  if ((ring_.features & IORING_FEAT_EXT_ARG) == 0) ring_wait_ = false;
   // How the loop learns of completions: by polling the ring's own
   // descriptor (readable while completions wait: reaping them is all it
   // takes, no read(2) per wake-up, no eventfd signal per completion), or
   // an eventfd the ring signals (EVO_URING_WAKE=eventfd, to compare).
   const char* wake = std::getenv("EVO_URING_WAKE");
-  wake_by_ring_fd_ = wake == nullptr || std::strcmp(wake, "eventfd") != 0;
+  wake_by_ring_fd_ = ring_wait_ || wake == nullptr || std::strcmp(wake, "eventfd") != 0;
   if (!wake_by_ring_fd_) {
     efd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (efd_ < 0 || io_uring_register_eventfd(&ring_, efd_) != 0) {
@@ -267,10 +297,14 @@ bool Ring::init(std::string* why) {
   }
   t_exit_ring = this;
   uv_prepare_start(&h->prepare, on_prepare);
-  uv_unref(reinterpret_cast<uv_handle_t*>(&h->prepare));  // it never keeps the loop alive
-  uv_poll_start(&h->poll, UV_READABLE, on_poll);
-  uv_unref(reinterpret_cast<uv_handle_t*>(&h->poll));  // only while entries are in the kernel
-  handles_ = h.release();                              // freed by the close callbacks
+  // Neither keeps the loop alive but while entries are in the kernel: the
+  // poll handle when libuv waits, the prepare handle when the ring does
+  // (then libuv does not poll the ring's descriptor at all).
+  uv_unref(reinterpret_cast<uv_handle_t*>(&h->prepare));
+  if (!ring_wait_) uv_poll_start(&h->poll, UV_READABLE, on_poll);
+  uv_unref(reinterpret_cast<uv_handle_t*>(&h->poll));
+  if (ring_wait_) backend_poll_ = std::make_unique<BackendPoll>();
+  handles_ = h.release();  // freed by the close callbacks
   return true;
 }
 
@@ -394,12 +428,8 @@ void Ring::submit() { enter(false); }
 // the completion work the kernel deferred to this thread (DEFER_TASKRUN).
 void Ring::enter(bool get_events) {
   if (unsubmitted_ == 0 && !get_events) return;
-  // Count what goes out now, by opcode (the entries between the kernel's
-  // head and our tail are the unsubmitted ones).
-  io_uring_sq& sq = ring_.sq;
-  for (unsigned i = sq.sqe_head; i != sq.sqe_tail; ++i) ++stats_[sq.sqes[i & sq.ring_mask].opcode];
   bool any = unsubmitted_ > 0;
-  unsubmitted_ = 0;
+  count_unsubmitted();
   int rc = 0;
   if (get_events) {
     rc = any ? io_uring_submit_and_get_events(&ring_) : io_uring_get_events(&ring_);
@@ -410,6 +440,42 @@ void Ring::enter(bool get_events) {
     std::fprintf(stderr, "evo: io_uring_enter failed: %s\n", std::strerror(-rc));
   }
   update_ref();
+}
+
+// Counts what goes out with the next io_uring_enter, by opcode (the entries
+// between the kernel's head and our tail are the unsubmitted ones).
+void Ring::count_unsubmitted() {
+  io_uring_sq& sq = ring_.sq;
+  for (unsigned i = sq.sqe_head; i != sq.sqe_tail; ++i) ++stats_[sq.sqes[i & sq.ring_mask].opcode];
+  unsubmitted_ = 0;
+}
+
+void Ring::arm_backend_poll() {
+  if (backend_poll_->armed) return;
+  backend_poll_->armed = true;
+  io_uring_prep_poll_add(sqe(backend_poll_.get(), 0), uv_backend_fd(loop_), POLLIN);
+}
+
+// The loop's one blocking point when the ring is the outer waiter: submits
+// the batch and waits in the same io_uring_enter for one completion (the
+// kernel runs the deferred completion work as it comes), libuv's epoll
+// descriptor turning readable, or libuv's next timer (timeout_ms, -1 for
+// none). A signal ends it early too (EINTR); its handler wrote to libuv's
+// signal pipe, which the poll sees.
+void Ring::wait_in_ring(int timeout_ms) {
+  arm_backend_poll();
+  count_unsubmitted();
+  io_uring_cqe* cqe = nullptr;
+  int rc = 0;
+  if (timeout_ms < 0) {
+    rc = io_uring_submit_and_wait(&ring_, 1);
+  } else {
+    __kernel_timespec ts{timeout_ms / 1000, static_cast<long long>(timeout_ms % 1000) * 1000000};
+    rc = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr);
+  }
+  if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN) {
+    std::fprintf(stderr, "evo: io_uring_enter failed: %s\n", std::strerror(-rc));
+  }
 }
 
 bool Ring::work_waiting() const {
@@ -464,7 +530,8 @@ void Ring::turn_polled() {
 
 void Ring::update_ref() {
   if (handles_ == nullptr) return;
-  auto* h = reinterpret_cast<uv_handle_t*>(&handles_->poll);
+  auto* h = ring_wait_ ? reinterpret_cast<uv_handle_t*>(&handles_->prepare)
+                       : reinterpret_cast<uv_handle_t*>(&handles_->poll);
   if (held_ > 0 || held_receives_ > 0) {
     uv_ref(h);
   } else {
@@ -576,8 +643,28 @@ void Ring::on_prepare(uv_prepare_t* h) {
     r->dispatching_ = outer;
     if (op->in_kernel_ == 0 && op->finished()) std::unique_ptr<RingOp> gone(op);
   }
-  if (r->deferred_.empty()) uv_idle_stop(&Handles::of(h)->idle);
-  r->turn();
+  uv_idle_t* idle = &Handles::of(h)->idle;
+  if (r->deferred_.empty()) uv_idle_stop(idle);
+  if (!r->ring_wait_) return r->turn();
+  // The ring waits: what is already reaped may wake tasks (then the loop
+  // must not block); otherwise the wait's io_uring_enter submits the batch
+  // too, and what it brought is reaped without another system call: the
+  // completion work that came after it, and the entries its completions
+  // queued, go with the next wait (which returns at once for them), after
+  // the tasks woken now have run and queued theirs.
+  r->reap();
+  int timeout = uv_backend_timeout(r->loop_);
+  if (timeout != 0 && (!r->may_block_ || r->may_block_())) {
+    r->wait_in_ring(timeout);
+    r->reap();
+  } else {
+    r->turn();
+  }
+  // libuv's poll must not block now: it only picks up what its descriptors
+  // have (the wait above was the loop's block), then the check phase runs
+  // the tasks woken here. The idle handle is unreferenced: it keeps no
+  // loop alive.
+  uv_idle_start(idle, [](uv_idle_t*) {});
 }
 
 void Ring::on_poll(uv_poll_t* h, int /*status*/, int /*events*/) {

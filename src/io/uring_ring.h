@@ -17,6 +17,16 @@
 // for, the buffers stay alive until the cancelled entry's completion).
 // At exit the ring cancels whatever is left, waits for every completion
 // and frees the operations without calling anyone.
+//
+// EVO_URING_WAIT=ring turns the waiting round: the ring is the outer
+// waiter. The loop still runs libuv's uv_run, but the ring's prepare
+// callback blocks in io_uring_enter(GETEVENTS, 1) with libuv's next timeout
+// (an IORING_ENTER_EXT_ARG timeout) and libuv's epoll descriptor watched by
+// an IORING_OP_POLL_ADD on the ring, then keeps an idle handle active so
+// libuv's own poll only looks (timeout 0). A thread waiting inside
+// io_uring_enter is woken as soon as completion work is queued for it, so
+// DEFER_TASKRUN works (it is that mode's default setup); the loop's
+// liveness is the prepare handle's ref while entries are in the kernel.
 #pragma once
 
 #include <liburing.h>
@@ -25,6 +35,7 @@
 #include <array>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -112,6 +123,10 @@ class Ring {
   // Receives armed on referenced handles: they keep the loop alive as an
   // active libuv handle would (an op's entries do not count for them).
   void hold(int delta);
+  // EVO_URING_WAIT=ring: whether the loop may block in the ring now (false
+  // inside a script's uv.run("nowait")); unset, it always may.
+  void set_may_block(std::function<bool()> may_block) { may_block_ = std::move(may_block); }
+  [[nodiscard]] bool ring_waits() const { return ring_wait_; }
   // The loop is closing (or the process exiting): the ring frees ops
   // without calling them back.
   [[nodiscard]] bool closing() const { return closing_ || exiting_; }
@@ -156,6 +171,9 @@ class Ring {
   void turn();
   void turn_polled();
   void enter(bool get_events);
+  void count_unsubmitted();
+  void wait_in_ring(int timeout_ms);
+  void arm_backend_poll();
   [[nodiscard]] bool work_waiting() const;
   void dispatch(io_uring_cqe* cqe);
   void update_ref();
@@ -168,6 +186,10 @@ class Ring {
   bool ring_ok_ = false;
   int efd_ = -1;                 // EVO_URING_WAKE=eventfd only
   bool wake_by_ring_fd_ = true;  // libuv polls the ring's descriptor
+  bool ring_wait_ = false;       // EVO_URING_WAIT=ring: the ring is the outer waiter
+  std::function<bool()> may_block_;
+  class BackendPoll;                           // the POLL_ADD on libuv's epoll descriptor
+  std::unique_ptr<BackendPoll> backend_poll_;  // ring_wait_ only
   // The two libuv handles live in a holder that libuv frees after their
   // close callbacks (the Ring may be gone by then).
   struct Handles;

@@ -96,6 +96,9 @@ int walk(lua_State* L) {
 void set_callback_errors_fatal(bool fatal) { g_callback_errors_fatal = fatal; }
 
 bool inside_script_run(lua_State* L) { return luv_context(L)->mode != -1; }
+bool inside_script_run(lua_State* L, uv_run_mode mode) {
+  return luv_context(L)->mode == static_cast<int>(mode);
+}
 
 void setup(lua_State* L, uv_loop_t* loop) {
   luv_set_loop(L, loop);

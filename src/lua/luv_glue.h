@@ -17,6 +17,8 @@ void set_callback_errors_fatal(bool fatal);
 
 // True while the script runs the loop itself (uv.run() called from Lua).
 bool inside_script_run(lua_State* L);
+// The same, in that mode.
+bool inside_script_run(lua_State* L, uv_run_mode mode);
 
 // Asks every open luv handle to close through luv itself (so luv frees its
 // bookkeeping and anchors); the loop must then run to finish the closes.

@@ -727,3 +727,44 @@ os.execv(sys.argv[2], sys.argv[2:])
     assert.match(r.stderr, "'evented', 'blocking' or 'uring', not 'ring'")
   end)
 end)
+
+describe("the ring as the outer waiter (EVO_URING_WAIT=ring)", function()
+  -- Everything that ends the wait: ring completions (sleeps, files, sockets),
+  -- libuv's own descriptors through the ring's poll of its epoll descriptor
+  -- (a luv timer via the timeout, a thread-pool job's async wake-up, a child
+  -- process, a uv.run("nowait") that must not block), and the loop ending
+  -- when nothing is left.
+  local script = [[
+local task, fs, net, uv = require("task"), require("fs"), require("net"), require("uv")
+local t0 = uv.hrtime()
+task.sleep(0.02)
+print("slept", (uv.hrtime() - t0) / 1e6 >= 19)
+print("file", #assert(fs.readFile("/proc/self/status")) > 100)
+local server = assert(net.listen({host = "127.0.0.1", port = 0}, function(conn)
+  conn:write("echo ", conn:readLine(), "\n")
+end))
+local c = assert(net.connect({host = "127.0.0.1", port = server.port}))
+c:write("hi\n")
+print(c:readLine())
+c:close()
+server:close()
+print("work", task.work(function() return 6 * 7 end))
+local timer = uv.new_timer()
+timer:start(10, 0, function() print("uv timer"); timer:close() end)
+local p = assert(uv.spawn("/bin/true", {}, function(code) print("child", code) end))
+local t1 = uv.hrtime()
+uv.run("nowait")
+print("nowait did not block", (uv.hrtime() - t1) / 1e6 < 5)
+]]
+
+  it("serves sockets, files, sleeps, the thread pool, luv timers and children, and ends", function()
+    local path = h.tempFile("ringwait.lua", script)
+    local r = run("uring", path, nil, {EVO_URING_WAIT = "ring", EVO_URING_STATS = "1", EVO_IO = false})
+    assert.equal(r.code, 0, r.stderr)
+    for _, want in ipairs({"slept\ttrue", "file\ttrue", "echo hi", "work\t42", "uv timer", "child\t0",
+                           "nowait did not block\ttrue"}) do
+      assert.truthy(r.stdout:find(want, 1, true), want .. " not in: " .. r.stdout)
+    end
+    assert.truthy(stats(r.stderr).poll >= 1)  -- libuv's epoll descriptor watched on the ring
+  end)
+end)
