@@ -91,7 +91,15 @@ end
 -- Fields computed when first read (req.cookies...): name -> fn(req).
 local lazyFields = {}
 
+-- req.method, req.path and req.query are read from the request when first
+-- asked for (requestLine, below, once the FFI table is loaded): a handler
+-- that never reads them makes no string.
+local lineParts = {method = 0, path = 1, query = 2}
+local requestLine
+
 local function requestIndex(req, key)
+  local part = lineParts[key]
+  if part then return requestLine(req, key, part) end
   local method = Request[key]
   if method then return method end
   local lazy = lazyFields[key]
@@ -178,8 +186,26 @@ native.setup(responseMeta)
 -- classic native does it then.
 local fast = require("evo.httpfast")
 local fastBegin, fastHeader, fastAbort = fast.send_begin, fast.send_header, fast.send_abort
-local fastEnd, fastDone = fast.send_end, fast.done
+local fastEnd, fastDone, fastPart = fast.send_end, fast.done, fast.request_part
 local next = next
+local ffi = require("ffi")
+local ffiString = ffi.string
+local partPtr = ffi.new("const char*[1]")
+
+-- (req, key, part): req.method, .path or .query, copied from the exchange
+-- and kept in req. After the handler has returned the request may be gone:
+-- a field not read before then raises, as req.headers does.
+function requestLine(req, key, part)
+  local r = engineRes(req)
+  if type(r) ~= "userdata" or getmetatable(r) ~= responseMeta then
+    return (native.info(r, key))  -- raises the native's own bad argument
+  end
+  local n = fastPart(r, part, partPtr)
+  if n < 0 then error("req." .. key .. ": the request is over (its handler has returned)", 0) end
+  local v = ffiString(partPtr[0], n)
+  rawset(req, key, v)
+  return v
+end
 
 -- One header of res:send's table through the FFI; false for anything but
 -- a string name and value, or a header the engine refuses.
@@ -271,11 +297,12 @@ end
 local done = native.done
 local nextRequest = native.next
 
-local function newRequest(res, method, path, query)
-  -- A template with its four keys (stores into it need no new keys), which
-  -- on a trace may be sunk (never allocated) when the handler lets req go.
-  local req = {method = false, path = false, query = false, res = false}
-  req.method, req.path, req.query, req.res = method, path, query, res
+local function newRequest(res)
+  -- A one-key template (the store needs no new key), which on a trace may
+  -- be sunk (never allocated) when the handler lets req go. method, path
+  -- and query are not in it: requestIndex reads them when first asked for.
+  local req = {res = false}
+  req.res = res
   return setmetatable(req, requestMeta)
 end
 
@@ -297,11 +324,9 @@ local function afterHandler(req, res, ok, err)
   if websocket or uploads then kit.leftovers[res] = nil end
 end
 
-local function runRequest(handler, res, method, path, query)
-  local req = newRequest(res, method, path, query)
+local function runRequest(handler, req, res)
   local ok, err = xpcall(handler, handlerError, req, res)
   afterHandler(req, res, ok, err)
-  return req
 end
 
 -- The requests the connection parsed from one read, one after the other on
@@ -310,17 +335,17 @@ end
 -- compiled trace. current[1] says which request an error belongs to; req
 -- is not kept there (its handler may let it go, and on a trace it is then
 -- never allocated): one holding something to let go is in kit.leftovers.
-local function serveOne(handler, res, method, path, query)
-  local req = newRequest(res, method, path, query)
+local function serveOne(handler, res)
+  local req = newRequest(res)
   handler(req, res)
   afterHandler(req, res, true)
 end
 
-local function serveBatch(current, handler, res, method, path, query)
+local function serveBatch(current, handler, res)
   repeat
     current[1] = res
-    serveOne(handler, res, method, path, query)
-    res, method, path, query = nextRequest()
+    serveOne(handler, res)
+    res = nextRequest()
   until res == nil
 end
 
@@ -328,17 +353,17 @@ end
 -- request answered (500) and the batch goes on with the next request. A
 -- handler that suspends ends the batch: the connection starts the requests
 -- after it on other tasks, in order, once it has answered.
-local function runBatch(handler, res, method, path, query)
+local function runBatch(handler, res)
   local current = {}
   while true do
-    local ok, err = xpcall(serveBatch, handlerError, current, handler, res, method, path, query)
+    local ok, err = xpcall(serveBatch, handlerError, current, handler, res)
     if ok then return end
     local failed = current[1]
     local leftovers = kit.leftovers
     local req = leftovers[failed]
     leftovers[failed] = nil
     afterHandler(req, failed, false, err)
-    res, method, path, query = nextRequest()
+    res = nextRequest()
     if res == nil then return end
   end
 end
@@ -356,9 +381,11 @@ end
 local function withAccessLog(log)
   local hrtime = require("uv").hrtime
   if log == true then log = commonLog end
-  return function(handler, res, method, path, query)
+  return function(handler, res)
     local start = hrtime()
-    local req = runRequest(handler, res, method, path, query)
+    local req = newRequest(res)
+    local method, path, query = req.method, req.path, req.query  -- as they came, whatever the handler does
+    runRequest(handler, req, res)
     local _, _, status, bytes = native.state(res)
     local h = req.headers
     local entry = {time = os.time(), remoteAddress = req.remoteAddress, method = method, path = path,

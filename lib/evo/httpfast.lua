@@ -18,6 +18,7 @@ typedef struct evo_http_fast {
   void (*send_abort)(void);
   int (*send_end)(const char*, size_t);
   int (*done)(void*);
+  int (*request_part)(void*, int, const char**);
 } evo_http_fast;
 ]]
 return ffi.cast("const evo_http_fast*", require("evo.http").fastApi)

@@ -796,7 +796,7 @@ int l_done(lua_State* L) {
   return 0;
 }
 
-// next() -> res, method, path, query: the next request of the connection
+// next() -> res: the next request of the connection
 // whose handler task calls it, parsed from the same read (the runner of
 // lib/http.lua serves a batch of pipelined requests on one coroutine);
 // nothing when there is none (see next_batch_request).
@@ -804,7 +804,7 @@ int l_next(lua_State* L) {
   std::shared_ptr<Exchange> ex = next_batch_request(TaskSystem::from(L));
   if (ex == nullptr) return 0;
   push_request(L, ex);
-  return 4;
+  return 1;
 }
 
 // upgrade(res, yieldable) -> (true, stream) | (true, nil, err) | yields until
@@ -1151,6 +1151,31 @@ int done(const void* res) {
   return 0;
 }
 
+// req.method, req.path or req.query (which: 0, 1, 2) of a res's request,
+// read when a handler first asks for it (lib/http.lua's requestIndex): the
+// length, *out pointing at the bytes inside the exchange (the caller copies
+// them at once), or -1 when the request is over (its exchange is gone). A
+// handler that never reads them pays for no string: next() returns only res.
+int request_part(const void* res, int which, const char** out) {
+  const auto* box = static_cast<const ResBox*>(res);
+  if (box->magic != ResBox::kMagic) return -1;
+  const Exchange* ex = box->ref.get();
+  if (ex == nullptr) return -1;
+  std::string_view part = ex->req.method;
+  if (which != 0) {
+    // (An absolute-form target was reduced to its path by the parser.)
+    std::string_view target(ex->req.target);
+    size_t q = target.find('?');
+    if (which == 1) {
+      part = target.substr(0, q);
+    } else {
+      part = q == std::string_view::npos ? std::string_view() : target.substr(q + 1);
+    }
+  }
+  *out = part.data();
+  return static_cast<int>(part.size());
+}
+
 // lib/evo/httpfast.lua's ffi.cdef mirrors this struct. A table of function
 // pointers rather than exported symbols: evo exports only the Lua and luv C
 // API (tools/evo-exports.list), and an embedding needs nothing exported.
@@ -1164,8 +1189,10 @@ struct Api {
   void (*send_abort)();
   int (*send_end)(const char*, size_t);
   int (*done)(const void*);
+  int (*request_part)(const void*, int, const char**);
 };
-const Api kApi = {status_code, status_line, header, send, send_begin, send_header, send_abort, send_end, done};
+const Api kApi = {status_code, status_line, header,   send, send_begin,
+                  send_header, send_abort,  send_end, done, request_part};
 
 }  // namespace fast
 
@@ -1253,23 +1280,13 @@ void push_fields(lua_State* L, const HeaderList& headers) {
   }
 }
 
+// The request's res; its method, path and query are read when first asked
+// for (fast::request_part), so a handler that never reads them makes no
+// string.
 void push_request(lua_State* L, const std::shared_ptr<Exchange>& ex) {
-  const Request& r = ex->req;
   new (lua_newuserdata(L, sizeof(ResBox))) ResBox{ResBox::kMagic, ExchangeRef::of(*ex)};
   lua_rawgeti(L, LUA_REGISTRYINDEX, g_res_meta_ref);
   lua_setmetatable(L, -2);
-  lua_pushlstring(L, r.method.data(), r.method.size());
-  std::string_view target(r.target);
-  // (An absolute-form target was reduced to its path by the parser.)
-  size_t q = target.find('?');
-  std::string_view path = target.substr(0, q);
-  lua_pushlstring(L, path.data(), path.size());
-  if (q == std::string_view::npos) {
-    lua_pushliteral(L, "");
-  } else {
-    std::string_view query = target.substr(q + 1);
-    lua_pushlstring(L, query.data(), query.size());
-  }
 }
 
 int open_http(lua_State* L) {

@@ -1426,14 +1426,14 @@ void run_handler_task(Server& server, std::shared_ptr<Exchange> ex, Connection* 
   lua_State* L = sys.L();
   lua_rawgeti(L, LUA_REGISTRYINDEX, server.runner_ref);
   lua_rawgeti(L, LUA_REGISTRYINDEX, server.handler_ref);
-  // runner(handler, res, method, path, query) builds req in Lua, where its
-  // keys are constants: cheaper than setting them one by one from C.
+  // runner(handler, res) builds req in Lua, where its keys are constants:
+  // cheaper than setting them one by one from C.
   push_request(L, ex);
   // Straight from the read callback the handler runs at once, so those that
   // answer without waiting answer before the next pipelined request is read;
   // from inside another task it is queued like any new task.
   bool now = sys.resuming == nullptr;
-  Task* t = sys.spawn_pooled(L, 5, !now);
+  Task* t = sys.spawn_pooled(L, 2, !now);
   ex->handler = t;                     // until the runner's done(): a client that leaves cancels it
   TaskSystem::hold(t, std::move(ex));  // what its res names (ExchangeRef) lives while it runs
   if (!now) return;

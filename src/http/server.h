@@ -481,8 +481,8 @@ void cancel_handler(Server& server, Exchange& ex);
 void push_headers(lua_State* L, const Request& req);
 // The same for any field list (a request's trailers).
 void push_fields(lua_State* L, const HeaderList& headers);
-// Pushes res (a userdata), then the request's method, path and query, for
-// the task runner of lib/http.lua (which makes req from them).
+// Pushes res (a userdata) for the task runner of lib/http.lua, which makes
+// req around it (the request line is read from it when first asked for).
 void push_request(lua_State* L, const std::shared_ptr<Exchange>& ex);
 
 }  // namespace evo::http
