@@ -63,6 +63,12 @@ local listening = {}
 -- here, so each instance's history holds every instance's messages.
 
 local function deliver(text)
+  -- Stored first: a client joining while a Send below waits reads it in its
+  -- history (and skips it in its pending list).
+  if not store.shared then
+    local m = json.decode(text)
+    if m and m.type == "message" then assert(store:add(m.from, m.text)) end
+  end
   -- a copy: a Send may wait (backpressure) while clients come and go
   local ids = {}
   for connectionID in pairs(listening) do ids[#ids + 1] = connectionID end
@@ -73,10 +79,6 @@ local function deliver(text)
     elseif l then
       l[#l + 1] = text
     end
-  end
-  if not store.shared then
-    local m = json.decode(text)
-    if m and m.type == "message" then assert(store:add(m.from, m.text)) end
   end
 end
 
@@ -123,20 +125,25 @@ else
 end
 
 function chat:WEBSOCKET_CONNECTION_ESTABLISHED(_, p)
+  -- From now on broadcasts wait in a list: they come after the welcome and
+  -- the history. Listed before the first call that waits (Redis, the
+  -- history query): one that came meanwhile would be lost for this client.
+  local pending = {}
+  listening[p.connectionID] = pending
   local id = assert(bus.newId())
   users[p.connectionID] = id
   local count = assert(bus.online(1))
   self:Send(p.connectionID, encode({type = "welcome", you = id, count = count, server = INSTANCE}))
+  -- The chat messages listed before the query are in the history it reads
+  -- (stored before they were relayed): they are not sent twice.
+  local stored = #pending
   local history = assert(store:recent(HISTORY))
-  -- From now on broadcasts wait in a list: they come after the history.
-  local pending = {}
-  listening[p.connectionID] = pending
   for _, m in ipairs(history) do
     self:Send(p.connectionID, encode({type = "message", from = m.sender, text = m.text, history = true}))
   end
   local i = 1
   while pending[i] do  -- more may arrive while a Send waits
-    self:Send(p.connectionID, pending[i])
+    if i > stored or not pending[i]:find('^{"type":"message"') then self:Send(p.connectionID, pending[i]) end
     i = i + 1
   end
   if listening[p.connectionID] == pending then listening[p.connectionID] = true end
