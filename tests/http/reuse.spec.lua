@@ -69,6 +69,34 @@ describe("a res kept after its handler", function()
     assert.truthy(late.agent)
   end, 20)
 
+  it("keeps the request line its handler read; one first read after the handler raises", function()
+    local late = {}
+    local server = K.serve({}, function(req, res)
+      if req.path == "/first" then
+        local early = req  -- req.path was read above, while the handler ran
+        task.concurrent(function()
+          task.sleep(0.1)
+          late.path = early.path  -- read before: kept in req
+          late.methodOk, late.methodErr = pcall(function() return req.method end)
+          late.queryOk, late.queryErr = pcall(function() return req.query end)
+        end)
+        res:send(200, "first")
+        return
+      end
+      task.sleep(0.3)
+      res:send(200, "second " .. req.method .. " " .. req.path .. "?" .. req.query)
+    end)
+    local r = K.client(server.port, {{"GET", "/first?a=1"}, {"POST", "/next?b=2"}})
+    server:close()
+    assert.equal({r[1].status, r[1].body}, {200, "first"})
+    assert.equal({r[2].status, r[2].body}, {200, "second POST /next?b=2"})
+    assert.equal(late.path, "/first")
+    assert.falsy(late.methodOk)
+    assert.match(tostring(late.methodErr), "req.method: the request is over")
+    assert.falsy(late.queryOk)
+    assert.match(tostring(late.queryErr), "req.query: the request is over")
+  end, 20)
+
   it("serves many connections whose handlers keep their res, each answer its own", function()
     local keptAll = {}
     local server = K.serve({}, function(req, res)
