@@ -170,22 +170,24 @@ local nextEvent = native.nextEvent
 
 -- A whole request: its STARTED handler, then, if the request still waits
 -- for its answer, its FINISHED handler, both looked up here. Unprotected:
--- serveBatch's caller catches what they raise. current says what ran
--- (the event and its payload, the request's headers and body) for it.
+-- serveBatch's caller catches what they raise. current says which event
+-- of which request ran, and after STARTED what its FINISHED needs. (Not
+-- the payload: a payload the handler lets go is, on a trace, never
+-- allocated.)
 local function serveWhole(self, debugging, current, id, method, path, query, headers, body)
   local started = handlerOf(self, STARTED, debugging)
   if started ~= nil then
-    local payload = {requestID = id, method = method, path = path, query = query}
-    current[1], current[2], current[3], current[4] = STARTED, payload, headers, body
-    started(self, STARTED, payload)
+    current[1], current[2], current[3], current[4] = STARTED, id, method, path
+    current[5], current[6], current[7] = query, headers, body
+    started(self, STARTED, {requestID = id, method = method, path = path, query = query})
     local c = rawget(self, "native")
     if not (c and pending(c, id)) then return end  -- answered, or its client left
   end
   local finished = handlerOf(self, FINISHED, debugging)
   if finished == nil then return end
-  local payload = {requestID = id, method = method, path = path, query = query, headers = headers, body = body}
-  current[1], current[2] = FINISHED, payload
-  finished(self, FINISHED, payload)
+  current[1], current[2] = FINISHED, id
+  finished(self, FINISHED,
+    {requestID = id, method = method, path = path, query = query, headers = headers, body = body})
 end
 
 -- The whole requests the connection parsed from one read, one after the
@@ -209,14 +211,14 @@ local function runBatch(self, debugging, id, method, path, query, headers, body)
   while true do
     local ok, err = xpcall(serveBatch, traceback, self, debugging, current, id, method, path, query, headers, body)
     if ok then return end
-    local event, payload = current[1], current[2]
-    failed(self, event, payload, err)
-    local c, rid = rawget(self, "native"), payload.requestID
+    local event, rid = current[1], current[2]
+    failed(self, event, {requestID = rid}, err)
+    local c = rawget(self, "native")
     if event == STARTED and c and pending(c, rid) then
       local finished = handlerOf(self, FINISHED, debugging)
       if finished ~= nil then
-        call(self, finished, FINISHED, {requestID = rid, method = payload.method, path = payload.path,
-          query = payload.query, headers = current[3], body = current[4]})
+        call(self, finished, FINISHED, {requestID = rid, method = current[3], path = current[4],
+          query = current[5], headers = current[6], body = current[7]})
       end
     end
     id, method, path, query, headers, body = nextEvent()
