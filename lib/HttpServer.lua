@@ -18,7 +18,8 @@
 --   SERVER_STOPPED_LISTENING {port, host}
 -- The engine's events run their handlers in tasks of their own (pooled), as
 -- http.serve runs its handler: a handler may sleep, read files or make
--- requests, suspending only itself. The STARTED and FINISHED handlers of one
+-- requests, suspending only itself. (The whole requests of one read run
+-- one after the other in one such task, as http.serve's do: runBatch.) The STARTED and FINISHED handlers of one
 -- request run one after the other, in that order. An error in either answers
 -- 500 (or cuts a response already under way) and is reported.
 -- A response may be written at any time after HTTP_REQUEST_STARTED, from any

@@ -994,7 +994,8 @@ void emit_finished(Server& server, Exchange& ex) {
 bool emit_whole_request(Server& server, Exchange& ex, Connection* batch) {
   if (!ex.req.trailers.empty()) return false;
   TaskSystem& sys = server.tasks();
-  if (server.request_runner_ref == LUA_NOREF || server.object_ref == LUA_NOREF || sys.blocking() || sys.closed())
+  if (server.request_runner_ref == LUA_NOREF || server.object_ref == LUA_NOREF || sys.blocking() ||
+      sys.closed())
     return false;
   lua_State* L = sys.L();
   lua_rawgeti(L, LUA_REGISTRYINDEX, server.request_runner_ref);
