@@ -18,7 +18,8 @@
 --   SERVER_STOPPED_LISTENING {port, host}
 -- The engine's events run their handlers in tasks of their own (pooled), as
 -- http.serve runs its handler: a handler may sleep, read files or make
--- requests, suspending only itself. The STARTED and FINISHED handlers of one
+-- requests, suspending only itself. (The whole requests of one read run
+-- one after the other in one such task, as http.serve's do: runBatch.) The STARTED and FINISHED handlers of one
 -- request run one after the other, in that order. An error in either answers
 -- 500 (or cuts a response already under way) and is reported.
 -- A response may be written at any time after HTTP_REQUEST_STARTED, from any
@@ -166,26 +167,77 @@ local function handlerOf(self, event, debugging)
   return h
 end
 
+local nextEvent = native.nextEvent
+
+-- A whole request: its STARTED handler, then, if the request still waits
+-- for its answer, its FINISHED handler, both looked up here. Unprotected:
+-- serveBatch's caller catches what they raise. current says which event
+-- of which request ran, and after STARTED what its FINISHED needs. (Not
+-- the payload: a payload the handler lets go is, on a trace, never
+-- allocated.)
+local function serveWhole(self, debugging, current, id, method, path, query, headers, body)
+  local started = handlerOf(self, STARTED, debugging)
+  if started ~= nil then
+    current[1], current[2], current[3], current[4] = STARTED, id, method, path
+    current[5], current[6], current[7] = query, headers, body
+    started(self, STARTED, {requestID = id, method = method, path = path, query = query})
+    local c = rawget(self, "native")
+    if not (c and pending(c, id)) then return end  -- answered, or its client left
+  end
+  local finished = handlerOf(self, FINISHED, debugging)
+  if finished == nil then return end
+  current[1], current[2] = FINISHED, id
+  finished(self, FINISHED,
+    {requestID = id, method = method, path = path, query = query, headers = headers, body = body})
+end
+
+-- The whole requests the connection parsed from one read, one after the
+-- other on this coroutine (nextEvent gives the next one once the last has
+-- been answered, or nothing) in one protected call, as http.serve's runner
+-- does, so a steady stream stays on one compiled trace.
+local function serveBatch(self, debugging, current, id, method, path, query, headers, body)
+  repeat
+    serveWhole(self, debugging, current, id, method, path, query, headers, body)
+    id, method, path, query, headers, body = nextEvent()
+  until id == nil
+end
+
+-- A handler that raises is reported and its request answered 500, as call()
+-- does (after a STARTED handler, the FINISHED one still runs if the request
+-- waits for its answer), and the batch goes on with the next request. One
+-- that suspends ends the batch: the connection starts the requests after it
+-- in tasks of their own, in order, once it has answered.
+local function runBatch(self, debugging, id, method, path, query, headers, body)
+  local current = {}
+  while true do
+    local ok, err = xpcall(serveBatch, traceback, self, debugging, current, id, method, path, query, headers, body)
+    if ok then return end
+    local event, rid = current[1], current[2]
+    failed(self, event, {requestID = rid}, err)
+    local c = rawget(self, "native")
+    if event == STARTED and c and pending(c, rid) then
+      local finished = handlerOf(self, FINISHED, debugging)
+      if finished ~= nil then
+        call(self, finished, FINISHED, {requestID = rid, method = current[3], path = current[4],
+          query = current[5], headers = current[6], body = current[7]})
+      end
+    end
+    id, method, path, query, headers, body = nextEvent()
+    if id == nil then return end
+  end
+end
+
 -- The engine runs the handlers of HTTP_REQUEST_STARTED and _FINISHED as
 -- runRequestEvent(self, handler, id, method, path, query [, headers, body])
 -- (events::emit_task_values): the payload is made here, where its keys are
 -- constants, rather than field by field from C. (A request with trailers
 -- comes to runEvent with its payload made in C.) With no handler, the
--- request is whole (events::run_task_values, `handler` whether debugging is
--- on): its STARTED handler, then, if the request still waits for its
--- answer, its FINISHED handler, both looked up here, in this one task.
+-- request is whole (emit_whole_request in src/http/server.cpp, `handler`
+-- whether debugging is on): runBatch serves it and the whole requests after
+-- it in the same read.
 local function runRequestEvent(self, handler, id, method, path, query, headers, body)
   if handler == false or handler == true then
-    local started = handlerOf(self, STARTED, handler)
-    if started ~= nil then
-      call(self, started, STARTED, {requestID = id, method = method, path = path, query = query})
-      local c = rawget(self, "native")
-      if not (c and pending(c, id)) then return end  -- answered, or its client left
-    end
-    local finished = handlerOf(self, FINISHED, handler)
-    if finished == nil then return end
-    return call(self, finished, FINISHED,
-      {requestID = id, method = method, path = path, query = query, headers = headers, body = body})
+    return runBatch(self, handler, id, method, path, query, headers, body)
   end
   if headers == nil then
     return runEvent(self, handler, STARTED, {requestID = id, method = method, path = path, query = query})

@@ -807,6 +807,15 @@ int l_next(lua_State* L) {
   return 1;
 }
 
+// nextEvent() -> id, method, path, query, headers, body: the same for the
+// event style's batch (HttpServer's request runner): the next whole request
+// of the read, as its values; nothing when there is none.
+int l_next_event(lua_State* L) {
+  std::shared_ptr<Exchange> ex = next_event_request(TaskSystem::from(L));
+  if (ex == nullptr) return 0;
+  return push_request_values(L, *ex, true);
+}
+
 // upgrade(res, yieldable) -> (true, stream) | (true, nil, err) | yields until
 // earlier output is written. Takes the connection over (see detach_to_stream).
 int l_upgrade(lua_State* L) {
@@ -1315,6 +1324,7 @@ int open_http(lua_State* L) {
       {"state", l_state},
       {"done", l_done},
       {"next", l_next},
+      {"nextEvent", l_next_event},
       {"upgrade", l_upgrade},
       {"writeStatus", l_ev_status},
       {"writeHeader", l_ev_header},

@@ -810,9 +810,12 @@ void Connection::dispatch(bool complete) {
   if (server_->config().events) {
     server_->pending[ex->id] = ex;
     // A whole request (the usual case): one task runs both its STARTED and
-    // its FINISHED handler, looking them up in Lua. Otherwise one event now
-    // and the other when the body has come.
-    if (!(complete && emit_whole_request(*server_, *ex))) {
+    // its FINISHED handler, looking them up in Lua — the batch's runner, when
+    // it asked for the next request (pull_next). Otherwise one event now and
+    // the other when the body has come.
+    if (pulling_ && complete && ex->req.trailers.empty()) {
+      pulled_ = std::move(ex);
+    } else if (!(complete && emit_whole_request(*server_, *ex, this))) {
       emit_started(*server_, *ex);
       if (complete && current_ == ex) emit_finished(*ex);
     }
@@ -987,8 +990,6 @@ void Connection::on_send_deadline() {
   client_left();
 }
 
-namespace {
-
 // A request's values for the Lua runner that makes its payload
 // (request_runner_ref): id, method, path, query, then for FINISHED the
 // headers and the body.
@@ -1007,6 +1008,8 @@ int push_request_values(lua_State* L, Exchange& e, bool finished) {
   e.body.clear();
   return 6;
 }
+
+namespace {
 
 void fill_finished(lua_State* L, Exchange& e) {
   request_fields(L, e);
@@ -1033,11 +1036,27 @@ void emit_finished(Server& server, Exchange& ex) {
       [e](lua_State* L) { fill_finished(L, *e); }, 8);
 }
 
-bool emit_whole_request(Server& server, Exchange& ex) {
+// requestRunner(object, debugging, id, method, path, query, headers, body)
+// in a pooled task, with no handler looked up: the runner looks up the
+// handlers of both events itself, in Lua, where the lookups cost less
+// (`debugging` says whether the silent default handler prints). Run at once
+// from the read callback, it goes on with the next whole requests of the
+// same read (next_event_request), as the task style's runner does.
+bool emit_whole_request(Server& server, Exchange& ex, Connection* batch) {
   if (!ex.req.trailers.empty()) return false;
-  Exchange* e = &ex;
-  return events::run_task_values(server.runtime(), server.object_ref, server.request_runner_ref,
-                                 [e](lua_State* L) { return push_request_values(L, *e, true); });
+  TaskSystem& sys = server.tasks();
+  if (server.request_runner_ref == LUA_NOREF || server.object_ref == LUA_NOREF || sys.blocking() ||
+      sys.closed())
+    return false;
+  lua_State* L = sys.L();
+  lua_rawgeti(L, LUA_REGISTRYINDEX, server.request_runner_ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, server.object_ref);
+  lua_pushboolean(L, server.runtime().debug() ? 1 : 0);
+  int n = push_request_values(L, ex, true);
+  bool now = sys.resuming == nullptr;  // as run_handler_task
+  Task* t = sys.spawn_pooled(L, 2 + n, !now);
+  if (now) run_batch_now(sys, t, batch);
+  return true;
 }
 
 void emit_started(Server& server, Exchange& ex) {
@@ -1410,15 +1429,37 @@ std::shared_ptr<Exchange> Connection::pull_next() {
   return std::move(pulled_);
 }
 
-std::shared_ptr<Exchange> next_batch_request(TaskSystem& sys) {
+// The next request for the batch task calling (both styles), or nullptr.
+std::shared_ptr<Exchange> pull_batch_request(TaskSystem& sys, Task** task) {
   BatchContext b = g_batch;
   if (b.conn == nullptr || sys.resuming != b.task || !TaskSystem::can_take_next_job(b.task)) return nullptr;
   TaskSystem::hold(b.task, nullptr);  // the last request's exchange goes now (it was answered)
-  std::shared_ptr<Exchange> ex = b.conn->pull_next();
+  *task = b.task;
+  return b.conn->pull_next();
+}
+
+std::shared_ptr<Exchange> next_batch_request(TaskSystem& sys) {
+  Task* t = nullptr;
+  std::shared_ptr<Exchange> ex = pull_batch_request(sys, &t);
   if (ex == nullptr) return nullptr;
-  ex->handler = b.task;
-  TaskSystem::hold(b.task, ex);
+  ex->handler = t;
+  TaskSystem::hold(t, ex);
   return ex;
+}
+
+std::shared_ptr<Exchange> next_event_request(TaskSystem& sys) {
+  // (The server's pending map holds the exchange until it is answered, and
+  // no task is its handler: a client that leaves is HTTP_CONNECTION_ABORTED,
+  // not a cancellation of the batch.)
+  Task* t = nullptr;
+  return pull_batch_request(sys, &t);
+}
+
+void run_batch_now(TaskSystem& sys, Task* t, Connection* batch) {
+  BatchContext outer = g_batch;
+  g_batch = batch != nullptr ? BatchContext{batch, t} : BatchContext{};
+  sys.run_now(t);
+  g_batch = outer;
 }
 
 void run_handler_task(Server& server, std::shared_ptr<Exchange> ex, Connection* batch) {
@@ -1436,11 +1477,7 @@ void run_handler_task(Server& server, std::shared_ptr<Exchange> ex, Connection* 
   Task* t = sys.spawn_pooled(L, 2, !now);
   ex->handler = t;                     // until the runner's done(): a client that leaves cancels it
   TaskSystem::hold(t, std::move(ex));  // what its res names (ExchangeRef) lives while it runs
-  if (!now) return;
-  BatchContext outer = g_batch;
-  g_batch = batch != nullptr ? BatchContext{batch, t} : BatchContext{};
-  sys.run_now(t);
-  g_batch = outer;
+  if (now) run_batch_now(sys, t, batch);
 }
 
 void Connection::run_task(std::shared_ptr<Exchange> ex) {

@@ -404,7 +404,7 @@ class Connection final : public TransportUser, public ExchangeIo {
   void connection_lost();
   void report_abort(Exchange& ex);
   void run_task(std::shared_ptr<Exchange> ex);
-  friend std::shared_ptr<Exchange> next_batch_request(TaskSystem& sys);
+  friend std::shared_ptr<Exchange> pull_batch_request(TaskSystem& sys, Task** task);
   std::shared_ptr<Exchange> pull_next();
   void shutdown_done();
   bool try_h2();
@@ -458,7 +458,12 @@ void wake_body_reader(Server& server, Exchange& ex);
 void emit_started(Server& server, Exchange& ex);
 // Both events of a request whose body has come, in one task (the request
 // runner's); false when that cannot be (then emit_started + emit_finished).
-bool emit_whole_request(Server& server, Exchange& ex);
+// Run at once (from a read callback) with `batch`, its task goes on with
+// the next whole requests of that read (next_event_request).
+bool emit_whole_request(Server& server, Exchange& ex, Connection* batch = nullptr);
+// Pushes a request's values for the event style's request runner: id,
+// method, path, query, and with `finished` its headers and body (moved out).
+int push_request_values(lua_State* L, Exchange& e, bool finished);
 void emit_finished(Server& server, Exchange& ex);
 void report_abort(Server& server, Exchange& ex);
 // Starts the task-style handler of an exchange. With `batch`, a handler
@@ -472,6 +477,15 @@ void run_handler_task(Server& server, std::shared_ptr<Exchange> ex, Connection* 
 // Future was seen, a cancellation waits). Requests stay one at a time and
 // in order: the next one is parsed only once the last was answered.
 std::shared_ptr<Exchange> next_batch_request(TaskSystem& sys);
+// The same for the event style's batch (emit_whole_request): the next whole
+// request of the read (one with a body still coming, or trailers, goes as
+// its events, in tasks of their own); the server's pending map holds it.
+std::shared_ptr<Exchange> next_event_request(TaskSystem& sys);
+// What both take: the next request for the batch task calling, or nullptr.
+std::shared_ptr<Exchange> pull_batch_request(TaskSystem& sys, Task** task);
+// Runs task t now; with `batch`, t may take the next requests of that
+// connection's read (next_batch_request, next_event_request).
+void run_batch_now(TaskSystem& sys, Task* t, Connection* batch);
 // Cancels the handler task of an exchange, if it still runs.
 void cancel_handler(Server& server, Exchange& ex);
 

@@ -222,21 +222,4 @@ void emit_task_values_raw(Runtime& rt, int object_ref, const char* event, int va
   if (now) sys.run_now(t);
 }
 
-bool run_task_values_raw(Runtime& rt, int object_ref, int values_runner_ref, PushFn push, void* arg) {
-  TaskSystem& sys = rt.tasks();
-  if (values_runner_ref == LUA_NOREF || object_ref == LUA_NOREF || sys.blocking() || sys.closed())
-    return false;
-  lua_State* L = rt.L();
-  int base = lua_gettop(L);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, values_runner_ref);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, object_ref);
-  lua_pushboolean(L, rt.debug() ? 1 : 0);  // no handler (the runner looks them up): whether debugging
-  int n = push(L, arg);
-  bool now = sys.resuming == nullptr;  // as emit_task_raw
-  Task* t = sys.spawn_pooled(L, 2 + n, !now);
-  lua_settop(L, base);
-  if (now) sys.run_now(t);
-  return true;
-}
-
 }  // namespace evo::events

@@ -123,22 +123,6 @@ void emit_values(Runtime& rt, int object_ref, const char* event, int deliver_ref
       [](lua_State* L, void* arg) { (*static_cast<Both*>(arg)->fill)(L); }, &both, fields);
 }
 
-// Starts values_runner(object, debugging, values...) in a pooled task (as
-// emit_task_values does, with no handler looked up: the runner looks up the
-// handlers of the events the values stand for itself, in Lua, where the
-// lookups cost less; `debugging`, a boolean, says whether the silent
-// default handler prints). Returns false and does nothing where emit_task would
-// not start a task (blocking Io mode, no runner, tasks closed).
-bool run_task_values_raw(Runtime& rt, int object_ref, int values_runner_ref, PushFn push, void* arg);
-
-template <class Push>
-bool run_task_values(Runtime& rt, int object_ref, int values_runner_ref, Push&& push) {
-  using P = std::remove_reference_t<Push>;
-  return run_task_values_raw(
-      rt, object_ref, values_runner_ref, [](lua_State* L, void* arg) { return (*static_cast<P*>(arg))(L); },
-      &push);
-}
-
 // Payload helpers: set a field of the table on top of the stack. While emit
 // fills a payload, the field's name is interned (Runtime::push_interned: no
 // hashing of the name per event) and set with a raw set (the table is new);
