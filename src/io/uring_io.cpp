@@ -532,8 +532,8 @@ class RingAcceptOp final : public RingOp, public RingAccept {
   bool armed_ = false;
   bool gone_ = false;
   bool backing_off_ = false;
-  bool polling_ = false;  // out of descriptors: waiting for the next connection
-  __kernel_timespec backoff_{0, 100 * 1000 * 1000};
+  bool polling_ = false;                       // out of descriptors: waiting for the next connection
+  __kernel_timespec backoff_{0, 100'000'000};  // 100 ms
 };
 
 class RingSocketsImpl final : public RingSockets {
@@ -672,7 +672,7 @@ bool RingSocketsImpl::drop_pending(int listen_fd) {
 void RingSocketsImpl::release_all() {
   std::vector<RingSend*> all(writes_.begin(), writes_.end());
   for (RingSend* w : all) {
-    if (writes_.count(w) == 0) continue;
+    if (!writes_.contains(w)) continue;
     Transport* t = w->transport();
     if (t != nullptr && t->ring_only() && !t->closed()) t->release();
   }

@@ -78,19 +78,24 @@ using PushFn = int (*)(lua_State* L, void* arg);
 void emit_task_values_raw(Runtime& rt, int object_ref, const char* event, int values_runner_ref, PushFn push,
                           int runner_ref, FillFn fill, void* arg, int fields);
 
+namespace detail {
+// The *_values forms' push and fill callables behind their one void* arg.
+template <class Push, class Fill>
+struct PushFill {
+  std::remove_reference_t<Push>* push;
+  std::remove_reference_t<Fill>* fill;
+  static int push_fn(lua_State* L, void* arg) { return (*static_cast<PushFill*>(arg)->push)(L); }
+  static void fill_fn(lua_State* L, void* arg) { (*static_cast<PushFill*>(arg)->fill)(L); }
+};
+}  // namespace detail
+
 template <class Push, class Fill>
 void emit_task_values(Runtime& rt, int object_ref, const char* event, int values_runner_ref, Push&& push,
                       int runner_ref, Fill&& fill, int fields) {
-  using P = std::remove_reference_t<Push>;
-  using F = std::remove_reference_t<Fill>;
-  struct Both {
-    P* push;
-    F* fill;
-  } both{&push, &fill};
-  emit_task_values_raw(
-      rt, object_ref, event, values_runner_ref,
-      [](lua_State* L, void* arg) { return (*static_cast<Both*>(arg)->push)(L); }, runner_ref,
-      [](lua_State* L, void* arg) { (*static_cast<Both*>(arg)->fill)(L); }, &both, fields);
+  using Both = detail::PushFill<Push, Fill>;
+  Both both{&push, &fill};
+  emit_task_values_raw(rt, object_ref, event, values_runner_ref, Both::push_fn, runner_ref, Both::fill_fn,
+                       &both, fields);
 }
 
 // Like emit, with the handler looked up and the payload made in Lua:
@@ -111,16 +116,9 @@ void emit_values_raw(Runtime& rt, int object_ref, const char* event, int deliver
 template <class Push, class Fill>
 void emit_values(Runtime& rt, int object_ref, const char* event, int deliver_ref, Push&& push, Fill&& fill,
                  int fields) {
-  using P = std::remove_reference_t<Push>;
-  using F = std::remove_reference_t<Fill>;
-  struct Both {
-    P* push;
-    F* fill;
-  } both{&push, &fill};
-  emit_values_raw(
-      rt, object_ref, event, deliver_ref,
-      [](lua_State* L, void* arg) { return (*static_cast<Both*>(arg)->push)(L); },
-      [](lua_State* L, void* arg) { (*static_cast<Both*>(arg)->fill)(L); }, &both, fields);
+  using Both = detail::PushFill<Push, Fill>;
+  Both both{&push, &fill};
+  emit_values_raw(rt, object_ref, event, deliver_ref, Both::push_fn, Both::fill_fn, &both, fields);
 }
 
 // Payload helpers: set a field of the table on top of the stack. While emit

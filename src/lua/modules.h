@@ -28,18 +28,21 @@ int open_tls(lua_State* L);      // "evo.tls": TLS contexts (src/bind/tls.cpp)
 int open_resp(lua_State* L);     // "evo.resp": the RESP (Redis) engine (src/bind/resp.cpp)
 int open_ws(lua_State* L);       // "evo.ws": the WebSocket protocol engine (src/bind/ws.cpp)
 int open_zlib(lua_State* L);     // "evo.zlib": streaming inflate/deflate
-int open_httpkit(lua_State* L);  // "evo.httpkit": cookies and multipart for lib/http.lua (src/bind/httpkit.cpp)
-int open_stdio(lua_State* L);    // "evo.stdio": process.stdin/stdout/stderr (src/bind/stdio.cpp)
-int open_crypto(lua_State* L);    // "evo.crypto": OpenSSL hashes, HMAC, KDFs, AES-GCM, uuids (src/bind/crypto.cpp)
+// "evo.httpkit": cookies and multipart for lib/http.lua (src/bind/httpkit.cpp)
+int open_httpkit(lua_State* L);
+int open_stdio(lua_State* L);  // "evo.stdio": process.stdin/stdout/stderr (src/bind/stdio.cpp)
+// "evo.crypto": OpenSSL hashes, HMAC, KDFs, AES-GCM, uuids (src/bind/crypto.cpp)
+int open_crypto(lua_State* L);
 int open_encoding(lua_State* L);  // "evo.encoding": base64, hex, uuid text (src/bind/encoding.cpp)
-int open_json(lua_State* L);     // "evo.json": JSON decode (simdjson) and encode (src/bind/json.cpp)
-int open_sqlite(lua_State* L);   // "evo.sqlite": SQLite connections and statements (src/bind/sqlite.cpp)
-int open_pcre(lua_State* L);     // "evo.pcre": PCRE2 regexes and the NULL light userdata for ngx (src/bind/pcre.cpp)
-int open_postgres(lua_State* L); // "evo.postgres": libpq connections on the loop (src/bind/postgres.cpp)
-int open_uv(lua_State* L);       // "uv" and "luv": luv on Evo's loop
-int open_appfs(lua_State* L);    // "evo.appfs": a one-file executable's archive (src/bind/appfs.cpp)
-int open_task(lua_State* L);     // "evo.task": tasks and futures (src/lua/tasks.cpp)
-int open_task_io(lua_State* L);  // "evo.task": open_task + task.sleep on the Io (src/bind/task_io.cpp)
+int open_json(lua_State* L);      // "evo.json": JSON decode (simdjson) and encode (src/bind/json.cpp)
+int open_sqlite(lua_State* L);    // "evo.sqlite": SQLite connections and statements (src/bind/sqlite.cpp)
+// "evo.pcre": PCRE2 regexes and the NULL light userdata for ngx (src/bind/pcre.cpp)
+int open_pcre(lua_State* L);
+int open_postgres(lua_State* L);  // "evo.postgres": libpq connections on the loop (src/bind/postgres.cpp)
+int open_uv(lua_State* L);        // "uv" and "luv": luv on Evo's loop
+int open_appfs(lua_State* L);     // "evo.appfs": a one-file executable's archive (src/bind/appfs.cpp)
+int open_task(lua_State* L);      // "evo.task": tasks and futures (src/lua/tasks.cpp)
+int open_task_io(lua_State* L);   // "evo.task": open_task + task.sleep on the Io (src/bind/task_io.cpp)
 // "evo.httpresponse": the HTTP client's response parser (src/bind/http_client.cpp)
 int open_httpresponse(lua_State* L);
 int open_h2client(lua_State* L);

@@ -1086,9 +1086,8 @@ uint32_t TaskSystem::begin_wait(Task* t, CancelHook hook, void* arg) {
   return ++t->wait_id;
 }
 
-void TaskSystem::set_cancel_arg(Task* t, void* arg) {  // NOLINT(readability-convert-member-functions-to-static)
-  t->c_hook_arg = arg;
-}
+// NOLINTNEXTLINE(readability-convert-member-functions-to-static)
+void TaskSystem::set_cancel_arg(Task* t, void* arg) { t->c_hook_arg = arg; }
 
 bool TaskSystem::wake_plain(Task* t, uint32_t id) { return t->sys->wake(t, id, 0); }
 

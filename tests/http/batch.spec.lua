@@ -7,21 +7,7 @@
 local K = require("httpkit")
 local task = require("task")
 
--- n GETs /1../n in one send; the last one closes the connection.
-local function pipeline(paths)
-  local parts = {}
-  for i, p in ipairs(paths) do
-    parts[i] = K.req("GET", p, i == #paths and {"Connection: close"} or nil)
-  end
-  return table.concat(parts)
-end
-
-local function bodies(rep)
-  local list = K.parse(rep.data)
-  local out = {}
-  for i, r in ipairs(list) do out[i] = r.status .. " " .. r.body end
-  return out
-end
+local pipeline, bodies = K.pipeline, K.answers
 
 describe("a batch of pipelined requests", function()
   afterEach(K.cleanup)

@@ -238,6 +238,23 @@ function K.req(method, target, headers, body)
   return table.concat(lines, "\r\n") .. "\r\n\r\n" .. (body or "")
 end
 
+-- pipeline({paths}) -> GETs of the paths as one send's bytes; the last one
+-- closes the connection (the batch specs: the server reads them together).
+function K.pipeline(paths)
+  local parts = {}
+  for i, p in ipairs(paths) do
+    parts[i] = K.req("GET", p, i == #paths and {"Connection: close"} or nil)
+  end
+  return table.concat(parts)
+end
+
+-- answers(report) -> {"status body", ...} of the responses K.raw received
+function K.answers(rep)
+  local out = {}
+  for i, r in ipairs(K.parse(rep.data)) do out[i] = r.status .. " " .. r.body end
+  return out
+end
+
 -- tempDirShared() -> a new directory under /tmp; the caller removes it.
 function K.tempDirShared()
   return assert(fs.mkdtemp("/tmp/evo-http-"))

@@ -15,20 +15,7 @@ local function serve(s)
   return s.port
 end
 
--- GETs of the paths in one send; the last one closes the connection.
-local function pipeline(paths)
-  local parts = {}
-  for i, p in ipairs(paths) do
-    parts[i] = K.req("GET", p, i == #paths and {"Connection: close"} or nil)
-  end
-  return table.concat(parts)
-end
-
-local function answers(rep)
-  local out = {}
-  for i, r in ipairs(K.parse(rep.data)) do out[i] = r.status .. " " .. r.body end
-  return out
-end
+local pipeline, answers = K.pipeline, K.answers
 
 local function startsAndEnds(paths)
   local want = {}
