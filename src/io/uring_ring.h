@@ -18,7 +18,7 @@
 // At exit the ring cancels whatever is left, waits for every completion
 // and frees the operations without calling anyone.
 //
-// By default (EVO_URING_WAIT=epoll turns it back) the ring is the outer
+// EVO_URING_WAIT=ring turns the waiting round: the ring is the outer
 // waiter. The loop still runs libuv's uv_run, but the ring's prepare
 // callback blocks in io_uring_enter(GETEVENTS, 1) with libuv's next timeout
 // (an IORING_ENTER_EXT_ARG timeout) and libuv's epoll descriptor watched by
