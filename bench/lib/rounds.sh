@@ -8,16 +8,7 @@
 # function is called as SCENARIO_FUNCTION NAME once per server and round, with
 # port and server_pid set for a fresh server, and calls measure LABEL ARGS....
 
-read -r cpu_server cpu_client < <(python3 -c 'import os; c = sorted(os.sched_getaffinity(0)); print(c[0], c[1] if len(c) > 1 else "")')
-if [ -n "$cpu_client" ] && command -v taskset >/dev/null; then
-  server_pin=(taskset -c "$cpu_server")
-  client_pin=(taskset -c "$cpu_client")
-  pinning="server on CPU $cpu_server, load generator on CPU $cpu_client"
-else
-  server_pin=()
-  client_pin=()
-  pinning="not pinned: fewer than 2 CPUs or no taskset; figures are only indicative"
-fi
+source "$here/lib/pin.sh"
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/evo-bench.XXXXXX")
 results=$tmp/results.jsonl
