@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
 #include <cstdint>
 #include <cstdlib>
@@ -843,9 +844,7 @@ int l_upgrade(lua_State* L) {
 // ------------------------------------------------------------ event style
 
 Exchange* pending_exchange(lua_State* L, Server* server, int idx) {
-  auto id = static_cast<uint32_t>(luaL_checkinteger(L, idx));
-  auto it = server->pending.find(id);
-  return it == server->pending.end() ? nullptr : it->second.get();
+  return server->pending.find(static_cast<uint32_t>(luaL_checkinteger(L, idx)));
 }
 
 // writeStatus(server, id, "404 Not Found" | 404) -> true | nil, err
@@ -1017,8 +1016,7 @@ namespace fast {
 Exchange* pending_of(Server* server, double id) {
   if (!(id >= 1 && id <= 4294967295.0) || id != static_cast<double>(static_cast<uint32_t>(id)))
     return nullptr;
-  auto it = server->pending.find(static_cast<uint32_t>(id));
-  return it == server->pending.end() ? nullptr : it->second.get();
+  return server->pending.find(static_cast<uint32_t>(id));
 }
 
 bool head_open(const Exchange* ex) { return ex != nullptr && !ex->finished && !ex->headers_sent; }
@@ -1044,7 +1042,13 @@ int status_line(Server* server, double id, const char* line, size_t len) {
   std::string_view reason = len > 3 ? std::string_view(line + 4, len - 4) : std::string_view();
   if (code < 100 || !valid_header_value(reason)) return 0;
   ex->status = code;
-  ex->reason.assign(reason);
+  // The standard phrase is what an empty reason writes: "200 OK" then takes
+  // send_head's shortest status line and copies no string.
+  if (reason == reason_phrase(code)) {
+    ex->reason.clear();
+  } else {
+    ex->reason.assign(reason);
+  }
   return 1;
 }
 
@@ -1289,6 +1293,46 @@ void push_fields(lua_State* L, const HeaderList& headers) {
   }
 }
 
+// The packed form: for each field its name's and its value's lengths (two
+// uint32_t, native order), then both. Made for every request of the event
+// style, so it is one buffer and one string; read back only when a handler
+// reads payload.headers.
+void push_packed_headers(lua_State* L, const Request& req) {
+  thread_local std::string buf;  // (reused: no allocation per request)
+  buf.clear();
+  for (const auto& [name, value] : req.headers) {
+    std::array<uint32_t, 2> lengths = {static_cast<uint32_t>(name.size()), static_cast<uint32_t>(value.size())};
+    buf.append(reinterpret_cast<const char*>(lengths.data()), sizeof(lengths));
+    buf += name;
+    buf += value;
+  }
+  lua_pushlstring(L, buf.data(), buf.size());
+}
+
+namespace {
+
+// unpackHeaders(packed) -> the header table (push_headers') of a packed
+// string (push_packed_headers). A string that is not one raises.
+int l_unpack_headers(lua_State* L) {
+  size_t len = 0;
+  const char* p = luaL_checklstring(L, 1, &len);
+  HeaderList fields;
+  size_t at = 0;
+  while (at < len) {
+    std::array<uint32_t, 2> lengths{};
+    if (len - at < sizeof(lengths)) return luaL_argerror(L, 1, "not packed headers");
+    std::memcpy(lengths.data(), p + at, sizeof(lengths));
+    at += sizeof(lengths);
+    if (len - at < static_cast<size_t>(lengths[0]) + lengths[1]) return luaL_argerror(L, 1, "not packed headers");
+    fields.emplace_back(std::string(p + at, lengths[0]), std::string(p + at + lengths[0], lengths[1]));
+    at += static_cast<size_t>(lengths[0]) + lengths[1];
+  }
+  push_fields(L, fields);
+  return 1;
+}
+
+}  // namespace
+
 // The request's res; its method, path and query are read when first asked
 // for (fast::request_part), so a handler that never reads them makes no
 // string.
@@ -1333,6 +1377,7 @@ int open_http(lua_State* L) {
       {"writeResponse", l_ev_write},
       {"sendResponse", l_ev_send},
       {"pending", l_ev_pending},
+      {"unpackHeaders", l_unpack_headers},
       {"fail", l_ev_fail},
       {"fastServer", l_ev_fast_server},
       {nullptr, nullptr},
