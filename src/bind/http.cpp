@@ -1301,7 +1301,8 @@ void push_packed_headers(lua_State* L, const Request& req) {
   thread_local std::string buf;  // (reused: no allocation per request)
   buf.clear();
   for (const auto& [name, value] : req.headers) {
-    std::array<uint32_t, 2> lengths = {static_cast<uint32_t>(name.size()), static_cast<uint32_t>(value.size())};
+    std::array<uint32_t, 2> lengths = {static_cast<uint32_t>(name.size()),
+                                       static_cast<uint32_t>(value.size())};
     buf.append(reinterpret_cast<const char*>(lengths.data()), sizeof(lengths));
     buf += name;
     buf += value;
@@ -1323,7 +1324,8 @@ int l_unpack_headers(lua_State* L) {
     if (len - at < sizeof(lengths)) return luaL_argerror(L, 1, "not packed headers");
     std::memcpy(lengths.data(), p + at, sizeof(lengths));
     at += sizeof(lengths);
-    if (len - at < static_cast<size_t>(lengths[0]) + lengths[1]) return luaL_argerror(L, 1, "not packed headers");
+    if (len - at < static_cast<size_t>(lengths[0]) + lengths[1])
+      return luaL_argerror(L, 1, "not packed headers");
     fields.emplace_back(std::string(p + at, lengths[0]), std::string(p + at + lengths[0], lengths[1]));
     at += static_cast<size_t>(lengths[0]) + lengths[1];
   }
