@@ -1033,7 +1033,13 @@ int status_code(Server* server, double id, double code) {
 // (any other form is the native's to parse or refuse).
 int status_line(Server* server, double id, const char* line, size_t len) {
   Exchange* ex = pending_of(server, id);
-  if (!head_open(ex) || len < 3 || (len > 3 && line[3] != ' ')) return 0;
+  if (!head_open(ex)) return 0;
+  if (std::string_view(line, len) == "200 OK") {  // (the usual line: nothing to parse nor keep)
+    ex->status = 200;
+    ex->reason.clear();
+    return 1;
+  }
+  if (len < 3 || (len > 3 && line[3] != ' ')) return 0;
   int code = 0;
   for (size_t i = 0; i < 3; ++i) {
     if (line[i] < '0' || line[i] > '9') return 0;
