@@ -148,6 +148,31 @@ describe("HttpServer payload.headers, unpacked when read", function()
     assert.falsy(r.err:find("_packedHeaders", 1, true), r.err)
   end, 15)
 
+  it("unpacks them the same in the blocking Io mode (a child evo --io=blocking)", function()
+    local dir = K.tempDir()
+    K.writeFile(dir .. "/s.lua", [[
+      local HttpServer = require("HttpServer")
+      local server, kept = HttpServer(), {}
+      function server:HTTP_REQUEST_FINISHED(_, p)
+        kept[#kept + 1] = p
+        local seen = {}
+        for i, q in ipairs(kept) do seen[i] = q.headers["x-h"] end
+        self:SendResponse(p.requestID, require("task").mode() .. " " .. table.concat(seen, ","))
+      end
+      assert(server:StartListening(0))
+      io.write(server.port, "\n")
+      io.stdout:flush()
+    ]])
+    local child = assert(require("process").spawn(K.evo, {"--io=blocking", dir .. "/s.lua"}, {stdin = "ignore"}))
+    K.onCleanup(function() child:kill("KILL"); child:wait(); K.rmrf(dir) end)
+    local port = tonumber(child.stdout:readLine())
+    assert(port, "the child reported its port")
+    local list = K.parse(K.raw(port, K.req("GET", "/", {"X-H: a"}) .. K.req("GET", "/", {"X-H: b"}) ..
+      K.req("GET", "/", {"X-H: c", "Connection: close"}), 5).data)
+    assert.equal(#list, 3)
+    assert.equal({list[1].body, list[2].body, list[3].body}, {"blocking a", "blocking a,b", "blocking a,b,c"})
+  end, 15)
+
   it("refuses to unpack a string that is not packed headers, without crashing", function()
     local native = require("evo.http")
     assert.equal(native.unpackHeaders(""), {})
