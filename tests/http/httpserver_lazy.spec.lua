@@ -180,6 +180,25 @@ describe("HttpServer payload.headers, unpacked when read", function()
       "bad argument #1 to 'unpackHeaders' %(not packed headers%)")
     assert.throws(function() native.unpackHeaders(("\255"):rep(8) .. "x") end, "not packed headers")
     assert.throws(function() native.unpackHeaders(nil) end, "bad argument #1 to 'unpackHeaders'")
+    -- Random bytes and truncated or corrupted packings: a table or that error, nothing else.
+    local good = "\4\0\0\0\1\0\0\0hostx"  -- (little-endian lengths, as x86 packs them)
+    assert.equal(native.unpackHeaders(good), {host = "x"})
+    math.randomseed(13)
+    for i = 1, 3000 do
+      local s
+      if i % 3 == 0 then
+        s = good:sub(1, math.random(0, #good))
+      elseif i % 3 == 1 then
+        local b = {}
+        for j = 1, math.random(0, 40) do b[j] = string.char(math.random(0, 255)) end
+        s = table.concat(b)
+      else
+        local at = math.random(1, #good)
+        s = good:sub(1, at - 1) .. string.char(math.random(0, 255)) .. good:sub(at + 1)
+      end
+      local ok, v = pcall(native.unpackHeaders, s)
+      assert(ok and type(v) == "table" or tostring(v):find("not packed headers", 1, true), tostring(v))
+    end
   end)
 end)
 
