@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstdint>
@@ -1305,15 +1306,17 @@ void push_fields(lua_State* L, const HeaderList& headers) {
 // reads payload.headers.
 void push_packed_headers(lua_State* L, const Request& req) {
   thread_local std::string buf;  // (reused: no allocation per request)
-  buf.clear();
+  size_t size = 0;
+  for (const auto& [name, value] : req.headers) size += 2 * sizeof(uint32_t) + name.size() + value.size();
+  buf.resize(size);  // (one size check, then plain copies)
+  char* p = buf.data();
   for (const auto& [name, value] : req.headers) {
     std::array<uint32_t, 2> lengths = {static_cast<uint32_t>(name.size()),
                                        static_cast<uint32_t>(value.size())};
-    buf.append(reinterpret_cast<const char*>(lengths.data()), sizeof(lengths));
-    buf += name;
-    buf += value;
+    std::memcpy(p, lengths.data(), sizeof(lengths));
+    p = std::ranges::copy(value, std::ranges::copy(name, p + sizeof(lengths)).out).out;
   }
-  lua_pushlstring(L, buf.data(), buf.size());
+  lua_pushlstring(L, buf.data(), size);
 }
 
 namespace {

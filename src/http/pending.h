@@ -58,11 +58,12 @@ class PendingExchanges {
     std::shared_ptr<Exchange> ex;
   };
 
-  [[nodiscard]] size_t mask() const { return slots_.size() - 1; }
+  // (Kept rather than computed from the vector's size: that is a division by the slot's size.)
+  [[nodiscard]] size_t mask() const { return mask_; }
 
   // Linear probing from the id's home slot to the first unused one.
   [[nodiscard]] const Slot* slot_of(uint32_t id) const {
-    if (slots_.empty()) return nullptr;
+    if (mask_ == 0) return nullptr;  // (no slot yet: the first grow makes 16)
     for (size_t i = id & mask();; i = (i + 1) & mask()) {
       const Slot& s = slots_[i];
       if (!s.used) return nullptr;
@@ -81,6 +82,7 @@ class PendingExchanges {
   // old id while later ones come and go.
   void grow() {
     std::vector<Slot> old = std::exchange(slots_, std::vector<Slot>(slots_.empty() ? 16 : slots_.size() * 2));
+    mask_ = slots_.size() - 1;
     for (Slot& s : old) {
       if (!s.used) continue;
       Slot& to = free_slot(s.id);
@@ -104,6 +106,7 @@ class PendingExchanges {
   }
 
   std::vector<Slot> slots_;
+  size_t mask_ = 0;
   size_t used_ = 0;
 };
 
