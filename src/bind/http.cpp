@@ -9,14 +9,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <algorithm>
-#include <array>
 #include <cerrno>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <new>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -30,6 +29,7 @@
 #include "lua/modules.h"
 #include "lua/runtime.h"
 #include "lua/tasks.h"
+#include "proto/packed_fields.h"
 
 namespace evo::http {
 namespace {
@@ -1300,23 +1300,13 @@ void push_fields(lua_State* L, const HeaderList& headers) {
   }
 }
 
-// The packed form: for each field its name's and its value's lengths (two
-// uint32_t, native order), then both. Made for every request of the event
-// style, so it is one buffer and one string; read back only when a handler
-// reads payload.headers.
+// The headers packed (proto/packed_fields.h): one reused buffer and one
+// string per request of the event style; unpacked only when a handler reads
+// payload.headers.
 void push_packed_headers(lua_State* L, const Request& req) {
   thread_local std::string buf;  // (reused: no allocation per request)
-  size_t size = 0;
-  for (const auto& [name, value] : req.headers) size += 2 * sizeof(uint32_t) + name.size() + value.size();
-  buf.resize(size);  // (one size check, then plain copies)
-  char* p = buf.data();
-  for (const auto& [name, value] : req.headers) {
-    std::array<uint32_t, 2> lengths = {static_cast<uint32_t>(name.size()),
-                                       static_cast<uint32_t>(value.size())};
-    std::memcpy(p, lengths.data(), sizeof(lengths));
-    p = std::ranges::copy(value, std::ranges::copy(name, p + sizeof(lengths)).out).out;
-  }
-  lua_pushlstring(L, buf.data(), size);
+  pack_fields(req.headers, buf);
+  lua_pushlstring(L, buf.data(), buf.size());
 }
 
 namespace {
@@ -1326,19 +1316,9 @@ namespace {
 int l_unpack_headers(lua_State* L) {
   size_t len = 0;
   const char* p = luaL_checklstring(L, 1, &len);
-  HeaderList fields;
-  size_t at = 0;
-  while (at < len) {
-    std::array<uint32_t, 2> lengths{};
-    if (len - at < sizeof(lengths)) return luaL_argerror(L, 1, "not packed headers");
-    std::memcpy(lengths.data(), p + at, sizeof(lengths));
-    at += sizeof(lengths);
-    if (len - at < static_cast<size_t>(lengths[0]) + lengths[1])
-      return luaL_argerror(L, 1, "not packed headers");
-    fields.emplace_back(std::string(p + at, lengths[0]), std::string(p + at + lengths[0], lengths[1]));
-    at += static_cast<size_t>(lengths[0]) + lengths[1];
-  }
-  push_fields(L, fields);
+  std::optional<HeaderList> fields = unpack_fields(std::string_view(p, len));
+  if (!fields) return luaL_argerror(L, 1, "not packed headers");
+  push_fields(L, *fields);
   return 1;
 }
 
