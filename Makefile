@@ -55,7 +55,8 @@ test-fuzz: $(FUZZ_BUILD)/build.ninja
 	  evo_fuzz_app_archive \
 	  evo_fuzz_h2_session \
 	  evo_fuzz_loadgen_wire \
-	  evo_fuzz_uring_io
+	  evo_fuzz_uring_io \
+	  evo_fuzz_packed_fields
 	@mkdir -p $(FUZZ_BUILD)/corpus/http_parser $(FUZZ_BUILD)/corpus/http_response $(FUZZ_BUILD)/corpus/ws \
 	  $(FUZZ_BUILD)/corpus/http_server $(FUZZ_BUILD)/corpus/transport $(FUZZ_BUILD)/corpus/encoding \
 	  $(FUZZ_BUILD)/corpus/zlib $(FUZZ_BUILD)/corpus/json $(FUZZ_BUILD)/corpus/multipart $(FUZZ_BUILD)/corpus/cookie \
@@ -100,6 +101,9 @@ test-fuzz: $(FUZZ_BUILD)/build.ninja
 	@mkdir -p $(FUZZ_BUILD)/corpus/uring_io
 	./$(FUZZ_BUILD)/evo_fuzz_uring_io -max_total_time=$(FUZZ_SECONDS) -max_len=1024 -timeout=30 \
 	  $(FUZZ_BUILD)/corpus/uring_io
+	@mkdir -p $(FUZZ_BUILD)/corpus/packed_fields
+	./$(FUZZ_BUILD)/evo_fuzz_packed_fields -max_total_time=$(FUZZ_SECONDS) -max_len=1024 \
+	  $(FUZZ_BUILD)/corpus/packed_fields
 	@echo "fuzzing: no crash, no leak in $(FUZZ_SECONDS) s per target"
 
 bench: build

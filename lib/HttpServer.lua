@@ -169,6 +169,35 @@ end
 
 local nextEvent = native.nextEvent
 
+-- HTTP_REQUEST_FINISHED's payload.headers is made when first read: the
+-- engine gives a request's headers packed in one string (push_packed_headers
+-- in src/bind/http.cpp), kept in the payload until then, where building the
+-- table for every request cost about as much as the rest of the payload
+-- (issue 13). The first read of payload.headers (the metatable's __index)
+-- unpacks them into the usual table, stores it and leaves the payload a
+-- plain table again, exactly as it was made before; until then
+-- pairs(payload) shows the packed string as _packedHeaders instead.
+local unpackHeaders = native.unpackHeaders
+local lazyHeaders = {}
+lazyHeaders.__index = function(payload, key)
+  if key ~= "headers" then return nil end
+  local packed = rawget(payload, "_packedHeaders")
+  if packed == nil then return nil end
+  local headers = unpackHeaders(packed)
+  rawset(payload, "headers", headers)
+  rawset(payload, "_packedHeaders", nil)
+  if getmetatable(payload) == lazyHeaders then setmetatable(payload, nil) end
+  return headers
+end
+
+-- (The debugging default handler prints the payload as it always was.)
+local function unpacked(payload) return payload.headers end
+
+local function finishedPayload(id, method, path, query, packed, body)
+  return setmetatable({requestID = id, method = method, path = path, query = query,
+    _packedHeaders = packed, body = body}, lazyHeaders)
+end
+
 -- A whole request: its STARTED handler, then, if the request still waits
 -- for its answer, its FINISHED handler, both looked up here. Unprotected:
 -- serveBatch's caller catches what they raise. current says which event
@@ -187,8 +216,9 @@ local function serveWhole(self, debugging, current, id, method, path, query, hea
   local finished = handlerOf(self, FINISHED, debugging)
   if finished == nil then return end
   current[1], current[2] = FINISHED, id
-  finished(self, FINISHED,
-    {requestID = id, method = method, path = path, query = query, headers = headers, body = body})
+  local payload = finishedPayload(id, method, path, query, headers, body)
+  if finished == defaultHandler then unpacked(payload) end
+  finished(self, FINISHED, payload)
 end
 
 -- The whole requests the connection parsed from one read, one after the
@@ -218,8 +248,8 @@ local function runBatch(self, debugging, id, method, path, query, headers, body)
     if event == STARTED and c and pending(c, rid) then
       local finished = handlerOf(self, FINISHED, debugging)
       if finished ~= nil then
-        call(self, finished, FINISHED, {requestID = rid, method = current[3], path = current[4],
-          query = current[5], headers = current[6], body = current[7]})
+        call(self, finished, FINISHED,
+          finishedPayload(rid, current[3], current[4], current[5], current[6], current[7]))
       end
     end
     id, method, path, query, headers, body = nextEvent()
@@ -242,8 +272,9 @@ local function runRequestEvent(self, handler, id, method, path, query, headers, 
   if headers == nil then
     return runEvent(self, handler, STARTED, {requestID = id, method = method, path = path, query = query})
   end
-  return runEvent(self, handler, FINISHED,
-    {requestID = id, method = method, path = path, query = query, headers = headers, body = body})
+  local payload = finishedPayload(id, method, path, query, headers, body)
+  if handler == defaultHandler then unpacked(payload) end
+  return runEvent(self, handler, FINISHED, payload)
 end
 
 -- StartListening(port [, host]) -> self | nil, err

@@ -15,6 +15,7 @@
 #include <cstring>
 #include <memory>
 #include <new>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -28,6 +29,7 @@
 #include "lua/modules.h"
 #include "lua/runtime.h"
 #include "lua/tasks.h"
+#include "proto/packed_fields.h"
 
 namespace evo::http {
 namespace {
@@ -843,9 +845,7 @@ int l_upgrade(lua_State* L) {
 // ------------------------------------------------------------ event style
 
 Exchange* pending_exchange(lua_State* L, Server* server, int idx) {
-  auto id = static_cast<uint32_t>(luaL_checkinteger(L, idx));
-  auto it = server->pending.find(id);
-  return it == server->pending.end() ? nullptr : it->second.get();
+  return server->pending.find(static_cast<uint32_t>(luaL_checkinteger(L, idx)));
 }
 
 // writeStatus(server, id, "404 Not Found" | 404) -> true | nil, err
@@ -1017,8 +1017,7 @@ namespace fast {
 Exchange* pending_of(Server* server, double id) {
   if (!(id >= 1 && id <= 4294967295.0) || id != static_cast<double>(static_cast<uint32_t>(id)))
     return nullptr;
-  auto it = server->pending.find(static_cast<uint32_t>(id));
-  return it == server->pending.end() ? nullptr : it->second.get();
+  return server->pending.find(static_cast<uint32_t>(id));
 }
 
 bool head_open(const Exchange* ex) { return ex != nullptr && !ex->finished && !ex->headers_sent; }
@@ -1035,7 +1034,13 @@ int status_code(Server* server, double id, double code) {
 // (any other form is the native's to parse or refuse).
 int status_line(Server* server, double id, const char* line, size_t len) {
   Exchange* ex = pending_of(server, id);
-  if (!head_open(ex) || len < 3 || (len > 3 && line[3] != ' ')) return 0;
+  if (!head_open(ex)) return 0;
+  if (std::string_view(line, len) == "200 OK") {  // (the usual line: nothing to parse nor keep)
+    ex->status = 200;
+    ex->reason.clear();
+    return 1;
+  }
+  if (len < 3 || (len > 3 && line[3] != ' ')) return 0;
   int code = 0;
   for (size_t i = 0; i < 3; ++i) {
     if (line[i] < '0' || line[i] > '9') return 0;
@@ -1044,7 +1049,13 @@ int status_line(Server* server, double id, const char* line, size_t len) {
   std::string_view reason = len > 3 ? std::string_view(line + 4, len - 4) : std::string_view();
   if (code < 100 || !valid_header_value(reason)) return 0;
   ex->status = code;
-  ex->reason.assign(reason);
+  // The standard phrase is what an empty reason writes: "200 OK" then takes
+  // send_head's shortest status line and copies no string.
+  if (reason == reason_phrase(code)) {
+    ex->reason.clear();
+  } else {
+    ex->reason.assign(reason);
+  }
   return 1;
 }
 
@@ -1289,6 +1300,30 @@ void push_fields(lua_State* L, const HeaderList& headers) {
   }
 }
 
+// The headers packed (proto/packed_fields.h): one reused buffer and one
+// string per request of the event style; unpacked only when a handler reads
+// payload.headers.
+void push_packed_headers(lua_State* L, const Request& req) {
+  thread_local std::string buf;  // (reused: no allocation per request)
+  pack_fields(req.headers, buf);
+  lua_pushlstring(L, buf.data(), buf.size());
+}
+
+namespace {
+
+// unpackHeaders(packed) -> the header table (push_headers') of a packed
+// string (push_packed_headers). A string that is not one raises.
+int l_unpack_headers(lua_State* L) {
+  size_t len = 0;
+  const char* p = luaL_checklstring(L, 1, &len);
+  std::optional<HeaderList> fields = unpack_fields(std::string_view(p, len));
+  if (!fields) return luaL_argerror(L, 1, "not packed headers");
+  push_fields(L, *fields);
+  return 1;
+}
+
+}  // namespace
+
 // The request's res; its method, path and query are read when first asked
 // for (fast::request_part), so a handler that never reads them makes no
 // string.
@@ -1333,6 +1368,7 @@ int open_http(lua_State* L) {
       {"writeResponse", l_ev_write},
       {"sendResponse", l_ev_send},
       {"pending", l_ev_pending},
+      {"unpackHeaders", l_unpack_headers},
       {"fail", l_ev_fail},
       {"fastServer", l_ev_fast_server},
       {nullptr, nullptr},

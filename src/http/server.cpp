@@ -992,7 +992,7 @@ void Connection::on_send_deadline() {
 
 // A request's values for the Lua runner that makes its payload
 // (request_runner_ref): id, method, path, query, then for FINISHED the
-// headers and the body.
+// headers (packed: push_packed_headers) and the body.
 int push_request_values(lua_State* L, Exchange& e, bool finished) {
   lua_pushnumber(L, static_cast<double>(e.id));
   lua_pushlstring(L, e.req.method.data(), e.req.method.size());
@@ -1003,7 +1003,7 @@ int push_request_values(lua_State* L, Exchange& e, bool finished) {
   lua_pushlstring(L, path.data(), path.size());
   lua_pushlstring(L, query.data(), query.size());
   if (!finished) return 4;
-  push_headers(L, e.req);
+  push_packed_headers(L, e.req);  // (the runner's payload unpacks them when read)
   lua_pushlstring(L, e.body.data(), e.body.size());
   e.body.clear();
   return 6;

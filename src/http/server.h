@@ -36,6 +36,7 @@
 #include <unordered_map>
 
 #include "core/handle.h"
+#include "http/pending.h"
 #include "io/io.h"
 #include "io/transport.h"
 #include "proto/h2_session.h"
@@ -239,7 +240,7 @@ class Server : public std::enable_shared_from_this<Server> {
   int request_runner_ref = LUA_NOREF;
 
   // Event style: exchanges waiting for their response, by request id.
-  std::unordered_map<uint32_t, std::shared_ptr<Exchange>> pending;
+  PendingExchanges pending;
   // Event style: the last kAnswered ids answered by sendResponse or fail, so
   // a second answer is told AlreadySent rather than Closed. Noting one is a
   // store; asking (only once an id is no longer pending) a scan.
@@ -495,6 +496,10 @@ void cancel_handler(Server& server, Exchange& ex);
 void push_headers(lua_State* L, const Request& req);
 // The same for any field list (a request's trailers).
 void push_fields(lua_State* L, const HeaderList& headers);
+// Pushes a request's headers packed in one string, for the event style's
+// payload (lib/HttpServer.lua makes payload.headers from it with
+// unpackHeaders when first read): one string instead of a table per request.
+void push_packed_headers(lua_State* L, const Request& req);
 // Pushes res (a userdata) for the task runner of lib/http.lua, which makes
 // req around it (the request line is read from it when first asked for).
 void push_request(lua_State* L, const std::shared_ptr<Exchange>& ex);
