@@ -18,6 +18,8 @@
 #include <utility>
 #include <vector>
 
+#include "core/loop.h"
+
 namespace evo::uring {
 namespace {
 
@@ -230,19 +232,16 @@ bool Ring::init(std::string* why) {
   // only this thread submits. DEFER_TASKRUN (6.1, EVO_URING_SETUP=defer)
   // runs that work only when asked for events: the cheapest per request,
   // but with libuv's epoll as the outer waiter its wake-ups come late
-  // (docs/io.md), so it is the default only when the ring waits
-  // (EVO_URING_WAIT=ring). SUBMIT_ALL: a batch goes in whole even when one entry
+  // (docs/io.md), so it is the default only when the ring waits. SUBMIT_ALL: a batch goes in whole even when one entry
   // of it fails. EVO_URING_SETUP=plain: none of them (to measure).
-  // EVO_URING_WAIT=ring (the ring as the outer waiter) makes defer the
-  // default: a thread waiting in io_uring_enter is woken when completion
-  // work is queued for it, which libuv's epoll is not (docs/io.md).
-  // EVO_URING_WAIT=ring: on the 10k-connection row it costs 0.75x evented's
-  // CPU per request where libuv's epoll as the outer waiter costs 0.97x
-  // (docs/io.md), but it is not the default yet: a loop whose only pending
-  // op is a read stuck in the kernel and cancelled never ended under it
-  // (uring_io_test's ACancelledReadStuckInTheKernelNeverReports).
+  // The ring is the outer waiter by default (EVO_URING_WAIT=epoll turns
+  // libuv's epoll back), which makes defer the default setup: a thread
+  // waiting in io_uring_enter is woken when completion work is queued for
+  // it, which libuv's epoll is not (docs/io.md). On the 10k-connection row
+  // it costs 0.75x evented's CPU per request where libuv's epoll as the
+  // outer waiter costs 0.97x (docs/io.md).
   const char* wait = std::getenv("EVO_URING_WAIT");
-  ring_wait_ = wait != nullptr && std::strcmp(wait, "ring") == 0;
+  ring_wait_ = wait == nullptr || std::strcmp(wait, "epoll") != 0;
   const char* setup = std::getenv("EVO_URING_SETUP");
   std::string want = setup != nullptr ? setup : ring_wait_ ? "defer" : "coop";
   constexpr unsigned kAll = IORING_SETUP_SUBMIT_ALL;
@@ -658,8 +657,11 @@ void Ring::on_prepare(uv_prepare_t* h) {
   // queued, go with the next wait (which returns at once for them), after
   // the tasks woken now have run and queued theirs.
   r->reap();
+  // Blocking here stands in for libuv's poll, which would block only if
+  // the loop is not run with UV_RUN_NOWAIT (the mode libuv keeps to itself:
+  // run_loop says it) and uv_backend_timeout is not 0.
   int timeout = uv_backend_timeout(r->loop_);
-  if (timeout != 0 && (!r->may_block_ || r->may_block_())) {
+  if (timeout != 0 && loop_may_block(r->loop_) && (!r->may_block_ || r->may_block_())) {
     r->wait_in_ring(timeout);
     r->reap();
   } else {

@@ -1,6 +1,7 @@
 // Ring: one io_uring instance on Evo's libuv loop (--io=uring, issue 14).
 //
-// How the ring and libuv wait together: the ring signals each completion
+// How the ring and libuv wait together, EVO_URING_WAIT=epoll (by default
+// the ring waits: below): the ring signals each completion
 // on an eventfd (io_uring_register_eventfd) that a uv_poll_t watches, so
 // libuv stays the one outer waiter and luv, DNS, child processes, signals
 // and fs watching run as before. Submissions are batched: an operation
@@ -18,8 +19,8 @@
 // At exit the ring cancels whatever is left, waits for every completion
 // and frees the operations without calling anyone.
 //
-// EVO_URING_WAIT=ring turns the waiting round: the ring is the outer
-// waiter. The loop still runs libuv's uv_run, but the ring's prepare
+// By default (EVO_URING_WAIT=ring, or unset) the waiting is turned round:
+// the ring is the outer waiter. The loop still runs libuv's uv_run, but the ring's prepare
 // callback blocks in io_uring_enter(GETEVENTS, 1) with libuv's next timeout
 // (an IORING_ENTER_EXT_ARG timeout) and libuv's epoll descriptor watched by
 // an IORING_OP_POLL_ADD on the ring, then keeps an idle handle active so
@@ -27,6 +28,9 @@
 // io_uring_enter is woken as soon as completion work is queued for it, so
 // DEFER_TASKRUN works (it is that mode's default setup); the loop's
 // liveness is the prepare handle's ref while entries are in the kernel.
+// It blocks only where libuv's poll would: uv_backend_timeout not 0 and the
+// loop not run with UV_RUN_NOWAIT (libuv keeps the mode to itself, so
+// evo::run_loop records it: src/core/loop.h).
 #pragma once
 
 #include <liburing.h>
@@ -123,8 +127,8 @@ class Ring {
   // Receives armed on referenced handles: they keep the loop alive as an
   // active libuv handle would (an op's entries do not count for them).
   void hold(int delta);
-  // EVO_URING_WAIT=ring: whether the loop may block in the ring now (false
-  // inside a script's uv.run("nowait")); unset, it always may.
+  // Whether the loop may block in the ring now (false inside a script's
+  // uv.run("nowait")), besides run_loop's mode; unset, it may.
   void set_may_block(std::function<bool()> may_block) { may_block_ = std::move(may_block); }
   [[nodiscard]] bool ring_waits() const { return ring_wait_; }
   // The loop is closing (or the process exiting): the ring frees ops
@@ -186,7 +190,7 @@ class Ring {
   bool ring_ok_ = false;
   int efd_ = -1;                 // EVO_URING_WAKE=eventfd only
   bool wake_by_ring_fd_ = true;  // libuv polls the ring's descriptor
-  bool ring_wait_ = false;       // EVO_URING_WAIT=ring: the ring is the outer waiter
+  bool ring_wait_ = false;       // the ring is the outer waiter (not EVO_URING_WAIT=epoll)
   std::function<bool()> may_block_;
   class BackendPoll;                           // the POLL_ADD on libuv's epoll descriptor
   std::unique_ptr<BackendPoll> backend_poll_;  // ring_wait_ only

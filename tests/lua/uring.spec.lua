@@ -728,7 +728,7 @@ os.execv(sys.argv[2], sys.argv[2:])
   end)
 end)
 
-describe("the ring as the outer waiter (EVO_URING_WAIT=ring)", function()
+describe("both waits: the ring as the outer waiter (the default) and libuv's epoll (EVO_URING_WAIT=epoll)", function()
   -- Everything that ends the wait: ring completions (sleeps, files, sockets),
   -- libuv's own descriptors through the ring's poll of its epoll descriptor
   -- (a luv timer via the timeout, a thread-pool job's async wake-up, a child
@@ -757,14 +757,22 @@ uv.run("nowait")
 print("nowait did not block", (uv.hrtime() - t1) / 1e6 < 5)
 ]]
 
-  it("serves sockets, files, sleeps, the thread pool, luv timers and children, and ends", function()
-    local path = h.tempFile("ringwait.lua", script)
-    local r = run("uring", path, nil, {EVO_URING_WAIT = "ring", EVO_URING_STATS = "1", EVO_IO = false})
-    assert.equal(r.code, 0, r.stderr)
-    for _, want in ipairs({"slept\ttrue", "file\ttrue", "echo hi", "work\t42", "uv timer", "child\t0",
-                           "nowait did not block\ttrue"}) do
-      assert.truthy(r.stdout:find(want, 1, true), want .. " not in: " .. r.stdout)
-    end
-    assert.truthy(stats(r.stderr).poll >= 1)  -- libuv's epoll descriptor watched on the ring
-  end)
+  for _, wait in ipairs({"ring", "epoll", false}) do
+    it("serves sockets, files, sleeps, the thread pool, luv timers and children, and ends (EVO_URING_WAIT="
+       .. tostring(wait) .. ")", function()
+      local path = h.tempFile("ringwait.lua", script)
+      local r = run("uring", path, nil, {EVO_URING_WAIT = wait, EVO_URING_STATS = "1", EVO_IO = false})
+      assert.equal(r.code, 0, r.stderr)
+      for _, want in ipairs({"slept\ttrue", "file\ttrue", "echo hi", "work\t42", "uv timer", "child\t0",
+                             "nowait did not block\ttrue"}) do
+        assert.truthy(r.stdout:find(want, 1, true), want .. " not in: " .. r.stdout)
+      end
+      -- libuv's epoll descriptor watched on the ring: only when the ring waits
+      if wait == "epoll" then
+        assert.isNil(stats(r.stderr).poll)
+      else
+        assert.truthy(stats(r.stderr).poll >= 1)
+      end
+    end)
+  end
 end)
