@@ -30,7 +30,9 @@ int run_loop(uv_loop_t* loop, uv_run_mode mode) {
   return rc;
 }
 
-bool loop_may_block(const uv_loop_t* loop) { return t_running.loop != loop || t_running.mode != UV_RUN_NOWAIT; }
+bool loop_may_block(const uv_loop_t* loop) {
+  return t_running.loop != loop || t_running.mode != UV_RUN_NOWAIT;
+}
 
 namespace {
 int count_closing(uv_loop_t* loop) {

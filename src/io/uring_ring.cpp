@@ -232,10 +232,9 @@ bool Ring::init(std::string* why) {
   // only this thread submits. DEFER_TASKRUN (6.1, EVO_URING_SETUP=defer)
   // runs that work only when asked for events: the cheapest per request,
   // but with libuv's epoll as the outer waiter its wake-ups come late
-  // (docs/io.md), so it is the default only when the ring waits. SUBMIT_ALL: a batch goes in whole even when one entry
-  // of it fails. EVO_URING_SETUP=plain: none of them (to measure).
-  // The ring is the outer waiter by default (EVO_URING_WAIT=epoll turns
-  // libuv's epoll back), which makes defer the default setup: a thread
+  // (docs/io.md), so it is the default only when the ring waits. SUBMIT_ALL: a batch goes in whole even when
+  // one entry of it fails. EVO_URING_SETUP=plain: none of them (to measure). The ring is the outer waiter by
+  // default (EVO_URING_WAIT=epoll turns libuv's epoll back), which makes defer the default setup: a thread
   // waiting in io_uring_enter is woken when completion work is queued for
   // it, which libuv's epoll is not (docs/io.md). On the 10k-connection row
   // it costs 0.75x evented's CPU per request where libuv's epoll as the
@@ -444,6 +443,15 @@ void Ring::enter(bool get_events) {
     std::fprintf(stderr, "evo: io_uring_enter failed: %s\n", std::strerror(-rc));
   }
   update_ref();
+}
+
+bool Ring::queued_for(int fd) const {
+  const io_uring_sq& sq = ring_.sq;
+  for (unsigned i = sq.sqe_head; i != sq.sqe_tail; ++i) {
+    const io_uring_sqe& e = sq.sqes[i & sq.ring_mask];
+    if (e.fd == fd && (e.flags & IOSQE_FIXED_FILE) == 0) return true;
+  }
+  return false;
 }
 
 // Counts what goes out with the next io_uring_enter, by opcode (the entries

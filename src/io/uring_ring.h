@@ -124,6 +124,10 @@ class Ring {
   // Submits the batch now (the prepare handle does it before the loop
   // blocks; a caller about to wait for a completion does it at once).
   void submit();
+  // Whether an entry naming descriptor fd waits in the batch, unsubmitted:
+  // the kernel looks fd up only when the batch goes in, so closing it
+  // before then could make that entry another file's.
+  [[nodiscard]] bool queued_for(int fd) const;
   // Receives armed on referenced handles: they keep the loop alive as an
   // active libuv handle would (an op's entries do not count for them).
   void hold(int delta);
