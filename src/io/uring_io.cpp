@@ -1126,10 +1126,12 @@ class UringIo final : public Io {
 
 }  // namespace
 
-std::unique_ptr<Io> make_uring_io(uv_loop_t* loop, std::string* why, std::function<bool()> may_block) {
+std::unique_ptr<Io> make_uring_io(uv_loop_t* loop, std::string* why, std::function<bool()> may_block,
+                                  std::function<void()> drain) {
   std::unique_ptr<Ring> ring = Ring::create(loop, why);
   if (ring == nullptr) return nullptr;
   ring->set_may_block(std::move(may_block));
+  ring->set_drain(std::move(drain));
   return std::make_unique<UringIo>(loop, std::move(ring), make_evented_io(loop));
 }
 

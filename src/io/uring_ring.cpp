@@ -170,12 +170,14 @@ class Ring::BackendPoll final : public RingOp {
  public:
   void on_cqe(uint8_t /*tag*/, int /*res*/, uint32_t flags) override {
     if ((flags & IORING_CQE_F_MORE) == 0) armed = false;
+    fired = true;
   }
   // Owned by the ring (backend_poll_), never freed by a completion.
   [[nodiscard]] bool finished() const override { return false; }
   // libuv's own handles say whether the loop is alive.
   [[nodiscard]] bool holds_loop() const override { return false; }
   bool armed = false;
+  bool fired = false;  // since the ring last gave libuv a turn
 };
 
 // ------------------------------------------------------ output at exit(3)
@@ -241,6 +243,8 @@ bool Ring::init(std::string* why) {
   // outer waiter costs 0.97x (docs/io.md).
   const char* wait = std::getenv("EVO_URING_WAIT");
   ring_wait_ = wait == nullptr || std::strcmp(wait, "epoll") != 0;
+  const char* turns = std::getenv("EVO_URING_LOOP");
+  own_turns_ = turns == nullptr || std::strcmp(turns, "libuv") != 0;
   const char* setup = std::getenv("EVO_URING_SETUP");
   std::string want = setup != nullptr ? setup : ring_wait_ ? "defer" : "coop";
   constexpr unsigned kAll = IORING_SETUP_SUBMIT_ALL;
@@ -665,21 +669,56 @@ void Ring::on_prepare(uv_prepare_t* h) {
   // queued, go with the next wait (which returns at once for them), after
   // the tasks woken now have run and queued theirs.
   r->reap();
-  // Blocking here stands in for libuv's poll, which would block only if
-  // the loop is not run with UV_RUN_NOWAIT (the mode libuv keeps to itself:
-  // run_loop says it) and uv_backend_timeout is not 0.
-  int timeout = uv_backend_timeout(r->loop_);
-  if (timeout != 0 && loop_may_block(r->loop_) && (!r->may_block_ || r->may_block_())) {
-    r->wait_in_ring(timeout);
-    r->reap();
-  } else {
-    r->turn();
-  }
+  r->wait_turns();
   // libuv's poll must not block now: it only picks up what its descriptors
   // have (the wait above was the loop's block), then the check phase runs
   // the tasks woken here. The idle handle is unreferenced: it keeps no
   // loop alive.
   uv_idle_start(idle, [](uv_idle_t*) {});
+}
+
+// The ring's waits of one libuv loop turn. Blocking here stands in for
+// libuv's poll, which would block only if the loop is not run with
+// UV_RUN_NOWAIT (the mode libuv keeps to itself: run_loop says it) and
+// uv_backend_timeout is not 0.
+void Ring::wait_turns() {
+  backend_poll_->fired = false;
+  for (int turns = 0;; ++turns) {
+    int timeout = uv_backend_timeout(loop_);
+    if (timeout == 0 || !loop_may_block(loop_) || (may_block_ && !may_block_())) return turn();
+    wait_in_ring(timeout);
+    reap();
+    // A turn of the loop's own without libuv's (its epoll_wait(0), timers,
+    // idle, prepare and check phases, which would find nothing to do but
+    // the check phase's drain): while libuv's descriptors stayed quiet (the
+    // poll on its epoll descriptor did not fire) and no prepare or check
+    // handle but the ring's and the scheduler's would run. The drain runs
+    // the tasks woken now, as the check phase would; then, at the top,
+    // anything that needs libuv's turn makes uv_backend_timeout 0: its next
+    // timer due (the time is updated first), tasks still ready, pending
+    // work, closing handles, uv_stop. Every 64 turns libuv takes one anyway.
+    if (!drain_ || !own_turns_ || backend_poll_->fired || turns >= 64 || !libuv_idle()) return;
+    uv_update_time(loop_);
+    drain_();
+  }
+}
+
+namespace {
+// The length of one of libuv's handle queues (a circular list of void*[2]
+// nodes whose first pointer is the next node).
+int queue_length(void* const head[2]) {
+  int n = 0;
+  for (auto* q = static_cast<void* const*>(head[0]); q != head; q = static_cast<void* const*>(q[0])) ++n;
+  return n;
+}
+}  // namespace
+
+// Whether libuv's prepare and check phases hold only the ring's prepare
+// handle and the scheduler's check handle, whose work drain_ does (a
+// script's uv.new_check, or the scheduler's prepare flushing what was
+// corked outside a drain, needs libuv's turn; so does a scheduler closed).
+bool Ring::libuv_idle() const {
+  return queue_length(loop_->prepare_handles) == 1 && queue_length(loop_->check_handles) == 1;
 }
 
 void Ring::on_poll(uv_poll_t* h, int /*status*/, int /*events*/) {

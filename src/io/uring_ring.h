@@ -135,6 +135,11 @@ class Ring {
   // uv.run("nowait")), besides run_loop's mode; unset, it may.
   void set_may_block(std::function<bool()> may_block) { may_block_ = std::move(may_block); }
   [[nodiscard]] bool ring_waits() const { return ring_wait_; }
+  // The check phase's work (the scheduler's drain: ready tasks, then the
+  // corked output). Set, the ring waits again after it while libuv has
+  // nothing to do, without a turn of libuv's loop (its epoll_wait(0) and
+  // phases): EVO_URING_LOOP=libuv leaves every wait to one loop turn.
+  void set_drain(std::function<void()> drain) { drain_ = std::move(drain); }
   // The loop is closing (or the process exiting): the ring frees ops
   // without calling them back.
   [[nodiscard]] bool closing() const { return closing_ || exiting_; }
@@ -181,6 +186,8 @@ class Ring {
   void enter(bool get_events);
   void count_unsubmitted();
   void wait_in_ring(int timeout_ms);
+  void wait_turns();
+  [[nodiscard]] bool libuv_idle() const;
   void arm_backend_poll();
   [[nodiscard]] bool work_waiting() const;
   void dispatch(io_uring_cqe* cqe);
@@ -196,6 +203,8 @@ class Ring {
   bool wake_by_ring_fd_ = true;  // libuv polls the ring's descriptor
   bool ring_wait_ = false;       // the ring is the outer waiter (not EVO_URING_WAIT=epoll)
   std::function<bool()> may_block_;
+  std::function<void()> drain_;
+  bool own_turns_ = true;  // EVO_URING_LOOP: turns without libuv's loop
   class BackendPoll;                           // the POLL_ADD on libuv's epoll descriptor
   std::unique_ptr<BackendPoll> backend_poll_;  // ring_wait_ only
   // The two libuv handles live in a holder that libuv frees after their
