@@ -293,7 +293,8 @@ void UvListenerHandle::on_closed() {
 
 // --io=uring: the bound socket listens, and the ring accepts on it (the
 // libuv handle only holds the descriptor until close).
-std::unique_ptr<IoListener> listen_for_ring(UvListenerHandle* handle, int backlog, int* status) {
+std::unique_ptr<IoListener> listen_for_ring(UvListenerHandle* handle, int backlog, bool by_readiness,
+                                            int* status) {
   uv_os_fd_t fd = -1;
   *status = uv_fileno(handle->uv_handle(), &fd);
   // libuv keeps a bind's EADDRINUSE for uv_listen to report; listen(2) on
@@ -306,7 +307,7 @@ std::unique_ptr<IoListener> listen_for_ring(UvListenerHandle* handle, int backlo
   }
   auto listener = std::make_unique<EventedListener>(handle);
   EventedListener* l = listener.get();
-  RingAccept* ring = Transport::ring_sockets->attach_accept(fd, [l] { l->forget_ring(); });
+  RingAccept* ring = Transport::ring_sockets->attach_accept(fd, by_readiness, [l] { l->forget_ring(); });
   if (ring != nullptr) l->use_ring(ring);
   return listener;
 }
@@ -334,8 +335,10 @@ std::unique_ptr<IoListener> listen_on_loop(uv_loop_t* loop, const ListenSpec& sp
     *status = spec.path != nullptr ? uv_pipe_bind(handle->pipe(), spec.path)
                                    : uv_tcp_bind(handle->tcp(), spec.addr, 0);
   }
+  // A worker's listener is the supervisor's socket: the ring accepts on it
+  // by readiness (uring_io.cpp's RingAcceptOp says why).
   if (*status == 0 && Transport::ring_sockets != nullptr)
-    return listen_for_ring(handle, spec.backlog, status);
+    return listen_for_ring(handle, spec.backlog, workers::active(), status);
   if (*status == 0) *status = uv_listen(handle->stream(), spec.backlog, EventedListener::on_connection);
   if (*status != 0) {
     handle->close();

@@ -149,8 +149,9 @@ class RingSockets {
  public:
   virtual RingRead* attach_read(Transport* t, int fd) = 0;    // nullptr: libuv reads
   virtual RingWrite* attach_write(Transport* t, int fd) = 0;  // nullptr: libuv writes
-  // nullptr: libuv accepts. forget runs if the ring goes first.
-  virtual RingAccept* attach_accept(int fd, std::function<void()> forget) = 0;
+  // nullptr: libuv accepts. forget runs if the ring goes first. by_readiness:
+  // the queue is shared or outlives the process (uring_io.cpp says why).
+  virtual RingAccept* attach_accept(int fd, bool by_readiness, std::function<void()> forget) = 0;
   // Whether a socket can be carried by the ring alone (Transport::on_ring):
   // receives and sends both on it.
   [[nodiscard]] virtual bool own_sockets() const = 0;

@@ -450,10 +450,19 @@ class RingSend final : public RingOp, public RingWrite {
 // connection over as it comes (the HTTP server, net.listen with a
 // handler), or one single-shot entry per accept() call. A cancelled
 // entry that won the race still brings a descriptor: it is closed.
+//
+// A queue that outlives this process or is shared with others (a worker's
+// listener: the supervisor keeps it) is accepted by readiness instead: the
+// ring's accept takes a connection into the process the moment it comes,
+// even while the process is busy (so one busy worker took every connection
+// of a shared Unix socket) and a cancelled one can have taken one already
+// (a draining worker reset it). A poll entry says a connection waits, and
+// accept4(2) takes them here, as libuv does: the rest stay queued for the
+// other workers or the next one.
 class RingAcceptOp final : public RingOp, public RingAccept {
  public:
-  RingAcceptOp(Ring& ring, RingSocketsImpl* owner, int fd, std::function<void()> forget)
-      : ring_(ring), owner_(owner), fd_(fd), forget_(std::move(forget)) {}
+  RingAcceptOp(Ring& ring, RingSocketsImpl* owner, int fd, bool by_readiness, std::function<void()> forget)
+      : ring_(ring), owner_(owner), fd_(fd), forget_(std::move(forget)), by_readiness_(by_readiness) {}
   ~RingAcceptOp() override;
   // The ring is going away with the listener still open.
   void orphan() {
@@ -471,7 +480,7 @@ class RingAcceptOp final : public RingOp, public RingAccept {
   }
   void stop() override {
     each_ = nullptr;
-    if (armed_) ring_.cancel(this, 0);
+    if (armed_) ring_.cancel(this, by_readiness_ ? kReady : 0);
     if (backing_off_) ring_.cancel(this, kBackoff);
     if (polling_) ring_.cancel(this, kPoll);
   }
@@ -485,6 +494,7 @@ class RingAcceptOp final : public RingOp, public RingAccept {
   [[nodiscard]] bool holds_loop() const override { return true; }
 
   void on_cqe(uint8_t tag, int res, uint32_t flags) override {
+    if (tag == kReady) return on_ready(res, flags);
     if (tag == kBackoff || tag == kPoll) {
       (tag == kBackoff ? backing_off_ : polling_) = false;
       if (each_ && !gone_ && !ring_.closing() && !armed_) arm();
@@ -498,12 +508,7 @@ class RingAcceptOp final : public RingOp, public RingAccept {
       return;
     }
     if (res == -ECANCELED) return;
-    if ((res == -EMFILE || res == -ENFILE) && out_of_descriptors(res)) return;
-    // One connection for a single accept: the callback is spent before it
-    // runs (it may start the next one).
-    std::function<void(int)> each = many_ ? each_ : std::move(each_);
-    if (!many_) each_ = nullptr;
-    each(res);
+    hand_over(res);
     // The kernel ended the multishot entry (an error, or its own limits):
     // on again while someone takes connections.
     if (!armed_ && !backing_off_ && !polling_ && many_ && each_ && !gone_) arm();
@@ -512,6 +517,32 @@ class RingAcceptOp final : public RingOp, public RingAccept {
  private:
   static constexpr uint8_t kBackoff = 1;
   static constexpr uint8_t kPoll = 2;
+  static constexpr uint8_t kReady = 3;
+
+  // An accepted descriptor or -errno to the listener.
+  void hand_over(int res) {
+    if ((res == -EMFILE || res == -ENFILE) && out_of_descriptors(res)) return;
+    // One connection for a single accept: the callback is spent before it
+    // runs (it may start the next one).
+    std::function<void(int)> each = many_ ? each_ : std::move(each_);
+    if (!many_) each_ = nullptr;
+    each(res);
+  }
+
+  // By readiness: connections wait on the listener; take them while
+  // someone wants them (another worker may have taken them first).
+  void on_ready(int res, uint32_t flags) {
+    if ((flags & IORING_CQE_F_MORE) == 0) armed_ = false;
+    if (res == -ECANCELED) return;
+    while (each_ && !gone_ && !ring_.closing()) {
+      int fd = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+      if (fd < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+      if (fd < 0 && errno == EINTR) continue;
+      hand_over(fd >= 0 ? fd : -errno);
+      if (fd < 0) break;  // told, or out of descriptors: the next wake tries again
+    }
+    if (!armed_ && !backing_off_ && !polling_ && each_ && !gone_ && !ring_.closing()) arm();
+  }
 
   // Out of descriptors: the connection stays in the listen queue, and an
   // accept armed again at once would fail at once, for ever (a spin: the
@@ -526,6 +557,16 @@ class RingAcceptOp final : public RingOp, public RingAccept {
   bool out_of_descriptors(int res);
 
   void arm() {
+    armed_ = true;
+    if (by_readiness_) {
+      io_uring_sqe* s = ring_.sqe(this, kReady);
+      if (many_) {
+        io_uring_prep_poll_multishot(s, fd_, POLLIN);
+      } else {
+        io_uring_prep_poll_add(s, fd_, POLLIN);
+      }
+      return;
+    }
     io_uring_sqe* s = ring_.sqe(this, 0);
     int flags = SOCK_CLOEXEC | SOCK_NONBLOCK;
     if (many_) {
@@ -533,7 +574,6 @@ class RingAcceptOp final : public RingOp, public RingAccept {
     } else {
       io_uring_prep_accept(s, fd_, nullptr, nullptr, flags);
     }
-    armed_ = true;
   }
 
   Ring& ring_;
@@ -546,6 +586,7 @@ class RingAcceptOp final : public RingOp, public RingAccept {
   bool gone_ = false;
   bool backing_off_ = false;
   bool polling_ = false;                       // out of descriptors: waiting for the next connection
+  bool by_readiness_;                          // a queue others share or that outlives us: poll, then accept4
   __kernel_timespec backoff_{0, 100'000'000};  // 100 ms
 };
 
@@ -600,9 +641,9 @@ class RingSocketsImpl final : public RingSockets {
     ring_.adopt(std::move(op));
     return w;
   }
-  RingAccept* attach_accept(int fd, std::function<void()> forget) override {
+  RingAccept* attach_accept(int fd, bool by_readiness, std::function<void()> forget) override {
     keep_reserve();
-    auto op = std::make_unique<RingAcceptOp>(ring_, this, fd, std::move(forget));
+    auto op = std::make_unique<RingAcceptOp>(ring_, this, fd, by_readiness, std::move(forget));
     RingAcceptOp* a = op.get();
     accepts_.insert(a);
     ring_.adopt(std::move(op));
