@@ -204,7 +204,7 @@ class Ring {
   bool ring_wait_ = false;       // the ring is the outer waiter (not EVO_URING_WAIT=epoll)
   std::function<bool()> may_block_;
   std::function<void()> drain_;
-  bool own_turns_ = true;  // EVO_URING_LOOP: turns without libuv's loop
+  bool own_turns_ = true;                      // EVO_URING_LOOP: turns without libuv's loop
   class BackendPoll;                           // the POLL_ADD on libuv's epoll descriptor
   std::unique_ptr<BackendPoll> backend_poll_;  // ring_wait_ only
   // The two libuv handles live in a holder that libuv frees after their
