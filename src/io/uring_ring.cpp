@@ -234,13 +234,14 @@ bool Ring::init(std::string* why) {
   // only this thread submits. DEFER_TASKRUN (6.1, EVO_URING_SETUP=defer)
   // runs that work only when asked for events: the cheapest per request,
   // but with libuv's epoll as the outer waiter its wake-ups come late
-  // (docs/io.md), so it is the default only when the ring waits. SUBMIT_ALL: a batch goes in whole even when
-  // one entry of it fails. EVO_URING_SETUP=plain: none of them (to measure). The ring is the outer waiter by
-  // default (EVO_URING_WAIT=epoll turns libuv's epoll back), which makes defer the default setup: a thread
-  // waiting in io_uring_enter is woken when completion work is queued for
-  // it, which libuv's epoll is not (docs/io.md). On the 10k-connection row
-  // it costs 0.75x evented's CPU per request where libuv's epoll as the
-  // outer waiter costs 0.97x (docs/io.md).
+  // (docs/io.md), so it is the default only when the ring waits.
+  // SUBMIT_ALL: a batch goes in whole even when one entry of it fails.
+  // EVO_URING_SETUP=plain: none of them (to measure). The ring is the outer
+  // waiter by default (EVO_URING_WAIT=epoll turns libuv's epoll back),
+  // which makes defer the default setup: a thread waiting in io_uring_enter
+  // is woken when completion work is queued for it, which libuv's epoll is
+  // not (docs/io.md). On the 10k-connection row it cost 0.75x evented's CPU
+  // per request where libuv's epoll as the outer waiter cost 0.97x.
   const char* wait = std::getenv("EVO_URING_WAIT");
   ring_wait_ = wait == nullptr || std::strcmp(wait, "epoll") != 0;
   const char* turns = std::getenv("EVO_URING_LOOP");
@@ -696,7 +697,8 @@ void Ring::wait_turns() {
   backend_poll_->fired = false;
   for (int turns = 0;; ++turns) {
     int timeout = uv_backend_timeout(loop_);
-    if (timeout == 0 || !loop_may_block(loop_) || (may_block_ && !may_block_())) return turn();
+    if (timeout == 0 || watchers_queued() || !loop_may_block(loop_) || (may_block_ && !may_block_()))
+      return turn();
     wait_in_ring(timeout);
     reap();
     // A turn of the loop's own without libuv's (its epoll_wait(0), timers,
@@ -723,6 +725,12 @@ int queue_length(void* const head[2]) {
   return n;
 }
 }  // namespace
+
+// Whether libuv has descriptors started since its last poll (a luv pipe's
+// read_start in a task): it adds them to its epoll set only in its poll
+// phase, so a wait in the ring before then would not see them ready. Its
+// poll (timeout 0 here) goes first; the next loop turn's wait sees them.
+bool Ring::watchers_queued() const { return queue_length(loop_->watcher_queue) > 0; }
 
 // Whether libuv's prepare and check phases hold only the ring's prepare
 // handle and the scheduler's check handle, whose work drain_ does (a

@@ -188,6 +188,7 @@ class Ring {
   void wait_in_ring(int timeout_ms);
   void wait_turns();
   [[nodiscard]] bool libuv_idle() const;
+  [[nodiscard]] bool watchers_queued() const;
   void arm_backend_poll();
   [[nodiscard]] bool work_waiting() const;
   void dispatch(io_uring_cqe* cqe);

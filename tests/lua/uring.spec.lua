@@ -758,6 +758,32 @@ uv.run("nowait")
 print("nowait did not block", (uv.hrtime() - t1) / 1e6 < 5)
 ]]
 
+  -- A luv pipe started inside a task (libuv adds its descriptor to its epoll
+  -- set only in its poll phase): its data ends the ring's wait when it comes.
+  local fifoScript = [[
+local uv, task = require("uv"), require("task")
+local fifo = arg[1]
+os.execute("(sleep 0.3; echo hi) > " .. fifo .. " &")
+task.async(function()
+  task.sleep(0.05)
+  local p = uv.new_pipe()
+  p:open(assert(uv.fs_open(fifo, "r", 0)))
+  local t0 = uv.hrtime()
+  p:read_start(function(err, data)
+    if data then print(data:gsub("\n", ""), (uv.hrtime() - t0) / 1e9 < 1) else p:close() end
+  end)
+end)
+]]
+  for _, wait in ipairs({"ring", "epoll"}) do
+    it("reads a luv pipe started in a task as its data comes (EVO_URING_WAIT=" .. wait .. ")", function()
+      local fifo = h.tempDir() .. "/f"
+      os.execute("mkfifo " .. fifo)
+      local r = run("uring", h.tempFile("fifo.lua", fifoScript), {fifo}, {EVO_URING_WAIT = wait, EVO_IO = false})
+      assert.equal(r.code, 0, r.stderr)
+      assert.equal(r.stdout, "hi\ttrue\n")
+    end)
+  end
+
   for _, wait in ipairs({"ring", "epoll", false}) do
     it("serves sockets, files, sleeps, the thread pool, luv timers and children, and ends (EVO_URING_WAIT="
        .. tostring(wait) .. ")", function()
