@@ -19,8 +19,10 @@
 #          framing, discards them), after one warm-up download; MB/s and server CPU
 #          seconds per GB
 #   The hello and 10k rows also run uring with the ring as the outer waiter
-#   (uring-ring: EVO_URING_WAIT=ring) and with libuv's epoll as the outer waiter
-#   (uring-epoll: EVO_URING_WAIT=epoll); MODES="evented uring" leaves them out.
+#   (uring-ring: EVO_URING_WAIT=ring, the default) and with libuv's epoll as the
+#   outer waiter (uring-epoll: EVO_URING_WAIT=epoll); MODES="evented uring" leaves
+#   them out, MODES="evented uring-ring-libuv uring-ring" compares the ring wait with
+#   and without its turns outside libuv's loop (EVO_URING_LOOP=libuv).
 #   bash bench/io.sh [evo]          ROUNDS=3 DURATION=3 (SKIP_FILES=1 SKIP_HELLO=1 SKIP_10K=1
 #                                   SKIP_LARGE=1 leave rows out) CONNS=10000 DURATION_10K=5 DOWNLOADS=20
 set -euo pipefail
@@ -40,10 +42,14 @@ ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 hz=$(getconf CLK_TCK)
 modes=${MODES:-evented uring-epoll uring-ring}
 # evo_in MODE ARGS... &: evo under that Io on core 0 (uring-WAIT: --io=uring,
-# EVO_URING_WAIT=WAIT), in place of the background subshell (exec), so $! is evo's pid
+# EVO_URING_WAIT=WAIT; uring-WAIT-LOOP: EVO_URING_LOOP=LOOP too, e.g. uring-ring-libuv,
+# the ring wait giving every wait a turn of libuv's loop), in place of the background
+# subshell (exec), so $! is evo's pid
 evo_in() {
   local mode=$1; shift
   case $mode in
+    uring-*-*) local w=${mode#uring-}
+      EVO_URING_WAIT=${w%%-*} EVO_URING_LOOP=${w#*-} exec taskset -c 0 "$evo" --io=uring "$@" ;;
     uring-*) EVO_URING_WAIT=${mode#uring-} exec taskset -c 0 "$evo" --io=uring "$@" ;;
     *) exec taskset -c 0 "$evo" --io="$mode" "$@" ;;
   esac

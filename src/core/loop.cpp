@@ -14,6 +14,27 @@ Loop::Loop() {
 }
 
 namespace {
+// The innermost run_loop of this thread.
+struct Running {
+  const uv_loop_t* loop = nullptr;
+  uv_run_mode mode = UV_RUN_DEFAULT;
+};
+thread_local Running t_running;
+}  // namespace
+
+int run_loop(uv_loop_t* loop, uv_run_mode mode) {
+  Running outer = t_running;
+  t_running = Running{loop, mode};
+  int rc = uv_run(loop, mode);
+  t_running = outer;
+  return rc;
+}
+
+bool loop_may_block(const uv_loop_t* loop) {
+  return t_running.loop != loop || t_running.mode != UV_RUN_NOWAIT;
+}
+
+namespace {
 int count_closing(uv_loop_t* loop) {
   int n = 0;
   uv_walk(
@@ -24,7 +45,7 @@ int count_closing(uv_loop_t* loop) {
 
 void Loop::drain_closing() {
   // UV_RUN_NOWAIT processes pending close callbacks without blocking on I/O.
-  while (count_closing(&loop_) > 0) uv_run(&loop_, UV_RUN_NOWAIT);
+  while (count_closing(&loop_) > 0) run_loop(&loop_, UV_RUN_NOWAIT);
 }
 
 Loop::~Loop() {

@@ -40,9 +40,17 @@ bool start_io(TaskSystem& sys, std::string* why) {
     rt.set_io(make_blocking_io());
   } else if (rt.uring()) {
     // A script's uv.run("nowait") must not block in the ring's wait.
-    std::unique_ptr<Io> io = make_uring_io(rt.loop(), why, [&rt] {
-      return rt.L() == nullptr || !luv_glue::inside_script_run(rt.L(), UV_RUN_NOWAIT);
-    });
+    std::unique_ptr<Io> io = make_uring_io(
+        rt.loop(), why,
+        [&rt, vm = static_cast<lua_State*>(nullptr), mode = static_cast<const int*>(nullptr)]() mutable {
+          if (rt.L() == nullptr) return true;
+          if (rt.L() != vm) {
+            vm = rt.L();
+            mode = luv_glue::script_run_mode(vm);
+          }
+          return *mode != static_cast<int>(UV_RUN_NOWAIT);
+        },
+        [&sys] { sys.scheduler().drain(); });
     if (io == nullptr) return false;
     rt.set_io(std::move(io));
     // Its sockets have no libuv handle for the runtime's sweep to find.

@@ -268,7 +268,11 @@ std::unique_ptr<IoListener> listen_on_loop(uv_loop_t* loop, const ListenSpec& sp
 std::unique_ptr<Io> make_blocking_io();
 // The uring Io on loop, or nullptr with *why (src/io/uring_io.cpp).
 // may_block: whether the loop may block now, when the ring is its outer
-// waiter (EVO_URING_WAIT=ring); unset, it always may.
-std::unique_ptr<Io> make_uring_io(uv_loop_t* loop, std::string* why, std::function<bool()> may_block = {});
+// waiter (the default; not EVO_URING_WAIT=epoll), besides run_loop's mode
+// (src/core/loop.h); unset, it may.
+// drain: the check phase's work (the scheduler's drain), which lets the ring
+// wait again without a turn of libuv's loop while libuv has nothing to do.
+std::unique_ptr<Io> make_uring_io(uv_loop_t* loop, std::string* why, std::function<bool()> may_block = {},
+                                  std::function<void()> drain = {});
 
 }  // namespace evo

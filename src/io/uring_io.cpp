@@ -278,7 +278,7 @@ class RingSend final : public RingOp, public RingWrite {
       close_after_ = true;
       return;
     }
-    io_uring_prep_close(ring_.sqe(this, kClose), fd_);
+    close_socket();
   }
   void detach() override {
     t_ = nullptr;
@@ -303,7 +303,7 @@ class RingSend final : public RingOp, public RingWrite {
       ring_.output(-1);
       if (--shutdowns_ == 0 && close_after_) {
         close_after_ = false;  // (even for a transport gone meanwhile: the descriptor is this op's to close)
-        io_uring_prep_close(ring_.sqe(this, kClose), fd_);
+        close_socket();
       }
       if (live) t_->on_ring_shutdown(res < 0 ? uv_status(res) : 0);
       return;
@@ -379,7 +379,7 @@ class RingSend final : public RingOp, public RingWrite {
     if (spliced_ < 0) drop_pipe();
     if (close_after_ && shutdowns_ == 0) {
       close_after_ = false;
-      io_uring_prep_close(ring_.sqe(this, kClose), fd_);
+      close_socket();
     }
     if (t_ != nullptr && !ring_.closing()) t_->on_ring_spliced(spliced_);
   }
@@ -409,6 +409,19 @@ class RingSend final : public RingOp, public RingWrite {
     set_in_flight(false);
     buf_.clear();
     if (res >= 0) t_->on_ring_sent_at_exit();
+  }
+  // The descriptor's close, with nothing of it left on the ring but a
+  // receive (which holds the socket's file, not its number): close(2) at
+  // once, as libuv's uv_close does, so the process's descriptors are
+  // counted down when its user closes (an IORING_OP_CLOSE would wait for
+  // the next loop turn). The transport still hears from the loop: a NOP's
+  // completion, which keeps the loop alive until then. An entry naming
+  // the descriptor still unsubmitted (a receive armed this turn) looks the
+  // number up only when it goes in: then the batch goes first.
+  void close_socket() {
+    if (ring_.queued_for(fd_)) ring_.submit();
+    ::close(fd_);
+    io_uring_prep_nop(ring_.sqe(this, kClose));
   }
   void submit_send() {
     size_t n = std::min(buf_.size() - pos_, size_t{1} << 30);
@@ -1154,10 +1167,12 @@ class UringIo final : public Io {
 
 }  // namespace
 
-std::unique_ptr<Io> make_uring_io(uv_loop_t* loop, std::string* why, std::function<bool()> may_block) {
+std::unique_ptr<Io> make_uring_io(uv_loop_t* loop, std::string* why, std::function<bool()> may_block,
+                                  std::function<void()> drain) {
   std::unique_ptr<Ring> ring = Ring::create(loop, why);
   if (ring == nullptr) return nullptr;
   ring->set_may_block(std::move(may_block));
+  ring->set_drain(std::move(drain));
   return std::make_unique<UringIo>(loop, std::move(ring), make_evented_io(loop));
 }
 

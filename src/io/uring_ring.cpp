@@ -18,6 +18,8 @@
 #include <utility>
 #include <vector>
 
+#include "core/loop.h"
+
 namespace evo::uring {
 namespace {
 
@@ -168,12 +170,14 @@ class Ring::BackendPoll final : public RingOp {
  public:
   void on_cqe(uint8_t /*tag*/, int /*res*/, uint32_t flags) override {
     if ((flags & IORING_CQE_F_MORE) == 0) armed = false;
+    fired = true;
   }
   // Owned by the ring (backend_poll_), never freed by a completion.
   [[nodiscard]] bool finished() const override { return false; }
   // libuv's own handles say whether the loop is alive.
   [[nodiscard]] bool holds_loop() const override { return false; }
   bool armed = false;
+  bool fired = false;  // since the ring last gave libuv a turn
 };
 
 // ------------------------------------------------------ output at exit(3)
@@ -230,19 +234,18 @@ bool Ring::init(std::string* why) {
   // only this thread submits. DEFER_TASKRUN (6.1, EVO_URING_SETUP=defer)
   // runs that work only when asked for events: the cheapest per request,
   // but with libuv's epoll as the outer waiter its wake-ups come late
-  // (docs/io.md), so it is the default only when the ring waits
-  // (EVO_URING_WAIT=ring). SUBMIT_ALL: a batch goes in whole even when one entry
-  // of it fails. EVO_URING_SETUP=plain: none of them (to measure).
-  // EVO_URING_WAIT=ring (the ring as the outer waiter) makes defer the
-  // default: a thread waiting in io_uring_enter is woken when completion
-  // work is queued for it, which libuv's epoll is not (docs/io.md).
-  // EVO_URING_WAIT=ring: on the 10k-connection row it costs 0.75x evented's
-  // CPU per request where libuv's epoll as the outer waiter costs 0.97x
-  // (docs/io.md), but it is not the default yet: a loop whose only pending
-  // op is a read stuck in the kernel and cancelled never ended under it
-  // (uring_io_test's ACancelledReadStuckInTheKernelNeverReports).
+  // (docs/io.md), so it is the default only when the ring waits.
+  // SUBMIT_ALL: a batch goes in whole even when one entry of it fails.
+  // EVO_URING_SETUP=plain: none of them (to measure). The ring is the outer
+  // waiter by default (EVO_URING_WAIT=epoll turns libuv's epoll back),
+  // which makes defer the default setup: a thread waiting in io_uring_enter
+  // is woken when completion work is queued for it, which libuv's epoll is
+  // not (docs/io.md). On the 10k-connection row it cost 0.75x evented's CPU
+  // per request where libuv's epoll as the outer waiter cost 0.97x.
   const char* wait = std::getenv("EVO_URING_WAIT");
-  ring_wait_ = wait != nullptr && std::strcmp(wait, "ring") == 0;
+  ring_wait_ = wait == nullptr || std::strcmp(wait, "epoll") != 0;
+  const char* turns = std::getenv("EVO_URING_LOOP");
+  own_turns_ = turns == nullptr || std::strcmp(turns, "libuv") != 0;
   const char* setup = std::getenv("EVO_URING_SETUP");
   std::string want = setup != nullptr ? setup : ring_wait_ ? "defer" : "coop";
   constexpr unsigned kAll = IORING_SETUP_SUBMIT_ALL;
@@ -329,7 +332,9 @@ bool Ring::init_buffers() {
     return false;
   }
   buf_ring_ = static_cast<io_uring_buf_ring*>(mem);
-  buffers_ = std::make_unique<char[]>(size_t{kBuffers} * kBufferSize);
+  // Not zeroed: the kernel writes a buffer before anyone reads it, and
+  // untouched pages cost no memory until a receive uses them.
+  buffers_ = std::make_unique_for_overwrite<char[]>(size_t{kBuffers} * kBufferSize);
   io_uring_buf_ring_init(buf_ring_);
   for (uint32_t i = 0; i < kBuffers; ++i) {
     io_uring_buf_ring_add(buf_ring_, buffers_.get() + size_t{i} * kBufferSize, kBufferSize,
@@ -447,6 +452,15 @@ void Ring::enter(bool get_events) {
   update_ref();
 }
 
+bool Ring::queued_for(int fd) const {
+  const io_uring_sq& sq = ring_.sq;
+  for (unsigned i = sq.sqe_head; i != sq.sqe_tail; ++i) {
+    const io_uring_sqe& e = sq.sqes[i & sq.ring_mask];
+    if (e.fd == fd && (e.flags & IOSQE_FIXED_FILE) == 0) return true;
+  }
+  return false;
+}
+
 // Counts what goes out with the next io_uring_enter, by opcode (the entries
 // between the kernel's head and our tail are the unsubmitted ones).
 void Ring::count_unsubmitted() {
@@ -470,14 +484,23 @@ void Ring::arm_backend_poll() {
 void Ring::wait_in_ring(int timeout_ms) {
   arm_backend_poll();
   count_unsubmitted();
-  io_uring_cqe* cqe = nullptr;
-  int rc = 0;
-  if (timeout_ms < 0) {
-    rc = io_uring_submit_and_wait(&ring_, 1);
-  } else {
-    __kernel_timespec ts{timeout_ms / 1000, static_cast<long long>(timeout_ms % 1000) * 1000000};
-    rc = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr);
+  // One io_uring_enter, made here rather than by liburing's
+  // io_uring_submit_and_wait_timeout, whose CQE-peeking loop around it cost
+  // about 150 instructions a wait (callgrind; two waits a keep-alive
+  // request): the batch is published as liburing's submit does (no SQPOLL
+  // here), and a completion already waiting makes the wait not block.
+  io_uring_sq& sq = ring_.sq;
+  if (sq.sqe_head != sq.sqe_tail) {
+    sq.sqe_head = sq.sqe_tail;
+    IO_URING_WRITE_ONCE(*sq.ktail, sq.sqe_tail);
   }
+  unsigned to_submit = sq.sqe_tail - *sq.khead;
+  __kernel_timespec ts{timeout_ms / 1000, static_cast<long long>(timeout_ms % 1000) * 1000000};
+  io_uring_getevents_arg arg{};
+  arg.ts = timeout_ms < 0 ? 0 : reinterpret_cast<uintptr_t>(&ts);
+  unsigned wait_nr = io_uring_cq_ready(&ring_) > 0 || !backlog_.empty() ? 0 : 1;
+  int rc = io_uring_enter2(ring_.ring_fd, to_submit, wait_nr, IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG,
+                           reinterpret_cast<sigset_t*>(&arg), sizeof(arg));
   if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN) {
     std::fprintf(stderr, "evo: io_uring_enter failed: %s\n", std::strerror(-rc));
   }
@@ -658,18 +681,63 @@ void Ring::on_prepare(uv_prepare_t* h) {
   // queued, go with the next wait (which returns at once for them), after
   // the tasks woken now have run and queued theirs.
   r->reap();
-  int timeout = uv_backend_timeout(r->loop_);
-  if (timeout != 0 && (!r->may_block_ || r->may_block_())) {
-    r->wait_in_ring(timeout);
-    r->reap();
-  } else {
-    r->turn();
-  }
+  r->wait_turns();
   // libuv's poll must not block now: it only picks up what its descriptors
   // have (the wait above was the loop's block), then the check phase runs
   // the tasks woken here. The idle handle is unreferenced: it keeps no
   // loop alive.
   uv_idle_start(idle, [](uv_idle_t*) {});
+}
+
+// The ring's waits of one libuv loop turn. Blocking here stands in for
+// libuv's poll, which would block only if the loop is not run with
+// UV_RUN_NOWAIT (the mode libuv keeps to itself: run_loop says it) and
+// uv_backend_timeout is not 0.
+void Ring::wait_turns() {
+  backend_poll_->fired = false;
+  for (int turns = 0;; ++turns) {
+    int timeout = uv_backend_timeout(loop_);
+    if (timeout == 0 || watchers_queued() || !loop_may_block(loop_) || (may_block_ && !may_block_()))
+      return turn();
+    wait_in_ring(timeout);
+    reap();
+    // A turn of the loop's own without libuv's (its epoll_wait(0), timers,
+    // idle, prepare and check phases, which would find nothing to do but
+    // the check phase's drain): while libuv's descriptors stayed quiet (the
+    // poll on its epoll descriptor did not fire) and no prepare or check
+    // handle but the ring's and the scheduler's would run. The drain runs
+    // the tasks woken now, as the check phase would; then, at the top,
+    // anything that needs libuv's turn makes uv_backend_timeout 0: its next
+    // timer due (the time is updated first), tasks still ready, pending
+    // work, closing handles, uv_stop. Every 64 turns libuv takes one anyway.
+    if (!drain_ || !own_turns_ || backend_poll_->fired || turns >= 64 || !libuv_idle()) return;
+    uv_update_time(loop_);
+    drain_();
+  }
+}
+
+namespace {
+// The length of one of libuv's handle queues (a circular list of void*[2]
+// nodes whose first pointer is the next node).
+int queue_length(void* const head[2]) {
+  int n = 0;
+  for (auto* q = static_cast<void* const*>(head[0]); q != head; q = static_cast<void* const*>(q[0])) ++n;
+  return n;
+}
+}  // namespace
+
+// Whether libuv has descriptors started since its last poll (a luv pipe's
+// read_start in a task): it adds them to its epoll set only in its poll
+// phase, so a wait in the ring before then would not see them ready. Its
+// poll (timeout 0 here) goes first; the next loop turn's wait sees them.
+bool Ring::watchers_queued() const { return queue_length(loop_->watcher_queue) > 0; }
+
+// Whether libuv's prepare and check phases hold only the ring's prepare
+// handle and the scheduler's check handle, whose work drain_ does (a
+// script's uv.new_check, or the scheduler's prepare flushing what was
+// corked outside a drain, needs libuv's turn; so does a scheduler closed).
+bool Ring::libuv_idle() const {
+  return queue_length(loop_->prepare_handles) == 1 && queue_length(loop_->check_handles) == 1;
 }
 
 void Ring::on_poll(uv_poll_t* h, int /*status*/, int /*events*/) {

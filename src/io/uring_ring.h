@@ -1,6 +1,7 @@
 // Ring: one io_uring instance on Evo's libuv loop (--io=uring, issue 14).
 //
-// How the ring and libuv wait together: the ring signals each completion
+// How the ring and libuv wait together, EVO_URING_WAIT=epoll (by default
+// the ring waits: below): the ring signals each completion
 // on an eventfd (io_uring_register_eventfd) that a uv_poll_t watches, so
 // libuv stays the one outer waiter and luv, DNS, child processes, signals
 // and fs watching run as before. Submissions are batched: an operation
@@ -18,8 +19,8 @@
 // At exit the ring cancels whatever is left, waits for every completion
 // and frees the operations without calling anyone.
 //
-// EVO_URING_WAIT=ring turns the waiting round: the ring is the outer
-// waiter. The loop still runs libuv's uv_run, but the ring's prepare
+// By default (EVO_URING_WAIT=ring, or unset) the waiting is turned round:
+// the ring is the outer waiter. The loop still runs libuv's uv_run, but the ring's prepare
 // callback blocks in io_uring_enter(GETEVENTS, 1) with libuv's next timeout
 // (an IORING_ENTER_EXT_ARG timeout) and libuv's epoll descriptor watched by
 // an IORING_OP_POLL_ADD on the ring, then keeps an idle handle active so
@@ -27,6 +28,9 @@
 // io_uring_enter is woken as soon as completion work is queued for it, so
 // DEFER_TASKRUN works (it is that mode's default setup); the loop's
 // liveness is the prepare handle's ref while entries are in the kernel.
+// It blocks only where libuv's poll would: uv_backend_timeout not 0 and the
+// loop not run with UV_RUN_NOWAIT (libuv keeps the mode to itself, so
+// evo::run_loop records it: src/core/loop.h).
 #pragma once
 
 #include <liburing.h>
@@ -120,13 +124,22 @@ class Ring {
   // Submits the batch now (the prepare handle does it before the loop
   // blocks; a caller about to wait for a completion does it at once).
   void submit();
+  // Whether an entry naming descriptor fd waits in the batch, unsubmitted:
+  // the kernel looks fd up only when the batch goes in, so closing it
+  // before then could make that entry another file's.
+  [[nodiscard]] bool queued_for(int fd) const;
   // Receives armed on referenced handles: they keep the loop alive as an
   // active libuv handle would (an op's entries do not count for them).
   void hold(int delta);
-  // EVO_URING_WAIT=ring: whether the loop may block in the ring now (false
-  // inside a script's uv.run("nowait")); unset, it always may.
+  // Whether the loop may block in the ring now (false inside a script's
+  // uv.run("nowait")), besides run_loop's mode; unset, it may.
   void set_may_block(std::function<bool()> may_block) { may_block_ = std::move(may_block); }
   [[nodiscard]] bool ring_waits() const { return ring_wait_; }
+  // The check phase's work (the scheduler's drain: ready tasks, then the
+  // corked output). Set, the ring waits again after it while libuv has
+  // nothing to do, without a turn of libuv's loop (its epoll_wait(0) and
+  // phases): EVO_URING_LOOP=libuv leaves every wait to one loop turn.
+  void set_drain(std::function<void()> drain) { drain_ = std::move(drain); }
   // The loop is closing (or the process exiting): the ring frees ops
   // without calling them back.
   [[nodiscard]] bool closing() const { return closing_ || exiting_; }
@@ -173,6 +186,9 @@ class Ring {
   void enter(bool get_events);
   void count_unsubmitted();
   void wait_in_ring(int timeout_ms);
+  void wait_turns();
+  [[nodiscard]] bool libuv_idle() const;
+  [[nodiscard]] bool watchers_queued() const;
   void arm_backend_poll();
   [[nodiscard]] bool work_waiting() const;
   void dispatch(io_uring_cqe* cqe);
@@ -186,8 +202,10 @@ class Ring {
   bool ring_ok_ = false;
   int efd_ = -1;                 // EVO_URING_WAKE=eventfd only
   bool wake_by_ring_fd_ = true;  // libuv polls the ring's descriptor
-  bool ring_wait_ = false;       // EVO_URING_WAIT=ring: the ring is the outer waiter
+  bool ring_wait_ = false;       // the ring is the outer waiter (not EVO_URING_WAIT=epoll)
   std::function<bool()> may_block_;
+  std::function<void()> drain_;
+  bool own_turns_ = true;                      // EVO_URING_LOOP: turns without libuv's loop
   class BackendPoll;                           // the POLL_ADD on libuv's epoll descriptor
   std::unique_ptr<BackendPoll> backend_poll_;  // ring_wait_ only
   // The two libuv handles live in a holder that libuv frees after their

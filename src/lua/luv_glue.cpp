@@ -99,6 +99,7 @@ bool inside_script_run(lua_State* L) { return luv_context(L)->mode != -1; }
 bool inside_script_run(lua_State* L, uv_run_mode mode) {
   return luv_context(L)->mode == static_cast<int>(mode);
 }
+const int* script_run_mode(lua_State* L) { return &luv_context(L)->mode; }
 
 void setup(lua_State* L, uv_loop_t* loop) {
   luv_set_loop(L, loop);

@@ -19,6 +19,10 @@ void set_callback_errors_fatal(bool fatal);
 bool inside_script_run(lua_State* L);
 // The same, in that mode.
 bool inside_script_run(lua_State* L, uv_run_mode mode);
+// Where luv keeps the mode of the script's uv.run running now (-1 for none):
+// read through it, a check costs no registry lookup (the uring Io's ring
+// asks before each wait). Valid while L is.
+const int* script_run_mode(lua_State* L);
 
 // Asks every open luv handle to close through luv itself (so luv frees its
 // bookkeeping and anchors); the loop must then run to finish the closes.

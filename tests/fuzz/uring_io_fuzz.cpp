@@ -42,6 +42,7 @@
 #include <vector>
 
 #include "core/handle.h"
+#include "core/loop.h"
 #include "io/io.h"
 #include "io/transport.h"
 #include "io/uring_ring.h"
@@ -390,7 +391,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         break;
       case 4:
       case 5:
-        uv_run(&h.loop, UV_RUN_NOWAIT);
+        evo::run_loop(&h.loop, UV_RUN_NOWAIT);
         break;
       case 6:
         h.timer_job(a);
@@ -411,27 +412,27 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     for (auto& j : h.jobs) waiting = waiting || (!j->cancelled && j->reports == 0);
     for (auto& j : h.connects) waiting = waiting || (!j->cancelled && j->reports == 0);
     if (!waiting) break;
-    uv_run(&h.loop, UV_RUN_ONCE);
+    evo::run_loop(&h.loop, UV_RUN_ONCE);
   }
   for (auto& j : h.jobs) CHECK(j->cancelled ? j->reports == 0 : j->reports == 1);
   for (auto& j : h.connects) CHECK(j->cancelled ? j->reports == 0 : j->reports == 1);
   for (const auto& o : h.fds) ::close(o.fd);
   for (auto& p : h.pairs) p->close();  // (pairs a connect made at the end)
-  uv_run(&h.loop, UV_RUN_NOWAIT);
+  evo::run_loop(&h.loop, UV_RUN_NOWAIT);
   for (auto& p : h.pairs) {
     p->peer_read();
     ::close(p->peer);
   }
   h.pairs.clear();
   h.io.reset();
-  uv_run(&h.loop, UV_RUN_NOWAIT);
+  evo::run_loop(&h.loop, UV_RUN_NOWAIT);
   uv_walk(
       &h.loop,
       [](uv_handle_t* handle, void*) {
         if (uv_is_closing(handle) == 0) uv_close(handle, nullptr);
       },
       nullptr);
-  uv_run(&h.loop, UV_RUN_DEFAULT);
+  evo::run_loop(&h.loop, UV_RUN_DEFAULT);
   CHECK(uv_loop_close(&h.loop) == 0);
   for (int f = 0; f < 3; ++f) ::unlink(h.path(f).c_str());
   ::close(h.listener);
