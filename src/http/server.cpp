@@ -145,6 +145,42 @@ std::string Exchange::header_error(std::string_view name, std::string_view value
   return {};
 }
 
+// header_error() and add_valid_header() in one pass, for the fast path of
+// res:send (every header of every response): the name's length picks the
+// few names that need more than a check and a copy.
+bool Exchange::add_header_if_valid(std::string_view name, std::string_view value) {
+  if (!valid_header_name(name) || !valid_header_value(value)) return false;
+  switch (name.size()) {
+    case 14:
+      if (strncasecmp(name.data(), "content-length", 14) == 0) {
+        uint64_t n = 0;
+        for (char c : value) {
+          auto d = static_cast<uint64_t>(c - '0');
+          if (c < '0' || c > '9' || n > (UINT64_MAX - d) / 10) return false;  // no wrap past 2^64 - 1
+          n = n * 10 + d;
+        }
+        if (value.empty()) return false;
+        has_length = true;
+        length = n;
+        return true;  // written by send_head, from `length`
+      }
+      break;
+    case 10:
+      if (strncasecmp(name.data(), "connection", 10) == 0) {
+        if (value.size() == 5 && strncasecmp(value.data(), "close", 5) == 0) close_after = true;
+        return true;  // written by send_head
+      }
+      break;
+    case 17:
+      if (strncasecmp(name.data(), "transfer-encoding", 17) == 0) return true;  // ours
+      break;
+    default:
+      break;
+  }
+  append_header(head, name, value);
+  return true;
+}
+
 void Exchange::add_valid_header(std::string_view name, std::string_view value) {
   if (name.size() == 14 && strncasecmp(name.data(), "content-length", 14) == 0) {
     uint64_t n = 0;
@@ -1168,17 +1204,20 @@ void Connection::send_head(Exchange& ex) {
   if (!ex.body_done && ex.req.expect_continue && !ex.continue_sent) ex.close_after = true;
 
   if (ex.status == 200 && ex.reason.empty()) {
-    o += "HTTP/1.1 200 OK\r\n";
+    o += server_->date().ok_line();  // the status line and Date, made once a second
   } else {
     append_status_line(o, ex.status, ex.reason);
+    o += server_->date().line();
   }
-  o += server_->date().line();
   if (ex.has_length) {
-    char digits[24];
-    auto [end, ec] = std::to_chars(digits, digits + sizeof(digits), ex.length);
-    o += "Content-Length: ";
-    o.append(digits, end);
-    o += "\r\n";
+    // The whole line made on the stack: one append.
+    constexpr std::string_view kName = "Content-Length: ";
+    char line[48];
+    std::memcpy(line, kName.data(), kName.size());
+    char* end = std::to_chars(line + kName.size(), line + sizeof(line) - 2, ex.length).ptr;
+    *end++ = '\r';
+    *end++ = '\n';
+    o.append(line, static_cast<size_t>(end - line));
   }
   if (ex.chunked) {
     o += "Transfer-Encoding: chunked\r\n";
