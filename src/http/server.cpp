@@ -95,7 +95,10 @@ void Exchange::release_slot() {
 }
 
 void Exchange::recycle() {
-  release_slot();
+  // The slot stays this exchange's, its generation moved on: every res that
+  // named it now finds nothing, as after release_slot(), without giving the
+  // slot up and taking it again for the next request's res.
+  if (slot != 0) ++g_slots[slot].gen;
   // Field by field (assigning a fresh ExchangeState moves every string and
   // list: it cost more than the allocation saved). Clearing keeps the
   // buffers' capacity. Every field of ExchangeState must be here.
@@ -835,7 +838,9 @@ void Connection::dispatch(bool complete) {
   ex->remote_ip = remote_ip_;
   ex->remote_port = remote_port_;
   ex->conn = this;
-  ex->head.swap(head_spare_);
+  // A recycled exchange kept its own head buffer (send_head leaves it there):
+  // the spare goes only to a new exchange, or a smaller buffer.
+  if (ex->head.capacity() < head_spare_.capacity()) ex->head.swap(head_spare_);
   ex->body_done = complete;
   if (!ex->req.keep_alive || server_->stopping_) ex->close_after = true;
   current_ = ex;
@@ -998,12 +1003,14 @@ void Connection::update_deadline() {
     // answer as before it.
     t_->trim();
     if (head_spare_.capacity() > kKeepHeadBytes) std::string().swap(head_spare_);
+    if (spare_ != nullptr && spare_->head.capacity() > kKeepHeadBytes) std::string().swap(spare_->head);
   }
 }
 
 void Connection::release_idle_memory() {
   t_->release_buffers();
   if (head_spare_.capacity() > std::string().capacity()) std::string().swap(head_spare_);
+  if (spare_ != nullptr && spare_->head.capacity() > std::string().capacity()) std::string().swap(spare_->head);
 }
 
 void Connection::arm_send_deadline() {
@@ -1230,10 +1237,10 @@ void Connection::send_head(Exchange& ex) {
   }
   o += ex.head;
   o += "\r\n";
-  // The head buffer goes back to the connection, its capacity kept for the
-  // next exchange (no allocation per response).
+  // The head buffer stays with the exchange, its capacity kept: a connection
+  // recycles its last exchange for the next request (no allocation and no
+  // swap per response; trimmed with the connection's buffers when idle).
   ex.head.clear();
-  if (head_spare_.capacity() < ex.head.capacity()) head_spare_.swap(ex.head);
 }
 
 void Connection::write_body(Exchange& ex, std::string_view chunk) {
