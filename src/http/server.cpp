@@ -104,8 +104,8 @@ void Exchange::recycle() {
   // buffers' capacity. Every field of ExchangeState must be here.
   req.clear();
   id = 0;
-  remote_ip.clear();
-  remote_port = 0;
+  // remote_ip and remote_port stay: a connection recycles only its own
+  // exchanges, so they are the same for the next request (dispatch).
   conn = nullptr;
   stream.reset();
   handler = nullptr;
@@ -152,7 +152,8 @@ std::string Exchange::header_error(std::string_view name, std::string_view value
 // res:send (every header of every response): the name's length picks the
 // few names that need more than a check and a copy.
 bool Exchange::add_header_if_valid(std::string_view name, std::string_view value) {
-  if (!valid_header_name(name) || !valid_header_value(value)) return false;
+  if (!valid_header_value(value)) return false;
+  // (A name matching one of these is a token.)
   switch (name.size()) {
     case 14:
       if (strncasecmp(name.data(), "content-length", 14) == 0) {
@@ -180,7 +181,27 @@ bool Exchange::add_header_if_valid(std::string_view name, std::string_view value
     default:
       break;
   }
-  append_header(head, name, value);
+  // "name: value\r\n", the name checked as it is copied (a token, RFC 9110
+  // 5.1); refused, the head is as it was.
+  if (name.empty()) return false;
+  size_t at = head.size();
+  head.resize(at + name.size() + value.size() + 4);
+  char* p = head.data() + at;
+  bool bad = false;
+  for (char c : name) {
+    bad |= !is_token_char(static_cast<unsigned char>(c));
+    *p++ = c;
+  }
+  if (bad) {
+    head.resize(at);
+    return false;
+  }
+  p[0] = ':';
+  p[1] = ' ';
+  std::memcpy(p + 2, value.data(), value.size());
+  p += 2 + value.size();
+  p[0] = '\r';
+  p[1] = '\n';
   return true;
 }
 
@@ -835,8 +856,11 @@ void Connection::dispatch(bool complete) {
   ex->req.swap(parser_.request());
   ex->id = server_->next_id();
   uint32_t id = ex->id;
-  ex->remote_ip = remote_ip_;
-  ex->remote_port = remote_port_;
+  // (A recycled exchange has them already: see recycle().)
+  if (ex->remote_port != remote_port_ || ex->remote_ip.size() != remote_ip_.size()) {
+    ex->remote_ip = remote_ip_;
+    ex->remote_port = remote_port_;
+  }
   ex->conn = this;
   // A recycled exchange kept its own head buffer (send_head leaves it there):
   // the spare goes only to a new exchange, or a smaller buffer.
@@ -1010,7 +1034,8 @@ void Connection::update_deadline() {
 void Connection::release_idle_memory() {
   t_->release_buffers();
   if (head_spare_.capacity() > std::string().capacity()) std::string().swap(head_spare_);
-  if (spare_ != nullptr && spare_->head.capacity() > std::string().capacity()) std::string().swap(spare_->head);
+  if (spare_ != nullptr && spare_->head.capacity() > std::string().capacity())
+    std::string().swap(spare_->head);
 }
 
 void Connection::arm_send_deadline() {

@@ -163,9 +163,10 @@ class Exchange : public std::enable_shared_from_this<Exchange>, public ExchangeS
 
   // Makes a finished exchange nobody else holds new again, for the next
   // request of its connection (Connection::dispatch): every res that named
-  // it now finds nothing (its slot is given up, as by the destructor), and
-  // every field is reset; strings and lists keep their capacity (dispatch
-  // swaps `req` with its parser's).
+  // it now finds nothing (its slot's generation moves on, as when the
+  // destructor gives the slot up), and every field is reset but the remote
+  // address (the same connection's); strings and lists keep their capacity
+  // (dispatch swaps `req` with its parser's; the head buffer stays).
   void recycle();
 
   // Header lines set by the handler: what is wrong with one ("" if

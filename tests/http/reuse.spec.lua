@@ -164,9 +164,10 @@ describe("a res kept after its handler", function()
   it("pipelined on one read (a recycled exchange each time): a kept res, the head and header checks", function()
     -- Every request after the first reuses the same exchange (slot, head
     -- buffer) through res:send's FFI path: nothing may carry over.
-    local kept, seen = nil, {}
+    local kept, seen, peers = nil, {}, {}
     local server = K.serve({}, function(req, res)
       local p = req.path
+      peers[#peers + 1] = req.remoteAddress .. ":" .. req.remotePort
       if p == "/a" then
         kept = res
         res:send(200, "a", {["x-a"] = "1", ["x-b"] = "2", ["content-type"] = "text/plain"})
@@ -189,6 +190,9 @@ describe("a res kept after its handler", function()
     local r = K.parse(K.raw(server.port, {{"send", reqs}}, 5).data)
     server:close()
     assert.equal(#r, 4)
+    assert.equal(#peers, 4)
+    assert.match(peers[1], "^127%.0%.0%.1:%d+$")
+    for i = 2, 4 do assert.equal(peers[i], peers[1]) end  -- (kept by the recycled exchange)
     assert.equal({r[1].status, r[1].body, r[1].headers["x-a"], r[1].headers["x-b"]}, {200, "a", "1", "2"})
     assert.equal({r[2].status, r[2].body, r[2].headers["x-c"]}, {200, "b", "3"})
     for i = 2, 4 do
