@@ -57,7 +57,14 @@ void SmallBlocks::give(void* ptr, size_t osize) {
   cached_ += c << 3;
 }
 
-void* SmallBlocks::resize(void* ptr, size_t osize, size_t nsize) {
+// Everything but a listed block taken or a block listed: the original
+// allocator's calls, and resizing.
+void* SmallBlocks::slow(void* ptr, size_t osize, size_t nsize) {
+  if (nsize == 0) {
+    if (ptr != nullptr) give(ptr, osize);
+    return nullptr;
+  }
+  if (ptr == nullptr) return nsize <= kMaxBlock ? take(nsize) : orig_(orig_ud_, nullptr, 0, nsize);
   if (osize > kMaxBlock && nsize > kMaxBlock) return orig_(orig_ud_, ptr, osize, nsize);
   if (nsize <= osize && osize <= kMaxBlock) return ptr;  // a smaller size fits where it is
   void* n = nsize <= kMaxBlock ? take(nsize) : orig_(orig_ud_, nullptr, 0, nsize);
@@ -67,15 +74,27 @@ void* SmallBlocks::resize(void* ptr, size_t osize, size_t nsize) {
   return n;
 }
 
+// The usual calls — a block from a list, a block onto one — without a frame;
+// the rest in slow().
 void* SmallBlocks::alloc(void* ud, void* ptr, size_t osize, size_t nsize) {
   auto* self = static_cast<SmallBlocks*>(ud);
   if (nsize == 0) {
-    if (ptr != nullptr) self->give(ptr, osize);
-    return nullptr;
+    size_t c = osize >> 3;
+    if (ptr != nullptr && c != 0 && osize <= kMaxBlock && self->cached_ + (c << 3) <= kMaxCached) {
+      *static_cast<void**>(ptr) = self->lists_[c];
+      self->lists_[c] = ptr;
+      self->cached_ += c << 3;
+      return nullptr;
+    }
+  } else if (ptr == nullptr && nsize <= kMaxBlock) {
+    size_t c = (nsize + 7) >> 3;
+    if (void* p = self->lists_[c]) {
+      self->lists_[c] = *static_cast<void**>(p);
+      self->cached_ -= c << 3;
+      return p;
+    }
   }
-  if (ptr == nullptr)
-    return nsize <= kMaxBlock ? self->take(nsize) : self->orig_(self->orig_ud_, nullptr, 0, nsize);
-  return self->resize(ptr, osize, nsize);
+  return self->slow(ptr, osize, nsize);
 }
 
 }  // namespace evo
