@@ -57,14 +57,8 @@ void SmallBlocks::give(void* ptr, size_t osize) {
   cached_ += c << 3;
 }
 
-// Everything but a listed block taken or a block listed: the original
-// allocator's calls, and resizing.
-void* SmallBlocks::slow(void* ptr, size_t osize, size_t nsize) {
-  if (nsize == 0) {
-    if (ptr != nullptr) give(ptr, osize);
-    return nullptr;
-  }
-  if (ptr == nullptr) return nsize <= kMaxBlock ? take(nsize) : orig_(orig_ud_, nullptr, 0, nsize);
+// Resizing a block (the rest is in alloc).
+void* SmallBlocks::resize(void* ptr, size_t osize, size_t nsize) {
   if (osize > kMaxBlock && nsize > kMaxBlock) return orig_(orig_ud_, ptr, osize, nsize);
   if (nsize <= osize && osize <= kMaxBlock) return ptr;  // a smaller size fits where it is
   void* n = nsize <= kMaxBlock ? take(nsize) : orig_(orig_ud_, nullptr, 0, nsize);
@@ -74,27 +68,31 @@ void* SmallBlocks::slow(void* ptr, size_t osize, size_t nsize) {
   return n;
 }
 
-// The usual calls — a block from a list, a block onto one — without a frame;
-// the rest in slow().
+// Taking and giving blocks without a frame (a block off a list, onto one, or
+// straight to the original allocator); resizing in resize().
 void* SmallBlocks::alloc(void* ud, void* ptr, size_t osize, size_t nsize) {
   auto* self = static_cast<SmallBlocks*>(ud);
   if (nsize == 0) {
-    size_t c = osize >> 3;
+    size_t c = osize >> 3;  // the largest class the block holds (0: too small for the link)
     if (ptr != nullptr && c != 0 && osize <= kMaxBlock && self->cached_ + (c << 3) <= kMaxCached) {
       *static_cast<void**>(ptr) = self->lists_[c];
       self->lists_[c] = ptr;
       self->cached_ += c << 3;
       return nullptr;
     }
-  } else if (ptr == nullptr && nsize <= kMaxBlock) {
+    return self->orig_(self->orig_ud_, ptr, osize, 0);  // (a null ptr too: it takes one)
+  }
+  if (ptr == nullptr) {
+    if (nsize > kMaxBlock) return self->orig_(self->orig_ud_, nullptr, 0, nsize);
     size_t c = (nsize + 7) >> 3;
     if (void* p = self->lists_[c]) {
       self->lists_[c] = *static_cast<void**>(p);
       self->cached_ -= c << 3;
       return p;
     }
+    return self->orig_(self->orig_ud_, nullptr, 0, c << 3);
   }
-  return self->slow(ptr, osize, nsize);
+  return self->resize(ptr, osize, nsize);
 }
 
 }  // namespace evo

@@ -54,7 +54,7 @@ class SmallBlocks {
   static constexpr size_t kClasses = kMaxBlock / 8 + 1;  // class c: blocks of c * 8 bytes
   void* take(size_t nsize);
   void give(void* ptr, size_t osize);
-  [[gnu::noinline]] void* slow(void* ptr, size_t osize, size_t nsize);
+  [[gnu::noinline]] void* resize(void* ptr, size_t osize, size_t nsize);
 
   lua_Alloc orig_ = nullptr;
   void* orig_ud_ = nullptr;
