@@ -1127,14 +1127,11 @@ int send_begin(const void* res, double status) {
 int send_header(const char* name, size_t nlen, const char* value, size_t vlen) {
   Exchange* ex = g_fast.ex;
   if (ex == nullptr) return -1;
-  std::string_view n(name, nlen);
-  std::string_view v(value, vlen);
-  if (!Exchange::header_error(n, v).empty()) {
+  if (!ex->add_header_if_valid(std::string_view(name, nlen), std::string_view(value, vlen))) {
     g_fast.mark.restore(*ex);
     g_fast.ex = nullptr;
     return -1;
   }
-  ex->add_valid_header(n, v);
   return 0;
 }
 

@@ -95,14 +95,17 @@ void Exchange::release_slot() {
 }
 
 void Exchange::recycle() {
-  release_slot();
+  // The slot stays this exchange's, its generation moved on: every res that
+  // named it now finds nothing, as after release_slot(), without giving the
+  // slot up and taking it again for the next request's res.
+  if (slot != 0) ++g_slots[slot].gen;
   // Field by field (assigning a fresh ExchangeState moves every string and
   // list: it cost more than the allocation saved). Clearing keeps the
   // buffers' capacity. Every field of ExchangeState must be here.
   req.clear();
   id = 0;
-  remote_ip.clear();
-  remote_port = 0;
+  // remote_ip and remote_port stay: a connection recycles only its own
+  // exchanges, so they are the same for the next request (dispatch).
   conn = nullptr;
   stream.reset();
   handler = nullptr;
@@ -143,6 +146,63 @@ std::string Exchange::header_error(std::string_view name, std::string_view value
     if (!ok) return "invalid Content-Length '" + std::string(value) + "'";
   }
   return {};
+}
+
+// header_error() and add_valid_header() in one pass, for the fast path of
+// res:send (every header of every response): the name's length picks the
+// few names that need more than a check and a copy.
+bool Exchange::add_header_if_valid(std::string_view name, std::string_view value) {
+  if (!valid_header_value(value)) return false;
+  // (A name matching one of these is a token.)
+  switch (name.size()) {
+    case 14:
+      if (strncasecmp(name.data(), "content-length", 14) == 0) {
+        uint64_t n = 0;
+        for (char c : value) {
+          auto d = static_cast<uint64_t>(c - '0');
+          if (c < '0' || c > '9' || n > (UINT64_MAX - d) / 10) return false;  // no wrap past 2^64 - 1
+          n = n * 10 + d;
+        }
+        if (value.empty()) return false;
+        has_length = true;
+        length = n;
+        return true;  // written by send_head, from `length`
+      }
+      break;
+    case 10:
+      if (strncasecmp(name.data(), "connection", 10) == 0) {
+        if (value.size() == 5 && strncasecmp(value.data(), "close", 5) == 0) close_after = true;
+        return true;  // written by send_head
+      }
+      break;
+    case 17:
+      if (strncasecmp(name.data(), "transfer-encoding", 17) == 0) return true;  // ours
+      break;
+    default:
+      break;
+  }
+  // "name: value\r\n", the name checked as it is copied (a token, RFC 9110
+  // 5.1); refused, the head is as it was.
+  if (name.empty()) return false;
+  size_t at = head.size();
+  head.resize(at + name.size() + value.size() + 4);
+  char* p = head.data() + at;
+  bool bad = false;
+  for (char c : name) {
+    bad |= !is_token_char(static_cast<unsigned char>(c));
+    *p++ = c;
+  }
+  if (bad) {
+    head.resize(at);
+    return false;
+  }
+  p[0] = ':';
+  p[1] = ' ';
+  std::memcpy(p + 2, value.data(), value.size());
+  p += 2 + value.size();
+  p[0] = '\r';
+  p[1] = '\n';
+  return true;
 }
 
 void Exchange::add_valid_header(std::string_view name, std::string_view value) {
@@ -796,10 +856,15 @@ void Connection::dispatch(bool complete) {
   ex->req.swap(parser_.request());
   ex->id = server_->next_id();
   uint32_t id = ex->id;
-  ex->remote_ip = remote_ip_;
-  ex->remote_port = remote_port_;
+  // (A recycled exchange has them already: see recycle().)
+  if (ex->remote_port != remote_port_ || ex->remote_ip.size() != remote_ip_.size()) {
+    ex->remote_ip = remote_ip_;
+    ex->remote_port = remote_port_;
+  }
   ex->conn = this;
-  ex->head.swap(head_spare_);
+  // A recycled exchange kept its own head buffer (send_head leaves it there):
+  // the spare goes only to a new exchange, or a smaller buffer.
+  if (ex->head.capacity() < head_spare_.capacity()) ex->head.swap(head_spare_);
   ex->body_done = complete;
   if (!ex->req.keep_alive || server_->stopping_) ex->close_after = true;
   current_ = ex;
@@ -962,12 +1027,15 @@ void Connection::update_deadline() {
     // answer as before it.
     t_->trim();
     if (head_spare_.capacity() > kKeepHeadBytes) std::string().swap(head_spare_);
+    if (spare_ != nullptr && spare_->head.capacity() > kKeepHeadBytes) std::string().swap(spare_->head);
   }
 }
 
 void Connection::release_idle_memory() {
   t_->release_buffers();
   if (head_spare_.capacity() > std::string().capacity()) std::string().swap(head_spare_);
+  if (spare_ != nullptr && spare_->head.capacity() > std::string().capacity())
+    std::string().swap(spare_->head);
 }
 
 void Connection::arm_send_deadline() {
@@ -1168,17 +1236,20 @@ void Connection::send_head(Exchange& ex) {
   if (!ex.body_done && ex.req.expect_continue && !ex.continue_sent) ex.close_after = true;
 
   if (ex.status == 200 && ex.reason.empty()) {
-    o += "HTTP/1.1 200 OK\r\n";
+    o += server_->date().ok_line();  // the status line and Date, made once a second
   } else {
     append_status_line(o, ex.status, ex.reason);
+    o += server_->date().line();
   }
-  o += server_->date().line();
   if (ex.has_length) {
-    char digits[24];
-    auto [end, ec] = std::to_chars(digits, digits + sizeof(digits), ex.length);
-    o += "Content-Length: ";
-    o.append(digits, end);
-    o += "\r\n";
+    // The whole line made on the stack: one append.
+    constexpr std::string_view kName = "Content-Length: ";
+    char line[48];
+    std::memcpy(line, kName.data(), kName.size());
+    char* end = std::to_chars(line + kName.size(), line + sizeof(line) - 2, ex.length).ptr;
+    *end++ = '\r';
+    *end++ = '\n';
+    o.append(line, static_cast<size_t>(end - line));
   }
   if (ex.chunked) {
     o += "Transfer-Encoding: chunked\r\n";
@@ -1191,10 +1262,10 @@ void Connection::send_head(Exchange& ex) {
   }
   o += ex.head;
   o += "\r\n";
-  // The head buffer goes back to the connection, its capacity kept for the
-  // next exchange (no allocation per response).
+  // The head buffer stays with the exchange, its capacity kept: a connection
+  // recycles its last exchange for the next request (no allocation and no
+  // swap per response; trimmed with the connection's buffers when idle).
   ex.head.clear();
-  if (head_spare_.capacity() < ex.head.capacity()) head_spare_.swap(ex.head);
 }
 
 void Connection::write_body(Exchange& ex, std::string_view chunk) {

@@ -164,15 +164,19 @@ class Exchange : public std::enable_shared_from_this<Exchange>, public ExchangeS
 
   // Makes a finished exchange nobody else holds new again, for the next
   // request of its connection (Connection::dispatch): every res that named
-  // it now finds nothing (its slot is given up, as by the destructor), and
-  // every field is reset; strings and lists keep their capacity (dispatch
-  // swaps `req` with its parser's).
+  // it now finds nothing (its slot's generation moves on, as when the
+  // destructor gives the slot up), and every field is reset but the remote
+  // address (the same connection's); strings and lists keep their capacity
+  // (dispatch swaps `req` with its parser's; the head buffer stays).
   void recycle();
 
   // Header lines set by the handler: what is wrong with one ("" if
   // nothing), and adding one that header_error accepted.
   static std::string header_error(std::string_view name, std::string_view value);
   void add_valid_header(std::string_view name, std::string_view value);
+  // Both at once: adds the line and returns true, or returns false (nothing
+  // changed) where header_error would refuse it.
+  bool add_header_if_valid(std::string_view name, std::string_view value);
   // The same for a trailer field: also refuses the fields a trailer must
   // not carry (RFC 9110 6.5.1: framing, routing, controls, auth...).
   static std::string trailer_error(std::string_view name, std::string_view value);

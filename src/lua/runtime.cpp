@@ -64,6 +64,7 @@ Runtime::Runtime(RuntimeOptions options) : options_(std::move(options)) {
     std::fprintf(stderr, "evo: cannot create the Lua state (out of memory)\n");
     std::exit(1);
   }
+  small_blocks_.install(L_);
   lua_pushlightuserdata(L_, const_cast<char*>(&kRuntimeKey));
   lua_pushlightuserdata(L_, this);
   lua_rawset(L_, LUA_REGISTRYINDEX);
@@ -188,6 +189,9 @@ void Runtime::shutdown() {
     return;
   }
   keep_c_modules_loaded(L_);
+  // (Blocks freed while closing go to LuaJIT's allocator, which then
+  // releases its whole arena.)
+  small_blocks_.uninstall(L_);
   lua_close(L_);
   L_ = nullptr;
   loop_.drain_closing();

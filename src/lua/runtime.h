@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "core/loop.h"
+#include "lua/small_alloc.h"
 
 #include <functional>
 #include <memory>
@@ -124,6 +125,7 @@ class Runtime {
   RuntimeOptions options_;
   Loop loop_;  // declared before L_: destroyed after the VM is closed
   lua_State* L_ = nullptr;
+  SmallBlocks small_blocks_;  // in front of L_'s allocator (src/lua/small_alloc.h)
   std::unique_ptr<TaskSystem> tasks_;
   std::shared_ptr<Io> io_;  // shared_ptr: destroyed here without knowing the type
   std::function<void()> release_loose_;

@@ -52,7 +52,8 @@ void Request::swap(Request& o) noexcept {
   std::swap(version_minor, o.version_minor);
   headers.swap(o.headers);
   trailers.swap(o.trailers);
-  body.swap(o.body);
+  // (Most requests have no body: two empty strings need no swap.)
+  if (!body.empty() || !o.body.empty()) body.swap(o.body);
   std::swap(keep_alive, o.keep_alive);
   std::swap(upgrade, o.upgrade);
   std::swap(chunked, o.chunked);
@@ -93,6 +94,7 @@ int RequestParser::on_message_begin(llhttp_t* p) {
   s->saw_transfer_encoding_ = false;
   s->body_bytes_ = 0;
   s->host_headers_ = 0;
+  s->saw_expect_ = false;
   return 0;
 }
 
@@ -172,17 +174,22 @@ int RequestParser::on_header_value_complete(llhttp_t* p) {
     while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.pop_back();
     return 0;
   }
-  if (name == "host" && ++s->host_headers_ > 1) return s->fail(400, "more than one Host header");
+  // (Names compared as views of a known length: no strlen, and a memcmp of
+  // a constant size the compiler inlines; most headers fail the size test.)
+  std::string_view n(name);
+  if (n == std::string_view("host") && ++s->host_headers_ > 1)
+    return s->fail(400, "more than one Host header");
   // Trailing whitespace is not part of a value (RFC 9110 5.5).
   while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.pop_back();
-  if (name == "content-length") {
+  if (n == std::string_view("expect")) s->saw_expect_ = true;  // (read in on_headers_complete)
+  if (n == std::string_view("content-length")) {
     ++s->content_length_headers_;
     if (s->content_length_headers_ > 1) return s->fail(400, "duplicate Content-Length");
     if (value.empty() ||
         !std::all_of(value.begin(), value.end(), [](char c) { return c >= '0' && c <= '9'; })) {
       return s->fail(400, "invalid Content-Length");
     }
-  } else if (name == "transfer-encoding") {
+  } else if (n == std::string_view("transfer-encoding")) {
     s->saw_transfer_encoding_ = true;
     // Only chunked is served: another coding ("gzip, chunked") would hand
     // the handler bytes it cannot read (RFC 9112 6.1: 501).
@@ -217,7 +224,7 @@ int RequestParser::on_headers_complete(llhttp_t* p) {
   r.chunked = (p->flags & F_CHUNKED) != 0;
   if (r.chunked) s->chunk_line_ = ChunkLine::Size;
   if (!s->absolute_form()) return s->fail(400, "an http URI with an empty host");
-  if (const std::string* expect = r.header("expect")) {
+  if (const std::string* expect = s->saw_expect_ ? r.header("expect") : nullptr) {
     std::string v = *expect;
     std::transform(v.begin(), v.end(), v.begin(), [](unsigned char c) { return std::tolower(c); });
     r.expect_continue = v == "100-continue";

@@ -135,6 +135,7 @@ class RequestParser {
   bool complete_ = false;
   int content_length_headers_ = 0;
   int host_headers_ = 0;
+  bool saw_expect_ = false;  // an Expect header came: on_headers_complete looks for it
   uint64_t body_bytes_ = 0;
   bool saw_transfer_encoding_ = false;
   int error_status_ = 0;

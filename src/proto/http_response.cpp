@@ -143,11 +143,15 @@ void append_header(std::string& out, std::string_view name, std::string_view val
   constexpr std::string_view kLineEnd = "\r\n";
   size_t at = out.size();
   out.resize(at + name.size() + kSeparator.size() + value.size() + kLineEnd.size());
+  // memcpy, not std::ranges::copy: GCC made a byte loop of the latter.
   char* p = out.data() + at;
-  p = std::ranges::copy(name, p).out;
-  p = std::ranges::copy(kSeparator, p).out;
-  p = std::ranges::copy(value, p).out;
-  std::ranges::copy(kLineEnd, p);
+  std::memcpy(p, name.data(), name.size());
+  p += name.size();
+  std::memcpy(p, kSeparator.data(), kSeparator.size());
+  p += kSeparator.size();
+  std::memcpy(p, value.data(), value.size());
+  p += value.size();
+  std::memcpy(p, kLineEnd.data(), kLineEnd.size());
 }
 
 const std::string& DateCache::now() { return at(static_cast<int64_t>(std::time(nullptr))); }
@@ -163,6 +167,7 @@ const std::string& DateCache::at(int64_t unix_seconds) {
     size_t n = std::strftime(buf, sizeof(buf), "%a, %d %b %Y %H:%M:%S GMT", &tm);
     value_.assign(buf, n);
     line_ = "Date: " + value_ + "\r\n";
+    ok_line_ = "HTTP/1.1 200 OK\r\n" + line_;
   }
   return value_;
 }
@@ -170,6 +175,11 @@ const std::string& DateCache::at(int64_t unix_seconds) {
 const std::string& DateCache::line() {
   now();
   return line_;
+}
+
+const std::string& DateCache::ok_line() {
+  now();
+  return ok_line_;
 }
 
 }  // namespace evo::http

@@ -44,6 +44,8 @@ class DateCache {
  public:
   const std::string& now();   // for the current time
   const std::string& line();  // "Date: <now>\r\n", the whole header line: one append per response
+  // "HTTP/1.1 200 OK\r\n" and line(): the usual response's first two lines in one append.
+  const std::string& ok_line();
   const std::string& at(int64_t unix_seconds);                 // for a given second (tests)
   [[nodiscard]] uint64_t formats() const { return formats_; }  // how often it formatted
 
@@ -52,6 +54,7 @@ class DateCache {
   uint64_t formats_ = 0;
   std::string value_;
   std::string line_;
+  std::string ok_line_;
 };
 
 }  // namespace evo::http

@@ -69,5 +69,13 @@ TEST(HttpResponse, FormatsAndCachesTheDateHeader) {
   EXPECT_EQ(cache.now().size(), 29U);
 }
 
+TEST(HttpResponse, TheOkLineIsTheStatusLineAndTheDateLineOfTheSameSecond) {
+  DateCache cache;
+  const std::string& ok = cache.ok_line();
+  EXPECT_EQ(ok, "HTTP/1.1 200 OK\r\n" + cache.line());
+  EXPECT_EQ(ok.size(), 17U + 6U + 29U + 2U);
+  EXPECT_EQ(cache.line(), "Date: " + cache.now() + "\r\n");
+}
+
 }  // namespace
 }  // namespace evo::http

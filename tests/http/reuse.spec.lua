@@ -160,4 +160,59 @@ describe("a res kept after its handler", function()
     assert.isNil(seen[2].headers["transfer-encoding"])
     assert.isNil(next(seen[2].trailers))
   end, 20)
+
+  it("pipelined on one read (a recycled exchange each time): a kept res, the head and header checks", function()
+    -- Every request after the first reuses the same exchange (slot, head
+    -- buffer) through res:send's FFI path: nothing may carry over.
+    local kept, seen, peers = nil, {}, {}
+    local server = K.serve({}, function(req, res)
+      local p = req.path
+      peers[#peers + 1] = req.remoteAddress .. ":" .. req.remotePort
+      if p == "/a" then
+        kept = res
+        res:send(200, "a", {["x-a"] = "1", ["x-b"] = "2", ["content-type"] = "text/plain"})
+      elseif p == "/b" then
+        seen.keptSend = {pcall(kept.send, kept, 500, "leaked", {["x-leak"] = "1"})}
+        seen.keptHeader = pcall(kept.header, kept, "x-leak", "1")
+        seen.same = rawequal(kept, res)
+        res:send(200, "b", {["x-c"] = "3"})
+      elseif p == "/c" then
+        res:send(200, "c", {["Content-Length"] = "1"})
+      elseif p == "/d" then
+        seen.overflow = {pcall(res.send, res, 200, "d", {["content-length"] = "99999999999999999999999"})}
+        seen.badName = {pcall(res.send, res, 200, "d", {["bad name"] = "x"})}
+        seen.badValue = {pcall(res.send, res, 200, "d", {["x-v"] = "a\r\nx-injected: 1"})}
+        res:send(201, "d", {["x-d"] = "4", connection = "close"})
+      end
+    end)
+    local reqs = ""
+    for _, p in ipairs({"/a", "/b", "/c", "/d"}) do reqs = reqs .. "GET " .. p .. " HTTP/1.1\r\nHost: h\r\n\r\n" end
+    local r = K.parse(K.raw(server.port, {{"send", reqs}}, 5).data)
+    server:close()
+    assert.equal(#r, 4)
+    assert.equal(#peers, 4)
+    assert.match(peers[1], "^127%.0%.0%.1:%d+$")
+    for i = 2, 4 do assert.equal(peers[i], peers[1]) end  -- (kept by the recycled exchange)
+    assert.equal({r[1].status, r[1].body, r[1].headers["x-a"], r[1].headers["x-b"]}, {200, "a", "1", "2"})
+    assert.equal({r[2].status, r[2].body, r[2].headers["x-c"]}, {200, "b", "3"})
+    for i = 2, 4 do
+      assert.isNil(r[i].headers["x-a"])
+      assert.isNil(r[i].headers["x-leak"])
+      assert.isNil(r[i].raw:find("content-type", 1, true))
+    end
+    assert.isNil(r[3].headers["x-c"])
+    assert.equal({r[3].status, r[3].body, r[3].headers["content-length"]}, {200, "c", "1"})
+    assert.equal({r[4].status, r[4].body, r[4].headers["x-d"], r[4].headers.connection}, {201, "d", "4", "close"})
+    assert.isNil(r[4].raw:find("injected", 1, true))
+    assert.falsy(seen.keptSend[1])
+    assert.match(tostring(seen.keptSend[2]), "already")
+    assert.falsy(seen.keptHeader)
+    assert.falsy(seen.same)
+    assert.falsy(seen.overflow[1])
+    assert.match(tostring(seen.overflow[2]), "invalid Content%-Length")
+    assert.falsy(seen.badName[1])
+    assert.match(tostring(seen.badName[2]), "invalid header name")
+    assert.falsy(seen.badValue[1])
+    assert.match(tostring(seen.badValue[2]), "invalid header value")
+  end, 20)
 end)
