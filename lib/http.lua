@@ -354,7 +354,10 @@ end
 -- handler that suspends ends the batch: the connection starts the requests
 -- after it on other tasks, in order, once it has answered.
 local function runBatch(handler, res)
-  local current = {}
+  -- With its array slot from the start: serveBatch's current[1] = res is then
+  -- a plain store, not a new key that resizes the table (a keep-alive read
+  -- brings one request, so every batch paid that: ~350 instructions).
+  local current = {false}
   while true do
     local ok, err = xpcall(serveBatch, handlerError, current, handler, res)
     if ok then return end
