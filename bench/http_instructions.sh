@@ -8,7 +8,7 @@
 # MODE=keepalive counts keep-alive requests instead (50 connections, one
 # request in flight on each, from the native generator bench/loadgen): what
 # a request costs when every read brings one, the loop turn, the read and
-# the write included. A binary that is not evo (e.g. the raw C server
+# the write included. A binary not named evo or evo-* (e.g. the raw C server
 # build/bench/loadgen/evo_bench_raw_server) is run as BINARY PORT.
 #   bash bench/http_instructions.sh OLD_EVO NEW_EVO     N=20000 PORT=(free) SCRIPT=... MODE=pipelined|keepalive
 set -euo pipefail
@@ -31,7 +31,7 @@ loadgen() {  # the generator next to the first binary's build, or LOADGEN
 count() {  # binary requests -> total instructions
   local port=${PORT:-$(free_port)}
   local args=("$port")
-  case "$(basename "$1")" in evo*) args=("$script" "$port") ;; esac
+  case "$(basename "$1")" in evo | evo-*) args=("$script" "$port") ;; esac
   valgrind --tool=callgrind --callgrind-out-file="$tmp/out" "$1" "${args[@]}" >/dev/null 2>&1 &
   local pid=$!
   if [ "$mode" = keepalive ]; then
