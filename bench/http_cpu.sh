@@ -16,7 +16,9 @@
 # <= 1.2x C's. (bench/http.sh has the wider table with Node and nginx.)
 #   bench/http_cpu.sh [path/to/evo]        (or EVO=path/to/evo bench/http_cpu.sh)
 #   DURATION=5 seconds per run, ROUNDS=3, CONNECTIONS=50, SCENARIOS="keepalive pipelined",
-#   SERVERS="evo-natural evo luv-naive c", LOADGEN=path/to/evo_loadgen, LUAJIT=luajit
+#   SERVERS="evo-natural evo luv-naive c", LOADGEN=path/to/evo_loadgen, LUAJIT=luajit,
+#   BASE=path/to/another/evo adds the server base-natural (evo_natural.lua on
+#   that binary) to SERVERS: before/after in the same rounds.
 set -euo pipefail
 evo=${1:-${EVO:-./build/evo}}
 here=$(cd "$(dirname "$0")" && pwd)
@@ -25,6 +27,8 @@ rounds=${ROUNDS:-3}
 conns=${CONNECTIONS:-50}
 scenarios=${SCENARIOS:-keepalive pipelined}
 servers=${SERVERS:-evo-natural evo luv-naive c}
+base=${BASE:-}
+[ -n "$base" ] && servers="base-natural $servers"
 luajit=${LUAJIT:-luajit}
 
 build=$(cd "$(dirname "$evo")" && pwd)
@@ -42,6 +46,7 @@ source "$here/lib/rounds.sh"
 have() {
   case "$1" in
     evo | evo-natural) [ -x "$evo" ] ;;
+    base-natural) [ -x "$base" ] ;;
     luv-naive) command -v "$luajit" >/dev/null && "$luajit" -e 'require("luv")' 2>/dev/null ;;
     c) [ -x "$raw" ] ;;
   esac
@@ -49,6 +54,7 @@ have() {
 server_cmd() {
   case "$1" in
     evo-natural) cmd=("$evo" "$here/http/evo_natural.lua" "$2") ;;
+    base-natural) cmd=("$base" "$here/http/evo_natural.lua" "$2") ;;
     evo) cmd=("$evo" "$here/http/evo_hello.lua" "$2") ;;
     luv-naive) cmd=("$luajit" "$here/http/luv_naive.lua" "$2") ;;
     c) cmd=("$raw" "$2") ;;

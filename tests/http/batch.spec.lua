@@ -122,6 +122,28 @@ describe("a batch of pipelined requests", function()
     assert.truthy(at["start /6"] < at["end /answered-then-sleeps"])
   end)
 
+  it("answers 500 to the request that raised after suspending while other batches came and went", function()
+    -- A batch's runner reuses the error-tracking table of the last batch that
+    -- ended (lib/http.lua runBatch): a batch that suspended must keep its own.
+    local server = K.serve({}, function(req, res)
+      if req.path == "/sleep-then-raise" then
+        task.sleep(0.3)
+        error("raised after sleeping")
+      end
+      res:send(200, req.path)
+    end)
+    local slow = task.concurrent(function() return K.raw(server.port, pipeline({"/sleep-then-raise", "/after"})) end)
+    local others = {}
+    for i = 1, 4 do
+      others[i] = task.concurrent(function() return K.raw(server.port, pipeline({"/a" .. i, "/b" .. i})) end)
+    end
+    for i = 1, 4 do assert.equal(bodies(others[i]:await()), {"200 /a" .. i, "200 /b" .. i}) end
+    local list = K.parse(slow:await().data)
+    assert.equal(#list, 2)
+    assert.equal(list[1].status, 500)
+    assert.equal({list[2].status, list[2].body}, {200, "/after"})
+  end)
+
   it("reads the body of a request in the middle of a batch, and skips one nobody read", function()
     local server = K.serve({}, function(req, res)
       if req.path == "/echo" then
