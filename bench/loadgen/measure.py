@@ -146,18 +146,20 @@ def median(rows, key):
     return statistics.median(vals) if vals else None
 
 
-def summary(results, base=None, targets=()):
+def summary(results, base=None, targets=(), table=True):
     rows = [json.loads(l) for l in open(results) if l.strip()]
     labels = list(dict.fromkeys(r["label"] for r in rows))
     med = {}
-    print(f"  medians of {max(sum(1 for r in rows if r['label'] == l) for l in labels)} runs each:")
+    if table:
+        print(f"  medians of {max(sum(1 for r in rows if r['label'] == l) for l in labels)} runs each:")
     for label in labels:
         rs = [r for r in rows if r["label"] == label]
         m = {k: median(rs, k) for k in ("rate", "server_us_per", "gen_us_per", "server_pct", "gen_pct", "other_pct", "p99_ms")}
         m["label"] = label
         m["errors"] = sum(r.get("errors") or 0 for r in rs)
         med[label] = m
-        print(line(m))
+        if table:
+            print(line(m))
     if not base:
         return
     bounds = dict(t.split(":", 1) for t in targets)
@@ -187,6 +189,8 @@ def main():
         run(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5:])
     elif len(sys.argv) >= 3 and sys.argv[1] == "summary":
         summary(sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else None, sys.argv[4:])
+    elif len(sys.argv) >= 4 and sys.argv[1] == "ratios":  # the ratios alone, no table
+        summary(sys.argv[2], sys.argv[3], sys.argv[4:], table=False)
     else:
         sys.exit(__doc__)
 
