@@ -191,13 +191,11 @@ void add_header_lines(lua_State* L, Exchange& ex, int name_idx, int value_idx, c
     const char* v = lua_type(L, idx) == LUA_TSTRING || lua_type(L, idx) == LUA_TNUMBER
                         ? lua_tolstring(L, idx, &len)
                         : nullptr;
+    if (v != nullptr && ex.add_header_if_valid(name, std::string_view(v, len))) return;
     std::string error = v == nullptr ? "header '" + std::string(name) + "': values must be strings"
                                      : Exchange::header_error(name, std::string_view(v, len));
-    if (!error.empty()) {
-      mark.restore(ex);
-      luaL_error(L, "%s", error.c_str());
-    }
-    ex.add_valid_header(name, std::string_view(v, len));
+    mark.restore(ex);
+    luaL_error(L, "%s", error.c_str());
   };
   if (lua_type(L, value_idx) != LUA_TTABLE) {
     add(value_idx);
@@ -1065,9 +1063,7 @@ int header(Server* server, double id, const char* name, size_t name_len, const c
   if (!head_open(ex)) return 0;
   std::string_view n(name, name_len);
   std::string_view v(value, value_len);
-  if (!Exchange::header_error(n, v).empty()) return 0;
-  ex->add_valid_header(n, v);
-  return 1;
+  return ex->add_header_if_valid(n, v) ? 1 : 0;
 }
 
 int send(Server* server, double id, const char* body, size_t len) {

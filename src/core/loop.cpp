@@ -34,6 +34,10 @@ bool loop_may_block(const uv_loop_t* loop) {
   return t_running.loop != loop || t_running.mode != UV_RUN_NOWAIT;
 }
 
+bool loop_runs_to_end(const uv_loop_t* loop) {
+  return t_running.loop == loop && t_running.mode == UV_RUN_DEFAULT;
+}
+
 namespace {
 int count_closing(uv_loop_t* loop) {
   int n = 0;

@@ -15,6 +15,10 @@ int run_loop(uv_loop_t* loop, uv_run_mode mode);
 // run_loop(UV_RUN_NOWAIT); true otherwise (a plain uv_run is taken to be
 // one that may).
 bool loop_may_block(const uv_loop_t* loop);
+// Whether this thread runs loop through run_loop(UV_RUN_DEFAULT) now: a turn
+// may then be followed by another without returning (UV_RUN_ONCE returns
+// after one).
+bool loop_runs_to_end(const uv_loop_t* loop);
 
 class Loop {
  public:

@@ -148,9 +148,9 @@ std::string Exchange::header_error(std::string_view name, std::string_view value
   return {};
 }
 
-// header_error() and add_valid_header() in one pass, for the fast path of
-// res:send (every header of every response): the name's length picks the
-// few names that need more than a check and a copy.
+// Checks a header and adds it in one pass (every header of every response
+// goes through here): the name's length picks the few names that need more
+// than a check and a copy. header_error() says why it refused one.
 bool Exchange::add_header_if_valid(std::string_view name, std::string_view value) {
   if (!valid_header_value(value)) return false;
   // (A name matching one of these is a token.)
@@ -203,22 +203,6 @@ bool Exchange::add_header_if_valid(std::string_view name, std::string_view value
   p[0] = '\r';
   p[1] = '\n';
   return true;
-}
-
-void Exchange::add_valid_header(std::string_view name, std::string_view value) {
-  if (name.size() == 14 && strncasecmp(name.data(), "content-length", 14) == 0) {
-    uint64_t n = 0;
-    for (char c : value) n = n * 10 + static_cast<uint64_t>(c - '0');
-    has_length = true;
-    length = n;
-    return;  // written by send_head, from `length`
-  }
-  if (name.size() == 10 && strncasecmp(name.data(), "connection", 10) == 0) {
-    if (value.size() == 5 && strncasecmp(value.data(), "close", 5) == 0) close_after = true;
-    return;  // written by send_head
-  }
-  if (name.size() == 17 && strncasecmp(name.data(), "transfer-encoding", 17) == 0) return;  // ours
-  append_header(head, name, value);
 }
 
 namespace {
@@ -857,7 +841,7 @@ void Connection::dispatch(bool complete) {
   ex->id = server_->next_id();
   uint32_t id = ex->id;
   // (A recycled exchange has them already: see recycle().)
-  if (ex->remote_port != remote_port_ || ex->remote_ip.size() != remote_ip_.size()) {
+  if (ex->remote_port != remote_port_ || ex->remote_ip != remote_ip_) {
     ex->remote_ip = remote_ip_;
     ex->remote_port = remote_port_;
   }

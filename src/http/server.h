@@ -170,13 +170,11 @@ class Exchange : public std::enable_shared_from_this<Exchange>, public ExchangeS
   // (dispatch swaps `req` with its parser's; the head buffer stays).
   void recycle();
 
-  // Header lines set by the handler: what is wrong with one ("" if
-  // nothing), and adding one that header_error accepted.
-  static std::string header_error(std::string_view name, std::string_view value);
-  void add_valid_header(std::string_view name, std::string_view value);
-  // Both at once: adds the line and returns true, or returns false (nothing
-  // changed) where header_error would refuse it.
+  // Header lines set by the handler: adds one and returns true, or returns
+  // false with nothing changed; header_error says why ("" if nothing is
+  // wrong) — for the message, and for lines written elsewhere.
   bool add_header_if_valid(std::string_view name, std::string_view value);
+  static std::string header_error(std::string_view name, std::string_view value);
   // The same for a trailer field: also refuses the fields a trailer must
   // not carry (RFC 9110 6.5.1: framing, routing, controls, auth...).
   static std::string trailer_error(std::string_view name, std::string_view value);

@@ -39,16 +39,17 @@ bool start_io(TaskSystem& sys, std::string* why) {
   if (sys.blocking()) {
     rt.set_io(make_blocking_io());
   } else if (rt.uring()) {
-    // A script's uv.run("nowait") must not block in the ring's wait.
+    // A script's uv.run("nowait") must not block in the ring's wait, nor
+    // uv.run("once") wait twice.
     std::unique_ptr<Io> io = make_uring_io(
         rt.loop(), why,
         [&rt, vm = static_cast<lua_State*>(nullptr), mode = static_cast<const int*>(nullptr)]() mutable {
-          if (rt.L() == nullptr) return true;
+          if (rt.L() == nullptr) return -1;
           if (rt.L() != vm) {
             vm = rt.L();
             mode = luv_glue::script_run_mode(vm);
           }
-          return *mode != static_cast<int>(UV_RUN_NOWAIT);
+          return *mode;
         },
         [&sys] { sys.scheduler().drain(); });
     if (io == nullptr) return false;

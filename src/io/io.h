@@ -267,12 +267,13 @@ std::unique_ptr<Io> make_evented_io(uv_loop_t* loop);
 std::unique_ptr<IoListener> listen_on_loop(uv_loop_t* loop, const ListenSpec& spec, int* status);
 std::unique_ptr<Io> make_blocking_io();
 // The uring Io on loop, or nullptr with *why (src/io/uring_io.cpp).
-// may_block: whether the loop may block now, when the ring is its outer
-// waiter (the default; not EVO_URING_WAIT=epoll), besides run_loop's mode
-// (src/core/loop.h); unset, it may.
+// script_mode: the uv_run_mode of a script's uv.run (luv) in progress, -1
+// when none: the ring, as the loop's outer waiter (the default; not
+// EVO_URING_WAIT=epoll), must not block under "nowait" nor wait twice under
+// "once", besides run_loop's mode (src/core/loop.h); unset, -1.
 // drain: the check phase's work (the scheduler's drain), which lets the ring
 // wait again without a turn of libuv's loop while libuv has nothing to do.
-std::unique_ptr<Io> make_uring_io(uv_loop_t* loop, std::string* why, std::function<bool()> may_block = {},
+std::unique_ptr<Io> make_uring_io(uv_loop_t* loop, std::string* why, std::function<int()> script_mode = {},
                                   std::function<void()> drain = {});
 
 }  // namespace evo

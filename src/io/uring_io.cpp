@@ -417,9 +417,15 @@ class RingSend final : public RingOp, public RingWrite {
   // the next loop turn). The transport still hears from the loop: a NOP's
   // completion, which keeps the loop alive until then. An entry naming
   // the descriptor still unsubmitted (a receive armed this turn) looks the
-  // number up only when it goes in: then the batch goes first.
+  // number up only when it goes in: then the batch goes first; if the
+  // kernel did not take all of it (a busy completion queue), the close is
+  // an IORING_OP_CLOSE behind those entries, as it was before.
   void close_socket() {
     if (ring_.queued_for(fd_)) ring_.submit();
+    if (ring_.queued_for(fd_)) {
+      io_uring_prep_close(ring_.sqe(this, kClose), fd_);
+      return;
+    }
     ::close(fd_);
     io_uring_prep_nop(ring_.sqe(this, kClose));
   }
@@ -507,11 +513,13 @@ class RingAcceptOp final : public RingOp, public RingAccept {
       if (res >= 0) ::close(res);
       return;
     }
-    if (res == -ECANCELED) return;
-    hand_over(res);
-    // The kernel ended the multishot entry (an error, or its own limits):
-    // on again while someone takes connections.
-    if (!armed_ && !backing_off_ && !polling_ && many_ && each_ && !gone_) arm();
+    // (Cancelled by a stop followed by a start in the same turn: that start
+    // found the entry still armed; it is armed again below.)
+    if (res != -ECANCELED) hand_over(res);
+    // The kernel ended the multishot entry (an error, or its own limits), or
+    // a start came while a cancel was on its way: on again while someone
+    // takes connections (a single accept's callback is spent by now).
+    if (!armed_ && !backing_off_ && !polling_ && each_ && !gone_) arm();
   }
 
  private:
@@ -533,8 +541,7 @@ class RingAcceptOp final : public RingOp, public RingAccept {
   // someone wants them (another worker may have taken them first).
   void on_ready(int res, uint32_t flags) {
     if ((flags & IORING_CQE_F_MORE) == 0) armed_ = false;
-    if (res == -ECANCELED) return;
-    while (each_ && !gone_ && !ring_.closing()) {
+    while (res != -ECANCELED && each_ && !gone_ && !ring_.closing()) {
       int fd = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
       if (fd < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
       if (fd < 0 && errno == EINTR) continue;
@@ -1167,11 +1174,11 @@ class UringIo final : public Io {
 
 }  // namespace
 
-std::unique_ptr<Io> make_uring_io(uv_loop_t* loop, std::string* why, std::function<bool()> may_block,
+std::unique_ptr<Io> make_uring_io(uv_loop_t* loop, std::string* why, std::function<int()> script_mode,
                                   std::function<void()> drain) {
   std::unique_ptr<Ring> ring = Ring::create(loop, why);
   if (ring == nullptr) return nullptr;
-  ring->set_may_block(std::move(may_block));
+  ring->set_script_mode(std::move(script_mode));
   ring->set_drain(std::move(drain));
   return std::make_unique<UringIo>(loop, std::move(ring), make_evented_io(loop));
 }

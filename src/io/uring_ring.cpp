@@ -454,7 +454,9 @@ void Ring::enter(bool get_events) {
 
 bool Ring::queued_for(int fd) const {
   const io_uring_sq& sq = ring_.sq;
-  for (unsigned i = sq.sqe_head; i != sq.sqe_tail; ++i) {
+  // From the kernel's head, not ours: an enter that failed (EBUSY, EAGAIN)
+  // or stopped early leaves published entries the kernel has not taken.
+  for (unsigned i = IO_URING_READ_ONCE(*sq.khead); i != sq.sqe_tail; ++i) {
     const io_uring_sqe& e = sq.sqes[i & sq.ring_mask];
     if (e.fd == fd && (e.flags & IOSQE_FIXED_FILE) == 0) return true;
   }
@@ -695,10 +697,13 @@ void Ring::on_prepare(uv_prepare_t* h) {
 // uv_backend_timeout is not 0.
 void Ring::wait_turns() {
   backend_poll_->fired = false;
+  int script = script_mode_ ? script_mode_() : -1;
+  // Turns of our own only under a run to the end: uv.run("once") (luv) or
+  // run_loop(UV_RUN_ONCE) returns after one wait.
+  bool again = loop_runs_to_end(loop_) && (script == -1 || script == UV_RUN_DEFAULT);
   for (int turns = 0;; ++turns) {
     int timeout = uv_backend_timeout(loop_);
-    if (timeout == 0 || watchers_queued() || !loop_may_block(loop_) || (may_block_ && !may_block_()))
-      return turn();
+    if (timeout == 0 || watchers_queued() || !loop_may_block(loop_) || script == UV_RUN_NOWAIT) return turn();
     wait_in_ring(timeout);
     reap();
     // A turn of the loop's own without libuv's (its epoll_wait(0), timers,
@@ -710,16 +715,23 @@ void Ring::wait_turns() {
     // anything that needs libuv's turn makes uv_backend_timeout 0: its next
     // timer due (the time is updated first), tasks still ready, pending
     // work, closing handles, uv_stop. Every 64 turns libuv takes one anyway.
-    if (!drain_ || !own_turns_ || backend_poll_->fired || turns >= 64 || !libuv_idle()) return;
+    if (!again || !drain_ || !own_turns_ || backend_poll_->fired || turns >= 64 || !libuv_idle()) return;
     uv_update_time(loop_);
     drain_();
+    // What the drain started may need libuv's turn: a prepare or check
+    // handle (a script's, or the scheduler's flush of output corked there).
+    if (!libuv_idle()) return turn();
   }
 }
 
 namespace {
-// The length of one of libuv's handle queues (a circular list of void*[2]
-// nodes whose first pointer is the next node).
-int queue_length(void* const head[2]) {
+// The length of one of libuv's handle queues: a circular list of nodes
+// whose first pointer is the next node (void*[2] up to libuv 1.45, struct
+// uv__queue {next, prev} since; taken by address so that both compile).
+template <typename Queue>
+int queue_length(const Queue& queue) {
+  static_assert(sizeof(Queue) == 2 * sizeof(void*), "libuv's queue node is {next, prev}");
+  auto* head = reinterpret_cast<void* const*>(&queue);
   int n = 0;
   for (auto* q = static_cast<void* const*>(head[0]); q != head; q = static_cast<void* const*>(q[0])) ++n;
   return n;

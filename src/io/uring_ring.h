@@ -131,9 +131,9 @@ class Ring {
   // Receives armed on referenced handles: they keep the loop alive as an
   // active libuv handle would (an op's entries do not count for them).
   void hold(int delta);
-  // Whether the loop may block in the ring now (false inside a script's
-  // uv.run("nowait")), besides run_loop's mode; unset, it may.
-  void set_may_block(std::function<bool()> may_block) { may_block_ = std::move(may_block); }
+  // The mode of a script's uv.run in progress (-1: none): no wait in the
+  // ring under "nowait", one at most under "once"; besides run_loop's mode.
+  void set_script_mode(std::function<int()> mode) { script_mode_ = std::move(mode); }
   [[nodiscard]] bool ring_waits() const { return ring_wait_; }
   // The check phase's work (the scheduler's drain: ready tasks, then the
   // corked output). Set, the ring waits again after it while libuv has
@@ -203,7 +203,7 @@ class Ring {
   int efd_ = -1;                 // EVO_URING_WAKE=eventfd only
   bool wake_by_ring_fd_ = true;  // libuv polls the ring's descriptor
   bool ring_wait_ = false;       // the ring is the outer waiter (not EVO_URING_WAIT=epoll)
-  std::function<bool()> may_block_;
+  std::function<int()> script_mode_;
   std::function<void()> drain_;
   bool own_turns_ = true;                      // EVO_URING_LOOP: turns without libuv's loop
   class BackendPoll;                           // the POLL_ADD on libuv's epoll descriptor

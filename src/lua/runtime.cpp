@@ -186,6 +186,9 @@ void Runtime::shutdown() {
     // Callbacks keep starting new work. Closing the VM under them would crash;
     // leaving it to the process exit is safe.
     errors::report("pending callbacks kept starting new work at exit; leaving them");
+    // The state outlives small_blocks_: its blocks go back to LuaJIT's own
+    // allocator, which then serves whatever still runs.
+    small_blocks_.uninstall(L_);
     return;
   }
   keep_c_modules_loaded(L_);

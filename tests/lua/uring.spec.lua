@@ -160,6 +160,34 @@ print(table.concat(out, " "))
     assert.equal(h.lines(r.stdout), {"Timeout", "line 1\tline 50\t50"})
   end)
 
+  it("accepts again right after an accept's timeout (its cancel still on the way), as evented", function()
+    local script = h.tempFile("reaccept.lua", [[
+      local net, task = require("net"), require("task")
+      local server = assert(net.listen({host = "127.0.0.1", port = 0}))
+      server:settimeout(0.05)
+      print(select(2, server:accept()).code)
+      -- The next accept starts in the same loop turn as the cancel of the
+      -- last one: it must still take the connection that comes.
+      server:settimeout(2)
+      local client = task.async(function()
+        task.sleep(0.1)
+        local c = assert(net.connect({host = "127.0.0.1", port = server.port}))
+        c:write("hi\n")
+        return c
+      end)
+      local conn, err = server:accept()
+      print(conn and conn:readLine() or err.code)
+      client:await():close()
+      if conn then conn:close() end
+      server:close()
+    ]])
+    for _, mode in ipairs({"evented", "uring"}) do
+      local r = run(mode, script)
+      assert.equal(r.code, 0, r.stderr)
+      assert.equal(h.lines(r.stdout), {"Timeout", "hi"}, mode)
+    end
+  end)
+
   it("accepts, sends and half-closes through the ring: an HTTP server's answers, a large write to a slow reader", function()
     local script = h.tempFile("send.lua", [[
       local http, net, task = require("http"), require("net"), require("task")
