@@ -160,6 +160,23 @@ print(table.concat(out, " "))
     assert.equal(h.lines(r.stdout), {"Timeout", "line 1\tline 50\t50"})
   end)
 
+  it("returns from uv.run('once') after one wait, a listener keeping the loop alive, as evented", function()
+    local script = h.tempFile("once.lua", [[
+      local uv, task, net = require("uv"), require("task"), require("net")
+      local server = assert(net.listen({host = "127.0.0.1", port = 0}, function() end))
+      local done = false
+      task.async(function() task.sleep(0.05); done = true end)
+      while not done do uv.run("once") end
+      print("done")
+      server:close()
+    ]])
+    for _, mode in ipairs({"evented", "uring"}) do
+      local r = run(mode, script)  -- (a turn of the ring's own after the wake hung here)
+      assert.equal(r.code, 0, mode .. ": " .. r.stderr)
+      assert.equal(h.lines(r.stdout), {"done"}, mode)
+    end
+  end)
+
   it("accepts again right after an accept's timeout (its cancel still on the way), as evented", function()
     local script = h.tempFile("reaccept.lua", [[
       local net, task = require("net"), require("task")
