@@ -230,6 +230,29 @@ describe("HttpServer answers through the FFI and the natives alike", function()
     assert.equal(errs.after[2].code, "Closed")
   end, 15)
 
+  -- (WriteHeader's FFI path checks and copies in one pass, as res:send's
+  -- headers: the same fields it accepts and refuses as the native.)
+  it("takes and refuses the framing headers as the native does", function()
+    local s, errs = HttpServer(), {}
+    function s:HTTP_REQUEST_FINISHED(_, p)
+      local id = p.requestID
+      errs.empty = select(2, pcall(self.WriteHeader, self, id, "", "v"))
+      errs.length = select(2, pcall(self.WriteHeader, self, id, "Content-Length", "1x"))
+      errs.blank = select(2, pcall(self.WriteHeader, self, id, "content-length", ""))
+      assert.equal(self:WriteHeader(id, "Content-Length", "4"), true)
+      assert.equal(self:WriteHeader(id, "transfer-encoding", "gzip"), true)
+      assert.equal(self:WriteHeader(id, "x-ok", "a\tb"), true)
+      self:SendResponse(id, "done")
+    end
+    serve(s)
+    local r = K.parse1(K.raw(s.port, K.req("GET", "/", {"Connection: close"}), 5).data)
+    assert.equal({r.status, r.body, r.headers["content-length"], r.headers["transfer-encoding"], r.headers["x-ok"]},
+      {200, "done", "4", nil, "a\tb"})
+    assert.match(errs.empty, "header")
+    assert.match(errs.length, "Content%-Length")
+    assert.match(errs.blank, "Content%-Length")
+  end, 15)
+
   it("answers 300 pipelined requests in order, each at once", function()
     local s = HttpServer()
     function s:HTTP_REQUEST_FINISHED(_, p)
