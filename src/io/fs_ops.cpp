@@ -122,6 +122,12 @@ SleepTimers::~SleepTimers() {
 IoOp* SleepTimers::start(double seconds, IoWake done) {
   SleepTimer* timer = pool_->take();
   if (timer == nullptr) timer = NativeHandle::release_to_loop(std::make_unique<SleepTimer>(loop_, pool_));
+  // libuv counts a timer from the loop's cached time, which is as old as
+  // the work done since the loop last polled (a slow start-up, a busy
+  // handler): from it a sleep would end that much early. The ring's and
+  // the blocking sleeps count from now, and so does this one (a vDSO
+  // clock read).
+  uv_update_time(loop_);
   timer->start(static_cast<uint64_t>(std::llround(seconds * 1000.0)), done);
   return timer;
 }

@@ -590,6 +590,26 @@ os.execv(sys.argv[2], sys.argv[2:])
     return h.spawn("/usr/bin/python3", args, {env = env or {EVO_IO = false}})
   end
 
+  it("counts a sleep from its call in every Io, after work that kept the loop from polling", function()
+    -- libuv counts a timer from the loop's cached time: the evented sleep
+    -- ended 100 ms early here (after 46 us), the ring's and the blocking
+    -- sleeps did not.
+    local script = h.tempFile("early.lua", [[
+      local task, uv = require("task"), require("uv")
+      local t = uv.hrtime() + 100e6
+      while uv.hrtime() < t do end
+      local t0 = task.now()
+      task.sleep(0.05)
+      local d = task.now() - t0
+      print("slept", d >= 0.049 and d < 1 or d)
+    ]])
+    for _, mode in ipairs({"evented", "uring", "blocking"}) do
+      local r = run(mode, script)
+      assert.equal(r.code, 0, mode .. ": " .. r.stderr)
+      assert.equal(h.lines(r.stdout), {"slept\ttrue"}, mode)
+    end
+  end)
+
   it("sleeps on the ring (one IORING_OP_TIMEOUT for the earliest deadline) with the evented results", function()
     local script = h.tempFile("sleeps.lua", [[
       local task = require("task")
