@@ -167,7 +167,43 @@ local function handlerOf(self, event, debugging)
   return h
 end
 
-local nextEvent = native.nextEvent
+local ffi = require("ffi")
+local fastApi = require("evo.httpfast")
+-- A core's Server, by core: alive while the core is. (A void* cdata: the
+-- JIT passes one to C, not a light userdata.)
+local fastServers = setmetatable({}, {__mode = "k"})
+local voidPtr = ffi.typeof("void*")
+local function fastServer(c)
+  local s = fastServers[c]
+  if s == nil then
+    s = ffi.cast(voidPtr, native.fastServer(c))
+    fastServers[c] = s
+  end
+  return s
+end
+
+-- The batch's next request through the FFI (fast::next_event in
+-- src/bind/http.cpp): inside the trace, its strings made here with
+-- ffi.string rather than pushed through the C API by the classic
+-- nextEvent, which still takes whatever the FFI refuses (-1). srv: the
+-- batch's server (fastServer), or nil when its core is gone.
+local ffiString = ffi.string
+local fastNextEvent = fastApi.next_event
+local eventOut = ffi.new("evo_http_event")
+local eventPart, eventLen = eventOut.part, eventOut.len
+local classicNextEvent = native.nextEvent
+local function nextEvent(srv)
+  if srv ~= nil then
+    local got = fastNextEvent(srv, eventOut)
+    if got == 0 then return nil end
+    if got == 1 then
+      return eventOut.id, ffiString(eventPart[0], eventLen[0]), ffiString(eventPart[1], eventLen[1]),
+        ffiString(eventPart[2], eventLen[2]), ffiString(eventPart[3], eventLen[3]),
+        ffiString(eventPart[4], eventLen[4])
+    end
+  end
+  return classicNextEvent()
+end
 
 -- HTTP_REQUEST_FINISHED's payload.headers is made when first read: the
 -- engine gives a request's headers packed in one string (push_packed_headers
@@ -225,10 +261,10 @@ end
 -- other on this coroutine (nextEvent gives the next one once the last has
 -- been answered, or nothing) in one protected call, as http.serve's runner
 -- does, so a steady stream stays on one compiled trace.
-local function serveBatch(self, debugging, current, id, method, path, query, headers, body)
+local function serveBatch(self, debugging, current, srv, id, method, path, query, headers, body)
   repeat
     serveWhole(self, debugging, current, id, method, path, query, headers, body)
-    id, method, path, query, headers, body = nextEvent()
+    id, method, path, query, headers, body = nextEvent(srv)
   until id == nil
 end
 
@@ -239,8 +275,11 @@ end
 -- in tasks of their own, in order, once it has answered.
 local function runBatch(self, debugging, id, method, path, query, headers, body)
   local current = {}
+  -- (c, held here, keeps the Server srv points at alive for the batch.)
+  local c = rawget(self, "native")
+  local srv = c and fastServer(c) or nil
   while true do
-    local ok, err = xpcall(serveBatch, traceback, self, debugging, current, id, method, path, query, headers, body)
+    local ok, err = xpcall(serveBatch, traceback, self, debugging, current, srv, id, method, path, query, headers, body)
     if ok then return end
     local event, rid = current[1], current[2]
     failed(self, event, {requestID = rid}, err)
@@ -252,7 +291,7 @@ local function runBatch(self, debugging, id, method, path, query, headers, body)
           finishedPayload(rid, current[3], current[4], current[5], current[6], current[7]))
       end
     end
-    id, method, path, query, headers, body = nextEvent()
+    id, method, path, query, headers, body = nextEvent(srv)
     if id == nil then return end
   end
 end
@@ -325,22 +364,8 @@ local writeStatus, writeHeader, sendResponse = native.writeStatus, native.writeH
 -- native costs a trace exit. A function returns 1 when it did the work and
 -- 0 for anything else, which the native then answers, fails or raises as
 -- it always did.
-local ffi = require("ffi")
-local fastApi = require("evo.httpfast")
 local fastStatusCode, fastStatusLine = fastApi.status_code, fastApi.status_line
 local fastHeader, fastSend = fastApi.header, fastApi.send
--- A core's Server, by core: alive while the core is. (A void* cdata: the
--- JIT passes one to C, not a light userdata.)
-local fastServers = setmetatable({}, {__mode = "k"})
-local voidPtr = ffi.typeof("void*")
-local function fastServer(c)
-  local s = fastServers[c]
-  if s == nil then
-    s = ffi.cast(voidPtr, native.fastServer(c))
-    fastServers[c] = s
-  end
-  return s
-end
 
 -- WriteStatus(id, "404 Not Found" | 404) -> true | nil, err (the connection is gone)
 function HttpServer.WriteStatus(self, id, status)

@@ -8,6 +8,11 @@
 -- a second definition of the struct.
 local ffi = require("ffi")
 ffi.cdef[[
+typedef struct evo_http_event {
+  double id;
+  const char* part[5];
+  size_t len[5];
+} evo_http_event;
 typedef struct evo_http_fast {
   int (*status_code)(void*, double, double);
   int (*status_line)(void*, double, const char*, size_t);
@@ -19,6 +24,7 @@ typedef struct evo_http_fast {
   int (*send_end)(const char*, size_t);
   int (*done)(void*);
   int (*request_part)(void*, int, const char**);
+  int (*next_event)(void*, evo_http_event*);
 } evo_http_fast;
 ]]
 return ffi.cast("const evo_http_fast*", require("evo.http").fastApi)

@@ -1190,6 +1190,41 @@ int request_part(const void* res, int which, const char** out) {
   return static_cast<int>(part.size());
 }
 
+// The next whole request of the read for HttpServer's batch loop, as
+// nextEvent's values: pointer and length pairs into the exchange (method,
+// path, query) and into buffers reused from call to call (the packed
+// headers, the body), which the caller copies at once. 1, 0 (none: as
+// nextEvent's nothing) or -1 (take the classic nextEvent). Never reaches
+// Lua: pull_event_fast refuses whatever would.
+struct EventOut {
+  double id;
+  const char* part[5];  // method, path, query, packed headers, body
+  size_t len[5];
+};
+
+int next_event(Server* server, EventOut* out) {
+  std::shared_ptr<Exchange> ex;
+  int got = pull_event_fast(*server, &ex);
+  if (got != 1) return got;
+  // (The server's pending map holds the exchange until it is answered.)
+  thread_local std::string headers;
+  thread_local std::string body;
+  pack_fields(ex->req.headers, headers);
+  body.clear();
+  body.swap(ex->body);  // (as push_request_values, the exchange keeps none)
+  std::string_view target(ex->req.target);
+  size_t q = target.find('?');
+  std::string_view path = target.substr(0, q);
+  std::string_view query = q == std::string_view::npos ? std::string_view() : target.substr(q + 1);
+  const std::string_view parts[5] = {ex->req.method, path, query, headers, body};
+  out->id = static_cast<double>(ex->id);
+  for (int i = 0; i < 5; ++i) {
+    out->part[i] = parts[i].data();
+    out->len[i] = parts[i].size();
+  }
+  return 1;
+}
+
 // lib/evo/httpfast.lua's ffi.cdef mirrors this struct. A table of function
 // pointers rather than exported symbols: evo exports only the Lua and luv C
 // API (tools/evo-exports.list), and an embedding needs nothing exported.
@@ -1204,9 +1239,10 @@ struct Api {
   int (*send_end)(const char*, size_t);
   int (*done)(const void*);
   int (*request_part)(const void*, int, const char**);
+  int (*next_event)(Server*, EventOut*);
 };
-const Api kApi = {status_code, status_line, header,   send, send_begin,
-                  send_header, send_abort,  send_end, done, request_part};
+const Api kApi = {status_code, status_line, header, send,         send_begin, send_header,
+                  send_abort,  send_end,    done,   request_part, next_event};
 
 }  // namespace fast
 

@@ -746,6 +746,11 @@ void Connection::advance() {
 
 // One step of the state machine; true to go on.
 bool Connection::parse_step() {
+  if (deferred_) {
+    RequestParser::Result r = *deferred_;
+    deferred_.reset();
+    return on_parsed(r);
+  }
   if (state_ == State::Responding || state_ == State::Closing || state_ == State::Upgraded ||
       state_ == State::H2) {
     return false;
@@ -761,6 +766,12 @@ bool Connection::parse_step() {
   size_t used = 0;
   RequestParser::Result r = parser_.feed(t_->input(), &used);
   t_->consume(used);
+  return on_parsed(r);
+}
+
+// What the parser's result starts (parse_step; a result the FFI pull left
+// for the classic path, pull_event_fast).
+bool Connection::on_parsed(RequestParser::Result r) {
   switch (r) {
     case RequestParser::Result::NeedMore:
       if (state_ == State::Body || state_ == State::Draining) feed_body();
@@ -1491,6 +1502,41 @@ std::shared_ptr<Exchange> pull_batch_request(TaskSystem& sys, Task** task) {
   TaskSystem::hold(b.task, nullptr);  // the last request's exchange goes now (it was answered)
   *task = b.task;
   return b.conn->pull_next();
+}
+
+// The FFI's pull (src/bind/http.cpp fast::next_event): as next_event_request
+// for the common case, a whole request parsed from the input in the Waiting
+// state, and nothing else, since an FFI call must not reach Lua (an event,
+// a task, a close). Before parsing, anything unusual refuses (-1: the
+// caller takes the classic nextEvent); after it, any other result is kept
+// in deferred_ for the classic pull (parse_step) to start, and refused.
+// 1 with *out the exchange (held by the server's pending map), or 0: none.
+int pull_event_fast(Server& server, std::shared_ptr<Exchange>* out) {
+  BatchContext b = g_batch;
+  Connection* c = b.conn;
+  if (c == nullptr || c->server_.get() != &server || server.tasks().resuming != b.task ||
+      !TaskSystem::can_take_next_job(b.task))
+    return -1;
+  if (c->closed_ || !c->in_advance_ || c->deferred_ || c->pulled_ != nullptr ||
+      c->state_ != Connection::State::Waiting)
+    return -1;
+  if (c->t_->buffered() == 0) return 0;
+  if (c->congested()) return -1;
+  size_t used = 0;
+  RequestParser::Result r = c->parser_.feed(c->t_->input(), &used);
+  c->t_->consume(used);
+  if (r == RequestParser::Result::NeedMore) return 0;  // (Waiting: nothing to feed)
+  if (r != RequestParser::Result::Complete || c->parser_.request().upgrade ||
+      !c->parser_.request().trailers.empty() || !server.config().events) {
+    c->deferred_ = r;
+    return -1;
+  }
+  TaskSystem::hold(b.task, nullptr);  // (the event style holds nothing: no exchange dies here)
+  c->pulling_ = true;
+  c->dispatch(true);
+  c->pulling_ = false;
+  *out = std::move(c->pulled_);
+  return *out != nullptr ? 1 : -1;
 }
 
 std::shared_ptr<Exchange> next_batch_request(TaskSystem& sys) {

@@ -387,6 +387,7 @@ class Connection final : public TransportUser, public ExchangeIo {
   void on_end_of_input();
   void advance();
   bool parse_step();
+  bool on_parsed(RequestParser::Result r);
   void feed_body();
   void dispatch(bool complete);
   void request_completed();
@@ -408,6 +409,7 @@ class Connection final : public TransportUser, public ExchangeIo {
   void report_abort(Exchange& ex);
   void run_task(std::shared_ptr<Exchange> ex);
   friend std::shared_ptr<Exchange> pull_batch_request(TaskSystem& sys, Task** task);
+  friend int pull_event_fast(Server& server, std::shared_ptr<Exchange>* out);
   std::shared_ptr<Exchange> pull_next();
   void shutdown_done();
   bool try_h2();
@@ -440,6 +442,8 @@ class Connection final : public TransportUser, public ExchangeIo {
   // the exchange over here instead of starting a task for it.
   bool pulling_ = false;
   std::shared_ptr<Exchange> pulled_;
+  // A parser result the FFI pull left for the classic one (pull_event_fast).
+  std::optional<RequestParser::Result> deferred_;
   Task* writer_ = nullptr;
   uint32_t writer_id_ = 0;
   std::string remote_ip_;
@@ -484,6 +488,7 @@ std::shared_ptr<Exchange> next_batch_request(TaskSystem& sys);
 // request of the read (one with a body still coming, or trailers, goes as
 // its events, in tasks of their own); the server's pending map holds it.
 std::shared_ptr<Exchange> next_event_request(TaskSystem& sys);
+int pull_event_fast(Server& server, std::shared_ptr<Exchange>* out);
 // What both take: the next request for the batch task calling, or nullptr.
 std::shared_ptr<Exchange> pull_batch_request(TaskSystem& sys, Task** task);
 // Runs task t now; with `batch`, t may take the next requests of that
