@@ -27,6 +27,10 @@ local BLOCKING = helpers.root .. "/tests/fixtures/workers/blocking.lua"
 
 -- A supervisor child whose stdout and stderr lines are collected as they
 -- come; waitFor(stream, pattern, timeout) returns the first line matching.
+-- Every supervisor started, so that one a failed test left running is
+-- stopped after it (with its workers) instead of outliving the run.
+local started = {}
+
 local function start(args, opts)
   local env
   if opts and opts.env then
@@ -68,6 +72,7 @@ local function start(args, opts)
     return n
   end
   function sup.stop()
+    sup.stopped = true
     child:kill("SIGTERM")
     local code, signal = task.timeout(20, function() return child:wait() end)
     if code == nil then
@@ -76,6 +81,7 @@ local function start(args, opts)
     end
     return code, signal
   end
+  started[#started + 1] = sup
   return sup
 end
 
@@ -111,6 +117,13 @@ if require("evo.task").mode() == "blocking" then
 end
 
 describe("evo --workers", function()
+  afterEach(function()
+    for i = #started, 1, -1 do
+      local sup = table.remove(started, i)
+      if not sup.stopped and not sup.out.closed then pcall(sup.stop) end
+    end
+  end)
+
   it("spreads connections over every worker, on HTTP, net and WebSocket listeners", function()
     local httpPort, netPort = servers.freePort(), servers.freePort()
     local sup = start({"--workers", "3", APP, tostring(httpPort), tostring(netPort)})
