@@ -31,16 +31,8 @@ for tool in h2load curl python3; do
   command -v "$tool" >/dev/null || { echo "http2: $tool not installed (scripts/install-deps bench)"; exit 0; }
 done
 
-read -r cpu_server cpu_client < <(python3 -c 'import os; c = sorted(os.sched_getaffinity(0)); print(c[0], c[1] if len(c) > 1 else "")')
-if [ -n "$cpu_client" ] && command -v taskset >/dev/null; then
-  server_pin=(taskset -c "$cpu_server")
-  client_pin=(taskset -c "$cpu_client")
-  pinning="server on CPU $cpu_server, h2load on CPU $cpu_client"
-else
-  server_pin=()
-  client_pin=()
-  pinning="not pinned: fewer than 2 CPUs or no taskset; figures are only indicative"
-fi
+pin_client_name=h2load
+source "$here/lib/pin.sh"
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/evo-bench-http2.XXXXXX")
 chmod 755 "$tmp"  # nginx workers run as nobody when started by root

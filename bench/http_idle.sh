@@ -26,17 +26,8 @@ if [ "$fds" -lt $((n + 100)) ]; then
   exit 1
 fi
 
-# Server on the first CPU we may use, client on the second.
-read -r cpu_server cpu_client < <(python3 -c 'import os; c = sorted(os.sched_getaffinity(0)); print(c[0], c[1] if len(c) > 1 else "")' 2>/dev/null || echo "0 1")
-if [ -n "$cpu_client" ] && command -v taskset >/dev/null; then
-  server_pin=(taskset -c "$cpu_server")
-  client_pin=(taskset -c "$cpu_client")
-  pinning="server on CPU $cpu_server, client on CPU $cpu_client"
-else
-  server_pin=()
-  client_pin=()
-  pinning="not pinned: fewer than 2 CPUs or no taskset"
-fi
+pin_client_name=client
+source "$here/lib/pin.sh"
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/evo-bench-idle.XXXXXX")
 server=""
