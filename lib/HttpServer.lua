@@ -195,7 +195,9 @@ local classicNextEvent = native.nextEvent
 local function nextEvent(srv)
   if srv ~= nil then
     local got = fastNextEvent(srv, eventOut)
-    if got == 0 then return nil end
+    -- (None in this read: the classic one may wait as the server's parked
+    -- runner for the first request of a later read, which the FFI cannot.)
+    if got == 0 then return classicNextEvent() end
     if got == 1 then
       return eventOut.id, ffiString(eventPart[0], eventLen[0]), ffiString(eventPart[1], eventLen[1]),
         ffiString(eventPart[2], eventLen[2]), ffiString(eventPart[3], eventLen[3]),
@@ -265,7 +267,7 @@ local function serveBatch(self, debugging, current, srv, id, method, path, query
   repeat
     serveWhole(self, debugging, current, id, method, path, query, headers, body)
     id, method, path, query, headers, body = nextEvent(srv)
-  until id == nil
+  until not id  -- (false: a parked runner's wait was cancelled)
 end
 
 -- A handler that raises is reported and its request answered 500, as call()
@@ -292,7 +294,7 @@ local function runBatch(self, debugging, id, method, path, query, headers, body)
       end
     end
     id, method, path, query, headers, body = nextEvent(srv)
-    if id == nil then return end
+    if not id then return end
   end
 end
 

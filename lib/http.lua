@@ -346,7 +346,7 @@ local function serveBatch(current, handler, res)
     current[1] = res
     serveOne(handler, res)
     res = nextRequest()
-  until res == nil
+  until not res  -- (false: a parked runner's wait was cancelled)
 end
 
 -- The server's runner: a batch of requests; a handler that raises has its
@@ -375,7 +375,7 @@ local function runBatch(handler, res)
     leftovers[failed] = nil
     afterHandler(req, failed, false, err)
     res = nextRequest()
-    if res == nil then
+    if not res then
       current[1] = false
       spareCurrent = current
       return

@@ -798,21 +798,27 @@ int l_done(lua_State* L) {
 
 // next() -> res: the next request of the connection
 // whose handler task calls it, parsed from the same read (the runner of
-// lib/http.lua serves a batch of pipelined requests on one coroutine);
-// nothing when there is none (see next_batch_request).
+// lib/http.lua serves a batch of pipelined requests on one coroutine).
+// When the read has none, the runner may wait here as its server's parked
+// runner for the first request of a later read (park_batch_runner): its
+// res, or nothing once the server stops (false if the wait is cancelled).
+// Nothing when there is none and it may not wait.
 int l_next(lua_State* L) {
-  std::shared_ptr<Exchange> ex = next_batch_request(TaskSystem::from(L));
-  if (ex == nullptr) return 0;
+  TaskSystem& sys = TaskSystem::from(L);
+  std::shared_ptr<Exchange> ex = next_batch_request(sys);
+  if (ex == nullptr) return park_batch_runner(sys) ? sys.suspend(L, sys.resuming) : 0;
   push_request(L, ex);
   return 1;
 }
 
 // nextEvent() -> id, method, path, query, headers, body: the same for the
 // event style's batch (HttpServer's request runner): the next whole request
-// of the read, as its values; nothing when there is none.
+// of the read, as its values; or, as next(), the first of a later read after
+// waiting as the server's parked runner; nothing when there is none.
 int l_next_event(lua_State* L) {
-  std::shared_ptr<Exchange> ex = next_event_request(TaskSystem::from(L));
-  if (ex == nullptr) return 0;
+  TaskSystem& sys = TaskSystem::from(L);
+  std::shared_ptr<Exchange> ex = next_event_request(sys);
+  if (ex == nullptr) return park_batch_runner(sys) ? sys.suspend(L, sys.resuming) : 0;
   return push_request_values(L, *ex, true);
 }
 

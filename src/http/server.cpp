@@ -379,6 +379,7 @@ void Server::stop(std::function<void()> done) {
     return;
   }
   stopping_ = true;
+  release_parked_runner();
   close_listener();
   // Idle connections go now; the others finish their current response and
   // close after it (their "Connection: close" says so).
@@ -409,6 +410,7 @@ void Server::drain(double idle_seconds) {
 void Server::abort_all() {
   auto keep = shared_from_this();  // closing the listener may drop the last reference
   stopping_ = true;
+  release_parked_runner();
   close_listener();
   for (auto& c : connections_) {
     if (c->state() != Connection::State::Upgraded) c->close();
@@ -453,6 +455,7 @@ void Server::maybe_done() {
 void Server::release_lua() {
   lua_State* L = rt_.L();
   if (L == nullptr) return;
+  release_parked_runner();
   for (int* ref : {&object_ref, &handler_ref, &runner_ref, &request_runner_ref}) {
     luaL_unref(L, LUA_REGISTRYINDEX, *ref);
     *ref = LUA_NOREF;
@@ -1112,6 +1115,10 @@ bool emit_whole_request(Server& server, Exchange& ex, Connection* batch) {
       sys.closed())
     return false;
   lua_State* L = sys.L();
+  if (Task* parked = take_parked_runner(server, batch)) {
+    run_parked_runner(server, parked, server.parked_wait, batch, push_request_values(L, ex, true));
+    return true;
+  }
   lua_rawgeti(L, LUA_REGISTRYINDEX, server.request_runner_ref);
   lua_rawgeti(L, LUA_REGISTRYINDEX, server.object_ref);
   lua_pushboolean(L, server.runtime().debug() ? 1 : 0);
@@ -1563,9 +1570,53 @@ void run_batch_now(TaskSystem& sys, Task* t, Connection* batch) {
   g_batch = outer;
 }
 
+namespace {
+void unpark_runner(Task* /*t*/, void* arg) { static_cast<Server*>(arg)->parked_runner = nullptr; }
+}  // namespace
+
+Task* take_parked_runner(Server& server, Connection* batch) {
+  Task* t = server.parked_runner;
+  if (t == nullptr || batch == nullptr || server.tasks().resuming != nullptr) return nullptr;
+  server.parked_runner = nullptr;
+  // (Always true: the wait's cancel hook unparks it, and nothing else wakes it.)
+  return TaskSystem::waits_in(t, server.parked_wait) ? t : nullptr;
+}
+
+void run_parked_runner(Server& server, Task* t, uint32_t wait, Connection* batch, int nvalues) {
+  BatchContext outer = g_batch;
+  g_batch = BatchContext{batch, t};
+  server.tasks().wake_results(t, wait, nvalues, true);
+  g_batch = outer;
+}
+
+bool park_batch_runner(TaskSystem& sys) {
+  BatchContext b = g_batch;
+  if (b.conn == nullptr || sys.resuming != b.task || sys.blocking() || !TaskSystem::can_take_next_job(b.task))
+    return false;
+  Server& server = *b.conn->server_;
+  if (server.parked_runner != nullptr || server.stopping_) return false;
+  server.parked_runner = b.task;
+  server.parked_wait = sys.begin_wait(b.task, unpark_runner, &server);
+  return true;
+}
+
+void Server::release_parked_runner() {
+  Task* t = parked_runner;
+  if (t == nullptr) return;
+  parked_runner = nullptr;
+  if (!tasks().closed()) tasks().wake_results(t, parked_wait, 0, false);
+}
+
 void run_handler_task(Server& server, std::shared_ptr<Exchange> ex, Connection* batch) {
   TaskSystem& sys = server.tasks();
   lua_State* L = sys.L();
+  if (Task* parked = take_parked_runner(server, batch)) {
+    push_request(L, ex);
+    ex->handler = parked;  // as below
+    TaskSystem::hold(parked, std::move(ex));
+    run_parked_runner(server, parked, server.parked_wait, batch, 1);
+    return;
+  }
   lua_rawgeti(L, LUA_REGISTRYINDEX, server.runner_ref);
   lua_rawgeti(L, LUA_REGISTRYINDEX, server.handler_ref);
   // runner(handler, res) builds req in Lua, where its keys are constants:

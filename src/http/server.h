@@ -253,6 +253,17 @@ class Server : public std::enable_shared_from_this<Server> {
   }
   uint32_t next_id() { return ++last_id_; }
 
+  // Task style: a runner whose batch ran out of requests waits inside its
+  // next() for the first request of the next read, on any connection
+  // (park_batch_runner), instead of returning and going back to the pool.
+  // A keep-alive read brings one request: taking a pooled coroutine, the
+  // runner's entry, its xpcall and its return, then parking it, cost about
+  // as much as the request itself. Waits unbounded: released (its next()
+  // returns nothing) when the server stops.
+  Task* parked_runner = nullptr;
+  uint32_t parked_wait = 0;
+  void release_parked_runner();
+
   // Connection bookkeeping: a connection ends through remove(), or, once an
   // upgrade took its transport, at the next sweep (reap_soon()).
   void remove(Connection* c);
@@ -265,6 +276,13 @@ class Server : public std::enable_shared_from_this<Server> {
  private:
   friend class Connection;
   friend class SweepTimer;
+  friend bool park_batch_runner(TaskSystem& sys);
+// The server's parked runner, taken (for the first request of a read, run
+// at once from the read callback), or nullptr: then start a runner as ever.
+Task* take_parked_runner(Server& server, Connection* batch);
+// Resumes it now with the nvalues on top of the runtime's stack as its
+// next()'s results, serving the read of `batch` as its batch.
+void run_parked_runner(Server& server, Task* t, uint32_t wait, Connection* batch, int nvalues);
   void on_connection(IoResult r);
   void close_listener();
   void release_lua();
@@ -409,6 +427,13 @@ class Connection final : public TransportUser, public ExchangeIo {
   void report_abort(Exchange& ex);
   void run_task(std::shared_ptr<Exchange> ex);
   friend std::shared_ptr<Exchange> pull_batch_request(TaskSystem& sys, Task** task);
+  friend bool park_batch_runner(TaskSystem& sys);
+// The server's parked runner, taken (for the first request of a read, run
+// at once from the read callback), or nullptr: then start a runner as ever.
+Task* take_parked_runner(Server& server, Connection* batch);
+// Resumes it now with the nvalues on top of the runtime's stack as its
+// next()'s results, serving the read of `batch` as its batch.
+void run_parked_runner(Server& server, Task* t, uint32_t wait, Connection* batch, int nvalues);
   friend int pull_event_fast(Server& server, std::shared_ptr<Exchange>* out);
   std::shared_ptr<Exchange> pull_next();
   void shutdown_done();
@@ -484,6 +509,17 @@ void run_handler_task(Server& server, std::shared_ptr<Exchange> ex, Connection* 
 // Future was seen, a cancellation waits). Requests stay one at a time and
 // in order: the next one is parsed only once the last was answered.
 std::shared_ptr<Exchange> next_batch_request(TaskSystem& sys);
+// When next_batch_request had nothing: makes the batch task calling its
+// server's parked runner (see Server::parked_runner) if it may be one, and
+// returns true: the caller suspends it (sys.suspend) and its next() returns
+// the first request of a later read, or nothing once the server stops.
+bool park_batch_runner(TaskSystem& sys);
+// The server's parked runner, taken (for the first request of a read, run
+// at once from the read callback), or nullptr: then start a runner as ever.
+Task* take_parked_runner(Server& server, Connection* batch);
+// Resumes it now with the nvalues on top of the runtime's stack as its
+// next()'s results, serving the read of `batch` as its batch.
+void run_parked_runner(Server& server, Task* t, uint32_t wait, Connection* batch, int nvalues);
 // The same for the event style's batch (emit_whole_request): the next whole
 // request of the read (one with a body still coming, or trailers, goes as
 // its events, in tasks of their own); the server's pending map holds it.

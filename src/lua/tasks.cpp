@@ -676,12 +676,15 @@ constexpr const char kBodySource[] =
 // The Lua function a pooled coroutine runs: job after job, each fn(a, b, c)
 // (up to 8 arguments; fn must not raise: the HTTP server's runner catches
 // everything), then
-// recycle() parks the coroutine until the next job's values arrive.
+// recycle() parks the coroutine until the next job's values arrive. The
+// last job's values are let go first (one KNIL): a parked coroutine would
+// otherwise keep them alive, a closed server's handler among them.
 constexpr const char kWorkerSource[] =
     "local recycle = ...\n"
     "return function(fn, a, b, c, d, e, f, g, h)\n"
     "  while fn do\n"
     "    fn(a, b, c, d, e, f, g, h)\n"
+    "    fn, a, b, c, d, e, f, g, h = nil\n"
     "    fn, a, b, c, d, e, f, g, h = recycle()\n"
     "  end\n"
     "end\n";
@@ -1104,6 +1107,30 @@ bool TaskSystem::wake(Task* t, uint32_t id, int nvalues) {
     return false;
   }
   return wake_with(rt_.L(), t, id, nvalues);
+}
+
+bool TaskSystem::waits_in(const Task* t, uint32_t id) {
+  return t->state == Task::State::Suspended && t->wait_id == id && t->co != nullptr;
+}
+
+bool TaskSystem::wake_results(Task* t, uint32_t id, int nvalues, bool now) {
+  lua_State* L = rt_.L();
+  if (closed_ || !waits_in(t, id)) {
+    lua_pop(L, nvalues);
+    return false;
+  }
+  ++t->wait_id;
+  clear_hooks(L, t);
+  lua_checkstack(t->co, nvalues);
+  lua_xmove(L, t->co, nvalues);
+  t->resume_nargs = nvalues;
+  t->state = Task::State::Ready;
+  if (now) {
+    resume(t);
+  } else {
+    scheduler_.make_ready(t);
+  }
+  return true;
 }
 
 bool TaskSystem::wake_error(Task* t, uint32_t id, const char* code, const std::string& message) {

@@ -114,6 +114,14 @@ class TaskSystem {
   static bool wake_plain(Task* t, uint32_t id);
   int suspend(lua_State* L, Task* t);
   bool wake(Task* t, uint32_t id, int nvalues);
+  // wake() for a native that suspended to return values of its own (the
+  // HTTP server's next(), whose runner reads `res = next()`): the nvalues on
+  // top of L() become the call's results as they are, with no leading true.
+  // now: resumed at once (straight from a read callback, as run_now), else
+  // queued. False, and the values dropped, when t does not wait in `id`.
+  bool wake_results(Task* t, uint32_t id, int nvalues, bool now);
+  // Whether t is suspended in wait `id` (a wake for it would resume it).
+  [[nodiscard]] static bool waits_in(const Task* t, uint32_t id);
   // wake() with (nil, error object {code, message}): a failed wait.
   bool wake_error(Task* t, uint32_t id, const char* code, const std::string& message);
   [[nodiscard]] lua_State* L() const;
