@@ -277,12 +277,6 @@ class Server : public std::enable_shared_from_this<Server> {
   friend class Connection;
   friend class SweepTimer;
   friend bool park_batch_runner(TaskSystem& sys);
-// The server's parked runner, taken (for the first request of a read, run
-// at once from the read callback), or nullptr: then start a runner as ever.
-Task* take_parked_runner(Server& server, Connection* batch);
-// Resumes it now with the nvalues on top of the runtime's stack as its
-// next()'s results, serving the read of `batch` as its batch.
-void run_parked_runner(Server& server, Task* t, uint32_t wait, Connection* batch, int nvalues);
   void on_connection(IoResult r);
   void close_listener();
   void release_lua();
@@ -428,12 +422,6 @@ class Connection final : public TransportUser, public ExchangeIo {
   void run_task(std::shared_ptr<Exchange> ex);
   friend std::shared_ptr<Exchange> pull_batch_request(TaskSystem& sys, Task** task);
   friend bool park_batch_runner(TaskSystem& sys);
-// The server's parked runner, taken (for the first request of a read, run
-// at once from the read callback), or nullptr: then start a runner as ever.
-Task* take_parked_runner(Server& server, Connection* batch);
-// Resumes it now with the nvalues on top of the runtime's stack as its
-// next()'s results, serving the read of `batch` as its batch.
-void run_parked_runner(Server& server, Task* t, uint32_t wait, Connection* batch, int nvalues);
   friend int pull_event_fast(Server& server, std::shared_ptr<Exchange>* out);
   std::shared_ptr<Exchange> pull_next();
   void shutdown_done();
