@@ -15,12 +15,18 @@ const std::string* find_header(const HeaderList& headers, std::string_view name)
 
 namespace {
 
-// A name character lower-cased, or 0 for what is no token character
-// (kTokenChars): one load both checks and lower-cases it.
-constexpr std::array<char, 256> kLowerTokenChars = [] {
-  std::array<char, 256> t{};
+// A name character lower-cased in the low byte, with kNotToken set for what
+// is no token character (kTokenChars): one load per character both checks
+// and lower-cases it, and the flags are or-ed together, checked once.
+constexpr uint16_t kNotToken = 0x100;
+constexpr std::array<uint16_t, 256> kLowerToken = [] {
+  std::array<uint16_t, 256> t{};
   for (int c = 0; c < 256; ++c) {
-    if (kTokenChars[c]) t[c] = static_cast<char>(c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c);
+    if (!kTokenChars[c]) {
+      t[c] = kNotToken;
+    } else {
+      t[c] = static_cast<uint16_t>(c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c);
+    }
   }
   return t;
 }();
@@ -41,13 +47,13 @@ const char* HeaderCollector::name_piece(HeaderList& headers, const char* at, siz
   char buf[64];
   while (len > 0) {
     size_t n = len < sizeof(buf) ? len : sizeof(buf);
-    bool bad = false;
+    uint16_t seen = 0;
     for (size_t i = 0; i < n; ++i) {
-      char c = kLowerTokenChars[static_cast<unsigned char>(at[i])];
-      buf[i] = c;
-      bad |= c == 0;
+      uint16_t c = kLowerToken[static_cast<unsigned char>(at[i])];
+      buf[i] = static_cast<char>(c);
+      seen |= c;
     }
-    if (bad) return "invalid character in a header name";
+    if ((seen & kNotToken) != 0) return "invalid character in a header name";
     name.append(buf, n);
     at += n;
     len -= n;

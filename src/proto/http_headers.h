@@ -3,9 +3,9 @@
 // and the response parser. Names are lower-cased and must be tokens (RFC
 // 9110 5.1: whitespace before the colon is a smuggling vector, RFC 9112
 // 5.1); values must hold no NUL, CR or LF (llhttp refuses them: see
-// value_piece); and since the pieces of one value
-// are contiguous in the stream, a gap between two means llhttp skipped a line
-// break inside the value: an obs-fold continuation (RFC 9112 5.2), refused.
+// value_piece); and since the pieces of one value are contiguous in the
+// stream, a gap between two means llhttp skipped a line break inside the
+// value: an obs-fold continuation (RFC 9112 5.2), refused.
 #pragma once
 
 #include <cstddef>
