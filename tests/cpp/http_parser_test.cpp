@@ -210,6 +210,44 @@ TEST(HttpParser, RefusesMalformedRequestsAndSmugglingAttempts) {
   EXPECT_EQ(status_of(nul), 400);
 }
 
+TEST(HttpParser, ARequestSwapExchangesEveryField) {
+  std::string longer(40, 't');
+  for (const char* m : {"", "GET", "PROPFIND-LONGER-THAN-SSO"}) {
+    for (const char* t : {"", "/", "/a/path/longer/than/fifteen"}) {
+      Request a;
+      a.method = m;
+      a.target = t;
+      a.headers = {{"host", "x"}};
+      a.body = "b";
+      a.keep_alive = false;
+      Request b;
+      b.method = "POST";
+      b.target = longer;
+      b.version_minor = 0;
+      b.chunked = true;
+      a.swap(b);
+      EXPECT_EQ(a.method, "POST");
+      EXPECT_EQ(a.target, longer);
+      EXPECT_EQ(a.version_minor, 0);
+      EXPECT_TRUE(a.chunked);
+      EXPECT_TRUE(a.headers.empty());
+      EXPECT_TRUE(a.body.empty());
+      EXPECT_TRUE(a.keep_alive);
+      EXPECT_EQ(b.method, m);
+      EXPECT_EQ(b.target, t);
+      EXPECT_EQ(b.headers.size(), 1U);
+      EXPECT_EQ(b.body, "b");
+      EXPECT_FALSE(b.keep_alive);
+      Request empty;
+      b.swap(empty);  // into an empty request, as a recycled exchange's
+      EXPECT_EQ(empty.method, m);
+      EXPECT_EQ(empty.target, t);
+      EXPECT_TRUE(b.method.empty());
+      EXPECT_TRUE(b.target.empty());
+    }
+  }
+}
+
 // llhttp, as built (not LLHTTP_STRICT_MODE), lets a space into a header
 // name ("H ost", "Expect :"): the parser's own check refuses it.
 TEST(HttpParser, RefusesANameThatIsNoToken) {
