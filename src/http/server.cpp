@@ -1578,7 +1578,8 @@ Task* take_parked_runner(Server& server, Connection* batch) {
   Task* t = server.parked_runner;
   if (t == nullptr || batch == nullptr || server.tasks().resuming != nullptr) return nullptr;
   server.parked_runner = nullptr;
-  // (Always true: the wait's cancel hook unparks it, and nothing else wakes it.)
+  // (The wait's cancel hook unparks it and nothing of Evo's wakes it, but a
+  // script's coroutine.resume of its coroutine can take it out of the wait.)
   return TaskSystem::waits_in(t, server.parked_wait) ? t : nullptr;
 }
 
@@ -1595,6 +1596,11 @@ bool park_batch_runner(TaskSystem& sys) {
     return false;
   Server& server = *b.conn->server_;
   if (server.parked_runner != nullptr || server.stopping_) return false;
+  if (server.anchored_runner != b.task) {  // (the same runner parks read after read: anchored once)
+    sys.unanchor(server.runner_anchor);
+    server.runner_anchor = sys.anchor(b.task);
+    server.anchored_runner = b.task;
+  }
   server.parked_runner = b.task;
   server.parked_wait = sys.begin_wait(b.task, unpark_runner, &server);
   return true;
@@ -1602,9 +1608,13 @@ bool park_batch_runner(TaskSystem& sys) {
 
 void Server::release_parked_runner() {
   Task* t = parked_runner;
-  if (t == nullptr) return;
   parked_runner = nullptr;
-  if (!tasks().closed()) tasks().wake_results(t, parked_wait, 0, false);
+  if (t != nullptr && !tasks().closed()) tasks().wake_results(t, parked_wait, 0, false);
+  if (anchored_runner != nullptr) {  // (a woken task is alive until it finishes: anchored by its own ref)
+    tasks().unanchor(runner_anchor);
+    runner_anchor = LUA_NOREF;
+    anchored_runner = nullptr;
+  }
 }
 
 void run_handler_task(Server& server, std::shared_ptr<Exchange> ex, Connection* batch) {

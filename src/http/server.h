@@ -262,6 +262,12 @@ class Server : public std::enable_shared_from_this<Server> {
   // returns nothing) when the server stops.
   Task* parked_runner = nullptr;
   uint32_t parked_wait = 0;
+  // The last task parked, anchored (TaskSystem::anchor) until another one
+  // parks or the server ends: a coroutine.resume of its coroutine by a
+  // script takes it out of the wait without its cancel hook, and it may then
+  // finish; parked_runner must still point at a Task, never at freed memory.
+  Task* anchored_runner = nullptr;
+  int runner_anchor = LUA_NOREF;
   void release_parked_runner();
 
   // Connection bookkeeping: a connection ends through remove(), or, once an

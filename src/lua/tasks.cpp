@@ -123,32 +123,41 @@ void clear_hooks(lua_State* L, Task* t) {
 // A wake for the wait a running task is about to suspend in (the operation
 // completed before the task got to suspend()): kept, and suspend() returns
 // the values at once instead of yielding.
-bool keep_early_wake(lua_State* L, Task* t, int nvalues) {
+// bare: suspend() returns the values without the leading true (wake_results).
+bool keep_early_wake(lua_State* L, Task* t, int nvalues, bool bare = false) {
   ++t->wait_id;
   clear_hooks(L, t);
-  lua_createtable(L, nvalues, 1);
+  lua_createtable(L, nvalues, 2);
   lua_insert(L, -(nvalues + 1));
   for (int i = nvalues; i >= 1; --i) lua_rawseti(L, -(i + 1), i);
   lua_pushinteger(L, nvalues);
   lua_setfield(L, -2, "n");
+  if (bare) {
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, "bare");
+  }
   luaL_unref(L, LUA_REGISTRYINDEX, t->early_ref);
   t->early_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   return true;
 }
 
-// suspend() after an early wake: pushes (true, values...) and returns their count.
+// suspend() after an early wake: pushes (true, values...), or the bare
+// values of wake_results, and returns their count.
 int take_early_wake(lua_State* L, Task* t) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, t->early_ref);
   luaL_unref(L, LUA_REGISTRYINDEX, t->early_ref);
   t->early_ref = LUA_NOREF;
   lua_getfield(L, -1, "n");
   int n = static_cast<int>(lua_tointeger(L, -1));
-  lua_pop(L, 1);
+  lua_getfield(L, -2, "bare");
+  bool bare = lua_toboolean(L, -1) != 0;
+  lua_pop(L, 2);
   lua_checkstack(L, n + 2);
-  lua_pushboolean(L, 1);
-  for (int i = 1; i <= n; ++i) lua_rawgeti(L, -(i + 1), i);
-  lua_remove(L, -(n + 2));  // the table
-  return n + 1;
+  if (!bare) lua_pushboolean(L, 1);
+  int lead = bare ? 0 : 1;
+  for (int i = 1; i <= n; ++i) lua_rawgeti(L, -(i + lead), i);
+  lua_remove(L, -(n + lead + 1));  // the table
+  return n + lead;
 }
 
 // Resumes a suspended task with (true, values...): the values are on top of
@@ -1092,6 +1101,15 @@ uint32_t TaskSystem::begin_wait(Task* t, CancelHook hook, void* arg) {
 // NOLINTNEXTLINE(readability-convert-member-functions-to-static)
 void TaskSystem::set_cancel_arg(Task* t, void* arg) { t->c_hook_arg = arg; }
 
+int TaskSystem::anchor(Task* t) {
+  if (t->self_ref == LUA_NOREF) return LUA_NOREF;
+  lua_State* L = rt_.L();
+  lua_rawgeti(L, LUA_REGISTRYINDEX, t->self_ref);
+  return luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+void TaskSystem::unanchor(int ref) { luaL_unref(rt_.L(), LUA_REGISTRYINDEX, ref); }
+
 bool TaskSystem::wake_plain(Task* t, uint32_t id) { return t->sys->wake(t, id, 0); }
 
 int TaskSystem::suspend(lua_State* L, Task* t) {  // NOLINT(readability-convert-member-functions-to-static)
@@ -1115,6 +1133,9 @@ bool TaskSystem::waits_in(const Task* t, uint32_t id) {
 
 bool TaskSystem::wake_results(Task* t, uint32_t id, int nvalues, bool now) {
   lua_State* L = rt_.L();
+  if (!closed_ && t->state == Task::State::Running && t->wait_id == id && t->co != nullptr) {
+    return keep_early_wake(L, t, nvalues, true);  // (it has not suspended yet)
+  }
   if (closed_ || !waits_in(t, id)) {
     lua_pop(L, nvalues);
     return false;

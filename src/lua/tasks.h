@@ -122,6 +122,11 @@ class TaskSystem {
   bool wake_results(Task* t, uint32_t id, int nvalues, bool now);
   // Whether t is suspended in wait `id` (a wake for it would resume it).
   [[nodiscard]] static bool waits_in(const Task* t, uint32_t id);
+  // A registry reference that keeps t's memory (its Future userdata) alive
+  // even after it finished, for a native that keeps a Task* across waits it
+  // does not see end (LUA_NOREF for a finished task); unanchor drops it.
+  int anchor(Task* t);
+  void unanchor(int ref);
   // wake() with (nil, error object {code, message}): a failed wait.
   bool wake_error(Task* t, uint32_t id, const char* code, const std::string& message);
   [[nodiscard]] lua_State* L() const;

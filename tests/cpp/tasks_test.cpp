@@ -156,6 +156,59 @@ TEST(TaskWaits, AWakeBeforeSuspendIsKept) {
   lua_pop(L, 2);
 }
 
+// wake_results: a native's own results, without the leading true (the HTTP
+// server's next() for its parked runner), kept like any wake when it comes
+// before the task suspends, and given at once (now) when it comes after.
+int results_then_suspend(lua_State* L) {
+  TaskSystem& sys = TaskSystem::from(L);
+  Task* t = sys.waiter(L, 1);
+  if (t == nullptr) return luaL_error(L, "not in a task");
+  uint32_t id = sys.begin_wait(t, nullptr, nullptr);
+  lua_pushinteger(sys.L(), 42);
+  lua_pushliteral(sys.L(), "early");
+  if (!sys.wake_results(t, id, 2, true)) return luaL_error(L, "the early wake was refused");
+  return sys.suspend(L, t);
+}
+
+Task* g_results_task = nullptr;
+uint32_t g_results_id = 0;
+
+int suspend_for_results(lua_State* L) {
+  TaskSystem& sys = TaskSystem::from(L);
+  Task* t = sys.waiter(L, 1);
+  if (t == nullptr) return luaL_error(L, "not in a task");
+  g_results_task = t;
+  g_results_id = sys.begin_wait(t, nullptr, nullptr);
+  return sys.suspend(L, t);
+}
+
+TEST(TaskWaits, WakeResultsGivesTheBareValuesEarlyOrLate) {
+  Runtime rt({});
+  lua_register(rt.L(), "results_then_suspend", results_then_suspend);
+  lua_register(rt.L(), "suspend_for_results", suspend_for_results);
+  lua_State* L = rt.L();
+  ASSERT_EQ(luaL_loadstring(L,
+                            "local a, b = results_then_suspend(true)\n"
+                            "early = tostring(a) .. ' ' .. tostring(b)\n"
+                            "local c, d = suspend_for_results(true)\n"
+                            "late = tostring(c) .. ' ' .. tostring(d)\n"),
+            0);
+  ASSERT_TRUE(rt.start_main_task(0));
+  ASSERT_NE(g_results_task, nullptr);
+  TaskSystem& sys = rt.tasks();
+  EXPECT_TRUE(TaskSystem::waits_in(g_results_task, g_results_id));
+  lua_pushinteger(L, 7);
+  EXPECT_TRUE(sys.wake_results(g_results_task, g_results_id, 1, true));
+  lua_pushinteger(L, 8);
+  EXPECT_FALSE(sys.wake_results(g_results_task, g_results_id, 1, true)) << "one wake per wait";
+  rt.run_loop();
+  lua_getglobal(L, "early");
+  EXPECT_STREQ(lua_tostring(L, -1), "42 early");
+  lua_getglobal(L, "late");
+  EXPECT_STREQ(lua_tostring(L, -1), "7 nil");
+  lua_pop(L, 2);
+}
+
 std::shared_ptr<Waker> g_held_waker;
 
 int shared_wait(lua_State* L) {
