@@ -104,8 +104,8 @@ void Exchange::recycle() {
   // buffers' capacity. Every field of ExchangeState must be here.
   req.clear();
   id = 0;
-  // remote_ip and remote_port stay: a connection recycles only its own
-  // exchanges, so they are the same for the next request (dispatch).
+  // remote_ip and remote_port stay: dispatch copies them only when they
+  // differ (a connection's own spare has them already).
   conn = nullptr;
   stream.reset();
   handler = nullptr;
@@ -903,15 +903,41 @@ std::shared_ptr<Exchange> Connection::new_exchange() {
     return std::move(spare_);
   }
   spare_ = nullptr;
+  if (std::shared_ptr<Exchange> ex = server_->take_pooled_exchange()) return ex;
   return std::make_shared<Exchange>();
+}
+
+void Server::pool_exchange(std::shared_ptr<Exchange> ex) {
+  const size_t kInline = std::string().capacity();
+  if (exchange_pool_.size() >= kPooledExchanges || ex->head.capacity() > kKeepHeadBytes ||
+      ex->req.body.capacity() > kInline || ex->body.capacity() > kInline || ex->req.headers.capacity() > 16)
+    return;
+  exchange_pool_.push_back(std::move(ex));
+}
+
+std::shared_ptr<Exchange> Server::take_pooled_exchange() {
+  // (The last one given is the likeliest to be let go by its task already.)
+  if (exchange_pool_.empty() || exchange_pool_.back().use_count() != 1) return nullptr;
+  std::shared_ptr<Exchange> ex = std::move(exchange_pool_.back());
+  exchange_pool_.pop_back();
+  ex->recycle();
+  return ex;
 }
 
 void Connection::response_done(Exchange& ex) {
   // The exchange is over for the connection; Lua may still hold it.
   ex.conn = nullptr;
   bool close_now = ex.close_after;
-  // Kept for the next request's dispatch (new_exchange) rather than freed.
-  if (current_.get() == &ex) spare_ = std::move(current_);
+  // Kept for the next request's dispatch (new_exchange) rather than freed:
+  // by the connection while more of its input waits (pipelining), else by
+  // the server, for whichever connection's request comes next.
+  if (current_.get() == &ex) {
+    if (t_->buffered() != 0) {
+      spare_ = std::move(current_);
+    } else {
+      server_->pool_exchange(std::move(current_));
+    }
+  }
   current_ = nullptr;
   if (close_now) {
     close_soon();
@@ -1032,8 +1058,12 @@ void Connection::update_deadline() {
 void Connection::release_idle_memory() {
   t_->release_buffers();
   if (head_spare_.capacity() > std::string().capacity()) std::string().swap(head_spare_);
-  if (spare_ != nullptr && spare_->head.capacity() > std::string().capacity())
-    std::string().swap(spare_->head);
+  // The recycled exchange and the parser's emptied lists go too: a
+  // connection that stays idle costs its Connection and transport only (a
+  // busy one keeps them from one request to the next: the sweep runs once
+  // a second at most).
+  spare_ = nullptr;
+  parser_.release_idle_memory();
 }
 
 void Connection::arm_send_deadline() {

@@ -253,6 +253,15 @@ class Server : public std::enable_shared_from_this<Server> {
   }
   uint32_t next_id() { return ++last_id_; }
 
+  // Finished exchanges kept for the next request of any connection: a
+  // connection that goes idle gives its exchange here rather than keeping it
+  // (10,000 idle keep-alive connections would hold 10,000 of them), and the
+  // next request, on whichever connection, takes one back (no allocation
+  // per keep-alive request). Bounded; one whose buffers grew large is not kept.
+  static constexpr size_t kPooledExchanges = 64;
+  void pool_exchange(std::shared_ptr<Exchange> ex);
+  std::shared_ptr<Exchange> take_pooled_exchange();
+
   // Task style: a runner whose batch ran out of requests waits inside its
   // next() for the first request of the next read, on any connection
   // (park_batch_runner), instead of returning and going back to the pool.
@@ -301,6 +310,7 @@ class Server : public std::enable_shared_from_this<Server> {
   uint32_t last_id_ = 0;
   std::array<uint32_t, kAnswered> answered_{};  // (ids start at 1: 0 is none)
   size_t answered_next_ = 0;
+  std::vector<std::shared_ptr<Exchange>> exchange_pool_;
   bool stopping_ = false;
   uint64_t drain_idle_ms_ = 0;  // drain(): how long idle connections may stay
   std::function<void()> on_stopped_;

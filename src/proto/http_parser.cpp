@@ -501,4 +501,16 @@ void RequestParser::next() {
 
 void RequestParser::resume_body() { llhttp_resume(&parser_); }
 
+void RequestParser::release_idle_memory() {
+  // (Only what is empty: a request on its way keeps what it has.)
+  auto drop = [](auto& v) {
+    if (v.empty()) std::remove_reference_t<decltype(v)>().swap(v);
+  };
+  drop(req_.method);
+  drop(req_.target);
+  drop(req_.headers);
+  drop(req_.trailers);
+  drop(req_.body);
+}
+
 }  // namespace evo::http

@@ -73,6 +73,9 @@ class RequestParser {
   void next();
   // After HeadersComplete: go on with the body.
   void resume_body();
+  // Between requests (an idle keep-alive connection): the emptied buffers
+  // kept for the next request are freed.
+  void release_idle_memory();
 
   [[nodiscard]] const Request& request() const { return req_; }
   Request& request() { return req_; }
