@@ -1146,7 +1146,7 @@ bool emit_whole_request(Server& server, Exchange& ex, Connection* batch) {
     return false;
   lua_State* L = sys.L();
   if (Task* parked = take_parked_runner(server, batch)) {
-    run_parked_runner(server, parked, server.parked_wait, batch, push_request_values(L, ex, true));
+    run_parked_runner(server, parked, batch, push_request_values(L, ex, true));
     return true;
   }
   lua_rawgeti(L, LUA_REGISTRYINDEX, server.request_runner_ref);
@@ -1613,10 +1613,10 @@ Task* take_parked_runner(Server& server, Connection* batch) {
   return TaskSystem::waits_in(t, server.parked_wait) ? t : nullptr;
 }
 
-void run_parked_runner(Server& server, Task* t, uint32_t wait, Connection* batch, int nvalues) {
+void run_parked_runner(Server& server, Task* t, Connection* batch, int nvalues) {
   BatchContext outer = g_batch;
   g_batch = BatchContext{batch, t};
-  server.tasks().wake_results(t, wait, nvalues, true);
+  server.tasks().wake_results(t, server.parked_wait, nvalues, true);
   g_batch = outer;
 }
 
@@ -1654,7 +1654,7 @@ void run_handler_task(Server& server, std::shared_ptr<Exchange> ex, Connection* 
     push_request(L, ex);
     ex->handler = parked;  // as below
     TaskSystem::hold(parked, std::move(ex));
-    run_parked_runner(server, parked, server.parked_wait, batch, 1);
+    run_parked_runner(server, parked, batch, 1);
     return;
   }
   lua_rawgeti(L, LUA_REGISTRYINDEX, server.runner_ref);

@@ -523,7 +523,7 @@ bool park_batch_runner(TaskSystem& sys);
 Task* take_parked_runner(Server& server, Connection* batch);
 // Resumes it now with the nvalues on top of the runtime's stack as its
 // next()'s results, serving the read of `batch` as its batch.
-void run_parked_runner(Server& server, Task* t, uint32_t wait, Connection* batch, int nvalues);
+void run_parked_runner(Server& server, Task* t, Connection* batch, int nvalues);
 // The same for the event style's batch (emit_whole_request): the next whole
 // request of the read (one with a body still coming, or trailers, goes as
 // its events, in tasks of their own); the server's pending map holds it.

@@ -162,22 +162,28 @@ int take_early_wake(lua_State* L, Task* t) {
 
 // Resumes a suspended task with (true, values...): the values are on top of
 // L's stack (nvalues of them) and are moved onto the task's coroutine.
-bool wake_with(lua_State* L, Task* t, uint32_t id, int nvalues) {
+// bare: without the leading true (wake_results). now: resumed at once
+// instead of queued.
+bool wake_with(lua_State* L, Task* t, uint32_t id, int nvalues, bool bare = false, bool now = false) {
   if (t->state == Task::State::Running && t->wait_id == id && t->co != nullptr) {
-    return keep_early_wake(L, t, nvalues);
+    return keep_early_wake(L, t, nvalues, bare);
   }
-  if (t->state != Task::State::Suspended || t->wait_id != id || t->co == nullptr) {
+  if (!TaskSystem::waits_in(t, id)) {
     lua_pop(L, nvalues);  // late, duplicate or foreign: dropped
     return false;
   }
   ++t->wait_id;  // this suspension is over: later wakes for it are ignored
   clear_hooks(L, t);
   lua_checkstack(t->co, nvalues + 2);
-  lua_pushboolean(t->co, 1);
+  if (!bare) lua_pushboolean(t->co, 1);
   lua_xmove(L, t->co, nvalues);
-  t->resume_nargs = nvalues + 1;
+  t->resume_nargs = nvalues + (bare ? 0 : 1);
   t->state = Task::State::Ready;
-  t->sys->scheduler().make_ready(t);
+  if (now) {
+    t->sys->resume(t);
+  } else {
+    t->sys->scheduler().make_ready(t);
+  }
   return true;
 }
 
@@ -1132,26 +1138,11 @@ bool TaskSystem::waits_in(const Task* t, uint32_t id) {
 }
 
 bool TaskSystem::wake_results(Task* t, uint32_t id, int nvalues, bool now) {
-  lua_State* L = rt_.L();
-  if (!closed_ && t->state == Task::State::Running && t->wait_id == id && t->co != nullptr) {
-    return keep_early_wake(L, t, nvalues, true);  // (it has not suspended yet)
-  }
-  if (closed_ || !waits_in(t, id)) {
-    lua_pop(L, nvalues);
+  if (closed_) {  // (as wake)
+    lua_pop(rt_.L(), nvalues);
     return false;
   }
-  ++t->wait_id;
-  clear_hooks(L, t);
-  lua_checkstack(t->co, nvalues);
-  lua_xmove(L, t->co, nvalues);
-  t->resume_nargs = nvalues;
-  t->state = Task::State::Ready;
-  if (now) {
-    resume(t);
-  } else {
-    scheduler_.make_ready(t);
-  }
-  return true;
+  return wake_with(rt_.L(), t, id, nvalues, true, now);
 }
 
 bool TaskSystem::wake_error(Task* t, uint32_t id, const char* code, const std::string& message) {
