@@ -126,20 +126,23 @@ TEST(TaskWaits, ReadyTasksRunInTheOrderTheyWereWoken) {
 // The wait contract (issue 8): a completion that arrives before the task
 // suspends (the operation finished at once, on the way to suspend()) is kept,
 // and suspend() returns its values without yielding.
-int wake_then_suspend(lua_State* L) {
+// kBare: through wake_results (the values without the leading true).
+template <bool kBare>
+int early_wake_then_suspend(lua_State* L) {
   TaskSystem& sys = TaskSystem::from(L);
   Task* t = sys.waiter(L, 1);
   if (t == nullptr) return luaL_error(L, "not in a task");
   uint32_t id = sys.begin_wait(t, nullptr, nullptr);
   lua_pushinteger(sys.L(), 42);
   lua_pushliteral(sys.L(), "early");
-  if (!sys.wake(t, id, 2)) return luaL_error(L, "the early wake was refused");
+  bool kept = kBare ? sys.wake_results(t, id, 2, true) : sys.wake(t, id, 2);
+  if (!kept) return luaL_error(L, "the early wake was refused");
   return sys.suspend(L, t);
 }
 
 TEST(TaskWaits, AWakeBeforeSuspendIsKept) {
   Runtime rt({});
-  lua_register(rt.L(), "wake_then_suspend", wake_then_suspend);
+  lua_register(rt.L(), "wake_then_suspend", early_wake_then_suspend<false>);
   lua_State* L = rt.L();
   ASSERT_EQ(luaL_loadstring(L,
                             "local ok, a, b = wake_then_suspend(true)\n"
@@ -159,17 +162,6 @@ TEST(TaskWaits, AWakeBeforeSuspendIsKept) {
 // wake_results: a native's own results, without the leading true (the HTTP
 // server's next() for its parked runner), kept like any wake when it comes
 // before the task suspends, and given at once (now) when it comes after.
-int results_then_suspend(lua_State* L) {
-  TaskSystem& sys = TaskSystem::from(L);
-  Task* t = sys.waiter(L, 1);
-  if (t == nullptr) return luaL_error(L, "not in a task");
-  uint32_t id = sys.begin_wait(t, nullptr, nullptr);
-  lua_pushinteger(sys.L(), 42);
-  lua_pushliteral(sys.L(), "early");
-  if (!sys.wake_results(t, id, 2, true)) return luaL_error(L, "the early wake was refused");
-  return sys.suspend(L, t);
-}
-
 Task* g_results_task = nullptr;
 uint32_t g_results_id = 0;
 
@@ -184,7 +176,7 @@ int suspend_for_results(lua_State* L) {
 
 TEST(TaskWaits, WakeResultsGivesTheBareValuesEarlyOrLate) {
   Runtime rt({});
-  lua_register(rt.L(), "results_then_suspend", results_then_suspend);
+  lua_register(rt.L(), "results_then_suspend", early_wake_then_suspend<true>);
   lua_register(rt.L(), "suspend_for_results", suspend_for_results);
   lua_State* L = rt.L();
   ASSERT_EQ(luaL_loadstring(L,

@@ -38,6 +38,20 @@ local function connect(server)
   return assert(net.connect({host = "127.0.0.1", port = server.port}))
 end
 
+-- Rounds of one request on each connection in turn ({server, stream, name}
+-- each): every answer must be its own server's ("name/path"). Then closes them.
+local function alternate(conns, rounds)
+  for round = 1, rounds do
+    for i, c in ipairs(conns) do
+      local path = "/" .. round .. "/" .. i
+      local status, body = get(c[2], path)
+      assert.equal(status, 200)
+      assert.equal(body, c[3] .. path)
+    end
+  end
+  for _, c in ipairs(conns) do c[2]:close() end
+end
+
 describe("a parked runner (keep-alive)", function()
   afterEach(K.cleanup)
 
@@ -45,15 +59,7 @@ describe("a parked runner (keep-alive)", function()
     local a = K.serve({}, function(req, res) res:send(200, "a" .. req.path) end)
     local b = K.serve({}, function(req, res) res:send(200, "b" .. req.path) end)
     local conns = {{a, connect(a), "a"}, {b, connect(b), "b"}, {a, connect(a), "a"}, {b, connect(b), "b"}}
-    for round = 1, 25 do
-      for i, c in ipairs(conns) do
-        local path = "/" .. round .. "/" .. i
-        local status, body = get(c[2], path)
-        assert.equal(status, 200)
-        assert.equal(body, c[3] .. path)
-      end
-    end
-    for _, c in ipairs(conns) do c[2]:close() end
+    alternate(conns, 25)
   end)
 
   it("answers 500 for a handler that raised and goes on with the next read", function()
@@ -123,15 +129,7 @@ describe("a parked runner (keep-alive)", function()
     end
     local a, b = eventServer("a"), eventServer("b")
     local conns = {{a, connect(a), "a"}, {b, connect(b), "b"}, {a, connect(a), "a"}}
-    for round = 1, 20 do
-      for i, c in ipairs(conns) do
-        local path = "/" .. round .. "/" .. i
-        local status, body = get(c[2], path)
-        assert.equal(status, 200)
-        assert.equal(body, c[3] .. path)
-      end
-    end
-    for _, c in ipairs(conns) do c[2]:close() end
+    alternate(conns, 20)
   end)
 
   it("ends with its HttpServer: its handlers are let go once it stopped listening", function()
