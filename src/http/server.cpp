@@ -490,7 +490,7 @@ void Server::sweep() {
 // ------------------------------------------------------------ connection
 
 Connection::Connection(std::shared_ptr<Server> server, std::unique_ptr<Transport> transport)
-    : server_(std::move(server)), t_(std::move(transport)), parser_(server_->config().limits) {
+    : server_(std::move(server)), t_(std::move(transport)) {
   t_->set_user(this);
 }
 
@@ -687,7 +687,7 @@ bool Connection::try_h2() {
 // 7540 3.2) and no body: 101, then it is stream 1 of an HTTP/2 connection.
 // False (served as HTTP/1.1) otherwise.
 bool Connection::upgrade_h2c() {
-  Request& r = parser_.request();
+  Request& r = parser_->request();
   const std::string* up = r.header("upgrade");
   if (t_->tls() != nullptr || up == nullptr || strcasecmp(up->c_str(), "h2c") != 0) return false;
   if (r.header("http2-settings") == nullptr || !r.body.empty() || server_->stopping_) return false;
@@ -767,7 +767,7 @@ bool Connection::parse_step() {
     return false;
   }
   size_t used = 0;
-  RequestParser::Result r = parser_.feed(t_->input(), &used);
+  RequestParser::Result r = parser().feed(t_->input(), &used);
   t_->consume(used);
   return on_parsed(r);
 }
@@ -781,12 +781,12 @@ bool Connection::on_parsed(RequestParser::Result r) {
       return false;
     case RequestParser::Result::Error:
       if (state_ == State::Waiting) {
-        fail_request(parser_.error_status());
+        fail_request(parser_->error_status());
       } else if (current_ != nullptr) {
         // The body went wrong after the handler started: it learns from
         // req:read(); the connection cannot be reused.
-        current_->body_error_status = parser_.error_status();
-        current_->body_error = parser_.error_reason();
+        current_->body_error_status = parser_->error_status();
+        current_->body_error = parser_->error_reason();
         current_->close_after = true;
         wake_body_reader(*current_);
         if (state_ == State::Draining || current_->finished) close_soon();
@@ -795,12 +795,12 @@ bool Connection::on_parsed(RequestParser::Result r) {
       }
       return false;
     case RequestParser::Result::HeadersComplete:
-      parser_.resume_body();
+      parser_->resume_body();
       dispatch(false);
       return true;
     case RequestParser::Result::Complete:
       if (state_ == State::Waiting) {
-        if (parser_.request().upgrade && server_->config().http2 && upgrade_h2c()) return false;
+        if (parser_->request().upgrade && server_->config().http2 && upgrade_h2c()) return false;
         dispatch(true);
       } else {
         feed_body();
@@ -815,7 +815,7 @@ bool Connection::on_parsed(RequestParser::Result r) {
 
 // Moves what the parser collected of the body into the exchange.
 void Connection::feed_body() {
-  std::string& got = parser_.request().body;
+  std::string& got = parser_->request().body;
   if (got.empty()) return;
   if (state_ == State::Body && current_ != nullptr) {
     if (current_->body.empty()) {
@@ -831,13 +831,13 @@ void Connection::feed_body() {
 // The request's last byte has arrived.
 void Connection::request_completed() {
   if (state_ == State::Draining) {
-    parser_.next();
+    parser_->next();
     state_ = State::Waiting;
     return;
   }
   if (current_ == nullptr) return;
   std::shared_ptr<Exchange> ex = current_;
-  if (!parser_.request().trailers.empty()) ex->req.trailers = std::move(parser_.request().trailers);
+  if (!parser_->request().trailers.empty()) ex->req.trailers = std::move(parser_->request().trailers);
   ex->body_done = true;
   state_ = State::Responding;
   wake_body_reader(*ex);
@@ -851,7 +851,7 @@ void Connection::dispatch(bool complete) {
   // A swap, not a move: the parser gets the recycled exchange's buffers
   // (emptied) back for the next request.
   // (Both are empty: a new request, or a recycled one's cleared.)
-  ex->req.swap(parser_.request());
+  ex->req.swap(parser_->request());
   ex->id = server_->next_id();
   uint32_t id = ex->id;
   // (A recycled exchange has them already: see recycle().)
@@ -915,6 +915,24 @@ void Server::pool_exchange(std::shared_ptr<Exchange> ex) {
   exchange_pool_.push_back(std::move(ex));
 }
 
+void Server::pool_parser(std::unique_ptr<RequestParser> p) {
+  if (parser_pool_.size() >= kPooledExchanges) return;
+  // (The buffers an exchange gave it stay for the next request, unless
+  // they grew: a parser in the pool is as small as a new one.)
+  const Request& r = p->request();
+  if (r.body.capacity() > std::string().capacity() || r.headers.capacity() > 16 ||
+      r.target.capacity() > kKeepHeadBytes)
+    p->release_idle_memory();
+  parser_pool_.push_back(std::move(p));
+}
+
+std::unique_ptr<RequestParser> Server::take_parser() {
+  if (parser_pool_.empty()) return std::make_unique<RequestParser>(config_.limits);
+  std::unique_ptr<RequestParser> p = std::move(parser_pool_.back());
+  parser_pool_.pop_back();
+  return p;
+}
+
 std::shared_ptr<Exchange> Server::take_pooled_exchange() {
   // (The last one given is the likeliest to be let go by its task already.)
   if (exchange_pool_.empty() || exchange_pool_.back().use_count() != 1) return nullptr;
@@ -943,8 +961,10 @@ void Connection::response_done(Exchange& ex) {
     close_soon();
     return;
   }
-  parser_.next();
+  parser_->next();
   state_ = State::Waiting;
+  // (The request was parsed to its end: nothing of the next one is in it.)
+  if (t_->buffered() == 0) server_->pool_parser(std::move(parser_));
 }
 
 // The engine's own answer to a request it could not parse; then close.
@@ -1063,7 +1083,7 @@ void Connection::release_idle_memory() {
   // busy one keeps them from one request to the next: the sweep runs once
   // a second at most).
   spare_ = nullptr;
-  parser_.release_idle_memory();
+  if (parser_ != nullptr) parser_->release_idle_memory();
 }
 
 void Connection::arm_send_deadline() {
@@ -1560,11 +1580,11 @@ int pull_event_fast(Server& server, std::shared_ptr<Exchange>* out) {
   if (c->t_->buffered() == 0) return 0;
   if (c->congested()) return -1;
   size_t used = 0;
-  RequestParser::Result r = c->parser_.feed(c->t_->input(), &used);
+  RequestParser::Result r = c->parser().feed(c->t_->input(), &used);
   c->t_->consume(used);
   if (r == RequestParser::Result::NeedMore) return 0;  // (Waiting: nothing to feed)
-  if (r != RequestParser::Result::Complete || c->parser_.request().upgrade ||
-      !c->parser_.request().trailers.empty() || !server.config().events) {
+  if (r != RequestParser::Result::Complete || c->parser_->request().upgrade ||
+      !c->parser_->request().trailers.empty() || !server.config().events) {
     c->deferred_ = r;
     return -1;
   }
