@@ -27,7 +27,7 @@ local type, error, tostring, setmetatable, getmetatable, pairs, ipairs =
 local lower, match, gmatch, concat = string.lower, string.match, string.gmatch, table.concat
 local isyieldable = coroutine.isyieldable
 local finish = require("evo.wait").finish
-local feed, nextEvent, nsend = native.feed, native.next, native.send
+local feed, nextEvent, sendTo = native.feed, native.next, native.sendTo
 
 local ws = {}
 
@@ -116,9 +116,11 @@ function Conn:send(data, kind)
     error("bad argument #2 to 'send' (\"text\" or \"binary\" expected)", 2)
   end
   if self.closedWith or self.failedWith then return nil, self.closedWith or self.failedWith end
-  local frame = nsend(self.session, data, kind == "binary")
-  if not frame then return nil, closedError(1000, "", "the WebSocket is closing") end
-  return self.stream:write(frame)
+  -- One native builds the frame and writes it (as stream:write would), so
+  -- no Lua string is made for it: false means the session sends no more.
+  local ok, err = finish(sendTo(self.session, data, kind == "binary", self.stream, isyieldable()))
+  if ok == false then return nil, closedError(1000, "", "the WebSocket is closing") end
+  return ok, err
 end
 
 -- conn:ping([data]) -> true | nil, err

@@ -7,10 +7,12 @@
 //   local ok, out = native.feed(s, bytes)      -- out: bytes to send now (pongs, close echo) or nil
 //   local kind, data, extra = native.next(s)  -- "message"/"ping"/"pong"/"close", or nil: need more
 //   local frame = native.send(s, data, binary) -- the wire bytes, or nil when sending is over
+//   native.sendTo(s, data, binary, stream, yieldable) -- the frame written to a net Stream
 #include <deque>
 #include <memory>
 #include <string>
 
+#include "io/stream.h"
 #include "lua/boxed.h"
 #include "lua/errors.h"
 #include "proto/ws_protocol.h"
@@ -28,7 +30,15 @@ struct WsSession {
       : session(role, limits, deflate) {}
 };
 
-WsSession* check(lua_State* L) { return Boxed<WsSession>::check(L, 1, kSessionMeta); }
+// The natives' upvalues (open_ws): the session metatable, then the event
+// kinds next() returns. Every message goes through check() and next() once:
+// comparing with the upvalue, and pushing an upvalue, spare the name lookups
+// (luaL_checkudata's registry key, lua_pushliteral's interning) per call.
+enum Upvalue : int { kMetaUp = 1, kMessageUp, kPingUp, kPongUp, kCloseUp, kUpvalues = kCloseUp };
+
+WsSession* check(lua_State* L) {
+  return Boxed<WsSession>::check(L, 1, kSessionMeta, lua_upvalueindex(kMetaUp));
+}
 
 bool read_deflate(lua_State* L, int idx, ws::DeflateOptions* o) {
   if (!lua_istable(L, idx)) return false;
@@ -76,14 +86,16 @@ int l_session(lua_State* L) {
   return 1;
 }
 
-// Pushes the session's pending output, or nil when there is none.
+// Pushes the session's pending output, or nil when there is none. The
+// output buffer is cleared, not taken, so it keeps its capacity.
 void push_output(lua_State* L, WsSession* s) {
   if (!s->session.has_output()) {
     lua_pushnil(L);
     return;
   }
-  std::string out = s->session.take_output();
+  std::string_view out = s->session.output();
   lua_pushlstring(L, out.data(), out.size());
+  s->session.clear_output();
 }
 
 // feed(s, bytes) -> ok, output|nil
@@ -107,18 +119,18 @@ int l_next(lua_State* L) {
   s->events.pop_front();
   switch (e.kind) {
     case ws::Event::Kind::Message:
-      lua_pushliteral(L, "message");
+      lua_pushvalue(L, lua_upvalueindex(kMessageUp));
       lua_pushlstring(L, e.data.data(), e.data.size());
       lua_pushboolean(L, e.binary ? 1 : 0);
       return 3;
     case ws::Event::Kind::Ping:
-      lua_pushliteral(L, "ping");
+      lua_pushvalue(L, lua_upvalueindex(kPingUp));
       break;
     case ws::Event::Kind::Pong:
-      lua_pushliteral(L, "pong");
+      lua_pushvalue(L, lua_upvalueindex(kPongUp));
       break;
     case ws::Event::Kind::Close:
-      lua_pushliteral(L, "close");
+      lua_pushvalue(L, lua_upvalueindex(kCloseUp));
       lua_pushlstring(L, e.data.data(), e.data.size());
       lua_pushinteger(L, e.close_code);
       return 3;
@@ -135,6 +147,29 @@ int l_send(lua_State* L) {
   if (!s->session.send_message(std::string_view(data, n), lua_toboolean(L, 3) != 0)) return 0;
   push_output(L, s);
   return 1;
+}
+
+// sendTo(s, data, binary, stream, yieldable) -> the stream write's answer:
+// (true, true | nil, err), (false) when cancelled, or a suspend; (true,
+// false) when sending is over. conn:send's path: the frame goes from the
+// session's buffer to the stream's without a Lua string or a second native
+// call (each native call splits the Lua trace around it).
+int l_send_to(lua_State* L) {
+  WsSession* s = check(L);
+  size_t n = 0;
+  const char* data = luaL_checklstring(L, 2, &n);
+  Stream* stream = check_stream(L, 4);
+  if (!s->session.send_message(std::string_view(data, n), lua_toboolean(L, 3) != 0)) {
+    lua_pushboolean(L, 1);
+    lua_pushboolean(L, 0);
+    return 2;
+  }
+  // Cleared however the write ends (a Lua error unwinds through here too).
+  struct ClearOutput {
+    ws::Session& session;
+    ~ClearOutput() { session.clear_output(); }
+  } clear{s->session};
+  return stream->write(L, s->session.output(), 5);
 }
 
 int l_ping(lua_State* L) {
@@ -224,12 +259,12 @@ int open_ws(lua_State* L) {
   luaL_newmetatable(L, kSessionMeta);
   lua_pushcfunction(L, Boxed<WsSession>::gc);
   lua_setfield(L, -2, "__gc");
-  lua_pop(L, 1);
   const luaL_Reg functions[] = {
       {"session", l_session},
       {"feed", l_feed},
       {"next", l_next},
       {"send", l_send},
+      {"sendTo", l_send_to},
       {"ping", l_ping},
       {"close", l_close},
       {"state", l_state},
@@ -242,7 +277,12 @@ int open_ws(lua_State* L) {
       {nullptr, nullptr},
   };
   lua_newtable(L);
-  luaL_register(L, nullptr, functions);
+  lua_insert(L, -2);  // the metatable, the first upvalue, above the table
+  lua_pushliteral(L, "message");
+  lua_pushliteral(L, "ping");
+  lua_pushliteral(L, "pong");
+  lua_pushliteral(L, "close");
+  luaL_openlib(L, nullptr, functions, kUpvalues);
   return 1;
 }
 

@@ -25,6 +25,20 @@ struct Boxed {
     return static_cast<Boxed*>(luaL_checkudata(L, idx, meta))->object.get();
   }
 
+  // The same for a native that holds the metatable at `meta_idx` (an
+  // upvalue): a pointer comparison instead of luaL_checkudata's registry
+  // lookup by name, which costs a string interning per call. A mismatch
+  // goes to luaL_checkudata for its error.
+  static T* check(lua_State* L, int idx, const char* meta, int meta_idx) {
+    void* p = lua_touserdata(L, idx);
+    if (p != nullptr && lua_getmetatable(L, idx) != 0) {
+      bool same = lua_rawequal(L, -1, meta_idx) != 0;
+      lua_pop(L, 1);
+      if (same) return static_cast<Boxed*>(p)->object.get();
+    }
+    return check(L, idx, meta);
+  }
+
   static int gc(lua_State* L) {
     static_cast<Boxed*>(lua_touserdata(L, 1))->~Boxed();
     return 0;
