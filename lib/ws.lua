@@ -69,14 +69,11 @@ local function protocolFailure(self)
   self.stream:close()
 end
 
--- conn:receive() -> data, "text" | "binary"; or nil, err once closed
--- (err.code "Closed", err.closeCode, err.reason). Pings are answered by the
--- engine and not returned; conn.onPong(data) sees pongs if set.
-function Conn:receive()
-  if self.closedWith then return nil, self.closedWith end
+-- After the first event receive() took that was not a message: events (or
+-- reads, when there are none) until a message, the close or a failure.
+local function receiveMore(self, kind, data, extra)
   local session, stream = self.session, self.stream
   while true do
-    local kind, data, extra = nextEvent(session)
     if kind == "message" then
       return data, extra and "binary" or "text"
     elseif kind == "close" then
@@ -106,7 +103,21 @@ function Conn:receive()
       if not ok then protocolFailure(self) end
     end
     -- "ping": answered already
+    kind, data, extra = nextEvent(session)
   end
+end
+
+-- conn:receive() -> data, "text" | "binary"; or nil, err once closed
+-- (err.code "Closed", err.closeCode, err.reason). Pings are answered by the
+-- engine and not returned; conn.onPong(data) sees pongs if set.
+function Conn:receive()
+  if self.closedWith then return nil, self.closedWith end
+  -- A message the last read brought is returned without a loop: a caller's
+  -- receive-and-send loop then compiles to one trace, where an inner loop
+  -- here would end its recording ("inner loop in root trace").
+  local kind, data, extra = nextEvent(self.session)
+  if kind == "message" then return data, extra and "binary" or "text" end
+  return receiveMore(self, kind, data, extra)
 end
 
 -- conn:send(data [, "text" | "binary"]) -> true | nil, err
