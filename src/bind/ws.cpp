@@ -30,15 +30,11 @@ struct WsSession {
       : session(role, limits, deflate) {}
 };
 
-// The natives' upvalues (open_ws): the session metatable, then the event
-// kinds next() returns. Every message goes through check() and next() once:
-// comparing with the upvalue, and pushing an upvalue, spare the name lookups
-// (luaL_checkudata's registry key, lua_pushliteral's interning) per call.
-enum Upvalue : int { kMetaUp = 1, kMessageUp, kPingUp, kPongUp, kCloseUp, kUpvalues = kCloseUp };
+// The natives' upvalues (open_ws): the event kinds next() returns, pushed
+// once per message without lua_pushliteral's interning of the name.
+enum Upvalue : int { kMessageUp = 1, kPingUp, kPongUp, kCloseUp, kUpvalues = kCloseUp };
 
-WsSession* check(lua_State* L) {
-  return Boxed<WsSession>::check(L, 1, kSessionMeta, lua_upvalueindex(kMetaUp));
-}
+WsSession* check(lua_State* L) { return Boxed<WsSession>::check(L, 1, kSessionMeta); }
 
 bool read_deflate(lua_State* L, int idx, ws::DeflateOptions* o) {
   if (!lua_istable(L, idx)) return false;
@@ -259,6 +255,7 @@ int open_ws(lua_State* L) {
   luaL_newmetatable(L, kSessionMeta);
   lua_pushcfunction(L, Boxed<WsSession>::gc);
   lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
   const luaL_Reg functions[] = {
       {"session", l_session},
       {"feed", l_feed},
@@ -277,12 +274,11 @@ int open_ws(lua_State* L) {
       {nullptr, nullptr},
   };
   lua_newtable(L);
-  lua_insert(L, -2);  // the metatable, the first upvalue, above the table
   lua_pushliteral(L, "message");
   lua_pushliteral(L, "ping");
   lua_pushliteral(L, "pong");
   lua_pushliteral(L, "close");
-  luaL_openlib(L, nullptr, functions, kUpvalues);
+  luaL_setfuncs(L, functions, kUpvalues);
   return 1;
 }
 

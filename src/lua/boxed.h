@@ -13,30 +13,27 @@ namespace evo {
 
 template <class T>
 struct Boxed {
+  // A magic number that says "a Boxed<T>": the address of this T's kTag.
+  // With the userdata's size it identifies the box without luaL_checkudata,
+  // whose lookup of the metatable by name interns the name on every call
+  // (~130 instructions, paid by every native call on a stream).
+  const void* tag = &kTag;
   std::unique_ptr<T> object;
+  static inline char kTag = 0;  // not const: a constant could share its address with another's
 
   static void push(lua_State* L, std::unique_ptr<T> obj, const char* meta) {
-    new (lua_newuserdata(L, sizeof(Boxed))) Boxed{std::move(obj)};
+    new (lua_newuserdata(L, sizeof(Boxed))) Boxed{&kTag, std::move(obj)};
     luaL_getmetatable(L, meta);
     lua_setmetatable(L, -2);
   }
 
+  // Anything but a Boxed<T> gets luaL_checkudata's own check and message.
   static T* check(lua_State* L, int idx, const char* meta) {
-    return static_cast<Boxed*>(luaL_checkudata(L, idx, meta))->object.get();
-  }
-
-  // The same for a native that holds the metatable at `meta_idx` (an
-  // upvalue): a pointer comparison instead of luaL_checkudata's registry
-  // lookup by name, which costs a string interning per call. A mismatch
-  // goes to luaL_checkudata for its error.
-  static T* check(lua_State* L, int idx, const char* meta, int meta_idx) {
-    void* p = lua_touserdata(L, idx);
-    if (p != nullptr && lua_getmetatable(L, idx) != 0) {
-      bool same = lua_rawequal(L, -1, meta_idx) != 0;
-      lua_pop(L, 1);
-      if (same) return static_cast<Boxed*>(p)->object.get();
+    if (lua_type(L, idx) == LUA_TUSERDATA && lua_objlen(L, idx) == sizeof(Boxed)) {
+      auto* box = static_cast<Boxed*>(lua_touserdata(L, idx));
+      if (box->tag == &kTag) return box->object.get();
     }
-    return check(L, idx, meta);
+    return static_cast<Boxed*>(luaL_checkudata(L, idx, meta))->object.get();
   }
 
   static int gc(lua_State* L) {
