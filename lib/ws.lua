@@ -27,7 +27,7 @@ local type, error, tostring, setmetatable, getmetatable, pairs, ipairs =
 local lower, match, gmatch, concat = string.lower, string.match, string.gmatch, table.concat
 local isyieldable = coroutine.isyieldable
 local finish = require("evo.wait").finish
-local feed, nextEvent, sendTo = native.feed, native.next, native.sendTo
+local feed, take, sendTo = native.feed, native.take, native.sendTo
 
 local ws = {}
 
@@ -47,6 +47,11 @@ local function newConn(stream, role, deflate, opts, extra)
     session = native.session(role, {maxMessage = opts and opts.maxMessage, maxFrame = opts and opts.maxFrame},
       deflate),
     role = role,
+    -- The events the engine found, as native.take leaves them: q[qi] is the
+    -- next one's kind; each is cleared as it is taken, so q[qi] is nil once
+    -- none is left.
+    q = {},
+    qi = 1,
   }, Conn)
   for k, v in pairs(extra or {}) do c[k] = v end
   return c
@@ -69,41 +74,50 @@ local function protocolFailure(self)
   self.stream:close()
 end
 
--- After the first event receive() took that was not a message: events (or
--- reads, when there are none) until a message, the close or a failure.
-local function receiveMore(self, kind, data, extra)
-  local session, stream = self.session, self.stream
+-- receive() when the next event is not a message: events (or reads, when
+-- there are none) until a message, the close or a failure.
+local function receiveMore(self)
+  local session, stream, q = self.session, self.stream, self.q
   while true do
-    if kind == "message" then
-      return data, extra and "binary" or "text"
-    elseif kind == "close" then
-      -- The engine's echo of the close went out with the bytes that carried
-      -- it (feed's output): the handshake is complete.
-      self.closedWith = closedError(extra, data)
-      finishClose(self, extra, data)
-      return nil, self.closedWith
-    elseif kind == "pong" then
-      if self.onPong then self.onPong(data) end
-    elseif kind == nil then
-      if self.failedWith then  -- every message before the violation is delivered: now the error
-        self.closedWith = self.failedWith
-        return nil, self.closedWith
+    local i = self.qi
+    local kind = q[i]
+    if kind == nil then
+      if take(session, q) == 0 then
+        if self.failedWith then  -- every message before the violation is delivered: now the error
+          self.closedWith = self.failedWith
+          return nil, self.closedWith
+        end
+        self.receiving = true
+        local bytes, err = stream:read()
+        self.receiving = false
+        if not bytes then
+          self.closedWith = err and closedError(1006, "", "the connection was lost: " .. tostring(err))
+            or closedError(1006, "", "the connection closed without a closing handshake")
+          stream:close()
+          return nil, self.closedWith
+        end
+        local ok, out = feed(session, bytes)
+        if out then stream:write(out) end
+        if not ok then protocolFailure(self) end
       end
-      self.receiving = true
-      local bytes, err = stream:read()
-      self.receiving = false
-      if not bytes then
-        self.closedWith = err and closedError(1006, "", "the connection was lost: " .. tostring(err))
-          or closedError(1006, "", "the connection closed without a closing handshake")
-        stream:close()
+      self.qi = 1
+    else
+      local data, extra = q[i + 1], q[i + 2]
+      q[i], q[i + 1] = nil, nil
+      self.qi = i + 3
+      if kind == "message" then
+        return data, extra and "binary" or "text"
+      elseif kind == "close" then
+        -- The engine's echo of the close went out with the bytes that carried
+        -- it (feed's output): the handshake is complete.
+        self.closedWith = closedError(extra, data)
+        finishClose(self, extra, data)
         return nil, self.closedWith
+      elseif kind == "pong" then
+        if self.onPong then self.onPong(data) end
       end
-      local ok, out = feed(session, bytes)
-      if out then stream:write(out) end
-      if not ok then protocolFailure(self) end
+      -- "ping": answered already
     end
-    -- "ping": answered already
-    kind, data, extra = nextEvent(session)
   end
 end
 
@@ -112,12 +126,18 @@ end
 -- engine and not returned; conn.onPong(data) sees pongs if set.
 function Conn:receive()
   if self.closedWith then return nil, self.closedWith end
-  -- A message the last read brought is returned without a loop: a caller's
-  -- receive-and-send loop then compiles to one trace, where an inner loop
-  -- here would end its recording ("inner loop in root trace").
-  local kind, data, extra = nextEvent(self.session)
-  if kind == "message" then return data, extra and "binary" or "text" end
-  return receiveMore(self, kind, data, extra)
+  -- A message the last read brought is taken from the queue without a
+  -- native call or a loop: a caller's receive-and-send loop then compiles to
+  -- one trace (an inner loop here would end its recording, "inner loop in
+  -- root trace"; a native call splits it).
+  local q, i = self.q, self.qi
+  if q[i] == "message" then
+    local data, binary = q[i + 1], q[i + 2]
+    q[i], q[i + 1] = nil, nil
+    self.qi = i + 3
+    return data, binary and "binary" or "text"
+  end
+  return receiveMore(self)
 end
 
 -- conn:send(data [, "text" | "binary"]) -> true | nil, err

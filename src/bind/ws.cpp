@@ -6,6 +6,7 @@
 //   local s = native.session("server", {maxMessage = n}, deflateOptions|nil)
 //   local ok, out = native.feed(s, bytes)      -- out: bytes to send now (pongs, close echo) or nil
 //   local kind, data, extra = native.next(s)  -- "message"/"ping"/"pong"/"close", or nil: need more
+//   local n = native.take(s, q)               -- every pending event into q[1..3n], as next() gives them
 //   local frame = native.send(s, data, binary) -- the wire bytes, or nil when sending is over
 //   native.sendTo(s, data, binary, stream, yieldable) -- the frame written to a net Stream
 #include <deque>
@@ -107,18 +108,13 @@ int l_feed(lua_State* L) {
   return 2;
 }
 
-// next(s) -> kind, data, binary|code   or nothing
-int l_next(lua_State* L) {
-  WsSession* s = check(L);
-  if (s->events.empty()) return 0;
-  ws::Event e = std::move(s->events.front());
-  s->events.pop_front();
+// Pushes an event as next() returns it: kind, data, and binary|code (nil
+// for a ping or a pong).
+void push_event(lua_State* L, const ws::Event& e) {
   switch (e.kind) {
     case ws::Event::Kind::Message:
       lua_pushvalue(L, lua_upvalueindex(kMessageUp));
-      lua_pushlstring(L, e.data.data(), e.data.size());
-      lua_pushboolean(L, e.binary ? 1 : 0);
-      return 3;
+      break;
     case ws::Event::Kind::Ping:
       lua_pushvalue(L, lua_upvalueindex(kPingUp));
       break;
@@ -127,12 +123,45 @@ int l_next(lua_State* L) {
       break;
     case ws::Event::Kind::Close:
       lua_pushvalue(L, lua_upvalueindex(kCloseUp));
-      lua_pushlstring(L, e.data.data(), e.data.size());
-      lua_pushinteger(L, e.close_code);
-      return 3;
+      break;
   }
   lua_pushlstring(L, e.data.data(), e.data.size());
-  return 2;
+  if (e.kind == ws::Event::Kind::Message) {
+    lua_pushboolean(L, e.binary ? 1 : 0);
+  } else if (e.kind == ws::Event::Kind::Close) {
+    lua_pushinteger(L, e.close_code);
+  } else {
+    lua_pushnil(L);
+  }
+}
+
+// next(s) -> kind, data, binary|code   or nothing
+int l_next(lua_State* L) {
+  WsSession* s = check(L);
+  if (s->events.empty()) return 0;
+  push_event(L, s->events.front());
+  s->events.pop_front();
+  return 3;
+}
+
+// take(s, q) -> n: moves the pending events into q[1..3n], each as next()
+// returns it (kind, data, binary|code). conn:receive's path: one native call
+// per read instead of one per message (each native call splits the Lua
+// trace around it), the messages then taken from q on trace.
+int l_take(lua_State* L) {
+  WsSession* s = check(L);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  int slot = 0;
+  for (const ws::Event& e : s->events) {
+    push_event(L, e);
+    lua_rawseti(L, 2, slot + 3);
+    lua_rawseti(L, 2, slot + 2);
+    lua_rawseti(L, 2, slot + 1);
+    slot += 3;
+  }
+  s->events.clear();
+  lua_pushinteger(L, slot / 3);
+  return 1;
 }
 
 // send(s, data, binary) -> bytes | nil
@@ -260,6 +289,7 @@ int open_ws(lua_State* L) {
       {"session", l_session},
       {"feed", l_feed},
       {"next", l_next},
+      {"take", l_take},
       {"send", l_send},
       {"sendTo", l_send_to},
       {"ping", l_ping},
