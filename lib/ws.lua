@@ -52,6 +52,10 @@ local function newConn(stream, role, deflate, opts, extra)
     -- none is left.
     q = {},
     qi = 1,
+    -- false until set (never nil): the checks each receive and send make
+    -- then find the field itself instead of missing it here and in Conn.
+    closedWith = false,
+    failedWith = false,
   }, Conn)
   for k, v in pairs(extra or {}) do c[k] = v end
   return c
@@ -202,7 +206,7 @@ function Conn:close(code, reason)
   return true
 end
 
-function Conn:isClosed() return self.closedWith ~= nil end
+function Conn:isClosed() return self.closedWith ~= false end
 
 -- The methods check self and their arguments first (evo.args.method), so
 -- misuse names the method as the user called it.

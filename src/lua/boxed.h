@@ -29,10 +29,9 @@ struct Boxed {
 
   // Anything but a Boxed<T> gets luaL_checkudata's own check and message.
   static T* check(lua_State* L, int idx, const char* meta) {
-    if (lua_type(L, idx) == LUA_TUSERDATA && lua_objlen(L, idx) == sizeof(Boxed)) {
-      auto* box = static_cast<Boxed*>(lua_touserdata(L, idx));
-      if (box->tag == &kTag) return box->object.get();
-    }
+    // (A light userdata's length is 0: its pointer is not read.)
+    auto* box = static_cast<Boxed*>(lua_touserdata(L, idx));
+    if (box != nullptr && lua_objlen(L, idx) == sizeof(Boxed) && box->tag == &kTag) return box->object.get();
     return static_cast<Boxed*>(luaL_checkudata(L, idx, meta))->object.get();
   }
 
