@@ -26,7 +26,8 @@ local type, error, tostring, setmetatable, getmetatable, pairs, ipairs =
   type, error, tostring, setmetatable, getmetatable, pairs, ipairs
 local lower, match, gmatch, concat = string.lower, string.match, string.gmatch, table.concat
 local isyieldable = coroutine.isyieldable
-local finish = require("evo.wait").finish
+local wait = require("evo.wait")
+local finish, raiseCanceled = wait.finish, wait.raiseCanceled
 local feed, take, sendTo = native.feed, native.take, native.sendTo
 
 local ws = {}
@@ -152,8 +153,11 @@ function Conn:send(data, kind)
   end
   if self.closedWith or self.failedWith then return nil, self.closedWith or self.failedWith end
   -- One native builds the frame and writes it (as stream:write would), so
-  -- no Lua string is made for it: false means the session sends no more.
-  local ok, err = finish(sendTo(self.session, data, kind == "binary", self.stream, isyieldable()))
+  -- no Lua string is made for it: ok false means the session sends no more.
+  -- The answer is unwrapped here rather than by finish(), a vararg function
+  -- the trace after the native call did not compile.
+  local done, ok, err = sendTo(self.session, data, kind == "binary", self.stream, isyieldable())
+  if not done then raiseCanceled() end
   if ok == false then return nil, closedError(1000, "", "the WebSocket is closing") end
   return ok, err
 end
