@@ -26,8 +26,9 @@ local type, error, tostring, setmetatable, getmetatable, pairs, ipairs =
   type, error, tostring, setmetatable, getmetatable, pairs, ipairs
 local lower, match, gmatch, concat = string.lower, string.match, string.gmatch, table.concat
 local isyieldable = coroutine.isyieldable
-local finish = require("evo.wait").finish
-local feed, nextEvent, nsend = native.feed, native.next, native.send
+local wait = require("evo.wait")
+local finish, raiseCanceled = wait.finish, wait.raiseCanceled
+local feed, take, sendTo = native.feed, native.take, native.sendTo
 
 local ws = {}
 
@@ -47,6 +48,15 @@ local function newConn(stream, role, deflate, opts, extra)
     session = native.session(role, {maxMessage = opts and opts.maxMessage, maxFrame = opts and opts.maxFrame},
       deflate),
     role = role,
+    -- The events the engine found, as native.take leaves them: q[qi] is the
+    -- next one's kind; each is cleared as it is taken, so q[qi] is nil once
+    -- none is left.
+    q = {},
+    qi = 1,
+    -- false until set (never nil): the checks each receive and send make
+    -- then find the field itself instead of missing it here and in Conn.
+    closedWith = false,
+    failedWith = false,
   }, Conn)
   for k, v in pairs(extra or {}) do c[k] = v end
   return c
@@ -69,44 +79,70 @@ local function protocolFailure(self)
   self.stream:close()
 end
 
+-- receive() when the next event is not a message: events (or reads, when
+-- there are none) until a message, the close or a failure.
+local function receiveMore(self)
+  local session, stream, q = self.session, self.stream, self.q
+  while true do
+    local i = self.qi
+    local kind = q[i]
+    if kind == nil then
+      if take(session, q) == 0 then
+        if self.failedWith then  -- every message before the violation is delivered: now the error
+          self.closedWith = self.failedWith
+          return nil, self.closedWith
+        end
+        self.receiving = true
+        local bytes, err = stream:read()
+        self.receiving = false
+        if not bytes then
+          self.closedWith = err and closedError(1006, "", "the connection was lost: " .. tostring(err))
+            or closedError(1006, "", "the connection closed without a closing handshake")
+          stream:close()
+          return nil, self.closedWith
+        end
+        local ok, out = feed(session, bytes)
+        if out then stream:write(out) end
+        if not ok then protocolFailure(self) end
+      end
+      self.qi = 1
+    else
+      local data, extra = q[i + 1], q[i + 2]
+      q[i], q[i + 1] = nil, nil
+      self.qi = i + 3
+      if kind == "message" then
+        return data, extra and "binary" or "text"
+      elseif kind == "close" then
+        -- The engine's echo of the close went out with the bytes that carried
+        -- it (feed's output): the handshake is complete.
+        self.closedWith = closedError(extra, data)
+        finishClose(self, extra, data)
+        return nil, self.closedWith
+      elseif kind == "pong" then
+        if self.onPong then self.onPong(data) end
+      end
+      -- "ping": answered already
+    end
+  end
+end
+
 -- conn:receive() -> data, "text" | "binary"; or nil, err once closed
 -- (err.code "Closed", err.closeCode, err.reason). Pings are answered by the
 -- engine and not returned; conn.onPong(data) sees pongs if set.
 function Conn:receive()
   if self.closedWith then return nil, self.closedWith end
-  local session, stream = self.session, self.stream
-  while true do
-    local kind, data, extra = nextEvent(session)
-    if kind == "message" then
-      return data, extra and "binary" or "text"
-    elseif kind == "close" then
-      -- The engine's echo of the close went out with the bytes that carried
-      -- it (feed's output): the handshake is complete.
-      self.closedWith = closedError(extra, data)
-      finishClose(self, extra, data)
-      return nil, self.closedWith
-    elseif kind == "pong" then
-      if self.onPong then self.onPong(data) end
-    elseif kind == nil then
-      if self.failedWith then  -- every message before the violation is delivered: now the error
-        self.closedWith = self.failedWith
-        return nil, self.closedWith
-      end
-      self.receiving = true
-      local bytes, err = stream:read()
-      self.receiving = false
-      if not bytes then
-        self.closedWith = err and closedError(1006, "", "the connection was lost: " .. tostring(err))
-          or closedError(1006, "", "the connection closed without a closing handshake")
-        stream:close()
-        return nil, self.closedWith
-      end
-      local ok, out = feed(session, bytes)
-      if out then stream:write(out) end
-      if not ok then protocolFailure(self) end
-    end
-    -- "ping": answered already
+  -- A message the last read brought is taken from the queue without a
+  -- native call or a loop: a caller's receive-and-send loop then compiles to
+  -- one trace (an inner loop here would end its recording, "inner loop in
+  -- root trace"; a native call splits it).
+  local q, i = self.q, self.qi
+  if q[i] == "message" then
+    local data, binary = q[i + 1], q[i + 2]
+    q[i], q[i + 1] = nil, nil
+    self.qi = i + 3
+    return data, binary and "binary" or "text"
   end
+  return receiveMore(self)
 end
 
 -- conn:send(data [, "text" | "binary"]) -> true | nil, err
@@ -116,9 +152,14 @@ function Conn:send(data, kind)
     error("bad argument #2 to 'send' (\"text\" or \"binary\" expected)", 2)
   end
   if self.closedWith or self.failedWith then return nil, self.closedWith or self.failedWith end
-  local frame = nsend(self.session, data, kind == "binary")
-  if not frame then return nil, closedError(1000, "", "the WebSocket is closing") end
-  return self.stream:write(frame)
+  -- One native builds the frame and writes it (as stream:write would), so
+  -- no Lua string is made for it: ok false means the session sends no more.
+  -- The answer is unwrapped here rather than by finish(), a vararg function
+  -- the trace after the native call did not compile.
+  local done, ok, err = sendTo(self.session, data, kind == "binary", self.stream, isyieldable())
+  if not done then raiseCanceled() end
+  if ok == false then return nil, closedError(1000, "", "the WebSocket is closing") end
+  return ok, err
 end
 
 -- conn:ping([data]) -> true | nil, err
@@ -169,7 +210,7 @@ function Conn:close(code, reason)
   return true
 end
 
-function Conn:isClosed() return self.closedWith ~= nil end
+function Conn:isClosed() return self.closedWith ~= false end
 
 -- The methods check self and their arguments first (evo.args.method), so
 -- misuse names the method as the user called it.

@@ -6,11 +6,14 @@
 //   local s = native.session("server", {maxMessage = n}, deflateOptions|nil)
 //   local ok, out = native.feed(s, bytes)      -- out: bytes to send now (pongs, close echo) or nil
 //   local kind, data, extra = native.next(s)  -- "message"/"ping"/"pong"/"close", or nil: need more
+//   local n = native.take(s, q)               -- every pending event into q[1..3n], as next() gives them
 //   local frame = native.send(s, data, binary) -- the wire bytes, or nil when sending is over
+//   native.sendTo(s, data, binary, stream, yieldable) -- the frame written to a net Stream
 #include <deque>
 #include <memory>
 #include <string>
 
+#include "io/stream.h"
 #include "lua/boxed.h"
 #include "lua/errors.h"
 #include "proto/ws_protocol.h"
@@ -27,6 +30,10 @@ struct WsSession {
   WsSession(ws::Role role, ws::Limits limits, const ws::DeflateOptions* deflate)
       : session(role, limits, deflate) {}
 };
+
+// The natives' upvalues (open_ws): the event kinds next() returns, pushed
+// once per message without lua_pushliteral's interning of the name.
+enum Upvalue : int { kMessageUp = 1, kPingUp, kPongUp, kCloseUp, kUpvalues = kCloseUp };
 
 WsSession* check(lua_State* L) { return Boxed<WsSession>::check(L, 1, kSessionMeta); }
 
@@ -76,14 +83,16 @@ int l_session(lua_State* L) {
   return 1;
 }
 
-// Pushes the session's pending output, or nil when there is none.
+// Pushes the session's pending output, or nil when there is none. The
+// output buffer is cleared, not taken, so it keeps its capacity.
 void push_output(lua_State* L, WsSession* s) {
   if (!s->session.has_output()) {
     lua_pushnil(L);
     return;
   }
-  std::string out = s->session.take_output();
+  std::string_view out = s->session.output();
   lua_pushlstring(L, out.data(), out.size());
+  s->session.clear_output();
 }
 
 // feed(s, bytes) -> ok, output|nil
@@ -99,32 +108,60 @@ int l_feed(lua_State* L) {
   return 2;
 }
 
+// Pushes an event as next() returns it: kind, data, and binary|code (nil
+// for a ping or a pong).
+void push_event(lua_State* L, const ws::Event& e) {
+  switch (e.kind) {
+    case ws::Event::Kind::Message:
+      lua_pushvalue(L, lua_upvalueindex(kMessageUp));
+      break;
+    case ws::Event::Kind::Ping:
+      lua_pushvalue(L, lua_upvalueindex(kPingUp));
+      break;
+    case ws::Event::Kind::Pong:
+      lua_pushvalue(L, lua_upvalueindex(kPongUp));
+      break;
+    case ws::Event::Kind::Close:
+      lua_pushvalue(L, lua_upvalueindex(kCloseUp));
+      break;
+  }
+  lua_pushlstring(L, e.data.data(), e.data.size());
+  if (e.kind == ws::Event::Kind::Message) {
+    lua_pushboolean(L, e.binary ? 1 : 0);
+  } else if (e.kind == ws::Event::Kind::Close) {
+    lua_pushinteger(L, e.close_code);
+  } else {
+    lua_pushnil(L);
+  }
+}
+
 // next(s) -> kind, data, binary|code   or nothing
 int l_next(lua_State* L) {
   WsSession* s = check(L);
   if (s->events.empty()) return 0;
-  ws::Event e = std::move(s->events.front());
+  push_event(L, s->events.front());
   s->events.pop_front();
-  switch (e.kind) {
-    case ws::Event::Kind::Message:
-      lua_pushliteral(L, "message");
-      lua_pushlstring(L, e.data.data(), e.data.size());
-      lua_pushboolean(L, e.binary ? 1 : 0);
-      return 3;
-    case ws::Event::Kind::Ping:
-      lua_pushliteral(L, "ping");
-      break;
-    case ws::Event::Kind::Pong:
-      lua_pushliteral(L, "pong");
-      break;
-    case ws::Event::Kind::Close:
-      lua_pushliteral(L, "close");
-      lua_pushlstring(L, e.data.data(), e.data.size());
-      lua_pushinteger(L, e.close_code);
-      return 3;
+  return 3;
+}
+
+// take(s, q) -> n: moves the pending events into q[1..3n], each as next()
+// returns it (kind, data, binary|code). conn:receive's path: one native call
+// per read instead of one per message (each native call splits the Lua
+// trace around it), the messages then taken from q on trace.
+int l_take(lua_State* L) {
+  WsSession* s = check(L);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  int slot = 0;
+  for (const ws::Event& e : s->events) {
+    push_event(L, e);
+    lua_rawseti(L, 2, slot + 3);
+    lua_rawseti(L, 2, slot + 2);
+    lua_rawseti(L, 2, slot + 1);
+    slot += 3;
   }
-  lua_pushlstring(L, e.data.data(), e.data.size());
-  return 2;
+  s->events.clear();
+  lua_pushinteger(L, slot / 3);
+  return 1;
 }
 
 // send(s, data, binary) -> bytes | nil
@@ -135,6 +172,29 @@ int l_send(lua_State* L) {
   if (!s->session.send_message(std::string_view(data, n), lua_toboolean(L, 3) != 0)) return 0;
   push_output(L, s);
   return 1;
+}
+
+// sendTo(s, data, binary, stream, yieldable) -> the stream write's answer:
+// (true, true | nil, err), (false) when cancelled, or a suspend; (true,
+// false) when sending is over. conn:send's path: the frame goes from the
+// session's buffer to the stream's without a Lua string or a second native
+// call (each native call splits the Lua trace around it).
+int l_send_to(lua_State* L) {
+  WsSession* s = check(L);
+  size_t n = 0;
+  const char* data = luaL_checklstring(L, 2, &n);
+  Stream* stream = check_stream(L, 4);
+  if (!s->session.send_message(std::string_view(data, n), lua_toboolean(L, 3) != 0)) {
+    lua_pushboolean(L, 1);
+    lua_pushboolean(L, 0);
+    return 2;
+  }
+  // Cleared however the write ends (a Lua error unwinds through here too).
+  struct ClearOutput {
+    ws::Session& session;
+    ~ClearOutput() { session.clear_output(); }
+  } clear{s->session};
+  return stream->write(L, s->session.output(), 5);
 }
 
 int l_ping(lua_State* L) {
@@ -229,7 +289,9 @@ int open_ws(lua_State* L) {
       {"session", l_session},
       {"feed", l_feed},
       {"next", l_next},
+      {"take", l_take},
       {"send", l_send},
+      {"sendTo", l_send_to},
       {"ping", l_ping},
       {"close", l_close},
       {"state", l_state},
@@ -242,7 +304,11 @@ int open_ws(lua_State* L) {
       {nullptr, nullptr},
   };
   lua_newtable(L);
-  luaL_register(L, nullptr, functions);
+  lua_pushliteral(L, "message");
+  lua_pushliteral(L, "ping");
+  lua_pushliteral(L, "pong");
+  lua_pushliteral(L, "close");
+  luaL_setfuncs(L, functions, kUpvalues);
   return 1;
 }
 

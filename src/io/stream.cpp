@@ -317,26 +317,36 @@ bool Stream::read_available_blocking() {
 // --------------------------------------------------------------- writing
 
 int Stream::write(lua_State* L, int first, int last, int yieldable_idx) {
-  if (closed_) return done_now(L, push_error_result(L, "Closed", "the stream is closed"));
-  if (t_->write_error() != 0) return done_now(L, push_write_error(L, t_->write_error()));
-  if (stdio_file_ != nullptr) std::fflush(stdio_file_);  // what print() holds goes first
   for (int i = first; i <= last; ++i) {
     if (lua_type(L, i) != LUA_TSTRING && lua_type(L, i) != LUA_TNUMBER) {
       luaL_argerror(L, i - first + 1, lua_pushfstring(L, "string expected, got %s", luaL_typename(L, i)));
     }
   }
+  return write_with(L, yieldable_idx, [L, first, last](std::string& out) {
+    for (int i = first; i <= last; ++i) {
+      size_t len = 0;
+      const char* s = lua_tolstring(L, i, &len);
+      out.append(s, len);
+    }
+  });
+}
+
+int Stream::write(lua_State* L, std::string_view bytes, int yieldable_idx) {
+  return write_with(L, yieldable_idx, [bytes](std::string& out) { out.append(bytes); });
+}
+
+template <class Append>
+int Stream::write_with(lua_State* L, int yieldable_idx, const Append& append) {
+  if (closed_) return done_now(L, push_error_result(L, "Closed", "the stream is closed"));
+  if (t_->write_error() != 0) return done_now(L, push_write_error(L, t_->write_error()));
+  if (stdio_file_ != nullptr) std::fflush(stdio_file_);  // what print() holds goes first
   // A due cancellation comes before the data goes out, never after.
   Task* now = t_->evented() ? sys_.waiter(L, yieldable_idx) : nullptr;
   if (now != nullptr && sys_.take_cancel(now)) {
     lua_pushboolean(L, 0);
     return 1;
   }
-  std::string& out = t_->output();
-  for (int i = first; i <= last; ++i) {
-    size_t len = 0;
-    const char* s = lua_tolstring(L, i, &len);
-    out.append(s, len);
-  }
+  append(t_->output());
   if (!t_->evented()) return write_blocking(L);
   if (now != nullptr && !stdio_ && t_->pending() <= high_water_ &&
       (t_->tls() == nullptr || !t_->tls()->failed())) {

@@ -57,6 +57,8 @@ class Stream final : public TransportUser {
   // the task is later resumed with (true, results...) or (false) when cancelled.
   int read(lua_State* L, ReadRequest req, int yieldable_idx);
   int write(lua_State* L, int first, int last, int yieldable_idx);
+  // The same for bytes a native made (a WebSocket frame): no Lua string for them.
+  int write(lua_State* L, std::string_view bytes, int yieldable_idx);
   int flush(lua_State* L, int yieldable_idx);
   int shutdown(lua_State* L, int yieldable_idx);
   // Sends `length` bytes of the open file `in_fd` from `offset`, after the
@@ -124,6 +126,9 @@ class Stream final : public TransportUser {
   int try_read(lua_State* L, const ReadRequest& req);
   int read_blocking(lua_State* L, const ReadRequest& req);
   int write_blocking(lua_State* L);
+  // Both writes: `append(out)` adds the bytes to the output once the write may go ahead.
+  template <class Append>
+  int write_with(lua_State* L, int yieldable_idx, const Append& append);
   void want_data();
   enum class WriterWait : uint8_t { BelowHighWater, Flushed, ShutDown, File };
   int wait_as_writer(lua_State* L, int yieldable_idx, WriterWait what);

@@ -212,6 +212,10 @@ class Session {
   // The bytes to write to the socket; the buffer is emptied.
   std::string take_output();
   [[nodiscard]] bool has_output() const { return !out_.empty(); }
+  // The same bytes in place, for a caller that copies them out and then
+  // clears them: the buffer keeps its capacity for the next frame.
+  [[nodiscard]] std::string_view output() const { return out_; }
+  void clear_output() { out_.clear(); }
 
   // The closing handshake. closed(): both Close frames have been exchanged, or
   // the connection failed; the caller closes TCP once the output is written
