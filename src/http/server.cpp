@@ -53,21 +53,24 @@ void request_fields(lua_State* L, const Exchange& e) {
 
 // ------------------------------------------------------------ exchange slots
 
+constinit thread_local ExchangeSlot* g_exchange_slots = nullptr;
+constinit thread_local size_t g_exchange_slot_count = 0;
+
 namespace {
-struct Slot {
-  Exchange* ex = nullptr;
-  uint32_t gen = 0;
-};
-// Slot 0 is never used: a zero ExchangeRef names nothing.
-thread_local std::vector<Slot> g_slots(1);
+// Slot 0 is never used: a zero ExchangeRef names nothing. get() reads the
+// vector's data through g_exchange_slots (set again whenever it grows).
+thread_local std::vector<ExchangeSlot> g_slots;
 thread_local std::vector<uint32_t> g_free_slots;
 }  // namespace
 
 ExchangeRef ExchangeRef::of(Exchange& ex) {
   if (ex.slot == 0) {
     if (g_free_slots.empty()) {
+      if (g_slots.empty()) g_slots.emplace_back();  // (slot 0)
       ex.slot = static_cast<uint32_t>(g_slots.size());
       g_slots.emplace_back();
+      g_exchange_slots = g_slots.data();
+      g_exchange_slot_count = g_slots.size();
     } else {
       ex.slot = g_free_slots.back();
       g_free_slots.pop_back();
@@ -77,17 +80,11 @@ ExchangeRef ExchangeRef::of(Exchange& ex) {
   return ExchangeRef{ex.slot, g_slots[ex.slot].gen};
 }
 
-Exchange* ExchangeRef::get() const {
-  if (slot >= g_slots.size()) return nullptr;  // (a ref read by the FFI fast path is checked too)
-  const Slot& s = g_slots[slot];
-  return s.gen == gen ? s.ex : nullptr;
-}
-
 Exchange::~Exchange() { release_slot(); }
 
 void Exchange::release_slot() {
   if (slot == 0) return;
-  Slot& s = g_slots[slot];
+  ExchangeSlot& s = g_slots[slot];
   s.ex = nullptr;
   ++s.gen;  // every res that named this exchange now finds nothing
   g_free_slots.push_back(slot);

@@ -205,6 +205,23 @@ struct ExchangeRef {
   [[nodiscard]] Exchange* get() const;  // nullptr once the exchange is gone
 };
 
+// The slots' array and size (server.cpp keeps them in a vector): plain
+// thread_local values, constinit, so that get() is inlined and reads them
+// without the guard and call a thread_local with a constructor costs (about
+// 20 instructions a lookup, two or three lookups a request).
+struct ExchangeSlot {
+  Exchange* ex = nullptr;
+  uint32_t gen = 0;
+};
+extern constinit thread_local ExchangeSlot* g_exchange_slots;
+extern constinit thread_local size_t g_exchange_slot_count;
+
+inline Exchange* ExchangeRef::get() const {
+  if (slot >= g_exchange_slot_count) return nullptr;  // (a ref read by the FFI fast path is checked too)
+  const ExchangeSlot& s = g_exchange_slots[slot];
+  return s.gen == gen ? s.ex : nullptr;
+}
+
 // A listening server's shared state. Owned (shared_ptr) by its listener
 // handle, by every connection and by the Lua object, so a graceful close can
 // let connections finish after the listener is gone.
