@@ -77,7 +77,7 @@ ExchangeRef ExchangeRef::of(Exchange& ex) {
     }
     g_slots[ex.slot].ex = &ex;
   }
-  return ExchangeRef{ex.slot, g_slots[ex.slot].gen};
+  return ExchangeRef{ex.slot, g_exchange_slots[ex.slot].gen};
 }
 
 Exchange::~Exchange() { release_slot(); }
@@ -95,7 +95,7 @@ void Exchange::recycle() {
   // The slot stays this exchange's, its generation moved on: every res that
   // named it now finds nothing, as after release_slot(), without giving the
   // slot up and taking it again for the next request's res.
-  if (slot != 0) ++g_slots[slot].gen;
+  if (slot != 0) ++g_exchange_slots[slot].gen;
   // Field by field (assigning a fresh ExchangeState moves every string and
   // list: it cost more than the allocation saved). Clearing keeps the
   // buffers' capacity. Every field of ExchangeState must be here.
