@@ -183,30 +183,17 @@ void append_header(std::string& out, std::string_view name, std::string_view val
 
 const std::string& DateCache::now() { return at(static_cast<int64_t>(std::time(nullptr))); }
 
-const std::string& DateCache::at(int64_t unix_seconds) {
-  if (unix_seconds != second_) {
-    second_ = unix_seconds;
-    ++formats_;
-    auto t = static_cast<std::time_t>(unix_seconds);
-    std::tm tm{};
-    gmtime_r(&t, &tm);
-    char buf[64];
-    size_t n = std::strftime(buf, sizeof(buf), "%a, %d %b %Y %H:%M:%S GMT", &tm);
-    value_.assign(buf, n);
-    line_ = "Date: " + value_ + "\r\n";
-    ok_line_ = "HTTP/1.1 200 OK\r\n" + line_;
-  }
-  return value_;
-}
-
-const std::string& DateCache::line() {
-  now();
-  return line_;
-}
-
-const std::string& DateCache::ok_line() {
-  now();
-  return ok_line_;
+void DateCache::format(int64_t unix_seconds) {
+  second_ = unix_seconds;
+  ++formats_;
+  auto t = static_cast<std::time_t>(unix_seconds);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[64];
+  size_t n = std::strftime(buf, sizeof(buf), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+  value_.assign(buf, n);
+  line_ = "Date: " + value_ + "\r\n";
+  ok_line_ = "HTTP/1.1 200 OK\r\n" + line_;
 }
 
 }  // namespace evo::http
