@@ -47,6 +47,12 @@ local function handler(req, res)
   elseif p:match("^/declared/") then
     res:header("content-length", p:match("%d+"))
     res:write("x")  -- (short of its length: the connection closes after it)
+  elseif p:match("^/headers/") then
+    local headers = {}
+    for i = 1, tonumber(p:match("%d+")) do headers["x-h" .. i] = tostring(i) end
+    res:send(200, "h", headers)
+  elseif p == "/number" then
+    res:send(200, "n", {["x-n"] = 5, ["x-s"] = "s"})  -- (a number: the classic native)
   elseif p == "/later" then
     task.sleep(0.01)  -- (answered after the handler suspended: the classic natives)
     res:send(201, "made", {["x-c"] = "3"})
@@ -136,5 +142,32 @@ describe("a response head's bytes", function()
       local data = exchange(K.req("GET", "/declared/" .. n))
       assert.equal(data, head("HTTP/1.1 200 OK", {"Content-Length: " .. n .. "\r\n"}) .. "x")
     end
+  end, 20)
+
+  it("carry every header of res:send's table, however many", function()
+    local reqs = {}
+    for n = 0, 6 do reqs[#reqs + 1] = K.req("GET", "/headers/" .. n) end
+    reqs[#reqs + 1] = K.req("GET", "/number", {"Connection: close"})
+    local data = exchange(table.concat(reqs))
+    local starts, parts = {}, {}
+    for at in data:gmatch("()HTTP/1%.1 ") do starts[#starts + 1] = at end
+    starts[#starts + 1] = #data + 1
+    for i = 1, #starts - 1 do parts[i] = data:sub(starts[i], starts[i + 1] - 1) end
+    assert.equal(#parts, 8, data:sub(1, 400))
+    for n = 0, 6 do
+      local lines = {}
+      for i = 1, n do lines[i] = "x-h" .. i .. ": " .. i .. "\r\n" end
+      local part = parts[n + 1]
+      local fixed = "HTTP/1.1 200 OK\r\nDate: D\r\nContent-Length: 1\r\n"
+      assert.equal(part:sub(1, #fixed), fixed)
+      assert.equal(#part, #fixed + #table.concat(lines) + 3, part)
+      for _, line in ipairs(lines) do assert.truthy(part:find(line, 1, true), line) end
+      assert.equal(part:sub(-3), "\r\nh")
+    end
+    local part = parts[8]
+    assert.truthy(part:find("\r\nx-n: 5\r\n", 1, true), part)
+    assert.truthy(part:find("\r\nx-s: s\r\n", 1, true), part)
+    assert.equal(#part, #head("HTTP/1.1 200 OK", {"Content-Length: 1\r\n", "Connection: close\r\n",
+      "x-n: 5\r\n", "x-s: s\r\n"}) + 1)
   end, 20)
 end)
