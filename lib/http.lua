@@ -227,9 +227,8 @@ end
 -- The headers of res:send's table. The first few without a loop, so the
 -- request's trace goes on through them (a loop here would be a trace of
 -- its own, and the request's tables could not be sunk across it). Counted
--- first (table.nkeys, compiled to one call): the last header needs no
--- next() to find there is none, which looked its key up again (~60
--- instructions a response).
+-- first (table.nkeys, compiled to one call): after the last header no
+-- next() has to look its key up again to find there is none.
 local function addHeaders(headers)
   local n = nkeys(headers)
   if n == 0 then return true end
@@ -241,6 +240,7 @@ local function addHeaders(headers)
   if n == 2 then return true end
   k, v = next(headers, k)
   if not addHeader(k, v) then return false end
+  if n == 3 then return true end
   k, v = next(headers, k)
   while k ~= nil do
     if not addHeader(k, v) then return false end
