@@ -9,7 +9,7 @@
 
 #include <unistd.h>
 #include <algorithm>
-#include <charconv>
+#include <array>
 #include <cmath>
 #include <cstring>
 
@@ -53,41 +53,38 @@ void request_fields(lua_State* L, const Exchange& e) {
 
 // ------------------------------------------------------------ exchange slots
 
+constinit thread_local ExchangeSlot* g_exchange_slots = nullptr;
+constinit thread_local size_t g_exchange_slot_count = 0;
+
 namespace {
-struct Slot {
-  Exchange* ex = nullptr;
-  uint32_t gen = 0;
-};
-// Slot 0 is never used: a zero ExchangeRef names nothing.
-thread_local std::vector<Slot> g_slots(1);
+// Slot 0 is never used: a zero ExchangeRef names nothing. get() reads the
+// vector's data through g_exchange_slots (set again whenever it grows).
+thread_local std::vector<ExchangeSlot> g_slots;
 thread_local std::vector<uint32_t> g_free_slots;
 }  // namespace
 
 ExchangeRef ExchangeRef::of(Exchange& ex) {
   if (ex.slot == 0) {
     if (g_free_slots.empty()) {
+      if (g_slots.empty()) g_slots.emplace_back();  // (slot 0)
       ex.slot = static_cast<uint32_t>(g_slots.size());
       g_slots.emplace_back();
+      g_exchange_slots = g_slots.data();
+      g_exchange_slot_count = g_slots.size();
     } else {
       ex.slot = g_free_slots.back();
       g_free_slots.pop_back();
     }
     g_slots[ex.slot].ex = &ex;
   }
-  return ExchangeRef{ex.slot, g_slots[ex.slot].gen};
-}
-
-Exchange* ExchangeRef::get() const {
-  if (slot >= g_slots.size()) return nullptr;  // (a ref read by the FFI fast path is checked too)
-  const Slot& s = g_slots[slot];
-  return s.gen == gen ? s.ex : nullptr;
+  return ExchangeRef{ex.slot, g_exchange_slots[ex.slot].gen};
 }
 
 Exchange::~Exchange() { release_slot(); }
 
 void Exchange::release_slot() {
   if (slot == 0) return;
-  Slot& s = g_slots[slot];
+  ExchangeSlot& s = g_slots[slot];
   s.ex = nullptr;
   ++s.gen;  // every res that named this exchange now finds nothing
   g_free_slots.push_back(slot);
@@ -98,7 +95,7 @@ void Exchange::recycle() {
   // The slot stays this exchange's, its generation moved on: every res that
   // named it now finds nothing, as after release_slot(), without giving the
   // slot up and taking it again for the next request's res.
-  if (slot != 0) ++g_slots[slot].gen;
+  if (slot != 0) ++g_exchange_slots[slot].gen;
   // Field by field (assigning a fresh ExchangeState moves every string and
   // list: it cost more than the allocation saved). Clearing keeps the
   // buffers' capacity. Every field of ExchangeState must be here.
@@ -181,27 +178,27 @@ bool Exchange::add_header_if_valid(std::string_view name, std::string_view value
     default:
       break;
   }
-  // "name: value\r\n", the name checked as it is copied (a token, RFC 9110
-  // 5.1); refused, the head is as it was.
-  if (name.empty()) return false;
-  size_t at = head.size();
-  head.resize(at + name.size() + value.size() + 4);
-  char* p = head.data() + at;
-  bool bad = false;
-  for (char c : name) {
-    bad |= !is_token_char(static_cast<unsigned char>(c));
-    *p++ = c;
+  // "name: value\r\n", the name a token (RFC 9110 5.1); refused, the head
+  // is as it was.
+  if (!valid_header_name(name)) return false;
+  // The line made on the stack and appended once: growing the head with
+  // resize() first cost a call more and a memset of the line.
+  char line[256];
+  size_t size = name.size() + value.size() + 4;
+  if (size > sizeof(line)) {
+    head.append(name).append(": ").append(value).append("\r\n");
+    return true;
   }
-  if (bad) {
-    head.resize(at);
-    return false;
-  }
+  char* p = line;
+  std::memcpy(p, name.data(), name.size());
+  p += name.size();
   p[0] = ':';
   p[1] = ' ';
   std::memcpy(p + 2, value.data(), value.size());
   p += 2 + value.size();
   p[0] = '\r';
   p[1] = '\n';
+  head.append(line, size);
   return true;
 }
 
@@ -1268,12 +1265,40 @@ void end_chunked_with_trailers(std::string& o, const HeaderList& trailers) {
 
 }  // namespace
 
-void Connection::send_head(Exchange& ex) {
+namespace {
+
+// n's decimal digits at p; returns their end. Two digits a step from a
+// table of pairs (std::to_chars, as it does, but without the copy from
+// its buffer: 45 instructions for a two-digit Content-Length).
+char* put_decimal(char* p, uint64_t n) {
+  static constexpr char kPairs[] =
+      "0001020304050607080910111213141516171819202122232425262728293031323334353637383940414243444546474849"
+      "5051525354555657585960616263646566676869707172737475767778798081828384858687888990919293949596979899";
+  size_t digits = 1;
+  for (uint64_t power = 10; digits < 20 && n >= power; power *= 10) ++digits;  // (10^19 < 2^64 < 10^20)
+  char* end = p + digits;
+  char* q = end;
+  while (n >= 100) {
+    q -= 2;
+    std::memcpy(q, kPairs + 2 * (n % 100), 2);
+    n /= 100;
+  }
+  if (n >= 10) {
+    std::memcpy(q - 2, kPairs + 2 * n, 2);
+  } else {
+    q[-1] = static_cast<char>('0' + n);
+  }
+  return end;
+}
+
+// The head of ex's response, then `body` when it is not empty and goes out
+// as it is (not chunked, not a HEAD request's, not a 204's or 304's): one
+// growth of the output for all of it. Returns whether the body went.
+bool write_head(std::string& o, Exchange& ex, DateCache& date, bool stopping, std::string_view body) {
   ex.headers_sent = true;
-  std::string& o = t_->output();
   bool no_body_status = (ex.status >= 100 && ex.status < 200) || ex.status == 204 || ex.status == 304;
   if (no_body_status) ex.has_length = false;
-  if (server_->stopping_) ex.close_after = true;
+  if (stopping) ex.close_after = true;
   bool http10 = ex.req.version_major == 1 && ex.req.version_minor == 0;
   if (!ex.has_length && !no_body_status) {
     if (http10) {
@@ -1287,37 +1312,85 @@ void Connection::send_head(Exchange& ex) {
   // rest of the body can be drained; unsent 100-continue means it won't come.
   if (!ex.body_done && ex.req.expect_continue && !ex.continue_sent) ex.close_after = true;
 
-  if (ex.status == 200 && ex.reason.empty()) {
-    o += server_->date().ok_line();  // the status line and Date, made once a second
-  } else {
-    append_status_line(o, ex.status, ex.reason);
-    o += server_->date().line();
+  // The head is written on the stack and appended once (with the body when
+  // it fits too): each append checks the capacity out of line, and there were
+  // five or six. A head that cannot fit is written into the output directly.
+  std::string_view reason;
+  if (ex.status != 200 || !ex.reason.empty()) {
+    reason = ex.reason.empty() ? reason_phrase(ex.status) : std::string_view(ex.reason);
   }
+  std::string_view date_line = reason.empty() ? date.ok_line() : date.line();
+  std::string trailer_line;  // (rare: trailers declared before a chunked body)
+  if (ex.chunked && !ex.trailers.empty()) declare_trailers(trailer_line, ex.trailers);
+  // At most: "HTTP/1.1 " and 20 digits and a space, "Content-Length: " and
+  // 20 digits and CRLF, the longer Connection line.
+  constexpr std::string_view kLength = "Content-Length: ";
+  constexpr std::string_view kChunked = "Transfer-Encoding: chunked\r\n";
+  constexpr std::string_view kClose = "Connection: close\r\n";
+  constexpr std::string_view kKeepAlive = "Connection: keep-alive\r\n";
+  size_t need = 30 + reason.size() + 2 + date_line.size() + kLength.size() + 22 + kChunked.size() +
+                trailer_line.size() + kKeepAlive.size() + ex.head.size() + 2;
+  // What write_body would write as it is.
+  bool with_body = !body.empty() && !ex.chunked && !ex.head_request() && ex.status != 204 && ex.status != 304;
+  char stack[512];
+  char* start = stack;
+  if (need > sizeof(stack)) {
+    size_t at = o.size();
+    o.resize(at + need);
+    start = o.data() + at;
+  }
+  char* p = start;
+  auto put = [&p](std::string_view s) {
+    std::memcpy(p, s.data(), s.size());
+    p += s.size();
+  };
+  if (!reason.empty()) {
+    put("HTTP/1.1 ");
+    p = put_decimal(p, static_cast<uint64_t>(ex.status));
+    *p++ = ' ';
+    put(reason);
+    put("\r\n");
+  }
+  put(date_line);  // with the status line when it is "200 OK": made once a second
   if (ex.has_length) {
-    // The whole line made on the stack: one append.
-    constexpr std::string_view kName = "Content-Length: ";
-    char line[48];
-    std::memcpy(line, kName.data(), kName.size());
-    char* end = std::to_chars(line + kName.size(), line + sizeof(line) - 2, ex.length).ptr;
-    *end++ = '\r';
-    *end++ = '\n';
-    o.append(line, static_cast<size_t>(end - line));
+    put(kLength);
+    p = put_decimal(p, ex.length);
+    put("\r\n");
   }
   if (ex.chunked) {
-    o += "Transfer-Encoding: chunked\r\n";
-    if (!ex.trailers.empty()) declare_trailers(o, ex.trailers);
+    put(kChunked);
+    if (!trailer_line.empty()) put(trailer_line);
   }
   if (ex.close_after) {
-    o += "Connection: close\r\n";
+    put(kClose);
   } else if (http10) {
-    o += "Connection: keep-alive\r\n";
+    put(kKeepAlive);
   }
-  o += ex.head;
-  o += "\r\n";
+  put(ex.head);
+  put("\r\n");
+  bool body_put =
+      with_body && start == stack && body.size() <= sizeof(stack) - static_cast<size_t>(p - stack);
+  if (body_put) put(body);
+  if (start == stack) {
+    o.append(stack, static_cast<size_t>(p - stack));
+  } else {
+    o.resize(static_cast<size_t>(p - o.data()));
+  }
+  if (with_body) {
+    if (!body_put) o.append(body);
+    ex.written += body.size();
+  }
   // The head buffer stays with the exchange, its capacity kept: a connection
   // recycles its last exchange for the next request (no allocation and no
   // swap per response; trimmed with the connection's buffers when idle).
   ex.head.clear();
+  return with_body;
+}
+
+}  // namespace
+
+void Connection::send_head(Exchange& ex) {
+  write_head(t_->output(), ex, server_->date(), server_->stopping_, {});
 }
 
 void Connection::write_body(Exchange& ex, std::string_view chunk) {
@@ -1393,8 +1466,8 @@ void Connection::send_whole(Exchange& ex, std::string_view body) {
   }
   ex.has_length = true;
   ex.length = body.size();
-  send_head(ex);
-  write_body(ex, body);
+  // The body in the same growth of the output as the head, when it goes as it is.
+  if (!write_head(t_->output(), ex, server_->date(), server_->stopping_, body)) write_body(ex, body);
   finish(ex);
 }
 

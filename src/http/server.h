@@ -27,6 +27,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <list>
 #include <memory>
@@ -178,7 +179,11 @@ class Exchange : public std::enable_shared_from_this<Exchange>, public ExchangeS
   // The same for a trailer field: also refuses the fields a trailer must
   // not carry (RFC 9110 6.5.1: framing, routing, controls, auth...).
   static std::string trailer_error(std::string_view name, std::string_view value);
-  [[nodiscard]] bool head_request() const { return req.method == "HEAD"; }
+  // (The size first, then four bytes: `== "HEAD"` called strlen and memcmp,
+  // and every response asks two or three times.)
+  [[nodiscard]] bool head_request() const {
+    return req.method.size() == 4 && std::memcmp(req.method.data(), "HEAD", 4) == 0;
+  }
 
   // The slot Lua's `res` names this exchange by (0: none yet); see ExchangeRef.
   uint32_t slot = 0;
@@ -199,6 +204,23 @@ struct ExchangeRef {
   static ExchangeRef of(Exchange& ex);  // gives ex a slot if it has none
   [[nodiscard]] Exchange* get() const;  // nullptr once the exchange is gone
 };
+
+// The slots' array and size (server.cpp keeps them in a vector): plain
+// thread_local values, constinit, so that get() is inlined and reads them
+// without the guard and call a thread_local with a constructor costs (about
+// 20 instructions a lookup, two or three lookups a request).
+struct ExchangeSlot {
+  Exchange* ex = nullptr;
+  uint32_t gen = 0;
+};
+extern constinit thread_local ExchangeSlot* g_exchange_slots;
+extern constinit thread_local size_t g_exchange_slot_count;
+
+inline Exchange* ExchangeRef::get() const {
+  if (slot >= g_exchange_slot_count) return nullptr;  // (a ref read by the FFI fast path is checked too)
+  const ExchangeSlot& s = g_exchange_slots[slot];
+  return s.gen == gen ? s.ex : nullptr;
+}
 
 // A listening server's shared state. Owned (shared_ptr) by its listener
 // handle, by every connection and by the Lua object, so a graceful close can

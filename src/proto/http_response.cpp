@@ -91,39 +91,66 @@ std::string_view reason_phrase(int status) {
   }
 }
 
+// Four characters a step, their table entries and-ed: no branch per
+// character (a byte loop took about 9 instructions a character).
 bool valid_header_name(std::string_view name) {
-  return !name.empty() &&
-         std::ranges::all_of(name, [](char ch) { return is_token_char(static_cast<unsigned char>(ch)); });
+  const auto* p = reinterpret_cast<const unsigned char*>(name.data());
+  size_t n = name.size();
+  bool ok = n != 0;
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    ok &= kTokenChars[p[i]] & kTokenChars[p[i + 1]] & kTokenChars[p[i + 2]] & kTokenChars[p[i + 3]];
+  }
+  for (; i < n; ++i) ok &= kTokenChars[p[i]];
+  return ok;
 }
 
 namespace {
 
 bool valid_value_byte(unsigned char c) { return (c >= 0x20 || c == '\t') && c != 0x7f; }
 
-}  // namespace
+uint64_t load8(const char* p) {
+  uint64_t w = 0;
+  std::memcpy(&w, p, 8);
+  return w;
+}
 
-// Eight bytes at a time while none of them is a control or DEL (the usual
-// case), byte by byte from the first word that has one: a tab is allowed.
-bool valid_header_value(std::string_view value) {
+uint32_t load4(const char* p) {
+  uint32_t w = 0;
+  std::memcpy(&w, p, 4);
+  return w;
+}
+
+// Whether a byte of w is below 0x20 (a control, the tab too) or DEL: a byte
+// below 0x20 borrows in w - 0x20..., a DEL becomes 0 after the xor; either
+// sets the byte's high bit where the byte itself had none.
+bool has_control(uint64_t w) {
   constexpr uint64_t kOnes = 0x0101010101010101ULL;
   constexpr uint64_t kHighs = 0x8080808080808080ULL;
+  uint64_t below = (w - kOnes * 0x20) & ~w & kHighs;
+  uint64_t x = w ^ (kOnes * 0x7f);
+  uint64_t del = (x - kOnes) & ~x & kHighs;
+  return (below | del) != 0;
+}
+
+}  // namespace
+
+// Eight bytes at a time, the last word overlapping the one before (a value
+// of 4 to 7 bytes is two overlapping halves of one word); byte by byte only
+// when a word has a control, which may be an allowed tab, or for a value
+// shorter than 4 bytes.
+bool valid_header_value(std::string_view value) {
   const char* p = value.data();
   size_t n = value.size();
-  size_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    uint64_t w = 0;
-    std::memcpy(&w, p + i, 8);
-    // A byte below 0x20 borrows in w - 0x20..., a DEL becomes 0 after the
-    // xor: either sets the byte's high bit where the byte itself had none.
-    uint64_t below = (w - kOnes * 0x20) & ~w & kHighs;
-    uint64_t x = w ^ (kOnes * 0x7f);
-    uint64_t del = (x - kOnes) & ~x & kHighs;
-    if ((below | del) != 0) break;
+  if (n >= 8) {
+    bool clean = true;
+    size_t i = 0;
+    for (; i + 8 <= n && clean; i += 8) clean = !has_control(load8(p + i));
+    if (clean && (i == n || !has_control(load8(p + n - 8)))) return true;
+  } else if (n >= 4) {
+    if (!has_control(load4(p) | (static_cast<uint64_t>(load4(p + n - 4)) << 32))) return true;
   }
-  for (; i < n; ++i) {
-    if (!valid_value_byte(static_cast<unsigned char>(p[i]))) return false;
-  }
-  return true;
+  return std::ranges::all_of(value, [](char c) { return valid_value_byte(static_cast<unsigned char>(c)); });
 }
 
 void append_status_line(std::string& out, int status, std::string_view reason) {
@@ -156,30 +183,17 @@ void append_header(std::string& out, std::string_view name, std::string_view val
 
 const std::string& DateCache::now() { return at(static_cast<int64_t>(std::time(nullptr))); }
 
-const std::string& DateCache::at(int64_t unix_seconds) {
-  if (unix_seconds != second_) {
-    second_ = unix_seconds;
-    ++formats_;
-    auto t = static_cast<std::time_t>(unix_seconds);
-    std::tm tm{};
-    gmtime_r(&t, &tm);
-    char buf[64];
-    size_t n = std::strftime(buf, sizeof(buf), "%a, %d %b %Y %H:%M:%S GMT", &tm);
-    value_.assign(buf, n);
-    line_ = "Date: " + value_ + "\r\n";
-    ok_line_ = "HTTP/1.1 200 OK\r\n" + line_;
-  }
-  return value_;
-}
-
-const std::string& DateCache::line() {
-  now();
-  return line_;
-}
-
-const std::string& DateCache::ok_line() {
-  now();
-  return ok_line_;
+void DateCache::format(int64_t unix_seconds) {
+  second_ = unix_seconds;
+  ++formats_;
+  auto t = static_cast<std::time_t>(unix_seconds);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[64];
+  size_t n = std::strftime(buf, sizeof(buf), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+  value_.assign(buf, n);
+  line_ = "Date: " + value_ + "\r\n";
+  ok_line_ = "HTTP/1.1 200 OK\r\n" + line_;
 }
 
 }  // namespace evo::http

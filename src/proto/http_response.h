@@ -5,6 +5,7 @@
 
 #include <array>
 #include <cstdint>
+#include <ctime>
 #include <string>
 #include <string_view>
 
@@ -42,14 +43,26 @@ void append_header(std::string& out, std::string_view name, std::string_view val
 // Cached: formatted once per second whatever the request rate.
 class DateCache {
  public:
-  const std::string& now();   // for the current time
-  const std::string& line();  // "Date: <now>\r\n", the whole header line: one append per response
+  const std::string& now();  // for the current time
+  // "Date: <now>\r\n", the whole header line: one append per response.
+  // (Inline, as ok_line: every response asks, and the second rarely changed.)
+  const std::string& line() {
+    at(static_cast<int64_t>(std::time(nullptr)));
+    return line_;
+  }
   // "HTTP/1.1 200 OK\r\n" and line(): the usual response's first two lines in one append.
-  const std::string& ok_line();
-  const std::string& at(int64_t unix_seconds);                 // for a given second (tests)
+  const std::string& ok_line() {
+    at(static_cast<int64_t>(std::time(nullptr)));
+    return ok_line_;
+  }
+  const std::string& at(int64_t unix_seconds) {  // for a given second (tests)
+    if (unix_seconds != second_) format(unix_seconds);
+    return value_;
+  }
   [[nodiscard]] uint64_t formats() const { return formats_; }  // how often it formatted
 
  private:
+  void format(int64_t unix_seconds);
   int64_t second_ = -1;
   uint64_t formats_ = 0;
   std::string value_;
