@@ -17,7 +17,6 @@ local finish = require("evo.wait").finish
 
 local type, pairs, tostring, lower, floor, concat, sort, getmetatable =
   type, pairs, tostring, string.lower, math.floor, table.concat, table.sort, getmetatable
-local isyieldable = coroutine.isyieldable
 local fail, argError = args.fail, args.error
 local ndigest, nhmac, nhasher, nhmacer = native.digest, native.hmac, native.hasher, native.hmacer
 local nrandomBytes, nrandomInt, nequal = native.randomBytes, native.randomInt, native.timingSafeEqual
@@ -171,7 +170,7 @@ function crypto.pbkdf2(password, salt, iterations, length, alg)
   end
   checkLength(4, "crypto.pbkdf2", length)
   local id = alg == nil and DIGESTS.sha256 or DIGESTS[alg] or digestId(5, "crypto.pbkdf2", alg)
-  return finish(npbkdf2(password, salt, iterations, length, id, isyieldable()))
+  return finish(npbkdf2(password, salt, iterations, length, id, true))
 end
 
 local SCRYPT_DEFAULTS = {N = 16384, r = 8, p = 1, maxmem = 32 * 1024 * 1024}
@@ -216,7 +215,7 @@ function crypto.scrypt(password, salt, length, opts)
       :format(need, maxmem))
   end
   -- OpenSSL counts the memory the same way and refuses past maxmem too.
-  return finish(nscrypt(password, salt, length, N, r, p, maxmem, isyieldable()))
+  return finish(nscrypt(password, salt, length, N, r, p, maxmem, true))
 end
 
 ------------------------------------------------------------------ AES-256-GCM

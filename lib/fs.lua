@@ -36,7 +36,6 @@ end
 -- Whole-file operations run as one job on the thread pool (evo.fsfast):
 -- open, read or write, close, in a single trip.
 local fast = require("evo.fsfast")
-local isyieldable = coroutine.isyieldable
 local wait = require("evo.wait")
 local finish, raiseCanceled = wait.finish, wait.raiseCanceled
 
@@ -47,7 +46,7 @@ function fs.readFile(path)
     local data = embedded.readFile(path)
     if data then return data end
   end
-  return finish(fast.readFile(path, nil, isyieldable()))
+  return finish(fast.readFile(path, nil, true))
 end
 
 local function writeWith(fname, op, path, data)
@@ -60,7 +59,7 @@ local function writeWith(fname, op, path, data)
   elseif type(data) ~= "string" then
     args.fail(2, fname, "string", data, 3)
   end
-  return finish(op(path, data, isyieldable()))
+  return finish(op(path, data, true))
 end
 
 -- writeFile(path, data) -> true | nil, err. data: a string or a list of strings.
@@ -73,8 +72,8 @@ function fs.appendFile(path, data) return writeWith("appendFile", fast.appendFil
 -- request, the system call, or a ring entry under --io=uring), with luv's
 -- results (the stat table is uv.fs_stat's).
 local fstat, flstat = fast.stat, fast.lstat
-local function stat(path) return finish(fstat(path, isyieldable())) end
-local function lstat(path) return finish(flstat(path, isyieldable())) end
+local function stat(path) return finish(fstat(path, true)) end
+local function lstat(path) return finish(flstat(path, true)) end
 
 -- stat and lstat: an embedded file (a built app's, docs/build.md) first, then the disk.
 local function statWith(fname, op, path)
@@ -223,7 +222,7 @@ local function lock(self, fname)
     self.busy = true
     return
   end
-  local me, id = prepare(isyieldable())
+  local me, id = prepare(true)
   if me == false then raiseCanceled(3) end
   if me == nil then
     error(("%s: the file is in use by another task's operation, and this call cannot wait for it " ..
@@ -275,7 +274,7 @@ function fs.open(path, flags, mode)
   check(2, "open", flags, "string")
   if not OPEN_FLAGS[flags] then error(("bad argument #2 to 'open' (invalid mode '%s')"):format(flags), 2) end
   if mode ~= nil then check(3, "open", mode, "number") end
-  local fd, err = finish(fast.open(path, flags, mode or 420, isyieldable()))
+  local fd, err = finish(fast.open(path, flags, mode or 420, true))
   if not fd then return nil, err end
   local append = flags:find("a", 1, true) ~= nil
   return setmetatable({fd = fd, path = path, pos = 0, buffer = "", append = append, busy = false, waiters = {}},
@@ -288,7 +287,7 @@ local function checkOpen(self, fname)
 end
 
 local function fill(self)
-  local data, err = finish(fast.read(self.fd, READ_CHUNK, self.pos, isyieldable()))
+  local data, err = finish(fast.read(self.fd, READ_CHUNK, self.pos, true))
   if not data then return nil, err end
   if data == true or #data == 0 then return false end
   self.pos = self.pos + #data
@@ -368,7 +367,7 @@ end
 local function writeOp(self, parts)
   -- writes go where the file position is (reads may have buffered ahead)
   local offset = self.append and -1 or (self.pos - #self.buffer)
-  local n, err = finish(fast.write(self.fd, concat(parts), offset, isyieldable()))
+  local n, err = finish(fast.write(self.fd, concat(parts), offset, true))
   if not n then return nil, err end
   if not self.append then
     self.pos = offset + n
@@ -396,7 +395,7 @@ local function seekOp(self, whence, offset)
   if whence == "set" then base = 0
   elseif whence == "cur" then base = current
   elseif whence == "end" then
-    local st, err = finish(fast.fstat(self.fd, isyieldable()))
+    local st, err = finish(fast.fstat(self.fd, true))
     if not st then return nil, err end
     base = st.size
   end
@@ -416,8 +415,8 @@ function File:seek(whence, offset)
   return locked(self, "seek", seekOp, whence, offset)
 end
 
-local function syncOp(self) return finish(fast.fsync(self.fd, isyieldable())) end
-local function statOp(self) return finish(fast.fstat(self.fd, isyieldable())) end
+local function syncOp(self) return finish(fast.fsync(self.fd, true)) end
+local function statOp(self) return finish(fast.fstat(self.fd, true)) end
 
 function File:sync()
   checkOpen(self, "sync")
@@ -432,7 +431,7 @@ end
 local function closeOp(self)
   local fd = self.fd
   self.fd = nil
-  return finish(fast.close(fd, isyieldable()))
+  return finish(fast.close(fd, true))
 end
 
 -- close(): waits for the operations other tasks have started on the File.

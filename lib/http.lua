@@ -20,7 +20,6 @@ local concat = table.concat
 local find, format, gsub, lower, sub, match, gmatch =
   string.find, string.format, string.gsub, string.lower, string.sub, string.match, string.gmatch
 local byte, rawget, pcall = string.byte, rawget, pcall
-local isyieldable = coroutine.isyieldable
 local traceback = debug.traceback
 local finish = require("evo.wait").finish  -- (true, results...) | (false): Canceled
 
@@ -51,7 +50,7 @@ end
 
 -- req:read() -> the next chunk of the body, nil at its end, or nil, err.
 -- The first read answers "Expect: 100-continue".
-function Request:read() return finish(native.read(engineRes(self), isyieldable())) end
+function Request:read() return finish(native.read(engineRes(self), true)) end
 
 -- req:body() -> the whole body (a string; "" when there is none). Raises on a
 -- failed body (e.g. err.status 413 beyond maxBodyBytes): the server answers
@@ -61,7 +60,7 @@ function Request:body()
   if cached then return cached end
   local parts, n = {}, 0
   while true do
-    local chunk, err = finish(native.read(engineRes(self), isyieldable()))
+    local chunk, err = finish(native.read(engineRes(self), true))
     if chunk == nil then
       if err then error(err, 2) end
       break
@@ -157,7 +156,7 @@ function Response:write(chunk)
   if type(chunk) ~= "string" then
     if type(chunk) == "number" then chunk = tostring(chunk) else args.fail(1, "write", "string", chunk) end
   end
-  return finish(native.write(self, chunk, isyieldable()))
+  return finish(native.write(self, chunk, true))
 end
 
 -- res:sendFile(path [, offset, length]): the file as the body, with sendfile(2).
@@ -167,7 +166,7 @@ function Response:sendFile(path, offset, length)
   if length ~= nil then args.check(3, "sendFile", length, "number") end
   -- An embedded file (evo build) goes out with sendfile(2) too, from its memfd.
   if embedded then path = embedded.fdPath(path) or path end
-  return finish(native.sendFile(self, path, offset, length, isyieldable()))
+  return finish(native.sendFile(self, path, offset, length, true))
 end
 
 -- res:headersSent() / res:isFinished(): whether the head (or the whole
@@ -433,7 +432,7 @@ Server.__index = Server
 function Server:close()
   if self.closed then return true end
   self.closed = true
-  return finish(native.close(self.native, isyieldable()))
+  return finish(native.close(self.native, true))
 end
 
 function Server:connections() return native.connections(self.native) end

@@ -37,21 +37,21 @@ local Stream = sn.methods
 -- read([n]) -> up to n bytes (any amount available without n, at least 1);
 -- nil at the end of the stream; nil, err on failure.
 function Stream:read(n)
-  if n == nil then return finish(sread(self, "chunk", nil, isyieldable())) end
+  if n == nil then return finish(sread(self, "chunk", nil, true)) end
   args.check(1, "read", n, "number")
   if not (n >= 0) then args.error(1, "read", "byte count must be 0 or more") end  -- NaN too
-  return finish(sread(self, "exactly", n, isyieldable()))
+  return finish(sread(self, "exactly", n, true))
 end
 
 -- readLine() -> the next line without "\n" (or "\r\n"); the last line may
 -- lack its terminator; nil at the end.
-function Stream:readLine() return finish(sread(self, "line", nil, isyieldable())) end
+function Stream:readLine() return finish(sread(self, "line", nil, true)) end
 
 -- lines() -> an iterator over the lines left (as readLine gives them), for
 -- `for line in stream:lines() do ... end`; a failure raises, as io.lines does.
 function Stream:lines()
   return function()
-    local line, err = finish(sread(self, "line", nil, isyieldable()))
+    local line, err = finish(sread(self, "line", nil, true))
     if line == nil and err ~= nil then error(err, 2) end
     return line
   end
@@ -61,11 +61,11 @@ end
 function Stream:readUntil(delim)
   args.check(1, "readUntil", delim, "string")
   if delim == "" then error("bad argument #1 to 'readUntil' (delimiter must not be empty)", 2) end
-  return finish(sread(self, "until", delim, isyieldable()))
+  return finish(sread(self, "until", delim, true))
 end
 
 -- readAll() -> everything until the peer closes its side
-function Stream:readAll() return finish(sread(self, "all", nil, isyieldable())) end
+function Stream:readAll() return finish(sread(self, "all", nil, true)) end
 
 -- write(...) -> true | nil, err: strings (or numbers) in one vectored write
 function Stream:write(...)
@@ -74,14 +74,14 @@ function Stream:write(...)
     local t = type(v)
     if t ~= "string" and t ~= "number" then args.fail(i, "write", "string", v, 2) end
   end
-  return finish(swrite(self, isyieldable(), ...))
+  return finish(swrite(self, true, ...))
 end
 
 -- flush() -> true | nil, err: waits until everything written has gone out
-function Stream:flush() return finish(sn.flush(self, isyieldable())) end
+function Stream:flush() return finish(sn.flush(self, true)) end
 
 -- shutdown() -> true | nil, err: no more writes (the peer reads EOF)
-function Stream:shutdown() return finish(sn.shutdown(self, isyieldable())) end
+function Stream:shutdown() return finish(sn.shutdown(self, true)) end
 
 -- settimeout(readSeconds [, writeSeconds]): 0 or nil for none. A read or
 -- write that waits longer returns nil, err with err.code == "Timeout".
@@ -135,7 +135,7 @@ function Stream:sendfile(path, offset, length)
   local ok, sent, serr = pcall(function()
     local flushed, ferr = self:flush()
     if not flushed then return nil, ferr end
-    return finish(sn.sendfile(self, f.fd, offset, length, isyieldable()))
+    return finish(sn.sendfile(self, f.fd, offset, length, true))
   end)
   f:close()
   if not ok then error(sent, 0) end
@@ -200,7 +200,7 @@ local function secure(stream, ctx, servername, timeout)
   local ok, err = sn.starttls(stream, ctx, servername)
   if ok then
     if timeout then sn.settimeout(stream, timeout, timeout) end
-    ok, err = finish(sn.handshake(stream, isyieldable()))
+    ok, err = finish(sn.handshake(stream, true))
     if timeout then sn.settimeout(stream, 0, 0) end
   end
   if not ok then
@@ -250,15 +250,15 @@ end
 -- connectPlain(opts): opts checked by net.connect
 function connectPlain(opts)
   local timeout = opts.timeout
-  if opts.path then return finish(native.connectPipe(opts.path, timeout, isyieldable())) end
+  if opts.path then return finish(native.connectPipe(opts.path, timeout, true)) end
   if timeout and tasknative.mode() == "evented" and isyieldable() and tasknative.current() then
     local task = require("task")
     local res = {task.timeout(timeout, function()
-      return finish(native.connectTcp(opts.host, opts.port, timeout, isyieldable()))
+      return finish(native.connectTcp(opts.host, opts.port, timeout, true))
     end)}
     return unpack(res, 1, table.maxn(res))
   end
-  return finish(native.connectTcp(opts.host, opts.port, timeout, isyieldable()))
+  return finish(native.connectTcp(opts.host, opts.port, timeout, true))
 end
 
 ----------------------------------------------------------------- Server
@@ -270,7 +270,7 @@ net.Server = Server
 local deliverAccepted = events.deliverer("CONNECTION_ACCEPTED", "remoteAddress", "remotePort")
 
 local function accept(self)
-  local stream, err = finish(native.accept(self.listener, isyieldable()))
+  local stream, err = finish(native.accept(self.listener, true))
   if stream and self.tlsContext then return secure(stream, self.tlsContext, nil, self.handshakeTimeout) end
   return stream, err
 end
@@ -393,7 +393,7 @@ function Udp:send(data, host, port)
   return true
 end
 
-local function receive(self) return finish(udpnative.receive(self.native, isyieldable())) end
+local function receive(self) return finish(udpnative.receive(self.native, true)) end
 
 -- receive() -> data, fromHost, fromPort | nil, err (Timeout after settimeout)
 function Udp:receive()

@@ -154,7 +154,7 @@ Child.__name = "Child"
 
 -- wait() -> exit code, signal number (0 when it exited normally)
 function Child:wait()
-  local code, signal = finish(native.wait(self.native, isyieldable()))
+  local code, signal = finish(native.wait(self.native, true))
   return code, signal
 end
 

@@ -217,7 +217,7 @@ local function flush(c)
   local data = n == 1 and out[1] or concat(out, "", 1, n)
   for i = 1, n do out[i] = nil end
   c.nout = 0
-  local ok, wok, werr = swrite(c.stream, isyieldable(), data)
+  local ok, wok, werr = swrite(c.stream, true, data)
   if ok and not wok then failAll(c, werr) end
 end
 
@@ -228,7 +228,7 @@ local function ensureConnected(c)
   if c.closed then return nil, errors.new("Closed", "the redis client is closed") end
   if c.dialing then  -- another task is connecting: wait for it
     local list = c.dialWaiters
-    local me, id = prepare(isyieldable())
+    local me, id = prepare(true)
     if me == false then raiseCanceled(3) end
     if me then
       list[#list + 1] = {me, id}
@@ -351,7 +351,7 @@ function connect(c)
   local ok, err = dialOnce(c)
   local delay, tries = 0.05, c.everConnected and (c.opts.retries or 5) or 0
   while not ok and tries > 0 and not c.closed and (err.code ~= "NOAUTH" and err.code ~= "WRONGPASS") do
-    if tasknative.sleep(delay, isyieldable()) == false then raiseCanceled(2) end
+    if tasknative.sleep(delay, true) == false then raiseCanceled(2) end
     delay, tries = math.min(delay * 2, 2), tries - 1
     ok, err = dialOnce(c)
   end

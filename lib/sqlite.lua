@@ -21,7 +21,6 @@ local finish = require("evo.wait").finish
 
 local type, setmetatable, getmetatable, error, pcall, select, unpack, floor, pairs, tostring, tonumber =
   type, setmetatable, getmetatable, error, pcall, select, unpack, math.floor, pairs, tostring, tonumber
-local isyieldable = coroutine.isyieldable
 local fail, argError = args.fail, args.error
 
 local nopen, nclose, nexec, nisOpen, ninTx = native.open, native.close, native.exec, native.isOpen, native.inTransaction
@@ -136,12 +135,12 @@ native.statementMeta.__index = Statement
 
 local WorkerStatement = {columns = ncolumns, finalize = nfinalize, sql = nsql}
 native.workerStatementMeta.__index = WorkerStatement
-function WorkerStatement:all(...) return finish(nall(self, isyieldable(), ...)) end
-function WorkerStatement:get(...) return finish(nget(self, isyieldable(), ...)) end
-function WorkerStatement:run(...) return finish(nrun(self, isyieldable(), ...)) end
+function WorkerStatement:all(...) return finish(nall(self, true, ...)) end
+function WorkerStatement:get(...) return finish(nget(self, true, ...)) end
+function WorkerStatement:run(...) return finish(nrun(self, true, ...)) end
 -- One trip to the pool for all the rows, then a plain iterator over them.
 function WorkerStatement:iterate(...)
-  local rows, err = finish(nall(self, isyieldable(), ...))
+  local rows, err = finish(nall(self, true, ...))
   if not rows then error(err, 2) end
   local i = 0
   return function()
@@ -213,19 +212,19 @@ end
 function WorkerDatabase:query(sql, ...)
   local st, err = statement(self, sql, prepQuery, "db:query")
   if not st then return nil, err end
-  return finish(dbAll(st, isyieldable(), ...))
+  return finish(dbAll(st, true, ...))
 end
 
 function WorkerDatabase:get(sql, ...)
   local st, err = statement(self, sql, prepGet, "db:get")
   if not st then return nil, err end
-  return finish(dbGet(st, isyieldable(), ...))
+  return finish(dbGet(st, true, ...))
 end
 
 function WorkerDatabase:run(sql, ...)
   local st, err = statement(self, sql, prepRun, "db:run")
   if not st then return nil, err end
-  return finish(dbRun(st, isyieldable(), ...))
+  return finish(dbRun(st, true, ...))
 end
 
 -- db:prepare(sql) -> statement | nil, err. A new statement each call (not
@@ -248,7 +247,7 @@ end
 function WorkerDatabase:exec(sql)
   checkDb(self, "db:exec")
   if type(sql) ~= "string" then fail(1, "db:exec", "string", sql) end
-  return finish(nexec(self[1], isyieldable(), sql))
+  return finish(nexec(self[1], true, sql))
 end
 
 -- Runs sql where the caller cannot be suspended: a rollback must happen

@@ -24,7 +24,6 @@ local spawn, inline, prepare, suspend, wake = native.spawn, native.inline, nativ
 local notify, unnotify, isDone, results, outcome = native.notify, native.unnotify, native.isDone, native.results,
   native.outcome
 local hrtime = core.hrtime
-local isyieldable = coroutine.isyieldable
 
 local task = {}
 local blocking = native.mode() == "blocking"
@@ -60,7 +59,7 @@ end
 -- current task is cancelled meanwhile (the awaited task keeps running).
 local awaitNative = native.await
 local function waitFor(future)
-  local r = awaitNative(future, isyieldable())
+  local r = awaitNative(future, true)
   if r then return end
   if r == false then raiseCanceled(3) end
   error("cannot wait for an unfinished task here: not inside a task, or inside a call that cannot " ..
@@ -96,15 +95,15 @@ function Future:done() return isDone(self) end
 function task.sleep(seconds)
   args.check(1, "sleep", seconds, "number")
   if seconds == 0 then
-    if not native.yield(isyieldable()) then raiseCanceled(2) end
-  elseif not native.sleep(seconds, isyieldable()) then
+    if not native.yield(true) then raiseCanceled(2) end
+  elseif not native.sleep(seconds, true) then
     raiseCanceled(2)
   end
 end
 
 -- yield(): lets the other ready tasks and the loop run once.
 function task.yield()
-  if not native.yield(isyieldable()) then raiseCanceled(2) end
+  if not native.yield(true) then raiseCanceled(2) end
 end
 
 -- now(): monotonic time in seconds, sub-millisecond precision.
@@ -159,7 +158,7 @@ function task.select(...)
   end
   local i = firstDone(...)
   if not i then
-    local me, id = prepare(isyieldable())
+    local me, id = prepare(true)
     if me == false then raiseCanceled(2) end
     if me == nil then error("select() of unfinished tasks needs to run inside a task that can yield", 2) end
     local futures = {...}
@@ -252,7 +251,7 @@ end
 -- Suspends until the group's done list grows. Returns false when the
 -- awaiting task was cancelled meanwhile.
 local function waitDone(self, level)
-  local me, id = prepare(isyieldable())
+  local me, id = prepare(true)
   if me == false then return false end
   if me == nil then
     error("cannot wait for unfinished tasks here: not inside a task, or inside a call that cannot " ..
@@ -324,7 +323,7 @@ local function wakeFirst(list)
 end
 
 local function waitIn(list, what)
-  local me, id = prepare(isyieldable())
+  local me, id = prepare(true)
   if me == false then raiseCanceled(3) end
   if me == nil then
     error(("queue %s would wait forever: no other task can run here"):format(what), 3)
@@ -434,7 +433,7 @@ function task.work(fn, ...)
   local ok, payload = pcall(serial.encodeList, n, ...)
   if not ok then error("bad argument to 'work': " .. payload, 2) end
   local code = string.dump(fn)
-  local me, id = prepare(isyieldable())
+  local me, id = prepare(true)
   if me == false then raiseCanceled(2) end
   local okRun, encoded
   if me == nil then

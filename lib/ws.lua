@@ -25,7 +25,6 @@ local args = require("evo.args")
 local type, error, tostring, setmetatable, getmetatable, pairs, ipairs =
   type, error, tostring, setmetatable, getmetatable, pairs, ipairs
 local lower, match, gmatch, concat = string.lower, string.match, string.gmatch, table.concat
-local isyieldable = coroutine.isyieldable
 local wait = require("evo.wait")
 local finish, raiseCanceled = wait.finish, wait.raiseCanceled
 local feed, take, sendTo = native.feed, native.take, native.sendTo
@@ -156,7 +155,7 @@ function Conn:send(data, kind)
   -- no Lua string is made for it: ok false means the session sends no more.
   -- The answer is unwrapped here rather than by finish(), a vararg function
   -- the trace after the native call did not compile.
-  local done, ok, err = sendTo(self.session, data, kind == "binary", self.stream, isyieldable())
+  local done, ok, err = sendTo(self.session, data, kind == "binary", self.stream, true)
   if not done then raiseCanceled() end
   if ok == false then return nil, closedError(1000, "", "the WebSocket is closing") end
   return ok, err
@@ -284,7 +283,7 @@ function ws.accept(req, res, opts)
 
   local stream, err
   repeat  -- (waits while earlier pipelined responses are still being written)
-    stream, err = finish(httpnative.upgrade(res, isyieldable()))
+    stream, err = finish(httpnative.upgrade(res, true))
   until (stream and stream ~= true) or err  -- true: the output drained, ask again
   if not stream then return nil, err end
   local ok, werr = stream:write(concat(lines, "\r\n"))

@@ -13,7 +13,7 @@ local native = require("evo.task")
 local errors = require("evo.errors")
 
 local prepare, suspend, wake = native.prepare, native.suspend, native.wake
-local isyieldable, select = coroutine.isyieldable, select
+local select = select
 local fromUv = errors.fromUv
 local raiseCanceled = require("evo.wait").raiseCanceled
 
@@ -38,7 +38,7 @@ end
 
 -- call(fn, a, b, ...): up to 6 arguments before the callback.
 function io.call(fn, ...)
-  local me, id = prepare(isyieldable())
+  local me, id = prepare(true)
   if me == false then raiseCanceled(2) end
   if me == nil then return syncResult(fn(...)) end
   local n = select("#", ...)

@@ -5,7 +5,7 @@
 -- these two functions; cache them as upvalues (no lookup per call):
 --
 --   local finish = require("evo.wait").finish
---   function Stream:readLine() return finish(sread(self, "line", nil, isyieldable())) end
+--   function Stream:readLine() return finish(sread(self, "line", nil, true)) end
 --
 -- Levels: Canceled is an error object (a table), and Lua attaches a position
 -- only to string messages, so the level given to error() shows nowhere in

@@ -17,7 +17,6 @@ local finish = require("evo.wait").finish
 local type, tostring, tonumber, setmetatable, error, select = type, tostring, tonumber, setmetatable, error, select
 local next, pairs, newproxy, getmetatable = next, pairs, newproxy, getmetatable
 local sub, find, gsub, lower, concat = string.sub, string.find, string.gsub, string.lower, table.concat
-local isyieldable = coroutine.isyieldable
 local sn = netnative.stream
 local sread, swrite, sbuffered = sn.read, sn.write, sn.buffered
 
@@ -293,7 +292,7 @@ function Tcp:sslhandshake(reused, serverName, verify)
   local ctx, cerr = clientContext(verify == true)
   if not ctx then return nil, message(cerr) end
   local ok, err = sn.starttls(stream, ctx, serverName)
-  if ok then ok, err = finish(sn.handshake(stream, isyieldable())) end
+  if ok then ok, err = finish(sn.handshake(stream, true)) end
   if not ok then
     drop(self)
     return nil, tlsMessage(err)
@@ -357,7 +356,7 @@ function Tcp:send(data)
   data = sendBytes(data)
   if not writable(self) then return nil, "closed" end
   if #data == 0 then return 0 end
-  local ok, err = finish(swrite(self.stream, isyieldable(), data))
+  local ok, err = finish(swrite(self.stream, true, data))
   if not ok then
     closeWrite(self)
     return nil, message(err, self.host)
@@ -367,7 +366,7 @@ end
 
 -- Appends the next bytes from the stream to self.buf: true | nil, err.
 local function fill(self)
-  local data, err = finish(sread(self.stream, "chunk", nil, isyieldable()))
+  local data, err = finish(sread(self.stream, "chunk", nil, true))
   if data then
     self.buf = self.buf .. data
     return true
@@ -421,7 +420,7 @@ local function receiveN(self, n)
     return sub(buf, 1, n)
   end
   self.buf = ""
-  local data, err = finish(sread(self.stream, "exactly", n - have, isyieldable()))
+  local data, err = finish(sread(self.stream, "exactly", n - have, true))
   if data then return buf .. data end
   if err == nil then return readFailed(self, errors.new("Closed", "end of stream"), buf) end
   return readFailed(self, err, buf .. (err.partial or ""))
@@ -430,7 +429,7 @@ end
 local function receiveAll(self)
   local buf = self.buf
   self.buf = ""
-  local data, err = finish(sread(self.stream, "all", nil, isyieldable()))
+  local data, err = finish(sread(self.stream, "all", nil, true))
   if data then return buf .. data end
   if err == nil then return buf end
   return readFailed(self, err, buf)
@@ -472,7 +471,7 @@ function Tcp:receiveany(max)
     self.buf = sub(buf, max + 1)
     return sub(buf, 1, max)
   end
-  local data, err = finish(sread(self.stream, "chunk", max, isyieldable()))
+  local data, err = finish(sread(self.stream, "chunk", max, true))
   if data then return data end
   return readFailed(self, err or errors.new("Closed", "end of stream"), "")
 end

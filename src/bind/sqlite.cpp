@@ -43,7 +43,7 @@ namespace {
 constexpr const char* kDbMeta = "evo.sqlite.Database";
 constexpr const char* kStmtMeta = "evo.sqlite.Statement";
 // A worker connection's statements: the same natives, behind Lua methods
-// that pass coroutine.isyieldable() and finish the wait protocol.
+// that pass `true` (may suspend) and finish the wait protocol.
 constexpr const char* kWorkerStmtMeta = "evo.sqlite.WorkerStatement";
 constexpr int kLuaTypeCdata = 10;  // LuaJIT's type tag for FFI cdata
 const char kHelpersKey = 0;        // registry: {int64_t, uint64_t, ffi.istype, blob meta}

@@ -215,12 +215,15 @@ void deliver_cancel(lua_State* L, Task* t) {
 }
 
 // The task that may suspend here, or nullptr: not in a task, blocking mode,
-// or inside a call that cannot yield (a metamethod, a table.sort comparator,
-// a module's top level under require). Whether the caller can yield is only
-// visible from Lua (coroutine.isyieldable() called from C always says no), so
-// the Lua side passes it in, as the argument at `yieldable_idx`.
+// or inside a call that cannot yield (a table.sort comparator, a gsub
+// callback, a module's top level under require). A native called from Lua
+// sees its caller's yieldability (lua_isyieldable: the same C frame as the
+// caller's coroutine.isyieldable()), so the Lua wrappers pass true at
+// `yieldable_idx`, or false where they must not wait (a blocking client):
+// coroutine.isyieldable() there cost ~180 instructions a call, a function
+// LuaJIT cannot compile.
 Task* suspendable(lua_State* L, TaskSystem& sys, int yieldable_idx) {
-  if (sys.blocking() || lua_toboolean(L, yieldable_idx) == 0) return nullptr;
+  if (sys.blocking() || lua_toboolean(L, yieldable_idx) == 0 || lua_isyieldable(L) == 0) return nullptr;
   Task* t = sys.task_of(L);
   if (t == nullptr) return nullptr;
   // A task that yielded with coroutine.yield (Luvit-style code) and was
