@@ -830,6 +830,7 @@ void Connection::request_completed() {
   if (state_ == State::Draining) {
     parser_->next();
     state_ = State::Waiting;
+    if (t_->buffered() == 0) server_->pool_parser(std::move(parser_));  // (as in response_done)
     return;
   }
   if (current_ == nullptr) return;
@@ -915,7 +916,7 @@ void Server::pool_exchange(std::shared_ptr<Exchange> ex) {
 void Server::pool_parser(std::unique_ptr<RequestParser> p) {
   if (parser_pool_.size() >= kPooledExchanges) return;
   // (The buffers an exchange gave it stay for the next request, unless
-  // they grew: a parser in the pool is as small as a new one.)
+  // they grew; a chunk extension's buffer, at most 4 KiB, stays too.)
   const Request& r = p->request();
   if (r.body.capacity() > std::string().capacity() || r.headers.capacity() > 16 ||
       r.target.capacity() > kKeepHeadBytes)
@@ -1050,7 +1051,9 @@ void Connection::update_deadline() {
     return;
   }
   if (state_ != State::Waiting) return;
-  bool mid_request = t_->buffered() != 0 || !served_any_;
+  // (A head begun and parsed as far as it came has left the input: the
+  // parser knows, and the header deadline applies to it, not the idle one.)
+  bool mid_request = t_->buffered() != 0 || !served_any_ || (parser_ != nullptr && parser_->in_head());
   if (output_pending() && !mid_request) {
     deadline = 0;
     return;

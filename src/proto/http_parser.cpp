@@ -511,6 +511,7 @@ void RequestParser::release_idle_memory() {
   drop(req_.headers);
   drop(req_.trailers);
   drop(req_.body);
+  drop(chunk_ext_);
 }
 
 }  // namespace evo::http

@@ -83,6 +83,8 @@ class RequestParser {
   [[nodiscard]] const std::string& error_reason() const { return error_reason_; }
   // True once the request's headers are complete (before its body).
   [[nodiscard]] bool headers_done() const { return headers_done_; }
+  // True while part of a request line or header section has been parsed.
+  [[nodiscard]] bool in_head() const { return in_head_; }
 
  private:
   static llhttp_settings_t* settings();  // the callbacks below, one table shared by every parser
