@@ -27,8 +27,8 @@ namespace evo {
 
 class SmallBlocks {
  public:
-  static constexpr size_t kMaxBlock = 256;          // larger blocks go straight to the allocator
-  static constexpr size_t kMaxCached = 256 * 1024;  // free bytes kept on the lists at most
+  static constexpr size_t kMaxBlock = 256;                  // larger blocks go straight to the allocator
+  static constexpr size_t kMaxCached = size_t{256} * 1024;  // free bytes kept on the lists at most
 
   SmallBlocks() = default;
   SmallBlocks(const SmallBlocks&) = delete;
