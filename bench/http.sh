@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # HTTP servers against their peers, measured in the same run:
 #   hello world with wrk (plain keep-alive, and 16-deep pipelining): Evo's http.serve (with a
-#     shared header table, and "natural": a new one per request, as users write it) and its
-#     event-style HttpServer vs a naive LuaJIT + luv server (the anchor), Node's http,
+#     shared header table, and "natural": a new one per request, as users write it, also
+#     under --io=uring) and its event-style HttpServer vs a naive LuaJIT + luv server (the anchor), Node's http,
 #     nginx + its Lua module, plain nginx;
 #   WebSocket echo of 32-byte messages: Evo's ws vs Node's ws package;
 #   a 1 MiB static file: Evo's http.static vs plain nginx and a Node static handler.
@@ -235,6 +235,7 @@ server_cmd() {
   case "$1" in
     evo) cmd=("$evo" "$here/http/evo_hello.lua" "$2") ;;
     evo-natural) cmd=("$evo" "$here/http/evo_natural.lua" "$2") ;;
+    evo-uring) cmd=("$evo" --io=uring "$here/http/evo_natural.lua" "$2") ;;
     luv-naive) cmd=(luajit "$here/http/luv_naive.lua" "$2") ;;
     evo-workers2) cmd=("$evo" --workers 2 "$here/http/evo_hello.lua" "$2") ;;
     evo-events) cmd=("$evo" "$here/http/evo_events_hello.lua" "$2") ;;
@@ -271,7 +272,7 @@ if [ "$generator" = native ]; then
 else
   echo "== hello world: wrk -t1 -c$conns -d${duration}s --latency; pipelined: $depth requests per write (bench/http/pipeline.lua)"
 fi
-for name in evo evo-natural evo-events luv-naive node nginx+lua nginx; do
+for name in evo evo-natural evo-uring evo-events luv-naive node nginx+lua nginx; do
   why=$(missing "$name")
   [ -z "$why" ] || { echo "  skipped: $why"; continue; }
   for scenario in plain pipelined; do

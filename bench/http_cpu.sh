@@ -4,6 +4,8 @@
 # (bench/loadgen, evo_loadgen) against
 #   evo-natural  Evo's http.serve with the handler users write: a new header table
 #                per request (bench/http/evo_natural.lua),
+#   evo-uring    the same under --io=uring (sockets on io_uring: one system call
+#                a loop turn for every connection's reads and writes),
 #   evo          the same with one shared header table (bench/http/evo_hello.lua),
 #   evo-events   the event-style HttpServer with the same answer
 #                (bench/http/evo_events_hello.lua; target 2: >= 0.9x evo's rate),
@@ -16,9 +18,12 @@
 # evo-natural's ratios with issue 13's targets: pipelined throughput >= 1.4x
 # luv-naive's, i.e. CPU per request <= 0.714x; keep-alive CPU per request
 # <= 1.2x C's. (bench/http.sh has the wider table with Node and nginx.)
+# Each line gives the kernel's part of the server's CPU too: with pipelining
+# most of what is left is the kernel's TCP work, the same for every server
+# on epoll (the c row is that floor).
 #   bench/http_cpu.sh [path/to/evo]        (or EVO=path/to/evo bench/http_cpu.sh)
 #   DURATION=5 seconds per run, ROUNDS=3, CONNECTIONS=50, SCENARIOS="keepalive pipelined",
-#   SERVERS="evo-natural evo evo-events luv-naive c", LOADGEN=path/to/evo_loadgen, LUAJIT=luajit,
+#   SERVERS="evo-natural evo-uring evo evo-events luv-naive c", LOADGEN=path/to/evo_loadgen, LUAJIT=luajit,
 #   BASE=path/to/another/evo adds the server base-natural (evo_natural.lua on
 #   that binary) to SERVERS: before/after in the same rounds.
 set -euo pipefail
@@ -28,7 +33,7 @@ duration=${DURATION:-5}
 rounds=${ROUNDS:-3}
 conns=${CONNECTIONS:-50}
 scenarios=${SCENARIOS:-keepalive pipelined}
-servers=${SERVERS:-evo-natural evo evo-events luv-naive c}
+servers=${SERVERS:-evo-natural evo-uring evo evo-events luv-naive c}
 base=${BASE:-}
 [ -n "$base" ] && servers="base-natural $servers"
 luajit=${LUAJIT:-luajit}
@@ -47,7 +52,7 @@ fi
 source "$here/lib/rounds.sh"
 have() {
   case "$1" in
-    evo | evo-natural | evo-events) [ -x "$evo" ] ;;
+    evo | evo-natural | evo-events | evo-uring) [ -x "$evo" ] ;;
     base-natural) [ -x "$base" ] ;;
     luv-naive) command -v "$luajit" >/dev/null && "$luajit" -e 'require("luv")' 2>/dev/null ;;
     c) [ -x "$raw" ] ;;
@@ -56,6 +61,7 @@ have() {
 server_cmd() {
   case "$1" in
     evo-natural) cmd=("$evo" "$here/http/evo_natural.lua" "$2") ;;
+    evo-uring) cmd=("$evo" --io=uring "$here/http/evo_natural.lua" "$2") ;;
     base-natural) cmd=("$base" "$here/http/evo_natural.lua" "$2") ;;
     evo) cmd=("$evo" "$here/http/evo_hello.lua" "$2") ;;
     evo-events) cmd=("$evo" "$here/http/evo_events_hello.lua" "$2") ;;
@@ -89,5 +95,7 @@ echo
 echo "== summary ($pinning; keepalive: one request in flight per connection, pipelined: sixteen, sent together)"
 echo "   targets: pipelined CPU per request <= 0.714x luv-naive's (1.4x its rate); keepalive <= 1.2x c's"
 python3 "$here/loadgen/measure.py" summary "$results" evo-natural pipelined/luv-naive:0.714 keepalive/c:1.2
+echo "   the same handler under --io=uring"
+python3 "$here/loadgen/measure.py" ratios "$results" evo-uring pipelined/luv-naive:0.714 keepalive/c:1.2
 echo "   target: the event-style HttpServer >= 0.9x the task path (same handler), CPU per request <= 1.111x evo's"
 python3 "$here/loadgen/measure.py" ratios "$results" evo-events evo:1.111

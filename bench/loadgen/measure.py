@@ -4,7 +4,8 @@
   measure.py run RESULTS LABEL SERVER_PID COMMAND...
       runs COMMAND (a load generator: evo_loadgen or wrk) and appends one JSON
       line to RESULTS: the rate it reports, the server's CPU time over the run
-      (utime + stime of SERVER_PID and its children, from /proc), the
+      (utime + stime of SERVER_PID and its children, from /proc; the
+      stime part, the kernel's, also on its own), the
       generator's own CPU time, the CPU other processes took meanwhile, and
       the server's CPU time per request (message). Prints that line readably.
   measure.py summary RESULTS [BASE [TARGETS...]]
@@ -41,15 +42,17 @@ def tree(pid):
 
 
 def ticks(pids):
-    total = 0
+    """(utime + stime, stime) of pids, in clock ticks."""
+    total = kernel = 0
     for p in pids:
         try:
             with open(f"/proc/{p}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
             total += int(fields[11]) + int(fields[12])  # utime, stime
+            kernel += int(fields[12])
         except (OSError, IndexError, ValueError):
             pass
-    return total
+    return total, kernel
 
 
 def busy_ticks():
@@ -99,19 +102,21 @@ def run(results, label, server_pid, cmd):
     wait_quiet(float(os.environ.get("QUIET_WAIT", "30")))
     hz = os.sysconf("SC_CLK_TCK")
     pids = tree(server_pid)
-    s0, m0, t0 = ticks(pids), busy_ticks(), time.monotonic()
+    (s0, k0), m0, t0 = ticks(pids), busy_ticks(), time.monotonic()
     c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True).stdout
     c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    s1, m1, t1 = ticks(pids), busy_ticks(), time.monotonic()
+    (s1, k1), m1, t1 = ticks(pids), busy_ticks(), time.monotonic()
     wall = t1 - t0
     server_s = (s1 - s0) / hz
+    kernel_s = (k1 - k0) / hz
     gen_s = (c1.ru_utime - c0.ru_utime) + (c1.ru_stime - c0.ru_stime)
     other = max(0.0, 100 * ((m1 - m0) / hz - server_s - gen_s) / wall)
     rate, count, errors, p99 = parse(out)
     r = {"label": label, "rate": rate, "count": count, "errors": errors, "p99_ms": p99,
          "server_pct": 100 * server_s / wall, "gen_pct": 100 * gen_s / wall, "other_pct": other,
          "server_us_per": 1e6 * server_s / count if count else None,
+         "kernel_us_per": 1e6 * kernel_s / count if count else None,
          "gen_us_per": 1e6 * gen_s / count if count else None}
     if rate is None:
         r["problem"] = "no result: " + out.strip().splitlines()[-1] if out.strip() else "no output"
@@ -126,6 +131,7 @@ def fmt(v, spec):
 
 def line(r):
     s = (f"  {r['label']:24s} {fmt(r['rate'], '10.0f')}/s  CPU each: server {fmt(r['server_us_per'], '6.3f')} us"
+         f" (kernel {fmt(r.get('kernel_us_per'), '6.3f')})"
          f" generator {fmt(r.get('gen_us_per'), '6.3f')} us"
          f"  cpu: server {r['server_pct']:3.0f}% generator {r['gen_pct']:3.0f}% others {r['other_pct']:3.0f}%")
     if r.get("p99_ms") is not None:
@@ -154,7 +160,7 @@ def summary(results, base=None, targets=(), table=True):
         print(f"  medians of {max(sum(1 for r in rows if r['label'] == l) for l in labels)} runs each:")
     for label in labels:
         rs = [r for r in rows if r["label"] == label]
-        m = {k: median(rs, k) for k in ("rate", "server_us_per", "gen_us_per", "server_pct", "gen_pct", "other_pct", "p99_ms")}
+        m = {k: median(rs, k) for k in ("rate", "server_us_per", "kernel_us_per", "gen_us_per", "server_pct", "gen_pct", "other_pct", "p99_ms")}
         m["label"] = label
         m["errors"] = sum(r.get("errors") or 0 for r in rs)
         med[label] = m
