@@ -30,9 +30,19 @@ count() {  # name messages server-command... -> total instructions
   pid=$!
   for _ in $(seq 200); do
     python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 0.2).close()" 2>/dev/null && break
+    kill -0 "$pid" 2>/dev/null || break
     sleep 0.1
   done
-  "$loadgen" -c 50 -p "$depth" -s "$size" -n "$messages" --no-latency "ws://127.0.0.1:$port/" >"$tmp/$name.loadgen"
+  kill -0 "$pid" 2>/dev/null || { echo "ws_instructions: $name: the server under valgrind exited" >&2; exit 1; }
+  # The generator reconnects to a server that went away, as wrk does: one
+  # that dies under valgrind mid-run ends the run here instead.
+  "$loadgen" -c 50 -p "$depth" -s "$size" -n "$messages" -d 600 --no-latency "ws://127.0.0.1:$port/" >"$tmp/$name.loadgen" &
+  local gen=$!
+  while kill -0 "$gen" 2>/dev/null; do
+    kill -0 "$pid" 2>/dev/null || { kill "$gen" 2>/dev/null || true; echo "ws_instructions: $name: the server under valgrind exited mid-run" >&2; exit 1; }
+    sleep 0.2
+  done
+  wait "$gen" || true
   grep -q " errors=0 " "$tmp/$name.loadgen" || { echo "errors: $(tail -n 2 "$tmp/$name.loadgen")" >&2; }
   kill -TERM "$pid"
   wait "$pid" 2>/dev/null || true
