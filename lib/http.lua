@@ -39,12 +39,15 @@ http.encode = url.encode
 http.parseQuery = url.parseQuery
 
 local Request = {}
+-- Response's metatable (below): a res is {ref} with it, ref the number the
+-- engine knows the request's exchange by (src/bind/http.cpp, ref_number).
+local responseMeta
 
 -- The engine's response of a request: req.res, or what a wrapper put there
 -- (http.compress) wraps.
 local function engineRes(req)
   local r = req.res
-  if type(r) ~= "userdata" then r = r._real end
+  if getmetatable(r) ~= responseMeta then r = r._real end
   return r
 end
 
@@ -125,8 +128,7 @@ end
 
 local Response = {}
 local function isResponse(r)
-  local mt = getmetatable(r)
-  return type(r) == "userdata" and type(mt) == "table" and mt.__index == Response
+  return type(r) == "table" and getmetatable(r) == responseMeta
 end
 local function resMethod(name, fn, ...) return args.method(name, fn, isResponse, "Response", ...) end
 
@@ -175,7 +177,7 @@ function Response:headersSent() return (native.state(self)) end
 function Response:isFinished() return (select(2, native.state(self))) end
 
 -- Methods are found in a table: no function call per lookup of res:send.
-local responseMeta = {__index = Response}
+responseMeta = {__index = Response}
 native.setup(responseMeta)
 
 -- The FFI fast path of res:send and of a request's end (src/bind/http.cpp):
@@ -206,10 +208,11 @@ local partPtr = ffi.new("const char*[1]")
 -- a field not read before then raises, as req.headers does.
 function requestLine(req, key, part)
   local r = engineRes(req)
-  if type(r) ~= "userdata" or getmetatable(r) ~= responseMeta then
+  local ref = getmetatable(r) == responseMeta and rawget(r, 1)
+  if type(ref) ~= "number" then
     return (native.info(r, key))  -- raises the native's own bad argument
   end
-  local n = fastPart(r, part, partPtr)
+  local n = fastPart(ref, part, partPtr)
   if n < 0 then error("req." .. key .. ": the request is over (its handler has returned)", 0) end
   local v = ffiString(partPtr[0], n)
   rawset(req, key, v)
@@ -249,12 +252,11 @@ local function addHeaders(headers)
 end
 
 local function fastSend(res, status, body, headers)
-  if type(res) == "userdata" and getmetatable(res) == responseMeta and type(status) == "number"
-    and (headers == nil or type(headers) == "table") then
+  local ref = getmetatable(res) == responseMeta and rawget(res, 1)
+  if type(ref) == "number" and type(status) == "number" and (headers == nil or type(headers) == "table") then
     local tb = type(body)
     if tb == "nil" then body, tb = "", "string" end
-    -- (The FFI passes a userdata as the address of its payload.)
-    if tb == "string" and fastBegin(res, status) == 0 then
+    if tb == "string" and fastBegin(ref, status) == 0 then
       if headers == nil or addHeaders(headers) then
         fastEnd(body, #body)
         return true
@@ -308,7 +310,26 @@ local function handlerError(err)
 end
 
 local done = native.done
-local nextRequest = native.next
+local nextRef = native.next
+local fastNext = fast.next_request
+
+-- A request's res, of the number the engine gives for it (next(), or the
+-- runner's argument): a table made here, in Lua, so that fast.next_request
+-- (an FFI call) can hand out the requests of a batch without leaving the
+-- batch's compiled trace, which a C function making a userdata would end at
+-- every request.
+local function newResponse(ref)
+  return setmetatable({ref}, responseMeta)
+end
+
+-- The next request of the batch's read: the FFI's common case, else the
+-- native (which also waits as the parked runner, see src/http/server.cpp).
+-- Its res, or nothing.
+local function nextRequest()
+  local ref = fastNext()
+  if ref == 0 then ref = nextRef() end
+  return ref and newResponse(ref)
+end
 
 local function newRequest(res)
   -- A one-key template (the store needs no new key), which on a trace may
@@ -329,7 +350,7 @@ local function afterHandler(req, res, ok, err)
   if not ok then
     done(res, ok, err)
   else
-    if fastDone(res) ~= 0 then done(res, true) end  -- (res is the engine's own)
+    if fastDone(rawget(res, 1)) ~= 0 then done(res, true) end  -- (res is the engine's own)
   end
   -- Uploads req:form() saved and the handler did not move away.
   local uploads = rawget(req, "_uploadDir")
@@ -367,7 +388,8 @@ end
 -- handler that suspends ends the batch: the connection starts the requests
 -- after it on other tasks, in order, once it has answered.
 local spareCurrent = false
-local function runBatch(handler, res)
+local function runBatch(handler, ref)
+  local res = newResponse(ref)
   -- With its array slot from the start: serveBatch's current[1] = res is then
   -- a plain store, not a new key that resizes the table (a keep-alive read
   -- brings one request, so every batch paid that: ~350 instructions). The
@@ -409,8 +431,9 @@ end
 local function withAccessLog(log)
   local hrtime = require("uv").hrtime
   if log == true then log = commonLog end
-  return function(handler, res)
+  return function(handler, ref)
     local start = hrtime()
+    local res = newResponse(ref)
     local req = newRequest(res)
     local method, path, query = req.method, req.path, req.query  -- as they came, whatever the handler does
     runRequest(handler, req, res)

@@ -18,13 +18,14 @@ typedef struct evo_http_fast {
   int (*status_line)(void*, double, const char*, size_t);
   int (*header)(void*, double, const char*, size_t, const char*, size_t);
   int (*send)(void*, double, const char*, size_t);
-  int (*send_begin)(void*, double);
+  int (*send_begin)(double, double);
   int (*send_header)(const char*, size_t, const char*, size_t);
   void (*send_abort)(void);
   int (*send_end)(const char*, size_t);
-  int (*done)(void*);
-  int (*request_part)(void*, int, const char**);
+  int (*done)(double);
+  int (*request_part)(double, int, const char**);
   int (*next_event)(void*, evo_http_event*);
+  double (*next_request)(void);
 } evo_http_fast;
 ]]
 return ffi.cast("const evo_http_fast*", require("evo.http").fastApi)

@@ -320,7 +320,8 @@ end
 kit.leftovers = setmetatable({}, {__mode = "k"})
 function kit.holds(req)
   local r = rawget(req, "res")
-  if type(r) == "table" then r = rawget(r, "_real") end
+  local real = type(r) == "table" and rawget(r, "_real")  -- (a wrapper's, http.compress)
+  if real then r = real end
   if r ~= nil then kit.leftovers[r] = req end
 end
 

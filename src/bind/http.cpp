@@ -47,13 +47,21 @@ struct ServerBox {
   std::shared_ptr<Server> server;
 };
 
-// A res: its exchange by slot (ExchangeRef), so no finalizer. The handler's
-// task holds the exchange while the handler runs (TaskSystem::hold).
-struct ResBox {
-  static constexpr uint64_t kMagic = 0x5345525f6f7665ULL;  // "evo_RES"
-  uint64_t magic = kMagic;
-  ExchangeRef ref;
-};
+// A res is a Lua table, {ref} with Response's metatable, made in Lua
+// (lib/http.lua's newResponse) from the number next() gives (or the FFI's
+// next_request, which keeps a batch of pipelined requests on one looping
+// trace: a C function returning a userdata would end the trace at every
+// request). The number is the exchange's ExchangeRef, slot * 2^32 +
+// generation (exact in a double below 2^21 slots, two million exchanges
+// alive at once), so no finalizer: the handler's task holds the exchange
+// while the handler runs (TaskSystem::hold).
+double ref_number(ExchangeRef r) { return static_cast<double>(r.slot) * 4294967296.0 + r.gen; }
+
+ExchangeRef ref_of(double n) {
+  if (!(n >= 0 && n < 9007199254740992.0)) return {};  // (NaN too) slot 0 names nothing
+  auto v = static_cast<uint64_t>(n);
+  return ExchangeRef{static_cast<uint32_t>(v >> 32), static_cast<uint32_t>(v)};
+}
 
 // What a res whose exchange is gone (kept after its handler returned, its
 // connection long closed) stands for: a response over, with no request data.
@@ -82,8 +90,8 @@ Exchange& check_request_data(lua_State* L, Exchange& ex, const char* field) {
   return ex;
 }
 
-Exchange& exchange_of(const ResBox* box) {
-  Exchange* ex = box->ref.get();
+Exchange& exchange_of(ExchangeRef ref) {
+  Exchange* ex = ref.get();
   return ex != nullptr ? *ex : gone_exchange();
 }
 
@@ -99,14 +107,25 @@ Server* check_server(lua_State* L, int idx) {
   return static_cast<ServerBox*>(luaL_checkudata(L, idx, kServerMeta))->server.get();
 }
 
-// A res argument: a full userdata of ResBox's size carrying its magic number
-// (what luaL_checkudata establishes, without looking a metatable up by name
-// on every call of the hot path).
+// Whether the value at idx (> 0) is a res: a table with Response's
+// metatable and a number at [1], its ref.
+bool res_ref(lua_State* L, int idx, ExchangeRef* out) {
+  if (lua_type(L, idx) != LUA_TTABLE || lua_getmetatable(L, idx) == 0) return false;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, g_res_meta_ref);
+  bool is = lua_rawequal(L, -1, -2) != 0;
+  lua_pop(L, 2);
+  if (!is) return false;
+  lua_rawgeti(L, idx, 1);
+  bool number = lua_type(L, -1) == LUA_TNUMBER;
+  if (number) *out = ref_of(lua_tonumber(L, -1));
+  lua_pop(L, 1);
+  return number;
+}
+
+// A res argument (see res_ref).
 Exchange& check_res(lua_State* L, int idx) {
-  if (lua_type(L, idx) == LUA_TUSERDATA && lua_objlen(L, idx) == sizeof(ResBox)) {
-    auto* box = static_cast<ResBox*>(lua_touserdata(L, idx));
-    if (box->magic == ResBox::kMagic) return exchange_of(box);
-  }
+  ExchangeRef ref;
+  if (res_ref(L, idx, &ref)) return exchange_of(ref);
   luaL_typerror(L, idx, "HttpResponse");
   std::abort();  // not reached: luaL_typerror raises
 }
@@ -348,14 +367,14 @@ ExchangeIo* live(Exchange& ex) { return ex.finished ? nullptr : ex.conn; }
 
 // send(res, status, body, headers) -> true | nil, err
 int l_send(lua_State* L) {
-  if (lua_type(L, 1) != LUA_TUSERDATA || lua_objlen(L, 1) != sizeof(ResBox) ||
-      static_cast<ResBox*>(lua_touserdata(L, 1))->magic != ResBox::kMagic) {
+  ExchangeRef ref;
+  if (!res_ref(L, 1, &ref)) {
     luaL_where(L, 1);
     lua_pushfstring(L, "bad argument #1 to 'send' (Response expected, got %s)", luaL_typename(L, 1));
     lua_concat(L, 2);
     lua_error(L);
   }
-  Exchange& ex = exchange_of(static_cast<ResBox*>(lua_touserdata(L, 1)));
+  Exchange& ex = exchange_of(ref);
   if (lua_type(L, 2) != LUA_TNUMBER) send_type_error(L, 2, "number");
   int t3 = lua_type(L, 3);
   if (t3 != LUA_TSTRING && t3 != LUA_TNUMBER && t3 > LUA_TNIL) send_type_error(L, 3, "string");
@@ -796,12 +815,13 @@ int l_done(lua_State* L) {
   return 0;
 }
 
-// next() -> res: the next request of the connection
-// whose handler task calls it, parsed from the same read (the runner of
-// lib/http.lua serves a batch of pipelined requests on one coroutine).
-// When the read has none, the runner may wait here as its server's parked
-// runner for the first request of a later read (park_batch_runner): its
-// res, or nothing once the server stops (false if the wait is cancelled).
+// next() -> ref: the next request of the connection whose handler task
+// calls it, parsed from the same read (the runner of lib/http.lua serves a
+// batch of pipelined requests on one coroutine), as the number its res is
+// made of (push_request). When the read has none, the runner may wait here
+// as its server's parked runner for the first request of a later read
+// (park_batch_runner): its ref, or nothing once the server stops (false if
+// the wait is cancelled).
 // Nothing when there is none and it may not wait.
 int l_next(lua_State* L) {
   TaskSystem& sys = TaskSystem::from(L);
@@ -1102,9 +1122,8 @@ struct FastSend {
 };
 thread_local FastSend g_fast;
 
-Exchange* fast_exchange(const ResBox* box) {
-  if (box->magic != ResBox::kMagic) return nullptr;
-  Exchange* ex = box->ref.get();
+Exchange* fast_exchange(double res) {
+  Exchange* ex = ref_of(res).get();
   if (ex == nullptr || ex->conn == nullptr || ex->close_after) return nullptr;
   Connection* c = ex->conn->http1();
   if (c == nullptr || !c->in_advance() || c->closed() || c->state() == Connection::State::Upgraded)
@@ -1113,12 +1132,11 @@ Exchange* fast_exchange(const ResBox* box) {
 }
 
 // res:send(status, ...) begins: 0, or -1 (take the classic native).
-// res: a res userdata's payload (lib/http.lua checked its metatable; the
-// FFI passes a userdata as its payload's address).
-int send_begin(const void* res, double status) {
+// res: a res's ref (lib/http.lua checked its metatable and took res[1]).
+int send_begin(double res, double status) {
   g_fast.ex = nullptr;
   if (!(status >= 100 && status < 1000)) return -1;  // (NaN too)
-  Exchange* ex = fast_exchange(static_cast<const ResBox*>(res));
+  Exchange* ex = fast_exchange(res);
   if (ex == nullptr || ex->finished || ex->headers_sent) return -1;
   g_fast.ex = ex;
   g_fast.status = static_cast<int>(status);  // truncated, as luaL_checkinteger does
@@ -1156,30 +1174,35 @@ int send_end(const char* body, size_t len) {
 
 // done(res, true): 0 when the handler's response is over now (finished as
 // it stands if it was not), -1 to take the classic done.
-int done(const void* res) {
-  const auto* box = static_cast<const ResBox*>(res);
-  if (box->magic != ResBox::kMagic) return -1;
-  Exchange* ex = box->ref.get();
+int done(double res) {
+  Exchange* ex = ref_of(res).get();
   if (ex == nullptr) return 0;  // gone: nothing to end
   if (ex->finished) {
     ex->handler = nullptr;
     return 0;
   }
-  if (fast_exchange(box) == nullptr) return -1;
+  if (fast_exchange(res) == nullptr) return -1;
   ex->handler = nullptr;
   ex->conn->finish(*ex);
   return 0;
+}
+
+// The next request of the batch's read for http.serve's runner (lib/http.lua's
+// nextRequest): its ref, or 0 to take the classic next() (which also waits
+// as the server's parked runner). An FFI call, so the batch's loop stays one
+// compiled trace.
+double next_request() {
+  std::shared_ptr<Exchange> ex = pull_request_fast();
+  return ex != nullptr ? ref_number(ExchangeRef::of(*ex)) : 0;
 }
 
 // req.method, req.path or req.query (which: 0, 1, 2) of a res's request,
 // read when a handler first asks for it (lib/http.lua's requestIndex): the
 // length, *out pointing at the bytes inside the exchange (the caller copies
 // them at once), or -1 when the request is over (its exchange is gone). A
-// handler that never reads them pays for no string: next() returns only res.
-int request_part(const void* res, int which, const char** out) {
-  const auto* box = static_cast<const ResBox*>(res);
-  if (box->magic != ResBox::kMagic) return -1;
-  const Exchange* ex = box->ref.get();
+// handler that never reads them pays for no string: next() returns only res's ref.
+int request_part(double res, int which, const char** out) {
+  const Exchange* ex = ref_of(res).get();
   if (ex == nullptr) return -1;
   std::string_view part = ex->req.method;
   if (which != 0) {
@@ -1239,16 +1262,17 @@ struct Api {
   int (*status_line)(Server*, double, const char*, size_t);
   int (*header)(Server*, double, const char*, size_t, const char*, size_t);
   int (*send)(Server*, double, const char*, size_t);
-  int (*send_begin)(const void*, double);
+  int (*send_begin)(double, double);
   int (*send_header)(const char*, size_t, const char*, size_t);
   void (*send_abort)();
   int (*send_end)(const char*, size_t);
-  int (*done)(const void*);
-  int (*request_part)(const void*, int, const char**);
+  int (*done)(double);
+  int (*request_part)(double, int, const char**);
   int (*next_event)(Server*, EventOut*);
+  double (*next_request)();
 };
 const Api kApi = {status_code, status_line, header, send,         send_begin, send_header,
-                  send_abort,  send_end,    done,   request_part, next_event};
+                  send_abort,  send_end,    done,   request_part, next_event, next_request};
 
 }  // namespace fast
 
@@ -1360,13 +1384,11 @@ int l_unpack_headers(lua_State* L) {
 
 }  // namespace
 
-// The request's res; its method, path and query are read when first asked
-// for (fast::request_part), so a handler that never reads them makes no
-// string.
+// The request's ref, of which Lua makes its res (see ref_number); its
+// method, path and query are read when first asked for
+// (fast::request_part), so a handler that never reads them makes no string.
 void push_request(lua_State* L, const std::shared_ptr<Exchange>& ex) {
-  new (lua_newuserdata(L, sizeof(ResBox))) ResBox{ResBox::kMagic, ExchangeRef::of(*ex)};
-  lua_rawgeti(L, LUA_REGISTRYINDEX, g_res_meta_ref);
-  lua_setmetatable(L, -2);
+  lua_pushnumber(L, ref_number(ExchangeRef::of(*ex)));
 }
 
 int open_http(lua_State* L) {

@@ -1637,39 +1637,55 @@ std::shared_ptr<Exchange> pull_batch_request(TaskSystem& sys, Task** task) {
   return b.conn->pull_next();
 }
 
-// The FFI's pull (src/bind/http.cpp fast::next_event): as next_event_request
-// for the common case, a whole request parsed from the input in the Waiting
-// state, and nothing else, since an FFI call must not reach Lua (an event,
-// a task, a close). Before parsing, anything unusual refuses (-1: the
-// caller takes the classic nextEvent); after it, any other result is kept
-// in deferred_ for the classic pull (parse_step) to start, and refused.
-// 1 with *out the exchange (held by the server's pending map), or 0: none.
-int pull_event_fast(Server& server, std::shared_ptr<Exchange>* out) {
-  BatchContext b = g_batch;
-  Connection* c = b.conn;
-  if (c == nullptr || c->server_.get() != &server || server.tasks().resuming != b.task ||
-      !TaskSystem::can_take_next_job(b.task))
+// The FFI's pulls (src/bind/http.cpp fast::next_event and
+// fast::next_request): as next_event_request and next_batch_request for the
+// common case, a whole request parsed from the input in the Waiting state,
+// and nothing else, since an FFI call must not reach Lua (an event, a task,
+// a close). Before parsing, anything unusual refuses (-1: the caller takes
+// the classic pull); after it, any other result is kept in deferred_ for
+// the classic pull (parse_step) to start, and refused. 1 with *out the
+// exchange, 0 when the input holds none, -1 refused (both send the caller
+// to the classic pull). An empty input is told first: under keep-alive
+// every read's one request is followed by a call that finds nothing.
+inline int Connection::pull_whole(Task* task, bool events, std::shared_ptr<Exchange>* out) {
+  if (closed_ || state_ != State::Waiting) return -1;  // (an upgraded connection's transport is gone)
+  if (t_->buffered() == 0) return 0;
+  if (server_->config().events != events || server_->tasks().resuming != task ||
+      !TaskSystem::can_take_next_job(task))
     return -1;
-  if (c->closed_ || !c->in_advance_ || c->deferred_ || c->pulled_ != nullptr ||
-      c->state_ != Connection::State::Waiting)
-    return -1;
-  if (c->t_->buffered() == 0) return 0;
-  if (c->congested()) return -1;
+  if (!in_advance_ || deferred_ || pulled_ != nullptr || congested()) return -1;
   size_t used = 0;
-  RequestParser::Result r = c->parser().feed(c->t_->input(), &used);
-  c->t_->consume(used);
+  RequestParser::Result r = parser().feed(t_->input(), &used);
+  t_->consume(used);
   if (r == RequestParser::Result::NeedMore) return 0;  // (Waiting: nothing to feed)
-  if (r != RequestParser::Result::Complete || c->parser_->request().upgrade ||
-      !c->parser_->request().trailers.empty() || !server.config().events) {
-    c->deferred_ = r;
+  if (r != RequestParser::Result::Complete || parser_->request().upgrade ||
+      !parser_->request().trailers.empty()) {
+    deferred_ = r;
     return -1;
   }
-  TaskSystem::hold(b.task, nullptr);  // (the event style holds nothing: no exchange dies here)
-  c->pulling_ = true;
-  c->dispatch(true);
-  c->pulling_ = false;
-  *out = std::move(c->pulled_);
+  // (The task style's last request's exchange goes now, as in
+  // pull_batch_request; the event style holds nothing.)
+  TaskSystem::hold(task, nullptr);
+  pulling_ = true;
+  dispatch(true);
+  pulling_ = false;
+  *out = std::move(pulled_);
   return *out != nullptr ? 1 : -1;
+}
+
+int pull_event_fast(Server& server, std::shared_ptr<Exchange>* out) {
+  BatchContext b = g_batch;
+  if (b.conn == nullptr || b.conn->server_.get() != &server) return -1;
+  return b.conn->pull_whole(b.task, true, out);
+}
+
+std::shared_ptr<Exchange> pull_request_fast() {
+  std::shared_ptr<Exchange> ex;
+  Connection* c = g_batch.conn;
+  if (c == nullptr || c->pull_whole(g_batch.task, false, &ex) != 1) return ex;
+  ex->handler = g_batch.task;  // as next_batch_request
+  TaskSystem::hold(g_batch.task, ex);
+  return ex;
 }
 
 std::shared_ptr<Exchange> next_batch_request(TaskSystem& sys) {
@@ -1755,7 +1771,7 @@ void run_handler_task(Server& server, std::shared_ptr<Exchange> ex, Connection* 
   }
   lua_rawgeti(L, LUA_REGISTRYINDEX, server.runner_ref);
   lua_rawgeti(L, LUA_REGISTRYINDEX, server.handler_ref);
-  // runner(handler, res) builds req in Lua, where its keys are constants:
+  // runner(handler, ref) builds res and req in Lua, where their keys are constants:
   // cheaper than setting them one by one from C.
   push_request(L, ex);
   // Straight from the read callback the handler runs at once, so those that

@@ -469,6 +469,8 @@ class Connection final : public TransportUser, public ExchangeIo {
   friend std::shared_ptr<Exchange> pull_batch_request(TaskSystem& sys, Task** task);
   friend bool park_batch_runner(TaskSystem& sys);
   friend int pull_event_fast(Server& server, std::shared_ptr<Exchange>* out);
+  friend std::shared_ptr<Exchange> pull_request_fast();
+  [[gnu::always_inline]] inline int pull_whole(Task* task, bool events, std::shared_ptr<Exchange>* out);
   std::shared_ptr<Exchange> pull_next();
   void shutdown_done();
   bool try_h2();
@@ -564,6 +566,10 @@ void run_parked_runner(Server& server, Task* t, Connection* batch, int nvalues);
 // its events, in tasks of their own); the server's pending map holds it.
 std::shared_ptr<Exchange> next_event_request(TaskSystem& sys);
 int pull_event_fast(Server& server, std::shared_ptr<Exchange>* out);
+// The same for http.serve's batch (src/bind/http.cpp fast::next_request):
+// as next_batch_request, for the common case only; nullptr sends the caller
+// to the classic next().
+std::shared_ptr<Exchange> pull_request_fast();
 // What both take: the next request for the batch task calling, or nullptr.
 std::shared_ptr<Exchange> pull_batch_request(TaskSystem& sys, Task** task);
 // Runs task t now; with `batch`, t may take the next requests of that
