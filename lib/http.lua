@@ -340,17 +340,26 @@ local function newRequest(res)
   return setmetatable(req, requestMeta)
 end
 
+-- The request's res as the engine made it: res itself, or a new one of its
+-- ref when the handler wrote over res[1] (the request is still answered).
+local function ownRes(res, ref)
+  if rawget(res, 1) == ref then return res end
+  return newResponse(ref)
+end
+
 -- After a handler: what it left behind, then the end of its response.
--- (req is nil for a handler that raised and left nothing behind.)
-local function afterHandler(req, res, ok, err)
-  if req == nil then return done(res, ok, err) end
+-- (req is nil for a handler that raised and left nothing behind.) ref:
+-- res's, as the runner gave it.
+local function afterHandler(req, res, ref, ok, err)
+  local own = ownRes(res, ref)
+  if req == nil then return done(own, ok, err) end
   -- A WebSocket the handler accepted ends with it, as a net.listen stream does.
   local websocket = rawget(req, "_websocket")
   if websocket and not websocket:isClosed() then pcall(websocket.close, websocket, 1000, "") end
   if not ok then
-    done(res, ok, err)
+    done(own, ok, err)
   else
-    if fastDone(rawget(res, 1)) ~= 0 then done(res, true) end  -- (res is the engine's own)
+    if fastDone(ref) ~= 0 then done(own, true) end
   end
   -- Uploads req:form() saved and the handler did not move away.
   local uploads = rawget(req, "_uploadDir")
@@ -358,27 +367,29 @@ local function afterHandler(req, res, ok, err)
   if websocket or uploads then kit.leftovers[res] = nil end
 end
 
-local function runRequest(handler, req, res)
+local function runRequest(handler, req, res, ref)
   local ok, err = xpcall(handler, handlerError, req, res)
-  afterHandler(req, res, ok, err)
+  afterHandler(req, res, ref, ok, err)
 end
 
 -- The requests the connection parsed from one read, one after the other on
 -- this coroutine (nextRequest gives the next one once the last is answered)
 -- in one protected call, so a steady stream of requests stays on one
--- compiled trace. current[1] says which request an error belongs to; req
--- is not kept there (its handler may let it go, and on a trace it is then
--- never allocated): one holding something to let go is in kit.leftovers.
-local function serveOne(handler, res)
+-- compiled trace. current[1] and [2] say which request an error belongs
+-- to (its res and ref); req is not kept there (its handler may let it go,
+-- and on a trace it is then never allocated): one holding something to let
+-- go is in kit.leftovers.
+local function serveOne(handler, res, ref)
   local req = newRequest(res)
   handler(req, res)
-  afterHandler(req, res, true)
+  afterHandler(req, res, ref, true)
 end
 
 local function serveBatch(current, handler, res)
   repeat
-    current[1] = res
-    serveOne(handler, res)
+    local ref = rawget(res, 1)
+    current[1], current[2] = res, ref
+    serveOne(handler, res, ref)
     res = nextRequest()
   until not res  -- (false: a parked runner's wait was cancelled)
 end
@@ -390,12 +401,12 @@ end
 local spareCurrent = false
 local function runBatch(handler, ref)
   local res = newResponse(ref)
-  -- With its array slot from the start: serveBatch's current[1] = res is then
+  -- With its array slots from the start: serveBatch's current[1] = res is then
   -- a plain store, not a new key that resizes the table (a keep-alive read
   -- brings one request, so every batch paid that: ~350 instructions). The
   -- table of the last batch that ended serves the next one (a batch that
   -- suspended has its own meanwhile): no table per keep-alive read.
-  local current = spareCurrent or {false}
+  local current = spareCurrent or {false, false}
   spareCurrent = false
   while true do
     local ok, err = xpcall(serveBatch, handlerError, current, handler, res)
@@ -404,11 +415,11 @@ local function runBatch(handler, ref)
       spareCurrent = current
       return
     end
-    local failed = current[1]
+    local failed, failedRef = current[1], current[2]
     local leftovers = kit.leftovers
     local req = leftovers[failed]
     leftovers[failed] = nil
-    afterHandler(req, failed, false, err)
+    afterHandler(req, failed, failedRef, false, err)
     res = nextRequest()
     if not res then
       current[1] = false
@@ -436,8 +447,8 @@ local function withAccessLog(log)
     local res = newResponse(ref)
     local req = newRequest(res)
     local method, path, query = req.method, req.path, req.query  -- as they came, whatever the handler does
-    runRequest(handler, req, res)
-    local _, _, status, bytes = native.state(res)
+    runRequest(handler, req, res, ref)
+    local _, _, status, bytes = native.state(ownRes(res, ref))
     local h = req.headers
     local entry = {time = os.time(), remoteAddress = req.remoteAddress, method = method, path = path,
       query = query, httpVersion = req.httpVersion, status = status, bytes = bytes,

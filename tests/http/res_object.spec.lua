@@ -59,6 +59,28 @@ describe("a handler's res", function()
     assert.falsy(seen.badStatus)
   end, 20)
 
+  it("still answers a request whose handler wrote over res[1], and the batch goes on", function()
+    local server = K.serve({}, function(req, res)
+      if req.path == "/over" then
+        res[1] = "not a ref"  -- (the engine's slot: res:send now refuses this res)
+        res:send(200, "never")
+      elseif req.path == "/quiet" then
+        res[1] = 0  -- and returns without answering
+        return
+      end
+      res:send(200, req.path)
+    end)
+    local rep = K.raw(server.port, K.pipeline({"/a", "/over", "/b", "/quiet", "/c"}), 10)
+    server:close()
+    local got = K.answers(rep)
+    assert.equal(#got, 5)
+    assert.equal(got[1], "200 /a")
+    assert.match(got[2], "^500 ")
+    assert.equal(got[3], "200 /b")
+    assert.match(got[4], "^200 ")  -- (a handler that returns without answering: 200, no body)
+    assert.equal(got[5], "200 /c")
+  end, 20)
+
   it("serves a pipelined read in order through a handler that raises and one that suspends", function()
     local server = K.serve({}, function(req, res)
       if req.path == "/raise" then error("boom") end
