@@ -324,11 +324,11 @@ end
 
 -- The next request of the batch's read: the FFI's common case, else the
 -- native (which also waits as the parked runner, see src/http/server.cpp).
--- Its res, or nothing.
+-- Its ref, or nothing (false: a parked runner's wait was cancelled).
 local function nextRequest()
   local ref = fastNext()
   if ref == 0 then ref = nextRef() end
-  return ref and newResponse(ref)
+  return ref
 end
 
 local function newRequest(res)
@@ -385,13 +385,13 @@ local function serveOne(handler, res, ref)
   afterHandler(req, res, ref, true)
 end
 
-local function serveBatch(current, handler, res)
+local function serveBatch(current, handler, ref)
   repeat
-    local ref = rawget(res, 1)
+    local res = newResponse(ref)
     current[1], current[2] = res, ref
     serveOne(handler, res, ref)
-    res = nextRequest()
-  until not res  -- (false: a parked runner's wait was cancelled)
+    ref = nextRequest()
+  until not ref
 end
 
 -- The server's runner: a batch of requests; a handler that raises has its
@@ -400,7 +400,6 @@ end
 -- after it on other tasks, in order, once it has answered.
 local spareCurrent = false
 local function runBatch(handler, ref)
-  local res = newResponse(ref)
   -- With its array slots from the start: serveBatch's current[1] = res is then
   -- a plain store, not a new key that resizes the table (a keep-alive read
   -- brings one request, so every batch paid that: ~350 instructions). The
@@ -409,7 +408,7 @@ local function runBatch(handler, ref)
   local current = spareCurrent or {false, false}
   spareCurrent = false
   while true do
-    local ok, err = xpcall(serveBatch, handlerError, current, handler, res)
+    local ok, err = xpcall(serveBatch, handlerError, current, handler, ref)
     if ok then
       current[1] = false
       spareCurrent = current
@@ -420,8 +419,8 @@ local function runBatch(handler, ref)
     local req = leftovers[failed]
     leftovers[failed] = nil
     afterHandler(req, failed, failedRef, false, err)
-    res = nextRequest()
-    if not res then
+    ref = nextRequest()
+    if not ref then
       current[1] = false
       spareCurrent = current
       return

@@ -55,7 +55,10 @@ struct ServerBox {
 // generation (exact in a double below 2^21 slots, two million exchanges
 // alive at once), so no finalizer: the handler's task holds the exchange
 // while the handler runs (TaskSystem::hold).
-double ref_number(ExchangeRef r) { return static_cast<double>(r.slot) * 4294967296.0 + r.gen; }
+double ref_number(Exchange& ex) {
+  ExchangeRef r = ExchangeRef::of(ex);
+  return static_cast<double>(r.slot) * 4294967296.0 + r.gen;
+}
 
 ExchangeRef ref_of(double n) {
   if (!(n >= 0 && n < 9007199254740992.0)) return {};  // (NaN too) slot 0 names nothing
@@ -1122,8 +1125,9 @@ struct FastSend {
 };
 thread_local FastSend g_fast;
 
-Exchange* fast_exchange(double res) {
-  Exchange* ex = ref_of(res).get();
+// ex (a res's exchange, or nullptr when gone) when the FFI path can answer
+// it: an HTTP/1 connection inside its read, not closing; else nullptr.
+Exchange* fast_exchange(Exchange* ex) {
   if (ex == nullptr || ex->conn == nullptr || ex->close_after) return nullptr;
   Connection* c = ex->conn->http1();
   if (c == nullptr || !c->in_advance() || c->closed() || c->state() == Connection::State::Upgraded)
@@ -1136,7 +1140,7 @@ Exchange* fast_exchange(double res) {
 int send_begin(double res, double status) {
   g_fast.ex = nullptr;
   if (!(status >= 100 && status < 1000)) return -1;  // (NaN too)
-  Exchange* ex = fast_exchange(res);
+  Exchange* ex = fast_exchange(ref_of(res).get());
   if (ex == nullptr || ex->finished || ex->headers_sent) return -1;
   g_fast.ex = ex;
   g_fast.status = static_cast<int>(status);  // truncated, as luaL_checkinteger does
@@ -1181,7 +1185,7 @@ int done(double res) {
     ex->handler = nullptr;
     return 0;
   }
-  if (fast_exchange(res) == nullptr) return -1;
+  if (fast_exchange(ex) == nullptr) return -1;
   ex->handler = nullptr;
   ex->conn->finish(*ex);
   return 0;
@@ -1193,7 +1197,7 @@ int done(double res) {
 // compiled trace.
 double next_request() {
   std::shared_ptr<Exchange> ex = pull_request_fast();
-  return ex != nullptr ? ref_number(ExchangeRef::of(*ex)) : 0;
+  return ex != nullptr ? ref_number(*ex) : 0;
 }
 
 // req.method, req.path or req.query (which: 0, 1, 2) of a res's request,
@@ -1387,9 +1391,7 @@ int l_unpack_headers(lua_State* L) {
 // The request's ref, of which Lua makes its res (see ref_number); its
 // method, path and query are read when first asked for
 // (fast::request_part), so a handler that never reads them makes no string.
-void push_request(lua_State* L, const std::shared_ptr<Exchange>& ex) {
-  lua_pushnumber(L, ref_number(ExchangeRef::of(*ex)));
-}
+void push_request(lua_State* L, const std::shared_ptr<Exchange>& ex) { lua_pushnumber(L, ref_number(*ex)); }
 
 int open_http(lua_State* L) {
   luaL_newmetatable(L, kServerMeta);

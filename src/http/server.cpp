@@ -1679,21 +1679,27 @@ int pull_event_fast(Server& server, std::shared_ptr<Exchange>* out) {
   return b.conn->pull_whole(b.task, true, out);
 }
 
+namespace {
+// A pulled request becomes the batch task's: a client that leaves cancels
+// it, and what its res names lives while it runs.
+void give_to_handler(Task* t, const std::shared_ptr<Exchange>& ex) {
+  ex->handler = t;
+  TaskSystem::hold(t, ex);
+}
+}  // namespace
+
 std::shared_ptr<Exchange> pull_request_fast() {
   std::shared_ptr<Exchange> ex;
   Connection* c = g_batch.conn;
   if (c == nullptr || c->pull_whole(g_batch.task, false, &ex) != 1) return ex;
-  ex->handler = g_batch.task;  // as next_batch_request
-  TaskSystem::hold(g_batch.task, ex);
+  give_to_handler(g_batch.task, ex);
   return ex;
 }
 
 std::shared_ptr<Exchange> next_batch_request(TaskSystem& sys) {
   Task* t = nullptr;
   std::shared_ptr<Exchange> ex = pull_batch_request(sys, &t);
-  if (ex == nullptr) return nullptr;
-  ex->handler = t;
-  TaskSystem::hold(t, ex);
+  if (ex != nullptr) give_to_handler(t, ex);
   return ex;
 }
 
