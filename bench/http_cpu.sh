@@ -25,7 +25,8 @@
 #   DURATION=5 seconds per run, ROUNDS=3, CONNECTIONS=50, SCENARIOS="keepalive pipelined",
 #   SERVERS="evo-natural evo-uring evo evo-events luv-naive c", LOADGEN=path/to/evo_loadgen, LUAJIT=luajit,
 #   BASE=path/to/another/evo adds the server base-natural (evo_natural.lua on
-#   that binary) to SERVERS: before/after in the same rounds.
+#   that binary) to SERVERS: before/after in the same rounds (unless SERVERS
+#   names base-natural or base-uring, the same under --io=uring, itself).
 set -euo pipefail
 evo=${1:-${EVO:-./build/evo}}
 here=$(cd "$(dirname "$0")" && pwd)
@@ -35,7 +36,7 @@ conns=${CONNECTIONS:-50}
 scenarios=${SCENARIOS:-keepalive pipelined}
 servers=${SERVERS:-evo-natural evo-uring evo evo-events luv-naive c}
 base=${BASE:-}
-[ -n "$base" ] && servers="base-natural $servers"
+[ -n "$base" ] && [[ " $servers " != *" base-"* ]] && servers="base-natural $servers"
 luajit=${LUAJIT:-luajit}
 
 build=$(cd "$(dirname "$evo")" && pwd)
@@ -53,7 +54,7 @@ source "$here/lib/rounds.sh"
 have() {
   case "$1" in
     evo | evo-natural | evo-events | evo-uring) [ -x "$evo" ] ;;
-    base-natural) [ -x "$base" ] ;;
+    base-natural | base-uring) [ -x "$base" ] ;;
     luv-naive) command -v "$luajit" >/dev/null && "$luajit" -e 'require("luv")' 2>/dev/null ;;
     c) [ -x "$raw" ] ;;
   esac
@@ -63,6 +64,7 @@ server_cmd() {
     evo-natural) cmd=("$evo" "$here/http/evo_natural.lua" "$2") ;;
     evo-uring) cmd=("$evo" --io=uring "$here/http/evo_natural.lua" "$2") ;;
     base-natural) cmd=("$base" "$here/http/evo_natural.lua" "$2") ;;
+    base-uring) cmd=("$base" --io=uring "$here/http/evo_natural.lua" "$2") ;;
     evo) cmd=("$evo" "$here/http/evo_hello.lua" "$2") ;;
     evo-events) cmd=("$evo" "$here/http/evo_events_hello.lua" "$2") ;;
     luv-naive) cmd=("$luajit" "$here/http/luv_naive.lua" "$2") ;;

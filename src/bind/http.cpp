@@ -1149,15 +1149,26 @@ int send_begin(double res, double status) {
 }
 
 // One header of the table: 0, or -1 with the head as it was before begin.
-int send_header(const char* name, size_t nlen, const char* value, size_t vlen) {
+// checked: a pair this function accepted before (see add_header_if_valid).
+int add_header(const char* name, size_t nlen, const char* value, size_t vlen, bool checked) {
   Exchange* ex = g_fast.ex;
   if (ex == nullptr) return -1;
-  if (!ex->add_header_if_valid(std::string_view(name, nlen), std::string_view(value, vlen))) {
+  if (!ex->add_header_if_valid(std::string_view(name, nlen), std::string_view(value, vlen), checked)) {
     g_fast.mark.restore(*ex);
     g_fast.ex = nullptr;
     return -1;
   }
   return 0;
+}
+
+int send_header(const char* name, size_t nlen, const char* value, size_t vlen) {
+  return add_header(name, nlen, value, vlen, false);
+}
+
+// A header lib/http.lua's addHeader has seen send_header accept: the same
+// name and value strings (interned, and kept alive by its table of them).
+int send_checked_header(const char* name, size_t nlen, const char* value, size_t vlen) {
+  return add_header(name, nlen, value, vlen, true);
 }
 
 // The headers were not all plain strings: back to the head before begin.
@@ -1274,9 +1285,11 @@ struct Api {
   int (*request_part)(double, int, const char**);
   int (*next_event)(Server*, EventOut*);
   double (*next_request)();
+  int (*send_checked_header)(const char*, size_t, const char*, size_t);
 };
-const Api kApi = {status_code, status_line, header, send,         send_begin, send_header,
-                  send_abort,  send_end,    done,   request_part, next_event, next_request};
+const Api kApi = {status_code, status_line, header,       send,       send_begin,   send_header,
+                  send_abort,  send_end,    done,         request_part, next_event, next_request,
+                  send_checked_header};
 
 }  // namespace fast
 

@@ -148,8 +148,8 @@ std::string Exchange::header_error(std::string_view name, std::string_view value
 // Checks a header and adds it in one pass (every header of every response
 // goes through here): the name's length picks the few names that need more
 // than a check and a copy. header_error() says why it refused one.
-bool Exchange::add_header_if_valid(std::string_view name, std::string_view value) {
-  if (!valid_header_value(value)) return false;
+bool Exchange::add_header_if_valid(std::string_view name, std::string_view value, bool checked) {
+  if (!checked && !valid_header_value(value)) return false;
   // (A name matching one of these is a token.)
   switch (name.size()) {
     case 14:
@@ -180,7 +180,7 @@ bool Exchange::add_header_if_valid(std::string_view name, std::string_view value
   }
   // "name: value\r\n", the name a token (RFC 9110 5.1); refused, the head
   // is as it was.
-  if (!valid_header_name(name)) return false;
+  if (!checked && !valid_header_name(name)) return false;
   // The line made on the stack and appended once: growing the head with
   // resize() first cost a call more and a memset of the line.
   char line[256];
@@ -845,15 +845,17 @@ void Connection::request_completed() {
 
 void Connection::dispatch(bool complete) {
   served_any_ = true;
-  std::shared_ptr<Exchange> ex = new_exchange();
+  bool own = false;
+  std::shared_ptr<Exchange> ex = new_exchange(&own);
   // A swap, not a move: the parser gets the recycled exchange's buffers
   // (emptied) back for the next request.
   // (Both are empty: a new request, or a recycled one's cleared.)
   ex->req.swap(parser_->request());
   ex->id = server_->next_id();
   uint32_t id = ex->id;
-  // (A recycled exchange has them already: see recycle().)
-  if (ex->remote_port != remote_port_ || ex->remote_ip != remote_ip_) {
+  // (A recycled exchange has them already: see recycle(). The connection's
+  // own spare, the pipelined case, has this connection's: no compare.)
+  if (!own && (ex->remote_port != remote_port_ || ex->remote_ip != remote_ip_)) {
     ex->remote_ip = remote_ip_;
     ex->remote_port = remote_port_;
   }
@@ -893,11 +895,12 @@ void Connection::dispatch(bool complete) {
   }
 }
 
-std::shared_ptr<Exchange> Connection::new_exchange() {
+std::shared_ptr<Exchange> Connection::new_exchange(bool* own) {
   // use_count 1: only spare_ holds it (the task, the event style's table
   // and every `keep` let it go); a res still naming it holds only its slot.
   if (spare_ != nullptr && spare_.use_count() == 1) {
     spare_->recycle();
+    *own = true;
     return std::move(spare_);
   }
   spare_ = nullptr;

@@ -173,8 +173,10 @@ class Exchange : public std::enable_shared_from_this<Exchange>, public ExchangeS
 
   // Header lines set by the handler: adds one and returns true, or returns
   // false with nothing changed; header_error says why ("" if nothing is
-  // wrong) — for the message, and for lines written elsewhere.
-  bool add_header_if_valid(std::string_view name, std::string_view value);
+  // wrong) — for the message, and for lines written elsewhere. checked:
+  // the pair was accepted before (lib/http.lua keeps those of res:send's
+  // tables): the byte checks are skipped, the special names still handled.
+  bool add_header_if_valid(std::string_view name, std::string_view value, bool checked = false);
   static std::string header_error(std::string_view name, std::string_view value);
   // The same for a trailer field: also refuses the fields a trailer must
   // not carry (RFC 9110 6.5.1: framing, routing, controls, auth...).
@@ -503,7 +505,7 @@ class Connection final : public TransportUser, public ExchangeIo {
   // when nothing else holds it any more (its task let it go, no res can
   // reach it): no allocation, and the request's buffers keep their capacity.
   std::shared_ptr<Exchange> spare_;
-  std::shared_ptr<Exchange> new_exchange();
+  std::shared_ptr<Exchange> new_exchange(bool* own);  // *own: it is this connection's spare_
   // A batch's runner asks for the next request (pull_next): dispatch hands
   // the exchange over here instead of starting a task for it.
   bool pulling_ = false;

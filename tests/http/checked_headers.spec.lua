@@ -1,0 +1,105 @@
+-- res:send's headers go through the FFI fast path, which remembers the
+-- (name, value) pairs the engine accepted so that a handler's constant
+-- headers are not checked byte by byte again (lib/http.lua, addHeader). A
+-- remembered pair must mean exactly what it meant the first time, and
+-- nothing else may pass for one.
+local K = require("httpkit")
+
+describe("res:send's remembered header pairs", function()
+  afterEach(K.cleanup)
+
+  it("answer the same every time, special names included", function()
+    local server = K.serve({}, function(req, res)
+      local p = req.path
+      if p == "/type" then
+        res:send(200, "t", {["content-type"] = "text/plain"})
+      elseif p == "/other" then
+        res:send(200, "o", {["content-type"] = "text/html"})  -- the same name, another value
+      elseif p == "/length" then
+        res:send(200, "hello", {["content-length"] = "5"})
+      elseif p == "/close" then
+        res:send(200, "c", {connection = "close"})
+      end
+    end)
+    -- One read of many requests (the FFI path answers them all); the same
+    -- pairs come again and again, and alternate.
+    local paths = {}
+    for i = 1, 6 do paths[#paths + 1] = i % 2 == 0 and "/other" or "/type" end
+    for _ = 1, 3 do paths[#paths + 1] = "/length" end
+    local reqs = {}
+    for i, p in ipairs(paths) do reqs[i] = K.req("GET", p) end
+    reqs[#reqs + 1] = K.req("GET", "/type", {"Connection: close"})  -- (the end of the read)
+    local r = K.parse(K.raw(server.port, {{"send", table.concat(reqs)}}, 5).data)
+    assert.equal(#r, #paths + 1)
+    for i = 1, 6 do
+      local html = i % 2 == 0
+      assert.equal(r[i].headers["content-type"], html and "text/html" or "text/plain")
+      assert.equal(r[i].body, html and "o" or "t")
+    end
+    for i = 7, 9 do
+      assert.equal(r[i].headers["content-length"], "5")  -- once: the engine's, from the pair
+      assert.equal(#r[i].lines, #r[7].lines)
+      assert.equal(r[i].body, "hello")
+    end
+    -- connection: close closes every time, on every connection.
+    for _ = 1, 3 do
+      local rep = K.raw(server.port, {{"send", K.req("GET", "/close") .. K.req("GET", "/type")}}, 5)
+      local got = K.parse(rep.data)
+      assert.equal(#got, 1)
+      assert.equal({got[1].status, got[1].body, got[1].headers.connection}, {200, "c", "close"})
+    end
+    server:close()
+  end, 30)
+
+  it("never let a different value through, whatever was accepted before under its name", function()
+    local results = {}
+    local server = K.serve({}, function(req, res)
+      local i = #results + 1
+      if req.path == "/good" then
+        res:send(200, "g", {["x-v"] = "fine", ["x-n"] = "1"})
+        results[i] = "sent"
+      else
+        -- The same names: one value that smuggles a header, one bad name.
+        local bad = req.path == "/badvalue" and {["x-v"] = "fine\r\nx-injected: 1"} or {["x n"] = "1"}
+        local ok, err = pcall(res.send, res, 200, "b", bad)
+        results[i] = ok and "sent" or tostring(err)
+        res:send(500, "refused")
+      end
+    end)
+    local paths = {"/good", "/good", "/badvalue", "/good", "/badname", "/good", "/badvalue"}
+    local reqs = {}
+    for i, p in ipairs(paths) do reqs[i] = K.req("GET", p, i == #paths and {"Connection: close"} or nil) end
+    local rep = K.raw(server.port, {{"send", table.concat(reqs)}}, 5)
+    server:close()
+    local r = K.parse(rep.data)
+    assert.equal(#r, #paths)
+    assert.isNil(rep.data:find("injected", 1, true))
+    for i, p in ipairs(paths) do
+      if p == "/good" then
+        assert.equal({r[i].status, r[i].headers["x-v"], r[i].headers["x-n"]}, {200, "fine", "1"})
+      else
+        assert.equal(r[i].status, 500)
+        assert.isNil(r[i].headers["x-v"])
+        assert.match(results[i], p == "/badvalue" and "invalid header value" or "invalid header name")
+      end
+    end
+  end, 20)
+
+  it("keep working past the number of names remembered", function()
+    -- 600 names: the table of remembered pairs starts again on the way.
+    local server = K.serve({}, function(req, res)
+      local n = tonumber(req.path:sub(2))
+      res:send(200, "n", {["x-h" .. n] = "v" .. n, ["x-same"] = "s"})
+    end)
+    local reqs = {}
+    for i = 1, 600 do reqs[i] = K.req("GET", "/" .. (i % 300), i == 600 and {"Connection: close"} or nil) end
+    local r = K.parse(K.raw(server.port, {{"send", table.concat(reqs)}}, 10).data)
+    server:close()
+    assert.equal(#r, 600)
+    for i = 1, 600 do
+      local n = i % 300
+      assert.equal(r[i].headers["x-h" .. n], "v" .. n)
+      assert.equal(r[i].headers["x-same"], "s")
+    end
+  end, 30)
+end)
