@@ -1287,8 +1287,8 @@ struct Api {
   double (*next_request)();
   int (*send_checked_header)(const char*, size_t, const char*, size_t);
 };
-const Api kApi = {status_code, status_line, header,       send,       send_begin,   send_header,
-                  send_abort,  send_end,    done,         request_part, next_event, next_request,
+const Api kApi = {status_code,        status_line, header, send,         send_begin, send_header,
+                  send_abort,         send_end,    done,   request_part, next_event, next_request,
                   send_checked_header};
 
 }  // namespace fast

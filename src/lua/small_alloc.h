@@ -30,7 +30,7 @@ namespace evo {
 
 class SmallBlocks {
  public:
-  static constexpr size_t kMaxBlock = 256;                  // larger blocks go straight to the allocator
+  static constexpr size_t kMaxBlock = 256;                   // larger blocks go straight to the allocator
   static constexpr size_t kMaxCached = size_t{1024} * 1024;  // free bytes kept on the lists at most
 
   SmallBlocks() = default;
