@@ -368,6 +368,10 @@ local writeStatus, writeHeader, sendResponse = native.writeStatus, native.writeH
 -- it always did.
 local fastStatusCode, fastStatusLine = fastApi.status_code, fastApi.status_line
 local fastHeader, fastSend = fastApi.header, fastApi.send
+-- Header pairs accepted before skip the engine's byte checks (as res:send's).
+local fastCheckedHeader = fastApi.checked_header
+local checkedHeaders = require("evo.checkedheaders")
+local knownHeaders, rememberHeader = checkedHeaders.pairs, checkedHeaders.remember
 
 -- WriteStatus(id, "404 Not Found" | 404) -> true | nil, err (the connection is gone)
 function HttpServer.WriteStatus(self, id, status)
@@ -391,7 +395,14 @@ function HttpServer.WriteHeader(self, id, name, value)
   local t = type(value)
   if t ~= "string" and t ~= "number" and t ~= "table" then fail(3, "WriteHeader", "string", value) end
   local c = core(self, "WriteHeader")
-  if t == "string" and fastHeader(fastServer(c), id, name, #name, value, #value) == 1 then return true end
+  if t == "string" then
+    if knownHeaders[name] == value then
+      if fastCheckedHeader(fastServer(c), id, name, #name, value, #value) == 1 then return true end
+    elseif fastHeader(fastServer(c), id, name, #name, value, #value) == 1 then
+      rememberHeader(name, value)
+      return true
+    end
+  end
   return writeHeader(c, id, name, value)
 end
 -- WriteTrailer(id, name, value) -> true | nil, err: a field sent after the

@@ -189,6 +189,8 @@ local fast = require("evo.httpfast")
 local fastBegin, fastHeader, fastAbort = fast.send_begin, fast.send_header, fast.send_abort
 local fastEnd, fastDone, fastPart = fast.send_end, fast.done, fast.request_part
 local fastCheckedHeader = fast.send_checked_header
+local checkedHeaders = require("evo.checkedheaders")
+local knownHeaders, rememberHeader = checkedHeaders.pairs, checkedHeaders.remember
 local next = next
 -- (OpenResty's LuaJIT, which evo is built on, has table.nkeys; counted by
 -- hand on another LuaJIT.)
@@ -220,30 +222,17 @@ function requestLine(req, key, part)
   return v
 end
 
--- Pairs the engine accepted (name -> value), so that a handler's constant
--- headers are not checked byte by byte on every response again: strings are
--- interned and this table keeps them alive, so the same name with the same
--- value is one lookup (~80 instructions less a header). Short pairs only,
--- and at most 256 names, then it starts again: the table pins its strings.
-local checkedHeaders, checkedCount = {}, 0
-
 -- One header of res:send's table through the FFI; false for anything but
--- a string name and value, or a header the engine refuses.
+-- a string name and value, or a header the engine refuses. A pair accepted
+-- before skips the byte checks (lib/evo/checkedheaders.lua).
 local function addHeader(name, value)
-  -- (Only strings are stored: a hit means both are the strings checked.)
-  if checkedHeaders[name] == value then
+  if knownHeaders[name] == value then
     return fastCheckedHeader(name, #name, value, #value) == 0
   end
   if type(name) ~= "string" or type(value) ~= "string" or fastHeader(name, #name, value, #value) ~= 0 then
     return false
   end
-  if #name + #value <= 256 then
-    if checkedHeaders[name] == nil then
-      if checkedCount == 256 then checkedHeaders, checkedCount = {}, 0 end
-      checkedCount = checkedCount + 1
-    end
-    checkedHeaders[name] = value
-  end
+  rememberHeader(name, value)
   return true
 end
 

@@ -1086,14 +1086,25 @@ int status_line(Server* server, double id, const char* line, size_t len) {
   return 1;
 }
 
-int header(Server* server, double id, const char* name, size_t name_len, const char* value,
-           size_t value_len) {
+int add_event_header(Server* server, double id, std::string_view name, std::string_view value, bool checked) {
   Exchange* ex = pending_of(server, id);
   if (!head_open(ex)) return 0;
   // The check and the copy in one pass, as res:send's headers; refused,
   // the head is as it was.
-  return ex->add_header_if_valid(std::string_view(name, name_len), std::string_view(value, value_len)) ? 1
-                                                                                                       : 0;
+  return ex->add_header_if_valid(name, value, checked) ? 1 : 0;
+}
+
+int header(Server* server, double id, const char* name, size_t name_len, const char* value,
+           size_t value_len) {
+  return add_event_header(server, id, std::string_view(name, name_len), std::string_view(value, value_len),
+                          false);
+}
+
+// A pair lib/evo/checkedheaders.lua has seen accepted (see send_checked_header).
+int checked_header(Server* server, double id, const char* name, size_t name_len, const char* value,
+                   size_t value_len) {
+  return add_event_header(server, id, std::string_view(name, name_len), std::string_view(value, value_len),
+                          true);
 }
 
 int send(Server* server, double id, const char* body, size_t len) {
@@ -1286,10 +1297,11 @@ struct Api {
   int (*next_event)(Server*, EventOut*);
   double (*next_request)();
   int (*send_checked_header)(const char*, size_t, const char*, size_t);
+  int (*checked_header)(Server*, double, const char*, size_t, const char*, size_t);
 };
-const Api kApi = {status_code,        status_line, header, send,         send_begin, send_header,
-                  send_abort,         send_end,    done,   request_part, next_event, next_request,
-                  send_checked_header};
+const Api kApi = {status_code,         status_line,   header, send,         send_begin, send_header,
+                  send_abort,          send_end,      done,   request_part, next_event, next_request,
+                  send_checked_header, checked_header};
 
 }  // namespace fast
 

@@ -103,3 +103,51 @@ describe("res:send's remembered header pairs", function()
     end
   end, 30)
 end)
+
+describe("HttpServer:WriteHeader's remembered pairs", function()
+  afterEach(K.cleanup)
+
+  it("act as the first time, and never let another value through", function()
+    local HttpServer = require("HttpServer")
+    local s, results = HttpServer(), {}
+    function s:HTTP_REQUEST_FINISHED(_, p)
+      local i = #results + 1
+      local id = p.requestID
+      if p.path == "/good" then
+        results[i] = {self:WriteHeader(id, "x-v", "fine")}
+        self:WriteHeader(id, "connection", "close")
+      elseif p.path == "/ok" then
+        results[i] = {self:WriteHeader(id, "x-v", "fine")}
+      else
+        results[i] = {pcall(self.WriteHeader, self, id, "x-v", "fine\r\nx-injected: 1")}
+      end
+      self:SendResponse(id, "b")
+    end
+    assert.equal(s:StartListening(0), s)
+    K.onCleanup(function() if s.native then s:StopListening() end end)
+    -- On one read (the FFI path): the pair is accepted, then remembered.
+    local paths = {"/ok", "/ok", "/bad", "/ok", "/bad", "/ok"}
+    local reqs = {}
+    for i, p in ipairs(paths) do reqs[i] = K.req("GET", p, i == #paths and {"Connection: close"} or nil) end
+    local rep = K.raw(s.port, {{"send", table.concat(reqs)}}, 5)
+    local r = K.parse(rep.data)
+    assert.equal(#r, #paths)
+    assert.isNil(rep.data:find("injected", 1, true))
+    for i, p in ipairs(paths) do
+      if p == "/ok" then
+        assert.equal(results[i][1], true)
+        assert.equal(r[i].headers["x-v"], "fine")
+      else
+        assert.falsy(results[i][1] == true and results[i][2] == true)  -- refused (raised, or nil and err)
+        assert.match(tostring(results[i][2]) .. tostring(results[i][3]), "invalid header value")
+        assert.isNil(r[i].headers["x-v"])
+      end
+    end
+    -- A remembered Connection: close closes, on every connection.
+    for _ = 1, 2 do
+      local got = K.parse(K.raw(s.port, {{"send", K.req("GET", "/good") .. K.req("GET", "/ok")}}, 5).data)
+      assert.equal(#got, 1)
+      assert.equal({got[1].headers["x-v"], got[1].headers.connection}, {"fine", "close"})
+    end
+  end, 20)
+end)
