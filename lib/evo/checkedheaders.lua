@@ -5,15 +5,16 @@
 -- instructions a header; src/http/server.cpp, add_header_if_valid's
 -- `checked`), everything else about it done as always. Strings are
 -- interned and the table keeps the ones it holds, so a lookup
--- (`pairs[name] == value`, made inline by the hot paths: a call here cost
--- ~30 instructions more a request) is one hash lookup and a pointer
--- comparison, and no other string can pass for one. (Only strings are
--- stored: a hit means both are strings, the ones checked.) Only short pairs
--- are kept, at most 256 names, then the table is emptied (in place: the
--- users hold it): it pins its strings.
+-- (`pairs[name] == value`, made by the hot paths themselves) is one hash
+-- lookup and a pointer comparison, and no other string can pass for one.
+-- (Only strings are stored: a hit means both are strings, the ones
+-- checked.) Only short pairs are kept, at most 256 names, then the table is
+-- emptied (in place: the users hold it): it pins its strings.
+
 -- (Not LuaJIT's table.clear: requiring it made every pipelined request of
--- bench/http/evo_natural.lua ~45 instructions dearer, all of them in the
--- collector's steps, gc_onestep and gc_sweepstr; this runs once per 256 names.)
+-- bench/http/evo_natural.lua ~45 instructions dearer, in the collector's
+-- sweep of the string table, docs/performance.md; this runs once per 256
+-- names.)
 local function clear(t)
   for k in pairs(t) do t[k] = nil end
 end
