@@ -184,10 +184,27 @@ def summary(results, base=None, targets=(), table=True):
             cpu = b["server_us_per"] / o["server_us_per"] if b["server_us_per"] and o["server_us_per"] else None
             s = f"    {scenario:10s} {base}/{peer:8s} rate {fmt(rate, '5.2f')}x   CPU per message {fmt(cpu, '5.2f')}x"
             bound = bounds.get(f"{scenario}/{peer}", bounds.get(peer))
-            if bound is not None and cpu is not None:
-                limit = float(bound)
+            limit = float(bound) if bound is not None else None
+            if limit is not None and cpu is not None:
                 s += f" (target <= {limit:g}x: {'met' if cpu <= limit else 'not met'})"
+            s += round_ratios(rows, label, other, limit)
             print(s)
+
+
+def round_ratios(rows, a, b, limit):
+    """The CPU ratio a/b round by round: the i-th runs of both labels ran in
+    the same round, minutes apart, so a slow spell of the machine weighs on
+    both. Their range (and, with a target, in how many rounds it was met)
+    says how far the median's ratio can be trusted."""
+    ra = [r.get("server_us_per") for r in rows if r["label"] == a]
+    rb = [r.get("server_us_per") for r in rows if r["label"] == b]
+    ratios = [x / y for x, y in zip(ra, rb) if x and y]
+    if len(ratios) < 2:
+        return ""
+    s = f" [rounds {min(ratios):.2f}-{max(ratios):.2f}"
+    if limit is not None:
+        s += f", met in {sum(1 for q in ratios if q <= limit)} of {len(ratios)}"
+    return s + "]"
 
 
 def main():
