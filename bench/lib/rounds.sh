@@ -45,11 +45,12 @@ stop() {
   server_pid=
 }
 
-# measure LABEL GENERATOR_ARGS...: one measured run of the pinned generator.
+# measure LABEL GENERATOR_ARGS...: one measured run of the pinned generator
+# (its row keeps the round, run_rounds' $round, to pair the servers' runs).
 measure() {
   local label=$1
   shift
-  python3 "$here/loadgen/measure.py" run "$results" "$label" "$server_pid" "${client_pin[@]}" "$@"
+  ROUND=${round:-} python3 "$here/loadgen/measure.py" run "$results" "$label" "$server_pid" "${client_pin[@]}" "$@"
 }
 
 # run_rounds SCENARIO_FUNCTION: every available server in every round, the

@@ -117,7 +117,8 @@ def run(results, label, server_pid, cmd):
          "server_pct": 100 * server_s / wall, "gen_pct": 100 * gen_s / wall, "other_pct": other,
          "server_us_per": 1e6 * server_s / count if count else None,
          "kernel_us_per": 1e6 * kernel_s / count if count else None,
-         "gen_us_per": 1e6 * gen_s / count if count else None}
+         "gen_us_per": 1e6 * gen_s / count if count else None,
+         "round": os.environ.get("ROUND") or None}
     if rate is None:
         r["problem"] = "no result: " + out.strip().splitlines()[-1] if out.strip() else "no output"
     with open(results, "a") as f:
@@ -192,13 +193,14 @@ def summary(results, base=None, targets=(), table=True):
 
 
 def round_ratios(rows, a, b, limit):
-    """The CPU ratio a/b round by round: the i-th runs of both labels ran in
-    the same round, minutes apart, so a slow spell of the machine weighs on
-    both. Their range (and, with a target, in how many rounds it was met)
-    says how far the median's ratio can be trusted."""
-    ra = [r.get("server_us_per") for r in rows if r["label"] == a]
-    rb = [r.get("server_us_per") for r in rows if r["label"] == b]
-    ratios = [x / y for x, y in zip(ra, rb) if x and y]
+    """The CPU ratio a/b round by round: both runs of a round were minutes
+    apart, so a slow spell of the machine weighs on both. Their range (and,
+    with a target, in how many rounds it was met) says how far the median's
+    ratio can be trusted. Runs are paired by their round (a server that
+    failed to start in one leaves that round out)."""
+    ra = {r.get("round"): r.get("server_us_per") for r in rows if r["label"] == a}
+    rb = {r.get("round"): r.get("server_us_per") for r in rows if r["label"] == b}
+    ratios = [ra[k] / rb[k] for k in ra if k is not None and ra[k] and rb.get(k)]
     if len(ratios) < 2:
         return ""
     s = f" [rounds {min(ratios):.2f}-{max(ratios):.2f}"
