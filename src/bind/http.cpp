@@ -1160,7 +1160,7 @@ int send_begin(double res, double status) {
 }
 
 // One header of the table: 0, or -1 with the head as it was before begin.
-// checked: a pair this function accepted before (see add_header_if_valid).
+// checked: a pair accepted before (see add_header_if_valid).
 int add_header(const char* name, size_t nlen, const char* value, size_t vlen, bool checked) {
   Exchange* ex = g_fast.ex;
   if (ex == nullptr) return -1;
@@ -1176,8 +1176,8 @@ int send_header(const char* name, size_t nlen, const char* value, size_t vlen) {
   return add_header(name, nlen, value, vlen, false);
 }
 
-// A header lib/http.lua's addHeader has seen send_header accept: the same
-// name and value strings (interned, and kept alive by its table of them).
+// A pair lib/evo/checkedheaders.lua has seen accepted: the same name and
+// value strings (interned, and kept alive by its table of them).
 int send_checked_header(const char* name, size_t nlen, const char* value, size_t vlen) {
   return add_header(name, nlen, value, vlen, true);
 }

@@ -174,8 +174,9 @@ class Exchange : public std::enable_shared_from_this<Exchange>, public ExchangeS
   // Header lines set by the handler: adds one and returns true, or returns
   // false with nothing changed; header_error says why ("" if nothing is
   // wrong) — for the message, and for lines written elsewhere. checked:
-  // the pair was accepted before (lib/http.lua keeps those of res:send's
-  // tables): the byte checks are skipped, the special names still handled.
+  // the pair was accepted before (lib/evo/checkedheaders.lua keeps those of
+  // the FFI paths): the byte checks are skipped, the special names still
+  // handled.
   bool add_header_if_valid(std::string_view name, std::string_view value, bool checked = false);
   static std::string header_error(std::string_view name, std::string_view value);
   // The same for a trailer field: also refuses the fields a trailer must

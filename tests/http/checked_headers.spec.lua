@@ -26,11 +26,9 @@ describe("res:send's remembered header pairs", function()
     local paths = {}
     for i = 1, 6 do paths[#paths + 1] = i % 2 == 0 and "/other" or "/type" end
     for _ = 1, 3 do paths[#paths + 1] = "/length" end
-    local reqs = {}
-    for i, p in ipairs(paths) do reqs[i] = K.req("GET", p) end
-    reqs[#reqs + 1] = K.req("GET", "/type", {"Connection: close"})  -- (the end of the read)
-    local r = K.parse(K.raw(server.port, {{"send", table.concat(reqs)}}, 5).data)
-    assert.equal(#r, #paths + 1)
+    paths[#paths + 1] = "/type"  -- (it closes: the end of the read)
+    local r = K.parse(K.raw(server.port, K.pipeline(paths), 5).data)
+    assert.equal(#r, #paths)
     for i = 1, 6 do
       local html = i % 2 == 0
       assert.equal(r[i].headers["content-type"], html and "text/html" or "text/plain")
@@ -67,9 +65,7 @@ describe("res:send's remembered header pairs", function()
       end
     end)
     local paths = {"/good", "/good", "/badvalue", "/good", "/badname", "/good", "/badvalue"}
-    local reqs = {}
-    for i, p in ipairs(paths) do reqs[i] = K.req("GET", p, i == #paths and {"Connection: close"} or nil) end
-    local rep = K.raw(server.port, {{"send", table.concat(reqs)}}, 5)
+    local rep = K.raw(server.port, K.pipeline(paths), 5)
     server:close()
     local r = K.parse(rep.data)
     assert.equal(#r, #paths)
@@ -91,9 +87,9 @@ describe("res:send's remembered header pairs", function()
       local n = tonumber(req.path:sub(2))
       res:send(200, "n", {["x-h" .. n] = "v" .. n, ["x-same"] = "s"})
     end)
-    local reqs = {}
-    for i = 1, 600 do reqs[i] = K.req("GET", "/" .. (i % 300), i == 600 and {"Connection: close"} or nil) end
-    local r = K.parse(K.raw(server.port, {{"send", table.concat(reqs)}}, 10).data)
+    local paths = {}
+    for i = 1, 600 do paths[i] = "/" .. (i % 300) end
+    local r = K.parse(K.raw(server.port, K.pipeline(paths), 10).data)
     server:close()
     assert.equal(#r, 600)
     for i = 1, 600 do
@@ -127,9 +123,7 @@ describe("HttpServer:WriteHeader's remembered pairs", function()
     K.onCleanup(function() if s.native then s:StopListening() end end)
     -- On one read (the FFI path): the pair is accepted, then remembered.
     local paths = {"/ok", "/ok", "/bad", "/ok", "/bad", "/ok"}
-    local reqs = {}
-    for i, p in ipairs(paths) do reqs[i] = K.req("GET", p, i == #paths and {"Connection: close"} or nil) end
-    local rep = K.raw(s.port, {{"send", table.concat(reqs)}}, 5)
+    local rep = K.raw(s.port, K.pipeline(paths), 5)
     local r = K.parse(rep.data)
     assert.equal(#r, #paths)
     assert.isNil(rep.data:find("injected", 1, true))
