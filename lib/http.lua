@@ -43,6 +43,13 @@ local Request = {}
 -- engine knows the request's exchange by (src/bind/http.cpp, ref_number).
 local responseMeta
 
+-- The ref of a res, or nil for anything else (the natives check the same,
+-- src/bind/http.cpp res_ref).
+local function resRef(r)
+  local ref = getmetatable(r) == responseMeta and rawget(r, 1)
+  if type(ref) == "number" then return ref end
+end
+
 -- The engine's response of a request: req.res, or what a wrapper put there
 -- (http.compress) wraps.
 local function engineRes(req)
@@ -211,8 +218,8 @@ local partPtr = ffi.new("const char*[1]")
 -- a field not read before then raises, as req.headers does.
 function requestLine(req, key, part)
   local r = engineRes(req)
-  local ref = getmetatable(r) == responseMeta and rawget(r, 1)
-  if type(ref) ~= "number" then
+  local ref = resRef(r)
+  if not ref then
     return (native.info(r, key))  -- raises the native's own bad argument
   end
   local n = fastPart(ref, part, partPtr)
@@ -262,8 +269,8 @@ local function addHeaders(headers)
 end
 
 local function fastSend(res, status, body, headers)
-  local ref = getmetatable(res) == responseMeta and rawget(res, 1)
-  if type(ref) == "number" and type(status) == "number" and (headers == nil or type(headers) == "table") then
+  local ref = resRef(res)
+  if ref and type(status) == "number" and (headers == nil or type(headers) == "table") then
     local tb = type(body)
     if tb == "nil" then body, tb = "", "string" end
     if tb == "string" and fastBegin(ref, status) == 0 then
