@@ -195,9 +195,9 @@ native.setup(responseMeta)
 local fast = require("evo.httpfast")
 local fastBegin, fastHeader, fastAbort = fast.send_begin, fast.send_header, fast.send_abort
 local fastEnd, fastDone, fastPart = fast.send_end, fast.done, fast.request_part
-local fastCheckedHeader = fast.send_checked_header
+local fastCheckedHeader, fastLine = fast.send_checked_header, fast.send_line
 local checkedHeaders = require("evo.checkedheaders")
-local knownHeaders, rememberHeader = checkedHeaders.pairs, checkedHeaders.remember
+local knownHeaders, knownLines, rememberHeader = checkedHeaders.pairs, checkedHeaders.lines, checkedHeaders.remember
 local next = next
 -- (OpenResty's LuaJIT, which evo is built on, has table.nkeys; counted by
 -- hand on another LuaJIT.)
@@ -231,9 +231,12 @@ end
 
 -- One header of res:send's table through the FFI; false for anything but
 -- a string name and value, or a header the engine refuses. A pair accepted
--- before skips the byte checks (lib/evo/checkedheaders.lua).
+-- before skips the byte checks, and goes as its whole line unless the
+-- engine acts on its name (lib/evo/checkedheaders.lua).
 local function addHeader(name, value)
   if knownHeaders[name] == value then
+    local line = knownLines[name]
+    if line then return fastLine(line, #line) == 0 end
     return fastCheckedHeader(name, #name, value, #value) == 0
   end
   if type(name) ~= "string" or type(value) ~= "string" or fastHeader(name, #name, value, #value) ~= 0 then

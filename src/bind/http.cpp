@@ -1182,6 +1182,16 @@ int send_checked_header(const char* name, size_t nlen, const char* value, size_t
   return add_header(name, nlen, value, vlen, true);
 }
 
+// A whole header line ("name: value\r\n") lib/evo/checkedheaders.lua
+// made of a pair the engine accepted whose name is none it acts on
+// (Content-Length, Connection, Transfer-Encoding): appended as it is.
+int send_line(const char* line, size_t len) {
+  Exchange* ex = g_fast.ex;
+  if (ex == nullptr) return -1;
+  ex->head.append(line, len);
+  return 0;
+}
+
 // The headers were not all plain strings: back to the head before begin.
 void send_abort() {
   if (g_fast.ex != nullptr) g_fast.mark.restore(*g_fast.ex);
@@ -1298,10 +1308,11 @@ struct Api {
   double (*next_request)();
   int (*send_checked_header)(const char*, size_t, const char*, size_t);
   int (*checked_header)(Server*, double, const char*, size_t, const char*, size_t);
+  int (*send_line)(const char*, size_t);
 };
-const Api kApi = {status_code,         status_line,   header, send,         send_begin, send_header,
-                  send_abort,          send_end,      done,   request_part, next_event, next_request,
-                  send_checked_header, checked_header};
+const Api kApi = {status_code,         status_line,    header,   send,         send_begin, send_header,
+                  send_abort,          send_end,       done,     request_part, next_event, next_request,
+                  send_checked_header, checked_header, send_line};
 
 }  // namespace fast
 

@@ -49,6 +49,46 @@ describe("res:send's remembered header pairs", function()
     server:close()
   end, 30)
 
+  it("act on framing names in any case every time (never sent as a remembered line)", function()
+    -- A plain pair goes as its whole remembered line; one the engine acts on
+    -- must reach it every time, whatever the case of its name.
+    local server = K.serve({}, function(req, res)
+      local p = req.path
+      if p == "/length" then
+        res:send(200, "hello", {["Content-Length"] = "5", ["X-Plain"] = "p"})
+      elseif p == "/close" then
+        res:send(200, "c", {CONNECTION = "Close"})
+      elseif p == "/te" then
+        res:send(200, "t", {["Transfer-Encoding"] = "chunked"})
+      end
+    end)
+    local paths = {}
+    for i = 1, 9 do paths[i] = i % 2 == 0 and "/te" or "/length" end
+    local rep = K.raw(server.port, K.pipeline(paths), 5)
+    local r = K.parse(rep.data)
+    assert.equal(#r, #paths)
+    for i = 1, #paths do
+      local n = 0
+      for _, line in ipairs(r[i].lines) do
+        if line:lower():find("^content%-length:") then n = n + 1 end
+        assert.isNil(line:lower():find("^transfer%-encoding:"))  -- the engine's framing: a length
+      end
+      assert.equal(n, 1)
+      if i % 2 == 0 then
+        assert.equal({r[i].headers["content-length"], r[i].body}, {"1", "t"})
+      else
+        assert.equal({r[i].headers["content-length"], r[i].headers["x-plain"], r[i].body}, {"5", "p", "hello"})
+      end
+    end
+    assert.equal(select(2, rep.data:gsub("X%-Plain: p\r\n", "")), 5)  -- the line as the pair was given
+    for _ = 1, 3 do
+      local got = K.parse(K.raw(server.port, {{"send", K.req("GET", "/close") .. K.req("GET", "/length")}}, 5).data)
+      assert.equal(#got, 1)
+      assert.equal({got[1].status, got[1].body, got[1].headers.connection}, {200, "c", "close"})
+    end
+    server:close()
+  end, 30)
+
   it("never let a different value through, whatever was accepted before under its name", function()
     local results = {}
     local server = K.serve({}, function(req, res)
