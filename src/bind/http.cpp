@@ -72,7 +72,7 @@ thread_local Exchange g_gone;
 
 Exchange& gone_exchange() {
   Exchange& gone = g_gone;  // set again each time: a caller may have written to it
-  gone.req = Request();
+  *gone.req = Request();
   gone.conn = nullptr;
   gone.handler = nullptr;
   gone.headers_sent = true;
@@ -739,7 +739,7 @@ int l_read(lua_State* L) {
 }
 
 int l_headers(lua_State* L) {
-  push_headers(L, check_request_data(L, check_res(L, 1), "headers").req);
+  push_headers(L, *check_request_data(L, check_res(L, 1), "headers").req);
   return 1;
 }
 
@@ -748,7 +748,7 @@ int l_headers(lua_State* L) {
 int l_req_trailers(lua_State* L) {
   Exchange& ex = check_request_data(L, check_res(L, 1), "trailers");
   if (!ex.body_done) return 0;
-  push_fields(L, ex.req.trailers);
+  push_fields(L, ex.req->trailers);
   return 1;
 }
 
@@ -757,7 +757,7 @@ int l_info(lua_State* L) {
   Exchange& ex = check_request_data(L, check_res(L, 1), luaL_optstring(L, 2, "remoteAddress"));
   lua_pushlstring(L, ex.remote_ip.data(), ex.remote_ip.size());
   lua_pushinteger(L, ex.remote_port);
-  lua_pushfstring(L, "%d.%d", ex.req.version_major, ex.req.version_minor);
+  lua_pushfstring(L, "%d.%d", ex.req->version_major, ex.req->version_minor);
   lua_pushinteger(L, ex.id);
   return 4;
 }
@@ -1240,10 +1240,10 @@ double next_request() {
 int request_part(double res, int which, const char** out) {
   const Exchange* ex = ref_of(res).get();
   if (ex == nullptr) return -1;
-  std::string_view part = ex->req.method;
+  std::string_view part = ex->req->method;
   if (which != 0) {
     // (An absolute-form target was reduced to its path by the parser.)
-    std::string_view target(ex->req.target);
+    std::string_view target(ex->req->target);
     size_t q = target.find('?');
     if (which == 1) {
       part = target.substr(0, q);
@@ -1274,14 +1274,14 @@ int next_event(Server* server, EventOut* out) {
   // (The server's pending map holds the exchange until it is answered.)
   thread_local std::string headers;
   thread_local std::string body;
-  pack_fields(ex->req.headers, headers);
+  pack_fields(ex->req->headers, headers);
   body.clear();
   body.swap(ex->body);  // (as push_request_values, the exchange keeps none)
-  std::string_view target(ex->req.target);
+  std::string_view target(ex->req->target);
   size_t q = target.find('?');
   std::string_view path = target.substr(0, q);
   std::string_view query = q == std::string_view::npos ? std::string_view() : target.substr(q + 1);
-  const std::string_view parts[5] = {ex->req.method, path, query, headers, body};
+  const std::string_view parts[5] = {ex->req->method, path, query, headers, body};
   out->id = static_cast<double>(ex->id);
   for (int i = 0; i < 5; ++i) {
     out->part[i] = parts[i].data();

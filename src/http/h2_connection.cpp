@@ -292,7 +292,7 @@ H2Connection::~H2Connection() {
 
 void H2Connection::start(const std::shared_ptr<Exchange>& upgraded) {
   if (upgraded != nullptr) {
-    const std::string* settings = upgraded->req.header("http2-settings");
+    const std::string* settings = upgraded->req->header("http2-settings");
     if (settings == nullptr || !session_.upgrade(*settings, upgraded->head_request())) {
       close();
       return;
@@ -300,8 +300,8 @@ void H2Connection::start(const std::shared_ptr<Exchange>& upgraded) {
     upgraded->id = server_->next_id();
     upgraded->remote_ip = owner_.remote_ip_;
     upgraded->remote_port = owner_.remote_port_;
-    upgraded->req.version_major = 2;
-    upgraded->req.version_minor = 0;
+    upgraded->req->version_major = 2;
+    upgraded->req->version_minor = 0;
     upgraded->stream = std::make_unique<H2Stream>(this, 1);
     upgraded->conn = upgraded->stream.get();
     streams_[1] = upgraded;
@@ -421,7 +421,7 @@ void H2Connection::touch(int32_t stream) {
 
 void H2Connection::on_request(int32_t stream, h2::RequestHead&& head, bool end_stream) {
   auto ex = std::make_shared<Exchange>();
-  Request& r = ex->req;
+  Request& r = *ex->req;
   r.method = std::move(head.method);
   r.target = std::move(head.path);
   r.version_major = 2;
@@ -473,7 +473,7 @@ void H2Connection::on_data(int32_t stream, std::string_view data) {
 void H2Connection::on_trailers(int32_t stream, h2::HeaderList&& trailers) {
   auto it = streams_.find(stream);
   if (it == streams_.end()) return;
-  it->second->req.trailers = std::move(trailers);
+  it->second->req->trailers = std::move(trailers);
 }
 
 void H2Connection::on_end_stream(int32_t stream) {

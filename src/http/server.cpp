@@ -40,8 +40,8 @@ constexpr size_t kKeepHeadBytes = size_t{4} * 1024;
 // The payload fields every request event carries: requestID, method, path, query.
 void request_fields(lua_State* L, const Exchange& e) {
   events::field(L, "requestID", static_cast<double>(e.id));
-  events::field(L, "method", e.req.method);
-  std::string_view target(e.req.target);
+  events::field(L, "method", e.req->method);
+  std::string_view target(e.req->target);
   size_t q = target.find('?');
   events::field(L, "path", target.substr(0, q));
   events::field(L, "query", q == std::string_view::npos ? std::string_view() : target.substr(q + 1));
@@ -99,7 +99,7 @@ void Exchange::recycle() {
   // Field by field (assigning a fresh ExchangeState moves every string and
   // list: it cost more than the allocation saved). Clearing keeps the
   // buffers' capacity. Every field of ExchangeState must be here.
-  req.clear();
+  req->clear();
   id = 0;
   // remote_ip and remote_port stay: dispatch copies them only when they
   // differ (a connection's own spare has them already).
@@ -690,7 +690,7 @@ bool Connection::upgrade_h2c() {
   if (r.header("http2-settings") == nullptr || !r.body.empty() || server_->stopping_) return false;
   served_any_ = true;
   auto ex = std::make_shared<Exchange>();
-  ex->req = std::move(r);
+  *ex->req = std::move(r);
   ex->body_done = true;
   t_->output() += "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n";
   become_h2(ex);
@@ -835,7 +835,7 @@ void Connection::request_completed() {
   }
   if (current_ == nullptr) return;
   std::shared_ptr<Exchange> ex = current_;
-  if (!parser_->request().trailers.empty()) ex->req.trailers = std::move(parser_->request().trailers);
+  if (!parser_->request().trailers.empty()) ex->req->trailers = std::move(parser_->request().trailers);
   ex->body_done = true;
   state_ = State::Responding;
   wake_body_reader(*ex);
@@ -847,10 +847,9 @@ void Connection::dispatch(bool complete) {
   served_any_ = true;
   bool own = false;
   std::shared_ptr<Exchange> ex = new_exchange(&own);
-  // A swap, not a move: the parser gets the recycled exchange's buffers
-  // (emptied) back for the next request.
-  // (Both are empty: a new request, or a recycled one's cleared.)
-  ex->req.swap(parser_->request());
+  // A swap, not a move: the parser gets the recycled exchange's request
+  // (emptied), buffers and all, back for the next request.
+  parser_->swap_request(ex->req);
   ex->id = server_->next_id();
   uint32_t id = ex->id;
   // (A recycled exchange has them already: see recycle(). The connection's
@@ -864,7 +863,7 @@ void Connection::dispatch(bool complete) {
   // the spare goes only to a new exchange, or a smaller buffer.
   if (ex->head.capacity() < head_spare_.capacity()) ex->head.swap(head_spare_);
   ex->body_done = complete;
-  if (!ex->req.keep_alive || server_->stopping_) ex->close_after = true;
+  if (!ex->req->keep_alive || server_->stopping_) ex->close_after = true;
   current_ = ex;
   state_ = complete ? State::Responding : State::Body;
   deadline = 0;  // the handler's time is its own (a body's pieces have their deadline)
@@ -876,7 +875,7 @@ void Connection::dispatch(bool complete) {
     // its FINISHED handler, looking them up in Lua — the batch's runner, when
     // it asked for the next request (pull_next). Otherwise one event now and
     // the other when the body has come.
-    if (pulling_ && complete && ex->req.trailers.empty()) {
+    if (pulling_ && complete && ex->req->trailers.empty()) {
       pulled_ = std::move(ex);
     } else if (!(complete && emit_whole_request(*server_, *ex, this))) {
       emit_started(*server_, *ex);
@@ -911,7 +910,7 @@ std::shared_ptr<Exchange> Connection::new_exchange(bool* own) {
 void Server::pool_exchange(std::shared_ptr<Exchange> ex) {
   const size_t kInline = std::string().capacity();
   if (exchange_pool_.size() >= kPooledExchanges || ex->head.capacity() > kKeepHeadBytes ||
-      ex->req.body.capacity() > kInline || ex->body.capacity() > kInline || ex->req.headers.capacity() > 16)
+      ex->req->body.capacity() > kInline || ex->body.capacity() > kInline || ex->req->headers.capacity() > 16)
     return;
   exchange_pool_.push_back(std::move(ex));
 }
@@ -1114,15 +1113,15 @@ void Connection::on_send_deadline() {
 // headers (packed: push_packed_headers) and the body.
 int push_request_values(lua_State* L, Exchange& e, bool finished) {
   lua_pushnumber(L, static_cast<double>(e.id));
-  lua_pushlstring(L, e.req.method.data(), e.req.method.size());
-  std::string_view target(e.req.target);
+  lua_pushlstring(L, e.req->method.data(), e.req->method.size());
+  std::string_view target(e.req->target);
   size_t q = target.find('?');
   std::string_view path = target.substr(0, q);
   std::string_view query = q == std::string_view::npos ? std::string_view() : target.substr(q + 1);
   lua_pushlstring(L, path.data(), path.size());
   lua_pushlstring(L, query.data(), query.size());
   if (!finished) return 4;
-  push_packed_headers(L, e.req);  // (the runner's payload unpacks them when read)
+  push_packed_headers(L, *e.req);  // (the runner's payload unpacks them when read)
   lua_pushlstring(L, e.body.data(), e.body.size());
   e.body.clear();
   return 6;
@@ -1132,10 +1131,10 @@ namespace {
 
 void fill_finished(lua_State* L, Exchange& e) {
   request_fields(L, e);
-  push_headers(L, e.req);
+  push_headers(L, *e.req);
   lua_setfield(L, -2, "headers");
-  if (!e.req.trailers.empty()) {  // (a chunked or HTTP/2 body's)
-    push_fields(L, e.req.trailers);
+  if (!e.req->trailers.empty()) {  // (a chunked or HTTP/2 body's)
+    push_fields(L, e.req->trailers);
     lua_setfield(L, -2, "trailers");
   }
   events::field(L, "body", e.body);
@@ -1148,7 +1147,7 @@ void emit_finished(Server& server, Exchange& ex) {
   if (server.object_ref == LUA_NOREF) return;
   Exchange* e = &ex;
   // Trailers are rare: their payload is made in C++ (the runner takes no more values).
-  int values_runner = e->req.trailers.empty() ? server.request_runner_ref : LUA_NOREF;
+  int values_runner = e->req->trailers.empty() ? server.request_runner_ref : LUA_NOREF;
   events::emit_task_values(
       server.runtime(), server.object_ref, "HTTP_REQUEST_FINISHED", values_runner,
       [e](lua_State* L) { return push_request_values(L, *e, true); }, server.runner_ref,
@@ -1162,7 +1161,7 @@ void emit_finished(Server& server, Exchange& ex) {
 // from the read callback, it goes on with the next whole requests of the
 // same read (next_event_request), as the task style's runner does.
 bool emit_whole_request(Server& server, Exchange& ex, Connection* batch) {
-  if (!ex.req.trailers.empty()) return false;
+  if (!ex.req->trailers.empty()) return false;
   TaskSystem& sys = server.tasks();
   if (server.request_runner_ref == LUA_NOREF || server.object_ref == LUA_NOREF || sys.blocking() ||
       sys.closed())
@@ -1226,7 +1225,7 @@ void Connection::body_consumed() {
 
 void Connection::send_continue(Exchange& ex) {
   // Never a 1xx to an HTTP/1.0 client (RFC 9110 15.2).
-  if (ex.continue_sent || !ex.req.expect_continue || ex.headers_sent || ex.req.version_minor == 0) return;
+  if (ex.continue_sent || !ex.req->expect_continue || ex.headers_sent || ex.req->version_minor == 0) return;
   ex.continue_sent = true;
   t_->output() += "HTTP/1.1 100 Continue\r\n\r\n";
   flush();
@@ -1235,7 +1234,7 @@ void Connection::send_continue(Exchange& ex) {
 void Connection::send_informational(Exchange& ex, int status, std::string_view lines) {
   // Never a 1xx to an HTTP/1.0 client (RFC 9110 15.2): it would take it
   // for the response.
-  if (ex.headers_sent || ex.req.version_minor == 0) return;
+  if (ex.headers_sent || ex.req->version_minor == 0) return;
   if (status == 100) ex.continue_sent = true;  // (req:read() sends no second one)
   std::string& o = t_->output();
   append_status_line(o, status);
@@ -1305,7 +1304,7 @@ bool write_head(std::string& o, Exchange& ex, DateCache& date, bool stopping, st
   bool no_body_status = (ex.status >= 100 && ex.status < 200) || ex.status == 204 || ex.status == 304;
   if (no_body_status) ex.has_length = false;
   if (stopping) ex.close_after = true;
-  bool http10 = ex.req.version_major == 1 && ex.req.version_minor == 0;
+  bool http10 = ex.req->version_major == 1 && ex.req->version_minor == 0;
   if (!ex.has_length && !no_body_status) {
     if (http10) {
       ex.close_after = true;  // the end of the body is the end of the connection
@@ -1316,7 +1315,7 @@ bool write_head(std::string& o, Exchange& ex, DateCache& date, bool stopping, st
   // A body the handler did not read (or that never came, with 100-continue
   // not sent) leaves the connection unusable for a next request unless the
   // rest of the body can be drained; unsent 100-continue means it won't come.
-  if (!ex.body_done && ex.req.expect_continue && !ex.continue_sent) ex.close_after = true;
+  if (!ex.body_done && ex.req->expect_continue && !ex.continue_sent) ex.close_after = true;
 
   // The head is written on the stack and appended once (with the body when
   // it fits too): each append checks the capacity out of line, and there were
@@ -1457,8 +1456,8 @@ bool Connection::answers_quietly(const Exchange& ex) const {
   // unfinished body would leave the connection draining.
   return in_advance_ && !closed_ && state_ == State::Responding && current_.get() == &ex &&
          !server_->stopping_ && !ex.close_after && ex.body_done && !ex.headers_sent && ex.trailers.empty() &&
-         ex.body_reader == nullptr && ex.req.version_major == 1 && ex.req.version_minor == 1 &&
-         !ex.req.expect_continue;
+         ex.body_reader == nullptr && ex.req->version_major == 1 && ex.req->version_minor == 1 &&
+         !ex.req->expect_continue;
 }
 
 void Connection::send_whole(Exchange& ex, std::string_view body) {

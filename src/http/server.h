@@ -118,7 +118,9 @@ class ExchangeIo {
 // must be added there (tests/http/reuse.spec.lua checks a recycled exchange
 // starts clean).
 struct ExchangeState {
-  Request req;
+  // (Boxed: a connection's parser and the exchange it hands a request to
+  // swap the two pointers, RequestParser::swap_request. Never null.)
+  std::unique_ptr<Request> req = std::make_unique<Request>();
   uint32_t id = 0;
   std::string remote_ip;
   int remote_port = 0;
@@ -185,7 +187,7 @@ class Exchange : public std::enable_shared_from_this<Exchange>, public ExchangeS
   // (The size first, then four bytes: `== "HEAD"` called strlen and memcmp,
   // and every response asks two or three times.)
   [[nodiscard]] bool head_request() const {
-    return req.method.size() == 4 && std::memcmp(req.method.data(), "HEAD", 4) == 0;
+    return req->method.size() == 4 && std::memcmp(req->method.data(), "HEAD", 4) == 0;
   }
 
   // The slot Lua's `res` names this exchange by (0: none yet); see ExchangeRef.

@@ -57,42 +57,6 @@ void Request::clear() {
   expect_continue = false;
 }
 
-namespace {
-
-// Exchanges two strings' contents. basic_string::swap is out of line
-// (libstdc++'s extern template) and ~40 instructions for two short strings,
-// while a request's method and target mostly meet the empty ones of a
-// recycled exchange: a move into the empty side is inline (a short string's
-// bytes copied into the buffer already there, a long one's taken over).
-void swap_contents(std::string& a, std::string& b) noexcept {
-  if (b.empty()) {
-    b = std::move(a);
-    a.clear();
-  } else if (a.empty()) {
-    a = std::move(b);
-    b.clear();
-  } else {
-    a.swap(b);
-  }
-}
-
-}  // namespace
-
-void Request::swap(Request& o) noexcept {
-  swap_contents(method, o.method);
-  swap_contents(target, o.target);
-  std::swap(version_major, o.version_major);
-  std::swap(version_minor, o.version_minor);
-  headers.swap(o.headers);
-  trailers.swap(o.trailers);
-  // (Most requests have no body: two empty strings need no swap.)
-  if (!body.empty() || !o.body.empty()) body.swap(o.body);
-  std::swap(keep_alive, o.keep_alive);
-  std::swap(upgrade, o.upgrade);
-  std::swap(chunked, o.chunked);
-  std::swap(expect_continue, o.expect_continue);
-}
-
 RequestParser::RequestParser(Limits limits) : limits_(limits) {
   llhttp_init(&parser_, HTTP_REQUEST, settings());
   parser_.data = this;
@@ -115,7 +79,7 @@ bool RequestParser::within_header_limit(const char* at, const char* end) {
 int RequestParser::on_message_begin(llhttp_t* p) {
   RequestParser* s = self(p);
   // Cleared rather than `req_ = Request()`: the buffers keep their capacity.
-  s->req_.clear();
+  s->req_->clear();
   s->in_head_ = false;
   s->headers_.reset();
   s->version_seen_ = false;
@@ -134,22 +98,22 @@ int RequestParser::on_message_begin(llhttp_t* p) {
 int RequestParser::on_method(llhttp_t* p, const char* at, size_t len) {
   RequestParser* s = self(p);
   if (!s->within_header_limit(at, at + len)) return s->fail(431, "request header fields too large");
-  s->req_.method.append(at, len);
+  s->req_->method.append(at, len);
   s->method_end_ = s->offset_of(at + len);
   return 0;
 }
 
 int RequestParser::on_url(llhttp_t* p, const char* at, size_t len) {
   RequestParser* s = self(p);
-  if (s->req_.target.size() + len > s->limits_.max_uri) return s->fail(414, "URI too long");
+  if (s->req_->target.size() + len > s->limits_.max_uri) return s->fail(414, "URI too long");
   // RFC 9112 3: method SP request-target SP version, one space each (llhttp
   // skips several).
-  if (s->req_.target.empty() && s->offset_of(at) != s->method_end_ + 1) {
+  if (s->req_->target.empty() && s->offset_of(at) != s->method_end_ + 1) {
     return s->fail(400, "more than one space before the request target");
   }
   s->url_end_ = s->offset_of(at + len);
   if (!s->within_header_limit(at, at + len)) return s->fail(431, "request header fields too large");
-  s->req_.target.append(at, len);
+  s->req_->target.append(at, len);
   return 0;
 }
 
@@ -258,7 +222,7 @@ int RequestParser::on_header_value_complete(llhttp_t* p) {
 int RequestParser::on_headers_complete(llhttp_t* p) {
   RequestParser* s = self(p);
   s->in_head_ = false;
-  Request& r = s->req_;
+  Request& r = *s->req_;
   r.version_major = p->http_major;
   r.version_minor = p->http_minor;
   if (r.version_major == 0) return s->fail(400, "HTTP/0.9 requests are not served");
@@ -296,7 +260,7 @@ int RequestParser::on_headers_complete(llhttp_t* p) {
 // path and query, and its authority replaces the Host header. False for an
 // http(s) URI without a host (RFC 9110 4.2.1: invalid).
 bool RequestParser::absolute_form() {
-  std::string& t = req_.target;
+  std::string& t = req_->target;
   if (t.empty() || t[0] == '/') return true;
   size_t sep = t.find("://");
   if (sep == std::string::npos) return true;  // "*", or CONNECT's authority form
@@ -313,13 +277,13 @@ bool RequestParser::absolute_form() {
   std::string rest = end == std::string::npos ? std::string("/") : t.substr(end);
   if (rest[0] == '?') rest.insert(0, "/");
   t = std::move(rest);
-  for (auto& [name, value] : req_.headers) {
+  for (auto& [name, value] : req_->headers) {
     if (name == "host") {
       value = authority;
       return true;
     }
   }
-  req_.headers.emplace_back("host", std::move(authority));
+  req_->headers.emplace_back("host", std::move(authority));
   return true;
 }
 
@@ -436,7 +400,7 @@ int RequestParser::on_body(llhttp_t* p, const char* at, size_t len) {
   RequestParser* s = self(p);
   s->body_bytes_ += len;
   if (s->body_bytes_ > s->limits_.max_body) return s->fail(413, "request body too large");
-  s->req_.body.append(at, len);
+  s->req_->body.append(at, len);
   return 0;
 }
 
@@ -506,11 +470,11 @@ void RequestParser::release_idle_memory() {
   auto drop = [](auto& v) {
     if (v.empty()) std::remove_reference_t<decltype(v)>().swap(v);
   };
-  drop(req_.method);
-  drop(req_.target);
-  drop(req_.headers);
-  drop(req_.trailers);
-  drop(req_.body);
+  drop(req_->method);
+  drop(req_->target);
+  drop(req_->headers);
+  drop(req_->trailers);
+  drop(req_->body);
   drop(chunk_ext_);
 }
 
