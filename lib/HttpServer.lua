@@ -369,9 +369,9 @@ local writeStatus, writeHeader, sendResponse = native.writeStatus, native.writeH
 local fastStatusCode, fastStatusLine = fastApi.status_code, fastApi.status_line
 local fastHeader, fastSend = fastApi.header, fastApi.send
 -- Header pairs accepted before skip the engine's byte checks (as res:send's).
-local fastCheckedHeader = fastApi.checked_header
+local fastCheckedHeader, fastLine = fastApi.checked_header, fastApi.header_line
 local checkedHeaders = require("evo.checkedheaders")
-local knownHeaders, rememberHeader = checkedHeaders.pairs, checkedHeaders.remember
+local knownHeaders, knownLines, rememberHeader = checkedHeaders.pairs, checkedHeaders.lines, checkedHeaders.remember
 
 -- WriteStatus(id, "404 Not Found" | 404) -> true | nil, err (the connection is gone)
 function HttpServer.WriteStatus(self, id, status)
@@ -397,7 +397,12 @@ function HttpServer.WriteHeader(self, id, name, value)
   local c = core(self, "WriteHeader")
   if t == "string" then
     if knownHeaders[name] == value then
-      if fastCheckedHeader(fastServer(c), id, name, #name, value, #value) == 1 then return true end
+      local line = knownLines[name]
+      if line then
+        if fastLine(fastServer(c), id, line, #line) == 1 then return true end
+      elseif fastCheckedHeader(fastServer(c), id, name, #name, value, #value) == 1 then
+        return true
+      end
     elseif fastHeader(fastServer(c), id, name, #name, value, #value) == 1 then
       rememberHeader(name, value)
       return true

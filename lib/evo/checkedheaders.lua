@@ -14,8 +14,8 @@
 -- M.lines has, for a pair in M.pairs whose name is none the engine acts on
 -- (Content-Length, Connection, Transfer-Encoding: framing and the
 -- connection's end), the whole line "name: value\r\n" the engine writes for
--- it: res:send appends that as it is (FFI send_line), ~70 instructions less
--- a header than the pair through the checked path. It is kept and emptied
+-- it: res:send and WriteHeader append that as it is (FFI send_line,
+-- header_line), ~70 instructions less a header than the checked path. It is kept and emptied
 -- with M.pairs, so a hit in M.pairs for a name finds the line of that pair.
 
 -- (Not LuaJIT's table.clear: requiring it made every pipelined request of

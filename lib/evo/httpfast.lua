@@ -29,6 +29,7 @@ typedef struct evo_http_fast {
   int (*send_checked_header)(const char*, size_t, const char*, size_t);
   int (*checked_header)(void*, double, const char*, size_t, const char*, size_t);
   int (*send_line)(const char*, size_t);
+  int (*header_line)(void*, double, const char*, size_t);
 } evo_http_fast;
 ]]
 return ffi.cast("const evo_http_fast*", require("evo.http").fastApi)

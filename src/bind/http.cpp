@@ -1107,6 +1107,14 @@ int checked_header(Server* server, double id, const char* name, size_t name_len,
                           true);
 }
 
+// A pair's whole line, as send_line (lib/evo/checkedheaders.lua's lines).
+int header_line(Server* server, double id, const char* line, size_t len) {
+  Exchange* ex = pending_of(server, id);
+  if (!head_open(ex)) return 0;
+  ex->head.append(line, len);
+  return 1;
+}
+
 int send(Server* server, double id, const char* body, size_t len) {
   Exchange* ex = pending_of(server, id);
   if (ex == nullptr || ex->conn == nullptr) return 0;
@@ -1309,10 +1317,11 @@ struct Api {
   int (*send_checked_header)(const char*, size_t, const char*, size_t);
   int (*checked_header)(Server*, double, const char*, size_t, const char*, size_t);
   int (*send_line)(const char*, size_t);
+  int (*header_line)(Server*, double, const char*, size_t);
 };
-const Api kApi = {status_code,         status_line,    header,   send,         send_begin, send_header,
-                  send_abort,          send_end,       done,     request_part, next_event, next_request,
-                  send_checked_header, checked_header, send_line};
+const Api kApi = {status_code,         status_line,    header,    send,         send_begin, send_header,
+                  send_abort,          send_end,       done,      request_part, next_event, next_request,
+                  send_checked_header, checked_header, send_line, header_line};
 
 }  // namespace fast
 

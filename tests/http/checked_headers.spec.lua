@@ -151,7 +151,7 @@ describe("HttpServer:WriteHeader's remembered pairs", function()
       local id = p.requestID
       if p.path == "/good" then
         results[i] = {self:WriteHeader(id, "x-v", "fine")}
-        self:WriteHeader(id, "connection", "close")
+        self:WriteHeader(id, "Connection", "close")  -- (a name the engine acts on, in any case)
       elseif p.path == "/ok" then
         results[i] = {self:WriteHeader(id, "x-v", "fine")}
       else
