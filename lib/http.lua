@@ -234,7 +234,9 @@ end
 -- before skips the byte checks, and goes as its whole line unless the
 -- engine acts on its name (lib/evo/checkedheaders.lua).
 local function addHeader(name, value)
-  if knownHeaders[name] == value then
+  -- (The type first: LuaJIT's == finds a const char* cdata equal to a string
+  -- at the same bytes, and a value must be a string.)
+  if type(value) == "string" and knownHeaders[name] == value then
     local line = knownLines[name]
     if line then return fastLine(line, #line) == 0 end
     return fastCheckedHeader(name, #name, value, #value) == 0

@@ -7,16 +7,19 @@
 -- interned and the table keeps the ones it holds, so a lookup
 -- (`pairs[name] == value`, made by the hot paths themselves) is one hash
 -- lookup and a pointer comparison, and no other string can pass for one.
--- (Only strings are stored: a hit means both are strings, the ones
--- checked.) Only short pairs are kept, at most 256 names, then the table is
--- emptied (in place: the users hold it): it pins its strings.
+-- (Only strings are stored, but a hit does not prove the value is one:
+-- LuaJIT's == also finds a const char* cdata pointing at a string's bytes
+-- equal to it. The callers check that the value is a string first.) Only
+-- short pairs are kept, at most 256 names, then the table is emptied (in
+-- place: the users hold it): it pins its strings.
 --
 -- M.lines has, for a pair in M.pairs whose name is none the engine acts on
 -- (Content-Length, Connection, Transfer-Encoding: framing and the
 -- connection's end), the whole line "name: value\r\n" the engine writes for
 -- it: res:send and WriteHeader append that as it is (FFI send_line,
--- header_line), ~70 instructions less a header than the checked path. It is kept and emptied
--- with M.pairs, so a hit in M.pairs for a name finds the line of that pair.
+-- header_line), ~70 instructions less a header than the checked path. It
+-- is kept and emptied with M.pairs, so a hit in M.pairs for a name finds
+-- the line of that pair.
 
 -- (Not LuaJIT's table.clear: requiring it made every pipelined request of
 -- bench/http/evo_natural.lua ~45 instructions dearer, in the collector's

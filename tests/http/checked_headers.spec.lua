@@ -4,6 +4,7 @@
 -- remembered pair must mean exactly what it meant the first time, and
 -- nothing else may pass for one.
 local K = require("httpkit")
+local ffi = require("ffi")
 
 describe("res:send's remembered header pairs", function()
   afterEach(K.cleanup)
@@ -97,14 +98,23 @@ describe("res:send's remembered header pairs", function()
         res:send(200, "g", {["x-v"] = "fine", ["x-n"] = "1"})
         results[i] = "sent"
       else
-        -- The same names: one value that smuggles a header, one bad name.
-        local bad = req.path == "/badvalue" and {["x-v"] = "fine\r\nx-injected: 1"} or {["x n"] = "1"}
+        -- The same names: one value that smuggles a header, one bad name,
+        -- and a value that is no string though it compares equal to the
+        -- remembered one (LuaJIT: a const char* cdata at a string's bytes).
+        local bad
+        if req.path == "/badvalue" then
+          bad = {["x-v"] = "fine\r\nx-injected: 1"}
+        elseif req.path == "/cdata" then
+          bad = {["x-v"] = ffi.cast("const char*", "fine")}
+        else
+          bad = {["x n"] = "1"}
+        end
         local ok, err = pcall(res.send, res, 200, "b", bad)
         results[i] = ok and "sent" or tostring(err)
         res:send(500, "refused")
       end
     end)
-    local paths = {"/good", "/good", "/badvalue", "/good", "/badname", "/good", "/badvalue"}
+    local paths = {"/cdata", "/good", "/good", "/cdata", "/badvalue", "/good", "/badname", "/good", "/cdata"}
     local rep = K.raw(server.port, K.pipeline(paths), 5)
     server:close()
     local r = K.parse(rep.data)
@@ -116,7 +126,9 @@ describe("res:send's remembered header pairs", function()
       else
         assert.equal(r[i].status, 500)
         assert.isNil(r[i].headers["x-v"])
-        assert.match(results[i], p == "/badvalue" and "invalid header value" or "invalid header name")
+        local why = {["/badvalue"] = "invalid header value", ["/badname"] = "invalid header name",
+          ["/cdata"] = "values must be strings"}
+        assert.match(results[i], why[p])
       end
     end
   end, 20)
