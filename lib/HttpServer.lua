@@ -400,12 +400,15 @@ function HttpServer.WriteHeader(self, id, name, value)
       local line = knownLines[name]
       if line then
         if fastLine(fastServer(c), id, line, #line) == 1 then return true end
-      elseif fastCheckedHeader(fastServer(c), id, name, #name, value, #value) == 1 then
+      elseif fastCheckedHeader(fastServer(c), id, name, #name, value, #value) ~= 0 then
         return true
       end
-    elseif fastHeader(fastServer(c), id, name, #name, value, #value) == 1 then
-      rememberHeader(name, value)
-      return true
+    else
+      local added = fastHeader(fastServer(c), id, name, #name, value, #value)  -- (2: as its own line)
+      if added ~= 0 then
+        rememberHeader(name, value, added == 2)
+        return true
+      end
     end
   end
   return writeHeader(c, id, name, value)

@@ -239,12 +239,12 @@ local function addHeader(name, value)
   if type(value) == "string" and knownHeaders[name] == value then
     local line = knownLines[name]
     if line then return fastLine(line, #line) == 0 end
-    return fastCheckedHeader(name, #name, value, #value) == 0
+    return fastCheckedHeader(name, #name, value, #value) >= 0
   end
-  if type(name) ~= "string" or type(value) ~= "string" or fastHeader(name, #name, value, #value) ~= 0 then
-    return false
-  end
-  rememberHeader(name, value)
+  if type(name) ~= "string" or type(value) ~= "string" then return false end
+  local added = fastHeader(name, #name, value, #value)  -- (1: as its own line)
+  if added < 0 then return false end
+  rememberHeader(name, value, added == 1)
   return true
 end
 

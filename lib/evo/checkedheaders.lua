@@ -13,13 +13,12 @@
 -- short pairs are kept, at most 256 names, then the table is emptied (in
 -- place: the users hold it): it pins its strings.
 --
--- M.lines has, for a pair in M.pairs whose name is none the engine acts on
--- (Content-Length, Connection, Transfer-Encoding: framing and the
--- connection's end), the whole line "name: value\r\n" the engine writes for
--- it: res:send and WriteHeader append that as it is (FFI send_line,
--- header_line), ~70 instructions less a header than the checked path. It
--- is kept and emptied with M.pairs, so a hit in M.pairs for a name finds
--- the line of that pair.
+-- M.lines has, for a pair in M.pairs the engine added as its own line (its
+-- FFI header functions say so; not a name it acts on, such as
+-- Content-Length or Connection), that line "name: value\r\n": res:send and
+-- WriteHeader append it as it is (FFI send_line, header_line), ~70
+-- instructions less a header than the checked path. It is kept and emptied
+-- with M.pairs, so a hit in M.pairs for a name finds the line of that pair.
 
 -- (Not LuaJIT's table.clear: requiring it made every pipelined request of
 -- bench/http/evo_natural.lua ~45 instructions dearer, in the collector's
@@ -35,11 +34,9 @@ local checked, lines, count = {}, {}, 0
 M.pairs = checked
 M.lines = lines
 
--- The names the engine acts on, lower-cased (it compares them ignoring case).
-local framing = {["content-length"] = true, connection = true, ["transfer-encoding"] = true}
-
--- The engine has just accepted the string pair.
-function M.remember(name, value)
+-- The engine has just accepted the string pair; asLine: it added the pair
+-- as its own line and nothing else.
+function M.remember(name, value, asLine)
   if #name + #value > 256 then return end
   if checked[name] == nil then
     if count == 256 then
@@ -50,11 +47,7 @@ function M.remember(name, value)
     count = count + 1
   end
   checked[name] = value
-  if framing[name:lower()] then
-    lines[name] = nil
-  else
-    lines[name] = name .. ": " .. value .. "\r\n"
-  end
+  lines[name] = asLine and name .. ": " .. value .. "\r\n" or nil
 end
 
 return M

@@ -2,9 +2,10 @@
 -- table of C function pointers that compiled Lua calls inside its trace,
 -- where a classic native costs a trace exit and its arguments go through the
 -- C API. Each function does the common case and answers "done" (1 for the
--- HttpServer functions, 0 for res:send's and a request's end), or refuses,
--- and the caller then takes the classic native, which does it all and raises
--- the errors with their usual messages. Declared once here: ffi.cdef refuses
+-- HttpServer functions, 0 for res:send's and a request's end; a header
+-- added as its own line answers 2 and 1: lib/evo/checkedheaders.lua), or
+-- refuses, and the caller then takes the classic native, which does it all
+-- and raises the errors with their usual messages. Declared once here: ffi.cdef refuses
 -- a second definition of the struct.
 local ffi = require("ffi")
 ffi.cdef[[

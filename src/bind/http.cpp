@@ -1086,12 +1086,15 @@ int status_line(Server* server, double id, const char* line, size_t len) {
   return 1;
 }
 
+// 0 refused (the head as it was), 1 added, 2 added as its own line (see
+// add_header_if_valid's as_line: lib/evo/checkedheaders.lua may keep it).
 int add_event_header(Server* server, double id, std::string_view name, std::string_view value, bool checked) {
   Exchange* ex = pending_of(server, id);
   if (!head_open(ex)) return 0;
-  // The check and the copy in one pass, as res:send's headers; refused,
-  // the head is as it was.
-  return ex->add_header_if_valid(name, value, checked) ? 1 : 0;
+  // The check and the copy in one pass, as res:send's headers.
+  bool as_line = false;
+  if (!ex->add_header_if_valid(name, value, checked, &as_line)) return 0;
+  return as_line ? 2 : 1;
 }
 
 int header(Server* server, double id, const char* name, size_t name_len, const char* value,
@@ -1167,17 +1170,21 @@ int send_begin(double res, double status) {
   return 0;
 }
 
-// One header of the table: 0, or -1 with the head as it was before begin.
-// checked: a pair accepted before (see add_header_if_valid).
+// One header of the table: 0, 1 when it went as its own line (see
+// add_header_if_valid's as_line: lib/evo/checkedheaders.lua may keep it),
+// or -1 with the head as it was before begin. checked: a pair accepted
+// before (see add_header_if_valid).
 int add_header(const char* name, size_t nlen, const char* value, size_t vlen, bool checked) {
   Exchange* ex = g_fast.ex;
   if (ex == nullptr) return -1;
-  if (!ex->add_header_if_valid(std::string_view(name, nlen), std::string_view(value, vlen), checked)) {
+  bool as_line = false;
+  if (!ex->add_header_if_valid(std::string_view(name, nlen), std::string_view(value, vlen), checked,
+                               &as_line)) {
     g_fast.mark.restore(*ex);
     g_fast.ex = nullptr;
     return -1;
   }
-  return 0;
+  return as_line ? 1 : 0;
 }
 
 int send_header(const char* name, size_t nlen, const char* value, size_t vlen) {
@@ -1191,8 +1198,7 @@ int send_checked_header(const char* name, size_t nlen, const char* value, size_t
 }
 
 // A whole header line ("name: value\r\n") lib/evo/checkedheaders.lua
-// made of a pair the engine accepted whose name is none it acts on
-// (Content-Length, Connection, Transfer-Encoding): appended as it is.
+// made of a pair the engine added as its own line: appended as it is.
 int send_line(const char* line, size_t len) {
   Exchange* ex = g_fast.ex;
   if (ex == nullptr) return -1;

@@ -148,7 +148,9 @@ std::string Exchange::header_error(std::string_view name, std::string_view value
 // Checks a header and adds it in one pass (every header of every response
 // goes through here): the name's length picks the few names that need more
 // than a check and a copy. header_error() says why it refused one.
-bool Exchange::add_header_if_valid(std::string_view name, std::string_view value, bool checked) {
+bool Exchange::add_header_if_valid(std::string_view name, std::string_view value, bool checked,
+                                   bool* as_line) {
+  if (as_line != nullptr) *as_line = false;
   if (!checked && !valid_header_value(value)) return false;
   // (A name matching one of these is a token.)
   switch (name.size()) {
@@ -181,6 +183,7 @@ bool Exchange::add_header_if_valid(std::string_view name, std::string_view value
   // "name: value\r\n", the name a token (RFC 9110 5.1); refused, the head
   // is as it was.
   if (!checked && !valid_header_name(name)) return false;
+  if (as_line != nullptr) *as_line = true;
   // The line made on the stack and appended once: growing the head with
   // resize() first cost a call more and a memset of the line.
   char line[256];

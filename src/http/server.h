@@ -178,8 +178,11 @@ class Exchange : public std::enable_shared_from_this<Exchange>, public ExchangeS
   // wrong) — for the message, and for lines written elsewhere. checked:
   // the pair was accepted before (lib/evo/checkedheaders.lua keeps those of
   // the FFI paths): the byte checks are skipped, the special names still
-  // handled.
-  bool add_header_if_valid(std::string_view name, std::string_view value, bool checked = false);
+  // handled. *as_line (when given) says whether the pair went into the head
+  // as its own line "name: value\r\n" and nothing else (false for a name
+  // the engine acts on: Content-Length, Connection, Transfer-Encoding).
+  bool add_header_if_valid(std::string_view name, std::string_view value, bool checked = false,
+                           bool* as_line = nullptr);
   static std::string header_error(std::string_view name, std::string_view value);
   // The same for a trailer field: also refuses the fields a trailer must
   // not carry (RFC 9110 6.5.1: framing, routing, controls, auth...).
