@@ -6,6 +6,17 @@
 local K = require("httpkit")
 local ffi = require("ffi")
 
+-- GET /close (answered "c" with a Connection: close header pair) then
+-- another path on one connection, three times: each answer closes its
+-- connection, so the second request is never answered.
+local function closesEveryTime(port, after)
+  for _ = 1, 3 do
+    local got = K.parse(K.raw(port, {{"send", K.req("GET", "/close") .. K.req("GET", after)}}, 5).data)
+    assert.equal(#got, 1)
+    assert.equal({got[1].status, got[1].body, got[1].headers.connection}, {200, "c", "close"})
+  end
+end
+
 describe("res:send's remembered header pairs", function()
   afterEach(K.cleanup)
 
@@ -41,12 +52,7 @@ describe("res:send's remembered header pairs", function()
       assert.equal(r[i].body, "hello")
     end
     -- connection: close closes every time, on every connection.
-    for _ = 1, 3 do
-      local rep = K.raw(server.port, {{"send", K.req("GET", "/close") .. K.req("GET", "/type")}}, 5)
-      local got = K.parse(rep.data)
-      assert.equal(#got, 1)
-      assert.equal({got[1].status, got[1].body, got[1].headers.connection}, {200, "c", "close"})
-    end
+    closesEveryTime(server.port, "/type")
     server:close()
   end, 30)
 
@@ -82,11 +88,7 @@ describe("res:send's remembered header pairs", function()
       end
     end
     assert.equal(select(2, rep.data:gsub("X%-Plain: p\r\n", "")), 5)  -- the line as the pair was given
-    for _ = 1, 3 do
-      local got = K.parse(K.raw(server.port, {{"send", K.req("GET", "/close") .. K.req("GET", "/length")}}, 5).data)
-      assert.equal(#got, 1)
-      assert.equal({got[1].status, got[1].body, got[1].headers.connection}, {200, "c", "close"})
-    end
+    closesEveryTime(server.port, "/length")
     server:close()
   end, 30)
 
