@@ -10,7 +10,10 @@
 # a request costs when every read brings one, the loop turn, the read and
 # the write included. A binary not named evo or evo-* (e.g. the raw C server
 # build/bench/loadgen/evo_bench_raw_server) is run as BINARY PORT.
-#   bash bench/http_instructions.sh OLD_EVO NEW_EVO     N=20000 PORT=(free) SCRIPT=... MODE=pipelined|keepalive
+# REQUEST picks the pipelined request (bench/http/pipeline_client.py): hello
+# (default: wrk's, one short header), curl (three headers) or browser
+# (Chromium's navigation, 15 headers, 581 bytes).
+#   bash bench/http_instructions.sh OLD_EVO NEW_EVO     N=20000 PORT=(free) SCRIPT=... MODE=pipelined|keepalive REQUEST=hello
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 n=${N:-20000}
@@ -41,7 +44,7 @@ count() {  # binary requests -> total instructions
     done
     "$(loadgen "$1")" -c 50 -n "$2" -d 600 --no-latency "http://127.0.0.1:$port/" >/dev/null
   else
-    /usr/bin/python3 "$here/http/pipeline_client.py" "$port" "$2" >/dev/null
+    /usr/bin/python3 "$here/http/pipeline_client.py" "$port" "$2" "${REQUEST:-hello}" >/dev/null
   fi
   kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
   grep -m1 '^summary:' "$tmp/out" | awk '{print $2}'
@@ -49,5 +52,5 @@ count() {  # binary requests -> total instructions
 for evo in "$@"; do
   small=$(count "$evo" 2000)
   big=$(count "$evo" $((n + 2000)))
-  echo "$evo: $(( (big - small) / n )) instructions per request ($mode)"
+  echo "$evo: $(( (big - small) / n )) instructions per request ($mode${REQUEST:+, $REQUEST})"
 done
