@@ -1,6 +1,8 @@
 // The HTTP/1.1 request parser: requests, pipelining, limits, smuggling.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <string>
 
 #include "proto/http_parser.h"
@@ -355,6 +357,45 @@ TEST(HttpParser, AConnectRequestIsNotKeptAlive) {
   ASSERT_EQ(parse(p, "CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\n\r\n"), RequestParser::Result::Complete);
   EXPECT_TRUE(p.request().upgrade);
   EXPECT_FALSE(p.request().keep_alive);
+}
+
+// Header names are lower-cased and checked in one pass (HeaderCollector's
+// table): every byte value at every place of names of 1 to 40 bytes, in one
+// piece and split in two, must come out as the token rules say (RFC 9110
+// 5.6.2): lower-cased, or refused.
+TEST(HeaderNames, EveryByteAtEveryPlaceIsLowerCasedOrRefusedAsTheTokenRulesSay) {
+  auto tchar = [](unsigned char c) {
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) != std::string_view::npos;
+  };
+  const std::string base = "Sec-Fetch-Mode-X-Upgrade-Insecure-Reque";  // 39 bytes
+  int refused = 0;
+  for (size_t len = 1; len <= 40; ++len) {
+    for (size_t at = 0; at < len; ++at) {
+      for (int c = 0; c < 256; ++c) {
+        std::string name = (base + "Z").substr(0, len);
+        name[at] = static_cast<char>(c);
+        std::string want;
+        for (char ch : name) want += static_cast<char>(ch >= 'A' && ch <= 'Z' ? ch + ('a' - 'A') : ch);
+        bool ok = std::all_of(name.begin(), name.end(),
+                              [&](char ch) { return tchar(static_cast<unsigned char>(ch)); });
+        for (size_t split : {len, len / 2}) {
+          HeaderList headers;
+          HeaderCollector collector;
+          const char* why = collector.name_piece(headers, name.data(), split);
+          if (why == nullptr && split < len)
+            why = collector.name_piece(headers, name.data() + split, len - split);
+          ASSERT_EQ(why == nullptr, ok) << "byte " << c << " at " << at << " of " << len;
+          if (ok) {
+            ASSERT_EQ(headers.back().first, want) << "byte " << c << " at " << at << " of " << len;
+          } else {
+            ++refused;
+          }
+        }
+      }
+    }
+  }
+  EXPECT_GT(refused, 100000);  // (most byte values are no token characters)
 }
 
 }  // namespace
