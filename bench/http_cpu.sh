@@ -24,6 +24,8 @@
 #   bench/http_cpu.sh [path/to/evo]        (or EVO=path/to/evo bench/http_cpu.sh)
 #   DURATION=5 seconds per run, ROUNDS=3, CONNECTIONS=50, SCENARIOS="keepalive pipelined",
 #   SERVERS="evo-natural evo-uring evo evo-events luv-naive c", LOADGEN=path/to/evo_loadgen, LUAJIT=luajit,
+#   REQUEST=browser: every request with a browser's headers (Chromium's 13
+#   after Host, bench/http/browser_headers.txt) instead of Host alone,
 #   BASE=path/to/another/evo adds the server base-natural (evo_natural.lua on
 #   that binary) to SERVERS: before/after in the same rounds (unless SERVERS
 #   names base-natural or base-uring, the same under --io=uring, itself).
@@ -38,6 +40,12 @@ servers=${SERVERS:-evo-natural evo-uring evo evo-events luv-naive c}
 base=${BASE:-}
 [ -n "$base" ] && [[ " $servers " != *" base-"* ]] && servers="base-natural $servers"
 luajit=${LUAJIT:-luajit}
+request_headers=()
+if [ "${REQUEST:-hello}" = browser ]; then
+  while IFS= read -r line; do
+    [ -n "$line" ] && request_headers+=(-H "$line")
+  done <"$here/http/browser_headers.txt"
+fi
 
 build=$(cd "$(dirname "$evo")" && pwd)
 loadgen=${LOADGEN:-$build/bench/loadgen/evo_loadgen}
@@ -80,6 +88,7 @@ one_server() {
       keepalive) opts=(-c "$conns") ;;
       pipelined) opts=(-c "$conns" -p 16 --batch) ;;
     esac
+    opts+=("${request_headers[@]}")
     start "$1" || continue
     url=http://127.0.0.1:$port/
     "${client_pin[@]}" "$loadgen" "${opts[@]}" -d 1 "$url" >/dev/null 2>&1 || true
@@ -88,7 +97,7 @@ one_server() {
   done
 }
 
-echo "HTTP hello: $conns connections, ${duration} s per run, $rounds rounds, $pinning"
+echo "HTTP hello: $conns connections, ${duration} s per run, $rounds rounds, $pinning, request ${REQUEST:-hello}"
 echo "evo: $evo"
 echo "generator: $loadgen"
 run_rounds one_server
