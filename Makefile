@@ -56,9 +56,8 @@ test-fuzz: $(FUZZ_BUILD)/build.ninja
 	  evo_fuzz_h2_session \
 	  evo_fuzz_loadgen_wire \
 	  evo_fuzz_uring_io \
-	  evo_fuzz_packed_fields \
-	  evo_fuzz_llhttp_copies
-	@mkdir -p $(FUZZ_BUILD)/corpus/llhttp_copies $(FUZZ_BUILD)/corpus/http_parser $(FUZZ_BUILD)/corpus/http_response $(FUZZ_BUILD)/corpus/ws \
+	  evo_fuzz_packed_fields
+	@mkdir -p $(FUZZ_BUILD)/corpus/http_parser $(FUZZ_BUILD)/corpus/http_response $(FUZZ_BUILD)/corpus/ws \
 	  $(FUZZ_BUILD)/corpus/http_server $(FUZZ_BUILD)/corpus/transport $(FUZZ_BUILD)/corpus/encoding \
 	  $(FUZZ_BUILD)/corpus/zlib $(FUZZ_BUILD)/corpus/json $(FUZZ_BUILD)/corpus/multipart $(FUZZ_BUILD)/corpus/cookie \
 	  $(FUZZ_BUILD)/corpus/resp $(FUZZ_BUILD)/corpus/regex
@@ -66,8 +65,6 @@ test-fuzz: $(FUZZ_BUILD)/build.ninja
 	  $(FUZZ_BUILD)/corpus/http_parser tests/fuzz/corpus/http_parser
 	./$(FUZZ_BUILD)/evo_fuzz_http_response_parser -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
 	  $(FUZZ_BUILD)/corpus/http_response tests/fuzz/corpus/http_response
-	./$(FUZZ_BUILD)/evo_fuzz_llhttp_copies -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
-	  $(FUZZ_BUILD)/corpus/llhttp_copies tests/fuzz/corpus/http_parser tests/fuzz/corpus/http_response
 	./$(FUZZ_BUILD)/evo_fuzz_ws_protocol -max_total_time=$(FUZZ_SECONDS) -max_len=8192 \
 	  $(FUZZ_BUILD)/corpus/ws tests/fuzz/corpus/ws
 	ASAN_OPTIONS=detect_leaks=0:detect_stack_use_after_return=0 ./$(FUZZ_BUILD)/evo_fuzz_http_server \
