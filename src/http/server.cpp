@@ -59,23 +59,41 @@ constinit thread_local size_t g_exchange_slot_count = 0;
 namespace {
 // Slot 0 is never used: a zero ExchangeRef names nothing. get() reads the
 // vector's data through g_exchange_slots (set again whenever it grows).
-thread_local std::vector<ExchangeSlot> g_slots;
-thread_local std::vector<uint32_t> g_free_slots;
+//
+// At a thread's end (at process exit, for the main thread) its thread_local
+// objects are destroyed before the static ones. A Runtime held by a static
+// object (the fuzz targets hold theirs so) closes its Lua state after this
+// table is gone, and a server's finalizer then frees its pooled exchanges:
+// the destructor leaves no slot behind (count 0), so release_slot() leaves
+// the table alone (tests/cpp/exchange_slots_test.cpp).
+struct SlotTable {
+  std::vector<ExchangeSlot> slots;
+  std::vector<uint32_t> free;
+  SlotTable() = default;
+  SlotTable(const SlotTable&) = delete;
+  SlotTable& operator=(const SlotTable&) = delete;
+  ~SlotTable() {
+    g_exchange_slots = nullptr;
+    g_exchange_slot_count = 0;
+  }
+};
+thread_local SlotTable g_slot_table;
 }  // namespace
 
 ExchangeRef ExchangeRef::of(Exchange& ex) {
   if (ex.slot == 0) {
-    if (g_free_slots.empty()) {
-      if (g_slots.empty()) g_slots.emplace_back();  // (slot 0)
-      ex.slot = static_cast<uint32_t>(g_slots.size());
-      g_slots.emplace_back();
-      g_exchange_slots = g_slots.data();
-      g_exchange_slot_count = g_slots.size();
+    SlotTable& t = g_slot_table;
+    if (t.free.empty()) {
+      if (t.slots.empty()) t.slots.emplace_back();  // (slot 0)
+      ex.slot = static_cast<uint32_t>(t.slots.size());
+      t.slots.emplace_back();
+      g_exchange_slots = t.slots.data();
+      g_exchange_slot_count = t.slots.size();
     } else {
-      ex.slot = g_free_slots.back();
-      g_free_slots.pop_back();
+      ex.slot = t.free.back();
+      t.free.pop_back();
     }
-    g_slots[ex.slot].ex = &ex;
+    t.slots[ex.slot].ex = &ex;
   }
   return ExchangeRef{ex.slot, g_exchange_slots[ex.slot].gen};
 }
@@ -84,10 +102,14 @@ Exchange::~Exchange() { release_slot(); }
 
 void Exchange::release_slot() {
   if (slot == 0) return;
-  ExchangeSlot& s = g_slots[slot];
-  s.ex = nullptr;
-  ++s.gen;  // every res that named this exchange now finds nothing
-  g_free_slots.push_back(slot);
+  // (A slot at or past the count: the thread's table is gone, see SlotTable.)
+  if (slot < g_exchange_slot_count) {
+    SlotTable& t = g_slot_table;
+    ExchangeSlot& s = t.slots[slot];
+    s.ex = nullptr;
+    ++s.gen;  // every res that named this exchange now finds nothing
+    t.free.push_back(slot);
+  }
   slot = 0;
 }
 
