@@ -292,8 +292,8 @@ H2Connection::~H2Connection() {
 
 void H2Connection::start(const std::shared_ptr<Exchange>& upgraded) {
   if (upgraded != nullptr) {
-    const std::string* settings = upgraded->req->header("http2-settings");
-    if (settings == nullptr || !session_.upgrade(*settings, upgraded->head_request())) {
+    std::optional<std::string_view> settings = upgraded->req->header("http2-settings");
+    if (!settings || !session_.upgrade(*settings, upgraded->head_request())) {
       close();
       return;
     }
@@ -428,9 +428,7 @@ void H2Connection::on_request(int32_t stream, h2::RequestHead&& head, bool end_s
   r.version_minor = 0;
   r.headers = std::move(head.headers);
   // Handlers read the origin from the Host header, as over HTTP/1.1.
-  if (!head.authority.empty() && r.header("host") == nullptr) {
-    r.headers.insert(r.headers.begin(), {"host", std::move(head.authority)});
-  }
+  if (!head.authority.empty() && !r.header("host")) r.headers.insert_front("host", head.authority);
   ex->id = server_->next_id();
   ex->remote_ip = owner_.remote_ip_;
   ex->remote_port = owner_.remote_port_;

@@ -710,9 +710,9 @@ bool Connection::try_h2() {
 // False (served as HTTP/1.1) otherwise.
 bool Connection::upgrade_h2c() {
   Request& r = parser_->request();
-  const std::string* up = r.header("upgrade");
-  if (t_->tls() != nullptr || up == nullptr || strcasecmp(up->c_str(), "h2c") != 0) return false;
-  if (r.header("http2-settings") == nullptr || !r.body.empty() || server_->stopping_) return false;
+  std::optional<std::string_view> up = r.header("upgrade");
+  if (t_->tls() != nullptr || !up || up->size() != 3 || strncasecmp(up->data(), "h2c", 3) != 0) return false;
+  if (!r.header("http2-settings") || !r.body.empty() || server_->stopping_) return false;
   served_any_ = true;
   auto ex = std::make_shared<Exchange>();
   *ex->req = std::move(r);
@@ -935,7 +935,8 @@ std::shared_ptr<Exchange> Connection::new_exchange(bool* own) {
 void Server::pool_exchange(std::shared_ptr<Exchange> ex) {
   const size_t kInline = std::string().capacity();
   if (exchange_pool_.size() >= kPooledExchanges || ex->head.capacity() > kKeepHeadBytes ||
-      ex->req->body.capacity() > kInline || ex->body.capacity() > kInline || ex->req->headers.capacity() > 16)
+      ex->req->body.capacity() > kInline || ex->body.capacity() > kInline ||
+      ex->req->headers.capacity() > 16 || ex->req->headers.byte_capacity() > kKeepHeadBytes)
     return;
   exchange_pool_.push_back(std::move(ex));
 }
@@ -946,7 +947,7 @@ void Server::pool_parser(std::unique_ptr<RequestParser> p) {
   // they grew; a chunk extension's buffer, at most 4 KiB, stays too.)
   const Request& r = p->request();
   if (r.body.capacity() > std::string().capacity() || r.headers.capacity() > 16 ||
-      r.target.capacity() > kKeepHeadBytes)
+      r.headers.byte_capacity() > kKeepHeadBytes || r.target.capacity() > kKeepHeadBytes)
     p->release_idle_memory();
   parser_pool_.push_back(std::move(p));
 }
@@ -1276,9 +1277,12 @@ namespace {
 void declare_trailers(std::string& o, const HeaderList& trailers) {
   o += "Trailer: ";
   for (size_t i = 0; i < trailers.size(); ++i) {
-    const std::string& name = trailers[i].first;
-    bool seen = std::any_of(trailers.begin(), trailers.begin() + static_cast<ptrdiff_t>(i),
-                            [&](const auto& t) { return strcasecmp(t.first.c_str(), name.c_str()) == 0; });
+    std::string_view name = trailers[i].first;
+    bool seen = false;
+    for (size_t j = 0; j < i && !seen; ++j) {
+      std::string_view t = trailers[j].first;
+      seen = t.size() == name.size() && strncasecmp(t.data(), name.data(), t.size()) == 0;
+    }
     if (seen) continue;  // (a list value: one name)
     if (i > 0) o += ", ";
     o += name;

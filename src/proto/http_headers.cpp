@@ -6,11 +6,59 @@
 
 namespace evo::http {
 
-const std::string* find_header(const HeaderList& headers, std::string_view name) {
-  for (const auto& [k, v] : headers) {
-    if (k == name) return &v;
+HeaderList::HeaderList(std::initializer_list<std::pair<std::string_view, std::string_view>> fields) {
+  for (const auto& [name, value] : fields) emplace_back(name, value);
+}
+
+void HeaderList::emplace_back(std::string_view name, std::string_view value) {
+  spans_.push_back({end32(), static_cast<uint32_t>(name.size()), end32() + static_cast<uint32_t>(name.size()),
+                    static_cast<uint32_t>(value.size())});
+  bytes_.append(name);
+  bytes_.append(value);
+}
+
+void HeaderList::insert_front(std::string_view name, std::string_view value) {
+  emplace_back(name, value);
+  Span s = spans_.back();
+  spans_.pop_back();
+  spans_.insert(spans_.begin(), s);
+}
+
+void HeaderList::set_value(size_t i, std::string_view value) {
+  // (The old value's bytes stay unused in the buffer until clear().)
+  spans_[i].value = end32();
+  spans_[i].value_len = static_cast<uint32_t>(value.size());
+  bytes_.append(value);
+}
+
+void HeaderList::resize(size_t n) {
+  if (n >= spans_.size()) return;
+  spans_.resize(n);
+  if (n == 0) bytes_.clear();
+}
+
+void HeaderList::trim_last_value() {
+  Span& s = spans_.back();
+  while (s.value_len > 0) {
+    char c = bytes_[s.value + s.value_len - 1];
+    if (c != ' ' && c != '\t') break;
+    --s.value_len;
   }
-  return nullptr;
+}
+
+bool operator==(const HeaderList& a, const HeaderList& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (!(a[i] == b[i])) return false;
+  }
+  return true;
+}
+
+std::optional<std::string_view> find_header(const HeaderList& headers, std::string_view name) {
+  for (const auto& [k, v] : headers) {
+    if (k == name) return v;
+  }
+  return std::nullopt;
 }
 
 namespace {
@@ -36,14 +84,13 @@ constexpr std::array<uint16_t, 256> kLowerToken = [] {
 const char* HeaderCollector::name_piece(HeaderList& headers, const char* at, size_t len, size_t max_headers) {
   if (in_value_ || headers.empty()) {
     if (headers.size() >= max_headers) return "too many headers";
-    headers.emplace_back();
+    headers.start_field();
     in_value_ = false;
   }
   // Checked here, not left to llhttp: as built (not LLHTTP_STRICT_MODE) it
   // lets spaces into a name ("H ost: x", "Expect : x"). Lower-cased and
   // checked in one pass into a buffer, then one append: no second pass over
   // the string (a name is one piece, almost always shorter than the buffer).
-  std::string& name = headers.back().first;
   char buf[64];
   while (len > 0) {
     size_t n = len < sizeof(buf) ? len : sizeof(buf);
@@ -54,7 +101,7 @@ const char* HeaderCollector::name_piece(HeaderList& headers, const char* at, siz
       seen |= c;
     }
     if ((seen & kNotToken) != 0) return "invalid character in a header name";
-    name.append(buf, n);
+    headers.append_name(buf, n);
     at += n;
     len -= n;
   }
@@ -70,8 +117,8 @@ const char* HeaderCollector::value_piece(HeaderList& headers, uint64_t offset, c
   if (in_value_ && offset != value_end_) return "obsolete line folding";
   value_end_ = offset + len;
   in_value_ = true;
-  if (headers.empty()) headers.emplace_back();
-  headers.back().second.append(at, len);
+  if (headers.empty()) headers.start_field();
+  headers.append_value(at, len);
   return nullptr;
 }
 

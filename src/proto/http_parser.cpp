@@ -163,14 +163,9 @@ int RequestParser::on_header_value_complete(llhttp_t* p) {
   s->headers_.value_done();  // (an empty value has no piece: the next name starts a header)
   HeaderList& fields = s->fields();
   if (fields.empty()) return 0;
-  // (Not a structured binding: the clang of the fuzz build cannot capture one.)
-  const std::string& name = fields.back().first;
-  std::string& value = fields.back().second;
-  if (name.empty()) return s->fail(400, "empty header name");
+  if (fields.back().first.empty()) return s->fail(400, "empty header name");
   // Trailing whitespace is not part of a value (RFC 9110 5.5).
-  auto trim = [&value] {
-    while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.pop_back();
-  };
+  auto trim = [&fields] { fields.trim_last_value(); };
   if (s->headers_done_) {
     // A trailer: kept apart from the headers (RFC 9110 6.5.1), so a
     // Content-Length or Host there frames and routes nothing.
@@ -178,7 +173,7 @@ int RequestParser::on_header_value_complete(llhttp_t* p) {
     return 0;
   }
   // (Dispatched on the name's length first: most names match none.)
-  std::string_view n(name);
+  std::string_view n = fields.back().first;
   switch (n.size()) {
     case 4:
       if (is(n, "host") && ++s->host_headers_ > 1) return s->fail(400, "more than one Host header");
@@ -188,23 +183,25 @@ int RequestParser::on_header_value_complete(llhttp_t* p) {
       trim();
       if (is(n, "expect")) s->saw_expect_ = true;  // (read in on_headers_complete)
       return 0;
-    case 14:
+    case 14: {
       trim();
       if (!is(n, "content-length")) return 0;
       ++s->content_length_headers_;
       if (s->content_length_headers_ > 1) return s->fail(400, "duplicate Content-Length");
+      std::string_view value = fields.back().second;
       if (value.empty() ||
           !std::all_of(value.begin(), value.end(), [](char c) { return c >= '0' && c <= '9'; })) {
         return s->fail(400, "invalid Content-Length");
       }
       break;
+    }
     case 17: {
       trim();
       if (!is(n, "transfer-encoding")) return 0;
       s->saw_transfer_encoding_ = true;
       // Only chunked is served: another coding ("gzip, chunked") would hand
       // the handler bytes it cannot read (RFC 9112 6.1: 501).
-      std::string v = value;
+      std::string v(fields.back().second);
       std::transform(v.begin(), v.end(), v.begin(), [](unsigned char c) { return std::tolower(c); });
       if (v != "chunked") return s->fail(501, "unsupported transfer coding");
       break;
@@ -240,8 +237,8 @@ int RequestParser::on_headers_complete(llhttp_t* p) {
   r.chunked = (p->flags & F_CHUNKED) != 0;
   if (r.chunked) s->chunk_line_ = ChunkLine::Size;
   if (!s->absolute_form()) return s->fail(400, "an http URI with an empty host");
-  if (const std::string* expect = s->saw_expect_ ? r.header("expect") : nullptr) {
-    std::string v = *expect;
+  if (std::optional<std::string_view> expect = s->saw_expect_ ? r.header("expect") : std::nullopt) {
+    std::string v(*expect);
     std::transform(v.begin(), v.end(), v.begin(), [](unsigned char c) { return std::tolower(c); });
     r.expect_continue = v == "100-continue";
   }
@@ -277,13 +274,14 @@ bool RequestParser::absolute_form() {
   std::string rest = end == std::string::npos ? std::string("/") : t.substr(end);
   if (rest[0] == '?') rest.insert(0, "/");
   t = std::move(rest);
-  for (auto& [name, value] : req_->headers) {
-    if (name == "host") {
-      value = authority;
+  HeaderList& headers = req_->headers;
+  for (size_t i = 0; i < headers.size(); ++i) {
+    if (headers[i].first == "host") {
+      headers.set_value(i, authority);
       return true;
     }
   }
-  req_->headers.emplace_back("host", std::move(authority));
+  headers.emplace_back("host", authority);
   return true;
 }
 

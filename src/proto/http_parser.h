@@ -49,7 +49,9 @@ struct Request {
   void clear();
 
   // The value of the first header with this (lower-case) name, or nullptr.
-  [[nodiscard]] const std::string* header(std::string_view name) const { return find_header(headers, name); }
+  [[nodiscard]] std::optional<std::string_view> header(std::string_view name) const {
+    return find_header(headers, name);
+  }
 };
 
 class RequestParser {

@@ -92,9 +92,9 @@ int ResponseParser::on_header_value_complete(llhttp_t* p) {
   ResponseParser* s = self(p);
   HeaderList& fields = s->fields();
   if (fields.empty()) return 0;
-  auto& [name, value] = fields.back();
-  if (name.empty()) return s->fail("empty header name");
-  while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.pop_back();
+  if (fields.back().first.empty()) return s->fail("empty header name");
+  fields.trim_last_value();
+  auto [name, value] = fields.back();
   if (!s->headers_done_ && name == "content-length" &&
       (value.empty() ||
        !std::all_of(value.begin(), value.end(), [](char c) { return c >= '0' && c <= '9'; }))) {

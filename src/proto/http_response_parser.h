@@ -53,7 +53,9 @@ struct Response {
   uint64_t content_length = 0;  // with Framing::Length
 
   // The value of the first header with this (lower-case) name, or nullptr.
-  [[nodiscard]] const std::string* header(std::string_view name) const { return find_header(headers, name); }
+  [[nodiscard]] std::optional<std::string_view> header(std::string_view name) const {
+    return find_header(headers, name);
+  }
 };
 
 class ResponseParser {

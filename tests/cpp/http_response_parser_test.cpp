@@ -76,9 +76,9 @@ TEST(HttpResponseParser, ParsesStatusHeadersAndALengthBody) {
     EXPECT_EQ(res.version_minor, 1);
     ASSERT_EQ(res.headers.size(), 4U);
     EXPECT_EQ(res.headers[0].first, "content-length");
-    EXPECT_EQ(res.headers[1], (std::pair<std::string, std::string>("x-one", "a")));
+    EXPECT_EQ(res.headers[1], (HeaderList::Field{"x-one", "a"}));
     EXPECT_EQ(res.headers[2].first, "set-cookie");
-    EXPECT_EQ(res.headers[3], (std::pair<std::string, std::string>("set-cookie", "b=2")));
+    EXPECT_EQ(res.headers[3], (HeaderList::Field{"set-cookie", "b=2"}));
     EXPECT_EQ(res.framing, Framing::Length);
     EXPECT_EQ(res.content_length, 5U);
     EXPECT_TRUE(res.keep_alive);
