@@ -936,7 +936,8 @@ void Server::pool_exchange(std::shared_ptr<Exchange> ex) {
   const size_t kInline = std::string().capacity();
   if (exchange_pool_.size() >= kPooledExchanges || ex->head.capacity() > kKeepHeadBytes ||
       ex->req->body.capacity() > kInline || ex->body.capacity() > kInline ||
-      ex->req->headers.capacity() > 16 || ex->req->headers.byte_capacity() > kKeepHeadBytes)
+      ex->req->headers.capacity() > 16 || ex->req->headers.byte_capacity() > kKeepHeadBytes ||
+      ex->req->trailers.byte_capacity() > kKeepHeadBytes || ex->trailers.byte_capacity() > kKeepHeadBytes)
     return;
   exchange_pool_.push_back(std::move(ex));
 }
@@ -947,7 +948,8 @@ void Server::pool_parser(std::unique_ptr<RequestParser> p) {
   // they grew; a chunk extension's buffer, at most 4 KiB, stays too.)
   const Request& r = p->request();
   if (r.body.capacity() > std::string().capacity() || r.headers.capacity() > 16 ||
-      r.headers.byte_capacity() > kKeepHeadBytes || r.target.capacity() > kKeepHeadBytes)
+      r.headers.byte_capacity() > kKeepHeadBytes || r.trailers.byte_capacity() > kKeepHeadBytes ||
+      r.target.capacity() > kKeepHeadBytes)
     p->release_idle_memory();
   parser_pool_.push_back(std::move(p));
 }

@@ -38,7 +38,8 @@ class HeaderList {
     }
   };
 
-  // (It keeps the field it reads: `for (auto& [name, value] : list)` works.)
+  // (It keeps the field it reads, so `for (auto& [name, value] : list)` works;
+  // a reference from *it lives as long as the iterator, not the list.)
   class const_iterator {
    public:
     using iterator_category = std::forward_iterator_tag;
@@ -85,6 +86,7 @@ class HeaderList {
   [[nodiscard]] const_iterator begin() const { return {this, 0}; }
   [[nodiscard]] const_iterator end() const { return {this, spans_.size()}; }
 
+  // (name and value must not point into this list: appending may move its bytes.)
   void emplace_back(std::string_view name, std::string_view value);
   void push_back(const Field& f) { emplace_back(f.first, f.second); }
   void insert_front(std::string_view name, std::string_view value);
