@@ -479,10 +479,8 @@ int l_trailer(lua_State* L) {
 // (name -> value or list), validated as res:header's; the framing fields
 // are left out (a 1xx has no body).
 bool framing_field(std::string_view name) {
-  auto is = [name](std::string_view f) {
-    return name.size() == f.size() && strncasecmp(name.data(), f.data(), f.size()) == 0;
-  };
-  return is("content-length") || is("transfer-encoding") || is("connection");
+  return equals_ignoring_case(name, "content-length") || equals_ignoring_case(name, "transfer-encoding") ||
+         equals_ignoring_case(name, "connection");
 }
 
 std::string informational_lines(lua_State* L, int idx) {

@@ -265,9 +265,7 @@ bool forbidden_trailer(std::string_view name) {
       "vary",
       "www-authenticate",
   };
-  return std::ranges::any_of(kNames, [name](std::string_view f) {
-    return f.size() == name.size() && strncasecmp(f.data(), name.data(), f.size()) == 0;
-  });
+  return std::ranges::any_of(kNames, [name](std::string_view f) { return equals_ignoring_case(f, name); });
 }
 
 }  // namespace
@@ -711,7 +709,7 @@ bool Connection::try_h2() {
 bool Connection::upgrade_h2c() {
   Request& r = parser_->request();
   std::optional<std::string_view> up = r.header("upgrade");
-  if (t_->tls() != nullptr || !up || up->size() != 3 || strncasecmp(up->data(), "h2c", 3) != 0) return false;
+  if (t_->tls() != nullptr || !up || !equals_ignoring_case(*up, "h2c")) return false;
   if (!r.header("http2-settings") || !r.body.empty() || server_->stopping_) return false;
   served_any_ = true;
   auto ex = std::make_shared<Exchange>();
@@ -1281,10 +1279,7 @@ void declare_trailers(std::string& o, const HeaderList& trailers) {
   for (size_t i = 0; i < trailers.size(); ++i) {
     std::string_view name = trailers[i].first;
     bool seen = false;
-    for (size_t j = 0; j < i && !seen; ++j) {
-      std::string_view t = trailers[j].first;
-      seen = t.size() == name.size() && strncasecmp(t.data(), name.data(), t.size()) == 0;
-    }
+    for (size_t j = 0; j < i && !seen; ++j) seen = equals_ignoring_case(trailers[j].first, name);
     if (seen) continue;  // (a list value: one name)
     if (i > 0) o += ", ";
     o += name;

@@ -11,10 +11,9 @@ HeaderList::HeaderList(std::initializer_list<std::pair<std::string_view, std::st
 }
 
 void HeaderList::emplace_back(std::string_view name, std::string_view value) {
-  spans_.push_back({end32(), static_cast<uint32_t>(name.size()), end32() + static_cast<uint32_t>(name.size()),
-                    static_cast<uint32_t>(value.size())});
-  bytes_.append(name);
-  bytes_.append(value);
+  start_field();
+  append_name(name.data(), name.size());
+  append_value(value.data(), value.size());
 }
 
 void HeaderList::insert_front(std::string_view name, std::string_view value) {

@@ -8,6 +8,8 @@
 // value: an obs-fold continuation (RFC 9112 5.2), refused.
 #pragma once
 
+#include <strings.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <initializer_list>
@@ -131,6 +133,12 @@ class HeaderList {
   std::string bytes_;
   std::vector<Span> spans_;
 };
+
+// Whether two strings are equal ignoring ASCII case: field names (RFC 9110
+// 5.1) and the tokens of some values.
+inline bool equals_ignoring_case(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && strncasecmp(a.data(), b.data(), a.size()) == 0;
+}
 
 // The value of the first header with this (lower-case) name, or nothing.
 std::optional<std::string_view> find_header(const HeaderList& headers, std::string_view name);

@@ -165,26 +165,20 @@ int RequestParser::on_header_value_complete(llhttp_t* p) {
   if (fields.empty()) return 0;
   if (fields.back().first.empty()) return s->fail(400, "empty header name");
   // Trailing whitespace is not part of a value (RFC 9110 5.5).
-  auto trim = [&fields] { fields.trim_last_value(); };
-  if (s->headers_done_) {
-    // A trailer: kept apart from the headers (RFC 9110 6.5.1), so a
-    // Content-Length or Host there frames and routes nothing.
-    trim();
-    return 0;
-  }
+  fields.trim_last_value();
+  // A trailer: kept apart from the headers (RFC 9110 6.5.1), so a
+  // Content-Length or Host there frames and routes nothing.
+  if (s->headers_done_) return 0;
   // (Dispatched on the name's length first: most names match none.)
   std::string_view n = fields.back().first;
   switch (n.size()) {
     case 4:
       if (is(n, "host") && ++s->host_headers_ > 1) return s->fail(400, "more than one Host header");
-      trim();
       return 0;
     case 6:
-      trim();
       if (is(n, "expect")) s->saw_expect_ = true;  // (read in on_headers_complete)
       return 0;
     case 14: {
-      trim();
       if (!is(n, "content-length")) return 0;
       ++s->content_length_headers_;
       if (s->content_length_headers_ > 1) return s->fail(400, "duplicate Content-Length");
@@ -196,7 +190,6 @@ int RequestParser::on_header_value_complete(llhttp_t* p) {
       break;
     }
     case 17: {
-      trim();
       if (!is(n, "transfer-encoding")) return 0;
       s->saw_transfer_encoding_ = true;
       // Only chunked is served: another coding ("gzip, chunked") would hand
@@ -207,7 +200,6 @@ int RequestParser::on_header_value_complete(llhttp_t* p) {
       break;
     }
     default:
-      trim();
       return 0;
   }
   if (s->content_length_headers_ > 0 && s->saw_transfer_encoding_) {

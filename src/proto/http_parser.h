@@ -48,7 +48,7 @@ struct Request {
   // (A field added to Request must be added here.)
   void clear();
 
-  // The value of the first header with this (lower-case) name, or nullptr.
+  // The value of the first header with this (lower-case) name, or nothing.
   [[nodiscard]] std::optional<std::string_view> header(std::string_view name) const {
     return find_header(headers, name);
   }

@@ -52,7 +52,7 @@ struct Response {
   Framing framing = Framing::None;
   uint64_t content_length = 0;  // with Framing::Length
 
-  // The value of the first header with this (lower-case) name, or nullptr.
+  // The value of the first header with this (lower-case) name, or nothing.
   [[nodiscard]] std::optional<std::string_view> header(std::string_view name) const {
     return find_header(headers, name);
   }
