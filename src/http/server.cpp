@@ -745,7 +745,11 @@ void Connection::advance() {
       in_advance_ = false;
       return;
     }
-    flush();  // answers written at once drain the output: parsing may go on
+    if (stopped_for_output_) {
+      flush();  // answers written at once drain the output: parsing may go on
+    } else {
+      flush_soon();
+    }
   } while (stopped_for_output_ && !congested() && state_ == State::Waiting && !closed_);
   in_advance_ = false;
   if (closed_) return;
@@ -1508,6 +1512,30 @@ void Connection::wait_writable(Task* t, uint32_t id) {
   writer_ = t;
   writer_id_ = id;
   flush();
+}
+
+// The answers of one read leave with every other connection's of this loop
+// turn: corked until the poll's callbacks are done (the scheduler's drain
+// after the poll flushes), then written back to back. A client that
+// pipelines on many connections is woken once for the turn's answers, not
+// once per connection between the parsing of the next ones: ~7% less of
+// the kernel's time per pipelined request (docs/performance.md). Output
+// past the high-water mark, or behind a write in flight, is flushed as
+// before: reading and parsing wait on it.
+void Connection::flush_soon() {
+  if (!t_->evented() || t_->write_in_flight() || t_->pending() == 0 || congested()) {
+    flush();
+    return;
+  }
+  server_->tasks().scheduler().cork(this);
+}
+
+void Connection::flush_corked() {
+  if (closed_) return;
+  flush();
+  // What advance() did after its flush: with the output gone, an idle
+  // connection's deadline (and buffer trimming) applies from now.
+  if (!closed_ && !in_advance_) update_deadline();
 }
 
 void Connection::flush() {

@@ -357,7 +357,7 @@ class Server : public std::enable_shared_from_this<Server> {
 // One client connection: the HTTP/1.1 engine on a Transport (the socket, TLS,
 // the buffers, files). Owned by its server; it ends when its transport's
 // handle has closed, or when an upgrade hands the transport to a Stream.
-class Connection final : public TransportUser, public ExchangeIo {
+class Connection final : public TransportUser, public ExchangeIo, public Corkable {
  public:
   // H2: an HTTP/2 connection (h2_) took the transport over for good.
   enum class State : uint8_t { Waiting, Body, Responding, Draining, Upgraded, Closing, H2 };
@@ -402,6 +402,8 @@ class Connection final : public TransportUser, public ExchangeIo {
     wait_writable(t, id);
   }
   void flush() override;  // hands the output to the transport
+  // Corkable: the answers advance() left corked go out (see flush_soon).
+  void flush_corked() override;
   // Sends length bytes of the open file fd (taken over) from offset after
   // the output before it. Returns the bytes sent when that is done now, or
   // Transport::kPending: done(status) follows (0 or a libuv error).
@@ -452,6 +454,7 @@ class Connection final : public TransportUser, public ExchangeIo {
   void received();
   void on_end_of_input();
   void advance();
+  void flush_soon();
   bool parse_step();
   bool on_parsed(RequestParser::Result r);
   void feed_body();
