@@ -1521,9 +1521,10 @@ void Connection::wait_writable(Task* t, uint32_t id) {
 // once per connection between the parsing of the next ones: ~5% less CPU
 // per pipelined request ("One loop turn's answers leave together" in
 // docs/performance.md). Output past the high-water mark, or behind a write
-// in flight, is flushed as before: reading and parsing wait on it.
+// in flight, is flushed as before: reading and parsing wait on it. (Under
+// --io=uring a flush only queues the sends of the turn's batch already.)
 void Connection::flush_soon() {
-  if (!t_->evented() || t_->write_in_flight() || t_->pending() == 0 || congested()) {
+  if (!t_->evented() || t_->sends_with_turn() || t_->write_in_flight() || t_->pending() == 0 || congested()) {
     flush();
     return;
   }

@@ -201,6 +201,9 @@ class Transport final : public Corkable {
   // process.stdin/stdout/stderr over the process's own standard streams).
   void set_owns_fd(bool owns) { owns_fd_ = owns; }
   [[nodiscard]] bool evented() const { return handle_ != nullptr || ring_loop_ != nullptr; }
+  // A flush only queues the output on the uring Io's ring, which sends it
+  // with the loop turn's batch: corking it for the turn would gain nothing.
+  [[nodiscard]] bool sends_with_turn() const { return ring_write_ != nullptr && !ring_send_tries; }
   // Read, written and closed through the ring alone (on_ring()).
   [[nodiscard]] bool ring_only() const { return ring_loop_ != nullptr; }
   [[nodiscard]] bool closed() const { return closed_; }
