@@ -404,6 +404,9 @@ void Server::stop(std::function<void()> done) {
   // Idle connections go now; the others finish their current response and
   // close after it (their "Connection: close" says so).
   for (auto& c : connections_) {
+    // Answers corked for this loop turn go now, so that idle() sees the
+    // connection as it is (one answered in this turn is idle).
+    c->flush_now();
     if (c->state() == Connection::State::Upgraded) {
       reap_soon();  // its transport went on; it goes at the next sweep
     } else if (c->h2() != nullptr) {
@@ -549,6 +552,13 @@ void Connection::close() {
   closed_ = true;
   deadline = 0;
   send_deadline = 0;
+  // Answers corked for the loop turn (flush_soon) go first, as they would
+  // have gone at once uncorked: a client whose end is read with its
+  // requests, while a handler runs, still gets the answers before it.
+  if (Scheduler* s = corked_in()) {
+    s->uncork(this);
+    t_->flush();
+  }
   t_->close();  // on_transport_closed follows, from libuv
 }
 
@@ -1529,6 +1539,13 @@ void Connection::flush_soon() {
     return;
   }
   server_->tasks().scheduler().cork(this);
+}
+
+void Connection::flush_now() {
+  if (Scheduler* s = corked_in()) {
+    s->uncork(this);
+    flush_corked();
+  }
 }
 
 void Connection::flush_corked() {

@@ -404,6 +404,8 @@ class Connection final : public TransportUser, public ExchangeIo, public Corkabl
   void flush() override;  // hands the output to the transport
   // Corkable: the answers advance() left corked go out (see flush_soon).
   void flush_corked() override;
+  // The same now, when corked (the server stops: idle() must see them sent).
+  void flush_now();
   // Sends length bytes of the open file fd (taken over) from offset after
   // the output before it. Returns the bytes sent when that is done now, or
   // Transport::kPending: done(status) follows (0 or a libuv error).

@@ -194,4 +194,42 @@ describe("a batch of pipelined requests", function()
     assert.truthy(dirs[1])
     assert.falsy(require("fs").stat(dirs[1]))  -- removed with the request
   end)
+
+  -- The answers of a read are corked until the loop turn's callbacks are
+  -- done (Connection::flush_soon). A client that half-closes right after
+  -- exactly one read buffer's worth (64 KiB) of requests is read to its end
+  -- in the same callback as them; with a handler still running that end
+  -- closes the connection (the client left), and the answers before it,
+  -- still corked, must go out first, as they did when they were written at
+  -- once. The loop is held up while the client sends, so the whole of it
+  -- and the end wait together in the socket.
+  it("still sends the answers before a handler the client's end cancels, when the end comes in the same read", function()
+    local cancelled = false
+    local server = K.serve({}, function(req, res)
+      if req.path == "/slow" then
+        local ok = pcall(task.sleep, 2)
+        cancelled = not ok
+        return
+      end
+      res:send(200, req.path)
+    end)
+    local pad = string.rep("p", 15000)
+    local fast = {}
+    for i = 1, 4 do
+      fast[i] = "GET /" .. i .. " HTTP/1.1\r\nHost: x\r\nX-Pad: " .. pad .. "\r\n\r\n"
+    end
+    local head = table.concat(fast)
+    local slowStart, slowEnd = "GET /slow HTTP/1.1\r\nHost: x\r\nX-Pad: ", "\r\n\r\n"
+    local slow = slowStart .. string.rep("q", 65536 - #head - #slowStart - #slowEnd) .. slowEnd
+    assert.equal(#head + #slow, 65536)
+    local client = task.concurrent(K.raw, server.port, {{"send", head .. slow}, {"shut"}}, 5)
+    task.sleep(0.01)  -- the client's process starts
+    local stop = os.clock() + 1.5
+    while os.clock() < stop do end  -- the loop held: the client connects, sends and ends meanwhile
+    local rep = client:await()
+    assert.equal(bodies(rep), {"200 /1", "200 /2", "200 /3", "200 /4"})
+    assert.equal(rep.ending, "eof")
+    task.sleep(0.05)
+    assert.truthy(cancelled, "the slow handler was cancelled")
+  end)
 end)
