@@ -29,14 +29,33 @@ local http = {}
 
 -- Percent-encoding and query strings: one implementation, in lib/url.lua.
 -- http.decode is lenient (a bad escape stays as it is), as it always was.
-local url = require("url")
+-- lib/url.lua and lib/evo/webkit.lua (below) load when first needed: a server
+-- that never decodes a path nor reads a cookie, a form or JSON keeps their
+-- ~65 KB of code out of its heap. The collector goes through the whole heap
+-- every cycle, and lets garbage pile up to twice it before the next: a
+-- pipelined request took 3.6% less CPU without them (docs/performance.md,
+-- "The heap's size"). The wrappers are tail calls: errors keep their level.
+local url
+local function decode(s, plus)
+  url = url or require("url")
+  return url.unescape(s, plus)
+end
 local appfs = require("evo.appfs")
 local embedded = appfs.active and appfs or nil  -- a one-file executable's files (evo build)
-local decode = url.unescape
-http.decode = decode
-http.encode = url.encode
--- "a=1&b=x%20y&a=2" -> {a = {"1", "2"}, b = "x y"}: a repeated name gives a list.
-http.parseQuery = url.parseQuery
+-- http.decode, http.encode and http.parseQuery ("a=1&b=x%20y&a=2" -> {a =
+-- {"1", "2"}, b = "x y"}: a repeated name gives a list) are url's own
+-- functions, put in http when first read.
+local fromUrl = {decode = "unescape", encode = "encode", parseQuery = "parseQuery"}
+setmetatable(http, {
+  __index = function(t, key)
+    local name = fromUrl[key]
+    if name == nil then return nil end
+    url = url or require("url")
+    local fn = url[name]
+    rawset(t, key, fn)
+    return fn
+  end,
+})
 
 local Request = {}
 -- Response's metatable (below): a res is {ref} with it, ref the number the
@@ -292,21 +311,35 @@ end
 Response.send = fastSend
 local requestMeta = {__index = requestIndex}
 
--- The web-app kit (lib/evo/webkit.lua): cookies, JSON, forms.
-local kit = require("evo.webkit")
-kit.registerResponse(responseMeta)
-lazyFields.cookies = kit.cookies
-lazyFields.signedCookies = kit.signedCookies
+-- The web-app kit (lib/evo/webkit.lua): cookies, JSON, forms; loaded on
+-- first use (see url above), when it learns what a res is.
+local kit
+local function webkit()
+  if not kit then
+    kit = require("evo.webkit")
+    kit.registerResponse(responseMeta)
+  end
+  return kit
+end
+-- Requests holding something to let go (kit.leftovers): none before the kit
+-- is loaded, as only its users (uploads, ws.lua) put any there.
+local noLeftovers = setmetatable({}, {__newindex = function() end})
+local function leftovers()
+  local loaded = kit or package.loaded["evo.webkit"]
+  return loaded and loaded.leftovers or noLeftovers
+end
+lazyFields.cookies = function(req) return webkit().cookies(req) end
+lazyFields.signedCookies = function(req) return webkit().signedCookies(req) end
 -- req:cookie(name [, {signed = true}]), req:json([opts]), req:form([opts])
-Request.cookie = kit.requestCookie
-Request.json = kit.requestJson
-function Request:form(opts) return kit.requestForm(self, opts, http.parseQuery) end
+function Request.cookie(...) return webkit().requestCookie(...) end
+function Request.json(...) return webkit().requestJson(...) end
+function Request:form(opts) return webkit().requestForm(self, opts, http.parseQuery) end
 -- res:cookie(name, value [, opts]), res:clearCookie(name [, opts]),
 -- res:json(status, value [, headers]): they check their self themselves
 -- (res may be a wrapper, see http.compress).
-Response.cookie = kit.setCookie
-Response.clearCookie = kit.clearCookie
-Response.json = kit.sendJson
+function Response.cookie(...) return webkit().setCookie(...) end
+function Response.clearCookie(...) return webkit().clearCookie(...) end
+function Response.json(...) return webkit().sendJson(...) end
 
 -- Every method of req and res checks its self (evo.args.method).
 local function isRequest(r) return getmetatable(r) == requestMeta end
@@ -385,8 +418,8 @@ local function afterHandler(req, res, ref, ok, err)
   end
   -- Uploads req:form() saved and the handler did not move away.
   local uploads = rawget(req, "_uploadDir")
-  if uploads then pcall(kit.cleanup, uploads) end
-  if websocket or uploads then kit.leftovers[res] = nil end
+  if uploads then pcall(webkit().cleanup, uploads) end
+  if websocket or uploads then leftovers()[res] = nil end
 end
 
 local function runRequest(handler, req, res, ref)
@@ -437,9 +470,9 @@ local function runBatch(handler, ref)
       return
     end
     local failed, failedRef = current[1], current[2]
-    local leftovers = kit.leftovers
-    local req = leftovers[failed]
-    leftovers[failed] = nil
+    local held = leftovers()
+    local req = held[failed]
+    held[failed] = nil
     afterHandler(req, failed, failedRef, false, err)
     ref = nextRequest()
     if not ref then
@@ -525,7 +558,7 @@ function http.serve(opts, handler)
     local secret, inner = opts.cookieSecret, handler
     if type(secret) ~= "string" or secret == "" then args.error(1, "serve", "cookieSecret must be a non-empty string") end
     handler = function(req, res)
-      kit.setSecret(req, secret)
+      webkit().setSecret(req, secret)
       return inner(req, res)
     end
   end
@@ -812,7 +845,7 @@ function http.router(opts)
   if opts.cookieSecret ~= nil then
     local secret = args.check(1, "router", opts.cookieSecret, "string")
     self:use(function(req, res, nxt)
-      kit.setSecret(req, secret)
+      webkit().setSecret(req, secret)
       return nxt()
     end)
   end
@@ -829,7 +862,7 @@ end
 
 -- http.cors{origins, methods, headers, exposeHeaders, credentials, maxAge}
 -- -> middleware answering preflights and adding CORS headers (evo.webkit).
-http.cors = kit.cors
+function http.cors(...) return webkit().cors(...) end
 
 ----------------------------------------------------------------- static files
 

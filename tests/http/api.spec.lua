@@ -366,3 +366,28 @@ describe("server:close()", function()
     assert.truthy(rep.elapsed < 2)
   end, 15)
 end)
+
+describe("the http module", function()
+  -- lib/http.lua loads lib/url.lua and the web kit when first used: a
+  -- server that uses neither keeps their code out of its heap, which the
+  -- collector goes through every cycle (docs/performance.md, "The heap's
+  -- size"). Each is there, the same functions, once asked for.
+  it("loads url and the web kit only when first used", function()
+    local evo = os.getenv("EVO") or "build/evo"
+    local script = [[
+      local http = require("http")
+      local function loaded() return tostring(package.loaded.url ~= nil) .. " " .. tostring(package.loaded["evo.webkit"] ~= nil) end
+      local before = loaded()
+      local server = assert(http.serve({port = 0}, function(req, res) res:send(200, "x") end))
+      local served = loaded()
+      server:close()
+      local q = http.parseQuery("a=1&a=2")
+      local afterQuery = loaded()
+      local cors = http.cors({origins = "*"})
+      print(before, served, afterQuery, #q.a, type(cors), loaded(), http.parseQuery == require("url").parseQuery)
+    ]]
+    local r = K.run(evo, {"-e", script}, {timeout = 10})
+    assert.equal(r.code, 0, r.err)
+    assert.equal(r.out, "false false\tfalse false\ttrue false\t2\tfunction\ttrue true\ttrue\n")
+  end, 15)
+end)
