@@ -14,12 +14,11 @@ local tasknative = require("evo.task")
 local errors = require("evo.errors")
 local args = require("evo.args")
 
-local type, error, pairs, ipairs, tostring, tonumber, select, setmetatable, getmetatable, rawset, xpcall =
-  type, error, pairs, ipairs, tostring, tonumber, select, setmetatable, getmetatable, rawset, xpcall
+local type, error, pairs, ipairs, tostring, select, setmetatable, getmetatable, rawset, xpcall =
+  type, error, pairs, ipairs, tostring, select, setmetatable, getmetatable, rawset, xpcall
 local concat = table.concat
-local find, format, gsub, lower, sub, match, gmatch =
-  string.find, string.format, string.gsub, string.lower, string.sub, string.match, string.gmatch
-local byte, rawget, pcall = string.byte, rawget, pcall
+local format = string.format
+local rawget, pcall = rawget, pcall
 local traceback = debug.traceback
 local finish = require("evo.wait").finish  -- (true, results...) | (false): Canceled
 
@@ -29,31 +28,33 @@ local http = {}
 
 -- Percent-encoding and query strings: one implementation, in lib/url.lua.
 -- http.decode is lenient (a bad escape stays as it is), as it always was.
--- lib/url.lua and lib/evo/webkit.lua (below) load when first needed: a server
--- that never decodes a path nor reads a cookie, a form or JSON keeps their
--- ~65 KB of code out of its heap. The collector goes through the whole heap
--- every cycle, and lets garbage pile up to twice it before the next: a
--- pipelined request took 3.6% less CPU without them (docs/performance.md,
--- "The heap's size"). The wrappers are tail calls: errors keep their level.
-local url
-local function decode(s, plus)
-  url = url or require("url")
-  return url.unescape(s, plus)
-end
+-- What only some servers use loads when first needed: lib/url.lua, the web
+-- kit (lib/evo/webkit.lua, below), the router (lib/evo/router.lua) and the
+-- file server (lib/evo/static.lua). A server that uses none keeps their
+-- code out of its heap. The collector goes through the whole heap every
+-- cycle, and lets garbage pile up to its size before the next: a pipelined
+-- request took 3.6% less CPU without url and the kit alone
+-- (docs/performance.md, "The heap's size"). The wrappers are tail calls:
+-- errors keep their level.
 local appfs = require("evo.appfs")
 local embedded = appfs.active and appfs or nil  -- a one-file executable's files (evo build)
 -- http.decode, http.encode and http.parseQuery ("a=1&b=x%20y&a=2" -> {a =
 -- {"1", "2"}, b = "x y"}: a repeated name gives a list) are url's own
--- functions, put in http when first read.
-local fromUrl = {decode = "unescape", encode = "encode", parseQuery = "parseQuery"}
+-- functions, and http.mimeTypes the file server's table, put in http when
+-- first read.
+local lazyExports = {
+  decode = {"url", "unescape"},
+  encode = {"url", "encode"},
+  parseQuery = {"url", "parseQuery"},
+  mimeTypes = {"evo.static", "mimeTypes"},
+}
 setmetatable(http, {
   __index = function(t, key)
-    local name = fromUrl[key]
-    if name == nil then return nil end
-    url = url or require("url")
-    local fn = url[name]
-    rawset(t, key, fn)
-    return fn
+    local from = lazyExports[key]
+    if from == nil then return nil end
+    local value = require(from[1])[from[2]]
+    rawset(t, key, value)
+    return value
   end,
 })
 
@@ -583,274 +584,10 @@ end
 
 ----------------------------------------------------------------- router
 
--- A router is a list of layers tried in the order they were added: routes
--- (a method and a pattern) and middleware (router:use, on every path or
--- under a prefix). A layer runs as fn(req, res, next): next() runs the
--- layers after it and returns when they are done (so a middleware can act
--- before and after the rest, as in Koa), next(err) raises err. The layers
--- get req.res as their res, so a middleware may put a wrapper there
--- (http.compress does).
-local Router = {}
-Router.__index = Router
-
--- Without strictSlash a trailing slash does not count: "/a/" is "/a".
-local function trimSlash(path)
-  if #path > 1 and byte(path, -1) == 47 then return (gsub(path, "/+$", "")) end
-  return path
-end
-
-local function compile(pattern, strict)
-  if not strict then pattern = trimSlash(pattern) end
-  local names = {}
-  local lua = gsub(pattern, "[%^%$%(%)%%%.%[%]%+%-%?]", "%%%0")
-  lua = gsub(lua, "/:([%w_]+)", function(name)
-    names[#names + 1] = name
-    return "/([^/]+)"
-  end)
-  lua = gsub(lua, "%*$", function()
-    names[#names + 1] = "*"
-    return "(.*)"
-  end)
-  return "^" .. lua .. "$", names
-end
-
--- Several handlers for one route run one after the other, each passing on
--- with next() (e.g. an authorization check before the handler).
-local function chain(fname, first, ...)
-  local list = {first, ...}
-  for i = 1, #list do
-    local h = list[i]
-    if type(h) ~= "function" and not (type(h) == "table" and getmetatable(h) and getmetatable(h).__call) then
-      args.fail(i + 1, fname, "function", h, 4)
-    end
-  end
-  if #list == 1 then return first end
-  return function(req, res, done)
-    local i = 0
-    local function step(err)
-      if err ~= nil then error(err, 0) end
-      i = i + 1
-      local h = list[i]
-      if h == nil then return done() end
-      return h(req, req.res or res, step)
-    end
-    return step()
-  end
-end
-
-local function route(self, method, pattern, ...)
-  local fname = method == "*" and "all" or lower(method)
-  args.check(1, fname, pattern, "string", 3)
-  local handler = chain(fname, ...)
-  local lua, names = compile(pattern, self.strictSlash)
-  local stack = self.stack
-  stack[#stack + 1] = {method = method, pattern = lua, names = names, handler = handler}
-  return self
-end
-
-for _, m in ipairs({"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"}) do
-  Router[lower(m)] = function(self, pattern, ...) return route(self, m, pattern, ...) end
-end
--- router:all(pattern, handler): any method
-function Router:all(pattern, ...) return route(self, "*", pattern, ...) end
-
-local function isRouter(v) return getmetatable(v) == Router end
-
--- router:use([prefix,] fn, ...): middleware fn(req, res, next) for every
--- request, or for those under prefix ("/api" takes "/api" and "/api/x",
--- not "/apix"); inside it req.path is the rest ("/x") and req.baseUrl the
--- prefix. A router given as fn is mounted there as a sub-router.
-function Router:use(prefix, ...)
-  local fns, first = {...}, 2
-  local n = select("#", ...)
-  if type(prefix) ~= "string" then
-    table.insert(fns, 1, prefix)
-    n, first, prefix = n + 1, 1, "/"
-  elseif byte(prefix, 1) ~= 47 then
-    args.error(1, "use", "a prefix must start with '/'")
-  end
-  if n == 0 then args.fail(first, "use", "function", nil) end
-  prefix = trimSlash(prefix)
-  if prefix == "/" then prefix = nil end
-  for i = 1, n do
-    local fn = fns[i]
-    local callable = type(fn) == "function" or (type(fn) == "table" and getmetatable(fn) and getmetatable(fn).__call)
-    if not callable then args.fail(first + i - 1, "use", "function", fn) end
-    local stack = self.stack
-    stack[#stack + 1] = {prefix = prefix, fn = fn, router = isRouter(fn) and fn or nil}
-  end
-  return self
-end
-
-local function captures(r, path)
-  local caps = {match(path, r.pattern)}
-  if caps[1] == nil then return nil end
-  local params = {}
-  for i, name in ipairs(r.names) do params[name] = decode(caps[i]) end
-  return params
-end
-
-local function under(prefix, path)
-  return path == prefix or (sub(path, 1, #prefix) == prefix and byte(path, #prefix + 1) == 47)
-end
-
-local function addAllowed(req, method)
-  local allow = rawget(req, "_allow")
-  if not allow then
-    allow = {}
-    req._allow = allow
-  end
-  if not allow[method] then
-    allow[method] = true
-    allow[#allow + 1] = method
-  end
-end
-
-local plainText = {["content-type"] = "text/plain; charset=utf-8"}
-
--- The end of the line: 405 (or, for OPTIONS, 204) with Allow when routes
--- matched the path for other methods, else the notFound handler or 404.
-local function finalize(self, req, res)
-  local allow = rawget(req, "_allow")
-  if allow then
-    local list = concat(allow, ", ")
-    if req.method == "OPTIONS" then
-      if not allow.OPTIONS then list = list .. ", OPTIONS" end
-      return res:send(204, nil, {allow = list})
-    end
-    return res:send(405, "405 Method Not Allowed\n",
-      {["content-type"] = "text/plain; charset=utf-8", allow = list})
-  end
-  if self.fallback then return self.fallback(req, res) end
-  return res:send(404, "404 Not Found\n", plainText)
-end
-
--- Runs a use layer; under a prefix the layer sees the path below it, and
--- the layers after it (through next) the whole path again.
-local function runUse(layer, req, nextLayer)
-  local prefix = layer.prefix
-  local fn = layer.router or layer.fn
-  if prefix == nil then
-    if layer.router then return layer.router:handle(req, nextLayer) end
-    return fn(req, req.res, nextLayer)
-  end
-  local path, base = req.path, rawget(req, "baseUrl") or ""
-  local inner = sub(path, #prefix + 1)
-  if inner == "" then inner = "/" end
-  local mounted = base .. prefix
-  req.path, req.baseUrl = inner, mounted
-  local function outer(err)
-    req.path, req.baseUrl = path, base
-    nextLayer(err)
-    req.path, req.baseUrl = inner, mounted
-  end
-  if layer.router then
-    layer.router:handle(req, outer)
-  else
-    fn(req, req.res, outer)
-  end
-  req.path, req.baseUrl = path, base
-end
-
--- handle(req, outerNext): runs the layers for req; a mounted router whose
--- layers all pass calls outerNext (its parent's next), unless it has a
--- notFound handler of its own.
-function Router:handle(req, outerNext)
-  local stack, strict = self.stack, self.strictSlash
-  local i = 0
-  local function nextLayer(err)
-    if err ~= nil then error(err, 0) end
-    local path = req.path
-    local method = req.method
-    local mpath = strict and path or trimSlash(path)
-    while true do
-      i = i + 1
-      local layer = stack[i]
-      if layer == nil then break end
-      local pattern = layer.pattern
-      if pattern then
-        local params = captures(layer, mpath)
-        if params then
-          local m = layer.method
-          if m == method or m == "*" or (method == "HEAD" and m == "GET") then
-            req.params = params
-            return layer.handler(req, req.res, nextLayer)
-          end
-          addAllowed(req, m)
-          if m == "GET" then addAllowed(req, "HEAD") end
-        end
-      elseif layer.prefix == nil or under(layer.prefix, mpath) then
-        return runUse(layer, req, nextLayer)
-      end
-    end
-    if outerNext and not self.fallback then return outerNext() end
-    return finalize(self, req, req.res)
-  end
-  local onError = self.errorHandler
-  if not onError then return nextLayer() end
-  local path, base = req.path, rawget(req, "baseUrl")
-  local trace
-  local ok, err = xpcall(nextLayer, function(e)
-    trace = traceback(tostring(e), 2)
-    return e
-  end)
-  if ok then return end
-  if type(err) == "table" and err.code == "Canceled" then error(err, 0) end
-  req.path, req.baseUrl = path, base
-  return onError(err, req, req.res, trace)
-end
-
--- The top-level router is the handler http.serve calls.
-function Router:__call(req, res, outerNext)
-  if rawget(req, "res") == nil then req.res = res end
-  return self:handle(req, outerNext)
-end
-
--- router:notFound(handler): what runs instead of the 404 (e.g.
--- http.static(dir)); router:otherwise is the same.
-local function callable(v)
-  return type(v) == "function" or (type(v) == "table" and getmetatable(v) and getmetatable(v).__call) and true
-end
-local function checkCallable(n, fname, v)
-  if not callable(v) then args.fail(n, fname, "function", v, 3) end
-  return v
-end
-
-function Router:notFound(handler)
-  self.fallback = checkCallable(1, "notFound", handler)
-  return self
-end
-function Router:otherwise(handler)
-  self.fallback = checkCallable(1, "otherwise", handler)
-  return self
-end
-
--- router:onError(fn(err, req, res, trace)): what runs when a layer raises
--- (or calls next(err)); err is the value raised, trace its message with the
--- traceback (for a log). Canceled is not given to it.
--- Without one the error goes up to the server: 500, logged with its
--- traceback.
-function Router:onError(handler)
-  self.errorHandler = checkCallable(1, "onError", handler)
-  return self
-end
-
--- http.router([opts]) -> router. opts.strictSlash (true): false lets "/a/"
--- match "/a" and the reverse. opts.cookieSecret: the key of signed cookies
--- for the requests it handles.
-function http.router(opts)
-  if opts ~= nil then args.check(1, "router", opts, "table") end
-  opts = opts or {}
-  local self = setmetatable({stack = {}, strictSlash = opts.strictSlash ~= false}, Router)
-  if opts.cookieSecret ~= nil then
-    local secret = args.check(1, "router", opts.cookieSecret, "string")
-    self:use(function(req, res, nxt)
-      webkit().setSecret(req, secret)
-      return nxt()
-    end)
-  end
-  return self
-end
+-- http.router([opts]) -> router (lib/evo/router.lua, loaded on first use).
+-- opts.strictSlash (true): false lets "/a/" match "/a" and the reverse.
+-- opts.cookieSecret: the key of signed cookies for the requests it handles.
+function http.router(opts) return require("evo.router").new(opts) end
 
 -- http.compress([opts]) -> middleware compressing responses (gzip, br) on
 -- the fly: opts threshold (1024), types, level, brotliQuality (4), brotli
@@ -866,210 +603,10 @@ function http.cors(...) return webkit().cors(...) end
 
 ----------------------------------------------------------------- static files
 
-local mime = {
-  html = "text/html; charset=utf-8", htm = "text/html; charset=utf-8", css = "text/css; charset=utf-8",
-  js = "text/javascript; charset=utf-8", mjs = "text/javascript; charset=utf-8",
-  json = "application/json", txt = "text/plain; charset=utf-8", md = "text/markdown; charset=utf-8",
-  xml = "application/xml", svg = "image/svg+xml", png = "image/png", jpg = "image/jpeg",
-  jpeg = "image/jpeg", gif = "image/gif", webp = "image/webp", ico = "image/x-icon",
-  avif = "image/avif", wasm = "application/wasm", pdf = "application/pdf", zip = "application/zip",
-  gz = "application/gzip", tar = "application/x-tar", mp3 = "audio/mpeg", mp4 = "video/mp4",
-  webm = "video/webm", ogg = "audio/ogg", wav = "audio/wav", woff = "font/woff", woff2 = "font/woff2",
-  ttf = "font/ttf", otf = "font/otf", csv = "text/csv; charset=utf-8", lua = "text/plain; charset=utf-8",
-}
-http.mimeTypes = mime
-
-function http.mimeType(path)
-  local ext = match(path, "%.([%w]+)$")
-  return ext and mime[lower(ext)] or "application/octet-stream"
-end
-
--- The path under the root for a request path, or nil when it would leave
--- it ("..", NUL, an encoded slash is still a slash after decoding: checked).
-local function safeRelative(path)
-  local decoded = decode(path)
-  if find(decoded, "%z") or find(decoded, "\\", 1, true) then return nil end
-  local parts = {}
-  for seg in gmatch(decoded, "[^/]+") do
-    if seg == ".." then
-      if #parts == 0 then return nil end
-      parts[#parts] = nil
-    elseif seg ~= "." then
-      parts[#parts + 1] = seg
-    end
-  end
-  return concat(parts, "/"), sub(decoded, -1) == "/"
-end
-
-local function httpDate(t) return os.date("!%a, %d %b %Y %H:%M:%S GMT", t) end
-
--- "bytes=a-b" -> offset, length; nil when absent or not a single range we
--- serve (the whole file goes then); false when unsatisfiable.
-local function parseRange(header, size)
-  if not header then return nil end
-  local a, b = match(header, "^%s*bytes%s*=%s*(%d*)%s*%-%s*(%d*)%s*$")
-  if a == nil or (a == "" and b == "") then return nil end
-  local first, last
-  if a == "" then  -- the last b bytes
-    local n = tonumber(b)
-    if n == 0 then return false end
-    first, last = size - n, size - 1
-    if first < 0 then first = 0 end
-  else
-    first = tonumber(a)
-    last = b == "" and size - 1 or tonumber(b)
-    if last >= size then last = size - 1 end
-    if first > last or first >= size then return false end
-  end
-  return first, last - first + 1
-end
-
--- noneMatch(header, etag) -> whether If-None-Match's value matches etag:
--- "*", or a list of entity-tags compared weakly (RFC 9110 13.1.2: W/"x"
--- matches "x"), each tag whole (a quoted tag may hold a comma).
-local function noneMatch(header, etag)
-  if match(header, "^[ \t]*%*[ \t]*$") then return true end
-  local want = gsub(etag, "^W/", "")
-  local pos, n = 1, #header
-  while pos <= n do
-    local s = match(header, "^[ \t,]*()", pos)
-    if s > n then break end
-    if sub(header, s, s + 1) == "W/" then s = s + 2 end
-    if sub(header, s, s) ~= '"' then return false end  -- not a list of tags
-    local close = find(header, '"', s + 1, true)
-    if not close then return false end
-    if sub(header, s, close) == want then return true end
-    pos = close + 1
-    local after = match(header, "^[ \t]*()", pos)
-    if after <= n and sub(header, after, after) ~= "," then return false end
-    pos = after
-  end
-  return false
-end
-
--- http.static(dir [, opts]) -> handler serving dir's files: GET and HEAD,
--- Content-Type by extension, ETag and Last-Modified with If-None-Match /
--- If-Modified-Since (304), single byte ranges (206/416), index.html for
--- directories, nothing outside dir (404), with sendfile(2).
--- opts: index ("index.html"), maxAge (seconds for Cache-Control),
--- precompressed (true: serve file.br / file.gz when the client accepts
--- them), compress (false; true or http.compress's options: compress on the
--- fly).
-local SIBLINGS = {{"br", ".br"}, {"gzip", ".gz"}}
-function http.static(dir, opts)
-  args.check(1, "static", dir, "string")
-  if opts ~= nil then args.check(2, "static", opts, "table") end
-  opts = opts or {}
-  local fs = require("fs")
-  local compress = require("evo.compress")
-  local precompressed = opts.precompressed ~= false
-  local copts = opts.compress and compress.options(opts.compress, "static", 2)
-  local compressible = compress.options().test
-  local index = opts.index == nil and "index.html" or opts.index
-  local root = dir
-  local plain = {["content-type"] = "text/plain; charset=utf-8"}
-  local function notFound(res, nxt)
-    if nxt then return nxt() end
-    return res:send(404, "404 Not Found\n", plain)
-  end
-
-  -- As a middleware (given next), a miss passes the request on.
-  return function(req, res, nxt)
-    if req.method ~= "GET" and req.method ~= "HEAD" then
-      if nxt then return nxt() end
-      return res:send(405, "405 Method Not Allowed\n",
-        {["content-type"] = "text/plain; charset=utf-8", allow = "GET, HEAD"})
-    end
-    local rel, slash = safeRelative(req.path)
-    if rel == nil then return notFound(res, nxt) end
-    local file = rel == "" and root or root .. "/" .. rel
-    local st = fs.stat(file)
-    -- "/file.txt/" names a directory, and there is none
-    if slash and st and st.type ~= "directory" then return notFound(res, nxt) end
-    if st and st.type == "directory" then
-      if not slash and rel ~= "" then
-        -- One leading slash only: "//host/x" would send the client off-site.
-        local location = (rawget(req, "baseUrl") or "") .. "/" .. gsub(req.path, "^[/\\]+", "") .. "/"
-        if req.query ~= "" then location = location .. "?" .. req.query end
-        return res:send(301, "", {location = location})
-      end
-      if not index then return notFound(res, nxt) end
-      file = file .. "/" .. index
-      st = fs.stat(file)
-    end
-    if not st or st.type ~= "file" then return notFound(res, nxt) end
-
-    -- Symbolic links may point anywhere: the real path must stay inside.
-    -- An embedded file (evo build) has no links: rel is already inside.
-    local inApp = embedded and embedded.stat(file)
-    local realRoot
-    if not inApp then
-      local realFile
-      realRoot, realFile = fs.realpath(root), fs.realpath(file)
-      if not realRoot or not realFile or sub(realFile, 1, #realRoot + 1) ~= realRoot .. "/" then
-        return notFound(res, nxt)
-      end
-    end
-
-    local h = req.headers
-    local ctype = http.mimeType(file)
-    -- A precompressed sibling (file.br, file.gz) the client accepts is sent
-    -- instead, whole (a range gets the plain file); with compress, the
-    -- plain file is compressed on the fly.
-    local coding, vary
-    if precompressed and compressible(ctype) then
-      local accepted = compress.accepted(h["accept-encoding"])
-      for _, c in ipairs(SIBLINGS) do
-        local sib = fs.stat(file .. c[2])
-        if sib and sib.type == "file" then
-          vary = true
-          local inside
-          if inApp then
-            inside = embedded.stat(file .. c[2]) ~= nil
-          else
-            local realSib = fs.realpath(file .. c[2])
-            inside = realSib and sub(realSib, 1, #realRoot + 1) == realRoot .. "/"
-          end
-          if not coding and accepted[c[1]] and not h.range and inside then
-            coding, file, st = c[1], file .. c[2], sib
-          end
-        end
-      end
-    end
-    if copts and not coding then
-      res = compress.wrap(req, res, copts)
-      vary = false  -- the wrapper says it
-    end
-
-    local size, mtime = st.size, st.mtime.sec
-    local etag = format(coding and 'W/"%x-%x-%s"' or 'W/"%x-%x"', size, mtime, coding)
-    local lastModified = httpDate(mtime)
-    if vary then res:header("vary", "Accept-Encoding") end
-    local inm = h["if-none-match"]
-    if (inm and noneMatch(inm, etag))
-      or (not inm and h["if-modified-since"] == lastModified) then
-      return res:send(304, nil, {etag = etag, ["last-modified"] = lastModified})
-    end
-    res:header("content-type", ctype)
-    if coding then res:header("content-encoding", coding) end
-    res:header("etag", etag)
-    res:header("last-modified", lastModified)
-    res:header("accept-ranges", "bytes")
-    if opts.maxAge then res:header("cache-control", "max-age=" .. opts.maxAge) end
-    local rangeHeader = h.range
-    local ifRange = h["if-range"]
-    if ifRange and ifRange ~= etag and ifRange ~= lastModified then rangeHeader = nil end
-    local offset, length = parseRange(rangeHeader, size)
-    if offset == false then
-      return res:send(416, "", {["content-range"] = "bytes */" .. size})
-    elseif offset then
-      res:status(206)
-      res:header("content-range", format("bytes %d-%d/%d", offset, offset + length - 1, size))
-      return res:sendFile(file, offset, length)
-    end
-    return res:sendFile(file)
-  end
-end
+-- http.static(dir [, opts]) -> a handler serving dir's files, and
+-- http.mimeType(path), http.mimeTypes: lib/evo/static.lua, loaded on first use.
+function http.static(dir, opts) return require("evo.static").new(dir, opts) end
+function http.mimeType(path) return require("evo.static").mimeType(path) end
 
 ----------------------------------------------------------------- client
 

@@ -368,15 +368,20 @@ describe("server:close()", function()
 end)
 
 describe("the http module", function()
-  -- lib/http.lua loads lib/url.lua and the web kit when first used: a
-  -- server that uses neither keeps their code out of its heap, which the
-  -- collector goes through every cycle (docs/performance.md, "The heap's
-  -- size"). Each is there, the same functions, once asked for.
-  it("loads url and the web kit only when first used", function()
+  -- lib/http.lua loads lib/url.lua, the web kit, the router and the file
+  -- server when first used: a server that uses none keeps their code out
+  -- of its heap, which the collector goes through every cycle
+  -- (docs/performance.md, "The heap's size"). Each is there, the same
+  -- functions, once asked for.
+  it("loads url, the web kit, the router and the file server only when first used", function()
     local evo = os.getenv("EVO") or "build/evo"
     local script = [[
       local http = require("http")
-      local function loaded() return tostring(package.loaded.url ~= nil) .. " " .. tostring(package.loaded["evo.webkit"] ~= nil) end
+      local function loaded()
+        local l = {}
+        for i, m in ipairs({"url", "evo.webkit", "evo.router", "evo.static"}) do l[i] = tostring(package.loaded[m] ~= nil) end
+        return table.concat(l, " ")
+      end
       local before = loaded()
       local server = assert(http.serve({port = 0}, function(req, res) res:send(200, "x") end))
       local served = loaded()
@@ -384,10 +389,17 @@ describe("the http module", function()
       local q = http.parseQuery("a=1&a=2")
       local afterQuery = loaded()
       local cors = http.cors({origins = "*"})
-      print(before, served, afterQuery, #q.a, type(cors), loaded(), http.parseQuery == require("url").parseQuery)
+      local afterCors = loaded()
+      local router = http.router()
+      local afterRouter = loaded()
+      local mime = http.mimeType("a.css")
+      print(before, served, afterQuery, #q.a, type(cors), afterCors, http.parseQuery == require("url").parseQuery,
+        type(router.get), afterRouter, mime, loaded(), http.mimeTypes == require("evo.static").mimeTypes)
     ]]
     local r = K.run(evo, {"-e", script}, {timeout = 10})
     assert.equal(r.code, 0, r.err)
-    assert.equal(r.out, "false false\tfalse false\ttrue false\t2\tfunction\ttrue true\ttrue\n")
+    assert.equal(r.out, table.concat({"false false false false", "false false false false", "true false false false",
+      "2", "function", "true true false false", "true", "function", "true true true false",
+      "text/css; charset=utf-8", "true true true true", "true"}, "\t") .. "\n")
   end, 15)
 end)

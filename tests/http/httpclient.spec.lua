@@ -343,8 +343,9 @@ describe("http client", function()
     local f = assert(io.open(K.dir .. "/../../docs/http.md"))
     local doc = f:read("*a")
     f:close()
-    -- (url's functions are put in http when first read: read them first.)
-    local _ = http.decode, http.encode, http.parseQuery
+    -- (url's functions and the file server's table are put in http when
+    -- first read: read them first.)
+    local _ = http.decode, http.encode, http.parseQuery, http.mimeTypes
     for name in pairs(http) do
       assert.truthy(doc:find("http." .. name, 1, true), "http." .. name .. " is not documented")
     end
