@@ -266,7 +266,6 @@ function Router:onError(handler)
   return self
 end
 
-
 -- http.router([opts]) -> router. opts.strictSlash (true): false lets "/a/"
 -- match "/a" and the reverse. opts.cookieSecret: the key of signed cookies
 -- for the requests it handles.

@@ -220,5 +220,4 @@ function static.new(dir, opts)
   end
 end
 
-
 return static
