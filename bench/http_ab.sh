@@ -13,6 +13,9 @@
 #   request in flight a connection), CONNECTIONS=50 each, SCRIPT=a server
 #   script taking its port (default bench/http/evo_natural.lua),
 #   OLD_ARGS / NEW_ARGS: options before the script (e.g. NEW_ARGS=--io=uring),
+#   OLD_SCRIPT / NEW_SCRIPT: one side's own script (default SCRIPT): e.g.
+#   OLD_SCRIPT=bench/http/luv_naive.lua with luajit as OLD_EVO puts issue 13's
+#   naive luv server beside Evo,
 #   REQUEST=browser: every request with a browser's headers, as
 #   bench/http_cpu.sh. LOADGEN=path/to/evo_loadgen.
 # The two servers share a core, so each runs at about half its rate, and
@@ -30,8 +33,12 @@ duration=${DURATION:-5}
 pipeline=${PIPELINE:-16}
 conns=${CONNECTIONS:-50}
 script=${SCRIPT:-$here/http/evo_natural.lua}
+old_script=${OLD_SCRIPT:-$script}
+new_script=${NEW_SCRIPT:-$script}
 read -r -a old_args <<<"${OLD_ARGS:-}"
 read -r -a new_args <<<"${NEW_ARGS:-}"
+old=$(command -v "$old" || echo "$old")
+new=$(command -v "$new" || echo "$new")
 build=$(cd "$(dirname "$new")" && pwd)
 loadgen=${LOADGEN:-$build/bench/loadgen/evo_loadgen}
 if [ ! -x "$loadgen" ] && [ -f "$build/CMakeCache.txt" ]; then
@@ -66,15 +73,15 @@ wait_port() {
 }
 cpu() { cut -d' ' -f14,15 "/proc/$1/stat"; }  # utime stime (ticks)
 
-echo "old: $old ${old_args[*]:-}"
-echo "new: $new ${new_args[*]:-}"
+echo "old: $old ${old_args[*]:-} $old_script"
+echo "new: $new ${new_args[*]:-} $new_script"
 echo "both on CPU 0, their generators on CPU 1; $conns connections each, pipeline $pipeline, ${duration} s a round"
 for round in $(seq "$rounds"); do
   po=$(free_port)
   pn=$(free_port)
-  taskset -c 0 "$old" "${old_args[@]}" "$script" "$po" >/dev/null 2>&1 &
+  taskset -c 0 "$old" "${old_args[@]}" "$old_script" "$po" >/dev/null 2>&1 &
   pids=($!)
-  taskset -c 0 "$new" "${new_args[@]}" "$script" "$pn" >/dev/null 2>&1 &
+  taskset -c 0 "$new" "${new_args[@]}" "$new_script" "$pn" >/dev/null 2>&1 &
   pids+=($!)
   wait_port "$po"
   wait_port "$pn"
