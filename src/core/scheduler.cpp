@@ -69,8 +69,12 @@ class PrepareHandle final : public NativeHandle {
   Scheduler* scheduler_;
 };
 
-Corkable::~Corkable() {
-  if (corked_in_ != nullptr) corked_in_->uncork(this);
+Corkable::~Corkable() { leave_cork(); }
+
+bool Corkable::leave_cork() {
+  if (corked_in_ == nullptr) return false;
+  corked_in_->uncork(this);
+  return true;
 }
 
 void Scheduler::cork(Corkable* c) {

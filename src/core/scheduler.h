@@ -41,7 +41,9 @@ class Corkable {
   Corkable& operator=(const Corkable&) = delete;
   virtual void flush_corked() = 0;
   [[nodiscard]] bool corked() const { return corked_in_ != nullptr; }
-  [[nodiscard]] Scheduler* corked_in() const { return corked_in_; }
+  // Off its scheduler's list, if on one: true when it was, and what it
+  // corked must then go now, by the caller (it is closing, or stopping).
+  bool leave_cork();
 
  protected:
   ~Corkable();  // leaves the list it is on

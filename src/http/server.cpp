@@ -555,10 +555,7 @@ void Connection::close() {
   // Answers corked for the loop turn (flush_soon) go first, as they would
   // have gone at once uncorked: a client whose end is read with its
   // requests, while a handler runs, still gets the answers before it.
-  if (Scheduler* s = corked_in()) {
-    s->uncork(this);
-    t_->flush();
-  }
+  if (leave_cork()) t_->flush();
   t_->close();  // on_transport_closed follows, from libuv
 }
 
@@ -1542,14 +1539,10 @@ void Connection::flush_soon() {
 }
 
 void Connection::flush_now() {
-  if (Scheduler* s = corked_in()) {
-    s->uncork(this);
-    flush_corked();
-  }
+  if (leave_cork()) flush_corked();
 }
 
 void Connection::flush_corked() {
-  if (closed_) return;
   flush();
   // What advance() did after its flush: with the output gone, an idle
   // connection's deadline (and buffer trimming) applies from now.

@@ -163,10 +163,9 @@ int Transport::try_write(const char* data, size_t n) {
 
 void Transport::close() {
   if (closed_) return;
-  if (corked()) {
+  if (leave_cork()) {
     // Corked output goes first, as it would have gone at once uncorked
     // (what the socket does not take now is dropped with the handle).
-    Corkable::corked_in()->uncork(this);
     if (ring_write_ != nullptr && !write_in_flight_ && !file_) {
       // Straight to the socket: a ring send would only be settled below.
       std::string none;
