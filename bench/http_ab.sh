@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Two Evo builds serving at the same time, to tell a small change from this
-# machine's noise: both servers on CPU 0, each with its own native load
-# generator (evo_loadgen) on CPU 1, for the same seconds. Whatever the host
+# machine's noise: both servers on one CPU, each with its own native load
+# generator (evo_loadgen) on another (lib/pin.sh: CPU 0 and 1 here), for the
+# same seconds. Whatever the host
 # does to the CPU meanwhile (the CPU time of one request drifts by 30% and
 # more from minute to minute on this VM) it does to both, so their ratio
 # holds where timings taken one after the other do not: an A/A run gives
@@ -62,39 +63,33 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-wait_port() {
-  for _ in $(seq 50); do
-    python3 -c "import socket; socket.create_connection(('127.0.0.1', $1), 0.2).close()" 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "http_ab: no server on port $1" >&2
-  exit 1
-}
+source "$here/lib/pin.sh"
+source "$here/lib/ports.sh"
+started() { wait_port "$1" || { echo "http_ab: no server on port $1" >&2; exit 1; }; }
 cpu() { cut -d' ' -f14,15 "/proc/$1/stat"; }  # utime stime (ticks)
 
 echo "old: $old ${old_args[*]:-} $old_script"
 echo "new: $new ${new_args[*]:-} $new_script"
-echo "both on CPU 0, their generators on CPU 1; $conns connections each, pipeline $pipeline, ${duration} s a round"
+echo "both servers together, their generators together ($pinning); $conns connections each, pipeline $pipeline, ${duration} s a round"
 for round in $(seq "$rounds"); do
   po=$(free_port)
   pn=$(free_port)
-  taskset -c 0 "$old" "${old_args[@]}" "$old_script" "$po" >/dev/null 2>&1 &
+  "${server_pin[@]}" "$old" "${old_args[@]}" "$old_script" "$po" >/dev/null 2>&1 &
   pids=($!)
-  taskset -c 0 "$new" "${new_args[@]}" "$new_script" "$pn" >/dev/null 2>&1 &
+  "${server_pin[@]}" "$new" "${new_args[@]}" "$new_script" "$pn" >/dev/null 2>&1 &
   pids+=($!)
-  wait_port "$po"
-  wait_port "$pn"
+  started "$po"
+  started "$pn"
   # A second of warm-up each (traces compiled, buffers grown), then the run.
-  taskset -c 1 "$loadgen" "${opts[@]}" -d 1 "http://127.0.0.1:$po/" >/dev/null 2>&1 &
+  "${client_pin[@]}" "$loadgen" "${opts[@]}" -d 1 "http://127.0.0.1:$po/" >/dev/null 2>&1 &
   g=$!
-  taskset -c 1 "$loadgen" "${opts[@]}" -d 1 "http://127.0.0.1:$pn/" >/dev/null 2>&1
+  "${client_pin[@]}" "$loadgen" "${opts[@]}" -d 1 "http://127.0.0.1:$pn/" >/dev/null 2>&1
   wait "$g"
   o1=$(cpu "${pids[0]}")
   n1=$(cpu "${pids[1]}")
-  taskset -c 1 "$loadgen" "${opts[@]}" -d "$duration" "http://127.0.0.1:$po/" >"$tmp/old" 2>&1 &
+  "${client_pin[@]}" "$loadgen" "${opts[@]}" -d "$duration" "http://127.0.0.1:$po/" >"$tmp/old" 2>&1 &
   g=$!
-  taskset -c 1 "$loadgen" "${opts[@]}" -d "$duration" "http://127.0.0.1:$pn/" >"$tmp/new" 2>&1
+  "${client_pin[@]}" "$loadgen" "${opts[@]}" -d "$duration" "http://127.0.0.1:$pn/" >"$tmp/new" 2>&1
   wait "$g"
   o2=$(cpu "${pids[0]}")
   n2=$(cpu "${pids[1]}")

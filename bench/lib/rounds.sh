@@ -9,6 +9,7 @@
 # port and server_pid set for a fresh server, and calls measure LABEL ARGS....
 
 source "$here/lib/pin.sh"
+source "$here/lib/ports.sh"
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/evo-bench.XXXXXX")
 results=$tmp/results.jsonl
@@ -21,8 +22,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-
 # start NAME: a fresh server on a free port, waiting until it accepts
 # connections (5 s at most). Sets server_pid and port.
 start() {
@@ -30,10 +29,7 @@ start() {
   server_cmd "$1" "$port"
   "${server_pin[@]}" "${cmd[@]}" >"$tmp/$1.log" 2>&1 &
   server_pid=$!
-  for _ in $(seq 100); do
-    if python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 0.2).close()" 2>/dev/null; then return 0; fi
-    sleep 0.05
-  done
+  wait_port "$port" && return 0
   echo "  $1: failed to start (see log):"
   tail -n 8 "$tmp/$1.log" | sed 's/^/  | /'
   stop
