@@ -323,8 +323,9 @@ local function webkit()
   return kit
 end
 -- Requests holding something to let go (kit.leftovers): none before the kit
--- is loaded, as only its users (uploads, ws.lua) put any there.
-local noLeftovers = setmetatable({}, {__newindex = function() end})
+-- is loaded, as only its users (uploads, ws.lua) put any there. (The empty
+-- stand-in is only read and cleared: it stays empty.)
+local noLeftovers = {}
 local function leftovers()
   local loaded = kit or package.loaded["evo.webkit"]
   return loaded and loaded.leftovers or noLeftovers
