@@ -30,16 +30,6 @@ constexpr uint32_t kMaxRateCount = 100000;
 
 uint32_t read24(const uint8_t* p) { return (uint32_t{p[0]} << 16) | (uint32_t{p[1]} << 8) | p[2]; }
 
-char ascii_lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + ('a' - 'A')) : c; }
-
-bool iequals(std::string_view a, std::string_view lower) {
-  if (a.size() != lower.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (ascii_lower(a[i]) != lower[i]) return false;
-  }
-  return true;
-}
-
 // RFC 9113 8.2.2: fields that describe the HTTP/1 connection have no place
 // in HTTP/2, and a peer treats them as malformed; the HTTP/1 code above may
 // still set them, so they are dropped here. TE is allowed only as "trailers".
@@ -47,15 +37,15 @@ bool iequals(std::string_view a, std::string_view lower) {
 bool connection_specific(std::string_view name, std::string_view value) {
   switch (name.size()) {
     case 2:
-      return iequals(name, "te") && value != "trailers";
+      return http::equals_ignoring_case(name, "te") && value != "trailers";
     case 7:
-      return iequals(name, "upgrade");
+      return http::equals_ignoring_case(name, "upgrade");
     case 10:
-      return iequals(name, "connection") || iequals(name, "keep-alive");
+      return http::equals_ignoring_case(name, "connection") || http::equals_ignoring_case(name, "keep-alive");
     case 16:
-      return iequals(name, "proxy-connection");
+      return http::equals_ignoring_case(name, "proxy-connection");
     case 17:
-      return iequals(name, "transfer-encoding");
+      return http::equals_ignoring_case(name, "transfer-encoding");
     default:
       return false;
   }
