@@ -86,8 +86,14 @@ void* SmallBlocks::alloc(void* ud, void* ptr, size_t osize, size_t nsize) {
     if (nsize > kMaxBlock) return self->orig_(self->orig_ud_, nullptr, 0, nsize);
     size_t c = (nsize + 7) >> 3;
     if (void* p = self->lists_[c]) {
-      self->lists_[c] = *static_cast<void**>(p);
+      void* next = *static_cast<void**>(p);
+      self->lists_[c] = next;
       self->cached_ -= c << 3;
+      // The block after it is the next one this class hands out, and its
+      // link is read then: a block the sweep freed a while ago is cold, and
+      // that read was half of this function's time under a pipelined server
+      // (perf: 2.5% of its CPU, 1.9% with the fetch started here).
+      __builtin_prefetch(next, 1);
       return p;
     }
     return self->orig_(self->orig_ud_, nullptr, 0, c << 3);
