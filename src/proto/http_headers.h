@@ -113,10 +113,13 @@ class HeaderList {
   // then its name's pieces, then its value's (each appended to the last
   // field, whose bytes are the buffer's last).
   void start_field() { spans_.push_back({end32(), 0, end32(), 0}); }
-  void append_name(const char* at, size_t n) {
+  // (Returns where the piece went: the collector lower-cases it in place.)
+  char* append_name(const char* at, size_t n) {
+    size_t from = bytes_.size();
     bytes_.append(at, n);
     spans_.back().name_len += static_cast<uint32_t>(n);
     spans_.back().value = end32();
+    return bytes_.data() + from;
   }
   void append_value(const char* at, size_t n) {
     bytes_.append(at, n);
