@@ -26,7 +26,8 @@ build: $(BUILD)/build.ninja
 RELEASE_BUILD ?= build-release
 release:
 	@scripts/install-deps release
-	cmake -S . -B $(RELEASE_BUILD) -G $(GENERATOR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEVO_PGO=generate
+	cmake -S . -B $(RELEASE_BUILD) -G $(GENERATOR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEVO_PGO=generate \
+	  -DEVO_LTO=ON -DEVO_SANITIZE=OFF -DEVO_FUZZ=OFF
 	find $(RELEASE_BUILD) -name '*.gcda' -delete
 	cmake --build $(RELEASE_BUILD) -j $(JOBS) --target evo evo_loadgen
 	scripts/pgo-train $(RELEASE_BUILD)

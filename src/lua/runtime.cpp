@@ -200,11 +200,21 @@ void Runtime::shutdown() {
   loop_.drain_closing();
 }
 
+#ifdef EVO_PGO_GENERATE
+extern "C" void __gcov_dump();  // (libgcov, linked into an instrumented build)
+#endif
+
 void Runtime::exit_now(int code) {
   if (profiler_exit_now != nullptr) profiler_exit_now();
   if (before_exit_now != nullptr) before_exit_now();
   std::fflush(stdout);
   std::fflush(stderr);
+#ifdef EVO_PGO_GENERATE
+  // The release build's training (scripts/pgo-train) stops its servers with
+  // SIGINT, which can end here: the counts are written at exit, which
+  // _exit skips.
+  __gcov_dump();
+#endif
   _exit(code);  // no atexit work: the VM is mid-call and cannot be closed
 }
 

@@ -90,7 +90,7 @@ const char* HeaderCollector::name_piece(HeaderList& headers, const char* at, siz
   // lets spaces into a name ("H ost: x", "Expect : x"). Lower-cased and
   // checked in one pass over the piece once appended, in place. (Lowered
   // on the stack first, the append's wide load of bytes just stored one by
-  // one stalled, there being no store-to-load forwarding for it: 40% of
+  // one stalled, there being no store-to-load forwarding for it: 43% of
   // this function's time under a pipelined server.) A refused name leaves
   // its bytes: the message is refused whole.
   char* out = headers.append_name(at, len);

@@ -398,5 +398,35 @@ TEST(HeaderNames, EveryByteAtEveryPlaceIsLowerCasedOrRefusedAsTheTokenRulesSay) 
   EXPECT_GT(refused, 100000);  // (most byte values are no token characters)
 }
 
+// A long name in three pieces (as three reads bring it), each lower-cased
+// where it lands in the list; a byte past the first 64 (the old stack
+// buffer's size) refuses it as one early does.
+TEST(HeaderNames, ALongNameInPiecesIsLowerCasedWholeOrRefused) {
+  std::string name;
+  for (int i = 0; name.size() < 200; ++i) name += (i % 2 == 0) ? "X-Long-Name-" : "Part-";
+  name.resize(200);
+  std::string want;
+  for (char ch : name) want += static_cast<char>(ch >= 'A' && ch <= 'Z' ? ch + ('a' - 'A') : ch);
+  auto collect = [](const std::string& n, const char** why) {
+    HeaderList headers;
+    HeaderCollector collector;
+    *why = nullptr;
+    for (auto [from, to] : {std::pair<size_t, size_t>{0, 50}, {50, 130}, {130, n.size()}}) {
+      if (*why == nullptr) *why = collector.name_piece(headers, n.data() + from, to - from);
+    }
+    return headers.empty() ? std::string() : std::string(headers.back().first);
+  };
+  const char* why = nullptr;
+  EXPECT_EQ(collect(name, &why), want);
+  EXPECT_EQ(why, nullptr);
+  for (size_t at : {size_t{70}, size_t{140}, size_t{199}}) {
+    std::string bad = name;
+    bad[at] = ' ';
+    collect(bad, &why);
+    ASSERT_NE(why, nullptr) << "a space at " << at;
+    EXPECT_STREQ(why, "invalid character in a header name");
+  }
+}
+
 }  // namespace
 }  // namespace evo::http
