@@ -200,21 +200,20 @@ void Runtime::shutdown() {
   loop_.drain_closing();
 }
 
-#ifdef EVO_PGO_GENERATE
-extern "C" void __gcov_dump();  // (libgcov, linked into an instrumented build)
-#endif
+// libgcov's, in an instrumented build only (make release's first step);
+// null everywhere else. (Weak rather than #ifdef: the function must have the
+// same shape in both of the release build's steps for its profile to fit.)
+extern "C" [[gnu::weak]] void __gcov_dump();
 
 void Runtime::exit_now(int code) {
   if (profiler_exit_now != nullptr) profiler_exit_now();
   if (before_exit_now != nullptr) before_exit_now();
   std::fflush(stdout);
   std::fflush(stderr);
-#ifdef EVO_PGO_GENERATE
   // The release build's training (scripts/pgo-train) stops its servers with
-  // SIGINT, which can end here: the counts are written at exit, which
-  // _exit skips.
-  __gcov_dump();
-#endif
+  // SIGINT, which can end here: an instrumented build's counts are written
+  // at exit, which _exit skips.
+  if (__gcov_dump != nullptr) __gcov_dump();
   _exit(code);  // no atexit work: the VM is mid-call and cannot be closed
 }
 
